@@ -1,0 +1,78 @@
+"""How many OpenMP threads minidl's kernels use, and what the build can do."""
+
+from __future__ import annotations
+
+import os
+
+from minidl._kernels import _runtime
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup v2 (cpu.max) or v1 (cfs quota) limit, or None if unlimited."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            return max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period = int(f.read())
+        if quota > 0:
+            return max(1, quota // period)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _physical_cores(cpus: set[int]) -> int:
+    """Distinct physical cores among `cpus`: hyperthread siblings share FMA units, so a second
+    thread per core slows compute-bound kernels down."""
+    cores = set()
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as f:
+                package = f.read().strip()
+            with open(base + "core_id") as f:
+                core = f.read().strip()
+        except OSError:
+            return len(cpus)
+        cores.add((package, core))
+    return len(cores) or len(cpus)
+
+
+def default_num_threads() -> int:
+    """OMP_NUM_THREADS if set, else physical cores available to this process (affinity and
+    cgroup quota respected)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:
+        cpus = set(range(os.cpu_count() or 1))
+    n = _physical_cores(cpus)
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, limit)
+    return max(1, n)
+
+
+_num_threads = default_num_threads() if _runtime.openmp_enabled() else 1
+
+
+def set_num_threads(n: int) -> None:
+    """Threads every kernel uses from now on. Results do not depend on it (bitwise)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected an int >= 1, got {n!r}")
+    _num_threads = n if _runtime.openmp_enabled() else 1
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use (1 when minidl was built without OpenMP)."""
+    return _num_threads

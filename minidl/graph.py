@@ -1,0 +1,245 @@
+"""The computational graph: op nodes, recording switches and the reverse sweep.
+
+Every differentiable op is a `Function` subclass with `forward(ctx, *arrays, **attrs)` and
+`backward(ctx, grad_out)` side by side. `Function.apply` runs forward on the inputs' arrays and,
+when some input requires a gradient and recording is on, attaches a `Context` (the graph node)
+to the output tensor. `backward` orders the nodes reachable from a tensor topologically (an
+explicit stack, so a graph of any depth fits) and sweeps them in reverse, summing the gradients
+of values that feed several consumers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from minidl.tensor import Tensor
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record nodes for backward."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.previous: list[bool] = []
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous.append(_grad_enabled)
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self.previous.pop()
+
+
+def no_grad() -> _GradMode:
+    """Context manager and decorator: ops inside record nothing (inference, optimizer steps)."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager and decorator: recording on, even inside `no_grad`."""
+    return _GradMode(True)
+
+
+class Context:
+    """One node of the graph: the op that produced a tensor, its inputs and what backward needs.
+
+    `forward` may store any attribute on it; `release()` drops them all after backward so a
+    graph that is not retained frees its buffers.
+    """
+
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "released", "__dict__")
+
+    def __init__(self, fn: type[Function], parents: tuple, needs_input_grad: tuple) -> None:
+        self.fn = fn
+        self.parents = parents
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+        self.released = False
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved_tensors = arrays
+
+    def release(self) -> None:
+        self.saved_tensors = ()
+        self.__dict__.clear()
+        self.released = True
+
+    def __repr__(self) -> str:
+        return f"<{self.fn.__name__} node>"
+
+
+class Function:
+    """Base class of every op. Subclasses define two static methods:
+
+    forward(ctx, *arrays, **attrs) -> ndarray     positional inputs arrive as numpy arrays
+                                                   (or the non-tensor values passed, e.g. None)
+    backward(ctx, grad_out) -> ndarray | tuple     one gradient (or None) per positional input,
+                                                   each shaped like that input
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Any, **attrs: Any) -> Tensor:
+        from minidl.tensor import Tensor
+
+        arrays = []
+        needs = []
+        record = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                needs.append(x.requires_grad)
+                record = record or x.requires_grad
+            else:
+                arrays.append(x)
+                needs.append(False)
+        record = record and _grad_enabled
+        ctx = Context(cls, inputs, tuple(needs))
+        out = cls.forward(ctx, *arrays, **attrs)
+        result = Tensor._wrap(out, record)
+        if record:
+            result._ctx = ctx
+        return result
+
+
+def topological_order(root: Tensor) -> list[Tensor]:
+    """Non-leaf tensors that `root` depends on through recorded nodes, each after its inputs.
+
+    Depth-first with an explicit stack: each entry is visited once, then emitted once all of
+    its inputs have been emitted.
+    """
+    from minidl.tensor import Tensor
+
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        for p in t._ctx.parents:
+            if isinstance(p, Tensor) and p._ctx is not None and id(p) not in visited:
+                stack.append((p, False))
+    return order
+
+
+def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
+    from minidl.tensor import Tensor
+
+    if g.dtype != t.data.dtype:
+        g = g.astype(t.data.dtype)
+    if t.grad is None:
+        # A copy: g may alias the seed or another node's gradient.
+        t.grad = Tensor._wrap(np.array(g, order="C", copy=True), False)
+    else:
+        t.grad.data += g
+
+
+def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) * grad into every leaf's `.grad` (see Tensor.backward)."""
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no graph "
+            f"(shape {root.shape}); create its inputs with requires_grad=True"
+        )
+    grad = _seed(root, grad)
+    if root._ctx is None:
+        _accumulate_leaf(root, grad)
+        return
+    order = topological_order(root)
+    grads: dict[int, np.ndarray] = {id(root): grad}
+    from minidl.tensor import Tensor
+
+    for t in reversed(order):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._retains_grad:
+            _accumulate_leaf(t, g)
+        ctx = t._ctx
+        if ctx.released:
+            raise RuntimeError(
+                f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
+                "backward(); call backward(retain_graph=True) the first time to go through it again"
+            )
+        input_grads = ctx.fn.backward(ctx, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, pg in zip(ctx.parents, input_grads):
+            if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
+                continue
+            if pg.shape != parent.data.shape:
+                raise RuntimeError(
+                    f"{ctx.fn.__name__}.backward returned a gradient of shape {pg.shape} "
+                    f"for an input of shape {parent.data.shape}"
+                )
+            if parent._ctx is None:
+                _accumulate_leaf(parent, pg)
+            else:
+                key = id(parent)
+                previous = grads.get(key)
+                grads[key] = pg if previous is None else previous + pg
+        if not retain_graph:
+            ctx.release()
+
+
+def _seed(root: Tensor, grad: Any) -> np.ndarray:
+    from minidl.tensor import Tensor
+
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                "backward: grad can be implicitly created only for a tensor with one element; "
+                f"this one has shape {root.shape}: pass grad= of that shape"
+            )
+        return np.ones_like(root.data)
+    g = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+    if g.shape != root.data.shape:
+        raise ValueError(
+            f"backward: grad has shape {g.shape}, expected the tensor's shape {root.shape}"
+        )
+    if not np.issubdtype(g.dtype, np.floating) and not np.issubdtype(g.dtype, np.integer):
+        raise TypeError(f"backward: grad must be numeric, got dtype {g.dtype}")
+    g = g.astype(root.data.dtype, copy=False)
+    if not np.all(np.isfinite(g)):
+        raise ValueError("backward: grad contains NaN or infinity")
+    return g
+
+
+def walk_graph(root: Tensor) -> Iterator[Tensor]:
+    """Every tensor reachable from `root`, leaves included, inputs before consumers."""
+    from minidl.tensor import Tensor
+
+    seen: set[int] = set()
+    for t in topological_order(root) if root._ctx is not None else [root]:
+        if t._ctx is not None:
+            for p in t._ctx.parents:
+                if isinstance(p, Tensor) and p._ctx is None and id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield t

@@ -1,0 +1,283 @@
+"""Elementwise ops with NumPy broadcasting. Gradients are summed back to each input's shape.
+
+The lecture's gates: add distributes the upstream gradient, mul switches the operands, max
+routes it to the larger input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl.dtypes import SUPPORTED_DTYPES, check_dtype
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum `grad` over the axes broadcasting added or stretched, giving an array of `shape`."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad.reshape(shape)
+
+
+def _shape(x: object) -> tuple:
+    return np.shape(x)
+
+
+def _binary(name: str, fn, a, b) -> np.ndarray:
+    try:
+        out = contiguous(fn(a, b))
+    except ValueError as e:
+        raise ValueError(
+            f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
+        ) from e
+    if out.dtype not in SUPPORTED_DTYPES:
+        check_dtype(f"{name} of {np.result_type(a)} and {np.result_type(b)}", out.dtype)
+    return out
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.shapes = (_shape(a), _shape(b))
+        return _binary("add", np.add, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if need_a else None, unbroadcast(g, sb) if need_b else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.shapes = (_shape(a), _shape(b))
+        return _binary("sub", np.subtract, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if need_a else None, unbroadcast(-g, sb) if need_b else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return _binary("mul", np.multiply, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            unbroadcast(g * b, _shape(a)) if need_a else None,
+            unbroadcast(g * a, _shape(b)) if need_b else None,
+        )
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return _binary("div", np.true_divide, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = unbroadcast(g / b, _shape(a)) if need_a else None
+        gb = unbroadcast(-g * a / (b * b), _shape(b)) if need_b else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        out = _binary("pow", np.power, a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b, out = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = unbroadcast(g * b * np.power(a, b - 1), _shape(a)) if need_a else None
+        # d(a^b)/db = a^b log a, defined for a > 0; where a == 0 the term is taken as 0.
+        gb = None
+        if need_b:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+            gb = unbroadcast(g * out * log_a, _shape(b))
+        return ga, gb
+
+
+class Maximum(Function):
+    """Elementwise max; on ties the gradient goes to the first operand."""
+
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return _binary("maximum", np.maximum, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        first = np.asarray(a >= b)
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            unbroadcast(np.where(first, g, 0).astype(g.dtype), _shape(a)) if need_a else None,
+            unbroadcast(np.where(first, 0, g).astype(g.dtype), _shape(b)) if need_b else None,
+        )
+
+
+class Minimum(Function):
+    """Elementwise min; on ties the gradient goes to the first operand."""
+
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return _binary("minimum", np.minimum, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        first = np.asarray(a <= b)
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            unbroadcast(np.where(first, g, 0).astype(g.dtype), _shape(a)) if need_a else None,
+            unbroadcast(np.where(first, 0, g).astype(g.dtype), _shape(b)) if need_b else None,
+        )
+
+
+class Where(Function):
+    """out = a where cond else b; cond carries no gradient."""
+
+    @staticmethod
+    def forward(ctx: Context, cond, a, b) -> np.ndarray:
+        cond = np.asarray(cond, dtype=bool)
+        ctx.save_for_backward(cond)
+        ctx.shapes = (_shape(a), _shape(b))
+        try:
+            return contiguous(np.where(cond, a, b))
+        except ValueError as e:
+            raise ValueError(
+                f"where: shapes {cond.shape}, {_shape(a)} and {_shape(b)} cannot be broadcast"
+            ) from e
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (cond,) = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        _, need_a, need_b = ctx.needs_input_grad
+        zero = g.dtype.type(0)
+        return (
+            None,
+            unbroadcast(np.where(cond, g, zero), sa) if need_a else None,
+            unbroadcast(np.where(cond, zero, g), sb) if need_b else None,
+        )
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        return np.negative(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return -g
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        return g / a
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g / (2 * out)
+
+
+class Abs(Function):
+    """|x|; the gradient at 0 is 0 (the subgradient PyTorch uses)."""
+
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        return g * np.sign(a).astype(g.dtype)
+
+
+class Clip(Function):
+    """Clamp to [low, high] (either may be None); gradient passes where the input was inside."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, low, high) -> np.ndarray:
+        if low is None and high is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        ctx.save_for_backward(a)
+        ctx.low, ctx.high = low, high
+        return np.clip(a, low, high)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        inside = np.ones(a.shape, dtype=bool)
+        if ctx.low is not None:
+            inside &= a >= ctx.low
+        if ctx.high is not None:
+            inside &= a <= ctx.high
+        return np.where(inside, g, g.dtype.type(0))
+
+
+class Cast(Function):
+    """Change dtype; the gradient is cast back to the input's dtype."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, dtype) -> np.ndarray:
+        ctx.in_dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return g.astype(ctx.in_dtype)

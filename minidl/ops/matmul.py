@@ -1,0 +1,147 @@
+"""Matrix products on minidl's own GEMM kernel: matmul (NumPy semantics) and linear.
+
+Backward passes are the transposed products, done by the kernel's packing rather than by
+transposed copies: for C = A @ B, dA = G @ B^T (NT) and dB = A^T @ G (TN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl._kernels import gemm
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+from minidl.ops.elementwise import unbroadcast
+from minidl.threads import get_num_threads
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def gemm2d(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False):
+    """op(a) @ op(b) for 2-D C-contiguous float arrays of one dtype."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    out = np.empty((m, n), dtype=a.dtype)
+    gemm.matmul(a, b, out, trans_a, trans_b, get_num_threads())
+    return out
+
+
+def gemm3d(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False):
+    """Batched op(a[i]) @ op(b[i]) for 3-D C-contiguous float arrays of one dtype."""
+    m = a.shape[2] if trans_a else a.shape[1]
+    n = b.shape[1] if trans_b else b.shape[2]
+    out = np.empty((a.shape[0], m, n), dtype=a.dtype)
+    gemm.batched_matmul(a, b, out, trans_a, trans_b, get_num_threads())
+    return out
+
+
+def _float_operands(name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if a.dtype not in _FLOATS or b.dtype not in _FLOATS:
+        raise TypeError(
+            f"{name}: expected float32 or float64 operands, got {a.dtype} and {b.dtype}"
+        )
+    if a.dtype != b.dtype:
+        # NumPy's promotion: float32 with float64 computes in float64.
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    return contiguous(a), contiguous(b)
+
+
+class MatMul(Function):
+    """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast."""
+
+    @staticmethod
+    def forward(ctx: Context, a, b) -> np.ndarray:
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands must be at least 1-D, got {a.shape} and {b.shape}")
+        if a.dtype not in _FLOATS and b.dtype not in _FLOATS:
+            return contiguous(np.matmul(a, b))
+        a, b = _float_operands("matmul", a, b)
+        ctx.shapes = (a.shape, b.shape)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a2.shape[-1] != b2.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} do not align "
+                f"({a2.shape[-1]} != {b2.shape[-2]})"
+            )
+        m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
+        if b2.ndim == 2:
+            # Leading axes of a fold into the rows of one GEMM.
+            out = gemm2d(a2.reshape(-1, k), b2).reshape(a2.shape[:-1] + (n,))
+        else:
+            try:
+                batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+            except ValueError as e:
+                raise ValueError(
+                    f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast"
+                ) from e
+            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(-1, m, k)
+            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(-1, k, n)
+            out = gemm3d(a3, b3).reshape(batch + (m, n))
+            ctx.batch = batch
+        ctx.save_for_backward(a2, b2)
+        if a.ndim == 1:
+            out = out.reshape(out.shape[:-2] + (n,))
+        if b.ndim == 1:
+            out = out.reshape(out.shape[:-1])
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a2, b2 = ctx.saved_tensors
+        a_shape, b_shape = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
+        ga = gb = None
+        if b2.ndim == 2:
+            g2 = contiguous(g.astype(a2.dtype, copy=False)).reshape(-1, n)
+            if need_a:
+                ga = gemm2d(g2, b2, trans_b=True).reshape(a_shape)
+            if need_b:
+                gb = gemm2d(a2.reshape(-1, k), g2, trans_a=True).reshape(b_shape)
+            return ga, gb
+        batch = ctx.batch
+        g3 = contiguous(g.astype(a2.dtype, copy=False)).reshape(-1, m, n)
+        if need_a:
+            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(-1, k, n)
+            ga = gemm3d(g3, b3, trans_b=True).reshape(batch + (m, k))
+            ga = unbroadcast(ga, a2.shape).reshape(a_shape)
+        if need_b:
+            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(-1, m, k)
+            gb = gemm3d(a3, g3, trans_a=True).reshape(batch + (k, n))
+            gb = unbroadcast(gb, b2.shape).reshape(b_shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """y = x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,) or None."""
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias) -> np.ndarray:
+        if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {x.shape} needs last dim == weight.shape[1]; "
+                f"weight has shape {weight.shape} (expected (out_features, in_features))"
+            )
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)"
+            )
+        x, weight = _float_operands("linear", x, weight)
+        x2 = x.reshape(-1, x.shape[-1])
+        out = gemm2d(x2, weight, trans_b=True)
+        if bias is not None:
+            out += bias
+        ctx.save_for_backward(x2, weight)
+        ctx.x_shape = x.shape
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x2, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        g2 = contiguous(g).reshape(-1, weight.shape[0])
+        gx = gemm2d(g2, weight).reshape(ctx.x_shape) if need_x else None
+        gw = gemm2d(g2, x2, trans_a=True) if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb

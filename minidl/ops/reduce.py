@@ -1,0 +1,128 @@
+"""Reductions over axes: sum, mean, max, min.
+
+sum and mean spread the upstream gradient evenly over the reduced elements; max and min route
+it to the one element the forward picked (the first extreme along the reduced axes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+
+
+def normalize_axes(name: str, axis, ndim: int) -> tuple:
+    """`axis` (None, int or sequence, negatives allowed) as a sorted tuple of distinct axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not isinstance(ax, (int, np.integer)) or not -ndim <= ax < max(ndim, 1):
+            raise ValueError(f"{name}: axis {ax!r} is out of range for a {ndim}-d tensor")
+        out.append(int(ax) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _expand(g: np.ndarray, in_shape: tuple, axes: tuple, keepdims: bool) -> np.ndarray:
+    """Reshape a reduced gradient so it broadcasts against the input."""
+    if not keepdims:
+        shape = [1 if i in axes else n for i, n in enumerate(in_shape)]
+        g = g.reshape(shape)
+    return g
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
+        ctx.axes = normalize_axes("sum", axis, a.ndim)
+        ctx.keepdims = keepdims
+        ctx.in_shape = a.shape
+        return np.asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        g = _expand(g, ctx.in_shape, ctx.axes, ctx.keepdims)
+        return contiguous(np.broadcast_to(g, ctx.in_shape))
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
+        ctx.axes = normalize_axes("mean", axis, a.ndim)
+        ctx.keepdims = keepdims
+        ctx.in_shape = a.shape
+        ctx.count = int(np.prod([a.shape[i] for i in ctx.axes])) if ctx.axes else 1
+        if ctx.count == 0:
+            raise ValueError(f"mean: reducing over an empty axis of shape {a.shape}")
+        return np.asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        g = _expand(g, ctx.in_shape, ctx.axes, ctx.keepdims) / g.dtype.type(ctx.count)
+        return contiguous(np.broadcast_to(g, ctx.in_shape))
+
+
+def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
+    """Index of the first extreme of `a` over `axes` (flattened), plus the transpose used."""
+    kept = [i for i in range(a.ndim) if i not in axes]
+    perm = tuple(kept) + axes
+    moved = a.transpose(perm).reshape([a.shape[i] for i in kept] + [-1])
+    return pick(moved, axis=-1), perm
+
+
+class _Extreme(Function):
+    name = ""
+    reduce = staticmethod(np.max)
+    pick = staticmethod(np.argmax)
+
+    @classmethod
+    def _forward(cls, ctx: Context, a, axis, keepdims) -> np.ndarray:
+        if a.size == 0:
+            raise ValueError(f"{cls.name}: cannot reduce an empty tensor of shape {a.shape}")
+        ctx.axes = normalize_axes(cls.name, axis, a.ndim)
+        ctx.keepdims = keepdims
+        ctx.in_shape = a.shape
+        ctx.save_for_backward(a)
+        return np.asarray(cls.reduce(a, axis=ctx.axes, keepdims=keepdims))
+
+    @classmethod
+    def _backward(cls, ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        index, perm = _argextreme(a, ctx.axes, cls.pick)
+        kept_shape = index.shape
+        moved = np.zeros(kept_shape + (int(np.prod([a.shape[i] for i in ctx.axes])),), g.dtype)
+        np.put_along_axis(moved, index[..., None], g.reshape(kept_shape)[..., None], axis=-1)
+        grad = moved.reshape([a.shape[i] for i in perm]).transpose(np.argsort(perm))
+        return contiguous(grad)
+
+
+class Max(_Extreme):
+    name = "max"
+    reduce = staticmethod(np.max)
+    pick = staticmethod(np.argmax)
+
+    @staticmethod
+    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
+        return Max._forward(ctx, a, axis, keepdims)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return Max._backward(ctx, g)
+
+
+class Min(_Extreme):
+    name = "min"
+    reduce = staticmethod(np.min)
+    pick = staticmethod(np.argmin)
+
+    @staticmethod
+    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
+        return Min._forward(ctx, a, axis, keepdims)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return Min._backward(ctx, g)

@@ -1,0 +1,141 @@
+"""Ops that move values without computing: reshape, permute, indexing, concatenate, stack, pad.
+
+Their backward passes move the gradient back the same way (indexing scatter-adds it, so an
+element picked twice gets both contributions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+
+
+class Reshape(Function):
+    """A view when possible (tensors are C-contiguous, so reshape never copies)."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, shape) -> np.ndarray:
+        ctx.in_shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError as e:
+            raise ValueError(f"reshape: cannot reshape shape {a.shape} into {tuple(shape)}") from e
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return g.reshape(ctx.in_shape)
+
+
+class Permute(Function):
+    """Reorder axes; the result is copied to C order (minidl tensors are contiguous)."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, axes) -> np.ndarray:
+        axes = tuple(int(ax) for ax in axes)
+        if sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
+            raise ValueError(f"permute: {axes} is not a permutation of the {a.ndim} axes")
+        ctx.axes = axes
+        return contiguous(a.transpose(axes))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return contiguous(g.transpose(np.argsort([ax % g.ndim for ax in ctx.axes])))
+
+
+def _is_basic_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(
+        p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts
+    )
+
+
+class Index(Function):
+    """x[index] for basic (ints, slices, None, ...) and integer/boolean array indices."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, index) -> np.ndarray:
+        ctx.index = index
+        ctx.in_shape = a.shape
+        ctx.dtype = a.dtype
+        try:
+            return contiguous(a[index])
+        except IndexError as e:
+            raise IndexError(f"index: {e} (tensor shape {a.shape})") from e
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        grad = np.zeros(ctx.in_shape, dtype=g.dtype)
+        if _is_basic_index(ctx.index):
+            # Basic indexing selects each element at most once: plain assignment suffices.
+            grad[ctx.index] = g
+        else:
+            np.add.at(grad, ctx.index, g)
+        return grad
+
+
+class Concatenate(Function):
+    @staticmethod
+    def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
+        if not arrays:
+            raise ValueError("concatenate: expected at least one tensor")
+        try:
+            out = np.concatenate(arrays, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as e:
+            shapes = [a.shape for a in arrays]
+            raise ValueError(f"concatenate: cannot join shapes {shapes} along axis {axis}") from e
+        ctx.axis = axis % out.ndim
+        ctx.sizes = [a.shape[ctx.axis] for a in arrays]
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        cuts = np.cumsum(ctx.sizes)[:-1]
+        parts = np.split(g, cuts, axis=ctx.axis)
+        return tuple(
+            contiguous(p) if need else None
+            for p, need in zip(parts, ctx.needs_input_grad)
+        )
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
+        if not arrays:
+            raise ValueError("stack: expected at least one tensor")
+        try:
+            out = np.stack(arrays, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as e:
+            shapes = [a.shape for a in arrays]
+            raise ValueError(f"stack: cannot stack shapes {shapes} along axis {axis}") from e
+        ctx.axis = axis % out.ndim
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return tuple(
+            contiguous(np.take(g, i, axis=ctx.axis)) if need else None
+            for i, need in enumerate(ctx.needs_input_grad)
+        )
+
+
+class Pad(Function):
+    """Constant padding; pad_width as in numpy.pad: ((before, after), ...) per axis."""
+
+    @staticmethod
+    def forward(ctx: Context, a, *, pad_width, value=0.0) -> np.ndarray:
+        try:
+            widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
+        except ValueError as e:
+            raise ValueError(
+                f"pad: pad_width {pad_width!r} does not fit a tensor of shape {a.shape}"
+            ) from e
+        if (widths < 0).any():
+            raise ValueError(f"pad: negative pad_width {pad_width!r}")
+        ctx.slices = tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, a.shape))
+        return np.pad(a, widths, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return contiguous(g[ctx.slices])

@@ -1,0 +1,146 @@
+"""The IDX file format (MNIST and friends): read, write and validate.
+
+Layout, all big-endian: two zero bytes, one byte element type, one byte number of dimensions,
+then one uint32 per dimension, then the elements in row-major order. Files may be gzip-compressed;
+compression is detected from the gzip magic bytes, never from the file name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from minidl.data._atomic import atomic_write_bytes
+
+# IDX type code -> big-endian NumPy dtype.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_TYPE_CODES: dict[str, int] = {dt.str[1:]: code for code, dt in IDX_DTYPES.items()}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DIM = 2**32 - 1
+
+
+class IDXFormatError(ValueError):
+    """A file or buffer is not valid IDX; the message names the source and the problem."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+def decompress(data: bytes, source: str = "<bytes>") -> bytes:
+    """Return `data` gunzipped if it starts with the gzip magic, else unchanged.
+
+    Raises IDXFormatError (naming `source`) for a truncated or corrupt gzip stream.
+    """
+    if not data.startswith(_GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise IDXFormatError(source, f"corrupt or truncated gzip stream ({e})") from None
+
+
+def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes (gzip or raw) into a C-contiguous array in native byte order.
+
+    Raises IDXFormatError naming `source` for: a bad magic (first two bytes not zero), an
+    unknown type code, zero dimensions, a truncated header, or a payload whose length differs
+    from the product of the dimensions times the element size (truncated or trailing bytes).
+    """
+    data = decompress(data, source)
+    if len(data) < 4:
+        raise IDXFormatError(source, f"too short for an IDX header: {len(data)} bytes, need 4")
+    if data[0] != 0 or data[1] != 0:
+        raise IDXFormatError(
+            source, f"bad magic: first two bytes must be 0x00 0x00, got 0x{data[0]:02x} 0x{data[1]:02x}"
+        )
+    type_code, ndim = data[2], data[3]
+    if type_code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise IDXFormatError(source, f"unknown element type code 0x{type_code:02X} (known: {known})")
+    if ndim == 0:
+        raise IDXFormatError(source, "number of dimensions is 0, IDX needs at least 1")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise IDXFormatError(
+            source,
+            f"truncated header: {ndim} dimensions need {header_len} header bytes, "
+            f"got {len(data)}",
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_DTYPES[type_code]
+    count = 1
+    for d in shape:
+        count *= d
+    expected = count * dtype.itemsize
+    got = len(data) - header_len
+    if got != expected:
+        what = "truncated" if got < expected else "trailing bytes"
+        raise IDXFormatError(
+            source,
+            f"{what}: shape {shape} of {dtype.name} needs {expected} data bytes, got {got}",
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=header_len)
+    # astype copies: the result is writable, C-contiguous and native-endian.
+    return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip or raw) into a C-contiguous native-endian array.
+
+    Element types: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+    Raises IDXFormatError (a ValueError) naming the file for any malformed content, and the
+    usual OSError if the file cannot be read.
+    """
+    path = Path(path)
+    return decode_idx(path.read_bytes(), str(path))
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The raw (uncompressed) IDX bytes of `array`.
+
+    Raises TypeError for a dtype IDX cannot hold and ValueError for 0 or more than 255 dims or
+    a dimension above 2**32 - 1.
+    """
+    array = np.asarray(array)
+    code = _TYPE_CODES.get(array.dtype.str[1:])
+    if code is None:
+        raise TypeError(
+            f"write_idx: IDX holds uint8, int8, int16, int32, float32 or float64, "
+            f"got dtype {array.dtype}"
+        )
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(f"write_idx: IDX needs 1 to 255 dimensions, got shape {array.shape}")
+    if any(d > _MAX_DIM for d in array.shape):
+        raise ValueError(f"write_idx: every dimension must fit in uint32, got shape {array.shape}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write `array` as an IDX file, atomically (temp file in the same directory + os.replace).
+
+    compress: gzip the file; None (default) means gzip if and only if the name ends in ".gz".
+    The gzip header carries no timestamp, so equal arrays give byte-identical files.
+    Raises like encode_idx.
+    """
+    path = Path(path)
+    data = encode_idx(array)
+    if compress is None:
+        compress = path.name.endswith(".gz")
+    if compress:
+        data = gzip.compress(data, mtime=0)
+    atomic_write_bytes(path, data)

@@ -1,0 +1,255 @@
+# cython: language_level=3
+"""Pooling kernels over C-contiguous NCHW float32/float64 buffers, forward and backward.
+
+Every kernel is parallel over (n, c) planes only: a plane has one owner, so the backward scatters
+(overlapping windows add into the same input element) need no atomics and sum in the same order
+for any thread count. Window geometry (output size, ceil_mode) is decided by the op layer; here a
+window of output (oh, ow) starts at (oh * sh - ph, ow * sw - pw) and is clipped to the input.
+"""
+
+from cython.parallel cimport prange
+
+ctypedef fused real:
+    float
+    double
+
+# Below this many input elements a kernel runs on one thread: an OpenMP region costs ~1 us,
+# the time to pool ~10^4 elements.
+cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
+
+
+cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
+    return n_threads if work >= MIN_PARALLEL_ELEMS else 1
+
+
+cdef inline Py_ssize_t _first_valid(Py_ssize_t start, Py_ssize_t step) noexcept nogil:
+    """Smallest k >= 0 with start + k * step >= 0 (step > 0)."""
+    if start >= 0:
+        return 0
+    return (-start + step - 1) // step
+
+
+cdef void _max_pool_plane(const real *x, real *out, long long *index,
+                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                          Py_ssize_t dw) noexcept nogil:
+    cdef Py_ssize_t oh, ow, kh, kw, kh0, kw0, ih, iw, h0, w0, best_i
+    cdef real best, v
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        kh0 = _first_valid(h0, dh)
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            kw0 = _first_valid(w0, dw)
+            # -inf with no index when the (dilated, padded) window misses the input entirely.
+            best = -1.0 / 0.0
+            best_i = -1
+            for kh in range(kh0, KH):
+                ih = h0 + kh * dh
+                if ih >= H:
+                    break
+                for kw in range(kw0, KW):
+                    iw = w0 + kw * dw
+                    if iw >= W:
+                        break
+                    v = x[ih * W + iw]
+                    # Strictly greater keeps the first maximum on ties; NaN wins and propagates
+                    # (PyTorch does the same).
+                    if v > best or v != v or best_i < 0:
+                        best = v
+                        best_i = ih * W + iw
+                        if v != v:
+                            break
+                if best != best:
+                    break
+            out[oh * OW + ow] = best
+            index[oh * OW + ow] = best_i
+
+
+def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
+                       long long[:, :, :, ::1] index, Py_ssize_t KH, Py_ssize_t KW,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, int n_threads):
+    """out[n, c, oh, ow] = max over the window; index = flat h * W + w of the first maximum.
+
+    x: (N, C, H, W); out, index: (N, C, OH, OW) with index int64 (PyTorch's return_indices).
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    if N * C == 0 or OH * OW == 0:
+        return
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *op = &out[0, 0, 0, 0]
+    cdef long long *ip = &index[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        _max_pool_plane(xp + p * H * W, op + p * OH * OW, ip + p * OH * OW,
+                        H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw)
+
+
+def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :, :, ::1] index,
+                        real[:, :, :, ::1] grad_x, int n_threads):
+    """grad_x (N, C, H, W) = scatter-add of grad_out (N, C, OH, OW) to the stored argmaxes."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
+    cdef Py_ssize_t HW = grad_x.shape[2] * grad_x.shape[3]
+    cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3], p, i, j
+    if N * C == 0 or HW == 0:
+        return
+    cdef int nt = _threads(N * C * HW, n_threads)
+    cdef const real *gp = &grad_out[0, 0, 0, 0] if OHW else NULL
+    cdef const long long *ip = &index[0, 0, 0, 0] if OHW else NULL
+    cdef real *xp = &grad_x[0, 0, 0, 0]
+    cdef real *plane
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        plane = xp + p * HW
+        for i in range(HW):
+            plane[i] = 0
+        for i in range(OHW):
+            j = ip[p * OHW + i]
+            if j >= 0:
+                plane[j] += gp[p * OHW + i]
+
+
+cdef inline Py_ssize_t _avg_divisor(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t KH, Py_ssize_t KW,
+                                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph, Py_ssize_t pw,
+                                    bint count_include_pad) noexcept nogil:
+    """PyTorch's divisor: the window clipped to the padded input, or to the input itself."""
+    cdef Py_ssize_t h1 = min(h0 + KH, H + ph), w1 = min(w0 + KW, W + pw)
+    if count_include_pad:
+        return (h1 - h0) * (w1 - w0)
+    return (min(h1, H) - max(h0, 0)) * (min(w1, W) - max(w0, 0))
+
+
+cdef void _avg_pool_plane(const real *x, real *out, Py_ssize_t H, Py_ssize_t W,
+                          Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                          bint count_include_pad) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, iw, h0, w0, div
+    cdef real s
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            div = _avg_divisor(h0, w0, KH, KW, H, W, ph, pw, count_include_pad)
+            s = 0
+            for ih in range(max(h0, 0), min(h0 + KH, H)):
+                for iw in range(max(w0, 0), min(w0 + KW, W)):
+                    s = s + x[ih * W + iw]
+            out[oh * OW + ow] = s / div if div > 0 else 0
+
+
+def avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
+                       Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int n_threads):
+    """out (N, C, OH, OW) = window sums of x (N, C, H, W) / PyTorch's divisor."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    if N * C == 0 or OH * OW == 0:
+        return
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *op = &out[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        _avg_pool_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW, KH, KW, sh, sw, ph, pw,
+                        count_include_pad)
+
+
+cdef void _avg_pool_plane_backward(const real *gy, real *gx, Py_ssize_t H, Py_ssize_t W,
+                                   Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                                   bint count_include_pad) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, iw, h0, w0, div
+    cdef real g
+    for ih in range(H * W):
+        gx[ih] = 0
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            div = _avg_divisor(h0, w0, KH, KW, H, W, ph, pw, count_include_pad)
+            if div <= 0:
+                continue
+            g = gy[oh * OW + ow] / div
+            for ih in range(max(h0, 0), min(h0 + KH, H)):
+                for iw in range(max(w0, 0), min(w0 + KW, W)):
+                    gx[ih * W + iw] += g
+
+
+def avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :, ::1] grad_x,
+                        Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int n_threads):
+    """grad_x (N, C, H, W): each grad_out element spread evenly over its window."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    if N * C == 0 or H * W == 0:
+        return
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef const real *gp = &grad_out[0, 0, 0, 0] if OH * OW else NULL
+    cdef real *xp = &grad_x[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        _avg_pool_plane_backward(gp + p * OH * OW, xp + p * H * W, H, W, OH, OW, KH, KW,
+                                 sh, sw, ph, pw, count_include_pad)
+
+
+cdef void _adaptive_plane(const real *x, real *out, Py_ssize_t H, Py_ssize_t W,
+                          Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1
+    cdef real s
+    for oh in range(OH):
+        h0 = (oh * H) // OH
+        h1 = ((oh + 1) * H + OH - 1) // OH
+        for ow in range(OW):
+            w0 = (ow * W) // OW
+            w1 = ((ow + 1) * W + OW - 1) // OW
+            s = 0
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    s = s + x[ih * W + iw]
+            out[oh * OW + ow] = s / ((h1 - h0) * (w1 - w0))
+
+
+def adaptive_avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
+                                int n_threads):
+    """out (N, C, OH, OW): mean over PyTorch's adaptive windows [floor(o*H/OH), ceil((o+1)*H/OH))."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    if N * C == 0 or OH * OW == 0:
+        return
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *op = &out[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        _adaptive_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW)
+
+
+cdef void _adaptive_plane_backward(const real *gy, real *gx, Py_ssize_t H, Py_ssize_t W,
+                                   Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1
+    cdef real g
+    for ih in range(H * W):
+        gx[ih] = 0
+    for oh in range(OH):
+        h0 = (oh * H) // OH
+        h1 = ((oh + 1) * H + OH - 1) // OH
+        for ow in range(OW):
+            w0 = (ow * W) // OW
+            w1 = ((ow + 1) * W + OW - 1) // OW
+            g = gy[oh * OW + ow] / ((h1 - h0) * (w1 - w0))
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    gx[ih * W + iw] += g
+
+
+def adaptive_avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :, ::1] grad_x,
+                                 int n_threads):
+    """grad_x (N, C, H, W) from grad_out (N, C, OH, OW) of adaptive_avg_pool2d_forward."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    if N * C == 0 or H * W == 0:
+        return
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef const real *gp = &grad_out[0, 0, 0, 0]
+    cdef real *xp = &grad_x[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        _adaptive_plane_backward(gp + p * OH * OW, xp + p * H * W, H, W, OH, OW)

@@ -1,0 +1,175 @@
+"""2-D convolution (NCHW) on minidl's OpenMP kernels, with an optional fused ReLU epilogue.
+
+The kernel module picks the algorithm by shape (direct kernels for few channels, im2col + GEMM
+for wide layers); this layer validates arguments, allocates outputs and routes gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+
+from minidl._kernels import conv as _conv
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+from minidl.tensor import Tensor
+from minidl.threads import get_num_threads
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+IntPair = Union[int, tuple]
+
+
+def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
+    """(h, w) from an int or a 1- or 2-sequence of ints, each >= minimum, else ValueError."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        values = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) in (1, 2):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise TypeError(f"{op}: {name} must be ints, got {value!r}")
+        values = tuple(int(v) for v in value) * (3 - len(value))
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(values) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return values
+
+
+def check_float(op: str, what: str, a: np.ndarray) -> None:
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{op}: expected a float32 or float64 {what}, got dtype {a.dtype}")
+
+
+def conv_out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Conv2dOp(Function):
+    """out = conv2d(x, weight) + bias, then max(out, 0) when relu.
+
+    x: (N, C, H, W); weight: (OC, C // groups, KH, KW); bias: (OC,) or None.
+    padding = (top, left); out_size = (OH, OW) carries any extra bottom/right padding
+    (padding='same' with an even kernel pads more at the end, as PyTorch does).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias, *, stride, padding, dilation, groups, out_size,
+                relu) -> np.ndarray:
+        x, weight = contiguous(x), contiguous(weight)
+        if bias is not None:
+            bias = contiguous(bias)
+        out = np.empty((x.shape[0], weight.shape[0]) + out_size, dtype=x.dtype)
+        _conv.conv2d_forward(x, weight, bias, out, *stride, *padding, *dilation, groups, relu,
+                             get_num_threads())
+        ctx.save_for_backward(x, weight, out if relu else None)
+        ctx.geometry = (*stride, *padding, *dilation, groups)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        x, weight, out = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        g = contiguous(grad_out.astype(x.dtype, copy=False))
+        if out is not None:
+            g = np.where(out > 0, g, g.dtype.type(0))
+        n_threads = get_num_threads()
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = np.empty_like(x)
+            _conv.conv2d_backward_input(g, weight, grad_x, *ctx.geometry, n_threads)
+        if need_w:
+            grad_w = np.empty_like(weight)
+            _conv.conv2d_backward_weight(x, g, grad_w, *ctx.geometry, n_threads)
+        if need_b:
+            grad_b = np.empty(weight.shape[0], dtype=x.dtype)
+            _conv.conv2d_backward_bias(g, grad_b, n_threads)
+        return grad_x, grad_w, grad_b
+
+
+def _array(t) -> np.ndarray:
+    """The array behind a Tensor (or an array-like passed as a constant)."""
+    return np.asarray(t.data if isinstance(t, Tensor) else t)
+
+
+def _conv_arguments(op, x, weight, bias, stride, padding, dilation, groups):
+    """Validated (stride, top-left padding, dilation, groups, out_size) for Conv2dOp."""
+    xa, wa = _array(x), _array(weight)
+    check_float(op, "input", xa)
+    check_float(op, "weight", wa)
+    if xa.dtype != wa.dtype:
+        raise TypeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; use one dtype")
+    if xa.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {xa.shape}")
+    if wa.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D weight (OC, C/groups, KH, KW), got {wa.shape}")
+    if bias is not None:
+        ba = _array(bias)
+        if ba.dtype != xa.dtype:
+            raise TypeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; use one dtype")
+        if ba.shape != (wa.shape[0],):
+            raise ValueError(f"{op}: bias must have shape ({wa.shape[0]},), got {ba.shape}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be an int >= 1, got {groups!r}")
+    groups = int(groups)
+    n, c, h, w = xa.shape
+    oc, cg, kh, kw = wa.shape
+    if oc % groups:
+        raise ValueError(
+            f"{op}: out channels {oc} (weight {wa.shape}) not divisible by groups={groups}"
+        )
+    if c % groups or c // groups != cg:
+        raise ValueError(
+            f"{op}: input {xa.shape} has {c} channels; weight {wa.shape} with groups={groups} "
+            f"expects {cg * groups}"
+        )
+    stride = pair(op, "stride", stride, 1)
+    dilation = pair(op, "dilation", dilation, 1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad_total = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={stride}")
+            pad_total = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
+        else:
+            raise ValueError(f"{op}: padding must be 'same', 'valid' or ints, got {padding!r}")
+        top_left = (pad_total[0] // 2, pad_total[1] // 2)
+    else:
+        top_left = pair(op, "padding", padding, 0)
+        pad_total = (2 * top_left[0], 2 * top_left[1])
+    extent = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    if h + pad_total[0] < extent[0] or w + pad_total[1] < extent[1]:
+        raise ValueError(
+            f"{op}: kernel {(kh, kw)} (dilated extent {extent}) is larger than the padded input "
+            f"{(h + pad_total[0], w + pad_total[1])} (input {xa.shape}, padding {padding!r})"
+        )
+    out_size = (
+        conv_out_size(h, kh, stride[0], pad_total[0], dilation[0]),
+        conv_out_size(w, kw, stride[1], pad_total[1], dilation[1]),
+    )
+    return stride, top_left, dilation, groups, out_size
+
+
+def conv2d(x, weight, bias=None, stride: IntPair = 1, padding: IntPair | str = 0,
+           dilation: IntPair = 1, groups: int = 1, relu: bool = False):
+    """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
+
+    x: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
+    bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
+    (stride 1 only) or 'valid'. relu=True applies max(., 0) in the kernel's epilogue.
+    Returns (N, OC, OH, OW) with OH = (H + 2 * pad_h - dilation_h * (KH - 1) - 1) // stride_h + 1.
+    Raises TypeError for non-float or mixed dtypes, ValueError for bad shapes or arguments.
+    """
+    op = "conv2d_relu" if relu else "conv2d"
+    stride, top_left, dilation, groups, out_size = _conv_arguments(
+        op, x, weight, bias, stride, padding, dilation, groups
+    )
+    return Conv2dOp.apply(x, weight, bias, stride=stride, padding=top_left, dilation=dilation,
+                          groups=groups, out_size=out_size, relu=bool(relu))
+
+
+def conv2d_relu(x, weight, bias=None, stride: IntPair = 1, padding: IntPair | str = 0,
+                dilation: IntPair = 1, groups: int = 1):
+    """relu(conv2d(x, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
+    return conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)

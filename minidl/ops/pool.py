@@ -1,0 +1,183 @@
+"""2-D pooling (NCHW): max, average and adaptive average, with PyTorch's window rules."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+
+from minidl._kernels import pool as _pool
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+from minidl.ops.conv import check_float, pair
+from minidl.tensor import Tensor
+from minidl.threads import get_num_threads
+
+IntPair = Union[int, tuple]
+
+
+def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int,
+                  ceil_mode: bool) -> int:
+    """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside the
+    input or its left padding."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validated (kernel, stride, padding, dilation, out_size) for a 4-D float input."""
+    a = np.asarray(x.data if isinstance(x, Tensor) else x)
+    check_float(op, "input", a)
+    if a.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {a.shape}")
+    kernel = pair(op, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None or stride == () or stride == [] else pair(
+        op, "stride", stride, 1
+    )
+    padding = pair(op, "padding", padding, 0)
+    dilation = pair(op, "dilation", dilation, 1)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: padding {padding} must be at most half of kernel_size {kernel}"
+        )
+    out_size = tuple(
+        pool_out_size(a.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
+        for i in range(2)
+    )
+    if min(out_size) < 1:
+        raise ValueError(
+            f"{op}: input {a.shape} is too small for kernel_size {kernel}, padding {padding}, "
+            f"dilation {dilation}: output size would be {out_size}"
+        )
+    return kernel, stride, padding, dilation, out_size
+
+
+class MaxPool2dOp(Function):
+    """out[n, c, oh, ow] = max of x over the window; the gradient goes to the stored argmax
+    (the first maximum on ties, so forward and backward agree on which input won).
+
+    x: (N, C, H, W) -> (N, C, OH, OW). `indices_sink`, a list, receives the int64 argmax array
+    (flat h * W + w per plane, PyTorch's return_indices) when given.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, *, kernel, stride, padding, dilation, out_size,
+                indices_sink=None) -> np.ndarray:
+        x = contiguous(x)
+        out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
+        index = np.empty(out.shape, dtype=np.int64)
+        _pool.max_pool2d_forward(x, out, index, *kernel, *stride, *padding, *dilation,
+                                 get_num_threads())
+        ctx.save_for_backward(index)
+        ctx.x_shape = x.shape
+        if indices_sink is not None:
+            indices_sink.append(index)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        (index,) = ctx.saved_tensors
+        grad_out = contiguous(grad_out)
+        grad_x = np.empty(ctx.x_shape, dtype=grad_out.dtype)
+        _pool.max_pool2d_backward(grad_out, index, grad_x, get_num_threads())
+        return grad_x
+
+
+class AvgPool2dOp(Function):
+    """out = window sums / divisor (the window clipped to the padded input when
+    count_include_pad, else to the input). x: (N, C, H, W) -> (N, C, OH, OW)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, kernel, stride, padding, out_size,
+                count_include_pad) -> np.ndarray:
+        x = contiguous(x)
+        out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
+        ctx.args = (*kernel, *stride, *padding, count_include_pad)
+        _pool.avg_pool2d_forward(x, out, *ctx.args, get_num_threads())
+        ctx.x_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        grad_out = contiguous(grad_out)
+        grad_x = np.empty(ctx.x_shape, dtype=grad_out.dtype)
+        _pool.avg_pool2d_backward(grad_out, grad_x, *ctx.args, get_num_threads())
+        return grad_x
+
+
+class AdaptiveAvgPool2dOp(Function):
+    """Mean over PyTorch's adaptive windows: rows [floor(i*H/OH), ceil((i+1)*H/OH)), likewise
+    columns. x: (N, C, H, W) -> (N, C, OH, OW); (1, 1) is global average pooling."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, out_size) -> np.ndarray:
+        x = contiguous(x)
+        out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
+        _pool.adaptive_avg_pool2d_forward(x, out, get_num_threads())
+        ctx.x_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        grad_out = contiguous(grad_out)
+        grad_x = np.empty(ctx.x_shape, dtype=grad_out.dtype)
+        _pool.adaptive_avg_pool2d_backward(grad_out, grad_x, get_num_threads())
+        return grad_x
+
+
+def max_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               dilation: IntPair = 1, ceil_mode: bool = False, return_indices: bool = False):
+    """2-D max pooling, as torch.nn.functional.max_pool2d.
+
+    x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
+    most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
+    of flat h * W + w argmax positions per plane. Raises TypeError for a non-float input,
+    ValueError for bad arguments or an input too small for one window.
+    """
+    kernel, stride, padding, dilation, out_size = _pool_geometry(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    sink: list | None = [] if return_indices else None
+    out = MaxPool2dOp.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                            out_size=out_size, indices_sink=sink)
+    if return_indices:
+        return out, Tensor._wrap(sink[0], False)
+    return out
+
+
+def avg_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True):
+    """2-D average pooling, as torch.nn.functional.avg_pool2d (no divisor_override).
+
+    x: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
+    when count_include_pad. Raises like max_pool2d.
+    """
+    kernel, stride, padding, _, out_size = _pool_geometry(
+        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
+    )
+    return AvgPool2dOp.apply(x, kernel=kernel, stride=stride, padding=padding,
+                             out_size=out_size, count_include_pad=bool(count_include_pad))
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average pooling to a fixed output size, as torch.nn.functional.adaptive_avg_pool2d.
+
+    x: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
+    size; 1 gives global average pooling. Returns (N, C, OH, OW).
+    """
+    op = "adaptive_avg_pool2d"
+    a = np.asarray(x.data if isinstance(x, Tensor) else x)
+    check_float(op, "input", a)
+    if a.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {a.shape}")
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        sizes = tuple(a.shape[2 + i] if s is None else s for i, s in enumerate(output_size))
+    else:
+        sizes = output_size
+    out_size = pair(op, "output_size", sizes, 1)
+    if a.shape[2] < 1 or a.shape[3] < 1:
+        raise ValueError(f"{op}: input {a.shape} has an empty spatial dimension")
+    return AdaptiveAvgPool2dOp.apply(x, out_size=out_size)

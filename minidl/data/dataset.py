@@ -1,0 +1,103 @@
+"""Datasets: indexable collections of samples, with a batched fast path for the DataLoader."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A NumPy view of `value`: a minidl Tensor's `.data`, or `np.asarray(value)`."""
+    # Duck-typed on purpose: this module must not import the Tensor machinery.
+    data = getattr(value, "data", None)
+    if isinstance(data, np.ndarray) and not isinstance(value, np.ndarray):
+        return data
+    return np.asarray(value)
+
+
+def stack_samples(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Batch any indexable dataset by fetching samples one by one and stacking each field.
+
+    A sample is a tuple/list of fields (each array-like, Tensor or scalar) or a single field.
+    Returns one array per field with the batch as the first axis. Raises ValueError if samples
+    disagree on their number of fields or a field's shape.
+    """
+    samples = [dataset[int(i)] for i in indices]
+    if not samples:
+        raise ValueError("stack_samples: empty batch")
+    if not isinstance(samples[0], (tuple, list)):
+        samples = [(s,) for s in samples]
+    n_fields = len(samples[0])
+    for i, s in zip(indices, samples):
+        if not isinstance(s, (tuple, list)) or len(s) != n_fields:
+            raise ValueError(
+                f"stack_samples: sample {int(i)} has a different structure than sample "
+                f"{int(indices[0])} (expected a tuple of {n_fields} fields, got {type(s).__name__})"
+            )
+    fields = []
+    for k in range(n_fields):
+        values = [as_array(s[k]) for s in samples]
+        shapes = {v.shape for v in values}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"stack_samples: field {k} has different shapes within one batch: "
+                f"{sorted(shapes)}"
+            )
+        fields.append(np.stack(values))
+    return tuple(fields)
+
+
+class Dataset(ABC):
+    """A map-style dataset: `len(ds)` samples, `ds[i]` the i-th (a tuple of fields).
+
+    Subclasses implement `__len__` and `__getitem__`; those holding their data as arrays also
+    override `get_batch` so the DataLoader gathers a batch with one fancy index per field.
+    """
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> Any: ...
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The samples at `indices` (1-D int array) as one array per field, batch axis first.
+
+        The default fetches and stacks samples one by one (see `stack_samples`).
+        """
+        return stack_samples(self, indices)
+
+
+class TensorDataset(Dataset):
+    """Samples are rows of equally long arrays: `ds[i] == (a[i], b[i], ...)`.
+
+    arrays: NumPy arrays, array-likes or minidl Tensors (their `.data` is used, not copied),
+    each with at least one dimension and the same first dimension.
+    Raises ValueError if none are given or their first dimensions differ.
+    """
+
+    def __init__(self, *arrays: Any) -> None:
+        if not arrays:
+            raise ValueError("TensorDataset: expected at least one array")
+        converted = tuple(as_array(a) for a in arrays)
+        for k, a in enumerate(converted):
+            if a.ndim == 0:
+                raise ValueError(f"TensorDataset: array {k} is a scalar, expected a first dimension")
+        lengths = [a.shape[0] for a in converted]
+        if len(set(lengths)) > 1:
+            shapes = ", ".join(str(a.shape) for a in converted)
+            raise ValueError(
+                f"TensorDataset: all arrays need the same first dimension, got shapes {shapes}"
+            )
+        self.arrays = converted
+
+    def __len__(self) -> int:
+        return self.arrays[0].shape[0]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        return tuple(a[index] for a in self.arrays)
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(a[indices] for a in self.arrays)

@@ -70,7 +70,7 @@ def gradcheck(
             numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
         error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
         if error.size and error.max() > 0:
-            worst = np.unravel_index(int(np.argmax(error)), error.shape)
+            worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(error)), error.shape))
             raise GradcheckError(
                 f"gradcheck: input {i} (shape {t.shape}), element {worst}: "
                 f"analytic {analytic[worst]:.8g} vs numerical {numeric[worst]:.8g} "

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 _grad_enabled = True
 
+# minidl.tensor sets this to its Tensor class on import; a module-level name keeps the import
+# cycle (tensor -> ops -> graph) out of the per-op hot path.
+_Tensor: Any = None
+
 
 def is_grad_enabled() -> bool:
     """Whether ops record nodes for backward."""
@@ -98,23 +102,21 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **attrs: Any) -> Tensor:
-        from minidl.tensor import Tensor
-
         arrays = []
         needs = []
         record = False
         for x in inputs:
-            if isinstance(x, Tensor):
+            if isinstance(x, _Tensor):
                 arrays.append(x.data)
-                needs.append(x.requires_grad)
-                record = record or x.requires_grad
+                needs.append(x._requires_grad)
+                record = record or x._requires_grad
             else:
                 arrays.append(x)
                 needs.append(False)
         record = record and _grad_enabled
         ctx = Context(cls, inputs, tuple(needs))
         out = cls.forward(ctx, *arrays, **attrs)
-        result = Tensor._wrap(out, record)
+        result = _Tensor._wrap(out, record)
         if record:
             result._ctx = ctx
         return result

@@ -360,6 +360,9 @@ class Tensor:
         return self @ other
 
 
+graph._Tensor = Tensor
+
+
 def _tensor_operand(x: Any) -> Any:
     return x if isinstance(x, Tensor) else Tensor(x)
 

@@ -9,8 +9,14 @@ import pytest
 from minidl.data.idx import IDXFormatError, decode_idx, encode_idx, read_idx, write_idx
 
 ALL_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
-TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D,
-              np.float64: 0x0E}  # fmt: skip
+TYPE_CODES = {
+    np.uint8: 0x08,
+    np.int8: 0x09,
+    np.int16: 0x0B,
+    np.int32: 0x0C,
+    np.float32: 0x0D,
+    np.float64: 0x0E,
+}
 
 
 def _sample(dtype, shape, rng):
@@ -44,7 +50,10 @@ def test_encoded_header_is_big_endian_with_type_code(dtype):
     assert data[4:12] == (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
     # Elements big-endian, row-major.
     item = np.dtype(dtype).itemsize
-    assert data[12 + item : 12 + 2 * item] == np.array(1, dtype=np.dtype(dtype).newbyteorder(">")).tobytes()
+    assert (
+        data[12 + item : 12 + 2 * item]
+        == np.array(1, dtype=np.dtype(dtype).newbyteorder(">")).tobytes()
+    )
 
 
 def test_reads_hand_built_big_endian_int16():

@@ -100,7 +100,9 @@ def _write_fake_split(folder: Path, n: int, train: bool, n_classes: int = 10) ->
 
 
 def _sha256sums(folder: Path) -> None:
-    lines = [f"{mnist_mod.sha256_hex(p.read_bytes())}  {p.name}" for p in sorted(folder.glob("*-ubyte*"))]
+    lines = [
+        f"{mnist_mod.sha256_hex(p.read_bytes())}  {p.name}" for p in sorted(folder.glob("*-ubyte*"))
+    ]
     (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 

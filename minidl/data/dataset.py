@@ -42,8 +42,7 @@ def stack_samples(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
         shapes = {v.shape for v in values}
         if len(shapes) > 1:
             raise ValueError(
-                f"stack_samples: field {k} has different shapes within one batch: "
-                f"{sorted(shapes)}"
+                f"stack_samples: field {k} has different shapes within one batch: {sorted(shapes)}"
             )
         fields.append(np.stack(values))
     return tuple(fields)
@@ -84,7 +83,9 @@ class TensorDataset(Dataset):
         converted = tuple(as_array(a) for a in arrays)
         for k, a in enumerate(converted):
             if a.ndim == 0:
-                raise ValueError(f"TensorDataset: array {k} is a scalar, expected a first dimension")
+                raise ValueError(
+                    f"TensorDataset: array {k} is a scalar, expected a first dimension"
+                )
         lengths = [a.shape[0] for a in converted]
         if len(set(lengths)) > 1:
             shapes = ", ".join(str(a.shape) for a in converted)

@@ -65,20 +65,22 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise IDXFormatError(source, f"too short for an IDX header: {len(data)} bytes, need 4")
     if data[0] != 0 or data[1] != 0:
         raise IDXFormatError(
-            source, f"bad magic: first two bytes must be 0x00 0x00, got 0x{data[0]:02x} 0x{data[1]:02x}"
+            source,
+            f"bad magic: first two bytes must be 0x00 0x00, got 0x{data[0]:02x} 0x{data[1]:02x}",
         )
     type_code, ndim = data[2], data[3]
     if type_code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise IDXFormatError(source, f"unknown element type code 0x{type_code:02X} (known: {known})")
+        raise IDXFormatError(
+            source, f"unknown element type code 0x{type_code:02X} (known: {known})"
+        )
     if ndim == 0:
         raise IDXFormatError(source, "number of dimensions is 0, IDX needs at least 1")
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise IDXFormatError(
             source,
-            f"truncated header: {ndim} dimensions need {header_len} header bytes, "
-            f"got {len(data)}",
+            f"truncated header: {ndim} dimensions need {header_len} header bytes, got {len(data)}",
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[type_code]

@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -108,22 +109,22 @@ class MNIST(Dataset):
     """
 
     folder = "mnist"
-    classes = [str(d) for d in range(10)]
+    classes: ClassVar[list[str]] = [str(d) for d in range(10)]
     # Mean and std of the training pixels scaled to [0, 1] (0.130660 and 0.308108 measured on
     # the 60,000 training images); the values everyone uses for MNIST normalization.
-    MEAN: float | None = 0.1307
-    STD: float | None = 0.3081
+    MEAN: ClassVar[float | None] = 0.1307
+    STD: ClassVar[float | None] = 0.3081
     # SHA-256 of the uncompressed IDX content. The published MD5s of the same content
     # (6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e...) were checked against the files these
     # hashes were computed from.
-    known_hashes: dict[str, str] = {
+    known_hashes: ClassVar[dict[str, str]] = {
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
         "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     }
     # Base URLs serving `<name>.gz`; tried in order.
-    mirrors: Sequence[str] = (
+    mirrors: ClassVar[Sequence[str]] = (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     )
@@ -236,7 +237,9 @@ class MNIST(Dataset):
         content = self._verify(str(path), path.name, name, payload, sums, verify)
         return decode_idx(content, str(path))
 
-    def _check_arrays(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _check_arrays(
+        self, images: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         img_name, lbl_name = _SPLIT_FILES[self.train]
         source = str(self.folder_path)
         if images.dtype != np.uint8 or images.ndim != 3:
@@ -246,7 +249,8 @@ class MNIST(Dataset):
             )
         if labels.dtype != np.uint8 or labels.ndim != 1:
             raise IDXFormatError(
-                f"{source}/{lbl_name}", f"expected uint8 labels (N,), got {labels.dtype} {labels.shape}"
+                f"{source}/{lbl_name}",
+                f"expected uint8 labels (N,), got {labels.dtype} {labels.shape}",
             )
         if len(images) != len(labels):
             raise ValueError(
@@ -336,14 +340,22 @@ class FashionMNIST(MNIST):
     """
 
     folder = "fashion-mnist"
-    classes = [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ]  # fmt: skip
+    classes: ClassVar[list[str]] = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
     MEAN = None
     STD = None
-    known_hashes: dict[str, str] = {}
-    mirrors: Sequence[str] = ()
+    known_hashes: ClassVar[dict[str, str]] = {}
+    mirrors: ClassVar[Sequence[str]] = ()
 
 
 class KMNIST(MNIST):
@@ -353,11 +365,11 @@ class KMNIST(MNIST):
     """
 
     folder = "kmnist"
-    classes = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+    classes: ClassVar[list[str]] = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
     MEAN = None
     STD = None
-    known_hashes: dict[str, str] = {}
-    mirrors: Sequence[str] = ()
+    known_hashes: ClassVar[dict[str, str]] = {}
+    mirrors: ClassVar[Sequence[str]] = ()
 
 
 def _find_file(folder: Path, name: str) -> Path | None:

@@ -134,7 +134,8 @@ def max_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: 
 
     x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
     most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
-    of flat h * W + w argmax positions per plane. Raises TypeError for a non-float input,
+    of flat h * W + w argmax positions per plane (a dilated window that misses the input
+    entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises TypeError for a non-float input,
     ValueError for bad arguments or an input too small for one window.
     """
     kernel, stride, padding, dilation, out_size = _pool_geometry(

@@ -1,0 +1,313 @@
+"""conv2d: forward and every gradient against a NumPy float64 reference, PyTorch where installed,
+gradcheck, bitwise determinism across thread counts, and argument validation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minidl
+from minidl.autograd import gradcheck
+from minidl.ops.conv import conv2d, conv2d_relu
+
+
+def _pad(x, pad):
+    (pt, pb), (pl, pr) = pad
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+
+
+def _windows(xp, kh, kw, stride, dilation, out_size):
+    """xp[:, :, oh*s + kh*d, ow*s + kw*d] for all (oh, ow): shape (N, C, OH, OW)."""
+    h0, w0 = kh * dilation[0], kw * dilation[1]
+    return xp[:, :, h0 : h0 + stride[0] * (out_size[0] - 1) + 1 : stride[0],
+              w0 : w0 + stride[1] * (out_size[1] - 1) + 1 : stride[1]]
+
+
+def reference(x, w, b, gy, stride, pad, dilation, groups):
+    """(out, grad_x, grad_w, grad_b) by einsum over kernel taps, in float64.
+
+    pad = ((top, bottom), (left, right)); gy may be None (forward only)."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    n, c, h, wd = x.shape
+    oc, cg, kh_, kw_ = w.shape
+    ocg = oc // groups
+    xp = _pad(x, pad)
+    oh = (xp.shape[2] - dilation[0] * (kh_ - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[3] - dilation[1] * (kw_ - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, oc, oh, ow))
+    gxp = np.zeros_like(xp)
+    gw = np.zeros_like(w)
+    for g in range(groups):
+        cs, os_ = slice(g * cg, (g + 1) * cg), slice(g * ocg, (g + 1) * ocg)
+        for kh in range(kh_):
+            for kw in range(kw_):
+                win = _windows(xp[:, cs], kh, kw, stride, dilation, (oh, ow))
+                out[:, os_] += np.einsum("nchw,oc->nohw", win, w[os_, :, kh, kw])
+                if gy is not None:
+                    gyg = gy[:, os_].astype(np.float64)
+                    gw[os_, :, kh, kw] = np.einsum("nohw,nchw->oc", gyg, win)
+                    _windows(gxp[:, cs], kh, kw, stride, dilation, (oh, ow))[...] += np.einsum(
+                        "nohw,oc->nchw", gyg, w[os_, :, kh, kw]
+                    )
+    if b is not None:
+        out += b.astype(np.float64)[None, :, None, None]
+    if gy is None:
+        return out, None, None, None
+    (pt, _), (pl, _) = pad
+    gx = gxp[:, :, pt : pt + h, pl : pl + wd]
+    return out, gx, gw, gy.astype(np.float64).sum(axis=(0, 2, 3))
+
+
+def run(x, w, b, gy, **kwargs):
+    """minidl's (out, grad_x, grad_w, grad_b) for numpy inputs."""
+    tx = minidl.tensor(x, requires_grad=True)
+    tw = minidl.tensor(w, requires_grad=True)
+    tb = None if b is None else minidl.tensor(b, requires_grad=True)
+    out = conv2d(tx, tw, tb, **kwargs)
+    out.backward(gy)
+    return out.data, tx.grad.data, tw.grad.data, None if tb is None else tb.grad.data
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.integers(1, 3))
+    ocg = draw(st.integers(1, 3))
+    if draw(st.booleans()) and groups > 1:
+        cg, ocg = 1, draw(st.integers(1, 2))  # depthwise (channel multiplier 1 or 2)
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+    ext = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    h = max(1, ext[0] - 2 * pad[0] + draw(st.integers(0, 6)))
+    w = max(1, ext[1] - 2 * pad[1] + draw(st.integers(0, 6)))
+    n = draw(st.integers(1, 3))
+    bias = draw(st.booleans())
+    return dict(shape=(n, cg * groups, h, w), wshape=(ocg * groups, cg, kh, kw), stride=stride,
+                padding=pad, dilation=dilation, groups=groups, bias=bias)
+
+
+def _inputs(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    w = rng.standard_normal(case["wshape"]).astype(dtype)
+    b = rng.standard_normal(case["wshape"][0]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def _check_against_reference(case, dtype, tol):
+    x, w, b = _inputs(case, dtype)
+    pad = tuple((p, p) for p in case["padding"])
+    out_ref, _, _, _ = reference(x, w, b, None, case["stride"], pad, case["dilation"],
+                                 case["groups"])
+    gy = np.random.default_rng(1).standard_normal(out_ref.shape).astype(dtype)
+    out_ref, gx_ref, gw_ref, gb_ref = reference(x, w, b, gy, case["stride"], pad,
+                                                case["dilation"], case["groups"])
+    out, gx, gw, gb = run(x, w, b, gy, stride=case["stride"], padding=case["padding"],
+                          dilation=case["dilation"], groups=case["groups"])
+    assert out.dtype == dtype and gx.dtype == dtype and gw.dtype == dtype
+    scale = max(1.0, float(np.abs(out_ref).max()))
+    np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol * max(1.0, np.abs(gx_ref).max()))
+    np.testing.assert_allclose(gw, gw_ref, rtol=tol, atol=tol * max(1.0, np.abs(gw_ref).max()))
+    if b is not None:
+        np.testing.assert_allclose(gb, gb_ref, rtol=tol, atol=tol * max(1.0, np.abs(gb_ref).max()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_case())
+def test_conv2d_matches_reference_float64(case):
+    _check_against_reference(case, np.float64, 1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_case())
+def test_conv2d_matches_reference_float32(case):
+    _check_against_reference(case, np.float32, 2e-5)
+
+
+# Named shapes the kernel dispatch treats specially (LeNet's layers, wide 3x3, 1x1, depthwise)
+# plus the edge cases the issue lists.
+NAMED = {
+    "lenet_conv1": dict(shape=(3, 1, 28, 28), wshape=(6, 1, 5, 5), padding=(2, 2)),
+    "lenet_conv2": dict(shape=(3, 6, 14, 14), wshape=(16, 6, 5, 5)),
+    "wide_3x3": dict(shape=(2, 32, 9, 11), wshape=(40, 32, 3, 3), padding=(1, 1)),
+    "wide_3x3_stride2": dict(shape=(2, 20, 9, 8), wshape=(24, 20, 3, 3), padding=(1, 1),
+                             stride=(2, 2)),
+    "pointwise_1x1": dict(shape=(2, 24, 5, 7), wshape=(17, 24, 1, 1)),
+    "depthwise": dict(shape=(2, 8, 7, 7), wshape=(8, 1, 3, 3), padding=(1, 1), groups=8),
+    "batch1_image1x1": dict(shape=(1, 3, 1, 1), wshape=(5, 3, 1, 1)),
+    "kernel_equals_image": dict(shape=(2, 2, 5, 4), wshape=(3, 2, 5, 4)),
+    "stride_larger_than_kernel": dict(shape=(2, 2, 11, 10), wshape=(3, 2, 2, 3), stride=(4, 5)),
+    "padding_kernel_minus_1": dict(shape=(1, 2, 3, 3), wshape=(2, 2, 4, 4), padding=(3, 3)),
+    "dilation": dict(shape=(2, 3, 12, 10), wshape=(4, 3, 3, 2), dilation=(3, 2), padding=(1, 0)),
+}
+
+
+def _named(name):
+    case = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=True)
+    case.update(NAMED[name])
+    return case
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_conv2d_named_shapes_match_reference(name, dtype):
+    _check_against_reference(_named(name), dtype, 2e-5 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 1)])
+def test_conv2d_padding_same_and_valid(kernel):
+    x, w, b = _inputs(dict(shape=(2, 3, 7, 6), wshape=(4, 3) + kernel, bias=True), np.float64)
+    total = (kernel[0] - 1, kernel[1] - 1)
+    # PyTorch's 'same' puts the odd pixel of padding at the bottom/right.
+    pad = ((total[0] // 2, total[0] - total[0] // 2), (total[1] // 2, total[1] - total[1] // 2))
+    gy = np.random.default_rng(2).standard_normal((2, 4, 7, 6))
+    refs = reference(x, w, b, gy, (1, 1), pad, (1, 1), 1)
+    for got, ref in zip(run(x, w, b, gy, padding="same"), refs):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+    out = conv2d(minidl.tensor(x), minidl.tensor(w), padding="valid")
+    np.testing.assert_allclose(out.data, reference(x, w, None, None, (1, 1), ((0, 0),) * 2,
+                                                   (1, 1), 1)[0], rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_relu_is_fused_relu_of_conv2d():
+    x, w, b = _inputs(_named("lenet_conv2"), np.float32)
+    gy = np.random.default_rng(3).standard_normal((3, 16, 10, 10)).astype(np.float32)
+    tx = minidl.tensor(x, requires_grad=True)
+    tw = minidl.tensor(w, requires_grad=True)
+    tb = minidl.tensor(b, requires_grad=True)
+    out = conv2d_relu(tx, tw, tb)
+    out.backward(gy)
+    plain, gx, gw, gb = run(x, w, b, np.where(np.maximum(0, run(x, w, b, gy)[0]) > 0, gy, 0))
+    assert (out.data >= 0).all() and (out.data == 0).any()
+    np.testing.assert_array_equal(out.data, np.maximum(plain, 0))
+    np.testing.assert_array_equal(tx.grad.data, gx)
+    np.testing.assert_array_equal(tw.grad.data, gw)
+    np.testing.assert_array_equal(tb.grad.data, gb)
+
+
+@pytest.mark.parametrize("name", ["lenet_conv2", "dilation", "depthwise", "stride_larger_than_kernel"])
+def test_conv2d_gradcheck(name):
+    case = _named(name)
+    n, c, h, w = case["shape"]
+    case["shape"] = (1, c, min(h, 7), min(w, 7))
+    if name == "lenet_conv2":
+        case["wshape"] = (4, 6, 3, 3)
+    x, w, b = (minidl.tensor(a, requires_grad=True) for a in _inputs(case, np.float64))
+    assert gradcheck(
+        lambda x, w, b: conv2d(x, w, b, stride=case["stride"], padding=case["padding"],
+                               dilation=case["dilation"], groups=case["groups"]),
+        [x, w, b],
+    )
+    assert np.abs(x.grad.data).sum() > 0 and np.abs(w.grad.data).sum() > 0
+
+
+def test_conv2d_skips_input_gradient_when_not_needed():
+    x, w, b = _inputs(_named("lenet_conv1"), np.float32)
+    tx, tw = minidl.tensor(x), minidl.tensor(w, requires_grad=True)
+    conv2d(tx, tw, padding=2).sum().backward()
+    assert tx.grad is None and tw.grad is not None
+    _, _, gw_ref, _ = reference(x, w, None, np.ones((3, 6, 28, 28)), (1, 1), ((2, 2), (2, 2)),
+                                (1, 1), 1)
+    np.testing.assert_allclose(tw.grad.data, gw_ref, rtol=2e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "pointwise_1x1",
+                                  "depthwise", "dilation"])
+def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
+    case = _named(name)
+    case["shape"] = (7,) + case["shape"][1:]
+    x, w, b = _inputs(case, np.float32)
+    results = []
+    before = minidl.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            minidl.set_num_threads(n)
+            out = conv2d(minidl.tensor(x), minidl.tensor(w), minidl.tensor(b),
+                         stride=case["stride"], padding=case["padding"],
+                         dilation=case["dilation"], groups=case["groups"])
+            gy = np.random.default_rng(4).standard_normal(out.shape).astype(np.float32)
+            results.append(run(x, w, b, gy, stride=case["stride"], padding=case["padding"],
+                               dilation=case["dilation"], groups=case["groups"]))
+    finally:
+        minidl.set_num_threads(before)
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            assert a.tobytes() == b_.tobytes()
+
+
+def test_conv2d_non_contiguous_input_is_made_contiguous():
+    x, w, b = _inputs(_named("lenet_conv2"), np.float64)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    assert not xt.flags.c_contiguous
+    out = conv2d(xt, minidl.tensor(w), minidl.tensor(b))
+    np.testing.assert_allclose(out.data, reference(x, w, b, None, (1, 1), ((0, 0),) * 2, (1, 1),
+                                                   1)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_rejects_wrong_dtypes():
+    x = minidl.tensor(np.ones((1, 2, 5, 5), np.float32))
+    w = minidl.tensor(np.ones((3, 2, 3, 3), np.float32))
+    with pytest.raises(TypeError, match="conv2d.*int64"):
+        conv2d(minidl.tensor(np.ones((1, 2, 5, 5), np.int64)), w)
+    with pytest.raises(TypeError, match="conv2d.*float64.*float32|conv2d.*float32.*float64"):
+        conv2d(x, minidl.tensor(np.ones((3, 2, 3, 3), np.float64)))
+    with pytest.raises(TypeError, match="conv2d: bias"):
+        conv2d(x, w, minidl.tensor(np.ones(3, np.float64)))
+
+
+@pytest.mark.parametrize(
+    "xshape, wshape, kwargs, match",
+    [
+        ((1, 2, 5, 5), (3, 3, 3, 3), {}, "channels"),
+        ((2, 5, 5), (3, 2, 3, 3), {}, "4-D input"),
+        ((1, 2, 5, 5), (3, 2, 3), {}, "4-D weight"),
+        ((1, 4, 5, 5), (3, 2, 3, 3), {"groups": 2}, "divisible by groups"),
+        ((1, 6, 5, 5), (4, 3, 3, 3), {"groups": 4}, "channels"),
+        ((1, 2, 3, 3), (3, 2, 5, 5), {}, "larger than the padded input"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"dilation": 3}, "larger than the padded input"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"stride": 0}, "stride"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"stride": (1, -1)}, "stride"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"dilation": 0}, "dilation"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"padding": -1}, "padding"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"padding": "same", "stride": 2}, "same"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"padding": "full"}, "padding"),
+        ((1, 2, 5, 5), (3, 2, 3, 3), {"groups": 0}, "groups"),
+    ],
+)
+def test_conv2d_invalid_arguments_raise_value_error(xshape, wshape, kwargs, match):
+    x = minidl.tensor(np.ones(xshape, np.float32))
+    w = minidl.tensor(np.ones(wshape, np.float32))
+    with pytest.raises(ValueError, match="conv2d.*" + match):
+        conv2d(x, w, **kwargs)
+
+
+def test_conv2d_bias_shape_checked():
+    x = minidl.tensor(np.ones((1, 2, 5, 5), np.float32))
+    w = minidl.tensor(np.ones((3, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(3,\)"):
+        conv2d(x, w, minidl.tensor(np.ones(4, np.float32)))
+
+
+TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "depthwise", "dilation",
+               "padding_kernel_minus_1"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", TORCH_CASES)
+def test_conv2d_matches_torch(name, dtype):
+    torch = pytest.importorskip("torch")
+    case = _named(name)
+    x, w, b = _inputs(case, dtype)
+    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
+                  groups=case["groups"])
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+    gy = np.random.default_rng(5).standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(gy))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for got, want in zip(run(x, w, b, gy, **kwargs), (ty, tx.grad, tw.grad, tb.grad)):
+        want = want.detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))

@@ -1,0 +1,285 @@
+"""Pooling: forward and gradients against NumPy float64 references and PyTorch where installed,
+tie routing, gradcheck, bitwise determinism across thread counts, argument validation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minidl
+from minidl.autograd import gradcheck
+from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_out_size
+
+
+def _window_grid(h, w, out_size, kernel, stride, padding, dilation):
+    """For each output (oh, ow), the list of in-bounds (ih, iw) of its window, row-major."""
+    grid = {}
+    for oh in range(out_size[0]):
+        for ow in range(out_size[1]):
+            cells = []
+            for kh in range(kernel[0]):
+                ih = oh * stride[0] - padding[0] + kh * dilation[0]
+                for kw in range(kernel[1]):
+                    iw = ow * stride[1] - padding[1] + kw * dilation[1]
+                    if 0 <= ih < h and 0 <= iw < w:
+                        cells.append((ih, iw))
+            grid[oh, ow] = cells
+    return grid
+
+
+def max_pool_reference(x, gy, kernel, stride, padding, dilation, out_size):
+    """(out, flat argmax, grad_x): first maximum of each window in row-major order."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c) + out_size)
+    index = np.empty((n, c) + out_size, dtype=np.int64)
+    gx = np.zeros(x.shape)
+    for (oh, ow), cells in _window_grid(h, w, out_size, kernel, stride, padding, dilation).items():
+        if not cells:  # a dilated window can miss the input: -inf, no argmax
+            out[:, :, oh, ow], index[:, :, oh, ow] = -np.inf, -1
+            continue
+        values = np.stack([x[:, :, ih, iw] for ih, iw in cells], axis=-1)
+        first = np.argmax(values, axis=-1)
+        flat = np.array([ih * w + iw for ih, iw in cells])[first]
+        out[:, :, oh, ow] = np.take_along_axis(values, first[..., None], -1)[..., 0]
+        index[:, :, oh, ow] = flat
+    for i in range(n):
+        for j in range(c):
+            hit = index[i, j] >= 0
+            np.add.at(gx[i, j].reshape(-1), index[i, j][hit], gy[i, j][hit])
+    return out, index, gx
+
+
+def avg_pool_reference(x, gy, kernel, stride, padding, out_size, count_include_pad):
+    n, c, h, w = x.shape
+    out = np.empty((n, c) + out_size)
+    gx = np.zeros(x.shape)
+    for (oh, ow), cells in _window_grid(h, w, out_size, kernel, stride, padding, (1, 1)).items():
+        if count_include_pad:
+            # The window clipped to the padded input (PyTorch's divisor).
+            h0, w0 = oh * stride[0] - padding[0], ow * stride[1] - padding[1]
+            divisor = (min(h0 + kernel[0], h + padding[0]) - h0) * (
+                min(w0 + kernel[1], w + padding[1]) - w0)
+        else:
+            divisor = len(cells)
+        out[:, :, oh, ow] = sum(x[:, :, ih, iw] for ih, iw in cells) / divisor
+        for ih, iw in cells:
+            gx[:, :, ih, iw] += gy[:, :, oh, ow] / divisor
+    return out, gx
+
+
+@st.composite
+def pool_case(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    ceil_mode = draw(st.booleans())
+    ext = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+    h = max(1, ext[0] - 2 * padding[0] + draw(st.integers(0, 6)))
+    w = max(1, ext[1] - 2 * padding[1] + draw(st.integers(0, 6)))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
+    return dict(shape=shape, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
+
+
+def _out_size(case, dilation):
+    return tuple(
+        pool_out_size(case["shape"][2 + i], case["kernel"][i], case["stride"][i],
+                      case["padding"][i], dilation[i], case["ceil_mode"])
+        for i in range(2)
+    )
+
+
+def _backward(fn, x, gy_seed=1, **kwargs):
+    tx = minidl.tensor(x, requires_grad=True)
+    out = fn(tx, **kwargs)
+    if isinstance(out, tuple):
+        out, index = out
+    else:
+        index = None
+    gy = np.random.default_rng(gy_seed).standard_normal(out.shape).astype(x.dtype)
+    out.backward(gy)
+    return out.data, index, tx.grad.data, gy
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool_case(), st.sampled_from([np.float32, np.float64]))
+def test_max_pool2d_matches_reference(case, dtype):
+    out_size = _out_size(case, case["dilation"])
+    # Distinct values: the reference and the kernel must pick the same argmax.
+    x = np.random.default_rng(0).permutation(np.prod(case["shape"])).reshape(case["shape"])
+    x = x.astype(dtype)
+    out, index, gx, gy = _backward(
+        max_pool2d, x, kernel_size=case["kernel"], stride=case["stride"],
+        padding=case["padding"], dilation=case["dilation"], ceil_mode=case["ceil_mode"],
+        return_indices=True)
+    ref, ref_index, ref_gx = max_pool_reference(x, gy.astype(np.float64), case["kernel"],
+                                                case["stride"], case["padding"],
+                                                case["dilation"], out_size)
+    assert out.shape == ref.shape and out.dtype == dtype
+    np.testing.assert_array_equal(out, ref)
+    assert index.dtype == np.int64
+    np.testing.assert_array_equal(index.data, ref_index)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool_case(), st.booleans())
+def test_avg_pool2d_matches_reference(case, count_include_pad):
+    out_size = _out_size(case, (1, 1))
+    if min(out_size) < 1:
+        return
+    x = np.random.default_rng(0).standard_normal(case["shape"])
+    out, _, gx, gy = _backward(
+        avg_pool2d, x, kernel_size=case["kernel"], stride=case["stride"],
+        padding=case["padding"], ceil_mode=case["ceil_mode"],
+        count_include_pad=count_include_pad)
+    ref, ref_gx = avg_pool_reference(x, gy, case["kernel"], case["stride"], case["padding"],
+                                     out_size, count_include_pad)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, output_size", [
+    ((2, 3, 7, 5), 1), ((2, 3, 7, 5), (3, 2)), ((1, 2, 4, 4), (4, 4)), ((1, 1, 5, 9), (2, None)),
+    ((1, 2, 3, 3), (5, 4)),
+])
+def test_adaptive_avg_pool2d_matches_reference(shape, output_size):
+    x = np.random.default_rng(0).standard_normal(shape)
+    out, _, gx, gy = _backward(adaptive_avg_pool2d, x, output_size=output_size)
+    h, w = shape[2:]
+    oh, ow = out.shape[2:]
+    ref = np.empty(out.shape)
+    ref_gx = np.zeros(shape)
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+            ref[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+            ref_gx[:, :, h0:h1, w0:w1] += gy[:, :, i : i + 1, j : j + 1] / ((h1 - h0) * (w1 - w0))
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
+
+
+def test_global_avg_pool_is_plane_mean():
+    x = np.random.default_rng(0).standard_normal((3, 4, 6, 5)).astype(np.float32)
+    out = adaptive_avg_pool2d(minidl.tensor(x), 1)
+    assert out.shape == (3, 4, 1, 1)
+    np.testing.assert_allclose(out.data[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=1e-5)
+
+
+def test_max_pool2d_ties_route_gradient_to_first_maximum():
+    # Overlapping 3x3 windows, stride 1, over a constant plane: every window's first element.
+    x = np.zeros((1, 1, 4, 4))
+    out, index, gx, gy = _backward(max_pool2d, x, kernel_size=3, stride=1, return_indices=True)
+    np.testing.assert_array_equal(index.data[0, 0], [[0, 1], [4, 5]])
+    expected = np.zeros((4, 4))
+    expected[[0, 0, 1, 1], [0, 1, 0, 1]] = gy[0, 0].reshape(-1)
+    np.testing.assert_array_equal(gx[0, 0], expected)
+
+
+def test_max_pool2d_overlapping_windows_accumulate():
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 5.0
+    tx = minidl.tensor(x, requires_grad=True)
+    max_pool2d(tx, 2, stride=1).sum().backward()
+    assert tx.grad.data[0, 0, 1, 1] == 4.0 and tx.grad.data.sum() == 4.0
+
+
+@pytest.mark.parametrize("fn, kwargs", [
+    (max_pool2d, dict(kernel_size=3, stride=2, padding=1)),
+    (avg_pool2d, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+    (adaptive_avg_pool2d, dict(output_size=(2, 3))),
+])
+def test_pool_gradcheck(fn, kwargs):
+    # A permutation keeps max-pool away from ties (gradcheck's kinks).
+    x = np.random.default_rng(0).permutation(2 * 3 * 7 * 6).reshape(2, 3, 7, 6) / 10.0
+    tx = minidl.tensor(x, requires_grad=True)
+    assert gradcheck(lambda t: fn(t, **kwargs), [tx])
+    assert np.abs(tx.grad.data).sum() > 0
+
+
+@pytest.mark.parametrize("fn, kwargs", [
+    (max_pool2d, dict(kernel_size=2)),
+    (max_pool2d, dict(kernel_size=3, stride=1, padding=1)),
+    (avg_pool2d, dict(kernel_size=3, stride=2, padding=1)),
+    (adaptive_avg_pool2d, dict(output_size=1)),
+])
+def test_pool_bitwise_identical_for_1_2_3_threads(fn, kwargs):
+    x = np.random.default_rng(0).standard_normal((8, 6, 28, 28)).astype(np.float32)
+    results = []
+    before = minidl.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            minidl.set_num_threads(n)
+            out, _, gx, _ = _backward(fn, x, **kwargs)
+            results.append((out.tobytes(), gx.tobytes()))
+    finally:
+        minidl.set_num_threads(before)
+    assert results[0] == results[1] == results[2]
+
+
+def test_pool_non_contiguous_input_is_made_contiguous():
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 8))
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    assert not xt.flags.c_contiguous
+    np.testing.assert_array_equal(max_pool2d(xt, 2).data, max_pool2d(minidl.tensor(x), 2).data)
+    np.testing.assert_array_equal(avg_pool2d(xt, 2).data, avg_pool2d(minidl.tensor(x), 2).data)
+
+
+@pytest.mark.parametrize("fn, kwargs", [
+    (max_pool2d, dict(kernel_size=2)), (avg_pool2d, dict(kernel_size=2)),
+    (adaptive_avg_pool2d, dict(output_size=1)),
+])
+def test_pool_rejects_integer_input(fn, kwargs):
+    with pytest.raises(TypeError, match=fn.__name__ + ".*int32"):
+        fn(minidl.tensor(np.ones((1, 1, 4, 4), np.int32)), **kwargs)
+
+
+@pytest.mark.parametrize("fn, shape, kwargs, match", [
+    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, padding=2), "padding"),
+    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=0), "kernel_size"),
+    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, stride=0), "stride"),
+    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, dilation=0), "dilation"),
+    (max_pool2d, (1, 1, 2, 2), dict(kernel_size=3), "too small"),
+    (max_pool2d, (1, 4, 4), dict(kernel_size=2), "4-D"),
+    (avg_pool2d, (1, 1, 4, 4), dict(kernel_size=3, padding=2), "padding"),
+    (avg_pool2d, (1, 1, 1, 5), dict(kernel_size=2), "too small"),
+    (adaptive_avg_pool2d, (1, 1, 4, 4), dict(output_size=0), "output_size"),
+])
+def test_pool_invalid_arguments_raise_value_error(fn, shape, kwargs, match):
+    with pytest.raises(ValueError, match=fn.__name__ + ".*" + match):
+        fn(minidl.tensor(np.ones(shape, np.float32)), **kwargs)
+
+
+@pytest.mark.parametrize("case", [
+    dict(kernel=2, stride=2, padding=0, ceil_mode=False),
+    dict(kernel=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel=(3, 2), stride=(1, 3), padding=(1, 0), ceil_mode=True),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_matches_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(0).standard_normal((2, 3, 11, 9)).astype(dtype)
+    args = (case["kernel"], case["stride"], case["padding"])
+    for ours, theirs, extra in [
+        (max_pool2d, F.max_pool2d, dict(ceil_mode=case["ceil_mode"], return_indices=True)),
+        (avg_pool2d, F.avg_pool2d, dict(ceil_mode=case["ceil_mode"], count_include_pad=False)),
+        (avg_pool2d, F.avg_pool2d, dict(ceil_mode=case["ceil_mode"], count_include_pad=True)),
+    ]:
+        tx = minidl.tensor(x, requires_grad=True)
+        out = ours(tx, *args, **extra)
+        px = torch.tensor(x, requires_grad=True)
+        pout = theirs(px, *args, **extra)
+        if isinstance(out, tuple):
+            np.testing.assert_array_equal(out[1].data, pout[1].numpy())
+            out, pout = out[0], pout[0]
+        gy = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+        out.backward(gy)
+        pout.backward(torch.tensor(gy))
+        np.testing.assert_allclose(out.data, pout.detach().numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(tx.grad.data, px.grad.numpy(), rtol=1e-6, atol=1e-6)
+    out = adaptive_avg_pool2d(minidl.tensor(x), (4, 3))
+    np.testing.assert_allclose(out.data, F.adaptive_avg_pool2d(torch.tensor(x), (4, 3)).numpy(),
+                               rtol=1e-6, atol=1e-6)

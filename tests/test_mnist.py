@@ -6,6 +6,7 @@ request, and the download tests replace it with a fake that serves bytes from a 
 
 import email.message
 import gzip
+import http.client
 import io
 import shutil
 import urllib.error
@@ -385,7 +386,7 @@ def test_download_skips_a_corrupt_mirror(tmp_path, monkeypatch):
         assert (tmp_path / "mnist" / name).read_bytes() == payload
 
 
-@pytest.mark.parametrize("kind", ["corrupt", "truncated", "http-error"])
+@pytest.mark.parametrize("kind", ["corrupt", "truncated", "http-error", "dropped-connection"])
 def test_failed_download_leaves_no_file(tmp_path, monkeypatch, kind):
     good = _good_payloads()
     responses = {}
@@ -397,13 +398,14 @@ def test_failed_download_leaves_no_file(tmp_path, monkeypatch, kind):
                 responses[url] = bytes(data)
             elif kind == "truncated":
                 responses[url] = payload[: len(payload) // 2]
+            elif kind == "dropped-connection":
+                responses[url] = http.client.IncompleteRead(payload[:100], len(payload) - 100)
     _install(monkeypatch, FakeHandler(responses))
     with pytest.raises(DownloadError, match="could not download t10k-images-idx3-ubyte.gz") as info:
         MNIST(root=tmp_path, train=False, download=True)
     for url in _mirror_urls(TEST_FILES[0]):
         assert url in str(info.value)
-    folder = tmp_path / "mnist"
-    assert list(folder.iterdir()) == []
+    assert not (tmp_path / "mnist").exists()
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
@@ -438,3 +440,4 @@ def test_download_with_no_root_goes_to_the_cache(tmp_path, monkeypatch):
 def test_download_refused_without_a_known_hash(tmp_path):
     with pytest.raises(DownloadError, match="no known hash"):
         FashionMNIST(root=tmp_path, download=True)
+    assert list(tmp_path.iterdir()) == []

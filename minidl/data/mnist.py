@@ -17,6 +17,7 @@ neither is refused unless `verify=False`.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 from collections.abc import Sequence
@@ -167,7 +168,6 @@ class MNIST(Dataset):
         )
 
     def _download(self, folder: Path, names: Sequence[str]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         sums = read_sha256sums(folder)
         for name in names:
             if _find_file(folder, name) is not None:
@@ -186,10 +186,13 @@ class MNIST(Dataset):
                 try:
                     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
                         payload = response.read()
-                    self._verify(f"{url}", file_name, name, payload, sums, verify=True)
-                except (OSError, ValueError) as e:
+                    self._verify(url, file_name, name, payload, sums, verify=True)
+                # OSError covers URLError/HTTPError/timeouts; HTTPException a dropped connection
+                # mid-body (IncompleteRead); ValueError a hash or gzip failure.
+                except (OSError, http.client.HTTPException, ValueError) as e:
                     errors.append(f"{url}: {e}")
                     continue
+                folder.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(folder / file_name, payload)
                 break
             else:

@@ -330,6 +330,12 @@ def test_empty_minidl_data_falls_back_to_repository_data(tmp_path, monkeypatch):
     assert MNIST(train=False).folder_path == MNIST_DIR
 
 
+def test_default_search_ignores_files_loose_in_a_root(tmp_path, monkeypatch):
+    _copy_test_split(tmp_path, with_sums=True)
+    monkeypatch.setenv("MINIDL_DATA", str(tmp_path))
+    assert MNIST(train=False).folder_path == MNIST_DIR
+
+
 def test_missing_files_raise_with_the_searched_places(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True") as info:
         MNIST(root=tmp_path / "nowhere", train=False)

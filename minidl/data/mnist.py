@@ -92,8 +92,8 @@ class MNIST(Dataset):
     """The MNIST handwritten digits (LeCun, Cortes, Burges), or any dataset in its layout.
 
     root: a directory holding a `mnist/` folder (`folder` for subclasses) with the files, or the
-        folder itself. None searches `default_roots()` and uses the first that has the split's
-        files.
+        folder itself. None searches `<r>/mnist` for each r in `default_roots()` and uses the
+        first that has the split's files.
     train: the 60,000-image training split if True, else the 10,000-image test split.
     download: fetch missing files from `mirrors` into `root` (or `cache_dir()` when root is
         None), verified against the known hashes and written atomically.
@@ -148,20 +148,21 @@ class MNIST(Dataset):
 
     # -- locating and downloading -------------------------------------------------------------
 
-    def _candidate_folders(self, root: Path) -> list[Path]:
-        return [root / self.folder, root]
-
-    def _locate(self, root, names: Sequence[str], download: bool) -> Path:
-        roots = default_roots() if root is None else [Path(root)]
-        for r in roots:
-            for folder in self._candidate_folders(r):
-                if all(_find_file(folder, n) is not None for n in names):
-                    return folder
+    def _locate(self, root: str | os.PathLike | None, names: Sequence[str], download: bool) -> Path:
+        if root is None:
+            # Only `<root>/<folder>` in the shared roots: files lying loose in $MINIDL_DATA must
+            # not be taken for another dataset's.
+            candidates = [r / self.folder for r in default_roots()]
+        else:
+            candidates = [Path(root) / self.folder, Path(root)]
+        for folder in candidates:
+            if all(_find_file(folder, n) is not None for n in names):
+                return folder
         if download:
             target = (cache_dir() if root is None else Path(root)) / self.folder
             self._download(target, names)
             return target
-        searched = ", ".join(str(f) for r in roots for f in self._candidate_folders(r))
+        searched = ", ".join(str(f) for f in candidates)
         raise FileNotFoundError(
             f"{type(self).__name__}: {' and '.join(names)} (.gz or raw) not found; searched "
             f"{searched}. Pass root=..., set MINIDL_DATA, or use download=True."

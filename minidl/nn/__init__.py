@@ -1,0 +1,49 @@
+"""Neural-network building blocks: Module, Parameter, layers, activations, losses, init.
+
+    from minidl import nn
+    model = nn.Sequential(nn.Linear(2, 100), nn.ReLU(), nn.Linear(100, 3))
+    loss = nn.CrossEntropyLoss()(model(x), y)
+"""
+
+from minidl.nn import functional, init
+from minidl.nn.activation import (
+    ELU,
+    LeakyReLU,
+    LogSoftmax,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from minidl.nn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    LocallyConnected2d,
+    MaxPool2d,
+)
+from minidl.nn.loss import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    MultiMarginLoss,
+    NLLLoss,
+)
+from minidl.nn.module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d",
+    "Conv2d", "CrossEntropyLoss", "Dropout", "ELU", "Flatten", "Identity", "L1Loss", "Linear",
+    "LeakyReLU", "LocallyConnected2d", "LogSoftmax", "MSELoss", "MaxPool2d", "Maxout", "Module",
+    "ModuleList", "MultiMarginLoss", "NLLLoss", "PReLU", "Parameter", "ReLU", "Sequential",
+    "Sigmoid", "Softmax", "Tanh", "functional", "init",
+]

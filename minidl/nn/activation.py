@@ -1,0 +1,144 @@
+"""Activation modules: thin wrappers over minidl.nn.functional, plus PReLU's and Maxout's
+parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minidl.nn import functional as F
+from minidl.nn import init as nn_init
+from minidl.nn.layers import default_uniform_init, empty_parameter, float_dtype, positive_int
+from minidl.nn.module import Module
+from minidl.tensor import Tensor
+
+__all__ = ["ELU", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU", "Sigmoid", "Softmax",
+           "Tanh"]
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    """x if x > 0 else negative_slope * x (PyTorch's default slope 0.01; the lectures use 0.1)."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class PReLU(Module):
+    """x if x > 0 else a * x with a learned slope: num_parameters=1 shares one slope, or one
+    per channel (axis 1) when num_parameters equals the channel count. Slopes start at `init`."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, dtype: Any = None) -> None:
+        super().__init__()
+        self.num_parameters = positive_int("PReLU", "num_parameters", num_parameters)
+        self.init = init
+        self.weight = empty_parameter((num_parameters,), float_dtype("PReLU", dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn_init.constant_(self.weight, self.init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.prelu(x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+
+class ELU(Module):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), stable for large |x|."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class Softmax(Module):
+    """exp(x) / sum(exp(x)) along dim (computed shifted by the max)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """x - logsumexp(x) along dim."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Maxout(Module):
+    """out[..., o] = max_k (x @ weight[o * pieces + k] + bias[o * pieces + k]) (Goodfellow et
+    al., 2013).  x: (..., in_features) -> (..., out_features).
+
+    weight: (out_features * pieces, in_features), rows grouped by output unit; bias:
+    (out_features * pieces,); initialized as a Linear layer's with the same shapes.
+    """
+
+    def __init__(self, in_features: int, out_features: int, pieces: int, bias: bool = True,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("Maxout", dtype)
+        self.in_features = positive_int("Maxout", "in_features", in_features)
+        self.out_features = positive_int("Maxout", "out_features", out_features)
+        self.pieces = positive_int("Maxout", "pieces", pieces)
+        rows = out_features * pieces
+        self.weight = empty_parameter((rows, in_features), dt)
+        self.register_parameter("bias", empty_parameter((rows,), dt) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        default_uniform_init(self.weight, self.bias, self.in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.maxout(x, self.weight, self.bias, self.pieces)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"pieces={self.pieces}")
+

@@ -1,0 +1,178 @@
+"""Function forms of the layers, activations and losses (torch.nn.functional's names and
+argument orders). Modules in minidl.nn call these, so a faster op slots in here once.
+
+Tensor arguments may also be NumPy arrays; class-index targets may be Tensors, arrays or lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minidl.ops import activation as act
+from minidl.ops import loss as ls
+from minidl.ops.conv import conv2d, conv2d_relu
+from minidl.ops.local import LocallyConnected2d
+from minidl.ops.matmul import Linear
+from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minidl.tensor import Tensor
+
+__all__ = [
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
+    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "elu", "l1_loss", "leaky_relu", "linear",
+    "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
+    "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
+]
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _optional_array(x: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """input @ weight^T + bias.  input: (..., in); weight: (out, in); bias: (out,) or None."""
+    return Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
+
+
+def relu(input: Tensor) -> Tensor:  # noqa: A002
+    return act.ReLU.apply(_tensor(input))
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+    return act.LeakyReLU.apply(_tensor(input), negative_slope=negative_slope)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
+    """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
+    return act.PReLU.apply(_tensor(input), _tensor(weight))
+
+
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    return act.ELU.apply(_tensor(input), alpha=alpha)
+
+
+def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    return act.Sigmoid.apply(_tensor(input))
+
+
+def tanh(input: Tensor) -> Tensor:  # noqa: A002
+    return act.Tanh.apply(_tensor(input))
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:  # noqa: A002
+    return act.Softmax.apply(_tensor(input), dim=dim)
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:  # noqa: A002
+    return act.LogSoftmax.apply(_tensor(input), dim=dim)
+
+
+def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> Tensor:  # noqa: A002
+    """max over `pieces` affine maps.  input: (..., in); weight: (out * pieces, in) with row
+    o * pieces + k the k-th piece of output o; bias: (out * pieces,) or None. Returns (..., out)."""
+    z = linear(input, weight, bias)
+    if z.shape[-1] % pieces:
+        raise ValueError(
+            f"maxout: weight has {z.shape[-1]} rows, not a multiple of pieces={pieces}"
+        )
+    return z.reshape(z.shape[:-1] + (z.shape[-1] // pieces, pieces)).max(axis=-1)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
+    """Zero elements with probability p and scale the rest by 1 / (1 - p) when training;
+    identity otherwise."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    x = _tensor(input)
+    if not training or p == 0.0:
+        return x
+    return act.Dropout.apply(x, p=p)
+
+
+def batch_norm(input: Tensor, running_mean: Any, running_var: Any,  # noqa: A002
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize over every axis but 1.  input: (N, C, ...); running_mean/var: (C,) Tensors or
+    arrays updated in place when training, or None; weight, bias: (C,) or None."""
+    return act.BatchNorm.apply(
+        _tensor(input),
+        None if weight is None else _tensor(weight),
+        None if bias is None else _tensor(bias),
+        running_mean=_optional_array(running_mean),
+        running_var=_optional_array(running_var),
+        training=training, momentum=momentum, eps=eps,
+    )
+
+
+def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,  # noqa: A002
+                        stride: int = 1, padding: int = 0) -> Tensor:
+    """Unshared convolution.  input: (N, C, H, W); weight: (OH, OW, OC, C, KH, KW);
+    bias: (OC, OH, OW) or None. Returns (N, OC, OH, OW)."""
+    return LocallyConnected2d.apply(
+        _tensor(input), _tensor(weight), None if bias is None else _tensor(bias),
+        stride=stride, padding=padding,
+    )
+
+
+def _target(target: Any) -> np.ndarray:
+    return target.data if isinstance(target, Tensor) else np.asarray(target)
+
+
+def _float_target(target: Any) -> Tensor:
+    """Targets of elementwise losses may themselves carry gradients."""
+    return target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+
+
+def cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy on logits.  input: (N, C) (or (C,), or (N, C, d1, ...));
+    target: int class indices (N,) (or (), (N, d1, ...)); weight: (C,) or None."""
+    return ls.CrossEntropy.apply(
+        _tensor(input), _target(target), _optional_array(weight),
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+    )
+
+
+def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
+    return ls.NLL.apply(
+        _tensor(input), _target(target), _optional_array(weight),
+        reduction=reduction, ignore_index=ignore_index,
+    )
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """(input - target)^2; shapes must match."""
+    return ls.MSE.apply(_tensor(input), _float_target(target), reduction=reduction)
+
+
+def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """|input - target|; shapes must match."""
+    return ls.L1.apply(_tensor(input), _float_target(target), reduction=reduction)
+
+
+def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,  # noqa: A002
+                      weight: Any = None, reduction: str = "mean") -> Tensor:
+    """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
+    return ls.MultiMargin.apply(
+        _tensor(input), _target(target), _optional_array(weight),
+        p=p, margin=margin, reduction=reduction,
+    )
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                                     reduction: str = "mean", pos_weight: Any = None) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
+    return ls.BCEWithLogits.apply(
+        _tensor(input), _float_target(target), _optional_array(weight),
+        _optional_array(pos_weight), reduction=reduction,
+    )

@@ -1,0 +1,366 @@
+"""Layers: Linear, Conv2d, pooling, Flatten, Dropout, BatchNorm1d/2d, LocallyConnected2d,
+Identity. Constructor arguments, defaults and initialization follow PyTorch; `dtype`
+(float32 by default, or float64) sets the parameters' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from minidl.dtypes import DEFAULT_DTYPE, FLOAT_DTYPES, check_dtype
+from minidl.nn import functional as F
+from minidl.nn import init
+from minidl.nn.module import Module, Parameter
+from minidl.ops.conv import pair
+from minidl.ops.local import local_out_size
+from minidl.tensor import Tensor
+
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",
+           "Flatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
+
+
+def float_dtype(op: str, dtype: Any) -> np.dtype:
+    dt = DEFAULT_DTYPE if dtype is None else check_dtype(op, dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: parameters must be float32 or float64, got {dt}")
+    return dt
+
+
+def empty_parameter(shape: tuple, dtype: np.dtype) -> Parameter:
+    return Parameter(np.empty(shape, dtype=dtype))
+
+
+def positive_int(op: str, name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def default_uniform_init(weight: Parameter, bias: Parameter | None, fan_in: int) -> None:
+    """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)), which is
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same range."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    init.uniform_(weight, -bound, bound)
+    if bias is not None:
+        init.uniform_(bias, -bound, bound)
+
+
+class Identity(Module):
+    """Returns its input; accepts and ignores any constructor arguments, as PyTorch does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """y = x @ weight^T + bias.  x: (..., in_features) -> (..., out_features).
+
+    weight: (out_features, in_features), bias: (out_features,), both U(-1/sqrt(in), 1/sqrt(in)).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("Linear", dtype)
+        self.in_features = positive_int("Linear", "in_features", in_features)
+        self.out_features = positive_int("Linear", "out_features", out_features)
+        self.weight = empty_parameter((out_features, in_features), dt)
+        self.register_parameter("bias", empty_parameter((out_features,), dt) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        default_uniform_init(self.weight, self.bias, self.in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation).  x: (N, in_channels, H, W) -> (N, out_channels, OH, OW).
+
+    weight: (out_channels, in_channels // groups, KH, KW); bias: (out_channels,); both
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels // groups * KH * KW.
+    padding: int, pair, 'same' or 'valid'.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("Conv2d", dtype)
+        self.in_channels = positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = positive_int("Conv2d", "out_channels", out_channels)
+        self.groups = positive_int("Conv2d", "groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"be divisible by groups ({groups})"
+            )
+        self.kernel_size = pair("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = pair("Conv2d", "stride", stride, 1)
+        self.padding = padding if isinstance(padding, str) else pair(
+            "Conv2d", "padding", padding, 0
+        )
+        self.dilation = pair("Conv2d", "dilation", dilation, 1)
+        self.weight = empty_parameter(
+            (out_channels, in_channels // groups) + self.kernel_size, dt
+        )
+        self.register_parameter("bias", empty_parameter((out_channels,), dt) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        default_uniform_init(self.weight, self.bias, fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else (
+                f", padding={self.padding}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class MaxPool2d(Module):
+    """Max over kernel_size windows.  x: (N, C, H, W) -> (N, C, OH, OW); stride defaults to
+    kernel_size."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Mean over kernel_size windows.  x: (N, C, H, W) -> (N, C, OH, OW); stride defaults to
+    kernel_size; count_include_pad counts padding zeros in the divisor."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean pooling to a fixed output_size (int or pair).  x: (N, C, H, W) -> (N, C, *output_size)."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class Flatten(Module):
+    """Merge dims start_dim..end_dim: (N, C, H, W) -> (N, C * H * W) with the defaults."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout(Module):
+    """In training mode zero each element with probability p and scale the rest by
+    1 / (1 - p); in eval mode the identity."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d: running statistics, momentum, eps, affine.
+
+    Training: normalize with the batch mean and (biased) variance and update
+    running = (1 - momentum) * running + momentum * batch (unbiased variance), or a cumulative
+    average when momentum is None. Eval: normalize with the running statistics (with the batch
+    statistics when track_running_stats=False). weight starts at 1, bias at 0.
+    """
+
+    expected_ndims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype: Any = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        dt = float_dtype(name, dtype)
+        self.num_features = positive_int(name, "num_features", num_features)
+        self.eps, self.momentum = eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dt))
+            self.bias = Parameter(np.zeros(num_features, dtype=dt))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dt)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dt)))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data.fill(0)
+            self.running_var.data.fill(1)
+            self.num_batches_tracked.data.fill(0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self.expected_ndims:
+            raise ValueError(
+                f"{type(self).__name__}: expected a {' or '.join(map(str, self.expected_ndims))}"
+                f"-d input, got shape {x.shape}"
+            )
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.num_features} channels (axis 1), "
+                f"got input of shape {x.shape}"
+            )
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked.data)
+        # Without tracked statistics both are None and the batch statistics are used.
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=self.training, momentum=momentum, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, C) or (N, C, L) inputs, per channel C."""
+
+    expected_ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of (N, C, H, W) inputs, per channel C."""
+
+    expected_ndims = (4,)
+
+
+class LocallyConnected2d(Module):
+    """A convolution without weight sharing: one filter bank per output position.
+
+    x: (N, in_channels, H, W) with (H, W) == input_size -> (N, out_channels, OH, OW),
+    OH = (H + 2 * padding - KH) // stride + 1 (likewise OW).
+
+    Weight layout: weight[i, j, o, c, a, b], shape (OH, OW, out_channels, in_channels, KH, KW),
+    is the weight from input channel c at offset (a, b) of the window of output position
+    (i, j) to output channel o: weight[i, j] is the (out_channels, in_channels, KH, KW) filter
+    bank a Conv2d would share across positions. bias: (out_channels, OH, OW), one per output
+    unit. Both start as U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels * KH * KW,
+    as Conv2d's do. Parameters: OH * OW times a Conv2d's.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, input_size: Any, kernel_size: Any,
+                 stride: int = 1, padding: int = 0, bias: bool = True, dtype: Any = None) -> None:
+        super().__init__()
+        op = "LocallyConnected2d"
+        dt = float_dtype(op, dtype)
+        self.in_channels = positive_int(op, "in_channels", in_channels)
+        self.out_channels = positive_int(op, "out_channels", out_channels)
+        self.input_size = pair(op, "input_size", input_size, 1)
+        self.kernel_size = pair(op, "kernel_size", kernel_size, 1)
+        self.stride = positive_int(op, "stride", stride)
+        if not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"{op}: padding must be a non-negative int, got {padding!r}")
+        self.padding = int(padding)
+        self.output_size = tuple(
+            local_out_size(n, k, self.stride, self.padding)
+            for n, k in zip(self.input_size, self.kernel_size)
+        )
+        if min(self.output_size) < 1:
+            raise ValueError(
+                f"{op}: kernel {self.kernel_size} does not fit input {self.input_size} with "
+                f"padding {self.padding}"
+            )
+        oh, ow = self.output_size
+        self.weight = empty_parameter(
+            (oh, ow, out_channels, in_channels) + self.kernel_size, dt
+        )
+        self.register_parameter(
+            "bias", empty_parameter((out_channels, oh, ow), dt) if bias else None
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        default_uniform_init(self.weight, self.bias, fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or tuple(x.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"LocallyConnected2d: expected input (N, {self.in_channels}, "
+                f"{self.input_size[0]}, {self.input_size[1]}), got shape {x.shape}"
+            )
+        return F.locally_connected2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,308 @@
+"""Activation functions, dropout and batch normalization, one Function class each.
+
+Every forward keeps the input's float dtype: constants enter as Python floats (weak scalars
+under NumPy's promotion rules) or as `dtype.type(...)`, never as float64 NumPy scalars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl.graph import Context, Function
+from minidl.ops import contiguous
+from minidl.ops.reduce import normalize_axes
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_input(op: str, x: np.ndarray) -> None:
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{op}: expected a float32 or float64 input, got dtype {x.dtype}")
+
+
+class ReLU(Function):
+    """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("relu", x)
+        out = np.maximum(x, x.dtype.type(0))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g * (out > 0)
+
+
+class LeakyReLU(Function):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, negative_slope: float) -> np.ndarray:
+        check_float_input("leaky_relu", x)
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        ctx.slope = float(negative_slope)
+        return np.where(positive, x, x * ctx.slope)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (positive,) = ctx.saved_tensors
+        return np.where(positive, g, g * ctx.slope)
+
+
+class PReLU(Function):
+    """x for x > 0, a * x otherwise, with a learned slope `a`.
+
+    x: (N, C, ...) or (N,); weight: (1,) shared, or (C,) one slope per channel (axis 1).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight) -> np.ndarray:
+        check_float_input("prelu", x)
+        if weight.ndim != 1:
+            raise ValueError(f"prelu: weight must be 1-D, got shape {weight.shape}")
+        channels = x.shape[1] if x.ndim >= 2 else 1
+        if weight.shape[0] not in (1, channels):
+            raise ValueError(
+                f"prelu: weight has {weight.shape[0]} slopes but the input of shape {x.shape} "
+                f"has {channels} channels (axis 1); use 1 or {channels}"
+            )
+        shape = [1] * x.ndim
+        if weight.shape[0] > 1:
+            shape[1] = weight.shape[0]
+        slope = weight.astype(x.dtype, copy=False).reshape(shape)
+        positive = x > 0
+        ctx.save_for_backward(x, slope, positive)
+        ctx.weight_shape = weight.shape
+        return np.where(positive, x, x * slope)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, slope, positive = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad
+        gx = np.where(positive, g, g * slope) if need_x else None
+        gw = None
+        if need_w:
+            contrib = np.where(positive, g.dtype.type(0), g * x)
+            axes = tuple(i for i in range(x.ndim) if not (i == 1 and ctx.weight_shape[0] > 1))
+            gw = contrib.sum(axis=axes).reshape(ctx.weight_shape)
+        return gx, gw
+
+
+class ELU(Function):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise (expm1, exact for small |x|)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, alpha: float) -> np.ndarray:
+        check_float_input("elu", x)
+        positive = x > 0
+        # exp of the clipped input: no overflow warning from the branch np.where discards.
+        negative_part = float(alpha) * np.expm1(np.minimum(x, x.dtype.type(0)))
+        out = np.where(positive, x, negative_part)
+        ctx.save_for_backward(positive, out)
+        ctx.alpha = float(alpha)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        positive, out = ctx.saved_tensors
+        # d/dx alpha * (exp(x) - 1) = alpha * exp(x) = out + alpha
+        return np.where(positive, g, g * (out + ctx.alpha))
+
+
+class Sigmoid(Function):
+    """1 / (1 + exp(-x)), computed from exp(-|x|) so neither branch overflows."""
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("sigmoid", x)
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g * out * (1 - out)
+
+
+class Tanh(Function):
+    """np.tanh saturates to +-1 without overflow for large |x|."""
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("tanh", x)
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g * (1 - out * out)
+
+
+def _single_axis(op: str, dim: int, ndim: int) -> int:
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    return normalize_axes(op, dim, max(ndim, 1))[0]
+
+
+def log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
+    """x - logsumexp(x) along `axis`, shifted by the max so exp never overflows."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
+
+
+class Softmax(Function):
+    """exp(x - max) / sum(exp(x - max)) along `dim`."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, dim: int) -> np.ndarray:
+        check_float_input("softmax", x)
+        axis = _single_axis("softmax", dim, x.ndim)
+        out = np.exp(x - x.max(axis=axis, keepdims=True))
+        out /= out.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """x - logsumexp(x) along `dim`."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, dim: int) -> np.ndarray:
+        check_float_input("log_softmax", x)
+        axis = _single_axis("log_softmax", dim, x.ndim)
+        out = log_softmax_array(x, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return g - np.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the rest by 1 / (1 - p).
+
+    The mask is drawn from minidl.random.generator(), so manual_seed / set_rng_state reproduce it.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, *, p: float) -> np.ndarray:
+        from minidl.random import generator
+
+        check_float_input("dropout", x)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+        if p == 1.0:
+            mask = np.zeros(x.shape, dtype=x.dtype)
+        else:
+            keep = generator().random(x.shape, dtype=x.dtype) >= x.dtype.type(p)
+            mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (mask,) = ctx.saved_tensors
+        return g * mask
+
+
+class BatchNorm(Function):
+    """Batch normalization over every axis but 1 (channels): (N, C), (N, C, L), (N, C, H, W).
+
+    x: (N, C, ...); weight, bias: (C,) or None (affine=False); running_mean, running_var: (C,)
+    arrays updated in place when training (running_var with the unbiased batch variance, as
+    PyTorch does), or None. training=False with running statistics normalizes with them;
+    without running statistics the batch statistics are always used.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias, *, running_mean, running_var, training: bool,
+                momentum: float, eps: float) -> np.ndarray:
+        check_float_input("batch_norm", x)
+        if x.ndim < 2:
+            raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {x.shape}")
+        channels = x.shape[1]
+        for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                        ("running_var", running_var)):
+            if a is not None and a.shape != (channels,):
+                raise ValueError(
+                    f"batch_norm: {name} has shape {a.shape}, expected ({channels},) for an "
+                    f"input of shape {x.shape}"
+                )
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, channels) + (1,) * (x.ndim - 2)
+        count = x.size // channels if channels else 0
+        use_batch_stats = training or running_mean is None or running_var is None
+        if use_batch_stats:
+            if count <= 1:
+                raise ValueError(
+                    f"batch_norm: expected more than 1 value per channel when training, got "
+                    f"input of shape {x.shape}"
+                )
+            mean = x.mean(axis=axes, keepdims=True)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)
+            if training and running_mean is not None and running_var is not None:
+                m = float(momentum)
+                running_mean *= 1.0 - m
+                running_mean += m * mean.reshape(channels).astype(running_mean.dtype)
+                running_var *= 1.0 - m
+                running_var += (m * count / (count - 1)) * var.reshape(channels).astype(
+                    running_var.dtype
+                )
+        else:
+            centered = x - running_mean.astype(x.dtype, copy=False).reshape(shape)
+            var = running_var.astype(x.dtype, copy=False).reshape(shape)
+        inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
+        x_hat = centered
+        x_hat *= inv_std
+        out = x_hat.copy() if weight is not None else x_hat
+        if weight is not None:
+            out *= weight.astype(x.dtype, copy=False).reshape(shape)
+        if bias is not None:
+            out += bias.astype(x.dtype, copy=False).reshape(shape)
+        ctx.save_for_backward(x_hat, inv_std, weight)
+        ctx.axes, ctx.shape, ctx.count = axes, shape, count
+        ctx.batch_stats = use_batch_stats
+        return contiguous(out)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x_hat, inv_std, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        axes, shape = ctx.axes, ctx.shape
+        gx = gw = gb = None
+        g_sum = g.sum(axis=axes)
+        g_xhat_sum = (g * x_hat).sum(axis=axes)
+        if need_w:
+            gw = g_xhat_sum.astype(weight.dtype, copy=False)
+        if need_b:
+            gb = g_sum.astype(g.dtype, copy=False)
+        if need_x:
+            scale = inv_std if weight is None else inv_std * weight.reshape(shape)
+            if ctx.batch_stats:
+                # d/dx of (x - mean) / std with mean and std taken from this batch:
+                # scale * (g - mean(g) - x_hat * mean(g * x_hat)).
+                n = ctx.count
+                gx = g - (g_sum / n).reshape(shape) - x_hat * (g_xhat_sum / n).reshape(shape)
+                gx *= scale
+            else:
+                gx = g * scale
+        return gx, gw, gb

@@ -1,0 +1,328 @@
+"""Loss functions, one Function class each, with PyTorch's definitions and reductions.
+
+reduction='none' returns one loss per sample (per element for the elementwise losses),
+'sum' their sum, 'mean' their mean (weighted by the class weights of the targets for
+cross_entropy and nll_loss, as PyTorch does). Class-index targets are integer arrays of
+shape (N,) (or (N, d1, ...) for (N, C, d1, ...) inputs); they carry no gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl.graph import Context, Function
+from minidl.ops.activation import check_float_input, log_softmax_array
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(op: str, reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(loss: np.ndarray, reduction: str, denominator=None) -> np.ndarray:
+    """loss as reduced; `denominator` replaces the element count for 'mean'."""
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return np.asarray(total)
+    count = loss.size if denominator is None else denominator
+    return np.asarray(total / loss.dtype.type(count), dtype=loss.dtype)
+
+
+def _upstream(g: np.ndarray, reduction: str, denominator, shape: tuple) -> np.ndarray:
+    """The upstream gradient as a factor broadcastable against per-element losses of `shape`."""
+    if reduction == "none":
+        return g.reshape(shape)
+    if reduction == "sum":
+        return g.reshape(())
+    count = int(np.prod(shape)) if denominator is None else denominator
+    return g.reshape(()) / g.dtype.type(count)
+
+
+def _class_rows(op: str, x: np.ndarray, target) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Scores as (M, C) rows, targets as (M,) int64, and the per-sample loss shape.
+
+    x: (C,) with a 0-d target, (N, C) with target (N,), or (N, C, d1, ...) with (N, d1, ...).
+    """
+    check_float_input(op, x)
+    if not isinstance(target, np.ndarray):
+        target = np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"{op}: target must hold integer class indices (int64), got dtype {target.dtype}"
+        )
+    if x.ndim == 0:
+        raise ValueError(f"{op}: expected an input of shape (N, C), got a 0-d tensor")
+    if x.ndim == 1:
+        expected = ()
+        rows = x.reshape(1, -1)
+    else:
+        expected = (x.shape[0],) + x.shape[2:]
+        rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    if target.shape != expected:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} needs a target of shape {expected}, got "
+            f"{target.shape} (batch sizes must match)"
+        )
+    return np.ascontiguousarray(rows), target.reshape(-1).astype(np.int64, copy=False), expected
+
+
+def _check_range(op: str, target: np.ndarray, classes: int, ignore_index: int | None):
+    """Boolean mask of the targets that count (all but ignore_index); raises on others."""
+    valid = np.ones(target.shape, dtype=bool) if ignore_index is None else target != ignore_index
+    bad = valid & ((target < 0) | (target >= classes))
+    if bad.any():
+        value = int(target[np.argmax(bad)])
+        extra = "" if ignore_index is None else f" (ignore_index is {ignore_index})"
+        raise ValueError(
+            f"{op}: target {value} is out of range for {classes} classes: expected 0 <= "
+            f"target < {classes}{extra}"
+        )
+    return valid
+
+
+def _class_weight(op: str, weight, classes: int, dtype) -> np.ndarray | None:
+    if weight is None:
+        return None
+    if weight.shape != (classes,):
+        raise ValueError(f"{op}: weight has shape {weight.shape}, expected ({classes},)")
+    return weight.astype(dtype, copy=False)
+
+
+def _to_input_shape(grad_rows: np.ndarray, x_shape: tuple) -> np.ndarray:
+    """Inverse of _class_rows' layout change: (M, C) rows back to the input's shape."""
+    if len(x_shape) <= 2:
+        return grad_rows.reshape(x_shape)
+    moved = grad_rows.reshape((x_shape[0],) + x_shape[2:] + (x_shape[1],))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
+
+
+class CrossEntropy(Function):
+    """log_softmax and negative log-likelihood fused, PyTorch's cross_entropy.
+
+    Per sample i with target y: (1 - s) * w[y] * (-log p[i, y]) + s / C * sum_c w[c] * (-log p[i, c])
+    (s = label_smoothing, w = class weights or ones); ignored targets contribute 0 and are left
+    out of the mean, whose denominator is sum_i w[y_i]. The gradient is formed directly as
+    p * (sum of the target weights) - (smoothed, weighted one-hot), never through log/exp nodes.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, target, weight, *, reduction: str, ignore_index: int,
+                label_smoothing: float) -> np.ndarray:
+        op = "cross_entropy"
+        check_reduction(op, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+        rows, t, out_shape = _class_rows(op, x, target)
+        m, classes = rows.shape
+        valid = _check_range(op, t, classes, ignore_index)
+        w = _class_weight(op, weight, classes, x.dtype)
+        safe_t = np.where(valid, t, 0)
+        logp = log_softmax_array(rows, 1)
+        w_y = valid.astype(x.dtype) if w is None else w[safe_t] * valid
+        loss = -logp[np.arange(m), safe_t] * w_y
+        s = float(label_smoothing)
+        if s > 0:
+            smooth = -(logp.sum(axis=1) if w is None else (logp * w).sum(axis=1))
+            loss = (1 - s) * loss + (s / classes) * (smooth * valid)
+        denominator = w_y.sum()
+        ctx.save_for_backward(logp, safe_t, valid, w_y, w)
+        ctx.reduction, ctx.smoothing, ctx.denominator = reduction, s, denominator
+        ctx.x_shape, ctx.out_shape = x.shape, out_shape
+        return _reduce(loss.reshape(out_shape), reduction, denominator)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        logp, safe_t, valid, w_y, w = ctx.saved_tensors
+        m, classes = logp.shape
+        s = ctx.smoothing
+        total_w = float(classes) if w is None else w.sum()
+        coef = (1 - s) * w_y + (s / classes) * total_w * valid
+        grad = np.exp(logp)
+        grad *= coef[:, None]
+        grad[np.arange(m), safe_t] -= (1 - s) * w_y
+        if s > 0:
+            per_class = (s / classes) * (np.ones(classes, logp.dtype) if w is None else w)
+            grad -= per_class[None, :] * valid[:, None]
+        up = _upstream(g, ctx.reduction, ctx.denominator, ctx.out_shape)
+        grad *= up.reshape(-1, 1) if up.ndim else up
+        return _to_input_shape(grad, ctx.x_shape), None, None
+
+
+class NLL(Function):
+    """Negative log-likelihood of log-probabilities x: -w[y] * x[i, y], PyTorch's nll_loss."""
+
+    @staticmethod
+    def forward(ctx: Context, x, target, weight, *, reduction: str, ignore_index: int):
+        op = "nll_loss"
+        check_reduction(op, reduction)
+        rows, t, out_shape = _class_rows(op, x, target)
+        m, classes = rows.shape
+        valid = _check_range(op, t, classes, ignore_index)
+        w = _class_weight(op, weight, classes, x.dtype)
+        safe_t = np.where(valid, t, 0)
+        w_y = valid.astype(x.dtype) if w is None else w[safe_t] * valid
+        loss = -rows[np.arange(m), safe_t] * w_y
+        denominator = w_y.sum()
+        ctx.save_for_backward(safe_t, w_y)
+        ctx.reduction, ctx.denominator = reduction, denominator
+        ctx.x_shape, ctx.out_shape, ctx.rows_shape = x.shape, out_shape, rows.shape
+        return _reduce(loss.reshape(out_shape), reduction, denominator)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        safe_t, w_y = ctx.saved_tensors
+        m = ctx.rows_shape[0]
+        up = _upstream(g, ctx.reduction, ctx.denominator, ctx.out_shape)
+        grad = np.zeros(ctx.rows_shape, dtype=g.dtype)
+        grad[np.arange(m), safe_t] = -w_y * up.reshape(-1)
+        return _to_input_shape(grad, ctx.x_shape), None, None
+
+
+def _paired_target(op: str, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    check_float_input(op, x)
+    if target.shape != x.shape:
+        raise ValueError(
+            f"{op}: target has shape {target.shape} but input has shape {x.shape}; they must match"
+        )
+    if target.dtype.kind != "f":
+        raise TypeError(f"{op}: target must be a float tensor, got dtype {target.dtype}")
+    return target.astype(x.dtype, copy=False)
+
+
+class MSE(Function):
+    """(x - target)^2 per element."""
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
+        check_reduction("mse_loss", reduction)
+        diff = x - _paired_target("mse_loss", x, target)
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        return _reduce(diff * diff, reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (diff,) = ctx.saved_tensors
+        grad = 2 * diff * _upstream(g, ctx.reduction, None, diff.shape)
+        need_x, need_t = ctx.needs_input_grad
+        return (grad if need_x else None), (-grad if need_t else None)
+
+
+class L1(Function):
+    """|x - target| per element; gradient sign(x - target), 0 where they are equal."""
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
+        check_reduction("l1_loss", reduction)
+        diff = x - _paired_target("l1_loss", x, target)
+        ctx.save_for_backward(np.sign(diff))
+        ctx.reduction = reduction
+        return _reduce(np.abs(diff), reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (sign,) = ctx.saved_tensors
+        grad = sign * _upstream(g, ctx.reduction, None, sign.shape)
+        need_x, need_t = ctx.needs_input_grad
+        return (grad if need_x else None), (-grad if need_t else None)
+
+
+class BCEWithLogits(Function):
+    """Binary cross-entropy on logits: (1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight.
+
+    softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows. weight broadcasts against
+    the input; pos_weight (C,) against its last axis, as in PyTorch.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, target, weight, pos_weight, *, reduction: str) -> np.ndarray:
+        op = "binary_cross_entropy_with_logits"
+        check_reduction(op, reduction)
+        y = _paired_target(op, x, target)
+        try:
+            w = None if weight is None else np.broadcast_to(weight.astype(x.dtype), x.shape)
+            pw = None if pos_weight is None else np.broadcast_to(
+                pos_weight.astype(x.dtype), x.shape
+            )
+        except ValueError as e:
+            raise ValueError(
+                f"{op}: weight/pos_weight shapes do not broadcast to the input's {x.shape}"
+            ) from e
+        softplus_neg = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, x.dtype.type(0))
+        factor = 1.0 if pw is None else 1 + (pw - 1) * y
+        loss = (1 - y) * x + factor * softplus_neg
+        if w is not None:
+            loss = loss * w
+        ctx.save_for_backward(x, y, w, pw, softplus_neg)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, y, w, pw, softplus_neg = ctx.saved_tensors
+        need_x, need_t, _, _ = ctx.needs_input_grad
+        up = _upstream(g, ctx.reduction, None, x.shape)
+        if w is not None:
+            up = up * w
+        e = np.exp(-np.abs(x))
+        sigmoid_neg = np.where(x >= 0, e / (1 + e), 1 / (1 + e))
+        gx = gt = None
+        if need_x:
+            factor = 1.0 if pw is None else 1 + (pw - 1) * y
+            gx = ((1 - y) - factor * sigmoid_neg) * up
+        if need_t:
+            gt = (-x if pw is None else -x + (pw - 1) * softplus_neg) * up
+        return gx, gt, None, None
+
+
+class MultiMargin(Function):
+    """Multiclass hinge loss, PyTorch's multi_margin_loss.
+
+    Per sample with target y: sum over j != y of w[y] * max(0, margin - x[y] + x[j])^p / C,
+    p in {1, 2}; x: (N, C) with target (N,), or (C,) with a 0-d target. 'mean' averages
+    over samples (unweighted).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, target, weight, *, p: int, margin: float,
+                reduction: str) -> np.ndarray:
+        op = "multi_margin_loss"
+        check_reduction(op, reduction)
+        if p not in (1, 2):
+            raise ValueError(f"{op}: only p=1 and p=2 are supported, got {p!r}")
+        if x.ndim > 2:
+            raise ValueError(f"{op}: expected an input of shape (N, C) or (C,), got {x.shape}")
+        rows, t, out_shape = _class_rows(op, x, target)
+        m, classes = rows.shape
+        _check_range(op, t, classes, None)
+        w = _class_weight(op, weight, classes, x.dtype)
+        index = np.arange(m)
+        z = float(margin) - rows[index, t][:, None] + rows
+        active = z > 0
+        active[index, t] = False
+        z = np.where(active, z, x.dtype.type(0))
+        h = z if p == 1 else z * z
+        w_y = None if w is None else w[t]
+        loss = h.sum(axis=1) / x.dtype.type(classes)
+        if w_y is not None:
+            loss *= w_y
+        ctx.save_for_backward(z, active, t, w_y)
+        ctx.p, ctx.reduction, ctx.x_shape, ctx.out_shape = p, reduction, x.shape, out_shape
+        return _reduce(loss.reshape(out_shape), reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        z, active, t, w_y = ctx.saved_tensors
+        m, classes = z.shape
+        dz = active.astype(g.dtype) if ctx.p == 1 else 2 * z
+        up = _upstream(g, ctx.reduction, None, ctx.out_shape).reshape(-1)
+        scale = up / g.dtype.type(classes)
+        if w_y is not None:
+            scale = scale * w_y
+        grad = dz * (scale[:, None] if scale.ndim else scale)
+        grad[np.arange(m), t] = -grad.sum(axis=1)
+        return grad.reshape(ctx.x_shape), None, None

@@ -1,0 +1,234 @@
+"""minidl.viz: DOT text of eager graphs (parsed back, not grepped), escaping, rendering."""
+
+import html
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import viz
+
+NODE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)" \[label="((?:[^"\\]|\\.)*)", (.*)\];$')
+EDGE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)" -> "((?:[^"\\]|\\.)*)" \[label=<(.*)>\];$')
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz `dot` not installed (apt-get install graphviz)"
+)
+
+
+def unquote(text):
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
+
+
+def parse(source):
+    """(nodes {id: (label, attrs)}, edges [(src, dst, {"shape", "value", "grad"})])."""
+    nodes, edges = {}, []
+    lines = source.splitlines()
+    assert lines[0] == "digraph minidl {" and lines[-1] == "}"
+    for line in lines[1:-1]:
+        if m := EDGE.match(line):
+            fields = {}
+            rows = [
+                html.unescape(re.sub(r"</?font[^>]*>", "", r)) for r in m.group(3).split("<br/>")
+            ]
+            fields["shape"] = rows[0]
+            for row in rows[1:]:
+                key, text = row.split(" ", 1)
+                fields[key] = text
+            src, dst = unquote(m.group(1)), unquote(m.group(2))
+            assert src in nodes and dst in nodes
+            edges.append((src, dst, fields))
+        elif m := NODE.match(line):
+            nodes[unquote(m.group(1))] = (unquote(m.group(2)), m.group(3))
+        else:
+            assert re.match(r"^\s*(rankdir|node|edge)\b", line), line
+    return nodes, edges
+
+
+def named(v, name, dtype=np.float64):
+    t = minidl.tensor(v, dtype=dtype, requires_grad=True)
+    t.name = name
+    return t
+
+
+def labelled_edges(source):
+    """[(src label, dst label, fields)] in the order of the DOT text."""
+    nodes, edges = parse(source)
+    return [(nodes[s][0], nodes[d][0], f) for s, d, f in edges], nodes
+
+
+def lecture_circuit():
+    x, y, z = named(-2.0, "x"), named(5.0, "y"), named(-4.0, "z")
+    f = (x + y) * z
+    f.name = "f"
+    return x, y, z, f
+
+
+def test_lecture_circuit_values_and_gradients_on_edges():
+    x, y, z, f = lecture_circuit()
+    edges, nodes = labelled_edges(viz.graph(f).source)
+    assert [(s, d) for s, d, _ in edges] == [
+        ("x", "+"),
+        ("y", "+"),
+        ("+", "*"),
+        ("z", "*"),
+        ("*", "f"),
+    ]
+    assert [float(e["value"]) for _, _, e in edges] == [-2, 5, 3, -4, -12]
+    assert [float(e["grad"]) for _, _, e in edges] == [-4, -4, -4, 3, 1]
+    assert [e["value"] for _, _, e in edges][2] == "3.00"
+    assert {e["shape"] for _, _, e in edges} == {"scalar"}
+    kinds = {label: attrs for label, attrs in nodes.values()}
+    assert kinds["+"].startswith("shape=box") and kinds["*"].startswith("shape=box")
+    assert kinds["x"].startswith("shape=ellipse") and kinds["f"].startswith("shape=ellipse")
+    # Drawing leaves .grad alone and keeps the graph for a later backward.
+    assert x.grad is None and y.grad is None
+    f.backward()
+    assert (x.grad.item(), y.grad.item(), z.grad.item()) == (-4.0, -4.0, 3.0)
+
+
+def test_branch_and_reuse_sum_gradients():
+    a = named(3.0, "a")
+    b = a + a
+    c = b * b
+    edges, _ = labelled_edges(viz.graph(c).source)
+    assert [(s, d) for s, d, _ in edges] == [
+        ("a", "+"),
+        ("a", "+"),
+        ("+", "*"),
+        ("+", "*"),
+        ("*", "output"),
+    ]
+    # b = 6, c = 36; dc/db = 2b = 12 on both uses of b, dc/da = 2 * 12 = 24.
+    assert [float(e["value"]) for _, _, e in edges] == [3, 3, 6, 6, 36]
+    assert [float(e["grad"]) for _, _, e in edges] == [24, 24, 12, 12, 1]
+
+
+def test_shapes_always_and_values_only_for_small_tensors():
+    w = named(np.arange(6.0).reshape(2, 3), "w")
+    x = named(np.ones((3, 4)), "x")
+    loss = (w @ x).sum()
+    edges, _ = labelled_edges(viz.graph(loss, max_elements=6).source)
+    by_src = {s: e for s, _, e in edges}
+    assert by_src["w"]["shape"] == "(2, 3)"
+    assert by_src["w"]["value"] == "[[0.00, 1.00, 2.00], [3.00, 4.00, 5.00]]"
+    assert by_src["w"]["grad"] == "[[4.00, 4.00, 4.00], [4.00, 4.00, 4.00]]"
+    assert by_src["x"] == {"shape": "(3, 4)"}  # 12 elements > max_elements
+    assert by_src["@"] == {"shape": "(2, 4)"}
+    assert by_src["Sum"]["value"] == "60.00"
+
+
+def test_values_and_grads_can_be_switched_off():
+    *_, f = lecture_circuit()
+    edges, _ = labelled_edges(viz.graph(f, values=False, grads=False).source)
+    assert all(e == {"shape": "scalar"} for _, _, e in edges)
+    edges, _ = labelled_edges(viz.graph(f, grads=False).source)
+    assert all(set(e) == {"shape", "value"} for _, _, e in edges)
+
+
+def test_non_scalar_root_draws_values_without_gradients():
+    x = named([1.0, -2.0], "x")
+    edges, _ = labelled_edges(viz.graph(x * 2.0).source)
+    assert all("grad" not in e for _, _, e in edges)
+    constant = [e for s, _, e in edges if s == "2.00"]
+    assert constant == [{"shape": "scalar", "value": "2.00"}]
+
+
+def test_freed_graph_raises_a_clear_error():
+    *_, f = lecture_circuit()
+    f.backward()
+    with pytest.raises(RuntimeError, match="before calling backward.*retain_graph=True"):
+        viz.graph(f)
+    edges, _ = labelled_edges(viz.graph(f, grads=False).source)  # values need no saved buffers
+    assert [float(e["value"]) for _, _, e in edges] == [-2, 5, 3, -4, -12]
+
+
+def test_retained_graph_can_be_drawn_after_backward():
+    x, _, _, f = lecture_circuit()
+    f.backward(retain_graph=True)
+    edges, _ = labelled_edges(viz.graph(f).source)
+    assert [float(e["grad"]) for _, _, e in edges] == [-4, -4, -4, 3, 1]
+    assert x.grad.item() == -4.0  # untouched by drawing: not accumulated a second time
+
+
+def test_labels_are_escaped():
+    name = 'say "hi" \\l <b>&\nnext'
+    x = named(1.0, name)
+    y = x * 3.0
+    nodes, _ = parse(viz.graph(y).source)
+    assert name in [label for label, _ in nodes.values()]
+
+
+def test_compiled_graph_protocol_shares_the_builder():
+    class Fake:
+        def _viz_graph(self):
+            nodes = [("x", "x", "input"), ("conv", 'conv+relu "fused"', "op"), ("y", "y", "output")]
+            edges = [
+                ("x", "conv", viz.edge_label((1, 1, 28, 28))),
+                ("conv", "y", viz.edge_label((2,), value=np.array([0.5, 1e-5]))),
+            ]
+            return nodes, edges
+
+    nodes, edges = parse(viz.graph(Fake()).source)
+    assert nodes["conv"][0] == 'conv+relu "fused"' and nodes["conv"][1].startswith("shape=box")
+    assert edges == [
+        ("x", "conv", {"shape": "(1, 1, 28, 28)"}),
+        ("conv", "y", {"shape": "(2,)", "value": "[0.50, 1.00e-05]"}),
+    ]
+
+
+def test_bad_graphs_and_objects_are_rejected():
+    with pytest.raises(ValueError, match="kind 'box'"):
+        viz.dot_source([("a", "a", "box")], [])
+    with pytest.raises(ValueError, match="unknown node 'b'"):
+        viz.dot_source([("a", "a", "op")], [("a", "b", "")])
+    with pytest.raises(ValueError, match="appears twice"):
+        viz.dot_source([("a", "a", "op"), ("a", "b", "input")], [])
+    with pytest.raises(TypeError, match="Tensor or an object with _viz_graph"):
+        viz.graph(np.ones(3))
+
+
+def test_number_formatting():
+    assert viz.format_array(np.float32(3)) == "3.00"
+    assert viz.format_array(-0.5) == "-0.50"
+    assert viz.format_array(1e-5) == "1.00e-05"
+    assert viz.format_array(0.0) == "0.00"
+    assert viz.format_array(np.array([1, 2], dtype=np.int64)) == "[1, 2]"
+    assert viz.format_shape(()) == "scalar" and viz.format_shape((3,)) == "(3,)"
+
+
+def test_render_without_dot_says_which_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    *_, f = lecture_circuit()
+    g = viz.graph(f)
+    with pytest.raises(RuntimeError, match="graphviz"):
+        g.render(tmp_path / "f.svg")
+    assert g._repr_svg_() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_rejects_unknown_formats(tmp_path):
+    *_, f = lecture_circuit()
+    with pytest.raises(ValueError, match="'jpeg'"):
+        viz.graph(f).render(tmp_path / "f.jpeg")
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<svg")])
+def test_render_writes_the_format_of_the_extension(tmp_path, suffix, magic):
+    *_, f = lecture_circuit()
+    path = viz.graph(f).render(tmp_path / f"circuit{suffix}")
+    data = path.read_bytes()
+    if suffix == ".svg":
+        data = data[data.index(b"<svg") :]
+    assert data.startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [f"circuit{suffix}"]  # no temp file left
+
+
+@needs_dot
+def test_repr_svg_for_notebooks():
+    *_, f = lecture_circuit()
+    svg = viz.graph(f)._repr_svg_()
+    assert "<svg" in svg and "grad 3.00" in svg

@@ -1,0 +1,188 @@
+"""Optimizer base class: parameter groups, per-parameter state, state_dict, zero_grad.
+
+Subclasses implement `_update(p, grad, state, group)` for one parameter; updates run in place
+on `p.data` with NumPy ufuncs' `out=` into buffers kept per parameter, so a step allocates
+nothing once the state exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from minidl.graph import no_grad
+from minidl.tensor import Tensor
+
+
+class Optimizer:
+    """params: an iterable of Tensors, or of dicts {"params": [...], **overrides} (parameter
+    groups with their own lr, weight_decay, ...). `defaults` fills what a group leaves out.
+
+    state_dict() follows PyTorch's layout: {"state": {index: {...}}, "param_groups":
+    [{hyperparameters..., "params": [index, ...]}]}, parameters numbered in group order. Its
+    arrays are the live buffers (copy to snapshot); load_state_dict copies them in.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict] = []
+        self.state: dict[Tensor, dict] = {}
+        self._scratch: dict[int, list[np.ndarray]] = {}
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict) -> None:
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{type(self).__name__}: a parameter group is a dict with 'params'")
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(
+                    f"{type(self).__name__}: parameters must be Tensors, got {type(p).__name__}"
+                )
+            if not p.requires_grad:
+                raise ValueError(f"{type(self).__name__}: a parameter does not require grad")
+            if not p.is_leaf:
+                raise ValueError(f"{type(self).__name__}: can only optimize leaf tensors")
+            if id(p) in seen:
+                raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
+            seen.add(id(p))
+        new = {k: v for k, v in self.defaults.items()}
+        new.update({k: v for k, v in group.items() if k != "params"})
+        new["params"] = params
+        self._check_group(new)
+        self.param_groups.append(new)
+
+    def _check_group(self, group: dict) -> None:
+        """Validate a group's hyperparameters (subclasses extend)."""
+        if group.get("lr", 0) < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+        if group.get("weight_decay", 0) < 0:
+            raise ValueError(
+                f"{type(self).__name__}: invalid weight_decay {group['weight_decay']}"
+            )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (set_to_none=True) or fill it with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
+
+    def scratch(self, p: Tensor, count: int = 1) -> list[np.ndarray]:
+        """`count` work buffers shaped like p, reused across steps (not part of the state)."""
+        buffers = self._scratch.setdefault(id(p), [])
+        while len(buffers) < count:
+            buffers.append(np.empty_like(p.data))
+        return buffers
+
+    @no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient. closure, if given, re-evaluates
+        the model and returns the loss (it runs with gradients enabled)."""
+        loss = None
+        if closure is not None:
+            from minidl.graph import enable_grad
+
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.data
+                if grad.shape != p.data.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}: gradient of shape {grad.shape} for a parameter "
+                        f"of shape {p.data.shape}"
+                    )
+                self._update(p, grad.astype(p.data.dtype, copy=False),
+                             self.state.setdefault(p, {}), group)
+        return loss
+
+    def _update(self, p: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            entry = {k: v for k, v in group.items() if k != "params"}
+            entry["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                entry["params"].append(index[id(p)])
+            groups.append(entry)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state and self.state[p]:
+                    state[index[id(p)]] = self.state[p]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters and state; the groups must match in count and sizes, and
+        each state array the shape of its parameter (ValueError naming both otherwise)."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"{name}.load_state_dict: expected keys 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{name}.load_state_dict: the state has {len(saved_groups)} parameter groups, "
+                f"this optimizer {len(self.param_groups)}"
+            )
+        by_index: dict[int, Tensor] = {}
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: group {i} has {len(saved['params'])} parameters "
+                    f"in the state, {len(group['params'])} here"
+                )
+            for k, p in zip(saved["params"], group["params"]):
+                by_index[int(k)] = p
+        new_state: dict[Tensor, dict] = {}
+        for k, entry in state_dict["state"].items():
+            if int(k) not in by_index:
+                raise ValueError(f"{name}.load_state_dict: state for unknown parameter {k}")
+            p = by_index[int(k)]
+            restored = {}
+            for key, value in entry.items():
+                if isinstance(value, Tensor):
+                    value = value.data
+                if isinstance(value, np.ndarray) and value.ndim > 0:
+                    if value.shape != p.data.shape:
+                        raise ValueError(
+                            f"{name}.load_state_dict: state[{k}][{key!r}] has shape "
+                            f"{value.shape}, the parameter has shape {p.data.shape}"
+                        )
+                    value = value.astype(p.data.dtype, copy=True)
+                else:
+                    value = copy.deepcopy(value)
+                restored[key] = value
+            new_state[p] = restored
+        for saved, group in zip(saved_groups, self.param_groups):
+            for key, value in saved.items():
+                if key != "params":
+                    group[key] = copy.deepcopy(value)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)

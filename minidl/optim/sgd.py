@@ -1,0 +1,58 @@
+"""Stochastic gradient descent with momentum, as torch.optim.SGD."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from minidl.optim.optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """PyTorch's update (Sutskever et al. momentum; the lectures' `v = mu * v - lr * dx` up to
+    where lr is applied):
+
+        g = grad + weight_decay * p
+        b = g                                  on the first step
+        b = momentum * b + (1 - dampening) * g afterwards
+        g = g + momentum * b if nesterov else b     (when momentum != 0)
+        p = p - lr * g
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _check_group(self, group: dict) -> None:
+        super()._check_group(group)
+        if group["momentum"] < 0:
+            raise ValueError(f"SGD: invalid momentum {group['momentum']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, p, grad: np.ndarray, state: dict, group: dict) -> None:
+        lr, momentum = group["lr"], group["momentum"]
+        dampening, weight_decay = group["dampening"], group["weight_decay"]
+        work, extra = self.scratch(p, 2)
+        d = grad
+        if weight_decay != 0:
+            np.multiply(p.data, weight_decay, out=work)
+            d = np.add(grad, work, out=work)
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.copy()
+            else:
+                buf *= momentum
+                if dampening != 0:
+                    buf += np.multiply(d, 1 - dampening, out=extra)
+                else:
+                    buf += d
+            if group["nesterov"]:
+                np.multiply(buf, momentum, out=extra)
+                d = np.add(d, extra, out=work)
+            else:
+                d = buf
+        p.data -= np.multiply(d, lr, out=extra)

@@ -1,0 +1,249 @@
+"""Checkpoints: `save(obj, path)` / `load(path)` without pickle.
+
+Format (version 1): one uncompressed NumPy .npz archive (a zip of .npy members) written
+with allow_pickle=False semantics:
+
+- member "__minidl__": a uint8 array holding UTF-8 JSON, the manifest:
+      {"format": "minidl.checkpoint", "version": 1, "root": NODE}
+- members "a0", "a1", ...: the arrays, in the order the manifest first refers to them.
+
+NODE is one of
+      {"type": "none"} | {"type": "bool", "value": b} | {"type": "int", "value": i}
+      {"type": "float", "value": x}   x a JSON number, or "nan" / "inf" / "-inf"
+      {"type": "str", "value": s}
+      {"type": "list" | "tuple", "items": [NODE, ...]}
+      {"type": "dict", "keys": [k, ...], "values": [NODE, ...]}   keys: str or int
+      {"type": "array", "key": "a3", "dtype": "<f4", "shape": [2, 3]}   a numpy array
+      {"type": "scalar", "key": ..., "dtype": ..., "shape": []}         a numpy scalar
+      {"type": "tensor", "key": ..., "dtype": ..., "shape": [...], "requires_grad": b}
+Python floats are written with repr() precision and ints at any size, so values (the RNG
+state's 128-bit integers included) come back exactly. dtype and shape are recorded so a
+mismatched or tampered member is caught on load. Tensors (and Parameters) load as Tensors.
+
+Writes are atomic: the archive goes to a temp file in the target's directory, is fsynced and
+renamed over `path` with os.replace; on any failure the temp file is removed and `path` is
+untouched. `path` is used as given (no ".npz" is appended).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minidl.ops import contiguous
+from minidl.tensor import Tensor
+
+FORMAT = "minidl.checkpoint"
+VERSION = 1
+MANIFEST = "__minidl__"
+
+__all__ = ["CheckpointError", "load", "save"]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable minidl checkpoint (corrupt, truncated, mismatched)."""
+
+
+def _describe_array(array: np.ndarray, where: str) -> dict:
+    if array.dtype.hasobject or array.dtype.kind not in "biufcSU":
+        raise TypeError(
+            f"save: {where} has dtype {array.dtype}, which cannot be stored without pickle"
+        )
+    return {"dtype": array.dtype.str, "shape": list(array.shape)}
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def add(self, array: np.ndarray) -> str:
+        key = f"a{len(self.arrays)}"
+        self.arrays[key] = contiguous(array)
+        return key
+
+    def encode(self, obj: Any, where: str) -> dict:
+        # Tensor first: Parameter is a Tensor subclass; bool before int (bool is an int).
+        if isinstance(obj, Tensor):
+            node = {"type": "tensor", **_describe_array(obj.data, where)}
+            node["requires_grad"] = bool(obj.requires_grad)
+            node["key"] = self.add(obj.data)
+            return node
+        if isinstance(obj, np.ndarray):
+            return {"type": "array", **_describe_array(obj, where), "key": self.add(obj)}
+        if isinstance(obj, np.generic):
+            array = np.asarray(obj)
+            return {"type": "scalar", **_describe_array(array, where), "key": self.add(array)}
+        if obj is None:
+            return {"type": "none"}
+        if isinstance(obj, bool):
+            return {"type": "bool", "value": obj}
+        if isinstance(obj, int):
+            return {"type": "int", "value": obj}
+        if isinstance(obj, float):
+            value = obj if math.isfinite(obj) else repr(obj)
+            return {"type": "float", "value": value}
+        if isinstance(obj, str):
+            return {"type": "str", "value": obj}
+        if isinstance(obj, (list, tuple)):
+            items = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+            return {"type": "list" if isinstance(obj, list) else "tuple", "items": items}
+        if isinstance(obj, dict):
+            keys = list(obj)
+            for k in keys:
+                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                    raise TypeError(f"save: {where} has a key {k!r}; keys must be str or int")
+            values = [self.encode(obj[k], f"{where}[{k!r}]") for k in keys]
+            return {"type": "dict", "keys": keys, "values": values}
+        raise TypeError(
+            f"save: {where} is a {type(obj).__name__}; checkpoints hold dicts, lists, tuples, "
+            "numpy arrays and scalars, Tensors, and None/bool/int/float/str"
+        )
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Write `obj` (nested dicts/lists/tuples of arrays, Tensors and plain values) to `path`
+    atomically. Raises TypeError naming the offending entry for anything else."""
+    writer = _Writer()
+    root = writer.encode(obj, "obj")
+    manifest = json.dumps({"format": FORMAT, "version": VERSION, "root": root})
+    arrays = {MANIFEST: np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)}
+    arrays.update(writer.arrays)
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600 files; a checkpoint is an ordinary file.
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Reader:
+    def __init__(self, archive: Any, path: Path) -> None:
+        self.archive = archive
+        self.path = path
+
+    def fail(self, where: str, message: str) -> CheckpointError:
+        return CheckpointError(f"load: {self.path}: {where}: {message}")
+
+    def array(self, node: dict, where: str) -> np.ndarray:
+        key = node.get("key")
+        if key not in self.archive.files:
+            raise self.fail(where, f"array member {key!r} is missing from the archive")
+        try:
+            array = self.archive[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+            raise self.fail(where, f"array member {key!r} is unreadable ({e})") from e
+        expected_shape = tuple(node.get("shape", ()))
+        if array.dtype.str != node.get("dtype") or array.shape != expected_shape:
+            raise self.fail(
+                where,
+                f"member {key!r} holds dtype {array.dtype.str} shape {array.shape}, the "
+                f"manifest says dtype {node.get('dtype')} shape {expected_shape}",
+            )
+        return array
+
+    def decode(self, node: Any, where: str) -> Any:
+        if not isinstance(node, dict) or "type" not in node:
+            raise self.fail(where, "malformed manifest entry")
+        kind = node["type"]
+        if kind == "none":
+            return None
+        if kind in ("bool", "int", "str"):
+            value = node.get("value")
+            expected = {"bool": bool, "int": int, "str": str}[kind]
+            if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+                raise self.fail(where, f"expected a {kind} value, got {value!r}")
+            return value
+        if kind == "float":
+            value = node.get("value")
+            if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+                return float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            raise self.fail(where, f"expected a float value, got {value!r}")
+        if kind in ("list", "tuple"):
+            items = [self.decode(v, f"{where}[{i}]") for i, v in enumerate(node.get("items", []))]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict":
+            keys, values = node.get("keys"), node.get("values")
+            if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(
+                values
+            ):
+                raise self.fail(where, "malformed dict entry")
+            return {k: self.decode(v, f"{where}[{k!r}]") for k, v in zip(keys, values)}
+        if kind == "array":
+            return self.array(node, where)
+        if kind == "scalar":
+            return self.array(node, where)[()]
+        if kind == "tensor":
+            t = Tensor(self.array(node, where))
+            t.requires_grad = bool(node.get("requires_grad", False))
+            return t
+        raise self.fail(where, f"unknown entry type {kind!r}")
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a checkpoint written by save(). Raises FileNotFoundError for a missing file and
+    CheckpointError (a ValueError) naming the path and the entry for a corrupt, truncated,
+    foreign or inconsistent one. Never unpickles."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load: no checkpoint at {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"load: {path} is not a readable minidl checkpoint (corrupt or truncated?): {e}"
+        ) from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"load: {path} is a bare .npy array, not a minidl checkpoint")
+    with archive:
+        reader = _Reader(archive, path)
+        if MANIFEST not in archive.files:
+            raise CheckpointError(f"load: {path} has no {MANIFEST!r} manifest: not a minidl "
+                                  "checkpoint")
+        try:
+            raw = archive[MANIFEST]
+            manifest = json.loads(raw.tobytes().decode("utf-8"))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+            raise CheckpointError(f"load: {path}: the manifest is unreadable ({e})") from e
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise CheckpointError(f"load: {path}: the manifest is not a {FORMAT} manifest")
+        version = manifest.get("version")
+        if not isinstance(version, int) or version > VERSION or version < 1:
+            raise CheckpointError(
+                f"load: {path}: format version {version!r}; this minidl reads versions 1 to "
+                f"{VERSION}"
+            )
+        return reader.decode(manifest.get("root"), "obj")

@@ -85,3 +85,7 @@ reshape = _elementwise("reshape", "reshape")
 flatten = _elementwise("flatten", "flatten")
 transpose = _elementwise("transpose", "transpose")
 permute = _elementwise("permute", "permute")
+
+# Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
+from minidl import nn, optim  # noqa: E402
+from minidl.serialization import load, save  # noqa: E402

@@ -40,7 +40,8 @@ Edge = tuple[str, str, str]
 KINDS = ("op", "input", "output")
 FORMATS = ("svg", "png", "pdf")
 
-# The lectures draw the arithmetic gates with their symbols; other ops keep their class name.
+# The lectures draw the arithmetic gates with their symbols; other ops keep their class name
+# (without the "Op" some carry to keep clear of their nn layer: Conv2dOp -> Conv2d).
 _OP_SYMBOLS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Neg": "neg", "MatMul": "@"}
 
 _LINE_COLORS = {"value": "#2e7d32", "grad": "#c62828"}
@@ -255,7 +256,8 @@ def _tensor_graph(
     for t in order:
         op_id = producer[id(t)]
         name = t._ctx.fn.__name__
-        nodes.append((op_id, _OP_SYMBOLS.get(name, name), "op"))
+        name = _OP_SYMBOLS.get(name, name.removesuffix("Op") or name)
+        nodes.append((op_id, name, "op"))
         for parent in t._ctx.parents:
             if parent is None:
                 continue

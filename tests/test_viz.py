@@ -232,3 +232,57 @@ def test_repr_svg_for_notebooks():
     *_, f = lecture_circuit()
     svg = viz.graph(f)._repr_svg_()
     assert "<svg" in svg and "grad 3.00" in svg
+
+
+def lenet_loss(batch=2):
+    from minidl.models import LeNet5
+    from minidl.nn import functional as F
+
+    minidl.manual_seed(0)
+    model = LeNet5()
+    for name, p in model.named_parameters():
+        p.name = name
+    images = minidl.randn(batch, 1, 28, 28)
+    images.name = "images"
+    loss = F.cross_entropy(model(images), minidl.tensor([3, 7][:batch]))
+    return loss
+
+
+def test_lenet_graph_dot_text():
+    edges, nodes = labelled_edges(viz.graph(lenet_loss()).source)
+    ops = [label for label, attrs in nodes.values() if attrs.startswith("shape=box")]
+    assert ops == [
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Reshape",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "CrossEntropy",
+    ]
+    shapes = {(s, d): e["shape"] for s, d, e in edges}
+    assert shapes[("images", "Conv2d")] == "(2, 1, 28, 28)"
+    assert shapes[("conv1.weight", "Conv2d")] == "(6, 1, 5, 5)"
+    assert shapes[("conv2.weight", "Conv2d")] == "(16, 6, 5, 5)"
+    assert shapes[("Reshape", "Linear")] == "(2, 400)"
+    assert shapes[("fc3.weight", "Linear")] == "(10, 84)"
+    assert shapes[("CrossEntropy", "output")] == "scalar"
+    # Small tensors carry values and gradients (conv1.bias: 6 elements), large ones only shapes.
+    bias = next(e for s, _, e in edges if s == "conv1.bias")
+    assert len(bias["value"].split(",")) == 6 and len(bias["grad"].split(",")) == 6
+    weight = next(e for s, _, e in edges if s == "fc1.weight")
+    assert weight == {"shape": "(120, 400)"}
+    loss = next(e for _, d, e in edges if d == "output")
+    assert float(loss["grad"]) == 1.0 and float(loss["value"]) > 0
+
+
+@needs_dot
+def test_lenet_graph_renders_to_png(tmp_path):
+    path = viz.graph(lenet_loss()).render(tmp_path / "lenet.png")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

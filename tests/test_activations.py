@@ -1,0 +1,224 @@
+"""Activations (ops, functional and module forms) against NumPy, gradcheck and PyTorch."""
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn
+from minidl.autograd import gradcheck
+from minidl.nn import functional as F
+
+
+def away_from_zero(shape, seed=0, low=0.1, high=2.0):
+    """Inputs with |x| in [low, high]: central differences never straddle the kinks at 0."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(low, high, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def t64(a, requires_grad=True):
+    return minidl.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+def sigmoid_ref(x):
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+CASES = {
+    "relu": (lambda x: F.relu(x), lambda x: np.maximum(x, 0)),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x)),
+    "elu": (lambda x: F.elu(x, 0.7), lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
+    "sigmoid": (F.sigmoid, sigmoid_ref),
+    "tanh": (F.tanh, np.tanh),
+    "softmax": (lambda x: F.softmax(x, 1),
+                lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)),
+    "log_softmax": (lambda x: F.log_softmax(x, -1),
+                    lambda x: x - np.log(np.exp(x).sum(axis=-1, keepdims=True))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_activation_forward_matches_numpy(name):
+    fn, ref = CASES[name]
+    x = away_from_zero((4, 5), seed=1)
+    np.testing.assert_allclose(fn(t64(x, False)).numpy(), ref(x), rtol=1e-12, atol=1e-14)
+    out32 = fn(minidl.tensor(x.astype(np.float32)))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32.numpy(), ref(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_activation_gradcheck(name):
+    fn, _ = CASES[name]
+    x = t64(away_from_zero((3, 4), seed=2))
+    assert gradcheck(fn, [x])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_activation_gradient_is_not_all_zero(name):
+    fn, _ = CASES[name]
+    x = t64(away_from_zero((3, 4), seed=3))
+    out = fn(x)
+    out.backward(np.random.default_rng(0).standard_normal(out.shape))
+    assert np.abs(x.grad.numpy()).max() > 1e-3
+
+
+def test_sigmoid_and_tanh_are_stable_for_large_inputs():
+    x = minidl.tensor(np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0]), requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s = F.sigmoid(x)
+        t = F.tanh(x)
+        (s.sum() + t.sum()).backward()
+    np.testing.assert_allclose(s.numpy(), [0.0, 1 / (1 + np.exp(50.0)), 0.5, 1.0, 1.0], rtol=1e-12)
+    np.testing.assert_array_equal(t.numpy(), [-1.0, -1.0, 0.0, 1.0, 1.0])
+    assert np.all(np.isfinite(x.grad.numpy()))
+    assert s.numpy()[1] > 0  # exp(-50) survives: not computed as 1 - 1
+
+
+def test_softmax_is_stable_for_large_logits():
+    x = minidl.tensor(np.array([[1000.0, 1001.0, 999.0], [-1000.0, -1000.0, -1000.0]]))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        p = F.softmax(x, dim=1).numpy()
+        logp = F.log_softmax(x, dim=1).numpy()
+    e = np.exp([-1.0, 0.0, -2.0])
+    np.testing.assert_allclose(p[0], e / e.sum(), rtol=1e-12)
+    np.testing.assert_allclose(p[1], [1 / 3] * 3, rtol=1e-12)
+    np.testing.assert_allclose(logp, np.log(p), rtol=1e-12)
+
+
+def test_elu_large_negative_input_saturates_without_overflow():
+    x = minidl.tensor(np.array([-800.0, 800.0]), requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = F.elu(x, alpha=2.0)
+        y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), [-2.0, 800.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0])
+
+
+def test_relu_gradient_at_zero_is_zero():
+    x = minidl.tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    F.relu(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
+
+
+def test_softmax_requires_valid_dim():
+    with pytest.raises(ValueError, match="softmax"):
+        F.softmax(minidl.randn(2, 3), dim=2)
+    with pytest.raises(TypeError, match="softmax"):
+        F.softmax(minidl.randn(2, 3), dim=None)
+
+
+def test_integer_input_rejected():
+    with pytest.raises(TypeError, match="relu"):
+        F.relu(minidl.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_prelu_forward_and_gradcheck(num_parameters):
+    x = away_from_zero((2, 3, 4), seed=4)
+    m = nn.PReLU(num_parameters, init=0.3, dtype=np.float64)
+    m.weight.data[:] = np.linspace(0.1, 0.5, num_parameters)
+    slope = m.weight.numpy().reshape(1, -1, 1) if num_parameters > 1 else m.weight.numpy()[0]
+    np.testing.assert_allclose(m(t64(x, False)).numpy(), np.where(x > 0, x, slope * x))
+    xt = t64(x)
+    assert gradcheck(lambda a, w: F.prelu(a, w), [xt, m.weight])
+    assert np.abs(m.weight.grad.numpy()).max() > 1e-3
+
+
+def test_prelu_default_init_and_bad_weight():
+    assert np.all(nn.PReLU().weight.numpy() == np.float32(0.25))
+    with pytest.raises(ValueError, match="prelu"):
+        F.prelu(minidl.randn(2, 3, 4), minidl.tensor([0.1, 0.2]))
+
+
+def test_maxout_forward_matches_numpy_and_gradcheck():
+    minidl.manual_seed(0)
+    m = nn.Maxout(4, 3, pieces=2, dtype=np.float64)
+    x = np.random.default_rng(5).standard_normal((5, 4))
+    z = x @ m.weight.numpy().T + m.bias.numpy()
+    np.testing.assert_allclose(m(t64(x, False)).numpy(), z.reshape(5, 3, 2).max(axis=2),
+                               rtol=1e-12)
+    assert gradcheck(lambda a, w, b: F.maxout(a, w, b, 2), [t64(x), m.weight, m.bias])
+    assert m.weight.shape == (6, 4) and "pieces=2" in repr(m)
+
+
+def test_module_forms_match_functional():
+    x = minidl.tensor(away_from_zero((2, 6), seed=6))
+    pairs = [(nn.ReLU(), F.relu(x)), (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)),
+             (nn.ELU(0.5), F.elu(x, 0.5)), (nn.Sigmoid(), F.sigmoid(x)), (nn.Tanh(), F.tanh(x)),
+             (nn.Softmax(dim=1), F.softmax(x, 1)), (nn.LogSoftmax(dim=0), F.log_softmax(x, 0))]
+    for module, expected in pairs:
+        np.testing.assert_array_equal(module(x).numpy(), expected.numpy())
+    assert nn.LeakyReLU().negative_slope == 0.01
+
+
+def test_dropout_train_scales_and_eval_is_identity():
+    minidl.manual_seed(3)
+    x = minidl.ones(200, 100, requires_grad=True)
+    drop = nn.Dropout(0.25)
+    y = drop(x)
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.75, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), y.numpy())  # gradient = mask
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_dropout_is_reproducible_from_the_seed():
+    x = minidl.ones(10, 10)
+    minidl.manual_seed(11)
+    a = F.dropout(x, 0.5).numpy()
+    minidl.manual_seed(11)
+    b = F.dropout(x, 0.5).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, F.dropout(x, 0.5).numpy())
+
+
+def test_dropout_edge_probabilities():
+    x = minidl.randn(4, 4)
+    assert F.dropout(x, 0.0) is x
+    np.testing.assert_array_equal(F.dropout(x, 1.0).numpy(), np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="dropout"):
+        F.dropout(x, 1.5)
+    with pytest.raises(ValueError, match="Dropout"):
+        nn.Dropout(-0.1)
+
+
+torch_cases = [
+    ("relu", lambda F_, x: F_.relu(x)),
+    ("leaky_relu", lambda F_, x: F_.leaky_relu(x, 0.1)),
+    ("elu", lambda F_, x: F_.elu(x, 0.7)),
+    ("sigmoid", lambda F_, x: F_.sigmoid(x)),
+    ("tanh", lambda F_, x: F_.tanh(x)),
+    ("softmax", lambda F_, x: F_.softmax(x, dim=1)),
+    ("log_softmax", lambda F_, x: F_.log_softmax(x, dim=1)),
+]
+
+
+@pytest.mark.parametrize("name,fn", torch_cases, ids=[c[0] for c in torch_cases])
+def test_activation_matches_torch(name, fn):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = away_from_zero((4, 7), seed=7) * 3
+    g = np.random.default_rng(8).standard_normal((4, 7))
+    mx = t64(x)
+    fn(F, mx).backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    fn(tf, tx).backward(torch.tensor(g))
+    np.testing.assert_allclose(fn(F, mx).numpy(), fn(tf, tx).detach().numpy(), rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_prelu_matches_torch_per_channel():
+    torch = pytest.importorskip("torch")
+    x = away_from_zero((2, 3, 5), seed=9)
+    w = np.array([0.1, -0.2, 0.3])
+    mx, mw = t64(x), t64(w)
+    F.prelu(mx, mw).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.prelu(tx, tw).sum().backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mw.grad.numpy(), tw.grad.numpy(), rtol=1e-12)

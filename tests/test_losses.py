@@ -1,0 +1,345 @@
+"""Losses (functional and module forms) against NumPy references, gradcheck and PyTorch."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn
+from minidl.autograd import gradcheck
+from minidl.nn import functional as F
+
+RNG = np.random.default_rng(0)
+
+
+def t64(a, requires_grad=True):
+    return minidl.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+def reduce_ref(per_sample, reduction, denominator=None):
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample.sum() / (per_sample.size if denominator is None else denominator)
+
+
+def log_softmax_ref(x, axis=1):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def cross_entropy_ref(x, y, weight=None, ignore_index=-100, reduction="mean", smoothing=0.0):
+    """Straight from the definition, one sample at a time."""
+    n, c = x.shape
+    w = np.ones(c) if weight is None else weight
+    logp = log_softmax_ref(x)
+    losses, denominator = np.zeros(n), 0.0
+    for i in range(n):
+        if y[i] == ignore_index:
+            continue
+        nll = -w[y[i]] * logp[i, y[i]]
+        smooth = -(w * logp[i]).sum()
+        losses[i] = (1 - smoothing) * nll + smoothing / c * smooth
+        denominator += w[y[i]]
+    return reduce_ref(losses, reduction, denominator)
+
+
+def multi_margin_ref(x, y, p=1, margin=1.0, weight=None, reduction="mean"):
+    n, c = x.shape
+    losses = np.zeros(n)
+    for i in range(n):
+        for j in range(c):
+            if j != y[i]:
+                h = max(0.0, margin - x[i, y[i]] + x[i, j]) ** p
+                losses[i] += h * (1.0 if weight is None else weight[y[i]])
+        losses[i] /= c
+    return reduce_ref(losses, reduction)
+
+
+def bce_ref(x, y, weight=None, pos_weight=None, reduction="mean"):
+    s = 1 / (1 + np.exp(-x))
+    pw = 1.0 if pos_weight is None else pos_weight
+    loss = -(pw * y * np.log(s) + (1 - y) * np.log(1 - s))
+    if weight is not None:
+        loss = loss * weight
+    return reduce_ref(loss, reduction)
+
+
+# -- cross entropy -------------------------------------------------------------------------
+CE_OPTIONS = list(itertools.product(["mean", "sum", "none"], [None, "w"], [-100, 1], [0.0, 0.2]))
+
+
+@pytest.mark.parametrize("reduction,weighted,ignore_index,smoothing", CE_OPTIONS)
+def test_cross_entropy_matches_reference(reduction, weighted, ignore_index, smoothing):
+    x = RNG.standard_normal((6, 4))
+    y = np.array([0, 1, 2, 3, 1, 2])
+    w = np.array([0.5, 2.0, 1.0, 1.5]) if weighted else None
+    out = F.cross_entropy(t64(x, False), y, w, ignore_index, reduction, smoothing)
+    np.testing.assert_allclose(out.numpy(), cross_entropy_ref(x, y, w, ignore_index, reduction,
+                                                              smoothing), rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduction,weighted,ignore_index,smoothing", CE_OPTIONS[::3])
+def test_cross_entropy_gradcheck(reduction, weighted, ignore_index, smoothing):
+    x = t64(RNG.standard_normal((5, 3)))
+    y = np.array([0, 1, 2, 1, 1])
+    w = np.array([0.5, 2.0, 1.5]) if weighted else None
+    assert gradcheck(lambda a: F.cross_entropy(a, y, w, ignore_index, reduction, smoothing), [x])
+
+
+def test_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
+    x = RNG.standard_normal((4, 3))
+    y = np.array([2, 0, 1, 1])
+    xt = t64(x)
+    F.cross_entropy(xt, y).backward()
+    p = np.exp(log_softmax_ref(x))
+    np.testing.assert_allclose(xt.grad.numpy(), (p - np.eye(3)[y]) / 4, rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_ignored_rows_get_zero_gradient():
+    xt = t64(RNG.standard_normal((3, 4)))
+    F.cross_entropy(xt, [1, -100, 3], label_smoothing=0.1).backward()
+    assert np.all(xt.grad.numpy()[1] == 0) and np.abs(xt.grad.numpy()[0]).max() > 0
+
+
+def test_cross_entropy_spatial_and_unbatched_inputs():
+    x = RNG.standard_normal((2, 3, 4, 5))
+    y = RNG.integers(0, 3, (2, 4, 5))
+    flat_x = np.moveaxis(x, 1, -1).reshape(-1, 3)
+    out = F.cross_entropy(t64(x, False), y, reduction="none")
+    assert out.shape == (2, 4, 5)
+    np.testing.assert_allclose(out.numpy().reshape(-1),
+                               cross_entropy_ref(flat_x, y.reshape(-1), reduction="none"))
+    assert gradcheck(lambda a: F.cross_entropy(a, y[:, :2, :2], label_smoothing=0.1),
+                     [t64(x[:, :, :2, :2])])
+    single = F.cross_entropy(t64(x[0, :, 0, 0], False), np.array(2))
+    np.testing.assert_allclose(single.numpy(), -log_softmax_ref(x[0, :, 0, 0][None])[0, 2])
+
+
+def test_cross_entropy_float32_and_batch_of_one():
+    x = RNG.standard_normal((1, 5)).astype(np.float32)
+    out = nn.CrossEntropyLoss()(minidl.tensor(x), minidl.tensor([4]))
+    assert out.dtype == np.float32 and out.shape == ()
+    np.testing.assert_allclose(out.item(), -log_softmax_ref(x.astype(np.float64))[0, 4],
+                               rtol=1e-6)
+
+
+def test_cross_entropy_large_logits_are_stable():
+    x = t64([[1000.0, -1000.0], [-1000.0, 1000.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss = F.cross_entropy(x, [0, 0])
+        loss.backward()
+    np.testing.assert_allclose(loss.item(), 1000.0)
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 0], [-0.5, 0.5]], atol=1e-12)
+
+
+@pytest.mark.parametrize("target,error,match", [
+    ([0, 3, 1], ValueError, "target 3 is out of range for 3 classes"),
+    ([0, -1, 1], ValueError, "target -1 is out of range"),
+    ([0.0, 1.0, 2.0], TypeError, "integer class indices"),
+    ([0, 1], ValueError, "batch sizes must match"),
+])
+def test_cross_entropy_bad_targets(target, error, match):
+    with pytest.raises(error, match=match):
+        F.cross_entropy(minidl.randn(3, 3), np.array(target))
+
+
+def test_cross_entropy_bad_options():
+    x = minidl.randn(2, 3)
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(x, [0, 1], reduction="avg")
+    with pytest.raises(ValueError, match="weight has shape"):
+        F.cross_entropy(x, [0, 1], weight=np.ones(4))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        F.cross_entropy(x, [0, 1], label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("reduction,weighted,ignore_index,smoothing", CE_OPTIONS)
+def test_cross_entropy_matches_torch(reduction, weighted, ignore_index, smoothing):
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((6, 4))
+    y = np.array([0, 1, 2, 3, 1, 1])
+    w = np.array([0.5, 2.0, 1.0, 1.5]) if weighted else None
+    g = RNG.standard_normal(6) if reduction == "none" else 1.0
+    mx = t64(x)
+    out = nn.CrossEntropyLoss(w, ignore_index, reduction, smoothing)(mx, y)
+    out.backward(np.asarray(g, dtype=np.float64).reshape(out.shape))
+    tx = torch.tensor(x, requires_grad=True)
+    tw = None if w is None else torch.tensor(w)
+    tout = torch.nn.CrossEntropyLoss(tw, ignore_index=ignore_index, reduction=reduction,
+                                     label_smoothing=smoothing)(tx, torch.tensor(y))
+    tout.backward(torch.tensor(g, dtype=torch.float64).reshape(tout.shape))
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# -- NLL ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss_matches_reference_and_gradcheck(reduction):
+    logp = log_softmax_ref(RNG.standard_normal((5, 3)))
+    y = np.array([0, 2, 1, -100, 2])
+    w = np.array([1.0, 0.5, 2.0])
+    out = F.nll_loss(t64(logp, False), y, w, reduction=reduction)
+    per = np.array([0.0 if t == -100 else -w[t] * logp[i, t] for i, t in enumerate(y)])
+    denominator = sum(w[t] for t in y if t != -100)
+    np.testing.assert_allclose(out.numpy(), reduce_ref(per, reduction, denominator), rtol=1e-12)
+    assert gradcheck(lambda a: F.nll_loss(a, y, w, reduction=reduction), [t64(logp)])
+
+
+def test_nll_of_log_softmax_equals_cross_entropy():
+    x = RNG.standard_normal((4, 5))
+    y = np.array([1, 0, 4, 2])
+    a = F.nll_loss(F.log_softmax(t64(x, False), 1), y)
+    b = F.cross_entropy(t64(x, False), y)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-14)
+
+
+def test_nll_loss_matches_torch():
+    torch = pytest.importorskip("torch")
+    logp = log_softmax_ref(RNG.standard_normal((5, 3)))
+    y = np.array([0, 2, 1, 1, 2])
+    mx = t64(logp)
+    F.nll_loss(mx, y, np.array([1.0, 0.5, 2.0])).backward()
+    tx = torch.tensor(logp, requires_grad=True)
+    torch.nn.functional.nll_loss(tx, torch.tensor(y), torch.tensor([1.0, 0.5, 2.0],
+                                 dtype=torch.float64)).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+# -- MSE, L1 ------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", ["mse", "l1"])
+def test_elementwise_losses(name, reduction):
+    x, y = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))
+    fn = F.mse_loss if name == "mse" else F.l1_loss
+    per = (x - y) ** 2 if name == "mse" else np.abs(x - y)
+    np.testing.assert_allclose(fn(t64(x, False), y, reduction).numpy(), reduce_ref(per, reduction),
+                               rtol=1e-12)
+    assert gradcheck(lambda a, b: fn(a, b, reduction), [t64(x), t64(y)])
+
+
+def test_elementwise_losses_module_forms_and_errors():
+    x = minidl.randn(2, 3)
+    np.testing.assert_array_equal(nn.MSELoss(reduction="sum")(x, x * 2).numpy(),
+                                  F.mse_loss(x, x * 2, "sum").numpy())
+    np.testing.assert_array_equal(nn.L1Loss()(x, x * 2).numpy(), F.l1_loss(x, x * 2).numpy())
+    with pytest.raises(ValueError, match="mse_loss: target has shape"):
+        F.mse_loss(x, minidl.randn(3, 2))
+    with pytest.raises(TypeError, match="l1_loss: target must be a float"):
+        F.l1_loss(x, minidl.tensor(np.ones((2, 3), dtype=np.int64)))
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_elementwise_losses_match_torch(name):
+    torch = pytest.importorskip("torch")
+    x, y = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))
+    mx = t64(x)
+    getattr(F, name)(mx, y).backward()
+    tx = torch.tensor(x, requires_grad=True)
+    getattr(torch.nn.functional, name)(tx, torch.tensor(y)).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+# -- multi margin -------------------------------------------------------------------------
+MM_OPTIONS = list(itertools.product([1, 2], [1.0, 0.5], [None, "w"], ["mean", "sum", "none"]))
+
+
+@pytest.mark.parametrize("p,margin,weighted,reduction", MM_OPTIONS)
+def test_multi_margin_matches_reference(p, margin, weighted, reduction):
+    x = RNG.standard_normal((5, 4))
+    y = np.array([0, 3, 1, 2, 3])
+    w = np.array([1.0, 2.0, 0.5, 1.5]) if weighted else None
+    out = F.multi_margin_loss(t64(x, False), y, p, margin, w, reduction)
+    np.testing.assert_allclose(out.numpy(), multi_margin_ref(x, y, p, margin, w, reduction),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_gradcheck_away_from_hinges(p):
+    # Scores on a grid of step 0.3 with margin 1.0: no margin - s_y + s_j lands near 0.
+    x = np.array([[0.3, 1.2, -0.6, 2.1], [-0.9, 0.6, 0.0, 1.5], [2.4, -0.3, 0.9, 0.6]])
+    y = np.array([1, 3, 0])
+    assert gradcheck(lambda a: F.multi_margin_loss(a, y, p, 1.0, np.array([1.0, 2, 3, 4])),
+                     [t64(x)])
+
+
+def test_multi_margin_lecture_example():
+    # The lectures' SVM loss example: scores of three images, hinge with margin 1.
+    scores = np.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]])
+    y = np.array([0, 1, 2])
+    # Sum over j != y of the hinges: 2.9, 0, 12.9; PyTorch also divides by the 3 classes.
+    out = F.multi_margin_loss(t64(scores, False), y, reduction="none").numpy()
+    np.testing.assert_allclose(out * 3, [2.9, 0.0, 12.9], rtol=1e-12)
+
+
+@pytest.mark.parametrize("p,margin,weighted,reduction", MM_OPTIONS[::2])
+def test_multi_margin_matches_torch(p, margin, weighted, reduction):
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((5, 4))
+    y = np.array([0, 3, 1, 2, 3])
+    w = np.array([1.0, 2.0, 0.5, 1.5]) if weighted else None
+    mx = t64(x)
+    out = nn.MultiMarginLoss(p, margin, w, reduction)(mx, y)
+    out.sum().backward() if reduction == "none" else out.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.MultiMarginLoss(p, margin, None if w is None else torch.tensor(w),
+                                    reduction=reduction)(tx, torch.tensor(y))
+    tout.sum().backward()
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+def test_multi_margin_errors():
+    with pytest.raises(ValueError, match="p=1 and p=2"):
+        F.multi_margin_loss(minidl.randn(2, 3), [0, 1], p=3)
+    with pytest.raises(ValueError, match="out of range"):
+        F.multi_margin_loss(minidl.randn(2, 3), [0, 3])
+
+
+# -- BCE with logits ----------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bce_with_logits_matches_reference_and_gradcheck(reduction, weighted):
+    x = RNG.standard_normal((4, 3)) * 2
+    y = RNG.uniform(0, 1, (4, 3))
+    w = RNG.uniform(0.5, 2, (1, 3)) if weighted else None
+    pw = np.array([1.0, 2.0, 0.5]) if weighted else None
+    out = F.binary_cross_entropy_with_logits(t64(x, False), y, w, reduction, pw)
+    np.testing.assert_allclose(out.numpy(), bce_ref(x, y, w, pw, reduction), rtol=1e-12)
+    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction, pw),
+                     [t64(x), t64(y)])
+
+
+def test_bce_with_logits_is_stable_for_large_logits():
+    x = t64([-500.0, 500.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss = F.binary_cross_entropy_with_logits(x, np.array([1.0, 0.0]), reduction="none")
+        loss.sum().backward()
+    np.testing.assert_allclose(loss.numpy(), [500.0, 500.0])
+    np.testing.assert_allclose(x.grad.numpy(), [-1.0, 1.0])
+
+
+def test_bce_with_logits_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((4, 3)) * 3
+    y = (RNG.uniform(0, 1, (4, 3)) > 0.5).astype(np.float64)
+    pw = np.array([1.0, 3.0, 0.5])
+    mx = t64(x)
+    out = nn.BCEWithLogitsLoss(pos_weight=pw)(mx, y)
+    out.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw))(tx, torch.tensor(y))
+    tout.backward()
+    np.testing.assert_allclose(out.item(), tout.item(), rtol=1e-12)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+def test_loss_modules_register_weight_buffers():
+    loss = nn.CrossEntropyLoss(weight=[1.0, 2.0])
+    assert list(loss.state_dict()) == ["weight"]
+    assert list(nn.CrossEntropyLoss().state_dict()) == []
+    assert "reduction='sum'" in repr(nn.MSELoss(reduction="sum"))
+    with pytest.raises(ValueError, match="reduction"):
+        nn.L1Loss(reduction="max")

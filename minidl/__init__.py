@@ -89,3 +89,6 @@ permute = _elementwise("permute", "permute")
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
 from minidl import nn, optim  # noqa: E402
 from minidl.serialization import load, save  # noqa: E402
+from minidl import data  # noqa: E402
+from minidl.profiler import profile  # noqa: E402
+from minidl.static import compile  # noqa: E402,A004

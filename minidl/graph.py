@@ -24,6 +24,11 @@ _grad_enabled = True
 # cycle (tensor -> ops -> graph) out of the per-op hot path.
 _Tensor: Any = None
 
+# Observers of every op applied: the static-graph tracer and the profiler set these while they
+# run (see minidl.static and minidl.profiler); None costs one global lookup per op.
+_tracer: Any = None
+_profiler: Any = None
+
 
 def is_grad_enabled() -> bool:
     """Whether ops record nodes for backward."""
@@ -115,10 +120,15 @@ class Function:
                 needs.append(False)
         record = record and _grad_enabled
         ctx = Context(cls, inputs, tuple(needs))
-        out = cls.forward(ctx, *arrays, **attrs)
+        if _profiler is None:
+            out = cls.forward(ctx, *arrays, **attrs)
+        else:
+            out = _profiler.forward(cls, ctx, arrays, attrs)
         result = _Tensor._wrap(out, record)
         if record:
             result._ctx = ctx
+        if _tracer is not None:
+            _tracer.record(cls, inputs, attrs, ctx, result)
         return result
 
 
@@ -167,31 +177,54 @@ def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> 
             "backward: this tensor does not require grad and has no graph "
             f"(shape {root.shape}); create its inputs with requires_grad=True"
         )
-    grad = _seed(root, grad)
-    if root._ctx is None:
-        _accumulate_leaf(root, grad)
-        return
-    order = topological_order(root)
-    grads: dict[int, np.ndarray] = {id(root): grad}
-    from minidl.tensor import Tensor
 
-    for t in reversed(order):
+    def deliver(t: Tensor, g: np.ndarray) -> None:
+        if t._ctx is None or t._retains_grad:
+            _accumulate_leaf(t, g)
+
+    _sweep(root, _seed(root, grad), retain_graph, deliver)
+
+
+def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
+    """d(root)/d(t) for every tensor t in root's graph, keyed by id(t), without touching any
+    `.grad` and keeping the graph (for drawing and inspecting it)."""
+    found: dict[int, np.ndarray] = {}
+
+    def deliver(t: Tensor, g: np.ndarray) -> None:
+        previous = found.get(id(t))
+        found[id(t)] = g if previous is None else previous + g
+
+    _sweep(root, _seed(root, grad), True, deliver)
+    return found
+
+
+def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
+    """The reverse sweep: call each node's backward in reverse topological order, summing the
+    gradients of values with several consumers, and hand every tensor's total gradient to
+    `deliver(tensor, gradient)` (leaves once per path into them)."""
+    if root._ctx is None:
+        deliver(root, grad)
+        return
+    grads: dict[int, np.ndarray] = {id(root): grad}
+    for t in reversed(topological_order(root)):
         g = grads.pop(id(t), None)
         if g is None:
             continue
-        if t._retains_grad:
-            _accumulate_leaf(t, g)
+        deliver(t, g)
         ctx = t._ctx
         if ctx.released:
             raise RuntimeError(
                 f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
                 "backward(); call backward(retain_graph=True) the first time to go through it again"
             )
-        input_grads = ctx.fn.backward(ctx, g)
+        if _profiler is None:
+            input_grads = ctx.fn.backward(ctx, g)
+        else:
+            input_grads = _profiler.backward(ctx, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, pg in zip(ctx.parents, input_grads):
-            if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
+            if pg is None or not isinstance(parent, _Tensor) or not parent._requires_grad:
                 continue
             if pg.shape != parent.data.shape:
                 raise RuntimeError(
@@ -199,7 +232,7 @@ def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> 
                     f"for an input of shape {parent.data.shape}"
                 )
             if parent._ctx is None:
-                _accumulate_leaf(parent, pg)
+                deliver(parent, pg)
             else:
                 key = id(parent)
                 previous = grads.get(key)

@@ -145,11 +145,15 @@ class Tensor:
         return self.data.copy() if copy else self.data
 
     def item(self) -> float | int | bool:
+        if graph._tracer is not None:
+            graph._tracer.data_access("item", self)
         if self.data.size != 1:
             raise ValueError(f"item: tensor has {self.data.size} elements, expected 1")
         return self.data.reshape(()).item()
 
     def tolist(self) -> Any:
+        if graph._tracer is not None:
+            graph._tracer.data_access("tolist", self)
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -238,6 +242,8 @@ class Tensor:
         return self._compare(other, np.greater_equal)
 
     def __bool__(self) -> bool:
+        if graph._tracer is not None:
+            graph._tracer.data_access("bool", self)
         if self.data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor with {self.data.size} elements is ambiguous"
@@ -267,6 +273,32 @@ class Tensor:
 
     def minimum(self, other: Any) -> Tensor:
         return ew.Minimum.apply(self, other)
+
+    # Activations live in minidl.ops.activation (imported late: it imports this module).
+    def relu(self) -> Tensor:
+        from minidl.ops.activation import ReLU
+
+        return ReLU.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        from minidl.ops.activation import Sigmoid
+
+        return Sigmoid.apply(self)
+
+    def tanh(self) -> Tensor:
+        from minidl.ops.activation import Tanh
+
+        return Tanh.apply(self)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        from minidl.ops.activation import Softmax
+
+        return Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        from minidl.ops.activation import LogSoftmax
+
+        return LogSoftmax.apply(self, dim=dim)
 
     def astype(self, dtype: Any) -> Tensor:
         dt = check_dtype("astype", dtype)

@@ -17,11 +17,13 @@ from minidl.threads import get_num_threads
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def gemm2d(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False):
-    """op(a) @ op(b) for 2-D C-contiguous float arrays of one dtype."""
+def gemm2d(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False,
+           out: np.ndarray | None = None):
+    """op(a) @ op(b) for 2-D C-contiguous float arrays of one dtype (into `out` if given)."""
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
-    out = np.empty((m, n), dtype=a.dtype)
+    if out is None:
+        out = np.empty((m, n), dtype=a.dtype)
     gemm.matmul(a, b, out, trans_a, trans_b, get_num_threads())
     return out
 
@@ -114,10 +116,15 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,) or None."""
+    """y = x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,) or None.
+
+    `out`: an optional preallocated (..., out) array to write into (static graphs' memory plan).
+    """
+
+    writes_out = True
 
     @staticmethod
-    def forward(ctx: Context, x, weight, bias) -> np.ndarray:
+    def forward(ctx: Context, x, weight, bias, out=None) -> np.ndarray:
         if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
             raise ValueError(
                 f"linear: input of shape {x.shape} needs last dim == weight.shape[1]; "
@@ -129,7 +136,9 @@ class Linear(Function):
             )
         x, weight = _float_operands("linear", x, weight)
         x2 = x.reshape(-1, x.shape[-1])
-        out = gemm2d(x2, weight, trans_b=True)
+        if out is not None:
+            out = out.reshape(x2.shape[0], weight.shape[0])
+        out = gemm2d(x2, weight, trans_b=True, out=out)
         if bias is not None:
             out += bias
         ctx.save_for_backward(x2, weight)

@@ -1,0 +1,614 @@
+"""Static graphs: trace a model's forward once, then replay it for every batch.
+
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
+    for images, labels in loader:
+        optimizer.zero_grad()
+        loss = step(images, labels)      # forward + backward into every parameter's .grad
+        optimizer.step()
+
+    infer = minidl.compile(model, example_inputs=(images,))   # inference: eval mode, no grad
+    logits = infer(images)
+
+How it works. Tracing runs the forward once with a tracer listening to `Function.apply`: every
+op becomes a `Node` (its Function class, which values it reads, its attributes) and every tensor
+a numbered value (an input, a parameter, a constant, or a node's output). The nodes are put in
+order by Kahn's algorithm, ops whose results nothing reads are dropped, and fusion passes
+rewrite the graph (a convolution followed by a ReLU becomes one convolution with the ReLU in its
+epilogue). Replay then calls each node's `forward` and, in reverse, `backward` directly on
+arrays: no Tensor objects, no graph recording, no topological sort per step.
+
+Memory plan. A liveness analysis over the schedule gives each activation and gradient the
+interval from the step that writes it to the last step that reads it (an activation saved for
+backward lives until that backward). Activations of ops that can write into a given array
+(`Function.writes_out = True`) are placed in buffers allocated once and shared by values whose
+intervals do not overlap; `memory_report()` gives the plan's peak beside the peak of keeping
+every value, which is what eager mode holds until backward.
+
+Limits (checked where possible):
+- The traced function must do the same ops for every batch: Python control flow that depends
+  on tensor values is out of scope. Calling `.item()`, `bool()` or `.tolist()` on a traced value
+  raises TraceError.
+- Tensors created inside the forward (other than from the inputs) are captured as constants.
+- A call with different input shapes or dtypes traces again (each signature is cached): the
+  smaller last batch of an epoch costs one extra trace.
+- Module state changed outside ops (e.g. a Python counter) is not replayed; BatchNorm's running
+  statistics are, because its op updates them.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from minidl import graph
+from minidl.graph import Context, Function
+from minidl.tensor import Tensor
+
+
+class TraceError(RuntimeError):
+    """The function cannot be captured as a static graph (see the module's limits)."""
+
+
+@dataclass
+class Value:
+    """A tensor of the static graph."""
+
+    index: int
+    kind: str  # "input", "param", "const" or "node"
+    shape: tuple
+    dtype: np.dtype
+    tensor: Tensor | None = None  # params and constants: the tensor whose .data is read
+    alias_of: int | None = None  # a view of this value's memory (e.g. a reshape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass
+class Node:
+    """One op of the static graph: `out = fn.forward(ctx, *args, **attrs)`."""
+
+    fn: type[Function]
+    args: list  # per positional input: a value index (int) or ("const", object)
+    attrs: dict
+    out: int
+    needs_input_grad: tuple
+    saves: set = field(default_factory=set)  # value indices its backward reads
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def value_args(self) -> list[int]:
+        return [a for a in self.args if isinstance(a, int)]
+
+
+class _Tracer:
+    """Listens to Function.apply while the traced function runs, building nodes and values."""
+
+    def __init__(self) -> None:
+        self.values: list[Value] = []
+        self.nodes: list[Node] = []
+        self.contexts: list[Context] = []
+        self.index_of: dict[int, int] = {}  # id(tensor) -> value index
+        self.arrays: list[np.ndarray] = []  # value index -> the array seen while tracing
+        self.index_of_array: dict[int, int] = {}  # id(array) -> value index
+        self.keep: list[Tensor] = []  # keeps traced tensors alive so their ids stay unique
+
+    def add(self, tensor: Tensor, kind: str) -> int:
+        value = Value(len(self.values), kind, tensor.shape, tensor.dtype,
+                      tensor if kind in ("param", "const") else None)
+        self.values.append(value)
+        self.index_of[id(tensor)] = value.index
+        self.arrays.append(tensor.data)
+        self.index_of_array.setdefault(id(tensor.data), value.index)
+        self.keep.append(tensor)
+        return value.index
+
+    def record(self, fn, inputs, attrs, ctx, result) -> None:
+        args: list = []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                index = self.index_of.get(id(x))
+                if index is None:
+                    if x.requires_grad:
+                        raise TraceError(
+                            f"{fn.__name__}: an input of shape {x.shape} requires grad but is "
+                            "neither an input nor a parameter of the traced model"
+                        )
+                    index = self.add(x, "const")
+                args.append(index)
+            elif isinstance(x, np.ndarray):
+                args.append(self._raw_array(fn, x))
+            else:
+                args.append(("const", x))
+        out = self.add(result, "node")
+        for a in args:
+            if isinstance(a, int) and np.may_share_memory(result.data, self.arrays[a]):
+                self.values[out].alias_of = self._base(a)
+        self.nodes.append(Node(fn, args, dict(attrs), out, ctx.needs_input_grad))
+        self.contexts.append(ctx)
+
+    def _raw_array(self, fn, array: np.ndarray) -> Any:
+        """An op given a tensor's array instead of the tensor (e.g. class-index targets) reads
+        that value; any other array is a constant, unless it views an input's memory."""
+        index = self.index_of_array.get(id(array))
+        if index is not None:
+            return index
+        for v in self.values:
+            if v.kind == "input" and np.may_share_memory(array, self.arrays[v.index]):
+                raise TraceError(
+                    f"{fn.__name__}: received a view of an input's array built outside the "
+                    "ops; pass the tensor itself so the static graph reads each new batch"
+                )
+        return ("const", array)
+
+    def _base(self, index: int) -> int:
+        while self.values[index].alias_of is not None:
+            index = self.values[index].alias_of
+        return index
+
+    def data_access(self, what: str, tensor: Tensor) -> None:
+        if id(tensor) not in self.index_of:
+            return
+        raise TraceError(
+            f"{what}() on a traced tensor: Python control flow that depends on tensor values "
+            "cannot be captured in a static graph; keep it outside the compiled function"
+        )
+
+
+def _trace(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor],
+           with_grad: bool) -> tuple[_Tracer, list[int]]:
+    tracer = _Tracer()
+    traced_inputs = []
+    for x in inputs:
+        traced_inputs.append(tracer.add(x, "input"))
+    for p in params:
+        if id(p) not in tracer.index_of:
+            tracer.add(p, "param")
+    if graph._tracer is not None:
+        raise TraceError("compile: tracing is not reentrant")
+    graph._tracer = tracer
+    try:
+        with graph.enable_grad() if with_grad else graph.no_grad():
+            out = fn(*inputs)
+    finally:
+        graph._tracer = None
+    outputs = out if isinstance(out, tuple) else (out,)
+    out_indices = []
+    for o in outputs:
+        if not isinstance(o, Tensor) or id(o) not in tracer.index_of:
+            raise TraceError("compile: the traced function must return tensors computed by ops")
+        out_indices.append(tracer.index_of[id(o)])
+    _find_saved(tracer)
+    return tracer, out_indices
+
+
+def _find_saved(tracer: _Tracer) -> None:
+    """Mark, for each node, the values its backward reads (saved arrays or views of them)."""
+    arrays = tracer.arrays
+    for node, ctx in zip(tracer.nodes, tracer.contexts):
+        held = list(ctx.saved_tensors) + list(ctx.__dict__.values())
+        flat = []
+        while held:
+            item = held.pop()
+            if isinstance(item, np.ndarray):
+                flat.append(item)
+            elif isinstance(item, (tuple, list)):
+                held.extend(item)
+        candidates = node.value_args() + [node.out]
+        for index in candidates:
+            base = tracer._base(index)
+            if any(np.may_share_memory(a, arrays[index]) for a in flat):
+                node.saves.add(base)
+
+
+def kahn_schedule(nodes: list[Node], n_values: int) -> list[Node]:
+    """Kahn's algorithm: repeatedly emit a node all of whose inputs are available. Ties are
+    broken by trace order, so the schedule is deterministic and equals it for a trace."""
+    producer = {node.out: k for k, node in enumerate(nodes)}
+    indegree = [0] * len(nodes)
+    consumers: dict[int, list[int]] = collections.defaultdict(list)
+    for k, node in enumerate(nodes):
+        for a in set(node.value_args()):
+            if a in producer:
+                indegree[k] += 1
+                consumers[producer[a]].append(k)
+    ready = collections.deque(k for k in range(len(nodes)) if indegree[k] == 0)
+    order = []
+    while ready:
+        k = ready.popleft()
+        order.append(nodes[k])
+        for c in consumers[k]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if len(order) != len(nodes):
+        raise TraceError("compile: the traced graph has a cycle")
+    return order
+
+
+def eliminate_dead(nodes: list[Node], outputs: list[int]) -> list[Node]:
+    """Drop nodes whose results reach no output."""
+    live = set(outputs)
+    kept = []
+    for node in reversed(nodes):
+        if node.out in live:
+            kept.append(node)
+            live.update(node.value_args())
+    return kept[::-1]
+
+
+def consumers_of(nodes: list[Node]) -> dict[int, list[Node]]:
+    found: dict[int, list[Node]] = collections.defaultdict(list)
+    for node in nodes:
+        for a in node.value_args():
+            found[a].append(node)
+    return found
+
+
+# -- fusion passes ------------------------------------------------------------------------
+def fuse_conv_relu(nodes: list[Node], outputs: list[int]) -> list[Node]:
+    """conv2d -> relu, where the relu is the convolution's only reader, becomes one conv2d
+    with the ReLU in its epilogue."""
+    from minidl.ops.activation import ReLU
+    from minidl.ops.conv import Conv2dOp
+
+    readers = consumers_of(nodes)
+    removed: set[int] = set()
+    for node in nodes:
+        if node.fn is not Conv2dOp or node.attrs.get("relu") or node.out in outputs:
+            continue
+        after = readers.get(node.out, [])
+        if len(after) != 1 or after[0].fn is not ReLU:
+            continue
+        relu = after[0]
+        node.attrs = {**node.attrs, "relu": True}
+        node.out = relu.out
+        # The fused kernel's backward reads its output (the ReLU mask).
+        node.saves = node.saves | {node.out}
+        removed.add(id(relu))
+    return [n for n in nodes if id(n) not in removed]
+
+
+FUSION_PASSES: list[Callable[[list[Node], list[int]], list[Node]]] = [fuse_conv_relu]
+
+
+# -- memory plan ----------------------------------------------------------------------------
+@dataclass
+class MemoryPlan:
+    """Buffers shared by values whose live intervals do not overlap."""
+
+    slot_of: dict[int, int]  # value index -> buffer slot
+    slot_bytes: list[int]
+    planned_values_bytes: int  # all planned values if each had its own buffer
+    peak_all_bytes: int  # every activation and gradient kept (eager until backward)
+    peak_planned_bytes: int  # the plan's peak (planned buffers + unplanned values live)
+
+
+def liveness(nodes: list[Node], values: list[Value], outputs: list[int],
+             backward: bool) -> dict[int, tuple[int, int]]:
+    """value index -> (first step, last step) it is live, over forward steps 0..N-1 and, when
+    training, backward steps N..2N-1 (node k's backward runs at step 2N-1-k)."""
+    n = len(nodes)
+    end = 2 * n if backward else n
+    interval: dict[int, list[int]] = {}
+    for k, node in enumerate(nodes):
+        interval[node.out] = [k, k]
+        for a in node.value_args():
+            if a in interval:
+                interval[a][1] = max(interval[a][1], k)
+        if backward:
+            for s in node.saves:
+                if s in interval:
+                    interval[s][1] = max(interval[s][1], 2 * n - 1 - k)
+    for v in list(interval):
+        base = values[v].alias_of
+        if base is not None and base in interval:
+            interval[base][1] = max(interval[base][1], interval[v][1])
+    for o in outputs:
+        if o in interval:
+            interval[o][1] = end
+    return {v: (a, b) for v, (a, b) in interval.items()}
+
+
+def plan_memory(nodes: list[Node], values: list[Value], outputs: list[int],
+                backward: bool) -> MemoryPlan:
+    spans = liveness(nodes, values, outputs, backward)
+    # Outputs get fresh arrays each call: the caller keeps them past the next replay.
+    plannable = {
+        node.out for node in nodes
+        if getattr(node.fn, "writes_out", False) and values[node.out].alias_of is None
+        and node.out not in outputs
+    }
+    slot_of: dict[int, int] = {}
+    slot_bytes: list[int] = []
+    free: list[int] = []
+    ending: dict[int, list[int]] = collections.defaultdict(list)
+    for v in sorted(plannable, key=lambda v: spans[v][0]):
+        start, stop = spans[v]
+        for t in [t for t in ending if t < start]:
+            free.extend(ending.pop(t))
+        size = values[v].nbytes
+        fits = [s for s in free if slot_bytes[s] >= size]
+        if fits:
+            slot = min(fits, key=lambda s: slot_bytes[s])
+            free.remove(slot)
+        else:
+            slot = len(slot_bytes)
+            slot_bytes.append(size)
+        slot_of[v] = slot
+        ending[stop].append(slot)
+
+    # Peak over time: planned buffers are held throughout; other values while live.
+    n_steps = 2 * len(nodes) if backward else len(nodes)
+    usage = np.zeros(n_steps + 1, dtype=np.int64)
+    usage_all = np.zeros(n_steps + 1, dtype=np.int64)
+    for v, (start, stop) in spans.items():
+        if values[v].alias_of is not None:
+            continue
+        usage_all[start:] += values[v].nbytes
+        if v not in slot_of:
+            usage[start : stop + 1] += values[v].nbytes
+    if backward:
+        # Gradients: each lives from the backward of its last reader to that of its producer.
+        producer = {node.out: k for k, node in enumerate(nodes)}
+        for k, node in enumerate(nodes):
+            for a in node.value_args():
+                if values[a].kind == "node" and a in producer and values[a].alias_of is None:
+                    born = 2 * len(nodes) - 1 - k
+                    dies = 2 * len(nodes) - 1 - producer[a]
+                    usage[born : dies + 1] += values[a].nbytes
+                    usage_all[born:] += values[a].nbytes
+    return MemoryPlan(
+        slot_of=slot_of,
+        slot_bytes=slot_bytes,
+        planned_values_bytes=sum(values[v].nbytes for v in slot_of),
+        peak_all_bytes=int(usage_all.max(initial=0)),
+        peak_planned_bytes=int(usage.max(initial=0)) + sum(slot_bytes),
+    )
+
+
+# -- the compiled graph ---------------------------------------------------------------------
+class StaticGraph:
+    """One traced signature: schedule, memory plan, and the replay loops."""
+
+    def __init__(self, fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor],
+                 training: bool) -> None:
+        tracer, outputs = _trace(fn, inputs, params, with_grad=training)
+        self.values = tracer.values
+        self.outputs = outputs
+        self.input_indices = [v.index for v in self.values if v.kind == "input"]
+        self.training = training
+        nodes = kahn_schedule(tracer.nodes, len(self.values))
+        nodes = eliminate_dead(nodes, outputs)
+        for fusion in FUSION_PASSES:
+            nodes = fusion(nodes, outputs)
+        self.nodes = nodes
+        self.plan = plan_memory(nodes, self.values, outputs, backward=training)
+        self._buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
+        self._program = [self._compile_node(node) for node in nodes]
+        self._params = [(v.index, v.tensor) for v in self.values if v.kind == "param"]
+        self._consts = [(v.index, v.tensor.data) for v in self.values if v.kind == "const"]
+        self.signature = tuple((x.shape, x.dtype) for x in inputs)
+
+    def _compile_node(self, node: Node) -> tuple:
+        """(forward, arg slots, constants, attrs, out slot, grad slots, needs, out buffer)."""
+        slots = [a if isinstance(a, int) else -1 for a in node.args]
+        consts = [None if isinstance(a, int) else a[1] for a in node.args]
+        grad_slots = [
+            a if isinstance(a, int) and self.values[a].kind in ("node", "param") and need else -1
+            for a, need in zip(node.args, node.needs_input_grad)
+        ]
+        attrs = dict(node.attrs)
+        slot = self.plan.slot_of.get(node.out)
+        if slot is not None:
+            v = self.values[node.out]
+            attrs["out"] = (
+                self._buffers[slot][: v.nbytes].view(v.dtype).reshape(v.shape)
+            )
+        return (node.fn, slots, consts, attrs, node.out, grad_slots, node.needs_input_grad)
+
+    def forward(self, arrays: Sequence[np.ndarray], timings: list | None = None
+                ) -> tuple[list, list]:
+        vals: list = [None] * len(self.values)
+        for index, a in zip(self.input_indices, arrays):
+            vals[index] = a
+        for index, p in self._params:
+            vals[index] = p.data
+        for index, c in self._consts:
+            vals[index] = c
+        contexts = []
+        clock = time.perf_counter
+        for fn, slots, consts, attrs, out, _, needs in self._program:
+            ctx = Context(fn, (), needs)
+            args = [vals[s] if s >= 0 else c for s, c in zip(slots, consts)]
+            if timings is None:
+                vals[out] = fn.forward(ctx, *args, **attrs)
+            else:
+                t0 = clock()
+                vals[out] = fn.forward(ctx, *args, **attrs)
+                timings.append(clock() - t0)
+            contexts.append(ctx)
+        return vals, contexts
+
+    def backward(self, vals: list, contexts: list, timings: list | None = None) -> None:
+        grads: list = [None] * len(self.values)
+        loss = self.outputs[0]
+        grads[loss] = np.ones_like(vals[loss])
+        clock = time.perf_counter
+        for k in range(len(self._program) - 1, -1, -1):
+            fn, _, _, _, out, grad_slots, _ = self._program[k]
+            g = grads[out]
+            grads[out] = None
+            if g is None:
+                if timings is not None:
+                    timings.append(0.0)
+                continue
+            if timings is None:
+                result = fn.backward(contexts[k], g)
+            else:
+                t0 = clock()
+                result = fn.backward(contexts[k], g)
+                timings.append(clock() - t0)
+            contexts[k] = None
+            if not isinstance(result, tuple):
+                result = (result,)
+            for slot, pg in zip(grad_slots, result):
+                if slot < 0 or pg is None:
+                    continue
+                previous = grads[slot]
+                grads[slot] = pg if previous is None else previous + pg
+        for index, p in self._params:
+            g = grads[index]
+            if g is None:
+                continue
+            if p.grad is None:
+                p.grad = Tensor._wrap(np.array(g, copy=True), False)
+            else:
+                p.grad.data += g
+
+    def memory_report(self) -> dict:
+        return {
+            "planned_peak_bytes": self.plan.peak_planned_bytes,
+            "keep_all_peak_bytes": self.plan.peak_all_bytes,
+            "planned_buffers": len(self.plan.slot_bytes),
+            "planned_buffer_bytes": sum(self.plan.slot_bytes),
+            "planned_values": len(self.plan.slot_of),
+            "planned_values_bytes": self.plan.planned_values_bytes,
+        }
+
+
+class Compiled:
+    """A model (and loss) traced into static graphs, one per input signature.
+
+    Call it like the model: `compiled(x)` (inference) or `compiled(x, target)` (training,
+    returns the loss after accumulating gradients into the parameters' .grad). The model's
+    output of the last call is `compiled.output`.
+    """
+
+    def __init__(self, model: Any, loss_fn: Callable | None, example_inputs: Sequence[Any]
+                 ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.training = loss_fn is not None
+        self.graphs: dict[tuple, StaticGraph] = {}
+        self.output: Tensor | None = None
+        self.profile_rows: list[dict] | None = None
+        self._graph_for([_as_tensor(x) for x in example_inputs])
+
+    def _function(self) -> Callable:
+        if self.loss_fn is None:
+            return lambda *xs: self.model(*xs)
+
+        def step(*xs: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.model(*xs[:-1])
+            return self.loss_fn(out, xs[-1]), out
+
+        return step
+
+    def _params(self) -> list[Tensor]:
+        return list(self.model.parameters()) if hasattr(self.model, "parameters") else []
+
+    def _graph_for(self, inputs: list[Tensor]) -> StaticGraph:
+        key = tuple((x.shape, x.dtype) for x in inputs)
+        g = self.graphs.get(key)
+        if g is None:
+            was_training = getattr(self.model, "training", None)
+            if not self.training and was_training:
+                self.model.eval()
+            try:
+                g = StaticGraph(self._function(), inputs, self._params(), self.training)
+            finally:
+                if not self.training and was_training:
+                    self.model.train()
+            self.graphs[key] = g
+        return g
+
+    def __call__(self, *inputs: Any, profile: bool = False) -> Tensor:
+        tensors = [_as_tensor(x) for x in inputs]
+        g = self._graph_for(tensors)
+        fwd_times: list | None = [] if profile else None
+        bwd_times: list | None = [] if profile else None
+        start = time.perf_counter()
+        vals, contexts = g.forward([t.data for t in tensors], fwd_times)
+        if self.training:
+            g.backward(vals, contexts, bwd_times)
+            self.output = Tensor._wrap(vals[g.outputs[1]], False)
+        else:
+            self.output = Tensor._wrap(vals[g.outputs[0]], False)
+        if profile:
+            from minidl.profiler import static_rows
+
+            self.profile_rows = static_rows(g, vals, fwd_times, bwd_times[::-1] if bwd_times
+                                            else None, time.perf_counter() - start)
+        return Tensor._wrap(vals[g.outputs[0]], False)
+
+    @property
+    def graph(self) -> StaticGraph:
+        """The most recently traced graph."""
+        return next(reversed(self.graphs.values()))
+
+    def memory_report(self) -> dict:
+        return self.graph.memory_report()
+
+    def _viz_graph(self) -> tuple[list, list]:
+        """(nodes, edges) for minidl.viz: one box per op, inputs/params as their own nodes."""
+        g = self.graph
+        names = _parameter_names(self.model)
+        vis_nodes, edges = [], []
+        producer = {node.out: k for k, node in enumerate(g.nodes)}
+        shown: set[int] = set()
+        for k, node in enumerate(g.nodes):
+            label = node.name + (" + relu" if node.attrs.get("relu") else "")
+            vis_nodes.append((f"op{k}", label, "op"))
+            for a in node.value_args():
+                v = g.values[a]
+                if a in producer:
+                    src = f"op{producer[a]}"
+                else:
+                    src = f"v{a}"
+                    if a not in shown:
+                        shown.add(a)
+                        name = names.get(id(v.tensor), v.kind) if v.tensor is not None else v.kind
+                        vis_nodes.append((src, name, "input"))
+                edges.append((src, f"op{k}", "x".join(map(str, v.shape)) or "scalar"))
+        for i, o in enumerate(g.outputs):
+            vis_nodes.append((f"out{i}", "loss" if self.training and i == 0 else "output",
+                              "output"))
+            edges.append((f"op{producer[o]}", f"out{i}",
+                          "x".join(map(str, g.values[o].shape)) or "scalar"))
+        return vis_nodes, edges
+
+
+def _parameter_names(model: Any) -> dict[int, str]:
+    if hasattr(model, "named_parameters"):
+        return {id(p): name for name, p in model.named_parameters()}
+    return {}
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    return Tensor(x)
+
+
+def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)
+            example_inputs: Sequence[Any] = ()) -> Compiled:
+    """Trace `model` (and `loss_fn(model(x), target)`) into a static graph.
+
+    model: a Module or any callable of tensors built from minidl ops.
+    loss_fn: None for an inference graph (the model is traced in eval mode, no gradients), or
+        a function (output, target) -> scalar loss for a training step that runs forward and
+        backward, accumulating gradients into the parameters' .grad like loss.backward().
+    example_inputs: (x,) for inference, (x, target) for training; new shapes trace again.
+    Raises TraceError when the function cannot be captured (see the module docstring).
+    """
+    if not example_inputs:
+        raise ValueError("compile: example_inputs must hold the model's inputs (and target)")
+    return Compiled(model, loss_fn, example_inputs)

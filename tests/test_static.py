@@ -1,0 +1,234 @@
+"""Static graphs: compiled replay equals eager mode, scheduling, fusion, memory plan, errors."""
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn, optim
+from minidl.models import LeNet5
+from minidl.nn import functional as F
+from minidl.profiler import format_table
+from minidl.static import TraceError, kahn_schedule
+
+
+def batch(n=8, seed=0, classes=10, shape=(1, 28, 28)):
+    rng = np.random.default_rng(seed)
+    x = minidl.tensor(rng.standard_normal((n,) + shape).astype(np.float32))
+    y = minidl.tensor(rng.integers(0, classes, n))
+    return x, y
+
+
+def eager_step(model, loss_fn, x, y):
+    model.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    return loss.item(), [p.grad.data.copy() for p in model.parameters()]
+
+
+def compiled_step(step, model, x, y):
+    model.zero_grad()
+    loss = step(x, y)
+    return loss.item(), [p.grad.data.copy() for p in model.parameters()]
+
+
+class Branchy(nn.Module):
+    """Reuse and branches: h feeds three consumers, two paths meet in an add."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 16)
+        self.fc2 = nn.Linear(16, 4)
+        self.fc3 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        return self.fc2(h) + self.fc3(h * h).tanh() * 0.5 + h.sum(axis=1, keepdims=True)
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+
+
+@pytest.mark.parametrize(
+    "make_model, shape, classes",
+    [(LeNet5, (1, 28, 28), 10), (mlp, (5,), 3), (Branchy, (6,), 4)],
+    ids=["lenet5", "mlp", "branches_and_reuse"],
+)
+def test_compiled_training_step_matches_eager(make_model, shape, classes):
+    minidl.manual_seed(0)
+    model = make_model()
+    x, y = batch(8, shape=shape, classes=classes)
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    for seed in range(3):  # new data each call: the graph must read the new batch
+        x, y = batch(8, seed=seed, shape=shape, classes=classes)
+        loss_e, grads_e = eager_step(model, F.cross_entropy, x, y)
+        loss_c, grads_c = compiled_step(step, model, x, y)
+        assert loss_c == pytest.approx(loss_e, rel=1e-6)
+        for ge, gc in zip(grads_e, grads_c):
+            np.testing.assert_allclose(gc, ge, rtol=1e-5, atol=1e-7)
+    out = model(x)
+    np.testing.assert_allclose(step.output.data, out.data, rtol=1e-6, atol=1e-7)
+
+
+def test_compiled_training_matches_eager_over_sgd_steps():
+    def train(use_compiled):
+        minidl.manual_seed(1)
+        model = LeNet5()
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        x, y = batch(16)
+        step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+        losses = []
+        for i in range(5):
+            x, y = batch(16, seed=i)
+            opt.zero_grad()
+            if use_compiled:
+                loss = step(x, y)
+            else:
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, [p.data.copy() for p in model.parameters()]
+
+    losses_c, weights_c = train(True)
+    losses_e, weights_e = train(False)
+    np.testing.assert_allclose(losses_c, losses_e, rtol=1e-5)
+    assert losses_c[-1] < losses_c[0]
+    for a, b in zip(weights_c, weights_e):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_conv_relu_is_fused_and_schedule_is_topological():
+    minidl.manual_seed(0)
+    model = LeNet5()
+    step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4))
+    g = step.graph
+    names = [n.name for n in g.nodes]
+    assert names.count("ReLU") == 2  # only the two after fc1/fc2 remain
+    assert sum(1 for n in g.nodes if n.name == "Conv2dOp" and n.attrs["relu"]) == 2
+    produced = {v.index for v in g.values if v.kind != "node"}
+    for node in g.nodes:
+        assert all(a in produced for a in node.value_args())
+        produced.add(node.out)
+
+
+def test_kahn_schedule_orders_a_shuffled_graph():
+    minidl.manual_seed(0)
+    step = minidl.compile(Branchy(), F.cross_entropy, example_inputs=batch(4, shape=(6,), classes=4))
+    g = step.graph
+    shuffled = list(reversed(g.nodes))
+    order = kahn_schedule(shuffled, len(g.values))
+    position = {id(n): i for i, n in enumerate(order)}
+    producer = {n.out: n for n in order}
+    for n in order:
+        for a in n.value_args():
+            if a in producer:
+                assert position[id(producer[a])] < position[id(n)]
+
+
+def test_dead_ops_are_eliminated():
+    class Wasteful(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            (x * 2).exp().sum()  # computed and dropped
+            return self.fc(x)
+
+    step = minidl.compile(Wasteful(), F.cross_entropy, example_inputs=batch(4, shape=(4,), classes=3))
+    assert [n.name for n in step.graph.nodes] == ["Linear", "CrossEntropy"]
+
+
+def test_inference_graph_uses_eval_mode_and_no_grad():
+    minidl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.5), nn.ReLU(), nn.Linear(16, 3))
+    model.train()
+    x, _ = batch(6, shape=(5,))
+    infer = minidl.compile(model, example_inputs=(x,))
+    assert model.training  # restored after tracing
+    out = infer(x)
+    assert not out.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+    np.testing.assert_allclose(out.data, model(x).data, rtol=1e-6)
+    assert "Dropout" not in [n.name for n in infer.graph.nodes] or np.array_equal(
+        infer(x).data, out.data
+    )
+
+
+def test_new_shapes_trace_again():
+    minidl.manual_seed(0)
+    model = mlp()
+    step = minidl.compile(model, F.cross_entropy, example_inputs=batch(8, shape=(5,), classes=3))
+    x, y = batch(3, seed=5, shape=(5,), classes=3)
+    loss_c, grads_c = compiled_step(step, model, x, y)
+    loss_e, grads_e = eager_step(model, F.cross_entropy, x, y)
+    assert len(step.graphs) == 2
+    assert loss_c == pytest.approx(loss_e, rel=1e-6)
+
+
+def test_data_dependent_control_flow_is_rejected():
+    class Branching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            if x.sum().item() > 0:
+                return self.fc(x)
+            return self.fc(-x)
+
+    with pytest.raises(TraceError, match="control flow"):
+        minidl.compile(Branching(), F.cross_entropy, example_inputs=batch(4, shape=(4,), classes=3))
+
+
+def test_unregistered_tensor_requiring_grad_is_rejected():
+    stray = minidl.randn(4, 3, requires_grad=True)
+
+    def model(x):
+        return x @ stray
+
+    with pytest.raises(TraceError, match="neither an input nor a parameter"):
+        minidl.compile(model, F.cross_entropy, example_inputs=batch(2, shape=(4,), classes=3))
+
+
+def test_memory_plan_reuses_buffers_and_reports_peak():
+    minidl.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(64, 64), nn.Tanh())],
+                          nn.Linear(64, 10))
+    infer = minidl.compile(model, example_inputs=(minidl.randn(32, 64),))
+    report = infer.memory_report()
+    # In inference nothing is saved: the Linear outputs can share buffers.
+    assert report["planned_values"] >= 2
+    assert report["planned_buffers"] < report["planned_values"]
+    assert report["planned_peak_bytes"] < report["keep_all_peak_bytes"]
+    x = minidl.randn(32, 64)
+    model.eval()
+    np.testing.assert_allclose(infer(x).data, model(x).data, rtol=1e-6)
+
+
+def test_static_profile_rows_cover_every_node():
+    minidl.manual_seed(0)
+    model = LeNet5()
+    step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4))
+    step(*batch(4), profile=True)
+    rows = step.profile_rows
+    assert len(rows) == len(step.graph.nodes) + 1
+    text = format_table(rows)
+    assert "Conv2dOp+relu" in text and "outside ops" in text
+    conv = next(r for r in rows if r["op"] == "Conv2dOp+relu")
+    assert conv["forward_flops"] == 2 * 4 * 6 * 28 * 28 * 25
+    assert conv["backward_s"] > 0
+
+
+def test_eager_profile_context():
+    minidl.manual_seed(0)
+    model = LeNet5()
+    x, y = batch(4)
+    with minidl.profile() as prof:
+        F.cross_entropy(model(x), y).backward()
+    ops = [r["op"] for r in prof.summary()]
+    assert ops[0] == "Conv2dOp" and "CrossEntropy" in ops
+    assert all(r["backward_s"] > 0 for r in prof.summary() if r["op"] == "Conv2dOp")
+    assert "total in ops" in prof.table()

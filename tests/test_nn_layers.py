@@ -1,0 +1,286 @@
+"""Layers: forward against NumPy references, float64 gradchecks, PyTorch where installed."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn
+from minidl.autograd import gradcheck
+from minidl.nn import functional as F
+
+RNG = np.random.default_rng(0)
+
+
+def t64(a, requires_grad=True):
+    return minidl.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+# -- Linear -------------------------------------------------------------------------------
+def test_linear_forward_gradcheck_and_batch_of_one():
+    minidl.manual_seed(0)
+    m = nn.Linear(4, 3, dtype=np.float64)
+    x = RNG.standard_normal((1, 4))
+    ref = x @ m.weight.numpy().T + m.bias.numpy()
+    np.testing.assert_allclose(m(t64(x, False)).numpy(), ref, rtol=1e-12)
+    assert gradcheck(lambda a, w, b: F.linear(a, w, b), [t64(x), m.weight, m.bias])
+    assert m(t64(RNG.standard_normal((2, 5, 4)), False)).shape == (2, 5, 3)
+
+
+def test_linear_without_bias_and_float32_default():
+    m = nn.Linear(3, 2, bias=False)
+    assert m.weight.dtype == np.float32 and m.bias is None
+    x = minidl.randn(5, 3)
+    np.testing.assert_allclose(m(x).numpy(), x.numpy() @ m.weight.numpy().T, rtol=1e-6)
+    assert "bias=False" in repr(m)
+
+
+def test_linear_and_conv_default_init_bounds():
+    minidl.manual_seed(1)
+    lin = nn.Linear(400, 300)
+    bound = 1 / math.sqrt(400)
+    for p in (lin.weight, lin.bias):
+        assert np.abs(p.numpy()).max() <= bound
+        assert np.abs(p.numpy()).max() > 0.95 * bound
+    assert abs(lin.weight.numpy().std() - bound / math.sqrt(3)) < 0.02 * bound
+    conv = nn.Conv2d(6, 16, 5)
+    conv_bound = 1 / math.sqrt(6 * 25)
+    assert np.abs(conv.weight.numpy()).max() <= conv_bound
+    assert np.abs(conv.bias.numpy()).max() <= conv_bound
+
+
+def test_layer_initialization_is_seeded():
+    minidl.manual_seed(5)
+    a = nn.Linear(3, 3).weight.numpy().copy()
+    minidl.manual_seed(5)
+    np.testing.assert_array_equal(nn.Linear(3, 3).weight.numpy(), a)
+
+
+def test_linear_matches_torch():
+    torch = pytest.importorskip("torch")
+    m = nn.Linear(5, 3, dtype=np.float64)
+    x = RNG.standard_normal((4, 5))
+    mx = t64(x)
+    m(mx).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(m.weight.numpy(), requires_grad=True)
+    tb = torch.tensor(m.bias.numpy(), requires_grad=True)
+    torch.nn.functional.linear(tx, tw, tb).sum().backward()
+    for mine, theirs in ((mx, tx), (m.weight, tw), (m.bias, tb)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
+
+
+# -- Conv2d and pooling modules -------------------------------------------------------------
+def conv2d_ref(x, w, b, stride, padding):
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n, _, h, wd = xp.shape
+    oc, _, kh, kw = w.shape
+    oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    out = np.zeros((n, oc, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            out[:, :, i, j] = np.einsum("nckl,ockl->no", patch, w)
+    return out + b.reshape(1, -1, 1, 1)
+
+
+def test_conv2d_module_forward_and_gradcheck():
+    minidl.manual_seed(2)
+    m = nn.Conv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64)
+    x = RNG.standard_normal((2, 2, 5, 5))
+    np.testing.assert_allclose(m(t64(x, False)).numpy(),
+                               conv2d_ref(x, m.weight.numpy(), m.bias.numpy(), 2, 1), rtol=1e-10)
+    assert gradcheck(lambda a, w, b: F.conv2d(a, w, b, 2, 1), [t64(x[:1]), m.weight, m.bias])
+    assert "padding=(1, 1)" in repr(m) and "stride=(2, 2)" in repr(m)
+
+
+def test_conv2d_rejects_groups_mismatch():
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+
+
+def test_conv_and_pool_modules_match_torch():
+    torch = pytest.importorskip("torch")
+    minidl.manual_seed(3)
+    x = RNG.standard_normal((2, 3, 9, 9))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(4, 4, 2, dtype=np.float64),
+                          nn.AvgPool2d(2, stride=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 4, 2),
+                                 torch.nn.AvgPool2d(2, stride=1), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten()).double()
+    tmodel.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+    mx = t64(x)
+    out = model(mx)
+    out.backward(np.ones(out.shape))
+    tx = torch.tensor(x, requires_grad=True)
+    tout = tmodel(tx)
+    tout.backward(torch.ones(tout.shape, dtype=torch.float64))
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model[0].weight.grad.numpy(), tmodel[0].weight.grad.numpy(),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_pool_modules_default_stride_is_kernel_size():
+    x = minidl.randn(1, 1, 4, 4)
+    assert nn.MaxPool2d(2)(x).shape == (1, 1, 2, 2)
+    assert nn.AvgPool2d(2)(x).shape == (1, 1, 2, 2)
+    np.testing.assert_allclose(nn.AdaptiveAvgPool2d(1)(x).numpy().ravel(), [x.numpy().mean()],
+                               rtol=1e-6)
+
+
+# -- BatchNorm ----------------------------------------------------------------------------
+def batch_norm_ref(x, mean, var, w, b, eps):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * w.reshape(
+        shape) + b.reshape(shape)
+
+
+@pytest.mark.parametrize("cls,shape", [(nn.BatchNorm1d, (6, 3)), (nn.BatchNorm1d, (4, 3, 5)),
+                                       (nn.BatchNorm2d, (3, 3, 4, 4))])
+def test_batch_norm_training_forward_and_running_stats(cls, shape):
+    m = cls(3, momentum=0.2, dtype=np.float64)
+    m.weight.data[:] = [1.0, 2.0, 0.5]
+    m.bias.data[:] = [0.0, -1.0, 1.0]
+    x = RNG.standard_normal(shape) * 2 + 1
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    out = m(t64(x, False))
+    np.testing.assert_allclose(out.numpy(), batch_norm_ref(x, mean, var, m.weight.numpy(),
+                                                           m.bias.numpy(), 1e-5), rtol=1e-10)
+    n = x.size // 3
+    np.testing.assert_allclose(m.running_mean.numpy(), 0.2 * mean, rtol=1e-12)
+    np.testing.assert_allclose(m.running_var.numpy(), 0.8 + 0.2 * var * n / (n - 1), rtol=1e-12)
+    assert m.num_batches_tracked.item() == 1
+
+
+def test_batch_norm_eval_uses_running_stats():
+    m = nn.BatchNorm2d(2, dtype=np.float64)
+    m.running_mean.data[:] = [1.0, -1.0]
+    m.running_var.data[:] = [4.0, 0.25]
+    m.eval()
+    x = RNG.standard_normal((1, 2, 3, 3))  # batch of 1 is fine in eval mode
+    out = m(t64(x, False))
+    np.testing.assert_allclose(out.numpy(), batch_norm_ref(x, m.running_mean.numpy(),
+                                                           m.running_var.numpy(), np.ones(2),
+                                                           np.zeros(2), 1e-5), rtol=1e-12)
+    np.testing.assert_array_equal(m.running_mean.numpy(), [1.0, -1.0])
+    assert m.num_batches_tracked.item() == 0
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 3, 2)])
+def test_batch_norm_gradcheck(training, shape):
+    x = t64(RNG.standard_normal(shape))
+    w, b = t64([1.5, -0.5, 0.8]), t64([0.1, 0.2, -0.3])
+    rm, rv = np.array([0.2, -0.1, 0.0]), np.array([1.5, 0.7, 1.0])
+
+    def fn(a, weight, bias):
+        # Fresh copies: a training-mode call updates the running statistics it is given.
+        return F.batch_norm(a, rm.copy(), rv.copy(), weight, bias, training=training)
+
+    assert gradcheck(fn, [x, w, b])
+
+
+def test_batch_norm_training_rejects_one_value_per_channel():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3)(minidl.randn(1, 3))
+
+
+def test_batch_norm_options():
+    x = minidl.tensor(RNG.standard_normal((8, 2)))
+    plain = nn.BatchNorm1d(2, affine=False)
+    assert list(plain.parameters()) == []
+    out = plain(x).numpy()
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-7)
+    untracked = nn.BatchNorm1d(2, track_running_stats=False)
+    assert untracked.running_mean is None and list(untracked.state_dict()) == ["weight", "bias"]
+    untracked.eval()
+    np.testing.assert_allclose(untracked(x).numpy(), out, rtol=1e-6)  # batch statistics
+    cumulative = nn.BatchNorm1d(2, momentum=None, dtype=np.float64)
+    batches = [RNG.standard_normal((4, 2)) for _ in range(3)]
+    for b in batches:
+        cumulative(t64(b, False))
+    np.testing.assert_allclose(cumulative.running_mean.numpy(),
+                               np.mean([b.mean(axis=0) for b in batches], axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match="expected 2 channels"):
+        nn.BatchNorm1d(2)(minidl.randn(4, 3))
+    with pytest.raises(ValueError, match="4-d input"):
+        nn.BatchNorm2d(2)(minidl.randn(4, 2))
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (3, 3, 4, 4)])
+def test_batch_norm_matches_torch_over_train_and_eval_steps(shape):
+    torch = pytest.importorskip("torch")
+    cls, tcls = ((nn.BatchNorm1d, torch.nn.BatchNorm1d) if len(shape) == 2
+                 else (nn.BatchNorm2d, torch.nn.BatchNorm2d))
+    m = cls(3, momentum=0.3, dtype=np.float64)
+    tm = tcls(3, momentum=0.3).double()
+    for step in range(4):
+        x = RNG.standard_normal(shape) * 3 + step
+        g = RNG.standard_normal(shape)
+        if step == 3:
+            m.eval()
+            tm.eval()
+        mx, tx = t64(x), torch.tensor(x, requires_grad=True)
+        out, tout = m(mx), tm(tx)
+        out.backward(g)
+        tout.backward(torch.tensor(g))
+        np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(m.state_dict()[k].numpy(), v.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-9)
+    np.testing.assert_allclose(m.bias.grad.numpy(), tm.bias.grad.numpy(), rtol=1e-9)
+
+
+# -- LocallyConnected2d -------------------------------------------------------------------
+def locally_connected_ref(x, w, b, stride, padding):
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow, oc, c, kh, kw = w.shape
+    out = np.zeros((x.shape[0], oc, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            out[:, :, i, j] = np.einsum("nckl,ockl->no", patch, w[i, j])
+    return out if b is None else out + b
+
+
+@pytest.mark.parametrize("stride,padding,bias", [(1, 0, True), (2, 1, True), (1, 1, False)])
+def test_locally_connected_forward_and_gradcheck(stride, padding, bias):
+    minidl.manual_seed(4)
+    m = nn.LocallyConnected2d(2, 3, input_size=5, kernel_size=3, stride=stride,
+                              padding=padding, bias=bias, dtype=np.float64)
+    oh = (5 + 2 * padding - 3) // stride + 1
+    assert m.weight.shape == (oh, oh, 3, 2, 3, 3) and m.output_size == (oh, oh)
+    x = RNG.standard_normal((2, 2, 5, 5))
+    b = m.bias.numpy() if bias else None
+    np.testing.assert_allclose(m(t64(x, False)).numpy(),
+                               locally_connected_ref(x, m.weight.numpy(), b, stride, padding),
+                               rtol=1e-10)
+    inputs = [t64(x[:1]), m.weight] + ([m.bias] if bias else [])
+    assert gradcheck(lambda a, w, *rest: F.locally_connected2d(a, w, rest[0] if rest else None,
+                                                               stride, padding), inputs)
+
+
+def test_locally_connected_does_not_share_weights():
+    m = nn.LocallyConnected2d(1, 1, (3, 4), (2, 2), bias=False, dtype=np.float64)
+    m.weight.data[:] = 0
+    m.weight.data[0, 1] = 1  # only output position (0, 1) sees its window
+    x = minidl.tensor(np.arange(12.0).reshape(1, 1, 3, 4))
+    out = m(x).numpy()[0, 0]
+    expected = np.zeros((2, 3))
+    expected[0, 1] = 1 + 2 + 5 + 6
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_locally_connected_errors():
+    m = nn.LocallyConnected2d(1, 2, 6, 3)
+    with pytest.raises(ValueError, match=r"expected input \(N, 1, 6, 6\)"):
+        m(minidl.randn(1, 1, 5, 5))
+    with pytest.raises(ValueError, match="does not fit"):
+        nn.LocallyConnected2d(1, 1, 2, 3)
+    assert "input_size=(6, 6)" in repr(m)

@@ -1,0 +1,199 @@
+"""Module, Parameter, Sequential, ModuleList: registration, traversal, modes, state dicts."""
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.scale = nn.Parameter(np.ones(4, dtype=np.float32))
+        self.register_buffer("steps", minidl.zeros(1))
+        self.register_buffer("cache", minidl.zeros(2), persistent=False)
+        self.note = "not registered"
+
+    def forward(self, x):
+        return self.bn(self.fc(x)) * self.scale
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = Block()
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+def test_parameter_is_a_tensor_that_requires_grad():
+    p = nn.Parameter(np.zeros((2, 3), dtype=np.float32))
+    assert isinstance(p, minidl.Tensor) and p.requires_grad and p.is_leaf
+    assert not nn.Parameter(minidl.zeros(2), requires_grad=False).requires_grad
+    assert repr(p).startswith("Parameter containing:")
+    # The result of an op on a Parameter is a plain Tensor.
+    assert type(p * 2) is minidl.Tensor
+
+
+def test_named_parameters_buffers_children_and_modules():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["block.scale", "block.fc.weight", "block.fc.bias", "block.bn.weight",
+                     "block.bn.bias", "head.1.weight", "head.1.bias"]
+    assert [n for n, _ in net.named_buffers()] == [
+        "block.steps", "block.cache", "block.bn.running_mean", "block.bn.running_var",
+        "block.bn.num_batches_tracked"]
+    assert [type(m).__name__ for m in net.children()] == ["Block", "Sequential"]
+    assert [n for n, _ in net.named_modules()] == ["", "block", "block.fc", "block.bn", "head",
+                                                   "head.0", "head.1"]
+    assert len(list(net.parameters(recurse=False))) == 0
+
+
+def test_shared_parameter_is_listed_once():
+    shared = nn.Linear(2, 2)
+    seq = nn.Sequential(shared, nn.ReLU(), shared)
+    assert len(list(seq.parameters())) == 2
+    assert len(list(seq.modules())) == 3  # Sequential, Linear (once), ReLU
+
+
+def test_reassignment_and_none_slots():
+    m = nn.Linear(2, 3, bias=False)
+    assert m.bias is None and [n for n, _ in m.named_parameters()] == ["weight"]
+    m.bias = nn.Parameter(np.zeros(3, dtype=np.float32))
+    assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
+    with pytest.raises(TypeError, match="parameter 'weight'"):
+        m.weight = np.zeros((3, 2))
+    m.weight = None
+    assert [n for n, _ in m.named_parameters()] == ["bias"]
+    del m.bias
+    assert list(m.named_parameters()) == []
+
+
+def test_setattr_before_init_is_a_clear_error():
+    class Bad(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(1, 1)
+
+    with pytest.raises(AttributeError, match="before Module.__init__"):
+        Bad()
+
+
+def test_train_eval_propagate():
+    net = Net()
+    assert net.training and net.block.bn.training
+    assert net.eval() is net
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+
+
+def test_zero_grad_both_ways():
+    net = Net()
+    net(minidl.randn(5, 3)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_state_dict_keys_share_memory_and_skip_non_persistent_buffers():
+    net = Net()
+    sd = net.state_dict()
+    assert list(sd) == ["block.scale", "block.steps", "block.fc.weight", "block.fc.bias",
+                        "block.bn.weight", "block.bn.bias", "block.bn.running_mean",
+                        "block.bn.running_var", "block.bn.num_batches_tracked",
+                        "head.1.weight", "head.1.bias"]
+    assert not sd["block.fc.weight"].requires_grad
+    assert np.shares_memory(sd["block.fc.weight"].numpy(), net.block.fc.weight.numpy())
+
+
+def test_load_state_dict_round_trip_copies_values():
+    minidl.manual_seed(0)
+    a, b = Net(), Net()
+    snapshot = {k: v.numpy().copy() for k, v in a.state_dict().items()}
+    result = b.load_state_dict(snapshot)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), snapshot[k])
+    snapshot["block.fc.weight"][0, 0] += 1
+    assert b.block.fc.weight.numpy()[0, 0] != snapshot["block.fc.weight"][0, 0]
+
+
+def test_load_state_dict_strict_errors_name_the_keys():
+    net = Net()
+    sd = {k: v.numpy() for k, v in net.state_dict().items()}
+    del sd["head.1.bias"]
+    sd["extra.weight"] = np.zeros(1)
+    with pytest.raises(RuntimeError, match=r"missing key\(s\): head.1.bias.*unexpected key\(s\): "
+                                           r"extra.weight"):
+        net.load_state_dict(sd)
+    result = net.load_state_dict(sd, strict=False)
+    assert result.missing_keys == ["head.1.bias"] and result.unexpected_keys == ["extra.weight"]
+
+
+def test_load_state_dict_shape_mismatch_raises_and_modifies_nothing():
+    net = Net()
+    before = net.block.fc.bias.numpy().copy()
+    sd = {k: v.numpy().copy() + 1 for k, v in net.state_dict().items()}
+    sd["head.1.weight"] = np.zeros((3, 4), np.float32)
+    with pytest.raises(RuntimeError, match=r"size mismatch for head.1.weight: the checkpoint "
+                                           r"has shape \(3, 4\), this model has shape \(2, 4\)"):
+        net.load_state_dict(sd, strict=False)
+    np.testing.assert_array_equal(net.block.fc.bias.numpy(), before)
+
+
+def test_load_state_dict_casts_dtype():
+    m = nn.Linear(2, 2)
+    m.load_state_dict({"weight": np.ones((2, 2)), "bias": np.zeros(2)})
+    assert m.weight.dtype == np.float32 and m.weight.numpy().sum() == 4
+
+
+def test_repr_shows_structure_shapes_and_counts():
+    text = repr(Net())
+    assert "(fc): Linear(in_features=3, out_features=4, bias=True)" in text
+    assert "weight (4, 3), bias (4,): 16 params" in text
+    assert "(head): Sequential(" in text and "(0): ReLU()" in text
+    assert text.splitlines()[-1] == "Total parameters: 38 (trainable: 38)"
+
+
+def test_sequential_indexing_iteration_and_append():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    seq.append(nn.Linear(3, 1))
+    assert len(seq) == 3 and isinstance(seq[-1], nn.Linear)
+    assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"]
+    head = seq[1:]
+    assert isinstance(head, nn.Sequential) and len(head) == 2
+    x = minidl.randn(4, 2)
+    np.testing.assert_array_equal(seq(x).numpy(), seq[2](seq[1](seq[0](x))).numpy())
+    with pytest.raises(IndexError, match="out of range"):
+        seq[3]
+
+
+def test_module_list_registers_and_mutates():
+    layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(2)])
+    layers.append(nn.Linear(2, 1))
+    layers.insert(0, nn.ReLU())
+    assert [type(m).__name__ for m in layers] == ["ReLU", "Linear", "Linear", "Linear"]
+    assert len(list(layers.parameters())) == 6
+    layers[0] = nn.Tanh()
+    assert isinstance(layers[0], nn.Tanh)
+    assert [n for n, _ in layers.named_parameters()][0] == "1.weight"
+
+
+def test_apply_visits_every_module():
+    visited = []
+    Net().apply(lambda m: visited.append(type(m).__name__))
+    assert visited[-1] == "Net" and visited.count("Linear") == 2
+
+
+def test_identity_and_flatten():
+    x = minidl.randn(2, 3, 4, 5)
+    assert nn.Identity(7, foo=1)(x) is x
+    assert nn.Flatten()(x).shape == (2, 60)
+    assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)

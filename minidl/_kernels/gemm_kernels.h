@@ -1,0 +1,158 @@
+/* GEMM micro-kernels (the register tiles) and aligned allocation for minidl/_kernels/gemm.pyx.
+ *
+ * One tile shape, MR = 6 rows x NR columns (NR = 32 floats or 16 doubles: two 512-bit vectors), is
+ * what the packing routines produce and what the drivers iterate over. How the tile is computed
+ * depends on the vector registers of the CPU, chosen at run time:
+ *   64-byte (AVX-512, x86-64-v4): the whole 6 x NR tile in 12 zmm accumulators, one pass;
+ *   32-byte (AVX2, x86-64-v3):    two passes over 6 x NR/2 halves, 12 ymm accumulators each;
+ *   16-byte (SSE2, baseline):     four passes over 6 x NR/4 quarters, 12 xmm accumulators each.
+ * A single wide pass on a narrow machine would need 24 or 48 registers and spill on every k step
+ * (measured: 5 GFLOP/s for a spilled AVX2 tile), hence the passes. Every path is compiled into every
+ * MINIDL_MULTIVERSION clone (gcc has no per-clone preprocessor macros); the run-time switch selects
+ * the one that fits the clone the loader picked, and all of them compute correct results. */
+#ifndef MINIDL_GEMM_KERNELS_H
+#define MINIDL_GEMM_KERNELS_H
+
+#include <stdlib.h>
+#include <string.h>
+#include "platform.h"
+
+#if defined(_MSC_VER)
+#error "minidl's GEMM kernels use GCC vector extensions: build with gcc or clang"
+#endif
+
+#define MINIDL_GEMM_MR 6
+#define MINIDL_SGEMM_NR 32
+#define MINIDL_DGEMM_NR 16
+
+typedef float minidl_f32x16 __attribute__((vector_size(64)));
+typedef float minidl_f32x8 __attribute__((vector_size(32)));
+typedef double minidl_f64x8 __attribute__((vector_size(64)));
+typedef double minidl_f64x4 __attribute__((vector_size(32)));
+
+#define GEMM_TILE_NAME minidl_sgemm_tile_w
+#define GEMM_T float
+#define GEMM_V minidl_f32x16
+#define GEMM_NV 2
+#include "gemm_tile.h"
+#define GEMM_TILE_NAME minidl_sgemm_tile_h
+#define GEMM_T float
+#define GEMM_V minidl_f32x16
+#define GEMM_NV 1
+#include "gemm_tile.h"
+#define GEMM_TILE_NAME minidl_sgemm_tile_q
+#define GEMM_T float
+#define GEMM_V minidl_f32x8
+#define GEMM_NV 1
+#include "gemm_tile.h"
+#define GEMM_TILE_NAME minidl_dgemm_tile_w
+#define GEMM_T double
+#define GEMM_V minidl_f64x8
+#define GEMM_NV 2
+#include "gemm_tile.h"
+#define GEMM_TILE_NAME minidl_dgemm_tile_h
+#define GEMM_T double
+#define GEMM_V minidl_f64x8
+#define GEMM_NV 1
+#include "gemm_tile.h"
+#define GEMM_TILE_NAME minidl_dgemm_tile_q
+#define GEMM_T double
+#define GEMM_V minidl_f64x4
+#define GEMM_NV 1
+#include "gemm_tile.h"
+
+/* Vector register width in bytes the tiles are arranged for; set once at import. */
+static int minidl_gemm_vector_bytes = 16;
+
+static void minidl_gemm_init(void)
+{
+#if MINIDL_HAVE_MULTIVERSION
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        minidl_gemm_vector_bytes = 64;
+    else if (__builtin_cpu_supports("x86-64-v3"))
+        minidl_gemm_vector_bytes = 32;
+#elif defined(__AVX512F__)
+    minidl_gemm_vector_bytes = 64;
+#elif defined(__AVX2__)
+    minidl_gemm_vector_bytes = 32;
+#endif
+}
+
+/* Columns [0, n_valid) of a tile split into passes of `width` columns. */
+#define MINIDL_GEMM_PASSES(TILE, WIDTH, KC, A, A_RS, A_CS, A_ROWS, B, B_RS)            \
+    for (int col = 0; col < n_valid; col += (WIDTH))                                        \
+        TILE(KC, A, A_RS, A_CS, A_ROWS, (B) + col, B_RS, alpha, beta, c + col, ldc,          \
+             m_valid, n_valid - col < (WIDTH) ? n_valid - col : (WIDTH))
+
+#define MINIDL_GEMM_DISPATCH(PREFIX, NR, KC, A, A_RS, A_CS, A_ROWS, B, B_RS)                 \
+    switch (minidl_gemm_vector_bytes) {                                                     \
+    case 64:                                                                                \
+        PREFIX##_tile_w(KC, A, A_RS, A_CS, A_ROWS, B, B_RS, alpha, beta, c, ldc, m_valid,   \
+                        n_valid);                                                           \
+        break;                                                                              \
+    case 32:                                                                                \
+        MINIDL_GEMM_PASSES(PREFIX##_tile_h, (NR) / 2, KC, A, A_RS, A_CS, A_ROWS, B, B_RS); \
+        break;                                                                              \
+    default:                                                                                \
+        MINIDL_GEMM_PASSES(PREFIX##_tile_q, (NR) / 4, KC, A, A_RS, A_CS, A_ROWS, B, B_RS); \
+    }
+
+/* C[0:m_valid, 0:n_valid] = alpha * Ap @ Bp + beta * C with A packed (kc x MR, k-major) and
+ * B packed (kc x NR, k-major), both zero padded: the hot path of the blocked GEMM. */
+MINIDL_MULTIVERSION
+static void minidl_sgemm_packed(long kc, const float *a, const float *b, float alpha, float beta,
+                                float *c, long ldc, int m_valid, int n_valid)
+{
+    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, 1, MINIDL_GEMM_MR, MINIDL_GEMM_MR,
+                         b, MINIDL_SGEMM_NR)
+}
+
+MINIDL_MULTIVERSION
+static void minidl_dgemm_packed(long kc, const double *a, const double *b, double alpha,
+                                double beta, double *c, long ldc, int m_valid, int n_valid)
+{
+    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, 1, MINIDL_GEMM_MR, MINIDL_GEMM_MR,
+                         b, MINIDL_DGEMM_NR)
+}
+
+/* Same tile with A read in place (rows a_rs apart, k steps a_cs apart, m_valid rows valid) and
+ * B rows b_rs apart, each holding NR readable columns: the small-shape path, which packs nothing
+ * but a zero-padded copy of B's edge (or transposed) panels. */
+MINIDL_MULTIVERSION
+static void minidl_sgemm_strided(long kc, const float *a, long a_rs, long a_cs, const float *b,
+                                 long b_rs, float alpha, float beta, float *c, long ldc,
+                                 int m_valid, int n_valid)
+{
+    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
+}
+
+MINIDL_MULTIVERSION
+static void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs, const double *b,
+                                 long b_rs, double alpha, double beta, double *c, long ldc,
+                                 int m_valid, int n_valid)
+{
+    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
+}
+
+/* Cython emits `omp for nowait` for a prange inside a parallel block: this is the barrier that
+ * orders packing before use. Orphaned, it binds to the enclosing parallel region. */
+static inline void minidl_omp_barrier(void)
+{
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+/* 64-byte aligned buffers for packed panels (one cache line, one zmm). NULL on failure. */
+static inline void *minidl_aligned_malloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        return NULL;
+    return p;
+}
+
+static inline void minidl_aligned_free(void *p) { free(p); }
+
+#endif

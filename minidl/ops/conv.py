@@ -70,20 +70,13 @@ class Conv2dOp(Function):
     def backward(ctx: Context, grad_out: np.ndarray):
         x, weight, out = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        g = contiguous(grad_out.astype(x.dtype, copy=False))
-        if out is not None:
-            g = np.where(out > 0, g, g.dtype.type(0))
-        n_threads = get_num_threads()
-        grad_x = grad_w = grad_b = None
-        if need_x:
-            grad_x = np.empty_like(x)
-            _conv.conv2d_backward_input(g, weight, grad_x, *ctx.geometry, n_threads)
-        if need_w:
-            grad_w = np.empty_like(weight)
-            _conv.conv2d_backward_weight(x, g, grad_w, *ctx.geometry, n_threads)
-        if need_b:
-            grad_b = np.empty(weight.shape[0], dtype=x.dtype)
-            _conv.conv2d_backward_bias(g, grad_b, n_threads)
+        grad_x = np.empty_like(x) if need_x else None
+        grad_w = np.empty_like(weight) if need_w else None
+        grad_b = np.empty(weight.shape[0], dtype=x.dtype) if need_b else None
+        if need_x or need_w or need_b:
+            g = contiguous(grad_out.astype(x.dtype, copy=False))
+            _conv.conv2d_backward(x, weight, g, out, grad_x, grad_w, grad_b, *ctx.geometry,
+                                  get_num_threads())
         return grad_x, grad_w, grad_b
 
 

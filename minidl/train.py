@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="train on the first N images only (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+    p.add_argument("--eager", action="store_true",
+                   help="run the eager graph (recorded per op) instead of the compiled one")
     return p
 
 
@@ -58,7 +60,9 @@ class Progress:
         self.count = 0
         self.bar = None
         self.last_draw = 0.0
-        if enabled:
+        # A redrawn bar only makes sense on a terminal; logs get the per-epoch line alone.
+        self.enabled = enabled and sys.stderr.isatty()
+        if self.enabled:
             try:
                 from tqdm import tqdm
             except ImportError:
@@ -92,9 +96,11 @@ class Progress:
             sys.stderr.flush()
 
 
-def evaluate(model: nn.Module, loader: Iterable) -> tuple[float, float]:
-    """(mean loss, accuracy) of `model` over `loader`, in eval mode without recording."""
-    model.eval()
+def evaluate(model: Callable, loader: Iterable) -> tuple[float, float]:
+    """(mean loss, accuracy) of `model` over `loader`, in eval mode without recording.
+    `model` is a Module or a compiled inference graph of one."""
+    module = model.model if isinstance(model, minidl.static.Compiled) else model
+    module.eval()
     total_loss, correct, count = 0.0, 0, 0
     with minidl.no_grad():
         for images, labels in loader:
@@ -102,7 +108,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> tuple[float, float]:
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             correct += int((logits.data.argmax(axis=1) == labels.data).sum())
             count += len(labels)
-    model.train()
+    module.train()
     return total_loss / count, correct / count
 
 
@@ -201,6 +207,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"train {len(train_set):,} images, test {len(test_set):,}, batch {args.batch_size}, "
           f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")
 
+    if args.eager:
+        def train_step(images, labels):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            loss.backward()
+            return loss, logits
+
+        evaluator: Callable = model
+    else:
+        images, labels = next(iter(DataLoader(train_set, batch_size=args.batch_size,
+                                              transform=MNIST.normalize)))
+        compiled = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
+
+        def train_step(images, labels):
+            return compiled(images, labels), compiled.output
+
+        test_images, _ = next(iter(DataLoader(test_set, batch_size=1000,
+                                              transform=MNIST.normalize)))
+        evaluator = minidl.compile(model, example_inputs=(test_images,))
+
     # Ctrl-C: finish the current batch, save, then exit.
     stop = {"requested": False}
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
@@ -213,10 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             loss_sum = 0.0
             t0 = time.perf_counter()
             for images, labels in train_loader:
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels)
                 optimizer.zero_grad()
-                loss.backward()
+                loss, logits = train_step(images, labels)
                 optimizer.step()
                 scheduler.step()
                 n = len(labels)
@@ -238,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"(resume with --resume --checkpoint {checkpoint})")
                 return {"interrupted": True}
             epoch_time = time.perf_counter() - t0
-            test_loss, test_acc = evaluate(model, test_loader)
+            test_loss, test_acc = evaluate(evaluator, test_loader)
             record = {
                 "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                 "test_loss": test_loss, "test_acc": test_acc, "epoch_seconds": epoch_time,

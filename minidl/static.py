@@ -13,8 +13,8 @@ How it works. Tracing runs the forward once with a tracer listening to `Function
 op becomes a `Node` (its Function class, which values it reads, its attributes) and every tensor
 a numbered value (an input, a parameter, a constant, or a node's output). The nodes are put in
 order by Kahn's algorithm, ops whose results nothing reads are dropped, and fusion passes
-rewrite the graph (a convolution followed by a ReLU becomes one convolution with the ReLU in its
-epilogue). Replay then calls each node's `forward` and, in reverse, `backward` directly on
+rewrite the graph (a convolution or linear layer followed by a ReLU becomes one op with the
+ReLU in its epilogue). Replay then calls each node's `forward` and, in reverse, `backward` directly on
 arrays: no Tensor objects, no graph recording, no topological sort per step.
 
 Memory plan. A liveness analysis over the schedule gives each activation and gradient the
@@ -253,16 +253,18 @@ def consumers_of(nodes: list[Node]) -> dict[int, list[Node]]:
 
 
 # -- fusion passes ------------------------------------------------------------------------
-def fuse_conv_relu(nodes: list[Node], outputs: list[int]) -> list[Node]:
-    """conv2d -> relu, where the relu is the convolution's only reader, becomes one conv2d
-    with the ReLU in its epilogue."""
+def fuse_relu_epilogue(nodes: list[Node], outputs: list[int]) -> list[Node]:
+    """conv2d or linear -> relu, where the relu is the only reader, becomes one op with the
+    ReLU in its epilogue (applied while the output tile is in registers/cache; backward masks
+    the gradient with the saved output instead of a separate ReLU node)."""
     from minidl.ops.activation import ReLU
     from minidl.ops.conv import Conv2dOp
+    from minidl.ops.matmul import Linear
 
     readers = consumers_of(nodes)
     removed: set[int] = set()
     for node in nodes:
-        if node.fn is not Conv2dOp or node.attrs.get("relu") or node.out in outputs:
+        if node.fn not in (Conv2dOp, Linear) or node.attrs.get("relu") or node.out in outputs:
             continue
         after = readers.get(node.out, [])
         if len(after) != 1 or after[0].fn is not ReLU:
@@ -270,13 +272,13 @@ def fuse_conv_relu(nodes: list[Node], outputs: list[int]) -> list[Node]:
         relu = after[0]
         node.attrs = {**node.attrs, "relu": True}
         node.out = relu.out
-        # The fused kernel's backward reads its output (the ReLU mask).
+        # The fused op's backward reads its output (the ReLU mask).
         node.saves = node.saves | {node.out}
         removed.add(id(relu))
     return [n for n in nodes if id(n) not in removed]
 
 
-FUSION_PASSES: list[Callable[[list[Node], list[int]], list[Node]]] = [fuse_conv_relu]
+FUSION_PASSES: list[Callable[[list[Node], list[int]], list[Node]]] = [fuse_relu_epilogue]
 
 
 # -- memory plan ----------------------------------------------------------------------------

@@ -98,14 +98,15 @@ def test_compiled_training_matches_eager_over_sgd_steps():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_conv_relu_is_fused_and_schedule_is_topological():
+def test_relu_is_fused_into_conv_and_linear_and_schedule_is_topological():
     minidl.manual_seed(0)
     model = LeNet5()
     step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4))
     g = step.graph
     names = [n.name for n in g.nodes]
-    assert names.count("ReLU") == 2  # only the two after fc1/fc2 remain
+    assert "ReLU" not in names  # every ReLU went into a conv or linear epilogue
     assert sum(1 for n in g.nodes if n.name == "Conv2dOp" and n.attrs["relu"]) == 2
+    assert sum(1 for n in g.nodes if n.name == "Linear" and n.attrs.get("relu")) == 2
     produced = {v.index for v in g.values if v.kind != "node"}
     for node in g.nodes:
         assert all(a in produced for a in node.value_args())

@@ -116,15 +116,18 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,) or None.
+    """y = x @ weight^T + bias, then max(y, 0) when relu.
+    x: (..., in), weight: (out, in), bias: (out,) or None.
 
     `out`: an optional preallocated (..., out) array to write into (static graphs' memory plan).
+    relu=True is the static graphs' fusion of a following ReLU: the epilogue runs while the
+    GEMM's output is still in cache, and backward masks the gradient with the saved output.
     """
 
     writes_out = True
 
     @staticmethod
-    def forward(ctx: Context, x, weight, bias, out=None) -> np.ndarray:
+    def forward(ctx: Context, x, weight, bias, out=None, relu=False) -> np.ndarray:
         if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
             raise ValueError(
                 f"linear: input of shape {x.shape} needs last dim == weight.shape[1]; "
@@ -141,15 +144,19 @@ class Linear(Function):
         out = gemm2d(x2, weight, trans_b=True, out=out)
         if bias is not None:
             out += bias
-        ctx.save_for_backward(x2, weight)
+        if relu:
+            np.maximum(out, 0, out=out)
+        ctx.save_for_backward(x2, weight, out if relu else None)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        x2, weight = ctx.saved_tensors
+        x2, weight, relu_out = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = contiguous(g).reshape(-1, weight.shape[0])
+        if relu_out is not None:
+            g2 = np.where(relu_out > 0, g2, g2.dtype.type(0))
         gx = gemm2d(g2, weight).reshape(ctx.x_shape) if need_x else None
         gw = gemm2d(g2, x2, trans_a=True) if need_w else None
         gb = g2.sum(axis=0) if need_b else None

@@ -278,7 +278,127 @@ def fuse_relu_epilogue(nodes: list[Node], outputs: list[int]) -> list[Node]:
     return [n for n in nodes if id(n) not in removed]
 
 
-FUSION_PASSES: list[Callable[[list[Node], list[int]], list[Node]]] = [fuse_relu_epilogue]
+class ElementwiseChain(Function):
+    """Several elementwise ops run as one node of a static graph.
+
+    `program` lists the steps: (Function, argument sources, attrs), a source being ("in", i)
+    for the node's i-th input, ("step", j) for step j's result, or ("const", value). The last
+    step's result is the output; backward runs the steps' backward passes in reverse, summing
+    gradients inside the chain. The chain's intermediates never become graph values, so they
+    need no slots, no scheduling and no entries in the memory plan; the arithmetic itself is
+    still one NumPy pass per step.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *inputs, program) -> np.ndarray:
+        results: list = []
+        contexts = []
+        for fn, sources, attrs in program:
+            args = [inputs[k] if kind == "in" else results[k] if kind == "step" else k
+                    for kind, k in sources]
+            sub = Context(fn, (), tuple(kind != "const" for kind, _ in sources))
+            results.append(fn.forward(sub, *args, **attrs))
+            contexts.append(sub)
+        ctx.program = program
+        ctx.contexts = contexts
+        ctx.n_inputs = len(inputs)
+        return results[-1]
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        program = ctx.program
+        step_grads: list = [None] * len(program)
+        step_grads[-1] = g
+        input_grads: list = [None] * ctx.n_inputs
+        for j in range(len(program) - 1, -1, -1):
+            gj = step_grads[j]
+            if gj is None:
+                continue
+            fn, sources, _ = program[j]
+            result = fn.backward(ctx.contexts[j], gj)
+            if not isinstance(result, tuple):
+                result = (result,)
+            for (kind, k), pg in zip(sources, result):
+                if pg is None or kind == "const":
+                    continue
+                target = input_grads if kind == "in" else step_grads
+                target[k] = pg if target[k] is None else target[k] + pg
+        return tuple(
+            grad if need else None for grad, need in zip(input_grads, ctx.needs_input_grad)
+        )
+
+
+def _elementwise_ops() -> tuple:
+    from minidl.ops import activation as act
+    from minidl.ops import elementwise as ew
+
+    return (ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Neg, ew.Exp, ew.Log, ew.Sqrt, ew.Abs,
+            ew.Clip, ew.Maximum, ew.Minimum, act.ReLU, act.LeakyReLU, act.ELU, act.Sigmoid,
+            act.Tanh)
+
+
+def fuse_elementwise_chains(nodes: list[Node], outputs: list[int]) -> list[Node]:
+    """Merge each maximal run of elementwise nodes, where every intermediate result is read
+    only by the next node of the run, into one ElementwiseChain node."""
+    elementwise = _elementwise_ops()
+    readers = consumers_of(nodes)
+    producer = {node.out: node for node in nodes}
+
+    def chains_into(node: Node) -> bool:
+        after = readers.get(node.out, [])
+        return (node.fn in elementwise and node.out not in outputs and len(after) == 1
+                and after[0].fn in elementwise)
+
+    merged_into: dict[int, list[Node]] = {}
+    for node in nodes:
+        if node.fn not in elementwise:
+            continue
+        feeders = [producer[a] for a in node.value_args() if a in producer]
+        head = next((f for f in feeders if chains_into(f) and id(f) in merged_into), None)
+        run = merged_into.pop(id(head)) if head is not None else []
+        run.append(node)
+        merged_into[id(node)] = run
+
+    fused_at: dict[int, Node] = {}
+    removed: set[int] = set()
+    for run in merged_into.values():
+        if len(run) < 2:
+            continue
+        fused_at[id(run[-1])] = _chain_node(run)
+        removed.update(id(n) for n in run[:-1])
+    return [fused_at.get(id(n), n) for n in nodes if id(n) not in removed]
+
+
+def _chain_node(run: list[Node]) -> Node:
+    step_of = {node.out: j for j, node in enumerate(run)}
+    inputs: list[int] = []
+    needs: list[bool] = []
+    program = []
+    for node in run:
+        sources = []
+        for a, need in zip(node.args, node.needs_input_grad):
+            if not isinstance(a, int):
+                sources.append(("const", a[1]))
+            elif a in step_of:
+                sources.append(("step", step_of[a]))
+            else:
+                if a not in inputs:
+                    inputs.append(a)
+                    needs.append(need)
+                else:
+                    k = inputs.index(a)
+                    needs[k] = needs[k] or need
+                sources.append(("in", inputs.index(a)))
+        program.append((node.fn, tuple(sources), dict(node.attrs)))
+    saves = set().union(*(n.saves for n in run)) - set(step_of)
+    return Node(ElementwiseChain, list(inputs), {"program": tuple(program)}, run[-1].out,
+                tuple(needs), saves | {run[-1].out})
+
+
+FUSION_PASSES: list[Callable[[list[Node], list[int]], list[Node]]] = [
+    fuse_relu_epilogue,
+    fuse_elementwise_chains,
+]
 
 
 # -- memory plan ----------------------------------------------------------------------------

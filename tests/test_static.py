@@ -233,3 +233,19 @@ def test_eager_profile_context():
     assert ops[0] == "Conv2dOp" and "CrossEntropy" in ops
     assert all(r["backward_s"] > 0 for r in prof.summary() if r["op"] == "Conv2dOp")
     assert "total in ops" in prof.table()
+
+
+def test_elementwise_chain_is_one_node_and_matches_eager():
+    minidl.manual_seed(0)
+    model = Branchy()
+    step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4, shape=(6,), classes=4))
+    chains = [n for n in step.graph.nodes if n.name == "ElementwiseChain"]
+    assert len(chains) == 1
+    steps = [fn.__name__ for fn, _, _ in chains[0].attrs["program"]]
+    assert steps == ["Tanh", "Mul", "Add", "Add"]
+    x, y = batch(4, seed=3, shape=(6,), classes=4)
+    loss_c, grads_c = compiled_step(step, model, x, y)
+    loss_e, grads_e = eager_step(model, F.cross_entropy, x, y)
+    assert loss_c == pytest.approx(loss_e, rel=1e-6)
+    for gc, ge in zip(grads_c, grads_e):
+        np.testing.assert_allclose(gc, ge, rtol=1e-5, atol=1e-7)

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-import minidl
 from minidl import nn, optim
 from minidl.optim import lr_scheduler as sched
 
@@ -25,13 +24,13 @@ def lrs(scheduler, steps):
 
 
 CLOSED_FORMS = [
-    ("StepLR", dict(step_size=3, gamma=0.5), lambda t: 0.1 * 0.5 ** (t // 3)),
-    ("MultiStepLR", dict(milestones=[2, 5, 5], gamma=0.1),
+    ("StepLR", {"step_size": 3, "gamma": 0.5}, lambda t: 0.1 * 0.5 ** (t // 3)),
+    ("MultiStepLR", {"milestones": [2, 5, 5], "gamma": 0.1},
      lambda t: 0.1 * 0.1 ** ((t >= 2) + 2 * (t >= 5))),
-    ("ExponentialLR", dict(gamma=0.9), lambda t: 0.1 * 0.9**t),
-    ("CosineAnnealingLR", dict(T_max=6, eta_min=0.01),
+    ("ExponentialLR", {"gamma": 0.9}, lambda t: 0.1 * 0.9**t),
+    ("CosineAnnealingLR", {"T_max": 6, "eta_min": 0.01},
      lambda t: 0.01 + 0.09 * (1 + math.cos(math.pi * t / 6)) / 2),
-    ("LambdaLR", dict(lr_lambda=lambda t: 1 / (t + 1)), lambda t: 0.1 / (t + 1)),
+    ("LambdaLR", {"lr_lambda": lambda t: 1 / (t + 1)}, lambda t: 0.1 / (t + 1)),
 ]
 
 
@@ -77,9 +76,9 @@ def test_lambda_per_group_and_state_dict_excludes_functions():
 
 
 @pytest.mark.parametrize("name,kwargs", [
-    ("StepLR", dict(step_size=2, gamma=0.5)),
-    ("CosineAnnealingLR", dict(T_max=5)),
-    ("OneCycleLR", dict(max_lr=0.5, total_steps=12, three_phase=True)),
+    ("StepLR", {"step_size": 2, "gamma": 0.5}),
+    ("CosineAnnealingLR", {"T_max": 5}),
+    ("OneCycleLR", {"max_lr": 0.5, "total_steps": 12, "three_phase": True}),
 ])
 def test_state_dict_round_trip_resumes_the_schedule(name, kwargs):
     cls = getattr(sched, name)
@@ -102,13 +101,13 @@ def test_resume_with_last_epoch_needs_initial_lr():
 
 
 TORCH_CASES = [
-    ("StepLR", dict(step_size=3, gamma=0.5), {}),
-    ("MultiStepLR", dict(milestones=[2, 5], gamma=0.1), {}),
-    ("ExponentialLR", dict(gamma=0.9), {}),
-    ("CosineAnnealingLR", dict(T_max=7, eta_min=0.001), {}),
-    ("OneCycleLR", dict(max_lr=0.3, total_steps=20), dict(momentum=0.9)),
-    ("OneCycleLR", dict(max_lr=0.3, total_steps=20, three_phase=True, anneal_strategy="linear"),
-     dict(momentum=0.9)),
+    ("StepLR", {"step_size": 3, "gamma": 0.5}, {}),
+    ("MultiStepLR", {"milestones": [2, 5], "gamma": 0.1}, {}),
+    ("ExponentialLR", {"gamma": 0.9}, {}),
+    ("CosineAnnealingLR", {"T_max": 7, "eta_min": 0.001}, {}),
+    ("OneCycleLR", {"max_lr": 0.3, "total_steps": 20}, {"momentum": 0.9}),
+    ("OneCycleLR", {"max_lr": 0.3, "total_steps": 20, "three_phase": True, "anneal_strategy": "linear"},
+     {"momentum": 0.9}),
 ]
 
 

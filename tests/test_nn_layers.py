@@ -240,7 +240,7 @@ def test_batch_norm_matches_torch_over_train_and_eval_steps(shape):
 # -- LocallyConnected2d -------------------------------------------------------------------
 def locally_connected_ref(x, w, b, stride, padding):
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    oh, ow, oc, c, kh, kw = w.shape
+    oh, ow, oc, _, kh, kw = w.shape
     out = np.zeros((x.shape[0], oc, oh, ow))
     for i in range(oh):
         for j in range(ow):

@@ -183,7 +183,7 @@ def test_module_list_registers_and_mutates():
     assert len(list(layers.parameters())) == 6
     layers[0] = nn.Tanh()
     assert isinstance(layers[0], nn.Tanh)
-    assert [n for n, _ in layers.named_parameters()][0] == "1.weight"
+    assert next(layers.named_parameters())[0] == "1.weight"
 
 
 def test_apply_visits_every_module():

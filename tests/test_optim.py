@@ -94,19 +94,19 @@ def ref_adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_val
 
 
 CONFIGS = [
-    ("SGD", dict(lr=0.1), ref_sgd),
-    ("SGD", dict(lr=0.05, momentum=0.9), ref_sgd),
-    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01), ref_sgd),
-    ("SGD", dict(lr=0.05, momentum=0.8, weight_decay=0.05, nesterov=True), ref_sgd),
-    ("Adam", dict(lr=0.05), ref_adam),
-    ("Adam", dict(lr=0.05, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True), ref_adam),
-    ("AdamW", dict(lr=0.05, weight_decay=0.1), lambda **k: ref_adam(decoupled=True, **k)),
-    ("AdamW", dict(lr=0.05, weight_decay=0.1, amsgrad=True),
+    ("SGD", {"lr": 0.1}, ref_sgd),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, ref_sgd),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}, ref_sgd),
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.05, "nesterov": True}, ref_sgd),
+    ("Adam", {"lr": 0.05}, ref_adam),
+    ("Adam", {"lr": 0.05, "betas": (0.8, 0.99), "weight_decay": 0.1, "amsgrad": True}, ref_adam),
+    ("AdamW", {"lr": 0.05, "weight_decay": 0.1}, lambda **k: ref_adam(decoupled=True, **k)),
+    ("AdamW", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": True},
      lambda **k: ref_adam(decoupled=True, **k)),
-    ("RMSprop", dict(lr=0.01), ref_rmsprop),
-    ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1), ref_rmsprop),
-    ("Adagrad", dict(lr=0.1), ref_adagrad),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5),
+    ("RMSprop", {"lr": 0.01}, ref_rmsprop),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.1}, ref_rmsprop),
+    ("Adagrad", {"lr": 0.1}, ref_adagrad),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.5},
      ref_adagrad),
 ]
 IDS = [f"{name}-{i}" for i, (name, _, _) in enumerate(CONFIGS)]
@@ -136,7 +136,7 @@ def test_optimizer_matches_torch(name, kwargs, ref):
 @pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
 def test_float32_parameters_match_torch_to_1e_6(name):
     torch = pytest.importorskip("torch")
-    kwargs = dict(lr=0.01, weight_decay=0.01)
+    kwargs = {"lr": 0.01, "weight_decay": 0.01}
     if name == "SGD":
         kwargs["momentum"] = 0.9
     p = nn.Parameter(W0.astype(np.float32))

@@ -127,8 +127,8 @@ def test_resumed_training_continues_bit_for_bit(tmp_path):
         train_epoch(model, opt, sched)
     resumed = {k: v.numpy() for k, v in model.state_dict().items()}
     assert resumed.keys() == straight.keys()
-    for k in straight:
-        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+    for k, expected in straight.items():
+        np.testing.assert_array_equal(resumed[k], expected, err_msg=k)
 
 
 # -- atomic writes ------------------------------------------------------------------------

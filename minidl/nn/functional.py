@@ -36,45 +36,45 @@ def _optional_array(x: Any) -> np.ndarray | None:
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight^T + bias.  input: (..., in); weight: (out, in); bias: (out,) or None."""
     return Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
 
 
-def relu(input: Tensor) -> Tensor:  # noqa: A002
+def relu(input: Tensor) -> Tensor:
     return act.ReLU.apply(_tensor(input))
 
 
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     return act.LeakyReLU.apply(_tensor(input), negative_slope=negative_slope)
 
 
-def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
     return act.PReLU.apply(_tensor(input), _tensor(weight))
 
 
-def elu(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
     return act.ELU.apply(_tensor(input), alpha=alpha)
 
 
-def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+def sigmoid(input: Tensor) -> Tensor:
     return act.Sigmoid.apply(_tensor(input))
 
 
-def tanh(input: Tensor) -> Tensor:  # noqa: A002
+def tanh(input: Tensor) -> Tensor:
     return act.Tanh.apply(_tensor(input))
 
 
-def softmax(input: Tensor, dim: int) -> Tensor:  # noqa: A002
+def softmax(input: Tensor, dim: int) -> Tensor:
     return act.Softmax.apply(_tensor(input), dim=dim)
 
 
-def log_softmax(input: Tensor, dim: int) -> Tensor:  # noqa: A002
+def log_softmax(input: Tensor, dim: int) -> Tensor:
     return act.LogSoftmax.apply(_tensor(input), dim=dim)
 
 
-def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> Tensor:  # noqa: A002
+def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> Tensor:
     """max over `pieces` affine maps.  input: (..., in); weight: (out * pieces, in) with row
     o * pieces + k the k-th piece of output o; bias: (out * pieces,) or None. Returns (..., out)."""
     z = linear(input, weight, bias)
@@ -85,7 +85,7 @@ def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> T
     return z.reshape(z.shape[:-1] + (z.shape[-1] // pieces, pieces)).max(axis=-1)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero elements with probability p and scale the rest by 1 / (1 - p) when training;
     identity otherwise."""
     if not 0.0 <= p <= 1.0:
@@ -96,7 +96,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
     return act.Dropout.apply(x, p=p)
 
 
-def batch_norm(input: Tensor, running_mean: Any, running_var: Any,  # noqa: A002
+def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalize over every axis but 1.  input: (N, C, ...); running_mean/var: (C,) Tensors or
@@ -111,7 +111,7 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any,  # noqa: A002
     )
 
 
-def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,  # noqa: A002
+def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                         stride: int = 1, padding: int = 0) -> Tensor:
     """Unshared convolution.  input: (N, C, H, W); weight: (OH, OW, OC, C, KH, KW);
     bias: (OC, OH, OW) or None. Returns (N, OC, OH, OW)."""
@@ -130,7 +130,7 @@ def _float_target(target: Any) -> Tensor:
     return target if isinstance(target, Tensor) else Tensor(np.asarray(target))
 
 
-def cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+def cross_entropy(input: Tensor, target: Any, weight: Any = None,
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy on logits.  input: (N, C) (or (C,), or (N, C, d1, ...));
@@ -141,7 +141,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
     )
 
 
-def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
+def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
     return ls.NLL.apply(
@@ -150,17 +150,17 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
     )
 
 
-def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """(input - target)^2; shapes must match."""
     return ls.MSE.apply(_tensor(input), _float_target(target), reduction=reduction)
 
 
-def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match."""
     return ls.L1.apply(_tensor(input), _float_target(target), reduction=reduction)
 
 
-def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,  # noqa: A002
+def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
                       weight: Any = None, reduction: str = "mean") -> Tensor:
     """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
     return ls.MultiMargin.apply(
@@ -169,7 +169,7 @@ def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.
     )
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
     return ls.BCEWithLogits.apply(

@@ -45,7 +45,7 @@ class CrossEntropyLoss(_Loss):
         self.register_buffer("weight", _buffer(weight))
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
                                self.label_smoothing)
 
@@ -59,21 +59,21 @@ class NLLLoss(_Loss):
         self.register_buffer("weight", _buffer(weight))
         self.ignore_index = ignore_index
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
 
 
 class MSELoss(_Loss):
     """Mean squared error between tensors of one shape."""
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.mse_loss(input, target, self.reduction)
 
 
 class L1Loss(_Loss):
     """Mean absolute error between tensors of one shape."""
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.l1_loss(input, target, self.reduction)
 
 
@@ -88,7 +88,7 @@ class MultiMarginLoss(_Loss):
         self.p, self.margin = p, margin
         self.register_buffer("weight", _buffer(weight))
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.multi_margin_loss(input, target, self.p, self.margin, self.weight,
                                    self.reduction)
 
@@ -102,6 +102,6 @@ class BCEWithLogitsLoss(_Loss):
         self.register_buffer("weight", _buffer(weight))
         self.register_buffer("pos_weight", _buffer(pos_weight))
 
-    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
                                                   self.pos_weight)

@@ -8,7 +8,8 @@ buffers (state that is saved but not trained, e.g. BatchNorm's running statistic
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -8,7 +8,8 @@ nothing once the state exists.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class Optimizer:
         state = {}
         for group in self.param_groups:
             for p in group["params"]:
-                if p in self.state and self.state[p]:
+                if self.state.get(p):
                     state[index[id(p)]] = self.state[p]
         return {"state": state, "param_groups": groups}
 

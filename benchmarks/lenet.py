@@ -1,0 +1,384 @@
+"""LeNet-5 training on MNIST: minidl beside PyTorch CPU, in one run, with one recipe.
+
+    python -m benchmarks.lenet                           # a full epoch per engine and thread count
+    python -m benchmarks.lenet --epochs-fraction 0.25    # a quarter epoch each, extrapolated
+    python -m benchmarks.lenet --threads 2 --no-torch --profile-steps 50
+
+The recipe is minidl-train's (minidl/train.py): LeNet-5, batch 64, SGD momentum 0.9 with
+Nesterov, lr 0.05 with cosine decay over the epoch, weight decay 5e-4, MNIST-normalized inputs
+from the same shuffled DataLoader. PyTorch (when importable) starts from minidl's initial
+weights and sees the same batches, so both runs compute the same function and their final
+losses can be compared. For each thread count it prints epoch seconds, images/s and the ratio
+to PyTorch, for minidl eager mode and, when minidl.compile exists, compiled mode; then the
+inference time over the 10,000 test images at batch 1000; then where the time of one eager
+training step goes (data, ops, graph bookkeeping, optimizer) and a per-op table.
+
+Timing notes: the first WARMUP steps of each run are not timed (first-call allocations and
+tracing); with --epochs-fraction below 1 the epoch time is extrapolated from the steps run,
+and the output says so. The machine is shared and noisy: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import minidl
+from minidl import graph, optim
+from minidl.data import MNIST, DataLoader
+from minidl.models import LeNet5
+from minidl.nn import functional as F
+
+WARMUP = 5
+INFERENCE_BATCH = 1000
+
+
+@dataclass
+class Run:
+    """One timed training run: the images trained on while timed, their seconds, the size of
+    an epoch and the final training loss."""
+
+    engine: str
+    threads: int
+    images: int
+    seconds: float
+    epoch_images: int
+    final_loss: float
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.seconds * self.epoch_images / self.images
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
+
+
+# -- data -------------------------------------------------------------------------------------
+def make_loader(train_set: MNIST, batch_size: int, seed: int = 0) -> DataLoader:
+    """minidl-train's training loader. A fresh one per run, so every run (engine, thread
+    count) sees the same batches in the same order."""
+    return DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=seed,
+                      transform=MNIST.normalize)
+
+
+def batches(loader: DataLoader, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`steps` batches as numpy arrays, continuing into the next epoch when needed."""
+    count = 0
+    while True:
+        for images, labels in loader:
+            yield images.data, labels.data
+            count += 1
+            if count == steps:
+                return
+
+
+def cosine(total_steps: int) -> Callable[[int], float]:
+    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+# -- minidl -----------------------------------------------------------------------------------
+def minidl_model(seed: int = 0) -> LeNet5:
+    minidl.manual_seed(seed)
+    return LeNet5()
+
+
+def minidl_optimizer(model: LeNet5, total_steps: int) -> tuple[Any, Any]:
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    return opt, optim.lr_scheduler.LambdaLR(opt, cosine(total_steps))
+
+
+def train_minidl(loader: DataLoader, steps: int, threads: int, compiled: bool) -> Run:
+    """Train a fresh LeNet-5 for WARMUP + `steps` batches; the last `steps` are timed."""
+    minidl.set_num_threads(threads)
+    model = minidl_model()
+    opt, sched = minidl_optimizer(model, WARMUP + steps)
+    step_fn: Any = None
+    loss = None
+    start = 0.0
+    images = 0
+    for k, (x, y) in enumerate(batches(loader, WARMUP + steps)):
+        if k == WARMUP:
+            start = time.perf_counter()
+        images += len(y) if k >= WARMUP else 0
+        xt, yt = minidl.from_numpy(x), minidl.from_numpy(y)
+        opt.zero_grad()
+        if compiled:
+            if step_fn is None:
+                step_fn = minidl.compile(model, F.cross_entropy, example_inputs=(xt, yt))
+            loss = step_fn(xt, yt)
+        else:
+            loss = F.cross_entropy(model(xt), yt)
+            loss.backward()
+        opt.step()
+        sched.step()
+    seconds = time.perf_counter() - start
+    return Run("minidl compiled" if compiled else "minidl eager", threads, images, seconds,
+               len(loader.dataset), float(loss.item()))
+
+
+def infer_minidl(images: np.ndarray, threads: int, compiled: bool, repeats: int = 3) -> float:
+    """Best-of-`repeats` seconds to classify the test set at batch INFERENCE_BATCH."""
+    minidl.set_num_threads(threads)
+    model = minidl_model().eval()
+    chunks = [minidl.from_numpy(images[i:i + INFERENCE_BATCH])
+              for i in range(0, len(images), INFERENCE_BATCH)]
+    run: Callable = model
+    if compiled:
+        run = minidl.compile(model, example_inputs=(chunks[0],))
+    best = math.inf
+    with minidl.no_grad():
+        run(chunks[0])
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for x in chunks:
+                run(x)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# -- PyTorch ----------------------------------------------------------------------------------
+def torch_model(torch: Any) -> Any:
+    """PyTorch's LeNet-5, initialized with minidl's initial weights (same seed)."""
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+    ours = [p.data for p in minidl_model().parameters()]
+    with torch.no_grad():
+        for p, value in zip(model.parameters(), ours, strict=True):
+            p.copy_(torch.from_numpy(value.copy()))
+    return model
+
+
+def train_torch(torch: Any, loader: DataLoader, steps: int, threads: int) -> Run:
+    torch.set_num_threads(threads)
+    model = torch_model(torch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
+                          nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(WARMUP + steps))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    loss = None
+    start = 0.0
+    images = 0
+    for k, (x, y) in enumerate(batches(loader, WARMUP + steps)):
+        if k == WARMUP:
+            start = time.perf_counter()
+        images += len(y) if k >= WARMUP else 0
+        opt.zero_grad()
+        loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        opt.step()
+        sched.step()
+    seconds = time.perf_counter() - start
+    return Run(f"torch {torch.__version__}", threads, images, seconds, len(loader.dataset),
+               float(loss.item()))
+
+
+def infer_torch(torch: Any, images: np.ndarray, threads: int, repeats: int = 3) -> float:
+    torch.set_num_threads(threads)
+    model = torch_model(torch).eval()
+    chunks = [torch.from_numpy(images[i:i + INFERENCE_BATCH])
+              for i in range(0, len(images), INFERENCE_BATCH)]
+    best = math.inf
+    with torch.inference_mode():
+        model(chunks[0])
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for x in chunks:
+                model(x)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# -- where the time of one eager step goes ----------------------------------------------------
+class StepTimers:
+    """Wall time inside Function.apply and graph._sweep, by wrapping them in this script only
+    (the library is not modified); restored on exit."""
+
+    def __init__(self) -> None:
+        self.apply_s = 0.0
+        self.sweep_s = 0.0
+
+    def __enter__(self) -> StepTimers:  # noqa: PYI034 (a plain class, not subclassed)
+        self._apply = graph.Function.__dict__["apply"]
+        self._sweep = graph._sweep
+        original_apply = self._apply.__func__
+        original_sweep = self._sweep
+        depth = [0]  # only the outermost apply counts: composite ops call apply inside apply
+
+        def apply(cls: Any, *inputs: Any, **attrs: Any) -> Any:
+            depth[0] += 1
+            t0 = time.perf_counter()
+            try:
+                return original_apply(cls, *inputs, **attrs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    self.apply_s += time.perf_counter() - t0
+
+        def sweep(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original_sweep(*args, **kwargs)
+            finally:
+                self.sweep_s += time.perf_counter() - t0
+
+        graph.Function.apply = classmethod(apply)
+        graph._sweep = sweep
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        graph.Function.apply = self._apply
+        graph._sweep = self._sweep
+
+
+def profile_step(loader: DataLoader, threads: int, steps: int) -> str:
+    """A report of where `steps` eager training steps spend their time, per step and per op."""
+    minidl.set_num_threads(threads)
+    model = minidl_model()
+    opt, sched = minidl_optimizer(model, WARMUP + steps)
+    parts = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
+    it = batches(loader, WARMUP + steps)
+    for _ in range(WARMUP):
+        x, y = next(it)
+        opt.zero_grad()
+        F.cross_entropy(model(minidl.from_numpy(x)), minidl.from_numpy(y)).backward()
+        opt.step()
+    with StepTimers() as timers, minidl.profile() as prof:
+        wall0 = time.perf_counter()
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            x, y = next(it)
+            xt, yt = minidl.from_numpy(x), minidl.from_numpy(y)
+            t1 = time.perf_counter()
+            loss = F.cross_entropy(model(xt), yt)
+            t2 = time.perf_counter()
+            opt.zero_grad()
+            loss.backward()
+            t3 = time.perf_counter()
+            opt.step()
+            sched.step()
+            t4 = time.perf_counter()
+            parts["data"] += t1 - t0
+            parts["forward"] += t2 - t1
+            parts["backward"] += t3 - t2
+            parts["optimizer"] += t4 - t3
+        wall = time.perf_counter() - wall0
+    rows = prof.summary()
+    fwd_ops = sum(r["forward_s"] for r in rows)
+    bwd_ops = sum(r["backward_s"] for r in rows)
+    ms = 1e3 / steps
+    lines = [
+        (f"one eager training step, batch {loader.batch_size}, {threads} thread(s), mean of "
+         f"{steps} steps: {wall * ms:.3f} ms"),
+        f"  {'data (loader gather + normalize)':<44}{parts['data'] * ms:>8.3f} ms",
+        f"  {'forward, total':<44}{parts['forward'] * ms:>8.3f} ms",
+        f"  {'  in op forward() (kernels, numpy)':<44}{fwd_ops * ms:>8.3f} ms",
+        f"  {'  Function.apply bookkeeping':<44}{(timers.apply_s - fwd_ops) * ms:>8.3f} ms",
+        (f"  {'  Python between ops (modules, F.*)':<44}"
+         f"{(parts['forward'] - timers.apply_s) * ms:>8.3f} ms"),
+        f"  {'backward, total (zero_grad + sweep)':<44}{parts['backward'] * ms:>8.3f} ms",
+        f"  {'  in op backward() (kernels, numpy)':<44}{bwd_ops * ms:>8.3f} ms",
+        (f"  {'  sweep bookkeeping (order, sums, grads)':<44}"
+         f"{(timers.sweep_s - bwd_ops) * ms:>8.3f} ms"),
+        f"  {'optimizer step + lr schedule':<44}{parts['optimizer'] * ms:>8.3f} ms",
+        "",
+        f"per op over the {steps} steps (minidl.profile):",
+        prof.table(),
+    ]
+    return "\n".join(lines)
+
+
+# -- command line -----------------------------------------------------------------------------
+def thread_counts(spec: str | None) -> list[int]:
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    if spec is None:
+        return sorted({1, available})
+    counts = [int(s) for s in spec.split(",")]
+    if any(n < 1 for n in counts):
+        raise SystemExit(f"--threads: expected positive counts, got {spec!r}")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs-fraction", type=float, default=1.0,
+                   help="part of an epoch to time per run, extrapolated to a full epoch")
+    p.add_argument("--threads", default=None,
+                   help="comma-separated thread counts (default: 1 and all available)")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--no-compiled", action="store_true", help="eager mode only")
+    p.add_argument("--profile-steps", type=int, default=50,
+                   help="eager steps in the per-op profile (0: no profile)")
+    args = p.parse_args(argv)
+    if not 0 < args.epochs_fraction <= 1:
+        raise SystemExit("--epochs-fraction: expected a value in (0, 1]")
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch not installed: minidl only")
+    compiled_modes = [False] + ([True] if hasattr(minidl, "compile") and not args.no_compiled
+                                else [])
+    train_set = MNIST(train=True)
+    test_images = MNIST.normalize(MNIST(train=False).data)
+    steps_per_epoch = len(make_loader(train_set, args.batch_size))
+    steps = max(1, round(args.epochs_fraction * steps_per_epoch))
+    cfg = minidl.config()
+    print(f"minidl {cfg['version']} ({cfg['isa']}, OpenMP {cfg['openmp']}), numpy {cfg['numpy']}"
+          + (f", torch {torch.__version__}" if torch else ""))
+    measured = ("a full epoch" if steps == steps_per_epoch else
+                f"{steps} of {steps_per_epoch} steps ({args.epochs_fraction:g} epoch), "
+                "EXTRAPOLATED to a full epoch")
+    if hasattr(os, "getloadavg"):
+        print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(f"LeNet-5, batch {args.batch_size}, SGD nesterov lr 0.05 cosine, wd 5e-4: timed "
+          f"{measured} after {WARMUP} warm-up steps\n")
+
+    header = f"{'threads':>7}  {'engine':<18}{'epoch s':>9}{'images/s':>11}{'vs torch':>10}  loss"
+    print(header)
+    print("-" * len(header))
+    for threads in thread_counts(args.threads):
+        runs = [train_minidl(make_loader(train_set, args.batch_size), steps, threads, c)
+                for c in compiled_modes]
+        if torch is not None:
+            runs.append(train_torch(torch, make_loader(train_set, args.batch_size), steps,
+                                    threads))
+        base = runs[-1].epoch_seconds if torch is not None else None
+        for r in runs:
+            ratio = f"{base / r.epoch_seconds:>9.2f}x" if base else f"{'-':>10}"
+            print(f"{threads:>7}  {r.engine:<18}{r.epoch_seconds:>9.2f}{r.images_per_second:>11,.0f}"
+                  f"{ratio}  {r.final_loss:.4f}")
+
+    print(f"\ninference, {len(test_images):,} test images at batch {INFERENCE_BATCH} (best of 3):")
+    for threads in thread_counts(args.threads):
+        cells = []
+        for c in compiled_modes:
+            seconds = infer_minidl(test_images, threads, c)
+            cells.append(f"minidl {'compiled' if c else 'eager'} {seconds:.3f} s")
+        if torch is not None:
+            cells.append(f"torch {infer_torch(torch, test_images, threads):.3f} s")
+        print(f"  {threads} thread(s): " + ", ".join(cells))
+
+    if args.profile_steps > 0:
+        print()
+        print(profile_step(make_loader(train_set, args.batch_size),
+                           max(thread_counts(args.threads)), args.profile_steps))
+
+
+if __name__ == "__main__":
+    main()

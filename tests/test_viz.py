@@ -286,3 +286,19 @@ def test_lenet_graph_dot_text():
 def test_lenet_graph_renders_to_png(tmp_path):
     path = viz.graph(lenet_loss()).render(tmp_path / "lenet.png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.skipif(not hasattr(minidl, "compile"), reason="no minidl.compile")
+def test_compiled_lenet_graph_draws_through_the_same_builder():
+    from minidl.models import LeNet5
+    from minidl.nn import functional as F
+
+    model = LeNet5()
+    x, y = minidl.randn(2, 1, 28, 28), minidl.tensor([3, 7])
+    compiled = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    nodes, edges = parse(viz.graph(compiled).source)
+    kinds = [attrs.split(",")[0] for _, attrs in nodes.values()]
+    assert kinds.count("shape=box") >= 8  # fused ops make fewer boxes than eager's 13
+    labels = {label for label, _ in nodes.values()}
+    assert {"conv1.weight", "fc3.bias"} <= labels
+    assert all(s in nodes and d in nodes for s, d, _ in edges)

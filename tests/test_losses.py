@@ -343,3 +343,12 @@ def test_loss_modules_register_weight_buffers():
     assert "reduction='sum'" in repr(nn.MSELoss(reduction="sum"))
     with pytest.raises(ValueError, match="reduction"):
         nn.L1Loss(reduction="max")
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient():
+    x = t64(RNG.standard_normal((2, 3)))
+    with np.errstate(all="raise"):
+        loss = F.cross_entropy(x, [-100, -100])
+        loss.backward()
+    assert np.isnan(loss.item())
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))

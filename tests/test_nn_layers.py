@@ -284,3 +284,10 @@ def test_locally_connected_errors():
     with pytest.raises(ValueError, match="does not fit"):
         nn.LocallyConnected2d(1, 1, 2, 3)
     assert "input_size=(6, 6)" in repr(m)
+
+
+def test_batch_norm_with_bias_only_keeps_saved_values_intact():
+    x = t64(RNG.standard_normal((4, 3)))
+    b = t64([0.5, -1.0, 2.0])
+    assert gradcheck(lambda a, bias: F.batch_norm(a, None, None, None, bias, training=True),
+                     [x, b])

@@ -273,11 +273,12 @@ class BatchNorm(Function):
         inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
         x_hat = centered
         x_hat *= inv_std
-        out = x_hat.copy() if weight is not None else x_hat
+        # x_hat is saved for backward: the affine part writes to a new array.
+        out = x_hat
         if weight is not None:
-            out *= weight.astype(x.dtype, copy=False).reshape(shape)
+            out = out * weight.astype(x.dtype, copy=False).reshape(shape)
         if bias is not None:
-            out += bias.astype(x.dtype, copy=False).reshape(shape)
+            out = out + bias.astype(x.dtype, copy=False).reshape(shape)
         ctx.save_for_backward(x_hat, inv_std, weight)
         ctx.axes, ctx.shape, ctx.count = axes, shape, count
         ctx.batch_stats = use_batch_stats

@@ -22,23 +22,28 @@ def check_reduction(op: str, reduction: str) -> None:
 
 
 def _reduce(loss: np.ndarray, reduction: str, denominator=None) -> np.ndarray:
-    """loss as reduced; `denominator` replaces the element count for 'mean'."""
+    """loss as reduced; `denominator` replaces the element count for 'mean'. A mean over
+    nothing (every target ignored) is NaN, as in PyTorch."""
     if reduction == "none":
         return loss
     total = loss.sum()
     if reduction == "sum":
         return np.asarray(total)
     count = loss.size if denominator is None else denominator
-    return np.asarray(total / loss.dtype.type(count), dtype=loss.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(total / loss.dtype.type(count), dtype=loss.dtype)
 
 
 def _upstream(g: np.ndarray, reduction: str, denominator, shape: tuple) -> np.ndarray:
-    """The upstream gradient as a factor broadcastable against per-element losses of `shape`."""
+    """The upstream gradient as a factor broadcastable against per-element losses of `shape`.
+    A mean over nothing passes a zero gradient back (PyTorch does the same)."""
     if reduction == "none":
         return g.reshape(shape)
     if reduction == "sum":
         return g.reshape(())
     count = int(np.prod(shape)) if denominator is None else denominator
+    if count == 0:
+        return np.zeros((), dtype=g.dtype)
     return g.reshape(()) / g.dtype.type(count)
 
 

@@ -291,3 +291,59 @@ def test_batch_norm_with_bias_only_keeps_saved_values_intact():
     b = t64([0.5, -1.0, 2.0])
     assert gradcheck(lambda a, bias: F.batch_norm(a, None, None, None, bias, training=True),
                      [x, b])
+
+
+def test_locally_connected_matches_torch_unfold_formulation():
+    torch = pytest.importorskip("torch")
+    m = nn.LocallyConnected2d(2, 3, (6, 5), 3, stride=2, padding=1, dtype=np.float64)
+    x = RNG.standard_normal((2, 2, 6, 5))
+    g = RNG.standard_normal((2, 3) + m.output_size)
+    mx = t64(x)
+    m(mx).backward(g)
+    oh, ow = m.output_size
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(m.weight.numpy(), requires_grad=True)
+    tb = torch.tensor(m.bias.numpy(), requires_grad=True)
+    cols = torch.nn.functional.unfold(tx, 3, padding=1, stride=2)  # (N, C*9, OH*OW)
+    weights = tw.reshape(oh * ow, 3, 18)                             # (L, OC, C*9)
+    tout = torch.einsum("nkl,lok->nol", cols, weights).reshape(2, 3, oh, ow) + tb
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(m(t64(x, False)).numpy(), tout.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m.weight.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m.bias.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
+
+
+def test_defaults_match_torch():
+    torch = pytest.importorskip("torch")
+    pairs = [(nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3), ("eps", "momentum", "affine",
+                                                         "track_running_stats")),
+             (nn.LeakyReLU(), torch.nn.LeakyReLU(), ("negative_slope",)),
+             (nn.ELU(), torch.nn.ELU(), ("alpha",)),
+             (nn.Dropout(), torch.nn.Dropout(), ("p",)),
+             (nn.Flatten(), torch.nn.Flatten(), ("start_dim", "end_dim")),
+             (nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss(),
+              ("ignore_index", "reduction", "label_smoothing")),
+             (nn.MultiMarginLoss(), torch.nn.MultiMarginLoss(), ("p", "margin", "reduction")),
+             (nn.MaxPool2d(2), torch.nn.MaxPool2d(2), ("stride", "padding", "dilation",
+                                                       "ceil_mode")),
+             (nn.AvgPool2d(2), torch.nn.AvgPool2d(2), ("stride", "padding", "ceil_mode",
+                                                       "count_include_pad"))]
+    for mine, theirs, attributes in pairs:
+        for name in attributes:
+            assert getattr(mine, name) == getattr(theirs, name), (type(mine).__name__, name)
+    assert nn.PReLU().weight.item() == pytest.approx(torch.nn.PReLU().weight.item())
+
+
+def test_maxout_matches_torch():
+    torch = pytest.importorskip("torch")
+    m = nn.Maxout(5, 2, pieces=3, dtype=np.float64)
+    x = RNG.standard_normal((4, 5))
+    mx = t64(x)
+    m(mx).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(m.weight.numpy(), requires_grad=True)
+    tb = torch.tensor(m.bias.numpy(), requires_grad=True)
+    torch.nn.functional.linear(tx, tw, tb).reshape(4, 2, 3).amax(dim=2).sum().backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m.weight.grad.numpy(), tw.grad.numpy(), rtol=1e-12)

@@ -262,3 +262,12 @@ def test_adamw_default_weight_decay_and_repr():
     opt = optim.AdamW([nn.Parameter(np.ones(2))])
     assert opt.param_groups[0]["weight_decay"] == 0.01
     assert "lr: 0.001" in repr(opt) and math.isclose(opt.defaults["betas"][1], 0.999)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_default_hyperparameters_match_torch(name):
+    torch = pytest.importorskip("torch")
+    mine = getattr(optim, name)([nn.Parameter(np.ones(2))]).defaults
+    theirs = getattr(torch.optim, name)([torch.ones(2, requires_grad=True)]).defaults
+    for key, value in mine.items():
+        assert theirs[key] == value, key

@@ -687,7 +687,7 @@ class Compiled:
         producer = {node.out: k for k, node in enumerate(g.nodes)}
         shown: set[int] = set()
         for k, node in enumerate(g.nodes):
-            label = node.name + (" + relu" if node.attrs.get("relu") else "")
+            label = node.name.removesuffix("Op") + (" + relu" if node.attrs.get("relu") else "")
             vis_nodes.append((f"op{k}", label, "op"))
             for a in node.value_args():
                 v = g.values[a]

@@ -1,25 +1,30 @@
 # cython: language_level=3
 """minidl's GEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, float32 and float64.
 
-Two drivers around one register tile (gemm_kernels.h, MR x NR = 6 x 32 floats / 6 x 16 doubles):
+Two serial drivers around one register tile (gemm_kernels.h, MR x NR = 6 x 32 floats or
+6 x 16 doubles):
 
 * blocked (BLIS / GotoBLAS loop nest): jc over NC-wide column blocks of C, pc over KC-deep slices
-  of k, B's KC x NC block packed into NR-wide panels (shared by all threads), then ic over MC-high
-  row blocks of A, each packed by its thread into MR-high panels, then jr / ir over tiles. Packing
-  makes every tile read contiguous, aligned, zero-padded memory, so one micro-kernel serves all
-  four trans_a / trans_b forms (only the pack routines know the orientation) and every edge tile.
-  A KC x NR panel of B (32 KB) stays in L1 across the ir loop, an MC x KC block of A in L2.
+  of k, B's KC x NC block packed into NR-wide panels, ic over MC-high row blocks of A packed into
+  MR-high panels, then jr / ir over tiles. Packing makes every tile read contiguous, aligned,
+  zero-padded memory, so one micro-kernel serves all four trans_a / trans_b forms (only the pack
+  routines know the orientation) and every edge tile. A KC x NR panel of B (32 KB) stays in L1
+  across the ir loop, the MC x KC block of A in L2.
 * small: below SMALL_MNK multiply-adds, or with few rows or columns (packing then costs as much
-  as the product), A is read in place with strides and B too when it is not transposed; only
-  B's partial last panel (or all of a transposed B) is copied into zero-padded panels. LeNet's
-  fully connected GEMMs take this path.
+  as the product), A is read in place with strides and B too when it is not transposed; only a
+  partial last panel of B (or every panel of a transposed B) is copied, one panel at a time.
+  LeNet's fully connected GEMMs take this path.
 
-Threads split output tiles (ic blocks, or (panel, row tile) pairs in the small path), never k:
-every element of C is summed by one thread in an order fixed by the shape alone (the KC slicing
-depends on k only), so results are bitwise identical for any thread count.
+Threads: C is cut into one block of whole tiles per thread (column strips, or row strips when C
+has few columns), and each thread runs a serial driver on its block with its own pack buffers,
+in a single parallel region with no barrier inside. A thread that the OS deschedules (the
+machine is shared) thus delays only its own block, not every thread at every packing step.
+Tile boundaries and the KC slicing depend on the shape alone, never on the thread count, and
+every element of C is summed by one thread over k in a fixed order: results are bitwise
+identical for any thread count.
 """
 
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 cdef extern from "gemm_kernels.h" nogil:
@@ -40,7 +45,6 @@ cdef extern from "gemm_kernels.h" nogil:
                               int m_valid, int n_valid)
     void *minidl_aligned_malloc(size_t n_bytes)
     void minidl_aligned_free(void *p)
-    void minidl_omp_barrier()
 
 minidl_gemm_init()
 
@@ -154,109 +158,108 @@ cdef void _gemm_reference(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
 
 cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
-                      real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
+                      real beta, real *c, Py_ssize_t ldc) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
-    cdef Py_ssize_t n_panels = _cdiv(n, nr), n_mtiles = _cdiv(m, MR)
-    # B panels [first_packed, n_panels) get a zero-padded copy: all of them when B is
-    # transposed (the tile needs op(B) rows contiguous), else only a partial last panel.
-    cdef Py_ssize_t first_packed = 0 if trans_b else n // nr
-    cdef Py_ssize_t n_packed = n_panels - first_packed
     cdef Py_ssize_t a_rs = 1 if trans_a else lda, a_cs = lda if trans_a else 1
-    cdef Py_ssize_t jp, j, t, it, b_rs
-    cdef const real *b_panel
+    cdef Py_ssize_t jp, j, cols, it, i, b_rs
+    cdef const real *panel
     cdef real *bp = NULL
-    cdef int nt = n_threads if m * n * k >= SERIAL_MNK else 1
-    if n_packed > 0:
-        bp = <real *>minidl_aligned_malloc(n_packed * nr * k * sizeof(real))
+    if trans_b or n % nr:
+        bp = <real *>minidl_aligned_malloc(nr * k * sizeof(real))
         if bp == NULL:
             _gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
-    with parallel(num_threads=nt, use_threads_if=nt > 1):
-        for jp in prange(n_packed, schedule='static'):
-            j = (first_packed + jp) * nr
-            _pack_b(trans_b, k, min(nr, n - j), b + (j * ldb if trans_b else j), ldb, nr,
-                    bp + jp * nr * k)
-        minidl_omp_barrier()
-        # Panel-major order: consecutive tiles of one thread share a B panel.
-        for t in prange(n_panels * n_mtiles, schedule='static'):
-            j = (t // n_mtiles) * nr
-            it = (t % n_mtiles) * MR
-            if j >= first_packed * nr:
-                b_panel = bp + (j - first_packed * nr) * k
-                b_rs = nr
-            else:
-                b_panel = b + j
-                b_rs = ldb
-            _tile_strided(k, a + it * a_rs, a_rs, a_cs, b_panel, b_rs, alpha, beta,
-                          c + it * ldc + j, ldc, min(<Py_ssize_t>MR, m - it), min(nr, n - j))
+    # Panel-major: the k x NR panel of B stays in L1/L2 while every row tile of A passes by.
+    for jp in range(_cdiv(n, nr)):
+        j = jp * nr
+        cols = min(nr, n - j)
+        if trans_b or cols < nr:
+            _pack_b(trans_b, k, cols, b + (j * ldb if trans_b else j), ldb, nr, bp)
+            panel = bp
+            b_rs = nr
+        else:
+            panel = b + j
+            b_rs = ldb
+        for it in range(_cdiv(m, MR)):
+            i = it * MR
+            _tile_strided(k, a + i * a_rs, a_rs, a_cs, panel, b_rs, alpha, beta,
+                          c + i * ldc + j, ldc, min(<Py_ssize_t>MR, m - i), cols)
     minidl_aligned_free(bp)
 
 
 cdef void _gemm_blocked(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
-                        real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
+                        real beta, real *c, Py_ssize_t ldc) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
-    # k is cut into equal slices of at most KC_MAX: depends on k only (determinism).
+    # k is cut into equal slices of at most KC_MAX: they depend on k only (determinism).
     cdef Py_ssize_t kc_max = _cdiv(k, _cdiv(k, KC_MAX))
     cdef Py_ssize_t nc = min(_cdiv(n, nr) * nr, <Py_ssize_t>NC_MAX)
-    cdef Py_ssize_t n_mtiles = _cdiv(m, MR)
-    # Row blocks: enough for MC_MAX, a multiple of the thread count so that threads get equal
-    # shares, then equalized. Any multiple of MR keeps the tiles (and so the bits) unchanged.
-    cdef Py_ssize_t n_mblocks = _cdiv(m, MC_MAX)
-    n_mblocks = min(_cdiv(n_mblocks, n_threads) * n_threads, n_mtiles)
-    cdef Py_ssize_t mc = _cdiv(_cdiv(m, n_mblocks), MR) * MR
-    n_mblocks = _cdiv(m, mc)
-    cdef int nt = min(n_threads, n_mblocks)
+    cdef Py_ssize_t mc = _cdiv(_cdiv(m, _cdiv(m, MC_MAX)), MR) * MR
     cdef real *bp = <real *>minidl_aligned_malloc(kc_max * nc * sizeof(real))
-    cdef real *ap_all = <real *>minidl_aligned_malloc(nt * mc * kc_max * sizeof(real))
-    cdef real *ap
+    cdef real *ap = <real *>minidl_aligned_malloc(mc * kc_max * sizeof(real))
     cdef real beta_k
-    cdef Py_ssize_t jc, pc, ncur, kcur, jp, ib, ic, mcur, jt, jr, it, ir, j
-    if bp == NULL or ap_all == NULL:
+    cdef Py_ssize_t jc, pc, ic, ncur, kcur, mcur, jp, j, jr, it, ir
+    if bp == NULL or ap == NULL:
         minidl_aligned_free(bp)
-        minidl_aligned_free(ap_all)
+        minidl_aligned_free(ap)
         _gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
-    with parallel(num_threads=nt, use_threads_if=nt > 1):
-        ap = ap_all + threadid() * mc * kc_max
-        jc = 0
-        while jc < n:
-            ncur = min(nc, n - jc)
-            pc = 0
-            while pc < k:
-                kcur = min(kc_max, k - pc)
-                beta_k = beta if pc == 0 else 1
-                for jp in prange(_cdiv(ncur, nr), schedule='static'):
-                    j = jc + jp * nr
-                    _pack_b(trans_b, kcur, min(nr, n - j),
-                            b + (j * ldb + pc if trans_b else pc * ldb + j), ldb, nr,
-                            bp + jp * nr * kcur)
-                minidl_omp_barrier()
-                for ib in prange(n_mblocks, schedule='static'):
-                    ic = ib * mc
-                    mcur = min(mc, m - ic)
-                    _pack_a(trans_a, mcur, kcur, a + (pc * lda + ic if trans_a else ic * lda + pc),
-                            lda, ap)
-                    for jt in range(_cdiv(ncur, nr)):
-                        jr = jt * nr
-                        for it in range(_cdiv(mcur, MR)):
-                            ir = it * MR
-                            _tile_packed(kcur, ap + ir * kcur, bp + jr * kcur, alpha, beta_k,
-                                         c + (ic + ir) * ldc + jc + jr, ldc,
-                                         min(<Py_ssize_t>MR, mcur - ir), min(nr, ncur - jr))
-                # The next slice repacks B: wait until every thread is done with this one.
-                minidl_omp_barrier()
-                pc = pc + kcur
-            jc = jc + ncur
+    jc = 0
+    while jc < n:
+        ncur = min(nc, n - jc)
+        pc = 0
+        while pc < k:
+            kcur = min(kc_max, k - pc)
+            beta_k = beta if pc == 0 else 1
+            for jp in range(_cdiv(ncur, nr)):
+                j = jc + jp * nr
+                _pack_b(trans_b, kcur, min(nr, n - j),
+                        b + (j * ldb + pc if trans_b else pc * ldb + j), ldb, nr,
+                        bp + jp * nr * kcur)
+            ic = 0
+            while ic < m:
+                mcur = min(mc, m - ic)
+                _pack_a(trans_a, mcur, kcur, a + (pc * lda + ic if trans_a else ic * lda + pc),
+                        lda, ap)
+                for jp in range(_cdiv(ncur, nr)):
+                    jr = jp * nr
+                    for it in range(_cdiv(mcur, MR)):
+                        ir = it * MR
+                        _tile_packed(kcur, ap + ir * kcur, bp + jr * kcur, alpha, beta_k,
+                                     c + (ic + ir) * ldc + jc + jr, ldc,
+                                     min(<Py_ssize_t>MR, mcur - ir), min(nr, ncur - jr))
+                ic = ic + mcur
+            pc = pc + kcur
+        jc = jc + ncur
     minidl_aligned_free(bp)
-    minidl_aligned_free(ap_all)
+    minidl_aligned_free(ap)
+
+
+cdef inline void _gemm_serial(bint small, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                              Py_ssize_t k, real alpha, const real *a, Py_ssize_t lda,
+                              const real *b, Py_ssize_t ldb, real beta, real *c,
+                              Py_ssize_t ldc) noexcept nogil:
+    if m <= 0 or n <= 0:
+        return
+    if small:
+        _gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        _gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t size, Py_ssize_t unit, Py_ssize_t part,
+                              Py_ssize_t parts) noexcept nogil:
+    """Start of part `part` of `parts` near-equal pieces of [0, size), on a multiple of unit."""
+    if part >= parts:
+        return size
+    return min(size, (size * part // parts + unit // 2) // unit * unit)
 
 
 cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                 real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
                 real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, part, start, stop
     if m <= 0 or n <= 0:
         return
     if k <= 0 or alpha == 0:
@@ -264,14 +267,31 @@ cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize
             for j in range(n):
                 c[i * ldc + j] = beta * c[i * ldc + j] if beta != 0 else 0
         return
-    if n_threads < 1:
-        n_threads = 1
     # Packing A pays off over many B panels and packing B over many row tiles: with few of
-    # either (or little work at all), reading the operands in place is faster.
-    if m * n * k <= SMALL_MNK or m <= 2 * MR or n <= 2 * nr:
-        _gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads)
-    else:
-        _gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads)
+    # either (or little work at all), reading the operands in place is faster. Chosen from the
+    # whole shape, so every thread's block takes the same path.
+    cdef bint small = m * n * k <= SMALL_MNK or m <= 2 * MR or n <= 2 * nr
+    cdef Py_ssize_t n_panels = _cdiv(n, nr), n_mtiles = _cdiv(m, MR)
+    cdef int parts = n_threads if m * n * k >= SERIAL_MNK else 1
+    # Column strips keep B's packing unshared and split it with the work; row strips when C
+    # has too few panels for the threads.
+    cdef bint by_columns = n_panels >= 2 * parts or n_panels >= n_mtiles
+    parts = <int>min(<Py_ssize_t>parts, n_panels if by_columns else n_mtiles)
+    if parts <= 1:
+        _gemm_serial(small, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    for part in prange(parts, nogil=True, schedule='static', num_threads=parts):
+        if by_columns:
+            start = _split(n, nr, part, parts)
+            stop = _split(n, nr, part + 1, parts)
+            _gemm_serial(small, trans_a, trans_b, m, stop - start, k, alpha, a, lda,
+                         b + (start * ldb if trans_b else start), ldb, beta, c + start, ldc)
+        else:
+            start = _split(m, MR, part, parts)
+            stop = _split(m, MR, part + 1, parts)
+            _gemm_serial(small, trans_a, trans_b, stop - start, n, k, alpha,
+                         a + (start if trans_a else start * lda), lda, b, ldb, beta,
+                         c + start * ldc, ldc)
 
 
 cdef void sgemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

@@ -135,15 +135,6 @@ static void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs,
     MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
 }
 
-/* Cython emits `omp for nowait` for a prange inside a parallel block: this is the barrier that
- * orders packing before use. Orphaned, it binds to the enclosing parallel region. */
-static inline void minidl_omp_barrier(void)
-{
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-}
-
 /* 64-byte aligned buffers for packed panels (one cache line, one zmm). NULL on failure. */
 static inline void *minidl_aligned_malloc(size_t bytes)
 {

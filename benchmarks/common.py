@@ -1,0 +1,47 @@
+"""Timing helpers shared by the benchmark scripts.
+
+The machine is shared and noisy: a single timing can be off by 2x, so every figure is the best of
+several samples, and comparisons are made between figures measured in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+# A sample shorter than this is dominated by timer and scheduler noise: fast calls are repeated
+# inside one sample until it lasts about this long.
+MIN_SAMPLE_SECONDS = 2e-3
+
+
+def best_of(fn: Callable[[], object], repeat: int = 10, warmup: int = 1) -> float:
+    """Seconds per call of fn: the fastest of `repeat` samples, after `warmup` untimed calls.
+
+    A sample times `number` back-to-back calls, with `number` chosen from the first warm call so
+    that a sample lasts at least MIN_SAMPLE_SECONDS (1 for anything slower).
+    """
+    if repeat < 1:
+        raise ValueError(f"best_of: repeat must be >= 1, got {repeat}")
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        fn()
+    number = max(1, int(MIN_SAMPLE_SECONDS / max(first, 1e-9)))
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def gflops(flops: float, seconds: float) -> float:
+    """GFLOP/s for `flops` floating-point operations done in `seconds`."""
+    return flops / seconds / 1e9
+
+
+def matmul_flops(m: int, n: int, k: int) -> int:
+    """Floating-point operations of an (m x k) @ (k x n) product: one multiply and one add each."""
+    return 2 * m * n * k

@@ -133,9 +133,15 @@ NAMED = {
     "lenet_conv1": dict(shape=(3, 1, 28, 28), wshape=(6, 1, 5, 5), padding=(2, 2)),
     "lenet_conv2": dict(shape=(3, 6, 14, 14), wshape=(16, 6, 5, 5)),
     "wide_3x3": dict(shape=(2, 32, 9, 11), wshape=(40, 32, 3, 3), padding=(1, 1)),
-    "wide_3x3_stride2": dict(shape=(2, 20, 9, 8), wshape=(24, 20, 3, 3), padding=(1, 1),
+    "wide_3x3_stride2": dict(shape=(2, 20, 9, 8), wshape=(32, 20, 3, 3), padding=(1, 1),
                              stride=(2, 2)),
-    "pointwise_1x1": dict(shape=(2, 24, 5, 7), wshape=(17, 24, 1, 1)),
+    "wide_dilated": dict(shape=(3, 16, 10, 9), wshape=(33, 16, 3, 3), padding=(2, 1),
+                         dilation=(2, 3)),
+    "wide_batch1": dict(shape=(1, 32, 6, 7), wshape=(40, 32, 3, 3), padding=(1, 1)),
+    "pointwise_1x1": dict(shape=(2, 64, 5, 7), wshape=(33, 64, 1, 1)),
+    "few_channels_1x1": dict(shape=(2, 3, 5, 7), wshape=(5, 3, 1, 1)),
+    "direct_dilated": dict(shape=(2, 3, 13, 40), wshape=(20, 3, 3, 2), padding=(2, 3),
+                           dilation=(2, 3)),
     "depthwise": dict(shape=(2, 8, 7, 7), wshape=(8, 1, 3, 3), padding=(1, 1), groups=8),
     "batch1_image1x1": dict(shape=(1, 3, 1, 1), wshape=(5, 3, 1, 1)),
     "kernel_equals_image": dict(shape=(2, 2, 5, 4), wshape=(3, 2, 5, 4)),
@@ -172,16 +178,21 @@ def test_conv2d_padding_same_and_valid(kernel):
                                                    (1, 1), 1)[0], rtol=1e-10, atol=1e-10)
 
 
-def test_conv2d_relu_is_fused_relu_of_conv2d():
-    x, w, b = _inputs(_named("lenet_conv2"), np.float32)
-    gy = np.random.default_rng(3).standard_normal((3, 16, 10, 10)).astype(np.float32)
+@pytest.mark.parametrize("name", ["lenet_conv2", "wide_3x3", "wide_3x3_stride2", "depthwise"])
+def test_conv2d_relu_is_fused_relu_of_conv2d(name):
+    case = _named(name)
+    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
+                  groups=case["groups"])
+    x, w, b = _inputs(case, np.float32)
+    plain = conv2d(minidl.tensor(x), minidl.tensor(w), minidl.tensor(b), **kwargs).data
+    gy = np.random.default_rng(3).standard_normal(plain.shape).astype(np.float32)
     tx = minidl.tensor(x, requires_grad=True)
     tw = minidl.tensor(w, requires_grad=True)
     tb = minidl.tensor(b, requires_grad=True)
-    out = conv2d_relu(tx, tw, tb)
+    out = conv2d_relu(tx, tw, tb, **kwargs)
     out.backward(gy)
-    plain, gx, gw, gb = run(x, w, b, np.where(np.maximum(0, run(x, w, b, gy)[0]) > 0, gy, 0))
-    assert (out.data >= 0).all() and (out.data == 0).any()
+    _, gx, gw, gb = run(x, w, b, np.where(plain > 0, gy, np.float32(0)), **kwargs)
+    assert (out.data >= 0).all() and (out.data == 0).any() and (out.data > 0).any()
     np.testing.assert_array_equal(out.data, np.maximum(plain, 0))
     np.testing.assert_array_equal(tx.grad.data, gx)
     np.testing.assert_array_equal(tw.grad.data, gw)
@@ -214,8 +225,8 @@ def test_conv2d_skips_input_gradient_when_not_needed():
     np.testing.assert_allclose(tw.grad.data, gw_ref, rtol=2e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "pointwise_1x1",
-                                  "depthwise", "dilation"])
+@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_batch1",
+                                  "pointwise_1x1", "depthwise", "dilation"])
 def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
     case = _named(name)
     case["shape"] = (7,) + case["shape"][1:]
@@ -291,8 +302,8 @@ def test_conv2d_bias_shape_checked():
         conv2d(x, w, minidl.tensor(np.ones(4, np.float32)))
 
 
-TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "depthwise", "dilation",
-               "padding_kernel_minus_1"]
+TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "wide_dilated", "depthwise",
+               "dilation", "padding_kernel_minus_1"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -283,3 +283,30 @@ def test_pool_matches_torch(case, dtype):
     out = adaptive_avg_pool2d(minidl.tensor(x), (4, 3))
     np.testing.assert_allclose(out.data, F.adaptive_avg_pool2d(torch.tensor(x), (4, 3)).numpy(),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 2, 7, 9), (3, 1, 2, 64), (1, 1, 4, 34),
+                                   (2, 2, 6, 66), (1, 1, 3, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_2x2_stride2_matches_reference_with_ties(shape, dtype):
+    # Few distinct values: many windows hold tied maxima (first one must win).
+    x = np.random.default_rng(0).integers(0, 3, size=shape).astype(dtype)
+    out, index, gx, gy = _backward(max_pool2d, x, kernel_size=2, return_indices=True)
+    out_size = (shape[2] // 2, shape[3] // 2)
+    ref, ref_index, ref_gx = max_pool_reference(x, gy.astype(np.float64), (2, 2), (2, 2),
+                                                (0, 0), (1, 1), out_size)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(index.data, ref_index)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 1)])
+def test_max_pool2d_propagates_nan_like_torch(kernel, stride):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 36)).astype(np.float32)
+    x[0, 0, 1, 1] = x[1, 2, 4, 33] = x[1, 2, 5, 32] = np.nan
+    out, index = max_pool2d(minidl.tensor(x), kernel, stride, return_indices=True)
+    pout, pindex = torch.nn.functional.max_pool2d(torch.tensor(x), kernel, stride,
+                                                  return_indices=True)
+    np.testing.assert_array_equal(out.data, pout.numpy())
+    np.testing.assert_array_equal(index.data, pindex.numpy())

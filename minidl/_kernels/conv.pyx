@@ -10,7 +10,10 @@ sums its terms in a fixed order, so results are bitwise identical for any thread
 
 import numpy as np
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy
+
+from minidl._kernels.gemm cimport dgemm, sgemm
 
 cdef extern from "conv_kernels.h" nogil:
     int conv_direct_f32_ocb(int oc)
@@ -26,6 +29,7 @@ cdef extern from "conv_kernels.h" nogil:
                            Py_ssize_t dw_o_stride, float *db)
     void conv_pad_plane_f32(const float *src, int H, int W, const float *mask, float *dst,
                             int Hp, int Wp, int top, int left)
+    float conv_sum_f32(const float *p, Py_ssize_t n)
 
 ctypedef fused real:
     float
@@ -210,20 +214,6 @@ def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1
                               OH, OW, sh, sw, ph, pw, dh, dw, groups)
 
 
-def _generic_backward_bias(const real[:, :, :, ::1] grad_out, real[::1] grad_b, int n_threads):
-    cdef Py_ssize_t N = grad_out.shape[0], OC = grad_out.shape[1]
-    cdef Py_ssize_t P = grad_out.shape[2] * grad_out.shape[3], oc, n, p
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef real s
-    cdef int nt = _threads(N * OC * P, n_threads)
-    for oc in prange(OC, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        s = 0
-        for n in range(N):
-            for p in range(P):
-                s = s + gp[(n * OC + oc) * P + p]
-        grad_b[oc] = s
-
-
 # ---------------------------------------------------------------------------------------------
 # Direct float32 kernels (conv_kernels.h) for stride 1, groups 1: the input is first copied into
 # zero-padded planes whose row pitch lets 16 output pixels load as one vector.
@@ -378,18 +368,235 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
 
 
 def _sum_chunks(partial, out):
-    """out = partial[0] + partial[1] + ... in chunk order (float32, elementwise)."""
+    """out = partial[0] + partial[1] + ... in chunk order (elementwise, so exact order)."""
     if out is None:
         return
-    cdef float[:, ::1] p = partial.reshape(partial.shape[0], -1)
-    cdef float[::1] o = out.reshape(-1)
-    cdef Py_ssize_t k, i, K = p.shape[0], M = p.shape[1]
-    cdef float s
-    for i in range(M):
-        s = p[0, i]
-        for k in range(1, K):
-            s = s + p[k, i]
-        o[i] = s
+    acc = partial[0].copy()
+    for k in range(1, partial.shape[0]):
+        acc += partial[k]
+    out[...] = acc.reshape(out.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wide layers: im2col per image into a per-thread buffer, then minidl's GEMM (with one thread
+# inside the parallel loop over images, or with all threads when there are fewer images than
+# threads: the GEMM's bits do not depend on its thread count). A 1x1 stride-1 unpadded
+# convolution is a GEMM on the image itself.
+# ---------------------------------------------------------------------------------------------
+
+cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb, real beta,
+                real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
+    if real is float:
+        sgemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc, n_threads)
+    else:
+        dgemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc, n_threads)
+
+
+cdef void _im2col(const real *x, real *col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t sh,
+                  Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                  Py_ssize_t dw) noexcept nogil:
+    """col[(c * KH + kh) * KW + kw][oh * OW + ow] = x[c][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw]
+    (0 in the padding)."""
+    cdef Py_ssize_t c, kh, kw, oh, ow, ih, iw0, lo, hi
+    cdef real *row
+    cdef const real *xrow
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                iw0 = kw * dw - pw
+                lo = _lo(iw0, sw)
+                hi = _hi(iw0, sw, W, OW)
+                row = col + ((c * KH + kh) * KW + kw) * OH * OW
+                for oh in range(OH):
+                    ih = oh * sh - ph + kh * dh
+                    if ih < 0 or ih >= H or hi <= lo:
+                        for ow in range(OW):
+                            row[oh * OW + ow] = 0
+                        continue
+                    xrow = x + (c * H + ih) * W
+                    for ow in range(lo):
+                        row[oh * OW + ow] = 0
+                    if sw == 1:
+                        memcpy(row + oh * OW + lo, xrow + lo + iw0, (hi - lo) * sizeof(real))
+                    else:
+                        for ow in range(lo, hi):
+                            row[oh * OW + ow] = xrow[ow * sw + iw0]
+                    for ow in range(hi, OW):
+                        row[oh * OW + ow] = 0
+
+
+cdef inline void _add_row(real *dst, const real *src, Py_ssize_t lo,
+                          Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        dst[i] = dst[i] + src[i]
+
+
+cdef void _col2im(const real *col, real *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t sh,
+                  Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                  Py_ssize_t dw) noexcept nogil:
+    """x = 0, then the adjoint of _im2col: every column entry added back to its pixel, in a
+    fixed order (one image per call, so one owner per pixel)."""
+    cdef Py_ssize_t c, kh, kw, oh, ow, ih, iw0, lo, hi, i
+    cdef const real *row
+    cdef real *xrow
+    for i in range(C * H * W):
+        x[i] = 0
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                iw0 = kw * dw - pw
+                lo = _lo(iw0, sw)
+                hi = _hi(iw0, sw, W, OW)
+                row = col + ((c * KH + kh) * KW + kw) * OH * OW
+                for oh in range(OH):
+                    ih = oh * sh - ph + kh * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    xrow = x + (c * H + ih) * W
+                    if sw == 1:
+                        _add_row(xrow + iw0, row + oh * OW, lo, hi)
+                    else:
+                        for ow in range(lo, hi):
+                            xrow[ow * sw + iw0] = xrow[ow * sw + iw0] + row[oh * OW + ow]
+
+
+cdef inline bint _is_pointwise(Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
+                               Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    return KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+
+
+cdef void _epilogue(real *out, const real *bias, Py_ssize_t OC, Py_ssize_t P,
+                    bint relu) noexcept nogil:
+    cdef Py_ssize_t oc, p
+    cdef real b
+    if bias == NULL and not relu:
+        return
+    for oc in range(OC):
+        b = bias[oc] if bias != NULL else 0
+        for p in range(P):
+            out[oc * P + p] = out[oc * P + p] + b
+            if relu and not out[oc * P + p] > 0:
+                out[oc * P + p] = 0
+
+
+def _gemm_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight, bias,
+                  real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                  Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads):
+    """out[n] (OC x P) = weight (OC x K) @ im2col(x[n]) (K x P), + bias, ReLU; groups 1."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OC = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], P = OH * OW, K = C * KH * KW, n
+    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
+    cdef const real[::1] bias_view
+    cdef const real *bp = NULL
+    if bias is not None:
+        bias_view = bias
+        bp = &bias_view[0]
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef const real *wp = &weight[0, 0, 0, 0]
+    cdef real *op = &out[0, 0, 0, 0]
+    cdef real *col
+    cdef int nt = _threads(N * OC * P * K, n_threads)
+    cdef int inner = 1 if N >= nt else nt
+    cdef int outer = nt if N >= nt else 1
+    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
+        for n in prange(N, schedule='static'):
+            col = &cols[threadid(), 0]
+            if direct:
+                _gemm(False, False, OC, P, K, wp, K, xp + n * C * H * W, P, 0,
+                      op + n * OC * P, P, inner)
+            else:
+                _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+                _gemm(False, False, OC, P, K, wp, K, col, P, 0, op + n * OC * P, P, inner)
+            _epilogue(op + n * OC * P, bp, OC, P, relu)
+
+
+def _gemm_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, :, ::1] weight,
+                         real[:, :, :, ::1] grad_x, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                         Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
+    """grad_x[n] = col2im(weight^T (K x OC) @ grad_out[n] (OC x P)), one image per task."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0], KH = weight.shape[2]
+    cdef Py_ssize_t KW = weight.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
+    cdef Py_ssize_t P = OH * OW, K = C * KH * KW, n
+    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
+    cdef const real *gp = &grad_out[0, 0, 0, 0]
+    cdef const real *wp = &weight[0, 0, 0, 0]
+    cdef real *xp = &grad_x[0, 0, 0, 0]
+    cdef real *col
+    cdef int nt = _threads(N * OC * P * K, n_threads)
+    cdef int inner = 1 if N >= nt else nt
+    cdef int outer = nt if N >= nt else 1
+    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
+        for n in prange(N, schedule='static'):
+            col = &cols[threadid(), 0]
+            if direct:
+                _gemm(True, False, K, P, OC, wp, K, gp + n * OC * P, P, 0,
+                      xp + n * C * H * W, P, inner)
+            else:
+                _gemm(True, False, K, P, OC, wp, K, gp + n * OC * P, P, 0, col, P, inner)
+                _col2im(col, xp + n * C * H * W, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+
+
+def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] grad_out,
+                          real[:, :, :, ::1] grad_w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
+    """grad_w (OC x K) = sum over chunks (in order) of sum over the chunk's images (in order)
+    of grad_out[n] (OC x P) @ im2col(x[n])^T (P x K)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OC = grad_w.shape[0], KH = grad_w.shape[2], KW = grad_w.shape[3]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], P = OH * OW
+    cdef Py_ssize_t K = C * KH * KW, nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, chunk, n
+    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
+    partial = np.empty((nchunks, OC, K), dtype=np.float32 if real is float else np.float64)
+    cdef real[:, :, ::1] pv = partial
+    cdef real *pp = &pv[0, 0, 0]
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef const real *gp = &grad_out[0, 0, 0, 0]
+    cdef real *col
+    cdef int nt = _threads(N * OC * P * K, n_threads)
+    cdef int inner = 1 if nchunks >= nt else nt
+    cdef int outer = nt if nchunks >= nt else 1
+    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
+        for chunk in prange(nchunks, schedule='static'):
+            col = &cols[threadid(), 0]
+            for n in range(chunk * DW_CHUNK, min(N, (chunk + 1) * DW_CHUNK)):
+                if direct:
+                    _gemm(False, True, OC, K, P, gp + n * OC * P, P, xp + n * C * H * W, P,
+                          0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
+                else:
+                    _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw,
+                            dh, dw)
+                    _gemm(False, True, OC, K, P, gp + n * OC * P, P, col, P,
+                          0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
+    _sum_chunks(partial, grad_w)
+
+
+def _bias_grad(const real[:, :, :, ::1] grad_out, real[::1] grad_b, int n_threads):
+    """grad_b[oc] = sum over n (in order) of the sum of grad_out[n, oc] (16 lanes for float32)."""
+    cdef Py_ssize_t N = grad_out.shape[0], OC = grad_out.shape[1]
+    cdef Py_ssize_t P = grad_out.shape[2] * grad_out.shape[3], oc, n, p
+    cdef const real *gp = &grad_out[0, 0, 0, 0]
+    cdef real s, t
+    cdef int nt = _threads(N * OC * P, n_threads)
+    for oc in prange(OC, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        s = 0
+        for n in range(N):
+            if real is float:
+                s = s + conv_sum_f32(gp + (n * OC + oc) * P, P)
+            else:
+                t = 0
+                for p in range(P):
+                    t = t + gp[(n * OC + oc) * P + p]
+                s = s + t
+        grad_b[oc] = s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,8 +604,15 @@ def _sum_chunks(partial, out):
 # so neither do the results.
 # ---------------------------------------------------------------------------------------------
 
-cdef bint _direct_eligible(x, weight, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
+cdef bint _direct_eligible(x, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
     return x.dtype == np.float32 and sh == 1 and sw == 1 and groups == 1
+
+
+cdef bint _is_wide(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t KH, Py_ssize_t KW,
+                   Py_ssize_t groups):
+    """Enough channels that im2col + GEMM beats the direct kernels (and the GEMM's row tiles
+    are filled): K = C*KH*KW >= 64 reductions per output and >= 32 output channels."""
+    return groups == 1 and C * KH * KW >= 64 and OC >= 32
 
 
 def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
@@ -409,9 +623,17 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
     x (N, C, H, W), weight (OC, C // groups, KH, KW), out (N, OC, OH, OW): C-contiguous, one
     dtype (float32 or float64). (ph, pw) is the top/left padding; out's size implies the rest.
     """
+    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     if out.size == 0:
         return
-    if _direct_eligible(x, weight, sh, sw, groups):
+    if x.size == 0:
+        out[...] = 0 if bias is None else bias[:, None, None]
+        if relu:
+            np.maximum(out, 0, out=out)
+    elif _is_wide(C, OC, KH, KW, groups):
+        _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
+    elif _direct_eligible(x, sh, sw, groups):
         _direct_conv(x, None, weight, False, bias, out, ph, pw, dh, dw, relu, n_threads)
     else:
         _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
@@ -425,14 +647,15 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
     grad_out: (N, OC, OH, OW); relu_out: the forward output when it had the fused ReLU (the
     gradient is then masked by relu_out > 0), else None. Every array C-contiguous, one dtype.
     """
-    cdef Py_ssize_t N = x.shape[0], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     if grad_out.size == 0 or x.size == 0:
         for g in (grad_x, grad_w, grad_b):
             if g is not None:
                 g[...] = 0
         return
-    if _direct_eligible(x, weight, sh, sw, groups):
+    wide = _is_wide(C, OC, KH, KW, groups)
+    if not wide and _direct_eligible(x, sh, sw, groups):
         if grad_x is not None:
             _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
                          dw * (KW - 1) - pw, dh, dw, False, n_threads)
@@ -443,10 +666,18 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
         return
     if relu_out is not None:
         grad_out = np.where(relu_out > 0, grad_out, grad_out.dtype.type(0))
+    if wide:
+        if grad_x is not None:
+            _gemm_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, n_threads)
+        if grad_w is not None:
+            _gemm_backward_weight(x, grad_out, grad_w, sh, sw, ph, pw, dh, dw, n_threads)
+        if grad_b is not None:
+            _bias_grad(grad_out, grad_b, n_threads)
+        return
     if grad_x is not None:
         _generic_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, groups,
                                 n_threads)
     if grad_w is not None:
         _generic_backward_weight(x, grad_out, grad_w, sh, sw, ph, pw, dh, dw, groups, n_threads)
     if grad_b is not None:
-        _generic_backward_bias(grad_out, grad_b, n_threads)
+        _bias_grad(grad_out, grad_b, n_threads)

@@ -269,6 +269,24 @@ static void conv_dw_f32_chunk(
     }
 }
 
+/* Sum of p[0 .. n): 16 lane-wise partial sums, then added in lane order (fixed order). */
+MINIDL_MULTIVERSION
+static float conv_sum_f32(const float *p, ptrdiff_t n)
+{
+    mdl_v16f acc = (mdl_v16f){0};
+    ptrdiff_t i = 0;
+    for (; i + MDL_LANES <= n; i += MDL_LANES) {
+        mdl_v16f v;
+        MDL_LOAD(v, p + i);
+        acc += v;
+    }
+    float s;
+    MDL_HSUM(s, acc);
+    for (; i < n; i++)
+        s += p[i];
+    return s;
+}
+
 /* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
  * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
  * elements whose mask is not > 0 count as zero: the fused ReLU's backward. */

@@ -4,6 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minidl
 from minidl import nn
@@ -352,3 +354,23 @@ def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient():
         loss.backward()
     assert np.isnan(loss.item())
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), c=st.integers(1, 6), seed=st.integers(0, 2**16),
+       smoothing=st.sampled_from([0.0, 0.1, 0.5]), weighted=st.booleans(),
+       reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_cross_entropy_property_against_reference(n, c, seed, smoothing, weighted, reduction):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c)) * 3
+    y = rng.integers(0, c, n)
+    y[rng.random(n) < 0.2] = -100
+    y[0] = rng.integers(0, c)  # at least one counted target, so 'mean' is finite
+    w = rng.uniform(0.1, 2.0, c) if weighted else None
+    xt = t64(x)
+    out = F.cross_entropy(xt, y, w, reduction=reduction, label_smoothing=smoothing)
+    np.testing.assert_allclose(out.numpy(), cross_entropy_ref(x, y, w, -100, reduction,
+                                                              smoothing), rtol=1e-10, atol=1e-12)
+    # The analytic gradient of the summed loss against central differences.
+    assert gradcheck(lambda a: F.cross_entropy(a, y, w, reduction=reduction,
+                                               label_smoothing=smoothing), [xt])

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import minidl
 from minidl import nn
@@ -347,3 +349,27 @@ def test_maxout_matches_torch():
     torch.nn.functional.linear(tx, tw, tb).reshape(4, 2, 3).amax(dim=2).sum().backward()
     np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(m.weight.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), h=st.integers(1, 7),
+       w=st.integers(1, 7), k=st.integers(1, 4), stride=st.integers(1, 3),
+       padding=st.integers(0, 2), seed=st.integers(0, 2**16))
+def test_locally_connected_property_against_reference(n, c, oc, h, w, k, stride, padding, seed):
+    assume(k <= h + 2 * padding and k <= w + 2 * padding)
+    minidl.manual_seed(seed)
+    m = nn.LocallyConnected2d(c, oc, (h, w), k, stride, padding, dtype=np.float64)
+    x = np.random.default_rng(seed).standard_normal((n, c, h, w))
+    xt = t64(x)
+    out = m(xt)
+    np.testing.assert_allclose(out.numpy(), locally_connected_ref(x, m.weight.numpy(),
+                                                                  m.bias.numpy(), stride, padding),
+                               rtol=1e-10, atol=1e-12)
+    g = np.random.default_rng(seed + 1).standard_normal(out.shape)
+    out.backward(g)
+    # Adjointness: <d out, g> = <grad_x, d x> for any direction, since the map is linear in x.
+    dx = np.random.default_rng(seed + 2).standard_normal(x.shape)
+    with minidl.no_grad():
+        shifted = m(t64(x + dx, False)).numpy() - out.numpy()
+    np.testing.assert_allclose((shifted * g).sum(), (xt.grad.numpy() * dx).sum(), rtol=1e-8,
+                               atol=1e-10)

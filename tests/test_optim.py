@@ -271,3 +271,20 @@ def test_default_hyperparameters_match_torch(name):
     theirs = getattr(torch.optim, name)([torch.ones(2, requires_grad=True)]).defaults
     for key, value in mine.items():
         assert theirs[key] == value, key
+
+
+def test_step_with_closure_returns_the_loss():
+    w = nn.Parameter(W0.copy())
+    opt = optim.SGD([w], lr=0.1)
+    x, y = minidl.tensor(X), minidl.tensor(Y)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((x @ w.T - y) ** 2).sum() / len(X)
+        loss.backward()
+        return loss
+
+    with minidl.no_grad():  # the closure records its graph even so
+        loss = opt.step(closure)
+    np.testing.assert_allclose(loss.item(), ((X @ W0.T - Y) ** 2).sum() / len(X))
+    np.testing.assert_allclose(w.numpy(), W0 - 0.1 * loss_grad(W0), rtol=1e-12)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from minidl.graph import no_grad
+from minidl.graph import enable_grad, no_grad
 from minidl.tensor import Tensor
 
 
@@ -56,7 +56,7 @@ class Optimizer:
             if id(p) in seen:
                 raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
             seen.add(id(p))
-        new = {k: v for k, v in self.defaults.items()}
+        new = dict(self.defaults)
         new.update({k: v for k, v in group.items() if k != "params"})
         new["params"] = params
         self._check_group(new)
@@ -93,8 +93,6 @@ class Optimizer:
         the model and returns the loss (it runs with gradients enabled)."""
         loss = None
         if closure is not None:
-            from minidl.graph import enable_grad
-
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:

@@ -43,6 +43,8 @@ cdef extern from "gemm_kernels.h" nogil:
     void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs, const double *b,
                               long b_rs, double alpha, double beta, double *c, long ldc,
                               int m_valid, int n_valid)
+    void minidl_sgemm_pack_bt(long kc, long cols, const float *b, long ldb, float *dst)
+    void minidl_dgemm_pack_bt(long kc, long cols, const double *b, long ldb, double *dst)
     void *minidl_aligned_malloc(size_t n_bytes)
     void minidl_aligned_free(void *p)
 
@@ -127,12 +129,10 @@ cdef void _pack_b(bint trans, Py_ssize_t kc, Py_ssize_t cols, const real *b, Py_
     """
     cdef Py_ssize_t p, j
     if trans:
-        for j in range(cols):
-            for p in range(kc):
-                dst[p * nr + j] = b[j * ldb + p]
-        for p in range(kc):
-            for j in range(cols, nr):
-                dst[p * nr + j] = 0
+        if real is float:
+            minidl_sgemm_pack_bt(kc, cols, b, ldb, dst)
+        else:
+            minidl_dgemm_pack_bt(kc, cols, b, ldb, dst)
     else:
         for p in range(kc):
             memcpy(dst + p * nr, b + p * ldb, cols * sizeof(real))

@@ -135,6 +135,83 @@ static void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs,
     MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
 }
 
+/* ---- Packing a transposed B: op(B) = B^T, B stored n x k ----
+ * A panel row (one k step, NR columns) gathers one element from each of NR rows of B; done one
+ * element at a time that costs more than the multiply itself on LeNet's x @ W^T. Instead 16 x 16
+ * (8 x 8 for doubles) blocks are loaded as rows, transposed in registers and stored as rows.
+ * The transpose swaps the off-diagonal h x h blocks of every 2h x 2h block for h = 8, 4, 2, 1:
+ * with rows a = r[i], b = r[i + h] (i & h == 0), row i keeps a's columns without bit h and takes
+ * b's columns col - h into those with it; row i + h symmetrically. */
+#define MINIDL_S16_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define MINIDL_S16_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define MINIDL_S16_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define MINIDL_S16_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define MINIDL_S16_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define MINIDL_S16_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define MINIDL_S16_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define MINIDL_S16_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define MINIDL_S8_LO_4 0, 1, 2, 3, 8, 9, 10, 11
+#define MINIDL_S8_HI_4 4, 5, 6, 7, 12, 13, 14, 15
+#define MINIDL_S8_LO_2 0, 1, 8, 9, 4, 5, 12, 13
+#define MINIDL_S8_HI_2 2, 3, 10, 11, 6, 7, 14, 15
+#define MINIDL_S8_LO_1 0, 8, 2, 10, 4, 12, 6, 14
+#define MINIDL_S8_HI_1 1, 9, 3, 11, 5, 13, 7, 15
+
+#define MINIDL_TRANSPOSE_STAGE(R, N, H, LO, HI)                                             \
+    for (int i_ = 0; i_ < (N); i_++) {                                                      \
+        if (i_ & (H))                                                                       \
+            continue;                                                                       \
+        __typeof__(R[0]) a_ = R[i_], b_ = R[i_ + (H)];                                      \
+        R[i_] = __builtin_shufflevector(a_, b_, LO);                                        \
+        R[i_ + (H)] = __builtin_shufflevector(a_, b_, HI);                                  \
+    }
+
+static inline __attribute__((always_inline)) void minidl_transpose_16x16(minidl_f32x16 r[16])
+{
+    MINIDL_TRANSPOSE_STAGE(r, 16, 8, MINIDL_S16_LO_8, MINIDL_S16_HI_8)
+    MINIDL_TRANSPOSE_STAGE(r, 16, 4, MINIDL_S16_LO_4, MINIDL_S16_HI_4)
+    MINIDL_TRANSPOSE_STAGE(r, 16, 2, MINIDL_S16_LO_2, MINIDL_S16_HI_2)
+    MINIDL_TRANSPOSE_STAGE(r, 16, 1, MINIDL_S16_LO_1, MINIDL_S16_HI_1)
+}
+
+static inline __attribute__((always_inline)) void minidl_transpose_8x8(minidl_f64x8 r[8])
+{
+    MINIDL_TRANSPOSE_STAGE(r, 8, 4, MINIDL_S8_LO_4, MINIDL_S8_HI_4)
+    MINIDL_TRANSPOSE_STAGE(r, 8, 2, MINIDL_S8_LO_2, MINIDL_S8_HI_2)
+    MINIDL_TRANSPOSE_STAGE(r, 8, 1, MINIDL_S8_LO_1, MINIDL_S8_HI_1)
+}
+
+/* dst[p * NR + j] = b[j * ldb + p] for p < kc, j < cols, and 0 for cols <= j < NR. */
+#define MINIDL_DEFINE_PACK_BT(NAME, T, V, NR, LANES, TRANSPOSE)                              \
+    MINIDL_MULTIVERSION                                                                     \
+    static void NAME(long kc, long cols, const T *b, long ldb, T *dst)                      \
+    {                                                                                       \
+        long p0 = 0;                                                                        \
+        if (cols == (NR)) {                                                                 \
+            for (; p0 + (LANES) <= kc; p0 += (LANES)) {                                     \
+                for (long j0 = 0; j0 < (NR); j0 += (LANES)) {                               \
+                    V r[LANES];                                                             \
+                    for (int q = 0; q < (LANES); q++)                                       \
+                        memcpy(&r[q], b + (j0 + q) * ldb + p0, sizeof(V));                  \
+                    TRANSPOSE(r);                                                           \
+                    for (int q = 0; q < (LANES); q++)                                       \
+                        memcpy(dst + (p0 + q) * (NR) + j0, &r[q], sizeof(V));               \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+        for (long p = p0; p < kc; p++) {                                                    \
+            for (long j = 0; j < cols; j++)                                                 \
+                dst[p * (NR) + j] = b[j * ldb + p];                                         \
+            for (long j = cols; j < (NR); j++)                                              \
+                dst[p * (NR) + j] = 0;                                                      \
+        }                                                                                   \
+    }
+
+MINIDL_DEFINE_PACK_BT(minidl_sgemm_pack_bt, float, minidl_f32x16, MINIDL_SGEMM_NR, 16,
+                      minidl_transpose_16x16)
+MINIDL_DEFINE_PACK_BT(minidl_dgemm_pack_bt, double, minidl_f64x8, MINIDL_DGEMM_NR, 8,
+                      minidl_transpose_8x8)
+
 /* 64-byte aligned buffers for packed panels (one cache line, one zmm). NULL on failure. */
 static inline void *minidl_aligned_malloc(size_t bytes)
 {

@@ -373,3 +373,22 @@ def test_locally_connected_property_against_reference(n, c, oc, h, w, k, stride,
         shifted = m(t64(x + dx, False)).numpy() - out.numpy()
     np.testing.assert_allclose((shifted * g).sum(), (xt.grad.numpy() * dx).sum(), rtol=1e-8,
                                atol=1e-10)
+
+
+def test_batch_norm_op_owns_every_state_update():
+    # A static graph replays the op with the same attributes: the counter and the cumulative
+    # average must advance inside the op, not in the module's Python code.
+    from minidl.ops.activation import BatchNorm
+
+    mean, var, count = np.zeros(2), np.ones(2), np.zeros((), np.int64)
+    batches = [RNG.standard_normal((5, 2)) for _ in range(3)]
+    attrs = {"running_mean": mean, "running_var": var, "num_batches_tracked": count,
+             "training": True, "momentum": None, "eps": 1e-5}
+    for b in batches:
+        BatchNorm.apply(t64(b, False), None, None, **attrs)
+    assert count == 3
+    np.testing.assert_allclose(mean, np.mean([b.mean(axis=0) for b in batches], axis=0),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="needs num_batches_tracked"):
+        F.batch_norm(t64(batches[0], False), np.zeros(2), np.ones(2), training=True,
+                     momentum=None)

@@ -98,15 +98,21 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+               momentum: float | None = 0.1, eps: float = 1e-5, *,
+               num_batches_tracked: Any = None) -> Tensor:
     """Normalize over every axis but 1.  input: (N, C, ...); running_mean/var: (C,) Tensors or
-    arrays updated in place when training, or None; weight, bias: (C,) or None."""
+    arrays updated in place when training, or None; weight, bias: (C,) or None.
+
+    num_batches_tracked (minidl's addition): a 0-d int64 Tensor/array counted up by each
+    training step; with momentum=None the running statistics are its cumulative average.
+    """
     return act.BatchNorm.apply(
         _tensor(input),
         None if weight is None else _tensor(weight),
         None if bias is None else _tensor(bias),
         running_mean=_optional_array(running_mean),
         running_var=_optional_array(running_var),
+        num_batches_tracked=_optional_array(num_batches_tracked),
         training=training, momentum=momentum, eps=eps,
     )
 

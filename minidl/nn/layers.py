@@ -277,14 +277,11 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}: expected {self.num_features} channels (axis 1), "
                 f"got input of shape {x.shape}"
             )
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked.data)
-        # Without tracked statistics both are None and the batch statistics are used.
+        # Without tracked statistics the three buffers are None and the batch statistics are
+        # used; with them, the op updates all three in place.
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=self.training, momentum=momentum, eps=self.eps)
+                            training=self.training, momentum=self.momentum, eps=self.eps,
+                            num_batches_tracked=self.num_batches_tracked)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

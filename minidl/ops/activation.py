@@ -230,11 +230,16 @@ class BatchNorm(Function):
     arrays updated in place when training (running_var with the unbiased batch variance, as
     PyTorch does), or None. training=False with running statistics normalizes with them;
     without running statistics the batch statistics are always used.
+
+    num_batches_tracked: a 0-d int64 array counted up in place by each training step that
+    updates running statistics, or None. momentum=None makes the update a cumulative average
+    (factor 1 / num_batches_tracked). Every state change happens here, inside the op, so a
+    static graph that replays the op replays them too.
     """
 
     @staticmethod
     def forward(ctx: Context, x, weight, bias, *, running_mean, running_var, training: bool,
-                momentum: float, eps: float) -> np.ndarray:
+                momentum: float | None, eps: float, num_batches_tracked=None) -> np.ndarray:
         check_float_input("batch_norm", x)
         if x.ndim < 2:
             raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {x.shape}")
@@ -260,7 +265,17 @@ class BatchNorm(Function):
             centered = x - mean
             var = (centered * centered).mean(axis=axes, keepdims=True)
             if training and running_mean is not None and running_var is not None:
-                m = float(momentum)
+                if num_batches_tracked is not None:
+                    num_batches_tracked += 1
+                if momentum is None:
+                    if num_batches_tracked is None:
+                        raise ValueError(
+                            "batch_norm: momentum=None (cumulative average) needs "
+                            "num_batches_tracked"
+                        )
+                    m = 1.0 / float(num_batches_tracked)
+                else:
+                    m = float(momentum)
                 running_mean *= 1.0 - m
                 running_mean += m * mean.reshape(channels).astype(running_mean.dtype)
                 running_var *= 1.0 - m

@@ -222,3 +222,13 @@ def test_prelu_matches_torch_per_channel():
     torch.nn.functional.prelu(tx, tw).sum().backward()
     np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(mw.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
+
+
+def test_dropout_gradcheck_with_a_fixed_mask():
+    def fn(a):
+        minidl.manual_seed(4)  # the same mask on every evaluation
+        return F.dropout(a, 0.4)
+
+    x = t64(away_from_zero((4, 5), seed=10))
+    assert gradcheck(fn, [x])
+    assert np.abs(x.grad.numpy()).max() > 0

@@ -392,3 +392,13 @@ def test_batch_norm_op_owns_every_state_update():
     with pytest.raises(ValueError, match="needs num_batches_tracked"):
         F.batch_norm(t64(batches[0], False), np.zeros(2), np.ones(2), training=True,
                      momentum=None)
+
+
+@pytest.mark.parametrize("module", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=1, padding=1),
+                                    nn.AvgPool2d(2), nn.AvgPool2d(3, 2, 1),
+                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity()],
+                         ids=lambda m: repr(m).splitlines()[0])
+def test_shape_and_pool_modules_gradcheck(module):
+    # Distinct values spaced 0.01 apart: no max-pool ties within the finite-difference step.
+    x = RNG.permutation(2 * 2 * 5 * 5).reshape(2, 2, 5, 5) * 0.01
+    assert gradcheck(module, [t64(x)])

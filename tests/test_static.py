@@ -249,3 +249,16 @@ def test_elementwise_chain_is_one_node_and_matches_eager():
     assert loss_c == pytest.approx(loss_e, rel=1e-6)
     for gc, ge in zip(grads_c, grads_e):
         np.testing.assert_allclose(gc, ge, rtol=1e-5, atol=1e-7)
+
+
+def test_compiled_graph_draws_with_fused_ops_and_shapes():
+    from minidl import viz
+
+    minidl.manual_seed(0)
+    model = LeNet5()
+    step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4))
+    dot = viz.graph(step).source
+    assert dot.count('"Conv2d + relu"') == 2
+    assert dot.count('"Linear + relu"') == 2
+    assert '"conv1.weight"' in dot
+    assert '"op0" -> "op1" [label=<4x6x28x28>]' in dot  # conv1's output into the pool

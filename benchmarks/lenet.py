@@ -299,6 +299,29 @@ def profile_step(loader: DataLoader, threads: int, steps: int) -> str:
     return "\n".join(lines)
 
 
+def profile_compiled(loader: DataLoader, threads: int, repeats: int = 20) -> str:
+    """The compiled step's own per-node table (minidl.compile's profile=True), for the fastest
+    of `repeats` steps on one batch after warm-up."""
+    minidl.set_num_threads(threads)
+    model = minidl_model()
+    opt, _ = minidl_optimizer(model, WARMUP + repeats)
+    x, y = (minidl.from_numpy(a) for a in next(batches(loader, 1)))
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    best: list | None = None
+    for k in range(WARMUP + repeats):
+        opt.zero_grad()
+        step(x, y, profile=k >= WARMUP)
+        opt.step()
+        rows = step.profile_rows
+        if k >= WARMUP and (best is None or rows[-1]["elapsed"] < best[-1]["elapsed"]):
+            best = rows
+    from minidl.profiler import format_table
+
+    return (f"one compiled training step (forward + backward, no optimizer), batch "
+            f"{loader.batch_size}, {threads} thread(s), fastest of {repeats}:\n"
+            + format_table(best))
+
+
 # -- command line -----------------------------------------------------------------------------
 def thread_counts(spec: str | None) -> list[int]:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -322,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-compiled", action="store_true", help="eager mode only")
     p.add_argument("--profile-steps", type=int, default=50,
                    help="eager steps in the per-op profile (0: no profile)")
+    p.add_argument("--profile-threads", type=int, default=None,
+                   help="threads for the profile (default: the largest of --threads)")
     args = p.parse_args(argv)
     if not 0 < args.epochs_fraction <= 1:
         raise SystemExit("--epochs-fraction: expected a value in (0, 1]")
@@ -376,8 +401,11 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.profile_steps > 0:
         print()
-        print(profile_step(make_loader(train_set, args.batch_size),
-                           max(thread_counts(args.threads)), args.profile_steps))
+        threads = args.profile_threads or max(thread_counts(args.threads))
+        print(profile_step(make_loader(train_set, args.batch_size), threads, args.profile_steps))
+        if True in compiled_modes:
+            print()
+            print(profile_compiled(make_loader(train_set, args.batch_size), threads))
 
 
 if __name__ == "__main__":

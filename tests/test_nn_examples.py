@@ -4,8 +4,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -17,9 +15,14 @@ def run_example(name, monkeypatch, *args):
     return module.main()
 
 
-@pytest.mark.parametrize("name,threshold", [("mlp_spiral", 0.95), ("small_cnn", 0.97)])
-def test_example_reaches_high_accuracy_deterministically(name, threshold, monkeypatch, capsys):
-    first = run_example(name, monkeypatch)
-    assert first > threshold
-    assert "accuracy" in capsys.readouterr().out
-    assert run_example(name, monkeypatch) == first
+def test_mlp_spiral_reaches_high_accuracy_deterministically(monkeypatch, capsys):
+    first = run_example("mlp_spiral", monkeypatch)
+    assert first > 0.95
+    assert "held-out" in capsys.readouterr().out
+    assert run_example("mlp_spiral", monkeypatch) == first
+
+
+def test_small_cnn_reaches_high_accuracy(monkeypatch, capsys):
+    # One run only: its cost is the conv kernels' (about 2 s on an idle machine).
+    assert run_example("small_cnn", monkeypatch) > 0.97
+    assert "final test accuracy" in capsys.readouterr().out

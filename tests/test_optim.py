@@ -133,12 +133,13 @@ def test_optimizer_matches_torch(name, kwargs, ref):
                                w.detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
-def test_float32_parameters_match_torch_to_1e_6(name):
+@pytest.mark.parametrize("name,extra", [
+    ("SGD", {"momentum": 0.9, "nesterov": True}), ("Adam", {"amsgrad": True}), ("AdamW", {}),
+    ("RMSprop", {"momentum": 0.5, "centered": True}), ("Adagrad", {"lr_decay": 0.01}),
+], ids=["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_float32_parameters_match_torch_to_1e_6(name, extra):
     torch = pytest.importorskip("torch")
-    kwargs = {"lr": 0.01, "weight_decay": 0.01}
-    if name == "SGD":
-        kwargs["momentum"] = 0.9
+    kwargs = {"lr": 0.01, "weight_decay": 0.01, **extra}
     p = nn.Parameter(W0.astype(np.float32))
     tp = torch.tensor(W0.astype(np.float32), requires_grad=True)
     opt, topt = getattr(optim, name)([p], **kwargs), getattr(torch.optim, name)([tp], **kwargs)

@@ -1,0 +1,196 @@
+/* Per-instruction-set body of conv_kernels.h: included once per ISA with MDL_ISA_ATTR (a gcc
+ * target attribute) and MDL_ISA(name) (the name with that ISA's suffix) defined. No include
+ * guard on purpose. */
+
+/* acc[o][j] = sum over steps k of wpk[k * OCB + o] * x[step_off[k] + xoff[j] ..] (16 lanes),
+ * a step being one (input channel c, tap kh, kw): step_off[k] = c * plane + tap_off[kh * KW + kw].
+ * Then stored through the epilogue to out[o * out_plane + ooff[j]], count[j] lanes. */
+#define MDL_DEFINE_FWD_TILE(OCB, NVT)                                                              \
+    MDL_ISA_ATTR static void MDL_ISA(mdl_fwd_tile_##OCB##x##NVT)(                                  \
+        const float *x, const ptrdiff_t *step_off, int nsteps, const float *wpk,                   \
+        const ptrdiff_t *xoff, const ptrdiff_t *ooff, const int *count, const float *bias,         \
+        int oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
+    {                                                                                              \
+        mdl_v16f acc[OCB][NVT];                                                                    \
+        for (int o = 0; o < OCB; o++)                                                              \
+            for (int j = 0; j < NVT; j++)                                                          \
+                acc[o][j] = (mdl_v16f){0};                                                         \
+        const float *xb[NVT];                                                                      \
+        for (int j = 0; j < NVT; j++)                                                              \
+            xb[j] = x + xoff[j];                                                                   \
+        for (int k = 0; k < nsteps; k++) {                                                         \
+            const ptrdiff_t off = step_off[k];                                                     \
+            const float *wk = wpk + (ptrdiff_t)k * OCB;                                            \
+            mdl_v16f xv[NVT];                                                                      \
+            for (int j = 0; j < NVT; j++)                                                          \
+                MDL_LOAD(xv[j], xb[j] + off);                                                      \
+            for (int o = 0; o < OCB; o++) {                                                        \
+                mdl_v16f w = MDL_SPLAT(wk[o]);                                                     \
+                for (int j = 0; j < NVT; j++)                                                      \
+                    acc[o][j] += w * xv[j];                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (int o = 0; o < OCB && o < oc_valid; o++)                                              \
+            for (int j = 0; j < NVT; j++)                                                          \
+                if (count[j] > 0)                                                                  \
+                    MDL_STORE_EPILOGUE(out + o * out_plane + ooff[j], acc[o][j],                   \
+                                       bias ? bias[o] : 0.0f, relu, count[j]);                     \
+    }
+
+MDL_DEFINE_FWD_TILE(8, 2)
+MDL_DEFINE_FWD_TILE(6, 2)
+MDL_DEFINE_FWD_TILE(4, 4)
+MDL_DEFINE_FWD_TILE(1, 8)
+
+/* Output rows [row0, row1) of channels oc0 .. oc0 + oc_valid - 1 (one OCB block) of one image.
+ * x: padded image (see top); step_off: the C * KH * KW step offsets (see the tile); wpk: this
+ * block's packed weights [C][KH * KW][ocb]; bias: at oc0 or NULL; out: the image's output at
+ * channel oc0, planes OH * OW apart. */
+MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
+    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, const float *wpk,
+    int ocb, int oc_valid, const float *bias, int relu, float *out, int OH, int OW, int row0,
+    int row1)
+{
+    enum { MAX_NVT = 8 };
+    const int NV = (OW + MDL_LANES - 1) / MDL_LANES;
+    const int nvt = ocb == 8 ? 2 : ocb == 6 ? 2 : ocb == 4 ? 4 : 8;
+    const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
+    const int slots = (row1 - row0) * NV;
+    for (int s0 = 0; s0 < slots; s0 += nvt) {
+        ptrdiff_t xoff[MAX_NVT], ooff[MAX_NVT];
+        int count[MAX_NVT];
+        for (int j = 0; j < nvt; j++) {
+            /* Past the last slot: recompute the last one and store nothing. */
+            int s = s0 + j < slots ? s0 + j : slots - 1;
+            int r = row0 + s / NV, v = s % NV;
+            int left = OW - v * MDL_LANES;
+            xoff[j] = r * Wp + v * MDL_LANES;
+            ooff[j] = (ptrdiff_t)r * OW + v * MDL_LANES;
+            count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
+        }
+#define MDL_FWD_CALL(O, N)                                                                         \
+    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off, nsteps, wpk, xoff, ooff, count, bias, oc_valid, relu, \
+                           out, out_plane)
+        switch (ocb) {
+        case 8: MDL_FWD_CALL(8, 2); break;
+        case 6: MDL_FWD_CALL(6, 2); break;
+        case 4: MDL_FWD_CALL(4, 4); break;
+        default: MDL_FWD_CALL(1, 8); break;
+        }
+#undef MDL_FWD_CALL
+    }
+}
+
+/* Weight-gradient tile: for taps (kh, kw0 .. kw0 + TB - 1) and OCB output channels,
+ *   acc[o][t] = sum over images i < nimg, rows oh, vectors v of
+ *               g[i][o][oh][v*16 ..] * x[i][(oh + kh*dh) * Wp + v*16 + (kw0 + t) * dw ..]
+ * with g zero in lanes past OW, so garbage lanes add 0 (for finite x). Taps past KW are
+ * computed on in-bounds slack and dropped. Result: sum of lanes in lane order, into
+ * dw[o * dw_o_stride + kh * KW + kw0 + t]. */
+#define MDL_DEFINE_DW_TILE(OCB, TB)                                                                \
+    MDL_ISA_ATTR static void MDL_ISA(mdl_dw_tile_##OCB##x##TB)(                                    \
+        const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,            \
+        ptrdiff_t g_plane, int nimg, int OH, int NV, ptrdiff_t row_off, int dw, int kw0,           \
+        int KW, float *dwp, ptrdiff_t dw_o_stride, int oc_valid, ptrdiff_t tap_index)              \
+    {                                                                                              \
+        mdl_v16f acc[OCB][TB];                                                                     \
+        for (int o = 0; o < OCB; o++)                                                              \
+            for (int t = 0; t < TB; t++)                                                           \
+                acc[o][t] = (mdl_v16f){0};                                                         \
+        for (int i = 0; i < nimg; i++) {                                                           \
+            for (int oh = 0; oh < OH; oh++) {                                                      \
+                const float *xr = x + i * x_img + oh * Wp + row_off + (ptrdiff_t)kw0 * dw;         \
+                const float *gr = g + i * g_img + (ptrdiff_t)oh * NV * MDL_LANES;                  \
+                for (int v = 0; v < NV; v++) {                                                     \
+                    mdl_v16f gv[OCB], xv[TB];                                                      \
+                    for (int o = 0; o < OCB; o++)                                                  \
+                        MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                         \
+                    for (int t = 0; t < TB; t++)                                                   \
+                        MDL_LOAD(xv[t], xr + v * MDL_LANES + t * dw);                              \
+                    for (int o = 0; o < OCB; o++)                                                  \
+                        for (int t = 0; t < TB; t++)                                               \
+                            acc[o][t] += gv[o] * xv[t];                                            \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int o = 0; o < OCB && o < oc_valid; o++) {                                            \
+            for (int t = 0; t < TB && kw0 + t < KW; t++) {                                         \
+                float s;                                                                           \
+                MDL_HSUM(s, acc[o][t]);                                                            \
+                dwp[o * dw_o_stride + tap_index + t] = s;                                          \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+MDL_DEFINE_DW_TILE(4, 5)
+MDL_DEFINE_DW_TILE(4, 3)
+MDL_DEFINE_DW_TILE(4, 4)
+MDL_DEFINE_DW_TILE(3, 5)
+MDL_DEFINE_DW_TILE(3, 3)
+MDL_DEFINE_DW_TILE(3, 4)
+
+/* Partial weight gradient of one (image chunk, OCB block, input channel c):
+ *   dwp[o * dw_o_stride + kh * KW + kw] = sum over the chunk of g (x) x-windows,
+ * and, when db != NULL, db[o] = sum of g over the chunk (lane order, then rows).
+ * x: the chunk's first padded image at channel c (images x_img apart); g: the chunk's first
+ * row-padded output gradient at channel oc0 (planes g_plane = OH * NV * 16 apart, images
+ * g_img apart, lanes past OW zero). The padded input needs (TB - 1) * dw + 16 floats of
+ * readable slack after its last plane. */
+MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
+    const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,
+    ptrdiff_t g_plane, int nimg, int OH, int OW, int KH, int KW, int dh, int dw, int ocb,
+    int oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
+{
+    const int NV = (OW + MDL_LANES - 1) / MDL_LANES;
+    const int tb = conv_dw_f32_tb(KW);
+    for (int kh = 0; kh < KH; kh++) {
+        ptrdiff_t row_off = (ptrdiff_t)kh * dh * Wp;
+        for (int kw0 = 0; kw0 < KW; kw0 += tb) {
+            ptrdiff_t tap_index = (ptrdiff_t)kh * KW + kw0;
+#define MDL_DW_CALL(O, T)                                                                          \
+    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV, row_off, dw, kw0, KW, \
+                          dwp, dw_o_stride, oc_valid, tap_index)
+            if (ocb == 4) {
+                if (tb == 5) MDL_DW_CALL(4, 5);
+                else if (tb == 3) MDL_DW_CALL(4, 3);
+                else MDL_DW_CALL(4, 4);
+            } else {
+                if (tb == 5) MDL_DW_CALL(3, 5);
+                else if (tb == 3) MDL_DW_CALL(3, 3);
+                else MDL_DW_CALL(3, 4);
+            }
+#undef MDL_DW_CALL
+        }
+    }
+    if (db != NULL) {
+        for (int o = 0; o < oc_valid; o++) {
+            mdl_v16f acc = (mdl_v16f){0};
+            for (int i = 0; i < nimg; i++) {
+                for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
+                    mdl_v16f v;
+                    MDL_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
+                    acc += v;
+                }
+            }
+            MDL_HSUM(db[o], acc);
+        }
+    }
+}
+
+/* Sum of p[0 .. n): 16 lane-wise partial sums, then added in lane order (fixed order). */
+MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
+{
+    mdl_v16f acc = (mdl_v16f){0};
+    ptrdiff_t i = 0;
+    for (; i + MDL_LANES <= n; i += MDL_LANES) {
+        mdl_v16f v;
+        MDL_LOAD(v, p + i);
+        acc += v;
+    }
+    float s;
+    MDL_HSUM(s, acc);
+    for (; i < n; i++)
+        s += p[i];
+    return s;
+}
+

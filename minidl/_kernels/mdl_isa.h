@@ -1,0 +1,44 @@
+/* Per-ISA instantiation of kernel templates, for code with vector comparisons or shuffles.
+ *
+ * platform.h's MINIDL_MULTIVERSION (gcc target_clones) clones a function after gcc has already
+ * lowered its generic-vector comparisons and shuffles for the baseline target: a 16-lane
+ * `a > b` became 16 scalar vcomiss in the AVX-512 clone. A function that carries its own
+ * target attribute is lowered for that target. So a kernel template (a header without include
+ * guard, naming its functions MDL_ISA(name) and marking them MDL_ISA_ATTR) is included once per
+ * instruction set, as in
+ *     #if MINIDL_HAVE_MULTIVERSION
+ *     #define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
+ *     #define MDL_ISA(name) name##_v4
+ *     #include "template.h"
+ *     ... the same with v3, then (outside the #if) with an empty MDL_ISA_ATTR and _base,
+ * and MDL_DISPATCH(name, (args)) calls the widest instance the CPU supports (decided once,
+ * cached). Without gcc multiversioning support only the baseline instance exists. */
+#ifndef MINIDL_MDL_ISA_H
+#define MINIDL_MDL_ISA_H
+
+#include "platform.h"
+
+#if MINIDL_HAVE_MULTIVERSION
+
+/* 2: x86-64-v4 (AVX-512), 1: x86-64-v3 (AVX2+FMA), 0: baseline. Racing first calls store the
+ * same value. */
+static inline int mdl_isa_level(void)
+{
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+    }
+    return level;
+}
+
+#define MDL_DISPATCH(name, args)                                                                 \
+    (mdl_isa_level() == 2 ? name##_v4 args : mdl_isa_level() == 1 ? name##_v3 args : name##_base args)
+
+#else
+
+#define MDL_DISPATCH(name, args) name##_base args
+
+#endif
+
+#endif

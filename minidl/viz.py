@@ -24,13 +24,13 @@ import html
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from minidl.atomic import atomic_path
 from minidl.graph import gradients, topological_order
 from minidl.tensor import Tensor
 
@@ -94,12 +94,9 @@ class Digraph:
         path = Path(path)
         fmt = _check_format(path.suffix.lstrip(".").lower(), path)
         dot = _dot_program()
-        folder = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             proc = subprocess.run(
-                [dot, f"-T{fmt}", "-o", tmp],
+                [dot, f"-T{fmt}", "-o", str(tmp)],
                 input=self.source.encode("utf-8"),
                 capture_output=True,
                 check=False,
@@ -109,12 +106,6 @@ class Digraph:
                     f"dot failed ({proc.returncode}) writing {path}: "
                     f"{proc.stderr.decode(errors='replace')}"
                 )
-            # mkstemp makes the file private; give it the mode a plain open() would.
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     def _repr_svg_(self) -> str | None:

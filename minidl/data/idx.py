@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minidl.data._atomic import atomic_write_bytes
+from minidl.atomic import atomic_write_bytes
 
 # IDX type code -> big-endian NumPy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {

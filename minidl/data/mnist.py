@@ -26,7 +26,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from minidl.data._atomic import atomic_write_bytes
+from minidl.atomic import atomic_write_bytes
 from minidl.data.dataset import Dataset
 from minidl.data.idx import IDXFormatError, decode_idx, decompress
 

@@ -322,3 +322,50 @@ def test_conv2d_matches_torch(name, dtype):
     for got, want in zip(run(x, w, b, gy, **kwargs), (ty, tx.grad, tw.grad, tb.grad)):
         want = want.detach().numpy()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
+
+
+ISA_SCRIPT = """
+import numpy as np, minidl
+from minidl.ops.conv import conv2d
+from minidl.ops.pool import max_pool2d
+rng = np.random.default_rng(0)
+results = {}
+for name, xs, ws, pad in [("c1", (3, 1, 28, 28), (6, 1, 5, 5), 2), ("c2", (3, 6, 14, 14), (16, 6, 5, 5), 0),
+                          ("c3", (2, 3, 9, 40), (1, 3, 3, 3), 1)]:
+    x = minidl.tensor(rng.standard_normal(xs).astype(np.float32), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal(ws).astype(np.float32), requires_grad=True)
+    b = minidl.tensor(rng.standard_normal(ws[0]).astype(np.float32), requires_grad=True)
+    y = conv2d(x, w, b, padding=pad, relu=True)
+    p, i = max_pool2d(y, 2, return_indices=True)
+    (p * minidl.tensor(rng.standard_normal(p.shape).astype(np.float32))).sum().backward()
+    results[name] = [a.data for a in (y, p, i, x.grad, w.grad, b.grad)]
+np.savez(OUT, **{f"{k}_{j}": a for k, v in results.items() for j, a in enumerate(v)})
+"""
+
+
+@pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
+def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
+    """The AVX2 and baseline instances of the direct conv and 2x2 pool kernels (forced with
+    MINIDL_FORCE_ISA) agree with the default instance to rounding."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = {}
+    for tag, force in [("default", None), ("forced", isa)]:
+        env = dict(os.environ)
+        env.pop("MINIDL_FORCE_ISA", None)
+        if force:
+            env["MINIDL_FORCE_ISA"] = force
+        path = tmp_path / f"{tag}.npz"
+        subprocess.run([sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT], env=env,
+                       check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        outputs[tag] = dict(np.load(path))
+    assert outputs["default"].keys() == outputs["forced"].keys()
+    for key, a in outputs["default"].items():
+        b = outputs["forced"][key]
+        if a.dtype == np.int64:
+            np.testing.assert_array_equal(a, b, err_msg=key)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1, np.abs(a).max()),
+                                       err_msg=key)

@@ -16,18 +16,28 @@
 #ifndef MINIDL_MDL_ISA_H
 #define MINIDL_MDL_ISA_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "platform.h"
 
 #if MINIDL_HAVE_MULTIVERSION
 
-/* 2: x86-64-v4 (AVX-512), 1: x86-64-v3 (AVX2+FMA), 0: baseline. Racing first calls store the
- * same value. */
+/* 2: x86-64-v4 (AVX-512), 1: x86-64-v3 (AVX2+FMA), 0: baseline. MINIDL_FORCE_ISA=x86-64-v3 or
+ * =baseline caps it, so that tests can run the narrower instances on a wide CPU. Racing first
+ * calls store the same value. */
 static inline int mdl_isa_level(void)
 {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+        int l = __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+        const char *force = getenv("MINIDL_FORCE_ISA");
+        if (force != NULL && strcmp(force, "x86-64-v3") == 0 && l > 1)
+            l = 1;
+        else if (force != NULL && strcmp(force, "baseline") == 0)
+            l = 0;
+        level = l;
     }
     return level;
 }

@@ -6,6 +6,7 @@
  *   64-byte (AVX-512, x86-64-v4): the whole 6 x NR tile in 12 zmm accumulators, one pass;
  *   32-byte (AVX2, x86-64-v3):    two passes over 6 x NR/2 halves, 12 ymm accumulators each;
  *   16-byte (SSE2, baseline):     four passes over 6 x NR/4 quarters, 12 xmm accumulators each.
+ * (Each pass: MR rows x 2 vectors, 12 accumulators + 2 B vectors + 1 broadcast <= 16 registers.)
  * A single wide pass on a narrow machine would need 24 or 48 registers and spill on every k step
  * (measured: 5 GFLOP/s for a spilled AVX2 tile), hence the passes. Every path is compiled into every
  * MINIDL_MULTIVERSION clone (gcc has no per-clone preprocessor macros); the run-time switch selects
@@ -27,9 +28,13 @@
 
 typedef float minidl_f32x16 __attribute__((vector_size(64)));
 typedef float minidl_f32x8 __attribute__((vector_size(32)));
+typedef float minidl_f32x4 __attribute__((vector_size(16)));
 typedef double minidl_f64x8 __attribute__((vector_size(64)));
 typedef double minidl_f64x4 __attribute__((vector_size(32)));
+typedef double minidl_f64x2 __attribute__((vector_size(16)));
 
+/* Each pass uses vectors of the register width it is meant for: a wider GCC vector type is
+ * lowered element by element through the stack on a narrower machine (measured: 9 GFLOP/s). */
 #define GEMM_TILE_NAME minidl_sgemm_tile_w
 #define GEMM_T float
 #define GEMM_V minidl_f32x16
@@ -37,13 +42,13 @@ typedef double minidl_f64x4 __attribute__((vector_size(32)));
 #include "gemm_tile.h"
 #define GEMM_TILE_NAME minidl_sgemm_tile_h
 #define GEMM_T float
-#define GEMM_V minidl_f32x16
-#define GEMM_NV 1
+#define GEMM_V minidl_f32x8
+#define GEMM_NV 2
 #include "gemm_tile.h"
 #define GEMM_TILE_NAME minidl_sgemm_tile_q
 #define GEMM_T float
-#define GEMM_V minidl_f32x8
-#define GEMM_NV 1
+#define GEMM_V minidl_f32x4
+#define GEMM_NV 2
 #include "gemm_tile.h"
 #define GEMM_TILE_NAME minidl_dgemm_tile_w
 #define GEMM_T double
@@ -52,13 +57,13 @@ typedef double minidl_f64x4 __attribute__((vector_size(32)));
 #include "gemm_tile.h"
 #define GEMM_TILE_NAME minidl_dgemm_tile_h
 #define GEMM_T double
-#define GEMM_V minidl_f64x8
-#define GEMM_NV 1
+#define GEMM_V minidl_f64x4
+#define GEMM_NV 2
 #include "gemm_tile.h"
 #define GEMM_TILE_NAME minidl_dgemm_tile_q
 #define GEMM_T double
-#define GEMM_V minidl_f64x4
-#define GEMM_NV 1
+#define GEMM_V minidl_f64x2
+#define GEMM_NV 2
 #include "gemm_tile.h"
 
 /* Vector register width in bytes the tiles are arranged for; set once at import. */
@@ -138,7 +143,8 @@ static void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs,
 /* ---- Packing a transposed B: op(B) = B^T, B stored n x k ----
  * A panel row (one k step, NR columns) gathers one element from each of NR rows of B; done one
  * element at a time that costs more than the multiply itself on LeNet's x @ W^T. Instead 16 x 16
- * (8 x 8 for doubles) blocks are loaded as rows, transposed in registers and stored as rows.
+ * (8 x 8 for doubles) blocks are loaded as rows, transposed in registers and stored as rows:
+ * with 512-bit registers only, as narrower machines would lower these vectors through memory.
  * The transpose swaps the off-diagonal h x h blocks of every 2h x 2h block for h = 8, 4, 2, 1:
  * with rows a = r[i], b = r[i + h] (i & h == 0), row i keeps a's columns without bit h and takes
  * b's columns col - h into those with it; row i + h symmetrically. */
@@ -187,7 +193,7 @@ static inline __attribute__((always_inline)) void minidl_transpose_8x8(minidl_f6
     static void NAME(long kc, long cols, const T *b, long ldb, T *dst)                      \
     {                                                                                       \
         long p0 = 0;                                                                        \
-        if (cols == (NR)) {                                                                 \
+        if (cols == (NR) && minidl_gemm_vector_bytes == 64) {                               \
             for (; p0 + (LANES) <= kc; p0 += (LANES)) {                                     \
                 for (long j0 = 0; j0 < (NR); j0 += (LANES)) {                               \
                     V r[LANES];                                                             \

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from minidl.ops import elementwise as ew
 from minidl.ops import matmul as mm
 from minidl.ops import reduce as rd
 from minidl.ops import shape as sh
+
 
 def _as_array(data: Any, dtype: Any, op: str) -> np.ndarray:
     if isinstance(data, Tensor):

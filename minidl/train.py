@@ -14,8 +14,9 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import minidl
 from minidl import nn, optim

@@ -111,7 +111,7 @@ def test_resumed_training_continues_bit_for_bit(tmp_path):
     straight = {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
     model, opt, sched = make_run(seed=1)
-    for epoch in range(3):
+    for _ in range(3):
         train_epoch(model, opt, sched)
     minidl.save(checkpoint(model, opt, sched, epoch=3), tmp_path / "ckpt")
     del model, opt, sched

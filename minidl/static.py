@@ -452,21 +452,32 @@ def plan_memory(nodes: list[Node], values: list[Value], outputs: list[int],
     slot_of: dict[int, int] = {}
     slot_bytes: list[int] = []
     free: list[int] = []
-    ending: dict[int, list[int]] = collections.defaultdict(list)
-    for v in sorted(plannable, key=lambda v: spans[v][0]):
-        start, stop = spans[v]
-        for t in [t for t in ending if t < start]:
-            free.extend(ending.pop(t))
+    holders: dict[int, list[int]] = collections.defaultdict(list)  # last step -> values
+    for k, node in enumerate(nodes):
+        for t in [t for t in holders if t < k]:
+            free.extend(slot_of[v] for v in holders.pop(t))
+        v = node.out
+        if v not in plannable:
+            continue
         size = values[v].nbytes
-        fits = [s for s in free if slot_bytes[s] >= size]
-        if fits:
-            slot = min(fits, key=lambda s: slot_bytes[s])
-            free.remove(slot)
-        else:
-            slot = len(slot_bytes)
-            slot_bytes.append(size)
+        slot = None
+        if getattr(node.fn, "inplace_ok", False):
+            # In place: an input whose life ends here hands its buffer to the output.
+            for a in node.value_args():
+                if a in slot_of and spans[a][1] == k and slot_bytes[slot_of[a]] >= size:
+                    slot = slot_of[a]
+                    holders[k].remove(a)
+                    break
+        if slot is None:
+            fits = [s for s in free if slot_bytes[s] >= size]
+            if fits:
+                slot = min(fits, key=lambda s: slot_bytes[s])
+                free.remove(slot)
+            else:
+                slot = len(slot_bytes)
+                slot_bytes.append(size)
         slot_of[v] = slot
-        ending[stop].append(slot)
+        holders[spans[v][1]].append(v)
 
     # Peak over time: planned buffers are held throughout; other values while live.
     n_steps = 2 * len(nodes) if backward else len(nodes)

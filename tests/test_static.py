@@ -204,6 +204,12 @@ def test_memory_plan_reuses_buffers_and_reports_peak():
     assert report["planned_values"] >= 2
     assert report["planned_buffers"] < report["planned_values"]
     assert report["planned_peak_bytes"] < report["keep_all_peak_bytes"]
+    # Tanh runs in place: its output takes the buffer of the Linear output it consumes.
+    g = infer.graph
+    for node in g.nodes:
+        if node.name == "Tanh":
+            (src,) = node.value_args()
+            assert g.plan.slot_of[node.out] == g.plan.slot_of[src]
     x = minidl.randn(32, 64)
     model.eval()
     np.testing.assert_allclose(infer(x).data, model(x).data, rtol=1e-6)

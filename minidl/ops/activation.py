@@ -21,12 +21,14 @@ def check_float_input(op: str, x: np.ndarray) -> None:
 
 
 class ReLU(Function):
-    """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
+    """max(x, 0); the gradient at 0 is 0, as in PyTorch. `out` as in minidl.ops.elementwise."""
+
+    writes_out = inplace_ok = True
 
     @staticmethod
-    def forward(ctx: Context, x) -> np.ndarray:
+    def forward(ctx: Context, x, out=None) -> np.ndarray:
         check_float_input("relu", x)
-        out = np.maximum(x, x.dtype.type(0))
+        out = np.maximum(x, x.dtype.type(0), out=out)
         ctx.save_for_backward(out)
         return out
 
@@ -131,12 +133,14 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
-    """np.tanh saturates to +-1 without overflow for large |x|."""
+    """np.tanh saturates to +-1 without overflow for large |x|. `out` as in ReLU."""
+
+    writes_out = inplace_ok = True
 
     @staticmethod
-    def forward(ctx: Context, x) -> np.ndarray:
+    def forward(ctx: Context, x, out=None) -> np.ndarray:
         check_float_input("tanh", x)
-        out = np.tanh(x)
+        out = np.tanh(x, out=out)
         ctx.save_for_backward(out)
         return out
 

@@ -1,5 +1,8 @@
 """Elementwise ops with NumPy broadcasting. Gradients are summed back to each input's shape.
 
+Ops marked `writes_out` accept a preallocated `out` (static graphs' memory plan);
+`inplace_ok` means `out` may be an input's own buffer (NumPy's ufuncs handle the overlap).
+
 The lecture's gates: add distributes the upstream gradient, mul switches the operands, max
 routes it to the larger input.
 """
@@ -30,9 +33,9 @@ def _shape(x: object) -> tuple:
     return np.shape(x)
 
 
-def _binary(name: str, fn, a, b) -> np.ndarray:
+def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
     try:
-        out = contiguous(fn(a, b))
+        out = contiguous(fn(a, b) if out is None else fn(a, b, out=out))
     except ValueError as e:
         raise ValueError(
             f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
@@ -43,10 +46,12 @@ def _binary(name: str, fn, a, b) -> np.ndarray:
 
 
 class Add(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a, b) -> np.ndarray:
+    def forward(ctx: Context, a, b, out=None) -> np.ndarray:
         ctx.shapes = (_shape(a), _shape(b))
-        return _binary("add", np.add, a, b)
+        return _binary("add", np.add, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -56,10 +61,12 @@ class Add(Function):
 
 
 class Sub(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a, b) -> np.ndarray:
+    def forward(ctx: Context, a, b, out=None) -> np.ndarray:
         ctx.shapes = (_shape(a), _shape(b))
-        return _binary("sub", np.subtract, a, b)
+        return _binary("sub", np.subtract, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -69,10 +76,12 @@ class Sub(Function):
 
 
 class Mul(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a, b) -> np.ndarray:
+    def forward(ctx: Context, a, b, out=None) -> np.ndarray:
         ctx.save_for_backward(a, b)
-        return _binary("mul", np.multiply, a, b)
+        return _binary("mul", np.multiply, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -85,10 +94,12 @@ class Mul(Function):
 
 
 class Div(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a, b) -> np.ndarray:
+    def forward(ctx: Context, a, b, out=None) -> np.ndarray:
         ctx.save_for_backward(a, b)
-        return _binary("div", np.true_divide, a, b)
+        return _binary("div", np.true_divide, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -187,9 +198,11 @@ class Where(Function):
 
 
 class Neg(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a) -> np.ndarray:
-        return np.negative(a)
+    def forward(ctx: Context, a, out=None) -> np.ndarray:
+        return np.negative(a, out=out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -197,9 +210,11 @@ class Neg(Function):
 
 
 class Exp(Function):
+    writes_out = inplace_ok = True
+
     @staticmethod
-    def forward(ctx: Context, a) -> np.ndarray:
-        out = np.exp(a)
+    def forward(ctx: Context, a, out=None) -> np.ndarray:
+        out = np.exp(a, out=out)
         ctx.save_for_backward(out)
         return out
 

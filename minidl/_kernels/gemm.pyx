@@ -33,16 +33,16 @@ cdef extern from "gemm_kernels.h" nogil:
         MINIDL_SGEMM_NR
         MINIDL_DGEMM_NR
     void minidl_gemm_init()
-    void minidl_sgemm_packed(long kc, const float *a, const float *b, float alpha, float beta,
-                             float *c, long ldc, int m_valid, int n_valid)
-    void minidl_dgemm_packed(long kc, const double *a, const double *b, double alpha,
-                             double beta, double *c, long ldc, int m_valid, int n_valid)
-    void minidl_sgemm_strided(long kc, const float *a, long a_rs, long a_cs, const float *b,
-                              long b_rs, float alpha, float beta, float *c, long ldc,
-                              int m_valid, int n_valid)
-    void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs, const double *b,
-                              long b_rs, double alpha, double beta, double *c, long ldc,
-                              int m_valid, int n_valid)
+    void minidl_sgemm_packed(long kc, long m, const float *a, const float *b, float alpha,
+                             float beta, float *c, long ldc, int n_valid)
+    void minidl_dgemm_packed(long kc, long m, const double *a, const double *b, double alpha,
+                             double beta, double *c, long ldc, int n_valid)
+    void minidl_sgemm_strided(long kc, long m, const float *a, long a_rs, long a_cs,
+                              const float *b, long b_rs, float alpha, float beta, float *c,
+                              long ldc, int n_valid)
+    void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, long a_cs,
+                              const double *b, long b_rs, double alpha, double beta, double *c,
+                              long ldc, int n_valid)
     void minidl_sgemm_pack_bt(long kc, long cols, const float *b, long ldb, float *dst)
     void minidl_dgemm_pack_bt(long kc, long cols, const double *b, long ldb, double *dst)
     void *minidl_aligned_malloc(size_t n_bytes)
@@ -74,25 +74,25 @@ cdef inline Py_ssize_t _cdiv(Py_ssize_t x, Py_ssize_t y) noexcept nogil:
     return (x + y - 1) // y
 
 
-cdef inline void _tile_packed(Py_ssize_t kc, const real *a, const real *b, real alpha, real beta,
-                              real *c, Py_ssize_t ldc, Py_ssize_t m_valid,
-                              Py_ssize_t n_valid) noexcept nogil:
-    if real is float:
-        minidl_sgemm_packed(kc, a, b, alpha, beta, c, ldc, <int>m_valid, <int>n_valid)
-    else:
-        minidl_dgemm_packed(kc, a, b, alpha, beta, c, ldc, <int>m_valid, <int>n_valid)
-
-
-cdef inline void _tile_strided(Py_ssize_t kc, const real *a, Py_ssize_t a_rs, Py_ssize_t a_cs,
-                               const real *b, Py_ssize_t b_rs, real alpha, real beta, real *c,
-                               Py_ssize_t ldc, Py_ssize_t m_valid,
+cdef inline void _tiles_packed(Py_ssize_t kc, Py_ssize_t m, const real *a, const real *b,
+                               real alpha, real beta, real *c, Py_ssize_t ldc,
                                Py_ssize_t n_valid) noexcept nogil:
+    """The column of tiles C[0:m, 0:n_valid] from packed A row panels and one packed B panel."""
     if real is float:
-        minidl_sgemm_strided(kc, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>m_valid,
-                             <int>n_valid)
+        minidl_sgemm_packed(kc, m, a, b, alpha, beta, c, ldc, <int>n_valid)
     else:
-        minidl_dgemm_strided(kc, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>m_valid,
-                             <int>n_valid)
+        minidl_dgemm_packed(kc, m, a, b, alpha, beta, c, ldc, <int>n_valid)
+
+
+cdef inline void _tiles_strided(Py_ssize_t kc, Py_ssize_t m, const real *a, Py_ssize_t a_rs,
+                                Py_ssize_t a_cs, const real *b, Py_ssize_t b_rs, real alpha,
+                                real beta, real *c, Py_ssize_t ldc,
+                                Py_ssize_t n_valid) noexcept nogil:
+    """The same with A in place (strides a_rs, a_cs) and B panel rows b_rs apart."""
+    if real is float:
+        minidl_sgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid)
+    else:
+        minidl_dgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid)
 
 
 cdef void _pack_a(bint trans, Py_ssize_t mc, Py_ssize_t kc, const real *a, Py_ssize_t lda,
@@ -161,7 +161,7 @@ cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
                       real beta, real *c, Py_ssize_t ldc) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
     cdef Py_ssize_t a_rs = 1 if trans_a else lda, a_cs = lda if trans_a else 1
-    cdef Py_ssize_t jp, j, cols, it, i, b_rs
+    cdef Py_ssize_t jp, j, cols, b_rs
     cdef const real *panel
     cdef real *bp = NULL
     if trans_b or n % nr:
@@ -180,10 +180,7 @@ cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
         else:
             panel = b + j
             b_rs = ldb
-        for it in range(_cdiv(m, MR)):
-            i = it * MR
-            _tile_strided(k, a + i * a_rs, a_rs, a_cs, panel, b_rs, alpha, beta,
-                          c + i * ldc + j, ldc, min(<Py_ssize_t>MR, m - i), cols)
+        _tiles_strided(k, m, a, a_rs, a_cs, panel, b_rs, alpha, beta, c + j, ldc, cols)
     minidl_aligned_free(bp)
 
 
@@ -198,7 +195,7 @@ cdef void _gemm_blocked(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, 
     cdef real *bp = <real *>minidl_aligned_malloc(kc_max * nc * sizeof(real))
     cdef real *ap = <real *>minidl_aligned_malloc(mc * kc_max * sizeof(real))
     cdef real beta_k
-    cdef Py_ssize_t jc, pc, ic, ncur, kcur, mcur, jp, j, jr, it, ir
+    cdef Py_ssize_t jc, pc, ic, ncur, kcur, mcur, jp, j, jr
     if bp == NULL or ap == NULL:
         minidl_aligned_free(bp)
         minidl_aligned_free(ap)
@@ -223,11 +220,8 @@ cdef void _gemm_blocked(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, 
                         lda, ap)
                 for jp in range(_cdiv(ncur, nr)):
                     jr = jp * nr
-                    for it in range(_cdiv(mcur, MR)):
-                        ir = it * MR
-                        _tile_packed(kcur, ap + ir * kcur, bp + jr * kcur, alpha, beta_k,
-                                     c + (ic + ir) * ldc + jc + jr, ldc,
-                                     min(<Py_ssize_t>MR, mcur - ir), min(nr, ncur - jr))
+                    _tiles_packed(kcur, mcur, ap, bp + jr * kcur, alpha, beta_k,
+                                  c + ic * ldc + jc + jr, ldc, min(nr, ncur - jr))
                 ic = ic + mcur
             pc = pc + kcur
         jc = jc + ncur

@@ -84,60 +84,68 @@ static void minidl_gemm_init(void)
 #endif
 }
 
-/* Columns [0, n_valid) of a tile split into passes of `width` columns. */
-#define MINIDL_GEMM_PASSES(TILE, WIDTH, KC, A, A_RS, A_CS, A_ROWS, B, B_RS)            \
-    for (int col = 0; col < n_valid; col += (WIDTH))                                        \
-        TILE(KC, A, A_RS, A_CS, A_ROWS, (B) + col, B_RS, alpha, beta, c + col, ldc,          \
-             m_valid, n_valid - col < (WIDTH) ? n_valid - col : (WIDTH))
-
-#define MINIDL_GEMM_DISPATCH(PREFIX, NR, KC, A, A_RS, A_CS, A_ROWS, B, B_RS)                 \
-    switch (minidl_gemm_vector_bytes) {                                                     \
-    case 64:                                                                                \
-        PREFIX##_tile_w(KC, A, A_RS, A_CS, A_ROWS, B, B_RS, alpha, beta, c, ldc, m_valid,   \
-                        n_valid);                                                           \
-        break;                                                                              \
-    case 32:                                                                                \
-        MINIDL_GEMM_PASSES(PREFIX##_tile_h, (NR) / 2, KC, A, A_RS, A_CS, A_ROWS, B, B_RS); \
-        break;                                                                              \
-    default:                                                                                \
-        MINIDL_GEMM_PASSES(PREFIX##_tile_q, (NR) / 4, KC, A, A_RS, A_CS, A_ROWS, B, B_RS); \
+/* The drivers hand over a whole column of tiles (m rows, one NR-wide panel of B) per call: the
+ * call, the clone dispatch and the ISA switch are paid once per panel, not once per tile, which
+ * matters for short k (LeNet's k = 64 tile is 400 cycles of FMAs). Row tile i reads A at
+ * a + i * A_STEP; A_ROWS is the number of rows of A the tile may read (a packed panel is zero
+ * padded to MR, in-place A is not). Columns [0, n_valid) are done in passes of WIDTH. */
+#define MINIDL_GEMM_ROW_TILES(TILE, WIDTH, KC, A, A_STEP, A_RS, A_CS, PADDED, B, B_RS)         \
+    for (long i = 0; i < m; i += MINIDL_GEMM_MR) {                                          \
+        int m_valid = m - i < MINIDL_GEMM_MR ? (int)(m - i) : MINIDL_GEMM_MR;               \
+        for (int col = 0; col < n_valid; col += (WIDTH))                                    \
+            TILE(KC, (A) + i * (A_STEP), A_RS, A_CS, (PADDED) ? MINIDL_GEMM_MR : m_valid,   \
+                 (B) + col, B_RS, alpha, beta, c + i * ldc + col, ldc, m_valid,             \
+                 n_valid - col < (WIDTH) ? n_valid - col : (WIDTH));                        \
     }
 
-/* C[0:m_valid, 0:n_valid] = alpha * Ap @ Bp + beta * C with A packed (kc x MR, k-major) and
- * B packed (kc x NR, k-major), both zero padded: the hot path of the blocked GEMM. */
+#define MINIDL_GEMM_DISPATCH(PREFIX, NR, ...)                                                 \
+    switch (minidl_gemm_vector_bytes) {                                                     \
+    case 64:                                                                                \
+        MINIDL_GEMM_ROW_TILES(PREFIX##_tile_w, NR, __VA_ARGS__);                            \
+        break;                                                                              \
+    case 32:                                                                                \
+        MINIDL_GEMM_ROW_TILES(PREFIX##_tile_h, (NR) / 2, __VA_ARGS__);                      \
+        break;                                                                              \
+    default:                                                                                \
+        MINIDL_GEMM_ROW_TILES(PREFIX##_tile_q, (NR) / 4, __VA_ARGS__);                      \
+    }
+
+/* C[0:m, 0:n_valid] = alpha * Ap @ Bp + beta * C with A packed in row panels (kc x MR each,
+ * k-major) and B packed in one kc x NR panel, both zero padded: the hot loop of the blocked
+ * GEMM. */
 MINIDL_MULTIVERSION
-static void minidl_sgemm_packed(long kc, const float *a, const float *b, float alpha, float beta,
-                                float *c, long ldc, int m_valid, int n_valid)
+static void minidl_sgemm_packed(long kc, long m, const float *a, const float *b, float alpha,
+                                float beta, float *c, long ldc, int n_valid)
 {
-    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, 1, MINIDL_GEMM_MR, MINIDL_GEMM_MR,
-                         b, MINIDL_SGEMM_NR)
+    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, kc, 1, MINIDL_GEMM_MR, 1, b,
+                         MINIDL_SGEMM_NR)
 }
 
 MINIDL_MULTIVERSION
-static void minidl_dgemm_packed(long kc, const double *a, const double *b, double alpha,
-                                double beta, double *c, long ldc, int m_valid, int n_valid)
+static void minidl_dgemm_packed(long kc, long m, const double *a, const double *b, double alpha,
+                                double beta, double *c, long ldc, int n_valid)
 {
-    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, 1, MINIDL_GEMM_MR, MINIDL_GEMM_MR,
-                         b, MINIDL_DGEMM_NR)
+    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, kc, 1, MINIDL_GEMM_MR, 1, b,
+                         MINIDL_DGEMM_NR)
 }
 
-/* Same tile with A read in place (rows a_rs apart, k steps a_cs apart, m_valid rows valid) and
- * B rows b_rs apart, each holding NR readable columns: the small-shape path, which packs nothing
- * but a zero-padded copy of B's edge (or transposed) panels. */
+/* The same with A read in place (rows a_rs apart, k steps a_cs apart) and B rows b_rs apart,
+ * each holding NR readable columns: the small-shape path, which copies nothing but B's partial
+ * (or transposed) panels. */
 MINIDL_MULTIVERSION
-static void minidl_sgemm_strided(long kc, const float *a, long a_rs, long a_cs, const float *b,
-                                 long b_rs, float alpha, float beta, float *c, long ldc,
-                                 int m_valid, int n_valid)
+static void minidl_sgemm_strided(long kc, long m, const float *a, long a_rs, long a_cs,
+                                 const float *b, long b_rs, float alpha, float beta, float *c,
+                                 long ldc, int n_valid)
 {
-    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
+    MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, a_rs, a_rs, a_cs, 0, b, b_rs)
 }
 
 MINIDL_MULTIVERSION
-static void minidl_dgemm_strided(long kc, const double *a, long a_rs, long a_cs, const double *b,
-                                 long b_rs, double alpha, double beta, double *c, long ldc,
-                                 int m_valid, int n_valid)
+static void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, long a_cs,
+                                 const double *b, long b_rs, double alpha, double beta, double *c,
+                                 long ldc, int n_valid)
 {
-    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_cs, m_valid, b, b_rs)
+    MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_rs, a_cs, 0, b, b_rs)
 }
 
 /* ---- Packing a transposed B: op(B) = B^T, B stored n x k ----

@@ -8,6 +8,8 @@ Determinism: every output element (of the forward and of each gradient) has one 
 sums its terms in a fixed order, so results are bitwise identical for any thread count.
 """
 
+import threading
+
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
@@ -219,6 +221,23 @@ def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1
 # zero-padded planes whose row pitch lets 16 output pixels load as one vector.
 # ---------------------------------------------------------------------------------------------
 
+_scratch_store = threading.local()
+
+
+def _scratch(str name, shape, dtype=np.float32):
+    """A reusable uninitialized array for this Python thread: fresh multi-megabyte buffers
+    cost a page fault per 4 KiB on every call (~0.1 ms for LeNet's padded batch)."""
+    buffers = getattr(_scratch_store, "buffers", None)
+    if buffers is None:
+        buffers = _scratch_store.buffers = {}
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype))
+    buf = buffers.get(key)
+    if buf is None or buf.shape[0] < size:
+        buf = buffers[key] = np.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
 # Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
 # chunk order) gives the same bits for any thread count.
 cdef int DW_CHUNK = 8
@@ -246,14 +265,14 @@ def _pack_weights(const float[:, :, :, ::1] w, int ocb, bint flip):
     return packed
 
 
-def _pad_planes(const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp, Py_ssize_t Wp,
-                Py_ssize_t top, Py_ssize_t left, Py_ssize_t planes_out, Py_ssize_t slack,
-                int n_threads):
-    """Zero-padded copy: (N, planes_out) planes of Hp x Wp (planes past src's channels zero)
+def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp,
+                Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left, Py_ssize_t planes_out,
+                Py_ssize_t slack, int n_threads):
+    """Zero-padded copy into scratch buffer `name`: (N, planes_out) planes of Hp x Wp (planes past src's channels zero)
     plus `slack` zero floats; elements where relu_out (like src) is not > 0 become 0."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], H = src.shape[2], W = src.shape[3]
     cdef Py_ssize_t plane = Hp * Wp, p, n, c, i
-    buf = np.empty(N * planes_out * plane + slack, dtype=np.float32)
+    buf = _scratch(name, N * planes_out * plane + slack)
     cdef float[::1] b = buf
     cdef const float[:, :, :, ::1] mask
     cdef const float *mp = NULL
@@ -296,7 +315,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
     cdef Py_ssize_t rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
     cdef Py_ssize_t nrb = (OH + rows - 1) // rows
-    xpad = _pad_planes(src, relu_in, Hp, Wp, top, left, C, 0, n_threads)
+    xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, flip)
     steps = np.empty(C * T, dtype=np.intp)
     cdef Py_ssize_t[::1] step_off = steps
@@ -338,10 +357,11 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
     cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, blk, c, n0
-    xpad = _pad_planes(x, None, Hp, Wp, ph, pw, C, (tb - 1) * dw + 16, n_threads)
-    gpad = _pad_planes(grad_out, relu_out, OH, nv * 16, 0, 0, ocp, 0, n_threads)
-    partial_w = np.empty((nchunks, OC, C * T), dtype=np.float32)
-    partial_b = np.empty((nchunks, OC), dtype=np.float32)
+    xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, (tb - 1) * dw + 16,
+                       n_threads)
+    gpad = _pad_planes("direct_grad", grad_out, relu_out, OH, nv * 16, 0, 0, ocp, 0, n_threads)
+    partial_w = _scratch("partial_w", (nchunks, OC, C * T))
+    partial_b = _scratch("partial_b", (nchunks, OC))
     cdef const float[::1] xv = xpad
     cdef const float[::1] gv = gpad
     cdef float[:, :, ::1] pw_view = partial_w
@@ -503,7 +523,8 @@ def _gemm_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight, b
     cdef int nt = _threads(N * OC * P * K, n_threads)
     cdef int inner = 1 if N >= nt else nt
     cdef int outer = nt if N >= nt else 1
-    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+                                      np.float32 if real is float else np.float64)
     with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
         for n in prange(N, schedule='static'):
             col = &cols[threadid(), 0]
@@ -532,7 +553,8 @@ def _gemm_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, :, 
     cdef int nt = _threads(N * OC * P * K, n_threads)
     cdef int inner = 1 if N >= nt else nt
     cdef int outer = nt if N >= nt else 1
-    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+                                      np.float32 if real is float else np.float64)
     with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
         for n in prange(N, schedule='static'):
             col = &cols[threadid(), 0]
@@ -554,7 +576,8 @@ def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] g
     cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], P = OH * OW
     cdef Py_ssize_t K = C * KH * KW, nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, chunk, n
     cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
-    partial = np.empty((nchunks, OC, K), dtype=np.float32 if real is float else np.float64)
+    partial = _scratch("partial_gemm", (nchunks, OC, K),
+                       np.float32 if real is float else np.float64)
     cdef real[:, :, ::1] pv = partial
     cdef real *pp = &pv[0, 0, 0]
     cdef const real *xp = &x[0, 0, 0, 0]
@@ -563,7 +586,8 @@ def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] g
     cdef int nt = _threads(N * OC * P * K, n_threads)
     cdef int inner = 1 if nchunks >= nt else nt
     cdef int outer = nt if nchunks >= nt else 1
-    cdef real[:, ::1] cols = np.empty((outer, 1 if direct else K * P), dtype=np.float32 if real is float else np.float64)
+    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+                                      np.float32 if real is float else np.float64)
     with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
         for chunk in prange(nchunks, schedule='static'):
             col = &cols[threadid(), 0]

@@ -139,35 +139,11 @@ static float conv_sum_f32(const float *p, ptrdiff_t n)
     return MDL_DISPATCH(conv_sum_f32, (p, n));
 }
 
-/* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
- * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
- * elements whose mask is not > 0 count as zero: the fused ReLU's backward. */
-static void conv_pad_plane_f32(const float *src, int H, int W, const float *mask,
-                               float *dst, int Hp, int Wp, int top, int left)
+/* Zero-padded (and optionally ReLU-masked) copy of one plane; see the template. */
+static void conv_pad_plane_f32(const float *src, int H, int W, const float *mask, float *dst,
+                               int Hp, int Wp, int top, int left)
 {
-    for (int i = 0; i < Hp; i++) {
-        float *d = dst + (ptrdiff_t)i * Wp;
-        int si = i - top;
-        if (si < 0 || si >= H) {
-            memset(d, 0, sizeof(float) * Wp);
-            continue;
-        }
-        const float *s = src + (ptrdiff_t)si * W;
-        /* Columns j of dst holding src[j - left], clipped to both rows. */
-        int j0 = left < 0 ? 0 : left < Wp ? left : Wp;
-        int j1 = W + left < Wp ? W + left : Wp;
-        if (j1 < j0)
-            j1 = j0;
-        memset(d, 0, sizeof(float) * j0);
-        if (mask == NULL) {
-            memcpy(d + j0, s + (j0 - left), sizeof(float) * (j1 - j0));
-        } else {
-            const float *m = mask + (ptrdiff_t)si * W;
-            for (int j = j0; j < j1; j++)
-                d[j] = m[j - left] > 0 ? s[j - left] : 0.0f;
-        }
-        memset(d + j1, 0, sizeof(float) * (Wp - j1));
-    }
+    MDL_DISPATCH(conv_pad_plane_f32, (src, H, W, mask, dst, Hp, Wp, top, left));
 }
 
 #endif

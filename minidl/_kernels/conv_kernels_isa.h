@@ -194,3 +194,33 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
     return s;
 }
 
+
+/* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
+ * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
+ * elements whose mask is not > 0 count as zero: the fused ReLU's backward. */
+MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, int H, int W,
+                                                      const float *mask, float *dst, int Hp,
+                                                      int Wp, int top, int left)
+{
+    /* Columns j of dst holding src[j - left], clipped to both rows; rows likewise. */
+    const int j0 = left < 0 ? 0 : left < Wp ? left : Wp;
+    const int j1 = W + left < j0 ? j0 : W + left < Wp ? W + left : Wp;
+    const int i0 = top < 0 ? 0 : top < Hp ? top : Hp;
+    const int i1 = H + top < i0 ? i0 : H + top < Hp ? H + top : Hp;
+    /* One memset for the whole plane: rows are short (LeNet's are 10 to 36 floats), so
+     * per-row calls would cost more than the copy. */
+    memset(dst, 0, sizeof(float) * (size_t)Hp * Wp);
+    for (int i = i0; i < i1; i++) {
+        const float *restrict v = src + (ptrdiff_t)(i - top) * W + (j0 - left);
+        float *restrict o = dst + (ptrdiff_t)i * Wp + j0;
+        if (mask == NULL) {
+            memcpy(o, v, sizeof(float) * (j1 - j0));
+        } else {
+            /* A select, not a branch: vectorizes to compare + blend. */
+            const float *restrict m = mask + (ptrdiff_t)(i - top) * W + (j0 - left);
+            for (int j = 0; j < j1 - j0; j++)
+                o[j] = m[j] > 0 ? v[j] : 0.0f;
+        }
+    }
+}
+

@@ -43,6 +43,9 @@ cdef extern from "gemm_kernels.h" nogil:
     void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, long a_cs,
                               const double *b, long b_rs, double alpha, double beta, double *c,
                               long ldc, int n_valid)
+    void minidl_sgemm_pack_a(int trans, long mc, long kc, const float *a, long lda, float *dst)
+    void minidl_dgemm_pack_a(int trans, long mc, long kc, const double *a, long lda,
+                             double *dst)
     void minidl_sgemm_pack_bt(long kc, long cols, const float *b, long ldb, float *dst)
     void minidl_dgemm_pack_bt(long kc, long cols, const double *b, long ldb, double *dst)
     void *minidl_aligned_malloc(size_t n_bytes)
@@ -95,30 +98,13 @@ cdef inline void _tiles_strided(Py_ssize_t kc, Py_ssize_t m, const real *a, Py_s
         minidl_dgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid)
 
 
-cdef void _pack_a(bint trans, Py_ssize_t mc, Py_ssize_t kc, const real *a, Py_ssize_t lda,
-                  real *dst) noexcept nogil:
-    """op(A)[0:mc, 0:kc] into ceil(mc / MR) panels of kc x MR (k-major), the last zero padded.
-
-    a points at op(A)[0, 0]; A is stored (m, k) row-major, or (k, m) when trans.
-    """
-    cdef Py_ssize_t panel, i, p, r, rows
-    for panel in range(_cdiv(mc, MR)):
-        i = panel * MR
-        rows = min(<Py_ssize_t>MR, mc - i)
-        if trans:
-            for p in range(kc):
-                for r in range(rows):
-                    dst[p * MR + r] = a[p * lda + i + r]
-                for r in range(rows, MR):
-                    dst[p * MR + r] = 0
-        else:
-            for r in range(rows):
-                for p in range(kc):
-                    dst[p * MR + r] = a[(i + r) * lda + p]
-            for r in range(rows, MR):
-                for p in range(kc):
-                    dst[p * MR + r] = 0
-        dst += MR * kc
+cdef inline void _pack_a(bint trans, Py_ssize_t mc, Py_ssize_t kc, const real *a,
+                         Py_ssize_t lda, real *dst) noexcept nogil:
+    """op(A)[0:mc, 0:kc] into ceil(mc / MR) zero-padded kc x MR panels (gemm_kernels.h)."""
+    if real is float:
+        minidl_sgemm_pack_a(trans, mc, kc, a, lda, dst)
+    else:
+        minidl_dgemm_pack_a(trans, mc, kc, a, lda, dst)
 
 
 cdef void _pack_b(bint trans, Py_ssize_t kc, Py_ssize_t cols, const real *b, Py_ssize_t ldb,

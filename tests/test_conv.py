@@ -140,6 +140,9 @@ NAMED = {
     "wide_batch1": dict(shape=(1, 32, 6, 7), wshape=(40, 32, 3, 3), padding=(1, 1)),
     "pointwise_1x1": dict(shape=(2, 64, 5, 7), wshape=(33, 64, 1, 1)),
     "few_channels_1x1": dict(shape=(2, 3, 5, 7), wshape=(5, 3, 1, 1)),
+    "packed_strided": dict(shape=(2, 5, 11, 9), wshape=(20, 5, 3, 3), stride=(2, 3),
+                           padding=(1, 2), dilation=(1, 2)),
+    "packed_17_channels": dict(shape=(2, 2, 6, 5), wshape=(17, 2, 3, 3)),
     "direct_dilated": dict(shape=(2, 3, 13, 40), wshape=(20, 3, 3, 2), padding=(2, 3),
                            dilation=(2, 3)),
     "depthwise": dict(shape=(2, 8, 7, 7), wshape=(8, 1, 3, 3), padding=(1, 1), groups=8),
@@ -178,7 +181,8 @@ def test_conv2d_padding_same_and_valid(kernel):
                                                    (1, 1), 1)[0], rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["lenet_conv2", "wide_3x3", "wide_3x3_stride2", "depthwise"])
+@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_3x3_stride2",
+                                  "packed_strided", "depthwise"])
 def test_conv2d_relu_is_fused_relu_of_conv2d(name):
     case = _named(name)
     kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
@@ -226,7 +230,7 @@ def test_conv2d_skips_input_gradient_when_not_needed():
 
 
 @pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_batch1",
-                                  "pointwise_1x1", "depthwise", "dilation"])
+                                  "pointwise_1x1", "packed_strided", "depthwise", "dilation"])
 def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
     case = _named(name)
     case["shape"] = (7,) + case["shape"][1:]
@@ -302,8 +306,8 @@ def test_conv2d_bias_shape_checked():
         conv2d(x, w, minidl.tensor(np.ones(4, np.float32)))
 
 
-TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "wide_dilated", "depthwise",
-               "dilation", "padding_kernel_minus_1"]
+TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "wide_dilated",
+               "packed_strided", "depthwise", "dilation", "padding_kernel_minus_1"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -123,6 +123,17 @@ static void conv_direct_f32_rows(
                                         out, OH, OW, row0, row1));
 }
 
+/* Output pixels [p0, p1) of one block of nb * 16 output channels of one image, channel-packed
+ * (see the template's conv_packed_f32_pixels). */
+static void conv_packed_f32_pixels(
+    const float *x, ptrdiff_t Wp, int sh, int sw, const ptrdiff_t *step_off, int nsteps,
+    const float *wpk, int nb, int oc_valid, const float *bias, int relu, float *out, int OH,
+    int OW, ptrdiff_t p0, ptrdiff_t p1)
+{
+    MDL_DISPATCH(conv_packed_f32_pixels, (x, Wp, sh, sw, step_off, nsteps, wpk, nb, oc_valid, bias,
+                                          relu, out, OH, OW, p0, p1));
+}
+
 /* Partial weight gradient of one (image chunk, OCB block, input channel); see the template. */
 static void conv_dw_f32_chunk(
     const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,

@@ -224,3 +224,78 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, int H, in
     }
 }
 
+
+/* Channel-packed direct convolution, for 16+ output channels on small images (LeNet's conv2:
+ * 10x10 outputs would fill 10 of 16 lanes of a row vector): NB vectors of 16 output channels x
+ * PB output pixels of accumulators; each step loads NB weight vectors and broadcasts PB input
+ * pixels, at any stride. Weights packed [C][KH * KW][NB * 16] (zero past the valid channels);
+ * pix_in[p]: offset of pixel p's window origin in the padded image, pix_out[p]: its index in the
+ * output plane; the first npix pixels are stored (after bias and ReLU), lane by lane. */
+#define MDL_DEFINE_PACKED_TILE(NB, PB)                                                             \
+    MDL_ISA_ATTR static void MDL_ISA(mdl_packed_tile_##NB##x##PB)(                                 \
+        const float *x, const ptrdiff_t *step_off, int nsteps, const float *wpk,                   \
+        const ptrdiff_t *pix_in, const ptrdiff_t *pix_out, int npix, const float *bias,            \
+        int oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
+    {                                                                                              \
+        mdl_v16f acc[NB][PB];                                                                      \
+        for (int b = 0; b < NB; b++)                                                               \
+            for (int p = 0; p < PB; p++)                                                           \
+                acc[b][p] = (mdl_v16f){0};                                                         \
+        const float *xb[PB];                                                                       \
+        for (int p = 0; p < PB; p++)                                                               \
+            xb[p] = x + pix_in[p];                                                                 \
+        for (int k = 0; k < nsteps; k++) {                                                         \
+            const ptrdiff_t off = step_off[k];                                                     \
+            mdl_v16f wv[NB];                                                                       \
+            for (int b = 0; b < NB; b++)                                                           \
+                MDL_LOAD(wv[b], wpk + ((ptrdiff_t)k * NB + b) * MDL_LANES);                        \
+            for (int p = 0; p < PB; p++) {                                                         \
+                mdl_v16f xs = MDL_SPLAT(xb[p][off]);                                               \
+                for (int b = 0; b < NB; b++)                                                       \
+                    acc[b][p] += wv[b] * xs;                                                       \
+            }                                                                                      \
+        }                                                                                          \
+        for (int b = 0; b < NB; b++) {                                                             \
+            for (int p = 0; p < npix; p++) {                                                       \
+                float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
+                memcpy(lanes, &acc[b][p], sizeof lanes);                                           \
+                for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {              \
+                    float v = lanes[l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);                  \
+                    if (relu && !(v > 0))                                                          \
+                        v = 0.0f;                                                                  \
+                    out[(b * MDL_LANES + l) * out_plane + pix_out[p]] = v;                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+MDL_DEFINE_PACKED_TILE(1, 8)
+MDL_DEFINE_PACKED_TILE(2, 6)
+
+/* Output pixels [p0, p1) (flat oh * OW + ow) of one block of NB * 16 output channels of one
+ * image, for the packed tile above. x: padded image with row pitch Wp; (sh, sw): stride. */
+MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
+    const float *x, ptrdiff_t Wp, int sh, int sw, const ptrdiff_t *step_off, int nsteps,
+    const float *wpk, int nb, int oc_valid, const float *bias, int relu, float *out, int OH,
+    int OW, ptrdiff_t p0, ptrdiff_t p1)
+{
+    enum { MAX_PB = 8 };
+    const int pb = nb == 1 ? 8 : 6;
+    const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
+    for (ptrdiff_t t0 = p0; t0 < p1; t0 += pb) {
+        ptrdiff_t pix_in[MAX_PB], pix_out[MAX_PB];
+        const int npix = p1 - t0 < pb ? (int)(p1 - t0) : pb;
+        for (int j = 0; j < pb; j++) {
+            /* Past the last pixel: recompute the last one and store nothing. */
+            ptrdiff_t p = j < npix ? t0 + j : t0 + npix - 1;
+            pix_in[j] = (p / OW) * sh * Wp + (p % OW) * sw;
+            pix_out[j] = p;
+        }
+        if (nb == 1)
+            MDL_ISA(mdl_packed_tile_1x8)(x, step_off, nsteps, wpk, pix_in, pix_out, npix, bias,
+                                         oc_valid, relu, out, out_plane);
+        else
+            MDL_ISA(mdl_packed_tile_2x6)(x, step_off, nsteps, wpk, pix_in, pix_out, npix, bias,
+                                         oc_valid, relu, out, out_plane);
+    }
+}

@@ -22,6 +22,9 @@ from minidl.data.idx import IDXFormatError, write_idx
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+# Where default_roots() looks beside the package: the checkout's data/ for a source or editable
+# install, site-packages/data (absent) for a regular install.
+PACKAGE_DATA = Path(mnist_mod.__file__).resolve().parents[2] / "data"
 MNIST_DIR = REPO_DATA / "mnist"
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -309,14 +312,14 @@ def test_default_roots_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert mnist_mod.default_roots() == [
         tmp_path / "env",
-        REPO_DATA,
+        PACKAGE_DATA,
         tmp_path / "data",
         tmp_path / "xdg" / "minidl",
     ]
     monkeypatch.delenv("MINIDL_DATA")
     monkeypatch.delenv("XDG_CACHE_HOME")
     roots = mnist_mod.default_roots()
-    assert roots[0] == REPO_DATA and roots[-1] == Path.home() / ".cache" / "minidl"
+    assert roots[0] == PACKAGE_DATA and roots[-1] == Path.home() / ".cache" / "minidl"
 
 
 def test_minidl_data_env_wins_when_it_has_the_files(tmp_path, monkeypatch):

@@ -13,9 +13,6 @@ cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
                           Py_ssize_t b1, Py_ssize_t last_block)
-    void max_pool_2x2_backward_f32(const float *grad_out, const long long *index, float *grad_x,
-                                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
-                                   Py_ssize_t b0, Py_ssize_t b1)
 
 ctypedef fused real:
     float
@@ -101,15 +98,11 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
 
 
 def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :, :, ::1] index,
-                        real[:, :, :, ::1] grad_x, bint tiled_2x2, int n_threads):
-    """grad_x (N, C, H, W) = scatter-add of grad_out (N, C, OH, OW) to the stored argmaxes.
-
-    tiled_2x2: the forward was 2x2, stride 2, no padding, no dilation, floor-sized, so windows
-    tile the input and each element is written once (float32 fast path)."""
+                        real[:, :, :, ::1] grad_x, int n_threads):
+    """grad_x (N, C, H, W) = scatter-add of grad_out (N, C, OH, OW) to the stored argmaxes."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
-    cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3], HW = H * W
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
-    cdef Py_ssize_t OHW = OH * OW, p, i, j, b0, blocks = N * C * OH
+    cdef Py_ssize_t HW = grad_x.shape[2] * grad_x.shape[3]
+    cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3], p, i, j
     if N * C == 0 or HW == 0:
         return
     cdef int nt = _threads(N * C * HW, n_threads)
@@ -117,15 +110,6 @@ def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :,
     cdef const long long *ip = &index[0, 0, 0, 0] if OHW else NULL
     cdef real *xp = &grad_x[0, 0, 0, 0]
     cdef real *plane
-    if real is float and tiled_2x2 and OHW > 0:
-        if H % 2 or W % 2:
-            # Row H - 1 / column W - 1 belong to no window.
-            grad_x[:, :, 2 * OH:, :] = 0
-            grad_x[:, :, :, 2 * OW:] = 0
-        for b0 in prange(0, blocks, 32, nogil=True, schedule='static', num_threads=nt,
-                         use_threads_if=nt > 1):
-            max_pool_2x2_backward_f32(gp, ip, xp, H, W, OH, OW, b0, min(b0 + 32, blocks))
-        return
     for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
         plane = xp + p * HW
         for i in range(HW):

@@ -40,12 +40,4 @@ static void max_pool_2x2_f32(const float *x, float *out, long long *index, ptrdi
     MDL_DISPATCH(max_pool_2x2_f32, (x, out, index, H, W, OH, OW, b0, b1, last_block));
 }
 
-/* Backward of max_pool_2x2_f32 for output rows b0 .. b1 - 1 (see the template). */
-static void max_pool_2x2_backward_f32(const float *grad_out, const long long *index,
-                                      float *grad_x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
-                                      ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
-{
-    MDL_DISPATCH(max_pool_2x2_backward_f32, (grad_out, index, grad_x, H, W, OH, OW, b0, b1));
-}
-
 #endif

@@ -70,29 +70,3 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
     }
 }
 
-
-/* Backward of max_pool_2x2_f32 for output rows b0 .. b1 - 1: the windows tile the input without
- * overlap, so each input element of rows 2 * oh, 2 * oh + 1 (columns < 2 * OW) is written once,
- * with its window's gradient if it was the argmax and 0 otherwise (no zeroing pass, no scatter).
- * Rows and columns no window covers (odd H or W) are zeroed by the caller. */
-MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_backward_f32)(
-    const float *grad_out, const long long *index, float *grad_x, ptrdiff_t H, ptrdiff_t W,
-    ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
-{
-    for (ptrdiff_t b = b0; b < b1; b++) {
-        const ptrdiff_t oh = b % OH;
-        float *top = grad_x + (b / OH) * H * W + 2 * oh * W;
-        float *bot = top + W;
-        const float *g = grad_out + b * OW;
-        const long long *ix = index + b * OW;
-        const long long row0 = 2 * oh * W;
-        for (ptrdiff_t ow = 0; ow < OW; ow++) {
-            const long long k = ix[ow] - row0 - 2 * ow; /* 0, 1, W or W + 1 */
-            const float gv = g[ow];
-            top[2 * ow] = k == 0 ? gv : 0.0f;
-            top[2 * ow + 1] = k == 1 ? gv : 0.0f;
-            bot[2 * ow] = k == W ? gv : 0.0f;
-            bot[2 * ow + 1] = k == W + 1 ? gv : 0.0f;
-        }
-    }
-}

@@ -90,6 +90,7 @@ def _conv_cases(name, x_shape, w_shape, pad):
             tb = torch.from_numpy(b).requires_grad_(backward)
             tgy = torch.from_numpy(gy)
             if not backward:
+
                 def fwd():
                     with torch.no_grad():
                         return torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
@@ -112,13 +113,18 @@ def _conv_cases(name, x_shape, w_shape, pad):
     ]:
         if suffix == "fwd+bwd_no_input_grad" and name != "lenet_conv1":
             continue
-        out.append(dict(
-            name=f"conv2d {name} {x_shape}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} pad {pad} {suffix}",
-            flops=factor * fwd_flops,
-            minidl=minidl_fn(backward, need_x),
-            numpy=(lambda bw=backward, nx=need_x: _numpy_conv(x, w, b, gy if bw else None, pad, nx)),
-            torch=torch_fn(backward, need_x),
-        ))
+        out.append(
+            dict(
+                name=f"conv2d {name} {x_shape}->{w_shape[0]} "
+                f"{w_shape[2]}x{w_shape[3]} pad {pad} {suffix}",
+                flops=factor * fwd_flops,
+                minidl=minidl_fn(backward, need_x),
+                numpy=(
+                    lambda bw=backward, nx=need_x: _numpy_conv(x, w, b, gy if bw else None, pad, nx)
+                ),
+                torch=torch_fn(backward, need_x),
+            )
+        )
     return out
 
 
@@ -162,6 +168,7 @@ def _pool_cases(name, x_shape):
             tx = torch.from_numpy(x).requires_grad_(backward)
             tgy = torch.from_numpy(gy)
             if not backward:
+
                 def fwd():
                     with torch.no_grad():
                         return torch.nn.functional.max_pool2d(tx, 2)
@@ -177,10 +184,20 @@ def _pool_cases(name, x_shape):
         return _lazy(make)
 
     return [
-        dict(name=f"max_pool2d {name} {x_shape} 2x2 fwd", flops=compares,
-             minidl=minidl_fn(False), numpy=numpy_fwd, torch=torch_fn(False)),
-        dict(name=f"max_pool2d {name} {x_shape} 2x2 fwd+bwd", flops=2 * compares,
-             minidl=minidl_fn(True), numpy=None, torch=torch_fn(True)),
+        dict(
+            name=f"max_pool2d {name} {x_shape} 2x2 fwd",
+            flops=compares,
+            minidl=minidl_fn(False),
+            numpy=numpy_fwd,
+            torch=torch_fn(False),
+        ),
+        dict(
+            name=f"max_pool2d {name} {x_shape} 2x2 fwd+bwd",
+            flops=2 * compares,
+            minidl=minidl_fn(True),
+            numpy=None,
+            torch=torch_fn(True),
+        ),
     ]
 
 

@@ -44,8 +44,11 @@ def test_minidl_conv_pool(benchmark, case, n_threads):
     _record_gflops(benchmark, c)
 
 
-@pytest.mark.parametrize("case", [n for n, c in CASES.items() if c["numpy"]],
-                         ids=[n for n, c in CASES.items() if c["numpy"]])
+@pytest.mark.parametrize(
+    "case",
+    [n for n, c in CASES.items() if c["numpy"]],
+    ids=[n for n, c in CASES.items() if c["numpy"]],
+)
 def test_numpy_conv_pool(benchmark, case, n_threads):
     c = CASES[case]
     _record(benchmark, c, n_threads, "numpy")

@@ -19,8 +19,12 @@ def _pad(x, pad):
 def _windows(xp, kh, kw, stride, dilation, out_size):
     """xp[:, :, oh*s + kh*d, ow*s + kw*d] for all (oh, ow): shape (N, C, OH, OW)."""
     h0, w0 = kh * dilation[0], kw * dilation[1]
-    return xp[:, :, h0 : h0 + stride[0] * (out_size[0] - 1) + 1 : stride[0],
-              w0 : w0 + stride[1] * (out_size[1] - 1) + 1 : stride[1]]
+    return xp[
+        :,
+        :,
+        h0 : h0 + stride[0] * (out_size[0] - 1) + 1 : stride[0],
+        w0 : w0 + stride[1] * (out_size[1] - 1) + 1 : stride[1],
+    ]
 
 
 def reference(x, w, b, gy, stride, pad, dilation, groups):
@@ -84,8 +88,15 @@ def conv_case(draw):
     w = max(1, ext[1] - 2 * pad[1] + draw(st.integers(0, 6)))
     n = draw(st.integers(1, 3))
     bias = draw(st.booleans())
-    return dict(shape=(n, cg * groups, h, w), wshape=(ocg * groups, cg, kh, kw), stride=stride,
-                padding=pad, dilation=dilation, groups=groups, bias=bias)
+    return dict(
+        shape=(n, cg * groups, h, w),
+        wshape=(ocg * groups, cg, kh, kw),
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
 
 
 def _inputs(case, dtype, seed=0):
@@ -99,13 +110,23 @@ def _inputs(case, dtype, seed=0):
 def _check_against_reference(case, dtype, tol):
     x, w, b = _inputs(case, dtype)
     pad = tuple((p, p) for p in case["padding"])
-    out_ref, _, _, _ = reference(x, w, b, None, case["stride"], pad, case["dilation"],
-                                 case["groups"])
+    out_ref, _, _, _ = reference(
+        x, w, b, None, case["stride"], pad, case["dilation"], case["groups"]
+    )
     gy = np.random.default_rng(1).standard_normal(out_ref.shape).astype(dtype)
-    out_ref, gx_ref, gw_ref, gb_ref = reference(x, w, b, gy, case["stride"], pad,
-                                                case["dilation"], case["groups"])
-    out, gx, gw, gb = run(x, w, b, gy, stride=case["stride"], padding=case["padding"],
-                          dilation=case["dilation"], groups=case["groups"])
+    out_ref, gx_ref, gw_ref, gb_ref = reference(
+        x, w, b, gy, case["stride"], pad, case["dilation"], case["groups"]
+    )
+    out, gx, gw, gb = run(
+        x,
+        w,
+        b,
+        gy,
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+    )
     assert out.dtype == dtype and gx.dtype == dtype and gw.dtype == dtype
     scale = max(1.0, float(np.abs(out_ref).max()))
     np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol * scale)
@@ -133,18 +154,22 @@ NAMED = {
     "lenet_conv1": dict(shape=(3, 1, 28, 28), wshape=(6, 1, 5, 5), padding=(2, 2)),
     "lenet_conv2": dict(shape=(3, 6, 14, 14), wshape=(16, 6, 5, 5)),
     "wide_3x3": dict(shape=(2, 32, 9, 11), wshape=(40, 32, 3, 3), padding=(1, 1)),
-    "wide_3x3_stride2": dict(shape=(2, 20, 9, 8), wshape=(32, 20, 3, 3), padding=(1, 1),
-                             stride=(2, 2)),
-    "wide_dilated": dict(shape=(3, 16, 10, 9), wshape=(33, 16, 3, 3), padding=(2, 1),
-                         dilation=(2, 3)),
+    "wide_3x3_stride2": dict(
+        shape=(2, 20, 9, 8), wshape=(32, 20, 3, 3), padding=(1, 1), stride=(2, 2)
+    ),
+    "wide_dilated": dict(
+        shape=(3, 16, 10, 9), wshape=(33, 16, 3, 3), padding=(2, 1), dilation=(2, 3)
+    ),
     "wide_batch1": dict(shape=(1, 32, 6, 7), wshape=(40, 32, 3, 3), padding=(1, 1)),
     "pointwise_1x1": dict(shape=(2, 64, 5, 7), wshape=(33, 64, 1, 1)),
     "few_channels_1x1": dict(shape=(2, 3, 5, 7), wshape=(5, 3, 1, 1)),
-    "packed_strided": dict(shape=(2, 5, 11, 9), wshape=(20, 5, 3, 3), stride=(2, 3),
-                           padding=(1, 2), dilation=(1, 2)),
+    "packed_strided": dict(
+        shape=(2, 5, 11, 9), wshape=(20, 5, 3, 3), stride=(2, 3), padding=(1, 2), dilation=(1, 2)
+    ),
     "packed_17_channels": dict(shape=(2, 2, 6, 5), wshape=(17, 2, 3, 3)),
-    "direct_dilated": dict(shape=(2, 3, 13, 40), wshape=(20, 3, 3, 2), padding=(2, 3),
-                           dilation=(2, 3)),
+    "direct_dilated": dict(
+        shape=(2, 3, 13, 40), wshape=(20, 3, 3, 2), padding=(2, 3), dilation=(2, 3)
+    ),
     "depthwise": dict(shape=(2, 8, 7, 7), wshape=(8, 1, 3, 3), padding=(1, 1), groups=8),
     "batch1_image1x1": dict(shape=(1, 3, 1, 1), wshape=(5, 3, 1, 1)),
     "kernel_equals_image": dict(shape=(2, 2, 5, 4), wshape=(3, 2, 5, 4)),
@@ -177,16 +202,26 @@ def test_conv2d_padding_same_and_valid(kernel):
     for got, ref in zip(run(x, w, b, gy, padding="same"), refs):
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
     out = conv2d(minidl.tensor(x), minidl.tensor(w), padding="valid")
-    np.testing.assert_allclose(out.data, reference(x, w, None, None, (1, 1), ((0, 0),) * 2,
-                                                   (1, 1), 1)[0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        out.data,
+        reference(x, w, None, None, (1, 1), ((0, 0),) * 2, (1, 1), 1)[0],
+        rtol=1e-10,
+        atol=1e-10,
+    )
 
 
-@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_3x3_stride2",
-                                  "packed_strided", "depthwise"])
+@pytest.mark.parametrize(
+    "name",
+    ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_3x3_stride2", "packed_strided", "depthwise"],
+)
 def test_conv2d_relu_is_fused_relu_of_conv2d(name):
     case = _named(name)
-    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
-                  groups=case["groups"])
+    kwargs = dict(
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+    )
     x, w, b = _inputs(case, np.float32)
     plain = conv2d(minidl.tensor(x), minidl.tensor(w), minidl.tensor(b), **kwargs).data
     gy = np.random.default_rng(3).standard_normal(plain.shape).astype(np.float32)
@@ -203,7 +238,9 @@ def test_conv2d_relu_is_fused_relu_of_conv2d(name):
     np.testing.assert_array_equal(tb.grad.data, gb)
 
 
-@pytest.mark.parametrize("name", ["lenet_conv2", "dilation", "depthwise", "stride_larger_than_kernel"])
+@pytest.mark.parametrize(
+    "name", ["lenet_conv2", "dilation", "depthwise", "stride_larger_than_kernel"]
+)
 def test_conv2d_gradcheck(name):
     case = _named(name)
     n, c, h, w = case["shape"]
@@ -212,8 +249,15 @@ def test_conv2d_gradcheck(name):
         case["wshape"] = (4, 6, 3, 3)
     x, w, b = (minidl.tensor(a, requires_grad=True) for a in _inputs(case, np.float64))
     assert gradcheck(
-        lambda x, w, b: conv2d(x, w, b, stride=case["stride"], padding=case["padding"],
-                               dilation=case["dilation"], groups=case["groups"]),
+        lambda x, w, b: conv2d(
+            x,
+            w,
+            b,
+            stride=case["stride"],
+            padding=case["padding"],
+            dilation=case["dilation"],
+            groups=case["groups"],
+        ),
         [x, w, b],
     )
     assert np.abs(x.grad.data).sum() > 0 and np.abs(w.grad.data).sum() > 0
@@ -224,13 +268,25 @@ def test_conv2d_skips_input_gradient_when_not_needed():
     tx, tw = minidl.tensor(x), minidl.tensor(w, requires_grad=True)
     conv2d(tx, tw, padding=2).sum().backward()
     assert tx.grad is None and tw.grad is not None
-    _, _, gw_ref, _ = reference(x, w, None, np.ones((3, 6, 28, 28)), (1, 1), ((2, 2), (2, 2)),
-                                (1, 1), 1)
+    _, _, gw_ref, _ = reference(
+        x, w, None, np.ones((3, 6, 28, 28)), (1, 1), ((2, 2), (2, 2)), (1, 1), 1
+    )
     np.testing.assert_allclose(tw.grad.data, gw_ref, rtol=2e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_batch1",
-                                  "pointwise_1x1", "packed_strided", "depthwise", "dilation"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lenet_conv1",
+        "lenet_conv2",
+        "wide_3x3",
+        "wide_batch1",
+        "pointwise_1x1",
+        "packed_strided",
+        "depthwise",
+        "dilation",
+    ],
+)
 def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
     case = _named(name)
     case["shape"] = (7,) + case["shape"][1:]
@@ -240,12 +296,28 @@ def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
     try:
         for n in (1, 2, 3):
             minidl.set_num_threads(n)
-            out = conv2d(minidl.tensor(x), minidl.tensor(w), minidl.tensor(b),
-                         stride=case["stride"], padding=case["padding"],
-                         dilation=case["dilation"], groups=case["groups"])
+            out = conv2d(
+                minidl.tensor(x),
+                minidl.tensor(w),
+                minidl.tensor(b),
+                stride=case["stride"],
+                padding=case["padding"],
+                dilation=case["dilation"],
+                groups=case["groups"],
+            )
             gy = np.random.default_rng(4).standard_normal(out.shape).astype(np.float32)
-            results.append(run(x, w, b, gy, stride=case["stride"], padding=case["padding"],
-                               dilation=case["dilation"], groups=case["groups"]))
+            results.append(
+                run(
+                    x,
+                    w,
+                    b,
+                    gy,
+                    stride=case["stride"],
+                    padding=case["padding"],
+                    dilation=case["dilation"],
+                    groups=case["groups"],
+                )
+            )
     finally:
         minidl.set_num_threads(before)
     for other in results[1:]:
@@ -258,8 +330,12 @@ def test_conv2d_non_contiguous_input_is_made_contiguous():
     xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
     assert not xt.flags.c_contiguous
     out = conv2d(xt, minidl.tensor(w), minidl.tensor(b))
-    np.testing.assert_allclose(out.data, reference(x, w, b, None, (1, 1), ((0, 0),) * 2, (1, 1),
-                                                   1)[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        out.data,
+        reference(x, w, b, None, (1, 1), ((0, 0),) * 2, (1, 1), 1)[0],
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_conv2d_rejects_wrong_dtypes():
@@ -306,8 +382,16 @@ def test_conv2d_bias_shape_checked():
         conv2d(x, w, minidl.tensor(np.ones(4, np.float32)))
 
 
-TORCH_CASES = ["lenet_conv1", "lenet_conv2", "wide_3x3_stride2", "wide_dilated",
-               "packed_strided", "depthwise", "dilation", "padding_kernel_minus_1"]
+TORCH_CASES = [
+    "lenet_conv1",
+    "lenet_conv2",
+    "wide_3x3_stride2",
+    "wide_dilated",
+    "packed_strided",
+    "depthwise",
+    "dilation",
+    "padding_kernel_minus_1",
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -316,8 +400,12 @@ def test_conv2d_matches_torch(name, dtype):
     torch = pytest.importorskip("torch")
     case = _named(name)
     x, w, b = _inputs(case, dtype)
-    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
-                  groups=case["groups"])
+    kwargs = dict(
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+    )
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     ty = torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
     gy = np.random.default_rng(5).standard_normal(tuple(ty.shape)).astype(dtype)
@@ -334,7 +422,8 @@ from minidl.ops.conv import conv2d
 from minidl.ops.pool import max_pool2d
 rng = np.random.default_rng(0)
 results = {}
-for name, xs, ws, pad in [("c1", (3, 1, 28, 28), (6, 1, 5, 5), 2), ("c2", (3, 6, 14, 14), (16, 6, 5, 5), 0),
+for name, xs, ws, pad in [("c1", (3, 1, 28, 28), (6, 1, 5, 5), 2),
+                          ("c2", (3, 6, 14, 14), (16, 6, 5, 5), 0),
                           ("c3", (2, 3, 9, 40), (1, 3, 3, 3), 1)]:
     x = minidl.tensor(rng.standard_normal(xs).astype(np.float32), requires_grad=True)
     w = minidl.tensor(rng.standard_normal(ws).astype(np.float32), requires_grad=True)
@@ -362,8 +451,12 @@ def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
         if force:
             env["MINIDL_FORCE_ISA"] = force
         path = tmp_path / f"{tag}.npz"
-        subprocess.run([sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT], env=env,
-                       check=True, cwd=tmp_path)  # not the checkout: import the installed minidl
+        subprocess.run(
+            [sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT],
+            env=env,
+            check=True,
+            cwd=tmp_path,
+        )  # not the checkout: import the installed minidl
         outputs[tag] = dict(np.load(path))
     assert outputs["default"].keys() == outputs["forced"].keys()
     for key, a in outputs["default"].items():
@@ -371,5 +464,6 @@ def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
         if a.dtype == np.int64:
             np.testing.assert_array_equal(a, b, err_msg=key)
         else:
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1, np.abs(a).max()),
-                                       err_msg=key)
+            np.testing.assert_allclose(
+                a, b, rtol=1e-4, atol=1e-4 * max(1, np.abs(a).max()), err_msg=key
+            )

@@ -58,7 +58,8 @@ def avg_pool_reference(x, gy, kernel, stride, padding, out_size, count_include_p
             # The window clipped to the padded input (PyTorch's divisor).
             h0, w0 = oh * stride[0] - padding[0], ow * stride[1] - padding[1]
             divisor = (min(h0 + kernel[0], h + padding[0]) - h0) * (
-                min(w0 + kernel[1], w + padding[1]) - w0)
+                min(w0 + kernel[1], w + padding[1]) - w0
+            )
         else:
             divisor = len(cells)
         out[:, :, oh, ow] = sum(x[:, :, ih, iw] for ih, iw in cells) / divisor
@@ -78,14 +79,26 @@ def pool_case(draw):
     h = max(1, ext[0] - 2 * padding[0] + draw(st.integers(0, 6)))
     w = max(1, ext[1] - 2 * padding[1] + draw(st.integers(0, 6)))
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
-    return dict(shape=shape, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-                ceil_mode=ceil_mode)
+    return dict(
+        shape=shape,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+    )
 
 
 def _out_size(case, dilation):
     return tuple(
-        pool_out_size(case["shape"][2 + i], case["kernel"][i], case["stride"][i],
-                      case["padding"][i], dilation[i], case["ceil_mode"])
+        pool_out_size(
+            case["shape"][2 + i],
+            case["kernel"][i],
+            case["stride"][i],
+            case["padding"][i],
+            dilation[i],
+            case["ceil_mode"],
+        )
         for i in range(2)
     )
 
@@ -110,12 +123,24 @@ def test_max_pool2d_matches_reference(case, dtype):
     x = np.random.default_rng(0).permutation(np.prod(case["shape"])).reshape(case["shape"])
     x = x.astype(dtype)
     out, index, gx, gy = _backward(
-        max_pool2d, x, kernel_size=case["kernel"], stride=case["stride"],
-        padding=case["padding"], dilation=case["dilation"], ceil_mode=case["ceil_mode"],
-        return_indices=True)
-    ref, ref_index, ref_gx = max_pool_reference(x, gy.astype(np.float64), case["kernel"],
-                                                case["stride"], case["padding"],
-                                                case["dilation"], out_size)
+        max_pool2d,
+        x,
+        kernel_size=case["kernel"],
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        ceil_mode=case["ceil_mode"],
+        return_indices=True,
+    )
+    ref, ref_index, ref_gx = max_pool_reference(
+        x,
+        gy.astype(np.float64),
+        case["kernel"],
+        case["stride"],
+        case["padding"],
+        case["dilation"],
+        out_size,
+    )
     assert out.shape == ref.shape and out.dtype == dtype
     np.testing.assert_array_equal(out, ref)
     assert index.dtype == np.int64
@@ -131,19 +156,31 @@ def test_avg_pool2d_matches_reference(case, count_include_pad):
         return
     x = np.random.default_rng(0).standard_normal(case["shape"])
     out, _, gx, gy = _backward(
-        avg_pool2d, x, kernel_size=case["kernel"], stride=case["stride"],
-        padding=case["padding"], ceil_mode=case["ceil_mode"],
-        count_include_pad=count_include_pad)
-    ref, ref_gx = avg_pool_reference(x, gy, case["kernel"], case["stride"], case["padding"],
-                                     out_size, count_include_pad)
+        avg_pool2d,
+        x,
+        kernel_size=case["kernel"],
+        stride=case["stride"],
+        padding=case["padding"],
+        ceil_mode=case["ceil_mode"],
+        count_include_pad=count_include_pad,
+    )
+    ref, ref_gx = avg_pool_reference(
+        x, gy, case["kernel"], case["stride"], case["padding"], out_size, count_include_pad
+    )
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape, output_size", [
-    ((2, 3, 7, 5), 1), ((2, 3, 7, 5), (3, 2)), ((1, 2, 4, 4), (4, 4)), ((1, 1, 5, 9), (2, None)),
-    ((1, 2, 3, 3), (5, 4)),
-])
+@pytest.mark.parametrize(
+    "shape, output_size",
+    [
+        ((2, 3, 7, 5), 1),
+        ((2, 3, 7, 5), (3, 2)),
+        ((1, 2, 4, 4), (4, 4)),
+        ((1, 1, 5, 9), (2, None)),
+        ((1, 2, 3, 3), (5, 4)),
+    ],
+)
 def test_adaptive_avg_pool2d_matches_reference(shape, output_size):
     x = np.random.default_rng(0).standard_normal(shape)
     out, _, gx, gy = _backward(adaptive_avg_pool2d, x, output_size=output_size)
@@ -186,11 +223,14 @@ def test_max_pool2d_overlapping_windows_accumulate():
     assert tx.grad.data[0, 0, 1, 1] == 4.0 and tx.grad.data.sum() == 4.0
 
 
-@pytest.mark.parametrize("fn, kwargs", [
-    (max_pool2d, dict(kernel_size=3, stride=2, padding=1)),
-    (avg_pool2d, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
-    (adaptive_avg_pool2d, dict(output_size=(2, 3))),
-])
+@pytest.mark.parametrize(
+    "fn, kwargs",
+    [
+        (max_pool2d, dict(kernel_size=3, stride=2, padding=1)),
+        (avg_pool2d, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+        (adaptive_avg_pool2d, dict(output_size=(2, 3))),
+    ],
+)
 def test_pool_gradcheck(fn, kwargs):
     # A permutation keeps max-pool away from ties (gradcheck's kinks).
     x = np.random.default_rng(0).permutation(2 * 3 * 7 * 6).reshape(2, 3, 7, 6) / 10.0
@@ -199,12 +239,15 @@ def test_pool_gradcheck(fn, kwargs):
     assert np.abs(tx.grad.data).sum() > 0
 
 
-@pytest.mark.parametrize("fn, kwargs", [
-    (max_pool2d, dict(kernel_size=2)),
-    (max_pool2d, dict(kernel_size=3, stride=1, padding=1)),
-    (avg_pool2d, dict(kernel_size=3, stride=2, padding=1)),
-    (adaptive_avg_pool2d, dict(output_size=1)),
-])
+@pytest.mark.parametrize(
+    "fn, kwargs",
+    [
+        (max_pool2d, dict(kernel_size=2)),
+        (max_pool2d, dict(kernel_size=3, stride=1, padding=1)),
+        (avg_pool2d, dict(kernel_size=3, stride=2, padding=1)),
+        (adaptive_avg_pool2d, dict(output_size=1)),
+    ],
+)
 def test_pool_bitwise_identical_for_1_2_3_threads(fn, kwargs):
     x = np.random.default_rng(0).standard_normal((8, 6, 28, 28)).astype(np.float32)
     results = []
@@ -227,36 +270,46 @@ def test_pool_non_contiguous_input_is_made_contiguous():
     np.testing.assert_array_equal(avg_pool2d(xt, 2).data, avg_pool2d(minidl.tensor(x), 2).data)
 
 
-@pytest.mark.parametrize("fn, kwargs", [
-    (max_pool2d, dict(kernel_size=2)), (avg_pool2d, dict(kernel_size=2)),
-    (adaptive_avg_pool2d, dict(output_size=1)),
-])
+@pytest.mark.parametrize(
+    "fn, kwargs",
+    [
+        (max_pool2d, dict(kernel_size=2)),
+        (avg_pool2d, dict(kernel_size=2)),
+        (adaptive_avg_pool2d, dict(output_size=1)),
+    ],
+)
 def test_pool_rejects_integer_input(fn, kwargs):
     with pytest.raises(TypeError, match=fn.__name__ + ".*int32"):
         fn(minidl.tensor(np.ones((1, 1, 4, 4), np.int32)), **kwargs)
 
 
-@pytest.mark.parametrize("fn, shape, kwargs, match", [
-    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, padding=2), "padding"),
-    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=0), "kernel_size"),
-    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, stride=0), "stride"),
-    (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, dilation=0), "dilation"),
-    (max_pool2d, (1, 1, 2, 2), dict(kernel_size=3), "too small"),
-    (max_pool2d, (1, 4, 4), dict(kernel_size=2), "4-D"),
-    (avg_pool2d, (1, 1, 4, 4), dict(kernel_size=3, padding=2), "padding"),
-    (avg_pool2d, (1, 1, 1, 5), dict(kernel_size=2), "too small"),
-    (adaptive_avg_pool2d, (1, 1, 4, 4), dict(output_size=0), "output_size"),
-])
+@pytest.mark.parametrize(
+    "fn, shape, kwargs, match",
+    [
+        (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, padding=2), "padding"),
+        (max_pool2d, (1, 1, 4, 4), dict(kernel_size=0), "kernel_size"),
+        (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, stride=0), "stride"),
+        (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, dilation=0), "dilation"),
+        (max_pool2d, (1, 1, 2, 2), dict(kernel_size=3), "too small"),
+        (max_pool2d, (1, 4, 4), dict(kernel_size=2), "4-D"),
+        (avg_pool2d, (1, 1, 4, 4), dict(kernel_size=3, padding=2), "padding"),
+        (avg_pool2d, (1, 1, 1, 5), dict(kernel_size=2), "too small"),
+        (adaptive_avg_pool2d, (1, 1, 4, 4), dict(output_size=0), "output_size"),
+    ],
+)
 def test_pool_invalid_arguments_raise_value_error(fn, shape, kwargs, match):
     with pytest.raises(ValueError, match=fn.__name__ + ".*" + match):
         fn(minidl.tensor(np.ones(shape, np.float32)), **kwargs)
 
 
-@pytest.mark.parametrize("case", [
-    dict(kernel=2, stride=2, padding=0, ceil_mode=False),
-    dict(kernel=3, stride=2, padding=1, ceil_mode=True),
-    dict(kernel=(3, 2), stride=(1, 3), padding=(1, 0), ceil_mode=True),
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(kernel=2, stride=2, padding=0, ceil_mode=False),
+        dict(kernel=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel=(3, 2), stride=(1, 3), padding=(1, 0), ceil_mode=True),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_matches_torch(case, dtype):
     torch = pytest.importorskip("torch")
@@ -281,20 +334,24 @@ def test_pool_matches_torch(case, dtype):
         np.testing.assert_allclose(out.data, pout.detach().numpy(), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(tx.grad.data, px.grad.numpy(), rtol=1e-6, atol=1e-6)
     out = adaptive_avg_pool2d(minidl.tensor(x), (4, 3))
-    np.testing.assert_allclose(out.data, F.adaptive_avg_pool2d(torch.tensor(x), (4, 3)).numpy(),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        out.data, F.adaptive_avg_pool2d(torch.tensor(x), (4, 3)).numpy(), rtol=1e-6, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 2, 7, 9), (3, 1, 2, 64), (1, 1, 4, 34),
-                                   (2, 2, 6, 66), (1, 1, 3, 3)])
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 28, 28), (1, 2, 7, 9), (3, 1, 2, 64), (1, 1, 4, 34), (2, 2, 6, 66), (1, 1, 3, 3)],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pool2d_2x2_stride2_matches_reference_with_ties(shape, dtype):
     # Few distinct values: many windows hold tied maxima (first one must win).
     x = np.random.default_rng(0).integers(0, 3, size=shape).astype(dtype)
     out, index, gx, gy = _backward(max_pool2d, x, kernel_size=2, return_indices=True)
     out_size = (shape[2] // 2, shape[3] // 2)
-    ref, ref_index, ref_gx = max_pool_reference(x, gy.astype(np.float64), (2, 2), (2, 2),
-                                                (0, 0), (1, 1), out_size)
+    ref, ref_index, ref_gx = max_pool_reference(
+        x, gy.astype(np.float64), (2, 2), (2, 2), (0, 0), (1, 1), out_size
+    )
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(index.data, ref_index)
     np.testing.assert_allclose(gx, ref_gx, rtol=1e-6, atol=1e-6)
@@ -306,7 +363,8 @@ def test_max_pool2d_propagates_nan_like_torch(kernel, stride):
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 36)).astype(np.float32)
     x[0, 0, 1, 1] = x[1, 2, 4, 33] = x[1, 2, 5, 32] = np.nan
     out, index = max_pool2d(minidl.tensor(x), kernel, stride, return_indices=True)
-    pout, pindex = torch.nn.functional.max_pool2d(torch.tensor(x), kernel, stride,
-                                                  return_indices=True)
+    pout, pindex = torch.nn.functional.max_pool2d(
+        torch.tensor(x), kernel, stride, return_indices=True
+    )
     np.testing.assert_array_equal(out.data, pout.numpy())
     np.testing.assert_array_equal(index.data, pindex.numpy())

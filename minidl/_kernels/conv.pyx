@@ -65,8 +65,9 @@ cdef inline Py_ssize_t _hi(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
 
 
 # ---------------------------------------------------------------------------------------------
-# Generic direct kernels: any stride, padding, dilation, groups and dtype (the fallback). One output row per
-# work item; the innermost loop runs along the row (contiguous for stride 1, so it vectorizes).
+# Generic direct kernels: any stride, padding, dilation, groups and dtype (the fallback). One
+# output row per work item; the innermost loop runs along the row (contiguous for stride 1, so
+# it vectorizes).
 # ---------------------------------------------------------------------------------------------
 
 cdef void _forward_row(const real *x, const real *w, const real *bias, real *out,
@@ -272,8 +273,9 @@ def _pack_weights(const float[:, :, :, ::1] w, int ocb, bint flip):
 def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp,
                 Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left, Py_ssize_t planes_out,
                 Py_ssize_t slack, int n_threads):
-    """Zero-padded copy into scratch buffer `name`: (N, planes_out) planes of Hp x Wp (planes past src's channels zero)
-    plus `slack` zero floats; elements where relu_out (like src) is not > 0 become 0."""
+    """Zero-padded copy into scratch buffer `name`: (N, planes_out) planes of Hp x Wp (planes
+    past src's channels zero) plus `slack` zero floats; elements where relu_out (like src) is
+    not > 0 become 0."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], H = src.shape[2], W = src.shape[3]
     cdef Py_ssize_t plane = Hp * Wp, p, n, c, i
     buf = _scratch(name, N * planes_out * plane + slack)

@@ -69,8 +69,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
             count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
         }
 #define MDL_FWD_CALL(O, N)                                                                         \
-    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off, nsteps, wpk, xoff, ooff, count, bias, oc_valid, relu, \
-                           out, out_plane)
+    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off, nsteps, wpk, xoff, ooff, count, bias, oc_valid, \
+                                    relu, out, out_plane)
         switch (ocb) {
         case 8: MDL_FWD_CALL(8, 2); break;
         case 6: MDL_FWD_CALL(6, 2); break;
@@ -148,8 +148,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
         for (int kw0 = 0; kw0 < KW; kw0 += tb) {
             ptrdiff_t tap_index = (ptrdiff_t)kh * KW + kw0;
 #define MDL_DW_CALL(O, T)                                                                          \
-    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV, row_off, dw, kw0, KW, \
-                          dwp, dw_o_stride, oc_valid, tap_index)
+    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV, row_off, dw,   \
+                                   kw0, KW, dwp, dw_o_stride, oc_valid, tap_index)
             if (ocb == 4) {
                 if (tb == 5) MDL_DW_CALL(4, 5);
                 else if (tb == 3) MDL_DW_CALL(4, 3);

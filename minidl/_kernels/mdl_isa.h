@@ -31,7 +31,9 @@ static inline int mdl_isa_level(void)
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        int l = __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+        int l = __builtin_cpu_supports("x86-64-v4")   ? 2
+                : __builtin_cpu_supports("x86-64-v3") ? 1
+                                                      : 0;
         const char *force = getenv("MINIDL_FORCE_ISA");
         if (force != NULL && strcmp(force, "x86-64-v3") == 0 && l > 1)
             l = 1;
@@ -43,7 +45,9 @@ static inline int mdl_isa_level(void)
 }
 
 #define MDL_DISPATCH(name, args)                                                                 \
-    (mdl_isa_level() == 2 ? name##_v4 args : mdl_isa_level() == 1 ? name##_v3 args : name##_base args)
+    (mdl_isa_level() == 2   ? name##_v4 args                                                     \
+     : mdl_isa_level() == 1 ? name##_v3 args                                                     \
+                            : name##_base args)
 
 #else
 

@@ -220,7 +220,8 @@ cdef void _adaptive_plane(const real *x, real *out, Py_ssize_t H, Py_ssize_t W,
 
 def adaptive_avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
                                 int n_threads):
-    """out (N, C, OH, OW): mean over PyTorch's adaptive windows [floor(o*H/OH), ceil((o+1)*H/OH))."""
+    """out (N, C, OH, OW): mean over PyTorch's adaptive windows, rows
+    [floor(o * H / OH), ceil((o + 1) * H / OH)), likewise columns."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
     if N * C == 0 or OH * OW == 0:

@@ -16,9 +16,10 @@
  * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices).
  * last_block: the tensor's final block, whose over-reading vector loads would leave x; its
  * tail columns are done one by one. */
-MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, long long *index, ptrdiff_t H,
-                             ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1,
-                             ptrdiff_t last_block)
+MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, long long *index,
+                                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
+                                                   ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1,
+                                                   ptrdiff_t last_block)
 {
     const mdl_pool_vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     const mdl_pool_vi even = lane * 2, odd = lane * 2 + 1;
@@ -47,7 +48,8 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
             MDL_POOL_TAKE(best, k, c01, (mdl_pool_vi){0} + 1);
             MDL_POOL_TAKE(best, k, c10, (mdl_pool_vi){0} + 2);
             MDL_POOL_TAKE(best, k, c11, (mdl_pool_vi){0} + 3);
-            mdl_pool_vi flat = ((k >> 1) + (int)(2 * oh)) * (int)W + (lane + (int)ow0) * 2 + (k & 1);
+            mdl_pool_vi flat =
+                ((k >> 1) + (int)(2 * oh)) * (int)W + (lane + (int)ow0) * 2 + (k & 1);
             float bs[16] __attribute__((aligned(64)));
             int fs[16] __attribute__((aligned(64)));
             memcpy(bs, &best, sizeof bs);

@@ -54,14 +54,16 @@ class Conv2dOp(Function):
     """
 
     @staticmethod
-    def forward(ctx: Context, x, weight, bias, *, stride, padding, dilation, groups, out_size,
-                relu) -> np.ndarray:
+    def forward(
+        ctx: Context, x, weight, bias, *, stride, padding, dilation, groups, out_size, relu
+    ) -> np.ndarray:
         x, weight = contiguous(x), contiguous(weight)
         if bias is not None:
             bias = contiguous(bias)
         out = np.empty((x.shape[0], weight.shape[0]) + out_size, dtype=x.dtype)
-        _conv.conv2d_forward(x, weight, bias, out, *stride, *padding, *dilation, groups, relu,
-                             get_num_threads())
+        _conv.conv2d_forward(
+            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, get_num_threads()
+        )
         ctx.save_for_backward(x, weight, out if relu else None)
         ctx.geometry = (*stride, *padding, *dilation, groups)
         return out
@@ -75,8 +77,9 @@ class Conv2dOp(Function):
         grad_b = np.empty(weight.shape[0], dtype=x.dtype) if need_b else None
         if need_x or need_w or need_b:
             g = contiguous(grad_out.astype(x.dtype, copy=False))
-            _conv.conv2d_backward(x, weight, g, out, grad_x, grad_w, grad_b, *ctx.geometry,
-                                  get_num_threads())
+            _conv.conv2d_backward(
+                x, weight, g, out, grad_x, grad_w, grad_b, *ctx.geometry, get_num_threads()
+            )
         return grad_x, grad_w, grad_b
 
 
@@ -144,8 +147,16 @@ def _conv_arguments(op, x, weight, bias, stride, padding, dilation, groups):
     return stride, top_left, dilation, groups, out_size
 
 
-def conv2d(x, weight, bias=None, stride: IntPair = 1, padding: IntPair | str = 0,
-           dilation: IntPair = 1, groups: int = 1, relu: bool = False):
+def conv2d(
+    x,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    relu: bool = False,
+):
     """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
 
     x: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
@@ -158,11 +169,27 @@ def conv2d(x, weight, bias=None, stride: IntPair = 1, padding: IntPair | str = 0
     stride, top_left, dilation, groups, out_size = _conv_arguments(
         op, x, weight, bias, stride, padding, dilation, groups
     )
-    return Conv2dOp.apply(x, weight, bias, stride=stride, padding=top_left, dilation=dilation,
-                          groups=groups, out_size=out_size, relu=bool(relu))
+    return Conv2dOp.apply(
+        x,
+        weight,
+        bias,
+        stride=stride,
+        padding=top_left,
+        dilation=dilation,
+        groups=groups,
+        out_size=out_size,
+        relu=bool(relu),
+    )
 
 
-def conv2d_relu(x, weight, bias=None, stride: IntPair = 1, padding: IntPair | str = 0,
-                dilation: IntPair = 1, groups: int = 1):
+def conv2d_relu(
+    x,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+):
     """relu(conv2d(x, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
     return conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)

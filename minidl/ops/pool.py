@@ -16,8 +16,9 @@ from minidl.threads import get_num_threads
 IntPair = Union[int, tuple]
 
 
-def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int,
-                  ceil_mode: bool) -> int:
+def pool_out_size(
+    size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool
+) -> int:
     """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside the
     input or its left padding."""
     span = size + 2 * pad - dilation * (kernel - 1) - 1
@@ -34,15 +35,13 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     if a.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {a.shape}")
     kernel = pair(op, "kernel_size", kernel_size, 1)
-    stride = kernel if stride is None or stride == () or stride == [] else pair(
-        op, "stride", stride, 1
+    stride = (
+        kernel if stride is None or stride == () or stride == [] else pair(op, "stride", stride, 1)
     )
     padding = pair(op, "padding", padding, 0)
     dilation = pair(op, "dilation", dilation, 1)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(
-            f"{op}: padding {padding} must be at most half of kernel_size {kernel}"
-        )
+        raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
     out_size = tuple(
         pool_out_size(a.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
         for i in range(2)
@@ -64,13 +63,15 @@ class MaxPool2dOp(Function):
     """
 
     @staticmethod
-    def forward(ctx: Context, x, *, kernel, stride, padding, dilation, out_size,
-                indices_sink=None) -> np.ndarray:
+    def forward(
+        ctx: Context, x, *, kernel, stride, padding, dilation, out_size, indices_sink=None
+    ) -> np.ndarray:
         x = contiguous(x)
         out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
         index = np.empty(out.shape, dtype=np.int64)
-        _pool.max_pool2d_forward(x, out, index, *kernel, *stride, *padding, *dilation,
-                                 get_num_threads())
+        _pool.max_pool2d_forward(
+            x, out, index, *kernel, *stride, *padding, *dilation, get_num_threads()
+        )
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
         if indices_sink is not None:
@@ -91,8 +92,9 @@ class AvgPool2dOp(Function):
     count_include_pad, else to the input). x: (N, C, H, W) -> (N, C, OH, OW)."""
 
     @staticmethod
-    def forward(ctx: Context, x, *, kernel, stride, padding, out_size,
-                count_include_pad) -> np.ndarray:
+    def forward(
+        ctx: Context, x, *, kernel, stride, padding, out_size, count_include_pad
+    ) -> np.ndarray:
         x = contiguous(x)
         out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
         ctx.args = (*kernel, *stride, *padding, count_include_pad)
@@ -128,29 +130,50 @@ class AdaptiveAvgPool2dOp(Function):
         return grad_x
 
 
-def max_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
-               dilation: IntPair = 1, ceil_mode: bool = False, return_indices: bool = False):
+def max_pool2d(
+    x,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
     """2-D max pooling, as torch.nn.functional.max_pool2d.
 
     x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
     most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
     of flat h * W + w argmax positions per plane (a dilated window that misses the input
-    entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises TypeError for a non-float input,
-    ValueError for bad arguments or an input too small for one window.
+    entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises
+    TypeError for a non-float input, ValueError for bad arguments or an input too small for one
+    window.
     """
     kernel, stride, padding, dilation, out_size = _pool_geometry(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
     )
     sink: list | None = [] if return_indices else None
-    out = MaxPool2dOp.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-                            out_size=out_size, indices_sink=sink)
+    out = MaxPool2dOp.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        out_size=out_size,
+        indices_sink=sink,
+    )
     if return_indices:
         return out, Tensor._wrap(sink[0], False)
     return out
 
 
-def avg_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True):
+def avg_pool2d(
+    x,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+):
     """2-D average pooling, as torch.nn.functional.avg_pool2d (no divisor_override).
 
     x: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
@@ -159,8 +182,14 @@ def avg_pool2d(x, kernel_size: IntPair, stride: IntPair | None = None, padding: 
     kernel, stride, padding, _, out_size = _pool_geometry(
         "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
     )
-    return AvgPool2dOp.apply(x, kernel=kernel, stride=stride, padding=padding,
-                             out_size=out_size, count_include_pad=bool(count_include_pad))
+    return AvgPool2dOp.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        out_size=out_size,
+        count_include_pad=bool(count_include_pad),
+    )
 
 
 def adaptive_avg_pool2d(x, output_size):

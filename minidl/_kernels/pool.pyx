@@ -8,6 +8,7 @@ window of output (oh, ow) starts at (oh * sh - ph, ow * sw - pw) and is clipped 
 """
 
 from cython.parallel cimport prange
+from libc.math cimport INFINITY
 
 cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
@@ -48,7 +49,7 @@ cdef void _max_pool_plane(const real *x, real *out, long long *index,
             w0 = ow * sw - pw
             kw0 = _first_valid(w0, dw)
             # -inf with no index when the (dilated, padded) window misses the input entirely.
-            best = -1.0 / 0.0
+            best = -INFINITY
             best_i = -1
             for kh in range(kh0, KH):
                 ih = h0 + kh * dh

@@ -6,9 +6,9 @@
     python examples/predict.py checkpoints/lenet.ckpt --file digits.npy # (28, 28) or (N, 28, 28)
 
 Prints the top classes with their softmax probabilities for each image (and, for test-set
-images, the true label). PNG files need Pillow or matplotlib; a dark digit on a light background
-(a scan, a drawing) is inverted to MNIST's white-on-black. .npy files are taken as MNIST-style
-already: uint8 in 0..255, or floats in 0..1 (scaled to 0..255) or 0..255.
+images, the true label). PNG files need Pillow (matplotlib installs it); a dark digit on a light
+background (a scan, a drawing) is inverted to MNIST's white-on-black. .npy files are taken as
+MNIST-style already: uint8 in 0..255, or floats in 0..1 (scaled to 0..255) or 0..255.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, str]:
 def load_png(path: str | Path) -> np.ndarray:
     """A 28x28 PNG as uint8 (28, 28), white digit on black (light backgrounds inverted).
 
-    Uses Pillow if installed, else matplotlib; raises ImportError naming both when neither is,
-    and ValueError for another size.
+    Raises ImportError when Pillow is not installed and ValueError for another size.
     """
     gray = _read_gray(Path(path))
     if gray.shape != (SIDE, SIDE):
@@ -70,26 +69,17 @@ def load_png(path: str | Path) -> np.ndarray:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    """Grayscale pixels of an image file as uint8 (H, W)."""
+    """Grayscale pixels of an image file as uint8 (H, W), read with Pillow. (matplotlib reads
+    PNGs through Pillow too, a dependency of it, so it is no fallback.)"""
     try:
         from PIL import Image
     except ImportError:
-        pass
-    else:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
-    try:
-        import matplotlib.image as mpimg
-    except ImportError:
         raise ImportError(
-            f"reading {path} needs Pillow or matplotlib: pip install pillow (or save the digits "
-            "as a .npy array instead)"
+            f"reading {path} needs Pillow (pip install pillow; matplotlib brings it too), or "
+            "save the digits as a .npy array instead"
         ) from None
-    pixels = np.asarray(mpimg.imread(path))  # PNG: floats in [0, 1], (H, W), RGB or RGBA
-    if pixels.ndim == 3:
-        # ITU-R 601 luma, the weights Pillow's convert("L") uses.
-        pixels = pixels[..., :3] @ np.array([0.299, 0.587, 0.114])
-    return np.rint(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def load_npy(path: str | Path) -> np.ndarray:

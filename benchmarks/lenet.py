@@ -10,8 +10,8 @@ from the same shuffled DataLoader. PyTorch (when importable) starts from minidl'
 weights and sees the same batches, so both runs compute the same function and their final
 losses can be compared. For each thread count it prints epoch seconds, images/s and the ratio
 to PyTorch, for minidl eager mode and, when minidl.compile exists, compiled mode; then the
-inference time over the 10,000 test images at batch 1000; then where the time of one eager
-training step goes (data, ops, graph bookkeeping, optimizer) and a per-op table.
+inference time over the 10,000 test images at batch 1000 and the latency for one image; then
+where the time of one eager training step goes (data, ops, graph bookkeeping, optimizer) and a per-op table.
 
 Timing notes: the first WARMUP steps of each run are not timed (first-call allocations and
 tracing); with --epochs-fraction below 1 the epoch time is extrapolated from the steps run,
@@ -144,6 +144,24 @@ def infer_minidl(images: np.ndarray, threads: int, compiled: bool, repeats: int 
     return best
 
 
+def latency_minidl(images: np.ndarray, threads: int, compiled: bool, calls: int = 300) -> float:
+    """Median seconds to classify one image (batch 1), over `calls` calls on test images."""
+    minidl.set_num_threads(threads)
+    model = minidl_model().eval()
+    singles = [minidl.from_numpy(images[i:i + 1]) for i in range(calls)]
+    run: Callable = model
+    if compiled:
+        run = minidl.compile(model, example_inputs=(singles[0],))
+    times = []
+    with minidl.no_grad():
+        run(singles[0])
+        for x in singles:
+            t0 = time.perf_counter()
+            run(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 # -- PyTorch ----------------------------------------------------------------------------------
 def torch_model(torch: Any) -> Any:
     """PyTorch's LeNet-5, initialized with minidl's initial weights (same seed)."""
@@ -198,6 +216,20 @@ def infer_torch(torch: Any, images: np.ndarray, threads: int, repeats: int = 3) 
                 model(x)
             best = min(best, time.perf_counter() - t0)
     return best
+
+
+def latency_torch(torch: Any, images: np.ndarray, threads: int, calls: int = 300) -> float:
+    torch.set_num_threads(threads)
+    model = torch_model(torch).eval()
+    singles = [torch.from_numpy(images[i:i + 1]) for i in range(calls)]
+    times = []
+    with torch.inference_mode():
+        model(singles[0])
+        for x in singles:
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 # -- where the time of one eager step goes ----------------------------------------------------
@@ -410,6 +442,13 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"minidl {'compiled' if c else 'eager'} {seconds:.3f} s")
         if torch is not None:
             cells.append(f"torch {infer_torch(torch, test_images, threads):.3f} s")
+        print(f"  {threads} thread(s): " + ", ".join(cells))
+    print("inference latency, one image (batch 1), median of 300 calls:")
+    for threads in thread_counts(args.threads):
+        cells = [f"minidl {'compiled' if c else 'eager'} "
+                 f"{1e6 * latency_minidl(test_images, threads, c):.0f} us" for c in compiled_modes]
+        if torch is not None:
+            cells.append(f"torch {1e6 * latency_torch(torch, test_images, threads):.0f} us")
         print(f"  {threads} thread(s): " + ", ".join(cells))
 
     if args.profile_steps > 0:

@@ -11,7 +11,8 @@ weights and sees the same batches, so both runs compute the same function and th
 losses can be compared. For each thread count it prints epoch seconds, images/s and the ratio
 to PyTorch, for minidl eager mode and, when minidl.compile exists, compiled mode; then the
 inference time over the 10,000 test images at batch 1000 and the latency for one image; then
-where the time of one eager training step goes (data, ops, graph bookkeeping, optimizer) and a per-op table.
+where the time of one eager training step goes (data, ops, graph bookkeeping, optimizer) and a
+per-op table.
 
 Timing notes: the first WARMUP steps of each run are not timed (first-call allocations and
 tracing); with --epochs-fraction below 1 the epoch time is extrapolated from the steps run,

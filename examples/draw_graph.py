@@ -1,6 +1,7 @@
-"""Draw computational graphs the way the lectures do: the (x + y) z circuit and LeNet-5.
+"""Draw computational graphs the way the lectures do: the (x + y) z circuit and LeNet-5
+(eager, and compiled with its fused ops).
 
-    python examples/draw_graph.py                 # writes graphs/circuit.svg, graphs/lenet5.svg
+    python examples/draw_graph.py       # graphs/circuit.svg, lenet5.svg, lenet5_compiled.svg
     python examples/draw_graph.py --format png --out-dir /tmp/graphs
 
 Every edge carries the shape of its tensor, and for small tensors the forward value (green) and
@@ -32,15 +33,20 @@ def lecture_circuit() -> minidl.Tensor:
     return f
 
 
-def lenet_loss(batch: int) -> minidl.Tensor:
-    """Cross-entropy of LeNet-5 on a random batch; parameters named as in the model."""
+def lenet_batch(batch: int) -> tuple[LeNet5, minidl.Tensor, minidl.Tensor]:
+    """LeNet-5 with its parameters named as in the model, and a random batch."""
     minidl.manual_seed(0)
     model = LeNet5()
     for name, p in model.named_parameters():
         p.name = name
     images = minidl.randn(batch, 1, 28, 28)
     images.name = "images"
-    labels = minidl.randint(0, 10, (batch,))
+    return model, images, minidl.randint(0, 10, (batch,))
+
+
+def lenet_loss(batch: int) -> minidl.Tensor:
+    """Cross-entropy of LeNet-5 on a random batch: the eager graph."""
+    model, images, labels = lenet_batch(batch)
     loss = F.cross_entropy(model(images), labels)
     loss.name = "loss"
     return loss
@@ -53,9 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=2, help="LeNet batch size (shapes on edges)")
     args = p.parse_args(argv)
 
+    model, images, labels = lenet_batch(args.batch)
+    compiled = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
     graphs = {
         "circuit": viz.graph(lecture_circuit()),
         "lenet5": viz.graph(lenet_loss(args.batch)),
+        # The same network after minidl.compile's fusion passes.
+        "lenet5_compiled": viz.graph(compiled),
     }
     if shutil.which("dot") is None:
         print("Graphviz `dot` not found (apt-get install graphviz): printing the DOT text.\n")

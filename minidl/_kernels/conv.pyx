@@ -27,6 +27,13 @@ cdef extern from "conv_kernels.h" nogil:
                                 const Py_ssize_t *step_off, int nsteps, const float *wpk, int nb,
                                 int oc_valid, const float *bias, int relu, float *out, int OH,
                                 int OW, Py_ssize_t p0, Py_ssize_t p1)
+    void conv_dw_packed_f32(const float *x, Py_ssize_t x_img, const float *gt, Py_ssize_t g_img,
+                            int nimg, const Py_ssize_t *pix_in, Py_ssize_t P, int ocp, int KW,
+                            int dw, float *dwp, Py_ssize_t dw_o_stride, int oc_valid)
+    void conv_db_packed_f32(const float *gt, Py_ssize_t g_img, int nimg, Py_ssize_t P, int ocp,
+                            float *db, int oc_valid)
+    void conv_transpose_grad_f32(const float *g, const float *mask, int OC, Py_ssize_t P,
+                                 int ocp, float *gt)
     int conv_dw_f32_ocb(int oc)
     int conv_dw_f32_tb(int KW)
     void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, const float *g,
@@ -435,6 +442,63 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     _sum_chunks(partial_b, grad_b)
 
 
+def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
+                            relu_out, grad_w, grad_b, Py_ssize_t sh, Py_ssize_t sw,
+                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                            int n_threads):
+    """grad_w (OC, C, KH, KW) and/or grad_b (OC,) for a groups-1 float32 conv with 16+ output
+    channels, channel-packed: the gradient is transposed to (N, P, OC padded to 16) so that 16
+    output channels fill a vector; per-chunk partial sums added in chunk order."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], OC = grad_out.shape[1]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], P = OH * OW
+    cdef Py_ssize_t KH = grad_w.shape[2], KW = grad_w.shape[3], T = KH * KW
+    cdef Py_ssize_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    cdef Py_ssize_t plane = Hp * Wp, ocp = (OC + 15) // 16 * 16
+    cdef int tb = conv_dw_f32_tb(KW)
+    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, c, kh, n0, n, p
+    xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, (tb - 1) * dw + 16,
+                       n_threads)
+    gt = _scratch("direct_grad", (N, P, ocp))
+    partial_w = _scratch("partial_w", (nchunks, OC, C * T))
+    partial_b = _scratch("partial_b", (nchunks, OC))
+    pixels = np.empty(P, dtype=np.intp)
+    cdef Py_ssize_t[::1] pix_in = pixels
+    for p in range(P):
+        pix_in[p] = (p // OW) * sh * Wp + (p % OW) * sw
+    cdef const float[::1] xv = xpad
+    cdef float[:, :, ::1] gtv = gt
+    cdef const float[:, :, :, ::1] mask
+    cdef const float *mp = NULL
+    if relu_out is not None:
+        mask = relu_out
+        mp = &mask[0, 0, 0, 0]
+    cdef const float *gp = &grad_out[0, 0, 0, 0]
+    cdef float[:, :, ::1] pw_view = partial_w
+    cdef float[:, ::1] pb_view = partial_b
+    cdef const float *xptr = &xv[0]
+    cdef float *gtp = &gtv[0, 0, 0]
+    cdef float *pwp = &pw_view[0, 0, 0]
+    cdef float *pbp = &pb_view[0, 0]
+    cdef int nt = _threads(N * OC * P * C * T, n_threads)
+    for n in prange(N, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        conv_transpose_grad_f32(gp + n * OC * P, mp + n * OC * P if mp != NULL else NULL, OC, P,
+                                ocp, gtp + n * P * ocp)
+    for item in prange(nchunks * C * KH, nogil=True, schedule='static', num_threads=nt,
+                       use_threads_if=nt > 1):
+        chunk = item // (C * KH)
+        c = (item // KH) % C
+        kh = item % KH
+        n0 = chunk * DW_CHUNK
+        conv_dw_packed_f32(xptr + (n0 * C + c) * plane + kh * dh * Wp, C * plane,
+                           gtp + n0 * P * ocp, P * ocp, min(DW_CHUNK, N - n0), &pix_in[0], P,
+                           ocp, KW, dw, pwp + chunk * OC * C * T + c * T + kh * KW, C * T, OC)
+        if c == 0 and kh == 0:
+            conv_db_packed_f32(gtp + n0 * P * ocp, P * ocp, min(DW_CHUNK, N - n0), P, ocp,
+                               pbp + chunk * OC, OC)
+    _sum_chunks(partial_w, grad_w)
+    _sum_chunks(partial_b, grad_b)
+
+
 def _sum_chunks(partial, out):
     """out = partial[0] + partial[1] + ... in chunk order (elementwise, so exact order)."""
     if out is None:
@@ -749,9 +813,14 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
             _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
                          dw * (KW - 1) - pw, dh, dw, False, n_threads)
         if grad_w is not None or grad_b is not None:
-            _direct_backward_weight(x, grad_out, relu_out,
-                                    grad_w if grad_w is not None else np.empty_like(weight),
-                                    grad_b, ph, pw, dh, dw, n_threads)
+            if OC >= 16:
+                _packed_backward_weight(x, grad_out, relu_out,
+                                        grad_w if grad_w is not None else np.empty_like(weight),
+                                        grad_b, sh, sw, ph, pw, dh, dw, n_threads)
+            else:
+                _direct_backward_weight(x, grad_out, relu_out,
+                                        grad_w if grad_w is not None else np.empty_like(weight),
+                                        grad_b, ph, pw, dh, dw, n_threads)
         return
     if relu_out is not None:
         grad_out = np.where(relu_out > 0, grad_out, grad_out.dtype.type(0))

@@ -144,6 +144,30 @@ static void conv_dw_f32_chunk(
                                      dw, ocb, oc_valid, dwp, dw_o_stride, db));
 }
 
+/* Channel-packed weight gradient of one (image chunk, input channel, kernel row); see the
+ * template. */
+static void conv_dw_packed_f32(const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img,
+                               int nimg, const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int KW,
+                               int dw, float *dwp, ptrdiff_t dw_o_stride, int oc_valid)
+{
+    MDL_DISPATCH(conv_dw_packed_f32, (x, x_img, gt, g_img, nimg, pix_in, P, ocp, KW, dw, dwp,
+                                      dw_o_stride, oc_valid));
+}
+
+/* Bias gradient of one image chunk from the transposed gradient; see the template. */
+static void conv_db_packed_f32(const float *gt, ptrdiff_t g_img, int nimg, ptrdiff_t P, int ocp,
+                               float *db, int oc_valid)
+{
+    MDL_DISPATCH(conv_db_packed_f32, (gt, g_img, nimg, P, ocp, db, oc_valid));
+}
+
+/* One image's output gradient transposed to [P][ocp] (ReLU-masked); see the template. */
+static void conv_transpose_grad_f32(const float *g, const float *mask, int OC, ptrdiff_t P,
+                                    int ocp, float *gt)
+{
+    MDL_DISPATCH(conv_transpose_grad_f32, (g, mask, OC, P, ocp, gt));
+}
+
 /* Sum of p[0 .. n) in a fixed order; see the template. */
 static float conv_sum_f32(const float *p, ptrdiff_t n)
 {

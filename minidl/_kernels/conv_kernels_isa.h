@@ -299,3 +299,132 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
                                          oc_valid, relu, out, out_plane);
     }
 }
+
+/* Channel-packed weight gradient, for 16+ output channels (LeNet's conv2): 16 output channels
+ * per vector, reduced over output pixels p of the chunk's images, for TB consecutive kw taps of
+ * one kernel row:
+ *   dwp[o * dw_o_stride + kw] = sum over images i, pixels p of gt[i][p][o] * x[i][pix_in[p] + kw * dw]
+ * x: the chunk's first padded image at (channel c, kernel row kh); gt: its first transposed
+ * gradient [P][ocp] (ocp a multiple of 16, zero past the valid channels). Even and odd pixels
+ * accumulate separately (two FMA chains per tap) and are added at the end: a fixed order.
+ * Taps past KW read in-bounds slack and are dropped. */
+#define MDL_DEFINE_DWP_TILE(TB)                                                                    \
+    MDL_ISA_ATTR static void MDL_ISA(mdl_dwp_tile_##TB)(                                           \
+        const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, int nimg,               \
+        const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int dw, int kw0, int KW, float *dwp,        \
+        ptrdiff_t dw_o_stride, int oc_valid)                                                       \
+    {                                                                                              \
+        ptrdiff_t toff[TB];                                                                        \
+        for (int t = 0; t < TB; t++)                                                               \
+            toff[t] = (ptrdiff_t)(kw0 + t) * dw;                                                   \
+        for (int b = 0; b < ocp / MDL_LANES; b++) {                                                \
+            mdl_v16f acc0[TB], acc1[TB];                                                           \
+            for (int t = 0; t < TB; t++)                                                           \
+                acc0[t] = acc1[t] = (mdl_v16f){0};                                                 \
+            for (int i = 0; i < nimg; i++) {                                                       \
+                const float *xi = x + i * x_img;                                                   \
+                const float *gi = gt + i * g_img + b * MDL_LANES;                                  \
+                ptrdiff_t p = 0;                                                                   \
+                for (; p + 1 < P; p += 2) {                                                        \
+                    mdl_v16f g0, g1;                                                               \
+                    MDL_LOAD(g0, gi + p * ocp);                                                    \
+                    MDL_LOAD(g1, gi + (p + 1) * ocp);                                              \
+                    const float *x0 = xi + pix_in[p], *x1 = xi + pix_in[p + 1];                    \
+                    for (int t = 0; t < TB; t++) {                                                 \
+                        acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
+                        acc1[t] += g1 * MDL_SPLAT(x1[toff[t]]);                                    \
+                    }                                                                              \
+                }                                                                                  \
+                if (p < P) {                                                                       \
+                    mdl_v16f g0;                                                                   \
+                    MDL_LOAD(g0, gi + p * ocp);                                                    \
+                    const float *x0 = xi + pix_in[p];                                              \
+                    for (int t = 0; t < TB; t++)                                                   \
+                        acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int t = 0; t < TB && kw0 + t < KW; t++) {                                         \
+                mdl_v16f v = acc0[t] + acc1[t];                                                    \
+                float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
+                memcpy(lanes, &v, sizeof lanes);                                                   \
+                for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)                \
+                    dwp[(b * MDL_LANES + l) * dw_o_stride + kw0 + t] = lanes[l];                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+MDL_DEFINE_DWP_TILE(5)
+MDL_DEFINE_DWP_TILE(3)
+MDL_DEFINE_DWP_TILE(4)
+
+/* All kw taps of kernel row kh (see the tile); tb = conv_dw_f32_tb(KW). */
+MDL_ISA_ATTR static void MDL_ISA(conv_dw_packed_f32)(
+    const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, int nimg,
+    const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int KW, int dw, float *dwp,
+    ptrdiff_t dw_o_stride, int oc_valid)
+{
+    const int tb = conv_dw_f32_tb(KW);
+    for (int kw0 = 0; kw0 < KW; kw0 += tb) {
+        if (tb == 5)
+            MDL_ISA(mdl_dwp_tile_5)(x, x_img, gt, g_img, nimg, pix_in, P, ocp, dw, kw0, KW, dwp,
+                                    dw_o_stride, oc_valid);
+        else if (tb == 3)
+            MDL_ISA(mdl_dwp_tile_3)(x, x_img, gt, g_img, nimg, pix_in, P, ocp, dw, kw0, KW, dwp,
+                                    dw_o_stride, oc_valid);
+        else
+            MDL_ISA(mdl_dwp_tile_4)(x, x_img, gt, g_img, nimg, pix_in, P, ocp, dw, kw0, KW, dwp,
+                                    dw_o_stride, oc_valid);
+    }
+}
+
+/* db[o] = sum over the chunk's images and pixels of gt[i][p][o], o < oc_valid (vector order). */
+MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t g_img, int nimg,
+                                                     ptrdiff_t P, int ocp, float *db,
+                                                     int oc_valid)
+{
+    for (int b = 0; b < ocp / MDL_LANES; b++) {
+        mdl_v16f acc = (mdl_v16f){0};
+        for (int i = 0; i < nimg; i++) {
+            for (ptrdiff_t p = 0; p < P; p++) {
+                mdl_v16f v;
+                MDL_LOAD(v, gt + i * g_img + p * ocp + b * MDL_LANES);
+                acc += v;
+            }
+        }
+        float lanes[MDL_LANES] __attribute__((aligned(64)));
+        memcpy(lanes, &acc, sizeof lanes);
+        for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)
+            db[b * MDL_LANES + l] = lanes[l];
+    }
+}
+
+/* gt[p][o] = g[o][p] for o < OC (0 where mask[o][p] is not > 0, when mask != NULL), and 0 for
+ * OC <= o < ocp: one image's output gradient transposed for the channel-packed weight gradient. */
+MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const float *mask,
+                                                          int OC, ptrdiff_t P, int ocp, float *gt)
+{
+    for (ptrdiff_t p = 0; p < P; p++)
+        for (int o = OC; o < ocp; o++)
+            gt[p * ocp + o] = 0.0f;
+    for (int o = 0; o < OC; o++) {
+        const float *go = g + o * P;
+        const float *mo = mask ? mask + o * P : NULL;
+        ptrdiff_t p = 0;
+        for (; p + MDL_LANES <= P; p += MDL_LANES) {
+            mdl_v16f v;
+            MDL_LOAD(v, go + p);
+            if (mo) {
+                mdl_v16f m;
+                MDL_LOAD(m, mo + p);
+                mdl_v16i keep = m > (mdl_v16f){0};
+                v = (mdl_v16f)((mdl_v16i)v & keep);
+            }
+            float lanes[MDL_LANES] __attribute__((aligned(64)));
+            memcpy(lanes, &v, sizeof lanes);
+            for (int l = 0; l < MDL_LANES; l++)
+                gt[(p + l) * ocp + o] = lanes[l];
+        }
+        for (; p < P; p++)
+            gt[p * ocp + o] = (mo == NULL || mo[p] > 0) ? go[p] : 0.0f;
+    }
+}

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from minidl._kernels import loss as _loss
 from minidl.graph import Context, Function
 from minidl.ops.activation import check_float_input, log_softmax_array
 
 REDUCTIONS = ("mean", "sum", "none")
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_reduction(op: str, reduction: str) -> None:
@@ -118,6 +120,14 @@ class CrossEntropy(Function):
     def forward(ctx: Context, x, target, weight, *, reduction: str, ignore_index: int,
                 label_smoothing: float) -> np.ndarray:
         op = "cross_entropy"
+        if (weight is None and label_smoothing == 0.0 and reduction in ("mean", "sum")
+                and x.ndim == 2 and x.flags.c_contiguous and x.dtype in _FLOATS
+                and isinstance(target, np.ndarray) and target.dtype == np.int64
+                and target.shape == (x.shape[0],) and x.shape[0] > 0
+                and not (0 <= ignore_index < x.shape[1])):
+            out = CrossEntropy._forward_fused(ctx, x, target, reduction)
+            if out is not None:
+                return out
         check_reduction(op, reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -140,7 +150,30 @@ class CrossEntropy(Function):
         return _reduce(loss.reshape(out_shape), reduction, denominator)
 
     @staticmethod
+    def _forward_fused(ctx: Context, x, target, reduction: str) -> np.ndarray | None:
+        """The common case in one kernel pass; None when a target is out of range (the
+        general path then raises the error). Targets equal to an ignore_index outside
+        [0, C) are out of range too, so nothing is ignored here."""
+        prob = np.empty_like(x)
+        row_loss = np.empty(x.shape[0], dtype=np.float64)
+        target = np.ascontiguousarray(target)
+        if _loss.softmax_cross_entropy_forward(x, target, prob, row_loss) >= 0:
+            return None
+        total = row_loss.sum()
+        ctx.fused = (prob, target, reduction)
+        if reduction == "mean":
+            total /= x.shape[0]
+        return np.asarray(total, dtype=x.dtype)
+
+    @staticmethod
     def backward(ctx: Context, g: np.ndarray):
+        fused = getattr(ctx, "fused", None)
+        if fused is not None:
+            prob, target, reduction = fused
+            scale = float(g) / prob.shape[0] if reduction == "mean" else float(g)
+            grad = np.empty_like(prob)
+            _loss.softmax_cross_entropy_backward(prob, target, scale, grad)
+            return grad, None, None
         logp, safe_t, valid, w_y, w = ctx.saved_tensors
         m, classes = logp.shape
         s = ctx.smoothing

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from minidl._kernels import optim as _optim
 from minidl.optim.optimizer import Optimizer
+from minidl.threads import get_num_threads
 
 
 class SGD(Optimizer):
@@ -34,26 +36,14 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p, grad: np.ndarray, state: dict, group: dict) -> None:
-        lr, momentum = group["lr"], group["momentum"]
-        dampening, weight_decay = group["dampening"], group["weight_decay"]
-        work, extra = self.scratch(p, 2)
-        d = grad
-        if weight_decay != 0:
-            np.multiply(p.data, weight_decay, out=work)
-            d = np.add(grad, work, out=work)
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= momentum
-                if dampening != 0:
-                    buf += np.multiply(d, 1 - dampening, out=extra)
-                else:
-                    buf += d
-            if group["nesterov"]:
-                np.multiply(buf, momentum, out=extra)
-                d = np.add(d, extra, out=work)
-            else:
-                d = buf
-        p.data -= np.multiply(d, lr, out=extra)
+        momentum = group["momentum"]
+        first = False
+        buf = state.get("momentum_buffer")
+        if momentum != 0 and buf is None:
+            buf = state["momentum_buffer"] = np.empty_like(p.data)
+            first = True
+        flat = p.data.reshape(-1)
+        _optim.sgd_update(flat, np.ascontiguousarray(grad).reshape(-1),
+                          flat if buf is None else buf.reshape(-1), group["lr"], momentum,
+                          group["dampening"], group["weight_decay"], group["nesterov"], first,
+                          get_num_threads())

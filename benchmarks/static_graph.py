@@ -2,9 +2,11 @@
 
     python -m benchmarks.static_graph [--repeat 10]
 
-1. Overhead per node: a stack of 64 tiny Linear(4, 4) layers at batch 1, where the arithmetic
-   is negligible, so time / nodes is the engine's bookkeeping per op (forward, and forward +
-   backward for training).
+1. Overhead per node. (a) The executor alone: a chain of 64 ops whose forward and backward
+   return their input, so time / nodes is the graph machinery's cost per op (eager: recording
+   and the reverse sweep; compiled: the replay loops). (b) A stack of 64 tiny Linear(4, 4)
+   layers at batch 1, where the arithmetic is negligible: the executor plus each op's own
+   Python (argument checks, kernel call).
 2. LeNet-5 batch-1 inference latency, eager and compiled.
 3. Peak memory of one LeNet-5 training step at batch 64: the static plan's figure, and
    tracemalloc's measured peak for eager and compiled steps (NumPy reports its allocations to
@@ -22,6 +24,7 @@ import numpy as np
 
 import minidl
 from minidl import nn
+from minidl.graph import Function
 from minidl.models import LeNet5
 from minidl.nn import functional as F
 
@@ -37,6 +40,54 @@ def best_of(fn, repeat: int, inner: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - t0) / inner)
     return best
+
+
+class PassThrough(Function):
+    """Forward and backward hand their input on: all that is left is the executor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def executor_overhead(repeat: int) -> list[tuple[str, float]]:
+    x = minidl.randn(4, requires_grad=True)
+
+    def chain(t):
+        for _ in range(DEPTH):
+            t = PassThrough.apply(t)
+        return t
+
+    def eager_forward():
+        chain(x)
+
+    def eager_train():
+        chain(x).backward(np.ones(4, dtype=np.float32))
+
+    infer = minidl.compile(chain, example_inputs=(x.detach(),))
+    class Scaled(nn.Module):
+        """Training needs a parameter: the chain starts with a product by one."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(minidl.ones(4))
+
+        def forward(self, t):
+            return chain(t * self.weight)
+
+    step = minidl.compile(Scaled(), lambda out, _: out.sum(),
+                          example_inputs=(x.detach(), x.detach()))
+    return [
+        ("eager forward (recording), per node", best_of(eager_forward, repeat, 200) / DEPTH),
+        ("compiled forward, per node", best_of(lambda: infer(x), repeat, 200) / DEPTH),
+        ("eager forward+backward, per node", best_of(eager_train, repeat, 100) / DEPTH),
+        ("compiled forward+backward, per node",
+         best_of(lambda: step(x.detach(), x.detach()), repeat, 100) / (DEPTH + 2)),
+    ]
 
 
 def overhead_per_node(repeat: int) -> list[tuple[str, float]]:
@@ -127,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = minidl.config()
     print(f"minidl {cfg['version']}, {cfg['num_threads']} threads, {cfg['isa']}")
+    print("\nexecutor overhead (64 pass-through ops)")
+    for name, seconds in executor_overhead(args.repeat):
+        print(f"  {name:<42}{seconds * 1e6:8.2f} us")
     print("\nPython overhead (64 x Linear(4,4), batch 1)")
     for name, seconds in overhead_per_node(args.repeat):
         print(f"  {name:<42}{seconds * 1e6:8.2f} us")

@@ -166,8 +166,14 @@ def plot_history(history: list[dict], path: Path) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the training; returns the final metrics (also printed)."""
+def main(argv: list[str] | None = None) -> None:
+    """The `minidl-train` command."""
+    run(argv)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the training with command-line arguments; returns the last epoch's metrics (also
+    printed), or {"interrupted": True} after Ctrl-C."""
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         minidl.set_num_threads(args.threads)

@@ -8,7 +8,7 @@ import pytest
 
 import minidl
 from minidl import optim
-from minidl.train import main
+from minidl.train import run
 
 QUICK = ["--epochs", "2", "--limit", "320", "--batch-size", "32", "--no-progress"]
 
@@ -27,7 +27,7 @@ def assert_same_weights(a, b):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("ref") / "ref.ckpt"
-    metrics = main(QUICK + ["--checkpoint", str(path)])
+    metrics = run(QUICK + ["--checkpoint", str(path)])
     return path, metrics
 
 
@@ -44,7 +44,7 @@ def test_training_learns_and_writes_checkpoint(reference):
 def test_eager_and_compiled_training_give_the_same_weights(reference, tmp_path):
     path, _ = reference
     eager = tmp_path / "eager.ckpt"
-    main(QUICK + ["--eager", "--checkpoint", str(eager)])
+    run(QUICK + ["--eager", "--checkpoint", str(eager)])
     assert_same_weights(final_weights(eager), final_weights(path))
 
 
@@ -53,7 +53,7 @@ def test_one_and_two_threads_give_identical_weights(reference, tmp_path):
     n = minidl.get_num_threads()
     one = tmp_path / "one.ckpt"
     try:
-        main(QUICK + ["--threads", "1", "--checkpoint", str(one)])
+        run(QUICK + ["--threads", "1", "--checkpoint", str(one)])
     finally:
         minidl.set_num_threads(n)
     assert_same_weights(final_weights(one), final_weights(path))
@@ -73,9 +73,9 @@ def test_ctrl_c_saves_and_resume_continues_bit_for_bit(reference, tmp_path, monk
         return result
 
     monkeypatch.setattr(optim.SGD, "step", step_then_interrupt)
-    assert main(QUICK + ["--checkpoint", str(ckpt)]) == {"interrupted": True}
+    assert run(QUICK + ["--checkpoint", str(ckpt)]) == {"interrupted": True}
     state = minidl.load(ckpt)
     assert state["interrupted"] and state["epoch"] == 1
     monkeypatch.setattr(optim.SGD, "step", original_step)
-    main(QUICK + ["--checkpoint", str(ckpt), "--resume"])
+    run(QUICK + ["--checkpoint", str(ckpt), "--resume"])
     assert_same_weights(final_weights(ckpt), final_weights(path))

@@ -303,7 +303,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
 /* Channel-packed weight gradient, for 16+ output channels (LeNet's conv2): 16 output channels
  * per vector, reduced over output pixels p of the chunk's images, for TB consecutive kw taps of
  * one kernel row:
- *   dwp[o * dw_o_stride + kw] = sum over images i, pixels p of gt[i][p][o] * x[i][pix_in[p] + kw * dw]
+ *   dwp[o * dw_o_stride + kw] = sum over images i, pixels p of
+ *                                 gt[i][p][o] * x[i][pix_in[p] + kw * dw]
  * x: the chunk's first padded image at (channel c, kernel row kh); gt: its first transposed
  * gradient [P][ocp] (ocp a multiple of 16, zero past the valid channels). Even and odd pixels
  * accumulate separately (two FMA chains per tap) and are added at the end: a fixed order.

@@ -160,23 +160,28 @@ def run(args: argparse.Namespace) -> None:
         print(f"no case matches --filter {args.filter!r}")
         return
 
-    minidl_times: dict[int, dict[str, float]] = {}
+    ref_runs = {(ct, n): numpy_times(ct, n, args)
+                for n in args.threads for ct in OPENBLAS_CORETYPES}
+    # Per case, every thread count back to back: the machine's state (other jobs, clocks)
+    # drifts over minutes, and the thread-scaling ratio should compare like with like.
+    minidl_times: dict[int, dict[str, float]] = {n: {} for n in args.threads}
+    torch_times: dict[int, dict[str, float]] = {n: {} for n in args.threads}
     torch_failures = []
-    for n_threads in args.threads:
-        ref_runs = {ct: numpy_times(ct, n_threads, args) for ct in OPENBLAS_CORETYPES}
-        minidl.set_num_threads(n_threads)
-        if torch is not None:
+    for case in cases:
+        for n_threads in args.threads:
+            minidl.set_num_threads(n_threads)
+            minidl_times[n_threads][case["name"]] = best_of(case["minidl"], args.repeat)
+        if torch is None or case.get("torch") is None:
+            continue
+        for n_threads in args.threads:
             torch.set_num_threads(n_threads)
-        ours = minidl_times.setdefault(n_threads, {})
-        torch_times = {}
-        for case in cases:
-            ours[case["name"]] = best_of(case["minidl"], args.repeat)
-            if torch is not None and case.get("torch") is not None:
-                try:
-                    torch_times[case["name"]] = best_of(case["torch"], args.repeat)
-                except Exception:  # a reference that fails must not stop the comparison
-                    torch_failures.append(f"torch failed on {case['name']} ({n_threads}t): "
-                                          + traceback.format_exc().strip().splitlines()[-1])
+            try:
+                torch_times[n_threads][case["name"]] = best_of(case["torch"], args.repeat)
+            except Exception:  # a reference that fails must not stop the comparison
+                torch_failures.append(f"torch failed on {case['name']} ({n_threads}t): "
+                                      + traceback.format_exc().strip().splitlines()[-1])
+
+    for n_threads in args.threads:
         header = ["case", "minidl ms", "GFLOP/s"]
         for ct in OPENBLAS_CORETYPES:
             header += [f"np[{ct}] ms", "GFLOP/s", "ratio"]
@@ -184,21 +189,22 @@ def run(args: argparse.Namespace) -> None:
             header += ["torch ms", "GFLOP/s", "ratio"]
         rows = []
         for case in cases:
-            name, flops, t = case["name"], case["flops"], ours[case["name"]]
+            name, flops = case["name"], case["flops"]
+            t = minidl_times[n_threads][name]
             row = [name, fmt_ms(t), fmt_gflops(flops, t)]
             for ct in OPENBLAS_CORETYPES:
-                ref = ref_runs[ct]["times"].get(name)
+                ref = ref_runs[ct, n_threads]["times"].get(name)
                 row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, t)]
             if torch is not None:
-                ref = torch_times.get(name)
+                ref = torch_times[n_threads].get(name)
                 row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, t)]
             rows.append(row)
         print_table(f"== {n_threads} thread{'s' if n_threads > 1 else ''} ==", header, rows)
-        for ct in OPENBLAS_CORETYPES:
-            info = ref_runs[ct]["info"]
+        infos = [ref_runs[ct, n_threads]["info"] for ct in OPENBLAS_CORETYPES]
+        for ct, info in zip(OPENBLAS_CORETYPES, infos):
             print(f"   np[{ct}]: OPENBLAS_CORETYPE={ct} in the child's environment; "
                   + ", ".join(f"{k}: {v}" for k, v in info.items()))
-        if "threadpoolctl" not in json.dumps([r["info"] for r in ref_runs.values()]):
+        if "threadpoolctl" not in json.dumps(infos):
             print("   threadpoolctl not installed: NumPy's OpenBLAS uses its own threads, set "
                   "only through OPENBLAS_NUM_THREADS in the child's environment")
 

@@ -1,6 +1,8 @@
 """conv2d: forward and every gradient against a NumPy float64 reference, PyTorch where installed,
 gradcheck, bitwise determinism across thread counts, and argument validation."""
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -467,3 +469,49 @@ def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
             np.testing.assert_allclose(
                 a, b, rtol=1e-4, atol=1e-4 * max(1, np.abs(a).max()), err_msg=key
             )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard page")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lenet_conv1",
+        "lenet_conv2",
+        "wide_3x3",
+        "pointwise_1x1",
+        "packed_strided",
+        "depthwise",
+        "direct_dilated",
+    ],
+)
+def test_conv2d_reads_nothing_past_its_inputs(name):
+    from test_pool import guarded_array
+
+    case = _named(name)
+    x, w, b = _inputs(case, np.float32)
+    gx, _keep_x = guarded_array(x.shape)
+    gx[...] = x
+    kwargs = dict(
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+    )
+    out = conv2d(gx, minidl.tensor(w, requires_grad=True), minidl.tensor(b), **kwargs)
+    gy, _keep_g = guarded_array(out.shape)
+    gy[...] = np.random.default_rng(6).standard_normal(out.shape)
+    tx = minidl.tensor(gx, requires_grad=True)
+    tw = minidl.tensor(w, requires_grad=True)
+    conv2d_relu(tx, tw, minidl.tensor(b, requires_grad=True), **kwargs).backward(gy)
+    ref = reference(
+        x,
+        w,
+        b,
+        None,
+        case["stride"],
+        tuple((p, p) for p in case["padding"]),
+        case["dilation"],
+        case["groups"],
+    )[0]
+    np.testing.assert_allclose(out.data, ref, rtol=2e-5, atol=2e-5 * max(1, np.abs(ref).max()))
+    assert tx.grad is not None and tw.grad is not None

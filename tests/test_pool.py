@@ -1,6 +1,8 @@
 """Pooling: forward and gradients against NumPy float64 references and PyTorch where installed,
 tie routing, gradcheck, bitwise determinism across thread counts, argument validation."""
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -368,3 +370,31 @@ def test_max_pool2d_propagates_nan_like_torch(kernel, stride):
     )
     np.testing.assert_array_equal(out.data, pout.numpy())
     np.testing.assert_array_equal(index.data, pindex.numpy())
+
+
+def guarded_array(shape, dtype=np.float32):
+    """A C-contiguous array whose last byte is followed by an inaccessible page, so that a
+    kernel reading past the input segfaults instead of passing silently. Returns (array,
+    mapping to keep alive)."""
+    import ctypes
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    page = mmap.PAGESIZE
+    total = (nbytes + page - 1) // page * page + page
+    buf = mmap.mmap(-1, total)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    if ctypes.CDLL(None).mprotect(ctypes.c_void_p(addr + total - page), page, 0) != 0:
+        pytest.skip("mprotect unavailable")
+    a = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=total - page - nbytes)
+    return a.reshape(shape), buf
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard page")
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 1, 2, 34), (1, 2, 6, 66), (3, 1, 2, 64)])
+def test_max_pool2d_2x2_reads_nothing_past_the_input(shape):
+    x, _mapping = guarded_array(shape)
+    x[...] = np.random.default_rng(0).standard_normal(shape)
+    out = max_pool2d(x, 2)
+    expected = x.reshape(shape[0], shape[1], shape[2] // 2, 2, shape[3] // 2, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(out.data, expected)

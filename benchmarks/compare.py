@@ -8,7 +8,9 @@ Cases come from every benchmarks/*_cases.py module that defines `cases() -> list
 dict with keys name, flops (per call), minidl (zero-argument callable), numpy and torch
 (callables or None). For each thread count every engine is timed best-of-`--repeat` and the
 table prints ms, GFLOP/s and each reference's time divided by minidl's (> 1: minidl is faster),
-then minidl's speedup from 1 thread to the others.
+then minidl's speedup from 1 thread to the others. The machine's speed drifts (other jobs,
+clocks), so every ratio divides two timings taken with alternating samples: the reference's
+and a minidl timing made beside it (in the same child process for NumPy).
 
 NumPy runs in child processes, one per OpenBLAS core type and thread count, because OpenBLAS
 reads OPENBLAS_CORETYPE and OPENBLAS_NUM_THREADS once, when it loads: the project's default
@@ -35,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python benchmarks/compare.py`
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import best_of, gflops  # noqa: E402
+from benchmarks.common import best_of, best_of_pair, gflops  # noqa: E402
 
 OPENBLAS_CORETYPES = ("Haswell", "SkylakeX")
 
@@ -71,8 +73,12 @@ def cpu_model() -> str:
 
 
 def time_numpy_child(args: argparse.Namespace) -> None:
-    """Child mode: time the numpy callables, print {"info": ..., "times": {name: s}} as JSON."""
+    """Child mode: time each case's numpy callable with minidl's, samples alternating; print
+    {"info": ..., "times": {name: [numpy s, minidl s]}} as JSON."""
+    import minidl
+
     n_threads = args.threads[0]
+    minidl.set_num_threads(n_threads)
     info = {"threads_control": f"OPENBLAS_NUM_THREADS={n_threads}"}
     limiter = None
     try:
@@ -89,7 +95,8 @@ def time_numpy_child(args: argparse.Namespace) -> None:
     times = {}
     for case in cases:
         if case.get("numpy") is not None:
-            times[case["name"]] = best_of(case["numpy"], args.repeat)
+            ours, ref = best_of_pair(case["minidl"], case["numpy"], args.repeat)
+            times[case["name"]] = [ref, ours]
     if limiter is not None:
         limiter.restore_original_limits()
     print(json.dumps({"info": info, "times": times}))
@@ -152,8 +159,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"numpy {np.__version__} (child processes, one per OPENBLAS_CORETYPE and thread count); "
           + (f"torch {torch.__version__}" if torch else "PyTorch not importable: its column is "
              "skipped"))
-    print(f"best of {args.repeat} per figure; ratio = reference time / minidl time "
-          "(> 1: minidl faster)")
+    print(f"best of {args.repeat} per figure; ratio = reference time / minidl time, the two "
+          "sampled alternately (> 1: minidl faster)")
     for note in notes:
         print(f"note: {note}")
     if not cases:
@@ -165,7 +172,8 @@ def run(args: argparse.Namespace) -> None:
     # Per case, every thread count back to back: the machine's state (other jobs, clocks)
     # drifts over minutes, and the thread-scaling ratio should compare like with like.
     minidl_times: dict[int, dict[str, float]] = {n: {} for n in args.threads}
-    torch_times: dict[int, dict[str, float]] = {n: {} for n in args.threads}
+    # torch_times[n][name] = (torch s, minidl s), the two measured with alternating samples
+    torch_times: dict[int, dict[str, tuple[float, float]]] = {n: {} for n in args.threads}
     torch_failures = []
     for case in cases:
         for n_threads in args.threads:
@@ -174,9 +182,11 @@ def run(args: argparse.Namespace) -> None:
         if torch is None or case.get("torch") is None:
             continue
         for n_threads in args.threads:
+            minidl.set_num_threads(n_threads)
             torch.set_num_threads(n_threads)
             try:
-                torch_times[n_threads][case["name"]] = best_of(case["torch"], args.repeat)
+                ours, ref = best_of_pair(case["minidl"], case["torch"], args.repeat)
+                torch_times[n_threads][case["name"]] = (ref, ours)
             except Exception:  # a reference that fails must not stop the comparison
                 torch_failures.append(f"torch failed on {case['name']} ({n_threads}t): "
                                       + traceback.format_exc().strip().splitlines()[-1])
@@ -192,12 +202,13 @@ def run(args: argparse.Namespace) -> None:
             name, flops = case["name"], case["flops"]
             t = minidl_times[n_threads][name]
             row = [name, fmt_ms(t), fmt_gflops(flops, t)]
+            # Each ratio pairs the reference with a minidl timing taken alternately with it.
             for ct in OPENBLAS_CORETYPES:
-                ref = ref_runs[ct, n_threads]["times"].get(name)
-                row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, t)]
+                ref, ours = ref_runs[ct, n_threads]["times"].get(name, (None, None))
+                row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, ours)]
             if torch is not None:
-                ref = torch_times[n_threads].get(name)
-                row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, t)]
+                ref, ours = torch_times[n_threads].get(name, (None, None))
+                row += [fmt_ms(ref), fmt_gflops(flops, ref), fmt_ratio(ref, ours)]
             rows.append(row)
         print_table(f"== {n_threads} thread{'s' if n_threads > 1 else ''} ==", header, rows)
         infos = [ref_runs[ct, n_threads]["info"] for ct in OPENBLAS_CORETYPES]

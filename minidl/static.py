@@ -32,7 +32,8 @@ Limits (checked where possible):
 - A call with different input shapes or dtypes traces again (each signature is cached): the
   smaller last batch of an epoch costs one extra trace.
 - Module state changed outside ops (e.g. a Python counter) is not replayed; BatchNorm's running
-  statistics are, because its op updates them.
+  statistics are, because its op updates them. Tracing itself leaves no trace: the random
+  generator and the module's buffers are restored after it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from minidl import graph
+from minidl import graph, random
 from minidl.graph import Context, Function
 from minidl.tensor import Tensor
 
@@ -528,7 +529,7 @@ class StaticGraph:
         self._buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
         self._program = [self._compile_node(node) for node in nodes]
         self._params = [(v.index, v.tensor) for v in self.values if v.kind == "param"]
-        self._consts = [(v.index, v.tensor.data) for v in self.values if v.kind == "const"]
+        self._consts = [(v.index, v.tensor) for v in self.values if v.kind == "const"]
         self.signature = tuple((x.shape, x.dtype) for x in inputs)
 
     def _compile_node(self, node: Node) -> tuple:
@@ -556,7 +557,7 @@ class StaticGraph:
         for index, p in self._params:
             vals[index] = p.data
         for index, c in self._consts:
-            vals[index] = c
+            vals[index] = c.data
         contexts = []
         clock = time.perf_counter
         for fn, slots, consts, attrs, out, _, needs in self._program:
@@ -649,6 +650,11 @@ class Compiled:
     def _params(self) -> list[Tensor]:
         return list(self.model.parameters()) if hasattr(self.model, "parameters") else []
 
+    def _buffers(self) -> list[Tensor]:
+        if not hasattr(self.model, "buffers"):
+            return []
+        return [b for b in self.model.buffers() if b is not None]
+
     def _graph_for(self, inputs: list[Tensor]) -> StaticGraph:
         key = tuple((x.shape, x.dtype) for x in inputs)
         g = self.graphs.get(key)
@@ -656,9 +662,17 @@ class Compiled:
             was_training = getattr(self.model, "training", None)
             if not self.training and was_training:
                 self.model.eval()
+            # Tracing runs the forward once: undo its side effects (random draws, e.g.
+            # dropout masks, and buffer updates, e.g. BatchNorm's running statistics) so that
+            # compiling changes nothing a later step could see.
+            rng_state = random.get_rng_state()
+            buffers = [(b, b.data.copy()) for b in self._buffers()]
             try:
                 g = StaticGraph(self._function(), inputs, self._params(), self.training)
             finally:
+                random.set_rng_state(rng_state)
+                for b, data in buffers:
+                    b.data[...] = data
                 if not self.training and was_training:
                     self.model.train()
             self.graphs[key] = g

@@ -268,3 +268,31 @@ def test_compiled_graph_draws_with_fused_ops_and_shapes():
     assert dot.count('"Linear + relu"') == 2
     assert '"conv1.weight"' in dot
     assert '"op0" -> "op1" [label=<4x6x28x28>]' in dot  # conv1's output into the pool
+
+
+def test_batchnorm_and_dropout_replay_like_eager_and_tracing_leaves_no_trace():
+    def make():
+        minidl.manual_seed(3)
+        return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
+                             nn.Linear(16, 4))
+
+    eager_model, compiled_model = make(), make()
+    x, y = batch(8, shape=(6,), classes=4)
+    minidl.manual_seed(11)
+    rng_before = minidl.get_rng_state()
+    step = minidl.compile(compiled_model, F.cross_entropy, example_inputs=(x, y))
+    assert minidl.get_rng_state() == rng_before
+    assert compiled_model[1].num_batches_tracked.item() == 0
+    np.testing.assert_array_equal(compiled_model[1].running_mean.data, np.zeros(16))
+    for seed in range(2):
+        x, y = batch(8, seed=seed, shape=(6,), classes=4)
+        minidl.manual_seed(100 + seed)
+        loss_e, grads_e = eager_step(eager_model, F.cross_entropy, x, y)
+        minidl.manual_seed(100 + seed)
+        loss_c, grads_c = compiled_step(step, compiled_model, x, y)
+        assert loss_c == pytest.approx(loss_e, rel=1e-6)
+        for ge, gc in zip(grads_e, grads_c):
+            np.testing.assert_allclose(gc, ge, rtol=1e-5, atol=1e-7)
+    for name, b in eager_model.named_buffers():
+        np.testing.assert_allclose(dict(compiled_model.named_buffers())[name].data, b.data,
+                                   rtol=1e-6, err_msg=name)

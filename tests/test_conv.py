@@ -163,6 +163,8 @@ NAMED = {
         shape=(3, 16, 10, 9), wshape=(33, 16, 3, 3), padding=(2, 1), dilation=(2, 3)
     ),
     "wide_batch1": dict(shape=(1, 32, 6, 7), wshape=(40, 32, 3, 3), padding=(1, 1)),
+    # Full 16-lane rows: the row-vector kernel takes this wide layer (forward, input gradient).
+    "wide_rowvec": dict(shape=(3, 32, 6, 16), wshape=(48, 32, 3, 3), padding=(1, 1)),
     "pointwise_1x1": dict(shape=(2, 64, 5, 7), wshape=(33, 64, 1, 1)),
     "few_channels_1x1": dict(shape=(2, 3, 5, 7), wshape=(5, 3, 1, 1)),
     "packed_strided": dict(
@@ -214,7 +216,15 @@ def test_conv2d_padding_same_and_valid(kernel):
 
 @pytest.mark.parametrize(
     "name",
-    ["lenet_conv1", "lenet_conv2", "wide_3x3", "wide_3x3_stride2", "packed_strided", "depthwise"],
+    [
+        "lenet_conv1",
+        "lenet_conv2",
+        "wide_3x3",
+        "wide_rowvec",
+        "wide_3x3_stride2",
+        "packed_strided",
+        "depthwise",
+    ],
 )
 def test_conv2d_relu_is_fused_relu_of_conv2d(name):
     case = _named(name)
@@ -283,6 +293,7 @@ def test_conv2d_skips_input_gradient_when_not_needed():
         "lenet_conv2",
         "wide_3x3",
         "wide_batch1",
+        "wide_rowvec",
         "pointwise_1x1",
         "packed_strided",
         "depthwise",
@@ -387,6 +398,7 @@ def test_conv2d_bias_shape_checked():
 TORCH_CASES = [
     "lenet_conv1",
     "lenet_conv2",
+    "wide_rowvec",
     "wide_3x3_stride2",
     "wide_dilated",
     "packed_strided",

@@ -387,6 +387,16 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return sh.Index.apply(self, index=_plain_index(index))
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """In-place assignment, for tensors outside any graph (data preparation, or
+        parameters under no_grad)."""
+        if self._ctx is not None or (self._requires_grad and graph.is_grad_enabled()):
+            raise RuntimeError(
+                "setitem: assigning into a tensor that is recorded in a graph would corrupt its "
+                "gradients; use minidl.where(), or assign under minidl.no_grad() / into detach()"
+            )
+        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
         return sh.Pad.apply(self, pad_width=pad_width, value=value)
 

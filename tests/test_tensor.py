@@ -150,3 +150,18 @@ def test_repr_mentions_grad_fn_and_dtype():
     a = minidl.tensor([1.0], dtype=np.float64, requires_grad=True)
     assert "requires_grad=True" in repr(a) and "float64" in repr(a)
     assert "grad_fn=Mul" in repr(a * 2)
+
+
+def test_setitem_outside_graphs_only():
+    a = minidl.zeros(2, 3)
+    a[0, 1] = 5.0
+    a[1] = minidl.tensor([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(a.data, [[0, 5, 0], [1, 2, 3]])
+    p = minidl.zeros(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        p[0] = 1.0
+    with minidl.no_grad():
+        p[0] = 1.0
+    assert p.data[0] == 1.0
+    with pytest.raises(RuntimeError, match="graph"):
+        (p * 2)[0] = 3.0

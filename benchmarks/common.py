@@ -37,8 +37,9 @@ def best_of(fn: Callable[[], object], repeat: int = 10, warmup: int = 1) -> floa
     return best
 
 
-def best_of_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], repeat: int = 10,
-                 warmup: int = 1) -> tuple[float, float]:
+def best_of_pair(
+    fn_a: Callable[[], object], fn_b: Callable[[], object], repeat: int = 10, warmup: int = 1
+) -> tuple[float, float]:
     """Seconds per call of fn_a and of fn_b, as best_of, with their samples alternating.
 
     The machine's speed drifts over seconds (other jobs, clocks): alternating the samples makes

@@ -104,8 +104,18 @@ def time_numpy_child(args: argparse.Namespace) -> None:
 
 def numpy_times(coretype: str, n_threads: int, args: argparse.Namespace) -> dict:
     env = dict(os.environ, OPENBLAS_CORETYPE=coretype, OPENBLAS_NUM_THREADS=str(n_threads))
-    cmd = [sys.executable, "-m", "benchmarks.compare", "--numpy-child", "--threads",
-           str(n_threads), "--repeat", str(args.repeat), "--filter", args.filter]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.compare",
+        "--numpy-child",
+        "--threads",
+        str(n_threads),
+        "--repeat",
+        str(args.repeat),
+        "--filter",
+        args.filter,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"info": {"error": proc.stderr.strip().splitlines()[-1:]}, "times": {}}
@@ -135,13 +145,15 @@ def fmt_ratio(ref: float | None, ours: float | None) -> str:
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     print(f"\n{title}")
-    line = "  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i])
-                     for i, h in enumerate(header))
+    line = "  ".join(
+        h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header)
+    )
     print(line)
     print("-" * len(line))
     for r in rows:
-        print("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
-                        for i, c in enumerate(r)))
+        print(
+            "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -153,22 +165,32 @@ def run(args: argparse.Namespace) -> None:
     torch = None if args.no_torch else try_torch()
     cases, notes = load_cases(args.filter)
     print(f"minidl side-by-side  {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; minidl ISA path: "
-          f"{_runtime.isa_path()}, compiler {_runtime.compiler()}, "
-          f"OpenMP {'on' if _runtime.openmp_enabled() else 'OFF'}")
-    print(f"numpy {np.__version__} (child processes, one per OPENBLAS_CORETYPE and thread count); "
-          + (f"torch {torch.__version__}" if torch else "PyTorch not importable: its column is "
-             "skipped"))
-    print(f"best of {args.repeat} per figure; ratio = reference time / minidl time, the two "
-          "sampled alternately (> 1: minidl faster)")
+    print(
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; minidl ISA path: "
+        f"{_runtime.isa_path()}, compiler {_runtime.compiler()}, "
+        f"OpenMP {'on' if _runtime.openmp_enabled() else 'OFF'}"
+    )
+    print(
+        f"numpy {np.__version__} (child processes, one per OPENBLAS_CORETYPE and thread count); "
+        + (
+            f"torch {torch.__version__}"
+            if torch
+            else "PyTorch not importable: its column is skipped"
+        )
+    )
+    print(
+        f"best of {args.repeat} per figure; ratio = reference time / minidl time, the two "
+        "sampled alternately (> 1: minidl faster)"
+    )
     for note in notes:
         print(f"note: {note}")
     if not cases:
         print(f"no case matches --filter {args.filter!r}")
         return
 
-    ref_runs = {(ct, n): numpy_times(ct, n, args)
-                for n in args.threads for ct in OPENBLAS_CORETYPES}
+    ref_runs = {
+        (ct, n): numpy_times(ct, n, args) for n in args.threads for ct in OPENBLAS_CORETYPES
+    }
     # Per case, every thread count back to back: the machine's state (other jobs, clocks)
     # drifts over minutes, and the thread-scaling ratio should compare like with like.
     minidl_times: dict[int, dict[str, float]] = {n: {} for n in args.threads}
@@ -188,8 +210,10 @@ def run(args: argparse.Namespace) -> None:
                 ours, ref = best_of_pair(case["minidl"], case["torch"], args.repeat)
                 torch_times[n_threads][case["name"]] = (ref, ours)
             except Exception:  # a reference that fails must not stop the comparison
-                torch_failures.append(f"torch failed on {case['name']} ({n_threads}t): "
-                                      + traceback.format_exc().strip().splitlines()[-1])
+                torch_failures.append(
+                    f"torch failed on {case['name']} ({n_threads}t): "
+                    + traceback.format_exc().strip().splitlines()[-1]
+                )
 
     for n_threads in args.threads:
         header = ["case", "minidl ms", "GFLOP/s"]
@@ -213,22 +237,30 @@ def run(args: argparse.Namespace) -> None:
         print_table(f"== {n_threads} thread{'s' if n_threads > 1 else ''} ==", header, rows)
         infos = [ref_runs[ct, n_threads]["info"] for ct in OPENBLAS_CORETYPES]
         for ct, info in zip(OPENBLAS_CORETYPES, infos):
-            print(f"   np[{ct}]: OPENBLAS_CORETYPE={ct} in the child's environment; "
-                  + ", ".join(f"{k}: {v}" for k, v in info.items()))
+            print(
+                f"   np[{ct}]: OPENBLAS_CORETYPE={ct} in the child's environment; "
+                + ", ".join(f"{k}: {v}" for k, v in info.items())
+            )
         if "threadpoolctl" not in json.dumps(infos):
-            print("   threadpoolctl not installed: NumPy's OpenBLAS uses its own threads, set "
-                  "only through OPENBLAS_NUM_THREADS in the child's environment")
+            print(
+                "   threadpoolctl not installed: NumPy's OpenBLAS uses its own threads, set "
+                "only through OPENBLAS_NUM_THREADS in the child's environment"
+            )
 
     if len(args.threads) > 1:
         base = args.threads[0]
-        header = ["case"] + [f"minidl {n}t ms" for n in args.threads] + [
-            f"{n}t/{base}t speedup" for n in args.threads[1:]]
+        header = (
+            ["case"]
+            + [f"minidl {n}t ms" for n in args.threads]
+            + [f"{n}t/{base}t speedup" for n in args.threads[1:]]
+        )
         rows = []
         for case in cases:
             name = case["name"]
             row = [name] + [fmt_ms(minidl_times[n][name]) for n in args.threads]
-            row += [fmt_ratio(minidl_times[base][name], minidl_times[n][name])
-                    for n in args.threads[1:]]
+            row += [
+                fmt_ratio(minidl_times[base][name], minidl_times[n][name]) for n in args.threads[1:]
+            ]
             rows.append(row)
         print_table("== minidl thread scaling ==", header, rows)
     for failure in torch_failures:
@@ -252,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--filter", default="", help="only cases whose name contains this")
     parser.add_argument("--repeat", type=int, default=10, help="best of N samples (default 10)")
-    parser.add_argument("--threads", type=parse_threads, default="1,all",
-                        help="comma-separated thread counts, 'all' = minidl's default "
-                             "(default: 1,all)")
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default="1,all",
+        help="comma-separated thread counts, 'all' = minidl's default (default: 1,all)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--numpy-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

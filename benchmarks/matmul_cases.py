@@ -69,8 +69,13 @@ def _case(name, m, n, k, trans_a, trans_b):
 
         return torch_fn
 
-    return dict(name=name, flops=matmul_flops(m, n, k), minidl=minidl_fn, numpy=numpy_fn,
-                torch=_lazy(make_torch))
+    return dict(
+        name=name,
+        flops=matmul_flops(m, n, k),
+        minidl=minidl_fn,
+        numpy=numpy_fn,
+        torch=_lazy(make_torch),
+    )
 
 
 def cases() -> list[dict]:

@@ -139,11 +139,13 @@ def test_matmul_propagates_nan_and_inf():
 
 def test_matmul_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="matmul: shapes do not match"):
-        gemm.matmul(np.ones((3, 4), np.float32), np.ones((5, 2), np.float32),
-                    np.empty((3, 2), np.float32))
+        gemm.matmul(
+            np.ones((3, 4), np.float32), np.ones((5, 2), np.float32), np.empty((3, 2), np.float32)
+        )
     with pytest.raises(ValueError, match="matmul"):
-        gemm.matmul(np.ones((3, 4), np.float32), np.ones((4, 2), np.float32),
-                    np.empty((3, 3), np.float32))
+        gemm.matmul(
+            np.ones((3, 4), np.float32), np.ones((4, 2), np.float32), np.empty((3, 3), np.float32)
+        )
 
 
 @pytest.mark.parametrize(
@@ -189,14 +191,23 @@ def test_batched_matmul_matches_numpy_and_is_thread_count_independent(
 
 def test_batched_matmul_rejects_mismatched_batch_or_dtype():
     with pytest.raises(ValueError, match="batch sizes differ"):
-        gemm.batched_matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32),
-                            np.empty((2, 3, 5), np.float32))
+        gemm.batched_matmul(
+            np.ones((2, 3, 4), np.float32),
+            np.ones((3, 4, 5), np.float32),
+            np.empty((2, 3, 5), np.float32),
+        )
     with pytest.raises(ValueError, match="batched_matmul: shapes do not match"):
-        gemm.batched_matmul(np.ones((2, 3, 4), np.float32), np.ones((2, 5, 5), np.float32),
-                            np.empty((2, 3, 5), np.float32))
+        gemm.batched_matmul(
+            np.ones((2, 3, 4), np.float32),
+            np.ones((2, 5, 5), np.float32),
+            np.empty((2, 3, 5), np.float32),
+        )
     with pytest.raises(ValueError):
-        gemm.batched_matmul(np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float64),
-                            np.empty((2, 3, 5), np.float32))
+        gemm.batched_matmul(
+            np.ones((2, 3, 4), np.float32),
+            np.ones((2, 4, 5), np.float64),
+            np.empty((2, 3, 5), np.float32),
+        )
 
 
 @settings(max_examples=60, deadline=None)

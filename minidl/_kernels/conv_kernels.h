@@ -25,6 +25,9 @@
 
 #include <stddef.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "mdl_isa.h"
 
@@ -47,14 +50,10 @@ typedef int mdl_v16i __attribute__((vector_size(64)));
             mdl_v16i keep_ = v_ > (mdl_v16f){0};                                                 \
             v_ = (mdl_v16f)((mdl_v16i)v_ & keep_);                                               \
         }                                                                                        \
-        if ((count) == MDL_LANES) {                                                              \
+        if ((count) == MDL_LANES)                                                                \
             memcpy((dst), &v_, sizeof v_);                                                       \
-        } else {                                                                                 \
-            float tmp_[MDL_LANES] __attribute__((aligned(64)));                                  \
-            memcpy(tmp_, &v_, sizeof v_);                                                        \
-            for (int i_ = 0; i_ < (count); i_++)                                                 \
-                (dst)[i_] = tmp_[i_];                                                            \
-        }                                                                                        \
+        else                                                                                     \
+            MDL_STORE_PARTIAL((dst), v_, (count));                                               \
     } while (0)
 
 /* Sum of the 16 lanes of v in lane order, into the float s. */
@@ -95,22 +94,28 @@ static inline int conv_dw_f32_tb(int KW) {
 }
 
 #if MINIDL_HAVE_MULTIVERSION
+#define MDL_ISA_AVX512 1
 #define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
 #define MDL_ISA(name) name##_v4
 #include "conv_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
 #define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
 #define MDL_ISA(name) name##_v3
 #include "conv_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
 #endif
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
 #define MDL_ISA_ATTR
 #define MDL_ISA(name) name##_base
 #include "conv_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
+#undef MDL_ISA_AVX512
 
 /* Output rows [row0, row1) of one OCB block of output channels of one image (see the
  * template's conv_direct_f32_rows), on the widest instruction set this CPU has. */

@@ -1,6 +1,22 @@
 /* Per-instruction-set body of conv_kernels.h: included once per ISA with MDL_ISA_ATTR (a gcc
- * target attribute) and MDL_ISA(name) (the name with that ISA's suffix) defined. No include
- * guard on purpose. */
+ * target attribute), MDL_ISA(name) (the name with that ISA's suffix) and MDL_ISA_AVX512 (1 for
+ * the AVX-512 instance) defined. No include guard on purpose. */
+
+/* The first `count` (< 16) lanes of v to dst: one masked store on AVX-512 (LeNet's 28- and
+ * 14-wide rows end in a partial vector on every row), lane by lane elsewhere. */
+#if MDL_ISA_AVX512
+#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
+    _mm512_mask_storeu_ps((dst), (__mmask16)((1u << (count)) - 1u), (__m512)(v))
+#else
+#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
+    do {                                                                                         \
+        float tmp_[MDL_LANES] __attribute__((aligned(64)));                                      \
+        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
+        for (int i_ = 0; i_ < (count); i_++)                                                     \
+            (dst)[i_] = tmp_[i_];                                                                \
+    } while (0)
+#endif
+
 
 /* acc[o][j] = sum over steps k of wpk[k * OCB + o] * x[step_off[k] + xoff[j] ..] (16 lanes),
  * a step being one (input channel c, tap kh, kw): step_off[k] = c * plane + tap_off[kh * KW + kw].
@@ -429,3 +445,5 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
             gt[p * ocp + o] = (mo == NULL || mo[p] > 0) ? go[p] : 0.0f;
     }
 }
+
+#undef MDL_STORE_PARTIAL

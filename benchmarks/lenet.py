@@ -66,8 +66,9 @@ class Run:
 def make_loader(train_set: MNIST, batch_size: int, seed: int = 0) -> DataLoader:
     """minidl-train's training loader. A fresh one per run, so every run (engine, thread
     count) sees the same batches in the same order."""
-    return DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=seed,
-                      transform=MNIST.normalize)
+    return DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, seed=seed, transform=MNIST.normalize
+    )
 
 
 def batches(loader: DataLoader, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -121,16 +122,24 @@ def train_minidl(loader: DataLoader, steps: int, threads: int, compiled: bool) -
         opt.step()
         sched.step()
     seconds = time.perf_counter() - start
-    return Run("minidl compiled" if compiled else "minidl eager", threads, images, seconds,
-               len(loader.dataset), float(loss.item()))
+    return Run(
+        "minidl compiled" if compiled else "minidl eager",
+        threads,
+        images,
+        seconds,
+        len(loader.dataset),
+        float(loss.item()),
+    )
 
 
 def infer_minidl(images: np.ndarray, threads: int, compiled: bool, repeats: int = 3) -> float:
     """Best-of-`repeats` seconds to classify the test set at batch INFERENCE_BATCH."""
     minidl.set_num_threads(threads)
     model = minidl_model().eval()
-    chunks = [minidl.from_numpy(images[i:i + INFERENCE_BATCH])
-              for i in range(0, len(images), INFERENCE_BATCH)]
+    chunks = [
+        minidl.from_numpy(images[i : i + INFERENCE_BATCH])
+        for i in range(0, len(images), INFERENCE_BATCH)
+    ]
     run: Callable = model
     if compiled:
         run = minidl.compile(model, example_inputs=(chunks[0],))
@@ -149,7 +158,7 @@ def latency_minidl(images: np.ndarray, threads: int, compiled: bool, calls: int 
     """Median seconds to classify one image (batch 1), over `calls` calls on test images."""
     minidl.set_num_threads(threads)
     model = minidl_model().eval()
-    singles = [minidl.from_numpy(images[i:i + 1]) for i in range(calls)]
+    singles = [minidl.from_numpy(images[i : i + 1]) for i in range(calls)]
     run: Callable = model
     if compiled:
         run = minidl.compile(model, example_inputs=(singles[0],))
@@ -168,9 +177,18 @@ def torch_model(torch: Any) -> Any:
     """PyTorch's LeNet-5, initialized with minidl's initial weights (same seed)."""
     nn = torch.nn
     model = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
     )
     ours = [p.data for p in minidl_model().parameters()]
     with torch.no_grad():
@@ -182,8 +200,9 @@ def torch_model(torch: Any) -> Any:
 def train_torch(torch: Any, loader: DataLoader, steps: int, threads: int) -> Run:
     torch.set_num_threads(threads)
     model = torch_model(torch)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
-                          nesterov=True)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(WARMUP + steps))
     loss_fn = torch.nn.CrossEntropyLoss()
     loss = None
@@ -199,15 +218,23 @@ def train_torch(torch: Any, loader: DataLoader, steps: int, threads: int) -> Run
         opt.step()
         sched.step()
     seconds = time.perf_counter() - start
-    return Run(f"torch {torch.__version__}", threads, images, seconds, len(loader.dataset),
-               float(loss.item()))
+    return Run(
+        f"torch {torch.__version__}",
+        threads,
+        images,
+        seconds,
+        len(loader.dataset),
+        float(loss.item()),
+    )
 
 
 def infer_torch(torch: Any, images: np.ndarray, threads: int, repeats: int = 3) -> float:
     torch.set_num_threads(threads)
     model = torch_model(torch).eval()
-    chunks = [torch.from_numpy(images[i:i + INFERENCE_BATCH])
-              for i in range(0, len(images), INFERENCE_BATCH)]
+    chunks = [
+        torch.from_numpy(images[i : i + INFERENCE_BATCH])
+        for i in range(0, len(images), INFERENCE_BATCH)
+    ]
     best = math.inf
     with torch.inference_mode():
         model(chunks[0])
@@ -222,7 +249,7 @@ def infer_torch(torch: Any, images: np.ndarray, threads: int, repeats: int = 3) 
 def latency_torch(torch: Any, images: np.ndarray, threads: int, calls: int = 300) -> float:
     torch.set_num_threads(threads)
     model = torch_model(torch).eval()
-    singles = [torch.from_numpy(images[i:i + 1]) for i in range(calls)]
+    singles = [torch.from_numpy(images[i : i + 1]) for i in range(calls)]
     times = []
     with torch.inference_mode():
         model(singles[0])
@@ -314,23 +341,28 @@ def profile_step(loader: DataLoader, threads: int, steps: int) -> str:
     def line(title: str, seconds: float) -> str:
         return f"  {title:<44}{1e3 * seconds:>8.3f} ms"
 
-    return "\n".join([
-        (f"one eager training step, batch {loader.batch_size}, {threads} thread(s): fastest of "
-         f"{steps} {1e3 * wall:.3f} ms (median {1e3 * walls[len(walls) // 2]:.3f} ms); "
-         "the fastest:"),
-        line("data (loader gather + normalize)", parts["data"]),
-        line("forward, total", parts["forward"]),
-        line("  in op forward() (kernels, numpy)", fwd_ops),
-        line("  Function.apply bookkeeping", timers.apply_s - fwd_ops),
-        line("  Python between ops (modules, F.*)", parts["forward"] - timers.apply_s),
-        line("backward, total (zero_grad + sweep)", parts["backward"]),
-        line("  in op backward() (kernels, numpy)", bwd_ops),
-        line("  sweep bookkeeping (order, sums, grads)", timers.sweep_s - bwd_ops),
-        line("optimizer step + lr schedule", parts["optimizer"]),
-        "",
-        "per op in that step (minidl.profile):",
-        prof.table(),
-    ])
+    return "\n".join(
+        [
+            (
+                f"one eager training step, batch {loader.batch_size}, {threads} thread(s): "
+                f"fastest of {steps} {1e3 * wall:.3f} ms "
+                f"(median {1e3 * walls[len(walls) // 2]:.3f} ms); "
+                "the fastest:"
+            ),
+            line("data (loader gather + normalize)", parts["data"]),
+            line("forward, total", parts["forward"]),
+            line("  in op forward() (kernels, numpy)", fwd_ops),
+            line("  Function.apply bookkeeping", timers.apply_s - fwd_ops),
+            line("  Python between ops (modules, F.*)", parts["forward"] - timers.apply_s),
+            line("backward, total (zero_grad + sweep)", parts["backward"]),
+            line("  in op backward() (kernels, numpy)", bwd_ops),
+            line("  sweep bookkeeping (order, sums, grads)", timers.sweep_s - bwd_ops),
+            line("optimizer step + lr schedule", parts["optimizer"]),
+            "",
+            "per op in that step (minidl.profile):",
+            prof.table(),
+        ]
+    )
 
 
 def profile_compiled(loader: DataLoader, threads: int, repeats: int = 20) -> str:
@@ -351,15 +383,17 @@ def profile_compiled(loader: DataLoader, threads: int, repeats: int = 20) -> str
             best = rows
     from minidl.profiler import format_table
 
-    return (f"one compiled training step (forward + backward, no optimizer), batch "
-            f"{loader.batch_size}, {threads} thread(s), fastest of {repeats}:\n"
-            + format_table(best))
+    return (
+        f"one compiled training step (forward + backward, no optimizer), batch "
+        f"{loader.batch_size}, {threads} thread(s), fastest of {repeats}:\n" + format_table(best)
+    )
 
 
 # -- command line -----------------------------------------------------------------------------
 def thread_counts(spec: str | None) -> list[int]:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    available = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     if spec is None:
         return sorted({1, available})
     counts = [int(s) for s in spec.split(",")]
@@ -371,18 +405,37 @@ def thread_counts(spec: str | None) -> list[int]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs-fraction", type=float, default=1.0,
-                   help="part of an epoch to time per run, extrapolated to a full epoch")
-    p.add_argument("--threads", default=None,
-                   help="comma-separated thread counts (default: 1 and all available)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per engine and thread count; the fastest is reported")
+    p.add_argument(
+        "--epochs-fraction",
+        type=float,
+        default=1.0,
+        help="part of an epoch to time per run, extrapolated to a full epoch",
+    )
+    p.add_argument(
+        "--threads",
+        default=None,
+        help="comma-separated thread counts (default: 1 and all available)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per engine and thread count; the fastest is reported",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--no-compiled", action="store_true", help="eager mode only")
-    p.add_argument("--profile-steps", type=int, default=50,
-                   help="eager steps in the per-op profile (0: no profile)")
-    p.add_argument("--profile-threads", type=int, default=None,
-                   help="threads for the profile (default: the largest of --threads)")
+    p.add_argument(
+        "--profile-steps",
+        type=int,
+        default=50,
+        help="eager steps in the per-op profile (0: no profile)",
+    )
+    p.add_argument(
+        "--profile-threads",
+        type=int,
+        default=None,
+        help="threads for the profile (default: the largest of --threads)",
+    )
     args = p.parse_args(argv)
     if not 0 < args.epochs_fraction <= 1:
         raise SystemExit("--epochs-fraction: expected a value in (0, 1]")
@@ -395,22 +448,30 @@ def main(argv: list[str] | None = None) -> None:
             import torch
         except ImportError:
             print("PyTorch not installed: minidl only")
-    compiled_modes = [False] + ([True] if hasattr(minidl, "compile") and not args.no_compiled
-                                else [])
+    compiled_modes = [False] + (
+        [True] if hasattr(minidl, "compile") and not args.no_compiled else []
+    )
     train_set = MNIST(train=True)
     test_images = MNIST.normalize(MNIST(train=False).data)
     steps_per_epoch = len(make_loader(train_set, args.batch_size))
     steps = max(1, round(args.epochs_fraction * steps_per_epoch))
     cfg = minidl.config()
-    print(f"minidl {cfg['version']} ({cfg['isa']}, OpenMP {cfg['openmp']}), numpy {cfg['numpy']}"
-          + (f", torch {torch.__version__}" if torch else ""))
-    measured = ("a full epoch" if steps == steps_per_epoch else
-                f"{steps} of {steps_per_epoch} steps ({args.epochs_fraction:g} epoch), "
-                "EXTRAPOLATED to a full epoch")
+    print(
+        f"minidl {cfg['version']} ({cfg['isa']}, OpenMP {cfg['openmp']}), numpy {cfg['numpy']}"
+        + (f", torch {torch.__version__}" if torch else "")
+    )
+    measured = (
+        "a full epoch"
+        if steps == steps_per_epoch
+        else f"{steps} of {steps_per_epoch} steps ({args.epochs_fraction:g} epoch), "
+        "EXTRAPOLATED to a full epoch"
+    )
     if hasattr(os, "getloadavg"):
         print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print(f"LeNet-5, batch {args.batch_size}, SGD nesterov lr 0.05 cosine, wd 5e-4: timed "
-          f"{measured} after {WARMUP} warm-up steps, best of {args.repeat}\n")
+    print(
+        f"LeNet-5, batch {args.batch_size}, SGD nesterov lr 0.05 cosine, wd 5e-4: timed "
+        f"{measured} after {WARMUP} warm-up steps, best of {args.repeat}\n"
+    )
 
     header = f"{'threads':>7}  {'engine':<18}{'epoch s':>9}{'images/s':>11}{'vs torch':>10}  loss"
     print(header)
@@ -420,11 +481,14 @@ def main(argv: list[str] | None = None) -> None:
         # machine a burst of load then hits one repeat of every engine, not one engine.
         best: dict[str, Run] = {}
         for _ in range(args.repeat):
-            runs = [train_minidl(make_loader(train_set, args.batch_size), steps, threads, c)
-                    for c in compiled_modes]
+            runs = [
+                train_minidl(make_loader(train_set, args.batch_size), steps, threads, c)
+                for c in compiled_modes
+            ]
             if torch is not None:
-                runs.append(train_torch(torch, make_loader(train_set, args.batch_size), steps,
-                                        threads))
+                runs.append(
+                    train_torch(torch, make_loader(train_set, args.batch_size), steps, threads)
+                )
             for r in runs:
                 if r.engine not in best or r.seconds < best[r.engine].seconds:
                     best[r.engine] = r
@@ -432,8 +496,10 @@ def main(argv: list[str] | None = None) -> None:
         base = runs[-1].epoch_seconds if torch is not None else None
         for r in runs:
             ratio = f"{base / r.epoch_seconds:>9.2f}x" if base else f"{'-':>10}"
-            print(f"{threads:>7}  {r.engine:<18}{r.epoch_seconds:>9.2f}{r.images_per_second:>11,.0f}"
-                  f"{ratio}  {r.final_loss:.4f}")
+            print(
+                f"{threads:>7}  {r.engine:<18}{r.epoch_seconds:>9.2f}{r.images_per_second:>11,.0f}"
+                f"{ratio}  {r.final_loss:.4f}"
+            )
 
     print(f"\ninference, {len(test_images):,} test images at batch {INFERENCE_BATCH} (best of 3):")
     for threads in thread_counts(args.threads):
@@ -446,8 +512,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {threads} thread(s): " + ", ".join(cells))
     print("inference latency, one image (batch 1), median of 300 calls:")
     for threads in thread_counts(args.threads):
-        cells = [f"minidl {'compiled' if c else 'eager'} "
-                 f"{1e6 * latency_minidl(test_images, threads, c):.0f} us" for c in compiled_modes]
+        cells = [
+            f"minidl {'compiled' if c else 'eager'} "
+            f"{1e6 * latency_minidl(test_images, threads, c):.0f} us"
+            for c in compiled_modes
+        ]
         if torch is not None:
             cells.append(f"torch {1e6 * latency_torch(torch, test_images, threads):.0f} us")
         print(f"  {threads} thread(s): " + ", ".join(cells))

@@ -165,6 +165,8 @@ NAMED = {
     "wide_batch1": dict(shape=(1, 32, 6, 7), wshape=(40, 32, 3, 3), padding=(1, 1)),
     # Full 16-lane rows: the row-vector kernel takes this wide layer (forward, input gradient).
     "wide_rowvec": dict(shape=(3, 32, 6, 16), wshape=(48, 32, 3, 3), padding=(1, 1)),
+    # 96 channels of 34-float rows: the row-vector kernel splits them into L1-sized blocks.
+    "wide_rowvec_blocks": dict(shape=(2, 96, 3, 32), wshape=(96, 96, 3, 3), padding=(1, 1)),
     "pointwise_1x1": dict(shape=(2, 64, 5, 7), wshape=(33, 64, 1, 1)),
     "few_channels_1x1": dict(shape=(2, 3, 5, 7), wshape=(5, 3, 1, 1)),
     "packed_strided": dict(
@@ -221,6 +223,7 @@ def test_conv2d_padding_same_and_valid(kernel):
         "lenet_conv2",
         "wide_3x3",
         "wide_rowvec",
+        "wide_rowvec_blocks",
         "wide_3x3_stride2",
         "packed_strided",
         "depthwise",
@@ -294,6 +297,7 @@ def test_conv2d_skips_input_gradient_when_not_needed():
         "wide_3x3",
         "wide_batch1",
         "wide_rowvec",
+        "wide_rowvec_blocks",
         "pointwise_1x1",
         "packed_strided",
         "depthwise",

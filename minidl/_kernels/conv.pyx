@@ -20,7 +20,7 @@ from minidl._kernels.gemm cimport dgemm, sgemm
 cdef extern from "conv_kernels.h" nogil:
     int conv_direct_f32_ocb(int oc)
     void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
-                              int nsteps, const float *wpk, int ocb,
+                              int nsteps, int block_steps, const float *wpk, int ocb,
                               int oc_valid, const float *bias, int relu, float *out, int OH,
                               int OW, int row0, int row1)
     void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, int sh, int sw,
@@ -328,6 +328,9 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
     cdef Py_ssize_t rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
     cdef Py_ssize_t nrb = (OH + rows - 1) // rows
+    # Input channels per block: the KH padded rows of a block that a register tile sweeps stay
+    # within 32 KiB of L1 (the kernel parks the accumulators between blocks).
+    cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (KH * Wp * 4))) * T
     xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, flip)
     steps = np.empty(C * T, dtype=np.intp)
@@ -350,7 +353,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
         n = item // (nblk * nrb)
         blk = (item // nrb) % nblk
         r0 = (item % nrb) * rows
-        conv_direct_f32_rows(xptr + n * C * plane, Wp, &step_off[0], C * T,
+        conv_direct_f32_rows(xptr + n * C * plane, Wp, &step_off[0], C * T, block_steps,
                              wptr + blk * C * T * ocb, ocb, min(ocb, OC - blk * ocb),
                              bp + blk * ocb if bp != NULL else NULL, relu,
                              optr + (n * OC + blk * ocb) * OH * OW, OH, OW, r0,
@@ -759,17 +762,15 @@ cdef bint _packed_wins(x, Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_
     return 5 * OC * ((OW + 15) // 16 * 16) > 6 * OW * ((OC + lanes - 1) // lanes * lanes)
 
 
-cdef bint _rowvec_fits(x, Py_ssize_t Cin, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
-                       Py_ssize_t dw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
-    """On a wide layer the row-vector direct kernel beats im2col + GEMM when its lanes are
-    nearly full (at most 10% of them past OW) and the input rows one register tile sweeps (Cin
-    channels x KH rows of the padded width) stay in a 32 KiB L1. Interleaved best-of-12 here:
-    (32,64,32,32)->64 3x3 forward 19.1 ms vs 26.5 (input gradient 18.7 vs 24.2); with 128
-    channels of 28 pixels, which fails both tests, 55 ms vs 41."""
+cdef bint _rowvec_fits(x, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
+    """On a wide stride-1 layer the row-vector direct kernel (input channels in L1-sized
+    blocks) beats im2col + GEMM when at most 1/8 of its lanes fall past OW. Interleaved
+    best-of-12 here, forward / input gradient: (32,64,32,32)->64 3x3 21.0 / 18.9 ms against
+    26.6 / 24.2; (16,128,28,28)->128 3x3 (7/8 of the lanes used) 30.7 / 30.2 against
+    35.5 / 31.9."""
     if x.dtype != np.float32 or sh != 1 or sw != 1 or groups != 1:
         return False
-    cdef Py_ssize_t lanes = (OW + 15) // 16 * 16, Wp = lanes + (KW - 1) * dw
-    return 10 * OW >= 9 * lanes and Cin * KH * Wp * 4 <= 32768
+    return 8 * OW >= 7 * ((OW + 15) // 16 * 16)
 
 
 cdef bint _is_wide(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t KH, Py_ssize_t KW,
@@ -795,8 +796,7 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
         out[...] = 0 if bias is None else bias[:, None, None]
         if relu:
             np.maximum(out, 0, out=out)
-    elif _is_wide(C, OC, KH, KW, groups) and not _rowvec_fits(x, C, out.shape[3], KH, KW, dw, sh,
-                                                              sw, groups):
+    elif _is_wide(C, OC, KH, KW, groups) and not _rowvec_fits(x, out.shape[3], sh, sw, groups):
         _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
     elif _packed_wins(x, OC, out.shape[3], sh, sw, groups):
         _packed_conv(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
@@ -839,7 +839,7 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
     if relu_out is not None:
         grad_out = np.where(relu_out > 0, grad_out, grad_out.dtype.type(0))
     if wide:
-        if grad_x is not None and _rowvec_fits(x, OC, x.shape[3], KH, KW, dw, sh, sw, groups):
+        if grad_x is not None and _rowvec_fits(x, x.shape[3], sh, sw, groups):
             # The relu mask is already applied to grad_out here.
             _direct_conv(grad_out, None, weight, True, None, grad_x, dh * (KH - 1) - ph,
                          dw * (KW - 1) - pw, dh, dw, False, n_threads)

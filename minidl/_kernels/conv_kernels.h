@@ -120,12 +120,12 @@ static inline int conv_dw_f32_tb(int KW) {
 /* Output rows [row0, row1) of one OCB block of output channels of one image (see the
  * template's conv_direct_f32_rows), on the widest instruction set this CPU has. */
 static void conv_direct_f32_rows(
-    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, const float *wpk,
-    int ocb, int oc_valid, const float *bias, int relu, float *out, int OH, int OW, int row0,
-    int row1)
+    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, int block_steps,
+    const float *wpk, int ocb, int oc_valid, const float *bias, int relu, float *out, int OH,
+    int OW, int row0, int row1)
 {
-    MDL_DISPATCH(conv_direct_f32_rows, (x, Wp, step_off, nsteps, wpk, ocb, oc_valid, bias, relu,
-                                        out, OH, OW, row0, row1));
+    MDL_DISPATCH(conv_direct_f32_rows, (x, Wp, step_off, nsteps, block_steps, wpk, ocb, oc_valid,
+                                        bias, relu, out, OH, OW, row0, row1));
 }
 
 /* Output pixels [p0, p1) of one block of nb * 16 output channels of one image, channel-packed

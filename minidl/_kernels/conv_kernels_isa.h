@@ -25,12 +25,13 @@
     MDL_ISA_ATTR static void MDL_ISA(mdl_fwd_tile_##OCB##x##NVT)(                                  \
         const float *x, const ptrdiff_t *step_off, int nsteps, const float *wpk,                   \
         const ptrdiff_t *xoff, const ptrdiff_t *ooff, const int *count, const float *bias,         \
-        int oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
+        int oc_valid, int relu, float *out, ptrdiff_t out_plane, mdl_v16f *partial, int resume,    \
+        int finish)                                                                                \
     {                                                                                              \
         mdl_v16f acc[OCB][NVT];                                                                    \
         for (int o = 0; o < OCB; o++)                                                              \
             for (int j = 0; j < NVT; j++)                                                          \
-                acc[o][j] = (mdl_v16f){0};                                                         \
+                acc[o][j] = resume ? partial[o * NVT + j] : (mdl_v16f){0};                         \
         const float *xb[NVT];                                                                      \
         for (int j = 0; j < NVT; j++)                                                              \
             xb[j] = x + xoff[j];                                                                   \
@@ -45,6 +46,12 @@
                 for (int j = 0; j < NVT; j++)                                                      \
                     acc[o][j] += w * xv[j];                                                        \
             }                                                                                      \
+        }                                                                                          \
+        if (!finish) {                                                                             \
+            for (int o = 0; o < OCB; o++)                                                          \
+                for (int j = 0; j < NVT; j++)                                                      \
+                    partial[o * NVT + j] = acc[o][j];                                              \
+            return;                                                                                \
         }                                                                                          \
         for (int o = 0; o < OCB && o < oc_valid; o++)                                              \
             for (int j = 0; j < NVT; j++)                                                          \
@@ -63,37 +70,50 @@ MDL_DEFINE_FWD_TILE(1, 8)
  * block's packed weights [C][KH * KW][ocb]; bias: at oc0 or NULL; out: the image's output at
  * channel oc0, planes OH * OW apart. */
 MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
-    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, const float *wpk,
-    int ocb, int oc_valid, const float *bias, int relu, float *out, int OH, int OW, int row0,
-    int row1)
+    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, int block_steps,
+    const float *wpk, int ocb, int oc_valid, const float *bias, int relu, float *out, int OH,
+    int OW, int row0, int row1)
 {
-    enum { MAX_NVT = 8 };
+    enum { MAX_NVT = 8, MAX_TILES = 8 };
     const int NV = (OW + MDL_LANES - 1) / MDL_LANES;
     const int nvt = ocb == 8 ? 2 : ocb == 6 ? 2 : ocb == 4 ? 4 : 8;
     const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
     const int slots = (row1 - row0) * NV;
-    for (int s0 = 0; s0 < slots; s0 += nvt) {
-        ptrdiff_t xoff[MAX_NVT], ooff[MAX_NVT];
-        int count[MAX_NVT];
-        for (int j = 0; j < nvt; j++) {
-            /* Past the last slot: recompute the last one and store nothing. */
-            int s = s0 + j < slots ? s0 + j : slots - 1;
-            int r = row0 + s / NV, v = s % NV;
-            int left = OW - v * MDL_LANES;
-            xoff[j] = r * Wp + v * MDL_LANES;
-            ooff[j] = (ptrdiff_t)r * OW + v * MDL_LANES;
-            count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
-        }
+    const int ntiles = (slots + nvt - 1) / nvt;
+    /* Accumulators of up to MAX_TILES tiles parked between blocks of input channels: a block's
+     * input rows and weights stay in L1 while every tile of the group sweeps them. */
+    mdl_v16f partial[MAX_TILES][16];
+    for (int tg = 0; tg < ntiles; tg += MAX_TILES) {
+        const int tg_end = tg + MAX_TILES < ntiles ? tg + MAX_TILES : ntiles;
+        for (int k0 = 0; k0 < nsteps; k0 += block_steps) {
+            const int kn = nsteps - k0 < block_steps ? nsteps - k0 : block_steps;
+            const int resume = k0 > 0, finish = k0 + kn >= nsteps;
+            for (int t = tg; t < tg_end; t++) {
+                const int s0 = t * nvt;
+                ptrdiff_t xoff[MAX_NVT], ooff[MAX_NVT];
+                int count[MAX_NVT];
+                for (int j = 0; j < nvt; j++) {
+                    /* Past the last slot: recompute the last one and store nothing. */
+                    int s = s0 + j < slots ? s0 + j : slots - 1;
+                    int r = row0 + s / NV, v = s % NV;
+                    int left = OW - v * MDL_LANES;
+                    xoff[j] = r * Wp + v * MDL_LANES;
+                    ooff[j] = (ptrdiff_t)r * OW + v * MDL_LANES;
+                    count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
+                }
 #define MDL_FWD_CALL(O, N)                                                                         \
-    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off, nsteps, wpk, xoff, ooff, count, bias, oc_valid, \
-                                    relu, out, out_plane)
-        switch (ocb) {
-        case 8: MDL_FWD_CALL(8, 2); break;
-        case 6: MDL_FWD_CALL(6, 2); break;
-        case 4: MDL_FWD_CALL(4, 4); break;
-        default: MDL_FWD_CALL(1, 8); break;
-        }
+    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off + k0, kn, wpk + (ptrdiff_t)k0 * (O), xoff, ooff,    \
+                                    count, bias, oc_valid, relu, out, out_plane,                 \
+                                    partial[t - tg], resume, finish)
+                switch (ocb) {
+                case 8: MDL_FWD_CALL(8, 2); break;
+                case 6: MDL_FWD_CALL(6, 2); break;
+                case 4: MDL_FWD_CALL(4, 4); break;
+                default: MDL_FWD_CALL(1, 8); break;
+                }
 #undef MDL_FWD_CALL
+            }
+        }
     }
 }
 

@@ -102,8 +102,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
                     count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
                 }
 #define MDL_FWD_CALL(O, N)                                                                         \
-    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off + k0, kn, wpk + (ptrdiff_t)k0 * (O), xoff, ooff,    \
-                                    count, bias, oc_valid, relu, out, out_plane,                 \
+    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off + k0, kn, wpk + (ptrdiff_t)k0 * (O), xoff,         \
+                                    ooff, count, bias, oc_valid, relu, out, out_plane,           \
                                     partial[t - tg], resume, finish)
                 switch (ocb) {
                 case 8: MDL_FWD_CALL(8, 2); break;

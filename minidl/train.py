@@ -21,6 +21,7 @@ from typing import Any, Callable
 import minidl
 from minidl import nn, optim
 from minidl.data import MNIST, DataLoader, TensorDataset
+from minidl.data.mnist import ChecksumError, DownloadError
 from minidl.models import LeNet5, LeNetCaffe
 from minidl.nn import functional as F
 
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="folder holding mnist/ (default: search)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing MNIST files (verified by SHA-256) into the data root")
     p.add_argument("--checkpoint", default="checkpoints/lenet.ckpt",
                    help="written after every epoch, at the end and on Ctrl-C")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -168,7 +171,10 @@ def plot_history(history: list[dict], path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """The `minidl-train` command."""
-    run(argv)
+    try:
+        run(argv)
+    except (FileNotFoundError, ChecksumError, DownloadError) as e:
+        sys.exit(f"minidl-train: {e}")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
@@ -179,8 +185,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         minidl.set_num_threads(args.threads)
     minidl.manual_seed(args.seed)
 
-    train_set: Any = MNIST(args.data_root, train=True)
-    test_set = MNIST(args.data_root, train=False)
+    train_set: Any = MNIST(args.data_root, train=True, download=args.download)
+    test_set = MNIST(args.data_root, train=False, download=args.download)
     if args.limit is not None:
         train_set = TensorDataset(train_set.data[: args.limit], train_set.targets[: args.limit])
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed,

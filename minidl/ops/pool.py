@@ -41,7 +41,10 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     padding = pair(op, "padding", padding, 0)
     dilation = pair(op, "dilation", dilation, 1)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
+        raise ValueError(
+            f"{op}: padding {padding} must be at most half of kernel_size {kernel} "
+            f"(input {a.shape})"
+        )
     out_size = tuple(
         pool_out_size(a.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
         for i in range(2)

@@ -28,7 +28,10 @@ Limits (checked where possible):
 - The traced function must do the same ops for every batch: Python control flow that depends
   on tensor values is out of scope. Calling `.item()`, `bool()` or `.tolist()` on a traced value
   raises TraceError.
-- Tensors created inside the forward (other than from the inputs) are captured as constants.
+- Tensors created inside the forward (other than by ops on the inputs) are captured as
+  constants. Compiling traces twice, the second time on perturbed inputs, and raises
+  TraceError when the ops or those constants differ (data-dependent control flow, a tensor
+  built from `x.data`, random tensors drawn in the forward).
 - A call with different input shapes or dtypes traces again (each signature is cached): the
   smaller last batch of an epoch costs one extra trace.
 - Module state changed outside ops (e.g. a Python counter) is not replayed; BatchNorm's running
@@ -123,7 +126,10 @@ class _Tracer:
                             f"{fn.__name__}: an input of shape {x.shape} requires grad but is "
                             "neither an input nor a parameter of the traced model"
                         )
-                    index = self.add(x, "const")
+                    # A new Tensor over a traced array (e.g. x.detach()) reads that value.
+                    index = self._raw_array(fn, x.data)
+                    if not isinstance(index, int):
+                        index = self.add(x, "const")
                 args.append(index)
             elif isinstance(x, np.ndarray):
                 args.append(self._raw_array(fn, x))
@@ -516,6 +522,7 @@ class StaticGraph:
     def __init__(self, fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor],
                  training: bool) -> None:
         tracer, outputs = _trace(fn, inputs, params, with_grad=training)
+        self.traced_ops = [node.fn for node in tracer.nodes]
         self.values = tracer.values
         self.outputs = outputs
         self.input_indices = [v.index for v in self.values if v.kind == "input"]
@@ -669,6 +676,7 @@ class Compiled:
             buffers = [(b, b.data.copy()) for b in self._buffers()]
             try:
                 g = StaticGraph(self._function(), inputs, self._params(), self.training)
+                self._check_independent_of_data(g, inputs)
             finally:
                 random.set_rng_state(rng_state)
                 for b, data in buffers:
@@ -677,6 +685,35 @@ class Compiled:
                     self.model.train()
             self.graphs[key] = g
         return g
+
+    def _check_independent_of_data(self, g: StaticGraph, inputs: list[Tensor]) -> None:
+        """Trace again on other input values: the ops and the captured constants must not
+        change, else the graph would freeze something that depends on the data (Python
+        control flow on values, or a tensor built from input data outside the ops)."""
+        rng = np.random.default_rng(12345)
+        other = []
+        for x in inputs:
+            a = x.data
+            if a.dtype.kind == "f":
+                a = a + rng.standard_normal(a.shape).astype(a.dtype) * (np.abs(a).mean() + 1)
+            elif a.dtype.kind in "iu" and a.size > 1:
+                a = np.roll(a.reshape(-1), 1).reshape(a.shape)
+            other.append(Tensor._wrap(np.ascontiguousarray(a), False))
+        tracer, _ = _trace(self._function(), other, self._params(), self.training)
+        if [n.fn for n in tracer.nodes] != g.traced_ops or len(tracer.values) != len(g.values):
+            raise TraceError(
+                "compile: the ops run depend on the input values (Python control flow on "
+                "tensor data); a static graph cannot capture that"
+            )
+        for v, w in zip(g.values, tracer.values):
+            if v.kind == "const" and (w.kind != "const"
+                                      or not np.array_equal(v.tensor.data, w.tensor.data)):
+                raise TraceError(
+                    f"compile: a tensor of shape {v.shape} made inside the forward (not by an "
+                    "op on the inputs) changes with the input values or between calls (e.g. "
+                    "built from x.data, or random); it would be frozen into the graph. Compute "
+                    "it with minidl ops on the input tensors"
+                )
 
     def __call__(self, *inputs: Any, profile: bool = False) -> Tensor:
         tensors = [_as_tensor(x) for x in inputs]

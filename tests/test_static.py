@@ -296,3 +296,64 @@ def test_batchnorm_and_dropout_replay_like_eager_and_tracing_leaves_no_trace():
     for name, b in eager_model.named_buffers():
         np.testing.assert_allclose(dict(compiled_model.named_buffers())[name].data, b.data,
                                    rtol=1e-6, err_msg=name)
+
+
+class DetachedSkip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) + x.detach().sum(axis=1, keepdims=True)
+
+
+class ReversedOutsideOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(minidl.Tensor(x.data[:, ::-1]))
+
+
+def test_detached_inputs_read_each_new_batch():
+    minidl.manual_seed(0)
+    model = DetachedSkip()
+    infer = minidl.compile(model, example_inputs=(batch(2, shape=(4,), classes=3)[0],))
+    x1, _ = batch(2, seed=7, shape=(4,), classes=3)
+    with minidl.no_grad():
+        np.testing.assert_allclose(infer(x1).data, model(x1).data, rtol=1e-6)
+
+
+def test_tensor_built_from_input_data_outside_ops_is_rejected():
+    with pytest.raises(TraceError, match="frozen into the graph"):
+        minidl.compile(ReversedOutsideOps(), example_inputs=(batch(2, shape=(4,), classes=3)[0],))
+
+
+def test_random_tensor_drawn_in_forward_is_rejected():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x + minidl.randn(*x.shape))
+
+    with pytest.raises(TraceError, match="random"):
+        minidl.compile(Noisy(), example_inputs=(batch(2, shape=(4,), classes=3)[0],))
+
+
+def test_data_dependent_branch_without_item_is_caught_by_the_second_trace():
+    class Sneaky(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            if (x.data == 1).all():  # reads the array directly: no item() to catch
+                return self.fc(x).tanh()
+            return self.fc(x)
+
+    x = minidl.tensor(np.ones((2, 4), dtype=np.float32))
+    with pytest.raises(TraceError, match="control flow"):
+        minidl.compile(Sneaky(), example_inputs=(x,))

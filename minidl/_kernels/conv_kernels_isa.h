@@ -17,6 +17,15 @@
     } while (0)
 #endif
 
+/* Forces v into a vector register where gcc would rather fold its load into every FMA using it:
+ * the weight-gradient tile then loads each input vector once instead of once per output
+ * channel (load-bound -> FMA-bound). Only the AVX-512 instance has the registers for it. */
+#if MDL_ISA_AVX512
+#define MDL_KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define MDL_KEEP_IN_REGISTER(v) ((void)0)
+#endif
+
 
 /* acc[o][j] = sum over steps k of wpk[k * OCB + o] * x[step_off[k] + xoff[j] ..] (16 lanes),
  * a step being one (input channel c, tap kh, kw): step_off[k] = c * plane + tap_off[kh * KW + kw].
@@ -141,8 +150,10 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
                     mdl_v16f gv[OCB], xv[TB];                                                      \
                     for (int o = 0; o < OCB; o++)                                                  \
                         MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                         \
-                    for (int t = 0; t < TB; t++)                                                   \
+                    for (int t = 0; t < TB; t++) {                                                 \
                         MDL_LOAD(xv[t], xr + v * MDL_LANES + t * dw);                              \
+                        MDL_KEEP_IN_REGISTER(xv[t]);                                               \
+                    }                                                                              \
                     for (int o = 0; o < OCB; o++)                                                  \
                         for (int t = 0; t < TB; t++)                                               \
                             acc[o][t] += gv[o] * xv[t];                                            \
@@ -467,3 +478,4 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
 }
 
 #undef MDL_STORE_PARTIAL
+#undef MDL_KEEP_IN_REGISTER

@@ -14,6 +14,8 @@ Two serial drivers around one register tile (gemm_kernels.h, MR x NR = 6 x 32 fl
   as the product), A is read in place with strides and B too when it is not transposed; only a
   partial last panel of B (or every panel of a transposed B) is copied, one panel at a time.
   LeNet's fully connected GEMMs take this path.
+* dots: op(A) @ B^T with at most DOT_ROWS rows (a layer at batch 1): each element is a dot
+  product of two contiguous rows (gemm_dots.h), serial.
 
 Threads: C is cut into one block of whole tiles per thread (column strips, or row strips when C
 has few columns), and each thread runs a serial driver on its block with its own pack buffers,
@@ -51,6 +53,12 @@ cdef extern from "gemm_kernels.h" nogil:
     void *minidl_aligned_malloc(size_t n_bytes)
     void minidl_aligned_free(void *p)
 
+cdef extern from "gemm_dots.h" nogil:
+    void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *a, long lda,
+                           const float *b, long ldb, float beta, float *c, long ldc)
+    void minidl_dgemm_dots(long m, long n, long k, double alpha, const double *a, long lda,
+                           const double *b, long ldb, double beta, double *c, long ldc)
+
 minidl_gemm_init()
 
 ctypedef fused real:
@@ -71,6 +79,8 @@ cdef enum:
     SERIAL_MNK = 1 << 17
     # Batched products at least this large parallelize inside each product, smaller ones over the batch.
     BATCH_INNER_MNK = 1 << 21
+    # op(A) @ B^T with at most this many rows: dot products of contiguous rows (gemm_dots.h).
+    DOT_ROWS = 4
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t x, Py_ssize_t y) noexcept nogil:
@@ -246,6 +256,12 @@ cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize
         for i in range(m):
             for j in range(n):
                 c[i * ldc + j] = beta * c[i * ldc + j] if beta != 0 else 0
+        return
+    if trans_b and not trans_a and m <= DOT_ROWS:
+        if real is float:
+            minidl_sgemm_dots(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            minidl_dgemm_dots(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     # Packing A pays off over many B panels and packing B over many row tiles: with few of
     # either (or little work at all), reading the operands in place is faster. Chosen from the

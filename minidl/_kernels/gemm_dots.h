@@ -1,0 +1,88 @@
+/* Products with a handful of rows and a transposed B, as x @ W^T at batch 1: every output
+ * element is the dot product of a row of A and a row of B, both contiguous, so nothing needs
+ * packing (the packed path would copy all of W to use it for one row).
+ *
+ * Each dot sums 16 lanes in two 8-wide accumulators, folds them in a fixed order and adds the
+ * tail last: the order depends on k alone, never on threads. */
+#ifndef MINIDL_GEMM_DOTS_H
+#define MINIDL_GEMM_DOTS_H
+
+#include <string.h>
+
+#include "platform.h"
+
+#if defined(__GNUC__)
+typedef float minidl_v8f __attribute__((vector_size(32)));
+typedef double minidl_v4d __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) float minidl_sdot(const float *x, const float *y,
+                                                               long k) {
+    minidl_v8f s0 = {0}, s1 = {0}, x0, x1, y0, y1;
+    long p = 0;
+    for (; p + 16 <= k; p += 16) {
+        memcpy(&x0, x + p, sizeof x0);
+        memcpy(&x1, x + p + 8, sizeof x1);
+        memcpy(&y0, y + p, sizeof y0);
+        memcpy(&y1, y + p + 8, sizeof y1);
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+    }
+    s0 += s1;
+    float total = ((s0[0] + s0[4]) + (s0[1] + s0[5])) + ((s0[2] + s0[6]) + (s0[3] + s0[7]));
+    for (; p < k; ++p) total += x[p] * y[p];
+    return total;
+}
+
+static inline __attribute__((always_inline)) double minidl_ddot(const double *x,
+                                                                const double *y, long k) {
+    minidl_v4d s0 = {0}, s1 = {0}, x0, x1, y0, y1;
+    long p = 0;
+    for (; p + 8 <= k; p += 8) {
+        memcpy(&x0, x + p, sizeof x0);
+        memcpy(&x1, x + p + 4, sizeof x1);
+        memcpy(&y0, y + p, sizeof y0);
+        memcpy(&y1, y + p + 4, sizeof y1);
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+    }
+    s0 += s1;
+    double total = (s0[0] + s0[2]) + (s0[1] + s0[3]);
+    for (; p < k; ++p) total += x[p] * y[p];
+    return total;
+}
+#else
+static inline float minidl_sdot(const float *x, const float *y, long k) {
+    float total = 0;
+    for (long p = 0; p < k; ++p) total += x[p] * y[p];
+    return total;
+}
+
+static inline double minidl_ddot(const double *x, const double *y, long k) {
+    double total = 0;
+    for (long p = 0; p < k; ++p) total += x[p] * y[p];
+    return total;
+}
+#endif
+
+/* c[i, j] = alpha * dot(a[i, :], b[j, :]) + beta * c[i, j]; c is not read when beta == 0. */
+MINIDL_MULTIVERSION
+static void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *a, long lda,
+                              const float *b, long ldb, float beta, float *c, long ldc) {
+    for (long i = 0; i < m; ++i)
+        for (long j = 0; j < n; ++j) {
+            float d = alpha * minidl_sdot(a + i * lda, b + j * ldb, k);
+            c[i * ldc + j] = beta == 0 ? d : d + beta * c[i * ldc + j];
+        }
+}
+
+MINIDL_MULTIVERSION
+static void minidl_dgemm_dots(long m, long n, long k, double alpha, const double *a, long lda,
+                              const double *b, long ldb, double beta, double *c, long ldc) {
+    for (long i = 0; i < m; ++i)
+        for (long j = 0; j < n; ++j) {
+            double d = alpha * minidl_ddot(a + i * lda, b + j * ldb, k);
+            c[i * ldc + j] = beta == 0 ? d : d + beta * c[i * ldc + j];
+        }
+}
+
+#endif

@@ -242,3 +242,19 @@ def test_matmul_hypothesis_blocked_shapes(m, n, k, trans_a, trans_b):
     out = run_matmul(a, b, trans_a, trans_b, 2)
     assert_close_to_reference(out, a, b, trans_a, trans_b)
     assert np.array_equal(out, run_matmul(a, b, trans_a, trans_b, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("m,n,k", [(1, 120, 400), (2, 5, 15), (3, 7, 16), (4, 9, 17), (4, 3, 0)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.5, 2.0)])
+def test_few_rows_times_transposed_b_dot_path(m, n, k, alpha, beta, dtype):
+    """op(A) @ B^T with <= 4 rows takes the dot-product path: same contract as the others."""
+    rng = np.random.default_rng(11)
+    a, b = operands(rng, m, n, k, False, True, dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    out = c0.copy() if beta else np.full((m, n), np.nan, dtype=dtype)
+    gemm.matmul(a, b, out, False, True, 2, alpha=alpha, beta=beta)
+    if k == 0:
+        np.testing.assert_array_equal(out, beta * c0 if beta else np.zeros((m, n)))
+    else:
+        assert_close_to_reference(out, a, b, False, True, alpha, beta, c0)

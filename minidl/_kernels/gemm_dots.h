@@ -64,15 +64,57 @@ static inline double minidl_ddot(const double *x, const double *y, long k) {
 }
 #endif
 
+/* Four dots of x with rows y, y + ldy, ... at once: eight independent accumulators hide the
+ * FMA latency that serializes a single dot. Each result is summed exactly as minidl_sdot. */
+#if defined(__GNUC__)
+static inline __attribute__((always_inline)) void minidl_sdot4(const float *x, const float *y,
+                                                               long ldy, long k, float *out) {
+    minidl_v8f s0[4] = {{0}}, s1[4] = {{0}}, x0, x1, y0, y1;
+    long p = 0;
+    for (; p + 16 <= k; p += 16) {
+        memcpy(&x0, x + p, sizeof x0);
+        memcpy(&x1, x + p + 8, sizeof x1);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r) {
+            memcpy(&y0, y + r * ldy + p, sizeof y0);
+            memcpy(&y1, y + r * ldy + p + 8, sizeof y1);
+            s0[r] += x0 * y0;
+            s1[r] += x1 * y1;
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+        minidl_v8f t = s0[r] + s1[r];
+        float total = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+        for (long q = p; q < k; ++q) total += x[q] * y[r * ldy + q];
+        out[r] = total;
+    }
+}
+#else
+static inline void minidl_sdot4(const float *x, const float *y, long ldy, long k, float *out) {
+    for (int r = 0; r < 4; ++r) out[r] = minidl_sdot(x, y + r * ldy, k);
+}
+#endif
+
 /* c[i, j] = alpha * dot(a[i, :], b[j, :]) + beta * c[i, j]; c is not read when beta == 0. */
 MINIDL_MULTIVERSION
 static void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *a, long lda,
                               const float *b, long ldb, float beta, float *c, long ldc) {
-    for (long i = 0; i < m; ++i)
-        for (long j = 0; j < n; ++j) {
-            float d = alpha * minidl_sdot(a + i * lda, b + j * ldb, k);
-            c[i * ldc + j] = beta == 0 ? d : d + beta * c[i * ldc + j];
+    float d[4];
+    for (long i = 0; i < m; ++i) {
+        long j = 0;
+        for (; j + 4 <= n; j += 4) {
+            minidl_sdot4(a + i * lda, b + j * ldb, ldb, k, d);
+            for (int r = 0; r < 4; ++r) {
+                float v = alpha * d[r];
+                c[i * ldc + j + r] = beta == 0 ? v : v + beta * c[i * ldc + j + r];
+            }
         }
+        for (; j < n; ++j) {
+            float v = alpha * minidl_sdot(a + i * lda, b + j * ldb, k);
+            c[i * ldc + j] = beta == 0 ? v : v + beta * c[i * ldc + j];
+        }
+    }
 }
 
 MINIDL_MULTIVERSION

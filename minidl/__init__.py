@@ -87,7 +87,7 @@ transpose = _elementwise("transpose", "transpose")
 permute = _elementwise("permute", "permute")
 
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
-from minidl import data, nn, optim
+from minidl import data, nn, optim, viz
 from minidl.profiler import profile
 from minidl.serialization import load, save
 from minidl.static import compile  # noqa: A004 (the public name shadows the builtin on purpose)

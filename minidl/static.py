@@ -744,6 +744,8 @@ class Compiled:
 
     def _viz_graph(self) -> tuple[list, list]:
         """(nodes, edges) for minidl.viz: one box per op, inputs/params as their own nodes."""
+        from minidl.viz import format_shape
+
         g = self.graph
         names = _parameter_names(self.model)
         vis_nodes, edges = [], []
@@ -762,12 +764,11 @@ class Compiled:
                         shown.add(a)
                         name = names.get(id(v.tensor), v.kind) if v.tensor is not None else v.kind
                         vis_nodes.append((src, name, "input"))
-                edges.append((src, f"op{k}", "x".join(map(str, v.shape)) or "scalar"))
+                edges.append((src, f"op{k}", format_shape(v.shape)))
         for i, o in enumerate(g.outputs):
             vis_nodes.append((f"out{i}", "loss" if self.training and i == 0 else "output",
                               "output"))
-            edges.append((f"op{producer[o]}", f"out{i}",
-                          "x".join(map(str, g.values[o].shape)) or "scalar"))
+            edges.append((f"op{producer[o]}", f"out{i}", format_shape(g.values[o].shape)))
         return vis_nodes, edges
 
 

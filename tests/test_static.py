@@ -267,7 +267,7 @@ def test_compiled_graph_draws_with_fused_ops_and_shapes():
     assert dot.count('"Conv2d + relu"') == 2
     assert dot.count('"Linear + relu"') == 2
     assert '"conv1.weight"' in dot
-    assert '"op0" -> "op1" [label=<4x6x28x28>]' in dot  # conv1's output into the pool
+    assert '"op0" -> "op1" [label=<(4, 6, 28, 28)>]' in dot  # conv1's output into the pool
 
 
 def test_batchnorm_and_dropout_replay_like_eager_and_tracing_leaves_no_trace():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from minidl import autograd, random
+from minidl import autograd, random, threads
 from minidl.dtypes import bool_, float32, float64, int32, int64, uint8
 from minidl.graph import enable_grad, is_grad_enabled, no_grad
 from minidl.random import get_rng_state, manual_seed, set_rng_state
@@ -57,6 +57,7 @@ def config() -> dict:
         "num_threads": get_num_threads(),
         "compiler": _runtime.compiler(),
         "isa": _runtime.isa_path(),
+        "malloc_tuned": threads.malloc_tuned,
         "numpy": numpy.__version__,
     }
 

@@ -64,6 +64,9 @@ def default_num_threads() -> int:
 
 _num_threads = default_num_threads() if _runtime.openmp_enabled() else 1
 
+# MINIDL_MALLOC_TUNING=0 leaves the C allocator's defaults alone.
+malloc_tuned = os.environ.get("MINIDL_MALLOC_TUNING", "1") != "0" and _runtime.tune_malloc()
+
 
 def set_num_threads(n: int) -> None:
     """Threads every kernel uses from now on. Results do not depend on it (bitwise)."""

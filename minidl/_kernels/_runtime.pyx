@@ -5,6 +5,7 @@ cdef extern from "platform.h" nogil:
     int MINIDL_HAVE_OPENMP
     const char *MINIDL_COMPILER
     const char *minidl_isa_path()
+    int minidl_tune_malloc()
     int omp_get_max_threads()
     void omp_set_num_threads(int n)
 
@@ -23,3 +24,8 @@ def compiler() -> str:
 
 def isa_path() -> str:
     return minidl_isa_path().decode()
+
+
+def tune_malloc() -> bool:
+    """Ask glibc to keep large freed blocks for reuse (see platform.h); False elsewhere."""
+    return minidl_tune_malloc() == 1

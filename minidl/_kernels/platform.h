@@ -9,6 +9,8 @@
 #ifndef MINIDL_PLATFORM_H
 #define MINIDL_PLATFORM_H
 
+#include <stdlib.h> /* defines __GLIBC__ on glibc systems */
+
 #ifdef _OPENMP
 #include <omp.h>
 #define MINIDL_HAVE_OPENMP 1
@@ -41,6 +43,20 @@ static inline void omp_set_num_threads(int n) { (void)n; }
 #else
 #define MINIDL_MULTIVERSION
 #define MINIDL_HAVE_MULTIVERSION 0
+#endif
+
+/* Keep freed memory in the heap for reuse instead of returning it to the OS. A training step
+ * allocates and frees the same multi-megabyte activation and gradient arrays every time; with
+ * glibc's defaults each one is a fresh mmap whose pages fault in on first touch (measured: a
+ * LeNet step at batch 64 went from ~4.5 to ~2.1-3.2 ms with these settings). Returns 1 when
+ * applied (glibc only). */
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline int minidl_tune_malloc(void) {
+    return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
+}
+#else
+static inline int minidl_tune_malloc(void) { return 0; }
 #endif
 
 /* The path MINIDL_MULTIVERSION functions take on this CPU, for minidl.config(). */

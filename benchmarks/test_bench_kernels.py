@@ -1,22 +1,26 @@
-"""matmul speed: minidl's GEMM and NumPy's (PyTorch's when importable), float32.
+"""Kernel speed: minidl beside NumPy (and PyTorch when importable), case by case.
 
-    pytest benchmarks/test_bench_matmul.py --benchmark-only --benchmark-group-by=param:case
+    pytest benchmarks/test_bench_kernels.py --benchmark-only --benchmark-group-by=group
+    pytest benchmarks/test_bench_kernels.py --benchmark-only -k matmul      # or conv2d, max_pool2d
 
 Shapes and callables come from benchmarks/matmul_cases.py (256^3, 1024^3, 2048^3 and LeNet's
-fully connected GEMMs), each engine at 1 thread and at minidl's default thread count. GFLOP/s
-is in each result's extra_info. NumPy's thread count is set through threadpoolctl when it is
-installed; otherwise OpenBLAS uses its own (OPENBLAS_NUM_THREADS) and the "numpy" rows say so
-in extra_info. For both OpenBLAS core types side by side, run `python -m benchmarks.compare`.
+fully connected GEMMs) and benchmarks/conv_cases.py (LeNet's convolutions and pooling, two
+mid-size 3x3 layers), each engine at 1 thread and at minidl's default thread count. GFLOP/s is
+in each result's extra_info. NumPy's thread count is set through threadpoolctl when installed;
+otherwise OpenBLAS uses its own (OPENBLAS_NUM_THREADS) and extra_info says so. For ratios
+measured in one run, and both OpenBLAS core types, use `python -m benchmarks.compare`.
 """
 
 import pytest
 
 import minidl
-from benchmarks.matmul_cases import cases
+from benchmarks.conv_cases import cases as conv_cases
+from benchmarks.matmul_cases import cases as matmul_cases
 from minidl.threads import default_num_threads
 
-CASES = {c["name"]: c for c in cases()}
+CASES = {c["name"]: c for c in matmul_cases() + conv_cases()}
 THREADS = sorted({1, default_num_threads()})
+WITH_NUMPY = [name for name, c in CASES.items() if c["numpy"]]
 
 
 @pytest.fixture(params=THREADS, ids=lambda n: f"{n}t")
@@ -29,9 +33,7 @@ def n_threads(request):
 
 def record(benchmark, case, n_threads, engine):
     benchmark.group = f"{case['name']} {n_threads}t"
-    benchmark.extra_info["flops"] = case["flops"]
-    benchmark.extra_info["threads"] = n_threads
-    benchmark.extra_info["engine"] = engine
+    benchmark.extra_info.update(flops=case["flops"], threads=n_threads, engine=engine)
 
 
 def record_gflops(benchmark, case):
@@ -40,15 +42,15 @@ def record_gflops(benchmark, case):
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_minidl_matmul(benchmark, case, n_threads):
+def test_minidl(benchmark, case, n_threads):
     c = CASES[case]
     record(benchmark, c, n_threads, "minidl")
     benchmark(c["minidl"])
     record_gflops(benchmark, c)
 
 
-@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_numpy_matmul(benchmark, case, n_threads):
+@pytest.mark.parametrize("case", WITH_NUMPY, ids=WITH_NUMPY)
+def test_numpy(benchmark, case, n_threads):
     c = CASES[case]
     record(benchmark, c, n_threads, "numpy")
     try:
@@ -63,7 +65,7 @@ def test_numpy_matmul(benchmark, case, n_threads):
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_torch_matmul(benchmark, case, n_threads):
+def test_torch(benchmark, case, n_threads):
     torch = pytest.importorskip("torch")
     c = CASES[case]
     record(benchmark, c, n_threads, "torch")

@@ -540,7 +540,8 @@ class StaticGraph:
         self.signature = tuple((x.shape, x.dtype) for x in inputs)
 
     def _compile_node(self, node: Node) -> tuple:
-        """(forward, arg slots, constants, attrs, out slot, grad slots, needs, out buffer)."""
+        """(Function, arg slots, constants, attrs with any planned `out`, out slot, grad slots,
+        needs_input_grad): what the replay loops read per node."""
         slots = [a if isinstance(a, int) else -1 for a in node.args]
         consts = [None if isinstance(a, int) else a[1] for a in node.args]
         grad_slots = [

@@ -75,12 +75,14 @@ def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
 
 
 class _Extreme(Function):
+    """max or min over axes; subclasses name the reduction and its arg-function."""
+
     name = ""
     reduce = staticmethod(np.max)
     pick = staticmethod(np.argmax)
 
     @classmethod
-    def _forward(cls, ctx: Context, a, axis, keepdims) -> np.ndarray:
+    def forward(cls, ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
         if a.size == 0:
             raise ValueError(f"{cls.name}: cannot reduce an empty tensor of shape {a.shape}")
         ctx.axes = normalize_axes(cls.name, axis, a.ndim)
@@ -90,7 +92,7 @@ class _Extreme(Function):
         return np.asarray(cls.reduce(a, axis=ctx.axes, keepdims=keepdims))
 
     @classmethod
-    def _backward(cls, ctx: Context, g: np.ndarray):
+    def backward(cls, ctx: Context, g: np.ndarray):
         (a,) = ctx.saved_tensors
         index, perm = _argextreme(a, ctx.axes, cls.pick)
         kept_shape = index.shape
@@ -105,24 +107,8 @@ class Max(_Extreme):
     reduce = staticmethod(np.max)
     pick = staticmethod(np.argmax)
 
-    @staticmethod
-    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
-        return Max._forward(ctx, a, axis, keepdims)
-
-    @staticmethod
-    def backward(ctx: Context, g: np.ndarray):
-        return Max._backward(ctx, g)
-
 
 class Min(_Extreme):
     name = "min"
     reduce = staticmethod(np.min)
     pick = staticmethod(np.argmin)
-
-    @staticmethod
-    def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
-        return Min._forward(ctx, a, axis, keepdims)
-
-    @staticmethod
-    def backward(ctx: Context, g: np.ndarray):
-        return Min._backward(ctx, g)

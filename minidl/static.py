@@ -764,6 +764,8 @@ class Compiled:
                     if a not in shown:
                         shown.add(a)
                         name = names.get(id(v.tensor), v.kind) if v.tensor is not None else v.kind
+                        if v.kind == "input" and self.training and a == g.input_indices[-1]:
+                            name = "target"
                         vis_nodes.append((src, name, "input"))
                 edges.append((src, f"op{k}", format_shape(v.shape)))
         for i, o in enumerate(g.outputs):

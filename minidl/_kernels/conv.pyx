@@ -311,6 +311,18 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
     return buf
 
 
+def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t plane, Py_ssize_t Wp,
+                 Py_ssize_t dh, Py_ssize_t dw):
+    """Offset of every (channel, kh, kw) tap from a window's corner in padded planes of
+    `plane` elements and row pitch Wp, in the order the direct kernels sweep them."""
+    cdef Py_ssize_t T = KH * KW, t
+    steps = np.empty(C * T, dtype=np.intp)
+    cdef Py_ssize_t[::1] step_off = steps
+    for t in range(C * T):
+        step_off[t] = (t // T) * plane + (t % T // KW) * dh * Wp + (t % KW) * dw
+    return steps
+
+
 def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::1] weight,
                  bint flip, bias, float[:, :, :, ::1] out, Py_ssize_t top, Py_ssize_t left,
                  Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads):
@@ -322,7 +334,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Hp = OH + (KH - 1) * dh, Wp = _row_pitch(OW, KW, dw), plane = Hp * Wp
     cdef int ocb = conv_direct_f32_ocb(OC)
-    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW, t, item, n, blk, r0
+    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW, item, n, blk, r0
     cdef Py_ssize_t nv = (OW + 15) // 16
     cdef Py_ssize_t nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
     # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
@@ -333,10 +345,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (KH * Wp * 4))) * T
     xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, flip)
-    steps = np.empty(C * T, dtype=np.intp)
-    cdef Py_ssize_t[::1] step_off = steps
-    for t in range(C * T):
-        step_off[t] = (t // T) * plane + (t % T // KW) * dh * Wp + (t % KW) * dw
+    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, plane, Wp, dh, dw)
     cdef const float[::1] xv = xpad
     cdef const float[::1] wv = packed
     cdef const float[::1] bias_view
@@ -369,17 +378,14 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3], T = KH * KW
     cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3], P = OH * OW
     cdef Py_ssize_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    cdef Py_ssize_t plane = Hp * Wp, t, item, n, blk, p0
+    cdef Py_ssize_t plane = Hp * Wp, item, n, blk, p0
     cdef int nb = 1 if OC <= 16 else 2
     cdef Py_ssize_t ocb = 16 * nb, nblk = (OC + ocb - 1) // ocb
     # Pixels per work item: 4 register tiles.
     cdef Py_ssize_t pix = 4 * (8 if nb == 1 else 6), npb = (P + pix - 1) // pix
     xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, False)
-    steps = np.empty(C * T, dtype=np.intp)
-    cdef Py_ssize_t[::1] step_off = steps
-    for t in range(C * T):
-        step_off[t] = (t // T) * plane + (t % T // KW) * dh * Wp + (t % KW) * dw
+    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, plane, Wp, dh, dw)
     cdef const float[::1] xv = xpad
     cdef const float[::1] wv = packed
     cdef const float[::1] bias_view

@@ -15,6 +15,7 @@ import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
+from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.gemm cimport dgemm, sgemm
 
 cdef extern from "conv_kernels.h" nogil:
@@ -56,13 +57,6 @@ cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_MACS else 1
 
 
-cdef inline Py_ssize_t _lo(Py_ssize_t offset, Py_ssize_t step) noexcept nogil:
-    """Smallest o >= 0 with o * step + offset >= 0 (step > 0)."""
-    if offset >= 0:
-        return 0
-    return (-offset + step - 1) // step
-
-
 cdef inline Py_ssize_t _hi(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
                            Py_ssize_t count) noexcept nogil:
     """One past the largest o < count with o * step + offset < size (step > 0)."""
@@ -100,7 +94,7 @@ cdef void _forward_row(const real *x, const real *w, const real *bias, real *out
             for kw in range(KW):
                 iw0 = kw * dw - pw
                 wv = w[((oc * Cg + icg) * KH + kh) * KW + kw]
-                lo = _lo(iw0, sw)
+                lo = first_valid(iw0, sw)
                 hi = _hi(iw0, sw, W, OW)
                 for ow in range(lo, hi):
                     row[ow] = row[ow] + wv * xrow[ow * sw + iw0]
@@ -137,7 +131,7 @@ cdef void _backward_input_row(const real *gy, const real *w, real *gx,
             for kw in range(KW):
                 iw0 = kw * dw - pw
                 wv = w[((oc * Cg + icg) * KH + kh) * KW + kw]
-                lo = _lo(iw0, sw)
+                lo = first_valid(iw0, sw)
                 hi = _hi(iw0, sw, W, OW)
                 for ow in range(lo, hi):
                     row[ow * sw + iw0] = row[ow * sw + iw0] + wv * gyrow[ow]
@@ -157,7 +151,7 @@ cdef void _backward_weight_pair(const real *x, const real *gy, real *gw,
     for kh in range(KH):
         for kw in range(KW):
             iw0 = kw * dw - pw
-            lo = _lo(iw0, sw)
+            lo = first_valid(iw0, sw)
             hi = _hi(iw0, sw, W, OW)
             s = 0
             for n in range(N):
@@ -547,7 +541,7 @@ cdef void _im2col(const real *x, real *col, Py_ssize_t C, Py_ssize_t H, Py_ssize
         for kh in range(KH):
             for kw in range(KW):
                 iw0 = kw * dw - pw
-                lo = _lo(iw0, sw)
+                lo = first_valid(iw0, sw)
                 hi = _hi(iw0, sw, W, OW)
                 row = col + ((c * KH + kh) * KW + kw) * OH * OW
                 for oh in range(OH):
@@ -590,7 +584,7 @@ cdef void _col2im(const real *col, real *x, Py_ssize_t C, Py_ssize_t H, Py_ssize
         for kh in range(KH):
             for kw in range(KW):
                 iw0 = kw * dw - pw
-                lo = _lo(iw0, sw)
+                lo = first_valid(iw0, sw)
                 hi = _hi(iw0, sw, W, OW)
                 row = col + ((c * KH + kh) * KW + kw) * OH * OW
                 for oh in range(OH):

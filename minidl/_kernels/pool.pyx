@@ -10,6 +10,8 @@ window of output (oh, ow) starts at (oh * sh - ph, ow * sw - pw) and is clipped 
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
+from minidl._kernels.bounds cimport first_valid
+
 cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
@@ -28,13 +30,6 @@ cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_ELEMS else 1
 
 
-cdef inline Py_ssize_t _first_valid(Py_ssize_t start, Py_ssize_t step) noexcept nogil:
-    """Smallest k >= 0 with start + k * step >= 0 (step > 0)."""
-    if start >= 0:
-        return 0
-    return (-start + step - 1) // step
-
-
 cdef void _max_pool_plane(const real *x, real *out, long long *index,
                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
@@ -44,10 +39,10 @@ cdef void _max_pool_plane(const real *x, real *out, long long *index,
     cdef real best, v
     for oh in range(OH):
         h0 = oh * sh - ph
-        kh0 = _first_valid(h0, dh)
+        kh0 = first_valid(h0, dh)
         for ow in range(OW):
             w0 = ow * sw - pw
-            kw0 = _first_valid(w0, dw)
+            kw0 = first_valid(w0, dw)
             # -inf with no index when the (dilated, padded) window misses the input entirely.
             best = -INFINITY
             best_i = -1

@@ -132,6 +132,18 @@ def train_minidl(loader: DataLoader, steps: int, threads: int, compiled: bool) -
     )
 
 
+def best_pass(run: Callable, chunks: list, repeats: int) -> float:
+    """Fastest of `repeats` passes of `run` over every chunk, after one warm-up call."""
+    run(chunks[0])
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x in chunks:
+            run(x)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def infer_minidl(images: np.ndarray, threads: int, compiled: bool, repeats: int = 3) -> float:
     """Best-of-`repeats` seconds to classify the test set at batch INFERENCE_BATCH."""
     minidl.set_num_threads(threads)
@@ -143,15 +155,8 @@ def infer_minidl(images: np.ndarray, threads: int, compiled: bool, repeats: int 
     run: Callable = model
     if compiled:
         run = minidl.compile(model, example_inputs=(chunks[0],))
-    best = math.inf
     with minidl.no_grad():
-        run(chunks[0])
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for x in chunks:
-                run(x)
-            best = min(best, time.perf_counter() - t0)
-    return best
+        return best_pass(run, chunks, repeats)
 
 
 def latency_minidl(images: np.ndarray, threads: int, compiled: bool, calls: int = 300) -> float:
@@ -235,15 +240,8 @@ def infer_torch(torch: Any, images: np.ndarray, threads: int, repeats: int = 3) 
         torch.from_numpy(images[i : i + INFERENCE_BATCH])
         for i in range(0, len(images), INFERENCE_BATCH)
     ]
-    best = math.inf
     with torch.inference_mode():
-        model(chunks[0])
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for x in chunks:
-                model(x)
-            best = min(best, time.perf_counter() - t0)
-    return best
+        return best_pass(model, chunks, repeats)
 
 
 def latency_torch(torch: Any, images: np.ndarray, threads: int, calls: int = 300) -> float:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from minidl._kernels import batchnorm as _bn
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
 from minidl.ops.reduce import normalize_axes
+from minidl.threads import get_num_threads
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -239,11 +241,19 @@ class BatchNorm(Function):
     updates running statistics, or None. momentum=None makes the update a cumulative average
     (factor 1 / num_batches_tracked). Every state change happens here, inside the op, so a
     static graph that replays the op replays them too.
+
+    Kernels (minidl._kernels.batchnorm): statistics in float64 from fixed-size chunks merged in
+    a fixed order (bitwise identical for any thread count), then y = x * scale + shift per
+    channel; backward recomputes x_hat from the saved input instead of storing it. `out` as in
+    minidl.ops.elementwise.
     """
+
+    writes_out = True
 
     @staticmethod
     def forward(ctx: Context, x, weight, bias, *, running_mean, running_var, training: bool,
-                momentum: float | None, eps: float, num_batches_tracked=None) -> np.ndarray:
+                momentum: float | None, eps: float, num_batches_tracked=None,
+                out=None) -> np.ndarray:
         check_float_input("batch_norm", x)
         if x.ndim < 2:
             raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {x.shape}")
@@ -255,9 +265,9 @@ class BatchNorm(Function):
                     f"batch_norm: {name} has shape {a.shape}, expected ({channels},) for an "
                     f"input of shape {x.shape}"
                 )
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, channels) + (1,) * (x.ndim - 2)
-        count = x.size // channels if channels else 0
+        x3 = contiguous(x).reshape(x.shape[0], channels, int(np.prod(x.shape[2:])))
+        count = x3.shape[0] * x3.shape[2]
+        threads = get_num_threads()
         use_batch_stats = training or running_mean is None or running_var is None
         if use_batch_stats:
             if count <= 1:
@@ -265,64 +275,60 @@ class BatchNorm(Function):
                     f"batch_norm: expected more than 1 value per channel when training, got "
                     f"input of shape {x.shape}"
                 )
-            mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
-            var = (centered * centered).mean(axis=axes, keepdims=True)
+            mean = np.empty(channels)
+            var = np.empty(channels)
+            _bn.batch_norm_stats(x3, mean, var, threads)
             if training and running_mean is not None and running_var is not None:
-                if num_batches_tracked is not None:
-                    num_batches_tracked += 1
-                if momentum is None:
-                    if num_batches_tracked is None:
-                        raise ValueError(
-                            "batch_norm: momentum=None (cumulative average) needs "
-                            "num_batches_tracked"
-                        )
-                    m = 1.0 / float(num_batches_tracked)
-                else:
-                    m = float(momentum)
-                running_mean *= 1.0 - m
-                running_mean += m * mean.reshape(channels).astype(running_mean.dtype)
-                running_var *= 1.0 - m
-                running_var += (m * count / (count - 1)) * var.reshape(channels).astype(
-                    running_var.dtype
-                )
+                _update_running_stats(running_mean, running_var, num_batches_tracked, momentum,
+                                      mean, var * (count / (count - 1)))
         else:
-            centered = x - running_mean.astype(x.dtype, copy=False).reshape(shape)
-            var = running_var.astype(x.dtype, copy=False).reshape(shape)
-        inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
-        x_hat = centered
-        x_hat *= inv_std
-        # x_hat is saved for backward: the affine part writes to a new array.
-        out = x_hat
-        if weight is not None:
-            out = out * weight.astype(x.dtype, copy=False).reshape(shape)
-        if bias is not None:
-            out = out + bias.astype(x.dtype, copy=False).reshape(shape)
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.axes, ctx.shape, ctx.count = axes, shape, count
+            mean = running_mean.astype(np.float64)
+            var = running_var.astype(np.float64)
+        # In x's precision, as PyTorch does: float32 inputs get a float32 1 / sqrt(var + eps).
+        invstd = (1 / np.sqrt(var.astype(x.dtype) + x.dtype.type(eps))).astype(np.float64)
+        scale = invstd if weight is None else invstd * weight
+        shift = -mean * scale if bias is None else bias - mean * scale
+        y = np.empty(x.shape, dtype=x.dtype) if out is None else out
+        _bn.batch_norm_apply(x3, scale, shift, y.reshape(x3.shape), threads)
+        ctx.save_for_backward(x3, mean, invstd, scale)
         ctx.batch_stats = use_batch_stats
-        return contiguous(out)
+        ctx.weight_dtype = None if weight is None else weight.dtype
+        return y
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        x_hat, inv_std, weight = ctx.saved_tensors
+        x3, mean, invstd, scale = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        axes, shape = ctx.axes, ctx.shape
-        gx = gw = gb = None
-        g_sum = g.sum(axis=axes)
-        g_xhat_sum = (g * x_hat).sum(axis=axes)
-        if need_w:
-            gw = g_xhat_sum.astype(weight.dtype, copy=False)
-        if need_b:
-            gb = g_sum.astype(g.dtype, copy=False)
-        if need_x:
-            scale = inv_std if weight is None else inv_std * weight.reshape(shape)
-            if ctx.batch_stats:
-                # d/dx of (x - mean) / std with mean and std taken from this batch:
-                # scale * (g - mean(g) - x_hat * mean(g * x_hat)).
-                n = ctx.count
-                gx = g - (g_sum / n).reshape(shape) - x_hat * (g_xhat_sum / n).reshape(shape)
-                gx *= scale
-            else:
-                gx = g * scale
+        channels = x3.shape[1]
+        sum_g = np.empty(channels)
+        sum_gxc = np.empty(channels)
+        gx = np.empty(g.shape, dtype=x3.dtype) if need_x else None
+        _bn.batch_norm_backward(
+            x3, contiguous(g).reshape(x3.shape), mean, invstd, scale,
+            None if gx is None else gx.reshape(x3.shape), sum_g, sum_gxc, ctx.batch_stats,
+            get_num_threads(),
+        )
+        gw = (sum_gxc * invstd).astype(ctx.weight_dtype) if need_w else None
+        gb = sum_g.astype(g.dtype) if need_b else None
         return gx, gw, gb
+
+
+def _update_running_stats(running_mean: np.ndarray, running_var: np.ndarray,
+                          num_batches_tracked, momentum: float | None, mean: np.ndarray,
+                          unbiased_var: np.ndarray) -> None:
+    """running = (1 - m) * running + m * batch, in place, m = momentum or, with momentum=None,
+    1 / num_batches_tracked (a cumulative average); counts num_batches_tracked up."""
+    if num_batches_tracked is not None:
+        num_batches_tracked += 1
+    if momentum is None:
+        if num_batches_tracked is None:
+            raise ValueError(
+                "batch_norm: momentum=None (cumulative average) needs num_batches_tracked"
+            )
+        m = 1.0 / float(num_batches_tracked)
+    else:
+        m = float(momentum)
+    running_mean *= 1.0 - m
+    running_mean += (m * mean).astype(running_mean.dtype)
+    running_var *= 1.0 - m
+    running_var += (m * unbiased_var).astype(running_var.dtype)

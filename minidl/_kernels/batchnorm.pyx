@@ -1,0 +1,283 @@
+# cython: language_level=3
+"""Batch-normalization kernels over C-contiguous (N, C, L) float32/float64 buffers.
+
+(N, C) inputs are (N, C, 1) and (N, C, H, W) inputs are (N, C, H * W): channel c owns the rows
+x[n, c, :]. Per-channel vectors (mean, var, scale, ...) are float64 of shape (C,).
+
+Determinism: channel c's rows are cut into chunks of `chunk_rows(L)` consecutive images, a
+function of the shape only. Each (channel, chunk) work item has one owner thread and sums its
+rows in order (eight fixed lanes per row, see batchnorm_kernels.h); a channel's partials are
+combined in chunk order. Results are therefore bitwise identical for any thread count, while
+a few channels with a large batch still give every thread work.
+
+Each kernel reads its inputs once per stage: the statistics pass reads x (a chunk's second,
+centered pass hits L1), the apply pass reads x and writes y; backward reads (g, x) for the two
+sums and again to write the input gradient.
+"""
+
+import numpy as np
+
+from cython.parallel cimport prange
+
+cdef extern from "batchnorm_kernels.h" nogil:
+    double mdl_bn_sum_f32(const float *p, Py_ssize_t n)
+    double mdl_bn_sum_f64(const double *p, Py_ssize_t n)
+    double mdl_bn_sqdev_f32(const float *p, Py_ssize_t n, double m)
+    double mdl_bn_sqdev_f64(const double *p, Py_ssize_t n, double m)
+    void mdl_bn_dots_f32(const float *g, const float *x, Py_ssize_t n, double m,
+                         double *sum_g, double *sum_gx)
+    void mdl_bn_dots_f64(const double *g, const double *x, Py_ssize_t n, double m,
+                         double *sum_g, double *sum_gx)
+
+ctypedef fused real:
+    float
+    double
+
+# A chunk holds about this many elements of one channel: 16 KB of float32, so the centered
+# second pass over it is served from L1.
+cdef Py_ssize_t CHUNK_ELEMS = 4096
+# Below this many elements a kernel runs on one thread: an OpenMP region costs ~1 us.
+cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
+
+
+cpdef Py_ssize_t chunk_rows(Py_ssize_t L):
+    """Images per chunk for rows of length L (>= 1): depends on the shape only."""
+    if L >= CHUNK_ELEMS:
+        return 1
+    return CHUNK_ELEMS // max(L, 1)
+
+
+cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
+    return n_threads if work >= MIN_PARALLEL_ELEMS else 1
+
+
+cdef inline double _row_sum(const real *p, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return mdl_bn_sum_f32(p, n)
+    else:
+        return mdl_bn_sum_f64(p, n)
+
+
+cdef inline double _row_sqdev(const real *p, Py_ssize_t n, double m) noexcept nogil:
+    if real is float:
+        return mdl_bn_sqdev_f32(p, n, m)
+    else:
+        return mdl_bn_sqdev_f64(p, n, m)
+
+
+cdef inline void _row_dots(const real *g, const real *x, Py_ssize_t n, double m,
+                           double *sum_g, double *sum_gx) noexcept nogil:
+    if real is float:
+        mdl_bn_dots_f32(g, x, n, m, sum_g, sum_gx)
+    else:
+        mdl_bn_dots_f64(g, x, n, m, sum_g, sum_gx)
+
+
+def _check(str op, x, *others):
+    """x (N, C, L) C-contiguous float32/float64; `others` (name, array, shape, dtype) tuples."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: expected a 3-D float32/float64 array (N, C, L), got "
+                        f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{op}: x must be C-contiguous")
+    for name, a, shape, dtype in others:
+        if a is None:
+            continue
+        if (not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype
+                or not a.flags.c_contiguous):
+            raise ValueError(
+                f"{op}: {name} must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, "
+                f"got {getattr(a, 'dtype', type(a))} {getattr(a, 'shape', '')}"
+            )
+
+
+def batch_norm_stats(x, mean, var, int n_threads) -> None:
+    """Per-channel mean and biased variance of x (N, C, L) into mean, var (C,) float64.
+
+    Each chunk is summed around its own mean (two passes over an L1-resident chunk) and the
+    chunks are merged in order with Chan et al.'s pairwise update, which keeps the variance
+    accurate when |mean| >> std. N * L must be >= 1.
+    """
+    C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
+    _check("batch_norm_stats", x, ("mean", mean, (C,), np.float64),
+           ("var", var, (C,), np.float64))
+    if x.shape[0] * x.shape[2] == 0:
+        raise ValueError(f"batch_norm_stats: no values per channel in x of shape {x.shape}")
+    if x.shape[1] == 0:
+        return
+    rows = chunk_rows(x.shape[2])
+    chunks = (x.shape[0] + rows - 1) // rows
+    part = np.empty(2 * C * chunks, dtype=np.float64)
+    if x.dtype == np.float32:
+        _stats[float](x, mean, var, part, rows, chunks, n_threads)
+    else:
+        _stats[double](x, mean, var, part, rows, chunks, n_threads)
+
+
+cdef void _stats(const real[:, :, ::1] x, double[::1] mean, double[::1] var, double[::1] part,
+                 Py_ssize_t rows, Py_ssize_t chunks, int n_threads) noexcept:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
+    cdef Py_ssize_t item, c, k, n, n0, n1
+    cdef double s, m, q, count, n_a, mean_a, m2_a, n_b, delta
+    cdef const real *xp = &x[0, 0, 0]
+    cdef double *pp = &part[0]
+    cdef int nt = _threads(N * C * L, n_threads)
+    with nogil:
+        for item in prange(C * chunks, schedule='static', num_threads=nt,
+                           use_threads_if=nt > 1):
+            c = item // chunks
+            k = item % chunks
+            n0 = k * rows
+            n1 = min(N, n0 + rows)
+            s = 0
+            for n in range(n0, n1):
+                s = s + _row_sum(xp + (n * C + c) * L, L)
+            m = s / ((n1 - n0) * L)
+            q = 0
+            for n in range(n0, n1):
+                q = q + _row_sqdev(xp + (n * C + c) * L, L, m)
+            pp[2 * item] = m
+            pp[2 * item + 1] = q
+        for c in range(C):
+            n_a = 0
+            mean_a = 0
+            m2_a = 0
+            for k in range(chunks):
+                n0 = k * rows
+                n_b = (min(N, n0 + rows) - n0) * L
+                count = n_a + n_b
+                delta = pp[2 * (c * chunks + k)] - mean_a
+                mean_a = mean_a + delta * n_b / count
+                m2_a = m2_a + pp[2 * (c * chunks + k) + 1] + delta * delta * n_a * n_b / count
+                n_a = count
+            mean[c] = mean_a
+            var[c] = m2_a / n_a
+
+
+def batch_norm_apply(x, scale, shift, y, int n_threads) -> None:
+    """y[n, c, l] = x[n, c, l] * scale[c] + shift[c]; x, y (N, C, L) of one float dtype,
+    scale, shift (C,) float64 (rounded to x's dtype first). y may be x."""
+    C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
+    _check("batch_norm_apply", x, ("scale", scale, (C,), np.float64),
+           ("shift", shift, (C,), np.float64), ("y", y, x.shape, x.dtype))
+    if y is None:
+        raise ValueError("batch_norm_apply: y is required")
+    if x.size == 0:
+        return
+    rows = chunk_rows(x.shape[2])
+    chunks = (x.shape[0] + rows - 1) // rows
+    if x.dtype == np.float32:
+        _apply[float](x, scale, shift, y, rows, chunks, n_threads)
+    else:
+        _apply[double](x, scale, shift, y, rows, chunks, n_threads)
+
+
+cdef void _apply(const real[:, :, ::1] x, const double[::1] scale, const double[::1] shift,
+                 real[:, :, ::1] y, Py_ssize_t rows, Py_ssize_t chunks,
+                 int n_threads) noexcept:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
+    cdef Py_ssize_t item, c, n, i, off
+    cdef real a, b
+    cdef const real *xp = &x[0, 0, 0]
+    cdef real *yp = &y[0, 0, 0]
+    cdef int nt = _threads(N * C * L, n_threads)
+    for item in prange(C * chunks, nogil=True, schedule='static', num_threads=nt,
+                       use_threads_if=nt > 1):
+        c = item // chunks
+        a = <real>scale[c]
+        b = <real>shift[c]
+        for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
+            off = (n * C + c) * L
+            for i in range(L):
+                yp[off + i] = xp[off + i] * a + b
+
+
+def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batch_stats,
+                        int n_threads) -> None:
+    """Sums for the parameter gradients and, if gx is given, the input gradient.
+
+    x, g, gx: (N, C, L) of one float dtype; mean, invstd, scale (= invstd * weight, or invstd
+    without weight), sum_g, sum_gxc: (C,) float64. Writes sum_g[c] = sum of g and
+    sum_gxc[c] = sum of g * (x - mean) over channel c, then
+        batch_stats: gx = (g - sum_g / M - (x - mean) * invstd^2 * sum_gxc / M) * scale
+                     (M = N * L: the mean and variance were taken from this batch)
+        otherwise:   gx = g * scale.
+    """
+    C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
+    vec = (C,)
+    _check("batch_norm_backward", x, ("g", g, x.shape, x.dtype), ("gx", gx, x.shape, x.dtype),
+           ("mean", mean, vec, np.float64), ("invstd", invstd, vec, np.float64),
+           ("scale", scale, vec, np.float64), ("sum_g", sum_g, vec, np.float64),
+           ("sum_gxc", sum_gxc, vec, np.float64))
+    for name, a in (("g", g), ("mean", mean), ("invstd", invstd), ("scale", scale),
+                    ("sum_g", sum_g), ("sum_gxc", sum_gxc)):
+        if a is None:
+            raise ValueError(f"batch_norm_backward: {name} is required")
+    if C == 0:
+        return
+    if x.shape[0] * x.shape[2] == 0:
+        sum_g[:] = 0
+        sum_gxc[:] = 0
+        return
+    rows = chunk_rows(x.shape[2])
+    chunks = (x.shape[0] + rows - 1) // rows
+    part = np.empty(2 * C * chunks, dtype=np.float64)
+    if x.dtype == np.float32:
+        _backward[float](x, g, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows, chunks,
+                         batch_stats, gx is not None, n_threads)
+    else:
+        _backward[double](x, g, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows, chunks,
+                          batch_stats, gx is not None, n_threads)
+
+
+cdef void _backward(const real[:, :, ::1] x, const real[:, :, ::1] g, const double[::1] mean,
+                    const double[::1] invstd, const double[::1] scale, real[:, :, ::1] gx,
+                    double[::1] sum_g, double[::1] sum_gxc, double[::1] part, Py_ssize_t rows,
+                    Py_ssize_t chunks, bint batch_stats, bint want_gx,
+                    int n_threads) noexcept:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
+    cdef Py_ssize_t item, c, k, n, i, off
+    cdef double sg, sgx, total = <double>(N * L)
+    cdef real m, proj, mg, a
+    cdef const real *xp = &x[0, 0, 0]
+    cdef const real *gp = &g[0, 0, 0]
+    cdef real *gxp = &gx[0, 0, 0] if want_gx else NULL
+    cdef double *pp = &part[0]
+    cdef int nt = _threads(N * C * L, n_threads)
+    with nogil:
+        for item in prange(C * chunks, schedule='static', num_threads=nt,
+                           use_threads_if=nt > 1):
+            c = item // chunks
+            sg = 0
+            sgx = 0
+            for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
+                _row_dots(gp + (n * C + c) * L, xp + (n * C + c) * L, L, mean[c], &sg, &sgx)
+            pp[2 * item] = sg
+            pp[2 * item + 1] = sgx
+        for c in range(C):
+            sg = 0
+            sgx = 0
+            for k in range(chunks):
+                sg = sg + pp[2 * (c * chunks + k)]
+                sgx = sgx + pp[2 * (c * chunks + k) + 1]
+            sum_g[c] = sg
+            sum_gxc[c] = sgx
+        if not want_gx:
+            return
+        for item in prange(C * chunks, schedule='static', num_threads=nt,
+                           use_threads_if=nt > 1):
+            c = item // chunks
+            a = <real>scale[c]
+            if batch_stats:
+                m = <real>mean[c]
+                mg = <real>(sum_g[c] / total)
+                proj = <real>(sum_gxc[c] * invstd[c] * invstd[c] / total)
+                for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
+                    off = (n * C + c) * L
+                    for i in range(L):
+                        gxp[off + i] = (gp[off + i] - mg - (xp[off + i] - m) * proj) * a
+            else:
+                for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
+                    off = (n * C + c) * L
+                    for i in range(L):
+                        gxp[off + i] = gp[off + i] * a

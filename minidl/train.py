@@ -1,10 +1,20 @@
-"""Train LeNet on MNIST: the `minidl-train` command and examples/train_lenet.py.
+"""Train LeNet on MNIST, or ResNet-20 on CIFAR-10 or padded MNIST: the `minidl-train` command
+and examples/train_lenet.py.
 
-    minidl-train --epochs 5            # or: python examples/train_lenet.py --epochs 5
+    minidl-train --epochs 5                              # LeNet-5 on MNIST
+    minidl-train --model resnet20 --dataset cifar10      # ResNet-20 on CIFAR-10
+    minidl-train --model resnet20 --dataset mnist        # ResNet-20 on MNIST padded to 32x32
 
-Default recipe (reaches >= 99% test accuracy in 5 epochs, see README): LeNet-5, batch 64,
-SGD with momentum 0.9 and Nesterov, lr 0.05 with cosine decay to 0 over the run, weight decay
-5e-4, inputs normalized with MNIST's mean/std, seed 0.
+Default recipes (every option overrides its part; all use SGD with Nesterov momentum 0.9, a
+cosine decay of the learning rate to 0 over the run, per step, and seed 0):
+- lenet5 / caffe on MNIST: 5 epochs, batch 64, lr 0.05, weight decay 5e-4, inputs normalized
+  with MNIST's mean/std (>= 99% test accuracy in 5 epochs, see README).
+- resnet20 on MNIST: 3 epochs, batch 128, lr 0.1, weight decay 5e-4; digits zero-padded from
+  28x28 to 32x32 (one input channel), normalized with MNIST's mean/std, no augmentation.
+- resnet20 on CIFAR-10: 30 epochs, batch 128, lr 0.1, weight decay 5e-4; training images
+  randomly cropped to 32x32 from a 4-pixel zero padding and flipped horizontally with
+  probability 0.5 (per image, from the seeded generator), every image normalized with
+  CIFAR-10's per-channel mean/std.
 """
 
 from __future__ import annotations
@@ -21,29 +31,47 @@ from typing import Any, Callable
 import minidl
 from minidl import nn, optim
 from minidl.data import MNIST, DataLoader, TensorDataset
+from minidl.data import transforms as T
 from minidl.data.mnist import ChecksumError, DownloadError
-from minidl.models import LeNet5, LeNetCaffe
+from minidl.models import LeNet5, LeNetCaffe, resnet20
 from minidl.nn import functional as F
 
-MODELS: dict[str, Callable[[], nn.Module]] = {"lenet5": LeNet5, "caffe": LeNetCaffe}
+# name -> constructor taking the number of input channels
+MODELS: dict[str, Callable[[int], nn.Module]] = {
+    "lenet5": lambda channels: LeNet5(),
+    "caffe": lambda channels: LeNetCaffe(),
+    "resnet20": lambda channels: resnet20(in_channels=channels),
+}
+# Per-model defaults of the options left unset on the command line (see the module docstring).
+RECIPES: dict[str, dict[str, Any]] = {
+    "lenet5": {"epochs": 5, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4},
+    "caffe": {"epochs": 5, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4},
+    "resnet20": {"epochs": 3, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4},
+}
+RESNET_CIFAR_EPOCHS = 30
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minidl-train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(MODELS), default="lenet5")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist",
+                   help="cifar10 needs --model resnet20; mnist with resnet20 is padded to 32x32")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: 5 (LeNet), 3 (resnet20 on mnist), 30 (resnet20 on cifar10)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 LeNet, 128 ResNet")
+    p.add_argument("--lr", type=float, default=None, help="default: 0.05 LeNet, 0.1 ResNet")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4")
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None, help="folder holding mnist/ (default: search)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding mnist/ or cifar-10-batches-bin/ (default: search)")
     p.add_argument("--download", action="store_true",
-                   help="fetch missing MNIST files (verified by SHA-256) into the data root")
-    p.add_argument("--checkpoint", default="checkpoints/lenet.ckpt",
-                   help="written after every epoch, at the end and on Ctrl-C")
+                   help="fetch missing dataset files (hash-checked) into the data root")
+    p.add_argument("--checkpoint", default=None,
+                   help="written after every epoch, at the end and on Ctrl-C (default: "
+                        "checkpoints/lenet.ckpt, checkpoints/resnet20-<dataset>.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--plot", default=None,
                    help="PNG of loss/accuracy curves (default: next to the checkpoint; needs "
@@ -116,6 +144,46 @@ def evaluate(model: Callable, loader: Iterable) -> tuple[float, float]:
     return total_loss / count, correct / count
 
 
+def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset with the model's recipe; raises ValueError for a model and
+    dataset that do not fit together."""
+    if args.dataset == "cifar10" and args.model != "resnet20":
+        raise ValueError(
+            f"--model {args.model} takes 28x28 single-channel digits; use --model resnet20 "
+            "for cifar10"
+        )
+    recipe = dict(RECIPES[args.model])
+    if args.model == "resnet20" and args.dataset == "cifar10":
+        recipe["epochs"] = RESNET_CIFAR_EPOCHS
+    for key, value in recipe.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.checkpoint is None:
+        args.checkpoint = ("checkpoints/lenet.ckpt" if args.model != "resnet20"
+                           else f"checkpoints/resnet20-{args.dataset}.ckpt")
+    return args
+
+
+def load_data(args: argparse.Namespace) -> tuple[Any, Any, Callable, Callable, int]:
+    """(train set, test set, train transform, test transform, input channels)."""
+    if args.dataset == "cifar10":
+        from minidl.data import CIFAR10
+
+        train_set: Any = CIFAR10(args.data_root, train=True, download=args.download)
+        test_set = CIFAR10(args.data_root, train=False, download=args.download)
+        normalize = T.Normalize(CIFAR10.MEAN, CIFAR10.STD)
+        train_tf: Callable = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                                        T.ToTensor(), normalize])
+        return train_set, test_set, train_tf, T.Compose([T.ToTensor(), normalize]), 3
+    train_set = MNIST(args.data_root, train=True, download=args.download)
+    test_set = MNIST(args.data_root, train=False, download=args.download)
+    tf: Callable = MNIST.normalize
+    if args.model == "resnet20":
+        # Zero (background) padding before normalizing: the border looks like the background.
+        tf = T.Compose([T.Pad(2), MNIST.normalize])
+    return train_set, test_set, tf, tf, 1
+
+
 def make_optimizer(args: argparse.Namespace, model: nn.Module) -> optim.Optimizer:
     if args.optimizer == "adam":
         return optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -180,20 +248,24 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the training with command-line arguments; returns the last epoch's metrics (also
     printed), or {"interrupted": True} after Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        apply_recipe(args)
+    except ValueError as e:
+        parser.error(str(e))
     if args.threads is not None:
         minidl.set_num_threads(args.threads)
     minidl.manual_seed(args.seed)
 
-    train_set: Any = MNIST(args.data_root, train=True, download=args.download)
-    test_set = MNIST(args.data_root, train=False, download=args.download)
+    train_set, test_set, train_tf, test_tf, channels = load_data(args)
     if args.limit is not None:
         train_set = TensorDataset(train_set.data[: args.limit], train_set.targets[: args.limit])
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                              transform=MNIST.normalize)
-    test_loader = DataLoader(test_set, batch_size=1000, transform=MNIST.normalize)
+                              transform=train_tf)
+    test_loader = DataLoader(test_set, batch_size=1000, transform=test_tf)
 
-    model = MODELS[args.model]()
+    model = MODELS[args.model](channels)
     optimizer = make_optimizer(args, model)
     steps = args.epochs * len(train_loader)
     scheduler = optim.lr_scheduler.LambdaLR(
@@ -217,7 +289,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = minidl.config()
     print(f"minidl {cfg['version']}: {args.model}, {sum(p.size for p in model.parameters()):,} "
           f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
-    print(f"train {len(train_set):,} images, test {len(test_set):,}, batch {args.batch_size}, "
+    print(f"{args.dataset}: train {len(train_set):,} images, test {len(test_set):,}, "
+          f"batch {args.batch_size}, "
           f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")
 
     if args.eager:
@@ -230,14 +303,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         evaluator: Callable = model
     else:
         images, labels = next(iter(DataLoader(train_set, batch_size=args.batch_size,
-                                              transform=MNIST.normalize)))
+                                              transform=test_tf)))
         compiled = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
 
         def train_step(images, labels):
             return compiled(images, labels), compiled.output
 
-        test_images, _ = next(iter(DataLoader(test_set, batch_size=1000,
-                                              transform=MNIST.normalize)))
+        test_images, _ = next(iter(DataLoader(test_set, batch_size=1000, transform=test_tf)))
         evaluator = minidl.compile(model, example_inputs=(test_images,))
 
     # Ctrl-C: finish the current batch, save, then exit.

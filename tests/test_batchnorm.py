@@ -35,7 +35,7 @@ def reference(x, g, weight, bias, eps, running=None):
     gb = g.sum(axis=axes)
     m = x.size // x.shape[1] if x.shape[1] else 0
     if running is None:
-        gx = (g - gb.reshape(shape) / m - x_hat * gw.reshape(shape) / m)
+        gx = g - gb.reshape(shape) / m - x_hat * gw.reshape(shape) / m
     else:
         gx = g
     gx = gx * (invstd * w).reshape(shape)
@@ -49,8 +49,12 @@ def run_minidl(x, g, weight, bias, eps=1e-5, training=True, running=None):
     rm, rv = (None, None) if running is None else (running[0].copy(), running[1].copy())
     out = F.batch_norm(xt, rm, rv, wt, bt, training=training, eps=eps)
     out.backward(g)
-    return (out.numpy(), xt.grad.numpy(), None if wt is None else wt.grad.numpy(),
-            None if bt is None else bt.grad.numpy())
+    return (
+        out.numpy(),
+        xt.grad.numpy(),
+        None if wt is None else wt.grad.numpy(),
+        None if bt is None else bt.grad.numpy(),
+    )
 
 
 def assert_matches(got, want, rtol, atol):
@@ -61,13 +65,20 @@ def assert_matches(got, want, rtol, atol):
 
 # Shapes that cover: 1-d (N, C), a 1x1 image, batch 1, several chunks with a partial last
 # one (chunk_rows(1000) = 4 images), rows longer than a chunk, one channel, odd sizes.
-SHAPES = [(5, 3), (7, 4, 3), (2, 3, 1, 1), (1, 3, 5, 7), (9, 2, 40, 25), (3, 2, 70, 70),
-          (6, 1, 3, 3), (4100, 2)]
+SHAPES = [
+    (5, 3),
+    (7, 4, 3),
+    (2, 3, 1, 1),
+    (1, 3, 5, 7),
+    (9, 2, 40, 25),
+    (3, 2, 70, 70),
+    (6, 1, 3, 3),
+    (4100, 2),
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype,rtol,atol", [(np.float64, 1e-10, 1e-11),
-                                             (np.float32, 2e-4, 2e-4)])
+@pytest.mark.parametrize("dtype,rtol,atol", [(np.float64, 1e-10, 1e-11), (np.float32, 2e-4, 2e-4)])
 @pytest.mark.parametrize("training", [True, False])
 def test_forward_and_gradients_match_numpy(shape, dtype, rtol, atol, training):
     c = shape[1]
@@ -89,8 +100,14 @@ def test_optional_weight_and_bias(affine):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 9), c=st.integers(1, 5), h=st.integers(1, 9), w=st.integers(1, 9),
-       eps=st.sampled_from([1e-5, 1e-3, 0.1]), training=st.booleans())
+@given(
+    n=st.integers(1, 9),
+    c=st.integers(1, 5),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+    training=st.booleans(),
+)
 def test_hypothesis_shapes_match_numpy(n, c, h, w, eps, training):
     if training and n * h * w < 2:
         return
@@ -152,14 +169,14 @@ def test_non_contiguous_and_memory_mapped_inputs(tmp_path):
     base = RNG.standard_normal((4, 5, 3, 6))
     x = base.transpose(0, 3, 2, 1)  # (4, 6, 3, 5), not contiguous
     g = RNG.standard_normal(x.shape)
-    assert_matches(run_minidl(x, g, None, None), reference(x, g, None, None, 1e-5), 1e-10,
-                   1e-11)
+    assert_matches(run_minidl(x, g, None, None), reference(x, g, None, None, 1e-5), 1e-10, 1e-11)
     path = tmp_path / "x.npy"
     np.save(path, base)
     mapped = np.load(path, mmap_mode="r")
     out = F.batch_norm(minidl.tensor(mapped), None, None, training=True)
-    np.testing.assert_allclose(out.numpy(), reference(base, base, None, None, 1e-5)[0],
-                               rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(
+        out.numpy(), reference(base, base, None, None, 1e-5)[0], rtol=1e-10, atol=1e-11
+    )
 
 
 def test_empty_batch_in_eval_and_errors():
@@ -182,15 +199,17 @@ def test_kernels_reject_bad_buffers():
     with pytest.raises(ValueError, match="mean must be a C-contiguous float64 array"):
         _bn.batch_norm_stats(x, np.empty(2), np.empty(3), 1)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _bn.batch_norm_apply(np.zeros((2, 4, 3), np.float32).transpose(0, 2, 1), np.empty(4),
-                             np.empty(4), x, 1)
+        _bn.batch_norm_apply(
+            np.zeros((2, 4, 3), np.float32).transpose(0, 2, 1), np.empty(4), np.empty(4), x, 1
+        )
     with pytest.raises(ValueError, match="y must be"):
         _bn.batch_norm_apply(x, np.ones(3), np.zeros(3), np.empty((2, 3, 4)), 1)
     with pytest.raises(ValueError, match="no values per channel"):
         _bn.batch_norm_stats(np.zeros((0, 3, 4), np.float32), np.empty(3), np.empty(3), 1)
     with pytest.raises(ValueError, match="g must be"):
-        _bn.batch_norm_backward(x, x[:1], np.zeros(3), np.ones(3), np.ones(3), None,
-                                np.empty(3), np.empty(3), True, 1)
+        _bn.batch_norm_backward(
+            x, x[:1], np.zeros(3), np.ones(3), np.ones(3), None, np.empty(3), np.empty(3), True, 1
+        )
 
 
 def test_chunk_rows_depends_on_the_row_length_only():
@@ -203,8 +222,11 @@ def test_chunk_rows_depends_on_the_row_length_only():
 def test_matches_torch_float32_train_then_eval(shape):
     torch = pytest.importorskip("torch")
     c = shape[1]
-    cls, tcls = ((nn.BatchNorm2d, torch.nn.BatchNorm2d) if len(shape) == 4
-                 else (nn.BatchNorm1d, torch.nn.BatchNorm1d))
+    cls, tcls = (
+        (nn.BatchNorm2d, torch.nn.BatchNorm2d)
+        if len(shape) == 4
+        else (nn.BatchNorm1d, torch.nn.BatchNorm1d)
+    )
     m, tm = cls(c, momentum=0.2), tcls(c, momentum=0.2)
     w = RNG.uniform(0.5, 1.5, c).astype(np.float32)
     m.weight.data[:] = w
@@ -224,17 +246,26 @@ def test_matches_torch_float32_train_then_eval(shape):
         np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(m.state_dict()[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(m.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(m.bias.grad.numpy(), tm.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_compiled_graph_replays_batch_norm_with_planned_output():
     minidl.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
-    eager = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3),
+    )
+    eager = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3),
+    )
     eager.load_state_dict(model.state_dict())
     x = minidl.tensor(RNG.standard_normal((6, 2, 5, 5)).astype(np.float32))
     y = minidl.tensor(RNG.integers(0, 3, 6))
@@ -248,5 +279,6 @@ def test_compiled_graph_replays_batch_norm_with_planned_output():
         np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-6)
         for p, q in zip(model.parameters(), eager.parameters()):
             np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model[1].running_var.numpy(), eager[1].running_var.numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        model[1].running_var.numpy(), eager[1].running_var.numpy(), rtol=1e-6
+    )

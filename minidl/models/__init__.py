@@ -1,5 +1,6 @@
 """Reference models."""
 
 from minidl.models.lenet import LeNet5, LeNetCaffe
+from minidl.models.resnet import BasicBlock, ResNetCIFAR, resnet20
 
-__all__ = ["LeNet5", "LeNetCaffe"]
+__all__ = ["BasicBlock", "LeNet5", "LeNetCaffe", "ResNetCIFAR", "resnet20"]

@@ -79,3 +79,44 @@ def test_ctrl_c_saves_and_resume_continues_bit_for_bit(reference, tmp_path, monk
     monkeypatch.setattr(optim.SGD, "step", original_step)
     run(QUICK + ["--checkpoint", str(ckpt), "--resume"])
     assert_same_weights(final_weights(ckpt), final_weights(path))
+
+
+# -- ResNet-20 recipes ----------------------------------------------------------------------
+def test_recipe_defaults_depend_on_model_and_dataset():
+    from minidl.train import apply_recipe, build_parser
+
+    lenet = apply_recipe(build_parser().parse_args([]))
+    assert (lenet.epochs, lenet.batch_size, lenet.lr, lenet.checkpoint) == (
+        5, 64, 0.05, "checkpoints/lenet.ckpt")
+    resnet = apply_recipe(build_parser().parse_args(["--model", "resnet20"]))
+    assert (resnet.epochs, resnet.batch_size, resnet.lr, resnet.weight_decay) == (3, 128, 0.1, 5e-4)
+    assert resnet.checkpoint == "checkpoints/resnet20-mnist.ckpt"
+    cifar = apply_recipe(build_parser().parse_args(["--model", "resnet20", "--dataset", "cifar10",
+                                                    "--lr", "0.05"]))
+    assert (cifar.epochs, cifar.lr) == (30, 0.05)
+    with pytest.raises(SystemExit):
+        run(["--model", "lenet5", "--dataset", "cifar10"])
+
+
+def test_resnet_on_mnist_gets_padded_single_channel_inputs():
+    from minidl.train import apply_recipe, build_parser, load_data
+
+    args = apply_recipe(build_parser().parse_args(["--model", "resnet20"]))
+    train_set, _, train_tf, test_tf, channels = load_data(args)
+    batch = train_tf(train_set.data[:4])
+    assert channels == 1 and batch.shape == (4, 1, 32, 32) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[:, :, :2], -0.1307 / 0.3081, rtol=1e-6)  # background
+    np.testing.assert_array_equal(test_tf(train_set.data[:4]), batch)  # no augmentation
+
+
+def test_resnet_trains_on_cifar10_files(tmp_path):
+    from test_cifar import dataset_class, make_members, write_archive
+
+    cls = dataset_class(write_archive(tmp_path / "cifar-10-binary.tar.gz", make_members()[0]))
+    cls(tmp_path)  # verify and extract the synthetic archive (its MD5 is not the official one)
+    metrics = run(["--model", "resnet20", "--dataset", "cifar10", "--data-root", str(tmp_path),
+                   "--epochs", "1", "--batch-size", "8", "--no-progress",
+                   "--checkpoint", str(tmp_path / "r.ckpt")])
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and np.isfinite(metrics["train_loss"])
+    state = minidl.load(tmp_path / "r.ckpt")
+    assert state["model"]["fc.weight"].shape == (10, 64)

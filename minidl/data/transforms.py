@@ -37,8 +37,7 @@ def _unwrap(name: str, image: Any) -> tuple[np.ndarray, bool]:
     array = image.data if was_tensor else np.asarray(image)
     if array.ndim not in (3, 4):
         raise ValueError(
-            f"{name}: expected an image (C, H, W) or a batch (N, C, H, W), got shape "
-            f"{array.shape}"
+            f"{name}: expected an image (C, H, W) or a batch (N, C, H, W), got shape {array.shape}"
         )
     return array, was_tensor
 
@@ -70,8 +69,12 @@ def _padding(name: str, padding: Any) -> tuple[int, int, int, int]:
     return int(p[0]), int(p[1]), int(p[2]), int(p[3])
 
 
-_PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect",
-              "symmetric": "symmetric"}
+_PAD_MODES = {
+    "constant": "constant",
+    "edge": "edge",
+    "reflect": "reflect",
+    "symmetric": "symmetric",
+}
 
 
 def _pad_array(name: str, array: np.ndarray, ltrb: tuple, fill: float, mode: str) -> np.ndarray:
@@ -81,8 +84,9 @@ def _pad_array(name: str, array: np.ndarray, ltrb: tuple, fill: float, mode: str
     widths = [(0, 0)] * (array.ndim - 2) + [(top, bottom), (left, right)]
     if mode == "constant":
         return np.pad(array, widths, mode="constant", constant_values=fill)
-    if mode == "reflect" and (max(top, bottom) >= array.shape[-2]
-                              or max(left, right) >= array.shape[-1]):
+    if mode == "reflect" and (
+        max(top, bottom) >= array.shape[-2] or max(left, right) >= array.shape[-1]
+    ):
         raise ValueError(
             f"{name}: reflect padding {ltrb} must be smaller than the image {array.shape[-2:]}"
         )
@@ -131,8 +135,9 @@ class Normalize:
     (or one for all); the image must be float (apply ToTensor first). Output keeps its float
     dtype. Raises ValueError for a zero std or a channel-count mismatch."""
 
-    def __init__(self, mean: Sequence[float] | float, std: Sequence[float] | float,
-                 inplace: bool = False) -> None:
+    def __init__(
+        self, mean: Sequence[float] | float, std: Sequence[float] | float, inplace: bool = False
+    ) -> None:
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
         if self.mean.ndim != 1 or self.std.ndim != 1:
@@ -173,14 +178,16 @@ class Pad:
     def __init__(self, padding: Any, fill: float = 0, padding_mode: str = "constant") -> None:
         self.padding = _padding("Pad", padding)
         if padding_mode not in _PAD_MODES:
-            raise ValueError(f"Pad: padding_mode must be one of {sorted(_PAD_MODES)}, got "
-                             f"{padding_mode!r}")
+            raise ValueError(
+                f"Pad: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}"
+            )
         self.fill, self.padding_mode = fill, padding_mode
 
     def __call__(self, image: Any) -> Any:
         array, was_tensor = _unwrap("Pad", image)
-        return _wrap(_pad_array("Pad", array, self.padding, self.fill, self.padding_mode),
-                     was_tensor)
+        return _wrap(
+            _pad_array("Pad", array, self.padding, self.fill, self.padding_mode), was_tensor
+        )
 
     def __repr__(self) -> str:
         return f"Pad(padding={self.padding}, fill={self.fill}, padding_mode={self.padding_mode})"
@@ -194,14 +201,22 @@ class RandomCrop:
     (padded) image is smaller than `size`.
     """
 
-    def __init__(self, size: Any, padding: Any = None, pad_if_needed: bool = False,
-                 fill: float = 0, padding_mode: str = "constant",
-                 generator: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        size: Any,
+        padding: Any = None,
+        pad_if_needed: bool = False,
+        fill: float = 0,
+        padding_mode: str = "constant",
+        generator: np.random.Generator | None = None,
+    ) -> None:
         self.size = _pair("RandomCrop", "size", size)
         self.padding = None if padding is None else _padding("RandomCrop", padding)
         if padding_mode not in _PAD_MODES:
-            raise ValueError(f"RandomCrop: padding_mode must be one of {sorted(_PAD_MODES)}, "
-                             f"got {padding_mode!r}")
+            raise ValueError(
+                f"RandomCrop: padding_mode must be one of {sorted(_PAD_MODES)}, "
+                f"got {padding_mode!r}"
+            )
         self.pad_if_needed, self.fill, self.padding_mode = pad_if_needed, fill, padding_mode
         self.generator = generator
 
@@ -212,8 +227,7 @@ class RandomCrop:
         th, tw = self.size
         if self.pad_if_needed:
             dh, dw = max(th - array.shape[-2], 0), max(tw - array.shape[-1], 0)
-            array = _pad_array("RandomCrop", array, (dw, dh, dw, dh), self.fill,
-                               self.padding_mode)
+            array = _pad_array("RandomCrop", array, (dw, dh, dw, dh), self.fill, self.padding_mode)
         h, w = array.shape[-2:]
         if h < th or w < tw:
             raise ValueError(

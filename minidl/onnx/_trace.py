@@ -59,8 +59,13 @@ def trace(model: Any, example_inputs: Sequence[Any]) -> TracedGraph:
     tensors = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
     graph = minidl.compile(model, example_inputs=tensors).graph
     values = [
-        TracedValue(v.index, v.kind, tuple(v.shape), np.dtype(v.dtype),
-                    v.tensor.data if v.tensor is not None else None)
+        TracedValue(
+            v.index,
+            v.kind,
+            tuple(v.shape),
+            np.dtype(v.dtype),
+            v.tensor.data if v.tensor is not None else None,
+        )
         for v in graph.values
     ]
     ops: list[TracedOp] = []
@@ -76,8 +81,9 @@ def _new_value(values: list[TracedValue], like: TracedValue) -> int:
     return len(values) - 1
 
 
-def _unfuse(fn: type, inputs: list, attrs: dict, out: int, values: list[TracedValue]
-            ) -> list[TracedOp]:
+def _unfuse(
+    fn: type, inputs: list, attrs: dict, out: int, values: list[TracedValue]
+) -> list[TracedOp]:
     from minidl.ops.activation import ReLU
     from minidl.static import ElementwiseChain
 
@@ -86,19 +92,22 @@ def _unfuse(fn: type, inputs: list, attrs: dict, out: int, values: list[TracedVa
         step_values: list[int] = []
         ops = []
         for j, (step_fn, sources, step_attrs) in enumerate(program):
-            step_inputs = [inputs[k] if kind == "in" else step_values[k] if kind == "step"
-                           else Const(k) for kind, k in sources]
+            step_inputs = [
+                inputs[k] if kind == "in" else step_values[k] if kind == "step" else Const(k)
+                for kind, k in sources
+            ]
             target = out if j == len(program) - 1 else _new_value(values, values[out])
             if j < len(program) - 1:
                 # The chain kept no intermediate shapes: they follow from NumPy broadcasting.
-                shapes = [values[a].shape if isinstance(a, int) else np.shape(a.value)
-                          for a in step_inputs]
+                shapes = [
+                    values[a].shape if isinstance(a, int) else np.shape(a.value)
+                    for a in step_inputs
+                ]
                 values[target].shape = tuple(np.broadcast_shapes(*shapes))
             step_values.append(target)
             ops.extend(_unfuse(step_fn, step_inputs, dict(step_attrs), target, values))
         return ops
     if attrs.get("relu"):
         pre = _new_value(values, values[out])
-        return [TracedOp(fn, inputs, {**attrs, "relu": False}, pre),
-                TracedOp(ReLU, [pre], {}, out)]
+        return [TracedOp(fn, inputs, {**attrs, "relu": False}, pre), TracedOp(ReLU, [pre], {}, out)]
     return [TracedOp(fn, inputs, attrs, out)]

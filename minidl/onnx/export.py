@@ -35,17 +35,22 @@ def _onnx():
     try:
         import onnx
     except ImportError as e:
-        raise ImportError(
-            "minidl.onnx needs the onnx package: pip install 'minidl[onnx]'"
-        ) from e
+        raise ImportError("minidl.onnx needs the onnx package: pip install 'minidl[onnx]'") from e
     return onnx
 
 
 class _Emitter:
     """Builds the ONNX graph: nodes, initializers and the name of every value."""
 
-    def __init__(self, onnx, graph: TracedGraph, second: TracedGraph | None, opset: int,
-                 names: dict[int, str], buffer_names: dict[int, str]) -> None:
+    def __init__(
+        self,
+        onnx,
+        graph: TracedGraph,
+        second: TracedGraph | None,
+        opset: int,
+        names: dict[int, str],
+        buffer_names: dict[int, str],
+    ) -> None:
         self.onnx, self.helper = onnx, onnx.helper
         self.graph, self.second, self.opset = graph, second, opset
         self.nodes: list = []
@@ -75,8 +80,9 @@ class _Emitter:
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
 
-    def node(self, op_type: str, inputs: list[str], outputs: list[str] | None = None,
-             **attrs: Any) -> str:
+    def node(
+        self, op_type: str, inputs: list[str], outputs: list[str] | None = None, **attrs: Any
+    ) -> str:
         outputs = outputs or [self.fresh(op_type.lower())]
         self.nodes.append(self.helper.make_node(op_type, inputs, outputs, **attrs))
         return outputs[0]
@@ -87,8 +93,9 @@ class _Emitter:
         key = id(array)
         if key not in self.buffers_done:
             name = self.fresh(self.buffer_names.get(key, prefix))
-            self.initializers.append(self.onnx.numpy_helper.from_array(
-                np.ascontiguousarray(array, dtype=dtype), name))
+            self.initializers.append(
+                self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name)
+            )
             self.buffers_done[key] = name
         return self.buffers_done[key]
 
@@ -116,8 +123,11 @@ class _Emitter:
 
     def second_shape(self, index: int) -> tuple:
         """The value's shape in the trace at the other batch size (its own without one)."""
-        return (self.second.values[index].shape if self.second is not None
-                else self.graph.values[index].shape)
+        return (
+            self.second.values[index].shape
+            if self.second is not None
+            else self.graph.values[index].shape
+        )
 
 
 def _elem_type(onnx, dtype: Any) -> int:
@@ -145,15 +155,27 @@ def _conv(em: _Emitter, op: TracedOp) -> None:
     x, weight = op.inputs[0], op.inputs[1]
     kh, kw = em.shape(weight)[2:]
     h, w = em.shape(x)[2:]
-    end = [_end_pad(size, k, s, p, d, o) for size, k, s, p, d, o in
-           zip((h, w), (kh, kw), a["stride"], a["padding"], a["dilation"], a["out_size"])]
+    end = [
+        _end_pad(size, k, s, p, d, o)
+        for size, k, s, p, d, o in zip(
+            (h, w), (kh, kw), a["stride"], a["padding"], a["dilation"], a["out_size"]
+        )
+    ]
     dt = em.out_dtype(op)
     inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
     bias = em.input(op, 2, dt)
     if bias:
         inputs.append(bias)
-    em.node("Conv", inputs, [em.out(op)], kernel_shape=[kh, kw], strides=list(a["stride"]),
-            pads=[*a["padding"], *end], dilations=list(a["dilation"]), group=a["groups"])
+    em.node(
+        "Conv",
+        inputs,
+        [em.out(op)],
+        kernel_shape=[kh, kw],
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *end],
+        dilations=list(a["dilation"]),
+        group=a["groups"],
+    )
 
 
 def _end_pad(size: int, kernel: int, stride: int, begin: int, dilation: int, out: int) -> int:
@@ -165,29 +187,53 @@ def _end_pad(size: int, kernel: int, stride: int, begin: int, dilation: int, out
     return max(0, (out - 1) * stride + extent - size - begin)
 
 
-def _pool_ceil_mode(size: tuple, kernel: tuple, stride: tuple, padding: tuple,
-                    dilation: tuple, out_size: tuple) -> int:
-    floor = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                  for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
+def _pool_ceil_mode(
+    size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, out_size: tuple
+) -> int:
+    floor = tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)
+    )
     return int(floor != tuple(out_size))
 
 
 def _max_pool(em: _Emitter, op: TracedOp) -> None:
     a = op.attrs
-    ceil = _pool_ceil_mode(em.shape(op.inputs[0])[2:], a["kernel"], a["stride"], a["padding"],
-                           a["dilation"], a["out_size"])
-    em.node("MaxPool", [em.input(op, 0)], [em.out(op)], kernel_shape=list(a["kernel"]),
-            strides=list(a["stride"]), pads=[*a["padding"], *a["padding"]],
-            dilations=list(a["dilation"]), ceil_mode=ceil)
+    ceil = _pool_ceil_mode(
+        em.shape(op.inputs[0])[2:],
+        a["kernel"],
+        a["stride"],
+        a["padding"],
+        a["dilation"],
+        a["out_size"],
+    )
+    em.node(
+        "MaxPool",
+        [em.input(op, 0)],
+        [em.out(op)],
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *a["padding"]],
+        dilations=list(a["dilation"]),
+        ceil_mode=ceil,
+    )
 
 
 def _avg_pool(em: _Emitter, op: TracedOp) -> None:
     a = op.attrs
-    ceil = _pool_ceil_mode(em.shape(op.inputs[0])[2:], a["kernel"], a["stride"], a["padding"],
-                           (1, 1), a["out_size"])
-    em.node("AveragePool", [em.input(op, 0)], [em.out(op)], kernel_shape=list(a["kernel"]),
-            strides=list(a["stride"]), pads=[*a["padding"], *a["padding"]], ceil_mode=ceil,
-            count_include_pad=int(a["count_include_pad"]))
+    ceil = _pool_ceil_mode(
+        em.shape(op.inputs[0])[2:], a["kernel"], a["stride"], a["padding"], (1, 1), a["out_size"]
+    )
+    em.node(
+        "AveragePool",
+        [em.input(op, 0)],
+        [em.out(op)],
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *a["padding"]],
+        ceil_mode=ceil,
+        count_include_pad=int(a["count_include_pad"]),
+    )
 
 
 def _adaptive_avg_pool(em: _Emitter, op: TracedOp) -> None:
@@ -225,8 +271,7 @@ def _matmul(em: _Emitter, op: TracedOp) -> None:
 
 
 def _leaky_relu(em: _Emitter, op: TracedOp) -> None:
-    em.node("LeakyRelu", [em.input(op, 0)], [em.out(op)],
-            alpha=float(op.attrs["negative_slope"]))
+    em.node("LeakyRelu", [em.input(op, 0)], [em.out(op)], alpha=float(op.attrs["negative_slope"]))
 
 
 def _prelu(em: _Emitter, op: TracedOp) -> None:
@@ -273,18 +318,29 @@ def _batch_norm(em: _Emitter, op: TracedOp) -> None:
     scale, bias = em.input(op, 1, dt), em.input(op, 2, dt)
     scale = scale or em.constant(np.ones(channels, dt), prefix="bn_scale")
     bias = bias or em.constant(np.zeros(channels, dt), prefix="bn_bias")
-    stats = [em.buffer(a["running_mean"], dt, "running_mean"),
-             em.buffer(a["running_var"], dt, "running_var")]
-    em.node("BatchNormalization", [em.input(op, 0), scale, bias, *stats], [em.out(op)],
-            epsilon=float(a["eps"]))
+    stats = [
+        em.buffer(a["running_mean"], dt, "running_mean"),
+        em.buffer(a["running_var"], dt, "running_var"),
+    ]
+    em.node(
+        "BatchNormalization",
+        [em.input(op, 0), scale, bias, *stats],
+        [em.out(op)],
+        epsilon=float(a["eps"]),
+    )
 
 
 def _reshape(em: _Emitter, op: TracedOp) -> None:
     x = op.inputs[0]
     in1, in2 = em.shape(x), em.second_shape(x)
     out1, out2 = em.shape(op.output), em.second_shape(op.output)
-    if (len(out1) == 2 and len(in1) >= 2 and out1[0] == in1[0] and out2[0] == in2[0]
-            and out1[1] == int(np.prod(in1[1:]))):
+    if (
+        len(out1) == 2
+        and len(in1) >= 2
+        and out1[0] == in1[0]
+        and out2[0] == in2[0]
+        and out1[1] == int(np.prod(in1[1:]))
+    ):
         em.node("Flatten", [em.input(op, 0)], [em.out(op)], axis=1)
         return
     target = list(out1)
@@ -309,14 +365,22 @@ def _reshape(em: _Emitter, op: TracedOp) -> None:
 
 def _permute(em: _Emitter, op: TracedOp) -> None:
     ndim = len(em.shape(op.inputs[0]))
-    em.node("Transpose", [em.input(op, 0)], [em.out(op)],
-            perm=[int(ax) % ndim for ax in op.attrs["axes"]])
+    em.node(
+        "Transpose",
+        [em.input(op, 0)],
+        [em.out(op)],
+        perm=[int(ax) % ndim for ax in op.attrs["axes"]],
+    )
 
 
 def _concat(em: _Emitter, op: TracedOp) -> None:
     dt = em.out_dtype(op)
-    em.node("Concat", [em.input(op, i, dt) for i in range(len(op.inputs))], [em.out(op)],
-            axis=int(op.attrs.get("axis", 0)))
+    em.node(
+        "Concat",
+        [em.input(op, i, dt) for i in range(len(op.inputs))],
+        [em.out(op)],
+        axis=int(op.attrs.get("axis", 0)),
+    )
 
 
 def _pad(em: _Emitter, op: TracedOp) -> None:
@@ -331,8 +395,11 @@ def _reduce(op_type: str) -> Callable:
     def translate(em: _Emitter, op: TracedOp) -> None:
         ndim = len(em.shape(op.inputs[0]))
         axis = op.attrs.get("axis")
-        axes = list(range(ndim)) if axis is None else [
-            int(a) % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        axes = (
+            list(range(ndim))
+            if axis is None
+            else [int(a) % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        )
         keepdims = int(bool(op.attrs.get("keepdims", False)))
         # ReduceSum took axes as an input from opset 13, the others from opset 18.
         if op_type == "ReduceSum" or em.opset >= 18:
@@ -347,9 +414,11 @@ def _reduce(op_type: str) -> Callable:
 def _clip(em: _Emitter, op: TracedOp) -> None:
     dt = em.out_dtype(op)
     low, high = op.attrs["low"], op.attrs["high"]
-    inputs = [em.input(op, 0),
-              "" if low is None else em.constant(low, dt, "clip_min"),
-              "" if high is None else em.constant(high, dt, "clip_max")]
+    inputs = [
+        em.input(op, 0),
+        "" if low is None else em.constant(low, dt, "clip_min"),
+        "" if high is None else em.constant(high, dt, "clip_max"),
+    ]
     em.node("Clip", inputs, [em.out(op)])
 
 
@@ -359,8 +428,9 @@ def _cast(em: _Emitter, op: TracedOp) -> None:
 
 def _where(em: _Emitter, op: TracedOp) -> None:
     dt = em.out_dtype(op)
-    em.node("Where", [em.input(op, 0, np.bool_), em.input(op, 1, dt), em.input(op, 2, dt)],
-            [em.out(op)])
+    em.node(
+        "Where", [em.input(op, 0, np.bool_), em.input(op, 1, dt), em.input(op, 2, dt)], [em.out(op)]
+    )
 
 
 def _no_equivalent(reason: str) -> Callable:
@@ -426,10 +496,15 @@ TRANSLATIONS: dict[type, Callable] = {}
 
 
 # -- the public entry point -----------------------------------------------------------------
-def export(model: Any, example_inputs: Sequence[Any] | Any, path: str | os.PathLike,
-           opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
-           input_names: Sequence[str] | None = None,
-           output_names: Sequence[str] | None = None) -> None:
+def export(
+    model: Any,
+    example_inputs: Sequence[Any] | Any,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> None:
     """Write `model` as an ONNX file at `path` (atomically: a failed export leaves no file).
 
     model: a Module (exported in eval mode: BatchNorm uses its running statistics, Dropout is
@@ -450,21 +525,31 @@ def export(model: Any, example_inputs: Sequence[Any] | Any, path: str | os.PathL
         raise ValueError(f"minidl.onnx.export: opset must be one of {OPSETS}, got {opset!r}")
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
-    model_proto = build_model(onnx, model, list(example_inputs), opset, dynamic_batch,
-                              input_names, output_names)
+    model_proto = build_model(
+        onnx, model, list(example_inputs), opset, dynamic_batch, input_names, output_names
+    )
     onnx.checker.check_model(model_proto, full_check=True)
     from minidl.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, model_proto.SerializeToString())
 
 
-def build_model(onnx, model: Any, example_inputs: list, opset: int, dynamic_batch: bool,
-                input_names: Sequence[str] | None, output_names: Sequence[str] | None):
+def build_model(
+    onnx,
+    model: Any,
+    example_inputs: list,
+    opset: int,
+    dynamic_batch: bool,
+    input_names: Sequence[str] | None,
+    output_names: Sequence[str] | None,
+):
     """The ModelProto of `model` traced on `example_inputs` (see export)."""
     if not TRANSLATIONS:
         TRANSLATIONS.update(_translations())
-    arrays = [np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
-              for x in example_inputs]
+    arrays = [
+        np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
+        for x in example_inputs
+    ]
     graph = _trace.trace(model, arrays)
     second = None
     if dynamic_batch:
@@ -511,8 +596,9 @@ def build_model(onnx, model: Any, example_inputs: list, opset: int, dynamic_batc
     for v in graph.values:
         if v.kind in ("param", "const") and v.index in em.referenced:
             params[em.names[v.index]] = v.array
-    initializers = [onnx.numpy_helper.from_array(np.ascontiguousarray(a), n)
-                    for n, a in params.items()] + em.initializers
+    initializers = [
+        onnx.numpy_helper.from_array(np.ascontiguousarray(a), n) for n, a in params.items()
+    ] + em.initializers
 
     def value_info(index: int, name: str):
         v = graph.values[index]
@@ -522,14 +608,17 @@ def build_model(onnx, model: Any, example_inputs: list, opset: int, dynamic_batc
         return onnx.helper.make_tensor_value_info(name, _elem_type(onnx, v.dtype), shape)
 
     onnx_graph = onnx.helper.make_graph(
-        em.nodes, type(model).__name__,
+        em.nodes,
+        type(model).__name__,
         [value_info(i, n) for i, n in zip(graph.inputs, in_names)],
         [value_info(i, n) for i, n in zip(graph.outputs, out_names)],
         initializers,
     )
     proto = onnx.helper.make_model(
-        onnx_graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
-        producer_name="minidl", ir_version=IR_VERSION[opset],
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", opset)],
+        producer_name="minidl",
+        ir_version=IR_VERSION[opset],
     )
     return proto
 
@@ -550,8 +639,11 @@ def _parameter_names(model: Any, graph: TracedGraph) -> dict[int, str]:
     by_array = {}
     if hasattr(model, "named_parameters"):
         by_array = {id(p.data): name for name, p in model.named_parameters()}
-    return {v.index: by_array[id(v.array)] for v in graph.values
-            if v.kind == "param" and id(v.array) in by_array}
+    return {
+        v.index: by_array[id(v.array)]
+        for v in graph.values
+        if v.kind == "param" and id(v.array) in by_array
+    }
 
 
 def _buffer_names(model: Any) -> dict[int, str]:

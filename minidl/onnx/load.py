@@ -87,12 +87,18 @@ def _read_external(onnx, tensor, folder: Path | None, where: str) -> None:
     info = {e.key: e.value for e in tensor.external_data}
     location = info.get("location", "")
     if folder is None:
-        raise LoadError(f"minidl.onnx.load: {where}: tensor {tensor.name!r} has external data, "
-                        "which needs the model's file path")
+        raise LoadError(
+            f"minidl.onnx.load: {where}: tensor {tensor.name!r} has external data, "
+            "which needs the model's file path"
+        )
     base = folder.resolve()
     target = (base / location).resolve()
-    if (not location or os.path.isabs(location) or ".." in Path(location).parts
-            or os.path.commonpath([base, target]) != str(base)):
+    if (
+        not location
+        or os.path.isabs(location)
+        or ".." in Path(location).parts
+        or os.path.commonpath([base, target]) != str(base)
+    ):
         raise LoadError(
             f"minidl.onnx.load: {where}: external data of tensor {tensor.name!r} points to "
             f"{location!r}, outside the model's folder {base}; refused"
@@ -102,8 +108,11 @@ def _read_external(onnx, tensor, folder: Path | None, where: str) -> None:
         length = int(info["length"]) if "length" in info else None
         with open(target, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if offset < 0 or offset > size or (length is not None and
-                                               (length < 0 or offset + length > size)):
+            if (
+                offset < 0
+                or offset > size
+                or (length is not None and (length < 0 or offset + length > size))
+            ):
                 raise LoadError(
                     f"minidl.onnx.load: {where}: external data of {tensor.name!r} asks for "
                     f"bytes {offset}..{offset + (length or 0)} of {location} ({size} bytes)"
@@ -187,8 +196,9 @@ def _spatial(attrs: dict, key: str, default: int, n: int = 2) -> list[int]:
     return list(attrs.get(key, [default] * n))
 
 
-def _explicit_pads(op: str, attrs: dict, in_size: tuple, kernel: list, strides: list,
-                   dilations: list) -> list[int]:
+def _explicit_pads(
+    op: str, attrs: dict, in_size: tuple, kernel: list, strides: list, dilations: list
+) -> list[int]:
     """[top, left, bottom, right] from pads or auto_pad (SAME_UPPER puts the odd pixel at the
     end, SAME_LOWER at the start, VALID pads nothing)."""
     auto = attrs.get("auto_pad", "NOTSET")
@@ -250,8 +260,10 @@ def _pool(kind: str) -> Callable:
         include_pad = bool(attrs.get("count_include_pad", 0))
         if ctx.wants_second_output:
             if kind != "max" or pads != [0] * 4 or dilations != [1, 1] or ceil:
-                raise LoadError(f"{op}: the Indices output is supported without padding, "
-                                "dilation or ceil_mode only")
+                raise LoadError(
+                    f"{op}: the Indices output is supported without padding, "
+                    "dilation or ceil_mode only"
+                )
             out, index = F.max_pool2d(x, kernel, strides, return_indices=True)
             n, c, h, w = x.shape
             base = (np.arange(n * c, dtype=np.int64) * h * w).reshape(n, c, 1, 1)
@@ -272,10 +284,14 @@ def _padded_pool(kind, x, kernel, strides, pads, dilations, ceil, include_pad):
     crop to ONNX's output size. Averages divide by the count of cells the window covers
     (real cells, or real and pad cells with count_include_pad) via a pooled mask."""
     h, w = x.shape[2:]
-    out = [_pool_out(n, k, s, pads[i], pads[i + 2], d, ceil)
-           for i, (n, k, s, d) in enumerate(zip((h, w), kernel, strides, dilations))]
-    extra = [max(0, (o - 1) * s + d * (k - 1) + 1 - (n + pads[i] + pads[i + 2]))
-             for i, (o, n, k, s, d) in enumerate(zip(out, (h, w), kernel, strides, dilations))]
+    out = [
+        _pool_out(n, k, s, pads[i], pads[i + 2], d, ceil)
+        for i, (n, k, s, d) in enumerate(zip((h, w), kernel, strides, dilations))
+    ]
+    extra = [
+        max(0, (o - 1) * s + d * (k - 1) + 1 - (n + pads[i] + pads[i + 2]))
+        for i, (o, n, k, s, d) in enumerate(zip(out, (h, w), kernel, strides, dilations))
+    ]
     widths = ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]))
     if kind == "max":
         padded = x.pad(widths, value=-np.inf)
@@ -302,8 +318,11 @@ def _global_pool(kind: str) -> Callable:
         if kind == "Average" and x.ndim == 4:
             return [F.adaptive_avg_pool2d(x, 1)]
         axes = tuple(range(2, x.ndim))
-        return [x.mean(axis=axes, keepdims=True) if kind == "Average"
-                else x.max(axis=axes, keepdims=True)]
+        return [
+            x.mean(axis=axes, keepdims=True)
+            if kind == "Average"
+            else x.max(axis=axes, keepdims=True)
+        ]
 
     return run
 
@@ -313,9 +332,14 @@ def _gemm(ins, attrs, ctx):
     c = ins[2] if len(ins) > 2 else None
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
-    if (not trans_a and trans_b and alpha == 1.0 and (c is None or beta == 1.0)
-            and (c is None or np.ndim(c.data if isinstance(c, Tensor) else c) == 1)
-            and a.dtype.kind == "f"):
+    if (
+        not trans_a
+        and trans_b
+        and alpha == 1.0
+        and (c is None or beta == 1.0)
+        and (c is None or np.ndim(c.data if isinstance(c, Tensor) else c) == 1)
+        and a.dtype.kind == "f"
+    ):
         return [F.linear(a, b, None if c is None else _tensor(c))]
     y = minidl.matmul(a.T if trans_a else a, b.T if trans_b else b)
     if alpha != 1.0:
@@ -329,20 +353,36 @@ def _gemm(ins, attrs, ctx):
 def _batch_norm(ins, attrs, ctx):
     x, scale, bias, mean, var = ins[:5]
     momentum = float(attrs.get("momentum", 0.9))
-    buffers = isinstance(mean, Tensor) and not mean.requires_grad and isinstance(
-        var, Tensor) and not var.requires_grad
+    buffers = (
+        isinstance(mean, Tensor)
+        and not mean.requires_grad
+        and isinstance(var, Tensor)
+        and not var.requires_grad
+    )
     # Training mode updates the running statistics, as minidl's BatchNorm does: ONNX's
     # momentum weighs the old value (PyTorch's weighs the new one).
     training = ctx.training and buffers
-    return [F.batch_norm(_tensor(x), mean, var, _tensor(scale), _tensor(bias),
-                         training=training, momentum=1.0 - momentum,
-                         eps=float(attrs.get("epsilon", 1e-5)))]
+    return [
+        F.batch_norm(
+            _tensor(x),
+            mean,
+            var,
+            _tensor(scale),
+            _tensor(bias),
+            training=training,
+            momentum=1.0 - momentum,
+            eps=float(attrs.get("epsilon", 1e-5)),
+        )
+    ]
 
 
 def _dropout(ins, attrs, ctx):
     x = ins[0]
-    ratio = float(_static(ins[1], "Dropout", "ratio")) if len(ins) > 1 and ins[1] is not None \
+    ratio = (
+        float(_static(ins[1], "Dropout", "ratio"))
+        if len(ins) > 1 and ins[1] is not None
         else float(attrs.get("ratio", 0.5))
+    )
     training = ctx.training
     if len(ins) > 2 and ins[2] is not None:
         training = bool(_static(ins[2], "Dropout", "training_mode"))
@@ -409,8 +449,11 @@ def _pad(ins, attrs, ctx):
         pads = [int(v) for v in _static(ins[1], "Pad", "pads")]
         value = ins[2] if len(ins) > 2 and ins[2] is not None else None
         value = 0.0 if value is None else _static(value, "Pad", "constant_value").item()
-        axes = (list(range(ndim)) if len(ins) < 4 or ins[3] is None
-                else [int(a) % ndim for a in _static(ins[3], "Pad", "axes")])
+        axes = (
+            list(range(ndim))
+            if len(ins) < 4 or ins[3] is None
+            else [int(a) % ndim for a in _static(ins[3], "Pad", "axes")]
+        )
     else:
         pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), range(ndim)
     widths = [[0, 0] for _ in range(ndim)]
@@ -475,8 +518,12 @@ def _gather(ins, attrs, ctx):
 def _unsqueeze(ins, attrs, ctx):
     x = ins[0]
     ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
-    axes = [int(a) for a in (_static(ins[1], "Unsqueeze", "axes").reshape(-1)
-                             if len(ins) > 1 else attrs["axes"])]
+    axes = [
+        int(a)
+        for a in (
+            _static(ins[1], "Unsqueeze", "axes").reshape(-1) if len(ins) > 1 else attrs["axes"]
+        )
+    ]
     out_ndim = ndim + len(axes)
     axes = sorted(a % out_ndim for a in axes)
     shape = list(np.shape(x.data if isinstance(x, Tensor) else x))
@@ -501,8 +548,12 @@ def _cast(ins, attrs, ctx):
 
 
 def _constant(ins, attrs, ctx):
-    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
-                       ("value_int", np.int64), ("value_ints", np.int64)):
+    for key, dtype in (
+        ("value_float", np.float32),
+        ("value_floats", np.float32),
+        ("value_int", np.int64),
+        ("value_ints", np.int64),
+    ):
         if key in attrs:
             return [np.asarray(attrs[key], dtype=dtype)]
     if "value" in attrs:
@@ -517,9 +568,12 @@ def _identity(ins, attrs, ctx):
 def _prelu(ins, attrs, ctx):
     x, slope = _tensor(ins[0]), _tensor(ins[1])
     # minidl's PReLU takes one slope or one per channel (axis 1); other broadcasts compose.
-    if slope.size == 1 or (x.ndim >= 2 and slope.size == x.shape[1]
-                           and slope.shape == (x.shape[1],) + (1,) * (slope.ndim - 1)
-                           and slope.ndim <= x.ndim - 1):
+    if slope.size == 1 or (
+        x.ndim >= 2
+        and slope.size == x.shape[1]
+        and slope.shape == (x.shape[1],) + (1,) * (slope.ndim - 1)
+        and slope.ndim <= x.ndim - 1
+    ):
         return [F.prelu(x, slope.reshape(-1))]
     return [minidl.where(x.data > 0, x, x * slope)]
 
@@ -546,11 +600,12 @@ def _pow(ins, attrs, ctx):
     base = _tensor(base)
     if base.dtype.kind == "f" and _is_array(exponent):
         exponent = exponent.astype(base.dtype)
-    return [(base ** exponent).astype(base.dtype)]
+    return [(base**exponent).astype(base.dtype)]
 
 
 def _same_dtype(fn: Callable) -> Callable:
     """ONNX's binary ops have one type: keep the inputs' dtype, as NumPy's weak scalars do."""
+
     def run(a, b):
         out = fn(_tensor(a) if not isinstance(a, Tensor) and not isinstance(b, Tensor) else a, b)
         dtype = (a if isinstance(a, Tensor) else b).dtype
@@ -617,6 +672,23 @@ OPS: dict[str, Callable] = {
 }
 
 
+# Inputs that are settings, not data: a float initializer read only there stays a constant.
+STATIC_INPUTS: dict[str, tuple[int, ...]] = {
+    "Dropout": (1, 2),
+    "Clip": (1, 2),
+    "Pad": (1, 2, 3),
+    "Reshape": (1,),
+    "Gather": (1,),
+    "Unsqueeze": (1,),
+    "Squeeze": (1,),
+    "ReduceMean": (1,),
+    "ReduceSum": (1,),
+    "ReduceMax": (1,),
+    "ReduceMin": (1,),
+    "Where": (0,),
+}
+
+
 # -- the module -----------------------------------------------------------------------------
 class _NodeContext:
     """What a node's function may ask besides its inputs."""
@@ -642,20 +714,31 @@ class OnnxModule(nn.Module):
         super().__init__()
         onnx = _onnx()
         graph = model.graph
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                          None)
+        self.opset = next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+        )
         if self.opset is None:
             raise LoadError(f"minidl.onnx.load: {where} imports no default-domain opset")
-        unsupported = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "")
-                              + n.op_type for n in graph.node
-                              if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
+        unsupported = sorted(
+            {
+                (n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type
+                for n in graph.node
+                if n.domain not in ("", "ai.onnx") or n.op_type not in OPS
+            }
+        )
         if unsupported:
             raise LoadError(
-                f"minidl.onnx.load: {where} uses ops minidl cannot run: "
-                f"{', '.join(unsupported)}"
+                f"minidl.onnx.load: {where} uses ops minidl cannot run: {', '.join(unsupported)}"
             )
-        stats = {name for n in graph.node if n.op_type == "BatchNormalization"
-                 for name in n.input[3:5]}
+        stats = {
+            name for n in graph.node if n.op_type == "BatchNormalization" for name in n.input[3:5]
+        }
+        data_inputs = {
+            name
+            for n in graph.node
+            for k, name in enumerate(n.input)
+            if k not in STATIC_INPUTS.get(n.op_type, ())
+        }
         self._sources: dict[str, tuple[str, Any]] = {}  # onnx name -> ("param", attr) ...
         taken: set[str] = set()
         for tensor in graph.initializer:
@@ -665,6 +748,8 @@ class OnnxModule(nn.Module):
                 if tensor.name in stats:
                     self.register_buffer(attr, Tensor(array))
                     self._sources[tensor.name] = ("buffer", attr)
+                elif tensor.name not in data_inputs:
+                    self._sources[tensor.name] = ("const", array)
                 else:
                     self.register_parameter(attr, nn.Parameter(array))
                     self._sources[tensor.name] = ("param", attr)
@@ -675,8 +760,15 @@ class OnnxModule(nn.Module):
         self._nodes = []
         for node in graph.node:
             label = f"{node.op_type} node {node.name or len(self._nodes)!r}"
-            self._nodes.append((node.op_type, list(node.input), list(node.output),
-                                attributes(onnx, node, f"{where}: {label}"), label))
+            self._nodes.append(
+                (
+                    node.op_type,
+                    list(node.input),
+                    list(node.output),
+                    attributes(onnx, node, f"{where}: {label}"),
+                    label,
+                )
+            )
         self._check_wiring(where)
 
     def _check_wiring(self, where: str) -> None:
@@ -684,8 +776,10 @@ class OnnxModule(nn.Module):
         for _, inputs, outputs, _, label in self._nodes:
             missing = [i for i in inputs if i not in known]
             if missing:
-                raise LoadError(f"minidl.onnx.load: {where}: {label} reads {missing}, which no "
-                                "earlier node, input or initializer defines")
+                raise LoadError(
+                    f"minidl.onnx.load: {where}: {label} reads {missing}, which no "
+                    "earlier node, input or initializer defines"
+                )
             known.update(outputs)
         missing = [o for o in self.output_names if o not in known]
         if missing:
@@ -699,8 +793,10 @@ class OnnxModule(nn.Module):
 
     def forward(self, *inputs: Any) -> Any:
         if len(inputs) != len(self.input_names):
-            raise ValueError(f"OnnxModule: expected {len(self.input_names)} inputs "
-                             f"{self.input_names}, got {len(inputs)}")
+            raise ValueError(
+                f"OnnxModule: expected {len(self.input_names)} inputs "
+                f"{self.input_names}, got {len(inputs)}"
+            )
         env: dict[str, Any] = {}
         for name, x in zip(self.input_names, inputs):
             env[name] = x if isinstance(x, Tensor) else Tensor(np.asarray(x))

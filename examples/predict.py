@@ -46,6 +46,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, str]:
     name = state.get("args", {}).get("model", "lenet5")
     if name not in MODELS:
         raise ValueError(f"{path}: unknown model {name!r}; expected one of {sorted(MODELS)}")
+    if name == "resnet20":
+        raise ValueError(f"{path}: a resnet20 checkpoint; this script classifies 28x28 digits "
+                         "with the LeNet models only")
     model = MODELS[name]()
     model.load_state_dict(state["model"])
     return model.eval(), name

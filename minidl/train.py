@@ -36,11 +36,11 @@ from minidl.data.mnist import ChecksumError, DownloadError
 from minidl.models import LeNet5, LeNetCaffe, resnet20
 from minidl.nn import functional as F
 
-# name -> constructor taking the number of input channels
-MODELS: dict[str, Callable[[int], nn.Module]] = {
-    "lenet5": lambda channels: LeNet5(),
-    "caffe": lambda channels: LeNetCaffe(),
-    "resnet20": lambda channels: resnet20(in_channels=channels),
+# name -> constructor taking the number of input channels (LeNets take 1)
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": lambda channels=1: LeNet5(),
+    "caffe": lambda channels=1: LeNetCaffe(),
+    "resnet20": lambda channels=3: resnet20(in_channels=channels),
 }
 # Per-model defaults of the options left unset on the command line (see the module docstring).
 RECIPES: dict[str, dict[str, Any]] = {

@@ -20,7 +20,10 @@ GROUPS = ("gemm", "conv", "pool", "lenet", "resnet20", "latency", "contention")
 SIZES = ("tiny", "quick", "full")
 
 Data = dict[str, np.ndarray]
-# builder(data, threads) -> a zero-argument callable doing one unit of the case's work.
+# builder(data, threads) -> a zero-argument callable doing one unit of the case's work. The engine's
+# thread count is already set by the caller (minidl.set_num_threads, torch.set_num_threads, the
+# BLAS's limit) and read at call time; `threads` is for engines that fix it when they build
+# (an onnxruntime session).
 Builder = Callable[[Data, int], Callable[[], object]]
 
 

@@ -1,7 +1,8 @@
 """GEMM, conv2d and max_pool2d cases: one kernel call (or one forward+backward) per call.
 
-All float32. minidl calls its kernels (GEMM) or its functional ops (conv, pool) with the thread
-count set by the caller through minidl.set_num_threads; NumPy and PyTorch get the same arrays.
+All float32. minidl calls its GEMM kernel or its functional ops (conv, pool), with the thread
+count the caller set through minidl.set_num_threads (PyTorch: torch.set_num_threads, NumPy: its
+BLAS's); every engine gets the same arrays.
 The NumPy conv reference is im2col + one sgemm (NumPy's BLAS) and col2im by strided adds.
 """
 
@@ -64,9 +65,11 @@ def _gemm_case(name: str, m: int, n: int, k: int, trans_a: bool, trans_b: bool) 
 
     def minidl_fn(d: Data, threads: int):
         from minidl._kernels import gemm
+        from minidl.threads import get_num_threads
 
         a, b, out = d["a"], d["b"], np.empty((m, n), np.float32)
-        return lambda: gemm.matmul(a, b, out, trans_a, trans_b, threads)
+        # The thread count is read at call time, as every minidl op does.
+        return lambda: gemm.matmul(a, b, out, trans_a, trans_b, get_num_threads())
 
     def numpy_fn(d: Data, threads: int):
         a = d["a"].T if trans_a else d["a"]

@@ -164,6 +164,19 @@ def test_worker_reports_errors_and_keeps_serving(tmp_path):
     assert worker.proc.returncode == 0
 
 
+def test_each_case_gets_its_own_data(tmp_path):
+    """Cases sharing a data function share one file; every case's file holds its own data."""
+    cases = case_mod.cases("tiny")
+    paths = runner.data_files(cases, str(tmp_path))
+    assert len(set(paths.values())) < len(cases)
+    for case in cases:
+        expected = case.data()
+        with np.load(paths[case.name]) as stored:
+            assert sorted(stored.files) == sorted(expected), case.name
+            for key, value in expected.items():
+                np.testing.assert_array_equal(stored[key], value, err_msg=f"{case.name}: {key}")
+
+
 def test_engines_compute_the_same_function_from_the_same_data():
     """The cases hand every engine identical inputs and initial weights: outputs agree."""
     torch = pytest.importorskip("torch")

@@ -25,11 +25,11 @@ GEMM_SHAPES = [
 ]
 
 # name, x shape, weight shape, padding, passes, sizes. passes: "fwd" (forward only), "fwd+bwd"
-# (forward, then backward with a fixed upstream gradient, every gradient), "fwd+bwd_no_input_grad"
-# (the first layer of a network: no gradient for the input).
+# (forward, then backward with a fixed upstream gradient, every gradient), "fwd+bwd(no dx)"
+# (the first layer of a network: no input gradient).
 CONV_SHAPES = [
     ("tiny", (2, 3, 8, 8), (4, 3, 3, 3), 1, ("fwd", "fwd+bwd"), ("tiny",)),
-    ("lenet_conv1", (64, 1, 28, 28), (6, 1, 5, 5), 2, ("fwd", "fwd+bwd_no_input_grad"), ("quick",)),
+    ("lenet_conv1", (64, 1, 28, 28), (6, 1, 5, 5), 2, ("fwd", "fwd+bwd(no dx)"), ("quick",)),
     ("lenet_conv2", (64, 6, 14, 14), (16, 6, 5, 5), 0, ("fwd", "fwd+bwd"), ("quick", "full")),
     ("mid_64ch_32px_3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1, ("fwd",), ("quick",)),
     (
@@ -37,7 +37,7 @@ CONV_SHAPES = [
         (64, 1, 28, 28),
         (6, 1, 5, 5),
         2,
-        ("fwd", "fwd+bwd", "fwd+bwd_no_input_grad"),
+        ("fwd", "fwd+bwd", "fwd+bwd(no dx)"),
         ("full",),
     ),
     ("mid_64ch_32px_3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1, ("fwd", "fwd+bwd"), ("full",)),
@@ -45,7 +45,7 @@ CONV_SHAPES = [
 ]
 # Work of each pass relative to the forward: backward computes the weight gradient (one
 # forward's worth of multiply-adds) and, unless skipped, the input gradient (another).
-PASS_FACTOR = {"fwd": 1, "fwd+bwd": 3, "fwd+bwd_no_input_grad": 2}
+PASS_FACTOR = {"fwd": 1, "fwd+bwd": 3, "fwd+bwd(no dx)": 2}
 
 # name, x shape, sizes; 2x2 windows, stride 2.
 POOL_SHAPES = [
@@ -53,6 +53,10 @@ POOL_SHAPES = [
     ("lenet_pool", (64, 6, 28, 28), ("quick", "full")),
     ("mid_pool", (32, 64, 32, 32), ("full",)),
 ]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 # -- GEMM -------------------------------------------------------------------------------------
@@ -186,7 +190,8 @@ def _conv_case(name: str, x_shape, w_shape, pad: int, passes: str) -> Case:
 
     fwd_flops = 2.0 * x_shape[0] * w_shape[0] * oh * ow * int(np.prod(w_shape[1:]))
     return Case(
-        name=f"conv2d {name} {x_shape}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} pad {pad} {passes}",
+        name=f"conv2d {name} {_shape(x_shape)}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} p{pad} "
+        f"{passes}",
         group="conv",
         unit="GFLOP/s",
         work=PASS_FACTOR[passes] * fwd_flops,
@@ -252,7 +257,7 @@ def _pool_case(name: str, x_shape, backward: bool) -> Case:
         builders["numpy"] = numpy_fn
     compares = 4.0 * int(np.prod(out_shape))
     return Case(
-        name=f"max_pool2d {name} {x_shape} 2x2 {'fwd+bwd' if backward else 'fwd'}",
+        name=f"max_pool2d {name} {_shape(x_shape)} 2x2 {'fwd+bwd' if backward else 'fwd'}",
         group="pool",
         # Comparisons, one per input element (the backward's scatter counted as many again):
         # not floating-point arithmetic, so no fraction of the FMA peak.

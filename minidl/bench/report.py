@@ -14,7 +14,7 @@ from minidl.bench.timing import BUSY_SPREAD
 
 REFERENCES = [e for e in ENGINES if e != "minidl"]
 SCHEMA = "minidl-bench/1"
-NAME_WIDTH = 50
+NAME_WIDTH = 58
 
 
 # -- progress ---------------------------------------------------------------------------------

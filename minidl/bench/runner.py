@@ -239,7 +239,7 @@ def data_files(cases: list[Case], directory: str) -> dict[str, str]:
             path = os.path.join(directory, f"data{len(paths)}.npz")
             np.savez(path, **case.data())
             paths[key] = path
-        out[case.name] = path
+        out[case.name] = paths[key]
     return out
 
 

@@ -142,8 +142,8 @@ def is_floating_point(x: Tensor) -> bool:
 
 
 def _typed_constructor(name: str, dtype):
-    def make(*data, **kwargs) -> Tensor:
-        return Tensor(*data, dtype=dtype, **kwargs)
+    def make(*args, **kwargs) -> Tensor:
+        return Tensor(*args, dtype=dtype, **kwargs)
 
     make.__name__ = name
     make.__doc__ = f"minidl.{name}(data) or {name}(*sizes): Tensor(..., dtype={dtype})."

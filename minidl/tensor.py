@@ -718,10 +718,11 @@ class Tensor:
         axis = _dim_index("sort", dim, max(self.ndim, 1))
         if self.ndim == 0:
             return return_types.sort(self, Tensor._wrap(np.array(0), False))
-        key = -self.data if descending and self.dtype.kind != "b" else self.data
+        key = self.data
+        if descending:
+            # Negated keys keep a stable sort stable (a flipped ascending sort would not).
+            key = -key.astype(np.int64) if key.dtype.kind in "bu" else -key
         order = np.argsort(key, axis=axis, kind="stable")
-        if descending and self.dtype.kind == "b":
-            order = np.flip(np.argsort(self.data, axis=axis, kind="stable"), axis=axis)
         return return_types.sort(self.gather(axis, order), Tensor._wrap(order, False))
 
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:

@@ -19,8 +19,8 @@ RNG = np.random.default_rng(20)
 def test_layout_and_parameter_count():
     model = resnet20()
     # He et al. 2016, table 6: ResNet-20 has 0.27M parameters (option A adds none).
-    assert sum(p.size for p in model.parameters()) == 269_722
-    assert sum(p.size for p in resnet20(in_channels=1).parameters()) == 269_722 - 2 * 144
+    assert sum(p.numel() for p in model.parameters()) == 269_722
+    assert sum(p.numel() for p in resnet20(in_channels=1).parameters()) == 269_722 - 2 * 144
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 19 and all(c.bias is None for c in convs)
     assert [c.out_channels for c in convs[1::6]] == [16, 32, 64]

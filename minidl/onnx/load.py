@@ -534,6 +534,35 @@ def _gather(ins, attrs, ctx):
     return [data[(slice(None),) * axis + (indices,)]]
 
 
+def _slice(ins, attrs, ctx):
+    x = ins[0]
+    ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
+    if len(ins) > 1:  # opset 10 and later: starts, ends, axes, steps are inputs
+        starts, ends = (
+            _static(v, "Slice", n).reshape(-1) for v, n in ((ins[1], "starts"), (ins[2], "ends"))
+        )
+        axes = (
+            _static(ins[3], "Slice", "axes").reshape(-1)
+            if len(ins) > 3 and ins[3] is not None
+            else np.arange(len(starts))
+        )
+        steps = (
+            _static(ins[4], "Slice", "steps").reshape(-1)
+            if len(ins) > 4 and ins[4] is not None
+            else np.ones(len(starts), np.int64)
+        )
+    else:
+        starts, ends = np.asarray(attrs["starts"]), np.asarray(attrs["ends"])
+        axes = np.asarray(attrs.get("axes", range(len(starts))))
+        steps = np.ones(len(starts), np.int64)
+    index = [slice(None)] * ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        # Python's slices clamp out-of-range bounds (and count negative ones from the end)
+        # as ONNX's Slice does.
+        index[int(axis) % ndim] = slice(int(start), int(end), int(step))
+    return [x[tuple(index)]]
+
+
 def _unsqueeze(ins, attrs, ctx):
     x = ins[0]
     ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
@@ -686,6 +715,7 @@ OPS: dict[str, Callable] = {
     "Shape": _shape,
     "Gather": _gather,
     "Unsqueeze": _unsqueeze,
+    "Slice": _slice,
     "Squeeze": _squeeze,
     "Cast": _cast,
 }
@@ -699,6 +729,7 @@ STATIC_INPUTS: dict[str, tuple[int, ...]] = {
     "Reshape": (1,),
     "Gather": (1,),
     "Unsqueeze": (1,),
+    "Slice": (1, 2, 3, 4),
     "Squeeze": (1,),
     "ReduceMean": (1,),
     "ReduceSum": (1,),

@@ -39,7 +39,7 @@ def build(name: str):
     model = models.LeNet5() if name == "lenet5" else models.resnet20()
     rng = np.random.default_rng(1)
     for _ in range(3):  # BatchNorm's running statistics away from 0 / 1
-        model(minidl.Tensor(rng.standard_normal((16,) + INPUT_SHAPES[name]).astype(np.float32)))
+        model(minidl.tensor(rng.standard_normal((16,) + INPUT_SHAPES[name]).astype(np.float32)))
     return model.eval()
 
 

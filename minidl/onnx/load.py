@@ -25,6 +25,7 @@ import minidl
 from minidl import nn
 from minidl.nn import functional as F
 from minidl.onnx.export import _onnx
+from minidl.ops import reduce as rd
 from minidl.tensor import Tensor, from_numpy
 
 
@@ -323,11 +324,7 @@ def _global_pool(kind: str) -> Callable:
         if kind == "Average" and x.ndim == 4:
             return [F.adaptive_avg_pool2d(x, 1)]
         axes = tuple(range(2, x.ndim))
-        return [
-            x.mean(axis=axes, keepdims=True)
-            if kind == "Average"
-            else x.max(axis=axes, keepdims=True)
-        ]
+        return [(rd.Mean if kind == "Average" else rd.Max).apply(x, axis=axes, keepdims=True)]
 
     return run
 
@@ -346,7 +343,7 @@ def _gemm(ins, attrs, ctx):
         and a.dtype.kind == "f"
     ):
         return [F.linear(a, b, None if c is None else _tensor(c))]
-    y = minidl.matmul(a.T if trans_a else a, b.T if trans_b else b)
+    y = minidl.matmul(a.permute(1, 0) if trans_a else a, b.permute(1, 0) if trans_b else b)
     if alpha != 1.0:
         y = y * alpha
     if c is not None:
@@ -500,6 +497,9 @@ def _axes(ins, attrs, ndim: int, op: str, default_all: bool = True) -> tuple | N
     return tuple(a % max(ndim, 1) for a in axes)
 
 
+REDUCTIONS = {"sum": rd.Sum, "mean": rd.Mean, "max": rd.Max, "min": rd.Min}
+
+
 def _reduce(name: str) -> Callable:
     op = "Reduce" + name.capitalize()
 
@@ -514,7 +514,7 @@ def _reduce(name: str) -> Callable:
             axes = None
         if _is_array(x):
             return [np.asarray(getattr(np, name)(x, axis=axes, keepdims=keepdims), x.dtype)]
-        return [getattr(x, name)(axis=axes, keepdims=keepdims)]
+        return [REDUCTIONS[name].apply(x, axis=axes, keepdims=keepdims)]
 
     return run
 
@@ -618,9 +618,9 @@ def _identity(ins, attrs, ctx):
 def _prelu(ins, attrs, ctx):
     x, slope = _tensor(ins[0]), _tensor(ins[1])
     # minidl's PReLU takes one slope or one per channel (axis 1); other broadcasts compose.
-    if slope.size == 1 or (
+    if slope.numel() == 1 or (
         x.ndim >= 2
-        and slope.size == x.shape[1]
+        and slope.numel() == x.shape[1]
         and slope.shape == (x.shape[1],) + (1,) * (slope.ndim - 1)
         and slope.ndim <= x.ndim - 1
     ):

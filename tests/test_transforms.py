@@ -160,3 +160,9 @@ def test_cifar_pipeline_on_a_sample_and_a_batch():
     assert "RandomCrop(size=(32, 32)" in repr(pipeline)
     with pytest.raises(TypeError, match="not callable"):
         T.Compose([1])
+
+
+def test_tensor_inputs_keep_their_dtype():
+    x = minidl.from_numpy(images(4))
+    out = T.RandomHorizontalFlip(p=1.0)(T.RandomCrop(6)(x))
+    assert isinstance(out, minidl.Tensor) and out.dtype == np.uint8 and out.shape == (4, 3, 6, 6)

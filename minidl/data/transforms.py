@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minidl import random as _random
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, from_numpy
 
 __all__ = ["Compose", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip", "ToTensor"]
 
@@ -43,7 +43,8 @@ def _unwrap(name: str, image: Any) -> tuple[np.ndarray, bool]:
 
 
 def _wrap(array: np.ndarray, as_tensor: bool) -> Any:
-    return Tensor(np.ascontiguousarray(array)) if as_tensor else array
+    # from_numpy keeps the dtype (a uint8 batch stays uint8), unlike the Tensor constructor.
+    return from_numpy(np.ascontiguousarray(array)) if as_tensor else array
 
 
 def _pair(name: str, what: str, value: Any) -> tuple[int, int]:
@@ -124,7 +125,7 @@ class ToTensor:
             out = array.astype(np.float32)
         else:
             raise TypeError(f"ToTensor: expected uint8 or float images, got {array.dtype}")
-        return Tensor(np.ascontiguousarray(out))
+        return from_numpy(np.ascontiguousarray(out))
 
     def __repr__(self) -> str:
         return "ToTensor()"

@@ -1,0 +1,1 @@
+"""Switches that choose between equivalent kernel algorithms (see minidl.backends.conv)."""

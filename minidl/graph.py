@@ -11,7 +11,8 @@ of values that feed several consumers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,53 @@ _Tensor: Any = None
 # run (see minidl.static and minidl.profiler); None costs one global lookup per op.
 _tracer: Any = None
 _profiler: Any = None
+
+# id(leaf tensor) -> hooks called once its gradient of a backward pass is fully accumulated
+# (Tensor.register_post_accumulate_grad_hook). Keyed by id (Tensor's == is elementwise); the
+# entry goes away with its tensor, so a hook does not keep the tensor alive.
+_post_accumulate_hooks: dict[int, list] = {}
+
+
+class RemovableHandle:
+    """Returned by hook registrations; `remove()` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks = hooks
+        self._hook = hook
+
+    def remove(self) -> None:
+        for k, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[k]
+                return
+
+
+def register_post_accumulate_grad_hook(t: Tensor, hook: Callable) -> RemovableHandle:
+    """See Tensor.register_post_accumulate_grad_hook."""
+    if t._ctx is not None:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+            "registered on non-leaf tensors"
+        )
+    if not t._requires_grad:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+            "doesn't require gradient"
+        )
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {hook!r}")
+    hooks = _post_accumulate_hooks.get(id(t))
+    if hooks is None:
+        hooks = _post_accumulate_hooks[id(t)] = []
+        weakref.finalize(t, _post_accumulate_hooks.pop, id(t), None)
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def run_post_accumulate_hooks(t: Tensor) -> None:
+    """Call t's post-accumulate hooks in registration order (its .grad is final for this pass)."""
+    for hook in list(_post_accumulate_hooks.get(id(t), ())):
+        hook(t)
 
 
 def is_grad_enabled() -> bool:
@@ -183,7 +231,8 @@ def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> 
         if t._ctx is None or t._retains_grad:
             _accumulate_leaf(t, g)
 
-    _sweep(root, _seed(root, grad), retain_graph, deliver)
+    _sweep(root, _seed(root, grad), retain_graph, deliver,
+           run_post_accumulate_hooks if _post_accumulate_hooks else None)
 
 
 def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
@@ -199,17 +248,33 @@ def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
     return found
 
 
-def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
+def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
+           leaf_done: Callable | None = None) -> None:
     """The reverse sweep: call each node's backward in reverse topological order, summing the
     gradients of values with several consumers, and hand every tensor's total gradient to
-    `deliver(tensor, gradient)` (leaves once per path into them)."""
+    `deliver(tensor, gradient)` (leaves once per path into them). `leaf_done(leaf)`, if given,
+    is called once per leaf that received a gradient, right after its last path delivered."""
     if root._ctx is None:
         deliver(root, grad)
+        if leaf_done is not None:
+            leaf_done(root)
         return
+    order = topological_order(root)
+    # Paths still to come into each leaf: a leaf is done when the last node reading it has
+    # been swept (whether or not that node had a gradient to pass on).
+    pending: dict[int, int] = {}
+    reached: dict[int, Tensor] = {}
+    if leaf_done is not None:
+        for t in order:
+            for p in t._ctx.parents:
+                if isinstance(p, _Tensor) and p._ctx is None and p._requires_grad:
+                    pending[id(p)] = pending.get(id(p), 0) + 1
     grads: dict[int, np.ndarray] = {id(root): grad}
-    for t in reversed(topological_order(root)):
+    for t in reversed(order):
         g = grads.pop(id(t), None)
         if g is None:
+            if pending:
+                _leaves_swept(t._ctx.parents, pending, reached, leaf_done)
             continue
         deliver(t, g)
         ctx = t._ctx
@@ -234,12 +299,28 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
                 )
             if parent._ctx is None:
                 deliver(parent, pg)
+                if pending:
+                    reached[id(parent)] = parent
             else:
                 key = id(parent)
                 previous = grads.get(key)
                 grads[key] = pg if previous is None else previous + pg
+        if pending:
+            _leaves_swept(ctx.parents, pending, reached, leaf_done)
         if not retain_graph:
             ctx.release()
+
+
+def _leaves_swept(parents: tuple, pending: dict, reached: dict, leaf_done: Callable) -> None:
+    for p in parents:
+        key = id(p)
+        if key in pending:
+            pending[key] -= 1
+            if pending[key] == 0:
+                del pending[key]
+                leaf = reached.pop(key, None)
+                if leaf is not None:
+                    leaf_done(leaf)
 
 
 def _seed(root: Tensor, grad: Any) -> np.ndarray:

@@ -109,6 +109,13 @@ class Tensor:
         """
         graph.run_backward(self, grad, retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook) -> graph.RemovableHandle:
+        """Call `hook(self)` after each backward pass has accumulated this leaf's gradient
+        into `.grad` (eager and compiled graphs alike); its return value is ignored. Hooks
+        run in registration order. Returns a handle whose `remove()` unregisters it. Raises
+        RuntimeError for non-leaf tensors and tensors that do not require grad."""
+        return graph.register_post_accumulate_grad_hook(self, hook)
+
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data, False)

@@ -217,7 +217,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
               + (" (mid-epoch)" if state["interrupted"] else ""))
 
     cfg = minidl.config()
-    print(f"minidl {cfg['version']}: {args.model}, {sum(p.size for p in model.parameters()):,} "
+    print(f"minidl {cfg['version']}: {args.model}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
     print(f"train {len(train_set):,} images, test {len(test_set):,}, batch {args.batch_size}, "
           f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")

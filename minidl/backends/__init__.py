@@ -1,1 +1,2 @@
-"""Switches that choose between equivalent kernel algorithms (see minidl.backends.conv)."""
+"""Backend switches and queries (torch.backends' names that apply to minidl), and the switches
+that choose between equivalent kernel algorithms (minidl.backends.conv)."""

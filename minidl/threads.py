@@ -47,6 +47,13 @@ def _physical_cores(cpus: set[int]) -> int:
     return len(cores) or len(cpus)
 
 
+def max_num_threads() -> int:
+    """The largest count set_num_threads accepts: 4x the logical CPUs. More threads than
+    that only oversubscribe the machine, and OpenMP runtimes abort or crash creating tens of
+    thousands of them."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def default_num_threads() -> int:
     """OMP_NUM_THREADS if set, else physical cores available to this process (affinity and
     cgroup quota respected)."""
@@ -68,13 +75,6 @@ _num_threads = default_num_threads() if _runtime.openmp_enabled() else 1
 
 # MINIDL_MALLOC_TUNING=0 leaves the C allocator's defaults alone.
 malloc_tuned = os.environ.get("MINIDL_MALLOC_TUNING", "1") != "0" and _runtime.tune_malloc()
-
-
-def max_num_threads() -> int:
-    """The largest count set_num_threads accepts: 4x the logical CPUs. More threads than
-    that only oversubscribe the machine, and OpenMP runtimes abort or crash creating tens of
-    thousands of them."""
-    return 4 * (os.cpu_count() or 1)
 
 
 def set_num_threads(n: int) -> None:

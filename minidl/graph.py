@@ -11,15 +11,23 @@ of values that feed several consumers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+import weakref
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from minidl import versions
 
 if TYPE_CHECKING:
     from minidl.tensor import Tensor
 
 _grad_enabled = True
+
+# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
+# rebased by an in-place op after the consumer used it (see _resolve_parent).
+_node_numbers = itertools.count()
 
 # minidl.tensor sets this to its Tensor class on import; a module-level name keeps the import
 # cycle (tensor -> ops -> graph) out of the per-op hot path.
@@ -29,6 +37,53 @@ _Tensor: Any = None
 # run (see minidl.static and minidl.profiler); None costs one global lookup per op.
 _tracer: Any = None
 _profiler: Any = None
+
+# id(leaf tensor) -> hooks called once its gradient of a backward pass is fully accumulated
+# (Tensor.register_post_accumulate_grad_hook). Keyed by id (Tensor's == is elementwise); the
+# entry goes away with its tensor, so a hook does not keep the tensor alive.
+_post_accumulate_hooks: dict[int, list] = {}
+
+
+class RemovableHandle:
+    """Returned by hook registrations; `remove()` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks = hooks
+        self._hook = hook
+
+    def remove(self) -> None:
+        for k, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[k]
+                return
+
+
+def register_post_accumulate_grad_hook(t: Tensor, hook: Callable) -> RemovableHandle:
+    """See Tensor.register_post_accumulate_grad_hook."""
+    if t._ctx is not None:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+            "registered on non-leaf tensors"
+        )
+    if not t._requires_grad:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+            "doesn't require gradient"
+        )
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {hook!r}")
+    hooks = _post_accumulate_hooks.get(id(t))
+    if hooks is None:
+        hooks = _post_accumulate_hooks[id(t)] = []
+        weakref.finalize(t, _post_accumulate_hooks.pop, id(t), None)
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def run_post_accumulate_hooks(t: Tensor) -> None:
+    """Call t's post-accumulate hooks in registration order (its .grad is final for this pass)."""
+    for hook in list(_post_accumulate_hooks.get(id(t), ())):
+        hook(t)
 
 
 def is_grad_enabled() -> bool:
@@ -68,20 +123,28 @@ class Context:
     graph that is not retained frees its buffers.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "released", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "saved_versions",
+                 "released", "number", "rebased_from", "__dict__")
 
     def __init__(self, fn: type[Function], parents: tuple, needs_input_grad: tuple) -> None:
         self.fn = fn
         self.parents = parents
         self.needs_input_grad = needs_input_grad
         self.saved_tensors: tuple = ()
+        self.saved_versions: tuple = ()
         self.released = False
+        self.number = next(_node_numbers)
+        # Set by an in-place op that made this node the new producer of a tensor: a tensor
+        # holding the tensor's previous producer, where gradients of earlier consumers go.
+        self.rebased_from: Any = None
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
+        self.saved_versions = versions.snapshot(arrays)
 
     def release(self) -> None:
         self.saved_tensors = ()
+        self.saved_versions = ()
         self.__dict__.clear()
         self.released = True
 
@@ -183,7 +246,8 @@ def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> 
         if t._ctx is None or t._retains_grad:
             _accumulate_leaf(t, g)
 
-    _sweep(root, _seed(root, grad), retain_graph, deliver)
+    _sweep(root, _seed(root, grad), retain_graph, deliver,
+           run_post_accumulate_hooks if _post_accumulate_hooks else None)
 
 
 def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
@@ -199,17 +263,33 @@ def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
     return found
 
 
-def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
+def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
+           leaf_done: Callable | None = None) -> None:
     """The reverse sweep: call each node's backward in reverse topological order, summing the
     gradients of values with several consumers, and hand every tensor's total gradient to
-    `deliver(tensor, gradient)` (leaves once per path into them)."""
+    `deliver(tensor, gradient)` (leaves once per path into them). `leaf_done(leaf)`, if given,
+    is called once per leaf that received a gradient, right after its last path delivered."""
     if root._ctx is None:
         deliver(root, grad)
+        if leaf_done is not None:
+            leaf_done(root)
         return
+    order = topological_order(root)
+    # Paths still to come into each leaf: a leaf is done when the last node reading it has
+    # been swept (whether or not that node had a gradient to pass on).
+    pending: dict[int, int] = {}
+    reached: dict[int, Tensor] = {}
+    if leaf_done is not None:
+        for t in order:
+            for p in t._ctx.parents:
+                if isinstance(p, _Tensor) and p._ctx is None and p._requires_grad:
+                    pending[id(p)] = pending.get(id(p), 0) + 1
     grads: dict[int, np.ndarray] = {id(root): grad}
-    for t in reversed(topological_order(root)):
+    for t in reversed(order):
         g = grads.pop(id(t), None)
         if g is None:
+            if pending:
+                _leaves_swept(t._ctx.parents, pending, reached, leaf_done)
             continue
         deliver(t, g)
         ctx = t._ctx
@@ -218,6 +298,8 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
                 f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
                 "backward(); call backward(retain_graph=True) the first time to go through it again"
             )
+        if ctx.saved_versions:
+            versions.check(ctx.saved_versions, ctx.fn.__name__)
         if _profiler is None:
             input_grads = ctx.fn.backward(ctx, g)
         else:
@@ -225,7 +307,10 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, pg in zip(ctx.parents, input_grads):
-            if pg is None or not isinstance(parent, _Tensor) or not parent._requires_grad:
+            if pg is None or not isinstance(parent, _Tensor):
+                continue
+            parent = _resolve_parent(parent, ctx)
+            if not parent._requires_grad:
                 continue
             if pg.shape != parent.data.shape:
                 raise RuntimeError(
@@ -234,12 +319,39 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver) -> None:
                 )
             if parent._ctx is None:
                 deliver(parent, pg)
+                if pending:
+                    reached[id(parent)] = parent
             else:
                 key = id(parent)
                 previous = grads.get(key)
                 grads[key] = pg if previous is None else previous + pg
+        if pending:
+            _leaves_swept(ctx.parents, pending, reached, leaf_done)
         if not retain_graph:
             ctx.release()
+
+
+def _resolve_parent(parent: Tensor, consumer: Context) -> Tensor:
+    """The version of `parent` that `consumer` used: an in-place op recorded after the
+    consumer replaced parent's node, and the gradient belongs to the value before it."""
+    while parent._ctx is not None and parent._ctx.number > consumer.number:
+        previous = parent._ctx.rebased_from
+        if previous is None:
+            break
+        parent = previous
+    return parent
+
+
+def _leaves_swept(parents: tuple, pending: dict, reached: dict, leaf_done: Callable) -> None:
+    for p in parents:
+        key = id(p)
+        if key in pending:
+            pending[key] -= 1
+            if pending[key] == 0:
+                del pending[key]
+                leaf = reached.pop(key, None)
+                if leaf is not None:
+                    leaf_done(leaf)
 
 
 def _seed(root: Tensor, grad: Any) -> np.ndarray:

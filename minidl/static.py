@@ -51,7 +51,7 @@ import numpy as np
 
 from minidl import graph, random
 from minidl.graph import Context, Function
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 
 class TraceError(RuntimeError):
@@ -536,6 +536,19 @@ class StaticGraph:
         self._buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
         self._program = [self._compile_node(node) for node in nodes]
         self._params = [(v.index, v.tensor) for v in self.values if v.kind == "param"]
+        # Each parameter's gradient is complete after the backward of the first node (in
+        # schedule order) that reads it: accumulate it into .grad there, so that
+        # post-accumulate hooks (e.g. DistributedDataParallel's bucket allreduce) start while
+        # the rest of backward runs.
+        first_reader: dict[int, int] = {}
+        for k, (_, _, _, _, _, grad_slots, _) in enumerate(self._program):
+            for slot in grad_slots:
+                if slot >= 0 and self.values[slot].kind == "param":
+                    first_reader.setdefault(slot, k)
+        self._params_done_at: dict[int, list] = collections.defaultdict(list)
+        for index, p in self._params:
+            if index in first_reader:
+                self._params_done_at[first_reader[index]].append((index, p))
         self._consts = [(v.index, v.tensor) for v in self.values if v.kind == "const"]
         self.signature = tuple((x.shape, x.dtype) for x in inputs)
 
@@ -592,6 +605,7 @@ class StaticGraph:
             if g is None:
                 if timings is not None:
                     timings.append(0.0)
+                self._accumulate_params(k, grads)
                 continue
             if timings is None:
                 result = fn.backward(contexts[k], g)
@@ -607,14 +621,21 @@ class StaticGraph:
                     continue
                 previous = grads[slot]
                 grads[slot] = pg if previous is None else previous + pg
-        for index, p in self._params:
+            self._accumulate_params(k, grads)
+
+    def _accumulate_params(self, k: int, grads: list) -> None:
+        """Add the finished gradients of the parameters first read by node k into .grad."""
+        for index, p in self._params_done_at.get(k, ()):
             g = grads[index]
+            grads[index] = None
             if g is None:
                 continue
             if p.grad is None:
                 p.grad = Tensor._wrap(np.array(g, copy=True), False)
             else:
                 p.grad.data += g
+            if graph._post_accumulate_hooks:
+                graph.run_post_accumulate_hooks(p)
 
     def memory_report(self) -> dict:
         return {
@@ -784,7 +805,7 @@ def _parameter_names(model: Any) -> dict[int, str]:
 def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    return Tensor(x)
+    return tensor(x)
 
 
 def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)

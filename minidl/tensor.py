@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,10 +36,11 @@ class Tensor:
     """An n-d array that can record the ops applied to it and carry a gradient.
 
     `data` is always a C-contiguous numpy array of a supported dtype. Only float32 and float64
-    tensors can require a gradient.
+    tensors can require a gradient. Tensor implements the value protocol minidl.graph walks.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "name", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "name",
+                 "_grad_hooks", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -48,6 +49,8 @@ class Tensor:
         self._ctx: graph.Context | None = None
         self._retains_grad = False
         self.name: str | None = None
+        self._grad_hooks: dict | None = None
+        self._post_hooks: dict | None = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -64,6 +67,8 @@ class Tensor:
         t._ctx = None
         t._retains_grad = False
         t.name = None
+        t._grad_hooks = None
+        t._post_hooks = None
         t._requires_grad = requires_grad
         return t
 
@@ -98,6 +103,49 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` during backward."""
         self._retains_grad = True
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> graph.RemovableHandle:
+        """Call `hook(grad)` each time the gradient with respect to this tensor is computed,
+        in eager backward() and in compiled replay (PyTorch's Tensor.register_hook).
+
+        The hook may return a tensor (same shape) that replaces the gradient: for a leaf it is
+        what gets accumulated into .grad, for a non-leaf what flows on to its inputs. Hooks
+        run in registration order. Returns a handle whose remove() unregisters it. Raises
+        RuntimeError when the tensor does not require grad.
+        """
+        if not self._requires_grad:
+            raise RuntimeError(
+                "register_hook: cannot register a hook on a tensor that doesn't require gradient"
+            )
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+        handle = graph.RemovableHandle(self._grad_hooks)
+        self._grad_hooks[handle.id] = hook
+        return handle
+
+    def register_post_accumulate_grad_hook(
+        self, hook: Callable[[Tensor], None]
+    ) -> graph.RemovableHandle:
+        """Call `hook(tensor)` after this leaf's gradient has been accumulated into .grad in a
+        backward pass (eager or compiled), once per pass (PyTorch's hook of that name; e.g. to
+        start reducing a gradient while the rest of backward runs). The return value is
+        ignored. Raises RuntimeError on a non-leaf tensor or one that does not require grad.
+        """
+        if self._ctx is not None:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+                "registered on non-leaf tensors"
+            )
+        if not self._requires_grad:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+                "doesn't require gradient"
+            )
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        handle = graph.RemovableHandle(self._post_hooks)
+        self._post_hooks[handle.id] = hook
+        return handle
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into every leaf that requires grad.
@@ -147,15 +195,15 @@ class Tensor:
         return self.data.copy() if copy else self.data
 
     def item(self) -> float | int | bool:
-        if graph._tracer is not None:
-            graph._tracer.data_access("item", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("item", self)
         if self.data.size != 1:
             raise ValueError(f"item: tensor has {self.data.size} elements, expected 1")
         return self.data.reshape(()).item()
 
     def tolist(self) -> Any:
-        if graph._tracer is not None:
-            graph._tracer.data_access("tolist", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("tolist", self)
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -244,8 +292,8 @@ class Tensor:
         return self._compare(other, np.greater_equal)
 
     def __bool__(self) -> bool:
-        if graph._tracer is not None:
-            graph._tracer.data_access("bool", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("bool", self)
         if self.data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor with {self.data.size} elements is ambiguous"
@@ -404,7 +452,7 @@ class Tensor:
         return self @ other
 
 
-graph._Tensor = Tensor
+graph.register_value_type(Tensor)
 
 
 def _tensor_operand(x: Any) -> Any:

@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from minidl import versions
+
 
 class _ThreadState(threading.local):
     """Recording switches of the current thread; new threads start with the defaults."""
@@ -91,6 +93,11 @@ def enable_grad() -> _GradMode:
     return _GradMode(True)
 
 
+# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
+# rebased by an in-place op after the consumer used it (see _resolve_parent).
+_node_numbers = itertools.count()
+
+
 class Context:
     """One node of the eager graph: the op that produced a value, its inputs and what backward
     needs.
@@ -101,20 +108,28 @@ class Context:
     graph that is not retained frees its buffers.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "released", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "saved_versions",
+                 "released", "number", "rebased_from", "__dict__")
 
     def __init__(self, fn: type[Function], parents: tuple, needs_input_grad: tuple) -> None:
         self.fn = fn
         self.parents = parents
         self.needs_input_grad = needs_input_grad
         self.saved_tensors: tuple = ()
+        self.saved_versions: tuple = ()
         self.released = False
+        self.number = next(_node_numbers)
+        # Set by an in-place op that made this node the new producer of a tensor: a tensor
+        # holding the tensor's previous producer, where gradients of earlier consumers go.
+        self.rebased_from: Any = None
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
+        self.saved_versions = versions.snapshot(arrays)
 
     def release(self) -> None:
         self.saved_tensors = ()
+        self.saved_versions = ()
         self.__dict__.clear()
         self.released = True
 
@@ -319,6 +334,8 @@ release: also clear it (eager graphs, whose values still point at their contexts
             if keep:
                 deliver(out, g)
             ctx = contexts[k]
+            if ctx.saved_versions:
+                versions.check(ctx.saved_versions, fn.__name__)
             if timings is not None:
                 t0 = clock()
                 result = ctx.fn.backward(ctx, g)
@@ -404,6 +421,8 @@ def _eager_tape(root: Any, keep_all: bool) -> tuple[list, list[tuple], list, lis
             for p, need in zip(ctx.parents, ctx.needs_input_grad):
                 # needs_input_grad is True only for values (Function.apply); requires_grad
                 # may have been switched off since.
+                if need and p._ctx is not None and p._ctx.number > ctx.number:
+                    p = _resolve_parent(p, ctx)
                 if need and p._requires_grad:
                     key = key_of.get(id(p))
                     if key is None:  # a leaf: non-leaves were emitted before their readers
@@ -428,9 +447,23 @@ def _eager_tape(root: Any, keep_all: bool) -> tuple[list, list[tuple], list, lis
         visited.add(id(t))
         stack.append((t, True))
         for p in ctx.parents:
-            if isinstance(p, value_type) and p._ctx is not None and id(p) not in visited:
-                stack.append((p, False))
+            if isinstance(p, value_type) and p._ctx is not None:
+                if p._ctx.number > ctx.number:
+                    p = _resolve_parent(p, ctx)
+                if p._ctx is not None and id(p) not in visited:
+                    stack.append((p, False))
     return values, steps, contexts, specs
+
+
+def _resolve_parent(parent: Any, consumer: Context) -> Any:
+    """The version of `parent` that `consumer` used: an in-place op recorded after the
+    consumer replaced parent's node, and the gradient belongs to the value before it."""
+    while parent._ctx is not None and parent._ctx.number > consumer.number:
+        previous = parent._ctx.rebased_from
+        if previous is None:
+            break
+        parent = previous
+    return parent
 
 
 def run_backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:

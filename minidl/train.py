@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
     p.add_argument("--eager", action="store_true",
                    help="run the eager graph (recorded per op) instead of the compiled one")
+    p.add_argument("--export-onnx", default=None, metavar="PATH",
+                   help="write the trained model as an ONNX file (dynamic batch; needs onnx)")
     return p
 
 
@@ -215,7 +217,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
               + (" (mid-epoch)" if state["interrupted"] else ""))
 
     cfg = minidl.config()
-    print(f"minidl {cfg['version']}: {args.model}, {sum(p.size for p in model.parameters()):,} "
+    print(f"minidl {cfg['version']}: {args.model}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
     print(f"train {len(train_set):,} images, test {len(test_set):,}, batch {args.batch_size}, "
           f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")
@@ -292,6 +294,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         signal.signal(signal.SIGINT, previous_handler)
 
     print(f"checkpoint: {checkpoint}")
+    if args.export_onnx:
+        from minidl import onnx as minidl_onnx
+
+        images, _ = next(iter(test_loader))
+        minidl_onnx.export(model, (images[:1],), args.export_onnx)
+        print(f"onnx: {args.export_onnx}")
     plot_path = Path(args.plot) if args.plot else checkpoint.with_suffix(".png")
     if history and plot_history(history, plot_path):
         print(f"curves: {plot_path}")

@@ -5,7 +5,7 @@
     loss = nn.CrossEntropyLoss()(model(x), y)
 """
 
-from minidl.nn import functional, init
+from minidl.nn import functional, init, parallel
 from minidl.nn.activation import (
     ELU,
     LeakyReLU,
@@ -73,4 +73,5 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "parallel",
 ]

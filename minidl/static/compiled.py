@@ -10,7 +10,7 @@ import numpy as np
 from minidl import random
 from minidl.static.executor import StaticGraph
 from minidl.static.trace import TraceError, trace
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 
 class Compiled:
@@ -162,7 +162,7 @@ def _parameter_names(model: Any) -> dict[int, str]:
 def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    return Tensor(x)
+    return tensor(x)
 
 
 def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)

@@ -1,0 +1,113 @@
+"""The one place that reads minidl's static graphs: a traced model as a flat list of ops.
+
+Export needs each op's Function class, its inputs (graph values or constants), its attributes
+and its output, with the compiler's fusions undone (a conv or linear layer with a ReLU in its
+epilogue, an elementwise chain) so that every op maps to standard ONNX operators. When the
+static-graph IR changes, only this module follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import minidl
+from minidl.tensor import Tensor
+
+
+@dataclass
+class Const:
+    """A non-tensor argument of an op (a Python scalar, None, or an array frozen at trace)."""
+
+    value: Any
+
+
+@dataclass
+class TracedValue:
+    index: int
+    kind: str  # "input", "param", "const" or "node"
+    shape: tuple
+    dtype: np.dtype
+    array: np.ndarray | None  # params and constants: the array (params: the live one)
+
+
+@dataclass
+class TracedOp:
+    fn: type
+    inputs: list  # per positional input: a value index (int) or a Const
+    attrs: dict
+    output: int
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+
+@dataclass
+class TracedGraph:
+    values: list[TracedValue]
+    ops: list[TracedOp]
+    inputs: list[int]
+    outputs: list[int]
+
+
+def trace(model: Any, example_inputs: Sequence[Any]) -> TracedGraph:
+    """Trace `model(*example_inputs)` in inference mode (eval, no gradients) into ops."""
+    tensors = [x if isinstance(x, Tensor) else minidl.tensor(np.asarray(x)) for x in example_inputs]
+    graph = minidl.compile(model, example_inputs=tensors).graph
+    values = [
+        TracedValue(
+            v.index,
+            v.kind,
+            tuple(v.shape),
+            np.dtype(v.dtype),
+            v.tensor.data if v.tensor is not None else None,
+        )
+        for v in graph.values
+    ]
+    ops: list[TracedOp] = []
+    for node in graph.nodes:
+        inputs = [a if isinstance(a, int) else Const(a[1]) for a in node.args]
+        attrs = {k: v for k, v in node.attrs.items() if k != "out"}  # `out`: a planned buffer
+        ops.extend(_unfuse(node.fn, inputs, attrs, node.out, values))
+    return TracedGraph(values, ops, list(graph.input_indices), list(graph.outputs))
+
+
+def _new_value(values: list[TracedValue], like: TracedValue) -> int:
+    values.append(TracedValue(len(values), "node", like.shape, like.dtype, None))
+    return len(values) - 1
+
+
+def _unfuse(
+    fn: type, inputs: list, attrs: dict, out: int, values: list[TracedValue]
+) -> list[TracedOp]:
+    from minidl.ops.activation import ReLU
+    from minidl.static.passes import ElementwiseChain
+
+    if fn is ElementwiseChain:
+        program = attrs["program"]
+        step_values: list[int] = []
+        ops = []
+        for j, (step_fn, sources, step_attrs) in enumerate(program):
+            step_inputs = [
+                inputs[k] if kind == "in" else step_values[k] if kind == "step" else Const(k)
+                for kind, k in sources
+            ]
+            target = out if j == len(program) - 1 else _new_value(values, values[out])
+            if j < len(program) - 1:
+                # The chain kept no intermediate shapes: they follow from NumPy broadcasting.
+                shapes = [
+                    values[a].shape if isinstance(a, int) else np.shape(a.value)
+                    for a in step_inputs
+                ]
+                values[target].shape = tuple(np.broadcast_shapes(*shapes))
+            step_values.append(target)
+            ops.extend(_unfuse(step_fn, step_inputs, dict(step_attrs), target, values))
+        return ops
+    if attrs.get("relu"):
+        pre = _new_value(values, values[out])
+        return [TracedOp(fn, inputs, {**attrs, "relu": False}, pre), TracedOp(ReLU, [pre], {}, out)]
+    return [TracedOp(fn, inputs, attrs, out)]

@@ -1,0 +1,652 @@
+"""minidl model -> ONNX file: trace the model once (twice with a dynamic batch) and translate
+each op to standard ONNX operators.
+
+The per-op translations live in `TRANSLATIONS`, keyed by the op's Function class; each one
+emits ONNX nodes through an `_Emitter`, which names values, turns constants into initializers
+of the right dtype and inserts Casts where minidl promoted mixed dtypes.
+
+Dynamic batch: the model is traced at the example batch size B and at B + 1; dimensions that
+differ between the two traces depend on the batch. Shape attributes (Reshape's target) keep
+such a dimension symbolic (0 = "copy the input's", or -1), so the file runs at any batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from minidl.onnx import _trace
+from minidl.onnx._trace import Const, TracedGraph, TracedOp
+
+OPSETS = (17, 18, 19, 20, 21)
+DEFAULT_OPSET = 18
+# onnxruntime 1.30-1.32 rejects files newer than IR 10; onnx's own defaults are newer.
+IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+
+
+class ExportError(ValueError):
+    """The model holds an op (or an op setting) that has no ONNX translation."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("minidl.onnx needs the onnx package: pip install 'minidl[onnx]'") from e
+    return onnx
+
+
+class _Emitter:
+    """Builds the ONNX graph: nodes, initializers and the name of every value."""
+
+    def __init__(
+        self,
+        onnx,
+        graph: TracedGraph,
+        second: TracedGraph | None,
+        opset: int,
+        names: dict[int, str],
+        buffer_names: dict[int, str],
+    ) -> None:
+        self.onnx, self.helper = onnx, onnx.helper
+        self.graph, self.second, self.opset = graph, second, opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self.names = dict(names)
+        self.used = set(names.values())
+        self.referenced: set[int] = set()  # values some node reads
+        self.buffer_names = buffer_names  # id(array) -> name, for BatchNorm's statistics
+        self.buffers_done: dict[int, str] = {}
+
+    def fresh(self, prefix: str) -> str:
+        name, k = prefix, 1
+        while name in self.used:
+            name, k = f"{prefix}_{k}", k + 1
+        self.used.add(name)
+        return name
+
+    def value_name(self, index: int) -> str:
+        self.referenced.add(index)
+        if index not in self.names:
+            self.names[index] = self.fresh(f"v{index}")
+        return self.names[index]
+
+    def constant(self, array: Any, dtype: Any = None, prefix: str = "const") -> str:
+        array = np.asarray(array, dtype=dtype)
+        name = self.fresh(prefix)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(
+        self, op_type: str, inputs: list[str], outputs: list[str] | None = None, **attrs: Any
+    ) -> str:
+        outputs = outputs or [self.fresh(op_type.lower())]
+        self.nodes.append(self.helper.make_node(op_type, inputs, outputs, **attrs))
+        return outputs[0]
+
+    def buffer(self, array: np.ndarray, dtype: np.dtype, prefix: str) -> str:
+        """An initializer for an array an op got as an attribute (BatchNorm's running
+        statistics), named after the model's buffer holding it."""
+        key = id(array)
+        if key not in self.buffers_done:
+            name = self.fresh(self.buffer_names.get(key, prefix))
+            self.initializers.append(
+                self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name)
+            )
+            self.buffers_done[key] = name
+        return self.buffers_done[key]
+
+    def input(self, op: TracedOp, i: int, dtype: Any = None) -> str:
+        """The ONNX name of op's i-th input, cast to `dtype` when given (constants become
+        initializers of that dtype: minidl's Python scalars are weak, taking the tensor's)."""
+        ref = op.inputs[i]
+        if isinstance(ref, Const):
+            if ref.value is None:
+                return ""
+            return self.constant(ref.value, dtype)
+        name = self.value_name(ref)
+        if dtype is not None and self.graph.values[ref].dtype != np.dtype(dtype):
+            name = self.node("Cast", [name], to=_elem_type(self.onnx, dtype))
+        return name
+
+    def out(self, op: TracedOp) -> str:
+        return self.value_name(op.output)
+
+    def out_dtype(self, op: TracedOp) -> np.dtype:
+        return self.graph.values[op.output].dtype
+
+    def shape(self, index: int) -> tuple:
+        return self.graph.values[index].shape
+
+    def second_shape(self, index: int) -> tuple:
+        """The value's shape in the trace at the other batch size (its own without one)."""
+        return (
+            self.second.values[index].shape
+            if self.second is not None
+            else self.graph.values[index].shape
+        )
+
+
+def _elem_type(onnx, dtype: Any) -> int:
+    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+# -- translations, one per op ---------------------------------------------------------------
+def _unary(op_type: str) -> Callable:
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        em.node(op_type, [em.input(op, 0)], [em.out(op)])
+
+    return translate
+
+
+def _binary(op_type: str) -> Callable:
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        dt = em.out_dtype(op)
+        em.node(op_type, [em.input(op, 0, dt), em.input(op, 1, dt)], [em.out(op)])
+
+    return translate
+
+
+def _conv(em: _Emitter, op: TracedOp) -> None:
+    a = op.attrs
+    x, weight = op.inputs[0], op.inputs[1]
+    kh, kw = em.shape(weight)[2:]
+    h, w = em.shape(x)[2:]
+    end = [
+        _end_pad(size, k, s, p, d, o)
+        for size, k, s, p, d, o in zip(
+            (h, w), (kh, kw), a["stride"], a["padding"], a["dilation"], a["out_size"]
+        )
+    ]
+    dt = em.out_dtype(op)
+    inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
+    bias = em.input(op, 2, dt)
+    if bias:
+        inputs.append(bias)
+    em.node(
+        "Conv",
+        inputs,
+        [em.out(op)],
+        kernel_shape=[kh, kw],
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *end],
+        dilations=list(a["dilation"]),
+        group=a["groups"],
+    )
+
+
+def _end_pad(size: int, kernel: int, stride: int, begin: int, dilation: int, out: int) -> int:
+    """Bottom/right padding giving `out` outputs: the begin padding when that does (PyTorch's
+    symmetric int padding), else the exact amount (padding='same' with an even kernel)."""
+    extent = dilation * (kernel - 1) + 1
+    if (size + 2 * begin - extent) // stride + 1 == out:
+        return begin
+    return max(0, (out - 1) * stride + extent - size - begin)
+
+
+def _pool_ceil_mode(
+    size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, out_size: tuple
+) -> int:
+    floor = tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)
+    )
+    return int(floor != tuple(out_size))
+
+
+def _max_pool(em: _Emitter, op: TracedOp) -> None:
+    a = op.attrs
+    ceil = _pool_ceil_mode(
+        em.shape(op.inputs[0])[2:],
+        a["kernel"],
+        a["stride"],
+        a["padding"],
+        a["dilation"],
+        a["out_size"],
+    )
+    em.node(
+        "MaxPool",
+        [em.input(op, 0)],
+        [em.out(op)],
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *a["padding"]],
+        dilations=list(a["dilation"]),
+        ceil_mode=ceil,
+    )
+
+
+def _avg_pool(em: _Emitter, op: TracedOp) -> None:
+    a = op.attrs
+    ceil = _pool_ceil_mode(
+        em.shape(op.inputs[0])[2:], a["kernel"], a["stride"], a["padding"], (1, 1), a["out_size"]
+    )
+    em.node(
+        "AveragePool",
+        [em.input(op, 0)],
+        [em.out(op)],
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *a["padding"]],
+        ceil_mode=ceil,
+        count_include_pad=int(a["count_include_pad"]),
+    )
+
+
+def _adaptive_avg_pool(em: _Emitter, op: TracedOp) -> None:
+    h, w = em.shape(op.inputs[0])[2:]
+    oh, ow = op.attrs["out_size"]
+    if (oh, ow) == (1, 1):
+        em.node("GlobalAveragePool", [em.input(op, 0)], [em.out(op)])
+    elif h % oh == 0 and w % ow == 0:
+        # Equal windows: adaptive pooling is plain average pooling.
+        k = [h // oh, w // ow]
+        em.node("AveragePool", [em.input(op, 0)], [em.out(op)], kernel_shape=k, strides=k)
+    else:
+        raise ExportError(
+            f"AdaptiveAvgPool2dOp: output size {(oh, ow)} does not divide the input's "
+            f"{(h, w)}; the unequal windows have no ONNX operator"
+        )
+
+
+def _linear(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    x, weight, bias = em.input(op, 0, dt), em.input(op, 1, dt), em.input(op, 2, dt)
+    if len(em.shape(op.inputs[0])) == 2:
+        em.node("Gemm", [x, weight] + ([bias] if bias else []), [em.out(op)], transB=1)
+        return
+    weight_t = em.node("Transpose", [weight], perm=[1, 0])
+    if not bias:
+        em.node("MatMul", [x, weight_t], [em.out(op)])
+        return
+    em.node("Add", [em.node("MatMul", [x, weight_t]), bias], [em.out(op)])
+
+
+def _matmul(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    em.node("MatMul", [em.input(op, 0, dt), em.input(op, 1, dt)], [em.out(op)])
+
+
+def _leaky_relu(em: _Emitter, op: TracedOp) -> None:
+    em.node("LeakyRelu", [em.input(op, 0)], [em.out(op)], alpha=float(op.attrs["negative_slope"]))
+
+
+def _prelu(em: _Emitter, op: TracedOp) -> None:
+    # ONNX broadcasts the slope from the right: (C,) becomes (C, 1, ..., 1) for axis 1.
+    x_ndim = len(em.shape(op.inputs[0]))
+    slope = em.input(op, 1, em.out_dtype(op))
+    if x_ndim > 2 and np.prod(_shape_of(em, op.inputs[1])) > 1:
+        shape = em.constant([-1] + [1] * (x_ndim - 2), np.int64, "prelu_shape")
+        slope = em.node("Reshape", [slope, shape])
+    em.node("PRelu", [em.input(op, 0), slope], [em.out(op)])
+
+
+def _shape_of(em: _Emitter, ref: Any) -> tuple:
+    return em.shape(ref) if isinstance(ref, int) else np.shape(ref.value)
+
+
+def _elu(em: _Emitter, op: TracedOp) -> None:
+    em.node("Elu", [em.input(op, 0)], [em.out(op)], alpha=float(op.attrs["alpha"]))
+
+
+def _softmax(op_type: str) -> Callable:
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        em.node(op_type, [em.input(op, 0)], [em.out(op)], axis=int(op.attrs["dim"]))
+
+    return translate
+
+
+def _dropout(em: _Emitter, op: TracedOp) -> None:
+    ratio = em.constant(float(op.attrs["p"]), em.out_dtype(op), "dropout_ratio")
+    em.node("Dropout", [em.input(op, 0), ratio], [em.out(op)])
+
+
+def _batch_norm(em: _Emitter, op: TracedOp) -> None:
+    a = op.attrs
+    if a["training"]:
+        raise ExportError("BatchNorm: export needs the model in eval mode (running statistics)")
+    if a["running_mean"] is None or a["running_var"] is None:
+        raise ExportError(
+            "BatchNorm without running statistics (track_running_stats=False) normalizes with "
+            "each batch's statistics; ONNX's inference BatchNormalization cannot express that"
+        )
+    dt = em.out_dtype(op)
+    channels = em.shape(op.inputs[0])[1]
+    scale, bias = em.input(op, 1, dt), em.input(op, 2, dt)
+    scale = scale or em.constant(np.ones(channels, dt), prefix="bn_scale")
+    bias = bias or em.constant(np.zeros(channels, dt), prefix="bn_bias")
+    stats = [
+        em.buffer(a["running_mean"], dt, "running_mean"),
+        em.buffer(a["running_var"], dt, "running_var"),
+    ]
+    em.node(
+        "BatchNormalization",
+        [em.input(op, 0), scale, bias, *stats],
+        [em.out(op)],
+        epsilon=float(a["eps"]),
+    )
+
+
+def _reshape(em: _Emitter, op: TracedOp) -> None:
+    x = op.inputs[0]
+    in1, in2 = em.shape(x), em.second_shape(x)
+    out1, out2 = em.shape(op.output), em.second_shape(op.output)
+    if (
+        len(out1) == 2
+        and len(in1) >= 2
+        and out1[0] == in1[0]
+        and out2[0] == in2[0]
+        and out1[1] == int(np.prod(in1[1:]))
+    ):
+        em.node("Flatten", [em.input(op, 0)], [em.out(op)], axis=1)
+        return
+    target = list(out1)
+    free = []
+    for k, (a, b) in enumerate(zip(out1, out2)):
+        if a == b:
+            continue
+        if k < len(in1) and in1[k] == a and in2[k] == b:
+            target[k] = 0  # copy the input's (batch-dependent) size
+        else:
+            free.append(k)
+    if len(free) > 1:
+        raise ExportError(
+            f"Reshape {in1} -> {out1}: {len(free)} output dimensions depend on the batch size "
+            "and none copies an input dimension; export with dynamic_batch=False"
+        )
+    for k in free:
+        target[k] = -1
+    shape = em.constant(target, np.int64, "shape")
+    em.node("Reshape", [em.input(op, 0), shape], [em.out(op)])
+
+
+def _permute(em: _Emitter, op: TracedOp) -> None:
+    ndim = len(em.shape(op.inputs[0]))
+    em.node(
+        "Transpose",
+        [em.input(op, 0)],
+        [em.out(op)],
+        perm=[int(ax) % ndim for ax in op.attrs["axes"]],
+    )
+
+
+def _concat(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    em.node(
+        "Concat",
+        [em.input(op, i, dt) for i in range(len(op.inputs))],
+        [em.out(op)],
+        axis=int(op.attrs.get("axis", 0)),
+    )
+
+
+def _pad(em: _Emitter, op: TracedOp) -> None:
+    ndim = len(em.shape(op.inputs[0]))
+    widths = np.broadcast_to(np.asarray(op.attrs["pad_width"], np.int64), (ndim, 2))
+    pads = em.constant(np.concatenate([widths[:, 0], widths[:, 1]]), np.int64, "pads")
+    value = em.constant(op.attrs.get("value", 0.0), em.out_dtype(op), "pad_value")
+    em.node("Pad", [em.input(op, 0), pads, value], [em.out(op)], mode="constant")
+
+
+def _reduce(op_type: str) -> Callable:
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        ndim = len(em.shape(op.inputs[0]))
+        axis = op.attrs.get("axis")
+        axes = (
+            list(range(ndim))
+            if axis is None
+            else [int(a) % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        )
+        keepdims = int(bool(op.attrs.get("keepdims", False)))
+        # ReduceSum took axes as an input from opset 13, the others from opset 18.
+        if op_type == "ReduceSum" or em.opset >= 18:
+            axes_name = em.constant(axes, np.int64, "axes")
+            em.node(op_type, [em.input(op, 0), axes_name], [em.out(op)], keepdims=keepdims)
+        else:
+            em.node(op_type, [em.input(op, 0)], [em.out(op)], axes=axes, keepdims=keepdims)
+
+    return translate
+
+
+def _clip(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    low, high = op.attrs["low"], op.attrs["high"]
+    inputs = [
+        em.input(op, 0),
+        "" if low is None else em.constant(low, dt, "clip_min"),
+        "" if high is None else em.constant(high, dt, "clip_max"),
+    ]
+    em.node("Clip", inputs, [em.out(op)])
+
+
+def _cast(em: _Emitter, op: TracedOp) -> None:
+    em.node("Cast", [em.input(op, 0)], [em.out(op)], to=_elem_type(em.onnx, op.attrs["dtype"]))
+
+
+def _where(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    em.node(
+        "Where", [em.input(op, 0, np.bool_), em.input(op, 1, dt), em.input(op, 2, dt)], [em.out(op)]
+    )
+
+
+def _no_equivalent(reason: str) -> Callable:
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        raise ExportError(f"{op.name}: {reason}")
+
+    return translate
+
+
+def _translations() -> dict[type, Callable]:
+    from minidl.ops import activation as act
+    from minidl.ops import conv, local, matmul, pool, reduce, shape
+    from minidl.ops import elementwise as ew
+
+    return {
+        conv.Conv2dOp: _conv,
+        pool.MaxPool2dOp: _max_pool,
+        pool.AvgPool2dOp: _avg_pool,
+        pool.AdaptiveAvgPool2dOp: _adaptive_avg_pool,
+        matmul.Linear: _linear,
+        matmul.MatMul: _matmul,
+        act.ReLU: _unary("Relu"),
+        act.LeakyReLU: _leaky_relu,
+        act.PReLU: _prelu,
+        act.ELU: _elu,
+        act.Sigmoid: _unary("Sigmoid"),
+        act.Tanh: _unary("Tanh"),
+        act.Softmax: _softmax("Softmax"),
+        act.LogSoftmax: _softmax("LogSoftmax"),
+        act.Dropout: _dropout,
+        act.BatchNorm: _batch_norm,
+        ew.Add: _binary("Add"),
+        ew.Sub: _binary("Sub"),
+        ew.Mul: _binary("Mul"),
+        ew.Div: _binary("Div"),
+        ew.Pow: _binary("Pow"),
+        ew.Maximum: _binary("Max"),
+        ew.Minimum: _binary("Min"),
+        ew.Where: _where,
+        ew.Neg: _unary("Neg"),
+        ew.Exp: _unary("Exp"),
+        ew.Log: _unary("Log"),
+        ew.Sqrt: _unary("Sqrt"),
+        ew.Abs: _unary("Abs"),
+        ew.Clip: _clip,
+        ew.Cast: _cast,
+        shape.Reshape: _reshape,
+        shape.Permute: _permute,
+        shape.Concatenate: _concat,
+        shape.Pad: _pad,
+        reduce.Sum: _reduce("ReduceSum"),
+        reduce.Mean: _reduce("ReduceMean"),
+        reduce.Max: _reduce("ReduceMax"),
+        reduce.Min: _reduce("ReduceMin"),
+        local.LocallyConnected2d: _no_equivalent(
+            "LocallyConnected2d (a convolution with a separate filter bank per output "
+            "position) has no ONNX equivalent; it cannot be exported"
+        ),
+    }
+
+
+TRANSLATIONS: dict[type, Callable] = {}
+
+
+# -- the public entry point -----------------------------------------------------------------
+def export(
+    model: Any,
+    example_inputs: Sequence[Any] | Any,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> None:
+    """Write `model` as an ONNX file at `path` (atomically: a failed export leaves no file).
+
+    model: a Module (exported in eval mode: BatchNorm uses its running statistics, Dropout is
+        the identity) or a callable of tensors built from minidl ops.
+    example_inputs: a tensor/array or a tuple of them, e.g. (images,) of shape (N, 1, 28, 28).
+    opset: ONNX opset, 17 to 21 (the IR version is set to match: onnxruntime rejects newer).
+    dynamic_batch: axis 0 of every input and output is the symbolic dimension "batch".
+    input_names, output_names: default "input", "input_1", ... and "output", "output_1", ...
+
+    Each op becomes standard ONNX operators (a fused conv/linear + ReLU becomes Conv/Gemm and
+    Relu; minidl's Maxout is Gemm, Reshape, ReduceMax). The model is checked with
+    onnx.checker (full_check) before the file is written.
+    Raises ExportError naming the op for ops without an ONNX equivalent (LocallyConnected2d),
+    ValueError for a bad opset or names, ImportError without the onnx package.
+    """
+    onnx = _onnx()
+    if opset not in OPSETS:
+        raise ValueError(f"minidl.onnx.export: opset must be one of {OPSETS}, got {opset!r}")
+    if not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    model_proto = build_model(
+        onnx, model, list(example_inputs), opset, dynamic_batch, input_names, output_names
+    )
+    onnx.checker.check_model(model_proto, full_check=True)
+    from minidl.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, model_proto.SerializeToString())
+
+
+def build_model(
+    onnx,
+    model: Any,
+    example_inputs: list,
+    opset: int,
+    dynamic_batch: bool,
+    input_names: Sequence[str] | None,
+    output_names: Sequence[str] | None,
+):
+    """The ModelProto of `model` traced on `example_inputs` (see export)."""
+    if not TRANSLATIONS:
+        TRANSLATIONS.update(_translations())
+    arrays = [
+        np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
+        for x in example_inputs
+    ]
+    graph = _trace.trace(model, arrays)
+    second = None
+    if dynamic_batch:
+        if any(a.ndim == 0 or a.shape[0] == 0 for a in arrays):
+            raise ValueError(
+                "minidl.onnx.export: dynamic_batch needs example inputs with a non-empty batch "
+                f"axis 0, got shapes {[a.shape for a in arrays]}"
+            )
+        # One more sample: dimensions that change with it depend on the batch.
+        second = _trace.trace(model, [np.concatenate([a, a[:1]]) for a in arrays])
+        if [op.name for op in second.ops] != [op.name for op in graph.ops]:
+            raise ExportError(
+                "dynamic_batch: the model runs different ops at another batch size; export "
+                "with dynamic_batch=False"
+            )
+    in_names = _names("input", input_names, len(graph.inputs))
+    out_names = _names("output", output_names, len(graph.outputs))
+    if len(set(in_names) | set(out_names)) != len(in_names) + len(out_names):
+        raise ValueError(f"minidl.onnx.export: names must be distinct, got {in_names + out_names}")
+    names = dict(zip(graph.inputs, in_names))
+    names.update(_parameter_names(model, graph))
+    em = _Emitter(onnx, graph, second, opset, names, _buffer_names(model))
+    for name in out_names:
+        em.used.add(name)
+    # Outputs produced by an op take their final name directly; an output that is an input,
+    # a parameter or another output's value goes through an Identity.
+    pending = []
+    for index, name in zip(graph.outputs, out_names):
+        if index in em.names or graph.values[index].kind != "node":
+            pending.append((index, name))
+        else:
+            em.names[index] = name
+    for op in graph.ops:
+        translate = TRANSLATIONS.get(op.fn)
+        if translate is None:
+            raise ExportError(
+                f"{op.name}: this minidl op has no ONNX translation (supported: "
+                f"{', '.join(sorted(fn.__name__ for fn in TRANSLATIONS))})"
+            )
+        translate(em, op)
+    for index, name in pending:
+        em.node("Identity", [em.value_name(index)], [name])
+    params = {}
+    for v in graph.values:
+        if v.kind in ("param", "const") and v.index in em.referenced:
+            params[em.names[v.index]] = v.array
+    initializers = [
+        onnx.numpy_helper.from_array(np.ascontiguousarray(a), n) for n, a in params.items()
+    ] + em.initializers
+
+    def value_info(index: int, name: str):
+        v = graph.values[index]
+        shape: list = list(v.shape)
+        if dynamic_batch and shape and second.values[index].shape[0] != shape[0]:
+            shape[0] = "batch"
+        return onnx.helper.make_tensor_value_info(name, _elem_type(onnx, v.dtype), shape)
+
+    onnx_graph = onnx.helper.make_graph(
+        em.nodes,
+        type(model).__name__,
+        [value_info(i, n) for i, n in zip(graph.inputs, in_names)],
+        [value_info(i, n) for i, n in zip(graph.outputs, out_names)],
+        initializers,
+    )
+    proto = onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", opset)],
+        producer_name="minidl",
+        ir_version=IR_VERSION[opset],
+    )
+    return proto
+
+
+def _names(prefix: str, given: Sequence[str] | None, count: int) -> list[str]:
+    if given is None:
+        return [prefix if k == 0 else f"{prefix}_{k}" for k in range(count)]
+    given = list(given)
+    if len(given) != count or not all(isinstance(n, str) and n for n in given):
+        raise ValueError(
+            f"minidl.onnx.export: expected {count} non-empty {prefix} names, got {given!r}"
+        )
+    return given
+
+
+def _parameter_names(model: Any, graph: TracedGraph) -> dict[int, str]:
+    """Parameters keep their state_dict names (conv1.weight) as initializer names."""
+    by_array = {}
+    if hasattr(model, "named_parameters"):
+        by_array = {id(p.data): name for name, p in model.named_parameters()}
+    return {
+        v.index: by_array[id(v.array)]
+        for v in graph.values
+        if v.kind == "param" and id(v.array) in by_array
+    }
+
+
+def _buffer_names(model: Any) -> dict[int, str]:
+    if not hasattr(model, "named_buffers"):
+        return {}
+    return {id(b.data): name for name, b in model.named_buffers() if b is not None}

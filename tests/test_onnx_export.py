@@ -1,0 +1,325 @@
+"""minidl -> ONNX: onnx.checker (full_check) and onnxruntime agree with minidl, per op and on
+whole models, at the traced batch size and another one (dynamic batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import minidl  # noqa: E402
+from minidl import nn  # noqa: E402
+from minidl import onnx as mo  # noqa: E402
+from minidl.models import LeNet5  # noqa: E402
+from minidl.nn import functional as F  # noqa: E402
+
+
+def run_ort(path, *inputs):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, inputs)))
+
+
+def assert_close(got, want, rtol=1e-5):
+    """Within rtol of the output's scale (elementwise relative error is meaningless near 0)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+    assert float(np.abs(got - want).max(initial=0.0)) <= rtol * scale
+
+
+def check_model(model, x, tmp_path, batches=(1, 5), opset=mo.DEFAULT_OPSET, rtol=1e-5):
+    """Export at x's batch size, check the file, and compare onnxruntime with minidl at each
+    batch size (the file has a dynamic batch axis)."""
+    path = tmp_path / "model.onnx"
+    if hasattr(model, "eval"):
+        model.eval()
+    mo.export(model, (x,), path, opset=opset)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.ir_version <= 10 and proto.opset_import[0].version == opset
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    rng = np.random.default_rng(7)
+    for b in batches:
+        xb = rng.standard_normal((b,) + x.shape[1:]).astype(x.dtype)
+        with minidl.no_grad():
+            want = model(minidl.tensor(xb)).data
+        (got,) = run_ort(path, xb)
+        assert_close(got, want, rtol)
+    return proto
+
+
+def ops_of(proto) -> list[str]:
+    return [n.op_type for n in proto.graph.node]
+
+
+def randn(*shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn, **modules):
+        super().__init__()
+        self.fn = fn
+        for name, m in modules.items():
+            setattr(self, name, m)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def test_lenet5(tmp_path):
+    minidl.manual_seed(0)
+    proto = check_model(LeNet5(), randn(3, 1, 28, 28), tmp_path)
+    # The fused conv/linear + ReLU nodes of the compiled graph come out as standard ops.
+    assert ops_of(proto) == [
+        "Conv",
+        "Relu",
+        "MaxPool",
+        "Conv",
+        "Relu",
+        "MaxPool",
+        "Flatten",
+        "Gemm",
+        "Relu",
+        "Gemm",
+        "Relu",
+        "Gemm",
+    ]
+    assert {i.name for i in proto.graph.initializer} == {n for n, _ in LeNet5().named_parameters()}
+
+
+def test_mlp_with_activations(tmp_path):
+    minidl.manual_seed(1)
+    model = Lambda(
+        lambda m, x: F.log_softmax(F.elu(m.fc2(F.leaky_relu(m.fc1(x), 0.2)), 0.7), dim=1),
+        fc1=nn.Linear(20, 32),
+        fc2=nn.Linear(32, 10),
+    )
+    proto = check_model(model, randn(4, 20), tmp_path, batches=(1, 9))
+    assert ops_of(proto) == ["Gemm", "LeakyRelu", "Gemm", "Elu", "LogSoftmax"]
+
+
+@pytest.mark.parametrize("opset", mo.OPSETS)
+def test_every_opset(tmp_path, opset):
+    minidl.manual_seed(2)
+    model = Lambda(
+        lambda m, x: F.softmax(m.fc(x).sigmoid().tanh(), dim=-1).sum(axis=1, keepdims=True),
+        fc=nn.Linear(6, 5),
+    )
+    check_model(model, randn(3, 6), tmp_path, opset=opset)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(stride=2, padding=1),
+        dict(stride=(2, 1), padding=(0, 2), dilation=(2, 1)),
+        dict(padding=3, groups=2),
+        dict(stride=3, padding=0, dilation=2, groups=4),
+        dict(padding="same", kernel_size=4),
+        dict(stride=4, kernel_size=1, bias=False),
+    ],
+)
+def test_conv_geometry(tmp_path, kwargs):
+    minidl.manual_seed(3)
+    kwargs = {"kernel_size": 3, **kwargs}
+    model = nn.Conv2d(4, 8, **kwargs)
+    proto = check_model(model, randn(2, 4, 11, 10), tmp_path)
+    assert ops_of(proto) == ["Conv"]
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        nn.MaxPool2d(2, 1, dilation=2),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.AvgPool2d(3, 2, 1),
+        nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+        nn.AvgPool2d(2, 3, ceil_mode=True),
+        nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.AdaptiveAvgPool2d((2, 5)),
+    ],
+)
+def test_pools(tmp_path, pool):
+    check_model(pool, randn(2, 3, 8, 10), tmp_path)
+
+
+def test_avg_pool_ceil_mode_counting_padding(tmp_path):
+    check_model(nn.AvgPool2d(3, 2, 1, ceil_mode=True), randn(2, 3, 8, 10), tmp_path)
+
+
+def test_resnet_block_batchnorm_add_global_pool(tmp_path):
+    """A residual block with BatchNorm (eval, with trained running statistics), Add and
+    global average pooling: ResNet-20's ops."""
+    minidl.manual_seed(4)
+
+    def forward(m, x):
+        y = F.relu(m.bn1(m.conv1(x)))
+        y = m.bn2(m.conv2(y))
+        y = F.relu(y + m.down(x))
+        return m.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    model = Lambda(
+        forward,
+        conv1=nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False),
+        bn1=nn.BatchNorm2d(8),
+        conv2=nn.Conv2d(8, 8, 3, padding=1, bias=False),
+        bn2=nn.BatchNorm2d(8, affine=False),
+        down=nn.Conv2d(3, 8, 1, stride=2),
+        fc=nn.Linear(8, 4),
+    )
+    for _ in range(3):  # non-trivial running statistics
+        model(minidl.tensor(randn(6, 3, 9, 9, seed=_)))
+    model.bn1.weight.data[...] = randn(8, seed=9)
+    proto = check_model(model, randn(2, 3, 9, 9), tmp_path)
+    assert ops_of(proto).count("BatchNormalization") == 2
+    assert "GlobalAveragePool" in ops_of(proto) and "Add" in ops_of(proto)
+    names = {i.name for i in proto.graph.initializer}
+    assert {"bn1.running_mean", "bn1.running_var", "bn2.running_mean"} <= names
+
+
+def test_shape_ops_and_constants(tmp_path):
+    """Reshape with a batch-dependent axis, Transpose, Concat, Pad, Mul/Sub/Div by scalars
+    and arrays, MatMul, PReLU (per channel) and Dropout (eval: identity)."""
+    minidl.manual_seed(5)
+    scale = np.linspace(0.5, 1.5, 6, dtype=np.float32).reshape(1, 6, 1, 1)
+
+    def forward(m, x):
+        y = m.prelu(x) * scale - 0.25
+        y = minidl.concatenate([y, x / 2.0], axis=1)  # (N, 12, 4, 5)
+        y = y.pad(((0, 0), (0, 0), (1, 0), (2, 1)), value=0.5)  # (N, 12, 5, 8)
+        y = F.dropout(y, 0.3, m.training)
+        y = y.permute(0, 2, 1, 3).reshape(y.shape[0], 5, 96)  # (N, 5, 96)
+        return minidl.matmul(y, m.w) + 1.0
+
+    model = Lambda(forward, prelu=nn.PReLU(6))
+    model.w = nn.Parameter(randn(96, 7, seed=3))
+    model.prelu.weight.data[...] = np.linspace(-0.5, 0.5, 6, dtype=np.float32)
+    proto = check_model(model, randn(3, 6, 4, 5), tmp_path)
+    assert {"PRelu", "Concat", "Pad", "Transpose", "Reshape", "MatMul"} <= set(ops_of(proto))
+
+
+def test_linear_on_3d_input_and_maxout_composition(tmp_path):
+    """Linear on (N, T, F) becomes MatMul + Add; Maxout exports as Gemm, Reshape, ReduceMax."""
+    minidl.manual_seed(6)
+    seq = Lambda(lambda m, x: m.fc(x), fc=nn.Linear(5, 3))
+    check_model(seq, randn(2, 4, 5), tmp_path)
+    w, b = nn.Parameter(randn(12, 5)), nn.Parameter(randn(12))
+    maxout = Lambda(lambda m, x: F.maxout(x, m.w, m.b, pieces=3))
+    maxout.w, maxout.b = w, b
+    proto = check_model(maxout, randn(4, 5), tmp_path)
+    assert ops_of(proto) == ["Gemm", "Reshape", "ReduceMax"]
+
+
+def test_float64_model(tmp_path):
+    minidl.manual_seed(7)
+    model = nn.Linear(6, 3, dtype=np.float64)
+    check_model(model, randn(2, 6, dtype=np.float64), tmp_path, rtol=1e-12)
+
+
+def test_names_and_static_batch(tmp_path):
+    model = nn.Linear(4, 2)
+    path = tmp_path / "m.onnx"
+    mo.export(
+        model,
+        randn(3, 4),
+        path,
+        dynamic_batch=False,
+        input_names=["features"],
+        output_names=["scores"],
+    )
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].name == "features" and proto.graph.output[0].name == "scores"
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
+    x = randn(3, 4)
+    assert_close(run_ort(path, x)[0], model(minidl.tensor(x)).data)
+
+
+def test_output_that_is_an_input_goes_through_identity(tmp_path):
+    model = Lambda(lambda m, x: (x.relu(), x))
+    path = tmp_path / "m.onnx"
+    mo.export(model, randn(2, 3), path)
+    x = randn(2, 3)
+    got = run_ort(path, x)
+    assert_close(got[0], np.maximum(x, 0))
+    assert_close(got[1], x)
+
+
+def test_locally_connected_raises_naming_the_op(tmp_path):
+    model = nn.LocallyConnected2d(2, 3, (6, 6), 3)
+    path = tmp_path / "m.onnx"
+    with pytest.raises(mo.ExportError, match="LocallyConnected2d"):
+        mo.export(model, randn(1, 2, 6, 6), path)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []  # no partial or temporary file left
+
+
+def test_unsupported_op_lists_supported_ones(tmp_path):
+    model = Lambda(lambda m, x: x[:, :2])
+    with pytest.raises(mo.ExportError, match="Index: this minidl op has no ONNX translation"):
+        mo.export(model, randn(2, 3), tmp_path / "m.onnx")
+
+
+def test_bad_opset_and_names(tmp_path):
+    with pytest.raises(ValueError, match="opset must be one of"):
+        mo.export(nn.Linear(2, 2), randn(1, 2), tmp_path / "m.onnx", opset=28)
+    with pytest.raises(ValueError, match="expected 1 non-empty input names"):
+        mo.export(nn.Linear(2, 2), randn(1, 2), tmp_path / "m.onnx", input_names=["a", "b"])
+
+
+def test_export_rewrites_existing_file_atomically(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+    with pytest.raises(mo.ExportError):
+        mo.export(nn.LocallyConnected2d(1, 1, (3, 3), 2), randn(1, 1, 3, 3), path)
+    assert path.read_bytes() == b"old"
+    mo.export(nn.Linear(2, 2), randn(1, 2), path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def test_export_leaves_training_mode_and_buffers_unchanged(tmp_path):
+    model = nn.BatchNorm1d(3)
+    model.train()
+    before = model.running_mean.data.copy()
+    mo.export(model, randn(4, 3), tmp_path / "m.onnx")
+    assert model.training
+    np.testing.assert_array_equal(model.running_mean.data, before)
+
+
+def test_minidl_train_export_onnx(tmp_path):
+    from minidl.data import MNIST
+    from minidl.train import run
+
+    ckpt, path = tmp_path / "lenet.ckpt", tmp_path / "lenet.onnx"
+    try:
+        run(
+            [
+                "--epochs",
+                "1",
+                "--limit",
+                "64",
+                "--batch-size",
+                "32",
+                "--no-progress",
+                "--checkpoint",
+                str(ckpt),
+                "--plot",
+                str(tmp_path / "c.png"),
+                "--export-onnx",
+                str(path),
+            ]
+        )
+    except FileNotFoundError as e:
+        pytest.skip(f"MNIST not available: {e}")
+    model = LeNet5()
+    model.load_state_dict(minidl.load(ckpt)["model"])
+    model.eval()
+    x = MNIST.normalize(np.abs(randn(4, 1, 28, 28)) * 100)
+    assert_close(run_ort(path, x)[0], model(minidl.tensor(x)).data)

@@ -1,7 +1,7 @@
 """2-D convolution (NCHW) on minidl's OpenMP kernels, with an optional fused ReLU epilogue.
 
-The kernel module picks the algorithm by shape (direct kernels for few channels, im2col + GEMM
-for wide layers); this layer validates arguments, allocates outputs and routes gradients.
+minidl.backends.conv picks the algorithm by shape (Winograd, direct kernels, im2col + GEMM; see
+its `algorithm` switch); this layer validates arguments, allocates outputs and routes gradients.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from typing import Union
 
 import numpy as np
 
-from minidl._kernels import conv as _conv
+from minidl.backends import conv as _conv
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
 from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_GEOMETRY = 2**40
 
 IntPair = Union[int, tuple]
 
@@ -33,6 +34,9 @@ def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(values) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    # Sizes reach the kernels as 64-bit integers; products of two such values must not wrap.
+    if max(values) > _MAX_GEOMETRY:
+        raise ValueError(f"{op}: {name} must be at most 2**40, got {value!r}")
     return values
 
 
@@ -62,10 +66,10 @@ class Conv2dOp(Function):
             bias = contiguous(bias)
         out = np.empty((x.shape[0], weight.shape[0]) + out_size, dtype=x.dtype)
         _conv.conv2d_forward(
-            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, get_num_threads()
+            x, weight, bias, out, stride, padding, dilation, groups, relu, get_num_threads()
         )
         ctx.save_for_backward(x, weight, out if relu else None)
-        ctx.geometry = (*stride, *padding, *dilation, groups)
+        ctx.geometry = (stride, padding, dilation, groups)
         return out
 
     @staticmethod

@@ -1,7 +1,6 @@
 """The FMA peak probe the conv benchmark prints (minidl/_kernels/fma_probe.pyx)."""
 
 import pytest
-
 from minidl._kernels.fma_probe import ISAS, fma_peak_gflops
 
 

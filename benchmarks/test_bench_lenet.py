@@ -36,7 +36,7 @@ needs_compile = pytest.mark.skipif(not hasattr(minidl, "compile"), reason="no mi
 @pytest.fixture(scope="module")
 def train_batch():
     data = MNIST(train=True)
-    return MNIST.normalize(data.data[:64]), data.targets[:64].copy()
+    return MNIST.normalize(data.data.numpy()[:64, None]), data.targets.numpy()[:64].copy()
 
 
 @pytest.fixture(scope="module")

@@ -119,13 +119,13 @@ def test_fallback_stacks_samples_of_generic_datasets():
 
 def test_fallback_for_plain_sequences_and_single_field_samples():
     data = [np.array([i, i], np.float32) for i in range(3)]
-    (x,) = next(iter(DataLoader(data, batch_size=3)))
+    x = next(iter(DataLoader(data, batch_size=3)))  # default_collate: a Tensor, as in PyTorch
     np.testing.assert_array_equal(x.data, np.stack(data))
 
 
 def test_fallback_rejects_ragged_samples():
     data = [(np.zeros(2, np.float32), 0), (np.zeros(3, np.float32), 1)]
-    with pytest.raises(ValueError, match="field 0 has different shapes"):
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
         list(DataLoader(data, batch_size=2))
 
 
@@ -326,6 +326,6 @@ def test_mnist_batch_matches_samples(mnist_test):
     loader = DataLoader(mnist_test, batch_size=64, shuffle=True, seed=1)
     x, y = next(iter(loader))
     order = loader.epoch_order(0)[:64]
-    np.testing.assert_array_equal(x.data, mnist_test.data[order])
-    np.testing.assert_array_equal(y.data, mnist_test.targets[order])
+    np.testing.assert_array_equal(x.data, mnist_test.data.numpy()[order][:, None])
+    np.testing.assert_array_equal(y.data, mnist_test.targets.numpy()[order])
     assert x.dtype == np.uint8

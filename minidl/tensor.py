@@ -1085,7 +1085,10 @@ class BackwardNode:
         self.variable = variable
 
     def name(self) -> str:
-        return "AccumulateGrad" if self._ctx is None else f"{self._ctx.fn.__name__}Backward0"
+        # PyTorch's names, the leaf node's with its C++ namespace.
+        if self._ctx is None:
+            return "torch::autograd::AccumulateGrad"
+        return f"{self._ctx.fn.__name__}Backward0"
 
     @property
     def next_functions(self) -> tuple:

@@ -127,11 +127,7 @@ class Subset(Dataset):
         return self.dataset[self.indices[index]]
 
     def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
-        inner = np.asarray(self.indices, dtype=np.int64)[indices]
-        get_batch = getattr(self.dataset, "get_batch", None)
-        if get_batch is not None and getattr(self.dataset, "transform", None) is None:
-            return get_batch(inner)
-        return stack_samples(self.dataset, inner)
+        return self.dataset.get_batch(np.asarray(self.indices, dtype=np.int64)[indices])
 
 
 class ConcatDataset(Dataset):

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minidl import random as _random
+from minidl.data.dataset import Dataset, Subset
 from minidl.tensor import Tensor, from_numpy, tensor
 
 
@@ -203,8 +204,15 @@ class DataLoader:
         return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
 
     def _fast_path(self) -> bool:
-        return (self.collate_fn is None and getattr(self.dataset, "get_batch", None) is not None
-                and getattr(self.dataset, "transform", None) is None)
+        """Whether batches come from the dataset's own get_batch (TensorDataset, MNIST without
+        a transform, Subsets of them) rather than sample by sample."""
+        ds = self.dataset
+        while isinstance(ds, Subset):
+            ds = ds.dataset
+        get_batch = getattr(type(ds), "get_batch", None)
+        return (self.collate_fn is None and get_batch is not None
+                and get_batch is not Dataset.get_batch
+                and getattr(ds, "transform", None) is None)
 
     def _iterate(self, epoch: int, start: int) -> Iterator[Any]:
         batches = self._batches(epoch)[start:]

@@ -59,7 +59,7 @@ class DataLoader:
 
     dataset: a Dataset or any object with `__len__`/`__getitem__`. A dataset with `get_batch`
         and no per-sample `transform` (TensorDataset, MNIST without one) takes the fast path:
-        one fancy index per field, a tuple of Tensors per batch. Other datasets are read
+        one fancy index per field, a list of Tensors per batch. Other datasets are read
         sample by sample and merged by `collate_fn` (default_collate: a list of Tensors for
         tuple samples, as in PyTorch).
     batch_size: samples per batch (>= 1); the last batch is smaller unless `drop_last`.
@@ -189,7 +189,7 @@ class DataLoader:
         seq = np.random.SeedSequence(self.seed, spawn_key=(epoch,))
         return np.random.Generator(np.random.PCG64(seq)).permutation(n)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+    def __iter__(self) -> Iterator[Any]:
         if self._batch > 0 and not self._resume_pending:
             # The previous iteration was abandoned mid-epoch: start a fresh epoch.
             self._epoch += 1
@@ -242,7 +242,8 @@ class DataLoader:
         fields = tuple(self.dataset.get_batch(indices))
         if self.transform is not None:
             fields = (self.transform(fields[0]),) + fields[1:]
-        return tuple(from_numpy(np.ascontiguousarray(f)) for f in fields)
+        # A list, as default_collate gives for tuple samples (PyTorch's batches).
+        return [from_numpy(np.ascontiguousarray(f)) for f in fields]
 
     def _shutdown_workers(self) -> None:
         if self._workers is not None:

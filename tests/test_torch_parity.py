@@ -279,16 +279,18 @@ def top_level_functions(ns):
             list(torch.stack([x, x, x], dim=0).shape[:1]) + [torch.randint(10, (2,)).numel()]]
 
 
-@idiom(["cpu", "cpu", True, True, False, False, "float64"])
+@idiom(["cpu", "cpu", True, True, False, False, "float64", False])
 def devices_on_the_cpu(ns):
     torch, nn = ns.torch, ns.nn
+    torch.set_default_device("cpu")
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x = torch.ones(2, device=dev).to(dev).cpu()
     model = nn.Linear(2, 2).to(dev)
     model.to(torch.float64)
     return [str(dev), x.device.type, x.device == torch.device("cpu"),
             model.weight.device.type == "cpu", torch.cuda.is_available(),
-            torch.accelerator.is_available(), dtype_name(model(x.double()).dtype)]
+            torch.accelerator.is_available(), dtype_name(model(x.double()).dtype),
+            torch.backends.mps.is_available()]
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -461,6 +463,57 @@ def model_and_tensor_repr(ns):
                           nn.Linear(3, 1, bias=False))
     a = torch.ones(1, requires_grad=True)
     return [repr(model), "grad_fn=<MulBackward0>" in repr(a * 2)]
+
+
+# -- the patterns of PyTorch's MNIST example (mnist/main.py) -----------------------------------
+@idiom([0.7, 2, 8, 115.5094])
+def mnist_example_patterns(ns):
+    torch, nn, F = ns.torch, ns.nn, ns.F
+    from importlib import import_module
+
+    data = import_module(f"{torch.__name__}.utils.data")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 2, 3, 1)
+            self.dropout1 = nn.Dropout(0.25)
+            self.fc1 = nn.Linear(2 * 3 * 3, 3)
+
+        def forward(self, x):
+            x = F.relu(self.conv1(x))
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = torch.flatten(x, 1)
+            return F.log_softmax(self.fc1(x), dim=1)
+
+    device = torch.device("cpu")
+    model = Net().to(device)
+    with torch.no_grad():
+        for i, p in enumerate(model.parameters()):
+            p.copy_(torch.linspace(-0.3, 0.4, p.numel()).reshape(p.shape) * (i + 1))
+    images = torch.linspace(0.0, 1.0, 8 * 64).reshape(8, 1, 8, 8)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loader = data.DataLoader(data.TensorDataset(images, targets), batch_size=4)
+    optimizer = ns.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = ns.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    model.eval()  # dropout off: both engines see the same network
+    for data_, target in loader:
+        data_, target = data_.to(device), target.to(device)
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data_), target)
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+    test_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for data_, target in loader:
+            output = model(data_)
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            pred = output.argmax(dim=1, keepdim=True)
+            correct += pred.eq(target.view_as(pred)).sum().item()
+    return [round(scheduler.get_last_lr()[0], 6), correct, len(loader.dataset),
+            round(test_loss, 4)]
 
 
 # -- the beginner tutorials' patterns --------------------------------------------------------------

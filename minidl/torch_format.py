@@ -28,6 +28,8 @@ _STORAGE_DTYPES = {
     "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
     "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
+# A state dict's pickle holds names and tensor geometry only; this bounds what it may take.
+MAX_PICKLE_BYTES = 64 << 20
 _UNSUPPORTED_STORAGES = ("HalfStorage", "BFloat16Storage", "ComplexFloatStorage",
                          "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage")
 
@@ -95,9 +97,16 @@ class _Unpickler(pickle.Unpickler):
         if cached is None:
             member = f"{self.prefix}data/{key}"
             try:
-                raw = self.archive.read(member)
+                info = self.archive.getinfo(member)
             except KeyError:
                 raise self.fail(f"storage {key!r} ({member}) is missing") from None
+            # The pickle says how big the storage is: read no more than that (zip members
+            # stop at their declared size, so a decompression bomb cannot grow past it).
+            expected = numel * storage_type.dtype.itemsize if isinstance(numel, int) else -1
+            if info.file_size != expected:
+                raise self.fail(f"storage {key!r} has {info.file_size} bytes, the file says "
+                                f"{numel} {storage_type.dtype} elements")
+            raw = self.archive.read(member)
             if len(raw) % storage_type.dtype.itemsize:
                 raise self.fail(f"storage {key!r} has {len(raw)} bytes, not a whole number of "
                                 f"{storage_type.dtype} elements")
@@ -163,6 +172,9 @@ def load_torch_zip(path: Any, where: str, error: type) -> Any:
         byteorder = f"{prefix}byteorder"
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
             raise error(f"load: {where}: big-endian PyTorch checkpoints are not supported")
+        if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+            raise error(f"load: {where}: data.pkl is larger than {MAX_PICKLE_BYTES} bytes; a "
+                        "state dict's pickle is small (the tensors live in separate members)")
         unpickler = _Unpickler(archive.read(pickles[0]), archive, prefix, where, error)
         try:
             obj = unpickler.load()

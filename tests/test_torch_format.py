@@ -121,6 +121,7 @@ def test_any_other_global_is_refused_before_anything_runs(tmp_path, module, name
     ("bad_geometry", "malformed tensor geometry"),
     ("expanded", "more elements than its storage"),
     ("half", "HalfStorage"),
+    ("size_lie", "has 16 bytes, the file says 1000"),
 ])
 def test_malformed_tensors_are_refused(tmp_path, case, match):
     data = {"0": np.zeros(4, np.float32)}
@@ -130,6 +131,7 @@ def test_malformed_tensors_are_refused(tmp_path, case, match):
         "bad_geometry": tensor_ref("0", (2,), (1, 1)),
         "expanded": tensor_ref("0", (10**9,), (0,), numel=4),
         "half": tensor_ref("0", (4,), (1,), kind="HalfStorage"),
+        "size_lie": tensor_ref("0", (4,), (1,), numel=1000),
     }
     write_torch_zip(tmp_path / "bad.pt", {"w": refs[case]}, data)
     with pytest.raises(CheckpointError, match=match):

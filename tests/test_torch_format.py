@@ -128,7 +128,7 @@ def test_malformed_tensors_are_refused(tmp_path, case, match):
     refs = {
         "past_end": tensor_ref("0", (4,), (1,), offset=2, numel=4),
         "missing": tensor_ref("9", (2,), (1,)),
-        "bad_geometry": tensor_ref("0", (2,), (1, 1)),
+        "bad_geometry": tensor_ref("0", (2,), (1, 1), numel=4),
         "expanded": tensor_ref("0", (10**9,), (0,), numel=4),
         "half": tensor_ref("0", (4,), (1,), kind="HalfStorage"),
         "size_lie": tensor_ref("0", (4,), (1,), numel=1000),

@@ -465,6 +465,19 @@ def model_and_tensor_repr(ns):
     return [repr(model), "grad_fn=<MulBackward0>" in repr(a * 2)]
 
 
+@idiom([[2.0, 2.0], [1.0, 1.0]])
+def tensor_register_hook(ns):
+    torch = ns.torch
+    x = torch.tensor([1.0, 1.0], requires_grad=True)
+    handle = x.register_hook(lambda g: g * 2)  # replaces the gradient
+    (x * 1).sum().backward()
+    doubled = values(x.grad)
+    handle.remove()
+    x.grad = None
+    (x * 1).sum().backward()
+    return [doubled, values(x.grad)]
+
+
 # -- the patterns of PyTorch's MNIST example (mnist/main.py) -----------------------------------
 @idiom([0.7, 2, 8, 115.5094])
 def mnist_example_patterns(ns):

@@ -1,15 +1,21 @@
 """Datasets, the DataLoader, the IDX file format, MNIST-layout datasets, CIFAR-10 and image
 transforms."""
 
-from minidl.data import transforms
+from minidl.data import datasets, sampler, transforms
 from minidl.data.cifar import CIFAR10
-from minidl.data.dataset import Dataset, TensorDataset
+from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 from minidl.data.idx import IDXFormatError, read_idx, write_idx
-from minidl.data.loader import DataLoader
+from minidl.data.loader import DataLoader, default_collate
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
 
 __all__ = [
     "CIFAR10",
+    "ConcatDataset",
+    "Subset",
+    "datasets",
+    "default_collate",
+    "random_split",
+    "sampler",
     "KMNIST",
     "MNIST",
     "ChecksumError",

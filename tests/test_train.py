@@ -103,10 +103,11 @@ def test_resnet_on_mnist_gets_padded_single_channel_inputs():
 
     args = apply_recipe(build_parser().parse_args(["--model", "resnet20"]))
     train_set, _, train_tf, test_tf, channels = load_data(args)
-    batch = train_tf(train_set.data[:4])
+    raw = train_set.get_batch(np.arange(4))[0]  # (4, 1, 28, 28) uint8, as the loader sees
+    batch = train_tf(raw)
     assert channels == 1 and batch.shape == (4, 1, 32, 32) and batch.dtype == np.float32
     np.testing.assert_allclose(batch[:, :, :2], -0.1307 / 0.3081, rtol=1e-6)  # background
-    np.testing.assert_array_equal(test_tf(train_set.data[:4]), batch)  # no augmentation
+    np.testing.assert_array_equal(test_tf(raw), batch)  # no augmentation
 
 
 def test_resnet_trains_on_cifar10_files(tmp_path):

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# Under AddressSanitizer (the CI job preloads libasan) allocations carry redzones and shadow
+# memory: memory bounds are scaled by this factor there.
+RSS_SCALE = 3 if "libasan" in os.environ.get("LD_PRELOAD", "") else 1
 
 # VmHWM, not getrusage's ru_maxrss: the latter carries the forking parent's peak across exec.
 _FOOTER = """

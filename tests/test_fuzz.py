@@ -5,7 +5,7 @@ against an unmapped guard page), checked against NumPy references.
 
 Each hypothesis example is a batch of BATCH cases run in one child process, so a segfault is a
 failure with the failing batch in the message, and interpreter start-up is paid once per batch.
-`pytest --fuzz-long` runs 10x more examples. The children's case count and peak memory are
+`pytest --fuzz-long` runs 15x more examples. The children's case count and peak memory are
 summed in STATS (printed at the end of the run by conftest.py).
 """
 
@@ -121,7 +121,7 @@ def run_cases(cases: list) -> None:
 
 @pytest.fixture(scope="module")
 def examples(request):
-    return 40 if request.config.getoption("--fuzz-long") else 3
+    return 30 if request.config.getoption("--fuzz-long") else 2
 
 
 @pytest.mark.parametrize("name", sorted(CASE_STRATEGIES))

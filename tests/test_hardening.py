@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 import pytest
-from childproc import ROOT, RSS_SCALE, run_child
+from childproc import PACKAGE_PARENT, RSS_SCALE, run_child
 
 import minidl
 import minidl.nn.functional as F
@@ -468,7 +468,7 @@ np.savez = slow
 minidl.save({{"w": np.ones(10)}}, {str(target)!r})
 """,
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)},
         stdout=subprocess.PIPE,
         text=True,
     )

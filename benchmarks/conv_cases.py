@@ -106,7 +106,7 @@ def _numpy_conv(x, w, b, gy, stride, pad):
 def minidl_step(x, w, b, gy, stride, pad, backward):
     """A zero-argument callable: minidl's forward (and backward with every gradient)."""
     import minidl
-    from minidl.ops.conv import conv2d
+    from minidl.nn.functional import conv2d
 
     tx = minidl.tensor(x, requires_grad=backward)
     tw = minidl.tensor(w, requires_grad=backward)
@@ -181,7 +181,7 @@ def _lazy(make):
 
 def _pool_cases(name, x_shape):
     import minidl
-    from minidl.ops.pool import max_pool2d
+    from minidl.nn.functional import max_pool2d
 
     x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
     out_shape = x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2)

@@ -183,6 +183,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the training with command-line arguments; returns the last epoch's metrics (also
     printed), or {"interrupted": True} after Ctrl-C."""
     args = build_parser().parse_args(argv)
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
     if args.threads is not None:
         minidl.set_num_threads(args.threads)
     minidl.manual_seed(args.seed)

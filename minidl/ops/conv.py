@@ -6,7 +6,6 @@ its `algorithm` switch); this layer validates arguments, allocates outputs and r
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from minidl.backends import conv as _conv

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from minidl._kernels import pool as _pool
@@ -10,7 +9,6 @@ from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
 from minidl.ops.conv import check_float, pair
 from minidl.threads import get_num_threads
-
 
 
 def pool_out_size(

@@ -192,7 +192,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     train_set: Any = MNIST(args.data_root, train=True, download=args.download)
     test_set = MNIST(args.data_root, train=False, download=args.download)
     if args.limit is not None:
-        train_set = TensorDataset(train_set.data[: args.limit], train_set.targets[: args.limit])
+        train_set = TensorDataset(train_set.data.numpy()[: args.limit, None],
+                                  train_set.targets.numpy()[: args.limit])
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed,
                               transform=MNIST.normalize)
     test_loader = DataLoader(test_set, batch_size=1000, transform=MNIST.normalize)

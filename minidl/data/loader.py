@@ -25,6 +25,9 @@ class DataLoader:
         `minidl.random.manual_seed(s)` before building the loader reproduces the run.
     transform: applied to the first field's batch array (e.g. `MNIST.normalize` to turn
         uint8 images into float32) before it is wrapped in a Tensor.
+    sampler: an object giving the indices of an epoch instead of shuffle (e.g. a
+        DistributedSampler: the loader asks it for epoch e's indices, `epoch_indices(e)`, so
+        a resumed run sees the same ones; any other iterable of indices is iterated).
 
     Each `iter(loader)` starts the next epoch, except right after `load_state_dict` of a
     mid-epoch state, where it finishes that epoch. The position advances as batches are
@@ -40,6 +43,7 @@ class DataLoader:
         drop_last: bool = False,
         seed: int | None = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        sampler: Any = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"DataLoader: batch_size must be an int, got {batch_size!r}")
@@ -53,19 +57,22 @@ class DataLoader:
                 raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
         elif shuffle:
             seed = int(_random.generator().integers(0, 2**63))
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = seed
         self.transform = transform
+        self.sampler = sampler
         self._epoch = 0  # the epoch the next batch belongs to
         self._batch = 0  # batches of that epoch already yielded
         self._resume_pending = False
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
@@ -77,6 +84,10 @@ class DataLoader:
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The sample indices of `epoch` in the order the loader visits them (int64)."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "epoch_indices"):
+                return self.sampler.epoch_indices(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
@@ -124,7 +135,7 @@ class DataLoader:
             "seed": self.seed,
             "epoch": self._epoch,
             "batch": self._batch,
-            "num_samples": len(self.dataset),
+            "num_samples": len(self.dataset) if self.sampler is None else len(self.sampler),
             "batch_size": self.batch_size,
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,

@@ -20,6 +20,8 @@ pytest.importorskip("mpi4py", reason="the mpi extra (mpi4py + an MPI) is not ins
 MPIEXEC = shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not on PATH")
 ROOT = Path(__file__).resolve().parents[1]
+# The ranks import the minidl this test run imports (installed or in place), not the tree's.
+PACKAGE_PARENT = str(Path(minidl.__file__).resolve().parents[1])
 
 
 def command(n: int, checkpoint: Path, *extra: str) -> list[str]:
@@ -30,7 +32,7 @@ def command(n: int, checkpoint: Path, *extra: str) -> list[str]:
 
 def environment() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1",
-                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+                PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
 
 
 def train(n: int, checkpoint: Path, *extra: str) -> str:

@@ -128,6 +128,15 @@ def test_fast_mode_is_bitwise_reproducible_for_a_fixed_rank_count(out):
         np.testing.assert_array_equal(first[name], ref)
 
 
+def test_no_sync_accumulates_locally_then_averages_the_sums(out):
+    run_mpi(2, "no_sync", "--out", str(out))
+    for rank in range(2):
+        with np.load(out / f"nosync_{rank}.npz") as r:
+            np.testing.assert_array_equal(r["first"], r["first_reference"])
+            np.testing.assert_allclose(r["synced"], r["reference"], rtol=1e-6, atol=1e-6)
+            assert not np.allclose(r["first"], r["synced"])
+
+
 @pytest.mark.parametrize("what, message", [
     ("model", "rank 1's model differs from rank 0's"),
     ("batch", "the ranks' batch sizes differ"),

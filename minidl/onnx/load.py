@@ -266,8 +266,11 @@ def _pool(kind: str) -> Callable:
                 )
             out, index = F.max_pool2d(x, kernel, strides, return_indices=True)
             n, c, h, w = x.shape
+            index = index.data
+            if attrs.get("storage_order", 0):  # column-major positions within each plane
+                index = (index % w) * h + index // w
             base = (np.arange(n * c, dtype=np.int64) * h * w).reshape(n, c, 1, 1)
-            return [out, index.data + base]
+            return [out, index + base]
         symmetric = pads[:2] == pads[2:] and all(p <= k // 2 for p, k in zip(pads, kernel))
         if symmetric and (kind == "max" or dilations == [1, 1]):
             if kind == "max":
@@ -353,6 +356,21 @@ def _gemm(ins, attrs, ctx):
 def _batch_norm(ins, attrs, ctx):
     x, scale, bias, mean, var = ins[:5]
     momentum = float(attrs.get("momentum", 0.9))
+    eps = float(attrs.get("epsilon", 1e-5))
+    if attrs.get("training_mode", 0):
+        # ONNX's training mode: batch statistics, and the updated running statistics as
+        # extra outputs (its running variance uses the biased batch variance).
+        x = _tensor(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        batch_mean = x.data.mean(axis=axes)
+        batch_var = x.data.var(axis=axes)
+        y = F.batch_norm(x, None, None, _tensor(scale), _tensor(bias), training=True, eps=eps)
+        old_mean, old_var = (np.asarray(getattr(v, "data", v)) for v in (mean, var))
+        return [
+            y,
+            (old_mean * momentum + batch_mean * (1 - momentum)).astype(x.dtype),
+            (old_var * momentum + batch_var * (1 - momentum)).astype(x.dtype),
+        ]
     buffers = (
         isinstance(mean, Tensor)
         and not mean.requires_grad
@@ -410,7 +428,8 @@ def _softmax(fn: Callable) -> Callable:
 def _flatten(ins, attrs, ctx):
     x = ins[0]
     shape = np.shape(x.data if isinstance(x, Tensor) else x)
-    axis = int(attrs.get("axis", 1)) % (len(shape) + 1) if shape else 0
+    axis = int(attrs.get("axis", 1))
+    axis = axis + len(shape) if axis < 0 else axis
     target = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
     return [x.reshape(target)]
 

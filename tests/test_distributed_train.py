@@ -36,8 +36,9 @@ def environment() -> dict:
 
 
 def train(n: int, checkpoint: Path, *extra: str) -> str:
+    # cwd: not the source tree, whose minidl/ (maybe unbuilt) would shadow the tested one.
     result = subprocess.run(command(n, checkpoint, *extra), capture_output=True, text=True,
-                            timeout=300, env=environment())
+                            timeout=300, env=environment(), cwd=checkpoint.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -65,7 +66,7 @@ def test_interrupted_on_every_rank_then_resumed_equals_an_uninterrupted_run(tmp_
     log = tmp_path / "cut.log"
     with open(log, "w") as out:
         job = subprocess.Popen(command(2, checkpoint, *common), stdout=out,
-                               stderr=subprocess.STDOUT, env=environment())
+                               stderr=subprocess.STDOUT, env=environment(), cwd=tmp_path)
         deadline = time.monotonic() + 240
         while "epoch 1:" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -87,6 +88,6 @@ def test_resume_with_another_rank_count_is_refused(tmp_path):
     train(2, checkpoint, "--limit", "256", "--epochs", "1")
     result = subprocess.run(command(1, checkpoint, "--limit", "256", "--epochs", "2",
                                     "--resume"), capture_output=True, text=True, timeout=120,
-                            env=environment())
+                            env=environment(), cwd=tmp_path)
     assert result.returncode != 0
     assert "written by a run on 2 process(es)" in result.stdout + result.stderr

@@ -65,6 +65,46 @@ def best_of_pair(
     return best[0], best[1]
 
 
+def case_dicts(group: str, size: str = "full") -> list[dict]:
+    """minidl.bench's cases of `group` at `size` (the one list, shared with minidl-bench) as the
+    dicts compare.py and the pytest suite take: name, flops (work per call) and zero-argument
+    callables minidl / numpy / torch (None without that reference). Each builds itself (and the
+    case's data) on first call, so importing never imports torch; it runs with the thread count
+    the caller set (minidl.set_num_threads, torch.set_num_threads, threadpoolctl)."""
+    from minidl.bench.case import cases
+
+    out = []
+    for case in cases(size, (group,)):
+        data: list = []
+
+        def built(engine: str, case=case, data=data) -> Callable[[], object] | None:
+            if engine not in case.builders:
+                return None
+            fn: list = []
+
+            def call():
+                if not fn:
+                    if not data:
+                        data.append(case.data())
+                    from minidl.threads import get_num_threads
+
+                    fn.append(case.builders[engine](data[0], get_num_threads()))
+                return fn[0]()
+
+            return call
+
+        out.append(
+            dict(
+                name=case.name,
+                flops=case.work,
+                minidl=built("minidl"),
+                numpy=built("numpy"),
+                torch=built("torch"),
+            )
+        )
+    return out
+
+
 def gflops(flops: float, seconds: float) -> float:
     """GFLOP/s for `flops` floating-point operations done in `seconds`."""
     return flops / seconds / 1e9

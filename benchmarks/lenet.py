@@ -33,6 +33,7 @@ import numpy as np
 
 import minidl
 from minidl import graph, optim
+from minidl.bench import torch_models
 from minidl.data import MNIST, DataLoader
 from minidl.models import LeNet5
 from minidl.nn import functional as F
@@ -180,26 +181,8 @@ def latency_minidl(images: np.ndarray, threads: int, compiled: bool, calls: int 
 # -- PyTorch ----------------------------------------------------------------------------------
 def torch_model(torch: Any) -> Any:
     """PyTorch's LeNet-5, initialized with minidl's initial weights (same seed)."""
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(400, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    )
-    ours = [p.data for p in minidl_model().parameters()]
-    with torch.no_grad():
-        for p, value in zip(model.parameters(), ours, strict=True):
-            p.copy_(torch.from_numpy(value.copy()))
-    return model
+    state = {k: np.array(v.data) for k, v in minidl_model().state_dict().items()}
+    return torch_models.lenet5(torch, state)
 
 
 def train_torch(torch: Any, loader: DataLoader, steps: int, threads: int) -> Run:

@@ -9,11 +9,33 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from minidl import autograd, random, threads
-from minidl.dtypes import bool_, float32, float64, int32, int64, uint8
-from minidl.graph import enable_grad, is_grad_enabled, no_grad
-from minidl.random import get_rng_state, manual_seed, set_rng_state
+from minidl import accelerator, autograd, backends, cuda, random, return_types, threads
+from minidl.device import device, get_default_device, set_default_device
+from minidl.dtypes import (
+    bool_,
+    float32,
+    float64,
+    get_default_dtype,
+    int8,
+    int16,
+    int32,
+    int64,
+    promote_types,
+    set_default_dtype,
+    uint8,
+)
+from minidl.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from minidl.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from minidl.tensor import (
+    BackwardNode,
+    Size,
     Tensor,
     arange,
     cat,
@@ -36,6 +58,7 @@ from minidl.tensor import (
     randint,
     randn,
     randn_like,
+    randperm,
     stack,
     tensor,
     where,
@@ -71,6 +94,26 @@ def _elementwise(name: str, fn_name: str):
     return fn
 
 
+def _method(name: str):
+    def fn(x: Tensor, *args, **kwargs):
+        return getattr(x if isinstance(x, Tensor) else tensor(x), name)(*args, **kwargs)
+
+    fn.__name__ = name
+    fn.__doc__ = f"minidl.{name}(x, ...) is x.{name}(...)."
+    return fn
+
+
+# torch.<name>(x, ...) for the Tensor methods PyTorch also offers as functions.
+for _name in ("sin", "cos", "tanh", "sigmoid", "relu", "softmax", "log_softmax", "argmax",
+              "argmin", "amax", "amin", "sort", "argsort", "topk", "squeeze", "unsqueeze",
+              "numel", "allclose", "equal", "norm", "std", "var", "prod", "mm", "bmm", "dot",
+              "t", "gather", "chunk", "split", "expand_as", "clone", "square", "sign",
+              "floor", "ceil", "round", "isnan", "isfinite", "any", "all", "masked_fill",
+              "eq", "ne", "lt", "le", "gt", "ge", "rsqrt", "cumsum", "pow", "add", "sub",
+              "mul", "div", "detach", "dim", "view_as"):
+    globals()[_name] = _method(_name)
+del _name
+
 exp = _elementwise("exp", "exp")
 log = _elementwise("log", "log")
 sqrt = _elementwise("sqrt", "sqrt")
@@ -82,10 +125,58 @@ sum = _elementwise("sum", "sum")  # noqa: A001
 mean = _elementwise("mean", "mean")
 max = _elementwise("max", "max")  # noqa: A001
 min = _elementwise("min", "min")  # noqa: A001
+true_divide = divide = _method("div")
+multiply = _method("mul")
+subtract = _method("sub")
 reshape = _elementwise("reshape", "reshape")
 flatten = _elementwise("flatten", "flatten")
 transpose = _elementwise("transpose", "transpose")
 permute = _elementwise("permute", "permute")
+
+def is_tensor(x: object) -> bool:
+    return isinstance(x, Tensor)
+
+
+def is_floating_point(x: Tensor) -> bool:
+    return x.is_floating_point()
+
+
+def _typed_constructor(name: str, dtype):
+    def make(*args, **kwargs) -> Tensor:
+        return Tensor(*args, dtype=dtype, **kwargs)
+
+    make.__name__ = name
+    make.__doc__ = f"minidl.{name}(data) or {name}(*sizes): Tensor(..., dtype={dtype})."
+    return make
+
+
+FloatTensor = _typed_constructor("FloatTensor", float32)
+DoubleTensor = _typed_constructor("DoubleTensor", float64)
+LongTensor = _typed_constructor("LongTensor", int64)
+IntTensor = _typed_constructor("IntTensor", int32)
+ByteTensor = _typed_constructor("ByteTensor", uint8)
+BoolTensor = _typed_constructor("BoolTensor", bool_)
+
+# PyTorch's dtype aliases. They shadow the builtins inside this module only, so they are
+# defined last.
+float = float32  # noqa: A001
+double = float64
+long = int64
+int = int32  # noqa: A001
+short = int16
+bool = bool_  # noqa: A001
+
+
+def __getattr__(name: str):
+    from minidl.dtypes import UNSUPPORTED_NAMES
+
+    if name in UNSUPPORTED_NAMES:
+        raise AttributeError(
+            f"minidl.{name}: minidl supports float32, float64 and integer/bool dtypes only; "
+            f"{name} is not available"
+        )
+    raise AttributeError(f"module 'minidl' has no attribute {name!r}")
+
 
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
 from minidl import data, nn, optim, viz

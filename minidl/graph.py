@@ -11,16 +11,23 @@ of values that feed several consumers.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from minidl import versions
+
 if TYPE_CHECKING:
     from minidl.tensor import Tensor
 
 _grad_enabled = True
+
+# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
+# rebased by an in-place op after the consumer used it (see _resolve_parent).
+_node_numbers = itertools.count()
 
 # minidl.tensor sets this to its Tensor class on import; a module-level name keeps the import
 # cycle (tensor -> ops -> graph) out of the per-op hot path.
@@ -116,20 +123,28 @@ class Context:
     graph that is not retained frees its buffers.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "released", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "saved_versions",
+                 "released", "number", "rebased_from", "__dict__")
 
     def __init__(self, fn: type[Function], parents: tuple, needs_input_grad: tuple) -> None:
         self.fn = fn
         self.parents = parents
         self.needs_input_grad = needs_input_grad
         self.saved_tensors: tuple = ()
+        self.saved_versions: tuple = ()
         self.released = False
+        self.number = next(_node_numbers)
+        # Set by an in-place op that made this node the new producer of a tensor: a tensor
+        # holding the tensor's previous producer, where gradients of earlier consumers go.
+        self.rebased_from: Any = None
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
+        self.saved_versions = versions.snapshot(arrays)
 
     def release(self) -> None:
         self.saved_tensors = ()
+        self.saved_versions = ()
         self.__dict__.clear()
         self.released = True
 
@@ -283,6 +298,8 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
                 f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
                 "backward(); call backward(retain_graph=True) the first time to go through it again"
             )
+        if ctx.saved_versions:
+            versions.check(ctx.saved_versions, ctx.fn.__name__)
         if _profiler is None:
             input_grads = ctx.fn.backward(ctx, g)
         else:
@@ -290,7 +307,10 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, pg in zip(ctx.parents, input_grads):
-            if pg is None or not isinstance(parent, _Tensor) or not parent._requires_grad:
+            if pg is None or not isinstance(parent, _Tensor):
+                continue
+            parent = _resolve_parent(parent, ctx)
+            if not parent._requires_grad:
                 continue
             if pg.shape != parent.data.shape:
                 raise RuntimeError(
@@ -309,6 +329,17 @@ def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
             _leaves_swept(ctx.parents, pending, reached, leaf_done)
         if not retain_graph:
             ctx.release()
+
+
+def _resolve_parent(parent: Tensor, consumer: Context) -> Tensor:
+    """The version of `parent` that `consumer` used: an in-place op recorded after the
+    consumer replaced parent's node, and the gradient belongs to the value before it."""
+    while parent._ctx is not None and parent._ctx.number > consumer.number:
+        previous = parent._ctx.rebased_from
+        if previous is None:
+            break
+        parent = previous
+    return parent
 
 
 def _leaves_swept(parents: tuple, pending: dict, reached: dict, leaf_done: Callable) -> None:

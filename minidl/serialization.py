@@ -178,7 +178,7 @@ class _Reader:
         if kind == "scalar":
             return self.array(node, where)[()]
         if kind == "tensor":
-            t = Tensor(self.array(node, where))
+            t = Tensor._wrap(self.array(node, where), False)
             t.requires_grad = bool(node.get("requires_grad", False))
             return t
         raise self.fail(where, f"unknown entry type {kind!r}")

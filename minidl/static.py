@@ -51,7 +51,7 @@ import numpy as np
 
 from minidl import graph, random
 from minidl.graph import Context, Function
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 
 class TraceError(RuntimeError):
@@ -805,7 +805,7 @@ def _parameter_names(model: Any) -> dict[int, str]:
 def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    return Tensor(x)
+    return tensor(x)
 
 
 def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)

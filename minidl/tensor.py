@@ -7,12 +7,20 @@ from typing import Any
 
 import numpy as np
 
-from minidl import graph
-from minidl.dtypes import DEFAULT_DTYPE, FLOAT_DTYPES, check_dtype
+from minidl import graph, return_types, versions
+from minidl.device import check_device, cpu
+from minidl.dtypes import (
+    FLOAT_DTYPES,
+    check_dtype,
+    get_default_dtype,
+    promote_types,
+    result_type,
+)
 from minidl.ops import contiguous
 from minidl.ops import elementwise as ew
 from minidl.ops import matmul as mm
 from minidl.ops import reduce as rd
+from minidl.ops import repeat as rp
 from minidl.ops import shape as sh
 
 
@@ -25,11 +33,25 @@ def _as_array(data: Any, dtype: Any, op: str) -> np.ndarray:
         arr = np.asarray(data, dtype=dtype)
     else:
         arr = np.asarray(data, dtype=dtype)
-        # Python floats become float32 (the engine's default), as in PyTorch.
+        # Python floats become the default float dtype (float32), as in PyTorch.
         if dtype is None and arr.dtype == np.float64:
-            arr = arr.astype(DEFAULT_DTYPE)
+            arr = arr.astype(get_default_dtype())
     check_dtype(op, arr.dtype)
     return contiguous(arr)
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple of ints (torch.Size), with numel()."""
+
+    def numel(self) -> int:
+        return int(np.prod(self, dtype=np.int64))
+
+    def __repr__(self) -> str:
+        return f"minidl.Size({list(self)})"
+
+    def __str__(self) -> str:
+        # Messages format shapes as plain tuples: "(2, 3)".
+        return tuple.__repr__(self)
 
 
 class Tensor:
@@ -37,14 +59,30 @@ class Tensor:
 
     `data` is always a C-contiguous numpy array of a supported dtype. Only float32 and float64
     tensors can require a gradient.
+
+    The constructor is PyTorch's `torch.Tensor`: `Tensor(data)` holds `data` converted to the
+    default float dtype (float32) unless `dtype` is given, and `Tensor(2, 3)` is a (2, 3)
+    tensor of zeros. `minidl.tensor(data)` infers the dtype instead.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "name", "__weakref__")
+    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retains_grad", "name",
+                 "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
-    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
-        self.data = _as_array(data, dtype, "Tensor")
-        self.grad: Tensor | None = None
+    def __init__(self, *data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        dt = get_default_dtype() if dtype is None else check_dtype("Tensor", dtype)
+        if not data:
+            self.data = np.zeros((0,), dt)
+        elif all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in data):
+            self.data = np.zeros(_shape_arg(data), dt)
+        elif len(data) == 1:
+            src = data[0].data if isinstance(data[0], Tensor) else data[0]
+            self.data = _as_array(src, dt, "Tensor")
+        else:
+            raise TypeError(
+                f"Tensor: expected one data argument or integer sizes, got {len(data)} arguments"
+            )
+        self._grad: Tensor | None = None
         self._ctx: graph.Context | None = None
         self._retains_grad = False
         self.name: str | None = None
@@ -60,7 +98,7 @@ class Tensor:
         if not array.flags.c_contiguous:
             array = contiguous(array)
         t.data = array
-        t.grad = None
+        t._grad = None
         t._ctx = None
         t._retains_grad = False
         t.name = None
@@ -82,32 +120,68 @@ class Tensor:
             raise RuntimeError("requires_grad: use detach() to cut a non-leaf tensor from its graph")
         self._requires_grad = bool(value)
 
-    def requires_grad_(self, value: bool = True) -> Tensor:
-        self.requires_grad = value
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
         return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by backward(), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        # Checked at assignment, as PyTorch does, so an optimizer never meets a scalar or a
+        # wrongly shaped gradient.
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            if value.data.shape != self.data.shape:
+                raise RuntimeError(
+                    f"assigned grad has data of shape {tuple(value.shape)}, the tensor has "
+                    f"shape {tuple(self.shape)}"
+                )
+            if value.data.dtype != self.data.dtype:
+                raise TypeError(
+                    f"assigned grad has data of dtype {value.dtype}, the tensor has dtype "
+                    f"{self.dtype}"
+                )
+        self._grad = value
 
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
 
     @property
-    def grad_fn(self) -> graph.Context | None:
+    def grad_fn(self) -> BackwardNode | None:
         """The node that produced this tensor (None for leaves and untracked results)."""
-        return self._ctx
+        return None if self._ctx is None else BackwardNode(self._ctx)
 
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` during backward."""
         self._retains_grad = True
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulate the gradient of this tensor into every leaf that requires grad.
 
-        grad defaults to 1 for a one-element tensor; otherwise give one of this shape. Leaf
+        gradient defaults to 1 for a one-element tensor; otherwise give one of this shape. Leaf
         gradients add up across calls (zero them between steps); the graph's saved buffers are
         freed afterwards unless retain_graph=True, and a second backward through a freed graph
         raises.
         """
-        graph.run_backward(self, grad, retain_graph)
+        if create_graph:
+            raise NotImplementedError(
+                "backward: create_graph=True (higher-order gradients) is not supported by minidl"
+            )
+        if inputs is not None:
+            raise NotImplementedError(
+                "backward: inputs= is not supported by minidl; use minidl.autograd.grad"
+            )
+        graph.run_backward(self, gradient, bool(retain_graph))
 
     def register_post_accumulate_grad_hook(self, hook) -> graph.RemovableHandle:
         """Call `hook(self)` after each backward pass has accumulated this leaf's gradient
@@ -125,8 +199,8 @@ class Tensor:
 
     # -- array protocol and attributes ----------------------------------------------------
     @property
-    def shape(self) -> tuple:
-        return self.data.shape
+    def shape(self) -> Size:
+        return Size(self.data.shape)
 
     @property
     def ndim(self) -> int:
@@ -136,13 +210,33 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return self.data.dtype
 
-    @property
-    def size(self) -> int:
-        """Number of elements (as numpy's ndarray.size)."""
-        return self.data.size
+    def size(self, dim: int | None = None) -> Size | int:
+        """The shape (a tuple), or the length of dim `dim` (PyTorch's size(); numel() counts)."""
+        if dim is None:
+            return Size(self.data.shape)
+        return self.data.shape[_dim_index("size", dim, self.data.ndim)]
 
     def numel(self) -> int:
         return self.data.size
+
+    nelement = numel
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    ndimension = dim
+
+    @property
+    def device(self):
+        """Always the CPU (minidl is a CPU engine)."""
+        return cpu
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def element_size(self) -> int:
+        return self.data.itemsize
 
     def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied)."""
@@ -171,46 +265,61 @@ class Tensor:
         return self.data.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, threshold=50)
-        extra = f", dtype={self.dtype}" if self.dtype != DEFAULT_DTYPE else ""
+        body = np.array2string(self.data, separator=", ", precision=4, threshold=1000,
+                               prefix="tensor(")
+        # PyTorch prints the dtype when it is not what the values would infer.
+        inferred = (get_default_dtype(), np.dtype(np.int64), np.dtype(np.bool_))
+        extra = f", dtype=minidl.{self.dtype}" if self.dtype not in inferred else ""
+        if self.data.size == 0:
+            body = "[]"
+            if self.data.ndim != 1:
+                extra = f", size={tuple(self.shape)}" + extra
         if self._ctx is not None:
-            extra += f", grad_fn={self._ctx.fn.__name__}"
+            extra += f", grad_fn=<{self._ctx.fn.__name__}Backward0>"
         elif self._requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
     __hash__ = object.__hash__
 
-    # -- arithmetic -----------------------------------------------------------------------
+    # -- arithmetic (PyTorch's dtype promotion, see minidl.dtypes.result_type) -----------
     def __add__(self, other: Any) -> Tensor:
-        return ew.Add.apply(self, other)
+        return ew.Add.apply(*_promoted(self, other))
 
     def __radd__(self, other: Any) -> Tensor:
-        return ew.Add.apply(other, self)
+        return ew.Add.apply(*_promoted(other, self))
 
     def __sub__(self, other: Any) -> Tensor:
-        return ew.Sub.apply(self, other)
+        return ew.Sub.apply(*_promoted(self, other))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ew.Sub.apply(other, self)
+        return ew.Sub.apply(*_promoted(other, self))
 
     def __mul__(self, other: Any) -> Tensor:
-        return ew.Mul.apply(self, other)
+        return ew.Mul.apply(*_promoted(self, other))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ew.Mul.apply(other, self)
+        return ew.Mul.apply(*_promoted(other, self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ew.Div.apply(self, other)
+        return ew.Div.apply(*_promoted(self, other, true_divide=True))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ew.Div.apply(other, self)
+        return ew.Div.apply(*_promoted(other, self, true_divide=True))
 
     def __pow__(self, other: Any) -> Tensor:
-        return ew.Pow.apply(self, other)
+        return ew.Pow.apply(*_promoted(self, other))
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ew.Pow.apply(other, self)
+        return ew.Pow.apply(*_promoted(other, self))
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        a, b = _promoted(self, other)
+        return Tensor._wrap(np.floor_divide(_array_of(a), _array_of(b)), False)
+
+    def __mod__(self, other: Any) -> Tensor:
+        a, b = _promoted(self, other)
+        return Tensor._wrap(np.remainder(_array_of(a), _array_of(b)), False)
 
     def __matmul__(self, other: Any) -> Tensor:
         return mm.MatMul.apply(self, _tensor_operand(other))
@@ -226,6 +335,28 @@ class Tensor:
 
     def __abs__(self) -> Tensor:
         return ew.Abs.apply(self)
+
+    def __invert__(self) -> Tensor:
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ (bitwise not) is only defined for bool and integer tensors, "
+                            f"got {self.dtype}")
+        return Tensor._wrap(np.invert(self.data), False)
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._logical(other, np.bitwise_and, "&")
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._logical(other, np.bitwise_or, "|")
+
+    def __xor__(self, other: Any) -> Tensor:
+        return self._logical(other, np.bitwise_xor, "^")
+
+    def _logical(self, other: Any, fn, name: str) -> Tensor:
+        b = _array_of(other)
+        if self.dtype.kind not in "biu" or np.asarray(b).dtype.kind not in "biu":
+            raise TypeError(f"{name} is only defined for bool and integer tensors, got "
+                            f"{self.dtype} and {np.asarray(b).dtype}")
+        return Tensor._wrap(np.asarray(fn(self.data, b)), False)
 
     # Comparisons give bool tensors without gradient.
     def _compare(self, other: Any, fn) -> Tensor:
@@ -261,27 +392,69 @@ class Tensor:
 
     # -- elementwise functions ------------------------------------------------------------
     def exp(self) -> Tensor:
-        return ew.Exp.apply(self)
+        return ew.Exp.apply(_floating(self))
 
     def log(self) -> Tensor:
-        return ew.Log.apply(self)
+        return ew.Log.apply(_floating(self))
 
     def sqrt(self) -> Tensor:
-        return ew.Sqrt.apply(self)
+        return ew.Sqrt.apply(_floating(self))
+
+    def rsqrt(self) -> Tensor:
+        return 1.0 / self.sqrt()
+
+    def sin(self) -> Tensor:
+        return rp.Sin.apply(_floating(self))
+
+    def cos(self) -> Tensor:
+        return rp.Cos.apply(_floating(self))
 
     def abs(self) -> Tensor:
         return ew.Abs.apply(self)
 
+    def neg(self) -> Tensor:
+        return ew.Neg.apply(self)
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def add(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other: Any) -> Tensor:
+        return self * other
+
+    def div(self, other: Any) -> Tensor:
+        return self / other
+
+    def pow(self, exponent: Any) -> Tensor:
+        return self**exponent
+
+    def sign(self) -> Tensor:
+        return Tensor._wrap(np.sign(self.data), False)
+
+    def floor(self) -> Tensor:
+        return Tensor._wrap(np.floor(self.data), False)
+
+    def ceil(self) -> Tensor:
+        return Tensor._wrap(np.ceil(self.data), False)
+
+    def round(self) -> Tensor:
+        return Tensor._wrap(np.round(self.data), False)
+
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
-        return ew.Clip.apply(self, low=min, high=max)
+        return ew.Clip.apply(self, low=_array_of(min), high=_array_of(max))
 
     clamp = clip
 
     def maximum(self, other: Any) -> Tensor:
-        return ew.Maximum.apply(self, other)
+        return ew.Maximum.apply(*_promoted(self, other))
 
     def minimum(self, other: Any) -> Tensor:
-        return ew.Minimum.apply(self, other)
+        return ew.Minimum.apply(*_promoted(self, other))
 
     # Activations live in minidl.ops.activation (imported late: it imports this module).
     def relu(self) -> Tensor:
@@ -292,23 +465,67 @@ class Tensor:
     def sigmoid(self) -> Tensor:
         from minidl.ops.activation import Sigmoid
 
-        return Sigmoid.apply(self)
+        return Sigmoid.apply(_floating(self))
 
     def tanh(self) -> Tensor:
         from minidl.ops.activation import Tanh
 
-        return Tanh.apply(self)
+        return Tanh.apply(_floating(self))
 
     def softmax(self, dim: int = -1) -> Tensor:
         from minidl.ops.activation import Softmax
 
-        return Softmax.apply(self, dim=dim)
+        return Softmax.apply(_floating(self), dim=dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
         from minidl.ops.activation import LogSoftmax
 
-        return LogSoftmax.apply(self, dim=dim)
+        return LogSoftmax.apply(_floating(self), dim=dim)
 
+    # -- comparisons as methods -------------------------------------------------------------
+    def eq(self, other: Any) -> Tensor:
+        return self == other
+
+    def ne(self, other: Any) -> Tensor:
+        return self != other
+
+    def lt(self, other: Any) -> Tensor:
+        return self < other
+
+    def le(self, other: Any) -> Tensor:
+        return self <= other
+
+    def gt(self, other: Any) -> Tensor:
+        return self > other
+
+    def ge(self, other: Any) -> Tensor:
+        return self >= other
+
+    def equal(self, other: Any) -> bool:
+        """True when both have one shape and equal values (torch.equal)."""
+        b = _array_of(other)
+        return self.data.shape == np.shape(b) and bool(np.array_equal(self.data, b))
+
+    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> bool:
+        return bool(np.allclose(self.data, _array_of(other), rtol=rtol, atol=atol,
+                                equal_nan=equal_nan))
+
+    def isnan(self) -> Tensor:
+        return Tensor._wrap(np.isnan(self.data), False)
+
+    def isfinite(self) -> Tensor:
+        return Tensor._wrap(np.isfinite(self.data), False)
+
+    def any(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("any", dim, keepdim, aliases)
+        return Tensor._wrap(np.asarray(self.data.any(axis=dim, keepdims=keepdim)), False)
+
+    def all(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("all", dim, keepdim, aliases)
+        return Tensor._wrap(np.asarray(self.data.all(axis=dim, keepdims=keepdim)), False)
+
+    # -- dtype and device conversions -------------------------------------------------------
     def astype(self, dtype: Any) -> Tensor:
         dt = check_dtype("astype", dtype)
         if dt == self.dtype:
@@ -317,7 +534,43 @@ class Tensor:
             return Tensor._wrap(self.data.astype(dt), False)
         return ew.Cast.apply(self, dtype=dt)
 
-    to = astype
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, non_blocking: bool = False,
+           copy: bool = False) -> Tensor:
+        """to(dtype), to(device), to(device, dtype), to(other_tensor): the tensor with that
+        dtype (itself when nothing changes, unless copy=True). Only the CPU exists: any other
+        device raises RuntimeError."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif _is_device_like(a):
+                device = a
+            else:
+                dtype = a
+        check_device("to", device)
+        out = self if dtype is None else self.astype(dtype)
+        return out.clone() if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        check_device("cuda", "cuda")
+        return self
+
+    def type(self, dtype: Any = None) -> Any:
+        """type() names the tensor type ('minidl.FloatTensor'); type(dtype) converts."""
+        if dtype is None:
+            return f"minidl.{_TYPE_NAMES.get(self.dtype, 'Tensor')}"
+        if isinstance(dtype, str):
+            names = {v: k for k, v in _TYPE_NAMES.items()}
+            key = dtype.rsplit(".", 1)[-1]
+            if key not in names:
+                raise TypeError(f"type: unknown tensor type {dtype!r}")
+            dtype = names[key]
+        return self.astype(dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.astype(other.dtype)
 
     def float(self) -> Tensor:
         return self.astype(np.float32)
@@ -328,31 +581,200 @@ class Tensor:
     def long(self) -> Tensor:
         return self.astype(np.int64)
 
+    def int(self) -> Tensor:
+        return self.astype(np.int32)
+
+    def short(self) -> Tensor:
+        return self.astype(np.int16)
+
+    def byte(self) -> Tensor:
+        return self.astype(np.uint8)
+
+    def bool(self) -> Tensor:
+        return self.astype(np.bool_)
+
+    def half(self) -> Tensor:
+        raise TypeError("half: float16 tensors are not supported by minidl (float32/float64 only)")
+
+    bfloat16 = half
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def clone(self) -> Tensor:
+        return rp.Clone.apply(self)
+
+    def contiguous(self) -> Tensor:
+        """Itself: minidl tensors are always C-contiguous."""
+        return self
+
+    def is_contiguous(self) -> bool:
+        return True
+
     # -- reductions -----------------------------------------------------------------------
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return rd.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None,
+            **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("sum", dim, keepdim, aliases)
+        x = self if dtype is None else self.astype(dtype)
+        if dtype is None and x.dtype.kind in "biu" and x.dtype != np.int64:
+            x = x.astype(np.int64)  # PyTorch sums bool and integers as int64
+        return rd.Sum.apply(x, axis=dim, keepdims=keepdim)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return rd.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None,
+             **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("mean", dim, keepdim, aliases)
+        x = self if dtype is None else self.astype(dtype)
+        if x.dtype.kind != "f":
+            raise TypeError(
+                f"mean: input dtype should be a floating point dtype, got {x.dtype} (use "
+                ".float().mean() or mean(dtype=...))"
+            )
+        return rd.Mean.apply(x, axis=dim, keepdims=keepdim)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return rd.Max.apply(self, axis=axis, keepdims=keepdims)
+    def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: Any = None, **aliases: Any) -> Tensor:
+        """Variance; correction=1 (unbiased, Bessel's) by default as in PyTorch."""
+        dim, keepdim = _dim_args("var", dim, keepdim, aliases)
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        x = _floating(self)
+        axes = rd.normalize_axes("var", dim, x.ndim)
+        count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
+        centered = x - x.mean(dim=axes, keepdim=True)
+        return (centered * centered).sum(dim=axes, keepdim=keepdim) / max(count - correction, 0)
 
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return rd.Min.apply(self, axis=axis, keepdims=keepdims)
+    def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: Any = None, **aliases: Any) -> Tensor:
+        return self.var(dim, unbiased, keepdim, correction=correction, **aliases).sqrt()
 
-    def argmax(self, axis: int | None = None) -> Tensor:
-        return Tensor._wrap(np.asarray(self.data.argmax(axis=axis)), False)
+    def prod(self, dim: int | None = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("prod", dim, keepdim, aliases)
+        if self._requires_grad and graph.is_grad_enabled():
+            raise NotImplementedError("prod: the gradient of prod is not implemented in minidl")
+        return Tensor._wrap(np.asarray(self.data.prod(axis=dim, keepdims=keepdim)), False)
 
-    def argmin(self, axis: int | None = None) -> Tensor:
-        return Tensor._wrap(np.asarray(self.data.argmin(axis=axis)), False)
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The 2-norm (p=2 or 'fro'), 1-norm (p=1) or max-norm (p=inf) over dim (all dims by
+        default)."""
+        x = _floating(self)
+        if p in ("fro", 2, 2.0):
+            return (x * x).sum(dim=dim, keepdim=keepdim).sqrt()
+        if p in (1, 1.0):
+            return x.abs().sum(dim=dim, keepdim=keepdim)
+        if p == float("inf"):
+            return x.abs().amax(dim=dim, keepdim=keepdim)
+        if isinstance(p, (int, float)) and p > 0:
+            return (x.abs() ** p).sum(dim=dim, keepdim=keepdim) ** (1.0 / p)
+        raise ValueError(f"norm: unsupported p={p!r} (use 1, 2, 'fro', inf or a positive number)")
+
+    def amax(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        """The maximum over one or several dims (all by default), without indices."""
+        dim, keepdim = _dim_args("amax", dim, keepdim, aliases)
+        return rd.Max.apply(self, axis=dim, keepdims=keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("amin", dim, keepdim, aliases)
+        return rd.Min.apply(self, axis=dim, keepdims=keepdim)
+
+    def max(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
+        """max() over all elements; max(dim) the named tuple (values, indices) along dim;
+        max(other_tensor) the elementwise maximum (PyTorch's three forms)."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        dim, keepdim = _dim_args("max", dim, keepdim, aliases)
+        if dim is None:
+            return rd.Max.apply(self, axis=None)
+        return return_types.max(*self._extreme("max", rd.Max, np.argmax, dim, keepdim))
+
+    def min(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
+        """min(), min(dim) -> (values, indices), min(other_tensor); see max."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        dim, keepdim = _dim_args("min", dim, keepdim, aliases)
+        if dim is None:
+            return rd.Min.apply(self, axis=None)
+        return return_types.min(*self._extreme("min", rd.Min, np.argmin, dim, keepdim))
+
+    def _extreme(self, name: str, op, pick, dim: Any, keepdim: bool) -> tuple[Tensor, Tensor]:
+        axis = _dim_index(name, dim, self.ndim)
+        values = op.apply(self, axis=axis, keepdims=keepdim)
+        indices = pick(self.data, axis=axis, keepdims=keepdim) if self.ndim else np.array(0)
+        return values, Tensor._wrap(np.asarray(indices, dtype=np.int64), False)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("argmax", dim, keepdim, aliases)
+        return _arg_extreme(self, np.argmax, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False, **aliases: Any) -> Tensor:
+        dim, keepdim = _dim_args("argmin", dim, keepdim, aliases)
+        return _arg_extreme(self, np.argmin, dim, keepdim)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        """(values, indices) sorted along dim; equal elements keep their order."""
+        axis = _dim_index("sort", dim, max(self.ndim, 1))
+        if self.ndim == 0:
+            return return_types.sort(self, Tensor._wrap(np.array(0), False))
+        key = self.data
+        if descending:
+            # Negated keys keep a stable sort stable (a flipped ascending sort would not).
+            key = -key.astype(np.int64) if key.dtype.kind in "bu" else -key
+        order = np.argsort(key, axis=axis, kind="stable")
+        return return_types.sort(self.gather(axis, order), Tensor._wrap(order, False))
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        return self.sort(dim, descending, stable).indices
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+        """(values, indices) of the k largest (smallest with largest=False) along dim."""
+        axis = _dim_index("topk", dim, self.ndim)
+        if not 0 <= k <= self.shape[axis]:
+            raise ValueError(f"topk: k={k} is out of range for dim {dim} of size "
+                             f"{self.shape[axis]}")
+        values, indices = self.sort(axis, descending=largest)
+        keep = (slice(None),) * axis + (slice(0, k),)
+        return return_types.topk(values[keep], Tensor._wrap(contiguous(indices.data[keep]), False))
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
+        idx = _array_of(index)
+        axis = _dim_index("gather", dim, self.ndim)
+        if np.ndim(idx) != self.ndim or np.asarray(idx).dtype.kind not in "iu":
+            raise ValueError(
+                f"gather: index must be an integer tensor with {self.ndim} dims, got "
+                f"{np.asarray(idx).dtype} of shape {np.shape(idx)}"
+            )
+        grids = list(np.ogrid[tuple(slice(0, n) for n in np.shape(idx))])
+        grids[axis] = np.asarray(idx)
+        return self[tuple(grids)]
+
+    def cumsum(self, dim: int, **aliases: Any) -> Tensor:
+        if self._requires_grad and graph.is_grad_enabled():
+            raise NotImplementedError("cumsum: the gradient of cumsum is not implemented")
+        return Tensor._wrap(np.cumsum(self.data, axis=_dim_index("cumsum", dim, self.ndim)),
+                            False)
 
     # -- shape ----------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return sh.Reshape.apply(self, shape=shape)
+        return sh.Reshape.apply(self, shape=tuple(int(n) for n in shape))
 
     view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Merge dims start_dim..end_dim (PyTorch's semantics)."""
@@ -375,21 +797,61 @@ class Tensor:
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return self.permute(axes)
 
+    def t(self) -> Tensor:
+        """The transpose of a tensor of at most 2 dims."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with <= 2 dimensions, got {self.ndim}")
+        return self.transpose() if self.ndim == 2 else self
+
     @property
     def T(self) -> Tensor:
         return self.transpose()
 
-    def squeeze(self, axis: int | None = None) -> Tensor:
-        if axis is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        axis %= self.ndim
-        if self.shape[axis] != 1:
-            return self
-        return self.reshape(self.shape[:axis] + self.shape[axis + 1 :])
+    @property
+    def mT(self) -> Tensor:
+        return self.transpose(-2, -1)
 
-    def unsqueeze(self, axis: int) -> Tensor:
-        axis = axis % (self.ndim + 1)
+    def squeeze(self, dim: Any = None, **aliases: Any) -> Tensor:
+        dim, _ = _dim_args("squeeze", dim, False, aliases)
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+        drop = {_dim_index("squeeze", d, max(self.ndim, 1)) for d in dims}
+        if self.ndim == 0:
+            return self
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (
+            i in drop and n == 1)))
+
+    def unsqueeze(self, dim: Any = None, **aliases: Any) -> Tensor:
+        dim, _ = _dim_args("unsqueeze", dim, False, aliases)
+        axis = _dim_index("unsqueeze", dim, self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def expand(self, *sizes: Any) -> Tensor:
+        """Broadcast to `sizes` (-1 keeps a dim); minidl copies (tensors are contiguous)."""
+        return rp.Expand.apply(self, shape=_shape_arg(sizes))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(other.shape)
+
+    def repeat(self, *repeats: Any) -> Tensor:
+        return rp.Repeat.apply(self, repeats=_shape_arg(repeats))
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        axis = _dim_index("chunk", dim, self.ndim)
+        step = -(-self.shape[axis] // chunks)
+        return self.split(step, axis)
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        axis = _dim_index("split", dim, self.ndim)
+        n = self.shape[axis]
+        sizes = [split_size] * (-(-n // split_size)) if isinstance(split_size, int) else split_size
+        out, start = [], 0
+        for size in sizes:
+            stop = min(start + int(size), n)
+            out.append(self[(slice(None),) * axis + (slice(start, stop),)])
+            start = stop
+        return tuple(out)
 
     def __getitem__(self, index: Any) -> Tensor:
         return sh.Index.apply(self, index=_plain_index(index))
@@ -403,12 +865,343 @@ class Tensor:
                 "gradients; use minidl.where(), or assign under minidl.no_grad() / into detach()"
             )
         self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+        versions.bump(self.data)
 
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
         return sh.Pad.apply(self, pad_width=pad_width, value=value)
 
     def matmul(self, other: Any) -> Tensor:
         return self @ other
+
+    def mm(self, other: Tensor) -> Tensor:
+        """Matrix product of two 2-d tensors."""
+        if self.ndim != 2 or np.ndim(_array_of(other)) != 2:
+            raise ValueError(f"mm: expected 2-d tensors, got shapes {tuple(self.shape)} and "
+                             f"{np.shape(_array_of(other))}")
+        return self @ other
+
+    def bmm(self, other: Tensor) -> Tensor:
+        """Batched matrix product: (B, n, m) @ (B, m, p) -> (B, n, p)."""
+        b = _array_of(other)
+        if self.ndim != 3 or np.ndim(b) != 3 or self.shape[0] != np.shape(b)[0]:
+            raise ValueError(f"bmm: expected 3-d tensors with one batch size, got shapes "
+                             f"{tuple(self.shape)} and {np.shape(b)}")
+        return self @ other
+
+    def dot(self, other: Tensor) -> Tensor:
+        if self.ndim != 1 or np.ndim(_array_of(other)) != 1:
+            raise ValueError("dot: expected two 1-d tensors")
+        return self @ other
+
+    # -- in-place ops (PyTorch's rules, see _inplace) ---------------------------------------
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace("add_", lambda x: x + other, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace("sub_", lambda x: x - other, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace("mul_", lambda x: x * other, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace("div_", lambda x: x / other, other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self._inplace("pow_", lambda x: x**other, other)
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace("add_", lambda x: x.add(other, alpha=alpha), other)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace("sub_", lambda x: x.sub(other, alpha=alpha), other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace("mul_", lambda x: x * other, other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace("div_", lambda x: x / other, other)
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._inplace("pow_", lambda x: x**exponent, exponent)
+
+    def neg_(self) -> Tensor:
+        return self._inplace("neg_", lambda x: -x)
+
+    def abs_(self) -> Tensor:
+        return self._inplace("abs_", lambda x: x.abs())
+
+    def exp_(self) -> Tensor:
+        return self._inplace("exp_", lambda x: x.exp())
+
+    def sqrt_(self) -> Tensor:
+        return self._inplace("sqrt_", lambda x: x.sqrt())
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self._inplace("clamp_", lambda x: x.clamp(min, max), min, max)
+
+    clip_ = clamp_
+
+    def relu_(self) -> Tensor:
+        return self._inplace("relu_", lambda x: x.relu())
+
+    def sigmoid_(self) -> Tensor:
+        return self._inplace("sigmoid_", lambda x: x.sigmoid())
+
+    def tanh_(self) -> Tensor:
+        return self._inplace("tanh_", lambda x: x.tanh())
+
+    def addcmul_(self, t1: Any, t2: Any, value: Any = 1) -> Tensor:
+        return self._inplace("addcmul_", lambda x: x + value * t1 * t2, t1, t2)
+
+    def addcdiv_(self, t1: Any, t2: Any, value: Any = 1) -> Tensor:
+        return self._inplace("addcdiv_", lambda x: x + value * t1 / t2, t1, t2)
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> Tensor:
+        self._check_leaf_inplace("fill_")
+        return self._overwrite("fill_", lambda out: out.fill(_array_of(value)))
+
+    def copy_(self, src: Any, non_blocking: bool = False) -> Tensor:
+        """Copy src's values (broadcast to this shape, cast to this dtype) into this tensor."""
+        if isinstance(src, Tensor) and src._requires_grad and graph.is_grad_enabled():
+            return self._inplace(
+                "copy_", lambda x: rp.Expand.apply(src, shape=self.shape).astype(self.dtype)
+                + 0 * x, src)
+        self._check_leaf_inplace("copy_")
+        array = _array_of(src)
+        try:
+            np.broadcast_to(array, self.data.shape)
+        except ValueError as e:
+            raise RuntimeError(f"copy_: source of shape {np.shape(array)} cannot be broadcast "
+                               f"to this tensor's shape {tuple(self.shape)}") from e
+        return self._overwrite("copy_", lambda out: np.copyto(out, array, casting="unsafe"))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        from minidl.random import generator
+
+        self._check_leaf_inplace("uniform_")
+        return self._overwrite(
+            "uniform_", lambda out: np.copyto(out, generator().uniform(a, b, out.shape),
+                                              casting="unsafe"))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        from minidl.random import generator
+
+        self._check_leaf_inplace("normal_")
+        return self._overwrite(
+            "normal_", lambda out: np.copyto(out, generator().normal(mean, std, out.shape),
+                                             casting="unsafe"))
+
+    def masked_fill_(self, mask: Any, value: Any) -> Tensor:
+        cond = _array_of(mask)
+        return self._inplace("masked_fill_", lambda x: where(cond, value, x), value)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return where(_array_of(mask), value, self)
+
+    def detach_(self) -> Tensor:
+        self._ctx = None
+        self._requires_grad = False
+        return self
+
+    def _check_leaf_inplace(self, name: str) -> None:
+        if self._requires_grad and self._ctx is None and graph.is_grad_enabled():
+            raise RuntimeError(
+                f"{name}: a leaf tensor that requires grad is being used in an in-place "
+                "operation; do it under minidl.no_grad() (e.g. parameter updates) or on "
+                "tensor.detach()"
+            )
+
+    def _overwrite(self, name: str, write) -> Tensor:
+        """Write values that do not depend on the graph (fill, copy, random) into self."""
+        if self._ctx is not None and graph.is_grad_enabled():
+            # The old history no longer produced these values: cut it, as PyTorch does for a
+            # non-leaf overwritten by a constant.
+            self._ctx = None
+            self._requires_grad = False
+        write(self.data)
+        versions.bump(self.data)
+        return self
+
+    def _inplace(self, name: str, compute, *operands: Any) -> Tensor:
+        """Write compute(self) into self's buffer, keeping PyTorch's rules.
+
+        In-place on a leaf that requires grad while recording raises. When the result is
+        recorded, the op is applied to a copy of the old value (which backward may need) and
+        this tensor takes over the new node; consumers recorded before keep the old value's
+        history (Context.rebased_from). The buffer's version goes up, so a backward that
+        needs the overwritten value raises instead of using the new one.
+        """
+        self._check_leaf_inplace(name)
+        record = graph.is_grad_enabled() and (self._requires_grad or any(
+            isinstance(o, Tensor) and o._requires_grad for o in operands))
+        if record and graph._tracer is not None:
+            raise RuntimeError(
+                f"{name}: in-place ops on tensors that require grad cannot be traced by "
+                "minidl.compile; use the out-of-place op"
+            )
+        if record:
+            old = Tensor._wrap(self.data.copy(), self._requires_grad)
+            old._ctx = self._ctx
+            out = compute(old)
+        else:
+            with graph.no_grad():
+                out = compute(self)
+        if out.data.shape != self.data.shape:
+            raise RuntimeError(
+                f"{name}: the result has shape {tuple(out.shape)}, which does not match this "
+                f"tensor's shape {tuple(self.shape)} (in-place ops do not broadcast self)"
+            )
+        if not np.can_cast(out.dtype, self.dtype, casting="same_kind"):
+            raise RuntimeError(
+                f"{name}: result type {out.dtype} can't be cast to the desired output type "
+                f"{self.dtype}"
+            )
+        np.copyto(self.data, out.data, casting="same_kind")
+        versions.bump(self.data)
+        if out._ctx is not None:
+            out._ctx.rebased_from = old
+            self._ctx = out._ctx
+            self._requires_grad = True
+        return self
+
+    @property
+    def _version(self) -> int:
+        """How many in-place ops have written this tensor's buffer (PyTorch's _version)."""
+        return versions.version(self.data)
+
+
+class BackwardNode:
+    """What `tensor.grad_fn` returns: the graph node that produced the tensor, named as
+    PyTorch names it (`MulBackward0`), with `next_functions` leading to its inputs' nodes
+    (an AccumulateGrad for a leaf that requires grad, None otherwise)."""
+
+    __slots__ = ("_ctx", "variable")
+
+    def __init__(self, ctx: Any, variable: Tensor | None = None) -> None:
+        self._ctx = ctx
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad" if self._ctx is None else f"{self._ctx.fn.__name__}Backward0"
+
+    @property
+    def next_functions(self) -> tuple:
+        if self._ctx is None:
+            return ()
+        out = []
+        for p in self._ctx.parents:
+            if isinstance(p, Tensor) and p._ctx is not None:
+                out.append((BackwardNode(p._ctx), 0))
+            elif isinstance(p, Tensor) and p._requires_grad:
+                out.append((BackwardNode(None, p), 0))
+            else:
+                out.append((None, 0))
+        return tuple(out)
+
+    def __getattr__(self, name: str) -> Any:
+        # The underlying Context's fields (fn, saved_tensors, ...) for code that inspects them.
+        return getattr(object.__getattribute__(self, "_ctx"), name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BackwardNode) and other._ctx is self._ctx and (
+            other.variable is self.variable)
+
+    def __hash__(self) -> int:
+        return hash((id(self._ctx), id(self.variable)))
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object>"
+
+
+_TYPE_NAMES = {
+    np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
+    np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor",
+    np.dtype(np.int16): "ShortTensor", np.dtype(np.int8): "CharTensor",
+    np.dtype(np.uint8): "ByteTensor", np.dtype(np.bool_): "BoolTensor",
+}
+
+
+def _array_of(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _operand_array(x: Any) -> Any:
+    """An operand as promotion sees it: a tensor's array, an ndarray, or a scalar."""
+    if isinstance(x, Tensor):
+        return x.data
+    if isinstance(x, (bool, int, float, np.generic)):
+        return x
+    return np.asarray(x)
+
+
+def _promoted(a: Any, b: Any, true_divide: bool = False) -> tuple[Any, Any]:
+    """Both operands cast to PyTorch's result dtype (tensors by a recorded Cast, arrays and
+    scalars directly)."""
+    aa, ba = _operand_array(a), _operand_array(b)
+    dt = result_type(aa, ba, true_divide)
+    return _cast_operand(a, aa, dt), _cast_operand(b, ba, dt)
+
+
+def _cast_operand(x: Any, array: Any, dt: np.dtype) -> Any:
+    if isinstance(x, Tensor):
+        return x if x.data.dtype == dt else x.astype(dt)
+    if isinstance(array, np.ndarray):
+        return array if array.dtype == dt else array.astype(dt)
+    if isinstance(array, np.generic) or np.dtype(type(array)).kind != dt.kind:
+        return dt.type(array)
+    return array
+
+
+def _floating(x: Tensor) -> Tensor:
+    """Integer and bool tensors become the default float dtype (as in torch.exp etc.)."""
+    return x if x.dtype.kind == "f" else x.astype(get_default_dtype())
+
+
+def _dim_index(op: str, dim: Any, ndim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(
+            f"{op}: dimension out of range (expected to be in range of "
+            f"[{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {dim})"
+        )
+    return int(dim) % max(ndim, 1)
+
+
+def _dim_args(op: str, dim: Any, keepdim: bool, aliases: dict) -> tuple[Any, bool]:
+    """PyTorch's dim/keepdim, accepting NumPy's axis/keepdims as aliases."""
+    for key in aliases:
+        if key not in ("axis", "keepdims"):
+            raise TypeError(f"{op}() got an unexpected keyword argument {key!r}")
+    if "axis" in aliases:
+        if dim is not None:
+            raise TypeError(f"{op}: give dim or axis, not both")
+        dim = aliases["axis"]
+    if "keepdims" in aliases:
+        keepdim = aliases["keepdims"]
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    return dim, bool(keepdim)
+
+
+def _arg_extreme(x: Tensor, pick, dim: Any, keepdim: bool) -> Tensor:
+    if dim is None:
+        index = pick(x.data)
+        if keepdim:
+            index = np.asarray(index).reshape((1,) * x.ndim)
+    else:
+        index = pick(x.data, axis=_dim_index("argmax", dim, x.ndim), keepdims=keepdim)
+    return Tensor._wrap(np.asarray(index, dtype=np.int64), False)
+
+
+def _is_device_like(x: Any) -> bool:
+    from minidl.device import device
+
+    return isinstance(x, device) or isinstance(x, str) and x.split(":")[0] in (
+        "cpu", "cuda", "mps", "xpu", "meta", "hip", "xla")
 
 
 graph._Tensor = Tensor
@@ -430,11 +1223,14 @@ def _plain_index(index: Any) -> Any:
 
 
 # -- construction ---------------------------------------------------------------------------
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+           pin_memory: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (lists, scalars, arrays, tensors).
 
-    Python floats become float32, Python ints int64; numpy arrays keep their dtype.
+    Python floats become the default float dtype (float32), Python ints int64; numpy arrays
+    keep their dtype.
     """
+    check_device("tensor", device)
     src = data.data if isinstance(data, Tensor) else data
     arr = _as_array(src, dtype, "tensor")
     if arr is src or isinstance(src, np.ndarray) and np.shares_memory(arr, src):
@@ -456,105 +1252,169 @@ def _shape_arg(shape: Sequence) -> tuple:
     return tuple(int(n) for n in shape)
 
 
-def _factory(op: str, array: np.ndarray, requires_grad: bool) -> Tensor:
+def _size_arg(op: str, shape: tuple, size: Any) -> tuple:
+    """Factories take sizes positionally (zeros(2, 3), zeros((2, 3))) or as size=."""
+    if size is not None:
+        if shape:
+            raise TypeError(f"{op}: give the sizes positionally or as size=, not both")
+        shape = (size,) if isinstance(size, (int, np.integer)) else (tuple(size),)
+    return _shape_arg(shape)
+
+
+def _factory(op: str, array: np.ndarray, requires_grad: bool, device: Any = None) -> Tensor:
+    check_device(op, device)
     return Tensor._wrap(array, False).requires_grad_(requires_grad)
 
 
 def _float_dtype(op: str, dtype: Any) -> np.dtype:
-    return DEFAULT_DTYPE if dtype is None else check_dtype(op, dtype)
+    return get_default_dtype() if dtype is None else check_dtype(op, dtype)
 
 
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _factory("zeros", np.zeros(_shape_arg(shape), _float_dtype("zeros", dtype)), requires_grad)
+def zeros(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> Tensor:
+    arr = np.zeros(_size_arg("zeros", shape, size), _float_dtype("zeros", dtype))
+    return _factory("zeros", arr, requires_grad, device)
 
 
-def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _factory("ones", np.ones(_shape_arg(shape), _float_dtype("ones", dtype)), requires_grad)
+def ones(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    arr = np.ones(_size_arg("ones", shape, size), _float_dtype("ones", dtype))
+    return _factory("ones", arr, requires_grad, device)
 
 
-def empty(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _factory("empty", np.empty(_shape_arg(shape), _float_dtype("empty", dtype)), requires_grad)
+def empty(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> Tensor:
+    arr = np.empty(_size_arg("empty", shape, size), _float_dtype("empty", dtype))
+    return _factory("empty", arr, requires_grad, device)
 
 
-def full(shape: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    arr = np.full(shape, fill_value, _float_dtype("full", dtype))
-    return _factory("full", arr, requires_grad)
-
-
-def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
-    """Like numpy.arange; integer arguments give int64, any float argument float32."""
-    if stop is None:
-        start, stop = 0, start
+def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of `size` filled with fill_value; the dtype is inferred from fill_value (bool,
+    int64 or the default float dtype) unless given, as in PyTorch."""
+    shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
     if dtype is None:
-        ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
-        dtype = np.int64 if ints else DEFAULT_DTYPE
-    arr = np.arange(start, stop, step, dtype=check_dtype("arange", dtype))
-    return _factory("arange", arr, requires_grad)
+        dtype = np.bool_ if isinstance(fill_value, bool) else np.int64 if isinstance(
+            fill_value, (int, np.integer)) else get_default_dtype()
+    arr = np.full(shape, _array_of(fill_value), check_dtype("full", dtype))
+    return _factory("full", arr, requires_grad, device)
 
 
-def linspace(start: float, stop: float, num: int, dtype: Any = None,
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    """Like numpy.arange; integer arguments give int64, any float argument the default float
+    dtype."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = np.int64 if ints else get_default_dtype()
+    arr = np.arange(start, end, step, dtype=check_dtype("arange", dtype))
+    return _factory("arange", arr, requires_grad, device)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
-    arr = np.linspace(start, stop, num, dtype=_float_dtype("linspace", dtype))
-    return _factory("linspace", arr, requires_grad)
+    arr = np.linspace(start, end, steps, dtype=_float_dtype("linspace", dtype))
+    return _factory("linspace", arr, requires_grad, device)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _factory("eye", np.eye(n, m, dtype=_float_dtype("eye", dtype)), requires_grad)
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False) -> Tensor:
+    return _factory("eye", np.eye(n, m, dtype=_float_dtype("eye", dtype)), requires_grad, device)
 
 
-def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Uniform on [0, 1), drawn from minidl's seeded generator."""
-    from minidl.random import generator
-
+def rand(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
+         generator: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform on [0, 1), drawn from minidl's seeded generator (or `generator`)."""
     dt = _float_dtype("rand", dtype)
-    return _factory("rand", generator().random(_shape_arg(shape), dtype=dt), requires_grad)
+    arr = _rng(generator).random(_size_arg("rand", shape, size), dtype=dt)
+    return _factory("rand", arr, requires_grad, device)
 
 
-def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Standard normal, drawn from minidl's seeded generator."""
-    from minidl.random import generator
-
+def randn(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
+          generator: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal, drawn from minidl's seeded generator (or `generator`)."""
     dt = _float_dtype("randn", dtype)
-    arr = generator().standard_normal(_shape_arg(shape), dtype=dt)
-    return _factory("randn", arr, requires_grad)
+    arr = _rng(generator).standard_normal(_size_arg("randn", shape, size), dtype=dt)
+    return _factory("randn", arr, requires_grad, device)
 
 
-def randint(low: int, high: int, shape: Any, dtype: Any = np.int64) -> Tensor:
-    from minidl.random import generator
-
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    arr = generator().integers(low, high, size=shape, dtype=check_dtype("randint", dtype))
-    return Tensor._wrap(arr, False)
-
-
-def zeros_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(np.shape(t), dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
-
-
-def ones_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(np.shape(t), dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
-
-
-def empty_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return empty(np.shape(t), dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
-
-
-def full_like(t: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return full(np.shape(t), fill_value, dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
+def randint(*args: Any, size: Any = None, dtype: Any = np.int64, device: Any = None,
+            generator: Any = None, requires_grad: bool = False) -> Tensor:
+    """randint(high, size) or randint(low, high, size): ints in [low, high) (low defaults to
+    0), int64 unless dtype is given."""
+    if size is None and args and not isinstance(args[-1], (int, np.integer)):
+        *args, size = args
+    if len(args) == 1:
+        low, high = 0, args[0]
+    elif len(args) == 2:
+        low, high = args
+    else:
+        raise TypeError("randint: expected randint(high, size) or randint(low, high, size)")
+    if size is None:
+        raise TypeError("randint: missing the size argument")
+    shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+    if requires_grad:
+        raise RuntimeError("randint: integer tensors cannot require grad")
+    arr = _rng(generator).integers(low, high, size=shape, dtype=check_dtype("randint", dtype))
+    return _factory("randint", arr, False, device)
 
 
-def rand_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return rand(np.shape(t), dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
+def randperm(n: int, dtype: Any = np.int64, device: Any = None, generator: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
+    arr = _rng(generator).permutation(int(n)).astype(check_dtype("randperm", dtype))
+    return _factory("randperm", arr, requires_grad, device)
 
 
-def randn_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return randn(np.shape(t), dtype=dtype or _dtype_of(t), requires_grad=requires_grad)
+def _rng(generator: Any) -> np.random.Generator:
+    """A minidl.Generator's (or the global) NumPy generator."""
+    from minidl.random import generator as global_generator
+
+    if generator is None:
+        return global_generator()
+    return generator.numpy_generator if hasattr(generator, "numpy_generator") else generator
+
+
+def zeros_like(t: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return zeros(np.shape(t), dtype=dtype or _dtype_of(t), device=device,
+                 requires_grad=requires_grad)
+
+
+def ones_like(t: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return ones(np.shape(t), dtype=dtype or _dtype_of(t), device=device,
+                requires_grad=requires_grad)
+
+
+def empty_like(t: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return empty(np.shape(t), dtype=dtype or _dtype_of(t), device=device,
+                 requires_grad=requires_grad)
+
+
+def full_like(t: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(np.shape(t), fill_value, dtype=dtype or _dtype_of(t), device=device,
+                requires_grad=requires_grad)
+
+
+def rand_like(t: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return rand(np.shape(t), dtype=dtype or _dtype_of(t), device=device,
+                requires_grad=requires_grad)
+
+
+def randn_like(t: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return randn(np.shape(t), dtype=dtype or _dtype_of(t), device=device,
+                 requires_grad=requires_grad)
 
 
 def _dtype_of(t: Any) -> np.dtype:
-    return t.dtype if isinstance(t, (Tensor, np.ndarray)) else DEFAULT_DTYPE
+    return t.dtype if isinstance(t, (Tensor, np.ndarray)) else get_default_dtype()
 
 
 # -- functions over several tensors --------------------------------------------------------
@@ -562,28 +1422,45 @@ def _as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else tensor(x)
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    return sh.Concatenate.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+def _joined(op: str, tensors: Sequence[Any]) -> list[Tensor]:
+    """The tensors to cat/stack, cast to their promoted dtype."""
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    dt = ts[0].dtype
+    for t in ts[1:]:
+        dt = promote_types(dt, t.dtype)
+    return [t if t.dtype == dt else t.astype(dt) for t in ts]
+
+
+def concatenate(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Tensor:
+    """Join tensors along an existing dim, 0 by default (torch.cat; axis= is accepted too)."""
+    dim, _ = _dim_args("cat", dim, False, aliases)
+    dim = 0 if dim is None else dim
+    return sh.Concatenate.apply(*_joined("cat", tensors), axis=dim)
 
 
 cat = concatenate
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    return sh.Stack.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Tensor:
+    """Join tensors along a new dim, 0 by default (axis= is accepted too)."""
+    dim, _ = _dim_args("stack", dim, False, aliases)
+    dim = 0 if dim is None else dim
+    return sh.Stack.apply(*_joined("stack", tensors), axis=dim)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else condition
-    return ew.Where.apply(cond, a, b)
+    return ew.Where.apply(cond, *_promoted(a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    return ew.Maximum.apply(a, b)
+    return ew.Maximum.apply(*_promoted(a, b))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    return ew.Minimum.apply(a, b)
+    return ew.Minimum.apply(*_promoted(a, b))
 
 
 def matmul(a: Any, b: Any) -> Tensor:

@@ -251,7 +251,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     args.world_size = world
 
     cfg = minidl.config()
-    log(f"minidl {cfg['version']}: {args.model}, {sum(p.size for p in model.parameters()):,} "
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"minidl {cfg['version']}: {args.model}, {n_params:,} "
         f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
     log(f"train {len(train_set):,} images, test {len(test_set):,}, batch {args.batch_size}, "
         f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")

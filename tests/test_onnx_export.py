@@ -47,7 +47,7 @@ def check_model(model, x, tmp_path, batches=(1, 5), opset=mo.DEFAULT_OPSET, rtol
     for b in batches:
         xb = rng.standard_normal((b,) + x.shape[1:]).astype(x.dtype)
         with minidl.no_grad():
-            want = model(minidl.Tensor(xb)).data
+            want = model(minidl.tensor(xb)).data
         (got,) = run_ort(path, xb)
         assert_close(got, want, rtol)
     return proto
@@ -176,7 +176,7 @@ def test_resnet_block_batchnorm_add_global_pool(tmp_path):
         fc=nn.Linear(8, 4),
     )
     for _ in range(3):  # non-trivial running statistics
-        model(minidl.Tensor(randn(6, 3, 9, 9, seed=_)))
+        model(minidl.tensor(randn(6, 3, 9, 9, seed=_)))
     model.bn1.weight.data[...] = randn(8, seed=9)
     proto = check_model(model, randn(2, 3, 9, 9), tmp_path)
     assert ops_of(proto).count("BatchNormalization") == 2
@@ -239,7 +239,7 @@ def test_names_and_static_batch(tmp_path):
     assert proto.graph.input[0].name == "features" and proto.graph.output[0].name == "scores"
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
     x = randn(3, 4)
-    assert_close(run_ort(path, x)[0], model(minidl.Tensor(x)).data)
+    assert_close(run_ort(path, x)[0], model(minidl.tensor(x)).data)
 
 
 def test_output_that_is_an_input_goes_through_identity(tmp_path):
@@ -322,4 +322,4 @@ def test_minidl_train_export_onnx(tmp_path):
     model.load_state_dict(minidl.load(ckpt)["model"])
     model.eval()
     x = MNIST.normalize(np.abs(randn(4, 1, 28, 28)) * 100)
-    assert_close(run_ort(path, x)[0], model(minidl.Tensor(x)).data)
+    assert_close(run_ort(path, x)[0], model(minidl.tensor(x)).data)

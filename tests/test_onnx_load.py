@@ -46,7 +46,7 @@ def test_lenet_round_trip_and_compile(tmp_path):
     )
     for b in (1, 6):
         x = randn(b, 1, 28, 28, seed=b)
-        want = model(minidl.Tensor(x)).data
+        want = model(minidl.tensor(x)).data
         assert_close(loaded(x).data, want)
         compiled = minidl.compile(loaded, example_inputs=(x,))
         assert_close(compiled(x).data, want)
@@ -61,7 +61,7 @@ def test_loaded_model_fine_tunes(tmp_path):
     loaded = mo.load(path).train()
     params = list(loaded.parameters())
     assert len(params) == 4 and all(p.requires_grad for p in params)
-    x, y = minidl.Tensor(randn(16, 4)), minidl.tensor(np.arange(16) % 3)
+    x, y = minidl.tensor(randn(16, 4)), minidl.tensor(np.arange(16) % 3)
     opt = optim.SGD(loaded.parameters(), lr=0.5)
     losses = []
     step = minidl.compile(loaded, F.cross_entropy, example_inputs=(x, y))
@@ -86,14 +86,14 @@ def test_resnet_block_round_trip(tmp_path):
         return F.adaptive_avg_pool2d(y + x, 1).flatten(1)
 
     model = Lambda(forward, conv=nn.Conv2d(4, 4, 3, padding=1), bn=nn.BatchNorm2d(4))
-    model(minidl.Tensor(randn(8, 4, 6, 6)))
+    model(minidl.tensor(randn(8, 4, 6, 6)))
     model.eval()
     path = tmp_path / "block.onnx"
     mo.export(model, randn(2, 4, 6, 6), path)
     loaded = mo.load(path).eval()
     assert {n for n, _ in loaded.named_buffers()} == {"bn_running_mean", "bn_running_var"}
     x = randn(3, 4, 6, 6, seed=5)
-    assert_close(loaded(x).data, model(minidl.Tensor(x)).data)
+    assert_close(loaded(x).data, model(minidl.tensor(x)).data)
 
 
 def test_helper_built_cnn_with_exporter_idioms(tmp_path):
@@ -313,6 +313,6 @@ def test_dropout_batchnorm_training_mode(tmp_path):
     loaded.train()
     y = loaded(x).data
     assert 0.2 < (y == 0).mean() < 0.8
-    ref(minidl.Tensor(x))
+    ref(minidl.tensor(x))
     np.testing.assert_allclose(loaded.m.data, ref.running_mean.data, rtol=1e-6)
     np.testing.assert_allclose(loaded.v.data, ref.running_var.data, rtol=1e-6)

@@ -16,7 +16,7 @@ from minidl.ops.conv import conv2d, conv2d_relu
 from minidl.ops.local import LocallyConnected2d
 from minidl.ops.matmul import Linear
 from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
@@ -27,7 +27,7 @@ __all__ = [
 
 
 def _tensor(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
+    return x if isinstance(x, Tensor) else tensor(x)
 
 
 def _optional_array(x: Any) -> np.ndarray | None:
@@ -41,7 +41,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
 
 
-def relu(input: Tensor) -> Tensor:
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0); inplace=True writes the result into input (PyTorch's relu_ rules)."""
+    if inplace:
+        return _tensor(input).relu_()
     return act.ReLU.apply(_tensor(input))
 
 
@@ -82,7 +85,7 @@ def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> T
         raise ValueError(
             f"maxout: weight has {z.shape[-1]} rows, not a multiple of pieces={pieces}"
         )
-    return z.reshape(z.shape[:-1] + (z.shape[-1] // pieces, pieces)).max(axis=-1)
+    return z.reshape(z.shape[:-1] + (z.shape[-1] // pieces, pieces)).amax(dim=-1)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -133,7 +136,7 @@ def _target(target: Any) -> np.ndarray:
 
 def _float_target(target: Any) -> Tensor:
     """Targets of elementwise losses may themselves carry gradients."""
-    return target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    return target if isinstance(target, Tensor) else tensor(np.asarray(target))
 
 
 def cross_entropy(input: Tensor, target: Any, weight: Any = None,

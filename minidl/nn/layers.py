@@ -16,7 +16,7 @@ from minidl.nn import init
 from minidl.nn.module import Module, Parameter
 from minidl.ops.conv import pair
 from minidl.ops.local import local_out_size
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",
            "Flatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
@@ -252,9 +252,9 @@ class _BatchNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dt)))
-            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dt)))
-            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), dtype=np.int64)))
+            self.register_buffer("running_mean", tensor(np.zeros(num_features, dtype=dt)))
+            self.register_buffer("running_var", tensor(np.ones(num_features, dtype=dt)))
+            self.register_buffer("num_batches_tracked", tensor(np.zeros((), dtype=np.int64)))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)

@@ -13,7 +13,7 @@ import numpy as np
 from minidl.nn import functional as F
 from minidl.nn.module import Module
 from minidl.ops.loss import check_reduction
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "MultiMarginLoss",
            "NLLLoss"]
@@ -22,7 +22,7 @@ __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "MultiM
 def _buffer(value: Any) -> Tensor | None:
     if value is None or isinstance(value, Tensor):
         return value
-    return Tensor(np.asarray(value))
+    return tensor(np.asarray(value))
 
 
 class _Loss(Module):

@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, _as_array
+from minidl.tensor import tensor as minidl_tensor
 
 
 class Parameter(Tensor):
@@ -25,8 +26,12 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        super().__init__(data.data if isinstance(data, Tensor) else data)
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        # Unlike Tensor(data), the data keeps its dtype (a float64 tensor stays float64).
+        src = data.data if isinstance(data, Tensor) else data
+        super().__init__(dtype=None if src is None else _as_array(src, None, "Parameter").dtype)
+        if src is not None:
+            self.data = _as_array(src, None, "Parameter")
         self.requires_grad = requires_grad
 
     def __repr__(self) -> str:
@@ -112,7 +117,7 @@ class Module:
     def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
         """A tensor saved in state_dict (unless persistent=False) but not trained."""
         if tensor is not None and not isinstance(tensor, Tensor):
-            tensor = Tensor(np.asarray(tensor))
+            tensor = minidl_tensor(np.asarray(tensor))
         self._forget(name, keep=self._buffers)
         self._buffers[name] = tensor
         if persistent:
@@ -281,7 +286,7 @@ class Module:
         if not params:
             return ""
         shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in params)
-        count = sum(p.size for _, p in params)
+        count = sum(p.numel() for _, p in params)
         return f"  # {shapes}: {count:,} params"
 
     def _repr_lines(self) -> list[str]:
@@ -300,8 +305,8 @@ class Module:
     def __repr__(self) -> str:
         """PyTorch's layout, each layer followed by its parameter shapes and count, and the
         totals at the end."""
-        total = sum(p.size for p in self.parameters())
-        trainable = sum(p.size for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         lines = self._repr_lines()
         lines.append(f"Total parameters: {total:,} (trainable: {trainable:,})")
         return "\n".join(lines)

@@ -56,7 +56,7 @@ class TracedGraph:
 
 def trace(model: Any, example_inputs: Sequence[Any]) -> TracedGraph:
     """Trace `model(*example_inputs)` in inference mode (eval, no gradients) into ops."""
-    tensors = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
+    tensors = [x if isinstance(x, Tensor) else minidl.tensor(np.asarray(x)) for x in example_inputs]
     graph = minidl.compile(model, example_inputs=tensors).graph
     values = [
         TracedValue(

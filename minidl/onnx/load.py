@@ -25,7 +25,7 @@ import minidl
 from minidl import nn
 from minidl.nn import functional as F
 from minidl.onnx.export import _onnx
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, from_numpy
 
 
 class LoadError(ValueError):
@@ -159,7 +159,7 @@ def _static(x: Any, op: str, what: str) -> np.ndarray:
 
 
 def _tensor(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+    return x if isinstance(x, Tensor) else minidl.tensor(np.asarray(x))
 
 
 def _elementwise(np_fn: Callable, tensor_fn: Callable) -> Callable:
@@ -309,7 +309,7 @@ def _padded_pool(kind, x, kernel, strides, pads, dilations, ceil, include_pad):
     else:
         mask[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + w] = 1
     sums = F.avg_pool2d(padded, kernel, strides)[:, :, : out[0], : out[1]]
-    counts = F.avg_pool2d(Tensor(mask), kernel, strides).data[:, :, : out[0], : out[1]]
+    counts = F.avg_pool2d(from_numpy(np.ascontiguousarray(mask)), kernel, strides).data[:, :, : out[0], : out[1]]
     return sums / np.where(counts > 0, counts, 1).astype(x.dtype)
 
 
@@ -765,7 +765,7 @@ class OnnxModule(nn.Module):
             attr = _attribute_name(tensor.name, taken)
             if array.dtype.kind == "f" and array.dtype in (np.float32, np.float64):
                 if tensor.name in stats:
-                    self.register_buffer(attr, Tensor(array))
+                    self.register_buffer(attr, from_numpy(np.array(array)))
                     self._sources[tensor.name] = ("buffer", attr)
                 elif tensor.name not in data_inputs:
                     self._sources[tensor.name] = ("const", array)
@@ -818,7 +818,7 @@ class OnnxModule(nn.Module):
             )
         env: dict[str, Any] = {}
         for name, x in zip(self.input_names, inputs):
-            env[name] = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+            env[name] = x if isinstance(x, Tensor) else minidl.tensor(np.asarray(x))
         for op_type, in_names, out_names, attrs, label in self._nodes:
             args = [None if not n else env[n] if n in env else self._value(n) for n in in_names]
             ctx = _NodeContext(self.training, self.opset, len(out_names) > 1 and bool(out_names[1]))
@@ -830,7 +830,7 @@ class OnnxModule(nn.Module):
                 if name:
                     env[name] = value
         outs = [env[n] if n in env else self._value(n) for n in self.output_names]
-        outs = [o if isinstance(o, Tensor) else Tensor(np.asarray(o)) for o in outs]
+        outs = [o if isinstance(o, Tensor) else minidl.tensor(np.asarray(o)) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

@@ -1,0 +1,1 @@
+"""Backend switches and queries (torch.backends' names that apply to minidl)."""

@@ -262,8 +262,14 @@ def test_locally_connected_raises_naming_the_op(tmp_path):
 
 
 def test_unsupported_op_lists_supported_ones(tmp_path):
-    model = Lambda(lambda m, x: x[:, :2])
-    with pytest.raises(mo.ExportError, match="Index: this minidl op has no ONNX translation"):
+    model = Lambda(lambda m, x: minidl.stack([x, x]))
+    with pytest.raises(mo.ExportError, match="Stack: this minidl op has no ONNX translation"):
+        mo.export(model, randn(2, 3), tmp_path / "m.onnx")
+
+
+def test_integer_array_index_raises(tmp_path):
+    model = Lambda(lambda m, x: x[:, np.array([0, 2])])
+    with pytest.raises(mo.ExportError, match="only basic indexing"):
         mo.export(model, randn(2, 3), tmp_path / "m.onnx")
 
 
@@ -323,3 +329,53 @@ def test_minidl_train_export_onnx(tmp_path):
     model.eval()
     x = MNIST.normalize(np.abs(randn(4, 1, 28, 28)) * 100)
     assert_close(run_ort(path, x)[0], model(minidl.tensor(x)).data)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        (slice(None), slice(None), slice(None, None, 2), slice(None, None, 2)),
+        (Ellipsis, slice(1, -1), slice(None, None, -2)),
+        (slice(None), 1, None, slice(2, None)),
+        (slice(None), slice(None), -1),
+        (slice(None), None, Ellipsis, 0, slice(None, 3)),
+        (slice(1, None),),
+        0,
+    ],
+)
+def test_basic_indexing(tmp_path, index):
+    proto = check_model(
+        Lambda(lambda m, x: x[index] * 2.0), randn(3, 4, 5, 6), tmp_path, batches=(3, 5)
+    )
+    assert "Identity" not in ops_of(proto)
+
+
+def test_option_a_shortcut_block(tmp_path):
+    """ResNet-20's downsampling block: strided slice and zero channels padded around."""
+    minidl.manual_seed(8)
+
+    def forward(m, x):
+        out = m.bn2(m.conv2(F.relu(m.bn1(m.conv1(x)))))
+        return F.relu(out + x[:, :, ::2, ::2].pad(((0, 0), (4, 4), (0, 0), (0, 0))))
+
+    model = Lambda(
+        forward,
+        conv1=nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+        bn1=nn.BatchNorm2d(16),
+        conv2=nn.Conv2d(16, 16, 3, padding=1, bias=False),
+        bn2=nn.BatchNorm2d(16),
+    )
+    model(minidl.tensor(randn(4, 8, 8, 8)))
+    check_model(model, randn(2, 8, 8, 8), tmp_path)
+
+
+def test_resnet20(tmp_path):
+    resnet20 = getattr(minidl.models, "resnet20", None)
+    if resnet20 is None:
+        pytest.skip("minidl.models.resnet20 has not landed")
+    minidl.manual_seed(9)
+    model = resnet20()
+    for k in range(2):  # running statistics away from their initial 0 / 1
+        model(minidl.tensor(randn(8, 3, 32, 32, seed=k)))
+    proto = check_model(model, randn(2, 3, 32, 32), tmp_path, batches=(1, 3))
+    assert ops_of(proto).count("BatchNormalization") == 19

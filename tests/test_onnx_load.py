@@ -316,3 +316,39 @@ def test_dropout_batchnorm_training_mode(tmp_path):
     ref(minidl.tensor(x))
     np.testing.assert_allclose(loaded.m.data, ref.running_mean.data, rtol=1e-6)
     np.testing.assert_allclose(loaded.v.data, ref.running_var.data, rtol=1e-6)
+
+
+def test_slice_with_negative_steps_and_clamped_bounds(tmp_path):
+    consts = [
+        init("starts", np.array([-1, 1, 100], np.int64)),
+        init("ends", np.array([-100, 5, 0], np.int64)),
+        init("axes", np.array([1, -1, 2], np.int64)),
+        init("steps", np.array([-2, 3, -1], np.int64)),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])],
+        "slice",
+        [float_info("x", [2, 5, 6, 7])],
+        [float_info("y", ["n", "c", "h", "w"])],
+        consts,
+    )
+    path = save(graph, tmp_path / "slice.onnx")
+    x = randn(2, 5, 6, 7)
+    assert_close(mo.load(path)(x).data, run_ort(path, x)[0])
+
+
+def test_resnet20_round_trip(tmp_path):
+    resnet20 = getattr(minidl.models, "resnet20", None)
+    if resnet20 is None:
+        pytest.skip("minidl.models.resnet20 has not landed")
+    minidl.manual_seed(10)
+    model = resnet20()
+    model(minidl.tensor(randn(8, 3, 32, 32)))
+    model.eval()
+    path = tmp_path / "resnet20.onnx"
+    mo.export(model, randn(2, 3, 32, 32), path)
+    loaded = mo.load(path).eval()
+    x = randn(3, 3, 32, 32, seed=4)
+    want = model(minidl.tensor(x)).data
+    assert_close(loaded(x).data, want)
+    assert_close(minidl.compile(loaded, example_inputs=(x,))(x).data, want)

@@ -780,13 +780,25 @@ cdef bint _is_wide(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t KH, Py_ssize_t KW,
     return groups == 1 and C * KH * KW >= 64 and OC >= 32
 
 
+cdef bint _use_gemm(str algorithm, bint auto_rule, Py_ssize_t groups) except -1:
+    """im2col + GEMM or not, for algorithm "auto" (auto_rule decides), "direct" or "im2col"."""
+    if algorithm == "auto":
+        return auto_rule
+    if algorithm == "direct":
+        return False
+    if algorithm == "im2col":
+        return groups == 1
+    raise ValueError(f"conv2d: algorithm must be 'auto', 'direct' or 'im2col', got {algorithm!r}")
+
+
 def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                    Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, bint relu,
-                   int n_threads):
+                   int n_threads, str algorithm="auto"):
     """out = conv2d(x, weight) + bias (then max(., 0) with relu); bias: (OC,) array or None.
 
     x (N, C, H, W), weight (OC, C // groups, KH, KW), out (N, OC, OH, OW): C-contiguous, one
     dtype (float32 or float64). (ph, pw) is the top/left padding; out's size implies the rest.
+    algorithm: "auto" (by shape), "direct" (never im2col) or "im2col" (whenever groups == 1).
     """
     cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
@@ -796,7 +808,8 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
         out[...] = 0 if bias is None else bias[:, None, None]
         if relu:
             np.maximum(out, 0, out=out)
-    elif _is_wide(C, OC, KH, KW, groups) and not _rowvec_fits(x, out.shape[3], sh, sw, groups):
+    elif _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
+                   and not _rowvec_fits(x, out.shape[3], sh, sw, groups), groups):
         _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
     elif _packed_wins(x, OC, out.shape[3], sh, sw, groups):
         _packed_conv(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
@@ -808,11 +821,12 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
 
 def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ssize_t sh,
                     Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                    Py_ssize_t groups, int n_threads):
+                    Py_ssize_t groups, int n_threads, str algorithm="auto"):
     """Fill the gradients that are not None: grad_x like x, grad_w like weight, grad_b (OC,).
 
     grad_out: (N, OC, OH, OW); relu_out: the forward output when it had the fused ReLU (the
     gradient is then masked by relu_out > 0), else None. Every array C-contiguous, one dtype.
+    algorithm: as for conv2d_forward.
     """
     cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
@@ -821,7 +835,7 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
             if g is not None:
                 g[...] = 0
         return
-    wide = _is_wide(C, OC, KH, KW, groups)
+    wide = _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
     if not wide and _direct_eligible(x, sh, sw, groups):
         if grad_x is not None:
             _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
@@ -839,7 +853,8 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
     if relu_out is not None:
         grad_out = np.where(relu_out > 0, grad_out, grad_out.dtype.type(0))
     if wide:
-        if grad_x is not None and _rowvec_fits(x, x.shape[3], sh, sw, groups):
+        if grad_x is not None and algorithm == "auto" and _rowvec_fits(x, x.shape[3], sh, sw,
+                                                                       groups):
             # The relu mask is already applied to grad_out here.
             _direct_conv(grad_out, None, weight, True, None, grad_x, dh * (KH - 1) - ph,
                          dw * (KW - 1) - pw, dh, dw, False, n_threads)

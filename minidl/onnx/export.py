@@ -391,6 +391,72 @@ def _pad(em: _Emitter, op: TracedOp) -> None:
     em.node("Pad", [em.input(op, 0), pads, value], [em.out(op)], mode="constant")
 
 
+_INT64_MAX, _INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+
+def _index(em: _Emitter, op: TracedOp) -> None:
+    """Basic indexing (ints, slices with steps, None, ...) as Slice, Gather and Unsqueeze;
+    integer-array and boolean indices have no translation here."""
+    index = op.attrs["index"]
+    items = list(index) if isinstance(index, tuple) else [index]
+    in_shape = em.shape(op.inputs[0])
+    if (
+        not all(
+            i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer)) for i in items
+        )
+        or sum(i is Ellipsis for i in items) > 1
+    ):
+        raise ExportError(
+            f"Index: only basic indexing (ints, slices, None, ...) exports, got {index!r}"
+        )
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        fill = len(in_shape) - sum(i is not None for i in items if i is not Ellipsis)
+        items[at : at + 1] = [slice(None)] * fill
+    items += [slice(None)] * (len(in_shape) - sum(i is not None for i in items))
+    starts, ends, axes, steps, gathers, unsqueeze = [], [], [], [], [], []
+    axis = out_axis = 0
+    for item in items:
+        if item is None:
+            unsqueeze.append(out_axis)
+            out_axis += 1
+            continue
+        if isinstance(item, slice):
+            if item != slice(None):
+                step = 1 if item.step is None else int(item.step)
+                starts.append(
+                    (0 if step > 0 else _INT64_MAX) if item.start is None else int(item.start)
+                )
+                ends.append(
+                    (_INT64_MAX if step > 0 else _INT64_MIN)
+                    if item.stop is None
+                    else int(item.stop)
+                )
+                axes.append(axis)
+                steps.append(step)
+            out_axis += 1
+        else:
+            gathers.append((axis, int(item)))
+        axis += 1
+    steps_out: list[tuple[str, list[str], dict]] = []
+    if axes:
+        bounds = [
+            em.constant(v, np.int64, n)
+            for v, n in ((starts, "starts"), (ends, "ends"), (axes, "axes"), (steps, "steps"))
+        ]
+        steps_out.append(("Slice", bounds, {}))
+    for axis, i in sorted(gathers, reverse=True):  # the highest axis first: lower ones stay put
+        steps_out.append(("Gather", [em.constant(i, np.int64, "index")], {"axis": axis}))
+    if unsqueeze:
+        steps_out.append(("Unsqueeze", [em.constant(unsqueeze, np.int64, "axes")], {}))
+    name = em.input(op, 0)
+    if not steps_out:
+        em.node("Identity", [name], [em.out(op)])
+    for k, (op_type, extra, attrs) in enumerate(steps_out):
+        last = k == len(steps_out) - 1
+        name = em.node(op_type, [name, *extra], [em.out(op)] if last else None, **attrs)
+
+
 def _reduce(op_type: str) -> Callable:
     def translate(em: _Emitter, op: TracedOp) -> None:
         ndim = len(em.shape(op.inputs[0]))
@@ -481,6 +547,7 @@ def _translations() -> dict[type, Callable]:
         shape.Permute: _permute,
         shape.Concatenate: _concat,
         shape.Pad: _pad,
+        shape.Index: _index,
         reduce.Sum: _reduce("ReduceSum"),
         reduce.Mean: _reduce("ReduceMean"),
         reduce.Max: _reduce("ReduceMax"),

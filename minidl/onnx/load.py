@@ -25,6 +25,7 @@ import minidl
 from minidl import nn
 from minidl.nn import functional as F
 from minidl.onnx.export import _onnx
+from minidl.ops import reduce as rd
 from minidl.tensor import Tensor, from_numpy
 
 
@@ -309,7 +310,9 @@ def _padded_pool(kind, x, kernel, strides, pads, dilations, ceil, include_pad):
     else:
         mask[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + w] = 1
     sums = F.avg_pool2d(padded, kernel, strides)[:, :, : out[0], : out[1]]
-    counts = F.avg_pool2d(from_numpy(np.ascontiguousarray(mask)), kernel, strides).data[:, :, : out[0], : out[1]]
+    counts = F.avg_pool2d(from_numpy(np.ascontiguousarray(mask)), kernel, strides).data[
+        :, :, : out[0], : out[1]
+    ]
     return sums / np.where(counts > 0, counts, 1).astype(x.dtype)
 
 
@@ -321,11 +324,7 @@ def _global_pool(kind: str) -> Callable:
         if kind == "Average" and x.ndim == 4:
             return [F.adaptive_avg_pool2d(x, 1)]
         axes = tuple(range(2, x.ndim))
-        return [
-            x.mean(axis=axes, keepdims=True)
-            if kind == "Average"
-            else x.max(axis=axes, keepdims=True)
-        ]
+        return [(rd.Mean if kind == "Average" else rd.Max).apply(x, axis=axes, keepdims=True)]
 
     return run
 
@@ -344,7 +343,7 @@ def _gemm(ins, attrs, ctx):
         and a.dtype.kind == "f"
     ):
         return [F.linear(a, b, None if c is None else _tensor(c))]
-    y = minidl.matmul(a.T if trans_a else a, b.T if trans_b else b)
+    y = minidl.matmul(a.permute(1, 0) if trans_a else a, b.permute(1, 0) if trans_b else b)
     if alpha != 1.0:
         y = y * alpha
     if c is not None:
@@ -498,6 +497,9 @@ def _axes(ins, attrs, ndim: int, op: str, default_all: bool = True) -> tuple | N
     return tuple(a % max(ndim, 1) for a in axes)
 
 
+REDUCTIONS = {"sum": rd.Sum, "mean": rd.Mean, "max": rd.Max, "min": rd.Min}
+
+
 def _reduce(name: str) -> Callable:
     op = "Reduce" + name.capitalize()
 
@@ -512,7 +514,7 @@ def _reduce(name: str) -> Callable:
             axes = None
         if _is_array(x):
             return [np.asarray(getattr(np, name)(x, axis=axes, keepdims=keepdims), x.dtype)]
-        return [getattr(x, name)(axis=axes, keepdims=keepdims)]
+        return [REDUCTIONS[name].apply(x, axis=axes, keepdims=keepdims)]
 
     return run
 
@@ -532,6 +534,35 @@ def _gather(ins, attrs, ctx):
     axis %= data.ndim
     indices = np.where(indices < 0, indices + data.shape[axis], indices)
     return [data[(slice(None),) * axis + (indices,)]]
+
+
+def _slice(ins, attrs, ctx):
+    x = ins[0]
+    ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
+    if len(ins) > 1:  # opset 10 and later: starts, ends, axes, steps are inputs
+        starts, ends = (
+            _static(v, "Slice", n).reshape(-1) for v, n in ((ins[1], "starts"), (ins[2], "ends"))
+        )
+        axes = (
+            _static(ins[3], "Slice", "axes").reshape(-1)
+            if len(ins) > 3 and ins[3] is not None
+            else np.arange(len(starts))
+        )
+        steps = (
+            _static(ins[4], "Slice", "steps").reshape(-1)
+            if len(ins) > 4 and ins[4] is not None
+            else np.ones(len(starts), np.int64)
+        )
+    else:
+        starts, ends = np.asarray(attrs["starts"]), np.asarray(attrs["ends"])
+        axes = np.asarray(attrs.get("axes", range(len(starts))))
+        steps = np.ones(len(starts), np.int64)
+    index = [slice(None)] * ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        # Python's slices clamp out-of-range bounds (and count negative ones from the end)
+        # as ONNX's Slice does.
+        index[int(axis) % ndim] = slice(int(start), int(end), int(step))
+    return [x[tuple(index)]]
 
 
 def _unsqueeze(ins, attrs, ctx):
@@ -587,9 +618,9 @@ def _identity(ins, attrs, ctx):
 def _prelu(ins, attrs, ctx):
     x, slope = _tensor(ins[0]), _tensor(ins[1])
     # minidl's PReLU takes one slope or one per channel (axis 1); other broadcasts compose.
-    if slope.size == 1 or (
+    if slope.numel() == 1 or (
         x.ndim >= 2
-        and slope.size == x.shape[1]
+        and slope.numel() == x.shape[1]
         and slope.shape == (x.shape[1],) + (1,) * (slope.ndim - 1)
         and slope.ndim <= x.ndim - 1
     ):
@@ -686,6 +717,7 @@ OPS: dict[str, Callable] = {
     "Shape": _shape,
     "Gather": _gather,
     "Unsqueeze": _unsqueeze,
+    "Slice": _slice,
     "Squeeze": _squeeze,
     "Cast": _cast,
 }
@@ -699,6 +731,7 @@ STATIC_INPUTS: dict[str, tuple[int, ...]] = {
     "Reshape": (1,),
     "Gather": (1,),
     "Unsqueeze": (1,),
+    "Slice": (1, 2, 3, 4),
     "Squeeze": (1,),
     "ReduceMean": (1,),
     "ReduceSum": (1,),

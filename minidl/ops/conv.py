@@ -1,7 +1,7 @@
 """2-D convolution (NCHW) on minidl's OpenMP kernels, with an optional fused ReLU epilogue.
 
-The kernel module picks the algorithm by shape (direct kernels for few channels, im2col + GEMM
-for wide layers); this layer validates arguments, allocates outputs and routes gradients.
+minidl.backends.conv picks the algorithm by shape (Winograd, direct kernels, im2col + GEMM; see
+its `algorithm` switch); this layer validates arguments, allocates outputs and routes gradients.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Union
 
 import numpy as np
 
-from minidl._kernels import conv as _conv
+from minidl.backends import conv as _conv
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
 from minidl.tensor import Tensor
@@ -62,10 +62,10 @@ class Conv2dOp(Function):
             bias = contiguous(bias)
         out = np.empty((x.shape[0], weight.shape[0]) + out_size, dtype=x.dtype)
         _conv.conv2d_forward(
-            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, get_num_threads()
+            x, weight, bias, out, stride, padding, dilation, groups, relu, get_num_threads()
         )
         ctx.save_for_backward(x, weight, out if relu else None)
-        ctx.geometry = (*stride, *padding, *dilation, groups)
+        ctx.geometry = (stride, padding, dilation, groups)
         return out
 
     @staticmethod

@@ -1,0 +1,218 @@
+# cython: language_level=3
+"""Winograd F(2x2, 3x3) convolution for float32, stride 1, 3x3, dilation 1, groups 1.
+
+x: (N, C, H, W); weights enter transformed, U: (16, OC, C) = G g G^T per (oc, c) (made by
+minidl/ops/conv_winograd.py); out: (N, OC, OH, OW), with (ph, pw) the top/left padding (any
+integer, negative crops) and out's size implying the rest.
+
+The N * ceil(OH / 2) * ceil(OW / 2) output tiles, numbered image by image and row by row, are cut
+into blocks of TB consecutive tiles (TB from the channel counts only). Per block: the input
+transform V (16, C, TB), 16 GEMMs M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's
+own sgemm, and the output transform. Blocks are independent (any thread may run any block).
+The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
+group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
+order: bitwise the same for any thread count.
+
+Error (float32, He-initialised weights, ReLU inputs; tests/test_conv_winograd.py):
+||y - y_ref||_inf / ||y_ref||_inf stays below 1e-5 for the output and both gradients.
+"""
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free
+from posix.stdlib cimport posix_memalign
+
+import numpy as np
+
+from minidl._kernels.gemm cimport sgemm
+
+cdef extern from "winograd_kernels.h" nogil:
+    Py_ssize_t wino_scratch_floats(Py_ssize_t tiles)
+    void wino_input_f32(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                        Py_ssize_t pw, Py_ssize_t ty, Py_ssize_t tx0, Py_ssize_t tx1, float *V,
+                        Py_ssize_t estride, float *scratch)
+    void wino_output_f32(const float *M, Py_ssize_t estride, Py_ssize_t ty, Py_ssize_t tx0,
+                         Py_ssize_t tx1, float *out, Py_ssize_t OH, Py_ssize_t OW, float bias,
+                         int relu, float *scratch)
+    void wino_grad_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ty,
+                       Py_ssize_t tx0, Py_ssize_t tx1, float *dM, Py_ssize_t estride,
+                       float *scratch)
+
+# Blocks per weight-gradient partial sum (fixed: the reduction order must not depend on threads).
+cdef Py_ssize_t REDUCE_BLOCKS = 8
+# Bytes of transformed input + products per block: stays in the 2 MB L2 with room for U.
+cdef Py_ssize_t BLOCK_BYTES = 512 * 1024
+# Below this many multiply-adds (direct count) one thread runs: a region costs ~1 us.
+cdef Py_ssize_t MIN_PARALLEL_MACS = 1 << 20
+
+
+cdef inline Py_ssize_t _estride(Py_ssize_t rows, Py_ssize_t TB) noexcept nogil:
+    """Floats between the 16 matrices of a block buffer: rows * TB plus one cache line, so the
+    transforms' 16 streams (one per position e) do not fall into the same L1 set (rows * TB * 4
+    bytes is often a multiple of 4 KiB)."""
+    return rows * TB + 16
+
+
+cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC):
+    """Tiles per block for C input and OC output channels: a multiple of 32 (the GEMM's column
+    panel) in [64, 512], sized so a block's V and M fill about BLOCK_BYTES."""
+    cdef Py_ssize_t tb = BLOCK_BYTES // (16 * 4 * max(1, C + OC)) // 32 * 32
+    return min(512, max(64, tb))
+
+
+cdef float *_alloc(Py_ssize_t n) noexcept nogil:
+    cdef void *p = NULL
+    if posix_memalign(&p, 64, max(n, 16) * sizeof(float)) != 0:
+        return NULL
+    return <float *>p
+
+
+cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                       Py_ssize_t pw, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t t0,
+                       Py_ssize_t t1, Py_ssize_t TB, float *V, float *scratch) noexcept nogil:
+    """V[e][c][t - t0] for the tiles [t0, t1), run by run (a run: one tile row of one image)."""
+    cdef Py_ssize_t t = t0, n, r, ty, tx0, tx1, c
+    while t < t1:
+        n = t // (th * tw)
+        r = t - n * th * tw
+        ty = r // tw
+        tx0 = r - ty * tw
+        tx1 = min(tw, tx0 + (t1 - t))
+        for c in range(C):
+            wino_input_f32(x + (n * C + c) * H * W, H, W, ph, pw, ty, tx0, tx1,
+                           V + c * TB + (t - t0), _estride(C, TB), scratch)
+        t = t + (tx1 - tx0)
+
+
+def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
+            float[:, :, :, ::1] out, Py_ssize_t ph, Py_ssize_t pw, bint relu, int n_threads):
+    """out = conv2d(x, weight) (+ bias, ReLU) from U = transformed weight (16, OC, C)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    if U.shape[0] != 16 or U.shape[1] != OC or U.shape[2] != C or out.shape[0] != N:
+        raise ValueError(f"winograd.forward: x {tuple(x.shape)}, U {tuple(U.shape)} and out "
+                         f"{tuple(out.shape)} do not match")
+    if N == 0 or OC == 0 or OH == 0 or OW == 0:
+        return
+    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
+    cdef Py_ssize_t TB = block_tiles(C, OC), nblocks = (T + TB - 1) // TB
+    cdef const float[::1] bias_view
+    cdef const float *bp = NULL
+    if bias is not None:
+        bias_view = bias
+        bp = &bias_view[0]
+    cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
+    cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
+    cdef float *op = &out[0, 0, 0, 0]
+    cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
+    cdef int outer = nt if nblocks >= nt else 1
+    cdef int inner = 1 if outer > 1 else nt
+    cdef Py_ssize_t b, t0, t1, t, n, r, ty, tx0, tx1, o, e
+    cdef float *V = NULL
+    cdef float *M = NULL
+    cdef float *S = NULL
+    # An array: a plain local assigned inside the parallel block would be thread-private.
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
+        V = _alloc(16 * _estride(C, TB))
+        M = _alloc(16 * _estride(OC, TB))
+        S = _alloc(wino_scratch_floats(TB))
+        if V == NULL or M == NULL or S == NULL:
+            failed[0] = 1
+        for b in prange(nblocks, schedule='static'):
+            if V == NULL or M == NULL or S == NULL:
+                continue
+            t0 = b * TB
+            t1 = min(T, t0 + TB)
+            _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, V, S)
+            for e in range(16):
+                sgemm(False, False, OC, t1 - t0, C, 1, up + e * OC * C, C,
+                      V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, inner)
+            t = t0
+            while t < t1:
+                n = t // (th * tw)
+                r = t - n * th * tw
+                ty = r // tw
+                tx0 = r - ty * tw
+                tx1 = min(tw, tx0 + (t1 - t))
+                for o in range(OC):
+                    wino_output_f32(M + o * TB + (t - t0), _estride(OC, TB), ty, tx0, tx1,
+                                    op + (n * OC + o) * OH * OW, OH, OW,
+                                    bp[o] if bp != NULL else 0, relu, S)
+                t = t + (tx1 - tx0)
+        free(V)
+        free(M)
+        free(S)
+    if failed[0]:
+        raise MemoryError("winograd.forward: cannot allocate the per-thread tile buffers")
+
+
+def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
+                float[:, :, ::1] dU, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    """dU (16, OC, C) = sum over tiles of (A dy A^T)[e] (B^T d B)[e]: the gradient of the
+    transformed weights (the weight gradient is G^T dU G)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OC = grad_out.shape[1], OH = grad_out.shape[2], OW = grad_out.shape[3]
+    if dU.shape[0] != 16 or dU.shape[1] != OC or dU.shape[2] != C or grad_out.shape[0] != N:
+        raise ValueError(f"winograd.weight_grad: x {tuple(x.shape)}, grad_out "
+                         f"{tuple(grad_out.shape)} and dU {tuple(dU.shape)} do not match")
+    if OC == 0 or C == 0:
+        return
+    if N == 0 or OH == 0 or OW == 0:
+        np.asarray(dU)[...] = 0
+        return
+    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
+    cdef Py_ssize_t TB = block_tiles(C, OC), nblocks = (T + TB - 1) // TB
+    cdef Py_ssize_t ngroups = (nblocks + REDUCE_BLOCKS - 1) // REDUCE_BLOCKS
+    partial_arr = np.empty((ngroups, 16, OC, C), dtype=np.float32)
+    cdef float[:, :, :, ::1] partial = partial_arr
+    cdef float *pp = &partial[0, 0, 0, 0]
+    cdef const float *xp = &x[0, 0, 0, 0]
+    cdef const float *gp = &grad_out[0, 0, 0, 0]
+    cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
+    cdef int outer = nt if ngroups >= nt else 1
+    cdef int inner = 1 if outer > 1 else nt
+    cdef Py_ssize_t grp, b, t0, t1, t, n, r, ty, tx0, tx1, o, e
+    cdef float *V = NULL
+    cdef float *D = NULL
+    cdef float *S = NULL
+    # An array: a plain local assigned inside the parallel block would be thread-private.
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
+        V = _alloc(16 * _estride(C, TB))
+        D = _alloc(16 * _estride(OC, TB))
+        S = _alloc(wino_scratch_floats(TB))
+        if V == NULL or D == NULL or S == NULL:
+            failed[0] = 1
+        for grp in prange(ngroups, schedule='static'):
+            if V == NULL or D == NULL or S == NULL:
+                continue
+            for b in range(grp * REDUCE_BLOCKS, min(nblocks, (grp + 1) * REDUCE_BLOCKS)):
+                t0 = b * TB
+                t1 = min(T, t0 + TB)
+                _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, V, S)
+                t = t0
+                while t < t1:
+                    n = t // (th * tw)
+                    r = t - n * th * tw
+                    ty = r // tw
+                    tx0 = r - ty * tw
+                    tx1 = min(tw, tx0 + (t1 - t))
+                    for o in range(OC):
+                        wino_grad_f32(gp + (n * OC + o) * OH * OW, OH, OW, ty, tx0, tx1,
+                                      D + o * TB + (t - t0), _estride(OC, TB), S)
+                    t = t + (tx1 - tx0)
+                for e in range(16):
+                    sgemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
+                          V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
+                          pp + (grp * 16 + e) * OC * C, C, inner)
+        free(V)
+        free(D)
+        free(S)
+    if failed[0]:
+        raise MemoryError("winograd.weight_grad: cannot allocate the per-thread tile buffers")
+    acc = partial_arr[0].copy()
+    for grp in range(1, ngroups):
+        acc += partial_arr[grp]
+    np.asarray(dU)[...] = acc

@@ -1,0 +1,90 @@
+/* Winograd F(2x2, 3x3) transforms for float32 stride-1 3x3 convolution (Lavin & Gray 2016).
+ *
+ * A 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 input patch at (2 ty - ph,
+ * 2 tx - pw), g the 3x3 kernel, "." the element-wise product over the 16 positions e = 4 i + j.
+ * The element-wise products summed over channels are 16 GEMMs over blocks of tiles
+ * (winograd.pyx); this header holds the per-tile transforms, each over a run of consecutive
+ * tiles tx0 <= tx < tx1 of one tile row ty of one plane, with the tile as the innermost
+ * (vectorized) loop:
+ *   input:    V[e][t] = (B^T d_t B)[e]              (16 values from a 4x4 patch)
+ *   output:   y_t     = A^T M_t A (+ bias, ReLU)    (2x2 values from 16)
+ *   gradient: dM_t    = A dy_t A^T                  (16 values from a 2x2 output gradient)
+ * with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * Rows and columns are first split into even and odd columns ("deinterleaved", zero outside the
+ * plane), so that the vector loops read contiguous memory: tile tx's columns 2 tx + {0, 1, 2, 3}
+ * are even[tx], odd[tx], even[tx + 1], odd[tx + 1].
+ *
+ * Every output value is computed by the same expression whatever the run it falls in, so the
+ * results do not depend on how tiles are grouped into blocks or shared between threads. Reads
+ * and writes stay inside the planes for any sizes, padding (negative too) and tile range. */
+#ifndef MINIDL_WINOGRAD_KERNELS_H
+#define MINIDL_WINOGRAD_KERNELS_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+#include "mdl_isa.h"
+
+static inline ptrdiff_t wino_round16(ptrdiff_t n) { return (n + 15) / 16 * 16; }
+
+/* Scratch floats the transforms need for runs of up to `tiles` tiles: 4 rows split into even
+ * and odd columns, each rounded up to whole vectors (wino_split_row). */
+static inline ptrdiff_t wino_scratch_floats(ptrdiff_t tiles)
+{
+    return 8 * wino_round16(tiles + 1);
+}
+
+#if MINIDL_HAVE_MULTIVERSION
+#define MDL_ISA_AVX512 1
+#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
+#define MDL_ISA(name) name##_v4
+#include "winograd_kernels_isa.h"
+#undef MDL_ISA_ATTR
+#undef MDL_ISA
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
+#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
+#define MDL_ISA(name) name##_v3
+#include "winograd_kernels_isa.h"
+#undef MDL_ISA_ATTR
+#undef MDL_ISA
+#endif
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
+#define MDL_ISA_ATTR
+#define MDL_ISA(name) name##_base
+#include "winograd_kernels_isa.h"
+#undef MDL_ISA_ATTR
+#undef MDL_ISA
+#undef MDL_ISA_AVX512
+
+/* V[e * estride + (tx - tx0)] for tiles [tx0, tx1) of tile row ty of plane x (H x W). */
+static void wino_input_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                           ptrdiff_t pw, ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1, float *V,
+                           ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino_input_f32, (x, H, W, ph, pw, ty, tx0, tx1, V, estride, scratch));
+}
+
+/* Output rows 2 ty, 2 ty + 1 and columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out
+ * from M[e * estride + (tx - tx0)], plus bias, then ReLU when relu. */
+static void wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
+                            ptrdiff_t tx1, float *out, ptrdiff_t OH, ptrdiff_t OW, float bias,
+                            int relu, float *scratch)
+{
+    MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
+}
+
+/* dM[e * estride + (tx - tx0)] from the output gradient g (OH x OW; zero past its edges). */
+static void wino_grad_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t ty,
+                          ptrdiff_t tx0, ptrdiff_t tx1, float *dM, ptrdiff_t estride,
+                          float *scratch)
+{
+    MDL_DISPATCH(wino_grad_f32, (g, OH, OW, ty, tx0, tx1, dM, estride, scratch));
+}
+
+#endif

@@ -1,0 +1,157 @@
+"""Which algorithm conv2d runs: set ``minidl.backends.conv.algorithm``.
+
+``"auto"`` (default)
+    Winograd F(2x2, 3x3) for the passes the rule in `choose` names, otherwise the kernel module's
+    shape rule (direct kernels for few channels or full rows, im2col + GEMM for wide layers).
+``"direct"``
+    Direct kernels only (exact summation order of a plain convolution).
+``"im2col"``
+    im2col + GEMM for every groups-1 convolution (direct kernels for grouped ones).
+``"winograd"``
+    Winograd for every convolution it can run (float32, 3x3, stride 1, dilation 1, groups 1),
+    ``"auto"`` for the others.
+
+The choice depends on the shapes, the dtype and the instruction set only, never on timings or on
+the thread count, so a run gives the same bits every time. Winograd is not exact: against a
+float64 reference on He-initialised weights and ReLU activations its ||err||_inf / ||ref||_inf
+stays below 1e-5 for the output and both gradients (see minidl/backends/winograd.py), the direct
+and im2col paths below 1e-6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl._kernels import _runtime
+from minidl._kernels import conv as _conv
+from minidl.backends import winograd
+
+ALGORITHMS = ("auto", "direct", "winograd", "im2col")
+algorithm = "auto"
+
+# The instruction-set family the kernels dispatch to (decided once per process, like them).
+_WIDE_ISA = _runtime.isa_path().startswith(("x86-64-v4", "x86-64-v3"))
+
+
+def _current() -> str:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"minidl.backends.conv.algorithm must be one of {ALGORITHMS}, got {algorithm!r}"
+        )
+    return algorithm
+
+
+def winograd_eligible(dtype, weight_shape, stride, dilation, groups) -> bool:
+    """Whether the Winograd kernels can run this convolution at all."""
+    return (
+        np.dtype(dtype) == np.float32
+        and tuple(weight_shape[2:]) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+    )
+
+
+def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -> str:
+    """The algorithm of one pass ("forward", "input" or "weight" gradient) of a convolution:
+    "winograd", or the kernel module's "auto" / "direct" / "im2col".
+
+    The "auto" rule (measured on AVX-512, benchmarks/conv_cases.py, BENCHMARKS.md): Winograd
+    needs enough channels for its 16 GEMMs (k = C for the forward, OC for the input gradient) to
+    run near GEMM speed; with fewer, the transforms cost more than the 2.25x fewer products
+    save. Without AVX2/AVX-512 the GEMM is too slow for it to pay.
+    """
+    algo = _current()
+    if algo in ("direct", "im2col"):
+        return algo
+    if not winograd_eligible(dtype, weight_shape, stride, dilation, groups):
+        return "auto"
+    if algo == "winograd":
+        return "winograd"
+    oc, c = weight_shape[0], weight_shape[1]
+    if not _WIDE_ISA or min(c, oc) < 16:
+        return "auto"
+    reduction = {"forward": c, "input": oc, "weight": c}[pass_]
+    return "winograd" if reduction >= 16 else "auto"
+
+
+def conv2d_forward(x, weight, bias, out, stride, padding, dilation, groups, relu, n_threads):
+    """out (N, OC, OH, OW) = conv2d(x, weight) + bias (ReLU when relu) by the chosen algorithm.
+    Arguments as minidl._kernels.conv.conv2d_forward, with (h, w) pairs."""
+    algo = choose("forward", x.shape, weight.shape, x.dtype, stride, dilation, groups)
+    if algo == "winograd" and out.size and x.size:
+        winograd.forward(x, weight, bias, out, padding, relu, n_threads)
+    else:
+        _conv.conv2d_forward(
+            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
+        )
+
+
+def conv2d_backward(
+    x,
+    weight,
+    grad_out,
+    relu_out,
+    grad_x,
+    grad_w,
+    grad_b,
+    stride,
+    padding,
+    dilation,
+    groups,
+    n_threads,
+):
+    """Fill grad_x, grad_w, grad_b (those not None) by the chosen algorithms; relu_out: the
+    forward output when it had the fused ReLU, else None."""
+    args = (x.shape, weight.shape, x.dtype, stride, dilation, groups)
+    wino_x = grad_x is not None and choose("input", *args) == "winograd"
+    wino_w = grad_w is not None and choose("weight", *args) == "winograd"
+    if grad_out.size == 0 or x.size == 0 or not (wino_x or wino_w):
+        _conv.conv2d_backward(
+            x,
+            weight,
+            grad_out,
+            relu_out,
+            grad_x,
+            grad_w,
+            grad_b,
+            *stride,
+            *padding,
+            *dilation,
+            groups,
+            n_threads,
+            _rest(),
+        )
+        return
+    if relu_out is not None:
+        grad_out = np.where(relu_out > 0, grad_out, np.float32(0))
+    if wino_x:
+        winograd.backward_input(grad_out, weight, grad_x, padding, n_threads)
+    if wino_w:
+        winograd.backward_weight(x, grad_out, grad_w, padding, n_threads)
+    if grad_b is not None:
+        _conv._bias_grad(grad_out, grad_b, n_threads)
+    rest_x = None if wino_x else grad_x
+    rest_w = None if wino_w else grad_w
+    if rest_x is not None or rest_w is not None:
+        _conv.conv2d_backward(
+            x,
+            weight,
+            grad_out,
+            None,
+            rest_x,
+            rest_w,
+            None,
+            *stride,
+            *padding,
+            *dilation,
+            groups,
+            n_threads,
+            _rest(),
+        )
+
+
+def _rest() -> str:
+    """The kernel module's algorithm for the passes Winograd does not take."""
+    algo = _current()
+    return algo if algo in ("direct", "im2col") else "auto"

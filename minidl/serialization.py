@@ -119,23 +119,114 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         np.savez(f, **arrays)
 
 
+# Limits that keep a hostile file from exhausting memory (see _Archive).
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_DEPTH = 256
+# A deflated member (minidl writes none) may expand this much, or to MAX_INFLATED_BYTES.
+MAX_DEFLATE_RATIO = 32
+MAX_INFLATED_BYTES = 64 << 20
+_READ_CHUNK = 1 << 20
+
+
+class _Archive:
+    """The zip container of a checkpoint, read member by member with every declared size
+    checked against the file before anything is allocated: members must lie inside the file
+    without overlapping (their compressed sizes add up to at most the file's size), a stored
+    member's size is its compressed size, a deflated one may expand at most MAX_DEFLATE_RATIO
+    times (or to MAX_INFLATED_BYTES), and the .npy header's shape and dtype must describe
+    exactly the member's bytes. Data is copied in 1 MiB chunks, so peak memory stays the
+    arrays' own size. Object (pickled) arrays are refused, never unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip = zipfile.ZipFile(path)
+        self.members = {info.filename: info for info in self.zip.infolist()}
+        size = path.stat().st_size
+        if sum(info.compress_size for info in self.members.values()) > size:
+            raise CheckpointError(
+                f"load: {path}: its members claim more bytes than the file holds "
+                "(truncated, or overlapping members)"
+            )
+        for info in self.members.values():
+            if info.compress_type == zipfile.ZIP_STORED:
+                ok = info.file_size == info.compress_size
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                ok = info.file_size <= max(
+                    MAX_DEFLATE_RATIO * info.compress_size, MAX_INFLATED_BYTES
+                )
+            else:
+                ok = False
+            if not ok:
+                raise CheckpointError(
+                    f"load: {path}: member {info.filename!r} declares {info.file_size} bytes "
+                    f"from {info.compress_size} stored bytes (compression "
+                    f"{info.compress_type}); refused (a decompression bomb or corrupt file)"
+                )
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def read_array(self, name: str, where: str) -> np.ndarray:
+        info = self.members[name]
+        with self.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject or dtype.kind not in "biufcSU":
+                raise CheckpointError(
+                    f"load: {self.path}: {where}: member {name!r} holds dtype {dtype} "
+                    "(pickled objects are never loaded)"
+                )
+            count = 1
+            for d in shape:
+                count *= d
+            header = f.tell()
+            if count * dtype.itemsize != info.file_size - header:
+                raise CheckpointError(
+                    f"load: {self.path}: {where}: member {name!r} declares shape {shape} of "
+                    f"{dtype} ({count * dtype.itemsize} bytes) but holds "
+                    f"{info.file_size - header} data bytes"
+                )
+            array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+            view = memoryview(array.reshape(-1).view(np.uint8)) if count else memoryview(b"")
+            pos = 0
+            while pos < len(view):
+                chunk = f.read(min(_READ_CHUNK, len(view) - pos))
+                if not chunk:
+                    raise EOFError(f"member {name!r} ends early")
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            f.read(1)  # reach the end of the member: its CRC is checked there
+        return array.T if fortran else array
+
+
 class _Reader:
-    def __init__(self, archive: Any, path: Path) -> None:
+    def __init__(self, archive: _Archive, path: Path) -> None:
         self.archive = archive
         self.path = path
+        self.loaded: set[str] = set()
 
     def fail(self, where: str, message: str) -> CheckpointError:
         return CheckpointError(f"load: {self.path}: {where}: {message}")
 
     def array(self, node: dict, where: str) -> np.ndarray:
         key = node.get("key")
-        if key not in self.archive.files:
+        if not isinstance(key, str) or key + ".npy" not in self.archive.members:
             raise self.fail(where, f"array member {key!r} is missing from the archive")
-        try:
-            array = self.archive[key]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-            raise self.fail(where, f"array member {key!r} is unreadable ({e})") from e
-        expected_shape = tuple(node.get("shape", ()))
+        if key in self.loaded:
+            raise self.fail(where, f"array member {key!r} is referenced twice")
+        self.loaded.add(key)
+        shape = node.get("shape", ())
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise self.fail(where, f"malformed shape {shape!r}")
+        array = self.archive.read_array(key + ".npy", where)
+        expected_shape = tuple(shape)
         if array.dtype.str != node.get("dtype") or array.shape != expected_shape:
             raise self.fail(
                 where,
@@ -144,7 +235,9 @@ class _Reader:
             )
         return array
 
-    def decode(self, node: Any, where: str) -> Any:
+    def decode(self, node: Any, where: str, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.fail(where, f"nested deeper than {MAX_DEPTH} levels")
         if not isinstance(node, dict) or "type" not in node:
             raise self.fail(where, "malformed manifest entry")
         kind = node["type"]
@@ -164,7 +257,10 @@ class _Reader:
                 return float(value)
             raise self.fail(where, f"expected a float value, got {value!r}")
         if kind in ("list", "tuple"):
-            items = [self.decode(v, f"{where}[{i}]") for i, v in enumerate(node.get("items", []))]
+            items = node.get("items", [])
+            if not isinstance(items, list):
+                raise self.fail(where, f"malformed {kind} entry")
+            items = [self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(items)]
             return items if kind == "list" else tuple(items)
         if kind == "dict":
             keys, values = node.get("keys"), node.get("values")
@@ -172,7 +268,9 @@ class _Reader:
                 values
             ):
                 raise self.fail(where, "malformed dict entry")
-            return {k: self.decode(v, f"{where}[{k!r}]") for k, v in zip(keys, values)}
+            if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
+                raise self.fail(where, "dict keys must be str or int")
+            return {k: self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in zip(keys, values)}
         if kind == "array":
             return self.array(node, where)
         if kind == "scalar":
@@ -187,34 +285,55 @@ class _Reader:
 def load(path: str | os.PathLike) -> Any:
     """Read a checkpoint written by save(). Raises FileNotFoundError for a missing file and
     CheckpointError (a ValueError) naming the path and the entry for a corrupt, truncated,
-    foreign or inconsistent one. Never unpickles."""
+    foreign, inconsistent or hostile one (decompression bombs, deep nesting, pickles), in
+    memory bounded by the arrays the file really holds. Never unpickles."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load: no checkpoint at {path}")
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = _Archive(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(
             f"load: {path} is not a readable minidl checkpoint (corrupt or truncated?): {e}"
         ) from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"load: {path} is a bare .npy array, not a minidl checkpoint")
-    with archive:
-        reader = _Reader(archive, path)
-        if MANIFEST not in archive.files:
-            raise CheckpointError(f"load: {path} has no {MANIFEST!r} manifest: not a minidl "
-                                  "checkpoint")
-        try:
-            raw = archive[MANIFEST]
-            manifest = json.loads(raw.tobytes().decode("utf-8"))
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-            raise CheckpointError(f"load: {path}: the manifest is unreadable ({e})") from e
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise CheckpointError(f"load: {path}: the manifest is not a {FORMAT} manifest")
-        version = manifest.get("version")
-        if not isinstance(version, int) or version > VERSION or version < 1:
-            raise CheckpointError(
-                f"load: {path}: format version {version!r}; this minidl reads versions 1 to "
-                f"{VERSION}"
-            )
-        return reader.decode(manifest.get("root"), "obj")
+    try:
+        return _load_from(archive, path)
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError,
+            RecursionError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        raise CheckpointError(
+            f"load: {path}: unreadable checkpoint ({type(e).__name__}: {e})"
+        ) from e
+    finally:
+        archive.close()
+
+
+def _load_from(archive: _Archive, path: Path) -> Any:
+    manifest_name = MANIFEST + ".npy"
+    if manifest_name not in archive.members:
+        raise CheckpointError(f"load: {path} has no {MANIFEST!r} manifest: not a minidl "
+                              "checkpoint")
+    if archive.members[manifest_name].file_size > MAX_MANIFEST_BYTES:
+        raise CheckpointError(
+            f"load: {path}: the manifest is {archive.members[manifest_name].file_size} bytes, "
+            f"more than the {MAX_MANIFEST_BYTES} allowed"
+        )
+    raw = archive.read_array(manifest_name, "the manifest")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"load: {path}: the manifest is not a uint8 vector")
+    try:
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"load: {path}: the manifest is unreadable ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"load: {path}: the manifest is not a {FORMAT} manifest")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise CheckpointError(
+            f"load: {path}: format version {version!r}; this minidl reads versions 1 to "
+            f"{VERSION}"
+        )
+    return _Reader(archive, path).decode(manifest.get("root"), "obj")

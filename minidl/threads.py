@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from minidl._kernels import _runtime
 
 
@@ -45,12 +47,19 @@ def _physical_cores(cpus: set[int]) -> int:
     return len(cores) or len(cpus)
 
 
+def max_num_threads() -> int:
+    """The largest count set_num_threads accepts: 4x the logical CPUs. More threads than
+    that only oversubscribe the machine, and OpenMP runtimes abort or crash creating tens of
+    thousands of them."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def default_num_threads() -> int:
     """OMP_NUM_THREADS if set, else physical cores available to this process (affinity and
     cgroup quota respected)."""
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), max_num_threads())
     try:
         cpus = os.sched_getaffinity(0)
     except AttributeError:
@@ -69,11 +78,19 @@ malloc_tuned = os.environ.get("MINIDL_MALLOC_TUNING", "1") != "0" and _runtime.t
 
 
 def set_num_threads(n: int) -> None:
-    """Threads every kernel uses from now on. Results do not depend on it (bitwise)."""
+    """Threads every kernel uses from now on. Results do not depend on it (bitwise).
+
+    Raises TypeError for a non-integer and ValueError outside 1 .. max_num_threads()."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected an int >= 1, got {n!r}")
-    _num_threads = n if _runtime.openmp_enabled() else 1
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__} {n!r}")
+    limit = max_num_threads()
+    if not 1 <= n <= limit:
+        raise ValueError(
+            f"set_num_threads: expected 1 <= n <= {limit} (4x the {os.cpu_count()} logical "
+            f"CPUs), got {n}"
+        )
+    _num_threads = int(n) if _runtime.openmp_enabled() else 1
 
 
 def get_num_threads() -> int:

@@ -201,14 +201,18 @@ def test_unsupported_ops_are_all_listed_at_load(tmp_path):
             helper.make_node("Relu", ["x"], ["a"]),
             helper.make_node("Erf", ["a"], ["b"]),
             helper.make_node("LRN", ["b"], ["c"], size=3),
-            helper.make_node("Erf", ["c"], ["y"]),
+            helper.make_node("Erf", ["c"], ["d"]),
+            helper.make_node("Pad", ["d", "pads"], ["e"], mode="reflect"),
+            helper.make_node("MaxPool", ["e"], ["y"], kernel_shape=[2, 2, 2]),
         ],
         "g",
-        [float_info("x", [1, 2, 3, 3])],
-        [float_info("y", ["n", "c", "h", "w"])],
+        [float_info("x", [1, 2, 3, 3, 3])],
+        [float_info("y", ["n", "c", "d", "h", "w"])],
+        [init("pads", np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 1], np.int64))],
     )
     path = save(graph, tmp_path / "u.onnx")
-    with pytest.raises(mo.LoadError, match=r"cannot run: Erf, LRN$"):
+    expected = "cannot run: Erf, LRN, MaxPool with 3-D kernels, Pad mode=reflect$"
+    with pytest.raises(mo.LoadError, match=expected):
         mo.load(path)
 
 

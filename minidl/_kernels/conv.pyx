@@ -19,30 +19,36 @@ from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.gemm cimport dgemm, sgemm
 
 cdef extern from "conv_kernels.h" nogil:
-    int conv_direct_f32_ocb(int oc)
+    # Every size, stride, offset and count is a Py_ssize_t (ptrdiff_t in C): never narrowed.
+    int conv_direct_f32_ocb(Py_ssize_t oc)
     void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
-                              int nsteps, int block_steps, const float *wpk, int ocb,
-                              int oc_valid, const float *bias, int relu, float *out, int OH,
-                              int OW, int row0, int row1)
-    void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, int sh, int sw,
-                                const Py_ssize_t *step_off, int nsteps, const float *wpk, int nb,
-                                int oc_valid, const float *bias, int relu, float *out, int OH,
-                                int OW, Py_ssize_t p0, Py_ssize_t p1)
+                              Py_ssize_t nsteps, Py_ssize_t block_steps, const float *wpk,
+                              Py_ssize_t ocb, Py_ssize_t oc_valid, const float *bias, int relu,
+                              float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t row0,
+                              Py_ssize_t row1)
+    void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, Py_ssize_t sh, Py_ssize_t sw,
+                                const Py_ssize_t *step_off, Py_ssize_t nsteps, const float *wpk,
+                                Py_ssize_t nb, Py_ssize_t oc_valid, const float *bias, int relu,
+                                float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t p0,
+                                Py_ssize_t p1)
     void conv_dw_packed_f32(const float *x, Py_ssize_t x_img, const float *gt, Py_ssize_t g_img,
-                            int nimg, const Py_ssize_t *pix_in, Py_ssize_t P, int ocp, int KW,
-                            int dw, float *dwp, Py_ssize_t dw_o_stride, int oc_valid)
-    void conv_db_packed_f32(const float *gt, Py_ssize_t g_img, int nimg, Py_ssize_t P, int ocp,
-                            float *db, int oc_valid)
-    void conv_transpose_grad_f32(const float *g, const float *mask, int OC, Py_ssize_t P,
-                                 int ocp, float *gt)
-    int conv_dw_f32_ocb(int oc)
-    int conv_dw_f32_tb(int KW)
+                            Py_ssize_t nimg, const Py_ssize_t *pix_in, Py_ssize_t P,
+                            Py_ssize_t ocp, Py_ssize_t KW, Py_ssize_t dw, float *dwp,
+                            Py_ssize_t dw_o_stride, Py_ssize_t oc_valid)
+    void conv_db_packed_f32(const float *gt, Py_ssize_t g_img, Py_ssize_t nimg, Py_ssize_t P,
+                            Py_ssize_t ocp, float *db, Py_ssize_t oc_valid)
+    void conv_transpose_grad_f32(const float *g, const float *mask, Py_ssize_t OC, Py_ssize_t P,
+                                 Py_ssize_t ocp, float *gt)
+    int conv_dw_f32_ocb(Py_ssize_t oc)
+    int conv_dw_f32_tb(Py_ssize_t KW)
     void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, const float *g,
-                           Py_ssize_t g_img, Py_ssize_t g_plane, int nimg, int OH, int OW,
-                           int KH, int KW, int dh, int dw, int ocb, int oc_valid, float *dwp,
+                           Py_ssize_t g_img, Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH,
+                           Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
+                           Py_ssize_t dw, Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
                            Py_ssize_t dw_o_stride, float *db)
-    void conv_pad_plane_f32(const float *src, int H, int W, const float *mask, float *dst,
-                            int Hp, int Wp, int top, int left)
+    void conv_pad_plane_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
+                            float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                            Py_ssize_t left)
     float conv_sum_f32(const float *p, Py_ssize_t n)
 
 ctypedef fused real:
@@ -229,10 +235,16 @@ def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1
 
 _scratch_store = threading.local()
 
+# Bytes of scratch kept per Python thread between calls. A larger request (a huge batch) gets
+# a buffer of its own that is freed when the call returns, so one big call does not leave its
+# peak memory resident for the rest of the process.
+SCRATCH_CACHE_BYTES = 64 << 20
+
 
 def _scratch(str name, shape, dtype=np.float32):
     """A reusable uninitialized array for this Python thread: fresh multi-megabyte buffers
-    cost a page fault per 4 KiB on every call (~0.1 ms for LeNet's padded batch)."""
+    cost a page fault per 4 KiB on every call (~0.1 ms for LeNet's padded batch). Cached only
+    while this thread's cache stays within SCRATCH_CACHE_BYTES."""
     buffers = getattr(_scratch_store, "buffers", None)
     if buffers is None:
         buffers = _scratch_store.buffers = {}
@@ -240,7 +252,12 @@ def _scratch(str name, shape, dtype=np.float32):
     key = (name, np.dtype(dtype))
     buf = buffers.get(key)
     if buf is None or buf.shape[0] < size:
-        buf = buffers[key] = np.empty(max(size, 1), dtype=dtype)
+        buf = np.empty(max(size, 1), dtype=dtype)
+        others = sum(b.nbytes for k, b in buffers.items() if k != key)
+        if others + buf.nbytes <= SCRATCH_CACHE_BYTES:
+            buffers[key] = buf
+        else:
+            buffers.pop(key, None)
     return buf[:size].reshape(shape)
 
 
@@ -773,6 +790,21 @@ cdef bint _rowvec_fits(x, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
     return 8 * OW >= 7 * ((OW + 15) // 16 * 16)
 
 
+def _padding_fits(x, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw):
+    """The direct and channel-packed kernels copy the input into zero-padded planes; with a
+    padding or dilation far beyond the input (a stride of 2**34 over a padding of 2**32) those
+    planes would be gigabytes for a tiny output. Allowed while the largest padded plane of the
+    forward and input-gradient paths holds at most 4x the input and output planes (+64 Ki elements); otherwise the
+    generic kernel (no copies) runs. Python integers: nothing here can overflow."""
+    H, W = x.shape[2], x.shape[3]
+    ow16 = (OW + 15) // 16 * 16
+    direct = (OH + (KH - 1) * dh) * (ow16 + (KW - 1) * dw)
+    packed = ((OH - 1) * sh + (KH - 1) * dh + 1) * ((OW - 1) * sw + (KW - 1) * dw + 1)
+    grad_input = (H + (KH - 1) * dh) * ((W + 15) // 16 * 16 + (KW - 1) * dw)
+    return max(direct, packed, grad_input) <= 4 * (H * W + OH * OW) + 65536
+
+
 cdef bint _is_wide(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t KH, Py_ssize_t KW,
                    Py_ssize_t groups):
     """Enough channels that im2col + GEMM beats the direct kernels (and the GEMM's row tiles
@@ -808,6 +840,8 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
         out[...] = 0 if bias is None else bias[:, None, None]
         if relu:
             np.maximum(out, 0, out=out)
+    elif not _padding_fits(x, out.shape[2], out.shape[3], KH, KW, sh, sw, dh, dw):
+        _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
     elif _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
                    and not _rowvec_fits(x, out.shape[3], sh, sw, groups), groups):
         _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
@@ -835,8 +869,10 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
             if g is not None:
                 g[...] = 0
         return
-    wide = _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
-    if not wide and _direct_eligible(x, sh, sw, groups):
+    # No padded copies when the padding dwarfs the input (see _padding_fits).
+    fits = _padding_fits(x, grad_out.shape[2], grad_out.shape[3], KH, KW, sh, sw, dh, dw)
+    wide = fits and _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
+    if fits and not wide and _direct_eligible(x, sh, sw, groups):
         if grad_x is not None:
             _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
                          dw * (KW - 1) - pw, dh, dw, False, n_threads)

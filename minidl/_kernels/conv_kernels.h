@@ -62,19 +62,19 @@ typedef int mdl_v16i __attribute__((vector_size(64)));
         float lanes_[MDL_LANES] __attribute__((aligned(64)));                                    \
         memcpy(lanes_, &(v), sizeof lanes_);                                                     \
         (s) = 0.0f;                                                                              \
-        for (int l_ = 0; l_ < MDL_LANES; l_++)                                                   \
+        for (ptrdiff_t l_ = 0; l_ < MDL_LANES; l_++)                                                   \
             (s) += lanes_[l_];                                                                   \
     } while (0)
 
 /* The OCB (output channels per tile) conv_direct_f32_rows uses for `oc` output channels: the
  * one wasting the fewest padded channels, larger first (fewer input reloads). Callers pack the
  * weights with it. */
-static inline int conv_direct_f32_ocb(int oc) {
-    static const int choices[4] = {8, 6, 4, 1};
-    int best = 8, best_pad = -1;
-    for (int i = 0; i < 4; i++) {
-        int b = choices[i];
-        int padded = (oc + b - 1) / b * b;
+static inline int conv_direct_f32_ocb(ptrdiff_t oc) {
+    static const ptrdiff_t choices[4] = {8, 6, 4, 1};
+    ptrdiff_t best = 8, best_pad = -1;
+    for (ptrdiff_t i = 0; i < 4; i++) {
+        ptrdiff_t b = choices[i];
+        ptrdiff_t padded = (oc + b - 1) / b * b;
         if (best_pad < 0 || padded < best_pad) {
             best = b;
             best_pad = padded;
@@ -84,12 +84,12 @@ static inline int conv_direct_f32_ocb(int oc) {
 }
 
 /* Output channels per weight-gradient tile for `oc` channels (fewest padded channels). */
-static inline int conv_dw_f32_ocb(int oc) {
+static inline int conv_dw_f32_ocb(ptrdiff_t oc) {
     return (oc + 3) / 4 * 4 <= (oc + 2) / 3 * 3 ? 4 : 3;
 }
 
 /* kw taps per weight-gradient tile: a divisor of KW where one fits, else 4. */
-static inline int conv_dw_f32_tb(int KW) {
+static inline int conv_dw_f32_tb(ptrdiff_t KW) {
     return KW % 5 == 0 ? 5 : KW % 3 == 0 ? 3 : 4;
 }
 
@@ -120,9 +120,9 @@ static inline int conv_dw_f32_tb(int KW) {
 /* Output rows [row0, row1) of one OCB block of output channels of one image (see the
  * template's conv_direct_f32_rows), on the widest instruction set this CPU has. */
 static void conv_direct_f32_rows(
-    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, int block_steps,
-    const float *wpk, int ocb, int oc_valid, const float *bias, int relu, float *out, int OH,
-    int OW, int row0, int row1)
+    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, ptrdiff_t nsteps, ptrdiff_t block_steps,
+    const float *wpk, ptrdiff_t ocb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1)
 {
     MDL_DISPATCH(conv_direct_f32_rows, (x, Wp, step_off, nsteps, block_steps, wpk, ocb, oc_valid,
                                         bias, relu, out, OH, OW, row0, row1));
@@ -131,9 +131,9 @@ static void conv_direct_f32_rows(
 /* Output pixels [p0, p1) of one block of nb * 16 output channels of one image, channel-packed
  * (see the template's conv_packed_f32_pixels). */
 static void conv_packed_f32_pixels(
-    const float *x, ptrdiff_t Wp, int sh, int sw, const ptrdiff_t *step_off, int nsteps,
-    const float *wpk, int nb, int oc_valid, const float *bias, int relu, float *out, int OH,
-    int OW, ptrdiff_t p0, ptrdiff_t p1)
+    const float *x, ptrdiff_t Wp, ptrdiff_t sh, ptrdiff_t sw, const ptrdiff_t *step_off, ptrdiff_t nsteps,
+    const float *wpk, ptrdiff_t nb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
 {
     MDL_DISPATCH(conv_packed_f32_pixels, (x, Wp, sh, sw, step_off, nsteps, wpk, nb, oc_valid, bias,
                                           relu, out, OH, OW, p0, p1));
@@ -142,8 +142,8 @@ static void conv_packed_f32_pixels(
 /* Partial weight gradient of one (image chunk, OCB block, input channel); see the template. */
 static void conv_dw_f32_chunk(
     const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,
-    ptrdiff_t g_plane, int nimg, int OH, int OW, int KH, int KW, int dh, int dw, int ocb,
-    int oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
+    ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
+    ptrdiff_t oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
 {
     MDL_DISPATCH(conv_dw_f32_chunk, (x, x_img, Wp, g, g_img, g_plane, nimg, OH, OW, KH, KW, dh,
                                      dw, ocb, oc_valid, dwp, dw_o_stride, db));
@@ -152,23 +152,23 @@ static void conv_dw_f32_chunk(
 /* Channel-packed weight gradient of one (image chunk, input channel, kernel row); see the
  * template. */
 static void conv_dw_packed_f32(const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img,
-                               int nimg, const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int KW,
-                               int dw, float *dwp, ptrdiff_t dw_o_stride, int oc_valid)
+                               ptrdiff_t nimg, const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t KW,
+                               ptrdiff_t dw, float *dwp, ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)
 {
     MDL_DISPATCH(conv_dw_packed_f32, (x, x_img, gt, g_img, nimg, pix_in, P, ocp, KW, dw, dwp,
                                       dw_o_stride, oc_valid));
 }
 
 /* Bias gradient of one image chunk from the transposed gradient; see the template. */
-static void conv_db_packed_f32(const float *gt, ptrdiff_t g_img, int nimg, ptrdiff_t P, int ocp,
-                               float *db, int oc_valid)
+static void conv_db_packed_f32(const float *gt, ptrdiff_t g_img, ptrdiff_t nimg, ptrdiff_t P, ptrdiff_t ocp,
+                               float *db, ptrdiff_t oc_valid)
 {
     MDL_DISPATCH(conv_db_packed_f32, (gt, g_img, nimg, P, ocp, db, oc_valid));
 }
 
 /* One image's output gradient transposed to [P][ocp] (ReLU-masked); see the template. */
-static void conv_transpose_grad_f32(const float *g, const float *mask, int OC, ptrdiff_t P,
-                                    int ocp, float *gt)
+static void conv_transpose_grad_f32(const float *g, const float *mask, ptrdiff_t OC, ptrdiff_t P,
+                                    ptrdiff_t ocp, float *gt)
 {
     MDL_DISPATCH(conv_transpose_grad_f32, (g, mask, OC, P, ocp, gt));
 }
@@ -180,8 +180,8 @@ static float conv_sum_f32(const float *p, ptrdiff_t n)
 }
 
 /* Zero-padded (and optionally ReLU-masked) copy of one plane; see the template. */
-static void conv_pad_plane_f32(const float *src, int H, int W, const float *mask, float *dst,
-                               int Hp, int Wp, int top, int left)
+static void conv_pad_plane_f32(const float *src, ptrdiff_t H, ptrdiff_t W, const float *mask, float *dst,
+                               ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top, ptrdiff_t left)
 {
     MDL_DISPATCH(conv_pad_plane_f32, (src, H, W, mask, dst, Hp, Wp, top, left));
 }

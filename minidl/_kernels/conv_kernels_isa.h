@@ -12,7 +12,7 @@
     do {                                                                                         \
         float tmp_[MDL_LANES] __attribute__((aligned(64)));                                      \
         memcpy(tmp_, &(v), sizeof tmp_);                                                         \
-        for (int i_ = 0; i_ < (count); i_++)                                                     \
+        for (ptrdiff_t i_ = 0; i_ < (count); i_++)                                                     \
             (dst)[i_] = tmp_[i_];                                                                \
     } while (0)
 #endif
@@ -32,38 +32,38 @@
  * Then stored through the epilogue to out[o * out_plane + ooff[j]], count[j] lanes. */
 #define MDL_DEFINE_FWD_TILE(OCB, NVT)                                                              \
     MDL_ISA_ATTR static void MDL_ISA(mdl_fwd_tile_##OCB##x##NVT)(                                  \
-        const float *x, const ptrdiff_t *step_off, int nsteps, const float *wpk,                   \
-        const ptrdiff_t *xoff, const ptrdiff_t *ooff, const int *count, const float *bias,         \
-        int oc_valid, int relu, float *out, ptrdiff_t out_plane, mdl_v16f *partial, int resume,    \
+        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,                   \
+        const ptrdiff_t *xoff, const ptrdiff_t *ooff, const ptrdiff_t *count, const float *bias,         \
+        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane, mdl_v16f *partial, int resume,    \
         int finish)                                                                                \
     {                                                                                              \
         mdl_v16f acc[OCB][NVT];                                                                    \
-        for (int o = 0; o < OCB; o++)                                                              \
-            for (int j = 0; j < NVT; j++)                                                          \
+        for (ptrdiff_t o = 0; o < OCB; o++)                                                              \
+            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
                 acc[o][j] = resume ? partial[o * NVT + j] : (mdl_v16f){0};                         \
         const float *xb[NVT];                                                                      \
-        for (int j = 0; j < NVT; j++)                                                              \
+        for (ptrdiff_t j = 0; j < NVT; j++)                                                              \
             xb[j] = x + xoff[j];                                                                   \
-        for (int k = 0; k < nsteps; k++) {                                                         \
+        for (ptrdiff_t k = 0; k < nsteps; k++) {                                                         \
             const ptrdiff_t off = step_off[k];                                                     \
             const float *wk = wpk + (ptrdiff_t)k * OCB;                                            \
             mdl_v16f xv[NVT];                                                                      \
-            for (int j = 0; j < NVT; j++)                                                          \
+            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
                 MDL_LOAD(xv[j], xb[j] + off);                                                      \
-            for (int o = 0; o < OCB; o++) {                                                        \
+            for (ptrdiff_t o = 0; o < OCB; o++) {                                                        \
                 mdl_v16f w = MDL_SPLAT(wk[o]);                                                     \
-                for (int j = 0; j < NVT; j++)                                                      \
+                for (ptrdiff_t j = 0; j < NVT; j++)                                                      \
                     acc[o][j] += w * xv[j];                                                        \
             }                                                                                      \
         }                                                                                          \
         if (!finish) {                                                                             \
-            for (int o = 0; o < OCB; o++)                                                          \
-                for (int j = 0; j < NVT; j++)                                                      \
+            for (ptrdiff_t o = 0; o < OCB; o++)                                                          \
+                for (ptrdiff_t j = 0; j < NVT; j++)                                                      \
                     partial[o * NVT + j] = acc[o][j];                                              \
             return;                                                                                \
         }                                                                                          \
-        for (int o = 0; o < OCB && o < oc_valid; o++)                                              \
-            for (int j = 0; j < NVT; j++)                                                          \
+        for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++)                                              \
+            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
                 if (count[j] > 0)                                                                  \
                     MDL_STORE_EPILOGUE(out + o * out_plane + ooff[j], acc[o][j],                   \
                                        bias ? bias[o] : 0.0f, relu, count[j]);                     \
@@ -79,33 +79,33 @@ MDL_DEFINE_FWD_TILE(1, 8)
  * block's packed weights [C][KH * KW][ocb]; bias: at oc0 or NULL; out: the image's output at
  * channel oc0, planes OH * OW apart. */
 MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
-    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, int nsteps, int block_steps,
-    const float *wpk, int ocb, int oc_valid, const float *bias, int relu, float *out, int OH,
-    int OW, int row0, int row1)
+    const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, ptrdiff_t nsteps, ptrdiff_t block_steps,
+    const float *wpk, ptrdiff_t ocb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1)
 {
     enum { MAX_NVT = 8, MAX_TILES = 8 };
-    const int NV = (OW + MDL_LANES - 1) / MDL_LANES;
-    const int nvt = ocb == 8 ? 2 : ocb == 6 ? 2 : ocb == 4 ? 4 : 8;
+    const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES;
+    const ptrdiff_t nvt = ocb == 8 ? 2 : ocb == 6 ? 2 : ocb == 4 ? 4 : 8;
     const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
-    const int slots = (row1 - row0) * NV;
-    const int ntiles = (slots + nvt - 1) / nvt;
+    const ptrdiff_t slots = (row1 - row0) * NV;
+    const ptrdiff_t ntiles = (slots + nvt - 1) / nvt;
     /* Accumulators of up to MAX_TILES tiles parked between blocks of input channels: a block's
      * input rows and weights stay in L1 while every tile of the group sweeps them. */
     mdl_v16f partial[MAX_TILES][16];
-    for (int tg = 0; tg < ntiles; tg += MAX_TILES) {
-        const int tg_end = tg + MAX_TILES < ntiles ? tg + MAX_TILES : ntiles;
-        for (int k0 = 0; k0 < nsteps; k0 += block_steps) {
-            const int kn = nsteps - k0 < block_steps ? nsteps - k0 : block_steps;
+    for (ptrdiff_t tg = 0; tg < ntiles; tg += MAX_TILES) {
+        const ptrdiff_t tg_end = tg + MAX_TILES < ntiles ? tg + MAX_TILES : ntiles;
+        for (ptrdiff_t k0 = 0; k0 < nsteps; k0 += block_steps) {
+            const ptrdiff_t kn = nsteps - k0 < block_steps ? nsteps - k0 : block_steps;
             const int resume = k0 > 0, finish = k0 + kn >= nsteps;
-            for (int t = tg; t < tg_end; t++) {
-                const int s0 = t * nvt;
+            for (ptrdiff_t t = tg; t < tg_end; t++) {
+                const ptrdiff_t s0 = t * nvt;
                 ptrdiff_t xoff[MAX_NVT], ooff[MAX_NVT];
-                int count[MAX_NVT];
-                for (int j = 0; j < nvt; j++) {
+                ptrdiff_t count[MAX_NVT];
+                for (ptrdiff_t j = 0; j < nvt; j++) {
                     /* Past the last slot: recompute the last one and store nothing. */
-                    int s = s0 + j < slots ? s0 + j : slots - 1;
-                    int r = row0 + s / NV, v = s % NV;
-                    int left = OW - v * MDL_LANES;
+                    ptrdiff_t s = s0 + j < slots ? s0 + j : slots - 1;
+                    ptrdiff_t r = row0 + s / NV, v = s % NV;
+                    ptrdiff_t left = OW - v * MDL_LANES;
                     xoff[j] = r * Wp + v * MDL_LANES;
                     ooff[j] = (ptrdiff_t)r * OW + v * MDL_LANES;
                     count[j] = s0 + j < slots ? (left < MDL_LANES ? left : MDL_LANES) : 0;
@@ -129,39 +129,45 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
 /* Weight-gradient tile: for taps (kh, kw0 .. kw0 + TB - 1) and OCB output channels,
  *   acc[o][t] = sum over images i < nimg, rows oh, vectors v of
  *               g[i][o][oh][v*16 ..] * x[i][(oh + kh*dh) * Wp + v*16 + (kw0 + t) * dw ..]
- * with g zero in lanes past OW, so garbage lanes add 0 (for finite x). Taps past KW are
- * computed on in-bounds slack and dropped. Result: sum of lanes in lane order, into
+ * with x's lanes past OW (tail valid lanes in the last vector) masked to zero: g is zero there
+ * too, but 0 * inf would be NaN where the exact gradient is +-inf. Taps past KW are computed on
+ * in-bounds slack and dropped. Result: sum of lanes in lane order, into
  * dw[o * dw_o_stride + kh * KW + kw0 + t]. */
 #define MDL_DEFINE_DW_TILE(OCB, TB)                                                                \
     MDL_ISA_ATTR static void MDL_ISA(mdl_dw_tile_##OCB##x##TB)(                                    \
         const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,            \
-        ptrdiff_t g_plane, int nimg, int OH, int NV, ptrdiff_t row_off, int dw, int kw0,           \
-        int KW, float *dwp, ptrdiff_t dw_o_stride, int oc_valid, ptrdiff_t tap_index)              \
+        ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t NV, ptrdiff_t tail,             \
+        ptrdiff_t row_off, ptrdiff_t dw, ptrdiff_t kw0, ptrdiff_t KW, float *dwp,                  \
+        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid, ptrdiff_t tap_index)                            \
     {                                                                                              \
+        const mdl_v16i lane_ = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};             \
+        const mdl_v16i tail_keep = lane_ < (int)tail;                                              \
         mdl_v16f acc[OCB][TB];                                                                     \
-        for (int o = 0; o < OCB; o++)                                                              \
-            for (int t = 0; t < TB; t++)                                                           \
+        for (ptrdiff_t o = 0; o < OCB; o++)                                                              \
+            for (ptrdiff_t t = 0; t < TB; t++)                                                           \
                 acc[o][t] = (mdl_v16f){0};                                                         \
-        for (int i = 0; i < nimg; i++) {                                                           \
-            for (int oh = 0; oh < OH; oh++) {                                                      \
+        for (ptrdiff_t i = 0; i < nimg; i++) {                                                           \
+            for (ptrdiff_t oh = 0; oh < OH; oh++) {                                                      \
                 const float *xr = x + i * x_img + oh * Wp + row_off + (ptrdiff_t)kw0 * dw;         \
                 const float *gr = g + i * g_img + (ptrdiff_t)oh * NV * MDL_LANES;                  \
-                for (int v = 0; v < NV; v++) {                                                     \
+                for (ptrdiff_t v = 0; v < NV; v++) {                                                     \
                     mdl_v16f gv[OCB], xv[TB];                                                      \
-                    for (int o = 0; o < OCB; o++)                                                  \
+                    for (ptrdiff_t o = 0; o < OCB; o++)                                                  \
                         MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                         \
-                    for (int t = 0; t < TB; t++) {                                                 \
+                    for (ptrdiff_t t = 0; t < TB; t++) {                                                 \
                         MDL_LOAD(xv[t], xr + v * MDL_LANES + t * dw);                              \
+                        if (v == NV - 1)                                                           \
+                            xv[t] = (mdl_v16f)((mdl_v16i)xv[t] & tail_keep);                       \
                         MDL_KEEP_IN_REGISTER(xv[t]);                                               \
                     }                                                                              \
-                    for (int o = 0; o < OCB; o++)                                                  \
-                        for (int t = 0; t < TB; t++)                                               \
+                    for (ptrdiff_t o = 0; o < OCB; o++)                                                  \
+                        for (ptrdiff_t t = 0; t < TB; t++)                                               \
                             acc[o][t] += gv[o] * xv[t];                                            \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int o = 0; o < OCB && o < oc_valid; o++) {                                            \
-            for (int t = 0; t < TB && kw0 + t < KW; t++) {                                         \
+        for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++) {                                            \
+            for (ptrdiff_t t = 0; t < TB && kw0 + t < KW; t++) {                                         \
                 float s;                                                                           \
                 MDL_HSUM(s, acc[o][t]);                                                            \
                 dwp[o * dw_o_stride + tap_index + t] = s;                                          \
@@ -185,18 +191,19 @@ MDL_DEFINE_DW_TILE(3, 4)
  * readable slack after its last plane. */
 MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
     const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,
-    ptrdiff_t g_plane, int nimg, int OH, int OW, int KH, int KW, int dh, int dw, int ocb,
-    int oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
+    ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
+    ptrdiff_t oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
 {
-    const int NV = (OW + MDL_LANES - 1) / MDL_LANES;
-    const int tb = conv_dw_f32_tb(KW);
-    for (int kh = 0; kh < KH; kh++) {
+    const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES;
+    const ptrdiff_t tb = conv_dw_f32_tb(KW);
+    for (ptrdiff_t kh = 0; kh < KH; kh++) {
         ptrdiff_t row_off = (ptrdiff_t)kh * dh * Wp;
-        for (int kw0 = 0; kw0 < KW; kw0 += tb) {
+        for (ptrdiff_t kw0 = 0; kw0 < KW; kw0 += tb) {
             ptrdiff_t tap_index = (ptrdiff_t)kh * KW + kw0;
 #define MDL_DW_CALL(O, T)                                                                          \
-    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV, row_off, dw,   \
-                                   kw0, KW, dwp, dw_o_stride, oc_valid, tap_index)
+    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV,               \
+                                   OW - (NV - 1) * MDL_LANES, row_off, dw, kw0, KW, dwp,         \
+                                   dw_o_stride, oc_valid, tap_index)
             if (ocb == 4) {
                 if (tb == 5) MDL_DW_CALL(4, 5);
                 else if (tb == 3) MDL_DW_CALL(4, 3);
@@ -210,9 +217,9 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
         }
     }
     if (db != NULL) {
-        for (int o = 0; o < oc_valid; o++) {
+        for (ptrdiff_t o = 0; o < oc_valid; o++) {
             mdl_v16f acc = (mdl_v16f){0};
-            for (int i = 0; i < nimg; i++) {
+            for (ptrdiff_t i = 0; i < nimg; i++) {
                 for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
                     mdl_v16f v;
                     MDL_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
@@ -245,19 +252,19 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 /* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
  * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
  * elements whose mask is not > 0 count as zero: the fused ReLU's backward. */
-MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, int H, int W,
-                                                      const float *mask, float *dst, int Hp,
-                                                      int Wp, int top, int left)
+MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, ptrdiff_t H, ptrdiff_t W,
+                                                      const float *mask, float *dst, ptrdiff_t Hp,
+                                                      ptrdiff_t Wp, ptrdiff_t top, ptrdiff_t left)
 {
     /* Columns j of dst holding src[j - left], clipped to both rows; rows likewise. */
-    const int j0 = left < 0 ? 0 : left < Wp ? left : Wp;
-    const int j1 = W + left < j0 ? j0 : W + left < Wp ? W + left : Wp;
-    const int i0 = top < 0 ? 0 : top < Hp ? top : Hp;
-    const int i1 = H + top < i0 ? i0 : H + top < Hp ? H + top : Hp;
+    const ptrdiff_t j0 = left < 0 ? 0 : left < Wp ? left : Wp;
+    const ptrdiff_t j1 = W + left < j0 ? j0 : W + left < Wp ? W + left : Wp;
+    const ptrdiff_t i0 = top < 0 ? 0 : top < Hp ? top : Hp;
+    const ptrdiff_t i1 = H + top < i0 ? i0 : H + top < Hp ? H + top : Hp;
     /* One memset for the whole plane: rows are short (LeNet's are 10 to 36 floats), so
      * per-row calls would cost more than the copy. */
     memset(dst, 0, sizeof(float) * (size_t)Hp * Wp);
-    for (int i = i0; i < i1; i++) {
+    for (ptrdiff_t i = i0; i < i1; i++) {
         const float *restrict v = src + (ptrdiff_t)(i - top) * W + (j0 - left);
         float *restrict o = dst + (ptrdiff_t)i * Wp + j0;
         if (mask == NULL) {
@@ -265,7 +272,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, int H, in
         } else {
             /* A select, not a branch: vectorizes to compare + blend. */
             const float *restrict m = mask + (ptrdiff_t)(i - top) * W + (j0 - left);
-            for (int j = 0; j < j1 - j0; j++)
+            for (ptrdiff_t j = 0; j < j1 - j0; j++)
                 o[j] = m[j] > 0 ? v[j] : 0.0f;
         }
     }
@@ -280,33 +287,33 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, int H, in
  * output plane; the first npix pixels are stored (after bias and ReLU), lane by lane. */
 #define MDL_DEFINE_PACKED_TILE(NB, PB)                                                             \
     MDL_ISA_ATTR static void MDL_ISA(mdl_packed_tile_##NB##x##PB)(                                 \
-        const float *x, const ptrdiff_t *step_off, int nsteps, const float *wpk,                   \
-        const ptrdiff_t *pix_in, const ptrdiff_t *pix_out, int npix, const float *bias,            \
-        int oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
+        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,                   \
+        const ptrdiff_t *pix_in, const ptrdiff_t *pix_out, ptrdiff_t npix, const float *bias,            \
+        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
     {                                                                                              \
         mdl_v16f acc[NB][PB];                                                                      \
-        for (int b = 0; b < NB; b++)                                                               \
-            for (int p = 0; p < PB; p++)                                                           \
+        for (ptrdiff_t b = 0; b < NB; b++)                                                               \
+            for (ptrdiff_t p = 0; p < PB; p++)                                                           \
                 acc[b][p] = (mdl_v16f){0};                                                         \
         const float *xb[PB];                                                                       \
-        for (int p = 0; p < PB; p++)                                                               \
+        for (ptrdiff_t p = 0; p < PB; p++)                                                               \
             xb[p] = x + pix_in[p];                                                                 \
-        for (int k = 0; k < nsteps; k++) {                                                         \
+        for (ptrdiff_t k = 0; k < nsteps; k++) {                                                         \
             const ptrdiff_t off = step_off[k];                                                     \
             mdl_v16f wv[NB];                                                                       \
-            for (int b = 0; b < NB; b++)                                                           \
+            for (ptrdiff_t b = 0; b < NB; b++)                                                           \
                 MDL_LOAD(wv[b], wpk + ((ptrdiff_t)k * NB + b) * MDL_LANES);                        \
-            for (int p = 0; p < PB; p++) {                                                         \
+            for (ptrdiff_t p = 0; p < PB; p++) {                                                         \
                 mdl_v16f xs = MDL_SPLAT(xb[p][off]);                                               \
-                for (int b = 0; b < NB; b++)                                                       \
+                for (ptrdiff_t b = 0; b < NB; b++)                                                       \
                     acc[b][p] += wv[b] * xs;                                                       \
             }                                                                                      \
         }                                                                                          \
-        for (int b = 0; b < NB; b++) {                                                             \
-            for (int p = 0; p < npix; p++) {                                                       \
+        for (ptrdiff_t b = 0; b < NB; b++) {                                                             \
+            for (ptrdiff_t p = 0; p < npix; p++) {                                                       \
                 float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
                 memcpy(lanes, &acc[b][p], sizeof lanes);                                           \
-                for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {              \
+                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {              \
                     float v = lanes[l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);                  \
                     if (relu && !(v > 0))                                                          \
                         v = 0.0f;                                                                  \
@@ -322,17 +329,17 @@ MDL_DEFINE_PACKED_TILE(2, 6)
 /* Output pixels [p0, p1) (flat oh * OW + ow) of one block of NB * 16 output channels of one
  * image, for the packed tile above. x: padded image with row pitch Wp; (sh, sw): stride. */
 MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
-    const float *x, ptrdiff_t Wp, int sh, int sw, const ptrdiff_t *step_off, int nsteps,
-    const float *wpk, int nb, int oc_valid, const float *bias, int relu, float *out, int OH,
-    int OW, ptrdiff_t p0, ptrdiff_t p1)
+    const float *x, ptrdiff_t Wp, ptrdiff_t sh, ptrdiff_t sw, const ptrdiff_t *step_off, ptrdiff_t nsteps,
+    const float *wpk, ptrdiff_t nb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
 {
     enum { MAX_PB = 8 };
-    const int pb = nb == 1 ? 8 : 6;
+    const ptrdiff_t pb = nb == 1 ? 8 : 6;
     const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
     for (ptrdiff_t t0 = p0; t0 < p1; t0 += pb) {
         ptrdiff_t pix_in[MAX_PB], pix_out[MAX_PB];
-        const int npix = p1 - t0 < pb ? (int)(p1 - t0) : pb;
-        for (int j = 0; j < pb; j++) {
+        const ptrdiff_t npix = p1 - t0 < pb ? p1 - t0 : pb;
+        for (ptrdiff_t j = 0; j < pb; j++) {
             /* Past the last pixel: recompute the last one and store nothing. */
             ptrdiff_t p = j < npix ? t0 + j : t0 + npix - 1;
             pix_in[j] = (p / OW) * sh * Wp + (p % OW) * sw;
@@ -358,18 +365,18 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
  * Taps past KW read in-bounds slack and are dropped. */
 #define MDL_DEFINE_DWP_TILE(TB)                                                                    \
     MDL_ISA_ATTR static void MDL_ISA(mdl_dwp_tile_##TB)(                                           \
-        const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, int nimg,               \
-        const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int dw, int kw0, int KW, float *dwp,        \
-        ptrdiff_t dw_o_stride, int oc_valid)                                                       \
+        const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, ptrdiff_t nimg,               \
+        const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t dw, ptrdiff_t kw0, ptrdiff_t KW, float *dwp,        \
+        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)                                                       \
     {                                                                                              \
         ptrdiff_t toff[TB];                                                                        \
-        for (int t = 0; t < TB; t++)                                                               \
+        for (ptrdiff_t t = 0; t < TB; t++)                                                               \
             toff[t] = (ptrdiff_t)(kw0 + t) * dw;                                                   \
-        for (int b = 0; b < ocp / MDL_LANES; b++) {                                                \
+        for (ptrdiff_t b = 0; b < ocp / MDL_LANES; b++) {                                                \
             mdl_v16f acc0[TB], acc1[TB];                                                           \
-            for (int t = 0; t < TB; t++)                                                           \
+            for (ptrdiff_t t = 0; t < TB; t++)                                                           \
                 acc0[t] = acc1[t] = (mdl_v16f){0};                                                 \
-            for (int i = 0; i < nimg; i++) {                                                       \
+            for (ptrdiff_t i = 0; i < nimg; i++) {                                                       \
                 const float *xi = x + i * x_img;                                                   \
                 const float *gi = gt + i * g_img + b * MDL_LANES;                                  \
                 ptrdiff_t p = 0;                                                                   \
@@ -378,7 +385,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
                     MDL_LOAD(g0, gi + p * ocp);                                                    \
                     MDL_LOAD(g1, gi + (p + 1) * ocp);                                              \
                     const float *x0 = xi + pix_in[p], *x1 = xi + pix_in[p + 1];                    \
-                    for (int t = 0; t < TB; t++) {                                                 \
+                    for (ptrdiff_t t = 0; t < TB; t++) {                                                 \
                         acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
                         acc1[t] += g1 * MDL_SPLAT(x1[toff[t]]);                                    \
                     }                                                                              \
@@ -387,15 +394,15 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
                     mdl_v16f g0;                                                                   \
                     MDL_LOAD(g0, gi + p * ocp);                                                    \
                     const float *x0 = xi + pix_in[p];                                              \
-                    for (int t = 0; t < TB; t++)                                                   \
+                    for (ptrdiff_t t = 0; t < TB; t++)                                                   \
                         acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
                 }                                                                                  \
             }                                                                                      \
-            for (int t = 0; t < TB && kw0 + t < KW; t++) {                                         \
+            for (ptrdiff_t t = 0; t < TB && kw0 + t < KW; t++) {                                         \
                 mdl_v16f v = acc0[t] + acc1[t];                                                    \
                 float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
                 memcpy(lanes, &v, sizeof lanes);                                                   \
-                for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)                \
+                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)                \
                     dwp[(b * MDL_LANES + l) * dw_o_stride + kw0 + t] = lanes[l];                   \
             }                                                                                      \
         }                                                                                          \
@@ -407,12 +414,12 @@ MDL_DEFINE_DWP_TILE(4)
 
 /* All kw taps of kernel row kh (see the tile); tb = conv_dw_f32_tb(KW). */
 MDL_ISA_ATTR static void MDL_ISA(conv_dw_packed_f32)(
-    const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, int nimg,
-    const ptrdiff_t *pix_in, ptrdiff_t P, int ocp, int KW, int dw, float *dwp,
-    ptrdiff_t dw_o_stride, int oc_valid)
+    const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, ptrdiff_t nimg,
+    const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t KW, ptrdiff_t dw, float *dwp,
+    ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)
 {
-    const int tb = conv_dw_f32_tb(KW);
-    for (int kw0 = 0; kw0 < KW; kw0 += tb) {
+    const ptrdiff_t tb = conv_dw_f32_tb(KW);
+    for (ptrdiff_t kw0 = 0; kw0 < KW; kw0 += tb) {
         if (tb == 5)
             MDL_ISA(mdl_dwp_tile_5)(x, x_img, gt, g_img, nimg, pix_in, P, ocp, dw, kw0, KW, dwp,
                                     dw_o_stride, oc_valid);
@@ -426,13 +433,13 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_packed_f32)(
 }
 
 /* db[o] = sum over the chunk's images and pixels of gt[i][p][o], o < oc_valid (vector order). */
-MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t g_img, int nimg,
-                                                     ptrdiff_t P, int ocp, float *db,
-                                                     int oc_valid)
+MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t g_img, ptrdiff_t nimg,
+                                                     ptrdiff_t P, ptrdiff_t ocp, float *db,
+                                                     ptrdiff_t oc_valid)
 {
-    for (int b = 0; b < ocp / MDL_LANES; b++) {
+    for (ptrdiff_t b = 0; b < ocp / MDL_LANES; b++) {
         mdl_v16f acc = (mdl_v16f){0};
-        for (int i = 0; i < nimg; i++) {
+        for (ptrdiff_t i = 0; i < nimg; i++) {
             for (ptrdiff_t p = 0; p < P; p++) {
                 mdl_v16f v;
                 MDL_LOAD(v, gt + i * g_img + p * ocp + b * MDL_LANES);
@@ -441,7 +448,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t 
         }
         float lanes[MDL_LANES] __attribute__((aligned(64)));
         memcpy(lanes, &acc, sizeof lanes);
-        for (int l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)
+        for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)
             db[b * MDL_LANES + l] = lanes[l];
     }
 }
@@ -449,12 +456,12 @@ MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t 
 /* gt[p][o] = g[o][p] for o < OC (0 where mask[o][p] is not > 0, when mask != NULL), and 0 for
  * OC <= o < ocp: one image's output gradient transposed for the channel-packed weight gradient. */
 MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const float *mask,
-                                                          int OC, ptrdiff_t P, int ocp, float *gt)
+                                                          ptrdiff_t OC, ptrdiff_t P, ptrdiff_t ocp, float *gt)
 {
     for (ptrdiff_t p = 0; p < P; p++)
-        for (int o = OC; o < ocp; o++)
+        for (ptrdiff_t o = OC; o < ocp; o++)
             gt[p * ocp + o] = 0.0f;
-    for (int o = 0; o < OC; o++) {
+    for (ptrdiff_t o = 0; o < OC; o++) {
         const float *go = g + o * P;
         const float *mo = mask ? mask + o * P : NULL;
         ptrdiff_t p = 0;
@@ -469,7 +476,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
             }
             float lanes[MDL_LANES] __attribute__((aligned(64)));
             memcpy(lanes, &v, sizeof lanes);
-            for (int l = 0; l < MDL_LANES; l++)
+            for (ptrdiff_t l = 0; l < MDL_LANES; l++)
                 gt[(p + l) * ocp + o] = lanes[l];
         }
         for (; p < P; p++)

@@ -28,18 +28,34 @@ def softmax_cross_entropy_forward(scores, target, prob, row_loss) -> int:
 
 
 def softmax_cross_entropy_backward(prob, target, double scale, grad) -> None:
-    """grad = scale * (prob - onehot(target)); prob, grad: (N, C); target: (N,) int64."""
+    """grad = scale * (prob - onehot(target)); prob, grad: (N, C); target: (N,) int64.
+    Raises ValueError for a target outside [0, C) (nothing is written) or mismatched shapes."""
+    cdef Py_ssize_t bad
     if prob.dtype.itemsize == 4:
-        _backward[float](prob, target, scale, grad)
+        bad = _backward[float](prob, target, scale, grad)
     else:
-        _backward[double](prob, target, scale, grad)
+        bad = _backward[double](prob, target, scale, grad)
+    if bad >= 0:
+        raise ValueError(f"softmax_cross_entropy_backward: target[{bad}] = {target[bad]} is "
+                         f"outside [0, {prob.shape[1]})")
+
+
+cdef int _check_shapes(str op, Py_ssize_t n, Py_ssize_t c, Py_ssize_t nt, Py_ssize_t n2,
+                       Py_ssize_t c2) except -1:
+    if nt != n or n2 != n or c2 != c:
+        raise ValueError(f"{op}: shapes do not match: scores ({n}, {c}), target ({nt},), "
+                         f"output ({n2}, {c2})")
+    return 0
 
 
 cdef Py_ssize_t _forward(const floating[:, ::1] scores, const int64_t[::1] target,
-                         floating[:, ::1] prob, double[::1] row_loss) noexcept:
+                         floating[:, ::1] prob, double[::1] row_loss) except -2:
     cdef Py_ssize_t n = scores.shape[0], c = scores.shape[1], i, j, bad = -1
     cdef int64_t t
     cdef double top, total, lse
+    _check_shapes("softmax_cross_entropy_forward", n, c, target.shape[0], prob.shape[0],
+                  prob.shape[1])
+    _check_shapes("softmax_cross_entropy_forward", n, c, row_loss.shape[0], n, c)
     with nogil:
         for i in range(n):
             t = target[i]
@@ -60,12 +76,19 @@ cdef Py_ssize_t _forward(const floating[:, ::1] scores, const int64_t[::1] targe
     return bad
 
 
-cdef void _backward(const floating[:, ::1] prob, const int64_t[::1] target, double scale,
-                    floating[:, ::1] grad) noexcept:
+cdef Py_ssize_t _backward(const floating[:, ::1] prob, const int64_t[::1] target, double scale,
+                          floating[:, ::1] grad) except -2:
+    """The first row whose target is outside [0, C) (then nothing is written), else -1."""
     cdef Py_ssize_t n = prob.shape[0], c = prob.shape[1], i, j
     cdef floating s = <floating>scale
+    _check_shapes("softmax_cross_entropy_backward", n, c, target.shape[0], grad.shape[0],
+                  grad.shape[1])
     with nogil:
+        for i in range(n):
+            if target[i] < 0 or target[i] >= c:
+                return i
         for i in range(n):
             for j in range(c):
                 grad[i, j] = s * prob[i, j]
             grad[i, target[i]] = grad[i, target[i]] - s
+    return -1

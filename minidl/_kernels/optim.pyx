@@ -27,6 +27,10 @@ def sgd_update(param, grad, momentum_buffer, double lr, double momentum, double 
         d = d + momentum * b if nesterov else b          (when momentum != 0)
         param -= lr * d
     """
+    if grad.shape != param.shape or (momentum != 0.0 and momentum_buffer.shape != param.shape):
+        raise ValueError(
+            f"sgd_update: param {param.shape}, grad {grad.shape} and momentum_buffer "
+            f"{momentum_buffer.shape} must have one shape")
     # Explicit dispatch: a fused-type def function matches signatures in Python (~10 us).
     if param.dtype.itemsize == 4:
         _sgd[float](param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,

@@ -15,7 +15,7 @@ from minidl._kernels.bounds cimport first_valid
 cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
-                          Py_ssize_t b1, Py_ssize_t last_block)
+                          Py_ssize_t b1)
 
 ctypedef fused real:
     float
@@ -28,6 +28,22 @@ cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
 
 cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_ELEMS else 1
+
+
+cdef int _check_planes(str op, const Py_ssize_t *a, const Py_ssize_t *b) except -1:
+    """Two 4-D buffers hold the same (N, C) planes: the kernels walk both plane by plane."""
+    if a[0] != b[0] or a[1] != b[1]:
+        raise ValueError(f"{op}: arrays of shapes {[a[i] for i in range(4)]} and "
+                         f"{[b[i] for i in range(4)]} do not have the same (N, C)")
+    return 0
+
+
+cdef int _check_same(str op, str name_a, const Py_ssize_t *a, str name_b,
+                     const Py_ssize_t *b) except -1:
+    if a[0] != b[0] or a[1] != b[1] or a[2] != b[2] or a[3] != b[3]:
+        raise ValueError(f"{op}: {name_a} has shape {[a[i] for i in range(4)]}, {name_b} "
+                         f"{[b[i] for i in range(4)]}; they must match")
+    return 0
 
 
 cdef void _max_pool_plane(const real *x, real *out, long long *index,
@@ -74,6 +90,8 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    _check_planes("max_pool2d_forward", x.shape, out.shape)
+    _check_same("max_pool2d_forward", "index", index.shape, "out", out.shape)
     if N * C == 0 or OH * OW == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)
@@ -86,7 +104,7 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
         # Output rows in groups of 32 (an output row costs ~10-100 ns).
         for b0 in prange(0, blocks, 32, nogil=True, schedule='static', num_threads=nt,
                          use_threads_if=nt > 1):
-            max_pool_2x2_f32(xp, op, ip, H, W, OH, OW, b0, min(b0 + 32, blocks), blocks - 1)
+            max_pool_2x2_f32(xp, op, ip, H, W, OH, OW, b0, min(b0 + 32, blocks))
         return
     for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
         _max_pool_plane(xp + p * H * W, op + p * OH * OW, ip + p * OH * OW,
@@ -95,15 +113,31 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
 
 def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :, :, ::1] index,
                         real[:, :, :, ::1] grad_x, int n_threads):
-    """grad_x (N, C, H, W) = scatter-add of grad_out (N, C, OH, OW) to the stored argmaxes."""
+    """grad_x (N, C, H, W) = scatter-add of grad_out (N, C, OH, OW) to the stored argmaxes.
+
+    Every index must be -1 (a window that missed the input: no gradient) or in [0, H * W);
+    ValueError otherwise, before anything is written.
+    """
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
     cdef Py_ssize_t HW = grad_x.shape[2] * grad_x.shape[3]
     cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3], p, i, j
+    _check_planes("max_pool2d_backward", grad_x.shape, grad_out.shape)
+    _check_same("max_pool2d_backward", "index", index.shape, "grad_out",
+                grad_out.shape)
     if N * C == 0 or HW == 0:
         return
     cdef int nt = _threads(N * C * HW, n_threads)
     cdef const real *gp = &grad_out[0, 0, 0, 0] if OHW else NULL
     cdef const long long *ip = &index[0, 0, 0, 0] if OHW else NULL
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(N * C * OHW):
+            if ip[i] < -1 or ip[i] >= HW:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(f"max_pool2d_backward: index {ip[bad]} at flat position {bad} is outside [-1, {HW}) for a {grad_x.shape[2]}x"
+                         f"{grad_x.shape[3]} input plane")
     cdef real *xp = &grad_x[0, 0, 0, 0]
     cdef real *plane
     for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
@@ -150,6 +184,7 @@ def avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
     """out (N, C, OH, OW) = window sums of x (N, C, H, W) / PyTorch's divisor."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    _check_planes("avg_pool2d_forward", x.shape, out.shape)
     if N * C == 0 or OH * OW == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)
@@ -187,6 +222,7 @@ def avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :, ::1] gr
     """grad_x (N, C, H, W): each grad_out element spread evenly over its window."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    _check_planes("avg_pool2d_backward", grad_x.shape, grad_out.shape)
     if N * C == 0 or H * W == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)
@@ -220,6 +256,7 @@ def adaptive_avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] o
     [floor(o * H / OH), ceil((o + 1) * H / OH)), likewise columns."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    _check_planes("adaptive_avg_pool2d_forward", x.shape, out.shape)
     if N * C == 0 or OH * OW == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)
@@ -252,6 +289,7 @@ def adaptive_avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :
     """grad_x (N, C, H, W) from grad_out (N, C, OH, OW) of adaptive_avg_pool2d_forward."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    _check_planes("adaptive_avg_pool2d_backward", grad_x.shape, grad_out.shape)
     if N * C == 0 or H * W == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)

@@ -8,36 +8,45 @@
 #include <stddef.h>
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include "mdl_isa.h"
 
 typedef float mdl_pool_vf __attribute__((vector_size(64)));
 typedef int mdl_pool_vi __attribute__((vector_size(64)));
 
 #if MINIDL_HAVE_MULTIVERSION
+#define MDL_ISA_AVX512 1
 #define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
 #define MDL_ISA(name) name##_v4
 #include "pool_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
 #define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
 #define MDL_ISA(name) name##_v3
 #include "pool_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
 #endif
+#undef MDL_ISA_AVX512
+#define MDL_ISA_AVX512 0
 #define MDL_ISA_ATTR
 #define MDL_ISA(name) name##_base
 #include "pool_kernels_isa.h"
 #undef MDL_ISA_ATTR
 #undef MDL_ISA
+#undef MDL_ISA_AVX512
 
 /* Output rows b0 .. b1 - 1 of a 2x2 stride-2 max pool (see the template), on the widest
  * instruction set this CPU has. */
 static void max_pool_2x2_f32(const float *x, float *out, long long *index, ptrdiff_t H,
-                             ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1,
-                             ptrdiff_t last_block)
+                             ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
 {
-    MDL_DISPATCH(max_pool_2x2_f32, (x, out, index, H, W, OH, OW, b0, b1, last_block));
+    MDL_DISPATCH(max_pool_2x2_f32, (x, out, index, H, W, OH, OW, b0, b1));
 }
 
 #endif

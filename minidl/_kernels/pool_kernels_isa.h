@@ -11,15 +11,38 @@
         (k) = ((code) & take_) | ((k) & ~take_);                                                 \
     } while (0)
 
+/* The first `count` (0 .. 16) floats at p into v, the other lanes zero, reading nothing past
+ * p + count: one masked load on AVX-512 (masked-off lanes do not fault), a copy elsewhere.
+ * Every partial vector goes through it, on every row: a row that ends a plane (or a
+ * memory-mapped file) may be followed by an unmapped page. */
+#if MDL_ISA_AVX512
+#define MDL_POOL_LOAD(v, p, count)                                                               \
+    do {                                                                                         \
+        if ((count) == 16)                                                                       \
+            memcpy(&(v), (p), sizeof(v));                                                        \
+        else                                                                                     \
+            (v) = (mdl_pool_vf)_mm512_maskz_loadu_ps((__mmask16)((1u << (count)) - 1u), (p));    \
+    } while (0)
+#else
+#define MDL_POOL_LOAD(v, p, count)                                                               \
+    do {                                                                                         \
+        if ((count) == 16) {                                                                     \
+            memcpy(&(v), (p), sizeof(v));                                                        \
+        } else {                                                                                 \
+            float tmp_[16] __attribute__((aligned(64))) = {0};                                   \
+            memcpy(tmp_, (p), sizeof(float) * (size_t)(count));                                 \
+            memcpy(&(v), tmp_, sizeof(v));                                                       \
+        }                                                                                        \
+    } while (0)
+#endif
+
 /* Output rows ("blocks") b0 .. b1 - 1 of a (planes, OH, OW) output, block b being output row
  * b % OH of plane b / OH, from x (planes, H, W) with OH = H / 2, OW = W / 2. out gets the
- * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices).
- * last_block: the tensor's final block, whose over-reading vector loads would leave x; its
- * tail columns are done one by one. */
+ * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices). Loads
+ * read exactly the 2 * OW columns of each of the two input rows (partial vectors masked). */
 MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, long long *index,
                                                    ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
-                                                   ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1,
-                                                   ptrdiff_t last_block)
+                                                   ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
 {
     const mdl_pool_vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     const mdl_pool_vi even = lane * 2, odd = lane * 2 + 1;
@@ -29,17 +52,16 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
         const float *bot = top + W;
         float *o = out + b * OW;
         long long *ix = index + b * OW;
-        ptrdiff_t ow0 = 0;
-        for (; ow0 < OW; ow0 += 16) {
-            /* Vector loads read 32 floats from each row: past the row they read the next
-             * row, harmless except at the very end of x. */
-            if (b == last_block && 2 * ow0 + 32 > W)
-                break;
-            mdl_pool_vf t0, t1, u0, u1;
-            memcpy(&t0, top + 2 * ow0, sizeof t0);
-            memcpy(&t1, top + 2 * ow0 + 16, sizeof t1);
-            memcpy(&u0, bot + 2 * ow0, sizeof u0);
-            memcpy(&u1, bot + 2 * ow0 + 16, sizeof u1);
+        for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 16) {
+            const int n = OW - ow0 < 16 ? (int)(OW - ow0) : 16;
+            const int lo = 2 * n < 16 ? 2 * n : 16, hi = 2 * n - lo;
+            mdl_pool_vf t0, t1 = (mdl_pool_vf){0}, u0, u1 = (mdl_pool_vf){0};
+            MDL_POOL_LOAD(t0, top + 2 * ow0, lo);
+            MDL_POOL_LOAD(u0, bot + 2 * ow0, lo);
+            if (hi > 0) {
+                MDL_POOL_LOAD(t1, top + 2 * ow0 + 16, hi);
+                MDL_POOL_LOAD(u1, bot + 2 * ow0 + 16, hi);
+            }
             mdl_pool_vf best = __builtin_shuffle(t0, t1, even);
             mdl_pool_vf c01 = __builtin_shuffle(t0, t1, odd);
             mdl_pool_vf c10 = __builtin_shuffle(u0, u1, even);
@@ -48,27 +70,17 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
             MDL_POOL_TAKE(best, k, c01, (mdl_pool_vi){0} + 1);
             MDL_POOL_TAKE(best, k, c10, (mdl_pool_vi){0} + 2);
             MDL_POOL_TAKE(best, k, c11, (mdl_pool_vi){0} + 3);
-            mdl_pool_vi flat =
-                ((k >> 1) + (int)(2 * oh)) * (int)W + (lane + (int)ow0) * 2 + (k & 1);
             float bs[16] __attribute__((aligned(64)));
-            int fs[16] __attribute__((aligned(64)));
+            int ks[16] __attribute__((aligned(64)));
             memcpy(bs, &best, sizeof bs);
-            memcpy(fs, &flat, sizeof fs);
-            const ptrdiff_t n = OW - ow0 < 16 ? OW - ow0 : 16;
-            for (ptrdiff_t i = 0; i < n; i++) {
+            memcpy(ks, &k, sizeof ks);
+            /* The flat index in 64 bits: a plane may hold more than 2^31 elements. */
+            for (int i = 0; i < n; i++) {
                 o[ow0 + i] = bs[i];
-                ix[ow0 + i] = fs[i];
+                ix[ow0 + i] = (2 * oh + (ks[i] >> 1)) * W + 2 * (ow0 + i) + (ks[i] & 1);
             }
-        }
-        for (ptrdiff_t ow = ow0; ow < OW; ow++) {
-            const float c[4] = {top[2 * ow], top[2 * ow + 1], bot[2 * ow], bot[2 * ow + 1]};
-            int k = 0;
-            for (int j = 1; j < 4; j++)
-                if (c[j] > c[k] || c[j] != c[j])
-                    k = j;
-            o[ow] = c[k];
-            ix[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1);
         }
     }
 }
 
+#undef MDL_POOL_LOAD

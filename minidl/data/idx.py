@@ -8,6 +8,7 @@ compression is detected from the gzip magic bytes, never from the file name.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from pathlib import Path
@@ -29,6 +30,14 @@ _TYPE_CODES: dict[str, int] = {dt.str[1:]: code for code, dt in IDX_DTYPES.items
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DIM = 2**32 - 1
+# NumPy arrays have at most 64 dimensions.
+_MAX_NDIM = 64
+# Deflate expands at most ~1032x (RFC 1951's longest match per 2-bit code): a header that
+# declares more content than its compressed bytes could hold is truncated, known before any
+# decompression.
+_DEFLATE_MAX_RATIO = 1032
+# Cap on the decompressed size (header + data) of one IDX file; MNIST's largest is 47 MB.
+MAX_IDX_BYTES = 8 << 30
 
 
 class IDXFormatError(ValueError):
@@ -40,15 +49,50 @@ class IDXFormatError(ValueError):
         self.problem = problem
 
 
-def decompress(data: bytes, source: str = "<bytes>") -> bytes:
+def _declared_size(head: bytes) -> int | None:
+    """Header + data bytes an IDX header (its first 4 + 4 * ndim bytes) declares, or None
+    when `head` is not a complete, plausible header (decode_idx then says what is wrong)."""
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+        return None
+    ndim = head[3]
+    if not 1 <= ndim <= _MAX_NDIM or len(head) < 4 + 4 * ndim:
+        return None
+    count = 1
+    for d in np.frombuffer(head, dtype=">u4", count=ndim, offset=4):
+        count *= int(d)
+    return 4 + 4 * ndim + count * IDX_DTYPES[head[2]].itemsize
+
+
+def decompress(data: bytes, source: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> bytes:
     """Return `data` gunzipped if it starts with the gzip magic, else unchanged.
 
-    Raises IDXFormatError (naming `source`) for a truncated or corrupt gzip stream.
+    Streams: the IDX header is decompressed first, and at most the size it declares (plus one
+    byte, so that trailing data is still reported) is ever decompressed, so a small file cannot
+    expand into gigabytes. Raises IDXFormatError (naming `source`) for a truncated or corrupt
+    gzip stream, or a header declaring more than max_bytes or more than the compressed bytes
+    could possibly hold.
     """
     if not data.startswith(_GZIP_MAGIC):
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            head = stream.read(4)
+            if len(head) == 4 and head[3] <= _MAX_NDIM:
+                head += stream.read(4 * head[3])
+            declared = _declared_size(head)
+            if declared is None:
+                return head  # not a plausible header: decode_idx names the problem
+            if declared > max_bytes:
+                raise IDXFormatError(
+                    source, f"header declares {declared} bytes, more than the {max_bytes} "
+                    "byte limit (max_bytes)"
+                )
+            if declared > _DEFLATE_MAX_RATIO * len(data) + 4096:
+                raise IDXFormatError(
+                    source, f"truncated: the header declares {declared} bytes, more than "
+                    f"{len(data)} gzip bytes can hold"
+                )
+            return head + stream.read(declared - len(head) + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise IDXFormatError(source, f"corrupt or truncated gzip stream ({e})") from None
 
@@ -76,6 +120,10 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         )
     if ndim == 0:
         raise IDXFormatError(source, "number of dimensions is 0, IDX needs at least 1")
+    if ndim > _MAX_NDIM:
+        raise IDXFormatError(
+            source, f"{ndim} dimensions: at most {_MAX_NDIM} are supported (NumPy's limit)"
+        )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise IDXFormatError(

@@ -84,10 +84,7 @@ def _new_value(values: list[TracedValue], like: TracedValue) -> int:
 def _unfuse(
     fn: type, inputs: list, attrs: dict, out: int, values: list[TracedValue]
 ) -> list[TracedOp]:
-    from minidl.ops.activation import ReLU
-    from minidl.static import ElementwiseChain
-
-    if fn is ElementwiseChain:
+    if "program" in attrs:  # an elementwise chain: (Function, sources, attrs) per step
         program = attrs["program"]
         step_values: list[int] = []
         ops = []
@@ -107,7 +104,29 @@ def _unfuse(
             step_values.append(target)
             ops.extend(_unfuse(step_fn, step_inputs, dict(step_attrs), target, values))
         return ops
-    if attrs.get("relu"):
-        pre = _new_value(values, values[out])
-        return [TracedOp(fn, inputs, {**attrs, "relu": False}, pre), TracedOp(ReLU, [pre], {}, out)]
-    return [TracedOp(fn, inputs, attrs, out)]
+    absorbed = [name for name in getattr(fn, "epilogues", ("relu",)) if attrs.get(name)]
+    if not absorbed:
+        return [TracedOp(fn, inputs, attrs, out)]
+    # An op with fused epilogues (conv2d + relu): the op, then each absorbed op in turn.
+    ops = [TracedOp(fn, inputs, {**attrs, **{name: False for name in absorbed}}, -1)]
+    for name in absorbed:
+        ops[-1].output = _new_value(values, values[out])
+        ops.append(TracedOp(_epilogue_op(name), [ops[-1].output], {}, -1))
+    ops[-1].output = out
+    return ops
+
+
+def _epilogue_op(name: str) -> type:
+    """The op class a fused epilogue stands for: the Function declaring `epilogue = name`."""
+    from minidl.graph import Function
+    from minidl.ops import activation  # noqa: F401 (defines the ReLU class searched for)
+
+    pending = list(Function.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if getattr(cls, "epilogue", None) == name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    if name == "relu":  # before ops declared their epilogue trait
+        return activation.ReLU
+    raise ValueError(f"minidl.onnx: no op declares the fused epilogue {name!r}")

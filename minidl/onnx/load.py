@@ -777,6 +777,7 @@ class OnnxModule(nn.Module):
                 for n in graph.node
                 if n.domain not in ("", "ai.onnx") or n.op_type not in OPS
             }
+            | {reason for n in graph.node if (reason := _unsupported_setting(onnx, n))}
         )
         if unsupported:
             raise LoadError(
@@ -865,6 +866,20 @@ class OnnxModule(nn.Module):
         outs = [env[n] if n in env else self._value(n) for n in self.output_names]
         outs = [o if isinstance(o, Tensor) else minidl.tensor(np.asarray(o)) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _unsupported_setting(onnx, node) -> str | None:
+    """Settings of supported ops that minidl cannot run, found from the attributes alone."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    if op in ("MaxPool", "AveragePool", "Conv") and len(attrs.get("kernel_shape", [0, 0])) != 2:
+        return f"{op} with {len(attrs['kernel_shape'])}-D kernels"
+    if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", "constant"):
+        mode = attrs["mode"].decode() if isinstance(attrs["mode"], bytes) else attrs["mode"]
+        return f"Pad mode={mode}"
+    if op == "AveragePool" and any(d != 1 for d in attrs.get("dilations", [])):
+        return "AveragePool with dilations"
+    return None
 
 
 def _attribute_name(name: str, taken: set[str]) -> str:

@@ -157,7 +157,10 @@ def _single_axis(op: str, dim: int, ndim: int) -> int:
 
 
 def log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
-    """x - logsumexp(x) along `axis`, shifted by the max so exp never overflows."""
+    """x - logsumexp(x) along `axis`, shifted by the max so exp never overflows. An empty
+    axis gives an empty result (as PyTorch)."""
+    if x.ndim and x.shape[axis] == 0:
+        return np.empty_like(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
@@ -170,8 +173,11 @@ class Softmax(Function):
     def forward(ctx: Context, x, *, dim: int) -> np.ndarray:
         check_float_input("softmax", x)
         axis = _single_axis("softmax", dim, x.ndim)
-        out = np.exp(x - x.max(axis=axis, keepdims=True))
-        out /= out.sum(axis=axis, keepdims=True)
+        if x.ndim and x.shape[axis] == 0:
+            out = np.empty_like(x)
+        else:
+            out = np.exp(x - x.max(axis=axis, keepdims=True))
+            out /= out.sum(axis=axis, keepdims=True)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out

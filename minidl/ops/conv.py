@@ -17,6 +17,7 @@ from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_GEOMETRY = 2**40
 
 IntPair = Union[int, tuple]
 
@@ -33,6 +34,9 @@ def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(values) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    # Sizes reach the kernels as 64-bit integers; products of two such values must not wrap.
+    if max(values) > _MAX_GEOMETRY:
+        raise ValueError(f"{op}: {name} must be at most 2**40, got {value!r}")
     return values
 
 

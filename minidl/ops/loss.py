@@ -68,13 +68,15 @@ def _class_rows(op: str, x: np.ndarray, target) -> tuple[np.ndarray, np.ndarray,
         rows = x.reshape(1, -1)
     else:
         expected = (x.shape[0],) + x.shape[2:]
-        rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+        # Explicit row count: reshape(-1, 0) is ambiguous for zero classes.
+        rows = np.moveaxis(x, 1, -1).reshape(int(np.prod(expected)), x.shape[1])
     if target.shape != expected:
         raise ValueError(
             f"{op}: input of shape {x.shape} needs a target of shape {expected}, got "
             f"{target.shape} (batch sizes must match)"
         )
-    return np.ascontiguousarray(rows), target.reshape(-1).astype(np.int64, copy=False), expected
+    # The targets are copied: backward indexes with them, and the caller may change its array.
+    return np.ascontiguousarray(rows), target.reshape(-1).astype(np.int64, copy=True), expected
 
 
 def _check_range(op: str, target: np.ndarray, classes: int, ignore_index: int | None):
@@ -138,11 +140,14 @@ class CrossEntropy(Function):
         safe_t = np.where(valid, t, 0)
         logp = log_softmax_array(rows, 1)
         w_y = valid.astype(x.dtype) if w is None else w[safe_t] * valid
-        loss = -logp[np.arange(m), safe_t] * w_y
+        # Selected, not multiplied by the 0/1 mask: an ignored row of inf/NaN logits has a
+        # NaN log-probability, and NaN * 0 is NaN (PyTorch's loss stays finite).
+        zero = x.dtype.type(0)
+        loss = np.where(valid, -logp[np.arange(m), safe_t] * w_y, zero)
         s = float(label_smoothing)
         if s > 0:
             smooth = -(logp.sum(axis=1) if w is None else (logp * w).sum(axis=1))
-            loss = (1 - s) * loss + (s / classes) * (smooth * valid)
+            loss = (1 - s) * loss + (s / classes) * np.where(valid, smooth, zero)
         denominator = w_y.sum()
         ctx.save_for_backward(logp, safe_t, valid, w_y, w)
         ctx.reduction, ctx.smoothing, ctx.denominator = reduction, s, denominator
@@ -156,7 +161,8 @@ class CrossEntropy(Function):
         [0, C) are out of range too, so nothing is ignored here."""
         prob = np.empty_like(x)
         row_loss = np.empty(x.shape[0], dtype=np.float64)
-        target = np.ascontiguousarray(target)
+        # An owned copy: backward indexes with it, and the caller may change its array.
+        target = target.copy()
         if _loss.softmax_cross_entropy_forward(x, target, prob, row_loss) >= 0:
             return None
         total = row_loss.sum()
@@ -187,6 +193,7 @@ class CrossEntropy(Function):
             grad -= per_class[None, :] * valid[:, None]
         up = _upstream(g, ctx.reduction, ctx.denominator, ctx.out_shape)
         grad *= up.reshape(-1, 1) if up.ndim else up
+        grad[~valid] = 0
         return _to_input_shape(grad, ctx.x_shape), None, None
 
 

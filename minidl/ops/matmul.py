@@ -48,6 +48,12 @@ def _float_operands(name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     return contiguous(a), contiguous(b)
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """a (..., k) as a 2-D (rows, k) view; explicit sizes, since reshape(-1, 0) is ambiguous
+    and a zero-size k or batch is valid (a k = 0 product is all zeros, as in PyTorch)."""
+    return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1])
+
+
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast."""
 
@@ -69,7 +75,7 @@ class MatMul(Function):
         m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
         if b2.ndim == 2:
             # Leading axes of a fold into the rows of one GEMM.
-            out = gemm2d(a2.reshape(-1, k), b2).reshape(a2.shape[:-1] + (n,))
+            out = gemm2d(_rows(a2), b2).reshape(a2.shape[:-1] + (n,))
         else:
             try:
                 batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
@@ -77,8 +83,8 @@ class MatMul(Function):
                 raise ValueError(
                     f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast"
                 ) from e
-            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(-1, m, k)
-            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(-1, k, n)
+            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(int(np.prod(batch)), m, k)
+            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(int(np.prod(batch)), k, n)
             out = gemm3d(a3, b3).reshape(batch + (m, n))
             ctx.batch = batch
         ctx.save_for_backward(a2, b2)
@@ -96,20 +102,20 @@ class MatMul(Function):
         m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
         ga = gb = None
         if b2.ndim == 2:
-            g2 = contiguous(g.astype(a2.dtype, copy=False)).reshape(-1, n)
+            g2 = _rows(contiguous(g.astype(a2.dtype, copy=False)).reshape(a2.shape[:-1] + (n,)))
             if need_a:
                 ga = gemm2d(g2, b2, trans_b=True).reshape(a_shape)
             if need_b:
-                gb = gemm2d(a2.reshape(-1, k), g2, trans_a=True).reshape(b_shape)
+                gb = gemm2d(_rows(a2), g2, trans_a=True).reshape(b_shape)
             return ga, gb
         batch = ctx.batch
-        g3 = contiguous(g.astype(a2.dtype, copy=False)).reshape(-1, m, n)
+        g3 = contiguous(g.astype(a2.dtype, copy=False)).reshape(int(np.prod(batch)), m, n)
         if need_a:
-            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(-1, k, n)
+            b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(int(np.prod(batch)), k, n)
             ga = gemm3d(g3, b3, trans_b=True).reshape(batch + (m, k))
             ga = unbroadcast(ga, a2.shape).reshape(a_shape)
         if need_b:
-            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(-1, m, k)
+            a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(int(np.prod(batch)), m, k)
             gb = gemm3d(a3, g3, trans_a=True).reshape(batch + (k, n))
             gb = unbroadcast(gb, b2.shape).reshape(b_shape)
         return ga, gb
@@ -138,7 +144,7 @@ class Linear(Function):
                 f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)"
             )
         x, weight = _float_operands("linear", x, weight)
-        x2 = x.reshape(-1, x.shape[-1])
+        x2 = _rows(x)
         if out is not None:
             out = out.reshape(x2.shape[0], weight.shape[0])
         out = gemm2d(x2, weight, trans_b=True, out=out)
@@ -154,7 +160,7 @@ class Linear(Function):
     def backward(ctx: Context, g: np.ndarray):
         x2, weight, relu_out = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        g2 = contiguous(g).reshape(-1, weight.shape[0])
+        g2 = _rows(contiguous(g).reshape(ctx.x_shape[:-1] + (weight.shape[0],)))
         if relu_out is not None:
             g2 = np.where(relu_out > 0, g2, g2.dtype.type(0))
         gx = gemm2d(g2, weight).reshape(ctx.x_shape) if need_x else None

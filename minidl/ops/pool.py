@@ -78,7 +78,9 @@ class MaxPool2dOp(Function):
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
         if indices_sink is not None:
-            indices_sink.append(index)
+            # The caller gets its own copy: backward scatters through `index`, which must not
+            # change after the forward.
+            indices_sink.append(index.copy())
         return out
 
     @staticmethod

@@ -19,12 +19,13 @@ def normalize_axes(name: str, axis, ndim: int) -> tuple:
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for ax in axes:
-        if not isinstance(ax, (int, np.integer)) or not -ndim <= ax < max(ndim, 1):
+        # A 0-d tensor accepts axis 0 and -1 as PyTorch does (it reduces nothing).
+        if not isinstance(ax, (int, np.integer)) or not -max(ndim, 1) <= ax < max(ndim, 1):
             raise ValueError(f"{name}: axis {ax!r} is out of range for a {ndim}-d tensor")
         out.append(int(ax) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{name}: repeated axis in {axis!r}")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()
 
 
 def _expand(g: np.ndarray, in_shape: tuple, axes: tuple, keepdims: bool) -> np.ndarray:

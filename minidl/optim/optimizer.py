@@ -83,6 +83,8 @@ class Optimizer:
     def scratch(self, p: Tensor, count: int = 1) -> list[np.ndarray]:
         """`count` work buffers shaped like p, reused across steps (not part of the state)."""
         buffers = self._scratch.setdefault(id(p), [])
+        if buffers and (buffers[0].shape != p.data.shape or buffers[0].dtype != p.data.dtype):
+            buffers.clear()  # p.data was replaced by an array of another shape or dtype
         while len(buffers) < count:
             buffers.append(np.empty_like(p.data))
         return buffers
@@ -105,9 +107,24 @@ class Optimizer:
                         f"{type(self).__name__}: gradient of shape {grad.shape} for a parameter "
                         f"of shape {p.data.shape}"
                     )
-                self._update(p, grad.astype(p.data.dtype, copy=False),
-                             self.state.setdefault(p, {}), group)
+                state = self.state.setdefault(p, {})
+                self._check_state(p, state)
+                self._update(p, grad.astype(p.data.dtype, copy=False), state, group)
         return loss
+
+    def _check_state(self, p: Tensor, state: dict) -> None:
+        """Every state buffer must match its parameter's shape and dtype: the update kernels
+        write through them element by element. Replacing `p.data` with an array of another
+        shape or dtype after a step (without clearing the state) raises here."""
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and value.ndim > 0 and (
+                value.shape != p.data.shape or value.dtype != p.data.dtype
+            ):
+                raise ValueError(
+                    f"{type(self).__name__}.step: state {key!r} has shape {value.shape} dtype "
+                    f"{value.dtype}, but its parameter now has shape {p.data.shape} dtype "
+                    f"{p.data.dtype}; clear optimizer.state[p] after replacing p.data"
+                )
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
         raise NotImplementedError

@@ -42,8 +42,13 @@ class SGD(Optimizer):
         if momentum != 0 and buf is None:
             buf = state["momentum_buffer"] = np.empty_like(p.data)
             first = True
-        flat = p.data.reshape(-1)
+        # The kernel updates a flat C-contiguous view in place; a strided p.data (a view set
+        # by the user) is updated through a contiguous copy written back.
+        data = p.data if p.data.flags.c_contiguous else np.ascontiguousarray(p.data)
+        flat = data.reshape(-1)
         _optim.sgd_update(flat, np.ascontiguousarray(grad).reshape(-1),
                           flat if buf is None else buf.reshape(-1), group["lr"], momentum,
                           group["dampening"], group["weight_decay"], group["nesterov"], first,
                           get_num_threads())
+        if data is not p.data:
+            p.data[...] = data

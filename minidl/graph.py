@@ -1,94 +1,72 @@
-"""The computational graph: op nodes, recording switches and the reverse sweep.
+"""The computational graph: op nodes, per-thread recording switches and the one reverse sweep.
 
 Every differentiable op is a `Function` subclass with `forward(ctx, *arrays, **attrs)` and
-`backward(ctx, grad_out)` side by side. `Function.apply` runs forward on the inputs' arrays and,
-when some input requires a gradient and recording is on, attaches a `Context` (the graph node)
-to the output tensor. `backward` orders the nodes reachable from a tensor topologically (an
-explicit stack, so a graph of any depth fits) and sweeps them in reverse, summing the gradients
-of values that feed several consumers.
+`backward(ctx, grad_out)` side by side, and class attributes (its traits) that the static-graph
+passes, the profiler and viz read instead of naming op classes. `Function.apply` runs forward
+on the inputs' arrays and, when some input requires a gradient and recording is on, attaches a
+`Context` (the graph node) to the output.
+
+The graph does not know `Tensor`. It walks values through a small protocol, which
+`minidl.tensor.Tensor` implements (and registers with `register_value_type`):
+
+    value.data             the array (its dtype and shape are what gradients are checked against)
+    value._ctx             the Context that produced it, or None for a leaf
+    value._requires_grad   whether gradients flow into it
+    value._retains_grad    a non-leaf that keeps its gradient in .grad
+    value.grad             the accumulated gradient (a value of the registered type) or None
+    value._grad_hooks      {handle id: hook} run on its gradient (register_hook), or None
+    value._post_hooks      {handle id: hook} run after .grad is accumulated, or None
+
+`sweep` is the one reverse pass: eager `backward()`, the replay of a compiled graph
+(minidl.static) and fused elementwise chains all hand it a tape of `Step`s. It is the one place
+where each gradient is checked against its value's shape and cast to its value's dtype, where
+hooks run and where leaves receive their gradient.
+
+Grad mode, the tracer and the profiler are per thread (as PyTorch's grad mode): `no_grad()` in
+one thread does not change recording in another, and a thread being traced by
+`minidl.compile` does not see the ops of other threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import weakref
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from minidl import versions
 
-if TYPE_CHECKING:
-    from minidl.tensor import Tensor
 
-_grad_enabled = True
+class _ThreadState(threading.local):
+    """Recording switches of the current thread; new threads start with the defaults."""
 
-# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
-# rebased by an in-place op after the consumer used it (see _resolve_parent).
-_node_numbers = itertools.count()
-
-# minidl.tensor sets this to its Tensor class on import; a module-level name keeps the import
-# cycle (tensor -> ops -> graph) out of the per-op hot path.
-_Tensor: Any = None
-
-# Observers of every op applied: the static-graph tracer and the profiler set these while they
-# run (see minidl.static and minidl.profiler); None costs one global lookup per op.
-_tracer: Any = None
-_profiler: Any = None
-
-# id(leaf tensor) -> hooks called once its gradient of a backward pass is fully accumulated
-# (Tensor.register_post_accumulate_grad_hook). Keyed by id (Tensor's == is elementwise); the
-# entry goes away with its tensor, so a hook does not keep the tensor alive.
-_post_accumulate_hooks: dict[int, list] = {}
+    grad_enabled = True
+    # Observers of every op applied: the static-graph tracer and the profiler set these while
+    # they run (see minidl.static and minidl.profiler).
+    tracer: Any = None
+    profiler: Any = None
 
 
-class RemovableHandle:
-    """Returned by hook registrations; `remove()` unregisters the hook."""
+state = _ThreadState()
 
-    def __init__(self, hooks: list, hook: Callable) -> None:
-        self._hooks = hooks
-        self._hook = hook
-
-    def remove(self) -> None:
-        for k, h in enumerate(self._hooks):
-            if h is self._hook:
-                del self._hooks[k]
-                return
+# The value type (minidl.tensor.Tensor) registers itself: Function.apply wraps outputs in it.
+_value_type: Any = None
 
 
-def register_post_accumulate_grad_hook(t: Tensor, hook: Callable) -> RemovableHandle:
-    """See Tensor.register_post_accumulate_grad_hook."""
-    if t._ctx is not None:
-        raise RuntimeError(
-            "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
-            "registered on non-leaf tensors"
-        )
-    if not t._requires_grad:
-        raise RuntimeError(
-            "register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
-            "doesn't require gradient"
-        )
-    if not callable(hook):
-        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {hook!r}")
-    hooks = _post_accumulate_hooks.get(id(t))
-    if hooks is None:
-        hooks = _post_accumulate_hooks[id(t)] = []
-        weakref.finalize(t, _post_accumulate_hooks.pop, id(t), None)
-    hooks.append(hook)
-    return RemovableHandle(hooks, hook)
-
-
-def run_post_accumulate_hooks(t: Tensor) -> None:
-    """Call t's post-accumulate hooks in registration order (its .grad is final for this pass)."""
-    for hook in list(_post_accumulate_hooks.get(id(t), ())):
-        hook(t)
+def register_value_type(cls: type) -> None:
+    """Tell the graph which class wraps op outputs (it must implement the protocol above and a
+    `_wrap(array, requires_grad)` classmethod)."""
+    global _value_type
+    _value_type = cls
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record nodes for backward."""
-    return _grad_enabled
+    """Whether ops record nodes for backward in this thread."""
+    return state.grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
@@ -97,29 +75,36 @@ class _GradMode(contextlib.ContextDecorator):
         self.previous: list[bool] = []
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.previous.append(_grad_enabled)
-        _grad_enabled = self.enabled
+        self.previous.append(state.grad_enabled)
+        state.grad_enabled = self.enabled
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self.previous.pop()
+        state.grad_enabled = self.previous.pop()
 
 
 def no_grad() -> _GradMode:
-    """Context manager and decorator: ops inside record nothing (inference, optimizer steps)."""
+    """Context manager and decorator: ops inside record nothing (inference, optimizer steps).
+    Affects the current thread only."""
     return _GradMode(False)
 
 
 def enable_grad() -> _GradMode:
-    """Context manager and decorator: recording on, even inside `no_grad`."""
+    """Context manager and decorator: recording on, even inside `no_grad` (this thread)."""
     return _GradMode(True)
 
 
-class Context:
-    """One node of the graph: the op that produced a tensor, its inputs and what backward needs.
+# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
+# rebased by an in-place op after the consumer used it (see _resolve_parent).
+_node_numbers = itertools.count()
 
-    `forward` may store any attribute on it; `release()` drops them all after backward so a
+
+class Context:
+    """One node of the eager graph: the op that produced a value, its inputs and what backward
+    needs.
+
+    Arrays backward reads go through `save_for_backward` (the static-graph memory plan reads
+    `saved_tensors` to know which buffers must live until backward); small non-array facts
+    (shapes, axes, flags) may be plain attributes. `release()` drops both after backward so a
     graph that is not retained frees its buffers.
     """
 
@@ -152,6 +137,11 @@ class Context:
         return f"<{self.fn.__name__} node>"
 
 
+def size_of(shape: Sequence[int]) -> int:
+    """Number of elements of an array of `shape`."""
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
 class Function:
     """Base class of every op. Subclasses define two static methods:
 
@@ -159,7 +149,44 @@ class Function:
                                                    (or the non-tensor values passed, e.g. None)
     backward(ctx, grad_out) -> ndarray | tuple     one gradient (or None) per positional input,
                                                    each shaped like that input
+
+    and declare their traits here (the defaults describe a plain op):
     """
+
+    #: output = f(inputs) element by element (with broadcasting): elementwise chains fuse it.
+    elementwise = False
+    #: forward accepts `out=`, a preallocated output array (the static memory plan uses it).
+    writes_out = False
+    #: `out` may be one of the inputs' own buffers (ufunc-style overlap handling).
+    inplace_ok = False
+    #: names of the ops this one can absorb as a boolean attribute of the same name, e.g.
+    #: ("relu",): a following op whose `epilogue` is "relu" becomes `attrs["relu"] = True`.
+    epilogues: tuple[str, ...] = ()
+    #: the epilogue name under which an op with that entry in `epilogues` can absorb this one.
+    epilogue: str | None = None
+    #: display name for viz and the profiler (None: the class name without its "Op" suffix).
+    label: str | None = None
+    #: the circuit symbol viz draws instead of the name ("+", "*", "@"), or None.
+    symbol: str | None = None
+
+    @classmethod
+    def display_name(cls, attrs: dict | None = None) -> str:
+        """The op's name as drawn and profiled, with any absorbed epilogues ("Conv2d + relu")."""
+        name = cls.label or cls.__name__.removesuffix("Op") or cls.__name__
+        for e in cls.epilogues:
+            if attrs and attrs.get(e):
+                name += f" + {e}"
+        return name
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        """Forward FLOPs (a multiply-add counts 2); the default counts 1 per output element."""
+        return size_of(out_shape)
+
+    @classmethod
+    def backward_flops(cls, forward_flops: int, needs_input_grad: tuple) -> int:
+        """Backward FLOPs; the default: as many as forward."""
+        return forward_flops
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -170,43 +197,187 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *inputs: Any, **attrs: Any) -> Tensor:
+    def apply(cls, *inputs: Any, **attrs: Any) -> Any:
         arrays = []
         needs = []
         record = False
+        value_type = _value_type
         for x in inputs:
-            if isinstance(x, _Tensor):
+            if isinstance(x, value_type):
                 arrays.append(x.data)
                 needs.append(x._requires_grad)
                 record = record or x._requires_grad
             else:
                 arrays.append(x)
                 needs.append(False)
-        record = record and _grad_enabled
+        s = state
+        record = record and s.grad_enabled
         ctx = Context(cls, inputs, tuple(needs))
-        if _profiler is None:
+        if s.profiler is None:
             out = cls.forward(ctx, *arrays, **attrs)
         else:
-            out = _profiler.forward(cls, ctx, arrays, attrs)
-        result = _Tensor._wrap(out, record)
+            out = s.profiler.forward(cls, ctx, arrays, attrs)
+        result = value_type._wrap(out, record)
         if record:
             result._ctx = ctx
-        if _tracer is not None:
-            _tracer.record(cls, inputs, attrs, ctx, result)
+        if s.tracer is not None:
+            s.tracer.record(cls, inputs, attrs, ctx, result)
         return result
 
 
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Non-leaf tensors that `root` depends on through recorded nodes, each after its inputs.
+# -- hooks ------------------------------------------------------------------------------------
+_handle_ids = itertools.count()
+
+
+class RemovableHandle:
+    """Returned by register_hook and friends: `remove()` unregisters the hook."""
+
+    __slots__ = ("_hooks", "id")
+
+    def __init__(self, hooks: dict) -> None:
+        self._hooks = hooks
+        self.id = next(_handle_ids)
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+# -- the reverse sweep --------------------------------------------------------------------------
+class Step(NamedTuple):
+    """One node of a tape, as the sweep reads it (a tuple, which the sweep unpacks fast; eager
+    backward builds plain tuples in this field order)."""
+
+    fn: type[Function]  # the op (its backward is called through the step's Context)
+    out: int  # key of the value it produces
+    grad_inputs: tuple  # per positional input: key of the value receiving its gradient, or -1
+    # keys of leaves whose gradient is complete once this step's backward has run (every
+    # reader of a leaf comes at or after its first reader in forward order)
+    finished: tuple = ()
+    hooks: list | None = None  # gradient hooks of the produced value (array -> array | None)
+    keep: bool = False  # hand the produced value's gradient to `deliver` (retained non-leaf)
+
+
+def checked_gradient(g: Any, dtype: np.dtype, shape: tuple, what: str) -> np.ndarray:
+    """`g` as the gradient of a value of `dtype` and `shape`: cast to the value's dtype (as
+    PyTorch does: a float32 parameter used in a float64 product gets a float32 gradient);
+    RuntimeError naming `what` when the shape differs."""
+    if g.shape != shape:
+        raise RuntimeError(
+            f"{what} returned a gradient of shape {g.shape} for a value of shape {shape}"
+        )
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+    return g
+
+
+def run_hooks(hooks: Any, g: np.ndarray, what: str) -> np.ndarray:
+    """Apply gradient hooks in registration order; each may return a replacement gradient."""
+    wrap = _value_type._wrap
+    for hook in list(hooks):
+        result = hook(wrap(g, False))
+        if result is not None:
+            array = result.data if isinstance(result, _value_type) else np.asarray(result)
+            g = checked_gradient(array, g.dtype, g.shape, f"a gradient hook on {what}")
+    return g
+
+
+def accumulate(value: Any, g: np.ndarray) -> None:
+    """Add `g` into `value.grad` after the value's gradient hooks; then its post-accumulate
+    hooks (PyTorch's AccumulateGrad: a leaf's hooks see its total gradient once per sweep)."""
+    if value._grad_hooks:
+        g = run_hooks(value._grad_hooks.values(), g, f"a tensor of shape {value.data.shape}")
+    _add_to_grad(value, g)
+    if value._post_hooks:
+        for hook in list(value._post_hooks.values()):
+            hook(value)
+
+
+def _add_to_grad(value: Any, g: np.ndarray) -> None:
+    if value.grad is None:
+        # A copy: g may alias the seed or another value's gradient.
+        value.grad = _value_type._wrap(np.array(g, order="C", copy=True), False)
+    else:
+        value.grad.data += g
+
+
+def sweep(steps: Sequence[Step], contexts: list, grads: list, specs: Sequence[tuple],
+          deliver: Callable[[int, np.ndarray], None] | None, release: bool = True,
+          timings: list | None = None) -> None:
+    """The reverse pass over a tape.
+
+    steps: the tape in forward order; contexts[k]: the Context step k's forward filled;
+    grads: per value key, its gradient so far (the seeds set, the rest None); specs[key]:
+    an object with the `dtype` and `shape` of that value (its array, or a static graph's
+    Value), against which every incoming gradient is checked and cast;
+    deliver(key, gradient): receives each leaf's total gradient once it is complete, and the
+    gradients of steps marked `keep`. Values no step consumes (e.g. a fused chain's inputs)
+    keep their total in `grads`. Each context is dropped from `contexts` after its backward;
+release: also clear it (eager graphs, whose values still point at their contexts). timings: when
+    a list, one backward time per step is appended (0.0 for steps no gradient reached), in
+    reverse order.
+    """
+    profiler = state.profiler
+    clock = time.perf_counter
+    for k in range(len(steps) - 1, -1, -1):
+        fn, out, grad_inputs, finished, hooks, keep = steps[k]
+        g = grads[out]
+        if g is not None:
+            grads[out] = None
+            if hooks is not None:
+                g = run_hooks(hooks, g, f"the output of {fn.__name__}")
+            if keep:
+                deliver(out, g)
+            ctx = contexts[k]
+            if ctx.saved_versions:
+                versions.check(ctx.saved_versions, fn.__name__)
+            if timings is not None:
+                t0 = clock()
+                result = ctx.fn.backward(ctx, g)
+                timings.append(clock() - t0)
+            elif profiler is None:
+                result = ctx.fn.backward(ctx, g)
+            else:
+                result = profiler.backward(ctx, g)
+            contexts[k] = None
+            if release:
+                ctx.release()
+            if type(result) is not tuple:
+                result = (result,)
+            for key, pg in zip(grad_inputs, result):
+                if key < 0 or pg is None:
+                    continue
+                spec = specs[key]
+                if pg.dtype is not spec.dtype or pg.shape != spec.shape:
+                    pg = checked_gradient(pg, spec.dtype, spec.shape, f"{fn.__name__}.backward")
+                previous = grads[key]
+                grads[key] = pg if previous is None else previous + pg
+        elif timings is not None:
+            timings.append(0.0)
+        if finished:
+            for key in finished:
+                g = grads[key]
+                if g is not None:
+                    grads[key] = None
+                    deliver(key, g)
+
+
+# -- eager graphs ---------------------------------------------------------------------------
+def topological_order(root: Any) -> list:
+    """Non-leaf values that `root` depends on through recorded nodes, each after its inputs.
 
     Depth-first with an explicit stack: each entry is visited once, then emitted once all of
     its inputs have been emitted.
     """
-    from minidl.tensor import Tensor
-
-    order: list[Tensor] = []
+    value_type = _value_type
+    order: list = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         t, inputs_done = stack.pop()
         if inputs_done:
@@ -217,121 +388,74 @@ def topological_order(root: Tensor) -> list[Tensor]:
         visited.add(id(t))
         stack.append((t, True))
         for p in t._ctx.parents:
-            if isinstance(p, Tensor) and p._ctx is not None and id(p) not in visited:
+            if isinstance(p, value_type) and p._ctx is not None and id(p) not in visited:
                 stack.append((p, False))
     return order
 
 
-def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
-    from minidl.tensor import Tensor
-
-    if g.dtype != t.data.dtype:
-        g = g.astype(t.data.dtype)
-    if t.grad is None:
-        # A copy: g may alias the seed or another node's gradient.
-        t.grad = Tensor._wrap(np.array(g, order="C", copy=True), False)
-    else:
-        t.grad.data += g
-
-
-def run_backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) * grad into every leaf's `.grad` (see Tensor.backward)."""
-    if not root.requires_grad:
-        raise RuntimeError(
-            "backward: this tensor does not require grad and has no graph "
-            f"(shape {root.shape}); create its inputs with requires_grad=True"
-        )
-
-    def deliver(t: Tensor, g: np.ndarray) -> None:
-        if t._ctx is None or t._retains_grad:
-            _accumulate_leaf(t, g)
-
-    _sweep(root, _seed(root, grad), retain_graph, deliver,
-           run_post_accumulate_hooks if _post_accumulate_hooks else None)
-
-
-def gradients(root: Tensor, grad: Any = None) -> dict[int, np.ndarray]:
-    """d(root)/d(t) for every tensor t in root's graph, keyed by id(t), without touching any
-    `.grad` and keeping the graph (for drawing and inspecting it)."""
-    found: dict[int, np.ndarray] = {}
-
-    def deliver(t: Tensor, g: np.ndarray) -> None:
-        previous = found.get(id(t))
-        found[id(t)] = g if previous is None else previous + g
-
-    _sweep(root, _seed(root, grad), True, deliver)
-    return found
-
-
-def _sweep(root: Tensor, grad: np.ndarray, retain_graph: bool, deliver,
-           leaf_done: Callable | None = None) -> None:
-    """The reverse sweep: call each node's backward in reverse topological order, summing the
-    gradients of values with several consumers, and hand every tensor's total gradient to
-    `deliver(tensor, gradient)` (leaves once per path into them). `leaf_done(leaf)`, if given,
-    is called once per leaf that received a gradient, right after its last path delivered."""
-    if root._ctx is None:
-        deliver(root, grad)
-        if leaf_done is not None:
-            leaf_done(root)
-        return
-    order = topological_order(root)
-    # Paths still to come into each leaf: a leaf is done when the last node reading it has
-    # been swept (whether or not that node had a gradient to pass on).
-    pending: dict[int, int] = {}
-    reached: dict[int, Tensor] = {}
-    if leaf_done is not None:
-        for t in order:
-            for p in t._ctx.parents:
-                if isinstance(p, _Tensor) and p._ctx is None and p._requires_grad:
-                    pending[id(p)] = pending.get(id(p), 0) + 1
-    grads: dict[int, np.ndarray] = {id(root): grad}
-    for t in reversed(order):
-        g = grads.pop(id(t), None)
-        if g is None:
-            if pending:
-                _leaves_swept(t._ctx.parents, pending, reached, leaf_done)
-            continue
-        deliver(t, g)
+def _eager_tape(root: Any, keep_all: bool) -> tuple[list, list[tuple], list, list]:
+    """(values, steps, contexts, specs) of the recorded graph ending at `root`, in one
+    depth-first pass (explicit stack): each non-leaf gets its key when emitted, after all of
+    its inputs; a leaf when first read. specs[key] is the value's array (its dtype and shape
+    are what the sweep checks gradients against)."""
+    value_type = _value_type
+    values: list = []
+    specs: list = []
+    steps: list[tuple] = []
+    contexts: list = []
+    key_of: dict[int, int] = {}
+    visited: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        t, inputs_done = stack.pop()
         ctx = t._ctx
-        if ctx.released:
-            raise RuntimeError(
-                f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
-                "backward(); call backward(retain_graph=True) the first time to go through it again"
-            )
-        if ctx.saved_versions:
-            versions.check(ctx.saved_versions, ctx.fn.__name__)
-        if _profiler is None:
-            input_grads = ctx.fn.backward(ctx, g)
-        else:
-            input_grads = _profiler.backward(ctx, g)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        for parent, pg in zip(ctx.parents, input_grads):
-            if pg is None or not isinstance(parent, _Tensor):
-                continue
-            parent = _resolve_parent(parent, ctx)
-            if not parent._requires_grad:
-                continue
-            if pg.shape != parent.data.shape:
+        if inputs_done:
+            if ctx.released:
                 raise RuntimeError(
-                    f"{ctx.fn.__name__}.backward returned a gradient of shape {pg.shape} "
-                    f"for an input of shape {parent.data.shape}"
+                    f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
+                    "backward(); call backward(retain_graph=True) the first time to go "
+                    "through it again"
                 )
-            if parent._ctx is None:
-                deliver(parent, pg)
-                if pending:
-                    reached[id(parent)] = parent
-            else:
-                key = id(parent)
-                previous = grads.get(key)
-                grads[key] = pg if previous is None else previous + pg
-        if pending:
-            _leaves_swept(ctx.parents, pending, reached, leaf_done)
-        if not retain_graph:
-            ctx.release()
+            keys = []
+            finished = []
+            for p, need in zip(ctx.parents, ctx.needs_input_grad):
+                # needs_input_grad is True only for values (Function.apply); requires_grad
+                # may have been switched off since.
+                if need and p._ctx is not None and p._ctx.number > ctx.number:
+                    p = _resolve_parent(p, ctx)
+                if need and p._requires_grad:
+                    key = key_of.get(id(p))
+                    if key is None:  # a leaf: non-leaves were emitted before their readers
+                        key = key_of[id(p)] = len(values)
+                        values.append(p)
+                        specs.append(p.data)
+                        finished.append(key)
+                    keys.append(key)
+                else:
+                    keys.append(-1)
+            key = key_of[id(t)] = len(values)
+            values.append(t)
+            specs.append(t.data)
+            hooks = t._grad_hooks
+            # A plain tuple in Step's field order: a Step per node would cost a constructor call.
+            steps.append((ctx.fn, key, keys, finished,
+                          list(hooks.values()) if hooks else None, keep_all or t._retains_grad))
+            contexts.append(ctx)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        for p in ctx.parents:
+            if isinstance(p, value_type) and p._ctx is not None:
+                if p._ctx.number > ctx.number:
+                    p = _resolve_parent(p, ctx)
+                if p._ctx is not None and id(p) not in visited:
+                    stack.append((p, False))
+    return values, steps, contexts, specs
 
 
-def _resolve_parent(parent: Tensor, consumer: Context) -> Tensor:
+def _resolve_parent(parent: Any, consumer: Context) -> Any:
     """The version of `parent` that `consumer` used: an in-place op recorded after the
     consumer replaced parent's node, and the gradient belongs to the value before it."""
     while parent._ctx is not None and parent._ctx.number > consumer.number:
@@ -342,32 +466,62 @@ def _resolve_parent(parent: Tensor, consumer: Context) -> Tensor:
     return parent
 
 
-def _leaves_swept(parents: tuple, pending: dict, reached: dict, leaf_done: Callable) -> None:
-    for p in parents:
-        key = id(p)
-        if key in pending:
-            pending[key] -= 1
-            if pending[key] == 0:
-                del pending[key]
-                leaf = reached.pop(key, None)
-                if leaf is not None:
-                    leaf_done(leaf)
+def run_backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) * grad into every leaf's `.grad` (see Tensor.backward)."""
+    if not root._requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no graph "
+            f"(shape {root.data.shape}); create its inputs with requires_grad=True"
+        )
+    seed = _seed(root, grad)
+    if root._ctx is None:
+        accumulate(root, seed)
+        return
+    values, steps, contexts, specs = _eager_tape(root, keep_all=False)
+    grads: list = [None] * len(values)
+    grads[steps[-1][1]] = seed
+
+    def deliver(key: int, g: np.ndarray) -> None:
+        value = values[key]
+        if value._ctx is None:
+            accumulate(value, g)
+        else:  # a retained non-leaf: its hooks already ran in the sweep
+            _add_to_grad(value, g)
+
+    sweep(steps, contexts, grads, specs, deliver, release=not retain_graph)
 
 
-def _seed(root: Tensor, grad: Any) -> np.ndarray:
-    from minidl.tensor import Tensor
+def gradients(root: Any, grad: Any = None) -> dict[int, np.ndarray]:
+    """d(root)/d(t) for every value t in root's graph, keyed by id(t), without touching any
+    `.grad`, running no hooks and keeping the graph (for drawing and inspecting it)."""
+    seed = _seed(root, grad)
+    if root._ctx is None:
+        return {id(root): seed}
+    values, steps, contexts, specs = _eager_tape(root, keep_all=True)
+    steps = [Step(*step)._replace(hooks=None) for step in steps]
+    grads: list = [None] * len(values)
+    grads[steps[-1].out] = seed
+    found: dict[int, np.ndarray] = {}
 
+    def deliver(key: int, g: np.ndarray) -> None:
+        found[id(values[key])] = g
+
+    sweep(steps, contexts, grads, specs, deliver, release=False)
+    return found
+
+
+def _seed(root: Any, grad: Any) -> np.ndarray:
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
                 "backward: grad can be implicitly created only for a tensor with one element; "
-                f"this one has shape {root.shape}: pass grad= of that shape"
+                f"this one has shape {root.data.shape}: pass grad= of that shape"
             )
         return np.ones_like(root.data)
-    g = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+    g = grad.data if isinstance(grad, _value_type) else np.asarray(grad)
     if g.shape != root.data.shape:
         raise ValueError(
-            f"backward: grad has shape {g.shape}, expected the tensor's shape {root.shape}"
+            f"backward: grad has shape {g.shape}, expected the tensor's shape {root.data.shape}"
         )
     if not np.issubdtype(g.dtype, np.floating) and not np.issubdtype(g.dtype, np.integer):
         raise TypeError(f"backward: grad must be numeric, got dtype {g.dtype}")
@@ -377,15 +531,14 @@ def _seed(root: Tensor, grad: Any) -> np.ndarray:
     return g
 
 
-def walk_graph(root: Tensor) -> Iterator[Tensor]:
-    """Every tensor reachable from `root`, leaves included, inputs before consumers."""
-    from minidl.tensor import Tensor
-
+def walk_graph(root: Any) -> Iterator:
+    """Every value reachable from `root`, leaves included, inputs before consumers."""
+    value_type = _value_type
     seen: set[int] = set()
     for t in topological_order(root) if root._ctx is not None else [root]:
         if t._ctx is not None:
             for p in t._ctx.parents:
-                if isinstance(p, Tensor) and p._ctx is None and id(p) not in seen:
+                if isinstance(p, value_type) and p._ctx is None and id(p) not in seen:
                     seen.add(id(p))
                     yield p
         if id(t) not in seen:

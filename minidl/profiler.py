@@ -22,33 +22,9 @@ import numpy as np
 from minidl import graph
 
 
-def _prod(shape: tuple) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
-
-
-def op_flops(name: str, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
-    """Forward FLOPs of one op (multiply-adds count 2); elementwise ops count 1 per output."""
-    if name == "Conv2dOp":
-        weight = in_shapes[1]
-        return 2 * _prod(out_shape) * _prod(weight[1:])
-    if name == "Linear":
-        return 2 * _prod(out_shape) * in_shapes[0][-1]
-    if name == "MatMul":
-        return 2 * _prod(out_shape) * (in_shapes[0][-1] if in_shapes[0] else 1)
-    if name.startswith(("MaxPool", "AvgPool", "AdaptiveAvgPool")):
-        return _prod(in_shapes[0])
-    return _prod(out_shape)
-
-
-def backward_flops(name: str, forward: int, needs: tuple) -> int:
-    """Backward FLOPs: one product per input that needs a gradient for GEMM-like ops."""
-    if name in ("Conv2dOp", "Linear", "MatMul"):
-        return forward * sum(1 for n in needs[:2] if n)
-    return forward
-
-
 class Profiler:
-    """Collects one row per op call while active (graph._profiler points at it)."""
+    """Collects one row per op call of its thread while active (graph.state.profiler points
+    at it). FLOPs and names come from each op's traits (Function.flops, display_name)."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -62,10 +38,10 @@ class Profiler:
         seconds = time.perf_counter() - t0
         in_shapes = [np.shape(a) for a in arrays if isinstance(a, np.ndarray)]
         out_shape = np.shape(out)
-        flops = op_flops(fn.__name__, in_shapes, out_shape, attrs)
-        row = {"op": fn.__name__, "shape": out_shape, "forward_s": seconds, "backward_s": 0.0,
-               "forward_flops": flops,
-               "backward_flops": backward_flops(fn.__name__, flops, ctx.needs_input_grad)}
+        flops = fn.flops(in_shapes, out_shape, attrs)
+        row = {"op": fn.display_name(attrs), "shape": out_shape, "forward_s": seconds,
+               "backward_s": 0.0, "forward_flops": flops,
+               "backward_flops": fn.backward_flops(flops, ctx.needs_input_grad)}
         self.rows.append(row)
         self._row_of[id(ctx)] = row
         return out
@@ -80,15 +56,15 @@ class Profiler:
         return result
 
     def __enter__(self) -> Profiler:
-        if graph._profiler is not None:
-            raise RuntimeError("profile: already profiling")
-        graph._profiler = self
+        if graph.state.profiler is not None:
+            raise RuntimeError("profile: already profiling in this thread")
+        graph.state.profiler = self
         self.start = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.perf_counter() - self.start
-        graph._profiler = None
+        graph.state.profiler = None
 
     def summary(self) -> list[dict]:
         """Rows merged by (op, output shape), in first-seen order, with call counts."""
@@ -120,12 +96,12 @@ def static_rows(g: Any, vals: list, fwd_times: list, bwd_times: list | None,
     for k, node in enumerate(g.nodes):
         in_shapes = [g.values[a].shape for a in node.value_args()]
         out_shape = g.values[node.out].shape
-        flops = op_flops(node.name, in_shapes, out_shape, node.attrs)
-        name = node.name + ("+relu" if node.attrs.get("relu") else "")
+        flops = node.fn.flops(in_shapes, out_shape, node.attrs)
         rows.append({
-            "op": name, "shape": out_shape, "calls": 1, "forward_s": fwd_times[k],
-            "backward_s": bwd_times[k] if bwd_times else 0.0, "forward_flops": flops,
-            "backward_flops": backward_flops(node.name, flops, node.needs_input_grad)
+            "op": node.fn.display_name(node.attrs), "shape": out_shape, "calls": 1,
+            "forward_s": fwd_times[k], "backward_s": bwd_times[k] if bwd_times else 0.0,
+            "forward_flops": flops,
+            "backward_flops": node.fn.backward_flops(flops, node.needs_input_grad)
             if bwd_times else 0,
         })
     rows.append({"op": "_elapsed", "elapsed": elapsed})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,7 @@ class Tensor:
     """An n-d array that can record the ops applied to it and carry a gradient.
 
     `data` is always a C-contiguous numpy array of a supported dtype. Only float32 and float64
-    tensors can require a gradient.
+    tensors can require a gradient. Tensor implements the value protocol minidl.graph walks.
 
     The constructor is PyTorch's `torch.Tensor`: `Tensor(data)` holds `data` converted to the
     default float dtype (float32) unless `dtype` is given, and `Tensor(2, 3)` is a (2, 3)
@@ -66,7 +66,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retains_grad", "name",
-                 "__weakref__")
+                 "_grad_hooks", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, *data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -86,6 +86,8 @@ class Tensor:
         self._ctx: graph.Context | None = None
         self._retains_grad = False
         self.name: str | None = None
+        self._grad_hooks: dict | None = None
+        self._post_hooks: dict | None = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -102,6 +104,8 @@ class Tensor:
         t._ctx = None
         t._retains_grad = False
         t.name = None
+        t._grad_hooks = None
+        t._post_hooks = None
         t._requires_grad = requires_grad
         return t
 
@@ -164,6 +168,53 @@ class Tensor:
         """Keep this non-leaf tensor's gradient in `.grad` during backward."""
         self._retains_grad = True
 
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> graph.RemovableHandle:
+        """Call `hook(grad)` each time the gradient with respect to this tensor is computed,
+        in eager backward() and in compiled replay (PyTorch's Tensor.register_hook).
+
+        The hook may return a tensor (same shape) that replaces the gradient: for a leaf it is
+        what gets accumulated into .grad, for a non-leaf what flows on to its inputs. Hooks
+        run in registration order. Returns a handle whose remove() unregisters it. Raises
+        RuntimeError when the tensor does not require grad.
+        """
+        if not self._requires_grad:
+            raise RuntimeError(
+                "register_hook: cannot register a hook on a tensor that doesn't require gradient"
+            )
+        if not callable(hook):
+            raise TypeError(f"register_hook: hook must be callable, got {hook!r}")
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+        handle = graph.RemovableHandle(self._grad_hooks)
+        self._grad_hooks[handle.id] = hook
+        return handle
+
+    def register_post_accumulate_grad_hook(
+        self, hook: Callable[[Tensor], None]
+    ) -> graph.RemovableHandle:
+        """Call `hook(tensor)` after this leaf's gradient has been accumulated into .grad in a
+        backward pass (eager or compiled), once per pass (PyTorch's hook of that name; e.g. to
+        start reducing a gradient while the rest of backward runs). The return value is
+        ignored. Raises RuntimeError on a non-leaf tensor or one that does not require grad.
+        """
+        if self._ctx is not None:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+                "registered on non-leaf tensors"
+            )
+        if not self._requires_grad:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+                "doesn't require gradient"
+            )
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {hook!r}")
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        handle = graph.RemovableHandle(self._post_hooks)
+        self._post_hooks[handle.id] = hook
+        return handle
+
     def backward(self, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulate the gradient of this tensor into every leaf that requires grad.
@@ -182,13 +233,6 @@ class Tensor:
                 "backward: inputs= is not supported by minidl; use minidl.autograd.grad"
             )
         graph.run_backward(self, gradient, bool(retain_graph))
-
-    def register_post_accumulate_grad_hook(self, hook) -> graph.RemovableHandle:
-        """Call `hook(self)` after each backward pass has accumulated this leaf's gradient
-        into `.grad` (eager and compiled graphs alike); its return value is ignored. Hooks
-        run in registration order. Returns a handle whose `remove()` unregisters it. Raises
-        RuntimeError for non-leaf tensors and tensors that do not require grad."""
-        return graph.register_post_accumulate_grad_hook(self, hook)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
@@ -248,15 +292,15 @@ class Tensor:
         return self.data.copy() if copy else self.data
 
     def item(self) -> float | int | bool:
-        if graph._tracer is not None:
-            graph._tracer.data_access("item", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("item", self)
         if self.data.size != 1:
             raise ValueError(f"item: tensor has {self.data.size} elements, expected 1")
         return self.data.reshape(()).item()
 
     def tolist(self) -> Any:
-        if graph._tracer is not None:
-            graph._tracer.data_access("tolist", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("tolist", self)
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -382,8 +426,8 @@ class Tensor:
         return self._compare(other, np.greater_equal)
 
     def __bool__(self) -> bool:
-        if graph._tracer is not None:
-            graph._tracer.data_access("bool", self)
+        if graph.state.tracer is not None:
+            graph.state.tracer.data_access("bool", self)
         if self.data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor with {self.data.size} elements is ambiguous"
@@ -1037,7 +1081,7 @@ class Tensor:
         self._check_leaf_inplace(name)
         record = graph.is_grad_enabled() and (self._requires_grad or any(
             isinstance(o, Tensor) and o._requires_grad for o in operands))
-        if record and graph._tracer is not None:
+        if record and graph.state.tracer is not None:
             raise RuntimeError(
                 f"{name}: in-place ops on tensors that require grad cannot be traced by "
                 "minidl.compile; use the out-of-place op"
@@ -1204,7 +1248,7 @@ def _is_device_like(x: Any) -> bool:
         "cpu", "cuda", "mps", "xpu", "meta", "hip", "xla")
 
 
-graph._Tensor = Tensor
+graph.register_value_type(Tensor)
 
 
 def _tensor_operand(x: Any) -> Any:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from minidl.atomic import atomic_path
-from minidl.graph import gradients, topological_order
+from minidl.graph import gradients, topological_order, walk_graph
 from minidl.tensor import Tensor
 
 Node = tuple[str, str, str]
@@ -39,10 +39,6 @@ Edge = tuple[str, str, str]
 
 KINDS = ("op", "input", "output")
 FORMATS = ("svg", "png", "pdf")
-
-# The lectures draw the arithmetic gates with their symbols; other ops keep their class name
-# (without the "Op" some carry to keep clear of their nn layer: Conv2dOp -> Conv2d).
-_OP_SYMBOLS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Neg": "neg", "MatMul": "@"}
 
 _LINE_COLORS = {"value": "#2e7d32", "grad": "#c62828"}
 
@@ -124,8 +120,9 @@ def graph(obj: Any, values: bool = True, grads: bool = True, max_elements: int =
     `max_elements` elements.
     grads: also label it with d(obj)/d(tensor), computed by a reverse sweep that keeps the
     graph and leaves every `.grad` alone; only when obj has one element (a loss), since no
-    other seed is implied. Raises RuntimeError when an earlier backward() freed the graph:
-    draw before backward, or call backward(retain_graph=True).
+    other seed is implied. After `obj.backward()` freed the graph, the gradients that are
+    known are drawn instead: the leaves' and retained tensors' `.grad` (as micrograd's
+    draw_dot after backward); the values are drawn either way.
     """
     if isinstance(obj, Tensor):
         nodes, edges = _tensor_graph(obj, values, grads, max_elements)
@@ -217,14 +214,13 @@ def _tensor_graph(
     order = topological_order(root) if root._ctx is not None else []
     found: dict[int, np.ndarray] = {}
     if grads and root.data.size == 1 and root._requires_grad:
-        for t in order:
-            if t._ctx.released:
-                raise RuntimeError(
-                    f"viz.graph: the graph through {t._ctx.fn.__name__} was freed by an earlier "
-                    "backward(), so its gradients cannot be computed; draw the graph before "
-                    "calling backward(), call backward(retain_graph=True), or pass grads=False"
-                )
-        found = gradients(root)
+        if any(t._ctx.released for t in order):
+            # backward() ran and freed the graph: draw the gradients it left in .grad.
+            for t in walk_graph(root):
+                if t.grad is not None:
+                    found[id(t)] = t.grad.data
+        else:
+            found = gradients(root)
 
     def label(array: Any, tensor: Tensor | None) -> str:
         grad = found.get(id(tensor)) if tensor is not None else None
@@ -246,9 +242,9 @@ def _tensor_graph(
 
     for t in order:
         op_id = producer[id(t)]
-        name = t._ctx.fn.__name__
-        name = _OP_SYMBOLS.get(name, name.removesuffix("Op") or name)
-        nodes.append((op_id, name, "op"))
+        # The lectures draw the arithmetic gates with their symbols (Function.symbol).
+        fn = t._ctx.fn
+        nodes.append((op_id, fn.symbol or fn.display_name(), "op"))
         for parent in t._ctx.parents:
             if parent is None:
                 continue

@@ -8,7 +8,8 @@ from minidl import nn, optim
 from minidl.models import LeNet5
 from minidl.nn import functional as F
 from minidl.profiler import format_table
-from minidl.static import TraceError, kahn_schedule
+from minidl.static import TraceError
+from minidl.static.passes import kahn_schedule
 
 
 def batch(n=8, seed=0, classes=10, shape=(1, 28, 28)):
@@ -223,8 +224,8 @@ def test_static_profile_rows_cover_every_node():
     rows = step.profile_rows
     assert len(rows) == len(step.graph.nodes) + 1
     text = format_table(rows)
-    assert "Conv2dOp+relu" in text and "outside ops" in text
-    conv = next(r for r in rows if r["op"] == "Conv2dOp+relu")
+    assert "Conv2d + relu" in text and "outside ops" in text
+    conv = next(r for r in rows if r["op"] == "Conv2d + relu")
     assert conv["forward_flops"] == 2 * 4 * 6 * 28 * 28 * 25
     assert conv["backward_s"] > 0
 
@@ -236,8 +237,8 @@ def test_eager_profile_context():
     with minidl.profile() as prof:
         F.cross_entropy(model(x), y).backward()
     ops = [r["op"] for r in prof.summary()]
-    assert ops[0] == "Conv2dOp" and "CrossEntropy" in ops
-    assert all(r["backward_s"] > 0 for r in prof.summary() if r["op"] == "Conv2dOp")
+    assert ops[0] == "Conv2d" and "CrossEntropy" in ops
+    assert all(r["backward_s"] > 0 for r in prof.summary() if r["op"] == "Conv2d")
     assert "total in ops" in prof.table()
 
 

@@ -136,13 +136,19 @@ def test_non_scalar_root_draws_values_without_gradients():
     assert constant == [{"shape": "scalar", "value": "2.00"}]
 
 
-def test_freed_graph_raises_a_clear_error():
-    *_, f = lecture_circuit()
-    f.backward()
-    with pytest.raises(RuntimeError, match="before calling backward.*retain_graph=True"):
-        viz.graph(f)
-    edges, _ = labelled_edges(viz.graph(f, grads=False).source)  # values need no saved buffers
+def test_after_backward_draws_values_and_the_known_gradients():
+    x, y, z, f = lecture_circuit()
+    s = x + y
+    s.retain_grad()
+    f = s * z
+    f.backward()  # frees the graph: no sweep can run again, the .grad fields are what is known
+    edges, _ = labelled_edges(viz.graph(f).source)
     assert [float(e["value"]) for _, _, e in edges] == [-2, 5, 3, -4, -12]
+    # Leaves and the retained sum carry their .grad; the output keeps none (as in PyTorch).
+    assert [e.get("grad") for _, _, e in edges] == ["-4.00", "-4.00", "-4.00", "3.00", None]
+    assert x.grad.item() == -4.0  # drawing accumulated nothing
+    edges, _ = labelled_edges(viz.graph(f, grads=False).source)
+    assert all("grad" not in e for _, _, e in edges)
 
 
 def test_retained_graph_can_be_drawn_after_backward():

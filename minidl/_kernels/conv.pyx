@@ -106,7 +106,7 @@ cdef void _forward_row(const real *x, const real *w, const real *bias, real *out
                     row[ow] = row[ow] + wv * xrow[ow * sw + iw0]
     if relu:
         for ow in range(OW):
-            if not row[ow] > 0:
+            if row[ow] < 0:
                 row[ow] = 0
 
 
@@ -293,7 +293,7 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
                 Py_ssize_t slack, int n_threads):
     """Zero-padded copy into scratch buffer `name`: (N, planes_out) planes of Hp x Wp (planes
     past src's channels zero) plus `slack` zero floats; elements where relu_out (like src) is
-    not > 0 become 0."""
+    <= 0 become 0 (the fused ReLU's backward; NaN passes, as in torch)."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], H = src.shape[2], W = src.shape[3]
     cdef Py_ssize_t plane = Hp * Wp, p, n, c, i
     buf = _scratch(name, N * planes_out * plane + slack)
@@ -631,7 +631,7 @@ cdef void _epilogue(real *out, const real *bias, Py_ssize_t OC, Py_ssize_t P,
         b = bias[oc] if bias != NULL else 0
         for p in range(P):
             out[oc * P + p] = out[oc * P + p] + b
-            if relu and not out[oc * P + p] > 0:
+            if relu and out[oc * P + p] < 0:
                 out[oc * P + p] = 0
 
 
@@ -859,7 +859,7 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
     """Fill the gradients that are not None: grad_x like x, grad_w like weight, grad_b (OC,).
 
     grad_out: (N, OC, OH, OW); relu_out: the forward output when it had the fused ReLU (the
-    gradient is then masked by relu_out > 0), else None. Every array C-contiguous, one dtype.
+    gradient is then zero where relu_out <= 0), else None. Every array C-contiguous, one dtype.
     algorithm: as for conv2d_forward.
     """
     cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
@@ -887,7 +887,7 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
                                         grad_b, ph, pw, dh, dw, n_threads)
         return
     if relu_out is not None:
-        grad_out = np.where(relu_out > 0, grad_out, grad_out.dtype.type(0))
+        grad_out = np.where(relu_out <= 0, grad_out.dtype.type(0), grad_out)
     if wide:
         if grad_x is not None and algorithm == "auto" and _rowvec_fits(x, x.shape[3], sh, sw,
                                                                        groups):

@@ -42,12 +42,12 @@ typedef int mdl_v16i __attribute__((vector_size(64)));
 /* Broadcast. `x - 0` folds to x exactly (x + 0 would turn -0 into +0 and cost an add). */
 #define MDL_SPLAT(x) ((x) - (mdl_v16f){0})
 
-/* dst[0 .. count) = (acc + bias), then max(., 0) when relu (NaN -> 0, as the generic kernel). */
+/* dst[0 .. count) = (acc + bias), then max(., 0) when relu (NaN stays NaN, as torch.relu). */
 #define MDL_STORE_EPILOGUE(dst, acc, bias, relu, count)                                          \
     do {                                                                                         \
         mdl_v16f v_ = (acc) + MDL_SPLAT(bias);                                                   \
         if (relu) {                                                                              \
-            mdl_v16i keep_ = v_ > (mdl_v16f){0};                                                 \
+            mdl_v16i keep_ = ~(v_ < (mdl_v16f){0});                                                 \
             v_ = (mdl_v16f)((mdl_v16i)v_ & keep_);                                               \
         }                                                                                        \
         if ((count) == MDL_LANES)                                                                \

@@ -251,7 +251,7 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 
 /* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
  * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
- * elements whose mask is not > 0 count as zero: the fused ReLU's backward. */
+ * elements whose mask is <= 0 count as zero: the fused ReLU's backward (NaN passes). */
 MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, ptrdiff_t H, ptrdiff_t W,
                                                       const float *mask, float *dst, ptrdiff_t Hp,
                                                       ptrdiff_t Wp, ptrdiff_t top, ptrdiff_t left)
@@ -273,7 +273,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, ptrdiff_t
             /* A select, not a branch: vectorizes to compare + blend. */
             const float *restrict m = mask + (ptrdiff_t)(i - top) * W + (j0 - left);
             for (ptrdiff_t j = 0; j < j1 - j0; j++)
-                o[j] = m[j] > 0 ? v[j] : 0.0f;
+                o[j] = m[j] <= 0 ? 0.0f : v[j];
         }
     }
 }
@@ -315,7 +315,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, ptrdiff_t
                 memcpy(lanes, &acc[b][p], sizeof lanes);                                           \
                 for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {              \
                     float v = lanes[l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);                  \
-                    if (relu && !(v > 0))                                                          \
+                    if (relu && v < 0)                                                             \
                         v = 0.0f;                                                                  \
                     out[(b * MDL_LANES + l) * out_plane + pix_out[p]] = v;                         \
                 }                                                                                  \
@@ -453,7 +453,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t 
     }
 }
 
-/* gt[p][o] = g[o][p] for o < OC (0 where mask[o][p] is not > 0, when mask != NULL), and 0 for
+/* gt[p][o] = g[o][p] for o < OC (0 where mask[o][p] <= 0, when mask != NULL), and 0 for
  * OC <= o < ocp: one image's output gradient transposed for the channel-packed weight gradient. */
 MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const float *mask,
                                                           ptrdiff_t OC, ptrdiff_t P, ptrdiff_t ocp, float *gt)
@@ -471,7 +471,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
             if (mo) {
                 mdl_v16f m;
                 MDL_LOAD(m, mo + p);
-                mdl_v16i keep = m > (mdl_v16f){0};
+                mdl_v16i keep = ~(m <= (mdl_v16f){0});
                 v = (mdl_v16f)((mdl_v16i)v & keep);
             }
             float lanes[MDL_LANES] __attribute__((aligned(64)));
@@ -480,7 +480,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
                 gt[(p + l) * ocp + o] = lanes[l];
         }
         for (; p < P; p++)
-            gt[p * ocp + o] = (mo == NULL || mo[p] > 0) ? go[p] : 0.0f;
+            gt[p * ocp + o] = (mo != NULL && mo[p] <= 0) ? 0.0f : go[p];
     }
 }
 

@@ -173,10 +173,10 @@ MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estr
     MDL_WINO_OUTPUT_STEP(mdl_wv8, 8)
     MDL_WINO_OUTPUT_STEP(mdl_wv4, 4)
     MDL_WINO_OUTPUT_STEP(float, 1)
-    if (relu) /* !(v > 0) -> 0 maps NaN to 0 too, as the direct kernels do */
+    if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 4; k++)
             for (ptrdiff_t i = 0; i < n; i++)
-                ys[k][i] = ys[k][i] > 0 ? ys[k][i] : 0.0f;
+                ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
     for (int r = 0; r < 2; r++) {
         ptrdiff_t oy = 2 * ty + r;
         if (oy >= OH)

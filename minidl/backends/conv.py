@@ -124,7 +124,7 @@ def conv2d_backward(
         )
         return
     if relu_out is not None:
-        grad_out = np.where(relu_out > 0, grad_out, np.float32(0))
+        grad_out = np.where(relu_out <= 0, np.float32(0), grad_out)  # NaN passes, as torch
     if wino_x:
         winograd.backward_input(grad_out, weight, grad_x, padding, n_threads)
     if wino_w:

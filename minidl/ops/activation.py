@@ -23,7 +23,8 @@ def check_float_input(op: str, x: np.ndarray) -> None:
 class ReLU(Function):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch. `out` as in minidl.ops.elementwise."""
 
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    epilogue = "relu"
 
     @staticmethod
     def forward(ctx: Context, x, out=None) -> np.ndarray:
@@ -35,11 +36,15 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
-        return g * (out > 0)
+        # PyTorch's threshold_backward: zero where out <= 0 (even a NaN gradient), the
+        # gradient elsewhere (also where out is NaN).
+        return np.where(out <= 0, g.dtype.type(0), g)
 
 
 class LeakyReLU(Function):
     """x for x > 0, negative_slope * x otherwise."""
+
+    elementwise = True
 
     @staticmethod
     def forward(ctx: Context, x, *, negative_slope: float) -> np.ndarray:
@@ -97,6 +102,8 @@ class PReLU(Function):
 class ELU(Function):
     """x for x > 0, alpha * (exp(x) - 1) otherwise (expm1, exact for small |x|)."""
 
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, x, *, alpha: float) -> np.ndarray:
         check_float_input("elu", x)
@@ -118,6 +125,8 @@ class ELU(Function):
 class Sigmoid(Function):
     """1 / (1 + exp(-x)), computed from exp(-|x|) so neither branch overflows."""
 
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, x) -> np.ndarray:
         check_float_input("sigmoid", x)
@@ -135,7 +144,7 @@ class Sigmoid(Function):
 class Tanh(Function):
     """np.tanh saturates to +-1 without overflow for large |x|. `out` as in ReLU."""
 
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
 
     @staticmethod
     def forward(ctx: Context, x, out=None) -> np.ndarray:

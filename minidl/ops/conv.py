@@ -11,7 +11,7 @@ from typing import Union
 import numpy as np
 
 from minidl.backends import conv as _conv
-from minidl.graph import Context, Function
+from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
 from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
@@ -56,6 +56,16 @@ class Conv2dOp(Function):
     padding = (top, left); out_size = (OH, OW) carries any extra bottom/right padding
     (padding='same' with an even kernel pads more at the end, as PyTorch does).
     """
+
+    epilogues = ("relu",)
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return 2 * size_of(out_shape) * size_of(in_shapes[1][1:])
+
+    @classmethod
+    def backward_flops(cls, forward_flops: int, needs_input_grad: tuple) -> int:
+        return forward_flops * sum(1 for n in needs_input_grad[:2] if n)
 
     @staticmethod
     def forward(

@@ -1,7 +1,8 @@
 """Elementwise ops with NumPy broadcasting. Gradients are summed back to each input's shape.
 
-Ops marked `writes_out` accept a preallocated `out` (static graphs' memory plan);
-`inplace_ok` means `out` may be an input's own buffer (NumPy's ufuncs handle the overlap).
+Every op here but Where and Cast is `elementwise` (static graphs fuse runs of them); those
+marked `writes_out` accept a preallocated `out` (static graphs' memory plan), and `inplace_ok`
+means `out` may be an input's own buffer (NumPy's ufuncs handle the overlap).
 
 The lecture's gates: add distributes the upstream gradient, mul switches the operands, max
 routes it to the larger input.
@@ -46,7 +47,8 @@ def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class Add(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    symbol = "+"
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
@@ -61,7 +63,8 @@ class Add(Function):
 
 
 class Sub(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    symbol = "-"
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
@@ -76,7 +79,8 @@ class Sub(Function):
 
 
 class Mul(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    symbol = "*"
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
@@ -94,7 +98,8 @@ class Mul(Function):
 
 
 class Div(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    symbol = "/"
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
@@ -111,6 +116,8 @@ class Div(Function):
 
 
 class Pow(Function):
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, a, b) -> np.ndarray:
         out = _binary("pow", np.power, a, b)
@@ -134,6 +141,8 @@ class Pow(Function):
 class Maximum(Function):
     """Elementwise max; on ties the gradient goes to the first operand."""
 
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, a, b) -> np.ndarray:
         ctx.save_for_backward(a, b)
@@ -152,6 +161,8 @@ class Maximum(Function):
 
 class Minimum(Function):
     """Elementwise min; on ties the gradient goes to the first operand."""
+
+    elementwise = True
 
     @staticmethod
     def forward(ctx: Context, a, b) -> np.ndarray:
@@ -198,7 +209,8 @@ class Where(Function):
 
 
 class Neg(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
+    symbol = "neg"
 
     @staticmethod
     def forward(ctx: Context, a, out=None) -> np.ndarray:
@@ -210,7 +222,7 @@ class Neg(Function):
 
 
 class Exp(Function):
-    writes_out = inplace_ok = True
+    elementwise = writes_out = inplace_ok = True
 
     @staticmethod
     def forward(ctx: Context, a, out=None) -> np.ndarray:
@@ -225,6 +237,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)
@@ -237,6 +251,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         out = np.sqrt(a)
@@ -252,6 +268,8 @@ class Sqrt(Function):
 class Abs(Function):
     """|x|; the gradient at 0 is 0 (the subgradient PyTorch uses)."""
 
+    elementwise = True
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)
@@ -265,6 +283,8 @@ class Abs(Function):
 
 class Clip(Function):
     """Clamp to [low, high] (either may be None); gradient passes where the input was inside."""
+
+    elementwise = True
 
     @staticmethod
     def forward(ctx: Context, a, *, low, high) -> np.ndarray:

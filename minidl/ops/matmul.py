@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from minidl._kernels import gemm
-from minidl.graph import Context, Function
+from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
 from minidl.ops.elementwise import unbroadcast
 from minidl.threads import get_num_threads
@@ -56,6 +56,16 @@ def _rows(a: np.ndarray) -> np.ndarray:
 
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast."""
+
+    symbol = "@"
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return 2 * size_of(out_shape) * (in_shapes[0][-1] if in_shapes[0] else 1)
+
+    @classmethod
+    def backward_flops(cls, forward_flops: int, needs_input_grad: tuple) -> int:
+        return forward_flops * sum(1 for n in needs_input_grad[:2] if n)
 
     @staticmethod
     def forward(ctx: Context, a, b) -> np.ndarray:
@@ -131,6 +141,13 @@ class Linear(Function):
     """
 
     writes_out = True
+    epilogues = ("relu",)
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return 2 * size_of(out_shape) * in_shapes[0][-1]
+
+    backward_flops = MatMul.backward_flops
 
     @staticmethod
     def forward(ctx: Context, x, weight, bias, out=None, relu=False) -> np.ndarray:
@@ -162,7 +179,8 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = _rows(contiguous(g).reshape(ctx.x_shape[:-1] + (weight.shape[0],)))
         if relu_out is not None:
-            g2 = np.where(relu_out > 0, g2, g2.dtype.type(0))
+            # As ReLU's backward: zero where out <= 0, the gradient elsewhere (NaN out too).
+            g2 = np.where(relu_out <= 0, g2.dtype.type(0), g2)
         gx = gemm2d(g2, weight).reshape(ctx.x_shape) if need_x else None
         gw = gemm2d(g2, x2, trans_a=True) if need_w else None
         gb = g2.sum(axis=0) if need_b else None

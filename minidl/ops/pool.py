@@ -7,7 +7,7 @@ from typing import Union
 import numpy as np
 
 from minidl._kernels import pool as _pool
-from minidl.graph import Context, Function
+from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
 from minidl.ops.conv import check_float, pair
 from minidl.tensor import Tensor
@@ -65,6 +65,10 @@ class MaxPool2dOp(Function):
     (flat h * W + w per plane, PyTorch's return_indices) when given.
     """
 
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return size_of(in_shapes[0])
+
     @staticmethod
     def forward(
         ctx: Context, x, *, kernel, stride, padding, dilation, out_size, indices_sink=None
@@ -96,6 +100,10 @@ class AvgPool2dOp(Function):
     """out = window sums / divisor (the window clipped to the padded input when
     count_include_pad, else to the input). x: (N, C, H, W) -> (N, C, OH, OW)."""
 
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return size_of(in_shapes[0])
+
     @staticmethod
     def forward(
         ctx: Context, x, *, kernel, stride, padding, out_size, count_include_pad
@@ -118,6 +126,10 @@ class AvgPool2dOp(Function):
 class AdaptiveAvgPool2dOp(Function):
     """Mean over PyTorch's adaptive windows: rows [floor(i*H/OH), ceil((i+1)*H/OH)), likewise
     columns. x: (N, C, H, W) -> (N, C, OH, OW); (1, 1) is global average pooling."""
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return size_of(in_shapes[0])
 
     @staticmethod
     def forward(ctx: Context, x, *, out_size) -> np.ndarray:

@@ -1,0 +1,54 @@
+"""Static graphs: trace a model's forward once, then replay it for every batch.
+
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
+    for images, labels in loader:
+        optimizer.zero_grad()
+        loss = step(images, labels)      # forward + backward into every parameter's .grad
+        optimizer.step()
+
+    infer = minidl.compile(model, example_inputs=(images,))   # inference: eval mode, no grad
+    logits = infer(images)
+
+Layout: `trace` (the tracer and the IR: Value, Node), `passes` (scheduling, dead-op
+elimination, fusion by op traits), `memory` (liveness and the buffer plan), `executor`
+(StaticGraph: replay steps and the backward tape for minidl.graph.sweep), `compiled` (the
+callable `compile` returns).
+
+How it works. Tracing runs the forward once with a tracer listening to `Function.apply`: every
+op becomes a `Node` (its Function class, which values it reads, its attributes) and every tensor
+a numbered value (an input, a parameter, a constant, or a node's output). The nodes are put in
+order by Kahn's algorithm, ops whose results nothing reads are dropped, and fusion passes
+rewrite the graph (a convolution or linear layer followed by a ReLU becomes one op with the
+ReLU in its epilogue). Replay then calls each node's `forward` and, in reverse, `backward` directly on
+arrays: no Tensor objects, no graph recording, no topological sort per step.
+
+Memory plan. A liveness analysis over the schedule gives each activation and gradient the
+interval from the step that writes it to the last step that reads it (an activation saved for
+backward lives until that backward). Activations of ops that can write into a given array
+(`Function.writes_out`) are placed in buffers allocated once and shared by values whose
+intervals do not overlap; `memory_report()` gives the plan's peak beside the peak of keeping
+every value, which is what eager mode holds until backward.
+
+Limits (checked where possible):
+- The traced function must do the same ops for every batch: Python control flow that depends
+  on tensor values is out of scope. Calling `.item()`, `bool()` or `.tolist()` on a traced value
+  raises TraceError.
+- Tensors created inside the forward (other than by ops on the inputs) are captured as
+  constants. Compiling traces twice, the second time on perturbed inputs, and raises
+  TraceError when the ops or those constants differ (data-dependent control flow, a tensor
+  built from `x.data`, random tensors drawn in the forward).
+- A call with different input shapes or dtypes traces again (each signature is cached): the
+  smaller last batch of an epoch costs one extra trace.
+- A compiled graph may be called from several threads: calls of one graph are serialized
+  (its planned buffers are shared), so each returns the values a lone call would.
+- Gradient hooks on parameters run at every replay, as in eager mode; hooks registered on
+  intermediate tensors while tracing run at every replay too (such values are not fused away).
+- Module state changed outside ops (e.g. a Python counter) is not replayed; BatchNorm's running
+  statistics are, because its op updates them. Tracing itself leaves no trace: the random
+  generator and the module's buffers are restored after it.
+"""
+
+from minidl.static.compiled import Compiled, compile  # noqa: A004 (the public name)
+from minidl.static.trace import TraceError
+
+__all__ = ["Compiled", "TraceError", "compile"]

@@ -1,0 +1,165 @@
+"""The executor: one traced signature's schedule, memory plan and replay loops.
+
+Replay calls each node's `forward` on arrays (no Tensor objects, no graph recording, no
+topological sort per call) and, when training, hands the tape to the one reverse sweep
+(minidl.graph.sweep), which checks and casts every gradient and delivers the parameters'.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from minidl.graph import Context, Function, Step, accumulate, sweep
+from minidl.static.memory import plan_memory
+from minidl.static.passes import FUSION_PASSES, eliminate_dead, kahn_schedule
+from minidl.static.trace import Node, trace
+from minidl.tensor import Tensor
+
+
+class ReplayStep(NamedTuple):
+    """What the forward replay loop reads per node (a tuple, so the loop unpacks it fast)."""
+
+    fn: type[Function]
+    read: Callable[[list], tuple]  # the node's positional arguments out of the value list
+    attrs: dict  # the node's attributes, with `out` when the memory plan gives it a buffer
+    out: int  # index of the value it writes
+    needs_input_grad: tuple
+
+
+class StaticGraph:
+    """One traced signature: schedule, memory plan, and the replay loops.
+
+    Calls are serialized by a lock: the planned buffers belong to the graph, so two threads
+    replaying it at once would write into each other's activations.
+    """
+
+    def __init__(self, fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor],
+                 training: bool) -> None:
+        tracer, outputs = trace(fn, inputs, params, with_grad=training)
+        self.traced_ops = [node.fn for node in tracer.nodes]
+        self.values = tracer.values
+        self.outputs = outputs
+        self.input_indices = [v.index for v in self.values if v.kind == "input"]
+        self.training = training
+        nodes = kahn_schedule(tracer.nodes, len(self.values))
+        nodes = eliminate_dead(nodes, outputs)
+        for fusion in FUSION_PASSES:
+            nodes = fusion(nodes, outputs, self.values)
+        self.nodes = nodes
+        self.plan = plan_memory(nodes, self.values, outputs, backward=training)
+        self._buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
+        self._params = [(v.index, v.tensor) for v in self.values if v.kind == "param"]
+        # Constants (and constant arguments, as extra slots past the values) are filled once.
+        self._template: list = [None] * len(self.values)
+        for v in self.values:
+            if v.kind == "const":
+                self._template[v.index] = v.tensor.data
+        self._program = [self._replay_step(node) for node in nodes]
+        self._tape = self._backward_tape(nodes)
+        self.signature = tuple((x.shape, x.dtype) for x in inputs)
+        self.lock = threading.Lock()
+
+    def _replay_step(self, node: Node) -> ReplayStep:
+        slots = []
+        for a in node.args:
+            if isinstance(a, int):
+                slots.append(a)
+            else:
+                slots.append(len(self._template))
+                self._template.append(a[1])
+        getter = itemgetter(*slots) if slots else (lambda vals: ())
+        read = getter if len(slots) != 1 else (lambda vals, s=slots[0]: (vals[s],))
+        attrs = dict(node.attrs)
+        slot = self.plan.slot_of.get(node.out)
+        if slot is not None:
+            v = self.values[node.out]
+            attrs["out"] = self._buffers[slot][: v.nbytes].view(v.dtype).reshape(v.shape)
+        return ReplayStep(node.fn, read, attrs, node.out, node.needs_input_grad)
+
+    def _backward_tape(self, nodes: list[Node]) -> list[Step]:
+        """The sweep's steps: gradients flow into nodes' outputs and parameters; each
+        parameter is delivered after its first reader's backward (all its readers are done)."""
+        first_reader: dict[int, int] = {}
+        steps = []
+        for k, node in enumerate(nodes):
+            keys = []
+            for a, need in zip(node.args, node.needs_input_grad):
+                kind = self.values[a].kind if isinstance(a, int) else "const"
+                if need and kind in ("node", "param"):
+                    keys.append(a)
+                    if kind == "param":
+                        first_reader.setdefault(a, k)
+                else:
+                    keys.append(-1)
+            steps.append(Step(node.fn, node.out, tuple(keys), (), self.values[node.out].hooks))
+        finished: dict[int, list[int]] = {}
+        for a, k in first_reader.items():
+            finished.setdefault(k, []).append(a)
+        return [step._replace(finished=tuple(finished.get(k, ()))) for k, step in enumerate(steps)]
+
+    def forward(self, arrays: Sequence[np.ndarray], timings: list | None = None
+                ) -> tuple[list, list]:
+        vals = list(self._template)
+        for index, a in zip(self.input_indices, arrays):
+            vals[index] = a
+        for index, p in self._params:
+            vals[index] = p.data
+        contexts = []
+        if timings is None:
+            for fn, read, attrs, out, needs in self._program:
+                ctx = Context(fn, (), needs)
+                vals[out] = fn.forward(ctx, *read(vals), **attrs)
+                contexts.append(ctx)
+        else:
+            clock = time.perf_counter
+            for fn, read, attrs, out, needs in self._program:
+                ctx = Context(fn, (), needs)
+                t0 = clock()
+                vals[out] = fn.forward(ctx, *read(vals), **attrs)
+                timings.append(clock() - t0)
+                contexts.append(ctx)
+        return vals, contexts
+
+    def backward(self, vals: list, contexts: list, timings: list | None = None) -> None:
+        """Gradients of the first output (the loss) into every parameter's .grad."""
+        grads: list = [None] * len(self.values)
+        loss = self.outputs[0]
+        grads[loss] = np.ones_like(vals[loss])
+        values = self.values
+
+        def deliver(key: int, g: np.ndarray) -> None:
+            accumulate(values[key].tensor, g)
+
+        sweep(self._tape, contexts, grads, self.values, deliver, release=False, timings=timings)
+
+    def run(self, arrays: Sequence[np.ndarray], profile: bool = False
+            ) -> tuple[list, Any]:
+        """One replay (forward, and backward when training) under the graph's lock: the value
+        list and, when profiling, (forward times, backward times, seconds)."""
+        fwd_times: list | None = [] if profile else None
+        bwd_times: list | None = [] if profile and self.training else None
+        with self.lock:
+            start = time.perf_counter()
+            vals, contexts = self.forward(arrays, fwd_times)
+            if self.training:
+                self.backward(vals, contexts, bwd_times)
+            elapsed = time.perf_counter() - start
+        if not profile:
+            return vals, None
+        return vals, (fwd_times, bwd_times[::-1] if bwd_times is not None else None, elapsed)
+
+    def memory_report(self) -> dict:
+        return {
+            "planned_peak_bytes": self.plan.peak_planned_bytes,
+            "keep_all_peak_bytes": self.plan.peak_all_bytes,
+            "planned_buffers": len(self.plan.slot_bytes),
+            "planned_buffer_bytes": sum(self.plan.slot_bytes),
+            "planned_values": len(self.plan.slot_of),
+            "planned_values_bytes": self.plan.planned_values_bytes,
+        }

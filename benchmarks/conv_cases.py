@@ -258,14 +258,17 @@ def cases() -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sample(fn, number: int) -> float:
-    """Seconds per call of `number` back-to-back calls."""
-    from time import perf_counter
+def _sample(fn, number: int, cpu_time: bool = False) -> float:
+    """Seconds per call of `number` back-to-back calls: wall-clock, or with cpu_time the calling
+    thread's CPU time (valid at 1 thread only, where both engines compute on the calling
+    thread; on a shared machine it leaves out the time the thread was descheduled)."""
+    import time
 
-    start = perf_counter()
+    clock = time.thread_time if cpu_time else time.perf_counter
+    start = clock()
     for _ in range(number):
         fn()
-    return (perf_counter() - start) / number
+    return (clock() - start) / number
 
 
 def torch_child() -> None:
@@ -284,7 +287,8 @@ def torch_child() -> None:
         torch.set_num_threads(req["threads"])
         if req.get("warmup"):
             steps[key]()
-        print(json.dumps({"seconds": _sample(steps[key], req["number"])}), flush=True)
+        seconds = _sample(steps[key], req["number"], req.get("cpu_time", False))
+        print(json.dumps({"seconds": seconds}), flush=True)
     print(json.dumps({"version": torch.__version__}), flush=True)
 
 
@@ -300,8 +304,15 @@ class TorchChild:
             text=True,
         )
 
-    def sample(self, layer: int, backward: bool, threads: int, number: int, warmup: bool):
-        req = dict(layer=layer, backward=backward, threads=threads, number=number, warmup=warmup)
+    def sample(self, layer, backward, threads, number, warmup, cpu_time=False) -> float:
+        req = dict(
+            layer=layer,
+            backward=backward,
+            threads=threads,
+            number=number,
+            warmup=warmup,
+            cpu_time=cpu_time,
+        )
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -348,7 +359,8 @@ def run_table(args: argparse.Namespace) -> None:
     peaks = fma_peaks()
     load = os.getloadavg()
     print(
-        f"conv2d layer table, float32, best of {args.repeat} interleaved samples; "
+        f"conv2d layer table, float32, best of {args.repeat} interleaved samples"
+        f"{' of thread CPU time' if args.cpu_time else ''}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"load {load[0]:.2f} {load[1]:.2f}, {minidl.config()['isa']}, conv algorithm "
         f"{_algorithm()!r}, minidl from {os.path.dirname(minidl.__file__)}"
@@ -372,9 +384,11 @@ def run_table(args: argparse.Namespace) -> None:
                 ours, ref = math.inf, math.inf
                 for r in range(args.repeat):
                     minidl.set_num_threads(threads)
-                    ours = min(ours, _sample(step, n_ours))
+                    ours = min(ours, _sample(step, n_ours, args.cpu_time))
                     if torch is not None:
-                        ref = min(ref, torch.sample(i, backward, threads, n_ours, r == 0))
+                        ref = min(
+                            ref, torch.sample(i, backward, threads, n_ours, r == 0, args.cpu_time)
+                        )
                 results[i, mode, threads] = (ours, ref if torch is not None else None)
     version = torch.close() if torch is not None else None
     header = "| layer | mode |"
@@ -419,10 +433,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the calling thread's CPU time (1 thread only): robust on a busy machine",
+    )
+    parser.add_argument(
         "--algorithm", help="set minidl.backends.conv.algorithm (auto, direct, winograd, im2col)"
     )
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cpu_time and args.threads != [1]:
+        parser.error("--cpu-time measures one thread: use it with --threads 1")
     if args.torch_child:
         torch_child()
     else:

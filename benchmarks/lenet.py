@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
         [True] if hasattr(minidl, "compile") and not args.no_compiled else []
     )
     train_set = MNIST(train=True)
-    test_images = MNIST.normalize(MNIST(train=False).data)
+    test_images = MNIST.normalize(MNIST(train=False).data.numpy()[:, None])
     steps_per_epoch = len(make_loader(train_set, args.batch_size))
     steps = max(1, round(args.epochs_fraction * steps_per_epoch))
     cfg = minidl.config()

@@ -160,7 +160,7 @@ def gather(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[int | 
         bad = [int(i) for i in indices if not 0 <= i < n]
         if bad:
             raise SystemExit(f"--index: the test set has images 0..{n - 1}, got {bad}")
-    images = test_set.data[indices, 0].astype(np.float32)
+    images = test_set.data.numpy()[indices].astype(np.float32)
     labels = [int(test_set.targets[i]) for i in indices]
     return images, [f"test #{i}" for i in indices], labels
 

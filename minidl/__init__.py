@@ -179,7 +179,7 @@ def __getattr__(name: str):
 
 
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
-from minidl import data, nn, optim, viz
+from minidl import data, nn, optim, utils, viz
 from minidl.profiler import profile
 from minidl.serialization import load, save
 from minidl.static import compile  # noqa: A004 (the public name shadows the builtin on purpose)

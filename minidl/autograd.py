@@ -3,15 +3,170 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from minidl.graph import Context, Function, enable_grad, is_grad_enabled, no_grad
+from minidl import graph
+from minidl.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from minidl.graph import Context
 from minidl.tensor import Tensor
 
-__all__ = ["Context", "Function", "GradcheckError", "enable_grad", "gradcheck",
-           "is_grad_enabled", "no_grad"]
+__all__ = ["Context", "Function", "FunctionCtx", "GradcheckError", "enable_grad",
+           "gradcheck", "grad", "inference_mode", "is_grad_enabled", "no_grad",
+           "set_grad_enabled"]
+
+
+class FunctionCtx:
+    """The `ctx` a user Function's forward and backward share (PyTorch's FunctionCtx)."""
+
+    def __init__(self, needs_input_grad: tuple) -> None:
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+        self.materialize_grads = True
+
+    def save_for_backward(self, *tensors: Any) -> None:
+        self.saved_tensors = tensors
+
+    def set_materialize_grads(self, value: bool) -> None:
+        self.materialize_grads = bool(value)
+
+    def mark_non_differentiable(self, *tensors: Any) -> None:
+        for t in tensors:
+            t.detach_()
+
+    def mark_dirty(self, *tensors: Any) -> None:
+        raise NotImplementedError(
+            "FunctionCtx.mark_dirty: in-place custom Functions are not supported by minidl; "
+            "return a new tensor from forward"
+        )
+
+
+class _UserFunctionNode(graph.Function):
+    """The graph node of a user Function call: forward already ran (on Tensors), backward
+    hands Tensors to the user's backward and its results back to the graph as arrays."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, user: Any, output: np.ndarray) -> np.ndarray:
+        ctx.user = user
+        # The versions of what the user saved, so an in-place change to them is caught.
+        ctx.save_for_backward(*[t.data for t in user.saved_tensors if isinstance(t, Tensor)])
+        return output
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> Any:
+        user = ctx.user
+        grads = ctx.fn.user_function.backward(user, Tensor._wrap(g, False))
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        if len(grads) != len(ctx.parents):
+            raise RuntimeError(
+                f"function {ctx.fn.__name__}Backward returned an incorrect number of gradients "
+                f"(expected {len(ctx.parents)}, got {len(grads)})"
+            )
+        return tuple(gi.data if isinstance(gi, Tensor) else gi for gi in grads)
+
+
+class Function:
+    """A differentiable function written by the user, as torch.autograd.Function:
+
+        class Exp(Function):
+            @staticmethod
+            def forward(ctx, x):              # Tensors in, a Tensor out (recording is off)
+                y = x.exp()
+                ctx.save_for_backward(y)
+                return y
+
+            @staticmethod
+            def backward(ctx, grad_output):   # one gradient (Tensor or None) per input
+                (y,) = ctx.saved_tensors
+                return grad_output * y
+
+        y = Exp.apply(x)
+
+    Non-Tensor arguments get None as their gradient. forward returns one Tensor (several
+    outputs raise NotImplementedError). minidl's own ops use the array-level
+    minidl.graph.Function instead.
+    """
+
+    _nodes: dict = {}
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Function subclasses must define forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, *grad_outputs: Any) -> Any:
+        raise NotImplementedError("Function subclasses must define backward(ctx, grad)")
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = FunctionCtx(needs)
+        with no_grad():
+            out = cls.forward(ctx, *args, **kwargs)
+        if not isinstance(out, Tensor):
+            raise NotImplementedError(
+                f"{cls.__name__}.forward returned {type(out).__name__}; minidl's autograd "
+                "Function supports one Tensor output"
+            )
+        if not (any(needs) and graph.is_grad_enabled()) or out.dtype.kind != "f":
+            return out
+        node = cls._nodes.get(cls)
+        if node is None:
+            node = type(cls.__name__, (_UserFunctionNode,), {"user_function": cls})
+            cls._nodes[cls] = node
+        return node.apply(*args, user=ctx, output=out.data)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool | None = None,
+         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple:
+    """d(outputs)/d(inputs) as a tuple of Tensors, without touching any `.grad`
+    (torch.autograd.grad). grad_outputs: one per output (None for one-element outputs).
+    An input the outputs do not depend on raises unless allow_unused (then None, or zeros
+    with materialize_grads). The graph is kept (retain_graph is accepted); create_graph=True
+    (higher-order gradients) raises NotImplementedError."""
+    if create_graph:
+        raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) "
+                                  "is not supported by minidl")
+    if is_grads_batched:
+        raise NotImplementedError("autograd.grad: is_grads_batched is not supported by minidl")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = (inputs,) if single else tuple(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = (grad_outputs,) * len(outputs) if grad_outputs is None else (grad_outputs,)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"autograd.grad: {len(grad_outputs)} grad_outputs for "
+                         f"{len(outputs)} outputs")
+    totals: dict[int, np.ndarray] = {}
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError("autograd.grad: element 0 of tensors does not require grad and "
+                               "does not have a grad_fn")
+        for key, value in graph.gradients(out, g).items():
+            totals[key] = value if key not in totals else totals[key] + value
+    result = []
+    for i, t in enumerate(inputs):
+        g = totals.get(id(t))
+        if g is None:
+            if not allow_unused and not materialize_grads:
+                raise RuntimeError(
+                    f"autograd.grad: input {i} was not used in the graph; pass "
+                    "allow_unused=True to get None for it"
+                )
+            result.append(Tensor._wrap(np.zeros_like(t.data), False) if materialize_grads
+                          else None)
+        else:
+            result.append(Tensor._wrap(np.array(g, dtype=t.dtype, copy=True), False))
+    return tuple(result)
 
 
 class GradcheckError(AssertionError):

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from minidl.atomic import atomic_path
+from minidl.device import device
 from minidl.ops import contiguous
 from minidl.tensor import Tensor
 
@@ -107,9 +108,21 @@ class _Writer:
         )
 
 
-def save(obj: Any, path: str | os.PathLike) -> None:
+def save(obj: Any, path: str | os.PathLike, pickle_module: Any = None,
+         pickle_protocol: Any = None, _use_new_zipfile_serialization: bool = True) -> None:
     """Write `obj` (nested dicts/lists/tuples of arrays, Tensors and plain values) to `path`
-    atomically. Raises TypeError naming the offending entry for anything else."""
+    atomically. Raises TypeError naming the offending entry for anything else; a whole Module
+    (which PyTorch pickles with its code) raises TypeError pointing to state_dict()."""
+    from minidl.nn.module import Module
+
+    if isinstance(obj, Module):
+        raise TypeError(
+            f"save: saving a whole {type(obj).__name__} module is not supported (minidl "
+            "checkpoints never hold code); save model.state_dict() and restore it with "
+            "model.load_state_dict(minidl.load(path))"
+        )
+    if pickle_module is not None:
+        raise TypeError("save: pickle_module is not supported: minidl checkpoints never pickle")
     writer = _Writer()
     root = writer.encode(obj, "obj")
     manifest = json.dumps({"format": FORMAT, "version": VERSION, "root": root})
@@ -282,14 +295,35 @@ class _Reader:
         raise self.fail(where, f"unknown entry type {kind!r}")
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Read a checkpoint written by save(). Raises FileNotFoundError for a missing file and
-    CheckpointError (a ValueError) naming the path and the entry for a corrupt, truncated,
-    foreign, inconsistent or hostile one (decompression bombs, deep nesting, pickles), in
-    memory bounded by the arrays the file really holds. Never unpickles."""
+def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any = None,
+         *, weights_only: bool | None = None, mmap: bool | None = None,
+         **pickle_load_args: Any) -> Any:
+    """Read a checkpoint written by save(), or a state dict written by PyTorch's torch.save
+    (its zip format, read by minidl.torch_format without running pickled code).
+
+    map_location: None, 'cpu', a cpu device, a dict or a function (as torch.load's; everything
+    loads on the CPU, so they change nothing); a CUDA/MPS location raises RuntimeError.
+    weights_only: accepted; minidl loads only tensors and plain values whatever its value.
+    Raises FileNotFoundError for a missing file and CheckpointError (a ValueError) naming the
+    path and the entry for a corrupt, truncated, foreign, inconsistent or hostile one
+    (decompression bombs, deep nesting, pickles), in memory bounded by the arrays the file
+    really holds. Never unpickles."""
+    from minidl import torch_format
+    from minidl.device import check_device
+
+    if isinstance(map_location, (str, device)) or map_location is None:
+        check_device("load: map_location", map_location)
+    elif not (callable(map_location) or isinstance(map_location, dict)):
+        raise TypeError(f"load: map_location must be a device, a str, a dict or a function, "
+                        f"got {type(map_location).__name__}")
+    if pickle_module is not None or pickle_load_args:
+        raise TypeError("load: pickle_module and pickle arguments are not supported: minidl "
+                        "never unpickles arbitrary objects")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load: no checkpoint at {path}")
+    if torch_format.is_torch_zip(path):
+        return torch_format.load_torch_zip(path, str(path), CheckpointError)
     try:
         archive = _Archive(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:

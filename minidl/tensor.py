@@ -1129,7 +1129,10 @@ class BackwardNode:
         self.variable = variable
 
     def name(self) -> str:
-        return "AccumulateGrad" if self._ctx is None else f"{self._ctx.fn.__name__}Backward0"
+        # PyTorch's names, the leaf node's with its C++ namespace.
+        if self._ctx is None:
+            return "torch::autograd::AccumulateGrad"
+        return f"{self._ctx.fn.__name__}Backward0"
 
     @property
     def next_functions(self) -> tuple:
@@ -1184,6 +1187,17 @@ def _operand_array(x: Any) -> Any:
 def _promoted(a: Any, b: Any, true_divide: bool = False) -> tuple[Any, Any]:
     """Both operands cast to PyTorch's result dtype (tensors by a recorded Cast, arrays and
     scalars directly)."""
+    # Fast paths for the common cases: one dtype (integer true division aside), or a float
+    # tensor with a Python number (NumPy's weak scalars keep the tensor's dtype).
+    a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
+    if a_is and b_is:
+        if a.data.dtype == b.data.dtype and (not true_divide or a.data.dtype.kind == "f"):
+            return a, b
+    elif a_is and type(b) in (float, int):
+        if a.data.dtype.kind == "f":
+            return a, b
+    elif b_is and type(a) in (float, int) and b.data.dtype.kind == "f":
+        return a, b
     aa, ba = _operand_array(a), _operand_array(b)
     dt = result_type(aa, ba, true_divide)
     return _cast_operand(a, aa, dt), _cast_operand(b, ba, dt)

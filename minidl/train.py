@@ -212,7 +212,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     train_set: Any = MNIST(args.data_root, train=True, download=args.download)
     test_set = MNIST(args.data_root, train=False, download=args.download)
     if args.limit is not None:
-        train_set = TensorDataset(train_set.data[: args.limit], train_set.targets[: args.limit])
+        train_set = TensorDataset(train_set.data.numpy()[: args.limit, None],
+                                  train_set.targets.numpy()[: args.limit])
     if args.distributed:
         # Reproducible mode: rank r takes the r-th contiguous slice of every global batch.
         sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed,

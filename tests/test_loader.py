@@ -119,13 +119,13 @@ def test_fallback_stacks_samples_of_generic_datasets():
 
 def test_fallback_for_plain_sequences_and_single_field_samples():
     data = [np.array([i, i], np.float32) for i in range(3)]
-    (x,) = next(iter(DataLoader(data, batch_size=3)))
+    x = next(iter(DataLoader(data, batch_size=3)))  # default_collate: a Tensor, as in PyTorch
     np.testing.assert_array_equal(x.data, np.stack(data))
 
 
 def test_fallback_rejects_ragged_samples():
     data = [(np.zeros(2, np.float32), 0), (np.zeros(3, np.float32), 1)]
-    with pytest.raises(ValueError, match="field 0 has different shapes"):
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
         list(DataLoader(data, batch_size=2))
 
 
@@ -326,6 +326,72 @@ def test_mnist_batch_matches_samples(mnist_test):
     loader = DataLoader(mnist_test, batch_size=64, shuffle=True, seed=1)
     x, y = next(iter(loader))
     order = loader.epoch_order(0)[:64]
-    np.testing.assert_array_equal(x.data, mnist_test.data[order])
-    np.testing.assert_array_equal(y.data, mnist_test.targets[order])
+    np.testing.assert_array_equal(x.data, mnist_test.data.numpy()[order][:, None])
+    np.testing.assert_array_equal(y.data, mnist_test.targets.numpy()[order])
     assert x.dtype == np.uint8
+
+
+# -- PyTorch's DataLoader arguments --------------------------------------------------------------
+
+
+class FailingDataset(SquaresDataset):
+    def __getitem__(self, i):
+        if i == 5:
+            raise KeyError("sample 5 is broken")
+        return super().__getitem__(i)
+
+
+class DyingDataset(SquaresDataset):
+    def __getitem__(self, i):
+        import os
+
+        if i == 3:
+            os._exit(3)
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_worker_processes_give_the_same_batches_in_order(persistent):
+    ds = SquaresDataset(23)
+    serial = [(x.data, y.data) for x, y in DataLoader(ds, batch_size=4)]
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=persistent,
+                        prefetch_factor=1)
+    for _ in range(2):
+        got = [(x.data, y.data) for x, y in loader]
+        assert len(got) == len(serial)
+        for (gx, gy), (sx, sy) in zip(got, serial):
+            np.testing.assert_array_equal(gx, sx)
+            np.testing.assert_array_equal(gy, sy)
+    assert (loader._workers is not None) == persistent
+    loader._shutdown_workers()
+
+
+def test_worker_exception_is_raised_with_its_traceback():
+    loader = DataLoader(FailingDataset(8), batch_size=2, num_workers=2)
+    with pytest.raises(RuntimeError, match="(?s)worker raised an exception.*sample 5 is broken"):
+        list(loader)
+
+
+def test_dead_worker_raises_instead_of_hanging():
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        list(DataLoader(DyingDataset(8), batch_size=2, num_workers=1))
+
+
+def test_sampler_batch_sampler_collate_fn_and_generator():
+    from minidl.utils.data import BatchSampler, SequentialSampler, SubsetRandomSampler
+
+    ds = SquaresDataset(6)
+    seen = [y.tolist() for _, y in DataLoader(ds, batch_size=2, sampler=SubsetRandomSampler(
+        [1, 3, 5], generator=minidl.Generator().manual_seed(0)))]
+    assert sorted(sum(seen, [])) == [1, 3, 5]
+    batches = BatchSampler(SequentialSampler(ds), batch_size=4, drop_last=False)
+    assert [len(y) for _, y in DataLoader(ds, batch_sampler=batches)] == [4, 2]
+    assert list(DataLoader(ds, batch_size=3, collate_fn=lambda s: len(s))) == [3, 3]
+    orders = [[y.tolist() for _, y in DataLoader(
+        TensorDataset(np.zeros(6), np.arange(6)), batch_size=6, shuffle=True,
+        generator=minidl.Generator().manual_seed(4))] for _ in range(2)]
+    assert orders[0] == orders[1]
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(ds, batch_sampler=batches, batch_size=2)
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        DataLoader(ds, sampler=SequentialSampler(ds), shuffle=True)

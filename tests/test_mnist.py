@@ -13,10 +13,13 @@ import urllib.error
 import urllib.request
 import urllib.response
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
+import minidl
+from minidl.data import DataLoader
 from minidl.data import mnist as mnist_mod
 from minidl.data.idx import IDXFormatError, write_idx
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
@@ -115,22 +118,23 @@ def _sha256sums(folder: Path) -> None:
 
 def test_train_split_shapes_dtypes_and_labels(train_set):
     assert len(train_set) == 60000
-    assert train_set.data.shape == (60000, 1, 28, 28) and train_set.data.dtype == np.uint8
+    assert train_set.data.shape == (60000, 28, 28) and train_set.data.dtype == np.uint8
     assert train_set.targets.shape == (60000,) and train_set.targets.dtype == np.int64
-    assert train_set.data.flags.c_contiguous and train_set.targets.flags.c_contiguous
+    assert isinstance(train_set.data, minidl.Tensor)
+    assert isinstance(train_set.targets, minidl.Tensor)
     assert train_set.targets[0] == 5
     assert train_set.targets.min() == 0 and train_set.targets.max() == 9
     # Every digit is well represented (5421 fives is the rarest class in the training set).
-    assert np.bincount(train_set.targets).min() == 5421
+    assert np.bincount(train_set.targets.numpy()).min() == 5421
     assert train_set.folder_path == MNIST_DIR
 
 
 def test_test_split_shapes_dtypes_and_labels(test_set):
     assert len(test_set) == 10000
-    assert test_set.data.shape == (10000, 1, 28, 28) and test_set.data.dtype == np.uint8
+    assert test_set.data.shape == (10000, 28, 28) and test_set.data.dtype == np.uint8
     assert test_set.targets.dtype == np.int64
-    assert list(test_set.targets[:3]) == [7, 2, 1]
-    assert set(np.unique(test_set.targets)) == set(range(10))
+    assert test_set.targets[:3].tolist() == [7, 2, 1]
+    assert set(np.unique(test_set.targets.numpy())) == set(range(10))
 
 
 def test_classes_and_repr(test_set):
@@ -144,7 +148,7 @@ def test_getitem_returns_image_and_int_label(test_set):
     image, label = test_set[0]
     assert image.shape == (1, 28, 28) and image.dtype == np.uint8
     assert label == 7 and isinstance(label, int)
-    np.testing.assert_array_equal(test_set[-1][0], test_set.data[-1])
+    np.testing.assert_array_equal(test_set[-1][0][0], test_set.data[-1].numpy())
     with pytest.raises(IndexError):
         test_set[10000]
 
@@ -152,8 +156,8 @@ def test_getitem_returns_image_and_int_label(test_set):
 def test_get_batch_gathers_by_index(test_set):
     idx = np.array([3, 0, 9999, 3])
     images, labels = test_set.get_batch(idx)
-    np.testing.assert_array_equal(images, test_set.data[idx])
-    np.testing.assert_array_equal(labels, test_set.targets[idx])
+    np.testing.assert_array_equal(images, test_set.data.numpy()[idx][:, None])
+    np.testing.assert_array_equal(labels, test_set.targets.numpy()[idx])
 
 
 def test_normalize_constants_match_training_pixels(train_set):
@@ -163,7 +167,7 @@ def test_normalize_constants_match_training_pixels(train_set):
 
 
 def test_normalize_formula_and_dtype(test_set):
-    x = test_set.data[:8]
+    x = test_set.data.numpy()[:8]
     out = MNIST.normalize(x)
     assert out.dtype == np.float32 and out.shape == x.shape
     expected = (x.astype(np.float64) / 255 - 0.1307) / 0.3081
@@ -179,13 +183,15 @@ def test_normalize_without_reference_stats_asks_for_them():
     np.testing.assert_allclose(out, 2.0)
 
 
-def test_transform_applies_to_samples_and_batches(tmp_path):
-    ds = MNIST(root=REPO_DATA, train=False, transform=MNIST.normalize)
-    image, _ = ds[0]
-    assert image.dtype == np.float32 and image.shape == (1, 28, 28)
-    images, _ = ds.get_batch(np.arange(4))
+def test_transform_applies_per_sample_and_loader_reads_samples(tmp_path):
+    ds = MNIST(root=REPO_DATA, train=False, transform=MNIST.normalize,
+               target_transform=lambda y: y + 100)
+    image, label = ds[0]
+    assert image.dtype == np.float32 and image.shape == (1, 28, 28) and label == 107
+    images, labels = next(iter(DataLoader(ds, batch_size=4)))
     assert images.dtype == np.float32 and images.shape == (4, 1, 28, 28)
-    np.testing.assert_array_equal(images[0], image)
+    np.testing.assert_array_equal(images.data[0], image)
+    assert labels.tolist() == [107, 102, 101, 100]
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def test_sha256sums_mismatch_names_the_file(tmp_path):
 
 def test_known_hash_mismatch_names_the_file(tmp_path):
     folder = _copy_test_split(tmp_path / "mnist", with_sums=False)
-    labels = MNIST(root=tmp_path, train=False).targets.astype(np.uint8)
+    labels = MNIST(root=tmp_path, train=False).targets.numpy().astype(np.uint8)
     labels[0] = (labels[0] + 1) % 10  # a valid IDX file with different content
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
     with pytest.raises(ChecksumError, match="uncompressed content mismatch") as info:
@@ -259,12 +265,32 @@ def test_malformed_sha256sums_line_is_reported(tmp_path):
 
 def test_other_dataset_without_hashes_is_refused_unless_verify_false(tmp_path):
     images, labels = _write_fake_split(tmp_path / "fashion-mnist", 20, train=True)
-    with pytest.raises(ChecksumError, match="no hash to verify it against"):
+    # The official .gz files' MD5s are known; a different .gz is refused.
+    with pytest.raises(ChecksumError, match="MD5 mismatch against the official file"):
         FashionMNIST(root=tmp_path)
     ds = FashionMNIST(root=tmp_path, verify=False)
-    assert ds.data.shape == (20, 1, 28, 28)
-    np.testing.assert_array_equal(ds.data[:, 0], images)
+    assert ds.data.shape == (20, 28, 28)
+    np.testing.assert_array_equal(ds.data, images)
     np.testing.assert_array_equal(ds.targets, labels.astype(np.int64))
+
+
+@pytest.mark.parametrize("cls", [FashionMNIST, KMNIST])
+def test_official_gz_files_verify_by_their_published_md5(tmp_path, cls, monkeypatch):
+    import hashlib
+
+    assert len(cls.known_gz_md5) == 4 and all(len(v) == 32 for v in cls.known_gz_md5.values())
+    folder = tmp_path / cls.folder
+    _, labels = _write_fake_split(folder, 9, train=False)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setattr(cls, "known_gz_md5", md5)
+    np.testing.assert_array_equal(cls(root=tmp_path, train=False).targets, labels)
+    gz = folder / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(gz, "rb") as f:
+        raw = f.read()
+    gz.unlink()
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(raw)
+    with pytest.raises(ChecksumError, match="keep the .gz files"):
+        cls(root=tmp_path, train=False)
 
 
 def test_other_dataset_with_sha256sums_loads(tmp_path):
@@ -447,6 +473,11 @@ def test_download_with_no_root_goes_to_the_cache(tmp_path, monkeypatch):
 
 
 def test_download_refused_without_a_known_hash(tmp_path):
+    class Unhashed(MNIST):
+        folder = "unhashed"
+        known_hashes: ClassVar[dict] = {}
+        known_gz_md5: ClassVar[dict] = {}
+
     with pytest.raises(DownloadError, match="no known hash"):
-        FashionMNIST(root=tmp_path, download=True)
+        Unhashed(root=tmp_path, download=True)
     assert list(tmp_path.iterdir()) == []

@@ -154,8 +154,11 @@ def test_load_state_dict_casts_dtype():
     assert m.weight.dtype == np.float32 and m.weight.numpy().sum() == 4
 
 
-def test_repr_shows_structure_shapes_and_counts():
-    text = repr(Net())
+def test_repr_is_pytorch_layout_and_summary_adds_counts():
+    plain = repr(Net())
+    assert "(fc): Linear(in_features=3, out_features=4, bias=True)" in plain
+    assert "params" not in plain and plain.splitlines()[-1] == ")"
+    text = Net().summary()
     assert "(fc): Linear(in_features=3, out_features=4, bias=True)" in text
     assert "weight (4, 3), bias (4,): 16 params" in text
     assert "(head): Sequential(" in text and "(0): ReLU()" in text

@@ -243,8 +243,10 @@ def test_constructor_errors():
         optim.Adam([p], betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="two groups"):
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
-    with pytest.raises(ValueError, match="does not require grad"):
-        optim.SGD([minidl.ones(2)], lr=0.1)
+    # Frozen parameters are accepted, as in PyTorch: they never get a gradient.
+    frozen = minidl.ones(2)
+    optim.SGD([frozen, p], lr=0.1).step()
+    assert frozen.tolist() == [1.0, 1.0]
 
 
 def test_steps_reuse_work_buffers():

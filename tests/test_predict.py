@@ -39,7 +39,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def test_images():
     test_set = MNIST(train=False)
-    return test_set.data[:5, 0], test_set.targets[:5]
+    return test_set.data.numpy()[:5], test_set.targets.numpy()[:5]
 
 
 def write_png(path, gray):

@@ -223,6 +223,358 @@ def grad_assignment_is_checked(ns):
     return errors
 
 
+# -- the names people use ----------------------------------------------------------------------
+@idiom([[2, 3], 3, 2, [3, 2], [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]], [1, 2, 3], [2, 4],
+        [[1.0, 2.0], [1.0, 2.0]], [1.0, 2.0, 1.0, 2.0], 6])
+def tensor_shape_methods(ns):
+    torch = ns.torch
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    return [list(x.size()), x.size(1), x.dim(), list(x.view(3, 2).shape), values(x.t()),
+            list(x.unsqueeze(1).permute(0, 1, 2).transpose(0, 1).shape), list(x.view_as(
+                torch.zeros(2, 3)).contiguous().clone().reshape(2, -1)[:, :2].repeat(1, 2)
+                .shape), values(torch.tensor([1.0, 2.0]).expand(2, 2)),
+            values(torch.tensor([1.0, 2.0]).repeat(2)), x.numel()]
+
+
+@idiom([[True, False], [False, True], [True, True], [1.0, 4.0], [[5.0]], [2, 1, 2],
+        5.0, [0.841471, 0.540302]])
+def comparisons_products_and_math(ns):
+    torch = ns.torch
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 3.0])
+    m = torch.tensor([[1.0, 2.0]])
+    batch = torch.ones(2, 1, 2).bmm(torch.ones(2, 2, 2))
+    return [values(a.eq(b)), values(a.lt(b)), values(a.le(b)), values(a.pow(2)),
+            values(m.mm(m.t())), list(batch.shape), round(torch.tensor([3.0, 4.0]).norm()
+                                                          .item(), 5),
+            [round(v, 6) for v in values(torch.tensor([1.0, 1.0]).sin()[:1].tolist()
+                                         + torch.tensor([1.0]).cos().tolist())]]
+
+
+@idiom([[1, 0], [[1], [0]], "float64", "int64", "float32", "bool", "int32", 3.5, 2, [0, 1],
+        [1, 2], True])
+def argmax_conversions_and_dunders(ns):
+    torch = ns.torch
+    x = torch.tensor([[1.0, 5.0], [7.0, 0.0]])
+    return [values(x.argmax(dim=1)), values(x.argmax(dim=1, keepdim=True)),
+            dtype_name(x.double().dtype), dtype_name(x.long().dtype),
+            dtype_name(torch.tensor([1, 2]).float().dtype), dtype_name(x.bool().dtype),
+            dtype_name(x.to(torch.int32).dtype), float(torch.tensor(3.5)),
+            int(torch.tensor(2)), list(range(torch.tensor(2))),
+            torch.tensor([1, 2]).tolist(), torch.zeros(2).requires_grad_().requires_grad]
+
+
+@idiom(["float32", "int64", "float64", [0.0, 2.0], 2, 0, [0, 1, 2, 3], True, True, False,
+        [4, 3], [3, 2]])
+def top_level_functions(ns):
+    torch = ns.torch
+    x = torch.tensor([[0.0, 3.0], [1.0, -1.0]])
+    return [dtype_name(torch.FloatTensor([1, 2]).dtype),
+            dtype_name(torch.LongTensor([1, 2]).dtype), dtype_name(torch.double),
+            values(torch.relu(torch.tensor([-1.0, 1.0])) + torch.tensor([0.0, 1.0])),
+            torch.numel(x) // 2, torch.argmax(torch.sigmoid(torch.tanh(x))).item() - 1,
+            sorted(torch.randperm(4).tolist()),
+            torch.allclose(x, x + 1e-9), torch.equal(x, x.clone()),
+            torch.equal(x, x[:1]),
+            list(torch.cat([x, x], dim=0).shape[:1]) + list(torch.randn(size=(3,)).shape),
+            list(torch.stack([x, x, x], dim=0).shape[:1]) + [torch.randint(10, (2,)).numel()]]
+
+
+@idiom(["cpu", "cpu", True, True, False, False, "float64", False])
+def devices_on_the_cpu(ns):
+    torch, nn = ns.torch, ns.nn
+    torch.set_default_device("cpu")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = torch.ones(2, device=dev).to(dev).cpu()
+    model = nn.Linear(2, 2).to(dev)
+    model.to(torch.float64)
+    return [str(dev), x.device.type, x.device == torch.device("cpu"),
+            model.weight.device.type == "cpu", torch.cuda.is_available(),
+            torch.accelerator.is_available(), dtype_name(model(x.double()).dtype),
+            torch.backends.mps.is_available()]
+
+
+# -- data ----------------------------------------------------------------------------------------
+@idiom([[4, 3], [4], "int64", 3, [7, 3], [3, 3], [2, 0], 2])
+def utils_data_idioms(ns):
+    torch = ns.torch
+    from importlib import import_module
+
+    data = import_module(f"{torch.__name__}.utils.data")
+    ds = data.TensorDataset(torch.arange(30.0).reshape(10, 3), torch.arange(10))
+    x, y = next(iter(data.DataLoader(ds, batch_size=4, shuffle=True)))
+    loader = data.DataLoader(ds, batch_size=4, drop_last=False, pin_memory=False)
+    a, b = data.random_split(ds, [7, 3], generator=torch.Generator().manual_seed(0))
+    sub = data.Subset(ds, [2, 0])
+    sampler = data.BatchSampler(data.SequentialSampler(range(3)), batch_size=2, drop_last=False)
+    return [list(x.shape), list(y.shape), dtype_name(y.dtype), len(loader), [len(a), len(b)],
+            [len(ds[0][0]), len(ds[0][0])], [int(sub[0][1]), int(sub[1][1])], len(sampler)]
+
+
+@idiom([[2, 1, 2, 2], [2], "int64", [[0.0, 0.5], [0.25, 1.0]]])
+def per_sample_transform_dataset(ns):
+    torch = ns.torch
+    from importlib import import_module
+
+    data = import_module(f"{torch.__name__}.utils.data")
+
+    class Images(data.Dataset):
+        def __init__(self, transform):
+            self.images = np.array([[[0, 128], [64, 255]], [[1, 2], [3, 4]]], np.uint8)
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.images)
+
+        def __getitem__(self, i):
+            return self.transform(self.images[i]), i
+
+    def to_tensor(img):
+        return torch.tensor(img[None].astype(np.float32) / 255)
+
+    x, y = next(iter(data.DataLoader(Images(to_tensor), batch_size=2)))
+    return [list(x.shape), list(y.shape), dtype_name(y.dtype),
+            [[round(v, 2) for v in row] for row in x[0, 0].tolist()]]
+
+
+# -- nn, optim, autograd ---------------------------------------------------------------------------
+@idiom([5.0, [0.6, 0.8], [-1.0, 1.0], 6, ["a", "b"], 2, [3, 4]])
+def nn_utils_and_containers(ns):
+    torch, nn = ns.torch, ns.nn
+    p = nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    total = nn.utils.clip_grad_norm_([p], max_norm=1.0)
+    clipped = [round(v, 4) for v in p.grad.tolist()]
+    q = nn.Parameter(torch.zeros(2))
+    q.grad = torch.tensor([-5.0, 5.0])
+    nn.utils.clip_grad_value_([q], 1.0)
+    vec = nn.utils.parameters_to_vector(nn.Linear(2, 2).parameters())
+    md = nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.ReLU()})
+    pl = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(2)])
+    hooked = []
+    lin = nn.Linear(3, 4)
+    lin.register_forward_hook(lambda m, args, out: hooked.append(list(out.shape)))
+    lin(torch.ones(3, 3))
+    return [round(total.item(), 4), clipped, values(q.grad), vec.numel(), list(md.keys()),
+            len(list(pl.parameters())), hooked[0]]
+
+
+@idiom([[[1.0, 1.0]], [[2.0, 2.0]], [[1, 0, 0], [0, 0, 1]], 1.5, 2.5, 0.0])
+def backward_hooks_one_hot_and_losses(ns):
+    torch, nn, F = ns.torch, ns.nn, ns.F
+    lin = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    seen = {}
+
+    def hook(module, grad_input, grad_output):
+        seen["in"], seen["out"] = grad_input[0].tolist(), grad_output[0].tolist()
+        return (grad_input[0] * 2,)
+
+    lin.register_full_backward_hook(hook)
+    x = torch.ones(1, 2, requires_grad=True)
+    lin(x).sum().backward()
+    logp = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+    nll = F.nll_loss(logp, torch.tensor([0, 0])).item()
+    mse = nn.MSELoss()(torch.tensor([1.0, 2.0]), torch.tensor([2, 4])).item()
+    probs = F.cross_entropy(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])).item()
+    return [seen["in"], values(x.grad), values(F.one_hot(torch.tensor([0, 2]), 3)),
+            round(nll / math.log(2), 4), mse, round(probs - math.log(2), 6)]
+
+
+@idiom([[0.996838, 1.996838], [0.993598, 1.993596]])
+def adadelta_matches(ns):
+    torch = ns.torch
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    frozen = torch.zeros(1)
+    opt = ns.optim.Adadelta([w, frozen], lr=1.0)
+    out = []
+    for _ in range(2):
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+        out.append([round(v, 6) for v in w.tolist()])
+    return out
+
+
+@idiom([[1.0, 1.0, 0.1, 0.1, 0.01, 0.01]])
+def reduce_lr_on_plateau(ns):
+    torch = ns.torch
+    opt = ns.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = ns.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1)
+    lrs = []
+    for loss in (1.0, 1.0, 1.0, 1.0, 1.0, 1.0):
+        sched.step(loss)
+        lrs.append(round(opt.param_groups[0]["lr"], 6))
+    return [lrs]
+
+
+@idiom([[2.0, 4.0], False, True, False, [3.0, 3.0], "MulBackward0",
+        ["torch::autograd::AccumulateGrad", None], [6.0, 6.0]])
+def autograd_api(ns):
+    torch = ns.torch
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    (g,) = torch.autograd.grad((x * x).sum(), x)
+    with torch.set_grad_enabled(False):
+        off = (x * 2).requires_grad
+    with torch.inference_mode():
+        inf = (x * 2).requires_grad
+
+    @torch.no_grad
+    def bare(t):
+        return (t * 2).requires_grad
+
+    y = torch.tensor([1.0, 1.0], requires_grad=True)
+    (y * 3).backward(gradient=torch.ones(2))
+    node = (x * 2).grad_fn
+    nexts = [None if f is None else f.name() for f, _ in node.next_functions]
+    z = torch.tensor([1.0, 1.0], requires_grad=True)
+    (z * 3).backward(torch.full((2,), 2.0))
+    return [values(g), off, torch.is_grad_enabled(), inf or bare(x), values(y.grad),
+            node.name(), nexts, values(z.grad)]
+
+
+@idiom([[0.0, 0.0, 1.0], [1.5, 1.5, 9.0]])
+def custom_autograd_function(ns):
+    torch = ns.torch
+
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return 0.5 * (5 * x**3 - 3 * x)  # the tutorial's Legendre P3
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            return grad_output * 1.5 * (5 * x**2 - 1)
+
+    x = torch.tensor([0.0, 0.0, 1.0], requires_grad=True)
+    y = Cube.apply(x)
+    y.sum().backward()
+    return [[round(v, 4) for v in y.tolist()], [round(v, 4) for v in (x.grad + 3).tolist()]]
+
+
+@idiom(["Sequential(\n  (0): Linear(in_features=2, out_features=3, bias=True)\n"
+        "  (1): ReLU(inplace=True)\n  (2): Dropout(p=0.25, inplace=False)\n"
+        "  (3): Linear(in_features=3, out_features=1, bias=False)\n)", True])
+def model_and_tensor_repr(ns):
+    torch, nn = ns.torch, ns.nn
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(inplace=True), nn.Dropout(0.25),
+                          nn.Linear(3, 1, bias=False))
+    a = torch.ones(1, requires_grad=True)
+    return [repr(model), "grad_fn=<MulBackward0>" in repr(a * 2)]
+
+
+@idiom([[2.0, 2.0], [1.0, 1.0]])
+def tensor_register_hook(ns):
+    torch = ns.torch
+    x = torch.tensor([1.0, 1.0], requires_grad=True)
+    handle = x.register_hook(lambda g: g * 2)  # replaces the gradient
+    (x * 1).sum().backward()
+    doubled = values(x.grad)
+    handle.remove()
+    x.grad = None
+    (x * 1).sum().backward()
+    return [doubled, values(x.grad)]
+
+
+# -- the patterns of PyTorch's MNIST example (mnist/main.py) -----------------------------------
+@idiom([0.7, 2, 8, 115.5094])
+def mnist_example_patterns(ns):
+    torch, nn, F = ns.torch, ns.nn, ns.F
+    from importlib import import_module
+
+    data = import_module(f"{torch.__name__}.utils.data")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 2, 3, 1)
+            self.dropout1 = nn.Dropout(0.25)
+            self.fc1 = nn.Linear(2 * 3 * 3, 3)
+
+        def forward(self, x):
+            x = F.relu(self.conv1(x))
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = torch.flatten(x, 1)
+            return F.log_softmax(self.fc1(x), dim=1)
+
+    device = torch.device("cpu")
+    model = Net().to(device)
+    with torch.no_grad():
+        for i, p in enumerate(model.parameters()):
+            p.copy_(torch.linspace(-0.3, 0.4, p.numel()).reshape(p.shape) * (i + 1))
+    images = torch.linspace(0.0, 1.0, 8 * 64).reshape(8, 1, 8, 8)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loader = data.DataLoader(data.TensorDataset(images, targets), batch_size=4)
+    optimizer = ns.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = ns.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    model.eval()  # dropout off: both engines see the same network
+    for data_, target in loader:
+        data_, target = data_.to(device), target.to(device)
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data_), target)
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+    test_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for data_, target in loader:
+            output = model(data_)
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            pred = output.argmax(dim=1, keepdim=True)
+            correct += pred.eq(target.view_as(pred)).sum().item()
+    return [round(scheduler.get_last_lr()[0], 6), correct, len(loader.dataset),
+            round(test_loss, 4)]
+
+
+# -- the beginner tutorials' patterns --------------------------------------------------------------
+@idiom(0.2161)
+def polynomial_fit_with_manual_sgd(ns):
+    torch = ns.torch
+    x = torch.linspace(-math.pi, math.pi, 200)
+    y = torch.sin(x)
+    coeffs = [torch.tensor(v, requires_grad=True) for v in (0.1, 0.2, -0.1, 0.05)]
+    lr = 1e-6
+    for _ in range(300):
+        a, b, c, d = coeffs
+        pred = a + b * x + c * x**2 + d * x**3
+        loss = (pred - y).pow(2).sum()
+        loss.backward()
+        with torch.no_grad():
+            for p in coeffs:
+                p -= lr * p.grad
+                p.grad = None
+    return round(((coeffs[0] + coeffs[1] * x + coeffs[2] * x**2 + coeffs[3] * x**3 - y) ** 2)
+                 .mean().item(), 4)
+
+
+@idiom([1.0, True])
+def train_loop_with_accuracy_counting(ns):
+    torch, nn, F = ns.torch, ns.nn, ns.F
+    torch.manual_seed(0)
+    x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.2], [0.1, 2.0]] * 4)
+    labels = torch.tensor([0, 1, 0, 1] * 4)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    with torch.no_grad():  # the same start on both engines
+        for i, p in enumerate(model.parameters()):
+            p.copy_(torch.linspace(-0.5, 0.5, p.numel()).reshape(p.shape) * (-1) ** i)
+    opt = ns.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    first = None
+    for _ in range(20):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), labels)
+        first = loss.item() if first is None else first
+        loss.backward()
+        opt.step()
+    correct = 0
+    with torch.no_grad():
+        _, predicted = torch.max(model(x), 1)
+        correct += (predicted == labels).sum().item()
+    return [correct / len(labels), loss.item() < first]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):
@@ -237,3 +589,49 @@ def test_idiom_matches_pytorch(name):
     fn, expected = IDIOMS[name]
     got = fn(torch_namespace())
     assert close(got, expected), f"{name}: PyTorch gave {got!r}, the table says {expected!r}"
+
+
+# -- where minidl differs it raises clearly (README "Differences from PyTorch") ----------------
+@pytest.mark.parametrize("make", [
+    lambda: minidl.device("cuda"),
+    lambda: minidl.ones(2, device="cuda"),
+    lambda: minidl.ones(2).to("mps"),
+    lambda: minidl.ones(2).cuda(),
+    lambda: minidl.nn.Linear(2, 2).to("cuda:0"),
+    lambda: minidl.nn.Linear(2, 2).cuda(),
+])
+def test_accelerator_devices_raise_naming_the_cpu_only_engine(make):
+    with pytest.raises(RuntimeError, match="CPU-only"):
+        make()
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: minidl.ones(2).half(), TypeError, "float16"),
+    (lambda: minidl.nn.Linear(2, 2).half(), TypeError, "float16"),
+    (lambda: minidl.float16, AttributeError, "float16"),
+    (lambda: minidl.ones(2, requires_grad=True).sum().backward(create_graph=True),
+     NotImplementedError, "create_graph"),
+    (lambda: minidl.save(minidl.nn.ReLU(), "unused.ckpt"), TypeError, "state_dict"),
+    (lambda: minidl.utils.data.DataLoader([1, 2], batch_size=None), NotImplementedError,
+     "batch_size=None"),
+])
+def test_unsupported_features_raise_clearly(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_inplace_change_to_an_operand_saved_by_mul_raises_at_backward():
+    a = minidl.tensor([1.0, 2.0], requires_grad=True)
+    y = a * 1
+    w = y * 5  # Mul saves y for its backward
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        w.sum().backward()
+
+
+def test_int_tensor_inplace_with_float_result_raises():
+    x = minidl.tensor([1, 2])
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        x += 0.5
+    with pytest.raises(RuntimeError, match="does not match this tensor's shape"):
+        minidl.zeros(2).add_(minidl.ones(2, 2))

@@ -56,10 +56,23 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     """The algorithm of one pass ("forward", "input" or "weight" gradient) of a convolution:
     "winograd", or the kernel module's "auto" / "direct" / "im2col".
 
-    The "auto" rule (measured on AVX-512, benchmarks/conv_cases.py, BENCHMARKS.md): Winograd
-    needs enough channels for its 16 GEMMs (k = C for the forward, OC for the input gradient) to
-    run near GEMM speed; with fewer, the transforms cost more than the 2.25x fewer products
-    save. Without AVX2/AVX-512 the GEMM is too slow for it to pay.
+    The "auto" rule, from one thread's CPU time on AVX-512 (Sapphire Rapids, 2026-12-01, ms,
+    Winograd / the kernel module's choice; batch 128, 64 for 32->64 @26):
+
+    ============  ===========  ===========  ===========
+    layer         forward      input grad   weight grad
+    ============  ===========  ===========  ===========
+    16->16 @32    7.0 / 6.1    7.2 / 6.1    12.7 / 18.6
+    32->32 @16    5.2 / 4.7    6.2 / 5.1    7.0 / 9.3
+    64->64 @8     4.8 / 8.4    5.3 / 8.3    5.4 / 9.1
+    32->64 @26    11.1 / 12.5  13.8 / 12.4  13.4 / 14.6
+    3->16 @32     2.2 / 1.2    3.2 / 3.6    7.8 / 6.3
+    ============  ===========  ===========  ===========
+
+    The weight gradient's GEMMs reduce over the tiles (long k) and win from 16 channels on; the
+    forward and input-gradient GEMMs reduce over C (or OC), short next to the transforms' cost,
+    and win only with C * OC >= 2048 (forward) or >= 4096 (input gradient). Without AVX2 or
+    AVX-512 the GEMM is too slow for Winograd to pay.
     """
     algo = _current()
     if algo in ("direct", "im2col"):
@@ -71,8 +84,8 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
-    reduction = {"forward": c, "input": oc, "weight": c}[pass_]
-    return "winograd" if reduction >= 16 else "auto"
+    wins = {"forward": c * oc >= 2048, "input": c * oc >= 4096, "weight": True}[pass_]
+    return "winograd" if wins else "auto"
 
 
 def conv2d_forward(x, weight, bias, out, stride, padding, dilation, groups, relu, n_threads):

@@ -6,8 +6,8 @@ keeps them out of the error budget.
 
 Error bound (stated and tested in tests/test_conv_winograd.py): against a float64 direct
 convolution on He-initialised weights and ReLU activations, ||err||_inf / ||ref||_inf <= 1e-5
-for the output, the input gradient and the weight gradient (measured: about 1e-6; the issue's
-limit for the default algorithm is 1e-4).
+for the output, the input gradient and the weight gradient (measured: 2e-7 to 6e-7 on the
+ResNet-20 and MNIST-example layers; the issue's limit for the default algorithm is 1e-4).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""Datasets: indexable collections of samples, with a batched fast path for the DataLoader."""
+"""Datasets: indexable collections of samples (Dataset, TensorDataset, Subset, ConcatDataset,
+random_split), with a batched fast path for the DataLoader."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -97,8 +100,79 @@ class TensorDataset(Dataset):
     def __len__(self) -> int:
         return self.arrays[0].shape[0]
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        return tuple(a[index] for a in self.arrays)
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        """The index-th row of each array, as Tensors (PyTorch's TensorDataset)."""
+        from minidl.tensor import tensor
+
+        return tuple(tensor(a[index]) for a in self.arrays)
 
     def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(a[indices] for a in self.arrays)
+
+
+class Subset(Dataset):
+    """The samples of `dataset` at `indices`, in that order: `Subset(ds, [3, 1])[0] == ds[3]`."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist")
+                                         else indices)]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        if isinstance(index, (list, tuple)):
+            return [self.dataset[self.indices[i]] for i in index]
+        return self.dataset[self.indices[index]]
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.dataset.get_batch(np.asarray(self.indices, dtype=np.int64)[indices])
+
+
+class ConcatDataset(Dataset):
+    """Several datasets one after the other."""
+
+    def __init__(self, datasets: Sequence[Any]) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: expected at least one dataset")
+        self.cumulative_sizes = np.cumsum([len(d) for d in self.datasets]).tolist()
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"ConcatDataset: index {index} is out of range for length {n}")
+        index %= n
+        k = int(np.searchsorted(self.cumulative_sizes, index, side="right"))
+        start = self.cumulative_sizes[k - 1] if k else 0
+        return self.datasets[k][index - start]
+
+
+def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) -> list[Subset]:
+    """Split `dataset` into non-overlapping random Subsets of the given lengths, or of the
+    given fractions (summing to 1; the remainder goes round-robin to the first splits, as in
+    PyTorch). generator: a minidl.Generator, or None for minidl's global generator."""
+    from minidl.tensor import _rng
+
+    n = len(dataset)
+    lengths = list(lengths)
+    if lengths and all(0 <= f <= 1 for f in lengths) and math.isclose(sum(lengths), 1) and (
+            sum(lengths) != n):
+        counts = [int(math.floor(n * f)) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != n:
+        raise ValueError(
+            f"random_split: the lengths sum to {sum(lengths)}, the dataset has {n} samples"
+        )
+    order = _rng(generator).permutation(n)
+    out, start = [], 0
+    for length in lengths:
+        out.append(Subset(dataset, order[start : start + int(length)].tolist()))
+        start += int(length)
+    return out

@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from minidl.data.sampler import Sampler
 
-class DistributedSampler:
+
+class DistributedSampler(Sampler):
     """Sample indices of this rank's shard, the same permutation on every rank per epoch.
 
     dataset: anything with len().
@@ -50,6 +52,7 @@ class DistributedSampler:
                 raise ValueError(f"DistributedSampler: batch_size (the global batch) must be a "
                                  f"positive multiple of num_replicas={num_replicas}, got "
                                  f"{batch_size}")
+        super().__init__(dataset)
         self.dataset = dataset
         self.num_replicas = num_replicas
         self.rank = rank

@@ -22,13 +22,14 @@ import os
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from minidl.atomic import atomic_write_bytes
 from minidl.data.dataset import Dataset
 from minidl.data.idx import IDXFormatError, decode_idx, decompress
+from minidl.tensor import from_numpy
 
 _SPLIT_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -97,14 +98,19 @@ class MNIST(Dataset):
     train: the 60,000-image training split if True, else the 10,000-image test split.
     download: fetch missing files from `mirrors` into `root` (or `cache_dir()` when root is
         None), verified against the known hashes and written atomically.
-    transform: applied to images, uint8 arrays of shape (1, 28, 28) in `dataset[i]` and
-        (B, 1, 28, 28) in `get_batch` (the DataLoader's path), so write it for a leading batch
-        dimension; elementwise functions such as `MNIST.normalize` work as they are.
+    transform: applied to each image as torchvision does: `dataset[i]` is
+        `(transform(image), label)` where image is a uint8 array (1, 28, 28), channel first
+        (torchvision's PIL image; `transforms.ToTensor()` turns it into a float (1, 28, 28)
+        tensor in [0, 1], as torchvision's does).
+        With a transform the DataLoader reads sample by sample.
+    target_transform: applied to each label (an int).
     verify: check every file against its SHA256SUMS entry or known hash and refuse files neither
         covers; False skips all checks (for data you made or modified yourself).
 
-    Attributes: `data` uint8 (N, 1, 28, 28), `targets` int64 (N,), `classes` (list of names),
-    `folder_path` (the folder the files were read from).
+    Attributes (as torchvision's): `data` a uint8 Tensor (N, 28, 28), `targets` an int64
+    Tensor (N,), `classes` (list of names), `folder_path` (the folder the files were read from).
+    Without a transform, `get_batch` (the DataLoader's fast path) gives uint8 (B, 1, 28, 28)
+    arrays.
     Raises FileNotFoundError if no root has the files, ChecksumError on a hash mismatch,
     IDXFormatError for malformed files, DownloadError if no mirror delivers a valid file.
     """
@@ -124,6 +130,9 @@ class MNIST(Dataset):
         "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     }
+    # MD5s of the official .gz files, as published (and checked by torchvision); MNIST's own
+    # files are pinned by the SHA-256s above.
+    known_gz_md5: ClassVar[dict[str, str]] = {}
     # Base URLs serving `<name>.gz`; tried in order.
     mirrors: ClassVar[Sequence[str]] = (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -135,16 +144,20 @@ class MNIST(Dataset):
         root: str | os.PathLike | None = None,
         train: bool = True,
         download: bool = False,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        transform: Callable[[np.ndarray], Any] | None = None,
         verify: bool = True,
+        target_transform: Callable[[int], Any] | None = None,
     ) -> None:
         self.train = bool(train)
         self.transform = transform
+        self.target_transform = target_transform
         names = _SPLIT_FILES[self.train]
         self.folder_path = self._locate(root, names, download)
         sums = read_sha256sums(self.folder_path)
         images, labels = (self._load(self.folder_path, name, sums, verify) for name in names)
-        self.data, self.targets = self._check_arrays(images, labels)
+        images, labels = self._check_arrays(images, labels)
+        self._images, self._labels = images, labels
+        self.data, self.targets = from_numpy(images), from_numpy(labels)
 
     # -- locating and downloading -------------------------------------------------------------
 
@@ -154,7 +167,9 @@ class MNIST(Dataset):
             # not be taken for another dataset's.
             candidates = [r / self.folder for r in default_roots()]
         else:
-            candidates = [Path(root) / self.folder, Path(root)]
+            # torchvision keeps its downloads in <root>/<ClassName>/raw.
+            candidates = [Path(root) / self.folder, Path(root) / type(self).__name__ / "raw",
+                          Path(root)]
         for folder in candidates:
             if all(_find_file(folder, n) is not None for n in names):
                 return folder
@@ -174,7 +189,8 @@ class MNIST(Dataset):
             if _find_file(folder, name) is not None:
                 continue
             file_name = name + ".gz"
-            if file_name not in sums and name not in self.known_hashes:
+            if (file_name not in sums and name not in self.known_hashes
+                    and file_name not in self.known_gz_md5):
                 raise DownloadError(
                     f"{type(self).__name__}: no known hash for {file_name}, so a download could "
                     f"not be verified; put the files in {folder} yourself."
@@ -218,6 +234,15 @@ class MNIST(Dataset):
                     f"got {got} (corrupt or incomplete file; delete it and fetch it again)"
                 )
             return decompress(payload, source)
+        if file_name.endswith(".gz") and file_name in self.known_gz_md5:
+            got = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+            if got != self.known_gz_md5[file_name]:
+                raise ChecksumError(
+                    f"{source}: MD5 mismatch against the official file: expected "
+                    f"{self.known_gz_md5[file_name]}, got {got} (corrupt or different file; "
+                    "delete it and fetch it again)"
+                )
+            return decompress(payload, source)
         content = decompress(payload, source)
         expected = self.known_hashes.get(name)
         if expected is not None:
@@ -229,9 +254,11 @@ class MNIST(Dataset):
                     f"again)"
                 )
         else:
+            known = " (only the official .gz files' MD5s are known: keep the .gz files)" if (
+                name + ".gz" in self.known_gz_md5) else ""
             raise ChecksumError(
-                f"{source}: no hash to verify it against: add a SHA256SUMS file to its folder "
-                f"(`sha256sum *-ubyte* > SHA256SUMS`) or pass verify=False"
+                f"{source}: no hash to verify it against{known}: add a SHA256SUMS file to its "
+                f"folder (`sha256sum *-ubyte* > SHA256SUMS`) or pass verify=False"
             )
         return content
 
@@ -266,26 +293,28 @@ class MNIST(Dataset):
                 f"{source}/{lbl_name}: label {int(labels.max())} out of range for "
                 f"{len(self.classes)} classes"
             )
-        return images[:, None, :, :], labels.astype(np.int64)
+        return np.ascontiguousarray(images), labels.astype(np.int64)
 
     # -- Dataset protocol ---------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        """(image, label): image uint8 (1, 28, 28) (transformed if a transform is set)."""
-        image = self.data[index]
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        """(image, label): image a uint8 array (1, 28, 28), or transform(image); label an int,
+        or target_transform(label)."""
+        image = self._images[index][None]
+        label = int(self._labels[index])
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(self.targets[index])
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
 
     def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(images (B, 1, 28, 28), labels int64 (B,)) gathered by fancy indexing."""
-        images = self.data[indices]
-        if self.transform is not None:
-            images = self.transform(images)
-        return images, self.targets[indices]
+        """(images uint8 (B, 1, 28, 28), labels int64 (B,)) gathered by fancy indexing (the
+        DataLoader uses it when there is no transform)."""
+        return self._images[indices][:, None], self._labels[indices]
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
@@ -339,8 +368,9 @@ class MNIST(Dataset):
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Zalando Research) in a `fashion-mnist/` folder, MNIST's layout.
 
-    No built-in hashes or mirrors: put the files with a SHA256SUMS next to them (or pass
-    verify=False). Normalize with explicit statistics from `pixel_stats`.
+    The official .gz files are verified against their published MD5s (as torchvision
+    does); uncompressed files need a SHA256SUMS next to them (or verify=False). Normalize with
+    explicit statistics from `pixel_stats`.
     """
 
     folder = "fashion-mnist"
@@ -359,13 +389,21 @@ class FashionMNIST(MNIST):
     MEAN = None
     STD = None
     known_hashes: ClassVar[dict[str, str]] = {}
-    mirrors: ClassVar[Sequence[str]] = ()
+    known_gz_md5: ClassVar[dict[str, str]] = {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    }
+    mirrors: ClassVar[Sequence[str]] = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    )
 
 
 class KMNIST(MNIST):
     """Kuzushiji-MNIST (CODH) in a `kmnist/` folder, MNIST's layout; romanized class names.
 
-    No built-in hashes or mirrors, as for FashionMNIST.
+    Verified as FashionMNIST: the official .gz files by their published MD5s.
     """
 
     folder = "kmnist"
@@ -373,7 +411,13 @@ class KMNIST(MNIST):
     MEAN = None
     STD = None
     known_hashes: ClassVar[dict[str, str]] = {}
-    mirrors: ClassVar[Sequence[str]] = ()
+    known_gz_md5: ClassVar[dict[str, str]] = {
+        "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+        "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+        "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+        "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+    }
+    mirrors: ClassVar[Sequence[str]] = ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
 
 
 def _find_file(folder: Path, name: str) -> Path | None:

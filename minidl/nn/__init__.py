@@ -5,7 +5,7 @@
     loss = nn.CrossEntropyLoss()(model(x), y)
 """
 
-from minidl.nn import functional, init, parallel
+from minidl.nn import functional, init, parallel, utils
 from minidl.nn.activation import (
     ELU,
     LeakyReLU,
@@ -38,7 +38,15 @@ from minidl.nn.loss import (
     MultiMarginLoss,
     NLLLoss,
 )
-from minidl.nn.module import Module, ModuleList, Parameter, Sequential
+from minidl.nn.module import (
+    Module,
+    ModuleDict,
+    ModuleList,
+    Parameter,
+    ParameterDict,
+    ParameterList,
+    Sequential,
+)
 
 __all__ = [
     "ELU",
@@ -61,11 +69,14 @@ __all__ = [
     "MaxPool2d",
     "Maxout",
     "Module",
+    "ModuleDict",
     "ModuleList",
     "MultiMarginLoss",
     "NLLLoss",
     "PReLU",
     "Parameter",
+    "ParameterDict",
+    "ParameterList",
     "ReLU",
     "Sequential",
     "Sigmoid",
@@ -73,5 +84,6 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "utils",
     "parallel",
 ]

@@ -6,6 +6,7 @@ Tensor arguments may also be NumPy arrays; class-index targets may be Tensors, a
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minidl.tensor import Tensor, tensor
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
+    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy_with_logits",
     "conv2d", "conv2d_relu", "cross_entropy", "dropout", "elu", "l1_loss", "leaky_relu", "linear",
     "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
     "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
@@ -69,12 +70,42 @@ def tanh(input: Tensor) -> Tensor:
     return act.Tanh.apply(_tensor(input))
 
 
-def softmax(input: Tensor, dim: int) -> Tensor:
-    return act.Softmax.apply(_tensor(input), dim=dim)
+def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
+    """PyTorch's implicit choice when dim is omitted (deprecated there, with this warning)."""
+    if dim is not None:
+        return dim
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call to "
+        "include dim=X as an argument.", UserWarning, stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
 
 
-def log_softmax(input: Tensor, dim: int) -> Tensor:
-    return act.LogSoftmax.apply(_tensor(input), dim=dim)
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    x = _tensor(input) if dtype is None else _tensor(input).astype(dtype)
+    return x.softmax(_softmax_dim("softmax", x.ndim, dim))
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype: Any = None) -> Tensor:
+    x = _tensor(input) if dtype is None else _tensor(input).astype(dtype)
+    return x.log_softmax(_softmax_dim("log_softmax", x.ndim, dim))
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index;
+    num_classes=-1 uses max + 1. Raises RuntimeError for negative or too large indices."""
+    t = _target(tensor)
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"one_hot is only applicable to index tensor, got dtype {t.dtype}")
+    if num_classes == -1:
+        num_classes = int(t.max()) + 1 if t.size else 0
+    if t.size and (t.min() < 0 or t.max() >= num_classes):
+        raise RuntimeError(f"one_hot: class values must be in [0, {num_classes}), got "
+                           f"[{int(t.min())}, {int(t.max())}]")
+    out = np.zeros(t.shape + (num_classes,), np.int64)
+    np.put_along_axis(out, t[..., None].astype(np.int64), 1, axis=-1)
+    return Tensor._wrap(out, False)
 
 
 def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> Tensor:
@@ -88,7 +119,8 @@ def maxout(input: Tensor, weight: Tensor, bias: Tensor | None, pieces: int) -> T
     return z.reshape(z.shape[:-1] + (z.shape[-1] // pieces, pieces)).amax(dim=-1)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+            ) -> Tensor:
     """Zero elements with probability p and scale the rest by 1 / (1 - p) when training;
     identity otherwise."""
     if not 0.0 <= p <= 1.0:
@@ -96,7 +128,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     x = _tensor(input)
     if not training or p == 0.0:
         return x
-    return act.Dropout.apply(x, p=p)
+    out = act.Dropout.apply(x, p=p)
+    return x.copy_(out) if inplace else out
 
 
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
@@ -139,15 +172,46 @@ def _float_target(target: Any) -> Tensor:
     return target if isinstance(target, Tensor) else tensor(np.asarray(target))
 
 
+def _cast_target(target: Tensor, x: Tensor) -> Tensor:
+    return target if target.dtype == x.dtype else target.astype(x.dtype)
+
+
 def cross_entropy(input: Tensor, target: Any, weight: Any = None,
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy on logits.  input: (N, C) (or (C,), or (N, C, d1, ...));
-    target: int class indices (N,) (or (), (N, d1, ...)); weight: (C,) or None."""
+    target: int class indices (N,) (or (), (N, d1, ...)), or class probabilities of input's
+    shape (a float tensor); weight: (C,) or None."""
+    if isinstance(target, Tensor) and target.dtype.kind == "f":
+        return _cross_entropy_probabilities(_tensor(input), target, weight, reduction,
+                                            label_smoothing)
     return ls.CrossEntropy.apply(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )
+
+
+def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reduction: str,
+                                 label_smoothing: float) -> Tensor:
+    """-sum_c w[c] * p[c] * log_softmax(x)[c] per sample (PyTorch's probability targets)."""
+    if target.shape != x.shape:
+        raise ValueError(f"cross_entropy: probability targets must have the input's shape "
+                         f"{tuple(x.shape)}, got {tuple(target.shape)}")
+    ls.check_reduction("cross_entropy", reduction)
+    dim = 1 if x.ndim > 1 else 0
+    classes = x.shape[dim]
+    p = target if label_smoothing == 0 else target * (1 - label_smoothing) + (
+        label_smoothing / classes)
+    logp = x.log_softmax(dim)
+    if weight is not None:
+        w = _optional_array(weight).astype(x.dtype)
+        logp = logp * tensor(w.reshape((classes,) + (1,) * (x.ndim - dim - 1)))
+    loss = -(p * logp).sum(dim=dim)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / (x.shape[0] if x.ndim > 1 else 1)
 
 
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
@@ -160,13 +224,15 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """(input - target)^2; shapes must match."""
-    return ls.MSE.apply(_tensor(input), _float_target(target), reduction=reduction)
+    """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
+    x = _tensor(input)
+    return ls.MSE.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """|input - target|; shapes must match."""
-    return ls.L1.apply(_tensor(input), _float_target(target), reduction=reduction)
+    """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
+    x = _tensor(input)
+    return ls.L1.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,

@@ -1,4 +1,5 @@
-"""Module, Parameter and the two containers, Sequential and ModuleList.
+"""Module, Parameter and the containers: Sequential, ModuleList, ModuleDict, ParameterList,
+ParameterDict.
 
 A Module registers what is assigned to it: Parameters (trained), other Modules (children) and
 buffers (state that is saved but not trained, e.g. BatchNorm's running statistics). Names in
@@ -8,11 +9,15 @@ buffers (state that is saved but not trained, e.g. BatchNorm's running statistic
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from minidl import graph
+from minidl.device import check_device, device
+from minidl.dtypes import check_dtype
+from minidl.nn.hooks import BackwardHookState, InputGradHook, OutputGradHook, RemovableHandle
 from minidl.tensor import Tensor, _as_array
 from minidl.tensor import tensor as minidl_tensor
 
@@ -57,12 +62,69 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        state = None
+        if self._backward_hooks and graph.is_grad_enabled():
+            tracked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+            if len(tracked) > 1:
+                raise NotImplementedError(
+                    f"{type(self).__name__}: full backward hooks on modules with several "
+                    "inputs that require grad are not supported by minidl"
+                )
+            state = BackwardHookState(self, list(self._backward_hooks.values()), bool(tracked))
+            args = tuple(InputGradHook.apply(a, state=state) if i in tracked else a
+                         for i, a in enumerate(args))
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        if state is not None:
+            if not isinstance(output, Tensor):
+                raise NotImplementedError(
+                    f"{type(self).__name__}: full backward hooks need a module returning one "
+                    f"Tensor, got {type(output).__name__}"
+                )
+            if output.requires_grad:
+                output = OutputGradHook.apply(output, state=state)
+        return output
+
+    # -- hooks ----------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, args) runs before forward; a non-None result replaces args."""
+        handle = RemovableHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, args, output) runs after forward; a non-None result replaces output."""
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
+
+    def register_full_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, grad_input, grad_output) runs when the gradients w.r.t. the module's
+        input and output are computed; a non-None result replaces grad_input. Modules with one
+        Tensor output and at most one input that requires grad."""
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
+        return handle
 
     # -- registration ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -215,6 +277,57 @@ class Module:
             p.requires_grad = requires_grad
         return self
 
+    # -- dtype and device -------------------------------------------------------------------
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """to(device), to(dtype), to(device, dtype): only the CPU exists (other devices raise);
+        a float dtype converts every float parameter and buffer in place."""
+        dtype = kwargs.pop("dtype", None)
+        check_device("Module.to", kwargs.pop("device", None))
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"Module.to: unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, (str, device)):
+                check_device("Module.to", a)
+            else:
+                dtype = a
+        if dtype is not None:
+            dt = check_dtype("Module.to", dtype)
+            if dt.kind != "f":
+                raise TypeError(f"Module.to: nn.Module.to only accepts floating point dtypes, "
+                                f"got {dt}")
+            self._cast_floats(dt)
+        return self
+
+    def _cast_floats(self, dt: np.dtype) -> None:
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.dtype.kind == "f" and t.dtype != dt:
+                t.data = t.data.astype(dt)
+                if t.grad is not None:
+                    t._grad = None
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        check_device("Module.cuda", "cuda")
+        return self
+
+    def float(self) -> Module:
+        self._cast_floats(np.dtype(np.float32))
+        return self
+
+    def double(self) -> Module:
+        self._cast_floats(np.dtype(np.float64))
+        return self
+
+    def half(self) -> Module:
+        raise TypeError("Module.half: float16 is not supported by minidl (float32/float64 only)")
+
+    bfloat16 = half
+
     def apply(self, fn) -> Module:
         """Call fn on every submodule (children first) and on itself, as PyTorch does."""
         for m in reversed(list(self.modules())):
@@ -289,25 +402,29 @@ class Module:
         count = sum(p.numel() for _, p in params)
         return f"  # {shapes}: {count:,} params"
 
-    def _repr_lines(self) -> list[str]:
+    def _repr_lines(self, with_params: bool) -> list[str]:
         head = f"{type(self).__name__}({self.extra_repr()}"
+        own = self._own_parameter_summary() if with_params else ""
         children = [(n, m) for n, m in self._modules.items() if m is not None]
         if not children:
-            return [head + ")" + self._own_parameter_summary()]
-        lines = [head + self._own_parameter_summary()]
+            return [head + ")" + own]
+        lines = [head + own]
         for name, child in children:
-            child_lines = child._repr_lines()
+            child_lines = child._repr_lines(with_params)
             lines.append(f"  ({name}): {child_lines[0]}")
             lines.extend("  " + line for line in child_lines[1:])
         lines.append(")")
         return lines
 
     def __repr__(self) -> str:
-        """PyTorch's layout, each layer followed by its parameter shapes and count, and the
-        totals at the end."""
+        """PyTorch's layout: the module tree with each layer's constructor arguments."""
+        return "\n".join(self._repr_lines(with_params=False))
+
+    def summary(self) -> str:
+        """repr() with each layer's parameter shapes and count, and the totals at the end."""
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        lines = self._repr_lines()
+        lines = self._repr_lines(with_params=True)
         lines.append(f"Total parameters: {total:,} (trainable: {trainable:,})")
         return "\n".join(lines)
 
@@ -384,6 +501,133 @@ class ModuleList(Module):
         for name in list(self._modules):
             delattr(self, name)
         self.extend(values)
+
+
+class ModuleDict(Module):
+    """Modules by name, registered as children; dict-like (keys, values, items, update)."""
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def pop(self, key: str) -> Module:
+        module = self._modules[key]
+        delattr(self, key)
+        return module
+
+    def update(self, modules: Mapping[str, Module] | Iterable) -> None:
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, module in pairs:
+            self.add_module(key, module)
+
+
+class ParameterList(Module):
+    """A list of Parameters registered with the module (named '0', '1', ...)."""
+
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
+        super().__init__()
+        for v in values or ():
+            self.append(v)
+
+    def __getitem__(self, index: int) -> Parameter:
+        values = list(self._parameters.values())
+        return values[_list_index(index, len(values), "ParameterList")]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        name = str(_list_index(index, len(self), "ParameterList"))
+        self.register_parameter(name, _as_parameter(value))
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._parameters.values())
+
+    def append(self, value: Any) -> ParameterList:
+        self.register_parameter(str(len(self._parameters)), _as_parameter(value))
+        return self
+
+    def extend(self, values: Iterable[Any]) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({i}): Parameter containing: [{p.dtype} of size {tuple(p.shape)}]"
+                         for i, p in enumerate(self))
+
+
+class ParameterDict(Module):
+    """Parameters by name, registered with the module; dict-like."""
+
+    def __init__(self, parameters: Mapping[str, Any] | Iterable | None = None) -> None:
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str) -> Parameter:
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.register_parameter(key, _as_parameter(value))
+
+    def __delitem__(self, key: str) -> None:
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._parameters
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def update(self, parameters: Mapping[str, Any] | Iterable) -> None:
+        pairs = parameters.items() if isinstance(parameters, Mapping) else parameters
+        for key, value in pairs:
+            self[key] = value
+
+
+def _as_parameter(value: Any) -> Parameter:
+    return value if isinstance(value, Parameter) else Parameter(value)
 
 
 def _list_index(index: int, length: int, what: str) -> int:

@@ -264,3 +264,77 @@ def _per_group(name: str, value: Any, groups: int) -> list:
             raise ValueError(f"OneCycleLR: expected {groups} values of {name}, got {len(value)}")
         return list(value)
     return [value] * groups
+
+
+class ReduceLROnPlateau:
+    """Multiply the lr by `factor` when a metric stopped improving for `patience` epochs, as
+    torch.optim.lr_scheduler.ReduceLROnPlateau: call `step(metric)` once per epoch.
+
+    mode 'min' (lower is better) or 'max'; threshold_mode 'rel' (best * (1 -/+ threshold)) or
+    'abs' (best -/+ threshold); cooldown epochs after a reduction before counting again; min_lr
+    a floor (one value or one per group); a change smaller than eps is not applied.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float | Sequence[float] = 0.0,
+                 eps: float = 1e-8) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"ReduceLROnPlateau: expected an Optimizer, got "
+                            f"{type(optimizer).__name__}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor should be < 1.0, got {factor}")
+        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: unknown mode {mode!r} or threshold_mode "
+                             f"{threshold_mode!r}")
+        groups = len(optimizer.param_groups)
+        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
+        if len(self.min_lrs) != groups:
+            raise ValueError(f"ReduceLROnPlateau: expected {groups} min_lr values, got "
+                             f"{len(self.min_lrs)}")
+        self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown, self.eps = (
+            threshold, threshold_mode, cooldown, eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min":
+            edge = best * (1 - self.threshold) if self.threshold_mode == "rel" else (
+                best - self.threshold)
+            return a < edge
+        edge = best * (1 + self.threshold) if self.threshold_mode == "rel" else (
+            best + self.threshold)
+        return a > edge
+
+    def step(self, metrics: Any) -> None:
+        current = float(metrics)
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, floor in zip(self.optimizer.param_groups, self.min_lrs):
+                new_lr = max(group["lr"] * self.factor, floor)
+                if group["lr"] - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)

@@ -49,8 +49,6 @@ class Optimizer:
                 raise TypeError(
                     f"{type(self).__name__}: parameters must be Tensors, got {type(p).__name__}"
                 )
-            if not p.requires_grad:
-                raise ValueError(f"{type(self).__name__}: a parameter does not require grad")
             if not p.is_leaf:
                 raise ValueError(f"{type(self).__name__}: can only optimize leaf tensors")
             if id(p) in seen:

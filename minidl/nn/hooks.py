@@ -1,0 +1,91 @@
+"""Module hooks (PyTorch's register_forward_pre_hook / register_forward_hook /
+register_full_backward_hook) and the two identity ops that let a backward hook see the
+gradients with respect to a module's inputs and outputs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from minidl.graph import Context, Function
+
+
+class RemovableHandle:
+    """Returned by every hook registration; `remove()` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: OrderedDict) -> None:
+        self.hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class BackwardHookState:
+    """One call's record: gradients w.r.t. the outputs arrive first, then those w.r.t. the
+    inputs, when the hooks run (and may replace the input gradients)."""
+
+    def __init__(self, module: Any, hooks: list, inputs_tracked: bool) -> None:
+        self.module, self.hooks, self.inputs_tracked = module, hooks, inputs_tracked
+        self.grad_outputs: tuple = ()
+
+
+class OutputGradHook(Function):
+    """Identity on a module output; its backward records the gradient w.r.t. the outputs."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, state: BackwardHookState) -> np.ndarray:
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        ctx.state.grad_outputs = (g,)
+        if not ctx.state.inputs_tracked:
+            # No input requires grad: the hooks run now, with grad_input (None,), as PyTorch's.
+            run_hooks(ctx.state, (None,))
+        return g
+
+
+def run_hooks(state: BackwardHookState, grad_input: tuple) -> tuple:
+    from minidl.tensor import Tensor
+
+    grad_output = tuple(Tensor._wrap(o, False) for o in state.grad_outputs)
+    for hook in list(state.hooks):
+        result = hook(state.module, grad_input, grad_output)
+        if result is not None:
+            result = tuple(result)
+            if len(result) != len(grad_input):
+                raise RuntimeError(
+                    f"backward hook returned {len(result)} gradients, expected {len(grad_input)}"
+                )
+            grad_input = result
+    return grad_input
+
+
+class InputGradHook(Function):
+    """Identity on a module input; its backward runs the module's full backward hooks with
+    (grad_input, grad_output) and passes on what they return (or the gradient itself)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *, state: BackwardHookState) -> np.ndarray:
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        from minidl.tensor import Tensor
+
+        (out,) = run_hooks(ctx.state, (Tensor._wrap(g, False),))
+        return out.data if isinstance(out, Tensor) else out

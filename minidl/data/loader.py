@@ -283,10 +283,12 @@ class DataLoader:
         Raises ValueError if the state is malformed or was saved with a different dataset
         size, batch size, shuffle or drop_last setting.
         """
-        if self.generator is not None or self.sampler is not None or (
+        # A sampler with epoch_indices (DistributedSampler) rebuilds any epoch's order.
+        resumable_sampler = self.sampler is None or hasattr(self.sampler, "epoch_indices")
+        if self.generator is not None or not resumable_sampler or (
                 self.batch_sampler is not None):
             raise ValueError("DataLoader.load_state_dict: resuming needs the loader's own seeded "
-                             "order (no generator, sampler or batch_sampler)")
+                             "order or a sampler with epoch_indices (no generator or batch_sampler)")
         required = ("seed", "epoch", "batch", "num_samples", "batch_size", "shuffle", "drop_last")
         missing = [k for k in required if k not in state]
         if missing:

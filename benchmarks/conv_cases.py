@@ -1,10 +1,11 @@
 """conv2d and max_pool2d cases: issue 12's layer table, for benchmarks/compare.py and this script.
 
-`cases()` returns one dict per case: name, flops (per call), and zero-argument callables
-minidl / numpy / torch (None where there is no such reference). Forward+backward cases run the
-whole step each call: forward through the graph, backward with a fixed upstream gradient
-(weight, bias and input gradients). The NumPy reference is im2col + one sgemm per batch
-(NumPy's BLAS) and col2im by strided adds.
+The table and the steps live in minidl/bench/kernel_cases.py (one list for minidl-bench, this
+script, compare.py and the pytest suite). `cases()` returns one dict per case: name, flops (per
+call), and zero-argument callables minidl / numpy / torch (None where there is no such
+reference). Forward+backward cases run the whole step each call: forward through the graph,
+backward with a fixed upstream gradient (weight, bias and input gradients). The NumPy
+reference is im2col + one sgemm per batch (NumPy's BLAS) and col2im by strided adds.
 
 Run as a script, it times the table's layers against PyTorch with PyTorch in its own child
 process (two OpenMP runtimes in one process slow each other down on 2 cores), samples of the
@@ -26,231 +27,23 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python benchmarks/conv_cases.py`
     sys.path.insert(0, ROOT)
 
-# name, x shape, weight shape, stride, padding, bias. Batch 128 for the ResNet-20 (CIFAR) layers
-# and 64 for the MNIST-example and LeNet ones; bias where those models have one.
-CONV_SHAPES = [
-    ("resnet_stem_3to16_32px", (128, 3, 32, 32), (16, 3, 3, 3), 1, 1, False),
-    ("resnet_16to16_32px", (128, 16, 32, 32), (16, 16, 3, 3), 1, 1, False),
-    ("resnet_16to32_s2_32px", (128, 16, 32, 32), (32, 16, 3, 3), 2, 1, False),
-    ("resnet_32to32_16px", (128, 32, 16, 16), (32, 32, 3, 3), 1, 1, False),
-    ("resnet_64to64_8px", (128, 64, 8, 8), (64, 64, 3, 3), 1, 1, False),
-    ("mnist_1to32_28px", (64, 1, 28, 28), (32, 1, 3, 3), 1, 0, True),
-    ("mnist_32to64_26px", (64, 32, 26, 26), (64, 32, 3, 3), 1, 0, True),
-    ("pointwise_64to64_16px", (128, 64, 16, 16), (64, 64, 1, 1), 1, 0, False),
-    ("lenet_conv1", (64, 1, 28, 28), (6, 1, 5, 5), 1, 2, True),
-    ("lenet_conv2", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, True),
-]
-POOL_SHAPES = [
-    ("lenet_pool", (64, 6, 28, 28)),
-    ("mid_pool", (32, 64, 32, 32)),
-]
-
-
-def _out_hw(x_shape, w_shape, stride, pad):
-    return tuple((x_shape[i] + 2 * pad - w_shape[i]) // stride + 1 for i in (2, 3))
-
-
-def layer_data(x_shape, w_shape, stride, pad, bias):
-    """x, w (He-scaled), b (or None), upstream gradient: float32, the same for every engine."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = (rng.standard_normal(w_shape) * np.sqrt(2 / np.prod(w_shape[1:]))).astype(np.float32)
-    b = rng.standard_normal(w_shape[0]).astype(np.float32) if bias else None
-    gy = rng.standard_normal((x_shape[0], w_shape[0]) + _out_hw(x_shape, w_shape, stride, pad))
-    return x, w, b, gy.astype(np.float32)
-
-
-def layer_flops(x_shape, w_shape, stride, pad) -> int:
-    """Forward multiply-adds x 2 (direct convolution count, whatever the algorithm)."""
-    oh, ow = _out_hw(x_shape, w_shape, stride, pad)
-    return 2 * x_shape[0] * w_shape[0] * oh * ow * int(np.prod(w_shape[1:]))
-
-
-def _im2col(x, kh, kw, stride, pad):
-    """(C*KH*KW, N*OH*OW) columns of the padded input."""
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
-    win = win[:, :, ::stride, ::stride]
-    n, c, oh, ow = win.shape[:4]
-    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow), (oh, ow)
-
-
-def _numpy_conv(x, w, b, gy, stride, pad):
-    oc, c, kh, kw = w.shape
-    n = x.shape[0]
-    col, (oh, ow) = _im2col(x, kh, kw, stride, pad)
-    out = (w.reshape(oc, -1) @ col).reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)
-    if b is not None:
-        out = out + b[:, None, None]
-    if gy is None:
-        return out
-    g = gy.transpose(1, 0, 2, 3).reshape(oc, -1)
-    grad_w = (g @ col.T).reshape(w.shape)
-    grad_b = g.sum(axis=1)
-    dcol = (w.reshape(oc, -1).T @ g).reshape(c, kh, kw, n, oh, ow)
-    gxp = np.zeros((n, c, x.shape[2] + 2 * pad, x.shape[3] + 2 * pad), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            gxp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += dcol[
-                :, i, j
-            ].transpose(1, 0, 2, 3)
-    return out, grad_w, grad_b, gxp[:, :, pad : pad + x.shape[2], pad : pad + x.shape[3]]
-
-
-def minidl_step(x, w, b, gy, stride, pad, backward):
-    """A zero-argument callable: minidl's forward (and backward with every gradient)."""
-    import minidl
-    from minidl.ops.conv import conv2d
-
-    tx = minidl.tensor(x, requires_grad=backward)
-    tw = minidl.tensor(w, requires_grad=backward)
-    tb = None if b is None else minidl.tensor(b, requires_grad=backward)
-    if not backward:
-        return lambda: conv2d(tx, tw, tb, stride=stride, padding=pad)
-
-    def step():
-        tx.grad = tw.grad = None
-        if tb is not None:
-            tb.grad = None
-        conv2d(tx, tw, tb, stride=stride, padding=pad).backward(gy)
-
-    return step
-
-
-def torch_step(x, w, b, gy, stride, pad, backward):
-    """The same step in PyTorch."""
-    import torch
-
-    tx = torch.from_numpy(x).requires_grad_(backward)
-    tw = torch.from_numpy(w).requires_grad_(backward)
-    tb = None if b is None else torch.from_numpy(b).requires_grad_(backward)
-    tgy = torch.from_numpy(gy)
-    conv = torch.nn.functional.conv2d
-    if not backward:
-
-        def fwd():
-            with torch.no_grad():
-                return conv(tx, tw, tb, stride=stride, padding=pad)
-
-        return fwd
-
-    def step():
-        tx.grad = tw.grad = None
-        if tb is not None:
-            tb.grad = None
-        conv(tx, tw, tb, stride=stride, padding=pad).backward(tgy)
-
-    return step
-
-
-def _conv_cases(name, x_shape, w_shape, stride, pad, bias):
-    x, w, b, gy = layer_data(x_shape, w_shape, stride, pad, bias)
-    fwd_flops = layer_flops(x_shape, w_shape, stride, pad)
-    out = []
-    for suffix, backward, factor in [("fwd", False, 1), ("fwd+bwd", True, 3)]:
-        out.append(
-            dict(
-                name=f"conv2d {name} {x_shape}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} "
-                f"stride {stride} pad {pad} {suffix}",
-                flops=factor * fwd_flops,
-                minidl=_lazy(lambda bw=backward: minidl_step(x, w, b, gy, stride, pad, bw)),
-                numpy=(lambda bw=backward: _numpy_conv(x, w, b, gy if bw else None, stride, pad)),
-                torch=_lazy(lambda bw=backward: torch_step(x, w, b, gy, stride, pad, bw)),
-            )
-        )
-    return out
-
-
-def _lazy(make):
-    """A callable that builds the real one (importing torch) on first use."""
-    cache = []
-
-    def call():
-        if not cache:
-            cache.append(make())
-        return cache[0]()
-
-    return call
-
-
-def _pool_cases(name, x_shape):
-    import minidl
-    from minidl.ops.pool import max_pool2d
-
-    x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
-    out_shape = x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2)
-    gy = np.random.default_rng(1).standard_normal(out_shape).astype(np.float32)
-    compares = 4 * int(np.prod(out_shape))
-
-    def numpy_fwd():
-        n, c, h, w = x_shape
-        return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
-
-    def minidl_fn(backward):
-        tx = minidl.tensor(x, requires_grad=backward)
-        if not backward:
-            return lambda: max_pool2d(tx, 2)
-
-        def step():
-            tx.grad = None
-            max_pool2d(tx, 2).backward(gy)
-
-        return step
-
-    def torch_fn(backward):
-        def make():
-            import torch
-
-            tx = torch.from_numpy(x).requires_grad_(backward)
-            tgy = torch.from_numpy(gy)
-            if not backward:
-
-                def fwd():
-                    with torch.no_grad():
-                        return torch.nn.functional.max_pool2d(tx, 2)
-
-                return fwd
-
-            def step():
-                tx.grad = None
-                torch.nn.functional.max_pool2d(tx, 2).backward(tgy)
-
-            return step
-
-        return _lazy(make)
-
-    return [
-        dict(
-            name=f"max_pool2d {name} {x_shape} 2x2 fwd",
-            flops=compares,
-            minidl=minidl_fn(False),
-            numpy=numpy_fwd,
-            torch=torch_fn(False),
-        ),
-        dict(
-            name=f"max_pool2d {name} {x_shape} 2x2 fwd+bwd",
-            flops=2 * compares,
-            minidl=minidl_fn(True),
-            numpy=None,
-            torch=torch_fn(True),
-        ),
-    ]
+from benchmarks.common import case_dicts  # noqa: E402
+from minidl.bench.kernel_cases import (  # noqa: E402  (the one table, shared with minidl-bench)
+    CONV_SHAPES,
+    conv_data,
+    conv_flops,
+    minidl_conv_step,
+    torch_conv_step,
+)
 
 
 def cases() -> list[dict]:
-    """Every conv2d and max_pool2d case, float32, in the issue's order."""
-    out = []
-    for layer in CONV_SHAPES:
-        out.extend(_conv_cases(*layer))
-    for name, x_shape in POOL_SHAPES:
-        out.extend(_pool_cases(name, x_shape))
-    return out
+    """Every conv2d and max_pool2d case of minidl-bench --full, as compare.py's dicts."""
+    return case_dicts("conv") + case_dicts("pool")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +75,8 @@ def torch_child() -> None:
         key = (req["layer"], req["backward"])
         if key not in steps:
             _, xs, ws, stride, pad, bias = CONV_SHAPES[req["layer"]]
-            data = layer_data(xs, ws, stride, pad, bias)
-            steps[key] = torch_step(*data, stride, pad, req["backward"])
+            data = conv_data(xs, ws, stride, pad, bias)
+            steps[key] = torch_conv_step(data, stride, pad, req["backward"])
         torch.set_num_threads(req["threads"])
         if req.get("warmup"):
             steps[key]()
@@ -375,10 +168,10 @@ def run_table(args: argparse.Namespace) -> None:
     for threads in args.threads:
         for i in layers:
             name, xs, ws, stride, pad, bias = CONV_SHAPES[i]
-            data = layer_data(xs, ws, stride, pad, bias)
+            data = conv_data(xs, ws, stride, pad, bias)
             for mode, backward in modes:
                 minidl.set_num_threads(threads)
-                step = minidl_step(*data, stride, pad, backward)
+                step = minidl_conv_step(data, stride, pad, backward)
                 step()
                 n_ours = _number(_sample(step, 1))
                 ours, ref = math.inf, math.inf
@@ -402,7 +195,7 @@ def run_table(args: argparse.Namespace) -> None:
     ratios = {(mode, t): [] for mode, _ in modes for t in args.threads}
     for i in layers:
         name, xs, ws, stride, pad, bias = CONV_SHAPES[i]
-        flops = layer_flops(xs, ws, stride, pad)
+        flops = conv_flops(xs, ws, stride, pad)
         for mode, backward in modes:
             row = f"| {name} | {mode} |"
             for t in args.threads:

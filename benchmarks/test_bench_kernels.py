@@ -3,9 +3,10 @@
     pytest benchmarks/test_bench_kernels.py --benchmark-only --benchmark-group-by=group
     pytest benchmarks/test_bench_kernels.py --benchmark-only -k matmul      # or conv2d, max_pool2d
 
-Shapes and callables come from benchmarks/matmul_cases.py (256^3, 1024^3, 2048^3 and LeNet's
-fully connected GEMMs) and benchmarks/conv_cases.py (LeNet's convolutions and pooling, two
-mid-size 3x3 layers), each engine at 1 thread and at minidl's default thread count. GFLOP/s is
+Shapes and callables are minidl-bench's --full cases (minidl/bench/kernel_cases.py: 256^3,
+1024^3, 2048^3 and LeNet's fully connected GEMMs; issue 12's conv2d layer table; 2x2 max-pool),
+each engine at 1 thread and at minidl's default thread count, all in this one process
+(`minidl-bench --only gemm,conv,pool` runs each engine in its own). GFLOP/s is
 in each result's extra_info. NumPy's thread count is set through threadpoolctl when installed;
 otherwise OpenBLAS uses its own (OPENBLAS_NUM_THREADS) and extra_info says so. For ratios
 measured in one run, and both OpenBLAS core types, use `python -m benchmarks.compare`.
@@ -14,11 +15,10 @@ measured in one run, and both OpenBLAS core types, use `python -m benchmarks.com
 import pytest
 
 import minidl
-from benchmarks.conv_cases import cases as conv_cases
-from benchmarks.matmul_cases import cases as matmul_cases
+from benchmarks.common import case_dicts
 from minidl.threads import default_num_threads
 
-CASES = {c["name"]: c for c in matmul_cases() + conv_cases()}
+CASES = {c["name"]: c for group in ("gemm", "conv", "pool") for c in case_dicts(group)}
 THREADS = sorted({1, default_num_threads()})
 WITH_NUMPY = [name for name, c in CASES.items() if c["numpy"]]
 

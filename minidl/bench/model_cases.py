@@ -25,20 +25,25 @@ ONNX_ABSENT = "onnx_absent"
 
 # batch sizes per size: (training, inference)
 LENET_BATCH = {"tiny": (4, 4), "quick": (64, 256), "full": (64, 1000)}
+RESNET_BATCH = {"tiny": (2, 2), "quick": (16, 64), "full": (128, 256)}
 
 
-def _lenet_data(batch: int, onnx: bool) -> Callable[[], Data]:
+def _model_data(
+    make_model: Callable, image: tuple[int, int, int], batch: int, onnx: bool
+) -> Callable[[], Data]:
+    """Random images (batch, *image), labels in [0, 10), the model's initial weights after
+    minidl.manual_seed(0), and (with onnx) the model exported to ONNX."""
+
     def data() -> Data:
         import minidl
-        from minidl.models import LeNet5
 
         r = rng(0)
         d = {
-            "x": r.standard_normal((batch, 1, 28, 28), dtype=np.float32),
+            "x": r.standard_normal((batch, *image), dtype=np.float32),
             "y": r.integers(0, 10, batch).astype(np.int64),
         }
         minidl.manual_seed(0)
-        model = LeNet5()
+        model = make_model()
         d.update({PARAM + k: np.array(v.data) for k, v in model.state_dict().items()})
         if onnx:
             d.update(_onnx_model(model, d["x"]))
@@ -50,14 +55,14 @@ def _lenet_data(batch: int, onnx: bool) -> Callable[[], Data]:
 def _onnx_model(model, x: np.ndarray) -> Data:
     """{ONNX: the model's ONNX bytes} via minidl.onnx.export, or {ONNX_ABSENT: why not}."""
     try:
-        from minidl.onnx import export
+        from minidl.onnx import ExportError, export
     except ImportError as exc:
         return {ONNX_ABSENT: np.array(f"minidl has no ONNX exporter ({exc})")}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         try:
             export(model.eval(), (x,), path)
-        except ImportError as exc:  # the onnx package itself is missing
+        except (ImportError, ExportError) as exc:  # no onnx package, or an op ONNX lacks
             return {ONNX_ABSENT: np.array(f"cannot export to ONNX: {exc}")}
         with open(path, "rb") as f:
             return {ONNX: np.frombuffer(f.read(), np.uint8)}
@@ -173,12 +178,24 @@ def _lenet():
     return LeNet5()
 
 
+def _resnet20():
+    from minidl.models import resnet20
+
+    return resnet20()
+
+
+def _has_resnet20() -> bool:
+    import minidl.models
+
+    return hasattr(minidl.models, "resnet20")
+
+
 def cases(size: str) -> list[Case]:
     """LeNet-5 training and inference, latency and contention cases at `size`."""
     train_batch, infer_batch = LENET_BATCH[size]
-    train = _lenet_data(train_batch, onnx=False)
-    infer = _lenet_data(infer_batch, onnx=True)
-    single = _lenet_data(1, onnx=True)
+    train = _model_data(_lenet, (1, 28, 28), train_batch, onnx=False)
+    infer = _model_data(_lenet, (1, 28, 28), infer_batch, onnx=True)
+    single = _model_data(_lenet, (1, 28, 28), 1, onnx=True)
     out = []
     for compiled in (False, True):
         mode = "compiled" if compiled else "eager"
@@ -241,4 +258,43 @@ def cases(size: str) -> list[Case]:
             busy=True,
         )
     )
+    if _has_resnet20():
+        out += _resnet_cases(size)
+    return out
+
+
+def _resnet_cases(size: str) -> list[Case]:
+    """ResNet-20 on 3x32x32 images: an eager training step (BatchNorm in training mode) and
+    inference (running statistics), minidl eager and compiled, PyTorch, onnxruntime."""
+    train_batch, infer_batch = RESNET_BATCH[size]
+    train = _model_data(_resnet20, (3, 32, 32), train_batch, onnx=False)
+    infer = _model_data(_resnet20, (3, 32, 32), infer_batch, onnx=True)
+    out = [
+        Case(
+            name=f"resnet20 train step b{train_batch} eager",
+            group="resnet20",
+            unit="images/s",
+            work=train_batch,
+            data=train,
+            builders={
+                "minidl": _minidl_train(_resnet20, False),
+                "torch": _torch_train(torch_models.resnet20),
+            },
+        )
+    ]
+    for compiled in (False, True):
+        out.append(
+            Case(
+                name=f"resnet20 inference b{infer_batch} {'compiled' if compiled else 'eager'}",
+                group="resnet20",
+                unit="images/s",
+                work=infer_batch,
+                data=infer,
+                builders={
+                    "minidl": _minidl_infer(_resnet20, compiled),
+                    "torch": _torch_infer(torch_models.resnet20),
+                    "onnxruntime": _onnxruntime_infer,
+                },
+            )
+        )
     return out

@@ -4,6 +4,8 @@ Every ``minidl/_kernels/*.pyx`` becomes the extension ``minidl._kernels.<name>``
 
 Environment switches:
   MINIDL_DEBUG_BUILD=1   Cython bounds/wraparound/initialization checks on (the debug CI job).
+  MINIDL_ASAN_BUILD=1    kernels compiled with AddressSanitizer (-fsanitize=address); run
+                         Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) (the CI job).
   MINIDL_NO_OPENMP=1     build serial on purpose.
   MINIDL_BUILD_ONLY=a,b  build only these extensions (for kernel development).
 """
@@ -20,6 +22,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL_DIR = os.path.join("minidl", "_kernels")
 DEBUG = os.environ.get("MINIDL_DEBUG_BUILD", "0") not in ("", "0")
+ASAN = os.environ.get("MINIDL_ASAN_BUILD", "0") not in ("", "0")
 
 # Checks live here, not in the per-file headers, so that one switch turns them on everywhere:
 # a directive written in a .pyx header would override the debug build's.
@@ -86,6 +89,10 @@ class BuildKernels(build_ext):
             opt = ["-O3", "-fno-strict-aliasing"]
             if DEBUG:
                 opt = ["-O1", "-g"]
+            if ASAN:
+                # -O1 keeps the vector kernels (and their partial loads) as they run in
+                # production while leaving ASan's reports readable.
+                opt = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
         omp = None
         if os.environ.get("MINIDL_NO_OPENMP", "0") in ("", "0"):
             omp = openmp_flags(compiler)
@@ -100,9 +107,10 @@ class BuildKernels(build_ext):
             cflags, lflags = [], []
         else:
             cflags, lflags = omp
+        asan_link = ["-fsanitize=address"] if ASAN and compiler.compiler_type != "msvc" else []
         for ext in self.extensions:
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args
-            ext.extra_link_args = lflags + ext.extra_link_args
+            ext.extra_link_args = lflags + asan_link + ext.extra_link_args
         super().build_extensions()
 
 

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+import minidl
+
 ROOT = Path(__file__).resolve().parents[1]
+# Where the minidl this test run imports lives (the checkout, or site-packages after
+# `pip install`): children must import the same build.
+PACKAGE_PARENT = Path(minidl.__file__).resolve().parents[1]
+# Under AddressSanitizer (the CI job preloads libasan) allocations carry redzones and shadow
+# memory: memory bounds are scaled by this factor there.
+RSS_SCALE = 3 if "libasan" in os.environ.get("LD_PRELOAD", "") else 1
 
 # VmHWM, not getrusage's ru_maxrss: the latter carries the forking parent's peak across exec.
 _FOOTER = """
@@ -33,7 +41,7 @@ def run_child(code: str, timeout: float = 120, env: dict | None = None) -> tuple
     and its peak RSS in MiB."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "tests"), full_env.get("PYTHONPATH", "")]
+        [str(PACKAGE_PARENT), str(ROOT / "tests"), full_env.get("PYTHONPATH", "")]
     )
     full_env.update(env or {})
     proc = subprocess.run(
@@ -42,7 +50,7 @@ def run_child(code: str, timeout: float = 120, env: dict | None = None) -> tuple
         text=True,
         timeout=timeout,
         env=full_env,
-        cwd=str(ROOT),
+        cwd=str(ROOT / "tests"),  # not the checkout root: its minidl may lack the build
     )
     assert proc.returncode == 0, (
         f"child exited with status {proc.returncode}"

@@ -161,12 +161,27 @@ def line_text(line: dict) -> str:
 def problems(doc: dict) -> list[str]:
     """Errors of engines on cases, and warnings when the figures say the machine was busy."""
     out = []
+    absent: dict[tuple[str, str], list[str]] = {}
     for line in doc["results"]:
         for engine, entry in line["engines"].items():
             if "error" in entry:
                 out.append(
                     f"error: {engine} on {line['case']} ({line['threads']}t): {entry['error']}"
                 )
+            hello = doc["engines"].get(engine, {}).get(str(line["threads"]), {})
+            if "absent" in entry and "absent" not in hello:  # absent for this case only
+                cases = absent.setdefault((engine, entry["absent"]), [])
+                if line["case"] not in cases:
+                    cases.append(line["case"])
+    for (engine, why), cases in absent.items():
+        why = why if len(why) <= 160 else why[:157] + "..."
+        out.append(f"note: {engine} absent on {', '.join(cases)}: {why}")
+    over = [r["case"] for r in doc["results"] if (r.get("peak_fraction") or 0) > 1]
+    if over:
+        out.append(
+            f"warning: {len(over)} figure(s) above 100% of the FMA peak ({over[0]}, ...): the "
+            "probe at the start read low (the machine was busy then); fractions are unreliable"
+        )
     spread = [
         (line, engine)
         for line in doc["results"]

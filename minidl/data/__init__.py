@@ -2,6 +2,7 @@
 
 from minidl.data import datasets, sampler
 from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from minidl.data.distributed import DistributedSampler
 from minidl.data.idx import IDXFormatError, read_idx, write_idx
 from minidl.data.loader import DataLoader, default_collate
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
@@ -18,6 +19,8 @@ __all__ = [
     "ChecksumError",
     "DataLoader",
     "Dataset",
+    "DistributedSampler",
+    "DistributedSampler",
     "DownloadError",
     "FashionMNIST",
     "IDXFormatError",

@@ -185,7 +185,8 @@ class CrossEntropy(Function):
         m, classes = logp.shape
         s = ctx.smoothing
         total_w = float(classes) if w is None else w.sum()
-        coef = (1 - s) * w_y + (s / classes) * total_w * valid
+        # max(classes, 1): with zero classes there is no gradient element to scale.
+        coef = (1 - s) * w_y + (s / max(classes, 1)) * total_w * valid
         grad = np.exp(logp)
         grad *= coef[:, None]
         grad[np.arange(m), safe_t] -= (1 - s) * w_y

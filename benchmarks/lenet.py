@@ -418,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         help="threads for the profile (default: the largest of --threads)",
     )
     args = p.parse_args(argv)
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
     if not 0 < args.epochs_fraction <= 1:
         raise SystemExit("--epochs-fraction: expected a value in (0, 1]")
     if args.repeat < 1:

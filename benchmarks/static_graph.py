@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=10)
     args = p.parse_args(argv)
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
     cfg = minidl.config()
     print(f"minidl {cfg['version']}, {cfg['num_threads']} threads, {cfg['isa']}")
     print("\nexecutor overhead (64 pass-through ops)")

@@ -36,6 +36,8 @@ def main() -> float:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
 
     minidl.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

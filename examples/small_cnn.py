@@ -63,6 +63,8 @@ def main() -> float:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
 
     minidl.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

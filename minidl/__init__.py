@@ -3,9 +3,11 @@
     import minidl
     x = minidl.randn(3, 4, requires_grad=True)
     (x * x).sum().backward()
-"""
 
-from __future__ import annotations
+The public names are in `__all__` (what `from minidl import *` gives and what the API
+reference lists); submodules: autograd, data, models, nn, optim, static, viz, profiler, threads,
+random, utils and the parity modules listed there.
+"""
 
 __version__ = "0.1.0"
 
@@ -179,7 +181,13 @@ def __getattr__(name: str):
 
 
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
-from minidl import data, nn, optim, utils, viz
+from minidl import data, models, nn, optim, static, utils, viz
 from minidl.profiler import profile
 from minidl.serialization import load, save
 from minidl.static import compile  # noqa: A004 (the public name shadows the builtin on purpose)
+
+del _elementwise, _method, _typed_constructor
+
+# Everything above that is not private: the helpers are gone, and `from __future__` is not
+# used here, so no `annotations` leaks into the namespace either.
+__all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -500,7 +500,7 @@ class Tensor:
     def minimum(self, other: Any) -> Tensor:
         return ew.Minimum.apply(*_promoted(self, other))
 
-    # Activations live in minidl.ops.activation (imported late: it imports this module).
+    # Activations live in minidl.ops.activation (imported on first use).
     def relu(self) -> Tensor:
         from minidl.ops.activation import ReLU
 

@@ -73,8 +73,24 @@ def default_num_threads() -> int:
 
 _num_threads = default_num_threads() if _runtime.openmp_enabled() else 1
 
-# MINIDL_MALLOC_TUNING=0 leaves the C allocator's defaults alone.
-malloc_tuned = os.environ.get("MINIDL_MALLOC_TUNING", "1") != "0" and _runtime.tune_malloc()
+# Whether tune_malloc() changed the C allocator's settings in this process.
+malloc_tuned = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed large blocks in the C heap (glibc mallopt: no mmap threshold, no trimming),
+    so each training step's activations and gradients reuse memory instead of faulting in
+    fresh mmaps (LeNet-5 step 3.7-4.2 -> 3.1 ms, BENCHMARKS.md). Process-wide, so
+    `import minidl` does not do it: minidl-train, the examples and the benchmarks call this,
+    and MINIDL_MALLOC_TUNING=1 does it at import. Returns whether the allocator was tuned
+    (False where glibc's mallopt is unavailable)."""
+    global malloc_tuned
+    malloc_tuned = malloc_tuned or _runtime.tune_malloc()
+    return malloc_tuned
+
+
+if os.environ.get("MINIDL_MALLOC_TUNING", "0") == "1":
+    tune_malloc()
 
 
 def set_num_threads(n: int) -> None:

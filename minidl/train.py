@@ -28,13 +28,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 import minidl
+from minidl import distributed as dist
 from minidl import nn, optim
-from minidl.data import MNIST, DataLoader, TensorDataset
+from minidl.data import MNIST, DataLoader, DistributedSampler, TensorDataset
 from minidl.data import transforms as T
 from minidl.data.mnist import ChecksumError, DownloadError
 from minidl.models import LeNet5, LeNetCaffe, resnet20
 from minidl.nn import functional as F
+from minidl.nn.parallel import DistributedDataParallel
 
 # name -> constructor taking the number of input channels (LeNets take 1)
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -83,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the eager graph (recorded per op) instead of the compiled one")
     p.add_argument("--export-onnx", default=None, metavar="PATH",
                    help="write the trained model as an ONNX file (dynamic batch; needs onnx)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N minidl-train ...`: "
+                        "--batch-size is the global batch, split over the ranks (needs mpi4py)")
+    p.add_argument("--reproducible", action="store_true",
+                   help="with --distributed: bitwise the same weights for any number of ranks "
+                        "(gradients summed in a fixed chunk order; slower)")
     return p
 
 
@@ -256,16 +266,37 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         apply_recipe(args)
     except ValueError as e:
         parser.error(str(e))
+    # Keep freed blocks in the heap (minidl.threads.tune_malloc; import minidl leaves it).
+    minidl.threads.tune_malloc()
+    if args.reproducible and not args.distributed:
+        raise SystemExit("minidl-train: --reproducible needs --distributed")
+    rank, world = 0, 1
+    if args.distributed:
+        # Before --threads: init gives each rank cores / ranks threads unless told otherwise.
+        dist.init_process_group(backend="mpi")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if args.batch_size % world:
+            raise SystemExit(f"minidl-train: --batch-size {args.batch_size} must be divisible "
+                             f"by the {world} ranks")
+    log = print if rank == 0 else _quiet
     if args.threads is not None:
         minidl.set_num_threads(args.threads)
     minidl.manual_seed(args.seed)
+    local_batch = args.batch_size // world
 
     train_set, test_set, train_tf, test_tf, channels = load_data(args)
     if args.limit is not None:
         train_set = TensorDataset(train_set.data.numpy()[: args.limit, None],
                                   train_set.targets.numpy()[: args.limit])
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                              transform=train_tf)
+    if args.distributed:
+        # Reproducible mode: rank r takes the r-th contiguous slice of every global batch.
+        sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed,
+                                     batch_size=args.batch_size if args.reproducible else None)
+        train_loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler,
+                                  transform=train_tf)
+    else:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                  seed=args.seed, transform=train_tf)
     test_loader = DataLoader(test_set, batch_size=1000, transform=test_tf)
 
     model = MODELS[args.model](channels)
@@ -279,6 +310,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     start_epoch = 0
     if args.resume:
         state = minidl.load(checkpoint)
+        saved_world = state["args"].get("world_size", 1)
+        if saved_world != world:
+            raise SystemExit(f"minidl-train: {checkpoint} was written by a run on {saved_world} "
+                             f"process(es); resume it with the same number (this run: {world})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -286,32 +321,29 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         minidl.set_rng_state(state["rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-        print(f"resumed from {checkpoint} at epoch {start_epoch + 1}"
-              + (" (mid-epoch)" if state["interrupted"] else ""))
+        log(f"resumed from {checkpoint} at epoch {start_epoch + 1}"
+            + (" (mid-epoch)" if state["interrupted"] else ""))
+    args.world_size = world
 
     cfg = minidl.config()
-    print(f"minidl {cfg['version']}: {args.model}, {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
-    print(f"{args.dataset}: train {len(train_set):,} images, test {len(test_set):,}, "
-          f"batch {args.batch_size}, "
-          f"{args.optimizer} lr {args.lr}, {args.epochs} epochs")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"minidl {cfg['version']}: {args.model}, {n_params:,} "
+        f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
+    log(f"{args.dataset}: train {len(train_set):,} images, test {len(test_set):,}, "
+        f"batch {args.batch_size}, {args.optimizer} lr {args.lr}, {args.epochs} epochs")
+    if args.distributed:
+        mode = "reproducible" if args.reproducible else "bucketed allreduce"
+        log(f"distributed: {world} ranks x {local_batch} images per step, {mode}, "
+            f"{cfg['num_threads']} threads per rank")
 
+    net: Any = model
+    if args.distributed:
+        # Broadcasts rank 0's weights and checks every rank holds the same model.
+        net = DistributedDataParallel(model, reproducible=args.reproducible)
+    train_step = make_train_step(args, net, model, train_set, local_batch, test_tf)
     if args.eager:
-        def train_step(images, labels):
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            loss.backward()
-            return loss, logits
-
         evaluator: Callable = model
     else:
-        images, labels = next(iter(DataLoader(train_set, batch_size=args.batch_size,
-                                              transform=test_tf)))
-        compiled = minidl.compile(model, F.cross_entropy, example_inputs=(images, labels))
-
-        def train_step(images, labels):
-            return compiled(images, labels), compiled.output
-
         test_images, _ = next(iter(DataLoader(test_set, batch_size=1000, transform=test_tf)))
         evaluator = minidl.compile(model, example_inputs=(test_images,))
 
@@ -322,7 +354,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         for epoch in range(start_epoch, args.epochs):
             model.train()
             progress = Progress(len(train_loader), f"epoch {epoch + 1}/{args.epochs}",
-                                enabled=not args.no_progress)
+                                enabled=not args.no_progress and rank == 0)
             seen = correct = 0
             loss_sum = 0.0
             t0 = time.perf_counter()
@@ -340,16 +372,32 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                     "acc": f"{100 * correct / seen:.2f}%",
                     "img/s": f"{seen / (time.perf_counter() - t0):,.0f}",
                 })
+                if args.distributed:
+                    # Every rank stops after the same batch (mpiexec passes Ctrl-C to all).
+                    flag = np.array([stop["requested"]], dtype=np.int64)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    stop["requested"] = bool(flag[0])
                 if stop["requested"]:
                     break
             progress.close()
+            if args.distributed:
+                totals = np.array([loss_sum, correct, seen], dtype=np.float64)
+                dist.all_reduce(totals)
+                loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
             if stop["requested"]:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, train_loader, epoch,
-                                history, args, interrupted=True)
-                print(f"\ninterrupted: checkpoint saved to {checkpoint} "
+                if rank == 0:
+                    save_checkpoint(checkpoint, model, optimizer, scheduler, train_loader, epoch,
+                                    history, args, interrupted=True)
+                log(f"\ninterrupted: checkpoint saved to {checkpoint} "
                       f"(resume with --resume --checkpoint {checkpoint})")
+                _leave(args)
                 return {"interrupted": True}
             epoch_time = time.perf_counter() - t0
+            if rank != 0:
+                # Evaluation, logging and checkpoints are rank 0's; the model is the same.
+                history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                                "train_acc": correct / seen})
+                continue
             test_loss, test_acc = evaluate(evaluator, test_loader)
             record = {
                 "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -366,6 +414,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGINT, previous_handler)
 
+    if rank != 0:
+        _leave(args)
+        return history[-1] if history else {}
     print(f"checkpoint: {checkpoint}")
     if args.export_onnx:
         from minidl import onnx as minidl_onnx
@@ -376,7 +427,51 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     plot_path = Path(args.plot) if args.plot else checkpoint.with_suffix(".png")
     if history and plot_history(history, plot_path):
         print(f"curves: {plot_path}")
+    _leave(args)
     return history[-1] if history else {}
+
+
+def make_train_step(args: argparse.Namespace, net: Any, model: nn.Module, train_set: Any,
+                    batch: int, transform: Callable) -> Callable:
+    """train_step(images, labels) -> (loss, logits): forward and backward of one step, eager
+    or compiled; with --reproducible, DDP's chunked backward over chunks of the batch."""
+    chunk = net.chunk_size if args.reproducible else batch
+    if args.eager:
+        def step(images, labels):
+            logits = (model if args.reproducible else net)(images)
+            loss = F.cross_entropy(logits, labels)
+            loss.backward()
+            step.logits.append(logits.data)
+            return loss
+    else:
+        images, labels = next(iter(DataLoader(train_set, batch_size=chunk,
+                                              transform=transform)))
+        compiled = minidl.compile(model if args.reproducible else net, F.cross_entropy,
+                                  example_inputs=(images, labels))
+
+        def step(images, labels):
+            loss = compiled(images, labels)
+            step.logits.append(compiled.output.data)
+            return loss
+
+    def train_step(images, labels):
+        step.logits = []
+        if args.reproducible:
+            loss = net.chunked_backward(step, images, labels)
+        else:
+            loss = step(images, labels)
+        return loss, minidl.tensor(np.concatenate(step.logits))
+
+    return train_step
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """print() of ranks other than 0."""
+
+
+def _leave(args: argparse.Namespace) -> None:
+    if args.distributed:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

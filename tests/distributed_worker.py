@@ -130,9 +130,37 @@ def mismatch(args: argparse.Namespace) -> None:
     dist.destroy_process_group()
 
 
+def no_sync(args: argparse.Namespace) -> None:
+    """Two micro-batches per rank, the first under no_sync: the gradient after the second
+    backward is the average over ranks of the local sums; after the first, the local one."""
+    dist.init_process_group(timeout=args.timeout)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((world, 2, 5, 4)).astype(np.float32)
+    minidl.manual_seed(1)
+    model = nn.Linear(4, 3)
+    ddp = DistributedDataParallel(model)
+    with ddp.no_sync():
+        ddp(minidl.tensor(data[rank, 0])).sum().backward()
+    local_first = model.weight.grad.data.copy()
+    ddp(minidl.tensor(data[rank, 1])).sum().backward()
+    reference = nn.Linear(4, 3)
+    reference.load_state_dict(model.state_dict())
+    for r in range(world):
+        for k in range(2):
+            reference(minidl.tensor(data[r, k])).sum().backward()
+    one = nn.Linear(4, 3)
+    one.load_state_dict(model.state_dict())
+    one(minidl.tensor(data[rank, 0])).sum().backward()
+    np.savez(os.path.join(args.out, f"nosync_{rank}.npz"), first=local_first,
+             first_reference=one.weight.grad.data, synced=model.weight.grad.data,
+             reference=reference.weight.grad.data / world)
+    dist.destroy_process_group()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["train", "collectives", "mismatch"])
+    p.add_argument("case", choices=["train", "collectives", "mismatch", "no_sync"])
     p.add_argument("--out", default=".")
     p.add_argument("--mode", choices=["single", "fast", "reproducible"], default="fast")
     p.add_argument("--compiled", action="store_true")
@@ -145,7 +173,8 @@ def main() -> None:
     p.add_argument("--what", default="model")
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
-    {"train": train, "collectives": collectives, "mismatch": mismatch}[args.case](args)
+    {"train": train, "collectives": collectives, "mismatch": mismatch,
+     "no_sync": no_sync}[args.case](args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import minidl
 from minidl.autograd import gradcheck
-from minidl.ops.conv import conv2d, conv2d_relu
+from minidl.nn.functional import conv2d, conv2d_relu
 
 
 def _pad(x, pad):
@@ -436,8 +436,8 @@ def test_conv2d_matches_torch(name, dtype):
 
 ISA_SCRIPT = """
 import numpy as np, minidl
-from minidl.ops.conv import conv2d
-from minidl.ops.pool import max_pool2d
+from minidl.nn.functional import conv2d
+from minidl.nn.functional import max_pool2d
 rng = np.random.default_rng(0)
 results = {}
 for name, xs, ws, pad in [("c1", (3, 1, 28, 28), (6, 1, 5, 5), 2),

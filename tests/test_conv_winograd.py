@@ -16,7 +16,7 @@ from test_pool import guarded_array
 import minidl
 from minidl.backends import conv as conv_backend
 from minidl.backends import winograd
-from minidl.ops.conv import conv2d
+from minidl.nn.functional import conv2d
 
 # The stated bound for F(2x2, 3x3) in float32 (minidl/backends/winograd.py); measured 2e-7 to 6e-7.
 WINOGRAD_BOUND = 1e-5

@@ -16,18 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minidl
+
 pytest.importorskip("mpi4py", reason="the mpi extra (mpi4py + an MPI) is not installed")
 MPIEXEC = shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not on PATH")
 WORKER = Path(__file__).with_name("distributed_worker.py")
-ROOT = Path(__file__).resolve().parents[1]
+# The ranks import the minidl this test run imports (installed or in place), not the tree's.
+PACKAGE_PARENT = str(Path(minidl.__file__).resolve().parents[1])
 
 
 def run_mpi(n: int | None, *args: str, timeout: float = 120, check: bool = True
             ) -> subprocess.CompletedProcess:
     """`mpiexec -n n python worker args` (plain python when n is None), one thread per rank."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, str(WORKER), *args]
     if n is not None:
         command = [MPIEXEC, "-n", str(n), *command]
@@ -69,7 +72,7 @@ def test_threads_per_rank_default_to_cores_over_ranks(out):
     if cores is None:
         pytest.skip("OMP_NUM_THREADS is set for the test run")
     command = [MPIEXEC, "-n", "2", sys.executable, str(WORKER), "collectives", "--out", str(out)]
-    env_free["PYTHONPATH"] = str(ROOT)
+    env_free["PYTHONPATH"] = PACKAGE_PARENT
     subprocess.run(command, check=True, timeout=60, env=env_free, capture_output=True)
     with np.load(out / "collectives_0.npz") as r:
         assert int(r["threads"]) == max(1, cores // 2)
@@ -123,6 +126,15 @@ def test_fast_mode_is_bitwise_reproducible_for_a_fixed_rank_count(out):
     run_mpi(2, "train", "--mode", "fast", "--steps", "10", "--out", str(out))
     for name, ref in weights(out / "fast_n2.npz").items():
         np.testing.assert_array_equal(first[name], ref)
+
+
+def test_no_sync_accumulates_locally_then_averages_the_sums(out):
+    run_mpi(2, "no_sync", "--out", str(out))
+    for rank in range(2):
+        with np.load(out / f"nosync_{rank}.npz") as r:
+            np.testing.assert_array_equal(r["first"], r["first_reference"])
+            np.testing.assert_allclose(r["synced"], r["reference"], rtol=1e-6, atol=1e-6)
+            assert not np.allclose(r["first"], r["synced"])
 
 
 @pytest.mark.parametrize("what, message", [

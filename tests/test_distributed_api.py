@@ -1,7 +1,9 @@
 """minidl.distributed without a running group: import needs no mpi4py, clear errors."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,7 @@ import minidl.distributed as dist
 from minidl import nn
 
 
-def test_importing_needs_no_mpi4py_and_init_names_the_extra():
+def test_importing_needs_no_mpi4py_and_init_names_the_extra(tmp_path):
     code = (
         "import sys; sys.modules['mpi4py'] = None\n"
         "import minidl.distributed as dist\n"
@@ -20,8 +22,11 @@ def test_importing_needs_no_mpi4py_and_init_names_the_extra():
         "except ImportError as e:\n"
         "    print(e)\n"
     )
+    package_parent = str(Path(minidl.__file__).resolve().parents[1])
+    # cwd and PYTHONPATH: the minidl under test, not an unbuilt source tree in the cwd.
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+                            timeout=60, check=True, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=package_parent))
     assert "pip install 'minidl[mpi]'" in result.stdout
 
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import minidl
 from minidl.autograd import gradcheck
-from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_out_size
+from minidl.nn.functional import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minidl.ops.pool import pool_out_size
 
 
 def _window_grid(h, w, out_size, kernel, stride, padding, dilation):

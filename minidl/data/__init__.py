@@ -4,6 +4,7 @@ transforms."""
 from minidl.data import datasets, sampler, transforms
 from minidl.data.cifar import CIFAR10
 from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from minidl.data.distributed import DistributedSampler
 from minidl.data.idx import IDXFormatError, read_idx, write_idx
 from minidl.data.loader import DataLoader, default_collate
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
@@ -21,6 +22,8 @@ __all__ = [
     "ChecksumError",
     "DataLoader",
     "Dataset",
+    "DistributedSampler",
+    "DistributedSampler",
     "DownloadError",
     "FashionMNIST",
     "IDXFormatError",

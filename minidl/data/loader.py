@@ -71,6 +71,8 @@ class DataLoader:
         (e.g. `MNIST.normalize` to turn uint8 images into float32) before it becomes a Tensor.
     sampler / batch_sampler: where the indices come from instead (PyTorch's rules: sampler
         excludes shuffle; batch_sampler excludes batch_size, shuffle, sampler and drop_last).
+        A sampler with `epoch_indices(e)` (DistributedSampler) gives epoch e's indices, so a
+        resumed run sees the same ones.
     generator: a minidl.Generator drawing the shuffle permutations (then each epoch draws a
         new one from it, and resuming mid-epoch is not supported).
     num_workers: 0 reads in this process; N > 0 starts N worker processes (fork) that read and
@@ -138,6 +140,8 @@ class DataLoader:
                 raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
         elif shuffle:
             seed = int(_random.generator().integers(0, 2**63))
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -173,6 +177,9 @@ class DataLoader:
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The sample indices of `epoch` in the order the loader visits them (int64)."""
         if self.sampler is not None:
+            if hasattr(self.sampler, "epoch_indices"):
+                # DistributedSampler: epoch e's indices, rebuilt exactly on resume.
+                return np.asarray(self.sampler.epoch_indices(epoch), dtype=np.int64)
             indices = getattr(self.sampler, "indices", None)
             if callable(indices):
                 return np.asarray(indices(), dtype=np.int64)
@@ -264,7 +271,7 @@ class DataLoader:
             "seed": self.seed,
             "epoch": self._epoch,
             "batch": self._batch,
-            "num_samples": len(self.dataset),
+            "num_samples": len(self.dataset) if self.sampler is None else len(self.sampler),
             "batch_size": self.batch_size,
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,
@@ -276,10 +283,12 @@ class DataLoader:
         Raises ValueError if the state is malformed or was saved with a different dataset
         size, batch size, shuffle or drop_last setting.
         """
-        if self.generator is not None or self.sampler is not None or (
+        # A sampler with epoch_indices (DistributedSampler) rebuilds any epoch's order.
+        resumable_sampler = self.sampler is None or hasattr(self.sampler, "epoch_indices")
+        if self.generator is not None or not resumable_sampler or (
                 self.batch_sampler is not None):
             raise ValueError("DataLoader.load_state_dict: resuming needs the loader's own seeded "
-                             "order (no generator, sampler or batch_sampler)")
+                             "order or a sampler with epoch_indices (no generator or batch_sampler)")
         required = ("seed", "epoch", "batch", "num_samples", "batch_size", "shuffle", "drop_last")
         missing = [k for k in required if k not in state]
         if missing:

@@ -55,6 +55,7 @@ class _Group:
 
 _group: _Group | None = None
 DEFAULT_TIMEOUT = 300.0
+SPIN_SECONDS = 0.005
 
 
 def init_process_group(backend: str = "mpi", timeout: float | None = None,
@@ -162,19 +163,21 @@ class Work:
             return True
         g = group()
         limit = g.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
+        start = time.monotonic()
         pause = 0.0
         while not self.request.Test():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now - start > limit:
                 raise DistributedError(
                     f"rank {g.rank}: {self.what} did not complete within {limit:g} s; another "
                     "rank failed, was killed, or is not calling the same collective"
                 )
-            # Spin first (collectives on one machine finish in microseconds), then back off
-            # so a long wait does not steal a core from the kernels of other ranks.
-            if pause:
+            # Spin for the first SPIN_SECONDS (a step's allreduce takes microseconds to a few
+            # milliseconds, and MPI progresses inside Test), then back off to sleeps of up to
+            # 1 ms so that a long wait does not hold a core the other ranks could use.
+            if now - start > SPIN_SECONDS:
+                pause = min(2 * pause or 5e-5, 1e-3)
                 time.sleep(pause)
-            pause = min(2 * pause or 1e-5, 1e-3)
         self._finish()
         return True
 

@@ -2,22 +2,27 @@
 argument orders). Modules in minidl.nn call these, so a faster op slots in here once.
 
 Tensor arguments may also be NumPy arrays; class-index targets may be Tensors, arrays or lists.
+
+This is the Tensor-level layer over the array-level ops (minidl.ops: Function classes that
+see only arrays): each function here converts its arguments, validates what needs the whole
+call (e.g. conv2d's padding='same') and applies one op. The modules imported are private
+names: the namespace holds the functions only.
 """
 
-from __future__ import annotations
-
 import warnings
-from typing import Any
+from typing import Any, Union
 
-import numpy as np
+import numpy as _np
 
-from minidl.ops import activation as act
-from minidl.ops import loss as ls
-from minidl.ops.conv import conv2d, conv2d_relu
-from minidl.ops.local import LocallyConnected2d
-from minidl.ops.matmul import Linear
-from minidl.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minidl.ops import activation as _act
+from minidl.ops import conv as _conv
+from minidl.ops import local as _local
+from minidl.ops import loss as _loss
+from minidl.ops import matmul as _matmul
+from minidl.ops import pool as _pool
 from minidl.tensor import Tensor, tensor
+
+IntPair = Union[int, tuple]
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy_with_logits",
@@ -31,43 +36,43 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else tensor(x)
 
 
-def _optional_array(x: Any) -> np.ndarray | None:
+def _optional_array(x: Any) -> _np.ndarray | None:
     if x is None:
         return None
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    return x.data if isinstance(x, Tensor) else _np.asarray(x)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight^T + bias.  input: (..., in); weight: (out, in); bias: (out,) or None."""
-    return Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
+    return _matmul.Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0); inplace=True writes the result into input (PyTorch's relu_ rules)."""
     if inplace:
         return _tensor(input).relu_()
-    return act.ReLU.apply(_tensor(input))
+    return _act.ReLU.apply(_tensor(input))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return act.LeakyReLU.apply(_tensor(input), negative_slope=negative_slope)
+    return _act.LeakyReLU.apply(_tensor(input), negative_slope=negative_slope)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
-    return act.PReLU.apply(_tensor(input), _tensor(weight))
+    return _act.PReLU.apply(_tensor(input), _tensor(weight))
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return act.ELU.apply(_tensor(input), alpha=alpha)
+    return _act.ELU.apply(_tensor(input), alpha=alpha)
 
 
 def sigmoid(input: Tensor) -> Tensor:
-    return act.Sigmoid.apply(_tensor(input))
+    return _act.Sigmoid.apply(_tensor(input))
 
 
 def tanh(input: Tensor) -> Tensor:
-    return act.Tanh.apply(_tensor(input))
+    return _act.Tanh.apply(_tensor(input))
 
 
 def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
@@ -103,8 +108,8 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     if t.size and (t.min() < 0 or t.max() >= num_classes):
         raise RuntimeError(f"one_hot: class values must be in [0, {num_classes}), got "
                            f"[{int(t.min())}, {int(t.max())}]")
-    out = np.zeros(t.shape + (num_classes,), np.int64)
-    np.put_along_axis(out, t[..., None].astype(np.int64), 1, axis=-1)
+    out = _np.zeros(t.shape + (num_classes,), _np.int64)
+    _np.put_along_axis(out, t[..., None].astype(_np.int64), 1, axis=-1)
     return Tensor._wrap(out, False)
 
 
@@ -128,7 +133,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     x = _tensor(input)
     if not training or p == 0.0:
         return x
-    out = act.Dropout.apply(x, p=p)
+    out = _act.Dropout.apply(x, p=p)
     return x.copy_(out) if inplace else out
 
 
@@ -142,7 +147,7 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
     num_batches_tracked (minidl's addition): a 0-d int64 Tensor/array counted up by each
     training step; with momentum=None the running statistics are its cumulative average.
     """
-    return act.BatchNorm.apply(
+    return _act.BatchNorm.apply(
         _tensor(input),
         None if weight is None else _tensor(weight),
         None if bias is None else _tensor(bias),
@@ -157,19 +162,19 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
                         stride: int = 1, padding: int = 0) -> Tensor:
     """Unshared convolution.  input: (N, C, H, W); weight: (OH, OW, OC, C, KH, KW);
     bias: (OC, OH, OW) or None. Returns (N, OC, OH, OW)."""
-    return LocallyConnected2d.apply(
+    return _local.LocallyConnected2d.apply(
         _tensor(input), _tensor(weight), None if bias is None else _tensor(bias),
         stride=stride, padding=padding,
     )
 
 
-def _target(target: Any) -> np.ndarray:
-    return target.data if isinstance(target, Tensor) else np.asarray(target)
+def _target(target: Any) -> _np.ndarray:
+    return target.data if isinstance(target, Tensor) else _np.asarray(target)
 
 
 def _float_target(target: Any) -> Tensor:
     """Targets of elementwise losses may themselves carry gradients."""
-    return target if isinstance(target, Tensor) else tensor(np.asarray(target))
+    return target if isinstance(target, Tensor) else tensor(_np.asarray(target))
 
 
 def _cast_target(target: Tensor, x: Tensor) -> Tensor:
@@ -185,7 +190,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None,
     if isinstance(target, Tensor) and target.dtype.kind == "f":
         return _cross_entropy_probabilities(_tensor(input), target, weight, reduction,
                                             label_smoothing)
-    return ls.CrossEntropy.apply(
+    return _loss.CrossEntropy.apply(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )
@@ -197,7 +202,7 @@ def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reducti
     if target.shape != x.shape:
         raise ValueError(f"cross_entropy: probability targets must have the input's shape "
                          f"{tuple(x.shape)}, got {tuple(target.shape)}")
-    ls.check_reduction("cross_entropy", reduction)
+    _loss.check_reduction("cross_entropy", reduction)
     dim = 1 if x.ndim > 1 else 0
     classes = x.shape[dim]
     p = target if label_smoothing == 0 else target * (1 - label_smoothing) + (
@@ -217,7 +222,7 @@ def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reducti
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
-    return ls.NLL.apply(
+    return _loss.NLL.apply(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index,
     )
@@ -226,19 +231,19 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return ls.MSE.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _loss.MSE.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return ls.L1.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _loss.L1.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
                       weight: Any = None, reduction: str = "mean") -> Tensor:
     """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
-    return ls.MultiMargin.apply(
+    return _loss.MultiMargin.apply(
         _tensor(input), _target(target), _optional_array(weight),
         p=p, margin=margin, reduction=reduction,
     )
@@ -247,7 +252,133 @@ def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
-    return ls.BCEWithLogits.apply(
+    return _loss.BCEWithLogits.apply(
         _tensor(input), _float_target(target), _optional_array(weight),
         _optional_array(pos_weight), reduction=reduction,
     )
+
+
+def conv2d(
+    x,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    relu: bool = False,
+):
+    """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
+
+    x: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
+    bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
+    (stride 1 only) or 'valid'. relu=True applies max(., 0) in the kernel's epilogue.
+    Returns (N, OC, OH, OW) with OH = (H + 2 * pad_h - dilation_h * (KH - 1) - 1) // stride_h + 1.
+    Raises TypeError for non-float or mixed dtypes, ValueError for bad shapes or arguments.
+    """
+    op = "conv2d_relu" if relu else "conv2d"
+    x, weight = _tensor(x), _tensor(weight)
+    bias = None if bias is None else _tensor(bias)
+    stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
+        op, x.data, weight.data, None if bias is None else bias.data, stride, padding, dilation,
+        groups,
+    )
+    return _conv.Conv2dOp.apply(
+        x,
+        weight,
+        bias,
+        stride=stride,
+        padding=top_left,
+        dilation=dilation,
+        groups=groups,
+        out_size=out_size,
+        relu=bool(relu),
+    )
+
+
+def conv2d_relu(
+    x,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+):
+    """relu(conv2d(x, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
+    return conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)
+
+
+def max_pool2d(
+    x,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """2-D max pooling, as torch.nn.functional.max_pool2d.
+
+    x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
+    most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
+    of flat h * W + w argmax positions per plane (a dilated window that misses the input
+    entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises
+    TypeError for a non-float input, ValueError for bad arguments or an input too small for one
+    window.
+    """
+    x = _tensor(x)
+    kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
+        "max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    sink: list | None = [] if return_indices else None
+    out = _pool.MaxPool2dOp.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        out_size=out_size,
+        indices_sink=sink,
+    )
+    if return_indices:
+        return out, Tensor._wrap(sink[0], False)
+    return out
+
+
+def avg_pool2d(
+    x,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+):
+    """2-D average pooling, as torch.nn.functional.avg_pool2d (no divisor_override).
+
+    x: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
+    when count_include_pad. Raises like max_pool2d.
+    """
+    x = _tensor(x)
+    kernel, stride, padding, _, out_size = _pool.pool_geometry(
+        "avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode
+    )
+    return _pool.AvgPool2dOp.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        out_size=out_size,
+        count_include_pad=bool(count_include_pad),
+    )
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average pooling to a fixed output size, as torch.nn.functional.adaptive_avg_pool2d.
+
+    x: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
+    size; 1 gives global average pooling. Returns (N, C, OH, OW).
+    """
+    x = _tensor(x)
+    out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
+    return _pool.AdaptiveAvgPool2dOp.apply(x, out_size=out_size)

@@ -1,4 +1,12 @@
-"""Ops: one Function subclass per differentiable operation, grouped by family."""
+"""Ops: one Function subclass per differentiable operation, grouped by family.
+
+Ops are array-level: forward and backward see NumPy arrays, never Tensors (the Tensor-level
+wrappers are in minidl.tensor and minidl.nn.functional), and keep what backward reads in
+`ctx.save_for_backward`. Each class declares its traits on the class (minidl.graph.Function:
+elementwise, writes_out, inplace_ok, epilogues/epilogue, flops, label, symbol), which the
+static-graph passes, the memory planner, the profiler and viz read; a new op is one class in
+one file.
+"""
 
 import numpy as np
 

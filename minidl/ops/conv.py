@@ -6,20 +6,16 @@ its `algorithm` switch); this layer validates arguments, allocates outputs and r
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 from minidl.backends import conv as _conv
 from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
-from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _MAX_GEOMETRY = 2**40
 
-IntPair = Union[int, tuple]
 
 
 def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
@@ -97,14 +93,9 @@ class Conv2dOp(Function):
         return grad_x, grad_w, grad_b
 
 
-def _array(t) -> np.ndarray:
-    """The array behind a Tensor (or an array-like passed as a constant)."""
-    return np.asarray(t.data if isinstance(t, Tensor) else t)
-
-
-def _conv_arguments(op, x, weight, bias, stride, padding, dilation, groups):
-    """Validated (stride, top-left padding, dilation, groups, out_size) for Conv2dOp."""
-    xa, wa = _array(x), _array(weight)
+def conv_arguments(op, xa, wa, ba, stride, padding, dilation, groups):
+    """Validated (stride, top-left padding, dilation, groups, out_size) for Conv2dOp, from
+    the input, weight and bias arrays (ba None without bias)."""
     check_float(op, "input", xa)
     check_float(op, "weight", wa)
     if xa.dtype != wa.dtype:
@@ -113,8 +104,7 @@ def _conv_arguments(op, x, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {xa.shape}")
     if wa.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D weight (OC, C/groups, KH, KW), got {wa.shape}")
-    if bias is not None:
-        ba = _array(bias)
+    if ba is not None:
         if ba.dtype != xa.dtype:
             raise TypeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; use one dtype")
         if ba.shape != (wa.shape[0],):
@@ -159,51 +149,3 @@ def _conv_arguments(op, x, weight, bias, stride, padding, dilation, groups):
         conv_out_size(w, kw, stride[1], pad_total[1], dilation[1]),
     )
     return stride, top_left, dilation, groups, out_size
-
-
-def conv2d(
-    x,
-    weight,
-    bias=None,
-    stride: IntPair = 1,
-    padding: IntPair | str = 0,
-    dilation: IntPair = 1,
-    groups: int = 1,
-    relu: bool = False,
-):
-    """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
-
-    x: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
-    bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
-    (stride 1 only) or 'valid'. relu=True applies max(., 0) in the kernel's epilogue.
-    Returns (N, OC, OH, OW) with OH = (H + 2 * pad_h - dilation_h * (KH - 1) - 1) // stride_h + 1.
-    Raises TypeError for non-float or mixed dtypes, ValueError for bad shapes or arguments.
-    """
-    op = "conv2d_relu" if relu else "conv2d"
-    stride, top_left, dilation, groups, out_size = _conv_arguments(
-        op, x, weight, bias, stride, padding, dilation, groups
-    )
-    return Conv2dOp.apply(
-        x,
-        weight,
-        bias,
-        stride=stride,
-        padding=top_left,
-        dilation=dilation,
-        groups=groups,
-        out_size=out_size,
-        relu=bool(relu),
-    )
-
-
-def conv2d_relu(
-    x,
-    weight,
-    bias=None,
-    stride: IntPair = 1,
-    padding: IntPair | str = 0,
-    dilation: IntPair = 1,
-    groups: int = 1,
-):
-    """relu(conv2d(x, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
-    return conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)

@@ -166,16 +166,17 @@ class CrossEntropy(Function):
         if _loss.softmax_cross_entropy_forward(x, target, prob, row_loss) >= 0:
             return None
         total = row_loss.sum()
-        ctx.fused = (prob, target, reduction)
+        ctx.save_for_backward(prob, target)
+        ctx.fused_reduction = reduction
         if reduction == "mean":
             total /= x.shape[0]
         return np.asarray(total, dtype=x.dtype)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        fused = getattr(ctx, "fused", None)
-        if fused is not None:
-            prob, target, reduction = fused
+        reduction = getattr(ctx, "fused_reduction", None)
+        if reduction is not None:
+            prob, target = ctx.saved_tensors
             scale = float(g) / prob.shape[0] if reduction == "mean" else float(g)
             grad = np.empty_like(prob)
             _loss.softmax_cross_entropy_backward(prob, target, scale, grad)

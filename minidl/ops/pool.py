@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 from minidl._kernels import pool as _pool
 from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
 from minidl.ops.conv import check_float, pair
-from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
-
-IntPair = Union[int, tuple]
 
 
 def pool_out_size(
@@ -28,9 +23,8 @@ def pool_out_size(
     return out
 
 
-def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
-    """Validated (kernel, stride, padding, dilation, out_size) for a 4-D float input."""
-    a = np.asarray(x.data if isinstance(x, Tensor) else x)
+def pool_geometry(op, a, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validated (kernel, stride, padding, dilation, out_size) for a 4-D float input array."""
     check_float(op, "input", a)
     if a.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {a.shape}")
@@ -147,76 +141,9 @@ class AdaptiveAvgPool2dOp(Function):
         return grad_x
 
 
-def max_pool2d(
-    x,
-    kernel_size: IntPair,
-    stride: IntPair | None = None,
-    padding: IntPair = 0,
-    dilation: IntPair = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-):
-    """2-D max pooling, as torch.nn.functional.max_pool2d.
-
-    x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
-    most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
-    of flat h * W + w argmax positions per plane (a dilated window that misses the input
-    entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises
-    TypeError for a non-float input, ValueError for bad arguments or an input too small for one
-    window.
-    """
-    kernel, stride, padding, dilation, out_size = _pool_geometry(
-        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
-    )
-    sink: list | None = [] if return_indices else None
-    out = MaxPool2dOp.apply(
-        x,
-        kernel=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        out_size=out_size,
-        indices_sink=sink,
-    )
-    if return_indices:
-        return out, Tensor._wrap(sink[0], False)
-    return out
-
-
-def avg_pool2d(
-    x,
-    kernel_size: IntPair,
-    stride: IntPair | None = None,
-    padding: IntPair = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-):
-    """2-D average pooling, as torch.nn.functional.avg_pool2d (no divisor_override).
-
-    x: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
-    when count_include_pad. Raises like max_pool2d.
-    """
-    kernel, stride, padding, _, out_size = _pool_geometry(
-        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
-    )
-    return AvgPool2dOp.apply(
-        x,
-        kernel=kernel,
-        stride=stride,
-        padding=padding,
-        out_size=out_size,
-        count_include_pad=bool(count_include_pad),
-    )
-
-
-def adaptive_avg_pool2d(x, output_size):
-    """Average pooling to a fixed output size, as torch.nn.functional.adaptive_avg_pool2d.
-
-    x: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
-    size; 1 gives global average pooling. Returns (N, C, OH, OW).
-    """
-    op = "adaptive_avg_pool2d"
-    a = np.asarray(x.data if isinstance(x, Tensor) else x)
+def adaptive_out_size(op: str, a: np.ndarray, output_size) -> tuple[int, int]:
+    """Validated (OH, OW) for adaptive pooling of a 4-D float input array; output_size: int or
+    (OH, OW), None keeping that input size."""
     check_float(op, "input", a)
     if a.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {a.shape}")
@@ -227,4 +154,4 @@ def adaptive_avg_pool2d(x, output_size):
     out_size = pair(op, "output_size", sizes, 1)
     if a.shape[2] < 1 or a.shape[3] < 1:
         raise ValueError(f"{op}: input {a.shape} has an empty spatial dimension")
-    return AdaptiveAvgPool2dOp.apply(x, out_size=out_size)
+    return out_size

@@ -2,6 +2,7 @@
 samplers (they live in minidl.data)."""
 
 from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from minidl.data.distributed import DistributedSampler
 from minidl.data.loader import DataLoader, default_collate
 from minidl.data.sampler import (
     BatchSampler,
@@ -12,6 +13,7 @@ from minidl.data.sampler import (
     WeightedRandomSampler,
 )
 
-__all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "RandomSampler",
+__all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler",
+           "RandomSampler",
            "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset",
            "WeightedRandomSampler", "default_collate", "random_split"]

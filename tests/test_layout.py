@@ -1,0 +1,132 @@
+"""The engine's layering and namespaces: graph knows no Tensor, ops see arrays only, the
+engine machinery asks ops for their traits instead of naming them, public names are clean."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import minidl
+from minidl.graph import Context, Function
+from minidl.nn import functional as F
+
+PACKAGE = Path(minidl.__file__).parent
+
+
+def imports_of(path: Path) -> set[str]:
+    """Modules a file imports (`from a.b import c` gives a.b and a.b.c)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_graph_imports_no_tensor_and_ops_import_no_tensor():
+    assert not any(m.startswith("minidl.tensor") for m in imports_of(PACKAGE / "graph.py"))
+    for path in sorted((PACKAGE / "ops").glob("*.py")):
+        bad = {m for m in imports_of(path) if m.startswith(("minidl.tensor", "minidl.nn"))}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def op_classes() -> dict[str, str]:
+    """Function subclasses defined in minidl/ops: class name -> defining file."""
+    found = {}
+    for path in sorted((PACKAGE / "ops").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                found[node.name] = path.name
+    return found
+
+
+# The engine machinery reads op traits; the user-facing wrappers (tensor.py, nn.functional)
+# apply ops and the ONNX exporter is a table by op, so they name op classes by design.
+MACHINERY = ["graph.py", "autograd.py", "profiler.py", "viz.py", "static"]
+
+
+def test_no_op_class_is_named_by_the_engine_machinery():
+    ops = op_classes()
+    assert {"Conv2dOp", "Linear", "ReLU", "Add"} <= set(ops)
+    for entry in MACHINERY:
+        paths = [PACKAGE / entry] if entry.endswith(".py") else sorted((PACKAGE / entry).glob("*.py"))
+        for path in paths:
+            tree = ast.parse(path.read_text())
+            names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            strings = {n.value for n in ast.walk(tree)
+                       if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+            named = (names | strings) & set(ops)
+            assert not named, f"{path.relative_to(PACKAGE)} names op classes {named}"
+
+
+def test_every_op_declares_traits_through_function():
+    from minidl import ops  # noqa: F401 (the families register their classes on import)
+    from minidl.ops import activation, conv, elementwise, loss, matmul, pool, reduce, shape
+
+    classes = [c for m in (activation, conv, elementwise, loss, matmul, pool, reduce, shape)
+               for c in vars(m).values()
+               if isinstance(c, type) and issubclass(c, Function) and c is not Function]
+    assert len(classes) > 30
+    for cls in classes:
+        assert isinstance(cls.display_name({}), str) and cls.display_name({})
+        assert cls.flops([(2, 3), (2, 3)], (2, 3), {}) >= 0
+        for e in cls.epilogues:
+            assert any(o.epilogue == e for o in classes), (cls, e)
+        if cls.inplace_ok:
+            assert cls.writes_out, cls
+    assert matmul.Linear.flops([(8, 4)], (8, 5), {}) == 2 * 8 * 5 * 4
+    assert conv.Conv2dOp.display_name({"relu": True}) == "Conv2d + relu"
+
+
+def test_ops_keep_arrays_for_backward_in_save_for_backward():
+    """The memory plan reads saved_tensors only: no op may hide an array in a ctx attribute."""
+    rng = np.random.default_rng(0)
+    x = minidl.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((5, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    v = minidl.tensor(rng.standard_normal((4, 6)).astype(np.float32), requires_grad=True)
+    labels = minidl.tensor(rng.integers(0, 6, 4))
+    outputs = [
+        F.conv2d_relu(x, w), F.max_pool2d(x, 2), F.avg_pool2d(x, 2), F.adaptive_avg_pool2d(x, 1),
+        F.cross_entropy(v, labels), F.nll_loss(F.log_softmax(v, 1), labels),
+        F.mse_loss(v, v.detach()), F.l1_loss(v, v.detach()), F.softmax(v, 1), v.sigmoid(),
+        v.tanh(), v.relu(), F.elu(v), F.leaky_relu(v), v.exp(), v.log(), v.sqrt(), v.abs(),
+        v * v, v / (v + 10), v.max(), v.sum(axis=0), v[1:3], v.reshape(6, 4),
+        v.permute(1, 0), v.clip(-0.5, 0.5), minidl.where(v > 0, v, 0 * v), v @ v.T,
+        F.binary_cross_entropy_with_logits(v, (v > 0).float()),
+        F.batch_norm(v, None, None, training=True),
+    ]
+    for out in outputs:
+        ctx: Context = out._ctx
+        hidden = [k for k, a in ctx.__dict__.items() if isinstance(a, np.ndarray)
+                  or isinstance(a, (tuple, list)) and any(isinstance(e, np.ndarray) for e in a)]
+        assert not hidden, f"{ctx.fn.__name__} keeps arrays in ctx.{hidden}"
+
+
+def test_public_namespaces_hold_no_internals():
+    names = set(dir(minidl))
+    assert not names & {"annotations", "_elementwise", "_method", "np", "numpy"}
+    assert "compile" in minidl.__all__ and "Tensor" in minidl.__all__
+    assert all(not n.startswith("_") and hasattr(minidl, n) for n in minidl.__all__)
+    f_names = set(dir(F))
+    assert not f_names & {"np", "act", "ls", "annotations", "Linear", "ReLU", "Conv2dOp"}
+    assert all(callable(getattr(F, n)) for n in F.__all__)
+
+
+def test_import_minidl_reaches_models_and_leaves_the_allocator_alone():
+    code = ("import minidl; assert minidl.models.LeNet5 is not None; "
+            "print(minidl.config()['malloc_tuned'])")
+    env = {k: v for k, v in os.environ.items() if k != "MINIDL_MALLOC_TUNING"}
+    env["PYTHONPATH"] = str(PACKAGE.parent)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False"
+    env["MINIDL_MALLOC_TUNING"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() in ("True", "False")  # True where glibc's mallopt exists

@@ -221,8 +221,8 @@ def all_reduce(tensor: Any, op: str = ReduceOp.SUM, async_op: bool = False) -> W
     For a fixed number of ranks the result is bitwise reproducible (MPI's fixed algorithm);
     its summation order depends on the number of ranks."""
     buf = _buffer(tensor, "all_reduce")
-    MPI = _mpi()
-    request = group().comm.Iallreduce(MPI.IN_PLACE, buf, _mpi_op(op))
+    comm = group().comm  # before MPI: without a group the error names init_process_group
+    request = comm.Iallreduce(_mpi().IN_PLACE, buf, _mpi_op(op))
     return _run(request, f"all_reduce of {buf.shape} {buf.dtype}", async_op)
 
 

@@ -226,7 +226,8 @@ np.savez(OUT, out=out, gx=gx, gw=gw)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gcc ISA dispatch")
 @pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
 def test_winograd_narrower_isa_instances_agree(isa, tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The minidl this run imports (the checkout or site-packages), not the unbuilt source tree.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
     outputs = {}
     for tag, force in [("default", None), ("forced", isa)]:
         env = dict(os.environ, PYTHONPATH=root)

@@ -469,6 +469,7 @@ minidl.save({{"w": np.ones(10)}}, {str(target)!r})
 """,
         ],
         env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)},
+        cwd=str(PACKAGE_PARENT),  # `-c` puts the cwd first on sys.path
         stdout=subprocess.PIPE,
         text=True,
     )

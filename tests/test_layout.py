@@ -124,9 +124,9 @@ def test_import_minidl_reaches_models_and_leaves_the_allocator_alone():
     env = {k: v for k, v in os.environ.items() if k != "MINIDL_MALLOC_TUNING"}
     env["PYTHONPATH"] = str(PACKAGE.parent)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=120)
+                         check=True, timeout=120, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "False"
     env["MINIDL_MALLOC_TUNING"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=120)
+                         check=True, timeout=120, cwd=PACKAGE.parent)
     assert out.stdout.strip() in ("True", "False")  # True where glibc's mallopt exists

@@ -375,3 +375,14 @@ def test_cross_entropy_property_against_reference(n, c, seed, smoothing, weighte
     # The analytic gradient of the summed loss against central differences.
     assert gradcheck(lambda a: F.cross_entropy(a, y, w, reduction=reduction,
                                                label_smoothing=smoothing), [xt])
+
+
+@pytest.mark.parametrize("reduction, expected", [("mean", np.nan), ("sum", 0.0), ("none", [0.0])])
+def test_cross_entropy_zero_classes_all_ignored_is_pytorchs(reduction, expected):
+    # Found by the fuzz suite: (N, 0) logits whose targets are all ignore_index raised
+    # IndexError in forward and backward; PyTorch gives NaN for the mean, 0 otherwise.
+    x = minidl.tensor(np.zeros((1, 0), np.float32), requires_grad=True)
+    loss = F.cross_entropy(x, minidl.tensor(np.array([-100])), reduction=reduction)
+    np.testing.assert_array_equal(loss.data, np.asarray(expected, np.float32))
+    loss.sum().backward()
+    assert x.grad.shape == (1, 0)

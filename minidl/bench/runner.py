@@ -72,6 +72,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,
+            cwd=root,  # `-m` puts the cwd first on sys.path: an unbuilt checkout would shadow
         )
         self._buffer = b""
         self.hello: dict | None = None

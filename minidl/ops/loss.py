@@ -139,11 +139,17 @@ class CrossEntropy(Function):
         w = _class_weight(op, weight, classes, x.dtype)
         safe_t = np.where(valid, t, 0)
         logp = log_softmax_array(rows, 1)
-        w_y = valid.astype(x.dtype) if w is None else w[safe_t] * valid
+        # With zero classes every target is ignored (others were rejected above): nothing to
+        # gather, and the loss is PyTorch's (0 per sample, NaN mean).
+        if classes:
+            w_y = valid.astype(x.dtype) if w is None else w[safe_t] * valid
+            picked = logp[np.arange(m), safe_t]
+        else:
+            w_y = picked = np.zeros(m, x.dtype)
         # Selected, not multiplied by the 0/1 mask: an ignored row of inf/NaN logits has a
         # NaN log-probability, and NaN * 0 is NaN (PyTorch's loss stays finite).
         zero = x.dtype.type(0)
-        loss = np.where(valid, -logp[np.arange(m), safe_t] * w_y, zero)
+        loss = np.where(valid, -picked * w_y, zero)
         s = float(label_smoothing)
         if s > 0:
             smooth = -(logp.sum(axis=1) if w is None else (logp * w).sum(axis=1))
@@ -183,6 +189,8 @@ class CrossEntropy(Function):
             return grad, None, None
         logp, safe_t, valid, w_y, w = ctx.saved_tensors
         m, classes = logp.shape
+        if classes == 0:
+            return _to_input_shape(np.zeros_like(logp), ctx.x_shape), None, None
         s = ctx.smoothing
         total_w = float(classes) if w is None else w.sum()
         # max(classes, 1): with zero classes there is no gradient element to scale.

@@ -93,29 +93,8 @@ static inline int conv_dw_f32_tb(ptrdiff_t KW) {
     return KW % 5 == 0 ? 5 : KW % 3 == 0 ? 3 : 4;
 }
 
-#if MINIDL_HAVE_MULTIVERSION
-#define MDL_ISA_AVX512 1
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
-#define MDL_ISA(name) name##_v4
-#include "conv_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
-#define MDL_ISA(name) name##_v3
-#include "conv_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#endif
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR
-#define MDL_ISA(name) name##_base
-#include "conv_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
+#define MDL_ISA_BODY "conv_kernels_isa.h"
+#include "mdl_isa_instances.h"
 
 /* Output rows [row0, row1) of one OCB block of output channels of one image (see the
  * template's conv_direct_f32_rows), on the widest instruction set this CPU has. */

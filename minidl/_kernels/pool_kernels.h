@@ -17,29 +17,8 @@
 typedef float mdl_pool_vf __attribute__((vector_size(64)));
 typedef int mdl_pool_vi __attribute__((vector_size(64)));
 
-#if MINIDL_HAVE_MULTIVERSION
-#define MDL_ISA_AVX512 1
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
-#define MDL_ISA(name) name##_v4
-#include "pool_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
-#define MDL_ISA(name) name##_v3
-#include "pool_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#endif
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR
-#define MDL_ISA(name) name##_base
-#include "pool_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
+#define MDL_ISA_BODY "pool_kernels_isa.h"
+#include "mdl_isa_instances.h"
 
 /* Output rows b0 .. b1 - 1 of a 2x2 stride-2 max pool (see the template), on the widest
  * instruction set this CPU has. */

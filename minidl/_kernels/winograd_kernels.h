@@ -38,29 +38,8 @@ static inline ptrdiff_t wino_scratch_floats(ptrdiff_t tiles)
     return 8 * wino_round16(tiles + 1);
 }
 
-#if MINIDL_HAVE_MULTIVERSION
-#define MDL_ISA_AVX512 1
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v4")))
-#define MDL_ISA(name) name##_v4
-#include "winograd_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR __attribute__((target("arch=x86-64-v3")))
-#define MDL_ISA(name) name##_v3
-#include "winograd_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#endif
-#undef MDL_ISA_AVX512
-#define MDL_ISA_AVX512 0
-#define MDL_ISA_ATTR
-#define MDL_ISA(name) name##_base
-#include "winograd_kernels_isa.h"
-#undef MDL_ISA_ATTR
-#undef MDL_ISA
-#undef MDL_ISA_AVX512
+#define MDL_ISA_BODY "winograd_kernels_isa.h"
+#include "mdl_isa_instances.h"
 
 /* V[e * estride + (tx - tx0)] for tiles [tx0, tx1) of tile row ty of plane x (H x W). */
 static void wino_input_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,

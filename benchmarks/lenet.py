@@ -243,7 +243,7 @@ def latency_torch(torch: Any, images: np.ndarray, threads: int, calls: int = 300
 
 # -- where the time of one eager step goes ----------------------------------------------------
 class StepTimers:
-    """Wall time inside Function.apply and graph._sweep, by wrapping them in this script only
+    """Wall time inside Function.apply and graph.sweep, by wrapping them in this script only
     (the library is not modified); restored on exit."""
 
     def __init__(self) -> None:
@@ -252,7 +252,7 @@ class StepTimers:
 
     def __enter__(self) -> StepTimers:  # noqa: PYI034 (a plain class, not subclassed)
         self._apply = graph.Function.__dict__["apply"]
-        self._sweep = graph._sweep
+        self._sweep = graph.sweep
         original_apply = self._apply.__func__
         original_sweep = self._sweep
         depth = [0]  # only the outermost apply counts: composite ops call apply inside apply
@@ -275,12 +275,12 @@ class StepTimers:
                 self.sweep_s += time.perf_counter() - t0
 
         graph.Function.apply = classmethod(apply)
-        graph._sweep = sweep
+        graph.sweep = sweep
         return self
 
     def __exit__(self, *exc: object) -> None:
         graph.Function.apply = self._apply
-        graph._sweep = self._sweep
+        graph.sweep = self._sweep
 
 
 def profile_step(loader: DataLoader, threads: int, steps: int) -> str:

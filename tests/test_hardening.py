@@ -187,10 +187,17 @@ def test_max_pool2d_returned_indices_are_the_callers_copy():
 def test_pool_and_loss_kernels_reject_out_of_range_indices():
     grad_out = np.ones((1, 1, 2, 2), np.float32)
     grad_x = np.zeros((1, 1, 4, 4), np.float32)
-    for bad in (16, -2, 10**12):
+    for bad in (16, -2, 10**12, 2**63 - 1, -(2**63)):
         index = np.array([0, 1, 2, bad], np.int64).reshape(1, 1, 2, 2)
         with pytest.raises(ValueError, match=r"max_pool2d_backward: index .* outside \[-1, 16\)"):
             pool_kernels.max_pool2d_backward(grad_out, index, grad_x, 1)
+    # The scan is vectorized: a bad index far into the array, after a run of good ones, is
+    # found and named by its position.
+    big_out = np.ones((1, 3, 20, 20), np.float32)
+    big_index = np.zeros((1, 3, 20, 20), np.int64)
+    big_index[0, 2, 19, 7] = 1600
+    with pytest.raises(ValueError, match=r"index 1600 at flat position 1187 "):
+        pool_kernels.max_pool2d_backward(big_out, big_index, np.zeros((1, 3, 40, 40), np.float32), 1)
     with pytest.raises(ValueError, match="max_pool2d_backward"):
         pool_kernels.max_pool2d_backward(grad_out, np.zeros((1, 1, 2, 1), np.int64), grad_x, 1)
     prob = np.full((2, 3), 1 / 3, np.float32)

@@ -16,6 +16,7 @@ cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
                           Py_ssize_t b1)
+    Py_ssize_t first_bad_index(const long long *index, Py_ssize_t n, Py_ssize_t limit)
 
 ctypedef fused real:
     float
@@ -129,12 +130,9 @@ def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :,
     cdef int nt = _threads(N * C * HW, n_threads)
     cdef const real *gp = &grad_out[0, 0, 0, 0] if OHW else NULL
     cdef const long long *ip = &index[0, 0, 0, 0] if OHW else NULL
-    cdef Py_ssize_t bad = -1
+    cdef Py_ssize_t bad
     with nogil:
-        for i in range(N * C * OHW):
-            if ip[i] < -1 or ip[i] >= HW:
-                bad = i
-                break
+        bad = first_bad_index(ip, N * C * OHW, HW)
     if bad >= 0:
         raise ValueError(f"max_pool2d_backward: index {ip[bad]} at flat position {bad} is outside [-1, {HW}) for a {grad_x.shape[2]}x"
                          f"{grad_x.shape[3]} input plane")

@@ -28,4 +28,10 @@ static void max_pool_2x2_f32(const float *x, float *out, long long *index, ptrdi
     MDL_DISPATCH(max_pool_2x2_f32, (x, out, index, H, W, OH, OW, b0, b1));
 }
 
+/* The position of the first of index[0 .. n - 1] outside [-1, limit), or -1 if none. */
+static ptrdiff_t first_bad_index(const long long *index, ptrdiff_t n, ptrdiff_t limit)
+{
+    return MDL_DISPATCH(first_bad_index, (index, n, limit));
+}
+
 #endif

@@ -46,6 +46,7 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
 {
     const mdl_pool_vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     const mdl_pool_vi even = lane * 2, odd = lane * 2 + 1;
+    const int narrow_ok = W < ((ptrdiff_t)1 << 29);
     for (ptrdiff_t b = b0; b < b1; b++) {
         const ptrdiff_t oh = b % OH;
         const float *top = x + (b / OH) * H * W + 2 * oh * W;
@@ -70,17 +71,55 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
             MDL_POOL_TAKE(best, k, c01, (mdl_pool_vi){0} + 1);
             MDL_POOL_TAKE(best, k, c10, (mdl_pool_vi){0} + 2);
             MDL_POOL_TAKE(best, k, c11, (mdl_pool_vi){0} + 3);
+            /* The flat index ih * W + iw is the row's 64-bit base plus an offset within the two
+             * rows, which fits 32-bit lanes unless a row is near 2^30 columns (narrow_ok). */
+            const long long row = (long long)(2 * oh) * W;
+            if (narrow_ok) {
+                mdl_pool_vi off = (k >> 1) * (int)W + (lane + (int)ow0) * 2 + (k & 1);
+                int fs[16] __attribute__((aligned(64)));
+                memcpy(fs, &off, sizeof fs);
+                if (n == 16) {
+                    memcpy(o + ow0, &best, sizeof best);
+                    for (int i = 0; i < 16; i++)
+                        ix[ow0 + i] = row + fs[i];
+                    continue;
+                }
+                float bs[16] __attribute__((aligned(64)));
+                memcpy(bs, &best, sizeof bs);
+                for (int i = 0; i < n; i++) {
+                    o[ow0 + i] = bs[i];
+                    ix[ow0 + i] = row + fs[i];
+                }
+                continue;
+            }
             float bs[16] __attribute__((aligned(64)));
             int ks[16] __attribute__((aligned(64)));
             memcpy(bs, &best, sizeof bs);
             memcpy(ks, &k, sizeof ks);
-            /* The flat index in 64 bits: a plane may hold more than 2^31 elements. */
             for (int i = 0; i < n; i++) {
                 o[ow0 + i] = bs[i];
-                ix[ow0 + i] = (2 * oh + (ks[i] >> 1)) * W + 2 * (ow0 + i) + (ks[i] & 1);
+                ix[ow0 + i] = row + (long long)(ks[i] >> 1) * W + 2 * (ow0 + i) + (ks[i] & 1);
             }
         }
     }
+}
+
+/* first_bad_index (pool_kernels.h): the scan without an early exit vectorizes; index + 1 is
+ * taken in unsigned arithmetic, where -1 becomes 0 and every out-of-range value (LLONG_MAX
+ * included) lands above limit. */
+MDL_ISA_ATTR static ptrdiff_t MDL_ISA(first_bad_index)(const long long *index, ptrdiff_t n,
+                                                       ptrdiff_t limit)
+{
+    const unsigned long long top = (unsigned long long)limit;
+    unsigned long long any = 0;
+    for (ptrdiff_t i = 0; i < n; i++)
+        any |= (unsigned long long)index[i] + 1ull > top;
+    if (!any)
+        return -1;
+    for (ptrdiff_t i = 0; i < n; i++)
+        if ((unsigned long long)index[i] + 1ull > top)
+            return i;
+    return -1;
 }
 
 #undef MDL_POOL_LOAD

@@ -100,6 +100,45 @@ def test_relu_gradient_at_zero_is_zero():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 16383, 16385, 300001])
+def test_relu_backward_kernel_matches_threshold_backward(dtype, n):
+    """The backward kernel is PyTorch's threshold_backward: grad where out > 0 or out is NaN,
+    0 where out <= 0 even for a NaN gradient; identical bits for 1, 2 and 3 threads, on
+    sizes around its 16K-element blocks, with a non-contiguous incoming gradient."""
+    from minidl._kernels import elementwise
+
+    rng = np.random.default_rng(n)
+    out = np.maximum(rng.standard_normal(n), 0).astype(dtype)
+    out[rng.integers(0, max(n, 1), n // 7)] = np.nan
+    grad_full = rng.standard_normal(2 * n).astype(dtype)
+    grad_full[rng.integers(0, max(2 * n, 1), n // 5)] = np.nan
+    grad = grad_full[::2]
+    expected = np.where(out <= 0, dtype(0), grad)
+    results = []
+    for threads in (1, 2, 3):
+        gx = np.full(n, 7, dtype)
+        elementwise.relu_backward(out, np.ascontiguousarray(grad), gx, threads)
+        results.append(gx)
+    for gx in results:
+        np.testing.assert_array_equal(gx, expected)
+        assert gx.tobytes() == results[0].tobytes()
+    x = minidl.tensor(out.copy(), requires_grad=True)
+    (F.relu(x) * minidl.tensor(grad)).sum().backward()  # the incoming gradient is `grad`
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(out <= 0, dtype(0), grad))
+
+
+def test_relu_backward_kernel_rejects_mismatched_buffers():
+    from minidl._kernels import elementwise
+
+    with pytest.raises(ValueError, match=r"relu_backward: out has 4 elements, grad 3"):
+        elementwise.relu_backward(np.ones(4, np.float32), np.ones(3, np.float32),
+                                  np.ones(4, np.float32), 1)
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        elementwise.relu_backward(np.ones(4, np.float32), np.ones(4, np.float64),
+                                  np.ones(4, np.float32), 1)
+
+
 def test_softmax_requires_valid_dim():
     with pytest.raises(ValueError, match="softmax"):
         F.softmax(minidl.randn(2, 3), dim=2)

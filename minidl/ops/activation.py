@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from minidl._kernels import batchnorm as _bn
+from minidl._kernels import elementwise as _elementwise
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
 from minidl.ops.reduce import normalize_axes
@@ -38,9 +39,18 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
-        # PyTorch's threshold_backward: zero where out <= 0 (even a NaN gradient), the
-        # gradient elsewhere (also where out is NaN).
-        return np.where(out <= 0, g.dtype.type(0), g)
+        return relu_grad(out, g)
+
+
+def relu_grad(out: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """PyTorch's threshold_backward for a ReLU output `out` and its gradient `g` (one shape and
+    dtype): zero where out <= 0 (even a NaN gradient), g elsewhere (also where out is NaN)."""
+    g = contiguous(g)
+    grad_x = np.empty_like(g)
+    _elementwise.relu_backward(
+        contiguous(out).reshape(-1), g.reshape(-1), grad_x.reshape(-1), get_num_threads()
+    )
+    return grad_x
 
 
 class LeakyReLU(Function):

@@ -11,6 +11,7 @@ import numpy as np
 from minidl._kernels import gemm
 from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous
+from minidl.ops.activation import relu_grad
 from minidl.ops.elementwise import unbroadcast
 from minidl.threads import get_num_threads
 
@@ -179,8 +180,7 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = _rows(contiguous(g).reshape(ctx.x_shape[:-1] + (weight.shape[0],)))
         if relu_out is not None:
-            # As ReLU's backward: zero where out <= 0, the gradient elsewhere (NaN out too).
-            g2 = np.where(relu_out <= 0, g2.dtype.type(0), g2)
+            g2 = relu_grad(relu_out, g2)
         gx = gemm2d(g2, weight).reshape(ctx.x_shape) if need_x else None
         gw = gemm2d(g2, x2, trans_a=True) if need_w else None
         gb = g2.sum(axis=0) if need_b else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -689,18 +690,32 @@ class Tensor:
     def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: Any = None, **aliases: Any) -> Tensor:
         """Variance; correction=1 (unbiased, Bessel's) by default as in PyTorch."""
-        dim, keepdim = _dim_args("var", dim, keepdim, aliases)
-        if correction is None:
-            correction = 0 if unbiased is False else 1
-        x = _floating(self)
-        axes = rd.normalize_axes("var", dim, x.ndim)
-        count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
-        centered = x - x.mean(dim=axes, keepdim=True)
-        return (centered * centered).sum(dim=axes, keepdim=keepdim) / max(count - correction, 0)
+        return self._variance("var", dim, unbiased, keepdim, correction, aliases)
 
     def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: Any = None, **aliases: Any) -> Tensor:
-        return self.var(dim, unbiased, keepdim, correction=correction, **aliases).sqrt()
+        return self._variance("std", dim, unbiased, keepdim, correction, aliases).sqrt()
+
+    def _variance(self, name: str, dim: Any, unbiased: bool | None, keepdim: bool,
+                  correction: Any, aliases: dict) -> Tensor:
+        dim, keepdim = _dim_args(name, dim, keepdim, aliases)
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        x = _floating(self)
+        axes = rd.normalize_axes(name, dim, x.ndim)
+        count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
+        centered = x - x.mean(dim=axes, keepdim=True)
+        dof = max(count - correction, 0)
+        if dof > 0:
+            return (centered * centered).sum(dim=axes, keepdim=keepdim) / dof
+        warnings.warn(
+            f"{name}(): degrees of freedom is <= 0. Correction should be strictly less than "
+            "the reduction factor (input numel divided by output numel).",
+            UserWarning,
+            stacklevel=3,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):  # PyTorch: inf or NaN, silently
+            return (centered * centered).sum(dim=axes, keepdim=keepdim) / 0
 
     def prod(self, dim: int | None = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         dim, keepdim = _dim_args("prod", dim, keepdim, aliases)

@@ -109,12 +109,10 @@ def test_non_scalar_backward_needs_grad():
         (a * 2).backward()
 
 
-def test_backward_grad_shape_and_finiteness_checked():
+def test_backward_grad_shape_checked():
     a = minidl.randn(3, requires_grad=True)
     with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
         (a * 2).backward(np.ones(2))
-    with pytest.raises(ValueError, match="NaN"):
-        (a * 2).backward(np.array([1.0, np.nan, 1.0]))
 
 
 def test_backward_on_tensor_without_grad_raises():

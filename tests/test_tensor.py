@@ -165,3 +165,32 @@ def test_setitem_outside_graphs_only():
     assert p.data[0] == 1.0
     with pytest.raises(RuntimeError, match="graph"):
         (p * 2)[0] = 3.0
+
+
+def test_empty_reductions_follow_pytorch():
+    """mean/var/std of nothing are NaN (var/std warn about degrees of freedom, as PyTorch);
+    max over a non-empty dim of an empty tensor is empty; over an empty dim it raises."""
+    assert np.isnan(minidl.zeros(0).mean().item())
+    np.testing.assert_array_equal(minidl.zeros(0, 3).mean(0).numpy(), np.full(3, np.nan, np.float32))
+    assert minidl.zeros(0, 3).mean(1).shape == (0,)
+    with pytest.warns(UserWarning, match=r"var\(\): degrees of freedom is <= 0"):
+        assert np.isnan(minidl.zeros(0).var().item())
+    with pytest.warns(UserWarning, match=r"std\(\): degrees of freedom is <= 0"):
+        assert np.isnan(minidl.tensor([1.0]).std().item())
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        assert minidl.tensor([1.0, 2.0]).var(correction=2).item() == np.inf
+    values, indices = minidl.zeros(0, 3).max(1)
+    assert values.shape == (0,) and indices.shape == (0,) and indices.dtype == np.int64
+    for empty in (lambda: minidl.zeros(0, 3).max(0), lambda: minidl.zeros(0).max()):
+        with pytest.raises(ValueError, match="max: cannot reduce over an empty dimension"):
+            empty()
+    x = minidl.zeros(0, 3, requires_grad=True)
+    x.mean().backward()
+    assert x.grad.shape == (0, 3)
+
+
+def test_backward_accepts_a_nan_gradient():
+    """PyTorch propagates a NaN or infinite incoming gradient; it is not an error."""
+    y = minidl.tensor([1.0, 2.0], requires_grad=True)
+    (y * 2).backward(minidl.tensor([float("nan"), float("inf")]))
+    assert np.isnan(y.grad.numpy()[0]) and y.grad.numpy()[1] == np.inf

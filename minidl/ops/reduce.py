@@ -57,12 +57,15 @@ class Mean(Function):
         ctx.keepdims = keepdims
         ctx.in_shape = a.shape
         ctx.count = int(np.prod([a.shape[i] for i in ctx.axes])) if ctx.axes else 1
-        if ctx.count == 0:
-            raise ValueError(f"mean: reducing over an empty axis of shape {a.shape}")
+        if ctx.count == 0:  # PyTorch: the mean of nothing is NaN, without a warning
+            shape = np.sum(a, axis=ctx.axes, keepdims=keepdims).shape
+            return np.full(shape, np.nan, a.dtype)
         return np.asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
+        if ctx.count == 0:
+            return np.zeros(ctx.in_shape, g.dtype)
         g = _expand(g, ctx.in_shape, ctx.axes, ctx.keepdims) / g.dtype.type(ctx.count)
         return contiguous(np.broadcast_to(g, ctx.in_shape))
 
@@ -71,7 +74,9 @@ def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
     """Index of the first extreme of `a` over `axes` (flattened), plus the transpose used."""
     kept = [i for i in range(a.ndim) if i not in axes]
     perm = tuple(kept) + axes
-    moved = a.transpose(perm).reshape([a.shape[i] for i in kept] + [-1])
+    moved = a.transpose(perm).reshape(
+        [a.shape[i] for i in kept] + [int(np.prod([a.shape[i] for i in axes]))]
+    )
     return pick(moved, axis=-1), perm
 
 
@@ -84,9 +89,13 @@ class _Extreme(Function):
 
     @classmethod
     def forward(cls, ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
-        if a.size == 0:
-            raise ValueError(f"{cls.name}: cannot reduce an empty tensor of shape {a.shape}")
         ctx.axes = normalize_axes(cls.name, axis, a.ndim)
+        if any(a.shape[i] == 0 for i in ctx.axes) or (a.size == 0 and not ctx.axes):
+            # PyTorch too: an empty reduction has no max; empty kept dimensions are fine.
+            raise ValueError(
+                f"{cls.name}: cannot reduce over an empty dimension of a tensor of shape "
+                f"{a.shape} (dims {ctx.axes})"
+            )
         ctx.keepdims = keepdims
         ctx.in_shape = a.shape
         ctx.save_for_backward(a)

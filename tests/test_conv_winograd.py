@@ -300,3 +300,19 @@ def test_auto_rule_follows_the_measured_table(algorithm):
     assert picks(16, 16) == ("auto", "auto", "winograd")
     assert picks(32, 64) == ("winograd", "auto", "winograd")
     assert picks(64, 64) == ("winograd", "winograd", "winograd")
+
+
+def test_winograd_kernel_rejects_a_bias_of_the_wrong_length():
+    """The kernel read bias[o] for every output channel without checking the bias's length (a
+    short bias: a read past its end)."""
+    from minidl._kernels import winograd as kernels
+
+    x, w = he_relu_inputs((1, 2, 6, 6), (4, 2, 3, 3))
+    u = winograd.transform_weight(w)
+    out = np.empty((1, 4, 4, 4), np.float32)
+    for size in (3, 5, 0):
+        with pytest.raises(ValueError, match=f"winograd.forward: bias has {size} entries for 4"):
+            kernels.forward(x, u, np.zeros(size, np.float32), out, 0, 0, False, 1)
+    kernels.forward(x, u, np.ones(4, np.float32), out, 0, 0, False, 1)
+    ref = reference(x, w, np.ones(4, np.float32), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)[0]
+    assert rel_inf(out, ref) <= WINOGRAD_BOUND

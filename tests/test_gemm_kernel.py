@@ -8,6 +8,8 @@ summation order passes.
 """
 
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +260,30 @@ def test_few_rows_times_transposed_b_dot_path(m, n, k, alpha, beta, dtype):
         np.testing.assert_array_equal(out, beta * c0 if beta else np.zeros((m, n)))
     else:
         assert_close_to_reference(out, a, b, False, True, alpha, beta, c0)
+
+
+# A C declaration with type `long` (not `long long`): `long k`, `long *p`, `(long)x`, a Cython
+# `cdef long` or `<long>` cast. English prose ("as long as") does not match.
+C_LONG = re.compile(r"(?<!long )\blong\s+(?!long\b)(?:int\s+)?\**\s*[A-Za-z_]\w*\s*[,;=)\[]"
+                    r"|\(\s*long\s*\)|\bcdef\s+long\b(?!\s+long)|<long>")
+
+
+def test_kernel_sources_declare_no_c_long():
+    """Sizes, strides and offsets are Py_ssize_t / ptrdiff_t: C `long` is 32 bits on Windows,
+    so a k, lda or row offset past 2**31 - 1 would wrap there. (The GEMM kernels passed every
+    size as long before.)"""
+    kernels = Path(gemm.__file__).resolve().parent
+    sources = sorted(p for p in kernels.iterdir() if p.suffix in (".h", ".pyx", ".pxd"))
+    assert any(p.name == "gemm_kernels.h" for p in sources)
+    found = [f"{p.name}:{i}: {line.strip()}" for p in sources
+             for i, line in enumerate(p.read_text().splitlines(), 1) if C_LONG.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_c_long_pattern_matches_declarations_only():
+    for decl in ("static void f(long kc, long m)", "for (long p = 0; p < k; p++)",
+                 "cdef long steps = 1000", "x = <long>(y)", "n = (long)y;", "long *dst)"):
+        assert C_LONG.search(decl), decl
+    for text in ("long long *index", "const long long *ip = &index[0]", "each sample about `seconds` long. Returns",
+                 "as long as it fits", "Py_ssize_t k, ptrdiff_t lda"):
+        assert not C_LONG.search(text), text

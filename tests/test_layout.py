@@ -3,6 +3,7 @@ engine machinery asks ops for their traits instead of naming them, public names 
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,19 @@ def test_ops_keep_arrays_for_backward_in_save_for_backward():
         hidden = [k for k, a in ctx.__dict__.items() if isinstance(a, np.ndarray)
                   or isinstance(a, (tuple, list)) and any(isinstance(e, np.ndarray) for e in a)]
         assert not hidden, f"{ctx.fn.__name__} keeps arrays in ctx.{hidden}"
+
+
+def test_kernels_declare_one_fused_float_type():
+    """float32/float64 kernels are written once over `real`, declared in one .pxd; no kernel
+    file declares its own fused type or hand-writes float and double twins of a function."""
+    kernels = PACKAGE / "_kernels"
+    sources = sorted(kernels.glob("*.pyx")) + sorted(kernels.glob("*.pxd"))
+    fused = [(p.name, line.strip()) for p in sources for line in p.read_text().splitlines()
+             if line.startswith("ctypedef fused")]
+    assert fused == [("types.pxd", "ctypedef fused real:")], fused
+    twin = re.compile(r"^c?p?def [^(]*?\b(_?[sd](?:gemm|matmul|batched))\(", re.M)
+    twins = [(p.name, name) for p in sources for name in twin.findall(p.read_text())]
+    assert not twins, twins
 
 
 def test_public_namespaces_hold_no_internals():

@@ -18,6 +18,7 @@ sums and again to write the input gradient.
 import numpy as np
 
 from cython.parallel cimport prange
+from minidl._kernels.types cimport real
 
 cdef extern from "batchnorm_kernels.h" nogil:
     double mdl_bn_sum_f32(const float *p, Py_ssize_t n)
@@ -28,10 +29,6 @@ cdef extern from "batchnorm_kernels.h" nogil:
                          double *sum_g, double *sum_gx)
     void mdl_bn_dots_f64(const double *g, const double *x, Py_ssize_t n, double m,
                          double *sum_g, double *sum_gx)
-
-ctypedef fused real:
-    float
-    double
 
 # A chunk holds about this many elements of one channel: 16 KB of float32, so the centered
 # second pass over it is served from L1.

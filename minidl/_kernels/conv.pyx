@@ -16,7 +16,8 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from minidl._kernels.bounds cimport first_valid
-from minidl._kernels.gemm cimport dgemm, sgemm
+from minidl._kernels.gemm cimport gemm
+from minidl._kernels.types cimport real
 
 cdef extern from "conv_kernels.h" nogil:
     # Every size, stride, offset and count is a Py_ssize_t (ptrdiff_t in C): never narrowed.
@@ -50,10 +51,6 @@ cdef extern from "conv_kernels.h" nogil:
                             float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
                             Py_ssize_t left)
     float conv_sum_f32(const float *p, Py_ssize_t n)
-
-ctypedef fused real:
-    float
-    double
 
 # Below this many multiply-adds a kernel runs on one thread: an OpenMP region costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_MACS = 65536
@@ -536,15 +533,6 @@ def _sum_chunks(partial, out):
 # convolution is a GEMM on the image itself.
 # ---------------------------------------------------------------------------------------------
 
-cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb, real beta,
-                real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
-    if real is float:
-        sgemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc, n_threads)
-    else:
-        dgemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc, n_threads)
-
-
 cdef void _im2col(const real *x, real *col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t sh,
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
@@ -661,11 +649,11 @@ def _gemm_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight, b
         for n in prange(N, schedule='static'):
             col = &cols[threadid(), 0]
             if direct:
-                _gemm(False, False, OC, P, K, wp, K, xp + n * C * H * W, P, 0,
-                      op + n * OC * P, P, inner)
+                gemm(False, False, OC, P, K, 1, wp, K, xp + n * C * H * W, P, 0,
+                     op + n * OC * P, P, inner)
             else:
                 _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
-                _gemm(False, False, OC, P, K, wp, K, col, P, 0, op + n * OC * P, P, inner)
+                gemm(False, False, OC, P, K, 1, wp, K, col, P, 0, op + n * OC * P, P, inner)
             _epilogue(op + n * OC * P, bp, OC, P, relu)
 
 
@@ -691,10 +679,10 @@ def _gemm_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, :, 
         for n in prange(N, schedule='static'):
             col = &cols[threadid(), 0]
             if direct:
-                _gemm(True, False, K, P, OC, wp, K, gp + n * OC * P, P, 0,
-                      xp + n * C * H * W, P, inner)
+                gemm(True, False, K, P, OC, 1, wp, K, gp + n * OC * P, P, 0,
+                     xp + n * C * H * W, P, inner)
             else:
-                _gemm(True, False, K, P, OC, wp, K, gp + n * OC * P, P, 0, col, P, inner)
+                gemm(True, False, K, P, OC, 1, wp, K, gp + n * OC * P, P, 0, col, P, inner)
                 _col2im(col, xp + n * C * H * W, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
 
 
@@ -725,13 +713,13 @@ def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] g
             col = &cols[threadid(), 0]
             for n in range(chunk * DW_CHUNK, min(N, (chunk + 1) * DW_CHUNK)):
                 if direct:
-                    _gemm(False, True, OC, K, P, gp + n * OC * P, P, xp + n * C * H * W, P,
-                          0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
+                    gemm(False, True, OC, K, P, 1, gp + n * OC * P, P, xp + n * C * H * W, P,
+                         0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
                 else:
                     _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw,
                             dh, dw)
-                    _gemm(False, True, OC, K, P, gp + n * OC * P, P, col, P,
-                          0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
+                    gemm(False, True, OC, K, P, 1, gp + n * OC * P, P, col, P,
+                         0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
     _sum_chunks(partial, grad_w)
 
 

@@ -9,9 +9,7 @@ Elementwise, so any thread split gives the same bits.
 
 from cython.parallel cimport prange
 
-ctypedef fused real:
-    float
-    double
+from minidl._kernels.types cimport real
 
 # Threads take whole blocks; below PARALLEL_MIN elements one thread does it all (a parallel
 # region costs ~1 us, a block of 16K floats ~3 us).

@@ -18,13 +18,13 @@
 #define MDL_PROBE_NACC 12
 
 #define MDL_DEFINE_PROBE(NAME, ATTR, BYTES, REG)                                                 \
-    ATTR static float NAME(long steps)                                                           \
+    ATTR static float NAME(ptrdiff_t steps)                                                      \
     {                                                                                            \
         typedef float vec __attribute__((vector_size(BYTES)));                                   \
         const vec m = (vec){0} + 0.999999f, c = (vec){0} + 1e-7f;                                \
         float init = 0.0f;                                                                       \
         MDL_PROBE_EACH(MDL_PROBE_DECL)                                                           \
-        for (long s = 0; s < steps; s++) {                                                       \
+        for (ptrdiff_t s = 0; s < steps; s++) {                                                  \
             MDL_PROBE_EACH(MDL_PROBE_STEP)                                                       \
             MDL_PROBE_EACH(MDL_PROBE_KEEP_##REG)                                                 \
         }                                                                                        \
@@ -62,7 +62,7 @@ static inline int mdl_fma_probe_lanes(int isa)
 }
 
 /* `steps` probe steps on instruction set `isa` (only if mdl_fma_probe_lanes(isa) > 0). */
-static inline float mdl_fma_probe_run(int isa, long steps)
+static inline float mdl_fma_probe_run(int isa, ptrdiff_t steps)
 {
 #if MINIDL_HAVE_MULTIVERSION
     if (isa == 2)

@@ -7,7 +7,7 @@ cdef extern from "fma_probe.h" nogil:
     enum:
         MDL_PROBE_NACC
     int mdl_fma_probe_lanes(int isa)
-    float mdl_fma_probe_run(int isa, long steps)
+    float mdl_fma_probe_run(int isa, Py_ssize_t steps)
 
 ISAS = {"avx512": 2, "avx2": 1, "baseline": 0}
 
@@ -21,7 +21,7 @@ def fma_peak_gflops(str isa="avx512", double seconds=0.05, int repeat=5) -> floa
     cdef int level = ISAS[isa], lanes = mdl_fma_probe_lanes(level)
     if lanes == 0:
         return 0.0
-    cdef long steps = 1000
+    cdef Py_ssize_t steps = 1000
     cdef float sink = 0
     cdef double elapsed = 0, best = 0
     while True:
@@ -32,7 +32,7 @@ def fma_peak_gflops(str isa="avx512", double seconds=0.05, int repeat=5) -> floa
         if elapsed >= seconds / 4:
             break
         steps *= 4
-    steps = max(1, <long>(steps * seconds / elapsed))
+    steps = max(1, <Py_ssize_t>(steps * seconds / elapsed))
     for _ in range(repeat):
         start = time.perf_counter()
         with nogil:

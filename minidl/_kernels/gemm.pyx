@@ -30,40 +30,43 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 cdef extern from "gemm_kernels.h" nogil:
+    # Sizes, strides and offsets are Py_ssize_t (ptrdiff_t in C; C long is 32-bit on Windows);
+    # n_valid <= NR and trans are small ints.
     enum:
         MINIDL_GEMM_MR
         MINIDL_SGEMM_NR
         MINIDL_DGEMM_NR
     void minidl_gemm_init()
-    void minidl_sgemm_packed(long kc, long m, const float *a, const float *b, float alpha,
-                             float beta, float *c, long ldc, int n_valid)
-    void minidl_dgemm_packed(long kc, long m, const double *a, const double *b, double alpha,
-                             double beta, double *c, long ldc, int n_valid)
-    void minidl_sgemm_strided(long kc, long m, const float *a, long a_rs, long a_cs,
-                              const float *b, long b_rs, float alpha, float beta, float *c,
-                              long ldc, int n_valid)
-    void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, long a_cs,
-                              const double *b, long b_rs, double alpha, double beta, double *c,
-                              long ldc, int n_valid)
-    void minidl_sgemm_pack_a(int trans, long mc, long kc, const float *a, long lda, float *dst)
-    void minidl_dgemm_pack_a(int trans, long mc, long kc, const double *a, long lda,
-                             double *dst)
-    void minidl_sgemm_pack_bt(long kc, long cols, const float *b, long ldb, float *dst)
-    void minidl_dgemm_pack_bt(long kc, long cols, const double *b, long ldb, double *dst)
+    void minidl_sgemm_packed(Py_ssize_t kc, Py_ssize_t m, const float *a, const float *b,
+                             float alpha, float beta, float *c, Py_ssize_t ldc, int n_valid)
+    void minidl_dgemm_packed(Py_ssize_t kc, Py_ssize_t m, const double *a, const double *b,
+                             double alpha, double beta, double *c, Py_ssize_t ldc, int n_valid)
+    void minidl_sgemm_strided(Py_ssize_t kc, Py_ssize_t m, const float *a, Py_ssize_t a_rs,
+                              Py_ssize_t a_cs, const float *b, Py_ssize_t b_rs, float alpha,
+                              float beta, float *c, Py_ssize_t ldc, int n_valid)
+    void minidl_dgemm_strided(Py_ssize_t kc, Py_ssize_t m, const double *a, Py_ssize_t a_rs,
+                              Py_ssize_t a_cs, const double *b, Py_ssize_t b_rs, double alpha,
+                              double beta, double *c, Py_ssize_t ldc, int n_valid)
+    void minidl_sgemm_pack_a(int trans, Py_ssize_t mc, Py_ssize_t kc, const float *a,
+                             Py_ssize_t lda, float *dst)
+    void minidl_dgemm_pack_a(int trans, Py_ssize_t mc, Py_ssize_t kc, const double *a,
+                             Py_ssize_t lda, double *dst)
+    void minidl_sgemm_pack_bt(Py_ssize_t kc, Py_ssize_t cols, const float *b, Py_ssize_t ldb,
+                              float *dst)
+    void minidl_dgemm_pack_bt(Py_ssize_t kc, Py_ssize_t cols, const double *b, Py_ssize_t ldb,
+                              double *dst)
     void *minidl_aligned_malloc(size_t n_bytes)
     void minidl_aligned_free(void *p)
 
 cdef extern from "gemm_dots.h" nogil:
-    void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *a, long lda,
-                           const float *b, long ldb, float beta, float *c, long ldc)
-    void minidl_dgemm_dots(long m, long n, long k, double alpha, const double *a, long lda,
-                           const double *b, long ldb, double beta, double *c, long ldc)
+    void minidl_sgemm_dots(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float *a,
+                           Py_ssize_t lda, const float *b, Py_ssize_t ldb, float beta, float *c,
+                           Py_ssize_t ldc)
+    void minidl_dgemm_dots(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+                           const double *a, Py_ssize_t lda, const double *b, Py_ssize_t ldb,
+                           double beta, double *c, Py_ssize_t ldc)
 
 minidl_gemm_init()
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     MR = MINIDL_GEMM_MR
@@ -245,9 +248,9 @@ cdef inline Py_ssize_t _split(Py_ssize_t size, Py_ssize_t unit, Py_ssize_t part,
     return min(size, (size * part // parts + unit // 2) // unit * unit)
 
 
-cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
-                real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
+cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+               real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
+               real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
     cdef Py_ssize_t i, j, part, start, stop
     if m <= 0 or n <= 0:
@@ -290,20 +293,6 @@ cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize
                          c + start * ldc, ldc)
 
 
-cdef void sgemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                float alpha, const float *a, Py_ssize_t lda,
-                const float *b, Py_ssize_t ldb,
-                float beta, float *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
-    _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads)
-
-
-cdef void dgemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                double alpha, const double *a, Py_ssize_t lda,
-                const double *b, Py_ssize_t ldb,
-                double beta, double *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
-    _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads)
-
-
 # ---- Python-callable wrappers for the op layer ----
 
 cdef inline (Py_ssize_t, Py_ssize_t, Py_ssize_t) _mnk(
@@ -329,34 +318,23 @@ def matmul(a, b, out, bint trans_a=False, bint trans_b=False, int n_threads=1,
     shapes, and (from the typed buffers) ValueError on a wrong dtype, dimension count or a
     non-contiguous array.
     """
+    # The specialization picked here, not by a fused def's dispatcher (types.pxd).
     if a.dtype.char == 'd':
-        _dmatmul(a, b, out, trans_a, trans_b, n_threads, alpha, beta)
+        _matmul[double](a, b, out, trans_a, trans_b, n_threads, alpha, beta)
     else:
-        _smatmul(a, b, out, trans_a, trans_b, n_threads, <float>alpha, <float>beta)
+        _matmul[float](a, b, out, trans_a, trans_b, n_threads, alpha, beta)
 
 
-cdef _smatmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] out,
-              bint trans_a, bint trans_b, int n_threads, float alpha, float beta):
+cdef _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] out, bint trans_a,
+             bint trans_b, int n_threads, double alpha, double beta):
     cdef Py_ssize_t m, n, k
     m, n, k = _mnk("matmul", a.shape[0], a.shape[1], b.shape[0], b.shape[1], out.shape[0],
                    out.shape[1], trans_a, trans_b)
     if m == 0 or n == 0:
         return
     with nogil:
-        sgemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0] if k else NULL, a.shape[1],
-              &b[0, 0] if k else NULL, b.shape[1], beta, &out[0, 0], n, n_threads)
-
-
-cdef _dmatmul(const double[:, ::1] a, const double[:, ::1] b, double[:, ::1] out,
-              bint trans_a, bint trans_b, int n_threads, double alpha, double beta):
-    cdef Py_ssize_t m, n, k
-    m, n, k = _mnk("matmul", a.shape[0], a.shape[1], b.shape[0], b.shape[1], out.shape[0],
-                   out.shape[1], trans_a, trans_b)
-    if m == 0 or n == 0:
-        return
-    with nogil:
-        dgemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0] if k else NULL, a.shape[1],
-              &b[0, 0] if k else NULL, b.shape[1], beta, &out[0, 0], n, n_threads)
+        gemm(trans_a, trans_b, m, n, k, <real>alpha, &a[0, 0] if k else NULL, a.shape[1],
+             &b[0, 0] if k else NULL, b.shape[1], <real>beta, &out[0, 0], n, n_threads)
 
 
 def batched_matmul(a, b, out, bint trans_a=False, bint trans_b=False, int n_threads=1):
@@ -368,9 +346,9 @@ def batched_matmul(a, b, out, bint trans_a=False, bint trans_b=False, int n_thre
     are bitwise identical for any n_threads. Raises ValueError on mismatched shapes or dtypes.
     """
     if a.dtype.char == 'd':
-        _dbatched(a, b, out, trans_a, trans_b, n_threads)
+        _batched[double](a, b, out, trans_a, trans_b, n_threads)
     else:
-        _sbatched(a, b, out, trans_a, trans_b, n_threads)
+        _batched[float](a, b, out, trans_a, trans_b, n_threads)
 
 
 cdef _check_batch(Py_ssize_t na, Py_ssize_t nb, Py_ssize_t no):
@@ -378,53 +356,27 @@ cdef _check_batch(Py_ssize_t na, Py_ssize_t nb, Py_ssize_t no):
         raise ValueError(f"batched_matmul: batch sizes differ: a {na}, b {nb}, out {no}")
 
 
-cdef _sbatched(const float[:, :, ::1] a, const float[:, :, ::1] b, float[:, :, ::1] out,
-               bint trans_a, bint trans_b, int n_threads):
+cdef _batched(const real[:, :, ::1] a, const real[:, :, ::1] b, real[:, :, ::1] out,
+              bint trans_a, bint trans_b, int n_threads):
     cdef Py_ssize_t m, n, k, i, batch = a.shape[0]
     _check_batch(batch, b.shape[0], out.shape[0])
     m, n, k = _mnk("batched_matmul", a.shape[1], a.shape[2], b.shape[1], b.shape[2],
                    out.shape[1], out.shape[2], trans_a, trans_b)
     if batch == 0 or m == 0 or n == 0:
         return
-    cdef const float *pa = &a[0, 0, 0] if k else NULL
-    cdef const float *pb = &b[0, 0, 0] if k else NULL
-    cdef float *po = &out[0, 0, 0]
+    cdef const real *pa = &a[0, 0, 0] if k else NULL
+    cdef const real *pb = &b[0, 0, 0] if k else NULL
+    cdef real *po = &out[0, 0, 0]
     cdef Py_ssize_t sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2], so = m * n
     cdef bint outer = batch > 1 and m * n * k < BATCH_INNER_MNK
     cdef bint threaded = n_threads > 1 and batch * m * n * k >= SERIAL_MNK
     if outer:
         for i in prange(batch, nogil=True, schedule='static', num_threads=n_threads,
                         use_threads_if=threaded):
-            sgemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
-                  b.shape[2], 0, po + i * so, n, 1)
+            gemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
+                 b.shape[2], 0, po + i * so, n, 1)
     else:
         with nogil:
             for i in range(batch):
-                sgemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
-                      b.shape[2], 0, po + i * so, n, n_threads)
-
-
-cdef _dbatched(const double[:, :, ::1] a, const double[:, :, ::1] b, double[:, :, ::1] out,
-               bint trans_a, bint trans_b, int n_threads):
-    cdef Py_ssize_t m, n, k, i, batch = a.shape[0]
-    _check_batch(batch, b.shape[0], out.shape[0])
-    m, n, k = _mnk("batched_matmul", a.shape[1], a.shape[2], b.shape[1], b.shape[2],
-                   out.shape[1], out.shape[2], trans_a, trans_b)
-    if batch == 0 or m == 0 or n == 0:
-        return
-    cdef const double *pa = &a[0, 0, 0] if k else NULL
-    cdef const double *pb = &b[0, 0, 0] if k else NULL
-    cdef double *po = &out[0, 0, 0]
-    cdef Py_ssize_t sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2], so = m * n
-    cdef bint outer = batch > 1 and m * n * k < BATCH_INNER_MNK
-    cdef bint threaded = n_threads > 1 and batch * m * n * k >= SERIAL_MNK
-    if outer:
-        for i in prange(batch, nogil=True, schedule='static', num_threads=n_threads,
-                        use_threads_if=threaded):
-            dgemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
-                  b.shape[2], 0, po + i * so, n, 1)
-    else:
-        with nogil:
-            for i in range(batch):
-                dgemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
-                      b.shape[2], 0, po + i * so, n, n_threads)
+                gemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
+                     b.shape[2], 0, po + i * so, n, n_threads)

@@ -7,6 +7,7 @@
 #ifndef MINIDL_GEMM_DOTS_H
 #define MINIDL_GEMM_DOTS_H
 
+#include <stddef.h>
 #include <string.h>
 
 #include "platform.h"
@@ -16,9 +17,9 @@ typedef float minidl_v8f __attribute__((vector_size(32)));
 typedef double minidl_v4d __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) float minidl_sdot(const float *x, const float *y,
-                                                               long k) {
+                                                               ptrdiff_t k) {
     minidl_v8f s0 = {0}, s1 = {0}, x0, x1, y0, y1;
-    long p = 0;
+    ptrdiff_t p = 0;
     for (; p + 16 <= k; p += 16) {
         memcpy(&x0, x + p, sizeof x0);
         memcpy(&x1, x + p + 8, sizeof x1);
@@ -34,9 +35,9 @@ static inline __attribute__((always_inline)) float minidl_sdot(const float *x, c
 }
 
 static inline __attribute__((always_inline)) double minidl_ddot(const double *x,
-                                                                const double *y, long k) {
+                                                                const double *y, ptrdiff_t k) {
     minidl_v4d s0 = {0}, s1 = {0}, x0, x1, y0, y1;
-    long p = 0;
+    ptrdiff_t p = 0;
     for (; p + 8 <= k; p += 8) {
         memcpy(&x0, x + p, sizeof x0);
         memcpy(&x1, x + p + 4, sizeof x1);
@@ -51,15 +52,15 @@ static inline __attribute__((always_inline)) double minidl_ddot(const double *x,
     return total;
 }
 #else
-static inline float minidl_sdot(const float *x, const float *y, long k) {
+static inline float minidl_sdot(const float *x, const float *y, ptrdiff_t k) {
     float total = 0;
-    for (long p = 0; p < k; ++p) total += x[p] * y[p];
+    for (ptrdiff_t p = 0; p < k; ++p) total += x[p] * y[p];
     return total;
 }
 
-static inline double minidl_ddot(const double *x, const double *y, long k) {
+static inline double minidl_ddot(const double *x, const double *y, ptrdiff_t k) {
     double total = 0;
-    for (long p = 0; p < k; ++p) total += x[p] * y[p];
+    for (ptrdiff_t p = 0; p < k; ++p) total += x[p] * y[p];
     return total;
 }
 #endif
@@ -68,9 +69,10 @@ static inline double minidl_ddot(const double *x, const double *y, long k) {
  * FMA latency that serializes a single dot. Each result is summed exactly as minidl_sdot. */
 #if defined(__GNUC__)
 static inline __attribute__((always_inline)) void minidl_sdot4(const float *x, const float *y,
-                                                               long ldy, long k, float *out) {
+                                                               ptrdiff_t ldy, ptrdiff_t k,
+                                                               float *out) {
     minidl_v8f s0[4] = {{0}}, s1[4] = {{0}}, x0, x1, y0, y1;
-    long p = 0;
+    ptrdiff_t p = 0;
     for (; p + 16 <= k; p += 16) {
         memcpy(&x0, x + p, sizeof x0);
         memcpy(&x1, x + p + 8, sizeof x1);
@@ -86,23 +88,25 @@ static inline __attribute__((always_inline)) void minidl_sdot4(const float *x, c
     for (int r = 0; r < 4; ++r) {
         minidl_v8f t = s0[r] + s1[r];
         float total = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
-        for (long q = p; q < k; ++q) total += x[q] * y[r * ldy + q];
+        for (ptrdiff_t q = p; q < k; ++q) total += x[q] * y[r * ldy + q];
         out[r] = total;
     }
 }
 #else
-static inline void minidl_sdot4(const float *x, const float *y, long ldy, long k, float *out) {
+static inline void minidl_sdot4(const float *x, const float *y, ptrdiff_t ldy, ptrdiff_t k,
+                                float *out) {
     for (int r = 0; r < 4; ++r) out[r] = minidl_sdot(x, y + r * ldy, k);
 }
 #endif
 
 /* c[i, j] = alpha * dot(a[i, :], b[j, :]) + beta * c[i, j]; c is not read when beta == 0. */
 MINIDL_MULTIVERSION
-static void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *a, long lda,
-                              const float *b, long ldb, float beta, float *c, long ldc) {
+static void minidl_sgemm_dots(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                              ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta, float *c,
+                              ptrdiff_t ldc) {
     float d[4];
-    for (long i = 0; i < m; ++i) {
-        long j = 0;
+    for (ptrdiff_t i = 0; i < m; ++i) {
+        ptrdiff_t j = 0;
         for (; j + 4 <= n; j += 4) {
             minidl_sdot4(a + i * lda, b + j * ldb, ldb, k, d);
             for (int r = 0; r < 4; ++r) {
@@ -118,10 +122,11 @@ static void minidl_sgemm_dots(long m, long n, long k, float alpha, const float *
 }
 
 MINIDL_MULTIVERSION
-static void minidl_dgemm_dots(long m, long n, long k, double alpha, const double *a, long lda,
-                              const double *b, long ldb, double beta, double *c, long ldc) {
-    for (long i = 0; i < m; ++i)
-        for (long j = 0; j < n; ++j) {
+static void minidl_dgemm_dots(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                              const double *a, ptrdiff_t lda, const double *b, ptrdiff_t ldb,
+                              double beta, double *c, ptrdiff_t ldc) {
+    for (ptrdiff_t i = 0; i < m; ++i)
+        for (ptrdiff_t j = 0; j < n; ++j) {
             double d = alpha * minidl_ddot(a + i * lda, b + j * ldb, k);
             c[i * ldc + j] = beta == 0 ? d : d + beta * c[i * ldc + j];
         }

@@ -15,6 +15,7 @@
 #define MINIDL_GEMM_KERNELS_H
 
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include "platform.h"
 
@@ -90,7 +91,7 @@ static void minidl_gemm_init(void)
  * a + i * A_STEP; A_ROWS is the number of rows of A the tile may read (a packed panel is zero
  * padded to MR, in-place A is not). Columns [0, n_valid) are done in passes of WIDTH. */
 #define MINIDL_GEMM_ROW_TILES(TILE, WIDTH, KC, A, A_STEP, A_RS, A_CS, PADDED, B, B_RS)         \
-    for (long i = 0; i < m; i += MINIDL_GEMM_MR) {                                          \
+    for (ptrdiff_t i = 0; i < m; i += MINIDL_GEMM_MR) {                                     \
         int m_valid = m - i < MINIDL_GEMM_MR ? (int)(m - i) : MINIDL_GEMM_MR;               \
         for (int col = 0; col < n_valid; col += (WIDTH))                                    \
             TILE(KC, (A) + i * (A_STEP), A_RS, A_CS, (PADDED) ? MINIDL_GEMM_MR : m_valid,   \
@@ -114,16 +115,16 @@ static void minidl_gemm_init(void)
  * k-major) and B packed in one kc x NR panel, both zero padded: the hot loop of the blocked
  * GEMM. */
 MINIDL_MULTIVERSION
-static void minidl_sgemm_packed(long kc, long m, const float *a, const float *b, float alpha,
-                                float beta, float *c, long ldc, int n_valid)
+static void minidl_sgemm_packed(ptrdiff_t kc, ptrdiff_t m, const float *a, const float *b,
+                                float alpha, float beta, float *c, ptrdiff_t ldc, int n_valid)
 {
     MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, kc, 1, MINIDL_GEMM_MR, 1, b,
                          MINIDL_SGEMM_NR)
 }
 
 MINIDL_MULTIVERSION
-static void minidl_dgemm_packed(long kc, long m, const double *a, const double *b, double alpha,
-                                double beta, double *c, long ldc, int n_valid)
+static void minidl_dgemm_packed(ptrdiff_t kc, ptrdiff_t m, const double *a, const double *b,
+                                double alpha, double beta, double *c, ptrdiff_t ldc, int n_valid)
 {
     MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, kc, 1, MINIDL_GEMM_MR, 1, b,
                          MINIDL_DGEMM_NR)
@@ -133,17 +134,17 @@ static void minidl_dgemm_packed(long kc, long m, const double *a, const double *
  * each holding NR readable columns: the small-shape path, which copies nothing but B's partial
  * (or transposed) panels. */
 MINIDL_MULTIVERSION
-static void minidl_sgemm_strided(long kc, long m, const float *a, long a_rs, long a_cs,
-                                 const float *b, long b_rs, float alpha, float beta, float *c,
-                                 long ldc, int n_valid)
+static void minidl_sgemm_strided(ptrdiff_t kc, ptrdiff_t m, const float *a, ptrdiff_t a_rs,
+                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, float alpha,
+                                 float beta, float *c, ptrdiff_t ldc, int n_valid)
 {
     MINIDL_GEMM_DISPATCH(minidl_sgemm, MINIDL_SGEMM_NR, kc, a, a_rs, a_rs, a_cs, 0, b, b_rs)
 }
 
 MINIDL_MULTIVERSION
-static void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, long a_cs,
-                                 const double *b, long b_rs, double alpha, double beta, double *c,
-                                 long ldc, int n_valid)
+static void minidl_dgemm_strided(ptrdiff_t kc, ptrdiff_t m, const double *a, ptrdiff_t a_rs,
+                                 ptrdiff_t a_cs, const double *b, ptrdiff_t b_rs, double alpha,
+                                 double beta, double *c, ptrdiff_t ldc, int n_valid)
 {
     MINIDL_GEMM_DISPATCH(minidl_dgemm, MINIDL_DGEMM_NR, kc, a, a_rs, a_rs, a_cs, 0, b, b_rs)
 }
@@ -154,25 +155,25 @@ static void minidl_dgemm_strided(long kc, long m, const double *a, long a_rs, lo
  * (the strided per-row loop cost 7% of a 1024^3 product). */
 #define MINIDL_DEFINE_PACK_A(NAME, T)                                                        \
     MINIDL_MULTIVERSION                                                                     \
-    static void NAME(int trans, long mc, long kc, const T *a, long lda, T *dst)             \
+    static void NAME(int trans, ptrdiff_t mc, ptrdiff_t kc, const T *a, ptrdiff_t lda, T *dst) \
     {                                                                                       \
-        for (long i = 0; i < mc; i += MINIDL_GEMM_MR, dst += MINIDL_GEMM_MR * kc) {         \
-            long rows = mc - i < MINIDL_GEMM_MR ? mc - i : MINIDL_GEMM_MR;                  \
+        for (ptrdiff_t i = 0; i < mc; i += MINIDL_GEMM_MR, dst += MINIDL_GEMM_MR * kc) {    \
+            ptrdiff_t rows = mc - i < MINIDL_GEMM_MR ? mc - i : MINIDL_GEMM_MR;             \
             if (rows == MINIDL_GEMM_MR && !trans) {                                         \
                 const T *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;  \
                 const T *a4 = a3 + lda, *a5 = a4 + lda;                                     \
-                for (long p = 0; p < kc; p++) {                                             \
+                for (ptrdiff_t p = 0; p < kc; p++) {                                        \
                     T *d = dst + p * MINIDL_GEMM_MR;                                        \
                     d[0] = a0[p], d[1] = a1[p], d[2] = a2[p];                               \
                     d[3] = a3[p], d[4] = a4[p], d[5] = a5[p];                               \
                 }                                                                           \
             } else if (rows == MINIDL_GEMM_MR) {                                            \
-                for (long p = 0; p < kc; p++)                                               \
+                for (ptrdiff_t p = 0; p < kc; p++)                                          \
                     memcpy(dst + p * MINIDL_GEMM_MR, a + p * lda + i,                       \
                            MINIDL_GEMM_MR * sizeof(T));                                     \
             } else {                                                                        \
-                for (long p = 0; p < kc; p++)                                               \
-                    for (long r = 0; r < MINIDL_GEMM_MR; r++)                               \
+                for (ptrdiff_t p = 0; p < kc; p++)                                          \
+                    for (ptrdiff_t r = 0; r < MINIDL_GEMM_MR; r++)                          \
                         dst[p * MINIDL_GEMM_MR + r] =                                       \
                             r >= rows ? 0 : trans ? a[p * lda + i + r] : a[(i + r) * lda + p]; \
             }                                                                               \
@@ -232,12 +233,12 @@ static inline __attribute__((always_inline)) void minidl_transpose_8x8(minidl_f6
 /* dst[p * NR + j] = b[j * ldb + p] for p < kc, j < cols, and 0 for cols <= j < NR. */
 #define MINIDL_DEFINE_PACK_BT(NAME, T, V, NR, LANES, TRANSPOSE)                              \
     MINIDL_MULTIVERSION                                                                     \
-    static void NAME(long kc, long cols, const T *b, long ldb, T *dst)                      \
+    static void NAME(ptrdiff_t kc, ptrdiff_t cols, const T *b, ptrdiff_t ldb, T *dst)       \
     {                                                                                       \
-        long p0 = 0;                                                                        \
+        ptrdiff_t p0 = 0;                                                                   \
         if (cols == (NR) && minidl_gemm_vector_bytes == 64) {                               \
             for (; p0 + (LANES) <= kc; p0 += (LANES)) {                                     \
-                for (long j0 = 0; j0 < (NR); j0 += (LANES)) {                               \
+                for (ptrdiff_t j0 = 0; j0 < (NR); j0 += (LANES)) {                          \
                     V r[LANES];                                                             \
                     for (int q = 0; q < (LANES); q++)                                       \
                         memcpy(&r[q], b + (j0 + q) * ldb + p0, sizeof(V));                  \
@@ -247,10 +248,10 @@ static inline __attribute__((always_inline)) void minidl_transpose_8x8(minidl_f6
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
-        for (long p = p0; p < kc; p++) {                                                    \
-            for (long j = 0; j < cols; j++)                                                 \
+        for (ptrdiff_t p = p0; p < kc; p++) {                                               \
+            for (ptrdiff_t j = 0; j < cols; j++)                                            \
                 dst[p * (NR) + j] = b[j * ldb + p];                                         \
-            for (long j = cols; j < (NR); j++)                                              \
+            for (ptrdiff_t j = cols; j < (NR); j++)                                         \
                 dst[p * (NR) + j] = 0;                                                      \
         }                                                                                   \
     }

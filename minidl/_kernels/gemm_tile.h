@@ -20,9 +20,9 @@
  * never reads C, so C may be uninitialized. */
 
 static inline __attribute__((always_inline)) void GEMM_TILE_NAME(
-    long kc, const GEMM_T *restrict a, long a_rs, long a_cs, int a_rows,
-    const GEMM_T *restrict b, long b_rs, GEMM_T alpha, GEMM_T beta,
-    GEMM_T *restrict c, long ldc, int m_valid, int n_valid)
+    ptrdiff_t kc, const GEMM_T *restrict a, ptrdiff_t a_rs, ptrdiff_t a_cs, int a_rows,
+    const GEMM_T *restrict b, ptrdiff_t b_rs, GEMM_T alpha, GEMM_T beta,
+    GEMM_T *restrict c, ptrdiff_t ldc, int m_valid, int n_valid)
 {
     enum { LANES = sizeof(GEMM_V) / sizeof(GEMM_T), WIDTH = GEMM_NV * LANES };
     GEMM_V acc[MINIDL_GEMM_MR][GEMM_NV];
@@ -40,7 +40,7 @@ static inline __attribute__((always_inline)) void GEMM_TILE_NAME(
     }
 
 #pragma GCC unroll 4
-    for (long p = 0; p < kc; p++) {
+    for (ptrdiff_t p = 0; p < kc; p++) {
         GEMM_V bv[GEMM_NV];
         for (int v = 0; v < GEMM_NV; v++)
             memcpy(&bv[v], b + p * b_rs + v * LANES, sizeof(GEMM_V));

@@ -9,10 +9,7 @@ result does not depend on the thread count.
 
 from libc.math cimport exp, log
 from libc.stdint cimport int64_t
-
-ctypedef fused floating:
-    float
-    double
+from minidl._kernels.types cimport real
 
 
 def softmax_cross_entropy_forward(scores, target, prob, row_loss) -> int:
@@ -21,7 +18,7 @@ def softmax_cross_entropy_forward(scores, target, prob, row_loss) -> int:
     float64. Returns the index of the first target outside [0, C), or -1 when all are valid
     (rows after an invalid one are left unwritten).
     """
-    # Explicit dispatch: a fused-type def function matches signatures in Python (~10 us).
+    # The specialization picked here, not by a fused def's dispatcher (types.pxd).
     if scores.dtype.itemsize == 4:
         return _forward[float](scores, target, prob, row_loss)
     return _forward[double](scores, target, prob, row_loss)
@@ -48,8 +45,8 @@ cdef int _check_shapes(str op, Py_ssize_t n, Py_ssize_t c, Py_ssize_t nt, Py_ssi
     return 0
 
 
-cdef Py_ssize_t _forward(const floating[:, ::1] scores, const int64_t[::1] target,
-                         floating[:, ::1] prob, double[::1] row_loss) except -2:
+cdef Py_ssize_t _forward(const real[:, ::1] scores, const int64_t[::1] target,
+                         real[:, ::1] prob, double[::1] row_loss) except -2:
     cdef Py_ssize_t n = scores.shape[0], c = scores.shape[1], i, j, bad = -1
     cdef int64_t t
     cdef double top, total, lse
@@ -71,16 +68,16 @@ cdef Py_ssize_t _forward(const floating[:, ::1] scores, const int64_t[::1] targe
                 total = total + exp(scores[i, j] - top)
             lse = top + log(total)
             for j in range(c):
-                prob[i, j] = <floating>exp(scores[i, j] - lse)
+                prob[i, j] = <real>exp(scores[i, j] - lse)
             row_loss[i] = lse - scores[i, t]
     return bad
 
 
-cdef Py_ssize_t _backward(const floating[:, ::1] prob, const int64_t[::1] target, double scale,
-                          floating[:, ::1] grad) except -2:
+cdef Py_ssize_t _backward(const real[:, ::1] prob, const int64_t[::1] target, double scale,
+                          real[:, ::1] grad) except -2:
     """The first row whose target is outside [0, C) (then nothing is written), else -1."""
     cdef Py_ssize_t n = prob.shape[0], c = prob.shape[1], i, j
-    cdef floating s = <floating>scale
+    cdef real s = <real>scale
     _check_shapes("softmax_cross_entropy_backward", n, c, target.shape[0], grad.shape[0],
                   grad.shape[1])
     with nogil:

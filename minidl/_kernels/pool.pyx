@@ -11,16 +11,13 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
 from minidl._kernels.bounds cimport first_valid
+from minidl._kernels.types cimport real
 
 cdef extern from "pool_kernels.h" nogil:
     void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
                           Py_ssize_t b1)
     Py_ssize_t first_bad_index(const long long *index, Py_ssize_t n, Py_ssize_t limit)
-
-ctypedef fused real:
-    float
-    double
 
 # Below this many input elements a kernel runs on one thread: an OpenMP region costs ~1 us,
 # the time to pool ~10^4 elements.

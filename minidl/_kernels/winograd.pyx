@@ -8,7 +8,7 @@ integer, negative crops) and out's size implying the rest.
 The N * ceil(OH / 2) * ceil(OW / 2) output tiles, numbered image by image and row by row, are cut
 into blocks of TB consecutive tiles (TB from the channel counts only). Per block: the input
 transform V (16, C, TB), 16 GEMMs M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's
-own sgemm, and the output transform. Blocks are independent (any thread may run any block).
+own GEMM, and the output transform. Blocks are independent (any thread may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
 group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
 order: bitwise the same for any thread count.
@@ -23,7 +23,7 @@ from posix.stdlib cimport posix_memalign
 
 import numpy as np
 
-from minidl._kernels.gemm cimport sgemm
+from minidl._kernels.gemm cimport gemm
 
 cdef extern from "winograd_kernels.h" nogil:
     Py_ssize_t wino_scratch_floats(Py_ssize_t tiles)
@@ -99,6 +99,9 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     cdef const float *bp = NULL
     if bias is not None:
         bias_view = bias
+        if bias_view.shape[0] != OC:
+            raise ValueError(f"winograd.forward: bias has {bias_view.shape[0]} entries for {OC} "
+                             f"output channels")
         bp = &bias_view[0]
     cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
     cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
@@ -126,8 +129,8 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
             t1 = min(T, t0 + TB)
             _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, V, S)
             for e in range(16):
-                sgemm(False, False, OC, t1 - t0, C, 1, up + e * OC * C, C,
-                      V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, inner)
+                gemm(False, False, OC, t1 - t0, C, 1, up + e * OC * C, C,
+                     V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, inner)
             t = t0
             while t < t1:
                 n = t // (th * tw)
@@ -204,9 +207,9 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                                       D + o * TB + (t - t0), _estride(OC, TB), S)
                     t = t + (tx1 - tx0)
                 for e in range(16):
-                    sgemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
-                          V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
-                          pp + (grp * 16 + e) * OC * C, C, inner)
+                    gemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
+                         V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
+                         pp + (grp * 16 + e) * OC * C, C, inner)
         free(V)
         free(D)
         free(S)

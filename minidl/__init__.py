@@ -11,6 +11,13 @@ random, utils and the parity modules listed there.
 
 __version__ = "0.1.0"
 
+import warnings
+
+# NumPy reports 1/0, log(-1), inf - inf and overflow as RuntimeWarnings attributed to the line
+# that called the ufunc; PyTorch computes the same IEEE results silently. Only warnings from
+# minidl's own modules are silenced: the user's NumPy code keeps its warnings.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"minidl(\.|$)")
+
 from minidl import accelerator, autograd, backends, cuda, random, return_types, threads
 from minidl.device import device, get_default_device, set_default_device
 from minidl.dtypes import (

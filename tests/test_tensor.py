@@ -194,3 +194,27 @@ def test_backward_accepts_a_nan_gradient():
     y = minidl.tensor([1.0, 2.0], requires_grad=True)
     (y * 2).backward(minidl.tensor([float("nan"), float("inf")]))
     assert np.isnan(y.grad.numpy()[0]) and y.grad.numpy()[1] == np.inf
+
+
+def test_ieee_special_values_are_silent_as_in_pytorch():
+    """1/0, 0/0, log(-1), exp overflow and inf - inf give inf/NaN without a warning (NumPy
+    would warn from inside minidl); the user's own NumPy code still warns."""
+    from childproc import run_child
+
+    out, _ = run_child(
+        """
+        import warnings
+        import numpy as np
+        import minidl
+        with warnings.catch_warnings(record=True) as caught:
+            x = minidl.tensor([0.0, 1.0, -1.0], requires_grad=True)
+            y = (x / 0).sum() + x.log().sum() + (x * 1e30).exp().sum() + (x / 0 - x / 0).sum()
+            y.backward()
+            print(y.item(), x.grad.numpy().tolist(), len(caught))
+            np.float32(1) / np.float32(0)
+            print([str(c.message) for c in caught])
+        """
+    )
+    first, second = out.strip().splitlines()[:2]
+    assert first.startswith("nan") and first.endswith(" 0")
+    assert second == "['divide by zero encountered in scalar divide']"

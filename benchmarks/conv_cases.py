@@ -15,6 +15,11 @@ single-thread FMA peak of each instruction set:
 
     python -m benchmarks.conv_cases                  # needs torch==2.13.0 for the ratios
     python -m benchmarks.conv_cases --filter resnet --repeat 10 --threads 1
+    python -m benchmarks.conv_cases --passes --threads 1 --cpu-time   # fwd, dX, dW apart
+
+With --passes each layer's forward, input gradient ("bwd-data") and weight (+ bias) gradient
+("bwd-weight") are timed on their own, minidl through minidl.backends.conv into preallocated
+arrays, PyTorch through aten's convolution_backward with one output mask at a time.
 """
 
 from __future__ import annotations
@@ -51,6 +56,57 @@ def cases() -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
+PASS_MODES = ("fwd", "bwd-data", "bwd-weight")
+
+
+def minidl_pass_step(d: dict, stride: int, pad: int, mode: str):
+    """A zero-argument callable running one pass of minidl's conv2d (arrays preallocated)."""
+    import numpy as np
+
+    from minidl.backends import conv as backend
+    from minidl.threads import get_num_threads
+
+    x, w, b, gy = d["x"], d["w"], d.get("b"), d["gy"]
+    geometry = ((stride, stride), (pad, pad), (1, 1), 1)
+    if mode == "fwd":
+        out = np.empty_like(gy)
+        return lambda: backend.conv2d_forward(
+            x, w, b, out, *geometry, False, get_num_threads()
+        )
+    grad_x = np.empty_like(x) if mode == "bwd-data" else None
+    grad_w = np.empty_like(w) if mode == "bwd-weight" else None
+    grad_b = np.empty_like(b) if mode == "bwd-weight" and b is not None else None
+    return lambda: backend.conv2d_backward(
+        x, w, gy, None, grad_x, grad_w, grad_b, *geometry, get_num_threads()
+    )
+
+
+def torch_pass_step(d: dict, stride: int, pad: int, mode: str):
+    """The same pass in PyTorch (aten.convolution / convolution_backward)."""
+    import torch
+
+    x, w, gy = (torch.from_numpy(d[k]) for k in ("x", "w", "gy"))
+    b = torch.from_numpy(d["b"]) if "b" in d else None
+    conv = torch.nn.functional.conv2d
+    if mode == "fwd":
+
+        def fwd():
+            with torch.no_grad():
+                return conv(x, w, b, stride=stride, padding=pad)
+
+        return fwd
+    mask = [mode == "bwd-data", mode == "bwd-weight", mode == "bwd-weight" and b is not None]
+    bias_sizes = [w.shape[0]] if b is not None else None
+
+    def bwd():
+        with torch.no_grad():
+            return torch.ops.aten.convolution_backward(
+                gy, x, w, bias_sizes, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0], 1, mask
+            )
+
+    return bwd
+
+
 def _sample(fn, number: int, cpu_time: bool = False) -> float:
     """Seconds per call of `number` back-to-back calls: wall-clock, or with cpu_time the calling
     thread's CPU time (valid at 1 thread only, where both engines compute on the calling
@@ -76,7 +132,10 @@ def torch_child() -> None:
         if key not in steps:
             _, xs, ws, stride, pad, bias = CONV_SHAPES[req["layer"]]
             data = conv_data(xs, ws, stride, pad, bias)
-            steps[key] = torch_conv_step(data, stride, pad, req["backward"])
+            if req["backward"] in PASS_MODES:
+                steps[key] = torch_pass_step(data, stride, pad, req["backward"])
+            else:
+                steps[key] = torch_conv_step(data, stride, pad, req["backward"])
         torch.set_num_threads(req["threads"])
         if req.get("warmup"):
             steps[key]()
@@ -163,7 +222,7 @@ def run_table(args: argparse.Namespace) -> None:
         + ", ".join(f"{isa} {gf:.0f}" for isa, gf in peaks.items())
     )
     layers = [i for i, layer in enumerate(CONV_SHAPES) if args.filter in layer[0]]
-    modes = [("fwd+bwd", True), ("fwd", False)]
+    modes = [(m, m) for m in PASS_MODES] if args.passes else [("fwd+bwd", True), ("fwd", False)]
     results = {}  # (layer, mode, threads) -> (minidl s, torch s or None)
     for threads in args.threads:
         for i in layers:
@@ -171,7 +230,10 @@ def run_table(args: argparse.Namespace) -> None:
             data = conv_data(xs, ws, stride, pad, bias)
             for mode, backward in modes:
                 minidl.set_num_threads(threads)
-                step = minidl_conv_step(data, stride, pad, backward)
+                if backward in PASS_MODES:
+                    step = minidl_pass_step(data, stride, pad, backward)
+                else:
+                    step = minidl_conv_step(data, stride, pad, backward)
                 step()
                 n_ours = _number(_sample(step, 1))
                 ours, ref = math.inf, math.inf
@@ -200,7 +262,7 @@ def run_table(args: argparse.Namespace) -> None:
             row = f"| {name} | {mode} |"
             for t in args.threads:
                 ours, ref = results[i, mode, t]
-                gf = (3 if backward else 1) * flops / ours / 1e9
+                gf = (3 if backward is True else 1) * flops / ours / 1e9
                 row += f" {ours * 1e3:.3f} | {gf:.0f} |"
                 if ref is None:
                     row += " - | - |"
@@ -224,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--filter", default="", help="only layers whose name contains this")
     parser.add_argument("--repeat", type=int, default=5, help="samples per engine (best of)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--passes", action="store_true", help="time forward, input and weight gradient apart"
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument(
         "--cpu-time",

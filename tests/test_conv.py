@@ -182,6 +182,29 @@ NAMED = {
     "stride_larger_than_kernel": dict(shape=(2, 2, 11, 10), wshape=(3, 2, 2, 3), stride=(4, 5)),
     "padding_kernel_minus_1": dict(shape=(1, 2, 3, 3), wshape=(2, 2, 4, 4), padding=(3, 3)),
     "dilation": dict(shape=(2, 3, 12, 10), wshape=(4, 3, 3, 2), dilation=(3, 2), padding=(1, 0)),
+    # Stride phases (_pad_planes) under the row-vector kernels: a wide stride-2 layer with full
+    # 16-lane rows (forward and input gradient by phases, as ResNet's 16->32 s2), few channels
+    # (every pass by phases), odd sizes and paddings, dilation with stride, stride > kernel and
+    # padding > kernel.
+    "strided_rowvec": dict(
+        shape=(2, 16, 9, 32), wshape=(32, 16, 3, 3), stride=(2, 2), padding=(1, 1)
+    ),
+    "strided_few_channels": dict(
+        shape=(3, 3, 13, 33), wshape=(5, 3, 3, 3), stride=(2, 2), padding=(1, 1)
+    ),
+    "strided_odd": dict(shape=(2, 4, 11, 35), wshape=(6, 4, 3, 4), stride=(2, 3), padding=(2, 0)),
+    "strided_dilated": dict(
+        shape=(2, 3, 14, 36), wshape=(4, 3, 3, 3), stride=(3, 2), dilation=(2, 1), padding=(1, 2)
+    ),
+    "strided_beyond_kernel": dict(
+        shape=(2, 3, 17, 50), wshape=(4, 3, 2, 2), stride=(3, 3), padding=(1, 0)
+    ),
+    "strided_padding_beyond_kernel": dict(
+        shape=(2, 2, 7, 30), wshape=(3, 2, 2, 2), stride=(2, 2), padding=(3, 3)
+    ),
+    # A ResNet stem: 3-channel input gradient (4 x 4 register tiles), row-vector weight
+    # gradient for 16 output channels.
+    "stem": dict(shape=(2, 3, 8, 32), wshape=(16, 3, 3, 3), padding=(1, 1)),
 }
 
 
@@ -302,6 +325,10 @@ def test_conv2d_skips_input_gradient_when_not_needed():
         "packed_strided",
         "depthwise",
         "dilation",
+        "strided_rowvec",
+        "strided_few_channels",
+        "strided_odd",
+        "stem",
     ],
 )
 def test_conv2d_bitwise_identical_for_1_2_3_threads(name):
@@ -498,6 +525,10 @@ def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
         "packed_strided",
         "depthwise",
         "direct_dilated",
+        "strided_rowvec",
+        "strided_odd",
+        "strided_dilated",
+        "stem",
     ],
 )
 def test_conv2d_reads_nothing_past_its_inputs(name):
@@ -531,3 +562,32 @@ def test_conv2d_reads_nothing_past_its_inputs(name):
     )[0]
     np.testing.assert_allclose(out.data, ref, rtol=2e-5, atol=2e-5 * max(1, np.abs(ref).max()))
     assert tx.grad is not None and tw.grad is not None
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wide_3x3_stride2",
+        "strided_rowvec",
+        "strided_few_channels",
+        "strided_odd",
+        "strided_dilated",
+        "strided_beyond_kernel",
+        "strided_padding_beyond_kernel",
+        "stem",
+        "packed_strided",
+    ],
+)
+def test_conv2d_forced_algorithm_matches_reference(name, algorithm):
+    """Each algorithm of minidl.backends.conv on the strided and stem shapes: "direct" runs the
+    row-vector kernels by stride phases for every pass (also on the wide layers, whose weight
+    gradient "auto" gives to the GEMM), "im2col" the GEMM for every pass."""
+    from minidl.backends import conv as backend
+
+    saved = backend.algorithm
+    backend.algorithm = algorithm
+    try:
+        _check_against_reference(_named(name), np.float32, 2e-5)
+    finally:
+        backend.algorithm = saved

@@ -289,16 +289,18 @@ def test_auto_rule_follows_the_measured_table(algorithm):
     algorithm("auto")
     f32 = np.float32
 
-    def picks(c, oc):
-        args = ((128, c, 16, 16), (oc, c, 3, 3), f32, (1, 1), (1, 1), 1)
+    def picks(c, oc, size=16):
+        args = ((128, c, size, size), (oc, c, 3, 3), f32, (1, 1), (1, 1), 1)
         return tuple(conv_backend.choose(p, *args) for p in ("forward", "input", "weight"))
 
     if not conv_backend._WIDE_ISA:
         assert picks(64, 64) == ("auto", "auto", "auto")
         return
     assert picks(3, 16) == ("auto", "auto", "auto")
-    assert picks(16, 16) == ("auto", "auto", "winograd")
+    assert picks(16, 16) == ("auto", "auto", "auto")
+    assert picks(32, 32) == ("auto", "auto", "winograd")
     assert picks(32, 64) == ("winograd", "auto", "winograd")
+    assert picks(32, 64, size=26) == ("winograd", "auto", "auto")  # 169 tiles > one block
     assert picks(64, 64) == ("winograd", "winograd", "winograd")
 
 

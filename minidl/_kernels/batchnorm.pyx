@@ -151,9 +151,10 @@ cdef void _stats(const real[:, :, ::1] x, double[::1] mean, double[::1] var, dou
             var[c] = m2_a / n_a
 
 
-def batch_norm_apply(x, scale, shift, y, int n_threads) -> None:
-    """y[n, c, l] = x[n, c, l] * scale[c] + shift[c]; x, y (N, C, L) of one float dtype,
-    scale, shift (C,) float64 (rounded to x's dtype first). y may be x."""
+def batch_norm_apply(x, scale, shift, y, int n_threads, bint relu=False) -> None:
+    """y[n, c, l] = x[n, c, l] * scale[c] + shift[c], then max(., 0) with relu (a fused ReLU:
+    NaN stays NaN); x, y (N, C, L) of one float dtype, scale, shift (C,) float64 (rounded to x's
+    dtype first). y may be x."""
     C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
     _check("batch_norm_apply", x, ("scale", scale, (C,), np.float64),
            ("shift", shift, (C,), np.float64), ("y", y, x.shape, x.dtype))
@@ -164,17 +165,17 @@ def batch_norm_apply(x, scale, shift, y, int n_threads) -> None:
     rows = chunk_rows(x.shape[2])
     chunks = (x.shape[0] + rows - 1) // rows
     if x.dtype == np.float32:
-        _apply[float](x, scale, shift, y, rows, chunks, n_threads)
+        _apply[float](x, scale, shift, y, rows, chunks, relu, n_threads)
     else:
-        _apply[double](x, scale, shift, y, rows, chunks, n_threads)
+        _apply[double](x, scale, shift, y, rows, chunks, relu, n_threads)
 
 
 cdef void _apply(const real[:, :, ::1] x, const double[::1] scale, const double[::1] shift,
-                 real[:, :, ::1] y, Py_ssize_t rows, Py_ssize_t chunks,
+                 real[:, :, ::1] y, Py_ssize_t rows, Py_ssize_t chunks, bint relu,
                  int n_threads) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
     cdef Py_ssize_t item, c, n, i, off
-    cdef real a, b
+    cdef real a, b, v
     cdef const real *xp = &x[0, 0, 0]
     cdef real *yp = &y[0, 0, 0]
     cdef int nt = _threads(N * C * L, n_threads)
@@ -185,8 +186,13 @@ cdef void _apply(const real[:, :, ::1] x, const double[::1] scale, const double[
         b = <real>shift[c]
         for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
             off = (n * C + c) * L
-            for i in range(L):
-                yp[off + i] = xp[off + i] * a + b
+            if relu:
+                for i in range(L):
+                    v = xp[off + i] * a + b
+                    yp[off + i] = 0 if v < 0 else v
+            else:
+                for i in range(L):
+                    yp[off + i] = xp[off + i] * a + b
 
 
 def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batch_stats,

@@ -21,7 +21,6 @@ from minidl._kernels.types cimport real
 
 cdef extern from "conv_kernels.h" nogil:
     # Every size, stride, offset and count is a Py_ssize_t (ptrdiff_t in C): never narrowed.
-    int conv_direct_f32_ocb(Py_ssize_t oc)
     void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
                               Py_ssize_t nsteps, Py_ssize_t block_steps, const float *wpk,
                               Py_ssize_t ocb, Py_ssize_t oc_valid, const float *bias, int relu,
@@ -42,14 +41,18 @@ cdef extern from "conv_kernels.h" nogil:
                                  Py_ssize_t ocp, float *gt)
     int conv_dw_f32_ocb(Py_ssize_t oc)
     int conv_dw_f32_tb(Py_ssize_t KW)
-    void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, const float *g,
-                           Py_ssize_t g_img, Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH,
-                           Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
-                           Py_ssize_t dw, Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
+    void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, Py_ssize_t phase,
+                           Py_ssize_t sh, Py_ssize_t sw, const float *g, Py_ssize_t g_img,
+                           Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH, Py_ssize_t OW,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
+                           Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
                            Py_ssize_t dw_o_stride, float *db)
-    void conv_pad_plane_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
-                            float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
-                            Py_ssize_t left)
+    void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
+                             float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                             Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)
+    void conv_unphase_f32(const float *src, Py_ssize_t Ha, Py_ssize_t Wb, float *dst,
+                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
+                          Py_ssize_t sh, Py_ssize_t sw)
     float conv_sum_f32(const float *p, Py_ssize_t n)
 
 # Below this many multiply-adds a kernel runs on one thread: an OpenMP region costs ~1 us.
@@ -226,8 +229,9 @@ def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1
 
 
 # ---------------------------------------------------------------------------------------------
-# Direct float32 kernels (conv_kernels.h) for stride 1, groups 1: the input is first copied into
-# zero-padded planes whose row pitch lets 16 output pixels load as one vector.
+# Direct float32 kernels (conv_kernels.h) for groups 1: the input is first copied into
+# zero-padded planes (one per stride phase) whose row pitch lets 16 output pixels load as one
+# vector.
 # ---------------------------------------------------------------------------------------------
 
 _scratch_store = threading.local()
@@ -263,8 +267,23 @@ def _scratch(str name, shape, dtype=np.float32):
 cdef int DW_CHUNK = 8
 
 
-cdef inline Py_ssize_t _row_pitch(Py_ssize_t OW, Py_ssize_t KW, Py_ssize_t dw) noexcept nogil:
-    return (OW + 15) // 16 * 16 + (KW - 1) * dw
+cdef inline Py_ssize_t _row_pitch(Py_ssize_t OW, Py_ssize_t KW, Py_ssize_t dw,
+                                  Py_ssize_t sw) noexcept nogil:
+    """Row pitch of the padded (phase) planes the row-vector kernels read: whole 16-lane
+    vectors of output pixels plus the window's reach in one stride phase."""
+    return (OW + 15) // 16 * 16 + (KW - 1) * dw // sw
+
+
+cdef int _direct_ocb(Py_ssize_t oc):
+    """Output channels per row-vector register tile (8, 6, 4 or 1; conv_direct_f32_rows picks
+    the tile from it): the one wasting the fewest padded channels, larger first (fewer input
+    reloads). The packed weights use it too."""
+    cdef int best = 8, b
+    cdef Py_ssize_t best_pad = -1
+    for b in (8, 6, 4, 1):
+        if best_pad < 0 or (oc + b - 1) // b * b < best_pad:
+            best, best_pad = b, (oc + b - 1) // b * b
+    return best
 
 
 def _pack_weights(const float[:, :, :, ::1] w, int ocb, bint flip):
@@ -287,12 +306,13 @@ def _pack_weights(const float[:, :, :, ::1] w, int ocb, bint flip):
 
 def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp,
                 Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left, Py_ssize_t planes_out,
-                Py_ssize_t slack, int n_threads):
-    """Zero-padded copy into scratch buffer `name`: (N, planes_out) planes of Hp x Wp (planes
-    past src's channels zero) plus `slack` zero floats; elements where relu_out (like src) is
-    <= 0 become 0 (the fused ReLU's backward; NaN passes, as in torch)."""
+                Py_ssize_t slack, int n_threads, Py_ssize_t sh=1, Py_ssize_t sw=1):
+    """Zero-padded copy into scratch buffer `name`: (N, planes_out) channels (those past src's
+    channels zero) of sh * sw stride-phase planes of Hp x Wp each (conv_pad_phases_f32; one
+    plane for stride 1) plus `slack` zero floats; elements where relu_out (like src) is <= 0
+    become 0 (the fused ReLU's backward; NaN passes, as in torch)."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], H = src.shape[2], W = src.shape[3]
-    cdef Py_ssize_t plane = Hp * Wp, p, n, c, i
+    cdef Py_ssize_t plane = sh * sw * Hp * Wp, p, n, c, i
     buf = _scratch(name, N * planes_out * plane + slack)
     cdef float[::1] b = buf
     cdef const float[:, :, :, ::1] mask
@@ -308,9 +328,9 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
         n = p // planes_out
         c = p % planes_out
         if c < C:
-            conv_pad_plane_f32(sp + (n * C + c) * H * W, H, W,
-                               mp + (n * C + c) * H * W if mp != NULL else NULL,
-                               bp + p * plane, Hp, Wp, top, left)
+            conv_pad_phases_f32(sp + (n * C + c) * H * W, H, W,
+                                mp + (n * C + c) * H * W if mp != NULL else NULL,
+                                bp + p * plane, Hp, Wp, top, left, sh, sw)
         else:
             for i in range(plane):
                 bp[p * plane + i] = 0
@@ -319,49 +339,75 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
     return buf
 
 
-def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t plane, Py_ssize_t Wp,
-                 Py_ssize_t dh, Py_ssize_t dw):
-    """Offset of every (channel, kh, kw) tap from a window's corner in padded planes of
-    `plane` elements and row pitch Wp, in the order the direct kernels sweep them."""
-    cdef Py_ssize_t T = KH * KW, t
+def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp, Py_ssize_t Wp,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw):
+    """Offset of every (channel, kh, kw) tap from a window's corner in padded channels of
+    sh * sw stride-phase planes of Hp x Wp (see _pad_planes), in the order the direct kernels
+    sweep them: tap (kh, kw) of a stride-(sh, sw) window lies in phase plane
+    (kh * dh % sh, kw * dw % sw), (kh * dh // sh, kw * dw // sw) from the window's corner."""
+    cdef Py_ssize_t T = KH * KW, t, rh, rw
     steps = np.empty(C * T, dtype=np.intp)
     cdef Py_ssize_t[::1] step_off = steps
     for t in range(C * T):
-        step_off[t] = (t // T) * plane + (t % T // KW) * dh * Wp + (t % KW) * dw
+        rh = (t % T // KW) * dh
+        rw = (t % KW) * dw
+        step_off[t] = ((t // T) * sh * sw + (rh % sh) * sw + rw % sw) * Hp * Wp + (
+            rh // sh) * Wp + rw // sw
     return steps
 
 
 def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::1] weight,
                  bint flip, bias, float[:, :, :, ::1] out, Py_ssize_t top, Py_ssize_t left,
-                 Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads):
-    """out = stride-1 correlation of src (N, C, H, W), padded by (top, left) (negative: cropped)
-    and zero below/right as far as out needs, with weight (OC, C, KH, KW), or with flip the
-    input-gradient kernel of a weight (C, OC, KH, KW). relu_in masks src (fused ReLU backward)."""
-    cdef Py_ssize_t N = src.shape[0], C = src.shape[1]
+                 Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads, Py_ssize_t sh=1,
+                 Py_ssize_t sw=1):
+    """out = stride-(sh, sw) correlation of src (N, C, H, W), padded by (top, left) (negative:
+    cropped) and zero below/right as far as out needs, with weight (OC, C, KH, KW), or with flip
+    the input-gradient kernel of a weight (C, OC, KH, KW). relu_in masks src (fused ReLU
+    backward). A stride > 1 reads the input split into stride phases (_pad_planes), where every
+    window is a stride-1 one, so the same row-vector kernel runs."""
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
-    cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t Hp = OH + (KH - 1) * dh, Wp = _row_pitch(OW, KW, dw), plane = Hp * Wp
-    cdef int ocb = conv_direct_f32_ocb(OC)
+    cdef Py_ssize_t Hp = out.shape[2] + (KH - 1) * dh // sh
+    cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw)
+    xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, src.shape[1], 0,
+                       n_threads, sh, sw)
+    _direct_rows(xpad, Hp, Wp, 0, sh, sw, weight, flip, bias, out, dh, dw, relu, n_threads)
+
+
+def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t base,
+                 Py_ssize_t sh, Py_ssize_t sw, const float[:, :, :, ::1] weight, bint flip, bias,
+                 float[:, :, :, ::1] out, Py_ssize_t dh, Py_ssize_t dw, bint relu,
+                 int n_threads):
+    """_direct_conv's compute on an input already padded into channels of sh * sw phase planes
+    of Hp x Wp (_pad_planes), output pixel (0, 0)'s window at xpad[base] of each channel.
+    Hp, Wp must hold out's windows: Hp >= base // Wp + OH + (KH - 1) * dh // sh and
+    Wp >= base % Wp + _row_pitch(OW, KW, dw, sw)."""
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
+    cdef Py_ssize_t C = weight.shape[0] if flip else weight.shape[1]
+    cdef Py_ssize_t N = out.shape[0], OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t plane = sh * sw * Hp * Wp
+    if xpad.shape[0] < N * C * plane:
+        raise ValueError("conv2d: padded input smaller than its planes")
+    cdef int ocb = _direct_ocb(OC)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW, item, n, blk, r0
     cdef Py_ssize_t nv = (OW + 15) // 16
     cdef Py_ssize_t nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
     # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
     cdef Py_ssize_t rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
     cdef Py_ssize_t nrb = (OH + rows - 1) // rows
-    # Input channels per block: the KH padded rows of a block that a register tile sweeps stay
-    # within 32 KiB of L1 (the kernel parks the accumulators between blocks).
-    cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (KH * Wp * 4))) * T
-    xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, C, 0, n_threads)
+    # Input channels per block: the padded rows that a group of register tiles (up to 8 tiles,
+    # conv_direct_f32_rows) sweeps, in each of the sw column phases, stay within 32 KiB of L1
+    # (the kernel parks the accumulators between blocks).
+    cdef Py_ssize_t group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
+    cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
     packed = _pack_weights(weight, ocb, flip)
-    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, plane, Wp, dh, dw)
-    cdef const float[::1] xv = xpad
+    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
     cdef const float[::1] wv = packed
     cdef const float[::1] bias_view
     cdef const float *bp = NULL
     if bias is not None:
         bias_view = bias
         bp = &bias_view[0]
-    cdef const float *xptr = &xv[0]
+    cdef const float *xptr = &xpad[0] + base
     cdef const float *wptr = &wv[0]
     cdef float *optr = &out[0, 0, 0, 0]
     cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
@@ -375,6 +421,60 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
                              bp + blk * ocb if bp != NULL else NULL, relu,
                              optr + (n * OC + blk * ocb) * OH * OW, OH, OW, r0,
                              min(OH, r0 + rows))
+
+
+def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
+                            const float[:, :, :, ::1] weight, float[:, :, :, ::1] grad_x,
+                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                            int n_threads):
+    """grad_x of a stride-(sh, sw), dilation-1, groups-1 float32 conv, by stride phases: input
+    pixels (qi + sh * a, qj + sw * b) of one phase receive only the taps kh = k0 + sh * m,
+    kw = l0 + sw * n (k0 = (qi + ph) % sh, l0 likewise), so each phase is a stride-1
+    correlation of grad_out with that flipped sub-kernel (the row-vector kernel on one shared
+    padded copy of grad_out), put back in place by conv_unphase_f32. Every grad_x element has one
+    owner and a fixed summation order."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0]
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
+    cdef Py_ssize_t qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left, p
+    # Per phase: k0, l0, sub-kernel size (Mh, Mw), phase size (Ha, Wb), padding (top, left).
+    phases = []
+    for qi in range(sh):
+        for qj in range(sw):
+            k0, l0 = (qi + ph) % sh, (qj + pw) % sw
+            Mh = (KH - k0 + sh - 1) // sh if k0 < KH else 0
+            Mw = (KW - l0 + sw - 1) // sw if l0 < KW else 0
+            Ha, Wb = (H - qi + sh - 1) // sh, (W - qj + sw - 1) // sw
+            phases.append((qi, qj, k0, l0, Mh, Mw, Ha, Wb, Mh - 1 - (qi + ph - k0) // sh,
+                           Mw - 1 - (qj + pw - l0) // sw))
+    live = [q for q in phases if q[4] > 0 and q[5] > 0 and q[6] > 0 and q[7] > 0]
+    if len(live) < len(phases):
+        np.asarray(grad_x)[...] = 0
+    if not live:
+        return
+    # One padded copy for every phase: the largest top/left padding, each phase's windows
+    # starting (top_max - top, left_max - left) into it.
+    top_max = max(q[8] for q in live)
+    left_max = max(q[9] for q in live)
+    Hp = max(top_max - q[8] + q[6] + q[4] - 1 for q in live)
+    Wp = max(left_max - q[9] + _row_pitch(q[7], q[5], 1, 1) for q in live)
+    gpad = _pad_planes("direct_input", grad_out, relu_out, Hp, Wp, top_max, left_max, OC, 0,
+                       n_threads)
+    w = np.asarray(weight)
+    cdef float[:, :, :, ::1] part
+    cdef const float *pp
+    cdef float *gxp = &grad_x[0, 0, 0, 0]
+    cdef int nt
+    for qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left in live:
+        sub = np.ascontiguousarray(w[:, :, k0::sh, l0::sw])
+        part = _scratch("strided_phase", (N, C, Ha, Wb))
+        _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, sub, True,
+                     None, part, 1, 1, False, n_threads)
+        pp = &part[0, 0, 0, 0]
+        nt = _threads(N * C * H * W, n_threads)
+        for p in prange(N * C, nogil=True, schedule='static', num_threads=nt,
+                        use_threads_if=nt > 1):
+            conv_unphase_f32(pp + p * Ha * Wb, Ha, Wb, gxp + p * H * W, H, W, qi, qj, sh, sw)
 
 
 def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, bias,
@@ -393,7 +493,7 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     cdef Py_ssize_t pix = 4 * (8 if nb == 1 else 6), npb = (P + pix - 1) // pix
     xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, False)
-    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, plane, Wp, dh, dw)
+    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
     cdef const float[::1] xv = xpad
     cdef const float[::1] wv = packed
     cdef const float[::1] bias_view
@@ -417,20 +517,22 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
 
 
 def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
-                            relu_out, grad_w, grad_b, Py_ssize_t ph, Py_ssize_t pw,
-                            Py_ssize_t dh, Py_ssize_t dw, int n_threads):
-    """grad_w (OC, C, KH, KW) and/or grad_b (OC,) for a stride-1 groups-1 float32 conv:
-    per-chunk partial sums (DW_CHUNK images, in parallel) added in chunk order."""
+                            relu_out, grad_w, grad_b, Py_ssize_t sh, Py_ssize_t sw,
+                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                            int n_threads):
+    """grad_w (OC, C, KH, KW) and/or grad_b (OC,) for a groups-1 float32 conv, 16 output pixels
+    of a row per vector (the input split into stride phases, see _direct_conv): per-chunk
+    partial sums (DW_CHUNK images, in parallel) added in chunk order."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], OC = grad_out.shape[1]
     cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
     cdef Py_ssize_t KH = grad_w.shape[2], KW = grad_w.shape[3], T = KH * KW
-    cdef Py_ssize_t Hp = OH + (KH - 1) * dh, Wp = _row_pitch(OW, KW, dw), plane = Hp * Wp
+    cdef Py_ssize_t Hp = OH + (KH - 1) * dh // sh, Wp = _row_pitch(OW, KW, dw, sw)
+    cdef Py_ssize_t plane = sh * sw * Hp * Wp
     cdef Py_ssize_t nv = (OW + 15) // 16, g_plane = OH * nv * 16
     cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
     cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, blk, c, n0
-    xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, (tb - 1) * dw + 16,
-                       n_threads)
+    xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, 0, n_threads, sh, sw)
     gpad = _pad_planes("direct_grad", grad_out, relu_out, OH, nv * 16, 0, 0, ocp, 0, n_threads)
     partial_w = _scratch("partial_w", (nchunks, OC, C * T))
     partial_b = _scratch("partial_b", (nchunks, OC))
@@ -449,7 +551,7 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
         blk = (item // C) % nblk
         c = item % C
         n0 = chunk * DW_CHUNK
-        conv_dw_f32_chunk(xptr + n0 * C * plane + c * plane, C * plane, Wp,
+        conv_dw_f32_chunk(xptr + n0 * C * plane + c * plane, C * plane, Wp, Hp * Wp, sh, sw,
                           gptr + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane, g_plane,
                           min(DW_CHUNK, N - n0), OH, OW, KH, KW, dh, dw, ocb,
                           min(ocb, OC - blk * ocb),
@@ -748,34 +850,58 @@ def _bias_grad(const real[:, :, :, ::1] grad_out, real[::1] grad_b, int n_thread
 # so neither do the results.
 # ---------------------------------------------------------------------------------------------
 
-cdef bint _direct_eligible(x, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
-    return x.dtype == np.float32 and sh == 1 and sw == 1 and groups == 1
+cdef bint _f32_dense(x, Py_ssize_t groups):
+    """float32 and groups 1: what the row-vector and channel-packed kernels run."""
+    return x.dtype == np.float32 and groups == 1
 
 
-cdef bint _packed_wins(x, Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw,
-                       Py_ssize_t groups):
+cdef bint _packed_wins(x, Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t groups, bint phased):
     """The channel-packed kernel (16 output channels per vector) fills its lanes clearly
-    better than the row-vector one (16 output pixels per vector), or the stride rules the latter
-    out. "Clearly": by 1.2x, the packed tile's extra broadcast loads measured ~15% slower at
-    equal fill (LeNet's conv2, 10 of 16 lanes vs 16 of 16: packed 27% faster)."""
-    if x.dtype != np.float32 or groups != 1 or OC < 16:
+    better than the row-vector one (16 output pixels per vector), or the stride phases of the
+    latter do not fit (_phases_fit). "Clearly": by 1.2x, the packed tile's extra broadcast loads
+    measured ~15% slower at equal fill (LeNet's conv2, 10 of 16 lanes vs 16 of 16: packed 27%
+    faster)."""
+    if not _f32_dense(x, groups) or OC < 16:
         return False
-    if sh != 1 or sw != 1:
+    if not phased:
         return True
     cdef Py_ssize_t lanes = 16 if OC <= 16 else 32
     # packed fill OC / OCpad > 1.2 * row fill OW / OWpad, in integers.
     return 5 * OC * ((OW + 15) // 16 * 16) > 6 * OW * ((OC + lanes - 1) // lanes * lanes)
 
 
-cdef bint _rowvec_fits(x, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t groups):
-    """On a wide stride-1 layer the row-vector direct kernel (input channels in L1-sized
-    blocks) beats im2col + GEMM when at most 1/8 of its lanes fall past OW. Interleaved
-    best-of-12 here, forward / input gradient: (32,64,32,32)->64 3x3 21.0 / 18.9 ms against
-    26.6 / 24.2; (16,128,28,28)->128 3x3 (7/8 of the lanes used) 30.7 / 30.2 against
-    35.5 / 31.9."""
-    if x.dtype != np.float32 or sh != 1 or sw != 1 or groups != 1:
-        return False
-    return 8 * OW >= 7 * ((OW + 15) // 16 * 16)
+cdef bint _rowvec_fits(x, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t groups):
+    """On a wide layer with a spatial kernel the row-vector direct kernel (input channels in
+    L1-sized blocks) beats im2col + GEMM when at most 1/8 of its lanes fall past OW (the output
+    row; for a strided input gradient, one stride phase's row). Interleaved best-of-12 here,
+    forward / input gradient: (32,64,32,32)->64 3x3 21.0 / 18.9 ms against 26.6 / 24.2;
+    (16,128,28,28)->128 3x3 (7/8 of the lanes used) 30.7 / 30.2 against 35.5 / 31.9. A 1x1
+    kernel is a plain GEMM on the image, faster: 64->64 at 16x16, batch 128, one thread, 1.9 ms
+    against 2.5 for each of the two passes (2026-12-02)."""
+    return _f32_dense(x, groups) and KH * KW > 1 and 8 * OW >= 7 * ((OW + 15) // 16 * 16)
+
+
+cdef bint _dw_rows_wins(Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t KW):
+    """The row-vector weight gradient (conv_dw_f32_chunk: 4 output channels x TB taps of vector
+    accumulators, 4 + TB loads per 4 * TB multiply-adds, FMA-bound) against the channel-packed
+    one (one gradient vector and TB broadcasts per TB, load-bound: 2 TB / (TB + 1) of the FMA
+    rate): rows win when their lane fill OW / OW16 exceeds TB / (TB + 1) of the packed kernel's
+    fill OC / OC16. Fewer than 16 channels: rows always (the packed kernel needs 16)."""
+    cdef Py_ssize_t tb = conv_dw_f32_tb(KW)
+    if OC < 16:
+        return True
+    return OW * (tb + 1) * ((OC + 15) // 16 * 16) > tb * OC * ((OW + 15) // 16 * 16)
+
+
+def _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw):
+    """The row-vector kernels' stride-phase planes (sh * sw per channel, see _pad_planes) hold
+    at most 4x the input and output planes (+64 Ki elements), like _padding_fits: a stride far
+    beyond the kernel would copy mostly unused phases. Python integers: no overflow."""
+    H, W = x.shape[2], x.shape[3]
+    phased = sh * sw * (OH + (KH - 1) * dh // sh) * ((OW + 15) // 16 * 16 + (KW - 1) * dw // sw)
+    # The strided input gradient's padded output gradient (_strided_backward_input).
+    grad_input = (OH + KH) * (((W + sw - 1) // sw + 15) // 16 * 16 + KW) if sh * sw > 1 else 0
+    return max(phased, grad_input) <= 4 * (H * W + OH * OW) + 65536
 
 
 def _padding_fits(x, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
@@ -824,19 +950,27 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     if out.size == 0:
         return
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     if x.size == 0:
         out[...] = 0 if bias is None else bias[:, None, None]
         if relu:
             np.maximum(out, 0, out=out)
-    elif not _padding_fits(x, out.shape[2], out.shape[3], KH, KW, sh, sw, dh, dw):
+        return
+    if not _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw):
         _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
-    elif _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
-                   and not _rowvec_fits(x, out.shape[3], sh, sw, groups), groups):
+        return
+    phased = _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
+    # The row-vector kernel takes wide stride-1 layers whose rows fill its lanes; by stride
+    # phases it reads 4x the input per output and lost to im2col + GEMM on ResNet's 16->32
+    # stride 2 (4.8 ms against 3.9, one thread), so wide strided layers keep the GEMM.
+    if _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
+                 and not (sh == 1 and sw == 1 and phased and _rowvec_fits(x, OW, KH, KW, groups)),
+                 groups):
         _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
-    elif _packed_wins(x, OC, out.shape[3], sh, sw, groups):
+    elif _packed_wins(x, OC, OW, groups, phased):
         _packed_conv(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
-    elif _direct_eligible(x, sh, sw, groups):
-        _direct_conv(x, None, weight, False, bias, out, ph, pw, dh, dw, relu, n_threads)
+    elif phased:
+        _direct_conv(x, None, weight, False, bias, out, ph, pw, dh, dw, relu, n_threads, sh, sw)
     else:
         _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
 
@@ -857,42 +991,65 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
             if g is not None:
                 g[...] = 0
         return
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], W = x.shape[3]
     # No padded copies when the padding dwarfs the input (see _padding_fits).
-    fits = _padding_fits(x, grad_out.shape[2], grad_out.shape[3], KH, KW, sh, sw, dh, dw)
+    fits = _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw)
+    phased = fits and _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
     wide = fits and _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
-    if fits and not wide and _direct_eligible(x, sh, sw, groups):
-        if grad_x is not None:
-            _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
-                         dw * (KW - 1) - pw, dh, dw, False, n_threads)
-        if grad_w is not None or grad_b is not None:
-            if OC >= 16:
-                _packed_backward_weight(x, grad_out, relu_out,
-                                        grad_w if grad_w is not None else np.empty_like(weight),
-                                        grad_b, sh, sw, ph, pw, dh, dw, n_threads)
-            else:
-                _direct_backward_weight(x, grad_out, relu_out,
-                                        grad_w if grad_w is not None else np.empty_like(weight),
-                                        grad_b, ph, pw, dh, dw, n_threads)
+    auto = algorithm == "auto"
+    strided = sh != 1 or sw != 1
+    # Input gradient: the row-vector kernel on the flipped weights (by stride phases when
+    # strided), im2col's adjoint + GEMM on wide layers whose rows fill the lanes badly, else the
+    # generic kernel.
+    x_algo = None
+    if grad_x is not None:
+        if phased and not strided and (not wide or auto and _rowvec_fits(x, W, KH, KW, groups)):
+            x_algo = "direct"
+        elif phased and strided and dh == 1 and dw == 1 and (
+                not wide or auto and _rowvec_fits(x, (W + sw - 1) // sw, KH, KW, groups)):
+            x_algo = "strided"
+        else:
+            x_algo = "gemm" if wide else "generic"
+    # Weight (and bias) gradient: row-vector or channel-packed direct kernels, GEMM on wide
+    # layers, else the generic kernel.
+    w_algo = None
+    if grad_w is not None or grad_b is not None:
+        if phased and not wide and _dw_rows_wins(OC, OW, KW):
+            w_algo = "rows"
+        elif fits and not wide and _f32_dense(x, groups) and OC >= 16:
+            w_algo = "packed"
+        else:
+            w_algo = "gemm" if wide else "generic"
+    if x_algo == "direct":
+        _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
+                     dw * (KW - 1) - pw, dh, dw, False, n_threads)
+    elif x_algo == "strided":
+        _strided_backward_input(grad_out, relu_out, weight, grad_x, sh, sw, ph, pw, n_threads)
+    if w_algo in ("rows", "packed"):
+        gw = grad_w if grad_w is not None else np.empty_like(weight)
+        if w_algo == "rows":
+            _direct_backward_weight(x, grad_out, relu_out, gw, grad_b, sh, sw, ph, pw, dh, dw,
+                                    n_threads)
+        else:
+            _packed_backward_weight(x, grad_out, relu_out, gw, grad_b, sh, sw, ph, pw, dh, dw,
+                                    n_threads)
+    if x_algo not in ("gemm", "generic") and w_algo not in ("gemm", "generic"):
         return
     if relu_out is not None:
         grad_out = np.where(relu_out <= 0, grad_out.dtype.type(0), grad_out)
-    if wide:
-        if grad_x is not None and algorithm == "auto" and _rowvec_fits(x, x.shape[3], sh, sw,
-                                                                       groups):
-            # The relu mask is already applied to grad_out here.
-            _direct_conv(grad_out, None, weight, True, None, grad_x, dh * (KH - 1) - ph,
-                         dw * (KW - 1) - pw, dh, dw, False, n_threads)
-        elif grad_x is not None:
-            _gemm_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, n_threads)
+    if x_algo == "gemm":
+        _gemm_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, n_threads)
+    elif x_algo == "generic":
+        _generic_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, groups,
+                                n_threads)
+    if w_algo == "gemm":
         if grad_w is not None:
             _gemm_backward_weight(x, grad_out, grad_w, sh, sw, ph, pw, dh, dw, n_threads)
         if grad_b is not None:
             _bias_grad(grad_out, grad_b, n_threads)
-        return
-    if grad_x is not None:
-        _generic_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, groups,
-                                n_threads)
-    if grad_w is not None:
-        _generic_backward_weight(x, grad_out, grad_w, sh, sw, ph, pw, dh, dw, groups, n_threads)
-    if grad_b is not None:
-        _bias_grad(grad_out, grad_b, n_threads)
+    elif w_algo == "generic":
+        if grad_w is not None:
+            _generic_backward_weight(x, grad_out, grad_w, sh, sw, ph, pw, dh, dw, groups,
+                                     n_threads)
+        if grad_b is not None:
+            _bias_grad(grad_out, grad_b, n_threads)

@@ -66,23 +66,6 @@ typedef int mdl_v16i __attribute__((vector_size(64)));
             (s) += lanes_[l_];                                                                   \
     } while (0)
 
-/* The OCB (output channels per tile) conv_direct_f32_rows uses for `oc` output channels: the
- * one wasting the fewest padded channels, larger first (fewer input reloads). Callers pack the
- * weights with it. */
-static inline int conv_direct_f32_ocb(ptrdiff_t oc) {
-    static const ptrdiff_t choices[4] = {8, 6, 4, 1};
-    ptrdiff_t best = 8, best_pad = -1;
-    for (ptrdiff_t i = 0; i < 4; i++) {
-        ptrdiff_t b = choices[i];
-        ptrdiff_t padded = (oc + b - 1) / b * b;
-        if (best_pad < 0 || padded < best_pad) {
-            best = b;
-            best_pad = padded;
-        }
-    }
-    return best;
-}
-
 /* Output channels per weight-gradient tile for `oc` channels (fewest padded channels). */
 static inline int conv_dw_f32_ocb(ptrdiff_t oc) {
     return (oc + 3) / 4 * 4 <= (oc + 2) / 3 * 3 ? 4 : 3;
@@ -120,12 +103,13 @@ static void conv_packed_f32_pixels(
 
 /* Partial weight gradient of one (image chunk, OCB block, input channel); see the template. */
 static void conv_dw_f32_chunk(
-    const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,
-    ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
+    const float *x, ptrdiff_t x_img, ptrdiff_t Wp, ptrdiff_t phase, ptrdiff_t sh, ptrdiff_t sw,
+    const float *g, ptrdiff_t g_img, ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
     ptrdiff_t oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
 {
-    MDL_DISPATCH(conv_dw_f32_chunk, (x, x_img, Wp, g, g_img, g_plane, nimg, OH, OW, KH, KW, dh,
-                                     dw, ocb, oc_valid, dwp, dw_o_stride, db));
+    MDL_DISPATCH(conv_dw_f32_chunk, (x, x_img, Wp, phase, sh, sw, g, g_img, g_plane, nimg, OH,
+                                     OW, KH, KW, dh, dw, ocb, oc_valid, dwp, dw_o_stride, db));
 }
 
 /* Channel-packed weight gradient of one (image chunk, input channel, kernel row); see the
@@ -158,11 +142,21 @@ static float conv_sum_f32(const float *p, ptrdiff_t n)
     return MDL_DISPATCH(conv_sum_f32, (p, n));
 }
 
-/* Zero-padded (and optionally ReLU-masked) copy of one plane; see the template. */
-static void conv_pad_plane_f32(const float *src, ptrdiff_t H, ptrdiff_t W, const float *mask, float *dst,
-                               ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top, ptrdiff_t left)
+/* Zero-padded (and optionally ReLU-masked) copy of one plane, split into stride phases; see the
+ * template. */
+static void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t W, const float *mask,
+                                float *dst, ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top,
+                                ptrdiff_t left, ptrdiff_t sh, ptrdiff_t sw)
 {
-    MDL_DISPATCH(conv_pad_plane_f32, (src, H, W, mask, dst, Hp, Wp, top, left));
+    MDL_DISPATCH(conv_pad_phases_f32, (src, H, W, mask, dst, Hp, Wp, top, left, sh, sw));
+}
+
+/* One phase of a strided input gradient put back in place; see the template. */
+static void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
+                             ptrdiff_t H, ptrdiff_t W, ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,
+                             ptrdiff_t sw)
+{
+    MDL_DISPATCH(conv_unphase_f32, (src, Ha, Wb, dst, H, W, qi, qj, sh, sw));
 }
 
 #endif

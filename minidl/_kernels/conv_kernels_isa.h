@@ -126,48 +126,54 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
     }
 }
 
-/* Weight-gradient tile: for taps (kh, kw0 .. kw0 + TB - 1) and OCB output channels,
- *   acc[o][t] = sum over images i < nimg, rows oh, vectors v of
- *               g[i][o][oh][v*16 ..] * x[i][(oh + kh*dh) * Wp + v*16 + (kw0 + t) * dw ..]
+/* Weight-gradient tile: for TB taps at offsets toff[t] (from a row's start in the padded input)
+ * and OCB output channels, over one image,
+ *   acc[o][t] += sum over rows oh, vectors v of g[o][oh][v*16 ..] * x[oh * Wp + toff[t] + v*16 ..]
  * with x's lanes past OW (tail valid lanes in the last vector) masked to zero: g is zero there
- * too, but 0 * inf would be NaN where the exact gradient is +-inf. Taps past KW are computed on
- * in-bounds slack and dropped. Result: sum of lanes in lane order, into
- * dw[o * dw_o_stride + kh * KW + kw0 + t]. */
+ * too, but 0 * inf would be NaN where the exact gradient is +-inf. acc starts at zero (first)
+ * or from park, and is parked again, or (last) summed across lanes in lane order into
+ * dw[o * dw_o_stride + tap_index + t] for the taps t < ntaps (the others repeat a valid offset
+ * and are dropped). Parking keeps one image's gradient rows in L1 while every tap position of
+ * the kernel sweeps them; each accumulator still adds its terms image by image, row by row. */
 #define MDL_DEFINE_DW_TILE(OCB, TB)                                                                \
     MDL_ISA_ATTR static void MDL_ISA(mdl_dw_tile_##OCB##x##TB)(                                    \
-        const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,            \
-        ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t NV, ptrdiff_t tail,             \
-        ptrdiff_t row_off, ptrdiff_t dw, ptrdiff_t kw0, ptrdiff_t KW, float *dwp,                  \
-        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid, ptrdiff_t tap_index)                            \
+        const float *x, ptrdiff_t Wp, const float *g, ptrdiff_t g_plane, ptrdiff_t OH,             \
+        ptrdiff_t NV, ptrdiff_t tail, const ptrdiff_t *toff, ptrdiff_t ntaps, float *dwp,          \
+        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid, ptrdiff_t tap_index, mdl_v16f *park,            \
+        int first, int last)                                                                       \
     {                                                                                              \
         const mdl_v16i lane_ = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};             \
         const mdl_v16i tail_keep = lane_ < (int)tail;                                              \
         mdl_v16f acc[OCB][TB];                                                                     \
-        for (ptrdiff_t o = 0; o < OCB; o++)                                                              \
-            for (ptrdiff_t t = 0; t < TB; t++)                                                           \
-                acc[o][t] = (mdl_v16f){0};                                                         \
-        for (ptrdiff_t i = 0; i < nimg; i++) {                                                           \
-            for (ptrdiff_t oh = 0; oh < OH; oh++) {                                                      \
-                const float *xr = x + i * x_img + oh * Wp + row_off + (ptrdiff_t)kw0 * dw;         \
-                const float *gr = g + i * g_img + (ptrdiff_t)oh * NV * MDL_LANES;                  \
-                for (ptrdiff_t v = 0; v < NV; v++) {                                                     \
-                    mdl_v16f gv[OCB], xv[TB];                                                      \
-                    for (ptrdiff_t o = 0; o < OCB; o++)                                                  \
-                        MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                         \
-                    for (ptrdiff_t t = 0; t < TB; t++) {                                                 \
-                        MDL_LOAD(xv[t], xr + v * MDL_LANES + t * dw);                              \
-                        if (v == NV - 1)                                                           \
-                            xv[t] = (mdl_v16f)((mdl_v16i)xv[t] & tail_keep);                       \
-                        MDL_KEEP_IN_REGISTER(xv[t]);                                               \
-                    }                                                                              \
-                    for (ptrdiff_t o = 0; o < OCB; o++)                                                  \
-                        for (ptrdiff_t t = 0; t < TB; t++)                                               \
-                            acc[o][t] += gv[o] * xv[t];                                            \
+        for (ptrdiff_t o = 0; o < OCB; o++)                                                        \
+            for (ptrdiff_t t = 0; t < TB; t++)                                                     \
+                acc[o][t] = first ? (mdl_v16f){0} : park[o * TB + t];                             \
+        for (ptrdiff_t oh = 0; oh < OH; oh++) {                                                    \
+            const float *xr = x + oh * Wp;                                                         \
+            const float *gr = g + (ptrdiff_t)oh * NV * MDL_LANES;                                  \
+            for (ptrdiff_t v = 0; v < NV; v++) {                                                   \
+                mdl_v16f gv[OCB], xv[TB];                                                          \
+                for (ptrdiff_t o = 0; o < OCB; o++)                                                \
+                    MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                             \
+                for (ptrdiff_t t = 0; t < TB; t++) {                                               \
+                    MDL_LOAD(xv[t], xr + v * MDL_LANES + toff[t]);                                 \
+                    if (v == NV - 1)                                                               \
+                        xv[t] = (mdl_v16f)((mdl_v16i)xv[t] & tail_keep);                           \
+                    MDL_KEEP_IN_REGISTER(xv[t]);                                                   \
                 }                                                                                  \
+                for (ptrdiff_t o = 0; o < OCB; o++)                                                \
+                    for (ptrdiff_t t = 0; t < TB; t++)                                             \
+                        acc[o][t] += gv[o] * xv[t];                                                \
             }                                                                                      \
         }                                                                                          \
-        for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++) {                                            \
-            for (ptrdiff_t t = 0; t < TB && kw0 + t < KW; t++) {                                         \
+        if (!last) {                                                                               \
+            for (ptrdiff_t o = 0; o < OCB; o++)                                                    \
+                for (ptrdiff_t t = 0; t < TB; t++)                                                 \
+                    park[o * TB + t] = acc[o][t];                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++) {                                      \
+            for (ptrdiff_t t = 0; t < TB && t < ntaps; t++) {                                      \
                 float s;                                                                           \
                 MDL_HSUM(s, acc[o][t]);                                                            \
                 dwp[o * dw_o_stride + tap_index + t] = s;                                          \
@@ -185,35 +191,46 @@ MDL_DEFINE_DW_TILE(3, 4)
 /* Partial weight gradient of one (image chunk, OCB block, input channel c):
  *   dwp[o * dw_o_stride + kh * KW + kw] = sum over the chunk of g (x) x-windows,
  * and, when db != NULL, db[o] = sum of g over the chunk (lane order, then rows).
- * x: the chunk's first padded image at channel c (images x_img apart); g: the chunk's first
- * row-padded output gradient at channel oc0 (planes g_plane = OH * NV * 16 apart, images
- * g_img apart, lanes past OW zero). The padded input needs (TB - 1) * dw + 16 floats of
- * readable slack after its last plane. */
+ * x: the chunk's first padded image at channel c (images x_img apart), split into sh * sw
+ * phase planes of `phase` floats (conv_pad_phases_f32; one plane for stride 1); g: the chunk's
+ * first row-padded output gradient at channel oc0 (planes g_plane = OH * NV * 16 apart, images
+ * g_img apart, lanes past OW zero). Image by image, every tap position (kh, kw0) of up to
+ * MAX_POS at a time sweeps the image (accumulators parked in between). */
 MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
-    const float *x, ptrdiff_t x_img, ptrdiff_t Wp, const float *g, ptrdiff_t g_img,
-    ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
+    const float *x, ptrdiff_t x_img, ptrdiff_t Wp, ptrdiff_t phase, ptrdiff_t sh, ptrdiff_t sw,
+    const float *g, ptrdiff_t g_img, ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH,
+    ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
     ptrdiff_t oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
 {
-    const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES;
-    const ptrdiff_t tb = conv_dw_f32_tb(KW);
-    for (ptrdiff_t kh = 0; kh < KH; kh++) {
-        ptrdiff_t row_off = (ptrdiff_t)kh * dh * Wp;
-        for (ptrdiff_t kw0 = 0; kw0 < KW; kw0 += tb) {
-            ptrdiff_t tap_index = (ptrdiff_t)kh * KW + kw0;
+    enum { MAX_TB = 5, MAX_POS = 16 };
+    const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES, tail = OW - (NV - 1) * MDL_LANES;
+    const ptrdiff_t tb = conv_dw_f32_tb(KW), nkwb = (KW + tb - 1) / tb, npos = KH * nkwb;
+    mdl_v16f park[MAX_POS][4 * MAX_TB];
+    for (ptrdiff_t pb = 0; pb < npos; pb += MAX_POS) {
+        const ptrdiff_t pe = npos - pb < MAX_POS ? npos : pb + MAX_POS;
+        for (ptrdiff_t i = 0; i < nimg; i++) {
+            for (ptrdiff_t pos = pb; pos < pe; pos++) {
+                const ptrdiff_t kh = pos / nkwb, kw0 = pos % nkwb * tb, rh = kh * dh;
+                ptrdiff_t toff[MAX_TB];
+                for (ptrdiff_t t = 0; t < tb; t++) {
+                    const ptrdiff_t rw = (kw0 + t < KW ? kw0 + t : KW - 1) * dw;
+                    toff[t] = ((rh % sh) * sw + rw % sw) * phase + (rh / sh) * Wp + rw / sw;
+                }
 #define MDL_DW_CALL(O, T)                                                                          \
-    MDL_ISA(mdl_dw_tile_##O##x##T)(x, x_img, Wp, g, g_img, g_plane, nimg, OH, NV,               \
-                                   OW - (NV - 1) * MDL_LANES, row_off, dw, kw0, KW, dwp,         \
-                                   dw_o_stride, oc_valid, tap_index)
-            if (ocb == 4) {
-                if (tb == 5) MDL_DW_CALL(4, 5);
-                else if (tb == 3) MDL_DW_CALL(4, 3);
-                else MDL_DW_CALL(4, 4);
-            } else {
-                if (tb == 5) MDL_DW_CALL(3, 5);
-                else if (tb == 3) MDL_DW_CALL(3, 3);
-                else MDL_DW_CALL(3, 4);
-            }
+    MDL_ISA(mdl_dw_tile_##O##x##T)(x + i * x_img, Wp, g + i * g_img, g_plane, OH, NV, tail, toff,  \
+                                   KW - kw0, dwp, dw_o_stride, oc_valid, kh * KW + kw0,         \
+                                   park[pos - pb], i == 0, i == nimg - 1)
+                if (ocb == 4) {
+                    if (tb == 5) MDL_DW_CALL(4, 5);
+                    else if (tb == 3) MDL_DW_CALL(4, 3);
+                    else MDL_DW_CALL(4, 4);
+                } else {
+                    if (tb == 5) MDL_DW_CALL(3, 5);
+                    else if (tb == 3) MDL_DW_CALL(3, 3);
+                    else MDL_DW_CALL(3, 4);
+                }
 #undef MDL_DW_CALL
+            }
         }
     }
     if (db != NULL) {
@@ -249,31 +266,82 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 }
 
 
-/* dst (Hp x Wp, row pitch Wp) = src (H x W) shifted down by top and right by left (either may
- * be negative: cropping), zero elsewhere. With mask != NULL (a ReLU output shaped like src),
- * elements whose mask is <= 0 count as zero: the fused ReLU's backward (NaN passes). */
-MDL_ISA_ATTR static void MDL_ISA(conv_pad_plane_f32)(const float *src, ptrdiff_t H, ptrdiff_t W,
-                                                      const float *mask, float *dst, ptrdiff_t Hp,
-                                                      ptrdiff_t Wp, ptrdiff_t top, ptrdiff_t left)
+/* The zero-padded image p = src (H x W) shifted down by top and right by left (either may be
+ * negative: cropping), split into sh * sw phase planes of Hp x Wp (row pitch Wp), plane
+ * (pr, pc) at dst + (pr * sw + pc) * Hp * Wp holding p[a * sh + pr][b * sw + pc] at [a][b]
+ * (zero past p's data). With sh = sw = 1: one padded plane. A stride-(sh, sw) window then reads
+ * each phase plane at stride 1, so the stride-1 kernels run strided convolutions unchanged.
+ * With mask != NULL (a ReLU output shaped like src), elements whose mask is <= 0 count as
+ * zero: the fused ReLU's backward (NaN passes). */
+MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_t H, ptrdiff_t W,
+                                                       const float *mask, float *dst,
+                                                       ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top,
+                                                       ptrdiff_t left, ptrdiff_t sh, ptrdiff_t sw)
 {
-    /* Columns j of dst holding src[j - left], clipped to both rows; rows likewise. */
-    const ptrdiff_t j0 = left < 0 ? 0 : left < Wp ? left : Wp;
-    const ptrdiff_t j1 = W + left < j0 ? j0 : W + left < Wp ? W + left : Wp;
-    const ptrdiff_t i0 = top < 0 ? 0 : top < Hp ? top : Hp;
-    const ptrdiff_t i1 = H + top < i0 ? i0 : H + top < Hp ? H + top : Hp;
-    /* One memset for the whole plane: rows are short (LeNet's are 10 to 36 floats), so
-     * per-row calls would cost more than the copy. */
-    memset(dst, 0, sizeof(float) * (size_t)Hp * Wp);
-    for (ptrdiff_t i = i0; i < i1; i++) {
-        const float *restrict v = src + (ptrdiff_t)(i - top) * W + (j0 - left);
-        float *restrict o = dst + (ptrdiff_t)i * Wp + j0;
-        if (mask == NULL) {
-            memcpy(o, v, sizeof(float) * (j1 - j0));
+    /* One memset for all planes: rows are short (LeNet's are 10 to 36 floats), so per-row
+     * calls would cost more than the copy. */
+    memset(dst, 0, sizeof(float) * (size_t)(sh * sw) * Hp * Wp);
+    for (ptrdiff_t pr = 0; pr < sh; pr++) {
+        /* Rows a of the phase with source row i = a * sh + pr - top inside [0, H). */
+        ptrdiff_t a0 = top - pr > 0 ? (top - pr + sh - 1) / sh : 0;
+        ptrdiff_t a1 = H - 1 + top - pr >= 0 ? (H - 1 + top - pr) / sh + 1 : 0;
+        if (a1 > Hp)
+            a1 = Hp;
+        for (ptrdiff_t pc = 0; pc < sw; pc++) {
+            float *plane = dst + (pr * sw + pc) * Hp * Wp;
+            ptrdiff_t b0 = left - pc > 0 ? (left - pc + sw - 1) / sw : 0;
+            ptrdiff_t b1 = W - 1 + left - pc >= 0 ? (W - 1 + left - pc) / sw + 1 : 0;
+            if (b1 > Wp)
+                b1 = Wp;
+            if (b1 <= b0)
+                continue;
+            for (ptrdiff_t a = a0; a < a1; a++) {
+                const ptrdiff_t off = (a * sh + pr - top) * W + (b0 * sw + pc - left);
+                const float *restrict v = src + off;
+                const float *restrict m = mask ? mask + off : NULL;
+                float *restrict o = plane + a * Wp + b0;
+                const ptrdiff_t n = b1 - b0;
+                if (sw == 1 && m == NULL) {
+                    memcpy(o, v, sizeof(float) * n);
+                } else if (sw == 1) {
+                    /* A select, not a branch: vectorizes to compare + blend. */
+                    for (ptrdiff_t j = 0; j < n; j++)
+                        o[j] = m[j] <= 0 ? 0.0f : v[j];
+                } else if (sw == 2 && m == NULL) {
+                    for (ptrdiff_t j = 0; j < n; j++)
+                        o[j] = v[2 * j];
+                } else {
+                    for (ptrdiff_t j = 0; j < n; j++)
+                        o[j] = (m != NULL && m[j * sw] <= 0) ? 0.0f : v[j * sw];
+                }
+            }
+        }
+    }
+}
+
+/* dst[(qi + a * sh) * W + qj + b * sw] = src[a * Wb + b] for the a, b landing inside the H x W
+ * plane dst: one phase (qi, qj) of a strided convolution's input gradient, computed as its own
+ * stride-1 convolution into src (Ha x Wb), put back in place. */
+MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t Ha, ptrdiff_t Wb,
+                                                    float *dst, ptrdiff_t H, ptrdiff_t W,
+                                                    ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,
+                                                    ptrdiff_t sw)
+{
+    ptrdiff_t na = H - qi > 0 ? (H - qi + sh - 1) / sh : 0;
+    ptrdiff_t nb = W - qj > 0 ? (W - qj + sw - 1) / sw : 0;
+    if (na > Ha)
+        na = Ha;
+    if (nb > Wb)
+        nb = Wb;
+    for (ptrdiff_t a = 0; a < na; a++) {
+        const float *restrict s = src + a * Wb;
+        float *restrict d = dst + (qi + a * sh) * W + qj;
+        if (sw == 2) {
+            for (ptrdiff_t b = 0; b < nb; b++)
+                d[2 * b] = s[b];
         } else {
-            /* A select, not a branch: vectorizes to compare + blend. */
-            const float *restrict m = mask + (ptrdiff_t)(i - top) * W + (j0 - left);
-            for (ptrdiff_t j = 0; j < j1 - j0; j++)
-                o[j] = m[j] <= 0 ? 0.0f : v[j];
+            for (ptrdiff_t b = 0; b < nb; b++)
+                d[b * sw] = s[b];
         }
     }
 }

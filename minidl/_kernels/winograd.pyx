@@ -2,13 +2,15 @@
 """Winograd F(2x2, 3x3) convolution for float32, stride 1, 3x3, dilation 1, groups 1.
 
 x: (N, C, H, W); weights enter transformed, U: (16, OC, C) = G g G^T per (oc, c) (made by
-minidl/ops/conv_winograd.py); out: (N, OC, OH, OW), with (ph, pw) the top/left padding (any
+minidl/backends/winograd.py); out: (N, OC, OH, OW), with (ph, pw) the top/left padding (any
 integer, negative crops) and out's size implying the rest.
 
 The N * ceil(OH / 2) * ceil(OW / 2) output tiles, numbered image by image and row by row, are cut
-into blocks of TB consecutive tiles (TB from the channel counts only). Per block: the input
-transform V (16, C, TB), 16 GEMMs M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's
-own GEMM, and the output transform. Blocks are independent (any thread may run any block).
+into blocks of TB consecutive tiles (TB from the channel counts and the image size only: whole
+images when an image's tiles fit, so that the transforms run over whole planes and fill their
+vectors on small images). Per block: the input transform V (16, C, TB), 16 GEMMs
+M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's own GEMM, and the output
+transform. Blocks are independent (any thread may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
 group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
 order: bitwise the same for any thread count.
@@ -36,6 +38,15 @@ cdef extern from "winograd_kernels.h" nogil:
     void wino_grad_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ty,
                        Py_ssize_t tx0, Py_ssize_t tx1, float *dM, Py_ssize_t estride,
                        float *scratch)
+    Py_ssize_t wino_plane_scratch_floats(Py_ssize_t th, Py_ssize_t tw)
+    void wino_input_plane_f32(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                              Py_ssize_t pw, Py_ssize_t th, Py_ssize_t tw, float *V,
+                              Py_ssize_t estride, float *scratch)
+    void wino_output_plane_f32(const float *M, Py_ssize_t estride, Py_ssize_t th,
+                               Py_ssize_t tw, float *out, Py_ssize_t OH, Py_ssize_t OW,
+                               float bias, int relu, float *scratch)
+    void wino_grad_plane_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t th,
+                             Py_ssize_t tw, float *dM, Py_ssize_t estride, float *scratch)
 
 # Blocks per weight-gradient partial sum (fixed: the reduction order must not depend on threads).
 cdef Py_ssize_t REDUCE_BLOCKS = 8
@@ -52,11 +63,19 @@ cdef inline Py_ssize_t _estride(Py_ssize_t rows, Py_ssize_t TB) noexcept nogil:
     return rows * TB + 16
 
 
-cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC):
+cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t plane_tiles=0):
     """Tiles per block for C input and OC output channels: a multiple of 32 (the GEMM's column
-    panel) in [64, 512], sized so a block's V and M fill about BLOCK_BYTES."""
-    cdef Py_ssize_t tb = BLOCK_BYTES // (16 * 4 * max(1, C + OC)) // 32 * 32
-    return min(512, max(64, tb))
+    panel) in [64, 512], sized so a block's V and M fill about BLOCK_BYTES; then, when a whole
+    image's plane_tiles tiles fit, rounded down to whole images (the whole-plane transforms)."""
+    cdef Py_ssize_t tb = min(512, max(64, BLOCK_BYTES // (16 * 4 * max(1, C + OC)) // 32 * 32))
+    if 0 < plane_tiles <= tb:
+        return tb // plane_tiles * plane_tiles
+    return tb
+
+
+cdef inline Py_ssize_t _scratch_floats(Py_ssize_t TB, Py_ssize_t th, Py_ssize_t tw,
+                                       bint planes) noexcept nogil:
+    return wino_plane_scratch_floats(th, tw) if planes else wino_scratch_floats(TB)
 
 
 cdef float *_alloc(Py_ssize_t n) noexcept nogil:
@@ -68,9 +87,17 @@ cdef float *_alloc(Py_ssize_t n) noexcept nogil:
 
 cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
                        Py_ssize_t pw, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t t0,
-                       Py_ssize_t t1, Py_ssize_t TB, float *V, float *scratch) noexcept nogil:
-    """V[e][c][t - t0] for the tiles [t0, t1), run by run (a run: one tile row of one image)."""
+                       Py_ssize_t t1, Py_ssize_t TB, bint planes, float *V,
+                       float *scratch) noexcept nogil:
+    """V[e][c][t - t0] for the tiles [t0, t1), run by run (a run: one tile row of one image), or
+    with planes (blocks of whole images) plane by plane."""
     cdef Py_ssize_t t = t0, n, r, ty, tx0, tx1, c
+    if planes:
+        for n in range(t0 // (th * tw), t1 // (th * tw)):
+            for c in range(C):
+                wino_input_plane_f32(x + (n * C + c) * H * W, H, W, ph, pw, th, tw,
+                                     V + c * TB + (n * th * tw - t0), _estride(C, TB), scratch)
+        return
     while t < t1:
         n = t // (th * tw)
         r = t - n * th * tw
@@ -94,7 +121,8 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     if N == 0 or OC == 0 or OH == 0 or OW == 0:
         return
     cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
-    cdef Py_ssize_t TB = block_tiles(C, OC), nblocks = (T + TB - 1) // TB
+    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
+    cdef bint planes = th * tw <= TB
     cdef const float[::1] bias_view
     cdef const float *bp = NULL
     if bias is not None:
@@ -119,7 +147,7 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
         V = _alloc(16 * _estride(C, TB))
         M = _alloc(16 * _estride(OC, TB))
-        S = _alloc(wino_scratch_floats(TB))
+        S = _alloc(_scratch_floats(TB, th, tw, planes))
         if V == NULL or M == NULL or S == NULL:
             failed[0] = 1
         for b in prange(nblocks, schedule='static'):
@@ -127,10 +155,17 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
                 continue
             t0 = b * TB
             t1 = min(T, t0 + TB)
-            _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, V, S)
+            _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, planes, V, S)
             for e in range(16):
                 gemm(False, False, OC, t1 - t0, C, 1, up + e * OC * C, C,
                      V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, inner)
+            if planes:
+                for n in range(t0 // (th * tw), t1 // (th * tw)):
+                    for o in range(OC):
+                        wino_output_plane_f32(M + o * TB + (n * th * tw - t0), _estride(OC, TB),
+                                              th, tw, op + (n * OC + o) * OH * OW, OH, OW,
+                                              bp[o] if bp != NULL else 0, relu, S)
+                continue
             t = t0
             while t < t1:
                 n = t // (th * tw)
@@ -165,7 +200,8 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
         np.asarray(dU)[...] = 0
         return
     cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
-    cdef Py_ssize_t TB = block_tiles(C, OC), nblocks = (T + TB - 1) // TB
+    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
+    cdef bint planes = th * tw <= TB
     cdef Py_ssize_t ngroups = (nblocks + REDUCE_BLOCKS - 1) // REDUCE_BLOCKS
     partial_arr = np.empty((ngroups, 16, OC, C), dtype=np.float32)
     cdef float[:, :, :, ::1] partial = partial_arr
@@ -185,7 +221,7 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
     with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
         V = _alloc(16 * _estride(C, TB))
         D = _alloc(16 * _estride(OC, TB))
-        S = _alloc(wino_scratch_floats(TB))
+        S = _alloc(_scratch_floats(TB, th, tw, planes))
         if V == NULL or D == NULL or S == NULL:
             failed[0] = 1
         for grp in prange(ngroups, schedule='static'):
@@ -194,8 +230,14 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
             for b in range(grp * REDUCE_BLOCKS, min(nblocks, (grp + 1) * REDUCE_BLOCKS)):
                 t0 = b * TB
                 t1 = min(T, t0 + TB)
-                _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, V, S)
-                t = t0
+                _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, planes, V, S)
+                if planes:
+                    for n in range(t0 // (th * tw), t1 // (th * tw)):
+                        for o in range(OC):
+                            wino_grad_plane_f32(gp + (n * OC + o) * OH * OW, OH, OW, th, tw,
+                                                D + o * TB + (n * th * tw - t0),
+                                                _estride(OC, TB), S)
+                t = t1 if planes else t0
                 while t < t1:
                     n = t // (th * tw)
                     r = t - n * th * tw

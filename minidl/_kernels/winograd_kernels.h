@@ -38,6 +38,13 @@ static inline ptrdiff_t wino_scratch_floats(ptrdiff_t tiles)
     return 8 * wino_round16(tiles + 1);
 }
 
+/* Scratch floats of the whole-plane transforms for th x tw tiles: the input's 4 column phases
+ * of 2 th + 2 rows (the output and gradient need less). */
+static inline ptrdiff_t wino_plane_scratch_floats(ptrdiff_t th, ptrdiff_t tw)
+{
+    return 8 * (th + 1) * tw;
+}
+
 #define MDL_ISA_BODY "winograd_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
@@ -56,6 +63,29 @@ static void wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptr
                             int relu, float *scratch)
 {
     MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
+}
+
+/* V[e * estride + t], t = ty * tw + tx, for every tile of plane x (H x W). */
+static void wino_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                                 ptrdiff_t pw, ptrdiff_t th, ptrdiff_t tw, float *V,
+                                 ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino_input_plane_f32, (x, H, W, ph, pw, th, tw, V, estride, scratch));
+}
+
+/* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
+static void wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
+                                  float *out, ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
+                                  float *scratch)
+{
+    MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+}
+
+/* dM[e * estride + t] for every tile from the output gradient g (OH x OW). */
+static void wino_grad_plane_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t th,
+                                ptrdiff_t tw, float *dM, ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino_grad_plane_f32, (g, OH, OW, th, tw, dM, estride, scratch));
 }
 
 /* dM[e * estride + (tx - tx0)] from the output gradient g (OH x OW; zero past its edges). */

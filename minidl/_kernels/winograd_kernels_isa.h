@@ -15,15 +15,16 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define MDL_WST(p, v) memcpy((p), &(v), sizeof(v))
 
-/* Input tile loop body: tiles [t, t + L) of a run (see wino_input_f32). */
+/* Input tile loop body: tiles [t, t + L) (see wino_input_f32): columns 2 tx + {0, 1, 2, 3} of
+ * patch row r are ev[r], od[r], ev1[r], od1[r] at the tile's index. */
 #define MDL_WINO_INPUT_STEP(VT, L)                                                               \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT e[4], e1[4], o[4], o1[4], rr[4][4];                                                   \
         for (int r = 0; r < 4; r++) {                                                            \
             MDL_WLD(e[r], ev[r] + t);                                                            \
-            MDL_WLD(e1[r], ev[r] + t + 1);                                                       \
+            MDL_WLD(e1[r], ev1[r] + t);                                                          \
             MDL_WLD(o[r], od[r] + t);                                                            \
-            MDL_WLD(o1[r], od[r] + t + 1);                                                       \
+            MDL_WLD(o1[r], od1[r] + t);                                                          \
             /* d B along the row (a, b, c, d) = (e, o, e1, o1): (a - c, b + c, c - b, b - d). */ \
             rr[r][0] = e[r] - e1[r];                                                             \
             rr[r][1] = o[r] + e1[r];                                                             \
@@ -145,7 +146,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_f32)(const float *x, ptrdiff_t H, pt
                                                  ptrdiff_t estride, float *scratch)
 {
     const ptrdiff_t n = tx1 - tx0, m = wino_round16(n + 1);
-    const float *ev[4], *od[4];
+    const float *ev[4], *od[4], *ev1[4], *od1[4];
     for (int r = 0; r < 4; r++) {
         float *e = scratch + (2 * r) * m, *o = scratch + (2 * r + 1) * m;
         ptrdiff_t iy = 2 * ty - ph + r;
@@ -153,6 +154,8 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_f32)(const float *x, ptrdiff_t H, pt
                                 o);
         ev[r] = e;
         od[r] = o;
+        ev1[r] = e + 1;
+        od1[r] = o + 1;
     }
     ptrdiff_t t = 0;
     MDL_WINO_INPUT_STEP(mdl_wv16, 16)
@@ -161,22 +164,12 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_f32)(const float *x, ptrdiff_t H, pt
     MDL_WINO_INPUT_STEP(float, 1)
 }
 
-MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
-                                                  ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1,
-                                                  float *out, ptrdiff_t OH, ptrdiff_t OW,
-                                                  float bias, int relu, float *scratch)
+/* Output rows 2 ty, 2 ty + 1, columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out from
+ * the tiles' values ys[k][tx - tx0] (k = 2 r + c: pixel (2 ty + r, 2 tx + c)). */
+MDL_ISA_ATTR static void MDL_ISA(wino_store_tile_row)(const float *const *ys, ptrdiff_t ty,
+                                                       ptrdiff_t tx0, ptrdiff_t tx1, float *out,
+                                                       ptrdiff_t OH, ptrdiff_t OW)
 {
-    const ptrdiff_t n = tx1 - tx0;
-    float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
-    ptrdiff_t t = 0;
-    MDL_WINO_OUTPUT_STEP(mdl_wv16, 16)
-    MDL_WINO_OUTPUT_STEP(mdl_wv8, 8)
-    MDL_WINO_OUTPUT_STEP(mdl_wv4, 4)
-    MDL_WINO_OUTPUT_STEP(float, 1)
-    if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
-        for (int k = 0; k < 4; k++)
-            for (ptrdiff_t i = 0; i < n; i++)
-                ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
     for (int r = 0; r < 2; r++) {
         ptrdiff_t oy = 2 * ty + r;
         if (oy >= OH)
@@ -212,6 +205,33 @@ MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estr
     }
 }
 
+/* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU). */
+MDL_ISA_ATTR static void MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
+                                                     ptrdiff_t n, float bias, int relu,
+                                                     float *const *ys)
+{
+    ptrdiff_t t = 0;
+    MDL_WINO_OUTPUT_STEP(mdl_wv16, 16)
+    MDL_WINO_OUTPUT_STEP(mdl_wv8, 8)
+    MDL_WINO_OUTPUT_STEP(mdl_wv4, 4)
+    MDL_WINO_OUTPUT_STEP(float, 1)
+    if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
+        for (int k = 0; k < 4; k++)
+            for (ptrdiff_t i = 0; i < n; i++)
+                ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
+}
+
+MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
+                                                  ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1,
+                                                  float *out, ptrdiff_t OH, ptrdiff_t OW,
+                                                  float bias, int relu, float *scratch)
+{
+    const ptrdiff_t n = tx1 - tx0;
+    float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
+    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino_store_tile_row)((const float *const *)ys, ty, tx0, tx1, out, OH, OW);
+}
+
 MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, ptrdiff_t OW,
                                                 ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1,
                                                 float *dM, ptrdiff_t estride, float *scratch)
@@ -225,6 +245,103 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, pt
         ev[r] = e;
         od[r] = o;
     }
+    ptrdiff_t t = 0;
+    MDL_WINO_GRAD_STEP(mdl_wv16, 16)
+    MDL_WINO_GRAD_STEP(mdl_wv8, 8)
+    MDL_WINO_GRAD_STEP(mdl_wv4, 4)
+    MDL_WINO_GRAD_STEP(float, 1)
+}
+
+/* Whole-plane transforms: every tile of one (image, channel) plane at once, tiles numbered
+ * t = ty * tw + tx, so that small images (4 or 8 tiles per tile row at 8x8 and 16x16) still fill
+ * whole vectors. The plane's rows are first split into column phases with rows de-interleaved
+ * (wino_phase_rows); a tile's patch values are then at the tile's index t in fixed planes.
+ * Each tile's values come out of the same expressions as in the run-by-run functions above. */
+
+/* Q[q][i][tx] = p[i][2 tx + q] for the padded plane p[i][j] = x[i - ph][j - pw] (zero outside
+ * x), rows i in [0, nrows), tx in [0, tw), q in [0, nq); row i stored at
+ * ((i % 2) * half + i / 2) * tw of its phase (half = (nrows + 1) / 2), phases 2 * half * tw
+ * floats apart. */
+MDL_ISA_ATTR static void MDL_ISA(wino_phase_rows)(const float *x, ptrdiff_t H, ptrdiff_t W,
+                                                   ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t nrows,
+                                                   ptrdiff_t tw, int nq, float *Q)
+{
+    const ptrdiff_t half = (nrows + 1) / 2, qplane = 2 * half * tw;
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        const ptrdiff_t iy = i - ph;
+        const float *src = iy >= 0 && iy < H ? x + iy * W : NULL;
+        for (int q = 0; q < nq; q++) {
+            float *restrict d = Q + q * qplane + ((i % 2) * half + i / 2) * tw;
+            /* Tiles whose column 2 tx + q - pw lies inside [0, W). */
+            ptrdiff_t lo = pw - q > 0 ? (pw - q + 1) / 2 : 0;
+            ptrdiff_t hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / 2 + 1 : 0;
+            if (hi > tw)
+                hi = tw;
+            if (src == NULL || hi <= lo) {
+                memset(d, 0, sizeof(float) * tw);
+                continue;
+            }
+            for (ptrdiff_t tx = 0; tx < lo; tx++)
+                d[tx] = 0.0f;
+            const float *restrict s = src + q - pw;
+            for (ptrdiff_t tx = lo; tx < hi; tx++)
+                d[tx] = s[2 * tx];
+            for (ptrdiff_t tx = hi; tx < tw; tx++)
+                d[tx] = 0.0f;
+        }
+    }
+}
+
+/* V[e * estride + t] for all th * tw tiles of plane x (H x W, padding ph, pw). */
+MDL_ISA_ATTR static void MDL_ISA(wino_input_plane_f32)(const float *x, ptrdiff_t H, ptrdiff_t W,
+                                                        ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t th,
+                                                        ptrdiff_t tw, float *V, ptrdiff_t estride,
+                                                        float *scratch)
+{
+    const ptrdiff_t half = th + 1, qplane = 2 * half * tw, n = th * tw;
+    MDL_ISA(wino_phase_rows)(x, H, W, ph, pw, 2 * th + 2, tw, 4, scratch);
+    const float *ev[4], *od[4], *ev1[4], *od1[4];
+    for (int r = 0; r < 4; r++) {
+        /* Patch row r of tile (ty, tx) is padded row 2 ty + r. */
+        const float *base = scratch + ((r % 2) * half + r / 2) * tw;
+        ev[r] = base;
+        od[r] = base + qplane;
+        ev1[r] = base + 2 * qplane;
+        od1[r] = base + 3 * qplane;
+    }
+    ptrdiff_t t = 0;
+    MDL_WINO_INPUT_STEP(mdl_wv16, 16)
+    MDL_WINO_INPUT_STEP(mdl_wv8, 8)
+    MDL_WINO_INPUT_STEP(mdl_wv4, 4)
+    MDL_WINO_INPUT_STEP(float, 1)
+}
+
+/* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles (+ bias, ReLU). */
+MDL_ISA_ATTR static void MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t estride,
+                                                         ptrdiff_t th, ptrdiff_t tw, float *out,
+                                                         ptrdiff_t OH, ptrdiff_t OW, float bias,
+                                                         int relu, float *scratch)
+{
+    const ptrdiff_t n = th * tw;
+    float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
+    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    for (ptrdiff_t ty = 0; ty < th; ty++) {
+        const float *row[4] = {ys[0] + ty * tw, ys[1] + ty * tw, ys[2] + ty * tw,
+                               ys[3] + ty * tw};
+        MDL_ISA(wino_store_tile_row)(row, ty, 0, tw, out, OH, OW);
+    }
+}
+
+/* dM[e * estride + t] for all th * tw tiles from the output gradient g (OH x OW). */
+MDL_ISA_ATTR static void MDL_ISA(wino_grad_plane_f32)(const float *g, ptrdiff_t OH, ptrdiff_t OW,
+                                                       ptrdiff_t th, ptrdiff_t tw, float *dM,
+                                                       ptrdiff_t estride, float *scratch)
+{
+    const ptrdiff_t n = th * tw, qplane = 2 * th * tw;
+    MDL_ISA(wino_phase_rows)(g, OH, OW, 0, 0, 2 * th, tw, 2, scratch);
+    /* Gradient row p of tile (ty, tx) is row 2 ty + p. */
+    const float *ev[2] = {scratch, scratch + th * tw};
+    const float *od[2] = {scratch + qplane, scratch + qplane + th * tw};
     ptrdiff_t t = 0;
     MDL_WINO_GRAD_STEP(mdl_wv16, 16)
     MDL_WINO_GRAD_STEP(mdl_wv8, 8)

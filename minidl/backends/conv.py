@@ -24,6 +24,7 @@ import numpy as np
 
 from minidl._kernels import _runtime
 from minidl._kernels import conv as _conv
+from minidl._kernels import winograd as _wino
 from minidl.backends import winograd
 
 ALGORITHMS = ("auto", "direct", "winograd", "im2col")
@@ -73,6 +74,12 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     forward and input-gradient GEMMs reduce over C (or OC), short next to the transforms' cost,
     and win only with C * OC >= 2048 (forward) or >= 4096 (input gradient). Without AVX2 or
     AVX-512 the GEMM is too slow for Winograd to pay.
+
+    Re-measured 2026-12-02 (load ~6, one thread, ms, Winograd / kernel module) after the
+    row-vector weight gradient started parking its accumulators image by image: 16->16 @32
+    9.2 / 6.7 and 32->64 @26 (an image's 144 tiles exceed a block: run-by-run transforms)
+    12.7 / 10.2 now go to the kernel module; 32->32 @16 3.9 / 4.3 and 64->64 @8 3.3 / 3.3 stay.
+    Hence the weight gradient's rule: C * OC >= 1024 and an image's tiles within one block.
     """
     algo = _current()
     if algo in ("direct", "im2col"):
@@ -84,7 +91,12 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
-    wins = {"forward": c * oc >= 2048, "input": c * oc >= 4096, "weight": True}[pass_]
+    tiles = ((x_shape[2] + 1) // 2) * ((x_shape[3] + 1) // 2)  # per image (padding aside)
+    wins = {
+        "forward": c * oc >= 2048,
+        "input": c * oc >= 4096,
+        "weight": c * oc >= 1024 and tiles <= _wino.block_tiles(c, oc),
+    }[pass_]
     return "winograd" if wins else "auto"
 
 

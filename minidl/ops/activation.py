@@ -271,14 +271,19 @@ class BatchNorm(Function):
     a fixed order (bitwise identical for any thread count), then y = x * scale + shift per
     channel; backward recomputes x_hat from the saved input instead of storing it. `out` as in
     minidl.ops.elementwise.
+
+    relu=True is the static graphs' fusion of a following ReLU (BN+ReLU of every ResNet block):
+    the kernel clamps while writing y, and backward masks the gradient with the saved output
+    exactly as ReLU's backward does, so results equal BatchNorm then ReLU bit for bit.
     """
 
     writes_out = True
+    epilogues = ("relu",)
 
     @staticmethod
     def forward(ctx: Context, x, weight, bias, *, running_mean, running_var, training: bool,
                 momentum: float | None, eps: float, num_batches_tracked=None,
-                out=None) -> np.ndarray:
+                out=None, relu: bool = False) -> np.ndarray:
         check_float_input("batch_norm", x)
         if x.ndim < 2:
             raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {x.shape}")
@@ -314,16 +319,18 @@ class BatchNorm(Function):
         scale = invstd if weight is None else invstd * weight
         shift = -mean * scale if bias is None else bias - mean * scale
         y = np.empty(x.shape, dtype=x.dtype) if out is None else out
-        _bn.batch_norm_apply(x3, scale, shift, y.reshape(x3.shape), threads)
-        ctx.save_for_backward(x3, mean, invstd, scale)
+        _bn.batch_norm_apply(x3, scale, shift, y.reshape(x3.shape), threads, relu)
+        ctx.save_for_backward(x3, mean, invstd, scale, y if relu else None)
         ctx.batch_stats = use_batch_stats
         ctx.weight_dtype = None if weight is None else weight.dtype
         return y
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        x3, mean, invstd, scale = ctx.saved_tensors
+        x3, mean, invstd, scale, y = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
+        if y is not None:  # the fused ReLU's backward, as ReLU.backward
+            g = np.where(y <= 0, g.dtype.type(0), g)
         channels = x3.shape[1]
         sum_g = np.empty(channels)
         sum_gxc = np.empty(channels)

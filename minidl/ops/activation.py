@@ -330,7 +330,7 @@ class BatchNorm(Function):
         x3, mean, invstd, scale, y = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         if y is not None:  # the fused ReLU's backward, as ReLU.backward
-            g = np.where(y <= 0, g.dtype.type(0), g)
+            g = relu_grad(y, g)
         channels = x3.shape[1]
         sum_g = np.empty(channels)
         sum_gxc = np.empty(channels)

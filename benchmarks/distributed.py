@@ -1,17 +1,26 @@
-"""Data-parallel LeNet training: 1 process x 2 threads against 2 processes x 1 thread, where
-the time of a step goes, and an alpha-beta model of ring allreduce for larger clusters.
+"""Data-parallel training (LeNet-5, LeNet-Caffe, ResNet-20): 1 process x 2 threads against 2
+processes x 1 thread, where the time of a step goes, and an alpha-beta model of ring allreduce
+for larger clusters.
 
     python -m benchmarks.distributed                 # all runs, markdown on stdout
     python -m benchmarks.distributed --steps 100 --repeats 5
 
 Each configuration runs in its own processes (`mpiexec -n N python -m benchmarks.distributed
---child ...`), with synthetic MNIST-shaped batches, compiled training steps of LeNet-5 (or
-LeNet-Caffe, a 7x larger gradient) at global batch 64, SGD momentum 0.9. A child times
-`steps` steps after WARMUP untimed ones, `repeats` times, and reports the best repeat's mean
-step time (max over ranks), the time DDP spent waiting for its allreduces per step and the
-bucket sizes. Then allreduce itself is timed on 2 and 4 processes for message sizes from 8 B
-to 4 MB; alpha (latency) and beta (seconds per byte) are fitted on the 2-process points and
-the ring model predicts the 4-process points, printed beside the measurement.
+--child ...`), with synthetic batches, compiled training steps, SGD momentum 0.9: LeNet-5 and
+LeNet-Caffe (a 7x larger gradient) on MNIST-shaped images at global batch 64, ResNet-20
+(BatchNorm, 1.1 MB of gradient in two buckets) on CIFAR-shaped images at global batch 16 to
+keep it cheap. A child times `steps` steps after WARMUP untimed ones, `repeats` times, and
+reports the best repeat's mean step time (max over ranks), the time DDP spent waiting for its
+allreduces per step and the bucket sizes. ResNet-20 has no reproducible-mode rows: that mode
+refuses BatchNorm (its batch statistics mix the samples).
+
+Then allreduce itself is timed on 1, 2 and 4 processes for message sizes from 8 B to 4 MB,
+each process count only where the machine has a core per process (oversubscribed ranks
+measure the scheduler, not the transfer: 5-25 ms for 8 B with 4 ranks on 2 cores); alpha
+(latency) and beta (seconds per byte) are fitted on the 2-process points by least squares on
+relative error (small and large messages weigh alike), alpha >= 0, and the ring model's
+prediction is printed beside every measured point; the points that cannot be measured on this
+machine are named.
 
 Cost model (ring allreduce of n bytes on p machines, bandwidth-optimal):
     T_allreduce(p, n) = 2 (p - 1) alpha + 2 (p - 1) / p * n * beta
@@ -37,13 +46,15 @@ import time
 import numpy as np
 
 WARMUP = 5
+# Global batch per model: ResNet-20 (41 MFLOP per image forward) at 16 keeps a step near LeNet's.
+BATCH = {"lenet5": 64, "caffe": 64, "resnet20": 16}
 SIZES = [8, 1024, 16 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024]
 
 
 def _child_train(args: argparse.Namespace) -> None:
     import minidl
     from minidl import optim
-    from minidl.models import LeNet5, LeNetCaffe
+    from minidl.models import LeNet5, LeNetCaffe, resnet20
     from minidl.nn import functional as F
 
     distributed = args.mode != "single"
@@ -56,15 +67,17 @@ def _child_train(args: argparse.Namespace) -> None:
         rank, world = dist.get_rank(), dist.get_world_size()
     minidl.set_num_threads(args.threads)
     minidl.manual_seed(0)
-    model = {"lenet5": LeNet5, "caffe": LeNetCaffe}[args.model]()
+    model = {"lenet5": LeNet5, "caffe": LeNetCaffe, "resnet20": resnet20}[args.model]()
     net = model
     if distributed:
         net = DistributedDataParallel(model, reproducible=args.mode == "reproducible",
-                                      first_bucket_mb=args.bucket_mb, bucket_mb=args.bucket_mb)
+                                      first_bucket_mb=min(1.0, args.bucket_mb),
+                                      bucket_mb=args.bucket_mb)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    local = 64 // world
+    local = BATCH[args.model] // world
     rng = np.random.default_rng(rank)
-    x = minidl.tensor(rng.standard_normal((local, 1, 28, 28)).astype(np.float32))
+    image = (3, 32, 32) if args.model == "resnet20" else (1, 28, 28)
+    x = minidl.tensor(rng.standard_normal((local, *image)).astype(np.float32))
     y = minidl.tensor(rng.integers(0, 10, local))
     if args.mode == "reproducible":
         c = net.chunk_size
@@ -146,11 +159,26 @@ def ring_allreduce(p: int, n: float, alpha: float, beta: float) -> float:
     return 2 * (p - 1) * alpha + 2 * (p - 1) / p * n * beta
 
 
+def fit_alpha_beta(p: int, sizes: list[int], times: list[float]) -> tuple[float, float]:
+    """(alpha, beta) >= 0 of ring_allreduce(p, n) minimizing the relative error over the
+    measured (size, time) points: plain least squares lets the large messages decide alone and
+    gave a negative alpha on a busy machine."""
+    n = np.array(sizes, dtype=np.float64)
+    t = np.array(times, dtype=np.float64)
+    design = np.stack([np.full_like(n, 2.0 * (p - 1)), 2.0 * (p - 1) / p * n], axis=1) / t[:, None]
+    alpha, beta = np.linalg.lstsq(design, np.ones_like(t), rcond=None)[0]
+    if alpha < 0:  # refit beta alone with alpha = 0
+        alpha = 0.0
+        col = design[:, 1]
+        beta = float(col @ np.ones_like(t) / (col @ col))
+    return float(alpha), float(max(beta, 0.0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", choices=["train", "allreduce"])
     parser.add_argument("--mode", choices=["single", "fast", "reproducible"], default="fast")
-    parser.add_argument("--model", choices=["lenet5", "caffe"], default="lenet5")
+    parser.add_argument("--model", choices=sorted(BATCH), default="lenet5")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bucket-mb", type=float, default=25.0)
     parser.add_argument("--steps", type=int, default=50)
@@ -166,61 +194,74 @@ def main() -> None:
         sys.exit("benchmarks.distributed: mpiexec not found (pip install '.[mpi]')")
     me = [sys.executable, "-m", "benchmarks.distributed"]
     timing = ["--steps", str(args.steps), "--repeats", str(args.repeats)]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"cores available to this process: {cores}")
     print()
-    print("| model | configuration | step (ms) | allreduce wait (ms/step) | buckets (bytes) |")
-    print("|---|---|---|---|---|")
+    print("| model | global batch | configuration | step (ms) | allreduce wait (ms/step) "
+          "| buckets (bytes) |")
+    print("|---|---|---|---|---|---|")
     points = {}
-    for model in ("lenet5", "caffe"):
+    for model in ("lenet5", "caffe", "resnet20"):
+        m = ["--model", model]
         runs = [
             ("1 process x 2 threads", me + ["--child", "train", "--mode", "single",
-                                            "--threads", "2", "--model", model]),
+                                            "--threads", "2"] + m),
             ("1 process x 1 thread", me + ["--child", "train", "--mode", "single",
-                                           "--threads", "1", "--model", model]),
+                                           "--threads", "1"] + m),
             ("2 processes x 1 thread", [mpiexec, "-n", "2"] + me + [
-                "--child", "train", "--mode", "fast", "--model", model]),
+                "--child", "train", "--mode", "fast"] + m),
             ("2 processes x 1 thread, 64 KB buckets", [mpiexec, "-n", "2"] + me + [
-                "--child", "train", "--mode", "fast", "--bucket-mb", "0.0625",
-                "--model", model]),
-            ("2 processes x 1 thread, reproducible", [mpiexec, "-n", "2"] + me + [
-                "--child", "train", "--mode", "reproducible", "--model", model]),
-            ("1 process x 1 thread, reproducible", [mpiexec, "-n", "1"] + me + [
-                "--child", "train", "--mode", "reproducible", "--threads", "1",
-                "--model", model]),
+                "--child", "train", "--mode", "fast", "--bucket-mb", "0.0625"] + m),
         ]
+        if model != "resnet20":  # reproducible mode refuses BatchNorm
+            runs += [
+                ("2 processes x 1 thread, reproducible", [mpiexec, "-n", "2"] + me + [
+                    "--child", "train", "--mode", "reproducible"] + m),
+                ("1 process x 1 thread, reproducible", [mpiexec, "-n", "1"] + me + [
+                    "--child", "train", "--mode", "reproducible", "--threads", "1"] + m),
+            ]
         for name, command in runs:
             r = _run(command + timing)
             points[(model, name)] = r
-            print(f"| {model} | {name} | {1e3 * r['step']:.2f} | {1e3 * r['wait']:.2f} | "
-                  f"{r['buckets'] or '-'} |", flush=True)
+            print(f"| {model} | {BATCH[model]} | {name} | {1e3 * r['step']:.2f} | "
+                  f"{1e3 * r['wait']:.2f} | {r['buckets'] or '-'} |", flush=True)
     print()
+    counts = [p for p in (1, 2, 4) if p <= cores]
     measured = {p: {int(k): v for k, v in _run([mpiexec, "-n", str(p)] + me
                                                 + ["--child", "allreduce"]).items()}
-                for p in (2, 4)}
-    sizes = np.array(SIZES, dtype=np.float64)
-    # Least squares of T = a * 2(p-1) + b * 2(p-1)/p * n on the 2-process points.
-    design = np.stack([np.full_like(sizes, 2.0), sizes], axis=1)
-    alpha, beta = np.linalg.lstsq(design, np.array([measured[2][s] for s in SIZES]),
-                                  rcond=None)[0]
-    print(f"alpha-beta fit on 2 processes (shared memory): alpha = {1e6 * alpha:.1f} us, "
-          f"beta = {1e9 * beta:.3f} ns/byte ({8 / beta / 1e9:.1f} Gb/s)")
+                for p in counts}
+    if 2 not in measured:
+        sys.exit(f"benchmarks.distributed: the alpha-beta fit needs 2 cores, this machine has "
+                 f"{cores}")
+    alpha, beta = fit_alpha_beta(2, SIZES, [measured[2][s] for s in SIZES])
+    print(f"alpha-beta fit on 2 processes (shared memory, relative least squares): alpha = "
+          f"{1e6 * alpha:.1f} us, beta = {1e9 * beta:.3f} ns/byte ({8 / beta / 1e9:.1f} Gb/s)")
     print()
-    print("| bytes | 2 procs measured (us) | 2 procs model | 4 procs measured (us) "
-          "| 4 procs model |")
-    print("|---|---|---|---|---|")
-    for s in SIZES:
-        print(f"| {s:,} | {1e6 * measured[2][s]:.1f} | "
-              f"{1e6 * ring_allreduce(2, s, alpha, beta):.1f} | {1e6 * measured[4][s]:.1f} | "
-              f"{1e6 * ring_allreduce(4, s, alpha, beta):.1f} |")
+    header = ["bytes"] + [f"{p} proc{'s' * (p > 1)} measured (us) | {p} model" for p in (1, 2, 4)]
+    print("| " + " | ".join(header) + " |")
+    print("|---" * (1 + 2 * 3) + "|")
+    for size in SIZES:
+        cells = [f"{size:,}"]
+        for p in (1, 2, 4):
+            got = f"{1e6 * measured[p][size]:.1f}" if p in measured else "not measured"
+            cells += [got, f"{1e6 * ring_allreduce(p, size, alpha, beta):.1f}"]
+        print("| " + " | ".join(cells) + " |")
+    missing = [p for p in (1, 2, 4) if p not in measured]
+    if missing:
+        print()
+        print(f"Not measurable here: {', '.join(f'{p} processes' for p in missing)} (needs one "
+              f"free core per process; this machine gives this process {cores}). The model's "
+              f"prediction for them is printed unchecked.")
     print()
     net_alpha = 10e-6
-    print(f"Predicted step time (ms), weak scaling at 64 images per machine, compute = the "
-          f"measured 1 process x 2 threads step, ring allreduce with alpha = "
+    print(f"Predicted step time (ms), weak scaling at the global batch above per machine, "
+          f"compute = the measured 1 process x 2 threads step, ring allreduce with alpha = "
           f"{1e6 * net_alpha:.0f} us, no overlap:")
     print()
     print("| model | gradient | machines | 10 Gb/s | 25 Gb/s | 100 Gb/s |")
     print("|---|---|---|---|---|---|")
-    for model in ("lenet5", "caffe"):
+    for model in ("lenet5", "caffe", "resnet20"):
         single = points[(model, "1 process x 2 threads")]
         n = single["grad_bytes"]
         for p in (8, 64, 256):

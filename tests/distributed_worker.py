@@ -42,7 +42,8 @@ def train(args: argparse.Namespace) -> None:
     net: nn.Module = model
     if distributed:
         net = DistributedDataParallel(model, reproducible=args.mode == "reproducible",
-                                      first_bucket_mb=args.bucket_mb, bucket_mb=args.bucket_mb)
+                                      bucket_mb=args.bucket_mb,
+                                      first_bucket_mb=args.first_bucket_mb or args.bucket_mb)
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     images, labels = synthetic_mnist(args.steps * args.batch)
     local = args.batch // world
@@ -167,6 +168,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--bucket-mb", type=float, default=25.0)
+    p.add_argument("--first-bucket-mb", type=float, default=None)
     p.add_argument("--kill-at", type=int, default=None)
     p.add_argument("--raise-at", type=int, default=None)
     p.add_argument("--hang-at", type=int, default=None)

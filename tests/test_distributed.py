@@ -120,6 +120,15 @@ def test_fast_mode_equals_one_process_within_rounding(out, compiled, bucket_mb):
         assert "buckets [44536, 192000, 10288]" in result.stdout
 
 
+def test_first_bucket_closes_at_first_bucket_mb(out):
+    """The first bucket (LeNet's fully connected layers 3, 2 and 1's bias: 44536 bytes, ready
+    first) closes at first_bucket_mb and the rest share a bucket_mb bucket; the first bucket
+    used to take bucket_mb as its cap after its first parameter (one 246824-byte bucket)."""
+    result = run_mpi(2, "train", "--mode", "fast", "--steps", "2", "--bucket-mb", "25",
+                     "--first-bucket-mb", "0.1", "--out", str(out))
+    assert "buckets [44536, 202288]" in result.stdout, result.stdout
+
+
 def test_fast_mode_is_bitwise_reproducible_for_a_fixed_rank_count(out):
     run_mpi(2, "train", "--mode", "fast", "--steps", "10", "--out", str(out))
     first = weights(out / "fast_n2.npz")
@@ -162,4 +171,11 @@ def test_a_failing_rank_ends_the_job_quickly(out, fault):
     elif fault == "--hang-at":
         assert "did not complete within" in text
     else:
-        assert "BAD TERMINATION" in text or "Killed" in text
+        # MPICH's launcher names the dead process by pid only; minidl names the rank and the
+        # collective it last waited in (the gradient bucket's allreduce of that step).
+        assert "minidl.distributed: rank 2 of 3 (pid " in text, text
+        assert "died without a Python exception" in text
+        assert "its last collective: all_reduce of (61706,) float32" in text, text
+    # One report: the other ranks' watchers stay quiet when the launcher ends their ranks.
+    assert text.count("died without a Python exception") == (fault == "--kill-at"), text
+

@@ -1,8 +1,10 @@
 """minidl.distributed without a running group: import needs no mpi4py, clear errors."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,46 @@ def test_ddp_before_init_raises():
 def test_init_rejects_other_backends():
     with pytest.raises(ValueError, match="backend must be 'mpi'"):
         dist.init_process_group(backend="nccl")
+
+
+class _Comm:
+    def Get_rank(self) -> int:
+        return 0
+
+    def Get_size(self) -> int:
+        return 3
+
+
+class _NeverDone:
+    def Test(self) -> bool:
+        return False
+
+
+def test_a_wait_names_the_ranks_of_this_machine_that_ended(monkeypatch):
+    """A launcher that leaves the other ranks running (srun without --kill-on-bad-exit) must
+    not leave them waiting for the group timeout: a wait notices within PEER_CHECK_SECONDS that
+    a rank on its machine has ended, a zombie (killed, not yet reaped) included, and names it
+    and the collective."""
+    from minidl.distributed import process_group as pg
+
+    reaped = subprocess.Popen([sys.executable, "-c", "pass"])
+    reaped.wait()
+    zombie = subprocess.Popen(["sleep", "60"])
+    zombie.send_signal(signal.SIGKILL)
+    time.sleep(0.2)  # killed, never waited for
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        g = pg._Group(_Comm(), timeout=30.0)
+        g.local_peers = [(1, zombie.pid), (2, reaped.pid), (4, alive.pid)]
+        monkeypatch.setattr(pg, "_group", g)
+        start = time.monotonic()
+        with pytest.raises(dist.DistributedError) as caught:
+            pg.Work(_NeverDone(), "all_reduce of (5,) float32").wait()
+        assert time.monotonic() - start < 5
+        assert str(caught.value) == (
+            f"rank 0: rank 1 of 3 (pid {zombie.pid}), rank 2 of 3 (pid {reaped.pid}) ended "
+            "(killed by a signal or exited) while this rank waited in all_reduce of (5,) float32")
+    finally:
+        alive.kill()
+        alive.wait()
+        zombie.wait()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl.distributed import faults
 from minidl.tensor import Tensor
 
 
@@ -51,11 +52,48 @@ class _Group:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.timeout = timeout
+        # (rank, pid) of the other ranks on this machine: a wait that outlives one of them
+        # names it (MPI itself only tells the launcher, which reports the pid, not the rank).
+        self.local_peers: list[tuple[int, int]] = []
+
+    def gone_peers(self) -> list[tuple[int, int]]:
+        """(rank, pid) of this machine's other ranks whose process has ended."""
+        return [(r, pid) for r, pid in self.local_peers if not _process_alive(pid)]
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs: a zombie (killed, not yet reaped by the launcher's
+    proxy) counts as ended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no procfs (macOS): signal 0 only probes
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _local_peers(MPI: Any, rank: int) -> list[tuple[int, int]]:
+    """(rank, pid) of every other rank sharing this machine (collective over COMM_WORLD)."""
+    local = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+    table = np.empty((local.Get_size(), 2), dtype=np.int64)
+    local.Allgather(np.array([rank, os.getpid()], dtype=np.int64), table)
+    local.Free()
+    return [(int(r), int(pid)) for r, pid in table if r != rank]
 
 
 _group: _Group | None = None
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.005
+# How often a waiting rank checks that the other ranks on its machine still run.
+PEER_CHECK_SECONDS = 0.02
 
 
 def init_process_group(backend: str = "mpi", timeout: float | None = None,
@@ -88,17 +126,18 @@ def init_process_group(backend: str = "mpi", timeout: float | None = None,
     if not MPI.Is_initialized():
         MPI.Init()
     # A private communicator: collectives of user code on COMM_WORLD cannot match ours.
-    _group = _Group(MPI.COMM_WORLD.Dup(), float(timeout))
-    from minidl.distributed import faults
-
-    faults.install()
+    g = _Group(MPI.COMM_WORLD.Dup(), float(timeout))
+    g.local_peers = _local_peers(MPI, g.rank)
+    # A name for this job, the same on every rank: rank 0's pid and start time.
+    job = np.array([os.getpid(), time.time_ns() // 10**6], dtype=np.int64)
+    MPI.COMM_WORLD.Bcast(job, root=0)
+    _group = g
+    faults.install(g.rank, g.size, f"{job[0]}-{job[1]}")
     if set_threads and not os.environ.get("OMP_NUM_THREADS"):
         from minidl import threads
 
-        local = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
-        per_rank = max(1, threads.default_num_threads() // local.Get_size())
-        local.Free()
-        threads.set_num_threads(per_rank)
+        on_this_machine = len(g.local_peers) + 1
+        threads.set_num_threads(max(1, threads.default_num_threads() // on_this_machine))
 
 
 def is_available() -> bool:
@@ -163,8 +202,9 @@ class Work:
             return True
         g = group()
         limit = g.timeout if timeout is None else timeout
-        start = time.monotonic()
+        start = checked = time.monotonic()
         pause = 0.0
+        faults.note(self.what)
         while not self.request.Test():
             now = time.monotonic()
             if now - start > limit:
@@ -172,6 +212,15 @@ class Work:
                     f"rank {g.rank}: {self.what} did not complete within {limit:g} s; another "
                     "rank failed, was killed, or is not calling the same collective"
                 )
+            if now - checked > PEER_CHECK_SECONDS:
+                checked = now
+                gone = g.gone_peers()
+                if gone:
+                    names = ", ".join(f"rank {r} of {g.size} (pid {pid})" for r, pid in gone)
+                    raise DistributedError(
+                        f"rank {g.rank}: {names} ended (killed by a signal or exited) while "
+                        f"this rank waited in {self.what}"
+                    )
             # Spin for the first SPIN_SECONDS (a step's allreduce takes microseconds to a few
             # milliseconds, and MPI progresses inside Test), then back off to sleeps of up to
             # 1 ms so that a long wait does not hold a core the other ranks could use.

@@ -141,7 +141,9 @@ class DistributedDataParallel(Module):
         buckets: list[_Bucket] = []
         by_dtype: dict = {}
         for p in reversed(self._params):
-            cap = (first_mb if not buckets and not by_dtype else rest_mb) * 2**20
+            # The first bucket (the last layers, ready first) is small so that its allreduce
+            # starts early; it stays the cap until that bucket closes.
+            cap = (first_mb if not buckets else rest_mb) * 2**20
             current = by_dtype.get(p.dtype)
             if current is not None and sum(q.data.nbytes for q in current) + p.data.nbytes > cap:
                 buckets.append(_Bucket(current, p.dtype))

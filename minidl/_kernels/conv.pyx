@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from minidl._kernels import elementwise as _elementwise
+
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
@@ -262,6 +264,10 @@ def _scratch(str name, shape, dtype=np.float32):
     return buf[:size].reshape(shape)
 
 
+# Bytes of padded input per image group of the row-vector kernels (see _direct_conv): within a
+# core's L2 with room for the weights and outputs.
+cdef Py_ssize_t GROUP_BYTES = 512 * 1024
+
 # Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
 # chunk order) gives the same bits for any thread count.
 cdef int DW_CHUNK = 8
@@ -365,22 +371,32 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     the input-gradient kernel of a weight (C, OC, KH, KW). relu_in masks src (fused ReLU
     backward). A stride > 1 reads the input split into stride phases (_pad_planes), where every
     window is a stride-1 one, so the same row-vector kernel runs."""
-    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
-    cdef Py_ssize_t Hp = out.shape[2] + (KH - 1) * dh // sh
-    cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw)
-    xpad = _pad_planes("direct_input", src, relu_in, Hp, Wp, top, left, src.shape[1], 0,
-                       n_threads, sh, sw)
-    _direct_rows(xpad, Hp, Wp, 0, sh, sw, weight, flip, bias, out, dh, dw, relu, n_threads)
+    cdef Py_ssize_t N = src.shape[0], C = src.shape[1], KH = weight.shape[2]
+    cdef Py_ssize_t KW = weight.shape[3], Hp = out.shape[2] + (KH - 1) * dh // sh
+    cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw), n0, n1
+    # Images per group: padded, then convolved while their copy (<= GROUP_BYTES) is still in
+    # L2. Padding the whole batch first left the kernel waiting on L3/DRAM for half its cycles
+    # (perf, ResNet-20 step: 50% of conv_direct_f32_rows's samples on the input load).
+    cdef Py_ssize_t group = max(1, GROUP_BYTES // (C * sh * sw * Hp * Wp * 4))
+    packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
+    for n0 in range(0, N, group):
+        n1 = min(N, n0 + group)
+        xpad = _pad_planes("direct_input", src[n0:n1],
+                           None if relu_in is None else relu_in[n0:n1], Hp, Wp, top, left, C, 0,
+                           n_threads, sh, sw)
+        _direct_rows(xpad, Hp, Wp, 0, sh, sw, weight, flip, bias, out[n0:n1], dh, dw, relu,
+                     n_threads, packed)
 
 
 def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t base,
                  Py_ssize_t sh, Py_ssize_t sw, const float[:, :, :, ::1] weight, bint flip, bias,
                  float[:, :, :, ::1] out, Py_ssize_t dh, Py_ssize_t dw, bint relu,
-                 int n_threads):
+                 int n_threads, packed=None):
     """_direct_conv's compute on an input already padded into channels of sh * sw phase planes
     of Hp x Wp (_pad_planes), output pixel (0, 0)'s window at xpad[base] of each channel.
     Hp, Wp must hold out's windows: Hp >= base // Wp + OH + (KH - 1) * dh // sh and
-    Wp >= base % Wp + _row_pitch(OW, KW, dw, sw)."""
+    Wp >= base % Wp + _row_pitch(OW, KW, dw, sw). packed: _pack_weights(weight, _direct_ocb(OC),
+    flip) when the caller has it already."""
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     cdef Py_ssize_t C = weight.shape[0] if flip else weight.shape[1]
     cdef Py_ssize_t N = out.shape[0], OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -399,7 +415,8 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     # (the kernel parks the accumulators between blocks).
     cdef Py_ssize_t group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
     cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
-    packed = _pack_weights(weight, ocb, flip)
+    if packed is None:
+        packed = _pack_weights(weight, ocb, flip)
     cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
     cdef const float[::1] wv = packed
     cdef const float[::1] bias_view
@@ -532,31 +549,43 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
     cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, blk, c, n0
-    xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, 0, n_threads, sh, sw)
-    gpad = _pad_planes("direct_grad", grad_out, relu_out, OH, nv * 16, 0, 0, ocp, 0, n_threads)
+    cdef Py_ssize_t c0, c1, i0, i1
+    # Chunks per group: padded, then reduced while their copies (<= GROUP_BYTES, at least one
+    # chunk) are still in L2 (see _direct_conv).
+    cdef Py_ssize_t group = max(1, GROUP_BYTES // (DW_CHUNK * 4 * (C * plane + ocp * g_plane)))
     partial_w = _scratch("partial_w", (nchunks, OC, C * T))
     partial_b = _scratch("partial_b", (nchunks, OC))
-    cdef const float[::1] xv = xpad
-    cdef const float[::1] gv = gpad
+    cdef const float[::1] xv
+    cdef const float[::1] gv
     cdef float[:, :, ::1] pw_view = partial_w
     cdef float[:, ::1] pb_view = partial_b
-    cdef const float *xptr = &xv[0]
-    cdef const float *gptr = &gv[0]
+    cdef const float *xptr
+    cdef const float *gptr
     cdef float *pwp = &pw_view[0, 0, 0]
     cdef float *pbp = &pb_view[0, 0]
     cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
-    for item in prange(nchunks * nblk * C, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        chunk = item // (nblk * C)
-        blk = (item // C) % nblk
-        c = item % C
-        n0 = chunk * DW_CHUNK
-        conv_dw_f32_chunk(xptr + n0 * C * plane + c * plane, C * plane, Wp, Hp * Wp, sh, sw,
-                          gptr + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane, g_plane,
-                          min(DW_CHUNK, N - n0), OH, OW, KH, KW, dh, dw, ocb,
-                          min(ocb, OC - blk * ocb),
-                          pwp + (chunk * OC + blk * ocb) * C * T + c * T, C * T,
-                          pbp + chunk * OC + blk * ocb if c == 0 else NULL)
+    for c0 in range(0, nchunks, group):
+        c1 = min(nchunks, c0 + group)
+        i0, i1 = c0 * DW_CHUNK, min(N, c1 * DW_CHUNK)
+        xv = _pad_planes("direct_input", x[i0:i1], None, Hp, Wp, ph, pw, C, 0, n_threads, sh,
+                         sw)
+        gv = _pad_planes("direct_grad", grad_out[i0:i1],
+                         None if relu_out is None else relu_out[i0:i1], OH, nv * 16, 0, 0, ocp, 0,
+                         n_threads)
+        xptr = &xv[0]
+        gptr = &gv[0]
+        for item in prange((c1 - c0) * nblk * C, nogil=True, schedule='static', num_threads=nt,
+                           use_threads_if=nt > 1):
+            chunk = c0 + item // (nblk * C)
+            blk = (item // C) % nblk
+            c = item % C
+            n0 = (chunk - c0) * DW_CHUNK  # within the group
+            conv_dw_f32_chunk(xptr + n0 * C * plane + c * plane, C * plane, Wp, Hp * Wp, sh, sw,
+                              gptr + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane, g_plane,
+                              min(DW_CHUNK, i1 - i0 - n0), OH, OW, KH, KW, dh, dw, ocb,
+                              min(ocb, OC - blk * ocb),
+                              pwp + (chunk * OC + blk * ocb) * C * T + c * T, C * T,
+                              pbp + chunk * OC + blk * ocb if c == 0 else NULL)
     _sum_chunks(partial_w, grad_w)
     _sum_chunks(partial_b, grad_b)
 
@@ -1035,8 +1064,11 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
                                     n_threads)
     if x_algo not in ("gemm", "generic") and w_algo not in ("gemm", "generic"):
         return
-    if relu_out is not None:
-        grad_out = np.where(relu_out <= 0, grad_out.dtype.type(0), grad_out)
+    if relu_out is not None:  # the fused ReLU's backward (PyTorch's threshold_backward)
+        masked = np.empty_like(grad_out)
+        _elementwise.relu_backward(relu_out.reshape(-1), grad_out.reshape(-1), masked.reshape(-1),
+                                   n_threads)
+        grad_out = masked
     if x_algo == "gemm":
         _gemm_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, dh, dw, n_threads)
     elif x_algo == "generic":

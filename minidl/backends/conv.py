@@ -26,6 +26,7 @@ from minidl._kernels import _runtime
 from minidl._kernels import conv as _conv
 from minidl._kernels import winograd as _wino
 from minidl.backends import winograd
+from minidl.ops.activation import relu_grad
 
 ALGORITHMS = ("auto", "direct", "winograd", "im2col")
 algorithm = "auto"
@@ -149,7 +150,7 @@ def conv2d_backward(
         )
         return
     if relu_out is not None:
-        grad_out = np.where(relu_out <= 0, np.float32(0), grad_out)  # NaN passes, as torch
+        grad_out = relu_grad(relu_out, grad_out)  # NaN passes, as torch
     if wino_x:
         winograd.backward_input(grad_out, weight, grad_x, padding, n_threads)
     if wino_w:

@@ -164,6 +164,9 @@ class Function:
     epilogues: tuple[str, ...] = ()
     #: the epilogue name under which an op with that entry in `epilogues` can absorb this one.
     epilogue: str | None = None
+    #: the name of its kernels' lowering in a compiled graph's flat program (a key of
+    #: minidl.static.lower.LOWERINGS), or None: the op runs there as a Python node.
+    lowering: str | None = None
     #: display name for viz and the profiler (None: the class name without its "Op" suffix).
     label: str | None = None
     #: the circuit symbol viz draws instead of the name ("+", "*", "@"), or None.

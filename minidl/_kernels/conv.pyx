@@ -271,6 +271,8 @@ cdef Py_ssize_t GROUP_BYTES = 512 * 1024
 # Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
 # chunk order) gives the same bits for any thread count.
 cdef int DW_CHUNK = 8
+# The same, for minidl.static.lower (which sets up these kernels' buffers for a program).
+IMAGES_PER_DW_CHUNK = DW_CHUNK
 
 
 cdef inline Py_ssize_t _row_pitch(Py_ssize_t OW, Py_ssize_t KW, Py_ssize_t dw,
@@ -975,19 +977,38 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
     dtype (float32 or float64). (ph, pw) is the top/left padding; out's size implies the rest.
     algorithm: "auto" (by shape), "direct" (never im2col) or "im2col" (whenever groups == 1).
     """
-    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
-    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
-    if out.size == 0:
+    path = forward_path(x, weight, out, sh, sw, dh, dw, groups, algorithm)
+    if path == "empty":
         return
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
-    if x.size == 0:
+    if path == "empty_input":
         out[...] = 0 if bias is None else bias[:, None, None]
         if relu:
             np.maximum(out, 0, out=out)
-        return
-    if not _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw):
+    elif path == "gemm":
+        _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
+    elif path == "packed":
+        _packed_conv(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
+    elif path == "direct":
+        _direct_conv(x, None, weight, False, bias, out, ph, pw, dh, dw, relu, n_threads, sh, sw)
+    else:
         _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
-        return
+
+
+def forward_path(x, weight, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                 Py_ssize_t groups, str algorithm="auto") -> str:
+    """The kernel conv2d_forward runs for these arrays: "empty" (no output), "empty_input",
+    "generic", "gemm" (im2col + GEMM), "packed" (_packed_conv) or "direct" (_direct_conv, by
+    stride phases when strided). minidl.static.lower asks it too, so that a compiled program
+    runs the kernel the op would."""
+    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
+    if out.size == 0:
+        return "empty"
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
+    if x.size == 0:
+        return "empty_input"
+    if not _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw):
+        return "generic"
     phased = _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
     # The row-vector kernel takes wide stride-1 layers whose rows fill its lanes; by stride
     # phases it reads 4x the input per output and lost to im2col + GEMM on ResNet's 16->32
@@ -995,13 +1016,10 @@ def conv2d_forward(x, weight, bias, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_
     if _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
                  and not (sh == 1 and sw == 1 and phased and _rowvec_fits(x, OW, KH, KW, groups)),
                  groups):
-        _gemm_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
-    elif _packed_wins(x, OC, OW, groups, phased):
-        _packed_conv(x, weight, bias, out, sh, sw, ph, pw, dh, dw, relu, n_threads)
-    elif phased:
-        _direct_conv(x, None, weight, False, bias, out, ph, pw, dh, dw, relu, n_threads, sh, sw)
-    else:
-        _generic_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups, relu, n_threads)
+        return "gemm"
+    if _packed_wins(x, OC, OW, groups, phased):
+        return "packed"
+    return "direct" if phased else "generic"
 
 
 def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ssize_t sh,
@@ -1013,42 +1031,16 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
     gradient is then zero where relu_out <= 0), else None. Every array C-contiguous, one dtype.
     algorithm: as for conv2d_forward.
     """
-    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
-    if grad_out.size == 0 or x.size == 0:
+    paths = backward_paths(x, weight, grad_out, grad_x is not None,
+                           grad_w is not None or grad_b is not None, sh, sw, dh, dw, groups,
+                           algorithm)
+    if paths is None:
         for g in (grad_x, grad_w, grad_b):
             if g is not None:
                 g[...] = 0
         return
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], W = x.shape[3]
-    # No padded copies when the padding dwarfs the input (see _padding_fits).
-    fits = _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw)
-    phased = fits and _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
-    wide = fits and _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
-    auto = algorithm == "auto"
-    strided = sh != 1 or sw != 1
-    # Input gradient: the row-vector kernel on the flipped weights (by stride phases when
-    # strided), im2col's adjoint + GEMM on wide layers whose rows fill the lanes badly, else the
-    # generic kernel.
-    x_algo = None
-    if grad_x is not None:
-        if phased and not strided and (not wide or auto and _rowvec_fits(x, W, KH, KW, groups)):
-            x_algo = "direct"
-        elif phased and strided and dh == 1 and dw == 1 and (
-                not wide or auto and _rowvec_fits(x, (W + sw - 1) // sw, KH, KW, groups)):
-            x_algo = "strided"
-        else:
-            x_algo = "gemm" if wide else "generic"
-    # Weight (and bias) gradient: row-vector or channel-packed direct kernels, GEMM on wide
-    # layers, else the generic kernel.
-    w_algo = None
-    if grad_w is not None or grad_b is not None:
-        if phased and not wide and _dw_rows_wins(OC, OW, KW):
-            w_algo = "rows"
-        elif fits and not wide and _f32_dense(x, groups) and OC >= 16:
-            w_algo = "packed"
-        else:
-            w_algo = "gemm" if wide else "generic"
+    x_algo, w_algo = paths
     if x_algo == "direct":
         _direct_conv(grad_out, relu_out, weight, True, None, grad_x, dh * (KH - 1) - ph,
                      dw * (KW - 1) - pw, dh, dw, False, n_threads)
@@ -1085,3 +1077,46 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
                                      n_threads)
         if grad_b is not None:
             _bias_grad(grad_out, grad_b, n_threads)
+
+
+def backward_paths(x, weight, grad_out, bint need_x, bint need_w, Py_ssize_t sh, Py_ssize_t sw,
+                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, str algorithm="auto"):
+    """The kernels conv2d_backward runs: None when there is nothing to compute (an empty
+    batch or output: the gradients are zeros), else (input-gradient path, weight-and-bias
+    path), each None when not needed: "direct" (_direct_conv on the flipped weights),
+    "strided" (_strided_backward_input), "rows" (_direct_backward_weight), "packed"
+    (_packed_backward_weight), "gemm" or "generic". minidl.static.lower asks it too."""
+    cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
+    if grad_out.size == 0 or x.size == 0:
+        return None
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], W = x.shape[3]
+    # No padded copies when the padding dwarfs the input (see _padding_fits).
+    fits = _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw)
+    phased = fits and _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
+    wide = fits and _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups), groups)
+    auto = algorithm == "auto"
+    strided = sh != 1 or sw != 1
+    # Input gradient: the row-vector kernel on the flipped weights (by stride phases when
+    # strided), im2col's adjoint + GEMM on wide layers whose rows fill the lanes badly, else the
+    # generic kernel.
+    x_algo = None
+    if need_x:
+        if phased and not strided and (not wide or auto and _rowvec_fits(x, W, KH, KW, groups)):
+            x_algo = "direct"
+        elif phased and strided and dh == 1 and dw == 1 and (
+                not wide or auto and _rowvec_fits(x, (W + sw - 1) // sw, KH, KW, groups)):
+            x_algo = "strided"
+        else:
+            x_algo = "gemm" if wide else "generic"
+    # Weight (and bias) gradient: row-vector or channel-packed direct kernels, GEMM on wide
+    # layers, else the generic kernel.
+    w_algo = None
+    if need_w:
+        if phased and not wide and _dw_rows_wins(OC, OW, KW):
+            w_algo = "rows"
+        elif fits and not wide and _f32_dense(x, groups) and OC >= 16:
+            w_algo = "packed"
+        else:
+            w_algo = "gemm" if wide else "generic"
+    return x_algo, w_algo

@@ -28,6 +28,7 @@ class ReLU(Function):
 
     elementwise = writes_out = inplace_ok = True
     epilogue = "relu"
+    lowering = "relu"
 
     @staticmethod
     def forward(ctx: Context, x, out=None) -> np.ndarray:

@@ -54,6 +54,7 @@ class Conv2dOp(Function):
     """
 
     epilogues = ("relu",)
+    lowering = "conv2d"
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

@@ -118,6 +118,8 @@ class CrossEntropy(Function):
     p * (sum of the target weights) - (smoothed, weighted one-hot), never through log/exp nodes.
     """
 
+    lowering = "cross_entropy"
+
     @staticmethod
     def forward(ctx: Context, x, target, weight, *, reduction: str, ignore_index: int,
                 label_smoothing: float) -> np.ndarray:

@@ -143,6 +143,7 @@ class Linear(Function):
 
     writes_out = True
     epilogues = ("relu",)
+    lowering = "linear"
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

@@ -59,6 +59,8 @@ class MaxPool2dOp(Function):
     (flat h * W + w per plane, PyTorch's return_indices) when given.
     """
 
+    lowering = "max_pool2d"
+
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
         return size_of(in_shapes[0])

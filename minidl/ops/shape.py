@@ -15,6 +15,8 @@ from minidl.ops import contiguous
 class Reshape(Function):
     """A view when possible (tensors are C-contiguous, so reshape never copies)."""
 
+    lowering = "reshape"
+
     @staticmethod
     def forward(ctx: Context, a, *, shape) -> np.ndarray:
         ctx.in_shape = a.shape

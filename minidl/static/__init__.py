@@ -10,17 +10,23 @@
     logits = infer(images)
 
 Layout: `trace` (the tracer and the IR: Value, Node), `passes` (scheduling, dead-op
-elimination, fusion by op traits), `memory` (liveness and the buffer plan), `executor`
-(StaticGraph: replay steps and the backward tape for minidl.graph.sweep), `compiled` (the
-callable `compile` returns).
+elimination, fusion by op traits), `memory` (liveness and the buffer plan), `lower` (the
+schedule as one flat program of kernel calls, minidl._kernels.program), `executor`
+(StaticGraph: the program, the replay steps and the backward tape for minidl.graph.sweep),
+`compiled` (the callable `compile` returns).
 
 How it works. Tracing runs the forward once with a tracer listening to `Function.apply`: every
 op becomes a `Node` (its Function class, which values it reads, its attributes) and every tensor
 a numbered value (an input, a parameter, a constant, or a node's output). The nodes are put in
 order by Kahn's algorithm, ops whose results nothing reads are dropped, and fusion passes
 rewrite the graph (a convolution or linear layer followed by a ReLU becomes one op with the
-ReLU in its epilogue). Replay then calls each node's `forward` and, in reverse, `backward` directly on
-arrays: no Tensor objects, no graph recording, no topological sort per step.
+ReLU in its epilogue). The schedule is then lowered to a flat program: per node the kernel
+calls with their pointers, sizes and buffers, all checked once, which one Cython loop runs
+without touching a Python object (forward, backward and the loss; ops without a kernel there,
+e.g. float64 graphs, run as Python nodes inside the program). The replay, the reference the
+program gives the same bits as (`compile(..., executor="replay")`, and profiling), calls each
+node's `forward` and, in reverse, `backward` directly on arrays: no Tensor objects, no graph
+recording, no topological sort per step.
 
 Memory plan. A liveness analysis over the schedule gives each activation and gradient the
 interval from the step that writes it to the last step that reads it (an activation saved for
@@ -39,8 +45,13 @@ Limits (checked where possible):
   built from `x.data`, random tensors drawn in the forward).
 - A call with different input shapes or dtypes traces again (each signature is cached): the
   smaller last batch of an epoch costs one extra trace.
-- A compiled graph may be called from several threads: calls of one graph are serialized
-  (its planned buffers are shared), so each returns the values a lone call would.
+- A compiled graph may be called from several threads at once: each call runs on a program
+  (or replay buffers) of its own, taken from a pool of idle ones or built, so each returns the
+  values a lone call would.
+- Training calls replay instead of running the program while a gradient hook is registered
+  on a parameter or a traced value (hooks run in the sweep's order). A backward without a
+  contribution to an input that needs one leaves zeros in a program where the sweep leaves
+  None.
 - Gradient hooks on parameters run at every replay, as in eager mode; hooks registered on
   intermediate tensors while tracing run at every replay too (such values are not fused away).
 - Module state changed outside ops (e.g. a Python counter) is not replayed; BatchNorm's running

@@ -21,9 +21,10 @@ class Compiled:
     output of the last call is `compiled.output`.
     """
 
-    def __init__(self, model: Any, loss_fn: Callable | None, example_inputs: Sequence[Any]
-                 ) -> None:
+    def __init__(self, model: Any, loss_fn: Callable | None, example_inputs: Sequence[Any],
+                 executor: str = "program") -> None:
         self.model = model
+        self.executor = executor
         self.loss_fn = loss_fn
         self.training = loss_fn is not None
         self.graphs: dict[tuple, StaticGraph] = {}
@@ -50,7 +51,7 @@ class Compiled:
         return [b for b in self.model.buffers() if b is not None]
 
     def _graph_for(self, inputs: list[Tensor]) -> StaticGraph:
-        key = tuple((x.shape, x.dtype) for x in inputs)
+        key = tuple((x.data.shape, x.data.dtype) for x in inputs)
         g = self.graphs.get(key)
         if g is None:
             was_training = getattr(self.model, "training", None)
@@ -62,7 +63,8 @@ class Compiled:
             rng_state = random.get_rng_state()
             buffers = [(b, b.data.copy()) for b in self._buffers()]
             try:
-                g = StaticGraph(self._function(), inputs, self._params(), self.training)
+                g = StaticGraph(self._function(), inputs, self._params(), self.training,
+                                self.executor)
                 self._check_independent_of_data(g, inputs)
             finally:
                 random.set_rng_state(rng_state)
@@ -82,7 +84,8 @@ class Compiled:
         for x in inputs:
             a = x.data
             if a.dtype.kind == "f":
-                a = a + rng.standard_normal(a.shape).astype(a.dtype) * (np.abs(a).mean() + 1)
+                scale = np.abs(a).mean() + 1 if a.size else 1
+                a = a + rng.standard_normal(a.shape).astype(a.dtype) * scale
             elif a.dtype.kind in "iu" and a.size > 1:
                 a = np.roll(a.reshape(-1), 1).reshape(a.shape)
             other.append(Tensor._wrap(np.ascontiguousarray(a), False))
@@ -105,13 +108,17 @@ class Compiled:
     def __call__(self, *inputs: Any, profile: bool = False) -> Tensor:
         tensors = [_as_tensor(x) for x in inputs]
         g = self._graph_for(tensors)
-        vals, times = g.run([t.data for t in tensors], profile)
-        self.output = Tensor._wrap(vals[g.outputs[1 if self.training else 0]], False)
+        arrays = [t.data for t in tensors]
         if profile:
             from minidl.profiler import static_rows
 
+            vals, times = g.run(arrays, True)
             self.profile_rows = static_rows(g, vals, *times)
-        return Tensor._wrap(vals[g.outputs[0]], False)
+            outputs = [vals[o] for o in g.outputs]
+        else:
+            outputs = g.execute(arrays)
+        self.output = Tensor._wrap(outputs[1 if self.training else 0], False)
+        return Tensor._wrap(outputs[0], False)
 
     @property
     def graph(self) -> StaticGraph:
@@ -166,7 +173,7 @@ def _as_tensor(x: Any) -> Tensor:
 
 
 def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)
-            example_inputs: Sequence[Any] = ()) -> Compiled:
+            example_inputs: Sequence[Any] = (), executor: str = "program") -> Compiled:
     """Trace `model` (and `loss_fn(model(x), target)`) into a static graph.
 
     model: a Module or any callable of tensors built from minidl ops.
@@ -174,8 +181,11 @@ def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the publ
         a function (output, target) -> scalar loss for a training step that runs forward and
         backward, accumulating gradients into the parameters' .grad like loss.backward().
     example_inputs: (x,) for inference, (x, target) for training; new shapes trace again.
+    executor: "program" runs the graph lowered to one flat program of kernel calls (ops
+        without a kernel there run as Python nodes inside it); "replay" calls every op from
+        Python, the reference the program gives the same bits as (see minidl.static).
     Raises TraceError when the function cannot be captured (see the module docstring).
     """
     if not example_inputs:
         raise ValueError("compile: example_inputs must hold the model's inputs (and target)")
-    return Compiled(model, loss_fn, example_inputs)
+    return Compiled(model, loss_fn, example_inputs, executor)

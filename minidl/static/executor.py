@@ -1,13 +1,19 @@
-"""The executor: one traced signature's schedule, memory plan and replay loops.
+"""The executor: one traced signature's schedule, memory plan, and its two ways to run.
 
-Replay calls each node's `forward` on arrays (no Tensor objects, no graph recording, no
-topological sort per call) and, when training, hands the tape to the one reverse sweep
-(minidl.graph.sweep), which checks and casts every gradient and delivers the parameters'.
+The program (minidl.static.lower): the schedule lowered to kernel instructions over buffers
+the program owns, run by one Cython loop, with Python nodes for ops without a kernel there.
+The replay, the reference: each node's `forward` called on arrays (no Tensor objects, no graph
+recording, no topological sort per call) and, when training, the tape handed to the one
+reverse sweep (minidl.graph.sweep), which checks and casts every gradient and delivers the
+parameters'. Inference runs the program, training and profiling the replay.
+
+Concurrent calls: every call takes an idle program (or replay state: the memory plan's
+buffers and the steps that write them) from a pool, or builds one, and returns it after, so
+two threads can run one graph at once, each on its own buffers.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -15,11 +21,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from minidl.backends import conv as conv_backend
 from minidl.graph import Context, Function, Step, accumulate, sweep
+from minidl.static.lower import Lowered
 from minidl.static.memory import plan_memory
 from minidl.static.passes import FUSION_PASSES, eliminate_dead, kahn_schedule
 from minidl.static.trace import Node, trace
 from minidl.tensor import Tensor
+from minidl.threads import get_num_threads
+
+EXECUTORS = ("program", "replay")
 
 
 class ReplayStep(NamedTuple):
@@ -33,14 +44,17 @@ class ReplayStep(NamedTuple):
 
 
 class StaticGraph:
-    """One traced signature: schedule, memory plan, and the replay loops.
+    """One traced signature: schedule, memory plan, the program and the replay loops.
 
-    Calls are serialized by a lock: the planned buffers belong to the graph, so two threads
-    replaying it at once would write into each other's activations.
+    executor: "program" (inference runs the lowered program) or "replay" (every call replays
+    the nodes from Python, the reference the program is tested against).
     """
 
     def __init__(self, fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor],
-                 training: bool) -> None:
+                 training: bool, executor: str = "program") -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"compile: executor must be one of {EXECUTORS}, got {executor!r}")
+        self.executor = executor
         tracer, outputs = trace(fn, inputs, params, with_grad=training)
         self.traced_ops = [node.fn for node in tracer.nodes]
         self.values = tracer.values
@@ -53,19 +67,26 @@ class StaticGraph:
             nodes = fusion(nodes, outputs, self.values)
         self.nodes = nodes
         self.plan = plan_memory(nodes, self.values, outputs, backward=training)
-        self._buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
         self._params = [(v.index, v.tensor) for v in self.values if v.kind == "param"]
         # Constants (and constant arguments, as extra slots past the values) are filled once.
         self._template: list = [None] * len(self.values)
         for v in self.values:
             if v.kind == "const":
                 self._template[v.index] = v.tensor.data
-        self._program = [self._replay_step(node) for node in nodes]
+        self._reads = [self._reader(node) for node in nodes]
         self._tape = self._backward_tape(nodes)
         self.signature = tuple((x.shape, x.dtype) for x in inputs)
-        self.lock = threading.Lock()
+        # Idle per-call states (list.pop and list.append are atomic): replay steps over their
+        # own planned buffers, and lowered programs.
+        self._idle_replays: list[list[ReplayStep]] = []
+        self._idle_programs: list[Lowered] = []
+        # Gradient hooks on traced values run inside the sweep: such graphs always replay.
+        self._hooked_values = any(v.hooks for v in self.values)
+        if executor == "program" and not self._hooked_values:
+            self._idle_programs.append(self.lower())
 
-    def _replay_step(self, node: Node) -> ReplayStep:
+    def _reader(self, node: Node) -> Callable[[list], tuple]:
+        """The node's positional arguments out of the value list."""
         slots = []
         for a in node.args:
             if isinstance(a, int):
@@ -74,13 +95,35 @@ class StaticGraph:
                 slots.append(len(self._template))
                 self._template.append(a[1])
         getter = itemgetter(*slots) if slots else (lambda vals: ())
-        read = getter if len(slots) != 1 else (lambda vals, s=slots[0]: (vals[s],))
-        attrs = dict(node.attrs)
-        slot = self.plan.slot_of.get(node.out)
-        if slot is not None:
-            v = self.values[node.out]
-            attrs["out"] = self._buffers[slot][: v.nbytes].view(v.dtype).reshape(v.shape)
-        return ReplayStep(node.fn, read, attrs, node.out, node.needs_input_grad)
+        return getter if len(slots) != 1 else (lambda vals, s=slots[0]: (vals[s],))
+
+    def _replay_steps(self) -> list[ReplayStep]:
+        """Replay steps writing into a fresh set of the memory plan's buffers."""
+        buffers = [np.empty(nbytes, dtype=np.uint8) for nbytes in self.plan.slot_bytes]
+        steps = []
+        for node, read in zip(self.nodes, self._reads):
+            attrs = dict(node.attrs)
+            slot = self.plan.slot_of.get(node.out)
+            if slot is not None:
+                v = self.values[node.out]
+                attrs["out"] = buffers[slot][: v.nbytes].view(v.dtype).reshape(v.shape)
+            steps.append(ReplayStep(node.fn, read, attrs, node.out, node.needs_input_grad))
+        return steps
+
+    def lower(self) -> Lowered:
+        """A new program for this graph (minidl.static.lower)."""
+        return Lowered(self.values, self.nodes, self.outputs, self.input_indices, self.training)
+
+    def _program_runs(self) -> bool:
+        """Whether this call may run a program: the executor is "program" and no gradient
+        hook would run (hooks on parameters run in the sweep's order, so those calls replay)."""
+        if self.executor != "program" or self._hooked_values:
+            return False
+        if self.training:
+            for _, p in self._params:
+                if p._grad_hooks or p._post_hooks:
+                    return False
+        return True
 
     def _backward_tape(self, nodes: list[Node]) -> list[Step]:
         """The sweep's steps: gradients flow into nodes' outputs and parameters; each
@@ -103,8 +146,8 @@ class StaticGraph:
             finished.setdefault(k, []).append(a)
         return [step._replace(finished=tuple(finished.get(k, ()))) for k, step in enumerate(steps)]
 
-    def forward(self, arrays: Sequence[np.ndarray], timings: list | None = None
-                ) -> tuple[list, list]:
+    def forward(self, arrays: Sequence[np.ndarray], steps: list[ReplayStep],
+                timings: list | None = None) -> tuple[list, list]:
         vals = list(self._template)
         for index, a in zip(self.input_indices, arrays):
             vals[index] = a
@@ -112,13 +155,13 @@ class StaticGraph:
             vals[index] = p.data
         contexts = []
         if timings is None:
-            for fn, read, attrs, out, needs in self._program:
+            for fn, read, attrs, out, needs in steps:
                 ctx = Context(fn, (), needs)
                 vals[out] = fn.forward(ctx, *read(vals), **attrs)
                 contexts.append(ctx)
         else:
             clock = time.perf_counter
-            for fn, read, attrs, out, needs in self._program:
+            for fn, read, attrs, out, needs in steps:
                 ctx = Context(fn, (), needs)
                 t0 = clock()
                 vals[out] = fn.forward(ctx, *read(vals), **attrs)
@@ -140,19 +183,44 @@ class StaticGraph:
 
     def run(self, arrays: Sequence[np.ndarray], profile: bool = False
             ) -> tuple[list, Any]:
-        """One replay (forward, and backward when training) under the graph's lock: the value
-        list and, when profiling, (forward times, backward times, seconds)."""
+        """One replay (forward, and backward when training) on replay steps of its own: the
+        value list and, when profiling, (forward times, backward times, seconds)."""
         fwd_times: list | None = [] if profile else None
         bwd_times: list | None = [] if profile and self.training else None
-        with self.lock:
+        idle = self._idle_replays
+        steps = idle.pop() if idle else self._replay_steps()
+        try:
             start = time.perf_counter()
-            vals, contexts = self.forward(arrays, fwd_times)
+            vals, contexts = self.forward(arrays, steps, fwd_times)
             if self.training:
                 self.backward(vals, contexts, bwd_times)
             elapsed = time.perf_counter() - start
+        finally:
+            idle.append(steps)
         if not profile:
             return vals, None
         return vals, (fwd_times, bwd_times[::-1] if bwd_times is not None else None, elapsed)
+
+    def execute(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One call: the graph's outputs (and, when training, the parameters' gradients
+        accumulated). It runs a program of its own, or replays when the executor is "replay",
+        when a gradient hook is registered, when a parameter's array no longer fits the
+        program (replaced by one of another shape, dtype or layout) or when the program found
+        an input invalid (the replay then raises the op's error)."""
+        if self._program_runs():
+            idle = self._idle_programs
+            program = idle.pop() if idle else self.lower()
+            if program.conv_algorithm != conv_backend.algorithm:
+                program = self.lower()  # the programs' kernels follow the algorithm switch
+                idle.clear()
+            try:
+                outputs = program.run(arrays, get_num_threads())
+            finally:
+                idle.append(program)
+            if outputs is not None:
+                return outputs
+        vals, _ = self.run(arrays)
+        return [vals[o] for o in self.outputs]
 
     def memory_report(self) -> dict:
         return {

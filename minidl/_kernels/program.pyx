@@ -1,0 +1,716 @@
+# cython: language_level=3
+"""The flat program of a compiled graph: kernel calls over preplanned buffers, run by one loop.
+
+minidl.static.lower builds a Program from a static graph's schedule. Each instruction is an
+opcode, up to 8 pointers and up to 16 sizes; a Python node is an instruction that calls a
+Python callable (an op without a kernel here), with the GIL held only around it. Everything is
+validated once, when the program is built: shapes, dtypes, contiguity, buffer sizes and the
+algorithm each convolution takes. At run time an instruction trusts its pointers and sizes:
+they point into arrays the program owns (`keep`), or into parameter arrays that the caller
+checks and re-points (`bind`) before every run when they were replaced.
+
+The kernels are the ones the ops call (conv_kernels.h, pool_kernels.h, minidl's GEMM), driven
+with the same arguments and work split as minidl._kernels.conv / pool / gemm, so a program gives
+the bits of the Python replay. Below the size thresholds of those modules an instruction runs on
+the calling thread without entering a parallel region (batch-1 inference does not allocate and
+does not start threads).
+"""
+
+import numpy as np
+
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cython.parallel cimport prange
+from libc.math cimport exp, log
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+from minidl._kernels.gemm cimport sgemm
+
+cdef extern from "conv_kernels.h" nogil:
+    void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
+                              Py_ssize_t nsteps, Py_ssize_t block_steps, const float *wpk,
+                              Py_ssize_t ocb, Py_ssize_t oc_valid, const float *bias, int relu,
+                              float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t row0,
+                              Py_ssize_t row1)
+    void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, Py_ssize_t sh, Py_ssize_t sw,
+                                const Py_ssize_t *step_off, Py_ssize_t nsteps, const float *wpk,
+                                Py_ssize_t nb, Py_ssize_t oc_valid, const float *bias, int relu,
+                                float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t p0,
+                                Py_ssize_t p1)
+    void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
+                             float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                             Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)
+    int conv_dw_f32_ocb(Py_ssize_t oc)
+    int conv_dw_f32_tb(Py_ssize_t KW)
+    void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, Py_ssize_t phase,
+                           Py_ssize_t sh, Py_ssize_t sw, const float *g, Py_ssize_t g_img,
+                           Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH, Py_ssize_t OW,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
+                           Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
+                           Py_ssize_t dw_o_stride, float *db)
+    void conv_dw_packed_f32(const float *x, Py_ssize_t x_img, const float *gt, Py_ssize_t g_img,
+                            Py_ssize_t nimg, const Py_ssize_t *pix_in, Py_ssize_t P,
+                            Py_ssize_t ocp, Py_ssize_t KW, Py_ssize_t dw, float *dwp,
+                            Py_ssize_t dw_o_stride, Py_ssize_t oc_valid)
+    void conv_db_packed_f32(const float *gt, Py_ssize_t g_img, Py_ssize_t nimg, Py_ssize_t P,
+                            Py_ssize_t ocp, float *db, Py_ssize_t oc_valid)
+    void conv_transpose_grad_f32(const float *g, const float *mask, Py_ssize_t OC, Py_ssize_t P,
+                                 Py_ssize_t ocp, float *gt)
+
+cdef extern from "pool_kernels.h" nogil:
+    void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
+                          Py_ssize_t b1)
+
+# The size thresholds of minidl._kernels.conv (multiply-adds) and pool (input elements) below
+# which their kernels run on one thread: the same here, so the work splits are theirs.
+cdef Py_ssize_t CONV_MIN_PARALLEL = 65536
+cdef Py_ssize_t POOL_MIN_PARALLEL = 32768
+# Elementwise instructions (relu, add, copies): a parallel region costs ~1 us, ~10^5 elements.
+cdef Py_ssize_t ELEMENTWISE_MIN_PARALLEL = 1 << 17
+
+MAX_POINTERS = 8
+MAX_SIZES = 16
+
+cdef enum Opcode:
+    OP_PYTHON = 0
+    OP_COPY
+    OP_PAD_PLANES
+    OP_PACK_CONV_WEIGHTS
+    OP_CONV_ROWS
+    OP_CONV_PIXELS
+    OP_MAX_POOL_2X2
+    OP_LINEAR
+    OP_RELU
+    OP_ADD
+    OP_LINEAR_BACKWARD
+    OP_RELU_BACKWARD
+    OP_MAX_POOL_BACKWARD
+    OP_SOFTMAX_CROSS_ENTROPY
+    OP_SOFTMAX_CROSS_ENTROPY_BACKWARD
+    OP_CONV_DW_DIRECT
+    OP_CONV_TRANSPOSE_GRAD
+    OP_CONV_DW_PACKED
+    OP_SUM_CHUNKS
+
+OPCODES = {
+    "python": OP_PYTHON,
+    "copy": OP_COPY,
+    "pad_planes": OP_PAD_PLANES,
+    "pack_conv_weights": OP_PACK_CONV_WEIGHTS,
+    "conv_rows": OP_CONV_ROWS,
+    "conv_pixels": OP_CONV_PIXELS,
+    "max_pool_2x2": OP_MAX_POOL_2X2,
+    "linear": OP_LINEAR,
+    "relu": OP_RELU,
+    "add": OP_ADD,
+    "linear_backward": OP_LINEAR_BACKWARD,
+    "relu_backward": OP_RELU_BACKWARD,
+    "max_pool_backward": OP_MAX_POOL_BACKWARD,
+    "softmax_cross_entropy": OP_SOFTMAX_CROSS_ENTROPY,
+    "softmax_cross_entropy_backward": OP_SOFTMAX_CROSS_ENTROPY_BACKWARD,
+    "conv_dw_direct": OP_CONV_DW_DIRECT,
+    "conv_transpose_grad": OP_CONV_TRANSPOSE_GRAD,
+    "conv_dw_packed": OP_CONV_DW_PACKED,
+    "sum_chunks": OP_SUM_CHUNKS,
+}
+
+cdef struct Instr:
+    int op
+    Py_ssize_t n[16]
+    void *p[8]
+
+
+cdef inline int _threads(Py_ssize_t work, Py_ssize_t threshold, int n_threads) noexcept nogil:
+    return n_threads if work >= threshold else 1
+
+
+cdef void _pad_planes(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._pad_planes into a preplanned buffer: (N, planes_out) channels (those past C zero)
+    of sh * sw zero-padded stride-phase planes of Hp x Wp of src (N, C, H, W), masked by
+    relu_out where given, then `slack` zero floats.
+    n: N, C, H, W, planes_out, Hp, Wp, top, left, slack, sh, sw."""
+    cdef Py_ssize_t N = ins.n[0], planes = ins.n[4]
+    cdef Py_ssize_t plane = ins.n[10] * ins.n[11] * ins.n[5] * ins.n[6], p
+    cdef float *dst = <float *>ins.p[2]
+    cdef int nt = _threads(N * planes * plane, CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for p in prange(N * planes, schedule='static', num_threads=nt):
+            _pad_one(ins, p, plane)
+    else:
+        for p in range(N * planes):
+            _pad_one(ins, p, plane)
+    if ins.n[9]:
+        memset(dst + N * planes * plane, 0, ins.n[9] * sizeof(float))
+
+
+cdef inline void _pad_one(const Instr *ins, Py_ssize_t p, Py_ssize_t plane) noexcept nogil:
+    cdef const float *src = <const float *>ins.p[0]
+    cdef const float *mask = <const float *>ins.p[1]
+    cdef float *dst = <float *>ins.p[2] + p * plane
+    cdef Py_ssize_t C = ins.n[1], H = ins.n[2], W = ins.n[3], planes = ins.n[4]
+    cdef Py_ssize_t n = p // planes, c = p % planes
+    if c < C:
+        conv_pad_phases_f32(src + (n * C + c) * H * W, H, W,
+                            mask + (n * C + c) * H * W if mask != NULL else NULL, dst,
+                            ins.n[5], ins.n[6], ins.n[7], ins.n[8], ins.n[10], ins.n[11])
+    else:
+        memset(dst, 0, plane * sizeof(float))
+
+
+cdef void _pack_conv_weights(const Instr *ins) noexcept nogil:
+    """conv._pack_weights into a preplanned buffer zeroed once at build time (only the valid
+    entries are written, so the zero padding past OC stays). n: OC, C, KH, KW, ocb, flip."""
+    cdef const float *w = <const float *>ins.p[0]
+    cdef float *dst = <float *>ins.p[1]
+    cdef Py_ssize_t OC = ins.n[0], C = ins.n[1], KH = ins.n[2], KW = ins.n[3], ocb = ins.n[4]
+    cdef bint flip = ins.n[5]
+    cdef Py_ssize_t T = KH * KW, OCo = C if flip else OC, Ci = OC if flip else C, o, c, t
+    for o in range(OCo):
+        for c in range(Ci):
+            for t in range(T):
+                if flip:
+                    dst[(((o // ocb) * Ci + c) * T + t) * ocb + o % ocb] = (
+                        w[((c * OCo + o) * KH + KH - 1 - t // KW) * KW + KW - 1 - t % KW])
+                else:
+                    dst[(((o // ocb) * Ci + c) * T + t) * ocb + o % ocb] = w[(o * Ci + c) * T + t]
+
+
+cdef void _conv_rows(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._direct_conv's loop. p: padded input, tap offsets, packed weights, bias or NULL,
+    out. n: N, nsteps, block_steps, ocb, OC, OH, OW, Wp, image (floats per padded image),
+    nblk, nrb, rows, relu, work (multiply-adds)."""
+    cdef Py_ssize_t N = ins.n[0], nblk = ins.n[9], nrb = ins.n[10], item
+    cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for item in prange(N * nblk * nrb, schedule='static', num_threads=nt):
+            _conv_rows_item(ins, item)
+    else:
+        for item in range(N * nblk * nrb):
+            _conv_rows_item(ins, item)
+
+
+cdef inline void _conv_rows_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t nsteps = ins.n[1], ocb = ins.n[3], OC = ins.n[4], OH = ins.n[5]
+    cdef Py_ssize_t OW = ins.n[6], nblk = ins.n[9], nrb = ins.n[10], rows = ins.n[11]
+    cdef Py_ssize_t n = item // (nblk * nrb), blk = (item // nrb) % nblk
+    cdef Py_ssize_t r0 = (item % nrb) * rows
+    cdef const float *bias = <const float *>ins.p[3]
+    conv_direct_f32_rows(<const float *>ins.p[0] + n * ins.n[8], ins.n[7],
+                         <const Py_ssize_t *>ins.p[1], nsteps, ins.n[2],
+                         <const float *>ins.p[2] + blk * nsteps * ocb, ocb,
+                         min(ocb, OC - blk * ocb), bias + blk * ocb if bias != NULL else NULL,
+                         <int>ins.n[12], <float *>ins.p[4] + (n * OC + blk * ocb) * OH * OW,
+                         OH, OW, r0, min(OH, r0 + rows))
+
+
+cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._packed_conv's loop. p: padded input, tap offsets, packed weights, bias or NULL,
+    out. n: N, nsteps, nb, ocb, OC, OH, OW, Wp, sh, sw, image, nblk, npb, pix, relu, work."""
+    cdef Py_ssize_t N = ins.n[0], nblk = ins.n[11], npb = ins.n[12], item
+    cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for item in prange(N * nblk * npb, schedule='static', num_threads=nt):
+            _conv_pixels_item(ins, item)
+    else:
+        for item in range(N * nblk * npb):
+            _conv_pixels_item(ins, item)
+
+
+cdef inline void _conv_pixels_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t nsteps = ins.n[1], ocb = ins.n[3], OC = ins.n[4], OH = ins.n[5]
+    cdef Py_ssize_t OW = ins.n[6], nblk = ins.n[11], npb = ins.n[12], pix = ins.n[13]
+    cdef Py_ssize_t n = item // (nblk * npb), blk = (item // npb) % nblk
+    cdef Py_ssize_t p0 = (item % npb) * pix
+    cdef const float *bias = <const float *>ins.p[3]
+    conv_packed_f32_pixels(<const float *>ins.p[0] + n * ins.n[10], ins.n[7], ins.n[8],
+                           ins.n[9], <const Py_ssize_t *>ins.p[1], nsteps,
+                           <const float *>ins.p[2] + blk * nsteps * ocb, ins.n[2],
+                           min(ocb, OC - blk * ocb), bias + blk * ocb if bias != NULL else NULL,
+                           <int>ins.n[14], <float *>ins.p[4] + (n * OC + blk * ocb) * OH * OW,
+                           OH, OW, p0, min(OH * OW, p0 + pix))
+
+
+cdef void _max_pool_2x2(const Instr *ins, int n_threads) noexcept nogil:
+    """pool.max_pool2d_forward's 2x2 stride-2 loop. p: x, out, index (int64).
+    n: blocks (N * C * OH), H, W, OH, OW, work (input elements)."""
+    cdef Py_ssize_t blocks = ins.n[0], b0
+    cdef int nt = _threads(ins.n[5], POOL_MIN_PARALLEL, n_threads)
+    cdef const float *x = <const float *>ins.p[0]
+    cdef float *out = <float *>ins.p[1]
+    cdef long long *index = <long long *>ins.p[2]
+    if nt > 1:
+        for b0 in prange(0, blocks, 32, schedule='static', num_threads=nt):
+            max_pool_2x2_f32(x, out, index, ins.n[1], ins.n[2], ins.n[3], ins.n[4], b0,
+                             min(b0 + 32, blocks))
+    else:
+        for b0 in range(0, blocks, 32):
+            max_pool_2x2_f32(x, out, index, ins.n[1], ins.n[2], ins.n[3], ins.n[4], b0,
+                             min(b0 + 32, blocks))
+
+
+cdef void _linear(const Instr *ins, int n_threads) noexcept nogil:
+    """ops.matmul.Linear: out (M, N) = x (M, K) @ w (N, K)^T, then `out += bias` and
+    `max(out, 0)` elementwise as NumPy does them. p: x, w, bias or NULL, out. n: M, N, K, relu."""
+    cdef Py_ssize_t M = ins.n[0], N = ins.n[1], K = ins.n[2], i, j
+    cdef const float *bias = <const float *>ins.p[2]
+    cdef float *out = <float *>ins.p[3]
+    sgemm(False, True, M, N, K, 1.0, <const float *>ins.p[0], K, <const float *>ins.p[1], K,
+          0.0, out, N, n_threads)
+    if bias != NULL:
+        for i in range(M):
+            for j in range(N):
+                out[i * N + j] = out[i * N + j] + bias[j]
+    if ins.n[3]:
+        _relu(out, out, M * N)
+
+
+cdef inline void _relu(const float *x, float *out, Py_ssize_t count) noexcept nogil:
+    """np.maximum(x, 0): NaN propagates; x == 0 (either sign) gives x, as NumPy's loop."""
+    cdef Py_ssize_t i
+    cdef float v
+    for i in range(count):
+        v = x[i]
+        out[i] = 0 if v < 0 else v
+
+
+cdef void _linear_backward(const Instr *ins, int n_threads) noexcept nogil:
+    """ops.matmul.Linear.backward: g2 = g masked where relu_out <= 0 (when relu), then
+    gx (M, K) = g2 @ w, gw (N, K) = g2^T @ x, gb (N,) = g2.sum(axis=0) (rows added in order).
+    p: g, relu_out or NULL, w, x, gx, gw, gb (each NULL when not needed), mask scratch (M, N).
+    n: M, N, K."""
+    cdef Py_ssize_t M = ins.n[0], N = ins.n[1], K = ins.n[2], i, j
+    cdef const float *g = <const float *>ins.p[0]
+    cdef const float *relu_out = <const float *>ins.p[1]
+    cdef float *gb = <float *>ins.p[6]
+    cdef float *masked = <float *>ins.p[7]
+    if relu_out != NULL:
+        _relu_backward(g, relu_out, masked, M * N)
+        g = masked
+    if ins.p[4] != NULL:
+        sgemm(False, False, M, K, N, 1.0, g, N, <const float *>ins.p[2], K, 0.0,
+              <float *>ins.p[4], K, n_threads)
+    if ins.p[5] != NULL:
+        sgemm(True, False, N, K, M, 1.0, g, N, <const float *>ins.p[3], K, 0.0,
+              <float *>ins.p[5], K, n_threads)
+    if gb != NULL:
+        for j in range(N):
+            gb[j] = g[j]
+        for i in range(1, M):
+            for j in range(N):
+                gb[j] = gb[j] + g[i * N + j]
+
+
+cdef inline void _relu_backward(const float *g, const float *out, float *gx,
+                                Py_ssize_t count) noexcept nogil:
+    """np.where(out <= 0, 0, g): zero where the output is <= 0, the gradient elsewhere (NaN
+    outputs pass it)."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        gx[i] = 0 if out[i] <= 0 else g[i]
+
+
+cdef void _max_pool_backward(const Instr *ins, int n_threads) noexcept nogil:
+    """pool.max_pool2d_backward: each plane zeroed, then grad_out scatter-added to the argmax
+    the forward stored (trusted: written by the program's own forward instruction).
+    p: grad_out, index (int64), grad_x. n: planes (N * C), HW, OHW, work (input elements)."""
+    cdef Py_ssize_t planes = ins.n[0], p
+    cdef int nt = _threads(ins.n[3], POOL_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for p in prange(planes, schedule='static', num_threads=nt):
+            _unpool_plane(ins, p)
+    else:
+        for p in range(planes):
+            _unpool_plane(ins, p)
+
+
+cdef inline void _unpool_plane(const Instr *ins, Py_ssize_t p) noexcept nogil:
+    cdef Py_ssize_t HW = ins.n[1], OHW = ins.n[2], i, j
+    cdef const float *g = <const float *>ins.p[0] + p * OHW
+    cdef const long long *index = <const long long *>ins.p[1] + p * OHW
+    cdef float *plane = <float *>ins.p[2] + p * HW
+    memset(plane, 0, HW * sizeof(float))
+    for i in range(OHW):
+        j = index[i]
+        if j >= 0:
+            plane[j] += g[i]
+
+
+cdef double _pairwise_sum(const double *a, Py_ssize_t n) noexcept nogil:
+    """NumPy's pairwise summation of a contiguous float64 array (what `a.sum()` computes):
+    eight partial sums per block of at most 128, blocks split in halves."""
+    cdef Py_ssize_t i, n2
+    cdef double r[8]
+    cdef double res
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n <= 128:
+        for i in range(8):
+            r[i] = a[i]
+        i = 8
+        while i < n - (n % 8):
+            r[0] += a[i]
+            r[1] += a[i + 1]
+            r[2] += a[i + 2]
+            r[3] += a[i + 3]
+            r[4] += a[i + 4]
+            r[5] += a[i + 5]
+            r[6] += a[i + 6]
+            r[7] += a[i + 7]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, n2) + _pairwise_sum(a + n2, n - n2)
+
+
+cdef int _softmax_cross_entropy(const Instr *ins) noexcept nogil:
+    """ops.loss.CrossEntropy's fused path (loss.softmax_cross_entropy_forward, then the row
+    losses summed as NumPy sums them, / N for the mean, cast to float32). p: scores (N, C),
+    target (N,) int64, prob (N, C), row_loss (N,) float64, loss (float32 scalar).
+    n: N, C, mean. Returns 1 + the first row whose target is outside [0, C), else 0."""
+    cdef Py_ssize_t n = ins.n[0], c = ins.n[1], i, j
+    cdef const float *scores = <const float *>ins.p[0]
+    cdef const int64_t *target = <const int64_t *>ins.p[1]
+    cdef float *prob = <float *>ins.p[2]
+    cdef double *row_loss = <double *>ins.p[3]
+    cdef int64_t t
+    cdef double top, total, lse
+    for i in range(n):
+        if target[i] < 0 or target[i] >= c:
+            return <int>min(i + 1, 1 << 30)
+    for i in range(n):
+        t = target[i]
+        top = scores[i * c]
+        for j in range(1, c):
+            if scores[i * c + j] > top:
+                top = scores[i * c + j]
+        total = 0.0
+        for j in range(c):
+            total = total + exp(scores[i * c + j] - top)
+        lse = top + log(total)
+        for j in range(c):
+            prob[i * c + j] = <float>exp(scores[i * c + j] - lse)
+        row_loss[i] = lse - scores[i * c + t]
+    total = _pairwise_sum(row_loss, n)
+    if ins.n[2]:
+        total /= n
+    (<float *>ins.p[4])[0] = <float>total
+    return 0
+
+
+cdef void _softmax_cross_entropy_backward(const Instr *ins) noexcept nogil:
+    """loss.softmax_cross_entropy_backward with the upstream gradient g (a float32 scalar):
+    scale = g / N for the mean (else g), grad = scale * prob, minus scale at each target.
+    p: g, prob, target, grad. n: N, C, mean."""
+    cdef Py_ssize_t n = ins.n[0], c = ins.n[1], i, j
+    cdef double scale = (<const float *>ins.p[0])[0]
+    cdef const float *prob = <const float *>ins.p[1]
+    cdef const int64_t *target = <const int64_t *>ins.p[2]
+    cdef float *grad = <float *>ins.p[3]
+    cdef float s
+    if ins.n[2]:
+        scale = scale / n
+    s = <float>scale
+    for i in range(n):
+        for j in range(c):
+            grad[i * c + j] = s * prob[i * c + j]
+        grad[i * c + target[i]] = grad[i * c + target[i]] - s
+
+
+cdef void _conv_dw_direct(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._direct_backward_weight's loop: partial weight (and bias) gradients per chunk of
+    images. p: padded x (stride phases), padded (masked) grad, partial_w, partial_b.
+    n: N, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk (images per chunk), work."""
+    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], OC = ins.n[2], ocb = ins.n[13]
+    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, nchunks = (N + ins.n[14] - 1) // ins.n[14]
+    cdef Py_ssize_t item
+    cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for item in prange(nchunks * nblk * C, schedule='static', num_threads=nt):
+            _conv_dw_direct_item(ins, item)
+    else:
+        for item in range(nchunks * nblk * C):
+            _conv_dw_direct_item(ins, item)
+
+
+cdef inline void _conv_dw_direct_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], OC = ins.n[2], OH = ins.n[3], OW = ins.n[4]
+    cdef Py_ssize_t KH = ins.n[5], KW = ins.n[6], Wp = ins.n[9], Hp = ins.n[10]
+    cdef Py_ssize_t sh = ins.n[11], sw = ins.n[12], ocb = ins.n[13], chunk_size = ins.n[14]
+    cdef Py_ssize_t T = KH * KW, nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
+    cdef Py_ssize_t plane = sh * sw * Hp * Wp, g_plane = OH * ((OW + 15) // 16) * 16
+    cdef Py_ssize_t chunk = item // (nblk * C), blk = (item // C) % nblk, c = item % C
+    cdef Py_ssize_t n0 = chunk * chunk_size
+    conv_dw_f32_chunk(<const float *>ins.p[0] + n0 * C * plane + c * plane, C * plane, Wp,
+                      Hp * Wp, sh, sw,
+                      <const float *>ins.p[1] + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane,
+                      g_plane, min(chunk_size, N - n0), OH, OW, KH, KW, ins.n[7], ins.n[8], ocb,
+                      min(ocb, OC - blk * ocb),
+                      <float *>ins.p[2] + (chunk * OC + blk * ocb) * C * T + c * T, C * T,
+                      <float *>ins.p[3] + chunk * OC + blk * ocb if c == 0 else NULL)
+
+
+cdef void _conv_transpose_grad(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._packed_backward_weight's first loop: each image's gradient transposed to
+    [P][ocp] (ReLU-masked). p: grad (N, OC, P), mask or NULL, gt. n: N, OC, P, ocp, work."""
+    cdef Py_ssize_t N = ins.n[0], n
+    cdef int nt = _threads(ins.n[4], CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for n in prange(N, schedule='static', num_threads=nt):
+            _transpose_one(ins, n)
+    else:
+        for n in range(N):
+            _transpose_one(ins, n)
+
+
+cdef inline void _transpose_one(const Instr *ins, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t OC = ins.n[1], P = ins.n[2], ocp = ins.n[3]
+    cdef const float *mask = <const float *>ins.p[1]
+    conv_transpose_grad_f32(<const float *>ins.p[0] + n * OC * P,
+                            mask + n * OC * P if mask != NULL else NULL, OC, P, ocp,
+                            <float *>ins.p[2] + n * P * ocp)
+
+
+cdef void _conv_dw_packed(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._packed_backward_weight's second loop. p: padded x, gt, pixel offsets, partial_w,
+    partial_b. n: N, C, OC, KH, KW, dh, dw, Wp, plane, P, ocp, chunk, work."""
+    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], KH = ins.n[3]
+    cdef Py_ssize_t nchunks = (N + ins.n[11] - 1) // ins.n[11], item
+    cdef int nt = _threads(ins.n[12], CONV_MIN_PARALLEL, n_threads)
+    if nt > 1:
+        for item in prange(nchunks * C * KH, schedule='static', num_threads=nt):
+            _conv_dw_packed_item(ins, item)
+    else:
+        for item in range(nchunks * C * KH):
+            _conv_dw_packed_item(ins, item)
+
+
+cdef inline void _conv_dw_packed_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], OC = ins.n[2], KH = ins.n[3], KW = ins.n[4]
+    cdef Py_ssize_t dh = ins.n[5], Wp = ins.n[7], plane = ins.n[8], P = ins.n[9]
+    cdef Py_ssize_t ocp = ins.n[10], chunk_size = ins.n[11], T = KH * KW
+    cdef Py_ssize_t chunk = item // (C * KH), c = (item // KH) % C, kh = item % KH
+    cdef Py_ssize_t n0 = chunk * chunk_size, nimg = min(chunk_size, N - n0)
+    cdef const float *gt = <const float *>ins.p[1] + n0 * P * ocp
+    conv_dw_packed_f32(<const float *>ins.p[0] + (n0 * C + c) * plane + kh * dh * Wp, C * plane,
+                       gt, P * ocp, nimg, <const Py_ssize_t *>ins.p[2], P, ocp, KW, ins.n[6],
+                       <float *>ins.p[3] + chunk * OC * C * T + c * T + kh * KW, C * T, OC)
+    if c == 0 and kh == 0:
+        conv_db_packed_f32(gt, P * ocp, nimg, P, ocp, <float *>ins.p[4] + chunk * OC, OC)
+
+
+cdef void _sum_chunks(const Instr *ins) noexcept nogil:
+    """conv._sum_chunks: out = partial[0] + partial[1] + ... in chunk order.
+    p: partial (chunks, size), out. n: chunks, size."""
+    cdef Py_ssize_t chunks = ins.n[0], size = ins.n[1], k, i
+    cdef const float *partial = <const float *>ins.p[0]
+    cdef float *out = <float *>ins.p[1]
+    memcpy(out, partial, size * sizeof(float))
+    for k in range(1, chunks):
+        for i in range(size):
+            out[i] = out[i] + partial[k * size + i]
+
+
+def dw_ocb(Py_ssize_t oc) -> int:
+    """Output channels per tile of conv_dw_f32_chunk for `oc` channels."""
+    return conv_dw_f32_ocb(oc)
+
+
+def dw_tb(Py_ssize_t kw) -> int:
+    """kw taps per tile of the weight-gradient kernels."""
+    return conv_dw_f32_tb(kw)
+
+
+cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
+    """Run one instruction; nonzero: it found its inputs invalid (nothing after it runs)."""
+    cdef int op = ins.op
+    cdef Py_ssize_t i
+    if op == OP_CONV_ROWS:
+        _conv_rows(ins, n_threads)
+    elif op == OP_CONV_PIXELS:
+        _conv_pixels(ins, n_threads)
+    elif op == OP_PAD_PLANES:
+        _pad_planes(ins, n_threads)
+    elif op == OP_PACK_CONV_WEIGHTS:
+        _pack_conv_weights(ins)
+    elif op == OP_MAX_POOL_2X2:
+        _max_pool_2x2(ins, n_threads)
+    elif op == OP_LINEAR:
+        _linear(ins, n_threads)
+    elif op == OP_RELU:
+        _relu(<const float *>ins.p[0], <float *>ins.p[1], ins.n[0])
+    elif op == OP_ADD:
+        for i in range(ins.n[0]):
+            (<float *>ins.p[2])[i] = (<const float *>ins.p[0])[i] + (<const float *>ins.p[1])[i]
+    elif op == OP_COPY:
+        memcpy(ins.p[0], ins.p[1], ins.n[0])
+    elif op == OP_LINEAR_BACKWARD:
+        _linear_backward(ins, n_threads)
+    elif op == OP_RELU_BACKWARD:
+        _relu_backward(<const float *>ins.p[0], <const float *>ins.p[1], <float *>ins.p[2],
+                       ins.n[0])
+    elif op == OP_MAX_POOL_BACKWARD:
+        _max_pool_backward(ins, n_threads)
+    elif op == OP_SOFTMAX_CROSS_ENTROPY:
+        return _softmax_cross_entropy(ins)
+    elif op == OP_SOFTMAX_CROSS_ENTROPY_BACKWARD:
+        _softmax_cross_entropy_backward(ins)
+    elif op == OP_CONV_DW_DIRECT:
+        _conv_dw_direct(ins, n_threads)
+    elif op == OP_CONV_TRANSPOSE_GRAD:
+        _conv_transpose_grad(ins, n_threads)
+    elif op == OP_CONV_DW_PACKED:
+        _conv_dw_packed(ins, n_threads)
+    elif op == OP_SUM_CHUNKS:
+        _sum_chunks(ins)
+    return 0
+
+
+cdef Py_ssize_t _address(a) except 0:
+    """The data pointer of a C-contiguous ndarray with at least one element."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.size == 0:
+        raise ValueError("program: a pointer operand must be a non-empty C-contiguous ndarray")
+    return a.__array_interface__["data"][0]
+
+
+cdef class Program:
+    """Instructions over arrays it holds. Built by `add` (at lowering time), run by `run`.
+
+    add(opcode, pointers, sizes): pointers are ndarrays (their data pointers are taken and the
+    arrays kept alive) or None (NULL); a ("slot", k) entry marks an operand bound later with
+    `bind(k, array)` (a parameter the caller re-points when it is replaced).
+    """
+
+    cdef Instr *code
+    cdef Py_ssize_t n_code, capacity
+    cdef list python_nodes
+    cdef list keep
+    cdef list slot_uses  # slot k -> [(instruction, pointer index)]
+    cdef list bound
+    cdef Py_ssize_t n_unbound
+
+    def __cinit__(self):
+        self.code = NULL
+        self.n_code = self.capacity = self.n_unbound = 0
+        self.python_nodes = []
+        self.keep = []
+        self.slot_uses = []
+        self.bound = []
+
+    def __dealloc__(self):
+        PyMem_Free(self.code)
+
+    def add_slot(self) -> int:
+        """A new operand slot (see `bind`); its index."""
+        self.slot_uses.append([])
+        self.bound.append(None)
+        self.n_unbound += 1
+        return len(self.slot_uses) - 1
+
+    def add(self, str opcode, pointers=(), sizes=()) -> int:
+        """Append one kernel instruction; its index."""
+        cdef Instr *grown
+        cdef Instr *ins
+        if len(pointers) > MAX_POINTERS or len(sizes) > MAX_SIZES:
+            raise ValueError(f"program: {opcode} takes at most {MAX_POINTERS} pointers and "
+                             f"{MAX_SIZES} sizes")
+        if self.n_code == self.capacity:
+            grown = <Instr *>PyMem_Realloc(self.code, (2 * self.capacity + 8) * sizeof(Instr))
+            if grown == NULL:
+                raise MemoryError()
+            self.code = grown
+            self.capacity = 2 * self.capacity + 8
+        ins = &self.code[self.n_code]
+        memset(ins, 0, sizeof(Instr))
+        ins.op = OPCODES[opcode]
+        for i, a in enumerate(pointers):
+            if a is None:
+                continue
+            if isinstance(a, tuple):
+                self.slot_uses[a[1]].append((self.n_code, i))
+                continue
+            ins.p[i] = <void *>_address(a)
+            self.keep.append(a)
+        for i, s in enumerate(sizes):
+            ins.n[i] = s
+        self.n_code += 1
+        return self.n_code - 1
+
+    def add_python(self, node) -> int:
+        """Append a Python node: `node()` runs with the GIL at this point of the program."""
+        index = self.add("python", (), (len(self.python_nodes),))
+        self.python_nodes.append(node)
+        return index
+
+    def bind(self, Py_ssize_t slot, array) -> None:
+        """Point every operand of `slot` at `array`'s data (the caller checked its shape and
+        dtype against the ones the program was built for); the array is kept until the next
+        bind of that slot."""
+        cdef void *address = <void *>_address(array)
+        for k, i in self.slot_uses[slot]:
+            self.code[<Py_ssize_t>k].p[<Py_ssize_t>i] = address
+        if self.bound[slot] is None:
+            self.n_unbound -= 1
+        self.bound[slot] = array
+
+    def run(self, int n_threads) -> int:
+        """Run every instruction in order; the GIL is released between Python nodes.
+        Returns 0, or (when an instruction found its inputs invalid, e.g. a class target out
+        of range, and the run stopped there) 1 + that instruction's index."""
+        cdef Py_ssize_t k = 0, n = self.n_code
+        cdef int status = 0
+        if self.n_unbound:
+            raise RuntimeError(f"program: {self.n_unbound} operand slots were never bound")
+        while k < n:
+            if self.code[k].op == OP_PYTHON:
+                self.python_nodes[self.code[k].n[0]]()
+                k += 1
+                continue
+            with nogil:
+                while k < n and self.code[k].op != OP_PYTHON:
+                    status = _execute(&self.code[k], n_threads)
+                    if status:
+                        break
+                    k += 1
+            if status:
+                return k + 1
+        return 0
+
+    def run_timed(self, int n_threads) -> list:
+        """`run`, one instruction at a time: the seconds each took (for benchmarks: the time
+        outside the instructions is the executor's and the caller's)."""
+        import time
+
+        clock = time.perf_counter
+        cdef Py_ssize_t k
+        cdef int status
+        seconds = []
+        if self.n_unbound:
+            raise RuntimeError(f"program: {self.n_unbound} operand slots were never bound")
+        for k in range(self.n_code):
+            start = clock()
+            if self.code[k].op == OP_PYTHON:
+                self.python_nodes[self.code[k].n[0]]()
+            else:
+                with nogil:
+                    status = _execute(&self.code[k], n_threads)
+                if status:
+                    raise ValueError(f"program: instruction {k} found its inputs invalid")
+            seconds.append(clock() - start)
+        return seconds
+
+    def __len__(self) -> int:
+        return self.n_code
+
+    def opcodes(self) -> list:
+        """The opcode name of every instruction, in order."""
+        names = {v: k for k, v in OPCODES.items()}
+        return [names[self.code[k].op] for k in range(self.n_code)]

@@ -1,0 +1,586 @@
+"""Lowering: a static graph's schedule as one flat program (minidl._kernels.program).
+
+Every value gets a buffer the program owns (inputs are copied in, graph outputs copied out, a
+reshape is a view of its input's buffer); parameters are operand slots, re-pointed when a
+parameter's array is replaced. Each node becomes kernel instructions when its op names a
+lowering (the `Function.lowering` trait, a key of `LOWERINGS`) that accepts the node
+(float32, non-empty, a kernel path the op itself would take), otherwise a Python node: a
+closure calling the op's `forward` on the program's arrays and copying the result into the
+node's buffer (when training, another calls its `backward` on the Context kept). All checks happen here, once;
+the instructions trust what was checked and allocated.
+
+The kernels and their work splits are the ones the ops run (the conv lowerings ask
+minidl._kernels.conv.forward_path which kernel the op would take and set up its buffers as
+conv._direct_conv / conv._packed_conv do), so a program gives the Python replay's bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from minidl.backends import conv as conv_backend
+from minidl.graph import Context, accumulate
+from minidl.static.trace import Node, Value
+
+_F32 = np.dtype(np.float32)
+
+
+class Lowered:
+    """One compiled signature as a Program plus the arrays it runs on (one per concurrent
+    call: the buffers belong to it)."""
+
+    def __init__(self, values: list[Value], nodes: list[Node], outputs: list[int],
+                 input_indices: list[int], training: bool = False) -> None:
+        from minidl._kernels.program import Program
+
+        self.values = values
+        self.training = training
+        self.program = Program()
+        self.conv_algorithm = conv_backend.algorithm
+        # value index -> the array the program reads for it (a buffer it owns, a parameter's
+        # current array, a constant's array)
+        self.arrays: list = [None] * len(values)
+        self.params: list[tuple[int, int, object]] = []  # (slot, value index, tensor)
+        self.slot_of: dict[int, int] = {}
+        for v in values:
+            if v.kind == "param":
+                slot = self.program.add_slot()
+                self.slot_of[v.index] = slot
+                self.params.append((slot, v.index, v.tensor))
+            elif v.kind == "const":
+                self.arrays[v.index] = v.tensor.data
+        self.inputs = [self.buffer(i) for i in input_indices]
+        self.python_nodes = 0
+        # Training: the Context of each node run in Python (its backward reads it), and per
+        # value the gradient buffer the backward instructions write (allocated at the first
+        # contribution in reverse order; later ones are added to it, as the sweep adds them).
+        self.contexts: list = [None] * len(nodes)
+        self.grads: dict[int, np.ndarray] = {}
+        self.pool_index: dict[int, np.ndarray] = {}  # max-pool output -> its argmax buffer
+        self.ce_prob: dict[int, np.ndarray] = {}  # cross-entropy loss -> its probabilities
+        lowered = []
+        for k, node in enumerate(nodes):
+            forward, backward = LOWERINGS.get(node.fn.lowering, (None, None))
+            in_c = (forward is not None and (not training or backward is not None)
+                    and forward(self, node))
+            if not in_c:
+                self.python_node(node, k)
+            lowered.append(in_c)
+        self.outputs = list(outputs)
+        if training:
+            loss = outputs[0]
+            self.grads[loss] = np.ones(values[loss].shape, values[loss].dtype)
+            for k in range(len(nodes) - 1, -1, -1):
+                node = nodes[k]
+                if node.out not in self.grads:
+                    continue  # no gradient reaches it (the sweep skips it too)
+                if lowered[k]:
+                    LOWERINGS[node.fn.lowering][1](self, node)
+                else:
+                    self.python_backward(node, k)
+            self.param_grads = [(self.grads[i], t) for _, i, t in self.params if i in self.grads]
+
+    # -- building ------------------------------------------------------------------------
+    def buffer(self, index: int, shape: tuple | None = None) -> np.ndarray:
+        """The program's own buffer for value `index` (allocated on first use)."""
+        a = self.arrays[index]
+        if a is None:
+            v = self.values[index]
+            a = self.arrays[index] = np.zeros(v.shape if shape is None else shape, v.dtype)
+        return a
+
+    def operand(self, index: int):
+        """A pointer operand reading value `index`: its buffer, or the parameter's slot."""
+        slot = self.slot_of.get(index)
+        if slot is not None:
+            return ("slot", slot)
+        return self.buffer(index) if self.values[index].kind in ("node", "input") else (
+            self.arrays[index])
+
+    def readable(self, index) -> bool:
+        """A value a kernel may read: float32, non-empty, and a buffer of the program, a
+        parameter, or a C-contiguous constant."""
+        if not isinstance(index, int):
+            return False
+        v = self.values[index]
+        if v.dtype != _F32 or v.nbytes == 0:
+            return False
+        if v.kind == "const":
+            return self.arrays[index].flags.c_contiguous
+        return v.kind != "node" or self.arrays[index] is not None
+
+    def python_node(self, node: Node, k: int) -> None:
+        """The node as a Python call of its op's forward on the program's arrays (its Context
+        kept for its backward when training)."""
+        out = self.buffer(node.out)
+        arrays, contexts = self.arrays, self.contexts
+        fn, attrs, needs = node.fn, node.attrs, node.needs_input_grad
+        sources = [(True, a) if isinstance(a, int) else (False, a[1]) for a in node.args]
+
+        keep = self.training
+
+        def call() -> None:
+            ctx = Context(fn, (), needs)
+            result = fn.forward(ctx, *[arrays[a] if is_value else a for is_value, a in sources],
+                                **attrs)
+            np.copyto(out, result)
+            if keep:
+                contexts[k] = ctx
+
+        self.program.add_python(call)
+        self.python_nodes += 1
+
+    def needs_grad(self, node: Node, i: int) -> bool:
+        """Whether the node's i-th argument receives a gradient (as the backward tape)."""
+        a = node.args[i]
+        return (isinstance(a, int) and node.needs_input_grad[i]
+                and self.values[a].kind in ("node", "param"))
+
+    def grad_target(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Where a backward writes its contribution to value `index`'s gradient: (array to
+        write, None) for the first one, else (scratch, gradient) with an `add` instruction
+        to emit after it."""
+        g = self.grads.get(index)
+        v = self.values[index]
+        if g is None:
+            g = self.grads[index] = np.zeros(v.shape, v.dtype)
+            return g, None
+        return np.zeros(v.shape, v.dtype), g
+
+    def add_into(self, scratch: np.ndarray, total: np.ndarray | None) -> None:
+        if total is not None:
+            self.program.add("add", (total, scratch, total), (total.size,))
+
+    def python_backward(self, node: Node, k: int) -> None:
+        """The node's backward as a Python call on its kept Context; each gradient is cast
+        and shape-checked as the sweep does, then written or added into its buffer."""
+        from minidl.graph import checked_gradient
+
+        g = self.grads[node.out]
+        contexts, fn = self.contexts, node.fn
+        targets = []
+        for i, a in enumerate(node.args):
+            if self.needs_grad(node, i):
+                dst, total = self.grad_target(a)
+                targets.append((i, dst, total))
+
+        def call() -> None:
+            result = fn.backward(contexts[k], g)
+            contexts[k] = None
+            if type(result) is not tuple:
+                result = (result,)
+            for i, dst, total in targets:
+                pg = result[i] if i < len(result) else None
+                if pg is None:
+                    # No contribution: zeros (the sweep would leave the gradient unset).
+                    dst[...] = 0
+                else:
+                    dst[...] = checked_gradient(np.asarray(pg), dst.dtype, dst.shape,
+                                                f"{fn.__name__}.backward")
+                if total is not None:
+                    total += dst
+
+        self.program.add_python(call)
+        self.python_nodes += 1
+
+    # -- running -------------------------------------------------------------------------
+    def bind_params(self) -> bool:
+        """Point the program at each parameter's current array; False when one no longer
+        fits what the program was built for (shape, dtype, C-contiguous)."""
+        arrays = self.arrays
+        for slot, index, tensor in self.params:
+            data = tensor.data
+            if data is arrays[index]:
+                continue
+            v = self.values[index]
+            if (not isinstance(data, np.ndarray) or data.shape != v.shape
+                    or data.dtype != v.dtype or not data.flags.c_contiguous or data.size == 0):
+                return False
+            self.program.bind(slot, data)
+            arrays[index] = data
+        return True
+
+    def run(self, inputs: Sequence[np.ndarray], n_threads: int) -> list[np.ndarray] | None:
+        """One call: the graph outputs (fresh arrays), after accumulating the parameters'
+        gradients when training; None when a parameter no longer fits the program or an
+        instruction found its inputs invalid (the caller replays in Python, which raises the
+        op's error)."""
+        if not self.bind_params():
+            return None
+        for buf, a in zip(self.inputs, inputs):
+            np.copyto(buf, a)
+        if self.program.run(n_threads):
+            return None
+        if self.training:
+            for g, tensor in self.param_grads:
+                accumulate(tensor, g)
+        arrays = self.arrays
+        return [arrays[o].copy() for o in self.outputs]
+
+
+# -- lowerings (one per op with kernels here; False: run the node in Python) ---------------
+def _conv2d(lw: Lowered, node: Node) -> bool:
+    x, w, b = node.args
+    if not (lw.readable(x) and lw.readable(w)) or (isinstance(b, int) and not lw.readable(b)):
+        return False
+    if not isinstance(b, int) and b[1] is not None:
+        return False
+    a = node.attrs
+    xv, wv, ov = lw.values[x], lw.values[w], lw.values[node.out]
+    if ov.dtype != _F32 or ov.nbytes == 0:
+        return False
+    stride, padding, dilation, groups = a["stride"], a["padding"], a["dilation"], a["groups"]
+    algorithm = conv_backend.choose("forward", xv.shape, wv.shape, xv.dtype, stride, dilation,
+                                    groups)
+    if algorithm == "winograd":
+        return False
+    from minidl._kernels import conv as conv_kernels
+
+    path = conv_kernels.forward_path(_shaped(xv), _shaped(wv), _shaped(ov), *stride,
+                                     *dilation, groups, algorithm)
+    if path not in ("direct", "packed"):
+        return False
+    if lw.training and _conv_backward_paths(lw, node) is None:
+        return False  # its backward has no kernels here (a Python backward needs a Python forward)
+    bias = lw.operand(b) if isinstance(b, int) else None
+    out = lw.buffer(node.out)
+    if path == "direct":
+        _direct_conv(lw, lw.operand(x), xv.shape, None, lw.operand(w), wv.shape, False, bias,
+                     out, padding, stride, dilation, a["relu"])
+    else:
+        _packed_conv(lw, lw.operand(x), xv.shape, lw.operand(w), wv.shape, bias, out, stride,
+                     padding, dilation, a["relu"])
+    return True
+
+
+def _conv_backward_paths(lw: Lowered, node: Node) -> tuple | None:
+    """(input-gradient path, weight-gradient path) of conv.backward_paths when this program
+    has kernels for both (each None when not needed), else None."""
+    from minidl._kernels import conv as conv_kernels
+
+    x, w, b = node.args
+    xv, wv, ov = lw.values[x], lw.values[w], lw.values[node.out]
+    a = node.attrs
+    stride, dilation, groups = a["stride"], a["dilation"], a["groups"]
+    if any(conv_backend.choose(p, xv.shape, wv.shape, xv.dtype, stride, dilation, groups)
+           == "winograd" for p in ("input", "weight")):
+        return None
+    need_x = lw.needs_grad(node, 0)
+    need_w = lw.needs_grad(node, 1) or lw.needs_grad(node, 2)
+    paths = conv_kernels.backward_paths(_shaped(xv), _shaped(wv), _shaped(ov), need_x, need_w,
+                                        *stride, *dilation, groups, conv_backend._rest())
+    if paths is None or paths[0] not in (None, "direct") or paths[1] not in (None, "rows",
+                                                                             "packed"):
+        return None
+    return paths
+
+
+def _conv2d_backward(lw: Lowered, node: Node) -> None:
+    """Instructions of conv.conv2d_backward's direct paths: the input gradient by the forward
+    kernel on the padded (ReLU-masked) output gradient with flipped weights, the weight and
+    bias gradients by chunks of images summed in chunk order (conv._direct_backward_weight or
+    conv._packed_backward_weight)."""
+    from minidl._kernels import conv as conv_kernels
+    from minidl._kernels.program import dw_ocb, dw_tb
+
+    x_path, w_path = _conv_backward_paths(lw, node)
+    x, w, b = node.args
+    xv, wv = lw.values[x], lw.values[w]
+    a = node.attrs
+    g = lw.grads[node.out]
+    mask = lw.arrays[node.out] if a["relu"] else None
+    N, C, H, W = xv.shape
+    OC, _, KH, KW = wv.shape
+    OH, OW = g.shape[2:]
+    (ph, pw), (sh, sw), (dh, dw) = a["padding"], a["stride"], a["dilation"]
+    T = KH * KW
+    if x_path == "direct":
+        dst, total = lw.grad_target(x)
+        _direct_conv(lw, g, g.shape, mask, lw.operand(w), wv.shape, True, None, dst,
+                     (dh * (KH - 1) - ph, dw * (KW - 1) - pw), (1, 1), (dh, dw), False)
+        lw.add_into(dst, total)
+    if w_path is None:
+        return
+    need_w, need_b = lw.needs_grad(node, 1), lw.needs_grad(node, 2)
+    gw, gw_total = lw.grad_target(w) if need_w else (np.zeros(wv.shape, np.float32), None)
+    gb, gb_total = lw.grad_target(b) if need_b else (None, None)
+    chunk = conv_kernels.IMAGES_PER_DW_CHUNK
+    nchunks = -(-N // chunk)
+    partial_w = np.zeros(nchunks * OC * C * T, np.float32)
+    partial_b = np.zeros(nchunks * OC, np.float32)
+    program = lw.program
+    work = N * OC * OH * OW * C * T
+    if w_path == "packed":  # conv._packed_backward_weight
+        P = OH * OW
+        Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+        plane, ocp = Hp * Wp, -(-OC // 16) * 16
+        slack = (dw_tb(KW) - 1) * dw + 16
+        xpad = np.zeros(N * C * plane + slack, np.float32)
+        program.add("pad_planes", (lw.operand(x), None, xpad),
+                    (N, C, H, W, C, Hp, Wp, ph, pw, slack, 1, 1))
+        gt = np.zeros(N * P * ocp, np.float32)
+        program.add("conv_transpose_grad", (g, mask, gt), (N, OC, P, ocp, work))
+        p = np.arange(P, dtype=np.intp)
+        pix_in = (p // OW) * sh * Wp + (p % OW) * sw
+        program.add("conv_dw_packed", (xpad, gt, pix_in, partial_w, partial_b),
+                    (N, C, OC, KH, KW, dh, dw, Wp, plane, P, ocp, chunk, work))
+    else:  # conv._direct_backward_weight, the input in stride phases
+        Hp, Wp = OH + (KH - 1) * dh // sh, (OW + 15) // 16 * 16 + (KW - 1) * dw // sw
+        nv = (OW + 15) // 16
+        ocb = dw_ocb(OC)
+        ocp = -(-OC // ocb) * ocb
+        xpad = np.zeros(N * C * sh * sw * Hp * Wp, np.float32)
+        program.add("pad_planes", (lw.operand(x), None, xpad),
+                    (N, C, H, W, C, Hp, Wp, ph, pw, 0, sh, sw))
+        gpad = np.zeros(N * ocp * OH * nv * 16, np.float32)
+        program.add("pad_planes", (g, mask, gpad),
+                    (N, OC, OH, OW, ocp, OH, nv * 16, 0, 0, 0, 1, 1))
+        program.add("conv_dw_direct", (xpad, gpad, partial_w, partial_b),
+                    (N, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk, work))
+    program.add("sum_chunks", (partial_w, gw), (nchunks, OC * C * T))
+    lw.add_into(gw, gw_total)
+    if gb is not None:
+        program.add("sum_chunks", (partial_b, gb), (nchunks, OC))
+        lw.add_into(gb, gb_total)
+
+
+def _shaped(v: Value) -> np.ndarray:
+    """A zero-copy array with v's shape and dtype (for shape rules that read arrays)."""
+    return np.broadcast_to(np.zeros((), v.dtype), v.shape)
+
+
+def _tap_offsets(C: int, KH: int, KW: int, Hp: int, Wp: int, sh: int, sw: int, dh: int,
+                 dw: int) -> np.ndarray:
+    """conv._tap_offsets: offset of every (channel, kh, kw) tap from a window's corner in
+    channels of sh * sw stride-phase planes of Hp x Wp."""
+    t = np.arange(C * KH * KW, dtype=np.intp)
+    T = KH * KW
+    rh, rw = (t % T // KW) * dh, (t % KW) * dw
+    return ((t // T) * sh * sw + (rh % sh) * sw + rw % sw) * Hp * Wp + (rh // sh) * Wp + rw // sw
+
+
+def _direct_ocb(oc: int) -> int:
+    """conv._direct_ocb: output channels per row-vector register tile (8, 6, 4 or 1), the one
+    wasting the fewest padded channels, larger first."""
+    best, best_pad = 8, -1
+    for b in (8, 6, 4, 1):
+        if best_pad < 0 or -(-oc // b) * b < best_pad:
+            best, best_pad = b, -(-oc // b) * b
+    return best
+
+
+def _pack_buffer(lw: Lowered, weight, w_shape: tuple, ocb: int, flip: bool) -> np.ndarray:
+    """A zeroed [blocks][C][KH*KW][ocb] buffer and the instruction refilling it per call."""
+    OC, C, KH, KW = w_shape
+    OCo, Ci = (C, OC) if flip else (OC, C)
+    packed = np.zeros(-(-OCo // ocb) * Ci * KH * KW * ocb, np.float32)
+    lw.program.add("pack_conv_weights", (weight, packed), (OC, C, KH, KW, ocb, int(flip)))
+    return packed
+
+
+def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tuple, flip: bool,
+                 bias, out: np.ndarray, top_left: tuple, stride: tuple, dilation: tuple,
+                 relu: bool) -> None:
+    """Instructions of conv._direct_conv(src, mask, weight, flip, bias, out, top, left, ...,
+    sh, sw) and its _direct_rows."""
+    N, C = src_shape[:2]
+    KH, KW = w_shape[2:]
+    OC, OH, OW = out.shape[1:]
+    (sh, sw), (dh, dw) = stride, dilation
+    Hp, Wp = OH + (KH - 1) * dh // sh, (OW + 15) // 16 * 16 + (KW - 1) * dw // sw
+    plane, T = sh * sw * Hp * Wp, KH * KW
+    ocb = _direct_ocb(OC)
+    nv = (OW + 15) // 16
+    nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
+    rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
+    group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
+    block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
+    xpad = np.zeros(N * C * plane, np.float32)
+    lw.program.add("pad_planes", (src, mask, xpad),
+                   (N, C, *src_shape[2:], C, Hp, Wp, *top_left, 0, sh, sw))
+    packed = _pack_buffer(lw, weight, w_shape, ocb, flip)
+    steps = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
+    lw.program.add("conv_rows", (xpad, steps, packed, bias, out),
+                   (N, C * T, block_steps, ocb, OC, OH, OW, Wp, C * plane, -(-OC // ocb),
+                    -(-OH // rows), rows, int(relu), N * OC * OH * OW * C * T))
+
+
+def _packed_conv(lw: Lowered, x, x_shape: tuple, weight, w_shape: tuple, bias, out: np.ndarray,
+                 stride: tuple, padding: tuple, dilation: tuple, relu: bool) -> None:
+    """Instructions of conv._packed_conv(x, weight, bias, out, ...)."""
+    N, C = x_shape[:2]
+    KH, KW = w_shape[2:]
+    OC, OH, OW = out.shape[1:]
+    (sh, sw), (dh, dw) = stride, dilation
+    P, T = OH * OW, KH * KW
+    Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+    plane = Hp * Wp
+    nb = 1 if OC <= 16 else 2
+    ocb = 16 * nb
+    pix = 4 * (8 if nb == 1 else 6)
+    xpad = np.zeros(N * C * plane, np.float32)
+    lw.program.add("pad_planes", (x, None, xpad),
+                   (N, C, *x_shape[2:], C, Hp, Wp, *padding, 0, 1, 1))
+    packed = _pack_buffer(lw, weight, w_shape, ocb, False)
+    steps = _tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
+    lw.program.add("conv_pixels", (xpad, steps, packed, bias, out),
+                   (N, C * T, nb, ocb, OC, OH, OW, Wp, sh, sw, C * plane, -(-OC // ocb),
+                    -(-P // pix), pix, int(relu), N * OC * P * C * T))
+
+
+def _max_pool(lw: Lowered, node: Node) -> bool:
+    (x,) = node.args
+    a = node.attrs
+    if not lw.readable(x) or a.get("indices_sink") is not None:
+        return False
+    N, C, H, W = lw.values[x].shape
+    OH, OW = a["out_size"]
+    if (a["kernel"], a["stride"], a["padding"], a["dilation"]) != ((2, 2), (2, 2), (0, 0),
+                                                                  (1, 1)):
+        return False
+    if (OH, OW) != (H // 2, W // 2) or OH * OW == 0:
+        return False
+    out = lw.buffer(node.out)
+    index = lw.pool_index[node.out] = np.zeros(out.shape, np.int64)
+    lw.program.add("max_pool_2x2", (lw.operand(x), out, index), (N * C * OH, H, W, OH, OW,
+                                                                  N * C * H * W))
+    return True
+
+
+def _linear(lw: Lowered, node: Node) -> bool:
+    x, w, b = node.args
+    if not (lw.readable(x) and lw.readable(w)) or (isinstance(b, int) and not lw.readable(b)):
+        return False
+    if not isinstance(b, int) and b[1] is not None:
+        return False
+    ov = lw.values[node.out]
+    if ov.dtype != _F32 or ov.nbytes == 0:
+        return False
+    n_out, k = lw.values[w].shape
+    out = lw.buffer(node.out)
+    lw.program.add("linear", (lw.operand(x), lw.operand(w), lw.operand(b) if isinstance(b, int)
+                              else None, out),
+                   (out.size // n_out, n_out, k, int(bool(node.attrs.get("relu")))))
+    return True
+
+
+def _relu(lw: Lowered, node: Node) -> bool:
+    (x,) = node.args
+    if not lw.readable(x):
+        return False
+    out = lw.buffer(node.out)
+    lw.program.add("relu", (lw.operand(x), out), (out.size,))
+    return True
+
+
+def _max_pool_backward(lw: Lowered, node: Node) -> None:
+    (x,) = node.args
+    if not lw.needs_grad(node, 0):
+        return
+    dst, total = lw.grad_target(x)
+    N, C, H, W = lw.values[x].shape
+    OH, OW = node.attrs["out_size"]
+    lw.program.add("max_pool_backward", (lw.grads[node.out], lw.pool_index[node.out], dst),
+                   (N * C, H * W, OH * OW, N * C * H * W))
+    lw.add_into(dst, total)
+
+
+def _linear_backward(lw: Lowered, node: Node) -> None:
+    x, w, b = node.args
+    need = [lw.needs_grad(node, i) for i in range(3)]
+    if not any(need):
+        return
+    n_out, k = lw.values[w].shape
+    g = lw.grads[node.out]
+    m = g.size // n_out
+    relu = bool(node.attrs.get("relu"))
+    targets = [lw.grad_target(a) if n else (None, None) for a, n in zip(node.args, need)]
+    lw.program.add("linear_backward",
+                   (g, lw.arrays[node.out] if relu else None, lw.operand(w), lw.operand(x),
+                    targets[0][0], targets[1][0], targets[2][0],
+                    np.zeros(g.size, np.float32) if relu else None),
+                   (m, n_out, k))
+    for dst, total in targets:
+        if dst is not None:
+            lw.add_into(dst, total)
+
+
+def _relu_backward(lw: Lowered, node: Node) -> None:
+    (x,) = node.args
+    if not lw.needs_grad(node, 0):
+        return
+    dst, total = lw.grad_target(x)
+    lw.program.add("relu_backward", (lw.grads[node.out], lw.arrays[node.out], dst), (dst.size,))
+    lw.add_into(dst, total)
+
+
+def _cross_entropy(lw: Lowered, node: Node) -> bool:
+    """The fused path of CrossEntropy.forward (no class weights, no smoothing, mean or sum,
+    (N, C) float32 scores, (N,) int64 targets, an ignore_index outside [0, C))."""
+    x, target, weight = node.args
+    a = node.attrs
+    if not lw.readable(x) or not isinstance(target, int) or weight != ("const", None):
+        return False
+    xv, tv = lw.values[x], lw.values[target]
+    if (len(xv.shape) != 2 or tv.dtype != np.int64 or tv.shape != (xv.shape[0],)
+            or a["label_smoothing"] != 0.0 or a["reduction"] not in ("mean", "sum")
+            or 0 <= a["ignore_index"] < xv.shape[1] or tv.kind != "input"):
+        return False
+    n, c = xv.shape
+    prob = np.zeros(xv.shape, np.float32)
+    lw.ce_prob[node.out] = prob
+    lw.program.add("softmax_cross_entropy",
+                   (lw.operand(x), lw.buffer(target), prob, np.zeros(n, np.float64),
+                    lw.buffer(node.out)), (n, c, int(a["reduction"] == "mean")))
+    return True
+
+
+def _cross_entropy_backward(lw: Lowered, node: Node) -> None:
+    x, target, _ = node.args
+    if not lw.needs_grad(node, 0):
+        return
+    dst, total = lw.grad_target(x)
+    n, c = lw.values[x].shape
+    lw.program.add("softmax_cross_entropy_backward",
+                   (lw.grads[node.out], lw.ce_prob[node.out], lw.buffer(target), dst),
+                   (n, c, int(node.attrs["reduction"] == "mean")))
+    lw.add_into(dst, total)
+
+
+def _reshape_backward(lw: Lowered, node: Node) -> None:
+    """The gradient viewed back in the input's shape: a view when it is the input's only
+    contribution, else added in."""
+    (x,) = node.args
+    if not lw.needs_grad(node, 0):
+        return
+    g = lw.grads[node.out].reshape(lw.values[x].shape)
+    total = lw.grads.get(x)
+    if total is None:
+        lw.grads[x] = g
+    else:
+        lw.program.add("add", (total, g, total), (total.size,))
+
+
+def _reshape(lw: Lowered, node: Node) -> bool:
+    """A view of the input's buffer: no instruction."""
+    (x,) = node.args
+    if not isinstance(x, int) or lw.values[x].kind not in ("node", "input"):
+        return False
+    base = lw.buffer(x)
+    lw.arrays[node.out] = base.reshape(lw.values[node.out].shape)
+    return True
+
+
+# An op's `lowering` trait -> (forward lowering: emits instructions and returns True, or
+# declines with False; backward lowering: emits the backward's instructions). Training lowers
+# an op only when the forward lowering accepts the node knowing its backward must follow.
+LOWERINGS: dict[str, tuple[Callable[[Lowered, Node], bool], Callable[[Lowered, Node], None]]] = {
+    "conv2d": (_conv2d, _conv2d_backward),
+    "max_pool2d": (_max_pool, _max_pool_backward),
+    "linear": (_linear, _linear_backward),
+    "relu": (_relu, _relu_backward),
+    "reshape": (_reshape, _reshape_backward),
+    "cross_entropy": (_cross_entropy, _cross_entropy_backward),
+}

@@ -1,0 +1,275 @@
+"""Compiled programs (minidl.static.lower): the same bits as the Python replay, Python nodes
+inside a program, parameters replaced or changed in place, concurrent calls of one graph."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import nn
+from minidl.graph import Function
+from minidl.models import LeNet5
+from minidl.nn import functional as F
+
+
+def images(n, seed=0, shape=(1, 28, 28), dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return minidl.tensor(rng.standard_normal((n,) + shape).astype(dtype))
+
+
+def both(model, x):
+    """(program, replay) compiled inference graphs of one model."""
+    program = minidl.compile(model, example_inputs=(x,))
+    program.graph.run = replay_forbidden
+    replay = minidl.compile(model, example_inputs=(x,), executor="replay")
+    return program, replay
+
+
+def assert_same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes(), f"max difference {np.max(np.abs(a - b))}"
+
+
+def opcodes(compiled):
+    return compiled.graph.lower().program.opcodes()
+
+
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_lenet_program_has_no_python_node_and_gives_the_replays_bits(n):
+    minidl.manual_seed(0)
+    model = LeNet5()
+    program, replay = both(model, images(n))
+    ops = opcodes(program)
+    assert "python" not in ops
+    assert {"conv_rows", "conv_pixels", "max_pool_2x2", "linear"} <= set(ops)
+    for seed in range(3):
+        x = images(n, seed=seed)
+        out = program(x)
+        assert_same_bits(out.data, replay(x).data)
+        np.testing.assert_allclose(out.data, model.eval()(x).data, rtol=1e-5, atol=1e-6)
+
+
+class Mixed(nn.Module):
+    """C-lowered ops around ops with no kernel in the program (tanh, a 3x3 stride-1 max pool,
+    a stride-2 convolution, leaky ReLU) and a standalone ReLU and reshape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 5, 3, stride=2)
+        self.conv3 = nn.Conv2d(5, 16, 1, bias=False)
+        self.fc = nn.Linear(16 * 3 * 3, 6)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x)).tanh()
+        x = F.max_pool2d(x, 3, stride=1)
+        x = F.leaky_relu(self.conv2(x), 0.1)
+        x = F.max_pool2d(F.relu(self.conv3(x)), 2)
+        return self.fc(F.relu(x.reshape(x.shape[0], -1)))
+
+
+def test_python_nodes_inside_a_program_give_the_replays_bits():
+    minidl.manual_seed(1)
+    model = Mixed()
+    x = images(2, shape=(2, 15, 15))
+    program, replay = both(model, x)
+    ops = opcodes(program)
+    assert "python" in ops and "conv_pixels" in ops and "conv_rows" in ops
+    for seed in range(2):
+        x = images(2, seed=seed, shape=(2, 15, 15))
+        assert_same_bits(program(x).data, replay(x).data)
+
+
+def test_float64_and_empty_batches_run_as_python_nodes():
+    minidl.manual_seed(2)
+    model = LeNet5().double()
+    x = images(2, dtype=np.float64)
+    program, replay = both(model, x)
+    assert set(opcodes(program)) == {"python"}
+    assert_same_bits(program(x).data, replay(x).data)
+    empty = minidl.tensor(np.zeros((0, 5), np.float32))
+    model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
+    program, replay = both(model, empty)
+    assert set(opcodes(program)) == {"python"}
+    assert program(empty).shape == (0, 2)
+
+
+def test_parameters_changed_in_place_or_replaced_are_read_by_the_next_call():
+    minidl.manual_seed(3)
+    model = LeNet5()
+    x = images(2)
+    program, replay = both(model, x)
+    program(x)
+    with minidl.no_grad():
+        model.conv2.weight.data *= 0.5  # in place
+    model.fc1.weight.data = model.fc1.weight.data * 2  # a new array
+    assert_same_bits(program(x).data, replay(x).data)
+    np.testing.assert_allclose(program(x).data, model.eval()(x).data, rtol=1e-5, atol=1e-6)
+    # A strided parameter no longer fits the program's operands: that call replays.
+    wide = np.zeros((120, 800), np.float32)
+    wide[:, ::2] = model.fc1.weight.data
+    model.fc1.weight.data = wide[:, ::2]
+    with pytest.raises(AssertionError, match="replayed"):
+        program(x)
+    del program.graph.run
+    assert_same_bits(program(x).data, replay(x).data)
+
+
+def test_bits_do_not_depend_on_the_thread_count():
+    minidl.manual_seed(4)
+    model = LeNet5()
+    x = images(64)
+    program = minidl.compile(model, example_inputs=(x,))
+    before = minidl.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            minidl.set_num_threads(n)
+            results.append(program(x).data)
+    finally:
+        minidl.set_num_threads(before)
+    for r in results[1:]:
+        assert_same_bits(r, results[0])
+
+
+class Rendezvous(Function):
+    """Identity whose forward waits for a second thread inside the same compiled graph:
+    with calls serialized by a lock it would time out."""
+
+    barrier = None
+
+    @staticmethod
+    def forward(ctx, x):
+        if Rendezvous.barrier is not None:
+            Rendezvous.barrier.wait(timeout=10)
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class WithRendezvous(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(Rendezvous.apply(F.relu(self.fc1(x))))
+
+
+@pytest.mark.parametrize("executor", ["program", "replay"])
+def test_two_threads_run_one_compiled_graph_at_once(executor):
+    minidl.manual_seed(5)
+    model = WithRendezvous()
+    rng = np.random.default_rng(0)
+    xs = [minidl.tensor(rng.standard_normal((3, 8)).astype(np.float32)) for _ in range(2)]
+    compiled = minidl.compile(model, example_inputs=(xs[0],), executor=executor)
+    expected = [compiled(x).data for x in xs]
+    Rendezvous.barrier = threading.Barrier(2)
+    results, errors = {}, []
+
+    def call(k):
+        try:
+            for _ in range(20):
+                out = compiled(xs[k]).data
+                assert_same_bits(out, expected[k])
+            results[k] = out
+        except Exception as e:  # reported below: a failed thread must fail the test
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        Rendezvous.barrier = None
+    assert not errors, errors
+    assert sorted(results) == [0, 1]
+
+
+def test_unknown_executor_is_rejected():
+    with pytest.raises(ValueError, match="executor must be one of"):
+        minidl.compile(LeNet5(), example_inputs=(images(1),), executor="fast")
+
+
+def replay_forbidden(*args, **kwargs):
+    raise AssertionError("the call replayed instead of running the program")
+
+
+def labels(n, seed=0, classes=10):
+    return minidl.tensor(np.random.default_rng(seed + 100).integers(0, classes, n))
+
+
+def train_steps(make_model, executor, shape, classes, steps=3, n=8, accumulate=False):
+    """Losses, outputs and per-step gradients and weights of SGD steps on one compiled graph."""
+    from minidl import optim
+
+    minidl.manual_seed(7)
+    model = make_model()
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(images(n, shape=shape),
+                                                                   labels(n, classes=classes)),
+                          executor=executor)
+    if executor == "program":
+        step.graph.run = replay_forbidden  # every call must run the program
+    record = []
+    for i in range(steps):
+        if not accumulate:
+            opt.zero_grad()
+        loss = step(images(n, seed=i, shape=shape), labels(n, seed=i, classes=classes))
+        record.append(loss.data)
+        record.append(step.output.data)
+        record.extend(p.grad.data.copy() for p in model.parameters())
+        opt.step()
+        record.extend(p.data.copy() for p in model.parameters())
+    return record, step
+
+
+class MixedTrain(Mixed):
+    def forward(self, x):
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("make_model, shape, classes", [(LeNet5, (1, 28, 28), 10),
+                                                         (MixedTrain, (2, 15, 15), 6)],
+                         ids=["lenet5", "python_nodes"])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["zero_grad", "accumulate"])
+def test_training_program_gives_the_replays_bits(make_model, shape, classes, accumulate):
+    program, step = train_steps(make_model, "program", shape, classes, accumulate=accumulate)
+    replay, _ = train_steps(make_model, "replay", shape, classes, accumulate=accumulate)
+    ops = step.graph.lower().program.opcodes()
+    assert {"softmax_cross_entropy", "linear_backward"} <= set(ops)
+    assert len(program) == len(replay)
+    for a, b in zip(program, replay):
+        assert_same_bits(a, b)
+
+
+def test_training_program_out_of_range_target_raises_like_the_replay():
+    minidl.manual_seed(8)
+    model = LeNet5()
+    x, y = images(4), labels(4)
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    bad = minidl.tensor(np.array([0, 1, 10, 2]))
+    with pytest.raises((IndexError, ValueError), match="cross_entropy"):
+        step(x, bad)
+    model.zero_grad()
+    step(x, y)  # the program still runs afterwards
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_parameter_hooks_run_in_a_training_step():
+    minidl.manual_seed(9)
+    model = LeNet5()
+    x, y = images(4), labels(4)
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    seen = []
+    model.fc3.bias.register_hook(lambda g: seen.append(g.data.copy()))
+    step(x, y)
+    assert len(seen) == 1
+    np.testing.assert_array_equal(model.fc3.bias.grad.data, seen[0])

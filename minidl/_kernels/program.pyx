@@ -24,7 +24,7 @@ from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from minidl._kernels.gemm cimport sgemm
+from minidl._kernels.gemm cimport gemm
 
 cdef extern from "conv_kernels.h" nogil:
     void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
@@ -68,6 +68,10 @@ cdef Py_ssize_t CONV_MIN_PARALLEL = 65536
 cdef Py_ssize_t POOL_MIN_PARALLEL = 32768
 # Elementwise instructions (relu, add, copies): a parallel region costs ~1 us, ~10^5 elements.
 cdef Py_ssize_t ELEMENTWISE_MIN_PARALLEL = 1 << 17
+
+# GEMM's alpha and beta as float32 (they select the float specialization of the fused gemm).
+cdef float ONE = 1
+cdef float ZERO = 0
 
 MAX_POINTERS = 8
 MAX_SIZES = 16
@@ -255,8 +259,8 @@ cdef void _linear(const Instr *ins, int n_threads) noexcept nogil:
     cdef Py_ssize_t M = ins.n[0], N = ins.n[1], K = ins.n[2], i, j
     cdef const float *bias = <const float *>ins.p[2]
     cdef float *out = <float *>ins.p[3]
-    sgemm(False, True, M, N, K, 1.0, <const float *>ins.p[0], K, <const float *>ins.p[1], K,
-          0.0, out, N, n_threads)
+    gemm(False, True, M, N, K, ONE, <const float *>ins.p[0], K, <const float *>ins.p[1], K,
+         ZERO, out, N, n_threads)
     if bias != NULL:
         for i in range(M):
             for j in range(N):
@@ -288,11 +292,11 @@ cdef void _linear_backward(const Instr *ins, int n_threads) noexcept nogil:
         _relu_backward(g, relu_out, masked, M * N)
         g = masked
     if ins.p[4] != NULL:
-        sgemm(False, False, M, K, N, 1.0, g, N, <const float *>ins.p[2], K, 0.0,
-              <float *>ins.p[4], K, n_threads)
+        gemm(False, False, M, K, N, ONE, g, N, <const float *>ins.p[2], K, ZERO,
+             <float *>ins.p[4], K, n_threads)
     if ins.p[5] != NULL:
-        sgemm(True, False, N, K, M, 1.0, g, N, <const float *>ins.p[3], K, 0.0,
-              <float *>ins.p[5], K, n_threads)
+        gemm(True, False, N, K, M, ONE, g, N, <const float *>ins.p[3], K, ZERO,
+             <float *>ins.p[5], K, n_threads)
     if gb != NULL:
         for j in range(N):
             gb[j] = g[j]

@@ -273,3 +273,17 @@ def test_parameter_hooks_run_in_a_training_step():
     step(x, y)
     assert len(seen) == 1
     np.testing.assert_array_equal(model.fc3.bias.grad.data, seen[0])
+
+
+def test_training_program_bits_do_not_depend_on_the_thread_count():
+    before = minidl.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            minidl.set_num_threads(n)
+            runs.append(train_steps(LeNet5, "program", (1, 28, 28), 10, steps=1, n=64)[0])
+    finally:
+        minidl.set_num_threads(before)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert_same_bits(a, b)

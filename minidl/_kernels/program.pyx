@@ -169,15 +169,20 @@ cdef void _pack_conv_weights(const Instr *ins) noexcept nogil:
     cdef float *dst = <float *>ins.p[1]
     cdef Py_ssize_t OC = ins.n[0], C = ins.n[1], KH = ins.n[2], KW = ins.n[3], ocb = ins.n[4]
     cdef bint flip = ins.n[5]
-    cdef Py_ssize_t T = KH * KW, OCo = C if flip else OC, Ci = OC if flip else C, o, c, t
-    for o in range(OCo):
+    cdef Py_ssize_t T = KH * KW, OCo = C if flip else OC, Ci = OC if flip else C
+    cdef Py_ssize_t blk, c, t, i, o, n_valid
+    # In the order of dst (blocks, channels, taps, lanes): the writes stream.
+    for blk in range((OCo + ocb - 1) // ocb):
+        n_valid = min(ocb, OCo - blk * ocb)
         for c in range(Ci):
             for t in range(T):
-                if flip:
-                    dst[(((o // ocb) * Ci + c) * T + t) * ocb + o % ocb] = (
-                        w[((c * OCo + o) * KH + KH - 1 - t // KW) * KW + KW - 1 - t % KW])
-                else:
-                    dst[(((o // ocb) * Ci + c) * T + t) * ocb + o % ocb] = w[(o * Ci + c) * T + t]
+                for i in range(n_valid):
+                    o = blk * ocb + i
+                    if flip:
+                        dst[i] = w[((c * OCo + o) * KH + KH - 1 - t // KW) * KW + KW - 1 - t % KW]
+                    else:
+                        dst[i] = w[(o * Ci + c) * T + t]
+                dst += ocb
 
 
 cdef void _conv_rows(const Instr *ins, int n_threads) noexcept nogil:

@@ -117,8 +117,9 @@ class Compiled:
             outputs = [vals[o] for o in g.outputs]
         else:
             outputs = g.execute(arrays)
-        self.output = Tensor._wrap(outputs[1 if self.training else 0], False)
-        return Tensor._wrap(outputs[0], False)
+        result = Tensor._wrap(outputs[0], False)
+        self.output = Tensor._wrap(outputs[1], False) if self.training else result
+        return result
 
     @property
     def graph(self) -> StaticGraph:

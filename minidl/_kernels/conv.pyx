@@ -267,6 +267,8 @@ def _scratch(str name, shape, dtype=np.float32):
 # Bytes of padded input per image group of the row-vector kernels (see _direct_conv): within a
 # core's L2 with room for the weights and outputs.
 cdef Py_ssize_t GROUP_BYTES = 512 * 1024
+# The same, for minidl.static.lower.
+PAD_GROUP_BYTES = GROUP_BYTES
 
 # Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
 # chunk order) gives the same bits for any thread count.

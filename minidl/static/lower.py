@@ -229,7 +229,7 @@ def _conv2d(lw: Lowered, node: Node) -> bool:
         return False
     a = node.attrs
     xv, wv, ov = lw.values[x], lw.values[w], lw.values[node.out]
-    if ov.dtype != _F32 or ov.nbytes == 0:
+    if ov.dtype != _F32 or ov.nbytes == 0 or xv.kind not in ("node", "input"):
         return False
     stride, padding, dilation, groups = a["stride"], a["padding"], a["dilation"], a["groups"]
     algorithm = conv_backend.choose("forward", xv.shape, wv.shape, xv.dtype, stride, dilation,
@@ -331,14 +331,23 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         nv = (OW + 15) // 16
         ocb = dw_ocb(OC)
         ocp = -(-OC // ocb) * ocb
-        xpad = np.zeros(N * C * sh * sw * Hp * Wp, np.float32)
-        program.add("pad_planes", (lw.operand(x), None, xpad),
-                    (N, C, H, W, C, Hp, Wp, ph, pw, 0, sh, sw))
-        gpad = np.zeros(N * ocp * OH * nv * 16, np.float32)
-        program.add("pad_planes", (g, mask, gpad),
-                    (N, OC, OH, OW, ocp, OH, nv * 16, 0, 0, 0, 1, 1))
-        program.add("conv_dw_direct", (xpad, gpad, partial_w, partial_b),
-                    (N, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk, work))
+        plane, g_plane = sh * sw * Hp * Wp, OH * nv * 16
+        # Chunks in groups padded and then reduced while in L2, as the kernel module does.
+        group = max(1, conv_kernels.PAD_GROUP_BYTES // (chunk * 4 * (C * plane + ocp * g_plane)))
+        images = min(N, group * chunk)
+        xpad = np.zeros(images * C * plane, np.float32)
+        gpad = np.zeros(images * ocp * g_plane, np.float32)
+        x_all = lw.buffer(x)
+        for c0 in range(0, nchunks, group):
+            i0, i1 = c0 * chunk, min(N, (c0 + group) * chunk)
+            program.add("pad_planes", (x_all[i0:i1], None, xpad),
+                        (i1 - i0, C, H, W, C, Hp, Wp, ph, pw, 0, sh, sw))
+            program.add("pad_planes", (g[i0:i1], None if mask is None else mask[i0:i1], gpad),
+                        (i1 - i0, OC, OH, OW, ocp, OH, nv * 16, 0, 0, 0, 1, 1))
+            program.add("conv_dw_direct", (xpad, gpad, partial_w[c0 * OC * C * T:],
+                                           partial_b[c0 * OC:]),
+                        (i1 - i0, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk,
+                         work))
     program.add("sum_chunks", (partial_w, gw), (nchunks, OC * C * T))
     lw.add_into(gw, gw_total)
     if gb is not None:
@@ -384,7 +393,9 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
                  bias, out: np.ndarray, top_left: tuple, stride: tuple, dilation: tuple,
                  relu: bool) -> None:
     """Instructions of conv._direct_conv(src, mask, weight, flip, bias, out, top, left, ...,
-    sh, sw) and its _direct_rows."""
+    sh, sw) and its _direct_rows (src and mask: arrays of the program)."""
+    from minidl._kernels import conv as conv_kernels
+
     N, C = src_shape[:2]
     KH, KW = w_shape[2:]
     OC, OH, OW = out.shape[1:]
@@ -397,14 +408,19 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
     rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
     group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
     block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
-    xpad = np.zeros(N * C * plane, np.float32)
-    lw.program.add("pad_planes", (src, mask, xpad),
-                   (N, C, *src_shape[2:], C, Hp, Wp, *top_left, 0, sh, sw))
     packed = _pack_buffer(lw, weight, w_shape, ocb, flip)
     steps = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
-    lw.program.add("conv_rows", (xpad, steps, packed, bias, out),
-                   (N, C * T, block_steps, ocb, OC, OH, OW, Wp, C * plane, -(-OC // ocb),
-                    -(-OH // rows), rows, int(relu), N * OC * OH * OW * C * T))
+    # Images in groups padded and then convolved while in L2, as conv._direct_conv does.
+    group = max(1, conv_kernels.PAD_GROUP_BYTES // (C * plane * 4))
+    xpad = np.zeros(min(N, group) * C * plane, np.float32)
+    for n0 in range(0, N, group):
+        n = min(N, n0 + group) - n0
+        lw.program.add("pad_planes", (src[n0:n0 + n], None if mask is None else mask[n0:n0 + n],
+                                      xpad),
+                       (n, C, *src_shape[2:], C, Hp, Wp, *top_left, 0, sh, sw))
+        lw.program.add("conv_rows", (xpad, steps, packed, bias, out[n0:n0 + n]),
+                       (n, C * T, block_steps, ocb, OC, OH, OW, Wp, C * plane, -(-OC // ocb),
+                        -(-OH // rows), rows, int(relu), n * OC * OH * OW * C * T))
 
 
 def _packed_conv(lw: Lowered, x, x_shape: tuple, weight, w_shape: tuple, bias, out: np.ndarray,

@@ -22,6 +22,10 @@ from childproc import guarded_array
 import minidl
 import minidl.nn.functional as F
 from minidl import Tensor
+from minidl._kernels import batchnorm as bn_kernels
+from minidl._kernels import winograd as wino_kernels
+from minidl.backends import conv as conv_backend
+from minidl.backends import winograd as wino_backend
 from minidl.data.idx import IDXFormatError, decode_idx, encode_idx
 from minidl.serialization import CheckpointError
 
@@ -68,7 +72,10 @@ def close(actual, expected, dtype, what, scale=1.0):
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    atol = rtol * max(1.0, scale, float(np.abs(expected).max(initial=0)))
+    # NaN and +-Inf must sit where the reference has them (assert_allclose checks that); the
+    # tolerance comes from the finite values.
+    finite = np.abs(expected[np.isfinite(expected)])
+    atol = rtol * max(1.0, scale, float(finite.max(initial=0)))
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
 
 
@@ -90,6 +97,24 @@ def ref_conv(x, w, stride, pad, dil, groups):
     wg = w.reshape(groups, oc // groups, cg, kh, kw)
     out = np.einsum("ngcijhw,gocij->ngohw", win, wg).reshape(n, oc, oh, ow)
     return out, win
+
+
+def ref_conv_input_grad(g, w, x_shape, stride, pad, dil, groups):
+    """The input gradient of ref_conv for output gradient g: its adjoint, scattering each
+    window's share back (the derivative of <ref_conv(x), g> by linearity)."""
+    n, c, h, wd = x_shape
+    oc, cg, kh, kw = w.shape
+    oh, ow = g.shape[2:]
+    gg = g.reshape(n, groups, oc // groups, oh, ow)
+    dwin = np.einsum("ngohw,gocij->ngcijhw", gg, w.reshape(groups, oc // groups, cg, kh, kw))
+    dwin = dwin.reshape(n, c, kh, kw, oh, ow)
+    dxp = np.zeros((n, c, h + 2 * pad[0], wd + 2 * pad[1]))
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dil[0], j * dil[1]
+            dxp[:, :, r0 : r0 + stride[0] * oh : stride[0],
+                c0 : c0 + stride[1] * ow : stride[1]] += dwin[:, :, i, j]
+    return dxp[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + wd]
 
 
 def case_conv(case, rng):
@@ -127,17 +152,7 @@ def case_conv(case, rng):
     dw = np.einsum("ngohw,ngcijhw->gocij", gg, win).reshape(w0.shape)
     close(wt.grad.data, dw, dtype, "conv2d weight gradient", scale * max(1, n) * 4)
     close(bt.grad.data, g.sum(axis=(0, 2, 3)), dtype, "conv2d bias gradient", 10 * max(1, n))
-    # Input gradient: the adjoint, as the derivative of <ref(x), g> by finite linearity.
-    dwin = np.einsum("ngohw,gocij->ngcijhw", gg, w0.astype(np.float64).reshape(
-        groups, oc // groups, c // groups, k[0], k[1]))
-    dwin = dwin.reshape(n, c, k[0], k[1], *ref.shape[2:])
-    dxp = np.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
-    oh, ow = ref.shape[2:]
-    for i in range(k[0]):
-        for j in range(k[1]):
-            r0, c0 = i * d[0], j * d[1]
-            dxp[:, :, r0 : r0 + s[0] * oh : s[0], c0 : c0 + s[1] * ow : s[1]] += dwin[:, :, i, j]
-    dx = dxp[:, :, p[0] : p[0] + h, p[1] : p[1] + w]
+    dx = ref_conv_input_grad(g, w0.astype(np.float64), x0.shape, s, p, d, groups)
     close(x.grad.data, dx, dtype, "conv2d input gradient", scale * 4)
 
 
@@ -253,25 +268,243 @@ def case_elementwise(case, rng):
     assert a.grad.shape == shape and b.grad.shape == b0.shape
 
 
+def special(a: np.ndarray, kind: str, rng) -> np.ndarray:
+    """`a` with one random element set to NaN or +-Inf (kind "nan" / "inf"; "none": as is)."""
+    if kind != "none" and a.size:
+        a = a.copy()
+        a.flat[int(rng.integers(a.size))] = np.nan if kind == "nan" else rng.choice([-1, 1]) * np.inf
+    return a
+
+
 def case_batchnorm(case, rng):
-    n, c, h, w = case["x"]
-    dtype = np.dtype(np.float32)  # the layer's parameters are float32
-    x0 = rng.standard_normal((n, c, h, w)).astype(dtype)
-    x = leaf(place(x0, case["layout"]))
-    bn = minidl.nn.BatchNorm2d(c)
-    if n * h * w <= 1:
+    """F.batch_norm on (N, C, *spatial) in training or eval mode against float64 NumPy (forward,
+    input/weight/bias gradients, running statistics), then the kernels of
+    minidl._kernels.batchnorm called directly on the placed buffer (kernels_batchnorm)."""
+    shape = (case["n"], case["c"], *case["spatial"])
+    dtype = np.dtype(case["dtype"])
+    c, train = shape[1], case["training"]
+    axes = (0,) + tuple(range(2, len(shape)))
+    lanes = (1, -1) + (1,) * (len(shape) - 2)
+    count = shape[0] * int(np.prod(shape[2:]))
+    x0 = special(rng.standard_normal(shape) * 3 + 1, case["special"], rng)
+    # Parameters and running statistics in the input's dtype, as a model of that dtype has.
+    weight0 = rng.standard_normal(c).astype(dtype) if case["affine"] else None
+    bias0 = rng.standard_normal(c).astype(dtype) if case["affine"] else None
+    running_mean0 = rng.standard_normal(c).astype(dtype)
+    running_var0 = (rng.random(c) + 0.5).astype(dtype)
+    xk = place(x0.astype(dtype), case["layout"])
+    param = leaf if dtype.kind == "f" else minidl.from_numpy
+    x = param(xk)
+    w = None if weight0 is None else param(weight0.copy())
+    b = None if bias0 is None else param(bias0.copy())
+    running_mean, running_var = running_mean0.copy(), running_var0.copy()
+
+    def call():
+        return F.batch_norm(x, running_mean, running_var, w, b, training=train, momentum=0.1)
+
+    if dtype.kind != "f":
         try:
-            bn(x)
+            call()
+        except TypeError as e:
+            assert "batch_norm" in str(e), e
+            return
+        raise AssertionError("batch_norm accepted an integer input")
+    if train and count <= 1:
+        try:
+            call()
         except ValueError as e:
-            assert "batch" in str(e).lower() or "norm" in str(e).lower()
+            assert "batch_norm" in str(e) and "more than 1 value" in str(e), e
+            return
+        raise AssertionError("batch_norm trained on a single value per channel")
+    y = call()
+    x64 = x0.astype(dtype).astype(np.float64)
+    if train:
+        mean, var = x64.mean(axis=axes), x64.var(axis=axes)
+        close(running_mean, 0.9 * running_mean0 + 0.1 * mean, dtype, "running_mean")
+        close(running_var, 0.9 * running_var0 + 0.1 * var * count / (count - 1), dtype,
+              "running_var", 10.0)
+    else:
+        mean, var = running_mean0.astype(np.float64), running_var0.astype(np.float64)
+    invstd = (1 / np.sqrt(var + 1e-5)).reshape(lanes)
+    xhat = (x64 - mean.reshape(lanes)) * invstd
+    w64 = np.ones(c) if w is None else weight0.astype(np.float64)
+    ref = xhat * w64.reshape(lanes) + (0 if b is None else bias0.astype(np.float64).reshape(lanes))
+    close(y.data, ref, dtype, "batch_norm forward", 10.0)
+    g = rng.standard_normal(shape)
+    y.backward(minidl.from_numpy(g.astype(dtype)))
+    gxhat = g * w64.reshape(lanes)
+    if train:
+        gx = invstd * (gxhat - gxhat.sum(axis=axes, keepdims=True) / count
+                       - xhat * (gxhat * xhat).sum(axis=axes, keepdims=True) / count)
+    else:
+        gx = gxhat * invstd
+    scale = 10.0 * max(1, count)
+    close(x.grad.data, gx, dtype, "batch_norm input gradient", scale)
+    if w is not None:
+        close(w.grad.data, (g * xhat).sum(axis=axes), dtype, "batch_norm weight gradient", scale)
+        close(b.grad.data, g.sum(axis=axes), dtype, "batch_norm bias gradient", scale)
+    kernels_batchnorm(xk, rng)
+
+
+def kernels_batchnorm(xk, rng):
+    """The kernels on an (N, C, L) view of the placed buffer (no copy): a non-contiguous view
+    must be refused with the kernel's name, a C-contiguous one (read-only, memory-mapped or
+    against a guard page included) gives results independent of the thread count and equal to
+    NumPy's."""
+    if xk.ndim == 2:
+        x3 = xk[:, :, None]
+    elif xk.ndim == 3:
+        x3 = xk
+    else:
+        rows = int(np.prod(xk.shape[2:]))
+        x3 = xk.reshape(xk.shape[0], xk.shape[1], rows) if xk.flags.c_contiguous else xk[:, :, 0]
+    c = x3.shape[1]
+    if x3.shape[0] * x3.shape[2] == 0:
         return
-    y = bn(x)
-    x64 = x0.astype(np.float64)
-    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
-    var = x64.var(axis=(0, 2, 3), keepdims=True)
-    close(y.data, (x64 - mean) / np.sqrt(var + 1e-5), dtype, "batch_norm", 10.0)
-    y.sum().backward()
-    assert np.isfinite(x.grad.data).all()
+    mean, var = np.empty(c), np.empty(c)
+    if not x3.flags.c_contiguous:
+        try:
+            bn_kernels.batch_norm_stats(x3, mean, var, 1)
+        except ValueError as e:
+            assert "batch_norm_stats" in str(e) and "C-contiguous" in str(e), e
+            return
+        raise AssertionError("batch_norm_stats accepted a non-contiguous buffer")
+    bn_kernels.batch_norm_stats(x3, mean, var, 2)
+    mean1, var1 = np.empty(c), np.empty(c)
+    bn_kernels.batch_norm_stats(np.ascontiguousarray(x3), mean1, var1, 1)
+    np.testing.assert_array_equal(mean, mean1)
+    np.testing.assert_array_equal(var, var1)
+    x64 = x3.astype(np.float64)
+    close(mean, x64.mean(axis=(0, 2)), x3.dtype, "batch_norm_stats mean", 10.0)
+    close(var, x64.var(axis=(0, 2)), x3.dtype, "batch_norm_stats var", 10.0)
+    scale, shift = rng.standard_normal(c), rng.standard_normal(c)
+    out = np.empty(x3.shape, x3.dtype)
+    bn_kernels.batch_norm_apply(x3, scale, shift, out, 2)
+    lanes = (slice(None), None)
+    close(out, x64 * scale.astype(x3.dtype)[lanes] + shift.astype(x3.dtype)[lanes], x3.dtype,
+          "batch_norm_apply", 10.0)
+    g = guarded_array(rng.standard_normal(x3.shape).astype(x3.dtype))
+    gx = np.empty(x3.shape, x3.dtype)
+    sum_g, sum_gxc = np.empty(c), np.empty(c)
+    bn_kernels.batch_norm_backward(x3, g, mean, 1 / np.sqrt(var + 1e-5), scale, gx, sum_g,
+                                   sum_gxc, True, 2)
+    g64 = g.astype(np.float64)
+    close(sum_g, g64.sum(axis=(0, 2)), x3.dtype, "batch_norm_backward sum_g", 10.0 * x3.size)
+    close(sum_gxc, (g64 * (x64 - mean[lanes])).sum(axis=(0, 2)), x3.dtype,
+          "batch_norm_backward sum_gxc", 10.0 * x3.size)
+    other = np.float64 if x3.dtype == np.float32 else np.float32
+    try:
+        bn_kernels.batch_norm_apply(x3, scale, shift, np.empty(x3.shape, other), 1)
+    except ValueError as e:
+        assert "batch_norm_apply" in str(e), e
+    else:
+        raise AssertionError("batch_norm_apply wrote into an output of another dtype")
+
+
+def case_winograd(case, rng):
+    """conv2d (3x3, stride 1) with minidl.backends.conv.algorithm = "winograd" against the
+    float64 reference: forward, weight, bias and input gradients, NaN/Inf inputs included (NaN
+    as in the exact sum; Inf as README's Differences say). Then the kernels of
+    minidl._kernels.winograd called directly on the placed buffer (kernels_winograd)."""
+    n, c, h, w = case["x"]
+    oc, p = case["oc"], case["pad"]
+    dtype = np.dtype(case["dtype"])
+    x0 = special(np.maximum(rng.standard_normal((n, c, h, w)), 0), case["special"], rng)
+    w0 = rng.standard_normal((oc, c, 3, 3)) * np.sqrt(2 / (9 * c))
+    b0 = rng.standard_normal(oc) if case["bias"] else None
+    xk = place(x0.astype(dtype), case["layout"])
+    x = leaf(xk) if dtype.kind == "f" else minidl.from_numpy(xk)
+    wt = leaf(w0.astype(dtype)) if dtype.kind == "f" else minidl.from_numpy(w0.astype(dtype))
+    bt = None if b0 is None else leaf(b0.astype(dtype)) if dtype.kind == "f" else \
+        minidl.from_numpy(b0.astype(dtype))
+    saved = conv_backend.algorithm
+    conv_backend.algorithm = "winograd"
+    try:
+        if dtype.kind != "f" or h + 2 * p[0] < 3 or w + 2 * p[1] < 3:
+            try:
+                F.conv2d(x, wt, bt, padding=p)
+            except (TypeError, ValueError) as e:
+                assert "conv2d" in str(e), e
+                return
+            raise AssertionError(f"conv2d accepted {dtype} input or a kernel past the padding")
+        y = F.conv2d(x, wt, bt, padding=p, relu=case["relu"])
+        g = rng.standard_normal(y.shape)
+        y.backward(minidl.from_numpy(g.astype(dtype)))
+    finally:
+        conv_backend.algorithm = saved
+    x64, w64 = x0.astype(dtype).astype(np.float64), w0.astype(dtype).astype(np.float64)
+    ref, win = ref_conv(x64, w64, (1, 1), p, (1, 1), 1)
+    if b0 is not None:
+        ref = ref + b0.astype(dtype).astype(np.float64)[None, :, None, None]
+    exact = np.isfinite(ref)
+    if case["relu"]:
+        ref = np.maximum(ref, 0)
+        g = np.where(ref <= 0, 0.0, g)  # ReLU's backward: NaN outputs pass g, as in torch
+    scale = float(np.sqrt(9 * c))
+    winograd_ran = dtype == np.float32 and y.size
+    if case["special"] == "inf" and winograd_ran:
+        # README, Differences from PyTorch: the transforms subtract inside a 4x4 patch, so an
+        # output whose exact value is +-Inf (before the ReLU) may be NaN; the others are exact.
+        odd = ~exact & np.isfinite(y.data) & (y.data != ref)  # ReLU(-Inf) = 0 is exact
+        assert not odd.any(), "winograd: a finite output where the exact one is +-Inf"
+        close(np.where(exact, y.data, 0), np.where(exact, ref, 0), dtype,
+              "winograd conv2d forward (finite outputs)", scale)
+        if case["relu"]:
+            return  # NaN passes ReLU's backward where -Inf would not: the gradients differ too
+    else:
+        close(y.data, ref, dtype, "winograd conv2d forward", scale)
+    # The weight gradient is exact, Inf included (a non-finite Winograd one is redone exactly).
+    close(wt.grad.data, np.einsum("nohw,ncijhw->ocij", g, win.reshape(n, c, 3, 3, *ref.shape[2:])),
+          dtype, "winograd conv2d weight gradient", scale * max(1, n) * 4)
+    if bt is not None:
+        close(bt.grad.data, g.sum(axis=(0, 2, 3)), dtype, "winograd conv2d bias gradient",
+              10 * max(1, n))
+    close(x.grad.data, ref_conv_input_grad(g, w64, x0.shape, (1, 1), p, (1, 1), 1), dtype,
+          "winograd conv2d input gradient", scale * 4)
+    kernels_winograd(xk, w0.astype(dtype), b0, y.data if not case["relu"] else None, p, rng)
+
+
+def kernels_winograd(xk, weight, bias, y, pad, rng):
+    """The kernels on the placed buffer itself: accepted exactly when it is a C-contiguous
+    float32 array (read-only, memory-mapped and guard-page placements included), and then
+    bitwise equal to the op's output `y` (the op runs them on a contiguous copy), for any
+    thread count; a bias of the wrong length or a mismatched U is refused by name."""
+    n, c, h, w = xk.shape
+    oc = weight.shape[0]
+    out = np.empty((n, oc, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2), np.float32)
+    u = wino_backend.transform_weight(weight.astype(np.float32))
+    b = None if bias is None else bias.astype(np.float32)
+    if xk.dtype != np.float32 or not xk.flags.c_contiguous:
+        try:
+            wino_kernels.forward(xk, u, b, out, *pad, False, 1)
+        except (TypeError, ValueError):
+            return
+        raise AssertionError(f"winograd.forward accepted a {xk.dtype} buffer with strides "
+                             f"{xk.strides}")
+    wino_kernels.forward(xk, u, b, out, *pad, False, 2)
+    if y is not None and xk.dtype == np.float32:
+        np.testing.assert_array_equal(out, y)
+    again = np.empty_like(out)
+    wino_kernels.forward(np.ascontiguousarray(xk), u, b, again, *pad, False, 1)
+    np.testing.assert_array_equal(out, again)
+    for bad_bias in (np.zeros(oc + 1, np.float32), np.zeros(max(oc - 1, 0), np.float32)):
+        try:
+            wino_kernels.forward(xk, u, bad_bias, out, *pad, False, 1)
+        except ValueError as e:
+            assert "winograd.forward" in str(e) and "bias" in str(e), e
+        else:
+            raise AssertionError(f"winograd.forward took a bias of {bad_bias.size} for {oc}")
+    try:
+        wino_kernels.forward(xk, np.ascontiguousarray(u[:, :, : c - 1]), b, out, *pad, False, 1)
+    except ValueError as e:
+        assert "winograd.forward" in str(e), e
+    else:
+        raise AssertionError("winograd.forward took U for another channel count")
+    gy = guarded_array(rng.standard_normal(out.shape).astype(np.float32))
+    du, du1 = np.empty((16, oc, c), np.float32), np.empty((16, oc, c), np.float32)
+    wino_kernels.weight_grad(xk, gy, du, *pad, 2)
+    wino_kernels.weight_grad(np.ascontiguousarray(xk), np.ascontiguousarray(gy), du1, *pad, 1)
+    np.testing.assert_array_equal(du, du1)
 
 
 def case_idx(case, rng):
@@ -315,8 +548,8 @@ def case_checkpoint(case, rng):
 
 CASES = {
     "conv": case_conv, "pool": case_pool, "matmul": case_matmul, "loss": case_loss,
-    "elementwise": case_elementwise, "batchnorm": case_batchnorm, "idx": case_idx,
-    "checkpoint": case_checkpoint,
+    "elementwise": case_elementwise, "batchnorm": case_batchnorm, "winograd": case_winograd,
+    "idx": case_idx, "checkpoint": case_checkpoint,
 }
 
 

@@ -1,5 +1,6 @@
 """Fuzz suite: hypothesis generates cases (tests/fuzz_cases.py says what each does) over conv,
-pooling, matmul/linear, losses, tensor ops, batch norm, IDX and checkpoint loading, with inputs
+pooling, matmul/linear, losses, tensor ops, batch norm, the Winograd convolution (op and
+kernels), IDX and checkpoint loading, with inputs
 in every memory layout (C, Fortran, strided, negative strides, read-only, memory-mapped,
 against an unmapped guard page), checked against NumPy references.
 
@@ -24,6 +25,7 @@ STATS = {"cases": 0, "children": 0, "peak_mib": 0}
 dtypes = st.sampled_from(["float32", "float64"])
 layouts = st.sampled_from(["c", "f", "strided", "negative", "readonly", "memmap", "guard"])
 seeds = st.integers(0, 2**32 - 1)
+specials = st.sampled_from(["none", "none", "nan", "inf"])
 small = st.integers(1, 4)
 pairs = st.tuples
 
@@ -86,8 +88,25 @@ CASE_STRATEGIES = {
     ),
     "batchnorm": family(
         "batchnorm",
-        x=st.tuples(st.integers(1, 4), small, st.integers(1, 6), st.integers(1, 6)),
-        dtype=dtypes,
+        n=st.integers(0, 4),
+        c=st.integers(1, 5),
+        spatial=st.lists(st.integers(1, 6), max_size=2),
+        training=st.booleans(),
+        affine=st.booleans(),
+        special=specials,
+        dtype=st.sampled_from(["float32", "float64", "float64", "int64"]),
+        layout=layouts,
+    ),
+    "winograd": family(
+        "winograd",
+        x=st.tuples(st.integers(0, 3), st.integers(1, 20), st.integers(1, 12),
+                    st.integers(1, 12)),
+        oc=st.integers(1, 20),
+        pad=pairs(st.integers(0, 3), st.integers(0, 3)),
+        bias=st.booleans(),
+        relu=st.booleans(),
+        special=specials,
+        dtype=st.sampled_from(["float32", "float32", "float32", "float64", "int32"]),
         layout=layouts,
     ),
     "idx": family(

@@ -585,6 +585,33 @@ def test_conv_weight_gradient_with_an_infinite_input_is_exact(oc, stride):
         np.testing.assert_array_equal(w.grad.data[o], ref.astype(np.float32))
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "winograd"])
+def test_winograd_weight_gradient_with_an_infinite_input_is_exact(algorithm):
+    """The Winograd transforms turn an Inf into Inf - Inf = NaN (for the weight gradient, which
+    "auto" gives Winograd from 16 channels on where the ISA rule says so). A non-finite
+    Winograd weight gradient is redone by the exact kernel: it was NaN where the exact sum is
+    +-Inf."""
+    from minidl.backends import conv as conv_backend
+
+    x = np.zeros((2, 16, 9, 9), np.float32)
+    x[1, 2, 3, 6] = np.inf
+    x[0, 0, 5, 8] = -np.inf
+    w = Tensor(np.ones((16, 16, 3, 3), np.float32), requires_grad=True)
+    saved = conv_backend.algorithm
+    conv_backend.algorithm = algorithm
+    try:
+        F.conv2d(Tensor(x), w).sum().backward()
+    finally:
+        conv_backend.algorithm = saved
+    x64 = x.astype(np.float64)
+    ref = np.zeros((16, 3, 3))
+    for kh in range(3):
+        for kw in range(3):
+            ref[:, kh, kw] = x64[:, :, kh : kh + 7, kw : kw + 7].sum(axis=(0, 2, 3))
+    for o in range(16):
+        np.testing.assert_array_equal(w.grad.data[o], ref.astype(np.float32))
+
+
 def test_conv_scratch_cache_is_bounded_and_released_after_a_large_call():
     out, _ = run_child(
         """

@@ -118,11 +118,6 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     if U.shape[0] != 16 or U.shape[1] != OC or U.shape[2] != C or out.shape[0] != N:
         raise ValueError(f"winograd.forward: x {tuple(x.shape)}, U {tuple(U.shape)} and out "
                          f"{tuple(out.shape)} do not match")
-    if N == 0 or OC == 0 or OH == 0 or OW == 0:
-        return
-    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
-    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
-    cdef bint planes = th * tw <= TB
     cdef const float[::1] bias_view
     cdef const float *bp = NULL
     if bias is not None:
@@ -131,6 +126,11 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
             raise ValueError(f"winograd.forward: bias has {bias_view.shape[0]} entries for {OC} "
                              f"output channels")
         bp = &bias_view[0]
+    if N == 0 or OC == 0 or OH == 0 or OW == 0:
+        return
+    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
+    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
+    cdef bint planes = th * tw <= TB
     cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
     cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
     cdef float *op = &out[0, 0, 0, 0]

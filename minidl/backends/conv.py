@@ -155,6 +155,10 @@ def conv2d_backward(
         winograd.backward_input(grad_out, weight, grad_x, padding, n_threads)
     if wino_w:
         winograd.backward_weight(x, grad_out, grad_w, padding, n_threads)
+        # The transforms subtract within a 4x4 patch, so a +-Inf in x or grad_out comes out as
+        # Inf - Inf = NaN where the exact sum is +-Inf (PyTorch's too). The weight gradient is
+        # small (OC x C x 9): checking it is free, and a non-finite one is redone exactly.
+        wino_w = bool(np.isfinite(grad_w).all())
     if grad_b is not None:
         _conv._bias_grad(grad_out, grad_b, n_threads)
     rest_x = None if wino_x else grad_x

@@ -888,16 +888,21 @@ cdef bint _f32_dense(x, Py_ssize_t groups):
     return x.dtype == np.float32 and groups == 1
 
 
-cdef bint _packed_wins(x, Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t groups, bint phased):
+cdef bint _packed_wins(x, Py_ssize_t OC, Py_ssize_t OW, Py_ssize_t K, Py_ssize_t groups,
+                       bint phased):
     """The channel-packed kernel (16 output channels per vector) fills its lanes clearly
     better than the row-vector one (16 output pixels per vector), or the stride phases of the
     latter do not fit (_phases_fit). "Clearly": by 1.2x, the packed tile's extra broadcast loads
     measured ~15% slower at equal fill (LeNet's conv2, 10 of 16 lanes vs 16 of 16: packed 27%
-    faster)."""
+    faster). Not with fewer than 32 multiply-adds per output (K = C * KH * KW): the packed
+    tile stores lane by lane, and for the MNIST example's 1->32 3x3 (K = 9) those stores cost
+    more than its multiply-adds."""
     if not _f32_dense(x, groups) or OC < 16:
         return False
     if not phased:
         return True
+    if K < 32:
+        return False
     cdef Py_ssize_t lanes = 16 if OC <= 16 else 32
     # packed fill OC / OCpad > 1.2 * row fill OW / OWpad, in integers.
     return 5 * OC * ((OW + 15) // 16 * 16) > 6 * OW * ((OC + lanes - 1) // lanes * lanes)
@@ -1019,7 +1024,7 @@ def forward_path(x, weight, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py
                  and not (sh == 1 and sw == 1 and phased and _rowvec_fits(x, OW, KH, KW, groups)),
                  groups):
         return "gemm"
-    if _packed_wins(x, OC, OW, groups, phased):
+    if _packed_wins(x, OC, OW, C * KH * KW, groups, phased):
         return "packed"
     return "direct" if phased else "generic"
 

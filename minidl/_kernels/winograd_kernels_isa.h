@@ -91,7 +91,9 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
         if (hi_ > 16)                                                                            \
             hi_ = 16;                                                                            \
         unsigned m_ = hi_ <= lo_ ? 0u : ((1u << hi_) - 1u) & ~((1u << lo_) - 1u);                \
-        (v) = (mdl_wv16)_mm512_maskz_loadu_ps((__mmask16)m_, (row) + (start));                   \
+        /* No load at all for a vector wholly outside the row (the right half of a short row). */ \
+        (v) = m_ ? (mdl_wv16)_mm512_maskz_loadu_ps((__mmask16)m_, (row) + (start))             \
+                 : (mdl_wv16){0};                                                                \
     } while (0)
 #else
 #define MDL_WLD_EDGE(v, row, start, W)                                                           \
@@ -102,6 +104,19 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
             lanes_[k_] = c_ >= 0 && c_ < (W) ? (row)[c_] : 0.0f;                                 \
         }                                                                                        \
         MDL_WLD(v, lanes_);                                                                      \
+    } while (0)
+#endif
+/* The first n (<= 16) lanes of v to p: one masked store on AVX-512, lane by lane elsewhere. */
+#if MDL_ISA_AVX512
+#define MDL_WST_N(p, v, n)                                                                       \
+    _mm512_mask_storeu_ps((p), (__mmask16)(((n) >= 16 ? 0x10000u : (1u << (n))) - 1u),          \
+                          (__m512)(v))
+#else
+#define MDL_WST_N(p, v, n)                                                                       \
+    do {                                                                                         \
+        float lanes_[16];                                                                        \
+        MDL_WST(lanes_, v);                                                                      \
+        memcpy((p), lanes_, sizeof(float) * (size_t)(n));                                        \
     } while (0)
 #endif
 #define MDL_WLD_ROW(v, row, start, W)                                                            \
@@ -269,25 +284,28 @@ MDL_ISA_ATTR static void MDL_ISA(wino_phase_rows)(const float *x, ptrdiff_t H, p
     const ptrdiff_t half = (nrows + 1) / 2, qplane = 2 * half * tw;
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const ptrdiff_t iy = i - ph;
-        const float *src = iy >= 0 && iy < H ? x + iy * W : NULL;
-        for (int q = 0; q < nq; q++) {
-            float *restrict d = Q + q * qplane + ((i % 2) * half + i / 2) * tw;
-            /* Tiles whose column 2 tx + q - pw lies inside [0, W). */
-            ptrdiff_t lo = pw - q > 0 ? (pw - q + 1) / 2 : 0;
-            ptrdiff_t hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / 2 + 1 : 0;
-            if (hi > tw)
-                hi = tw;
-            if (src == NULL || hi <= lo) {
-                memset(d, 0, sizeof(float) * tw);
-                continue;
+        float *d = Q + ((i % 2) * half + i / 2) * tw;
+        if (iy < 0 || iy >= H) {
+            for (int q = 0; q < nq; q++)
+                memset(d + q * qplane, 0, sizeof(float) * tw);
+            continue;
+        }
+        const float *row = x + iy * W;
+        /* 16 tiles at a time: columns 2 tx + q - pw of x (zero outside [0, W)) by two vector
+         * loads (masked at the edges) and an even/odd shuffle per pair of phases. */
+        for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16) {
+            const ptrdiff_t n = tw - tx0 < 16 ? tw - tx0 : 16, c0 = 2 * tx0 - pw;
+            for (int q0 = 0; q0 < nq; q0 += 2) {
+                mdl_wv16 a, b;
+                MDL_WLD_ROW(a, row, c0 + q0, W);
+                MDL_WLD_ROW(b, row, c0 + q0 + 16, W);
+                mdl_wv16 ev = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                                      22, 24, 26, 28, 30);
+                mdl_wv16 od = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                                      23, 25, 27, 29, 31);
+                MDL_WST_N(d + q0 * qplane + tx0, ev, n);
+                MDL_WST_N(d + (q0 + 1) * qplane + tx0, od, n);
             }
-            for (ptrdiff_t tx = 0; tx < lo; tx++)
-                d[tx] = 0.0f;
-            const float *restrict s = src + q - pw;
-            for (ptrdiff_t tx = lo; tx < hi; tx++)
-                d[tx] = s[2 * tx];
-            for (ptrdiff_t tx = hi; tx < tw; tx++)
-                d[tx] = 0.0f;
         }
     }
 }
@@ -351,3 +369,4 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_plane_f32)(const float *g, ptrdiff_t 
 
 #undef MDL_WLD_EDGE
 #undef MDL_WLD_ROW
+#undef MDL_WST_N

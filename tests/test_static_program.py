@@ -59,7 +59,8 @@ class Mixed(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(2, 16, 3, padding=1)
         self.conv2 = nn.Conv2d(16, 5, 3, stride=2)
-        self.conv3 = nn.Conv2d(5, 16, 1, bias=False)
+        # 45 multiply-adds per output: the channel-packed kernel (conv_pixels) takes it.
+        self.conv3 = nn.Conv2d(5, 16, 3, padding=1, bias=False)
         self.fc = nn.Linear(16 * 3 * 3, 6)
 
     def forward(self, x):

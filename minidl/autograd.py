@@ -52,6 +52,11 @@ class _UserFunctionNode(graph.Function):
     """The graph node of a user Function call: forward already ran (on Tensors), backward
     hands Tensors to the user's backward and its results back to the graph as arrays."""
 
+    @classmethod
+    def backward_name(cls) -> str:
+        # A user class is named by its author ("MyOp" stays "MyOpBackward0").
+        return f"{cls.__name__}Backward0"
+
     @staticmethod
     def forward(ctx: Context, *arrays: Any, user: Any, output: np.ndarray) -> np.ndarray:
         ctx.user = user

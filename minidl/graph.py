@@ -182,6 +182,12 @@ class Function:
         return name
 
     @classmethod
+    def backward_name(cls) -> str:
+        """The name of this op's node in `tensor.grad_fn` and reprs, as PyTorch's: "MulBackward0"
+        for MulOp."""
+        return f"{cls.__name__.removesuffix('Op') or cls.__name__}Backward0"
+
+    @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
         """Forward FLOPs (a multiply-add counts 2); the default counts 1 per output element."""
         return size_of(out_shape)

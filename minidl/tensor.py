@@ -320,7 +320,7 @@ class Tensor:
             if self.data.ndim != 1:
                 extra = f", size={tuple(self.shape)}" + extra
         if self._ctx is not None:
-            extra += f", grad_fn=<{self._ctx.fn.__name__}Backward0>"
+            extra += f", grad_fn=<{self._ctx.fn.backward_name()}>"
         elif self._requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -329,34 +329,34 @@ class Tensor:
 
     # -- arithmetic (PyTorch's dtype promotion, see minidl.dtypes.result_type) -----------
     def __add__(self, other: Any) -> Tensor:
-        return ew.Add.apply(*_promoted(self, other))
+        return ew.AddOp.apply(*_promoted(self, other))
 
     def __radd__(self, other: Any) -> Tensor:
-        return ew.Add.apply(*_promoted(other, self))
+        return ew.AddOp.apply(*_promoted(other, self))
 
     def __sub__(self, other: Any) -> Tensor:
-        return ew.Sub.apply(*_promoted(self, other))
+        return ew.SubOp.apply(*_promoted(self, other))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ew.Sub.apply(*_promoted(other, self))
+        return ew.SubOp.apply(*_promoted(other, self))
 
     def __mul__(self, other: Any) -> Tensor:
-        return ew.Mul.apply(*_promoted(self, other))
+        return ew.MulOp.apply(*_promoted(self, other))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ew.Mul.apply(*_promoted(other, self))
+        return ew.MulOp.apply(*_promoted(other, self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ew.Div.apply(*_promoted(self, other, true_divide=True))
+        return ew.DivOp.apply(*_promoted(self, other, true_divide=True))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ew.Div.apply(*_promoted(other, self, true_divide=True))
+        return ew.DivOp.apply(*_promoted(other, self, true_divide=True))
 
     def __pow__(self, other: Any) -> Tensor:
-        return ew.Pow.apply(*_promoted(self, other))
+        return ew.PowOp.apply(*_promoted(self, other))
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ew.Pow.apply(*_promoted(other, self))
+        return ew.PowOp.apply(*_promoted(other, self))
 
     def __floordiv__(self, other: Any) -> Tensor:
         a, b = _promoted(self, other)
@@ -367,19 +367,19 @@ class Tensor:
         return Tensor._wrap(np.remainder(_array_of(a), _array_of(b)), False)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return mm.MatMul.apply(self, _tensor_operand(other))
+        return mm.MatMulOp.apply(self, _tensor_operand(other))
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return mm.MatMul.apply(_tensor_operand(other), self)
+        return mm.MatMulOp.apply(_tensor_operand(other), self)
 
     def __neg__(self) -> Tensor:
-        return ew.Neg.apply(self)
+        return ew.NegOp.apply(self)
 
     def __pos__(self) -> Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return ew.Abs.apply(self)
+        return ew.AbsOp.apply(self)
 
     def __invert__(self) -> Tensor:
         if self.dtype.kind not in "biu":
@@ -437,28 +437,28 @@ class Tensor:
 
     # -- elementwise functions ------------------------------------------------------------
     def exp(self) -> Tensor:
-        return ew.Exp.apply(_floating(self))
+        return ew.ExpOp.apply(_floating(self))
 
     def log(self) -> Tensor:
-        return ew.Log.apply(_floating(self))
+        return ew.LogOp.apply(_floating(self))
 
     def sqrt(self) -> Tensor:
-        return ew.Sqrt.apply(_floating(self))
+        return ew.SqrtOp.apply(_floating(self))
 
     def rsqrt(self) -> Tensor:
         return 1.0 / self.sqrt()
 
     def sin(self) -> Tensor:
-        return rp.Sin.apply(_floating(self))
+        return rp.SinOp.apply(_floating(self))
 
     def cos(self) -> Tensor:
-        return rp.Cos.apply(_floating(self))
+        return rp.CosOp.apply(_floating(self))
 
     def abs(self) -> Tensor:
-        return ew.Abs.apply(self)
+        return ew.AbsOp.apply(self)
 
     def neg(self) -> Tensor:
-        return ew.Neg.apply(self)
+        return ew.NegOp.apply(self)
 
     def square(self) -> Tensor:
         return self * self
@@ -491,41 +491,41 @@ class Tensor:
         return Tensor._wrap(np.round(self.data), False)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
-        return ew.Clip.apply(self, low=_array_of(min), high=_array_of(max))
+        return ew.ClipOp.apply(self, low=_array_of(min), high=_array_of(max))
 
     clamp = clip
 
     def maximum(self, other: Any) -> Tensor:
-        return ew.Maximum.apply(*_promoted(self, other))
+        return ew.MaximumOp.apply(*_promoted(self, other))
 
     def minimum(self, other: Any) -> Tensor:
-        return ew.Minimum.apply(*_promoted(self, other))
+        return ew.MinimumOp.apply(*_promoted(self, other))
 
     # Activations live in minidl.ops.activation (imported on first use).
     def relu(self) -> Tensor:
-        from minidl.ops.activation import ReLU
+        from minidl.ops.activation import ReLUOp
 
-        return ReLU.apply(self)
+        return ReLUOp.apply(self)
 
     def sigmoid(self) -> Tensor:
-        from minidl.ops.activation import Sigmoid
+        from minidl.ops.activation import SigmoidOp
 
-        return Sigmoid.apply(_floating(self))
+        return SigmoidOp.apply(_floating(self))
 
     def tanh(self) -> Tensor:
-        from minidl.ops.activation import Tanh
+        from minidl.ops.activation import TanhOp
 
-        return Tanh.apply(_floating(self))
+        return TanhOp.apply(_floating(self))
 
     def softmax(self, dim: int = -1) -> Tensor:
-        from minidl.ops.activation import Softmax
+        from minidl.ops.activation import SoftmaxOp
 
-        return Softmax.apply(_floating(self), dim=dim)
+        return SoftmaxOp.apply(_floating(self), dim=dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        from minidl.ops.activation import LogSoftmax
+        from minidl.ops.activation import LogSoftmaxOp
 
-        return LogSoftmax.apply(_floating(self), dim=dim)
+        return LogSoftmaxOp.apply(_floating(self), dim=dim)
 
     # -- comparisons as methods -------------------------------------------------------------
     def eq(self, other: Any) -> Tensor:
@@ -577,7 +577,7 @@ class Tensor:
             return self
         if self._requires_grad and dt not in FLOAT_DTYPES:
             return Tensor._wrap(self.data.astype(dt), False)
-        return ew.Cast.apply(self, dtype=dt)
+        return ew.CastOp.apply(self, dtype=dt)
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None, non_blocking: bool = False,
            copy: bool = False) -> Tensor:
@@ -658,7 +658,7 @@ class Tensor:
         return int(self.item())
 
     def clone(self) -> Tensor:
-        return rp.Clone.apply(self)
+        return rp.CloneOp.apply(self)
 
     def contiguous(self) -> Tensor:
         """Itself: minidl tensors are always C-contiguous."""
@@ -674,7 +674,7 @@ class Tensor:
         x = self if dtype is None else self.astype(dtype)
         if dtype is None and x.dtype.kind in "biu" and x.dtype != np.int64:
             x = x.astype(np.int64)  # PyTorch sums bool and integers as int64
-        return rd.Sum.apply(x, axis=dim, keepdims=keepdim)
+        return rd.SumOp.apply(x, axis=dim, keepdims=keepdim)
 
     def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None,
              **aliases: Any) -> Tensor:
@@ -685,7 +685,7 @@ class Tensor:
                 f"mean: input dtype should be a floating point dtype, got {x.dtype} (use "
                 ".float().mean() or mean(dtype=...))"
             )
-        return rd.Mean.apply(x, axis=dim, keepdims=keepdim)
+        return rd.MeanOp.apply(x, axis=dim, keepdims=keepdim)
 
     def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: Any = None, **aliases: Any) -> Tensor:
@@ -740,11 +740,11 @@ class Tensor:
     def amax(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         """The maximum over one or several dims (all by default), without indices."""
         dim, keepdim = _dim_args("amax", dim, keepdim, aliases)
-        return rd.Max.apply(self, axis=dim, keepdims=keepdim)
+        return rd.MaxOp.apply(self, axis=dim, keepdims=keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         dim, keepdim = _dim_args("amin", dim, keepdim, aliases)
-        return rd.Min.apply(self, axis=dim, keepdims=keepdim)
+        return rd.MinOp.apply(self, axis=dim, keepdims=keepdim)
 
     def max(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
         """max() over all elements; max(dim) the named tuple (values, indices) along dim;
@@ -753,8 +753,8 @@ class Tensor:
             return self.maximum(dim)
         dim, keepdim = _dim_args("max", dim, keepdim, aliases)
         if dim is None:
-            return rd.Max.apply(self, axis=None)
-        return return_types.max(*self._extreme("max", rd.Max, np.argmax, dim, keepdim))
+            return rd.MaxOp.apply(self, axis=None)
+        return return_types.max(*self._extreme("max", rd.MaxOp, np.argmax, dim, keepdim))
 
     def min(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
         """min(), min(dim) -> (values, indices), min(other_tensor); see max."""
@@ -762,8 +762,8 @@ class Tensor:
             return self.minimum(dim)
         dim, keepdim = _dim_args("min", dim, keepdim, aliases)
         if dim is None:
-            return rd.Min.apply(self, axis=None)
-        return return_types.min(*self._extreme("min", rd.Min, np.argmin, dim, keepdim))
+            return rd.MinOp.apply(self, axis=None)
+        return return_types.min(*self._extreme("min", rd.MinOp, np.argmin, dim, keepdim))
 
     def _extreme(self, name: str, op, pick, dim: Any, keepdim: bool) -> tuple[Tensor, Tensor]:
         axis = _dim_index(name, dim, self.ndim)
@@ -826,7 +826,7 @@ class Tensor:
     # -- shape ----------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return sh.Reshape.apply(self, shape=tuple(int(n) for n in shape))
+        return sh.ReshapeOp.apply(self, shape=tuple(int(n) for n in shape))
 
     view = reshape
 
@@ -846,7 +846,7 @@ class Tensor:
 
     def permute(self, *axes: Any) -> Tensor:
         axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return sh.Permute.apply(self, axes=axes)
+        return sh.PermuteOp.apply(self, axes=axes)
 
     def transpose(self, dim0: int | None = None, dim1: int | None = None) -> Tensor:
         """Swap two axes (PyTorch); with no arguments reverse all axes (NumPy)."""
@@ -888,13 +888,13 @@ class Tensor:
 
     def expand(self, *sizes: Any) -> Tensor:
         """Broadcast to `sizes` (-1 keeps a dim); minidl copies (tensors are contiguous)."""
-        return rp.Expand.apply(self, shape=_shape_arg(sizes))
+        return rp.ExpandOp.apply(self, shape=_shape_arg(sizes))
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(other.shape)
 
     def repeat(self, *repeats: Any) -> Tensor:
-        return rp.Repeat.apply(self, repeats=_shape_arg(repeats))
+        return rp.RepeatOp.apply(self, repeats=_shape_arg(repeats))
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         axis = _dim_index("chunk", dim, self.ndim)
@@ -913,7 +913,7 @@ class Tensor:
         return tuple(out)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return sh.Index.apply(self, index=_plain_index(index))
+        return sh.IndexOp.apply(self, index=_plain_index(index))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """In-place assignment, for tensors outside any graph (data preparation, or
@@ -927,7 +927,7 @@ class Tensor:
         versions.bump(self.data)
 
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
-        return sh.Pad.apply(self, pad_width=pad_width, value=value)
+        return sh.PadOp.apply(self, pad_width=pad_width, value=value)
 
     def matmul(self, other: Any) -> Tensor:
         return self @ other
@@ -1026,7 +1026,7 @@ class Tensor:
         """Copy src's values (broadcast to this shape, cast to this dtype) into this tensor."""
         if isinstance(src, Tensor) and src._requires_grad and graph.is_grad_enabled():
             return self._inplace(
-                "copy_", lambda x: rp.Expand.apply(src, shape=self.shape).astype(self.dtype)
+                "copy_", lambda x: rp.ExpandOp.apply(src, shape=self.shape).astype(self.dtype)
                 + 0 * x, src)
         self._check_leaf_inplace("copy_")
         array = _array_of(src)
@@ -1147,7 +1147,7 @@ class BackwardNode:
         # PyTorch's names, the leaf node's with its C++ namespace.
         if self._ctx is None:
             return "torch::autograd::AccumulateGrad"
-        return f"{self._ctx.fn.__name__}Backward0"
+        return self._ctx.fn.backward_name()
 
     @property
     def next_functions(self) -> tuple:
@@ -1510,7 +1510,7 @@ def concatenate(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) 
     """Join tensors along an existing dim, 0 by default (torch.cat; axis= is accepted too)."""
     dim, _ = _dim_args("cat", dim, False, aliases)
     dim = 0 if dim is None else dim
-    return sh.Concatenate.apply(*_joined("cat", tensors), axis=dim)
+    return sh.ConcatenateOp.apply(*_joined("cat", tensors), axis=dim)
 
 
 cat = concatenate
@@ -1520,26 +1520,26 @@ def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Ten
     """Join tensors along a new dim, 0 by default (axis= is accepted too)."""
     dim, _ = _dim_args("stack", dim, False, aliases)
     dim = 0 if dim is None else dim
-    return sh.Stack.apply(*_joined("stack", tensors), axis=dim)
+    return sh.StackOp.apply(*_joined("stack", tensors), axis=dim)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else condition
-    return ew.Where.apply(cond, *_promoted(a, b))
+    return ew.WhereOp.apply(cond, *_promoted(a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    return ew.Maximum.apply(*_promoted(a, b))
+    return ew.MaximumOp.apply(*_promoted(a, b))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    return ew.Minimum.apply(*_promoted(a, b))
+    return ew.MinimumOp.apply(*_promoted(a, b))
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    return mm.MatMul.apply(_as_tensor(a), _as_tensor(b))
+    return mm.MatMulOp.apply(_as_tensor(a), _as_tensor(b))
 
 
 def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Constant padding with numpy.pad's pad_width: ((before, after), ...) per axis."""
-    return sh.Pad.apply(x, pad_width=pad_width, value=value)
+    return sh.PadOp.apply(x, pad_width=pad_width, value=value)

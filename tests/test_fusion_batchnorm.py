@@ -8,7 +8,7 @@ import pytest
 import minidl
 from minidl.models import resnet20
 from minidl.nn import functional as F
-from minidl.ops.activation import BatchNorm
+from minidl.ops.activation import BatchNormOp
 
 
 def _bn(x, w, b, relu, training, stats):
@@ -17,8 +17,8 @@ def _bn(x, w, b, relu, training, stats):
         running_mean=mean, running_var=var, training=training, momentum=0.1, eps=1e-5
     )
     if relu:
-        return BatchNorm.apply(x, w, b, relu=True, **kwargs), (mean, var)
-    return F.relu(BatchNorm.apply(x, w, b, **kwargs)), (mean, var)
+        return BatchNormOp.apply(x, w, b, relu=True, **kwargs), (mean, var)
+    return F.relu(BatchNormOp.apply(x, w, b, **kwargs)), (mean, var)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -54,7 +54,7 @@ def test_compiled_resnet20_fuses_batchnorm_relu_and_matches_eager():
     x = minidl.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32))
     y = minidl.tensor(rng.integers(0, 10, 4))
     step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
-    fused = [n for n in step.graph.nodes if n.name == "BatchNorm" and n.attrs.get("relu")]
+    fused = [n for n in step.graph.nodes if n.name == "BatchNormOp" and n.attrs.get("relu")]
     assert len(fused) == 10  # the stem and the first BN of each of the 9 blocks
     model.zero_grad()
     loss_c = step(x, y).item()

@@ -53,7 +53,7 @@ MACHINERY = ["graph.py", "autograd.py", "profiler.py", "viz.py", "static"]
 
 def test_no_op_class_is_named_by_the_engine_machinery():
     ops = op_classes()
-    assert {"Conv2dOp", "Linear", "ReLU", "Add"} <= set(ops)
+    assert {"Conv2dOp", "LinearOp", "ReLUOp", "AddOp"} <= set(ops)
     for entry in MACHINERY:
         paths = [PACKAGE / entry] if entry.endswith(".py") else sorted((PACKAGE / entry).glob("*.py"))
         for path in paths:
@@ -81,7 +81,7 @@ def test_every_op_declares_traits_through_function():
             assert any(o.epilogue == e for o in classes), (cls, e)
         if cls.inplace_ok:
             assert cls.writes_out, cls
-    assert matmul.Linear.flops([(8, 4)], (8, 5), {}) == 2 * 8 * 5 * 4
+    assert matmul.LinearOp.flops([(8, 4)], (8, 5), {}) == 2 * 8 * 5 * 4
     assert conv.Conv2dOp.display_name({"relu": True}) == "Conv2d + relu"
 
 
@@ -128,7 +128,7 @@ def test_public_namespaces_hold_no_internals():
     assert "compile" in minidl.__all__ and "Tensor" in minidl.__all__
     assert all(not n.startswith("_") and hasattr(minidl, n) for n in minidl.__all__)
     f_names = set(dir(F))
-    assert not f_names & {"np", "act", "ls", "annotations", "Linear", "ReLU", "Conv2dOp"}
+    assert not f_names & {"np", "act", "ls", "annotations", "LinearOp", "ReLUOp", "Conv2dOp"}
     assert all(callable(getattr(F, n)) for n in F.__all__)
 
 

@@ -378,14 +378,14 @@ def test_locally_connected_property_against_reference(n, c, oc, h, w, k, stride,
 def test_batch_norm_op_owns_every_state_update():
     # A static graph replays the op with the same attributes: the counter and the cumulative
     # average must advance inside the op, not in the module's Python code.
-    from minidl.ops.activation import BatchNorm
+    from minidl.ops.activation import BatchNormOp
 
     mean, var, count = np.zeros(2), np.ones(2), np.zeros((), np.int64)
     batches = [RNG.standard_normal((5, 2)) for _ in range(3)]
     attrs = {"running_mean": mean, "running_var": var, "num_batches_tracked": count,
              "training": True, "momentum": None, "eps": 1e-5}
     for b in batches:
-        BatchNorm.apply(t64(b, False), None, None, **attrs)
+        BatchNormOp.apply(t64(b, False), None, None, **attrs)
     assert count == 3
     np.testing.assert_allclose(mean, np.mean([b.mean(axis=0) for b in batches], axis=0),
                                rtol=1e-12)

@@ -5,7 +5,7 @@ import pytest
 
 import minidl
 from minidl.autograd import gradcheck
-from minidl.ops.matmul import Linear
+from minidl.ops.matmul import LinearOp
 
 rng = np.random.default_rng(1234)
 
@@ -88,11 +88,11 @@ CASES = [
     ("matmul_vec_vec", lambda a, b: a @ b, np.matmul, [lambda: t64(4), lambda: t64(4)]),
     ("matmul_3d_2d", lambda a, b: a @ b, np.matmul, [lambda: t64(2, 3, 4), lambda: t64(4, 5)]),
     ("matmul_batch_broadcast", lambda a, b: a @ b, np.matmul, [lambda: t64(2, 1, 3, 4), lambda: t64(3, 4, 2)]),
-    ("linear", lambda x, w, b: Linear.apply(x, w, b), lambda x, w, b: x @ w.T + b,
+    ("linear", lambda x, w, b: LinearOp.apply(x, w, b), lambda x, w, b: x @ w.T + b,
      [lambda: t64(5, 4), lambda: t64(3, 4), lambda: t64(3)]),
-    ("linear_relu_epilogue", lambda x, w, b: Linear.apply(x, w, b, relu=True),
+    ("linear_relu_epilogue", lambda x, w, b: LinearOp.apply(x, w, b, relu=True),
      lambda x, w, b: np.maximum(x @ w.T + b, 0), [lambda: t64(6, 4), lambda: t64(3, 4), lambda: t64(3)]),
-    ("linear_3d_no_bias", lambda x, w: Linear.apply(x, w, None), lambda x, w: x @ w.T,
+    ("linear_3d_no_bias", lambda x, w: LinearOp.apply(x, w, None), lambda x, w: x @ w.T,
      [lambda: t64(2, 5, 4), lambda: t64(3, 4)]),
     ("cast_roundtrip", lambda a: a.float().double() * 2, lambda a: a.astype(np.float32).astype(np.float64) * 2,
      [lambda: t64(3)]),

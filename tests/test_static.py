@@ -105,9 +105,9 @@ def test_relu_is_fused_into_conv_and_linear_and_schedule_is_topological():
     step = minidl.compile(model, F.cross_entropy, example_inputs=batch(4))
     g = step.graph
     names = [n.name for n in g.nodes]
-    assert "ReLU" not in names  # every ReLU went into a conv or linear epilogue
+    assert "ReLUOp" not in names  # every ReLU went into a conv or linear epilogue
     assert sum(1 for n in g.nodes if n.name == "Conv2dOp" and n.attrs["relu"]) == 2
-    assert sum(1 for n in g.nodes if n.name == "Linear" and n.attrs.get("relu")) == 2
+    assert sum(1 for n in g.nodes if n.name == "LinearOp" and n.attrs.get("relu")) == 2
     produced = {v.index for v in g.values if v.kind != "node"}
     for node in g.nodes:
         assert all(a in produced for a in node.value_args())
@@ -139,7 +139,7 @@ def test_dead_ops_are_eliminated():
             return self.fc(x)
 
     step = minidl.compile(Wasteful(), F.cross_entropy, example_inputs=batch(4, shape=(4,), classes=3))
-    assert [n.name for n in step.graph.nodes] == ["Linear", "CrossEntropy"]
+    assert [n.name for n in step.graph.nodes] == ["LinearOp", "CrossEntropyOp"]
 
 
 def test_inference_graph_uses_eval_mode_and_no_grad():
@@ -208,7 +208,7 @@ def test_memory_plan_reuses_buffers_and_reports_peak():
     # Tanh runs in place: its output takes the buffer of the Linear output it consumes.
     g = infer.graph
     for node in g.nodes:
-        if node.name == "Tanh":
+        if node.name == "TanhOp":
             (src,) = node.value_args()
             assert g.plan.slot_of[node.out] == g.plan.slot_of[src]
     x = minidl.randn(32, 64)
@@ -249,7 +249,7 @@ def test_elementwise_chain_is_one_node_and_matches_eager():
     chains = [n for n in step.graph.nodes if n.name == "ElementwiseChain"]
     assert len(chains) == 1
     steps = [fn.__name__ for fn, _, _ in chains[0].attrs["program"]]
-    assert steps == ["Tanh", "Mul", "Add", "Add"]
+    assert steps == ["TanhOp", "MulOp", "AddOp", "AddOp"]
     x, y = batch(4, seed=3, shape=(6,), classes=4)
     loss_c, grads_c = compiled_step(step, model, x, y)
     loss_e, grads_e = eager_step(model, F.cross_entropy, x, y)

@@ -396,7 +396,7 @@ def test_compile_in_one_thread_while_another_runs_ops():
     try:
         for _ in range(40):
             infer = minidl.compile(model, example_inputs=(minidl.randn(64, 5),))
-            assert [n.name for n in infer.graph.nodes].count("Linear") == 3
+            assert [n.name for n in infer.graph.nodes].count("LinearOp") == 3
     finally:
         stop.set()
         t.join()

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Softmax cross-entropy over (N, C) rows with class-index targets, in one pass per row.
 
-The general NumPy path of minidl.ops.loss.CrossEntropy makes about twenty array calls for a
+The general NumPy path of minidl.ops.loss.CrossEntropyOp makes about twenty array calls for a
 64x10 batch; the common case (no class weights, no label smoothing, no ignored targets) needs
 one read of the scores here. Rows are independent and the batch sum runs in row order, so the
 result does not depend on the thread count.

@@ -44,35 +44,35 @@ def _optional_array(x: Any) -> _np.ndarray | None:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight^T + bias.  input: (..., in); weight: (out, in); bias: (out,) or None."""
-    return _matmul.Linear.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
+    return _matmul.LinearOp.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0); inplace=True writes the result into input (PyTorch's relu_ rules)."""
     if inplace:
         return _tensor(input).relu_()
-    return _act.ReLU.apply(_tensor(input))
+    return _act.ReLUOp.apply(_tensor(input))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return _act.LeakyReLU.apply(_tensor(input), negative_slope=negative_slope)
+    return _act.LeakyReLUOp.apply(_tensor(input), negative_slope=negative_slope)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
-    return _act.PReLU.apply(_tensor(input), _tensor(weight))
+    return _act.PReLUOp.apply(_tensor(input), _tensor(weight))
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return _act.ELU.apply(_tensor(input), alpha=alpha)
+    return _act.ELUOp.apply(_tensor(input), alpha=alpha)
 
 
 def sigmoid(input: Tensor) -> Tensor:
-    return _act.Sigmoid.apply(_tensor(input))
+    return _act.SigmoidOp.apply(_tensor(input))
 
 
 def tanh(input: Tensor) -> Tensor:
-    return _act.Tanh.apply(_tensor(input))
+    return _act.TanhOp.apply(_tensor(input))
 
 
 def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
@@ -133,7 +133,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     x = _tensor(input)
     if not training or p == 0.0:
         return x
-    out = _act.Dropout.apply(x, p=p)
+    out = _act.DropoutOp.apply(x, p=p)
     return x.copy_(out) if inplace else out
 
 
@@ -147,7 +147,7 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
     num_batches_tracked (minidl's addition): a 0-d int64 Tensor/array counted up by each
     training step; with momentum=None the running statistics are its cumulative average.
     """
-    return _act.BatchNorm.apply(
+    return _act.BatchNormOp.apply(
         _tensor(input),
         None if weight is None else _tensor(weight),
         None if bias is None else _tensor(bias),
@@ -162,7 +162,7 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
                         stride: int = 1, padding: int = 0) -> Tensor:
     """Unshared convolution.  input: (N, C, H, W); weight: (OH, OW, OC, C, KH, KW);
     bias: (OC, OH, OW) or None. Returns (N, OC, OH, OW)."""
-    return _local.LocallyConnected2d.apply(
+    return _local.LocallyConnected2dOp.apply(
         _tensor(input), _tensor(weight), None if bias is None else _tensor(bias),
         stride=stride, padding=padding,
     )
@@ -190,7 +190,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None,
     if isinstance(target, Tensor) and target.dtype.kind == "f":
         return _cross_entropy_probabilities(_tensor(input), target, weight, reduction,
                                             label_smoothing)
-    return _loss.CrossEntropy.apply(
+    return _loss.CrossEntropyOp.apply(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )
@@ -222,7 +222,7 @@ def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reducti
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
-    return _loss.NLL.apply(
+    return _loss.NLLOp.apply(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index,
     )
@@ -231,19 +231,19 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return _loss.MSE.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _loss.MSEOp.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return _loss.L1.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _loss.L1Op.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
                       weight: Any = None, reduction: str = "mean") -> Tensor:
     """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
-    return _loss.MultiMargin.apply(
+    return _loss.MultiMarginOp.apply(
         _tensor(input), _target(target), _optional_array(weight),
         p=p, margin=margin, reduction=reduction,
     )
@@ -252,7 +252,7 @@ def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
-    return _loss.BCEWithLogits.apply(
+    return _loss.BCEWithLogitsOp.apply(
         _tensor(input), _float_target(target), _optional_array(weight),
         _optional_array(pos_weight), reduction=reduction,
     )

@@ -41,7 +41,7 @@ class BackwardHookState:
         self.grad_outputs: tuple = ()
 
 
-class OutputGradHook(Function):
+class OutputGradHookOp(Function):
     """Identity on a module output; its backward records the gradient w.r.t. the outputs."""
 
     @staticmethod
@@ -74,7 +74,7 @@ def run_hooks(state: BackwardHookState, grad_input: tuple) -> tuple:
     return grad_input
 
 
-class InputGradHook(Function):
+class InputGradHookOp(Function):
     """Identity on a module input; its backward runs the module's full backward hooks with
     (grad_input, grad_output) and passes on what they return (or the gradient itself)."""
 

@@ -17,7 +17,7 @@ import numpy as np
 from minidl import graph
 from minidl.device import check_device, device
 from minidl.dtypes import check_dtype
-from minidl.nn.hooks import BackwardHookState, InputGradHook, OutputGradHook, RemovableHandle
+from minidl.nn.hooks import BackwardHookState, InputGradHookOp, OutputGradHookOp, RemovableHandle
 from minidl.tensor import Tensor, _as_array
 from minidl.tensor import tensor as minidl_tensor
 
@@ -88,7 +88,7 @@ class Module:
                     "inputs that require grad are not supported by minidl"
                 )
             state = BackwardHookState(self, list(self._backward_hooks.values()), bool(tracked))
-            args = tuple(InputGradHook.apply(a, state=state) if i in tracked else a
+            args = tuple(InputGradHookOp.apply(a, state=state) if i in tracked else a
                          for i, a in enumerate(args))
         output = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
@@ -102,7 +102,7 @@ class Module:
                     f"Tensor, got {type(output).__name__}"
                 )
             if output.requires_grad:
-                output = OutputGradHook.apply(output, state=state)
+                output = OutputGradHookOp.apply(output, state=state)
         return output
 
     # -- hooks ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class TracedOp:
 
     @property
     def name(self) -> str:
-        return self.fn.__name__
+        return self.fn.display_name()
 
 
 @dataclass
@@ -128,5 +128,5 @@ def _epilogue_op(name: str) -> type:
             return cls
         pending.extend(cls.__subclasses__())
     if name == "relu":  # before ops declared their epilogue trait
-        return activation.ReLU
+        return activation.ReLUOp
     raise ValueError(f"minidl.onnx: no op declares the fused epilogue {name!r}")

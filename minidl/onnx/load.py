@@ -324,7 +324,7 @@ def _global_pool(kind: str) -> Callable:
         if kind == "Average" and x.ndim == 4:
             return [F.adaptive_avg_pool2d(x, 1)]
         axes = tuple(range(2, x.ndim))
-        return [(rd.Mean if kind == "Average" else rd.Max).apply(x, axis=axes, keepdims=True)]
+        return [(rd.MeanOp if kind == "Average" else rd.MaxOp).apply(x, axis=axes, keepdims=True)]
 
     return run
 
@@ -497,7 +497,7 @@ def _axes(ins, attrs, ndim: int, op: str, default_all: bool = True) -> tuple | N
     return tuple(a % max(ndim, 1) for a in axes)
 
 
-REDUCTIONS = {"sum": rd.Sum, "mean": rd.Mean, "max": rd.Max, "min": rd.Min}
+REDUCTIONS = {"sum": rd.SumOp, "mean": rd.MeanOp, "max": rd.MaxOp, "min": rd.MinOp}
 
 
 def _reduce(name: str) -> Callable:

@@ -6,6 +6,11 @@ wrappers are in minidl.tensor and minidl.nn.functional), and keep what backward 
 elementwise, writes_out, inplace_ok, epilogues/epilogue, flops, label, symbol), which the
 static-graph passes, the memory planner, the profiler and viz read; a new op is one class in
 one file.
+
+Names: every Function subclass ends in `Op` (AddOp, LinearOp, Conv2dOp), so that no op shares a
+name with the Module that uses it (nn.Linear applies LinearOp) and a name says which layer it
+belongs to. Displays drop the suffix: viz and the profiler show "Linear", `grad_fn` PyTorch's
+"AddBackward0".
 """
 
 import numpy as np

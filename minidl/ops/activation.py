@@ -23,7 +23,7 @@ def check_float_input(op: str, x: np.ndarray) -> None:
         raise TypeError(f"{op}: expected a float32 or float64 input, got dtype {x.dtype}")
 
 
-class ReLU(Function):
+class ReLUOp(Function):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch. `out` as in minidl.ops.elementwise."""
 
     elementwise = writes_out = inplace_ok = True
@@ -54,7 +54,7 @@ def relu_grad(out: np.ndarray, g: np.ndarray) -> np.ndarray:
     return grad_x
 
 
-class LeakyReLU(Function):
+class LeakyReLUOp(Function):
     """x for x > 0, negative_slope * x otherwise."""
 
     elementwise = True
@@ -73,7 +73,7 @@ class LeakyReLU(Function):
         return np.where(positive, g, g * ctx.slope)
 
 
-class PReLU(Function):
+class PReLUOp(Function):
     """x for x > 0, a * x otherwise, with a learned slope `a`.
 
     x: (N, C, ...) or (N,); weight: (1,) shared, or (C,) one slope per channel (axis 1).
@@ -112,7 +112,7 @@ class PReLU(Function):
         return gx, gw
 
 
-class ELU(Function):
+class ELUOp(Function):
     """x for x > 0, alpha * (exp(x) - 1) otherwise (expm1, exact for small |x|)."""
 
     elementwise = True
@@ -135,7 +135,7 @@ class ELU(Function):
         return np.where(positive, g, g * (out + ctx.alpha))
 
 
-class Sigmoid(Function):
+class SigmoidOp(Function):
     """1 / (1 + exp(-x)), computed from exp(-|x|) so neither branch overflows."""
 
     elementwise = True
@@ -154,7 +154,7 @@ class Sigmoid(Function):
         return g * out * (1 - out)
 
 
-class Tanh(Function):
+class TanhOp(Function):
     """np.tanh saturates to +-1 without overflow for large |x|. `out` as in ReLU."""
 
     elementwise = writes_out = inplace_ok = True
@@ -188,7 +188,7 @@ def log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted
 
 
-class Softmax(Function):
+class SoftmaxOp(Function):
     """exp(x - max) / sum(exp(x - max)) along `dim`."""
 
     @staticmethod
@@ -210,7 +210,7 @@ class Softmax(Function):
         return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True))
 
 
-class LogSoftmax(Function):
+class LogSoftmaxOp(Function):
     """x - logsumexp(x) along `dim`."""
 
     @staticmethod
@@ -228,7 +228,7 @@ class LogSoftmax(Function):
         return g - np.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
 
 
-class Dropout(Function):
+class DropoutOp(Function):
     """Zero each element with probability p and scale the rest by 1 / (1 - p).
 
     The mask is drawn from minidl.random.generator(), so manual_seed / set_rng_state reproduce it.
@@ -255,7 +255,7 @@ class Dropout(Function):
         return g * mask
 
 
-class BatchNorm(Function):
+class BatchNormOp(Function):
     """Batch normalization over every axis but 1 (channels): (N, C), (N, C, L), (N, C, H, W).
 
     x: (N, C, ...); weight, bias: (C,) or None (affine=False); running_mean, running_var: (C,)

@@ -46,7 +46,7 @@ def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-class Add(Function):
+class AddOp(Function):
     elementwise = writes_out = inplace_ok = True
     symbol = "+"
 
@@ -62,7 +62,7 @@ class Add(Function):
         return (unbroadcast(g, sa) if need_a else None, unbroadcast(g, sb) if need_b else None)
 
 
-class Sub(Function):
+class SubOp(Function):
     elementwise = writes_out = inplace_ok = True
     symbol = "-"
 
@@ -78,7 +78,7 @@ class Sub(Function):
         return (unbroadcast(g, sa) if need_a else None, unbroadcast(-g, sb) if need_b else None)
 
 
-class Mul(Function):
+class MulOp(Function):
     elementwise = writes_out = inplace_ok = True
     symbol = "*"
 
@@ -97,7 +97,7 @@ class Mul(Function):
         )
 
 
-class Div(Function):
+class DivOp(Function):
     elementwise = writes_out = inplace_ok = True
     symbol = "/"
 
@@ -115,7 +115,7 @@ class Div(Function):
         return ga, gb
 
 
-class Pow(Function):
+class PowOp(Function):
     elementwise = True
 
     @staticmethod
@@ -138,7 +138,7 @@ class Pow(Function):
         return ga, gb
 
 
-class Maximum(Function):
+class MaximumOp(Function):
     """Elementwise max; on ties the gradient goes to the first operand."""
 
     elementwise = True
@@ -159,7 +159,7 @@ class Maximum(Function):
         )
 
 
-class Minimum(Function):
+class MinimumOp(Function):
     """Elementwise min; on ties the gradient goes to the first operand."""
 
     elementwise = True
@@ -180,7 +180,7 @@ class Minimum(Function):
         )
 
 
-class Where(Function):
+class WhereOp(Function):
     """out = a where cond else b; cond carries no gradient."""
 
     @staticmethod
@@ -208,7 +208,7 @@ class Where(Function):
         )
 
 
-class Neg(Function):
+class NegOp(Function):
     elementwise = writes_out = inplace_ok = True
     symbol = "neg"
 
@@ -221,7 +221,7 @@ class Neg(Function):
         return -g
 
 
-class Exp(Function):
+class ExpOp(Function):
     elementwise = writes_out = inplace_ok = True
 
     @staticmethod
@@ -236,7 +236,7 @@ class Exp(Function):
         return g * out
 
 
-class Log(Function):
+class LogOp(Function):
     elementwise = True
 
     @staticmethod
@@ -250,7 +250,7 @@ class Log(Function):
         return g / a
 
 
-class Sqrt(Function):
+class SqrtOp(Function):
     elementwise = True
 
     @staticmethod
@@ -265,7 +265,7 @@ class Sqrt(Function):
         return g / (2 * out)
 
 
-class Abs(Function):
+class AbsOp(Function):
     """|x|; the gradient at 0 is 0 (the subgradient PyTorch uses)."""
 
     elementwise = True
@@ -281,7 +281,7 @@ class Abs(Function):
         return g * np.sign(a).astype(g.dtype)
 
 
-class Clip(Function):
+class ClipOp(Function):
     """Clamp to [low, high] (either may be None); gradient passes where the input was inside."""
 
     elementwise = True
@@ -305,7 +305,7 @@ class Clip(Function):
         return np.where(inside, g, g.dtype.type(0))
 
 
-class Cast(Function):
+class CastOp(Function):
     """Change dtype; the gradient is cast back to the input's dtype."""
 
     @staticmethod

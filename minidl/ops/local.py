@@ -43,7 +43,7 @@ def _fold(patch_grad: np.ndarray, padded_shape: tuple, kh: int, kw: int, stride:
     return out
 
 
-class LocallyConnected2d(Function):
+class LocallyConnected2dOp(Function):
     """out[n, o, i, j] = sum_{c, a, b} weight[i, j, o, c, a, b] * xpad[n, c, i*s + a, j*s + b]
     + bias[o, i, j].
 

@@ -109,7 +109,7 @@ def _to_input_shape(grad_rows: np.ndarray, x_shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
 
 
-class CrossEntropy(Function):
+class CrossEntropyOp(Function):
     """log_softmax and negative log-likelihood fused, PyTorch's cross_entropy.
 
     Per sample i with target y: (1 - s) * w[y] * (-log p[i, y]) + s / C * sum_c w[c] * (-log p[i, c])
@@ -129,7 +129,7 @@ class CrossEntropy(Function):
                 and isinstance(target, np.ndarray) and target.dtype == np.int64
                 and target.shape == (x.shape[0],) and x.shape[0] > 0
                 and not (0 <= ignore_index < x.shape[1])):
-            out = CrossEntropy._forward_fused(ctx, x, target, reduction)
+            out = CrossEntropyOp._forward_fused(ctx, x, target, reduction)
             if out is not None:
                 return out
         check_reduction(op, reduction)
@@ -209,7 +209,7 @@ class CrossEntropy(Function):
         return _to_input_shape(grad, ctx.x_shape), None, None
 
 
-class NLL(Function):
+class NLLOp(Function):
     """Negative log-likelihood of log-probabilities x: -w[y] * x[i, y], PyTorch's nll_loss."""
 
     @staticmethod
@@ -250,7 +250,7 @@ def _paired_target(op: str, x: np.ndarray, target: np.ndarray) -> np.ndarray:
     return target.astype(x.dtype, copy=False)
 
 
-class MSE(Function):
+class MSEOp(Function):
     """(x - target)^2 per element."""
 
     @staticmethod
@@ -269,7 +269,7 @@ class MSE(Function):
         return (grad if need_x else None), (-grad if need_t else None)
 
 
-class L1(Function):
+class L1Op(Function):
     """|x - target| per element; gradient sign(x - target), 0 where they are equal."""
 
     @staticmethod
@@ -288,7 +288,7 @@ class L1(Function):
         return (grad if need_x else None), (-grad if need_t else None)
 
 
-class BCEWithLogits(Function):
+class BCEWithLogitsOp(Function):
     """Binary cross-entropy on logits: (1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight.
 
     softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows. weight broadcasts against
@@ -336,7 +336,7 @@ class BCEWithLogits(Function):
         return gx, gt, None, None
 
 
-class MultiMargin(Function):
+class MultiMarginOp(Function):
     """Multiclass hinge loss, PyTorch's multi_margin_loss.
 
     Per sample with target y: sum over j != y of w[y] * max(0, margin - x[y] + x[j])^p / C,

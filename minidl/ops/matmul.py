@@ -55,7 +55,7 @@ def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1])
 
 
-class MatMul(Function):
+class MatMulOp(Function):
     """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast."""
 
     symbol = "@"
@@ -132,7 +132,7 @@ class MatMul(Function):
         return ga, gb
 
 
-class Linear(Function):
+class LinearOp(Function):
     """y = x @ weight^T + bias, then max(y, 0) when relu.
     x: (..., in), weight: (out, in), bias: (out,) or None.
 
@@ -149,7 +149,7 @@ class Linear(Function):
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
         return 2 * size_of(out_shape) * in_shapes[0][-1]
 
-    backward_flops = MatMul.backward_flops
+    backward_flops = MatMulOp.backward_flops
 
     @staticmethod
     def forward(ctx: Context, x, weight, bias, out=None, relu=False) -> np.ndarray:

@@ -36,7 +36,7 @@ def _expand(g: np.ndarray, in_shape: tuple, axes: tuple, keepdims: bool) -> np.n
     return g
 
 
-class Sum(Function):
+class SumOp(Function):
     @staticmethod
     def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
         ctx.axes = normalize_axes("sum", axis, a.ndim)
@@ -50,7 +50,7 @@ class Sum(Function):
         return contiguous(np.broadcast_to(g, ctx.in_shape))
 
 
-class Mean(Function):
+class MeanOp(Function):
     @staticmethod
     def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
         ctx.axes = normalize_axes("mean", axis, a.ndim)
@@ -80,7 +80,7 @@ def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
     return pick(moved, axis=-1), perm
 
 
-class _Extreme(Function):
+class _ExtremeOp(Function):
     """max or min over axes; subclasses name the reduction and its arg-function."""
 
     name = ""
@@ -112,13 +112,13 @@ class _Extreme(Function):
         return contiguous(grad)
 
 
-class Max(_Extreme):
+class MaxOp(_ExtremeOp):
     name = "max"
     reduce = staticmethod(np.max)
     pick = staticmethod(np.argmax)
 
 
-class Min(_Extreme):
+class MinOp(_ExtremeOp):
     name = "min"
     reduce = staticmethod(np.min)
     pick = staticmethod(np.argmin)

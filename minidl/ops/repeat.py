@@ -13,7 +13,7 @@ from minidl.ops import contiguous
 from minidl.ops.elementwise import unbroadcast
 
 
-class Expand(Function):
+class ExpandOp(Function):
     """Broadcast to `shape` (-1 keeps a dim); copied to C order (minidl tensors are contiguous)."""
 
     @staticmethod
@@ -36,7 +36,7 @@ class Expand(Function):
         return contiguous(unbroadcast(g, ctx.in_shape))
 
 
-class Repeat(Function):
+class RepeatOp(Function):
     """Tile the tensor `repeats` times along each dim (PyTorch's repeat, NumPy's tile)."""
 
     @staticmethod
@@ -63,7 +63,7 @@ class Repeat(Function):
         return contiguous(summed.reshape(ctx.in_shape))
 
 
-class Clone(Function):
+class CloneOp(Function):
     """A copy of the values; the gradient passes through."""
 
     @staticmethod
@@ -75,7 +75,7 @@ class Clone(Function):
         return g
 
 
-class Sin(Function):
+class SinOp(Function):
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)
@@ -87,7 +87,7 @@ class Sin(Function):
         return g * np.cos(a)
 
 
-class Cos(Function):
+class CosOp(Function):
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)

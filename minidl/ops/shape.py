@@ -12,7 +12,7 @@ from minidl.graph import Context, Function
 from minidl.ops import contiguous
 
 
-class Reshape(Function):
+class ReshapeOp(Function):
     """A view when possible (tensors are C-contiguous, so reshape never copies)."""
 
     lowering = "reshape"
@@ -30,7 +30,7 @@ class Reshape(Function):
         return g.reshape(ctx.in_shape)
 
 
-class Permute(Function):
+class PermuteOp(Function):
     """Reorder axes; the result is copied to C order (minidl tensors are contiguous)."""
 
     @staticmethod
@@ -53,7 +53,7 @@ def _is_basic_index(index) -> bool:
     )
 
 
-class Index(Function):
+class IndexOp(Function):
     """x[index] for basic (ints, slices, None, ...) and integer/boolean array indices."""
 
     @staticmethod
@@ -77,7 +77,7 @@ class Index(Function):
         return grad
 
 
-class Concatenate(Function):
+class ConcatenateOp(Function):
     @staticmethod
     def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
         if not arrays:
@@ -101,7 +101,7 @@ class Concatenate(Function):
         )
 
 
-class Stack(Function):
+class StackOp(Function):
     @staticmethod
     def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
         if not arrays:
@@ -122,7 +122,7 @@ class Stack(Function):
         )
 
 
-class Pad(Function):
+class PadOp(Function):
     """Constant padding; pad_width as in numpy.pad: ((before, after), ...) per axis."""
 
     @staticmethod

@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,12 +156,10 @@ def overhead(repeat: int) -> dict:
 
 def training_step(threads: int, repeat: int) -> dict:
     """A compiled LeNet-5 training step (forward, backward into .grad) at batch 64: seconds
-    per call with the program and with the replay, and of the program's own run (its
-    instructions and its dispatch loop, without the Python call around it: binding the
-    parameters, copying the batch in, accumulating .grad, wrapping the outputs). The two are
-    sampled alternately, best of 20 * repeat each."""
-    import time
-
+    per call with the program and with the replay, and the seconds the same calls spent
+    inside the program's run (its instructions and dispatch loop); the rest is the Python call
+    around it (binding parameters, copying the batch in, accumulating .grad, the outputs).
+    Best of 20 * repeat calls each."""
     import minidl
     from benchmarks.common import best_of
     from minidl.nn import functional as F
@@ -172,19 +171,16 @@ def training_step(threads: int, repeat: int) -> dict:
     step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
     replay = minidl.compile(model, F.cross_entropy, example_inputs=(x, y), executor="replay")
     result = {"replay": best_of(lambda: replay(x, y), repeat=repeat, warmup=5)}
-    lowered = step.graph.lower()
-    lowered.run([x.data, y.data], threads)
+    (program,) = step.graph._idle_programs
     clock = time.perf_counter
-    call = run = float("inf")
+    call = outside = float("inf")
     for _ in range(20 * repeat):
         start = clock()
         step(x, y)
-        middle = clock()
-        lowered.program.run(threads)
-        end = clock()
-        call, run = min(call, middle - start), min(run, end - middle)
-    result.update(program=call, inside=run, n_instructions=len(lowered.program),
-                  python_nodes=lowered.python_nodes)
+        seconds = clock() - start
+        call, outside = min(call, seconds), min(outside, seconds - program.run_seconds)
+    result.update(program=call, outside=outside, n_instructions=len(program.program),
+                  python_nodes=program.python_nodes)
     return result
 
 
@@ -260,13 +256,12 @@ def main(argv: list[str] | None = None) -> None:
             if "error" in t:
                 print(f"\ntraining step: {t['error']}")
                 continue
-            outside = t["program"] - t["inside"]
             print(f"\nLeNet-5 training step, batch 64, {threads} thread(s): program "
                   f"{t['program'] * 1e3:.3f} ms, replay {t['replay'] * 1e3:.3f} ms "
-                  f"({t['replay'] / t['program']:.2f}x); the program's run ({t['n_instructions']} "
-                  f"instructions, {t['python_nodes']} Python nodes) {t['inside'] * 1e3:.3f} ms; "
-                  f"outside it {outside * 1e6:.1f} us = {100 * outside / t['program']:.1f}% "
-                  "of the step")
+                  f"({t['replay'] / t['program']:.2f}x); outside the program's run "
+                  f"({t['n_instructions']} instructions, {t['python_nodes']} Python nodes) "
+                  f"{t['outside'] * 1e6:.1f} us = {100 * t['outside'] / t['program']:.1f}% of "
+                  "the step")
     print(f"\nload after: {os.getloadavg()[0]:.1f}")
 
 

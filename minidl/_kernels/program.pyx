@@ -62,10 +62,13 @@ cdef extern from "pool_kernels.h" nogil:
                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
                           Py_ssize_t b1)
 
-# The size thresholds of minidl._kernels.conv (multiply-adds) and pool (input elements) below
-# which their kernels run on one thread: the same here, so the work splits are theirs.
-cdef Py_ssize_t CONV_MIN_PARALLEL = 65536
-cdef Py_ssize_t POOL_MIN_PARALLEL = 32768
+# Work below which an instruction runs on the calling thread, without a parallel region. The
+# work items are the kernel modules' (so are the bits: any thread count gives the same), the
+# thresholds higher than theirs (conv 65536 multiply-adds, pool 32768 elements): a LeNet
+# batch-1 program with 2 threads took 18.7 us at those against 13-14 us on one thread (each
+# region ~1 us, and a wait for a descheduled worker on a busy machine).
+cdef Py_ssize_t CONV_MIN_PARALLEL = 1 << 19
+cdef Py_ssize_t POOL_MIN_PARALLEL = 1 << 16
 # Elementwise instructions (relu, add, copies): a parallel region costs ~1 us, ~10^5 elements.
 cdef Py_ssize_t ELEMENTWISE_MIN_PARALLEL = 1 << 17
 

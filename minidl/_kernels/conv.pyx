@@ -479,23 +479,32 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     left_max = max(q[9] for q in live)
     Hp = max(top_max - q[8] + q[6] + q[4] - 1 for q in live)
     Wp = max(left_max - q[9] + _row_pitch(q[7], q[5], 1, 1) for q in live)
-    gpad = _pad_planes("direct_input", grad_out, relu_out, Hp, Wp, top_max, left_max, OC, 0,
-                       n_threads)
     w = np.asarray(weight)
+    subs = [np.ascontiguousarray(w[:, :, q[2]::sh, q[3]::sw]) for q in live]
+    packs = [_pack_weights(sub, _direct_ocb(C), True) for sub in subs]
     cdef float[:, :, :, ::1] part
     cdef const float *pp
-    cdef float *gxp = &grad_x[0, 0, 0, 0]
-    cdef int nt
-    for qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left in live:
-        sub = np.ascontiguousarray(w[:, :, k0::sh, l0::sw])
-        part = _scratch("strided_phase", (N, C, Ha, Wb))
-        _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, sub, True,
-                     None, part, 1, 1, False, n_threads)
-        pp = &part[0, 0, 0, 0]
-        nt = _threads(N * C * H * W, n_threads)
-        for p in prange(N * C, nogil=True, schedule='static', num_threads=nt,
-                        use_threads_if=nt > 1):
-            conv_unphase_f32(pp + p * Ha * Wb, Ha, Wb, gxp + p * H * W, H, W, qi, qj, sh, sw)
+    cdef float *gxp
+    cdef int nt = _threads(N * C * H * W, n_threads)
+    cdef Py_ssize_t n0, n1, k
+    # Image groups as in _direct_conv: each group's padded gradient stays in L2 for the phases.
+    cdef Py_ssize_t group = max(1, GROUP_BYTES // (OC * Hp * Wp * 4))
+    for n0 in range(0, N, group):
+        n1 = min(N, n0 + group)
+        gpad = _pad_planes("direct_input", grad_out[n0:n1],
+                           None if relu_out is None else relu_out[n0:n1], Hp, Wp, top_max,
+                           left_max, OC, 0, n_threads)
+        gxp = &grad_x[n0, 0, 0, 0]
+        for k in range(len(live)):
+            qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left = live[k]
+            part = _scratch("strided_phase", (n1 - n0, C, Ha, Wb))
+            _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, subs[k],
+                         True, None, part, 1, 1, False, n_threads, packs[k])
+            pp = &part[0, 0, 0, 0]
+            for p in prange((n1 - n0) * C, nogil=True, schedule='static', num_threads=nt,
+                            use_threads_if=nt > 1):
+                conv_unphase_f32(pp + p * Ha * Wb, Ha, Wb, gxp + p * H * W, H, W, qi, qj, sh,
+                                 sw)
 
 
 def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, bias,

@@ -5,7 +5,8 @@ the program owns, run by one Cython loop, with Python nodes for ops without a ke
 The replay, the reference: each node's `forward` called on arrays (no Tensor objects, no graph
 recording, no topological sort per call) and, when training, the tape handed to the one
 reverse sweep (minidl.graph.sweep), which checks and casts every gradient and delivers the
-parameters'. Inference runs the program, training and profiling the replay.
+parameters'. Calls run the program; profiling (per-node times) and executor="replay" run
+the replay, and so do calls the program cannot take (see `execute`).
 
 Concurrent calls: every call takes an idle program (or replay state: the memory plan's
 buffers and the steps that write them) from a pool, or builds one, and returns it after, so

@@ -1,7 +1,8 @@
 """Lowering: a static graph's schedule as one flat program (minidl._kernels.program).
 
 Every value gets a buffer the program owns (inputs are copied in, graph outputs copied out, a
-reshape is a view of its input's buffer); parameters are operand slots, re-pointed when a
+reshape is a view of its input's buffer; values do not share buffers as the replay's memory
+plan lets them, so a program holds every activation and gradient of a call); parameters are operand slots, re-pointed when a
 parameter's array is replaced. Each node becomes kernel instructions when its op names a
 lowering (the `Function.lowering` trait, a key of `LOWERINGS`) that accepts the node
 (float32, non-empty, a kernel path the op itself would take), otherwise a Python node: a

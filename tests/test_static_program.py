@@ -288,3 +288,17 @@ def test_training_program_bits_do_not_depend_on_the_thread_count():
     for run in runs[1:]:
         for a, b in zip(run, runs[0]):
             assert_same_bits(a, b)
+
+
+def test_a_strided_input_array_is_copied_into_the_program_like_a_contiguous_one():
+    minidl.manual_seed(10)
+    model = LeNet5()
+    x = images(2)
+    program, _ = both(model, x)
+    lowered = program.graph.lower()
+    wide = np.zeros((2, 1, 28, 56), np.float32)
+    wide[..., ::2] = x.data
+    (strided,) = lowered.run([wide[..., ::2]], 1)
+    (contiguous,) = lowered.run([x.data], 1)
+    assert_same_bits(strided, contiguous)
+    assert_same_bits(contiguous, program(x).data)

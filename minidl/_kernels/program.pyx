@@ -18,6 +18,7 @@ does not start threads).
 
 import numpy as np
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cython.parallel cimport prange
 from libc.math cimport exp, log
@@ -584,6 +585,27 @@ cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
     elif op == OP_SUM_CHUNKS:
         _sum_chunks(ins)
     return 0
+
+
+def copy_into(dst, src) -> bool:
+    """memcpy of src into dst when both are C-contiguous buffers of the same byte size (the
+    caller matched their shapes and dtypes), without NumPy's dispatch; False otherwise."""
+    cdef Py_buffer d, v
+    try:
+        PyObject_GetBuffer(src, &v, PyBUF_C_CONTIGUOUS)
+    except (BufferError, ValueError):
+        return False
+    try:
+        PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    except (BufferError, ValueError):
+        PyBuffer_Release(&v)
+        return False
+    cdef bint same = d.len == v.len
+    if same:
+        memcpy(d.buf, v.buf, d.len)
+    PyBuffer_Release(&d)
+    PyBuffer_Release(&v)
+    return same
 
 
 cdef Py_ssize_t _address(a) except 0:

@@ -1,12 +1,20 @@
-"""How many OpenMP threads minidl's kernels use, and what the build can do."""
+"""How many threads minidl's kernels use, and what the build can do.
+
+The kernels run their parallel loops on minidl's own thread pool (minidl/_kernels/threadpool.h),
+not on OpenMP: a loop's caller never waits for a worker that has not started, so a busy machine
+slows minidl down to its 1-thread speed instead of stalling every loop on a descheduled thread.
+`threadpoolctl` lists the pool (user_api "openmp", internal_api "minidl") and can limit it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 import numpy as np
 
-from minidl._kernels import _runtime
+from minidl._kernels import _runtime, threadpool
 
 
 def _cgroup_cpu_limit() -> int | None:
@@ -71,7 +79,7 @@ def default_num_threads() -> int:
     return max(1, n)
 
 
-_num_threads = default_num_threads() if _runtime.openmp_enabled() else 1
+_num_threads = default_num_threads() if threadpool.has_threads() else 1
 
 # Whether tune_malloc() changed the C allocator's settings in this process.
 malloc_tuned = False
@@ -106,9 +114,43 @@ def set_num_threads(n: int) -> None:
             f"set_num_threads: expected 1 <= n <= {limit} (4x the {os.cpu_count()} logical "
             f"CPUs), got {n}"
         )
-    _num_threads = int(n) if _runtime.openmp_enabled() else 1
+    _num_threads = int(n) if threadpool.has_threads() else 1
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (1 when minidl was built without OpenMP)."""
+    """Threads the kernels use (1 on a build without threads)."""
     return _num_threads
+
+
+def _register_with_threadpoolctl() -> None:
+    """Make threadpoolctl's threadpool_info() list minidl's pool and threadpool_limits()
+    limit it. Registered at import when threadpoolctl is installed (it is a single pure-Python
+    module), since a user may call threadpool_limits before or after importing minidl."""
+    import threadpoolctl
+
+    class MinidlController(threadpoolctl.LibController):
+        """minidl's thread pool, found as the loaded threadpool extension module."""
+
+        # "openmp": the pool stands where minidl's OpenMP loops were, and code that limits
+        # OpenMP libraries (user_api="openmp") expects minidl among them.
+        user_api = "openmp"
+        internal_api = "minidl"
+        filename_prefixes = ("threadpool.",)
+        check_symbols = ("minidl_threadpool_workers",)
+
+        def get_num_threads(self) -> int:
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads: int) -> None:
+            set_num_threads(max(1, min(int(num_threads), max_num_threads())))
+
+        def get_version(self) -> str:
+            import minidl
+
+            return minidl.__version__
+
+    threadpoolctl.register(MinidlController)
+
+
+if "threadpoolctl" in sys.modules or importlib.util.find_spec("threadpoolctl") is not None:
+    _register_with_threadpoolctl()

@@ -6,8 +6,9 @@ x[n, c, :]. Per-channel vectors (mean, var, scale, ...) are float64 of shape (C,
 
 Determinism: channel c's rows are cut into chunks of `chunk_rows(L)` consecutive images, a
 function of the shape only. Each (channel, chunk) work item has one owner thread and sums its
-rows in order (eight fixed lanes per row, see batchnorm_kernels.h); a channel's partials are
-combined in chunk order. Results are therefore bitwise identical for any thread count, while
+rows in order (eight fixed lanes per row, see batchnorm_kernels.h), whichever thread of minidl's
+pool runs it; a channel's partials are combined in chunk order. Results are therefore bitwise
+identical for any thread count, while
 a few channels with a large batch still give every thread work.
 
 Each kernel reads its inputs once per stage: the statistics pass reads x (a chunk's second,
@@ -17,7 +18,7 @@ sums and again to write the input gradient.
 
 import numpy as np
 
-from cython.parallel cimport prange
+from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
 
 cdef extern from "batchnorm_kernels.h" nogil:
@@ -33,8 +34,26 @@ cdef extern from "batchnorm_kernels.h" nogil:
 # A chunk holds about this many elements of one channel: 16 KB of float32, so the centered
 # second pass over it is served from L1.
 cdef Py_ssize_t CHUNK_ELEMS = 4096
-# Below this many elements a kernel runs on one thread: an OpenMP region costs ~1 us.
+# Below this many elements a kernel runs on one thread: a parallel loop costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
+
+
+cdef struct _Bn:
+    # One parallel loop over (channel, chunk) work items of x, g and y (or gx): (N, C, L) of
+    # one float dtype, `rows` images per chunk; per-channel float64 vectors; part: the
+    # (C * chunks, 2) partial sums.
+    bint f64, batch_stats, relu
+    const void *x
+    const void *g
+    void *y
+    const double *mean
+    const double *invstd
+    const double *scale
+    const double *shift
+    const double *sum_g
+    const double *sum_gxc
+    double *part
+    Py_ssize_t N, C, L, rows, chunks
 
 
 cpdef Py_ssize_t chunk_rows(Py_ssize_t L):
@@ -114,27 +133,14 @@ def batch_norm_stats(x, mean, var, int n_threads) -> None:
 cdef void _stats(const real[:, :, ::1] x, double[::1] mean, double[::1] var, double[::1] part,
                  Py_ssize_t rows, Py_ssize_t chunks, int n_threads) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t item, c, k, n, n0, n1
-    cdef double s, m, q, count, n_a, mean_a, m2_a, n_b, delta
-    cdef const real *xp = &x[0, 0, 0]
+    cdef Py_ssize_t c, k, n0
+    cdef double count, n_a, mean_a, m2_a, n_b, delta
     cdef double *pp = &part[0]
-    cdef int nt = _threads(N * C * L, n_threads)
+    cdef _Bn a = _Bn(f64=real is double, batch_stats=True, relu=False, x=&x[0, 0, 0], g=NULL,
+                     y=NULL, mean=NULL, invstd=NULL, scale=NULL, shift=NULL, sum_g=NULL,
+                     sum_gxc=NULL, part=pp, N=N, C=C, L=L, rows=rows, chunks=chunks)
     with nogil:
-        for item in prange(C * chunks, schedule='static', num_threads=nt,
-                           use_threads_if=nt > 1):
-            c = item // chunks
-            k = item % chunks
-            n0 = k * rows
-            n1 = min(N, n0 + rows)
-            s = 0
-            for n in range(n0, n1):
-                s = s + _row_sum(xp + (n * C + c) * L, L)
-            m = s / ((n1 - n0) * L)
-            q = 0
-            for n in range(n0, n1):
-                q = q + _row_sqdev(xp + (n * C + c) * L, L, m)
-            pp[2 * item] = m
-            pp[2 * item + 1] = q
+        parallel_for(_stats_task, &a, C * chunks, _threads(N * C * L, n_threads))
         for c in range(C):
             n_a = 0
             mean_a = 0
@@ -149,6 +155,35 @@ cdef void _stats(const real[:, :, ::1] x, double[::1] mean, double[::1] var, dou
                 n_a = count
             mean[c] = mean_a
             var[c] = m2_a / n_a
+
+
+cdef void _stats_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    cdef _Bn *a = <_Bn *>args
+    if a.f64:
+        _stats_items(<const double *>a.x, a, begin, end)
+    else:
+        _stats_items(<const float *>a.x, a, begin, end)
+
+
+cdef inline void _stats_items(const real *xp, const _Bn *a, Py_ssize_t begin,
+                              Py_ssize_t end) noexcept nogil:
+    """Mean and centered sum of squares of (channel, chunk) items [begin, end)."""
+    cdef Py_ssize_t item, c, k, n, n0, n1, C = a.C, L = a.L
+    cdef double s, m, q
+    for item in range(begin, end):
+        c = item // a.chunks
+        k = item % a.chunks
+        n0 = k * a.rows
+        n1 = min(a.N, n0 + a.rows)
+        s = 0
+        for n in range(n0, n1):
+            s = s + _row_sum(xp + (n * C + c) * L, L)
+        m = s / ((n1 - n0) * L)
+        q = 0
+        for n in range(n0, n1):
+            q = q + _row_sqdev(xp + (n * C + c) * L, L, m)
+        a.part[2 * item] = m
+        a.part[2 * item + 1] = q
 
 
 def batch_norm_apply(x, scale, shift, y, int n_threads, bint relu=False) -> None:
@@ -174,25 +209,40 @@ cdef void _apply(const real[:, :, ::1] x, const double[::1] scale, const double[
                  real[:, :, ::1] y, Py_ssize_t rows, Py_ssize_t chunks, bint relu,
                  int n_threads) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t item, c, n, i, off
-    cdef real a, b, v
-    cdef const real *xp = &x[0, 0, 0]
-    cdef real *yp = &y[0, 0, 0]
-    cdef int nt = _threads(N * C * L, n_threads)
-    for item in prange(C * chunks, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        c = item // chunks
-        a = <real>scale[c]
-        b = <real>shift[c]
-        for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
-            off = (n * C + c) * L
-            if relu:
-                for i in range(L):
-                    v = xp[off + i] * a + b
+    cdef _Bn a = _Bn(f64=real is double, batch_stats=False, relu=relu, x=&x[0, 0, 0], g=NULL,
+                     y=&y[0, 0, 0], mean=NULL, invstd=NULL, scale=&scale[0], shift=&shift[0],
+                     sum_g=NULL, sum_gxc=NULL, part=NULL, N=N, C=C, L=L, rows=rows,
+                     chunks=chunks)
+    with nogil:
+        parallel_for(_apply_task, &a, C * chunks, _threads(N * C * L, n_threads))
+
+
+cdef void _apply_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    cdef _Bn *a = <_Bn *>args
+    if a.f64:
+        _apply_items(<const double *>a.x, <double *>a.y, a, begin, end)
+    else:
+        _apply_items(<const float *>a.x, <float *>a.y, a, begin, end)
+
+
+cdef inline void _apply_items(const real *xp, real *yp, const _Bn *a, Py_ssize_t begin,
+                              Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t item, c, n, i, off, k
+    cdef real mul, add, v
+    for item in range(begin, end):
+        c = item // a.chunks
+        k = item % a.chunks
+        mul = <real>a.scale[c]
+        add = <real>a.shift[c]
+        for n in range(k * a.rows, min(a.N, k * a.rows + a.rows)):
+            off = (n * a.C + c) * a.L
+            if a.relu:
+                for i in range(a.L):
+                    v = xp[off + i] * mul + add
                     yp[off + i] = 0 if v < 0 else v
             else:
-                for i in range(L):
-                    yp[off + i] = xp[off + i] * a + b
+                for i in range(a.L):
+                    yp[off + i] = xp[off + i] * mul + add
 
 
 def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batch_stats,
@@ -239,24 +289,17 @@ cdef void _backward(const real[:, :, ::1] x, const real[:, :, ::1] g, const doub
                     Py_ssize_t chunks, bint batch_stats, bint want_gx,
                     int n_threads) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t item, c, k, n, i, off
-    cdef double sg, sgx, total = <double>(N * L)
-    cdef real m, proj, mg, a
-    cdef const real *xp = &x[0, 0, 0]
-    cdef const real *gp = &g[0, 0, 0]
-    cdef real *gxp = &gx[0, 0, 0] if want_gx else NULL
+    cdef Py_ssize_t c, k
+    cdef double sg, sgx
     cdef double *pp = &part[0]
     cdef int nt = _threads(N * C * L, n_threads)
+    cdef real *gxp = &gx[0, 0, 0] if want_gx else NULL
+    cdef _Bn a = _Bn(f64=real is double, batch_stats=batch_stats, relu=False, x=&x[0, 0, 0],
+                     g=&g[0, 0, 0], y=gxp, mean=&mean[0], invstd=&invstd[0], scale=&scale[0],
+                     shift=NULL, sum_g=&sum_g[0], sum_gxc=&sum_gxc[0], part=pp, N=N, C=C, L=L,
+                     rows=rows, chunks=chunks)
     with nogil:
-        for item in prange(C * chunks, schedule='static', num_threads=nt,
-                           use_threads_if=nt > 1):
-            c = item // chunks
-            sg = 0
-            sgx = 0
-            for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
-                _row_dots(gp + (n * C + c) * L, xp + (n * C + c) * L, L, mean[c], &sg, &sgx)
-            pp[2 * item] = sg
-            pp[2 * item + 1] = sgx
+        parallel_for(_backward_sums_task, &a, C * chunks, nt)
         for c in range(C):
             sg = 0
             sgx = 0
@@ -267,20 +310,65 @@ cdef void _backward(const real[:, :, ::1] x, const real[:, :, ::1] g, const doub
             sum_gxc[c] = sgx
         if not want_gx:
             return
-        for item in prange(C * chunks, schedule='static', num_threads=nt,
-                           use_threads_if=nt > 1):
-            c = item // chunks
-            a = <real>scale[c]
-            if batch_stats:
-                m = <real>mean[c]
-                mg = <real>(sum_g[c] / total)
-                proj = <real>(sum_gxc[c] * invstd[c] * invstd[c] / total)
-                for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
-                    off = (n * C + c) * L
-                    for i in range(L):
-                        gxp[off + i] = (gp[off + i] - mg - (xp[off + i] - m) * proj) * a
-            else:
-                for n in range((item % chunks) * rows, min(N, (item % chunks) * rows + rows)):
-                    off = (n * C + c) * L
-                    for i in range(L):
-                        gxp[off + i] = gp[off + i] * a
+        parallel_for(_backward_input_task, &a, C * chunks, nt)
+
+
+cdef void _backward_sums_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                              int worker) noexcept nogil:
+    cdef _Bn *a = <_Bn *>args
+    if a.f64:
+        _backward_sums_items(<const double *>a.x, <const double *>a.g, a, begin, end)
+    else:
+        _backward_sums_items(<const float *>a.x, <const float *>a.g, a, begin, end)
+
+
+cdef inline void _backward_sums_items(const real *xp, const real *gp, const _Bn *a,
+                                      Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    """Sums of g and g * (x - mean) of (channel, chunk) items [begin, end)."""
+    cdef Py_ssize_t item, c, n, k, C = a.C, L = a.L
+    cdef double sg, sgx
+    for item in range(begin, end):
+        c = item // a.chunks
+        k = item % a.chunks
+        sg = 0
+        sgx = 0
+        for n in range(k * a.rows, min(a.N, k * a.rows + a.rows)):
+            _row_dots(gp + (n * C + c) * L, xp + (n * C + c) * L, L, a.mean[c], &sg, &sgx)
+        a.part[2 * item] = sg
+        a.part[2 * item + 1] = sgx
+
+
+cdef void _backward_input_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    cdef _Bn *a = <_Bn *>args
+    if a.f64:
+        _backward_input_items(<const double *>a.x, <const double *>a.g, <double *>a.y, a, begin,
+                              end)
+    else:
+        _backward_input_items(<const float *>a.x, <const float *>a.g, <float *>a.y, a, begin,
+                              end)
+
+
+cdef inline void _backward_input_items(const real *xp, const real *gp, real *gxp, const _Bn *a,
+                                       Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    """The input gradient of (channel, chunk) items [begin, end)."""
+    cdef Py_ssize_t item, c, n, i, off, k, C = a.C, L = a.L
+    cdef double total = <double>(a.N * L)
+    cdef real m, proj, mg, mul
+    for item in range(begin, end):
+        c = item // a.chunks
+        k = item % a.chunks
+        mul = <real>a.scale[c]
+        if a.batch_stats:
+            m = <real>a.mean[c]
+            mg = <real>(a.sum_g[c] / total)
+            proj = <real>(a.sum_gxc[c] * a.invstd[c] * a.invstd[c] / total)
+            for n in range(k * a.rows, min(a.N, k * a.rows + a.rows)):
+                off = (n * C + c) * L
+                for i in range(L):
+                    gxp[off + i] = (gp[off + i] - mg - (xp[off + i] - m) * proj) * mul
+        else:
+            for n in range(k * a.rows, min(a.N, k * a.rows + a.rows)):
+                off = (n * C + c) * L
+                for i in range(L):
+                    gxp[off + i] = gp[off + i] * mul

@@ -4,8 +4,9 @@
 x: (N, C, H, W); weight: (OC, C // groups, KH, KW); out: (N, OC, OH, OW) with
 OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1 (likewise OW), decided by the op layer.
 
-Determinism: every output element (of the forward and of each gradient) has one owner thread that
-sums its terms in a fixed order, so results are bitwise identical for any thread count.
+Determinism: every output element (of the forward and of each gradient) has one work item that
+sums its terms in a fixed order, so results are bitwise identical for any thread count and
+whichever thread of minidl's pool (threadpool.pxd) runs the item.
 """
 
 import threading
@@ -14,11 +15,11 @@ import numpy as np
 
 from minidl._kernels import elementwise as _elementwise
 
-from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.gemm cimport gemm
+from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
 
 cdef extern from "conv_kernels.h" nogil:
@@ -57,12 +58,24 @@ cdef extern from "conv_kernels.h" nogil:
                           Py_ssize_t sh, Py_ssize_t sw)
     float conv_sum_f32(const float *p, Py_ssize_t n)
 
-# Below this many multiply-adds a kernel runs on one thread: an OpenMP region costs ~1 us.
+# Below this many multiply-adds a kernel runs on one thread: a parallel loop costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_MACS = 65536
 
 
 cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_MACS else 1
+
+
+cdef struct _Conv:
+    # One parallel loop of a convolution kernel: its arrays (x, weight, bias or NULL, out; or
+    # the gradients in their place) and the geometry of the layer.
+    bint f64
+    const void *x
+    const void *w
+    const void *bias
+    void *out
+    Py_ssize_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups
+    bint relu
 
 
 cdef inline Py_ssize_t _hi(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
@@ -180,20 +193,41 @@ def _generic_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight
                      int n_threads):
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OC = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], item
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     cdef const real[::1] bias_view
     cdef const real *bp = NULL
     if bias is not None:
         bias_view = bias
         bp = &bias_view[0]
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef const real *wp = &weight[0, 0, 0, 0]
-    cdef real *op = &out[0, 0, 0, 0]
+    cdef _Conv a = _Conv(f64=real is double, x=&x[0, 0, 0, 0], w=&weight[0, 0, 0, 0], bias=bp,
+                         out=&out[0, 0, 0, 0], N=N, C=C, H=H, W=W, OC=OC, KH=KH, KW=KW, OH=OH,
+                         OW=OW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, groups=groups,
+                         relu=relu)
     cdef int nt = _threads(N * OC * OH * OW * weight.shape[1] * KH * KW, n_threads)
-    for item in prange(N * OC * OH, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        _forward_row(xp, wp, bp, op, item // (OC * OH), (item // OH) % OC, item % OH,
-                     C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups, relu)
+    with nogil:
+        parallel_for(_generic_forward_task, &a, N * OC * OH, nt)
+
+
+cdef void _generic_forward_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                int worker) noexcept nogil:
+    """Output rows [begin, end) of (n, oc, oh)."""
+    cdef _Conv *a = <_Conv *>args
+    if a.f64:
+        _generic_forward_rows(<const double *>a.x, <const double *>a.w,
+                              <const double *>a.bias, <double *>a.out, a, begin, end)
+    else:
+        _generic_forward_rows(<const float *>a.x, <const float *>a.w, <const float *>a.bias,
+                              <float *>a.out, a, begin, end)
+
+
+cdef inline void _generic_forward_rows(const real *x, const real *w, const real *bias,
+                                       real *out, const _Conv *a, Py_ssize_t begin,
+                                       Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _forward_row(x, w, bias, out, item // (a.OC * a.OH), (item // a.OH) % a.OC,
+                     item % a.OH, a.C, a.H, a.W, a.OC, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw,
+                     a.ph, a.pw, a.dh, a.dw, a.groups, a.relu)
 
 
 def _generic_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, :, ::1] weight,
@@ -202,15 +236,36 @@ def _generic_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, 
                             Py_ssize_t groups, int n_threads):
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0], KH = weight.shape[2]
-    cdef Py_ssize_t KW = weight.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], item
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef const real *wp = &weight[0, 0, 0, 0]
-    cdef real *xp = &grad_x[0, 0, 0, 0]
+    cdef Py_ssize_t KW = weight.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
+    cdef _Conv a = _Conv(f64=real is double, x=&grad_out[0, 0, 0, 0], w=&weight[0, 0, 0, 0],
+                         bias=NULL, out=&grad_x[0, 0, 0, 0], N=N, C=C, H=H, W=W, OC=OC, KH=KH,
+                         KW=KW, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
+                         groups=groups, relu=False)
     cdef int nt = _threads(N * OC * OH * OW * weight.shape[1] * KH * KW, n_threads)
-    for item in prange(N * C * H, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        _backward_input_row(gp, wp, xp, item // (C * H), (item // H) % C, item % H,
-                            C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups)
+    with nogil:
+        parallel_for(_generic_backward_input_task, &a, N * C * H, nt)
+
+
+cdef void _generic_backward_input_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                       int worker) noexcept nogil:
+    """Input-gradient rows [begin, end) of (n, c, h); a.x is the output gradient."""
+    cdef _Conv *a = <_Conv *>args
+    if a.f64:
+        _generic_backward_input_rows(<const double *>a.x, <const double *>a.w,
+                                     <double *>a.out, a, begin, end)
+    else:
+        _generic_backward_input_rows(<const float *>a.x, <const float *>a.w, <float *>a.out,
+                                     a, begin, end)
+
+
+cdef inline void _generic_backward_input_rows(const real *gy, const real *w, real *gx,
+                                              const _Conv *a, Py_ssize_t begin,
+                                              Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _backward_input_row(gy, w, gx, item // (a.C * a.H), (item // a.H) % a.C, item % a.H,
+                            a.C, a.H, a.W, a.OC, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
+                            a.pw, a.dh, a.dw, a.groups)
 
 
 def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] grad_out,
@@ -219,15 +274,35 @@ def _generic_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1
                              Py_ssize_t groups, int n_threads):
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OC = grad_w.shape[0], Cg = grad_w.shape[1], KH = grad_w.shape[2]
-    cdef Py_ssize_t KW = grad_w.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], item
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef real *wp = &grad_w[0, 0, 0, 0]
+    cdef Py_ssize_t KW = grad_w.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
+    cdef _Conv a = _Conv(f64=real is double, x=&x[0, 0, 0, 0], w=&grad_out[0, 0, 0, 0],
+                         bias=NULL, out=&grad_w[0, 0, 0, 0], N=N, C=C, H=H, W=W, OC=OC, KH=KH,
+                         KW=KW, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
+                         groups=groups, relu=False)
     cdef int nt = _threads(N * OC * OH * OW * Cg * KH * KW, n_threads)
-    for item in prange(OC * Cg, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        _backward_weight_pair(xp, gp, wp, item // Cg, item % Cg, N, C, H, W, OC, KH, KW,
-                              OH, OW, sh, sw, ph, pw, dh, dw, groups)
+    with nogil:
+        parallel_for(_generic_backward_weight_task, &a, OC * Cg, nt)
+
+
+cdef void _generic_backward_weight_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                        int worker) noexcept nogil:
+    """Weight-gradient (oc, c) pairs [begin, end); a.w is the output gradient."""
+    cdef _Conv *a = <_Conv *>args
+    if a.f64:
+        _generic_backward_weight_pairs(<const double *>a.x, <const double *>a.w,
+                                       <double *>a.out, a, begin, end)
+    else:
+        _generic_backward_weight_pairs(<const float *>a.x, <const float *>a.w,
+                                       <float *>a.out, a, begin, end)
+
+
+cdef inline void _generic_backward_weight_pairs(const real *x, const real *gy, real *gw,
+                                                const _Conv *a, Py_ssize_t begin,
+                                                Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t item, Cg = a.C // a.groups
+    for item in range(begin, end):
+        _backward_weight_pair(x, gy, gw, item // Cg, item % Cg, a.N, a.C, a.H, a.W, a.OC, a.KH,
+                              a.KW, a.OH, a.OW, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw, a.groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +397,7 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
     plane for stride 1) plus `slack` zero floats; elements where relu_out (like src) is <= 0
     become 0 (the fused ReLU's backward; NaN passes, as in torch)."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], H = src.shape[2], W = src.shape[3]
-    cdef Py_ssize_t plane = sh * sw * Hp * Wp, p, n, c, i
+    cdef Py_ssize_t plane = sh * sw * Hp * Wp, i
     buf = _scratch(name, N * planes_out * plane + slack)
     cdef float[::1] b = buf
     cdef const float[:, :, :, ::1] mask
@@ -330,23 +405,39 @@ def _pad_planes(str name, const float[:, :, :, ::1] src, relu_out, Py_ssize_t Hp
     if relu_out is not None:
         mask = relu_out
         mp = &mask[0, 0, 0, 0]
-    cdef const float *sp = &src[0, 0, 0, 0]
     cdef float *bp = &b[0]
-    cdef int nt = _threads(N * planes_out * plane, n_threads)
-    for p in prange(N * planes_out, nogil=True, schedule='static', num_threads=nt,
-                    use_threads_if=nt > 1):
-        n = p // planes_out
-        c = p % planes_out
-        if c < C:
-            conv_pad_phases_f32(sp + (n * C + c) * H * W, H, W,
-                                mp + (n * C + c) * H * W if mp != NULL else NULL,
-                                bp + p * plane, Hp, Wp, top, left, sh, sw)
-        else:
-            for i in range(plane):
-                bp[p * plane + i] = 0
+    cdef _Pad a = _Pad(src=&src[0, 0, 0, 0], mask=mp, dst=bp, C=C, H=H, W=W,
+                       planes_out=planes_out, Hp=Hp, Wp=Wp, top=top, left=left, sh=sh, sw=sw)
+    with nogil:
+        parallel_for(_pad_task, &a, N * planes_out, _threads(N * planes_out * plane, n_threads))
     for i in range(N * planes_out * plane, N * planes_out * plane + slack):
         bp[i] = 0
     return buf
+
+
+cdef struct _Pad:
+    # src (N, C, H, W) (and its ReLU mask or NULL) into dst: (N, planes_out) channels of
+    # sh * sw phase planes Hp x Wp.
+    const float *src
+    const float *mask
+    float *dst
+    Py_ssize_t C, H, W, planes_out, Hp, Wp, top, left, sh, sw
+
+
+cdef void _pad_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Padded channels [begin, end) of (n, c)."""
+    cdef _Pad *a = <_Pad *>args
+    cdef Py_ssize_t plane = a.sh * a.sw * a.Hp * a.Wp, p, n, c, i
+    for p in range(begin, end):
+        n = p // a.planes_out
+        c = p % a.planes_out
+        if c < a.C:
+            conv_pad_phases_f32(a.src + (n * a.C + c) * a.H * a.W, a.H, a.W,
+                                a.mask + (n * a.C + c) * a.H * a.W if a.mask != NULL else NULL,
+                                a.dst + p * plane, a.Hp, a.Wp, a.top, a.left, a.sh, a.sw)
+        else:
+            for i in range(plane):
+                a.dst[p * plane + i] = 0
 
 
 def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp, Py_ssize_t Wp,
@@ -408,7 +499,7 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     if xpad.shape[0] < N * C * plane:
         raise ValueError("conv2d: padded input smaller than its planes")
     cdef int ocb = _direct_ocb(OC)
-    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW, item, n, blk, r0
+    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW
     cdef Py_ssize_t nv = (OW + 15) // 16
     cdef Py_ssize_t nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
     # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
@@ -428,20 +519,41 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     if bias is not None:
         bias_view = bias
         bp = &bias_view[0]
-    cdef const float *xptr = &xpad[0] + base
-    cdef const float *wptr = &wv[0]
-    cdef float *optr = &out[0, 0, 0, 0]
-    cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
-    for item in prange(N * nblk * nrb, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        n = item // (nblk * nrb)
-        blk = (item // nrb) % nblk
-        r0 = (item % nrb) * rows
-        conv_direct_f32_rows(xptr + n * C * plane, Wp, &step_off[0], C * T, block_steps,
-                             wptr + blk * C * T * ocb, ocb, min(ocb, OC - blk * ocb),
-                             bp + blk * ocb if bp != NULL else NULL, relu,
-                             optr + (n * OC + blk * ocb) * OH * OW, OH, OW, r0,
-                             min(OH, r0 + rows))
+    cdef _Direct a = _Direct(x=&xpad[0] + base, image=C * plane, Wp=Wp, step_off=&step_off[0],
+                             nsteps=C * T, block_steps=block_steps, w=&wv[0], ocb=ocb, OC=OC,
+                             bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW, nblk=nblk,
+                             nrb=nrb, rows=rows)
+    with nogil:
+        parallel_for(_direct_task, &a, N * nblk * nrb, _threads(N * OC * OH * OW * C * T,
+                                                                n_threads))
+
+
+cdef struct _Direct:
+    # _direct_rows's work items: (image, block of ocb output channels, block of `rows` rows).
+    const float *x
+    Py_ssize_t image, Wp
+    const Py_ssize_t *step_off
+    Py_ssize_t nsteps, block_steps
+    const float *w
+    Py_ssize_t ocb, OC
+    const float *bias
+    bint relu
+    float *out
+    Py_ssize_t OH, OW, nblk, nrb, rows
+
+
+cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    cdef _Direct *a = <_Direct *>args
+    cdef Py_ssize_t item, n, blk, r0
+    for item in range(begin, end):
+        n = item // (a.nblk * a.nrb)
+        blk = (item // a.nrb) % a.nblk
+        r0 = (item % a.nrb) * a.rows
+        conv_direct_f32_rows(a.x + n * a.image, a.Wp, a.step_off, a.nsteps, a.block_steps,
+                             a.w + blk * a.nsteps * a.ocb, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
+                             a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
+                             a.out + (n * a.OC + blk * a.ocb) * a.OH * a.OW, a.OH, a.OW, r0,
+                             min(a.OH, r0 + a.rows))
 
 
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
@@ -457,7 +569,7 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
-    cdef Py_ssize_t qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left, p
+    cdef Py_ssize_t qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left
     # Per phase: k0, l0, sub-kernel size (Mh, Mw), phase size (Ha, Wb), padding (top, left).
     phases = []
     for qi in range(sh):
@@ -483,8 +595,7 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     subs = [np.ascontiguousarray(w[:, :, q[2]::sh, q[3]::sw]) for q in live]
     packs = [_pack_weights(sub, _direct_ocb(C), True) for sub in subs]
     cdef float[:, :, :, ::1] part
-    cdef const float *pp
-    cdef float *gxp
+    cdef _Unphase a
     cdef int nt = _threads(N * C * H * W, n_threads)
     cdef Py_ssize_t n0, n1, k
     # Image groups as in _direct_conv: each group's padded gradient stays in L2 for the phases.
@@ -494,17 +605,32 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
         gpad = _pad_planes("direct_input", grad_out[n0:n1],
                            None if relu_out is None else relu_out[n0:n1], Hp, Wp, top_max,
                            left_max, OC, 0, n_threads)
-        gxp = &grad_x[n0, 0, 0, 0]
         for k in range(len(live)):
             qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left = live[k]
             part = _scratch("strided_phase", (n1 - n0, C, Ha, Wb))
             _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, subs[k],
                          True, None, part, 1, 1, False, n_threads, packs[k])
-            pp = &part[0, 0, 0, 0]
-            for p in prange((n1 - n0) * C, nogil=True, schedule='static', num_threads=nt,
-                            use_threads_if=nt > 1):
-                conv_unphase_f32(pp + p * Ha * Wb, Ha, Wb, gxp + p * H * W, H, W, qi, qj, sh,
-                                 sw)
+            a = _Unphase(phase=&part[0, 0, 0, 0], Ha=Ha, Wb=Wb, out=&grad_x[n0, 0, 0, 0], H=H,
+                         W=W, qi=qi, qj=qj, sh=sh, sw=sw)
+            with nogil:
+                parallel_for(_unphase_task, &a, (n1 - n0) * C, nt)
+
+
+cdef struct _Unphase:
+    # One stride phase (Ha x Wb planes) put back into its pixels of the (H x W) planes of out.
+    const float *phase
+    Py_ssize_t Ha, Wb
+    float *out
+    Py_ssize_t H, W, qi, qj, sh, sw
+
+
+cdef void _unphase_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Planes [begin, end) of (n, c)."""
+    cdef _Unphase *a = <_Unphase *>args
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        conv_unphase_f32(a.phase + p * a.Ha * a.Wb, a.Ha, a.Wb, a.out + p * a.H * a.W, a.H, a.W,
+                         a.qi, a.qj, a.sh, a.sw)
 
 
 def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, bias,
@@ -516,7 +642,7 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3], T = KH * KW
     cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3], P = OH * OW
     cdef Py_ssize_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    cdef Py_ssize_t plane = Hp * Wp, item, n, blk, p0
+    cdef Py_ssize_t plane = Hp * Wp
     cdef int nb = 1 if OC <= 16 else 2
     cdef Py_ssize_t ocb = 16 * nb, nblk = (OC + ocb - 1) // ocb
     # Pixels per work item: 4 register tiles.
@@ -531,19 +657,40 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     if bias is not None:
         bias_view = bias
         bp = &bias_view[0]
-    cdef const float *xptr = &xv[0]
-    cdef const float *wptr = &wv[0]
-    cdef float *optr = &out[0, 0, 0, 0]
-    cdef int nt = _threads(N * OC * P * C * T, n_threads)
-    for item in prange(N * nblk * npb, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        n = item // (nblk * npb)
-        blk = (item // npb) % nblk
-        p0 = (item % npb) * pix
-        conv_packed_f32_pixels(xptr + n * C * plane, Wp, sh, sw, &step_off[0], C * T,
-                               wptr + blk * C * T * ocb, nb, min(ocb, OC - blk * ocb),
-                               bp + blk * ocb if bp != NULL else NULL, relu,
-                               optr + (n * OC + blk * ocb) * P, OH, OW, p0, min(P, p0 + pix))
+    cdef _Packed a = _Packed(x=&xv[0], image=C * plane, Wp=Wp, sh=sh, sw=sw,
+                             step_off=&step_off[0], nsteps=C * T, w=&wv[0], nb=nb, ocb=ocb,
+                             OC=OC, bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW,
+                             nblk=nblk, npb=npb, pix=pix)
+    with nogil:
+        parallel_for(_packed_task, &a, N * nblk * npb, _threads(N * OC * P * C * T, n_threads))
+
+
+cdef struct _Packed:
+    # _packed_conv's work items: (image, block of ocb output channels, block of `pix` pixels).
+    const float *x
+    Py_ssize_t image, Wp, sh, sw
+    const Py_ssize_t *step_off
+    Py_ssize_t nsteps
+    const float *w
+    Py_ssize_t nb, ocb, OC
+    const float *bias
+    bint relu
+    float *out
+    Py_ssize_t OH, OW, nblk, npb, pix
+
+
+cdef void _packed_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    cdef _Packed *a = <_Packed *>args
+    cdef Py_ssize_t item, n, blk, p0, P = a.OH * a.OW
+    for item in range(begin, end):
+        n = item // (a.nblk * a.npb)
+        blk = (item // a.npb) % a.nblk
+        p0 = (item % a.npb) * a.pix
+        conv_packed_f32_pixels(a.x + n * a.image, a.Wp, a.sh, a.sw, a.step_off, a.nsteps,
+                               a.w + blk * a.nsteps * a.ocb, a.nb, min(a.ocb, a.OC - blk * a.ocb),
+                               a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
+                               a.out + (n * a.OC + blk * a.ocb) * P, a.OH, a.OW, p0,
+                               min(P, p0 + a.pix))
 
 
 def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -561,8 +708,7 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef Py_ssize_t nv = (OW + 15) // 16, g_plane = OH * nv * 16
     cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
-    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, blk, c, n0
-    cdef Py_ssize_t c0, c1, i0, i1
+    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, c0, c1, i0, i1
     # Chunks per group: padded, then reduced while their copies (<= GROUP_BYTES, at least one
     # chunk) are still in L2 (see _direct_conv).
     cdef Py_ssize_t group = max(1, GROUP_BYTES // (DW_CHUNK * 4 * (C * plane + ocp * g_plane)))
@@ -572,10 +718,10 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef const float[::1] gv
     cdef float[:, :, ::1] pw_view = partial_w
     cdef float[:, ::1] pb_view = partial_b
-    cdef const float *xptr
-    cdef const float *gptr
-    cdef float *pwp = &pw_view[0, 0, 0]
-    cdef float *pbp = &pb_view[0, 0]
+    cdef _DirectDw a = _DirectDw(x=NULL, C=C, plane=plane, Hp=Hp, Wp=Wp, sh=sh, sw=sw, g=NULL,
+                                 ocp=ocp, g_plane=g_plane, c0=0, images=0, OH=OH, OW=OW, KH=KH,
+                                 KW=KW, dh=dh, dw=dw, ocb=ocb, OC=OC, nblk=nblk, T=T,
+                                 partial_w=&pw_view[0, 0, 0], partial_b=&pb_view[0, 0])
     cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
     for c0 in range(0, nchunks, group):
         c1 = min(nchunks, c0 + group)
@@ -585,22 +731,43 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
         gv = _pad_planes("direct_grad", grad_out[i0:i1],
                          None if relu_out is None else relu_out[i0:i1], OH, nv * 16, 0, 0, ocp, 0,
                          n_threads)
-        xptr = &xv[0]
-        gptr = &gv[0]
-        for item in prange((c1 - c0) * nblk * C, nogil=True, schedule='static', num_threads=nt,
-                           use_threads_if=nt > 1):
-            chunk = c0 + item // (nblk * C)
-            blk = (item // C) % nblk
-            c = item % C
-            n0 = (chunk - c0) * DW_CHUNK  # within the group
-            conv_dw_f32_chunk(xptr + n0 * C * plane + c * plane, C * plane, Wp, Hp * Wp, sh, sw,
-                              gptr + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane, g_plane,
-                              min(DW_CHUNK, i1 - i0 - n0), OH, OW, KH, KW, dh, dw, ocb,
-                              min(ocb, OC - blk * ocb),
-                              pwp + (chunk * OC + blk * ocb) * C * T + c * T, C * T,
-                              pbp + chunk * OC + blk * ocb if c == 0 else NULL)
+        a.x = &xv[0]
+        a.g = &gv[0]
+        a.c0 = c0
+        a.images = i1 - i0
+        with nogil:
+            parallel_for(_direct_dw_task, &a, (c1 - c0) * nblk * C, nt)
     _sum_chunks(partial_w, grad_w)
     _sum_chunks(partial_b, grad_b)
+
+
+cdef struct _DirectDw:
+    # _direct_backward_weight's work items in one group of chunks: (chunk of DW_CHUNK images,
+    # block of ocb output channels, input channel), each into its own slice of the chunk's
+    # partial sums; x and g: the group's padded copies (`images` images from chunk c0 on).
+    const float *x
+    Py_ssize_t C, plane, Hp, Wp, sh, sw
+    const float *g
+    Py_ssize_t ocp, g_plane, c0, images, OH, OW, KH, KW, dh, dw, ocb, OC, nblk, T
+    float *partial_w
+    float *partial_b
+
+
+cdef void _direct_dw_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                          int worker) noexcept nogil:
+    cdef _DirectDw *a = <_DirectDw *>args
+    cdef Py_ssize_t item, chunk, blk, c, n0, CT = a.C * a.T
+    for item in range(begin, end):
+        chunk = a.c0 + item // (a.nblk * a.C)
+        blk = (item // a.C) % a.nblk
+        c = item % a.C
+        n0 = (chunk - a.c0) * DW_CHUNK  # within the group
+        conv_dw_f32_chunk(a.x + n0 * a.C * a.plane + c * a.plane, a.C * a.plane, a.Wp,
+                          a.Hp * a.Wp, a.sh, a.sw, a.g + (n0 * a.ocp + blk * a.ocb) * a.g_plane,
+                          a.ocp * a.g_plane, a.g_plane, min(DW_CHUNK, a.images - n0), a.OH, a.OW,
+                          a.KH, a.KW, a.dh, a.dw, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
+                          a.partial_w + (chunk * a.OC + blk * a.ocb) * CT + c * a.T, CT,
+                          a.partial_b + chunk * a.OC + blk * a.ocb if c == 0 else NULL)
 
 
 def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -616,7 +783,7 @@ def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef Py_ssize_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1
     cdef Py_ssize_t plane = Hp * Wp, ocp = (OC + 15) // 16 * 16
     cdef int tb = conv_dw_f32_tb(KW)
-    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, item, chunk, c, kh, n0, n, p
+    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, p
     xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, (tb - 1) * dw + 16,
                        n_threads)
     gt = _scratch("direct_grad", (N, P, ocp))
@@ -633,31 +800,62 @@ def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     if relu_out is not None:
         mask = relu_out
         mp = &mask[0, 0, 0, 0]
-    cdef const float *gp = &grad_out[0, 0, 0, 0]
     cdef float[:, :, ::1] pw_view = partial_w
     cdef float[:, ::1] pb_view = partial_b
-    cdef const float *xptr = &xv[0]
-    cdef float *gtp = &gtv[0, 0, 0]
-    cdef float *pwp = &pw_view[0, 0, 0]
-    cdef float *pbp = &pb_view[0, 0]
+    cdef _PackedDw a = _PackedDw(x=&xv[0], C=C, plane=plane, Wp=Wp, KH=KH, KW=KW, dh=dh, dw=dw,
+                                 g=&grad_out[0, 0, 0, 0], mask=mp, gt=&gtv[0, 0, 0], OC=OC, P=P,
+                                 ocp=ocp, N=N, pix_in=&pix_in[0], T=T,
+                                 partial_w=&pw_view[0, 0, 0], partial_b=&pb_view[0, 0])
     cdef int nt = _threads(N * OC * P * C * T, n_threads)
-    for n in prange(N, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        conv_transpose_grad_f32(gp + n * OC * P, mp + n * OC * P if mp != NULL else NULL, OC, P,
-                                ocp, gtp + n * P * ocp)
-    for item in prange(nchunks * C * KH, nogil=True, schedule='static', num_threads=nt,
-                       use_threads_if=nt > 1):
-        chunk = item // (C * KH)
-        c = (item // KH) % C
-        kh = item % KH
-        n0 = chunk * DW_CHUNK
-        conv_dw_packed_f32(xptr + (n0 * C + c) * plane + kh * dh * Wp, C * plane,
-                           gtp + n0 * P * ocp, P * ocp, min(DW_CHUNK, N - n0), &pix_in[0], P,
-                           ocp, KW, dw, pwp + chunk * OC * C * T + c * T + kh * KW, C * T, OC)
-        if c == 0 and kh == 0:
-            conv_db_packed_f32(gtp + n0 * P * ocp, P * ocp, min(DW_CHUNK, N - n0), P, ocp,
-                               pbp + chunk * OC, OC)
+    with nogil:
+        parallel_for(_transpose_grad_task, &a, N, nt)
+        parallel_for(_packed_dw_task, &a, nchunks * C * KH, nt)
     _sum_chunks(partial_w, grad_w)
     _sum_chunks(partial_b, grad_b)
+
+
+cdef struct _PackedDw:
+    # _packed_backward_weight's two loops: the output gradient g (masked by the fused ReLU's
+    # output, or mask NULL) transposed to gt (N, P, ocp) per image, then work items (chunk of
+    # DW_CHUNK images, input channel, kernel row) into the chunk's partial sums.
+    const float *x
+    Py_ssize_t C, plane, Wp, KH, KW, dh, dw
+    const float *g
+    const float *mask
+    float *gt
+    Py_ssize_t OC, P, ocp, N
+    const Py_ssize_t *pix_in
+    Py_ssize_t T
+    float *partial_w
+    float *partial_b
+
+
+cdef void _transpose_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    """Images [begin, end)."""
+    cdef _PackedDw *a = <_PackedDw *>args
+    cdef Py_ssize_t n, image = a.OC * a.P
+    for n in range(begin, end):
+        conv_transpose_grad_f32(a.g + n * image, a.mask + n * image if a.mask != NULL else NULL,
+                                a.OC, a.P, a.ocp, a.gt + n * a.P * a.ocp)
+
+
+cdef void _packed_dw_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                          int worker) noexcept nogil:
+    cdef _PackedDw *a = <_PackedDw *>args
+    cdef Py_ssize_t item, chunk, c, kh, n0, CT = a.C * a.T
+    for item in range(begin, end):
+        chunk = item // (a.C * a.KH)
+        c = (item // a.KH) % a.C
+        kh = item % a.KH
+        n0 = chunk * DW_CHUNK
+        conv_dw_packed_f32(a.x + (n0 * a.C + c) * a.plane + kh * a.dh * a.Wp, a.C * a.plane,
+                           a.gt + n0 * a.P * a.ocp, a.P * a.ocp, min(DW_CHUNK, a.N - n0),
+                           a.pix_in, a.P, a.ocp, a.KW, a.dw,
+                           a.partial_w + chunk * a.OC * CT + c * a.T + kh * a.KW, CT, a.OC)
+        if c == 0 and kh == 0:
+            conv_db_packed_f32(a.gt + n0 * a.P * a.ocp, a.P * a.ocp, min(DW_CHUNK, a.N - n0),
+                               a.P, a.ocp, a.partial_b + chunk * a.OC, a.OC)
 
 
 def _sum_chunks(partial, out):
@@ -767,67 +965,144 @@ cdef void _epilogue(real *out, const real *bias, Py_ssize_t OC, Py_ssize_t P,
                 out[oc * P + p] = 0
 
 
+cdef struct _Im2col:
+    # One parallel loop of the im2col + GEMM kernels: x (N, C, H, W) or its gradient, the
+    # weight (OC x K) or the output gradient g (N, OC x P), bias or NULL, out, and one column
+    # buffer of col_size elements per thread (K x P; unused when direct, a 1x1 conv).
+    bint f64, direct, relu
+    const void *x
+    const void *w
+    const void *g
+    const void *bias
+    void *out
+    void *cols
+    Py_ssize_t col_size, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, P, K
+    int inner
+
+
+cdef _Im2col _im2col_args(bint f64, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                          Py_ssize_t OC, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                          Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+    cdef _Im2col a
+    a.f64 = f64
+    a.direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
+    a.relu = False
+    a.x = a.w = a.g = a.bias = a.out = a.cols = NULL
+    a.N, a.C, a.H, a.W, a.OC, a.KH, a.KW, a.OH, a.OW = N, C, H, W, OC, KH, KW, OH, OW
+    a.sh, a.sw, a.ph, a.pw, a.dh, a.dw = sh, sw, ph, pw, dh, dw
+    a.P = OH * OW
+    a.K = C * KH * KW
+    a.col_size = 1 if a.direct else a.K * a.P
+    a.inner = 1
+    return a
+
+
+cdef inline int _split_threads(_Im2col *a, Py_ssize_t items, int nt) noexcept:
+    """Threads over `items` (images or chunks), each running a one-thread GEMM; with fewer
+    items than threads, one item at a time with every thread inside its GEMM (the GEMM's bits
+    do not depend on its thread count). Returns the outer count, sets a.inner."""
+    a.inner = 1 if items >= nt else nt
+    return nt if items >= nt else 1
+
+
 def _gemm_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight, bias,
                   real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads):
     """out[n] (OC x P) = weight (OC x K) @ im2col(x[n]) (K x P), + bias, ReLU; groups 1."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OC = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], P = OH * OW, K = C * KH * KW, n
-    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
+    cdef Py_ssize_t N = x.shape[0]
+    cdef _Im2col a = _im2col_args(real is double, N, x.shape[1], x.shape[2], x.shape[3],
+                                  weight.shape[0], weight.shape[2], weight.shape[3],
+                                  out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw)
     cdef const real[::1] bias_view
-    cdef const real *bp = NULL
     if bias is not None:
         bias_view = bias
-        bp = &bias_view[0]
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef const real *wp = &weight[0, 0, 0, 0]
-    cdef real *op = &out[0, 0, 0, 0]
-    cdef real *col
-    cdef int nt = _threads(N * OC * P * K, n_threads)
-    cdef int inner = 1 if N >= nt else nt
-    cdef int outer = nt if N >= nt else 1
-    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+        a.bias = &bias_view[0]
+    a.x = &x[0, 0, 0, 0]
+    a.w = &weight[0, 0, 0, 0]
+    a.out = &out[0, 0, 0, 0]
+    a.relu = relu
+    cdef int outer = _split_threads(&a, N, _threads(N * a.OC * a.P * a.K, n_threads))
+    cdef real[:, ::1] cols = _scratch("cols", (outer, a.col_size),
                                       np.float32 if real is float else np.float64)
-    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
-        for n in prange(N, schedule='static'):
-            col = &cols[threadid(), 0]
-            if direct:
-                gemm(False, False, OC, P, K, 1, wp, K, xp + n * C * H * W, P, 0,
-                     op + n * OC * P, P, inner)
-            else:
-                _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
-                gemm(False, False, OC, P, K, 1, wp, K, col, P, 0, op + n * OC * P, P, inner)
-            _epilogue(op + n * OC * P, bp, OC, P, relu)
+    a.cols = &cols[0, 0]
+    with nogil:
+        parallel_for(_gemm_forward_task, &a, N, outer)
+
+
+cdef void _gemm_forward_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    """Images [begin, end)."""
+    cdef _Im2col *a = <_Im2col *>args
+    if a.f64:
+        _gemm_forward_images(<const double *>a.x, <const double *>a.w, <const double *>a.bias,
+                             <double *>a.out, <double *>a.cols + worker * a.col_size, a, begin,
+                             end)
+    else:
+        _gemm_forward_images(<const float *>a.x, <const float *>a.w, <const float *>a.bias,
+                             <float *>a.out, <float *>a.cols + worker * a.col_size, a, begin,
+                             end)
+
+
+cdef inline void _gemm_forward_images(const real *x, const real *w, const real *bias, real *out,
+                                      real *col, const _Im2col *a, Py_ssize_t begin,
+                                      Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    for n in range(begin, end):
+        if a.direct:
+            gemm(False, False, OC, P, K, 1, w, K, x + n * image, P, 0, out + n * OC * P, P,
+                 a.inner)
+        else:
+            _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
+                    a.pw, a.dh, a.dw)
+            gemm(False, False, OC, P, K, 1, w, K, col, P, 0, out + n * OC * P, P, a.inner)
+        _epilogue(out + n * OC * P, bias, OC, P, a.relu)
 
 
 def _gemm_backward_input(const real[:, :, :, ::1] grad_out, const real[:, :, :, ::1] weight,
                          real[:, :, :, ::1] grad_x, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     """grad_x[n] = col2im(weight^T (K x OC) @ grad_out[n] (OC x P)), one image per task."""
-    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
-    cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0], KH = weight.shape[2]
-    cdef Py_ssize_t KW = weight.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
-    cdef Py_ssize_t P = OH * OW, K = C * KH * KW, n
-    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef const real *wp = &weight[0, 0, 0, 0]
-    cdef real *xp = &grad_x[0, 0, 0, 0]
-    cdef real *col
-    cdef int nt = _threads(N * OC * P * K, n_threads)
-    cdef int inner = 1 if N >= nt else nt
-    cdef int outer = nt if N >= nt else 1
-    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+    cdef Py_ssize_t N = grad_x.shape[0]
+    cdef _Im2col a = _im2col_args(real is double, N, grad_x.shape[1], grad_x.shape[2],
+                                  grad_x.shape[3], weight.shape[0], weight.shape[2],
+                                  weight.shape[3], grad_out.shape[2], grad_out.shape[3], sh, sw,
+                                  ph, pw, dh, dw)
+    a.g = &grad_out[0, 0, 0, 0]
+    a.w = &weight[0, 0, 0, 0]
+    a.out = &grad_x[0, 0, 0, 0]
+    cdef int outer = _split_threads(&a, N, _threads(N * a.OC * a.P * a.K, n_threads))
+    cdef real[:, ::1] cols = _scratch("cols", (outer, a.col_size),
                                       np.float32 if real is float else np.float64)
-    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
-        for n in prange(N, schedule='static'):
-            col = &cols[threadid(), 0]
-            if direct:
-                gemm(True, False, K, P, OC, 1, wp, K, gp + n * OC * P, P, 0,
-                     xp + n * C * H * W, P, inner)
-            else:
-                gemm(True, False, K, P, OC, 1, wp, K, gp + n * OC * P, P, 0, col, P, inner)
-                _col2im(col, xp + n * C * H * W, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+    a.cols = &cols[0, 0]
+    with nogil:
+        parallel_for(_gemm_backward_input_task, &a, N, outer)
+
+
+cdef void _gemm_backward_input_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                    int worker) noexcept nogil:
+    """Images [begin, end)."""
+    cdef _Im2col *a = <_Im2col *>args
+    if a.f64:
+        _gemm_backward_input_images(<const double *>a.g, <const double *>a.w, <double *>a.out,
+                                    <double *>a.cols + worker * a.col_size, a, begin, end)
+    else:
+        _gemm_backward_input_images(<const float *>a.g, <const float *>a.w, <float *>a.out,
+                                    <float *>a.cols + worker * a.col_size, a, begin, end)
+
+
+cdef inline void _gemm_backward_input_images(const real *gy, const real *w, real *gx, real *col,
+                                             const _Im2col *a, Py_ssize_t begin,
+                                             Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    for n in range(begin, end):
+        if a.direct:
+            gemm(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, gx + n * image, P,
+                 a.inner)
+        else:
+            gemm(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, col, P, a.inner)
+            _col2im(col, gx + n * image, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
+                    a.pw, a.dh, a.dw)
 
 
 def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] grad_out,
@@ -835,46 +1110,80 @@ def _gemm_backward_weight(const real[:, :, :, ::1] x, const real[:, :, :, ::1] g
                           Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     """grad_w (OC x K) = sum over chunks (in order) of sum over the chunk's images (in order)
     of grad_out[n] (OC x P) @ im2col(x[n])^T (P x K)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OC = grad_w.shape[0], KH = grad_w.shape[2], KW = grad_w.shape[3]
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], P = OH * OW
-    cdef Py_ssize_t K = C * KH * KW, nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, chunk, n
-    cdef bint direct = _is_pointwise(KH, KW, sh, sw, ph, pw)
-    partial = _scratch("partial_gemm", (nchunks, OC, K),
+    cdef Py_ssize_t N = x.shape[0], nchunks = (N + DW_CHUNK - 1) // DW_CHUNK
+    cdef _Im2col a = _im2col_args(real is double, N, x.shape[1], x.shape[2], x.shape[3],
+                                  grad_w.shape[0], grad_w.shape[2], grad_w.shape[3],
+                                  grad_out.shape[2], grad_out.shape[3], sh, sw, ph, pw, dh, dw)
+    partial = _scratch("partial_gemm", (nchunks, a.OC, a.K),
                        np.float32 if real is float else np.float64)
     cdef real[:, :, ::1] pv = partial
-    cdef real *pp = &pv[0, 0, 0]
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef real *col
-    cdef int nt = _threads(N * OC * P * K, n_threads)
-    cdef int inner = 1 if nchunks >= nt else nt
-    cdef int outer = nt if nchunks >= nt else 1
-    cdef real[:, ::1] cols = _scratch("cols", (outer, 1 if direct else K * P),
+    a.x = &x[0, 0, 0, 0]
+    a.g = &grad_out[0, 0, 0, 0]
+    a.out = &pv[0, 0, 0]
+    cdef int outer = _split_threads(&a, nchunks, _threads(N * a.OC * a.P * a.K, n_threads))
+    cdef real[:, ::1] cols = _scratch("cols", (outer, a.col_size),
                                       np.float32 if real is float else np.float64)
-    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
-        for chunk in prange(nchunks, schedule='static'):
-            col = &cols[threadid(), 0]
-            for n in range(chunk * DW_CHUNK, min(N, (chunk + 1) * DW_CHUNK)):
-                if direct:
-                    gemm(False, True, OC, K, P, 1, gp + n * OC * P, P, xp + n * C * H * W, P,
-                         0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
-                else:
-                    _im2col(xp + n * C * H * W, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw,
-                            dh, dw)
-                    gemm(False, True, OC, K, P, 1, gp + n * OC * P, P, col, P,
-                         0 if n == chunk * DW_CHUNK else 1, pp + chunk * OC * K, K, inner)
+    a.cols = &cols[0, 0]
+    with nogil:
+        parallel_for(_gemm_backward_weight_task, &a, nchunks, outer)
     _sum_chunks(partial, grad_w)
+
+
+cdef void _gemm_backward_weight_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                     int worker) noexcept nogil:
+    """Chunks [begin, end) of DW_CHUNK images, each into its own partial sum."""
+    cdef _Im2col *a = <_Im2col *>args
+    if a.f64:
+        _gemm_backward_weight_chunks(<const double *>a.x, <const double *>a.g, <double *>a.out,
+                                     <double *>a.cols + worker * a.col_size, a, begin, end)
+    else:
+        _gemm_backward_weight_chunks(<const float *>a.x, <const float *>a.g, <float *>a.out,
+                                     <float *>a.cols + worker * a.col_size, a, begin, end)
+
+
+cdef inline void _gemm_backward_weight_chunks(const real *x, const real *gy, real *partial,
+                                              real *col, const _Im2col *a, Py_ssize_t begin,
+                                              Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t chunk, n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    for chunk in range(begin, end):
+        for n in range(chunk * DW_CHUNK, min(a.N, (chunk + 1) * DW_CHUNK)):
+            if a.direct:
+                gemm(False, True, OC, K, P, 1, gy + n * OC * P, P, x + n * image, P,
+                     0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K, a.inner)
+            else:
+                _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw,
+                        a.ph, a.pw, a.dh, a.dw)
+                gemm(False, True, OC, K, P, 1, gy + n * OC * P, P, col, P,
+                     0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K, a.inner)
 
 
 def _bias_grad(const real[:, :, :, ::1] grad_out, real[::1] grad_b, int n_threads):
     """grad_b[oc] = sum over n (in order) of the sum of grad_out[n, oc] (16 lanes for float32)."""
     cdef Py_ssize_t N = grad_out.shape[0], OC = grad_out.shape[1]
-    cdef Py_ssize_t P = grad_out.shape[2] * grad_out.shape[3], oc, n, p
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
+    cdef Py_ssize_t P = grad_out.shape[2] * grad_out.shape[3]
+    cdef _Conv a = _Conv(f64=real is double, x=&grad_out[0, 0, 0, 0], w=NULL, bias=NULL,
+                         out=&grad_b[0], N=N, C=0, H=0, W=0, OC=OC, KH=0, KW=0, OH=P, OW=1,
+                         sh=0, sw=0, ph=0, pw=0, dh=0, dw=0, groups=1, relu=False)
+    with nogil:
+        parallel_for(_bias_grad_task, &a, OC, _threads(N * OC * P, n_threads))
+
+
+cdef void _bias_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                          int worker) noexcept nogil:
+    """Output channels [begin, end); a.x is the output gradient, a.OH its plane size."""
+    cdef _Conv *a = <_Conv *>args
+    if a.f64:
+        _bias_grad_channels(<const double *>a.x, <double *>a.out, a.N, a.OC, a.OH, begin, end)
+    else:
+        _bias_grad_channels(<const float *>a.x, <float *>a.out, a.N, a.OC, a.OH, begin, end)
+
+
+cdef inline void _bias_grad_channels(const real *gp, real *grad_b, Py_ssize_t N, Py_ssize_t OC,
+                                     Py_ssize_t P, Py_ssize_t begin,
+                                     Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t oc, n, p
     cdef real s, t
-    cdef int nt = _threads(N * OC * P, n_threads)
-    for oc in prange(OC, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+    for oc in range(begin, end):
         s = 0
         for n in range(N):
             if real is float:

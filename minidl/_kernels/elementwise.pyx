@@ -8,12 +8,12 @@ keeps it), and a multiply by the mask would turn a NaN gradient into NaN where P
 Elementwise, so any thread split gives the same bits.
 """
 
-from cython.parallel cimport prange
+from minidl._kernels.threadpool cimport parallel_for
 
 from minidl._kernels.types cimport real
 
 # Threads take whole blocks; below PARALLEL_MIN elements one thread does it all (a parallel
-# region costs ~1 us, a block of 16K floats ~3 us).
+# loop costs ~1 us, a block of 16K floats ~3 us).
 cdef Py_ssize_t BLOCK = 16384
 cdef Py_ssize_t PARALLEL_MIN = 1 << 17
 
@@ -22,17 +22,39 @@ def relu_backward(const real[::1] out, const real[::1] grad, real[::1] grad_x, i
     """grad_x = 0 where out <= 0, else grad (PyTorch's threshold_backward: also where out is
     NaN; a NaN gradient is zeroed where out <= 0). Flat views of n elements of one dtype;
     grad_x may be grad itself."""
-    cdef Py_ssize_t n = out.shape[0], n_blocks, b, start
+    cdef Py_ssize_t n = out.shape[0]
     if grad.shape[0] != n or grad_x.shape[0] != n:
         raise ValueError(f"relu_backward: out has {n} elements, grad {grad.shape[0]} and "
                          f"grad_x {grad_x.shape[0]}; they must match")
     if n == 0:
         return
-    n_blocks = (n + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads,
-                    use_threads_if=n >= PARALLEL_MIN and n_threads > 1):
-        start = b * BLOCK
-        _relu_backward_block(&out[start], &grad[start], &grad_x[start], min(BLOCK, n - start))
+    cdef _Select a = _Select(f64=real is double, out=&out[0], grad=&grad[0], grad_x=&grad_x[0],
+                             n=n)
+    with nogil:
+        parallel_for(_relu_backward_task, &a, (n + BLOCK - 1) // BLOCK,
+                     n_threads if n >= PARALLEL_MIN else 1)
+
+
+cdef struct _Select:
+    # relu_backward's flat arrays of n elements.
+    bint f64
+    const void *out
+    const void *grad
+    void *grad_x
+    Py_ssize_t n
+
+
+cdef void _relu_backward_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                              int worker) noexcept nogil:
+    """Blocks [begin, end) of BLOCK elements."""
+    cdef _Select *a = <_Select *>args
+    cdef Py_ssize_t start = begin * BLOCK, count = min(end * BLOCK, a.n) - start
+    if a.f64:
+        _relu_backward_block(<const double *>a.out + start, <const double *>a.grad + start,
+                             <double *>a.grad_x + start, count)
+    else:
+        _relu_backward_block(<const float *>a.out + start, <const float *>a.grad + start,
+                             <float *>a.grad_x + start, count)
 
 
 cdef inline void _relu_backward_block(const real *out, const real *grad, real *grad_x,

@@ -17,17 +17,19 @@ Two serial drivers around one register tile (gemm_kernels.h, MR x NR = 6 x 32 fl
 * dots: op(A) @ B^T with at most DOT_ROWS rows (a layer at batch 1): each element is a dot
   product of two contiguous rows (gemm_dots.h), serial.
 
-Threads: C is cut into one block of whole tiles per thread (column strips, or row strips when C
-has few columns), and each thread runs a serial driver on its block with its own pack buffers,
-in a single parallel region with no barrier inside. A thread that the OS deschedules (the
-machine is shared) thus delays only its own block, not every thread at every packing step.
+Threads: C is cut into one block of whole tiles per thread of minidl's pool (column strips, or
+row strips when C has few columns), and whichever thread claims a block runs a serial driver on
+it with its own pack buffers, with no barrier inside. A thread that the OS deschedules (the
+machine is shared) thus delays only a block it holds; blocks it has not started are taken by
+the others (threadpool.h).
 Tile boundaries and the KC slicing depend on the shape alone, never on the thread count, and
 every element of C is summed by one thread over k in a fixed order: results are bitwise
 identical for any thread count.
 """
 
-from cython.parallel cimport prange
 from libc.string cimport memcpy
+
+from minidl._kernels.threadpool cimport parallel_for, threads_now
 
 cdef extern from "gemm_kernels.h" nogil:
     # Sizes, strides and offsets are Py_ssize_t (ptrdiff_t in C; C long is 32-bit on Windows);
@@ -78,7 +80,7 @@ cdef enum:
     NC_MAX = 3072
     # m * n * k (multiply-adds) at or below which the unpacked small-shape path is used.
     SMALL_MNK = 1 << 22
-    # Below this many multiply-adds a second thread costs more (parallel region ~1 us) than it saves.
+    # Below this many multiply-adds a second thread costs more (parallel loop ~1 us) than it saves.
     SERIAL_MNK = 1 << 17
     # Batched products at least this large parallelize inside each product, smaller ones over the batch.
     BATCH_INNER_MNK = 1 << 21
@@ -248,11 +250,50 @@ cdef inline Py_ssize_t _split(Py_ssize_t size, Py_ssize_t unit, Py_ssize_t part,
     return min(size, (size * part // parts + unit // 2) // unit * unit)
 
 
+cdef struct _Strips:
+    # _gemm's parallel loop: C (m x n) cut into `parts` column (or row) strips of whole tiles;
+    # alpha and beta held as double (exact for float).
+    bint f64, small, trans_a, trans_b, by_columns
+    Py_ssize_t m, n, k, lda, ldb, ldc, parts
+    double alpha, beta
+    const void *a
+    const void *b
+    void *c
+
+
+cdef void _strips_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    cdef _Strips *s = <_Strips *>args
+    if s.f64:
+        _strips(<const double *>s.a, <const double *>s.b, <double *>s.c, s, begin, end)
+    else:
+        _strips(<const float *>s.a, <const float *>s.b, <float *>s.c, s, begin, end)
+
+
+cdef inline void _strips(const real *a, const real *b, real *c, const _Strips *s,
+                         Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    """Strips [begin, end), each by a serial driver."""
+    cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
+    cdef Py_ssize_t part, start, stop
+    for part in range(begin, end):
+        if s.by_columns:
+            start = _split(s.n, nr, part, s.parts)
+            stop = _split(s.n, nr, part + 1, s.parts)
+            _gemm_serial(s.small, s.trans_a, s.trans_b, s.m, stop - start, s.k, <real>s.alpha, a,
+                         s.lda, b + (start * s.ldb if s.trans_b else start), s.ldb, <real>s.beta,
+                         c + start, s.ldc)
+        else:
+            start = _split(s.m, MR, part, s.parts)
+            stop = _split(s.m, MR, part + 1, s.parts)
+            _gemm_serial(s.small, s.trans_a, s.trans_b, stop - start, s.n, s.k, <real>s.alpha,
+                         a + (start if s.trans_a else start * s.lda), s.lda, b, s.ldb,
+                         <real>s.beta, c + start * s.ldc, s.ldc)
+
+
 cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
                real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
-    cdef Py_ssize_t i, j, part, start, stop
+    cdef Py_ssize_t i, j
     if m <= 0 or n <= 0:
         return
     if k <= 0 or alpha == 0:
@@ -271,7 +312,8 @@ cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_
     # whole shape, so every thread's block takes the same path.
     cdef bint small = m * n * k <= SMALL_MNK or m <= 2 * MR or n <= 2 * nr
     cdef Py_ssize_t n_panels = _cdiv(n, nr), n_mtiles = _cdiv(m, MR)
-    cdef int parts = n_threads if m * n * k >= SERIAL_MNK else 1
+    # The threads the pool can give now (fewer on a busy machine): strips for them only.
+    cdef int parts = threads_now(n_threads) if m * n * k >= SERIAL_MNK else 1
     # Column strips keep B's packing unshared and split it with the work; row strips when C
     # has too few panels for the threads.
     cdef bint by_columns = n_panels >= 2 * parts or n_panels >= n_mtiles
@@ -279,18 +321,11 @@ cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_
     if parts <= 1:
         _gemm_serial(small, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
-    for part in prange(parts, nogil=True, schedule='static', num_threads=parts):
-        if by_columns:
-            start = _split(n, nr, part, parts)
-            stop = _split(n, nr, part + 1, parts)
-            _gemm_serial(small, trans_a, trans_b, m, stop - start, k, alpha, a, lda,
-                         b + (start * ldb if trans_b else start), ldb, beta, c + start, ldc)
-        else:
-            start = _split(m, MR, part, parts)
-            stop = _split(m, MR, part + 1, parts)
-            _gemm_serial(small, trans_a, trans_b, stop - start, n, k, alpha,
-                         a + (start if trans_a else start * lda), lda, b, ldb, beta,
-                         c + start * ldc, ldc)
+    cdef _Strips strips = _Strips(f64=real is double, small=small, trans_a=trans_a,
+                                  trans_b=trans_b, by_columns=by_columns, m=m, n=n, k=k,
+                                  lda=lda, ldb=ldb, ldc=ldc, parts=parts, alpha=alpha, beta=beta,
+                                  a=a, b=b, c=c)
+    parallel_for(_strips_task, &strips, parts, parts)
 
 
 # ---- Python-callable wrappers for the op layer ----
@@ -351,6 +386,33 @@ def batched_matmul(a, b, out, bint trans_a=False, bint trans_b=False, int n_thre
         _batched[float](a, b, out, trans_a, trans_b, n_threads)
 
 
+cdef struct _Batch:
+    # batched_matmul's products, one per work item: out[i] = op(a[i]) @ op(b[i]).
+    bint f64, trans_a, trans_b
+    Py_ssize_t m, n, k
+    const void *a
+    Py_ssize_t lda, stride_a
+    const void *b
+    Py_ssize_t ldb, stride_b
+    void *out
+    Py_ssize_t stride_out
+
+
+cdef void _batch_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Products [begin, end), each on one thread."""
+    cdef _Batch *p = <_Batch *>args
+    cdef Py_ssize_t i
+    for i in range(begin, end):
+        if p.f64:
+            gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1, <const double *>p.a + i * p.stride_a,
+                 p.lda, <const double *>p.b + i * p.stride_b, p.ldb, 0,
+                 <double *>p.out + i * p.stride_out, p.n, 1)
+        else:
+            gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1, <const float *>p.a + i * p.stride_a,
+                 p.lda, <const float *>p.b + i * p.stride_b, p.ldb, 0,
+                 <float *>p.out + i * p.stride_out, p.n, 1)
+
+
 cdef _check_batch(Py_ssize_t na, Py_ssize_t nb, Py_ssize_t no):
     if na != nb or na != no:
         raise ValueError(f"batched_matmul: batch sizes differ: a {na}, b {nb}, out {no}")
@@ -370,13 +432,13 @@ cdef _batched(const real[:, :, ::1] a, const real[:, :, ::1] b, real[:, :, ::1] 
     cdef Py_ssize_t sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2], so = m * n
     cdef bint outer = batch > 1 and m * n * k < BATCH_INNER_MNK
     cdef bint threaded = n_threads > 1 and batch * m * n * k >= SERIAL_MNK
-    if outer:
-        for i in prange(batch, nogil=True, schedule='static', num_threads=n_threads,
-                        use_threads_if=threaded):
-            gemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
-                 b.shape[2], 0, po + i * so, n, 1)
-    else:
-        with nogil:
+    cdef _Batch args = _Batch(f64=real is double, trans_a=trans_a, trans_b=trans_b, m=m, n=n,
+                              k=k, a=pa, lda=a.shape[2], stride_a=sa, b=pb, ldb=b.shape[2],
+                              stride_b=sb, out=po, stride_out=so)
+    with nogil:
+        if outer:
+            parallel_for(_batch_task, &args, batch, n_threads if threaded else 1)
+        else:
             for i in range(batch):
                 gemm(trans_a, trans_b, m, n, k, 1, pa + i * sa, a.shape[2], pb + i * sb,
                      b.shape[2], 0, po + i * so, n, n_threads)

@@ -3,14 +3,15 @@
 
 Every kernel is parallel over (n, c) planes only: a plane has one owner, so the backward scatters
 (overlapping windows add into the same input element) need no atomics and sum in the same order
-for any thread count. Window geometry (output size, ceil_mode) is decided by the op layer; here a
-window of output (oh, ow) starts at (oh * sh - ph, ow * sw - pw) and is clipped to the input.
+for any thread count, whichever thread of minidl's pool runs a plane. Window geometry (output
+size, ceil_mode) is decided by the op layer; here a window of output (oh, ow) starts at
+(oh * sh - ph, ow * sw - pw) and is clipped to the input.
 """
 
-from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
 from minidl._kernels.bounds cimport first_valid
+from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
 
 cdef extern from "pool_kernels.h" nogil:
@@ -19,13 +20,24 @@ cdef extern from "pool_kernels.h" nogil:
                           Py_ssize_t b1)
     Py_ssize_t first_bad_index(const long long *index, Py_ssize_t n, Py_ssize_t limit)
 
-# Below this many input elements a kernel runs on one thread: an OpenMP region costs ~1 us,
+# Below this many input elements a kernel runs on one thread: a parallel loop costs ~1 us,
 # the time to pool ~10^4 elements.
 cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
 
 
 cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_ELEMS else 1
+
+
+cdef struct _Planes:
+    # One parallel loop over (n, c) planes: src and dst point at plane 0 of the input and
+    # output (or of the output and input gradients), index at the argmax planes.
+    bint f64
+    const void *src
+    void *dst
+    long long *index
+    Py_ssize_t planes, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw
+    bint count_include_pad
 
 
 cdef int _check_planes(str op, const Py_ssize_t *a, const Py_ssize_t *b) except -1:
@@ -87,26 +99,49 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
     x: (N, C, H, W); out, index: (N, C, OH, OW) with index int64 (PyTorch's return_indices).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     _check_planes("max_pool2d_forward", x.shape, out.shape)
     _check_same("max_pool2d_forward", "index", index.shape, "out", out.shape)
     if N * C == 0 or OH * OW == 0:
         return
     cdef int nt = _threads(N * C * H * W, n_threads)
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef real *op = &out[0, 0, 0, 0]
-    cdef long long *ip = &index[0, 0, 0, 0]
-    cdef Py_ssize_t blocks = N * C * OH, b0
+    cdef _Planes a = _Planes(f64=real is double, src=&x[0, 0, 0, 0], dst=&out[0, 0, 0, 0],
+                             index=&index[0, 0, 0, 0], planes=N * C, H=H, W=W, OH=OH, OW=OW,
+                             KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
+                             count_include_pad=False)
     if (real is float and KH == 2 and KW == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
             and dh == 1 and dw == 1 and OH == H // 2 and OW == W // 2):
         # Output rows in groups of 32 (an output row costs ~10-100 ns).
-        for b0 in prange(0, blocks, 32, nogil=True, schedule='static', num_threads=nt,
-                         use_threads_if=nt > 1):
-            max_pool_2x2_f32(xp, op, ip, H, W, OH, OW, b0, min(b0 + 32, blocks))
+        with nogil:
+            parallel_for(_max_pool_2x2_task, &a, (N * C * OH + 31) // 32, nt)
         return
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        _max_pool_plane(xp + p * H * W, op + p * OH * OW, ip + p * OH * OW,
-                        H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw)
+    with nogil:
+        parallel_for(_max_pool_task, &a, N * C, nt)
+
+
+cdef void _max_pool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    """Groups [begin, end) of 32 output rows."""
+    cdef _Planes *a = <_Planes *>args
+    max_pool_2x2_f32(<const float *>a.src, <float *>a.dst, a.index, a.H, a.W, a.OH, a.OW,
+                     begin * 32, min(end * 32, a.planes * a.OH))
+
+
+cdef void _max_pool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                         int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    if a.f64:
+        _max_pool_planes(<const double *>a.src, <double *>a.dst, a, begin, end)
+    else:
+        _max_pool_planes(<const float *>a.src, <float *>a.dst, a, begin, end)
+
+
+cdef inline void _max_pool_planes(const real *x, real *out, const _Planes *a, Py_ssize_t begin,
+                                  Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        _max_pool_plane(x + p * a.H * a.W, out + p * a.OH * a.OW, a.index + p * a.OH * a.OW,
+                        a.H, a.W, a.OH, a.OW, a.KH, a.KW, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw)
 
 
 def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :, :, ::1] index,
@@ -118,7 +153,7 @@ def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :,
     """
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
     cdef Py_ssize_t HW = grad_x.shape[2] * grad_x.shape[3]
-    cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3], p, i, j
+    cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3], i
     _check_planes("max_pool2d_backward", grad_x.shape, grad_out.shape)
     _check_same("max_pool2d_backward", "index", index.shape, "grad_out",
                 grad_out.shape)
@@ -133,14 +168,36 @@ def max_pool2d_backward(const real[:, :, :, ::1] grad_out, const long long[:, :,
     if bad >= 0:
         raise ValueError(f"max_pool2d_backward: index {ip[bad]} at flat position {bad} is outside [-1, {HW}) for a {grad_x.shape[2]}x"
                          f"{grad_x.shape[3]} input plane")
-    cdef real *xp = &grad_x[0, 0, 0, 0]
+    cdef _Planes a = _Planes(f64=real is double, src=gp, dst=&grad_x[0, 0, 0, 0],
+                             index=<long long *>ip, planes=N * C, H=grad_x.shape[2],
+                             W=grad_x.shape[3], OH=grad_out.shape[2], OW=grad_out.shape[3],
+                             KH=0, KW=0, sh=0, sw=0, ph=0, pw=0, dh=0, dw=0,
+                             count_include_pad=False)
+    with nogil:
+        parallel_for(_max_unpool_task, &a, N * C, nt)
+
+
+cdef void _max_unpool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                           int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    if a.f64:
+        _max_unpool_planes(<const double *>a.src, <double *>a.dst, a, begin, end)
+    else:
+        _max_unpool_planes(<const float *>a.src, <float *>a.dst, a, begin, end)
+
+
+cdef inline void _max_unpool_planes(const real *gp, real *gx, const _Planes *a,
+                                    Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    """grad_x planes [begin, end): zero, then each output gradient added at its argmax (the
+    index array is only read: its type is shared with the forward)."""
+    cdef Py_ssize_t HW = a.H * a.W, OHW = a.OH * a.OW, p, i, j
     cdef real *plane
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        plane = xp + p * HW
+    for p in range(begin, end):
+        plane = gx + p * HW
         for i in range(HW):
             plane[i] = 0
         for i in range(OHW):
-            j = ip[p * OHW + i]
+            j = a.index[p * OHW + i]
             if j >= 0:
                 plane[j] += gp[p * OHW + i]
 
@@ -178,16 +235,33 @@ def avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
                        Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int n_threads):
     """out (N, C, OH, OW) = window sums of x (N, C, H, W) / PyTorch's divisor."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     _check_planes("avg_pool2d_forward", x.shape, out.shape)
     if N * C == 0 or OH * OW == 0:
         return
-    cdef int nt = _threads(N * C * H * W, n_threads)
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef real *op = &out[0, 0, 0, 0]
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        _avg_pool_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW, KH, KW, sh, sw, ph, pw,
-                        count_include_pad)
+    cdef _Planes a = _Planes(f64=real is double, src=&x[0, 0, 0, 0], dst=&out[0, 0, 0, 0],
+                             index=NULL, planes=N * C, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW,
+                             sh=sh, sw=sw, ph=ph, pw=pw, dh=1, dw=1,
+                             count_include_pad=count_include_pad)
+    with nogil:
+        parallel_for(_avg_pool_task, &a, N * C, _threads(N * C * H * W, n_threads))
+
+
+cdef void _avg_pool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                         int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    if a.f64:
+        _avg_pool_planes(<const double *>a.src, <double *>a.dst, a, begin, end)
+    else:
+        _avg_pool_planes(<const float *>a.src, <float *>a.dst, a, begin, end)
+
+
+cdef inline void _avg_pool_planes(const real *x, real *out, const _Planes *a, Py_ssize_t begin,
+                                  Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        _avg_pool_plane(x + p * a.H * a.W, out + p * a.OH * a.OW, a.H, a.W, a.OH, a.OW, a.KH,
+                        a.KW, a.sh, a.sw, a.ph, a.pw, a.count_include_pad)
 
 
 cdef void _avg_pool_plane_backward(const real *gy, real *gx, Py_ssize_t H, Py_ssize_t W,
@@ -216,16 +290,33 @@ def avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :, ::1] gr
                         Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int n_threads):
     """grad_x (N, C, H, W): each grad_out element spread evenly over its window."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
-    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
     _check_planes("avg_pool2d_backward", grad_x.shape, grad_out.shape)
     if N * C == 0 or H * W == 0:
         return
-    cdef int nt = _threads(N * C * H * W, n_threads)
     cdef const real *gp = &grad_out[0, 0, 0, 0] if OH * OW else NULL
-    cdef real *xp = &grad_x[0, 0, 0, 0]
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        _avg_pool_plane_backward(gp + p * OH * OW, xp + p * H * W, H, W, OH, OW, KH, KW,
-                                 sh, sw, ph, pw, count_include_pad)
+    cdef _Planes a = _Planes(f64=real is double, src=gp, dst=&grad_x[0, 0, 0, 0], index=NULL,
+                             planes=N * C, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, sh=sh, sw=sw,
+                             ph=ph, pw=pw, dh=1, dw=1, count_include_pad=count_include_pad)
+    with nogil:
+        parallel_for(_avg_unpool_task, &a, N * C, _threads(N * C * H * W, n_threads))
+
+
+cdef void _avg_unpool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                           int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    if a.f64:
+        _avg_unpool_planes(<const double *>a.src, <double *>a.dst, a, begin, end)
+    else:
+        _avg_unpool_planes(<const float *>a.src, <float *>a.dst, a, begin, end)
+
+
+cdef inline void _avg_unpool_planes(const real *gy, real *gx, const _Planes *a,
+                                    Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        _avg_pool_plane_backward(gy + p * a.OH * a.OW, gx + p * a.H * a.W, a.H, a.W, a.OH,
+                                 a.OW, a.KH, a.KW, a.sh, a.sw, a.ph, a.pw, a.count_include_pad)
 
 
 cdef void _adaptive_plane(const real *x, real *out, Py_ssize_t H, Py_ssize_t W,
@@ -250,15 +341,28 @@ def adaptive_avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] o
     """out (N, C, OH, OW): mean over PyTorch's adaptive windows, rows
     [floor(o * H / OH), ceil((o + 1) * H / OH)), likewise columns."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], p
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     _check_planes("adaptive_avg_pool2d_forward", x.shape, out.shape)
     if N * C == 0 or OH * OW == 0:
         return
-    cdef int nt = _threads(N * C * H * W, n_threads)
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef real *op = &out[0, 0, 0, 0]
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        _adaptive_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW)
+    cdef _Planes a = _Planes(f64=real is double, src=&x[0, 0, 0, 0], dst=&out[0, 0, 0, 0],
+                             index=NULL, planes=N * C, H=H, W=W, OH=OH, OW=OW, KH=0, KW=0, sh=0,
+                             sw=0, ph=0, pw=0, dh=0, dw=0, count_include_pad=False)
+    with nogil:
+        parallel_for(_adaptive_task, &a, N * C, _threads(N * C * H * W, n_threads))
+
+
+cdef void _adaptive_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                         int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        if a.f64:
+            _adaptive_plane(<const double *>a.src + p * a.H * a.W,
+                            <double *>a.dst + p * a.OH * a.OW, a.H, a.W, a.OH, a.OW)
+        else:
+            _adaptive_plane(<const float *>a.src + p * a.H * a.W,
+                            <float *>a.dst + p * a.OH * a.OW, a.H, a.W, a.OH, a.OW)
 
 
 cdef void _adaptive_plane_backward(const real *gy, real *gx, Py_ssize_t H, Py_ssize_t W,
@@ -283,12 +387,26 @@ def adaptive_avg_pool2d_backward(const real[:, :, :, ::1] grad_out, real[:, :, :
                                  int n_threads):
     """grad_x (N, C, H, W) from grad_out (N, C, OH, OW) of adaptive_avg_pool2d_forward."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
-    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3], p
+    cdef Py_ssize_t W = grad_x.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
     _check_planes("adaptive_avg_pool2d_backward", grad_x.shape, grad_out.shape)
     if N * C == 0 or H * W == 0:
         return
-    cdef int nt = _threads(N * C * H * W, n_threads)
-    cdef const real *gp = &grad_out[0, 0, 0, 0]
-    cdef real *xp = &grad_x[0, 0, 0, 0]
-    for p in prange(N * C, nogil=True, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        _adaptive_plane_backward(gp + p * OH * OW, xp + p * H * W, H, W, OH, OW)
+    cdef _Planes a = _Planes(f64=real is double, src=&grad_out[0, 0, 0, 0],
+                             dst=&grad_x[0, 0, 0, 0], index=NULL, planes=N * C, H=H, W=W, OH=OH,
+                             OW=OW, KH=0, KW=0, sh=0, sw=0, ph=0, pw=0, dh=0, dw=0,
+                             count_include_pad=False)
+    with nogil:
+        parallel_for(_adaptive_unpool_task, &a, N * C, _threads(N * C * H * W, n_threads))
+
+
+cdef void _adaptive_unpool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                int worker) noexcept nogil:
+    cdef _Planes *a = <_Planes *>args
+    cdef Py_ssize_t p
+    for p in range(begin, end):
+        if a.f64:
+            _adaptive_plane_backward(<const double *>a.src + p * a.OH * a.OW,
+                                     <double *>a.dst + p * a.H * a.W, a.H, a.W, a.OH, a.OW)
+        else:
+            _adaptive_plane_backward(<const float *>a.src + p * a.OH * a.OW,
+                                     <float *>a.dst + p * a.H * a.W, a.H, a.W, a.OH, a.OW)

@@ -20,12 +20,12 @@ import numpy as np
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from minidl._kernels.gemm cimport gemm
+from minidl._kernels.threadpool cimport parallel_for
 
 cdef extern from "conv_kernels.h" nogil:
     void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
@@ -142,14 +142,17 @@ cdef void _pad_planes(const Instr *ins, int n_threads) noexcept nogil:
     cdef Py_ssize_t plane = ins.n[10] * ins.n[11] * ins.n[5] * ins.n[6], p
     cdef float *dst = <float *>ins.p[2]
     cdef int nt = _threads(N * planes * plane, CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for p in prange(N * planes, schedule='static', num_threads=nt):
-            _pad_one(ins, p, plane)
-    else:
-        for p in range(N * planes):
-            _pad_one(ins, p, plane)
+    parallel_for(_pad_task, <void *>ins, N * planes, nt)
     if ins.n[9]:
         memset(dst + N * planes * plane, 0, ins.n[9] * sizeof(float))
+
+
+cdef void _pad_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Padded channels [begin, end) of (n, c) (a parallel_for task, as the other *_task)."""
+    cdef const Instr *ins = <const Instr *>args
+    cdef Py_ssize_t plane = ins.n[10] * ins.n[11] * ins.n[5] * ins.n[6], p
+    for p in range(begin, end):
+        _pad_one(ins, p, plane)
 
 
 cdef inline void _pad_one(const Instr *ins, Py_ssize_t p, Py_ssize_t plane) noexcept nogil:
@@ -195,12 +198,14 @@ cdef void _conv_rows(const Instr *ins, int n_threads) noexcept nogil:
     nblk, nrb, rows, relu, work (multiply-adds)."""
     cdef Py_ssize_t N = ins.n[0], nblk = ins.n[9], nrb = ins.n[10], item
     cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for item in prange(N * nblk * nrb, schedule='static', num_threads=nt):
-            _conv_rows_item(ins, item)
-    else:
-        for item in range(N * nblk * nrb):
-            _conv_rows_item(ins, item)
+    parallel_for(_conv_rows_item_task, <void *>ins, N * nblk * nrb, nt)
+
+
+cdef void _conv_rows_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _conv_rows_item(<const Instr *>args, item)
 
 
 cdef inline void _conv_rows_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
@@ -222,12 +227,14 @@ cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:
     out. n: N, nsteps, nb, ocb, OC, OH, OW, Wp, sh, sw, image, nblk, npb, pix, relu, work."""
     cdef Py_ssize_t N = ins.n[0], nblk = ins.n[11], npb = ins.n[12], item
     cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for item in prange(N * nblk * npb, schedule='static', num_threads=nt):
-            _conv_pixels_item(ins, item)
-    else:
-        for item in range(N * nblk * npb):
-            _conv_pixels_item(ins, item)
+    parallel_for(_conv_pixels_item_task, <void *>ins, N * nblk * npb, nt)
+
+
+cdef void _conv_pixels_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                 int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _conv_pixels_item(<const Instr *>args, item)
 
 
 cdef inline void _conv_pixels_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
@@ -247,19 +254,16 @@ cdef inline void _conv_pixels_item(const Instr *ins, Py_ssize_t item) noexcept n
 cdef void _max_pool_2x2(const Instr *ins, int n_threads) noexcept nogil:
     """pool.max_pool2d_forward's 2x2 stride-2 loop. p: x, out, index (int64).
     n: blocks (N * C * OH), H, W, OH, OW, work (input elements)."""
-    cdef Py_ssize_t blocks = ins.n[0], b0
-    cdef int nt = _threads(ins.n[5], POOL_MIN_PARALLEL, n_threads)
-    cdef const float *x = <const float *>ins.p[0]
-    cdef float *out = <float *>ins.p[1]
-    cdef long long *index = <long long *>ins.p[2]
-    if nt > 1:
-        for b0 in prange(0, blocks, 32, schedule='static', num_threads=nt):
-            max_pool_2x2_f32(x, out, index, ins.n[1], ins.n[2], ins.n[3], ins.n[4], b0,
-                             min(b0 + 32, blocks))
-    else:
-        for b0 in range(0, blocks, 32):
-            max_pool_2x2_f32(x, out, index, ins.n[1], ins.n[2], ins.n[3], ins.n[4], b0,
-                             min(b0 + 32, blocks))
+    parallel_for(_max_pool_2x2_task, <void *>ins, (ins.n[0] + 31) // 32,
+                 _threads(ins.n[5], POOL_MIN_PARALLEL, n_threads))
+
+
+cdef void _max_pool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    """Groups [begin, end) of 32 output rows."""
+    cdef const Instr *ins = <const Instr *>args
+    max_pool_2x2_f32(<const float *>ins.p[0], <float *>ins.p[1], <long long *>ins.p[2],
+                     ins.n[1], ins.n[2], ins.n[3], ins.n[4], begin * 32, min(end * 32, ins.n[0]))
 
 
 cdef void _linear(const Instr *ins, int n_threads) noexcept nogil:
@@ -329,12 +333,14 @@ cdef void _max_pool_backward(const Instr *ins, int n_threads) noexcept nogil:
     p: grad_out, index (int64), grad_x. n: planes (N * C), HW, OHW, work (input elements)."""
     cdef Py_ssize_t planes = ins.n[0], p
     cdef int nt = _threads(ins.n[3], POOL_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for p in prange(planes, schedule='static', num_threads=nt):
-            _unpool_plane(ins, p)
-    else:
-        for p in range(planes):
-            _unpool_plane(ins, p)
+    parallel_for(_unpool_plane_task, <void *>ins, planes, nt)
+
+
+cdef void _unpool_plane_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _unpool_plane(<const Instr *>args, item)
 
 
 cdef inline void _unpool_plane(const Instr *ins, Py_ssize_t p) noexcept nogil:
@@ -446,12 +452,14 @@ cdef void _conv_dw_direct(const Instr *ins, int n_threads) noexcept nogil:
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, nchunks = (N + ins.n[14] - 1) // ins.n[14]
     cdef Py_ssize_t item
     cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for item in prange(nchunks * nblk * C, schedule='static', num_threads=nt):
-            _conv_dw_direct_item(ins, item)
-    else:
-        for item in range(nchunks * nblk * C):
-            _conv_dw_direct_item(ins, item)
+    parallel_for(_conv_dw_direct_item_task, <void *>ins, nchunks * nblk * C, nt)
+
+
+cdef void _conv_dw_direct_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                    int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _conv_dw_direct_item(<const Instr *>args, item)
 
 
 cdef inline void _conv_dw_direct_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
@@ -476,12 +484,14 @@ cdef void _conv_transpose_grad(const Instr *ins, int n_threads) noexcept nogil:
     [P][ocp] (ReLU-masked). p: grad (N, OC, P), mask or NULL, gt. n: N, OC, P, ocp, work."""
     cdef Py_ssize_t N = ins.n[0], n
     cdef int nt = _threads(ins.n[4], CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for n in prange(N, schedule='static', num_threads=nt):
-            _transpose_one(ins, n)
-    else:
-        for n in range(N):
-            _transpose_one(ins, n)
+    parallel_for(_transpose_one_task, <void *>ins, N, nt)
+
+
+cdef void _transpose_one_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                              int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _transpose_one(<const Instr *>args, item)
 
 
 cdef inline void _transpose_one(const Instr *ins, Py_ssize_t n) noexcept nogil:
@@ -498,12 +508,14 @@ cdef void _conv_dw_packed(const Instr *ins, int n_threads) noexcept nogil:
     cdef Py_ssize_t N = ins.n[0], C = ins.n[1], KH = ins.n[3]
     cdef Py_ssize_t nchunks = (N + ins.n[11] - 1) // ins.n[11], item
     cdef int nt = _threads(ins.n[12], CONV_MIN_PARALLEL, n_threads)
-    if nt > 1:
-        for item in prange(nchunks * C * KH, schedule='static', num_threads=nt):
-            _conv_dw_packed_item(ins, item)
-    else:
-        for item in range(nchunks * C * KH):
-            _conv_dw_packed_item(ins, item)
+    parallel_for(_conv_dw_packed_item_task, <void *>ins, nchunks * C * KH, nt)
+
+
+cdef void _conv_dw_packed_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                    int worker) noexcept nogil:
+    cdef Py_ssize_t item
+    for item in range(begin, end):
+        _conv_dw_packed_item(<const Instr *>args, item)
 
 
 cdef inline void _conv_dw_packed_item(const Instr *ins, Py_ssize_t item) noexcept nogil:

@@ -10,7 +10,7 @@ into blocks of TB consecutive tiles (TB from the channel counts and the image si
 images when an image's tiles fit, so that the transforms run over whole planes and fill their
 vectors on small images). Per block: the input transform V (16, C, TB), 16 GEMMs
 M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's own GEMM, and the output
-transform. Blocks are independent (any thread may run any block).
+transform. Blocks are independent (any thread of minidl's pool may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
 group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
 order: bitwise the same for any thread count.
@@ -19,13 +19,13 @@ Error (float32, He-initialised weights, ReLU inputs; tests/test_conv_winograd.py
 ||y - y_ref||_inf / ||y_ref||_inf stays below 1e-5 for the output and both gradients.
 """
 
-from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from posix.stdlib cimport posix_memalign
 
 import numpy as np
 
 from minidl._kernels.gemm cimport gemm
+from minidl._kernels.threadpool cimport parallel_for
 
 cdef extern from "winograd_kernels.h" nogil:
     Py_ssize_t wino_scratch_floats(Py_ssize_t tiles)
@@ -52,7 +52,7 @@ cdef extern from "winograd_kernels.h" nogil:
 cdef Py_ssize_t REDUCE_BLOCKS = 8
 # Bytes of transformed input + products per block: stays in the 2 MB L2 with room for U.
 cdef Py_ssize_t BLOCK_BYTES = 512 * 1024
-# Below this many multiply-adds (direct count) one thread runs: a region costs ~1 us.
+# Below this many multiply-adds (direct count) one thread runs: a parallel loop costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_MACS = 1 << 20
 
 
@@ -83,6 +83,46 @@ cdef float *_alloc(Py_ssize_t n) noexcept nogil:
     if posix_memalign(&p, 64, max(n, 16) * sizeof(float)) != 0:
         return NULL
     return <float *>p
+
+
+cdef struct _Wino:
+    # One parallel loop over blocks (forward) or groups of blocks (weight gradient): x, U or
+    # the output gradient g, bias or NULL, out (or the partial sums), and per thread a block
+    # buffer V (the transformed input), M (products, or transformed gradient) and scratch S,
+    # `worker` * v_size (m_size, s_size) floats into one allocation each.
+    const float *x
+    const float *u
+    const float *g
+    const float *bias
+    float *out
+    float *V
+    float *M
+    float *S
+    Py_ssize_t v_size, m_size, s_size
+    Py_ssize_t C, H, W, OC, OH, OW, ph, pw, th, tw, T, TB, nblocks
+    bint relu, planes
+    int inner
+
+
+cdef int _alloc_buffers(_Wino *a, int threads) noexcept nogil:
+    """Per-thread block buffers for `threads` threads; -1 when they cannot be allocated."""
+    a.v_size = 16 * _estride(a.C, a.TB)
+    a.m_size = 16 * _estride(a.OC, a.TB)
+    a.s_size = (_scratch_floats(a.TB, a.th, a.tw, a.planes) + 15) // 16 * 16
+    a.V = _alloc(threads * a.v_size)
+    a.M = _alloc(threads * a.m_size)
+    a.S = _alloc(threads * a.s_size)
+    if a.V == NULL or a.M == NULL or a.S == NULL:
+        _free_buffers(a)
+        return -1
+    return 0
+
+
+cdef void _free_buffers(_Wino *a) noexcept nogil:
+    free(a.V)
+    free(a.M)
+    free(a.S)
+    a.V = a.M = a.S = NULL
 
 
 cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
@@ -131,58 +171,55 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
     cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
     cdef bint planes = th * tw <= TB
-    cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
-    cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
-    cdef float *op = &out[0, 0, 0, 0]
     cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
     cdef int outer = nt if nblocks >= nt else 1
-    cdef int inner = 1 if outer > 1 else nt
-    cdef Py_ssize_t b, t0, t1, t, n, r, ty, tx0, tx1, o, e
-    cdef float *V = NULL
-    cdef float *M = NULL
-    cdef float *S = NULL
-    # An array: a plain local assigned inside the parallel block would be thread-private.
-    cdef int failed[1]
-    failed[0] = 0
-    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
-        V = _alloc(16 * _estride(C, TB))
-        M = _alloc(16 * _estride(OC, TB))
-        S = _alloc(_scratch_floats(TB, th, tw, planes))
-        if V == NULL or M == NULL or S == NULL:
-            failed[0] = 1
-        for b in prange(nblocks, schedule='static'):
-            if V == NULL or M == NULL or S == NULL:
-                continue
-            t0 = b * TB
-            t1 = min(T, t0 + TB)
-            _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, planes, V, S)
-            for e in range(16):
-                gemm(False, False, OC, t1 - t0, C, 1, up + e * OC * C, C,
-                     V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, inner)
-            if planes:
-                for n in range(t0 // (th * tw), t1 // (th * tw)):
-                    for o in range(OC):
-                        wino_output_plane_f32(M + o * TB + (n * th * tw - t0), _estride(OC, TB),
-                                              th, tw, op + (n * OC + o) * OH * OW, OH, OW,
-                                              bp[o] if bp != NULL else 0, relu, S)
-                continue
-            t = t0
-            while t < t1:
-                n = t // (th * tw)
-                r = t - n * th * tw
-                ty = r // tw
-                tx0 = r - ty * tw
-                tx1 = min(tw, tx0 + (t1 - t))
-                for o in range(OC):
-                    wino_output_f32(M + o * TB + (t - t0), _estride(OC, TB), ty, tx0, tx1,
-                                    op + (n * OC + o) * OH * OW, OH, OW,
-                                    bp[o] if bp != NULL else 0, relu, S)
-                t = t + (tx1 - tx0)
-        free(V)
-        free(M)
-        free(S)
-    if failed[0]:
+    cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
+    cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
+    cdef _Wino a = _Wino(x=xp, u=up, g=NULL, bias=bp, out=&out[0, 0, 0, 0], V=NULL, M=NULL,
+                         S=NULL, v_size=0, m_size=0, s_size=0, C=C, H=H, W=W, OC=OC, OH=OH,
+                         OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks, relu=relu,
+                         planes=planes, inner=1 if outer > 1 else nt)
+    if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.forward: cannot allocate the per-thread tile buffers")
+    with nogil:
+        parallel_for(_forward_task, &a, nblocks, outer)
+        _free_buffers(&a)
+
+
+cdef void _forward_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Blocks [begin, end) of TB tiles."""
+    cdef _Wino *a = <_Wino *>args
+    cdef float *V = a.V + worker * a.v_size
+    cdef float *M = a.M + worker * a.m_size
+    cdef float *S = a.S + worker * a.s_size
+    cdef Py_ssize_t C = a.C, OC = a.OC, TB = a.TB, th = a.th, tw = a.tw
+    cdef Py_ssize_t b, t0, t1, t, n, r, ty, tx0, tx1, o, e
+    for b in range(begin, end):
+        t0 = b * TB
+        t1 = min(a.T, t0 + TB)
+        _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, V, S)
+        for e in range(16):
+            gemm(False, False, OC, t1 - t0, C, 1, a.u + e * OC * C, C,
+                 V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, a.inner)
+        if a.planes:
+            for n in range(t0 // (th * tw), t1 // (th * tw)):
+                for o in range(OC):
+                    wino_output_plane_f32(M + o * TB + (n * th * tw - t0), _estride(OC, TB),
+                                          th, tw, a.out + (n * OC + o) * a.OH * a.OW, a.OH,
+                                          a.OW, a.bias[o] if a.bias != NULL else 0, a.relu, S)
+            continue
+        t = t0
+        while t < t1:
+            n = t // (th * tw)
+            r = t - n * th * tw
+            ty = r // tw
+            tx0 = r - ty * tw
+            tx1 = min(tw, tx0 + (t1 - t))
+            for o in range(OC):
+                wino_output_f32(M + o * TB + (t - t0), _estride(OC, TB), ty, tx0, tx1,
+                                a.out + (n * OC + o) * a.OH * a.OW, a.OH, a.OW,
+                                a.bias[o] if a.bias != NULL else 0, a.relu, S)
+            t = t + (tx1 - tx0)
 
 
 def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -205,59 +242,56 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
     cdef Py_ssize_t ngroups = (nblocks + REDUCE_BLOCKS - 1) // REDUCE_BLOCKS
     partial_arr = np.empty((ngroups, 16, OC, C), dtype=np.float32)
     cdef float[:, :, :, ::1] partial = partial_arr
-    cdef float *pp = &partial[0, 0, 0, 0]
-    cdef const float *xp = &x[0, 0, 0, 0]
-    cdef const float *gp = &grad_out[0, 0, 0, 0]
     cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
     cdef int outer = nt if ngroups >= nt else 1
-    cdef int inner = 1 if outer > 1 else nt
-    cdef Py_ssize_t grp, b, t0, t1, t, n, r, ty, tx0, tx1, o, e
-    cdef float *V = NULL
-    cdef float *D = NULL
-    cdef float *S = NULL
-    # An array: a plain local assigned inside the parallel block would be thread-private.
-    cdef int failed[1]
-    failed[0] = 0
-    with nogil, parallel(num_threads=outer, use_threads_if=outer > 1):
-        V = _alloc(16 * _estride(C, TB))
-        D = _alloc(16 * _estride(OC, TB))
-        S = _alloc(_scratch_floats(TB, th, tw, planes))
-        if V == NULL or D == NULL or S == NULL:
-            failed[0] = 1
-        for grp in prange(ngroups, schedule='static'):
-            if V == NULL or D == NULL or S == NULL:
-                continue
-            for b in range(grp * REDUCE_BLOCKS, min(nblocks, (grp + 1) * REDUCE_BLOCKS)):
-                t0 = b * TB
-                t1 = min(T, t0 + TB)
-                _input_block(xp, C, H, W, ph, pw, th, tw, t0, t1, TB, planes, V, S)
-                if planes:
-                    for n in range(t0 // (th * tw), t1 // (th * tw)):
-                        for o in range(OC):
-                            wino_grad_plane_f32(gp + (n * OC + o) * OH * OW, OH, OW, th, tw,
-                                                D + o * TB + (n * th * tw - t0),
-                                                _estride(OC, TB), S)
-                t = t1 if planes else t0
-                while t < t1:
-                    n = t // (th * tw)
-                    r = t - n * th * tw
-                    ty = r // tw
-                    tx0 = r - ty * tw
-                    tx1 = min(tw, tx0 + (t1 - t))
-                    for o in range(OC):
-                        wino_grad_f32(gp + (n * OC + o) * OH * OW, OH, OW, ty, tx0, tx1,
-                                      D + o * TB + (t - t0), _estride(OC, TB), S)
-                    t = t + (tx1 - tx0)
-                for e in range(16):
-                    gemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
-                         V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
-                         pp + (grp * 16 + e) * OC * C, C, inner)
-        free(V)
-        free(D)
-        free(S)
-    if failed[0]:
+    cdef _Wino a = _Wino(x=&x[0, 0, 0, 0], u=NULL, g=&grad_out[0, 0, 0, 0], bias=NULL,
+                         out=&partial[0, 0, 0, 0], V=NULL, M=NULL, S=NULL, v_size=0, m_size=0,
+                         s_size=0, C=C, H=H, W=W, OC=OC, OH=OH, OW=OW, ph=ph, pw=pw, th=th,
+                         tw=tw, T=T, TB=TB, nblocks=nblocks, relu=False,
+                         planes=planes, inner=1 if outer > 1 else nt)
+    if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.weight_grad: cannot allocate the per-thread tile buffers")
+    with nogil:
+        parallel_for(_weight_grad_task, &a, ngroups, outer)
+        _free_buffers(&a)
     acc = partial_arr[0].copy()
     for grp in range(1, ngroups):
         acc += partial_arr[grp]
     np.asarray(dU)[...] = acc
+
+
+cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                            int worker) noexcept nogil:
+    """Groups [begin, end) of REDUCE_BLOCKS blocks, each into its own partial sum (a.out)."""
+    cdef _Wino *a = <_Wino *>args
+    cdef float *V = a.V + worker * a.v_size
+    cdef float *D = a.M + worker * a.m_size
+    cdef float *S = a.S + worker * a.s_size
+    cdef Py_ssize_t C = a.C, OC = a.OC, TB = a.TB, th = a.th, tw = a.tw, OH = a.OH, OW = a.OW
+    cdef Py_ssize_t grp, b, t0, t1, t, n, r, ty, tx0, tx1, o, e
+    for grp in range(begin, end):
+        for b in range(grp * REDUCE_BLOCKS, min(a.nblocks, (grp + 1) * REDUCE_BLOCKS)):
+            t0 = b * TB
+            t1 = min(a.T, t0 + TB)
+            _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, V, S)
+            if a.planes:
+                for n in range(t0 // (th * tw), t1 // (th * tw)):
+                    for o in range(OC):
+                        wino_grad_plane_f32(a.g + (n * OC + o) * OH * OW, OH, OW, th, tw,
+                                            D + o * TB + (n * th * tw - t0), _estride(OC, TB),
+                                            S)
+            t = t1 if a.planes else t0
+            while t < t1:
+                n = t // (th * tw)
+                r = t - n * th * tw
+                ty = r // tw
+                tx0 = r - ty * tw
+                tx1 = min(tw, tx0 + (t1 - t))
+                for o in range(OC):
+                    wino_grad_f32(a.g + (n * OC + o) * OH * OW, OH, OW, ty, tx0, tx1,
+                                  D + o * TB + (t - t0), _estride(OC, TB), S)
+                t = t + (tx1 - tx0)
+            for e in range(16):
+                gemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
+                     V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
+                     a.out + (grp * 16 + e) * OC * C, C, a.inner)

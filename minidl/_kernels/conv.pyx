@@ -1335,12 +1335,11 @@ def forward_path(x, weight, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py
     if not _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw):
         return "generic"
     phased = _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
-    # The row-vector kernel takes wide stride-1 layers whose rows fill its lanes; by stride
-    # phases it reads 4x the input per output and lost to im2col + GEMM on ResNet's 16->32
-    # stride 2 (4.8 ms against 3.9, one thread), so wide strided layers keep the GEMM.
+    # The row-vector kernel takes wide layers whose rows fill its lanes, strided ones by stride
+    # phases: ResNet's 16->32 stride 2 at 32x32, one thread, 3.0 ms against im2col + GEMM's 4.1
+    # once the phases are padded in L2-sized image groups (4.8 against 3.9 before).
     if _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
-                 and not (sh == 1 and sw == 1 and phased and _rowvec_fits(x, OW, KH, KW, groups)),
-                 groups):
+                 and not (phased and _rowvec_fits(x, OW, KH, KW, groups)), groups):
         return "gemm"
     if _packed_wins(x, OC, OW, C * KH * KW, groups, phased):
         return "packed"

@@ -372,8 +372,9 @@ def _report(results: dict, args: argparse.Namespace) -> None:
         if out is None:
             print(f"{label:<28} failed")
             continue
-        base_label = f"baseline {engine['threads']}t"
-        base = results.get(base_label, (None, None))[1] if not label.startswith("base") else None
+        base = None
+        if engine["kind"] == "minidl" and not engine.get("path"):
+            base = results.get(f"baseline {engine['threads']}t", (None, None))[1]
         for name in WORKLOADS:
             if name not in out["result"]:
                 continue

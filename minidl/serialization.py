@@ -326,7 +326,7 @@ def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any =
         return torch_format.load_torch_zip(path, str(path), CheckpointError)
     try:
         archive = _Archive(path)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except torch_format.ZIP_ERRORS as e:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(
@@ -336,8 +336,7 @@ def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any =
         return _load_from(archive, path)
     except CheckpointError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError,
-            RecursionError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+    except (*torch_format.ZIP_ERRORS, TypeError, RecursionError, MemoryError) as e:
         raise CheckpointError(
             f"load: {path}: unreadable checkpoint ({type(e).__name__}: {e})"
         ) from e

@@ -15,7 +15,9 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import struct
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -34,12 +36,19 @@ _UNSUPPORTED_STORAGES = ("HalfStorage", "BFloat16Storage", "ComplexFloatStorage"
                          "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage")
 
 
+# What zipfile raises on a corrupt archive, besides BadZipFile: a flipped header byte can ask
+# for an unknown version or compression (NotImplementedError), claim encryption
+# (RuntimeError), or break the deflate stream (zlib.error) or a header field (struct.error).
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, NotImplementedError, RuntimeError,
+              OSError, EOFError, ValueError, OverflowError, KeyError, UnicodeDecodeError)
+
+
 def is_torch_zip(path: Any) -> bool:
     """Whether `path` is a zip with a `<name>/data.pkl` member (torch.save's format)."""
     try:
         with zipfile.ZipFile(path) as z:
             return any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except ZIP_ERRORS:
         return False
 
 
@@ -161,30 +170,43 @@ def load_torch_zip(path: Any, where: str, error: type) -> Any:
     naming `where` for anything but tensors, dicts, lists, tuples and plain values."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except ZIP_ERRORS as e:
         raise error(f"load: {where} is not a readable zip file: {e}") from e
-    with archive:
-        pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
-        if len(pickles) != 1:
-            raise error(f"load: {where}: expected one data.pkl in the PyTorch archive, found "
-                        f"{len(pickles)}")
-        prefix = pickles[0][: -len("data.pkl")]
-        byteorder = f"{prefix}byteorder"
-        if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
-            raise error(f"load: {where}: big-endian PyTorch checkpoints are not supported")
-        if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
-            raise error(f"load: {where}: data.pkl is larger than {MAX_PICKLE_BYTES} bytes; a "
-                        "state dict's pickle is small (the tensors live in separate members)")
-        unpickler = _Unpickler(archive.read(pickles[0]), archive, prefix, where, error)
-        try:
-            obj = unpickler.load()
-        except error:
-            raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError) as e:
-            raise error(f"load: {where}: malformed PyTorch pickle ({type(e).__name__}: {e})"
-                        ) from e
+    try:
+        obj = _load_archive(archive, where, error)
+    except error:
+        raise
+    except ZIP_ERRORS as e:
+        raise error(f"load: {where}: unreadable PyTorch archive ({type(e).__name__}: {e})"
+                    ) from e
+    finally:
+        archive.close()
     _check_plain(obj, where, error, "obj")
+    return obj
+
+
+def _load_archive(archive: zipfile.ZipFile, where: str, error: type) -> Any:
+    """The unpickled object of an open PyTorch archive (not yet checked to be plain data)."""
+    pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+    if len(pickles) != 1:
+        raise error(f"load: {where}: expected one data.pkl in the PyTorch archive, found "
+                    f"{len(pickles)}")
+    prefix = pickles[0][: -len("data.pkl")]
+    byteorder = f"{prefix}byteorder"
+    if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
+        raise error(f"load: {where}: big-endian PyTorch checkpoints are not supported")
+    if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+        raise error(f"load: {where}: data.pkl is larger than {MAX_PICKLE_BYTES} bytes; a "
+                    "state dict's pickle is small (the tensors live in separate members)")
+    unpickler = _Unpickler(archive.read(pickles[0]), archive, prefix, where, error)
+    try:
+        obj = unpickler.load()
+    except error:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError) as e:
+        raise error(f"load: {where}: malformed PyTorch pickle ({type(e).__name__}: {e})"
+                    ) from e
     return obj
 
 

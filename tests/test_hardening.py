@@ -632,3 +632,32 @@ def test_conv_scratch_cache_is_bounded_and_released_after_a_large_call():
     )
     # Resident after the call: the interpreter, the input (32 MiB), the output (~64 MiB).
     assert int(out) < 350 * RSS_SCALE, out
+
+
+@pytest.mark.parametrize(
+    "field, value, what",
+    [
+        (6, 0xFF, "a 'version needed' zipfile does not know (NotImplementedError)"),
+        (8, 0x01, "the encryption flag (RuntimeError: password required)"),
+        (8, 0x20, "flag bit 5, compressed patched data (NotImplementedError)"),
+        (10, 99, "an unknown compression method (NotImplementedError)"),
+    ],
+)
+@pytest.mark.parametrize("torch_layout", [False, True])
+def test_checkpoint_with_a_corrupt_zip_header_raises_checkpoint_error(
+    tmp_path, field, value, what, torch_layout
+):
+    """zipfile raises more than BadZipFile on a flipped header byte (found by the fuzz suite):
+    every such file is a CheckpointError naming it, for minidl's format and PyTorch's."""
+    path = tmp_path / "model.ckpt"
+    if torch_layout:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    else:
+        minidl.save({"w": minidl.ones(3)}, path)
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"PK\x01\x02")  # the first central-directory entry
+    data[entry + field] = value
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=str(path).replace(".", r"\.")):
+        minidl.load(path)

@@ -199,3 +199,15 @@ def test_text_file_is_rejected(tmp_path):
 def test_missing_file_raises_oserror(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope.idx")
+
+
+def test_empty_payload_with_an_impossible_shape_names_the_file():
+    """One zero dimension makes the payload empty, but NumPy still multiplies the others in 64
+    bits: (9, 2818572297, 1862270985, 0) is a format error, not NumPy's reshape ValueError
+    (found by fuzzing)."""
+    shape = (9, 2818572297, 1862270985, 0)
+    header = bytes([0, 0, 0x08, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+    with pytest.raises(IDXFormatError, match=r"huge\.idx.*larger than any array"):
+        decode_idx(header, "huge.idx")
+    ok = bytes([0, 0, 0x08, 2]) + (5).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    assert decode_idx(ok, "ok.idx").shape == (5, 0)

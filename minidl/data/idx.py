@@ -135,6 +135,15 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     count = 1
     for d in shape:
         count *= d
+    # NumPy multiplies the non-zero dimensions in 64 bits even when one dimension is 0: an
+    # empty payload can still declare a shape no array can have.
+    nonzero = 1
+    for d in shape:
+        nonzero *= max(d, 1)
+    if nonzero * dtype.itemsize >= 2**63:
+        raise IDXFormatError(
+            source, f"shape {shape} of {dtype.name} is larger than any array can be"
+        )
     expected = count * dtype.itemsize
     got = len(data) - header_len
     if got != expected:

@@ -33,6 +33,10 @@
  * wants these cores: the pool then runs jobs on one thread fewer (down to the caller alone)
  * for a period that doubles while contention persists (MDL_TP_CAP_MIN_NS ..
  * MDL_TP_CAP_MAX_NS) and starts again from the shortest once it has been gone for a second.
+ * While capped, one job per MDL_TP_PROBE_NS runs at full width: if a worker takes part and the
+ * caller does not stall, the competitor has gone and the cap is lifted at once. (Another
+ * process's short bursts, such as an OpenMP runtime spinning ~10 ms after each of its loops,
+ * otherwise kept the pool on one thread for most of a second.)
  * On 2 cores beside a busy process minidl thus runs like its 1-thread self instead of waiting
  * for a descheduled worker at every loop.
  *
@@ -82,6 +86,7 @@ typedef void (*mdl_task_fn)(void *args, ptrdiff_t begin, ptrdiff_t end, int work
 #define MDL_TP_CAP_MIN_NS 10000000
 #define MDL_TP_CAP_MAX_NS 640000000
 #define MDL_TP_FORGIVE_NS 1000000000
+#define MDL_TP_PROBE_NS 100000000
 
 #define MDL_W_NEXT(w) ((int)((w) & 0xfff))
 #define MDL_W_CHUNKS(w) ((int)(((w) >> 12) & 0xfff))
@@ -112,6 +117,7 @@ static struct {
     mdl_worker *workers[MDL_TP_MAX_THREADS];
     /* Contention state (heuristics: racing updates change speed only, never results). */
     _Atomic int64_t capped_until;
+    _Atomic int64_t probe_at; /* while capped: when the next full-width probe job may run */
     atomic_int cap;
     atomic_int strikes;
     atomic_long contention_events;
@@ -185,7 +191,22 @@ static void mdl_tp_contended(int limit, int64_t now) {
     atomic_store(&mdl_tp.cap, limit > 1 ? limit - 1 : 1);
     atomic_store(&mdl_tp.strikes, strikes + 1);
     atomic_store(&mdl_tp.capped_until, now + period);
+    atomic_store(&mdl_tp.probe_at, now + MDL_TP_PROBE_NS);
     atomic_fetch_add(&mdl_tp.contention_events, 1);
+}
+
+/* Whether a job capped below `wanted` threads should run at full width as a probe (at most
+ * one per MDL_TP_PROBE_NS; the compare-and-swap lets one caller take each turn). */
+static int mdl_tp_take_probe(int64_t now) {
+    int64_t at = atomic_load(&mdl_tp.probe_at);
+    return now >= at &&
+           atomic_compare_exchange_strong(&mdl_tp.probe_at, &at, now + MDL_TP_PROBE_NS);
+}
+
+/* A probe job had a worker's help and no stall: the competitor is gone. */
+static void mdl_tp_uncap(void) {
+    atomic_store(&mdl_tp.capped_until, 0);
+    atomic_store(&mdl_tp.strikes, 0);
 }
 
 /* Claim the next chunk of the current job for thread `worker`; -1 when none is left to it. */
@@ -321,7 +342,14 @@ static int mdl_tp_threads(int n_threads) {
  * thread's job holds the pool. */
 static void mdl_tp_for(mdl_task_fn fn, void *args, ptrdiff_t n_items, int n_threads) {
     if (n_items <= 0) return;
-    int limit = mdl_tp_threads(n_threads);
+    int limit = mdl_tp_threads(n_threads), probe = 0;
+    if (limit < n_threads && limit >= 1 && !mdl_tp_in_task && n_threads > 1) {
+        int64_t now = mdl_now_ns();
+        if (mdl_tp_capped(n_threads, now) < n_threads && mdl_tp_take_probe(now)) {
+            limit = n_threads > MDL_TP_MAX_THREADS ? MDL_TP_MAX_THREADS : n_threads;
+            probe = 1;
+        }
+    }
     if (limit > n_items) limit = (int)n_items;
     if (limit <= 1 || pthread_mutex_trylock(&mdl_tp.submit) != 0) {
         fn(args, 0, n_items, 0);
@@ -377,8 +405,13 @@ static void mdl_tp_for(mdl_task_fn fn, void *args, ptrdiff_t n_items, int n_thre
             }
         }
         int64_t t = mdl_now_ns();
-        if (t - waited_from > stall) mdl_tp_contended(limit, t);
+        if (t - waited_from > stall) {
+            mdl_tp_contended(limit, t);
+            probe = 0;
+        }
     }
+    /* mine < chunks: a worker ran some of the probe's chunks. */
+    if (probe && mine < (int)chunks) mdl_tp_uncap();
     pthread_mutex_unlock(&mdl_tp.submit);
 }
 

@@ -18,45 +18,14 @@ from minidl._kernels import elementwise as _elementwise
 from libc.string cimport memcpy
 
 from minidl._kernels.bounds cimport first_valid
+from minidl._kernels.conv_kernels cimport (
+    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_chunk, conv_dw_f32_ocb, conv_dw_f32_tb,
+    conv_dw_packed_f32, conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32,
+    conv_transpose_grad_f32, conv_unphase_f32,
+)
 from minidl._kernels.gemm cimport gemm
 from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
-
-cdef extern from "conv_kernels.h" nogil:
-    # Every size, stride, offset and count is a Py_ssize_t (ptrdiff_t in C): never narrowed.
-    void conv_direct_f32_rows(const float *x, Py_ssize_t Wp, const Py_ssize_t *step_off,
-                              Py_ssize_t nsteps, Py_ssize_t block_steps, const float *wpk,
-                              Py_ssize_t ocb, Py_ssize_t oc_valid, const float *bias, int relu,
-                              float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t row0,
-                              Py_ssize_t row1)
-    void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, Py_ssize_t sh, Py_ssize_t sw,
-                                const Py_ssize_t *step_off, Py_ssize_t nsteps, const float *wpk,
-                                Py_ssize_t nb, Py_ssize_t oc_valid, const float *bias, int relu,
-                                float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t p0,
-                                Py_ssize_t p1)
-    void conv_dw_packed_f32(const float *x, Py_ssize_t x_img, const float *gt, Py_ssize_t g_img,
-                            Py_ssize_t nimg, const Py_ssize_t *pix_in, Py_ssize_t P,
-                            Py_ssize_t ocp, Py_ssize_t KW, Py_ssize_t dw, float *dwp,
-                            Py_ssize_t dw_o_stride, Py_ssize_t oc_valid)
-    void conv_db_packed_f32(const float *gt, Py_ssize_t g_img, Py_ssize_t nimg, Py_ssize_t P,
-                            Py_ssize_t ocp, float *db, Py_ssize_t oc_valid)
-    void conv_transpose_grad_f32(const float *g, const float *mask, Py_ssize_t OC, Py_ssize_t P,
-                                 Py_ssize_t ocp, float *gt)
-    int conv_dw_f32_ocb(Py_ssize_t oc)
-    int conv_dw_f32_tb(Py_ssize_t KW)
-    void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, Py_ssize_t phase,
-                           Py_ssize_t sh, Py_ssize_t sw, const float *g, Py_ssize_t g_img,
-                           Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH, Py_ssize_t OW,
-                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
-                           Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
-                           Py_ssize_t dw_o_stride, float *db)
-    void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
-                             float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
-                             Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)
-    void conv_unphase_f32(const float *src, Py_ssize_t Ha, Py_ssize_t Wb, float *dst,
-                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
-                          Py_ssize_t sh, Py_ssize_t sw)
-    float conv_sum_f32(const float *p, Py_ssize_t n)
 
 # Below this many multiply-adds a kernel runs on one thread: a parallel loop costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_MACS = 65536

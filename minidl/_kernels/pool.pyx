@@ -11,14 +11,9 @@ size, ceil_mode) is decided by the op layer; here a window of output (oh, ow) st
 from libc.math cimport INFINITY
 
 from minidl._kernels.bounds cimport first_valid
+from minidl._kernels.pool_kernels cimport first_bad_index, max_pool_2x2_f32
 from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
-
-cdef extern from "pool_kernels.h" nogil:
-    void max_pool_2x2_f32(const float *x, float *out, long long *index, Py_ssize_t H,
-                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t b0,
-                          Py_ssize_t b1)
-    Py_ssize_t first_bad_index(const long long *index, Py_ssize_t n, Py_ssize_t limit)
 
 # Below this many input elements a kernel runs on one thread: a parallel loop costs ~1 us,
 # the time to pool ~10^4 elements.

@@ -208,6 +208,8 @@ def run_table(args: argparse.Namespace) -> None:
             print("torch not importable: minidl times only (pip install torch==2.13.0)")
         else:
             torch = TorchChild()
+    # As minidl-train does (the PyTorch child keeps its default allocator).
+    malloc = getattr(minidl.threads, "tune_malloc", lambda: False)()
     peaks = fma_peaks()
     load = os.getloadavg()
     print(
@@ -215,7 +217,7 @@ def run_table(args: argparse.Namespace) -> None:
         f"{' of thread CPU time' if args.cpu_time else ''}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"load {load[0]:.2f} {load[1]:.2f}, {minidl.config()['isa']}, conv algorithm "
-        f"{_algorithm()!r}, minidl from {os.path.dirname(minidl.__file__)}"
+        f"{_algorithm()!r}, malloc tuned {malloc}, minidl from {os.path.dirname(minidl.__file__)}"
     )
     print(
         "single-thread FMA peak GFLOP/s: "

@@ -36,7 +36,10 @@ def start_engine(engine: str, threads: int) -> dict:
         import minidl
 
         minidl.set_num_threads(threads)
-        return {"version": minidl.__version__, "info": minidl.config()}
+        # As minidl-train and the examples do: freed activations stay in the heap instead of
+        # being faulted in again each step (README, "What you get": tune_malloc).
+        info = dict(minidl.config(), malloc_tuned=minidl.threads.tune_malloc())
+        return {"version": minidl.__version__, "info": info}
     if engine == "numpy":
         info: dict[str, Any] = {}
         try:

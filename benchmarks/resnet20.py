@@ -124,6 +124,7 @@ def child(engine: str, threads: int, batch: int, warmup: int, repeat: int) -> di
         version = torch.__version__
     else:
         minidl.set_num_threads(threads)
+        minidl.threads.tune_malloc()  # as minidl-train does: freed activations are reused
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
         x, y = minidl.tensor(images), minidl.tensor(labels)
         if engine == "minidl-compiled":

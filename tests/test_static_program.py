@@ -9,7 +9,7 @@ import pytest
 import minidl
 from minidl import nn
 from minidl.graph import Function
-from minidl.models import LeNet5
+from minidl.models import LeNet5, resnet20
 from minidl.nn import functional as F
 
 
@@ -238,8 +238,9 @@ class MixedTrain(Mixed):
 
 
 @pytest.mark.parametrize("make_model, shape, classes", [(LeNet5, (1, 28, 28), 10),
-                                                         (MixedTrain, (2, 15, 15), 6)],
-                         ids=["lenet5", "python_nodes"])
+                                                         (MixedTrain, (2, 15, 15), 6),
+                                                         (resnet20, (3, 8, 8), 10)],
+                         ids=["lenet5", "python_nodes", "resnet20"])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["zero_grad", "accumulate"])
 def test_training_program_gives_the_replays_bits(make_model, shape, classes, accumulate):
     program, step = train_steps(make_model, "program", shape, classes, accumulate=accumulate)
@@ -302,3 +303,73 @@ def test_a_strided_input_array_is_copied_into_the_program_like_a_contiguous_one(
     (contiguous,) = lowered.run([x.data], 1)
     assert_same_bits(strided, contiguous)
     assert_same_bits(contiguous, program(x).data)
+
+
+class Recorded(Function):
+    """x * 2 from Python (no kernel in the program); remembers the arrays it returned."""
+
+    returned: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x * 2
+        Recorded.returned.append(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = g * 2
+        Recorded.returned.append(grad)
+        return grad
+
+
+class PythonChain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(Recorded.apply(Recorded.apply(self.fc1(x)).tanh()))
+
+
+def test_python_nodes_keep_results_only_python_nodes_read_without_copying_them():
+    """A value produced and read by Python nodes only (forward and gradient) is the array
+    the op returned; one an instruction reads is copied into the program's buffer."""
+    minidl.manual_seed(11)
+    model = PythonChain()
+    x, y = minidl.tensor(np.ones((4, 6), np.float32)), labels(4, classes=3)
+    step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+    g = step.graph
+    lowered = g.lower()
+    Recorded.returned = []
+    lowered.run([x.data, y.data], 1)
+    first, second = (n.out for n in g.nodes if n.fn is Recorded)
+    # Forward: the first result feeds tanh (Python): kept; the second feeds fc2 (a kernel).
+    assert lowered.arrays[first] is Recorded.returned[0]
+    assert lowered.arrays[second] is not Recorded.returned[1]
+    assert_same_bits(lowered.arrays[second], Recorded.returned[1])
+    # Backward: the second's input gradient goes to tanh's backward (Python): kept.
+    tanh_out = next(n.out for n in g.nodes if first in n.value_args())
+    assert lowered.grad_arrays[tanh_out] is Recorded.returned[2]
+    replay = minidl.compile(model, F.cross_entropy, example_inputs=(x, y), executor="replay")
+    model.zero_grad()
+    loss = step(x, y)
+    grads = [p.grad.data.copy() for p in model.parameters()]
+    model.zero_grad()
+    assert_same_bits(loss.data, replay(x, y).data)
+    for p, expected in zip(model.parameters(), grads):
+        assert_same_bits(p.grad.data, expected)
+
+
+def test_program_buffers_are_shared_as_the_memory_plan_lets_them():
+    minidl.manual_seed(12)
+    model = LeNet5()
+    program, replay = both(model, images(16))
+    lowered = program.graph.lower()
+    held = sum(b.nbytes for b in lowered.plan_buffers if b is not None)
+    values = program.graph.values
+    planned = sum(values[v].nbytes for v in lowered.plan.slot_of)
+    assert 0 < held < planned
+    x = images(16, seed=1)
+    assert_same_bits(lowered.run([x.data], 1)[0], replay(x).data)

@@ -1,14 +1,17 @@
 """Lowering: a static graph's schedule as one flat program (minidl._kernels.program).
 
-Every value gets a buffer the program owns (inputs are copied in, graph outputs copied out, a
-reshape is a view of its input's buffer; values do not share buffers as the replay's memory
-plan lets them, so a program holds every activation and gradient of a call); parameters are operand slots, re-pointed when a
+Every value an instruction reads or writes gets a buffer the program owns (inputs are copied
+in, graph outputs copied out, a reshape is a view of its input's buffer); node outputs share
+buffers as the memory plan lets them (minidl.static.memory, with every node planned), and
+gradients have buffers of their own. Parameters are operand slots, re-pointed when a
 parameter's array is replaced. Each node becomes kernel instructions when its op names a
 lowering (the `Function.lowering` trait, a key of `LOWERINGS`) that accepts the node
 (float32, non-empty, a kernel path the op itself would take), otherwise a Python node: a
-closure calling the op's `forward` on the program's arrays and copying the result into the
-node's buffer (when training, another calls its `backward` on the Context kept). All checks happen here, once;
-the instructions trust what was checked and allocated.
+closure calling the op's `forward` on the program's arrays (when training, another calls its
+`backward` on the Context kept). A Python node's result, or gradient, that only Python nodes
+read is kept as the op returned it; one an instruction reads is written into its buffer
+(through `out=` when the op is `writes_out`, else copied). All checks happen here, once; the
+instructions trust what was checked and allocated.
 
 The kernels and their work splits are the ones the ops run (the conv lowerings ask
 minidl._kernels.conv.forward_path which kernel the op would take and set up its buffers as
@@ -24,6 +27,7 @@ import numpy as np
 
 from minidl.backends import conv as conv_backend
 from minidl.graph import Context, accumulate
+from minidl.static.memory import plan_memory
 from minidl.static.trace import Node, Value
 
 _F32 = np.dtype(np.float32)
@@ -54,6 +58,10 @@ class Lowered:
                 self.params.append((slot, v.index, v.tensor))
             elif v.kind == "const":
                 self.arrays[v.index] = v.tensor.data
+        # Node outputs share buffers as the memory plan lets them (every node's output is
+        # planned: instructions write into given arrays); a slot is allocated when first used.
+        self.plan = plan_memory(nodes, values, outputs, training, every_node=True)
+        self.plan_buffers: list = [None] * len(self.plan.slot_bytes)
         self.inputs = [self.buffer(i) for i in input_indices]
         self.python_nodes = 0
         # For benchmarks: the last call's seconds inside the program, and adding the
@@ -66,6 +74,12 @@ class Lowered:
         self.grads: dict[int, np.ndarray] = {}
         self.pool_index: dict[int, np.ndarray] = {}  # max-pool output -> its argmax buffer
         self.ce_prob: dict[int, np.ndarray] = {}  # cross-entropy loss -> its probabilities
+        # Values a kernel may read so far, and what each Python node's forward writes: its
+        # result is kept as it is (no copy) unless an instruction reads the value's buffer,
+        # which the node then fills (through `out=` when its op writes into a given array).
+        self.produced: set[int] = set()
+        self.python_writes: list = [None] * len(nodes)
+        python_nodes = []
         lowered = []
         for k, node in enumerate(nodes):
             forward, backward = LOWERINGS.get(node.fn.lowering, (None, None))
@@ -73,28 +87,62 @@ class Lowered:
                     and forward(self, node))
             if not in_c:
                 self.python_node(node, k)
+                python_nodes.append((k, node))
+            self.produced.add(node.out)
             lowered.append(in_c)
         self.outputs = list(outputs)
         if training:
-            loss = outputs[0]
-            self.grads[loss] = np.ones(values[loss].shape, values[loss].dtype)
-            for k in range(len(nodes) - 1, -1, -1):
-                node = nodes[k]
-                if node.out not in self.grads:
-                    continue  # no gradient reaches it (the sweep skips it too)
-                if lowered[k]:
-                    LOWERINGS[node.fn.lowering][1](self, node)
-                else:
-                    self.python_backward(node, k)
-            self.param_grads = [(self.grads[i], t) for _, i, t in self.params if i in self.grads]
+            self._lower_backward(nodes, lowered)
+        for k, node in python_nodes:
+            buf = self.arrays[node.out]
+            attrs = node.attrs
+            if buf is not None and node.fn.writes_out:
+                attrs = {**attrs, "out": buf}
+            self.python_writes[k] = (buf, attrs)
+
+    def _lower_backward(self, nodes: list[Node], lowered: list[bool]) -> None:
+        """The backward of every node a gradient reaches, in reverse order. A gradient that
+        instructions read or write lives in a buffer of the program (`grads`); one that only
+        Python backwards touch is kept as they return it (`grad_arrays`, no copy), summed as
+        the sweep sums contributions."""
+        loss = self.outputs[0]
+        self.pinned_grads = {loss}
+        for k, node in enumerate(nodes):
+            if lowered[k]:
+                self.pinned_grads.add(node.out)
+                self.pinned_grads.update(a for i, a in enumerate(node.args)
+                                         if self.needs_grad(node, i))
+        self.grad_arrays: list = [None] * len(self.values)
+        self.reached = {loss}  # values some contribution to whose gradient is emitted
+        self.grads[loss] = np.ones(self.values[loss].shape, self.values[loss].dtype)
+        for k in range(len(nodes) - 1, -1, -1):
+            node = nodes[k]
+            if node.out not in self.reached:
+                continue  # no gradient reaches it (the sweep skips it too)
+            if lowered[k]:
+                LOWERINGS[node.fn.lowering][1](self, node)
+            else:
+                self.python_backward(node, k)
+        self.param_grads = [(i, self.grads.get(i), t) for _, i, t in self.params
+                            if i in self.reached]
 
     # -- building ------------------------------------------------------------------------
-    def buffer(self, index: int, shape: tuple | None = None) -> np.ndarray:
-        """The program's own buffer for value `index` (allocated on first use)."""
+    def buffer(self, index: int) -> np.ndarray:
+        """The program's own buffer for value `index` (allocated on first use): a view of
+        the memory plan's buffer when the value is planned."""
         a = self.arrays[index]
         if a is None:
             v = self.values[index]
-            a = self.arrays[index] = np.zeros(v.shape if shape is None else shape, v.dtype)
+            slot = self.plan.slot_of.get(index)
+            if slot is None:
+                a = np.zeros(v.shape, v.dtype)
+            else:
+                memory = self.plan_buffers[slot]
+                if memory is None:
+                    memory = self.plan_buffers[slot] = np.zeros(self.plan.slot_bytes[slot],
+                                                                np.uint8)
+                a = memory[: v.nbytes].view(v.dtype).reshape(v.shape)
+            self.arrays[index] = a
         return a
 
     def operand(self, index: int):
@@ -115,23 +163,26 @@ class Lowered:
             return False
         if v.kind == "const":
             return self.arrays[index].flags.c_contiguous
-        return v.kind != "node" or self.arrays[index] is not None
+        return v.kind != "node" or index in self.produced
 
     def python_node(self, node: Node, k: int) -> None:
         """The node as a Python call of its op's forward on the program's arrays (its Context
-        kept for its backward when training)."""
-        out = self.buffer(node.out)
-        arrays, contexts = self.arrays, self.contexts
-        fn, attrs, needs = node.fn, node.attrs, node.needs_input_grad
+        kept for its backward when training); what it writes is set once the program is
+        built (`python_writes`)."""
+        arrays, contexts, writes = self.arrays, self.contexts, self.python_writes
+        fn, needs, o = node.fn, node.needs_input_grad, node.out
         sources = [(True, a) if isinstance(a, int) else (False, a[1]) for a in node.args]
-
         keep = self.training
 
         def call() -> None:
             ctx = Context(fn, (), needs)
+            buf, attrs = writes[k]
             result = fn.forward(ctx, *[arrays[a] if is_value else a for is_value, a in sources],
                                 **attrs)
-            np.copyto(out, result)
+            if buf is None:
+                arrays[o] = result
+            elif result is not buf:
+                np.copyto(buf, result)
             if keep:
                 contexts[k] = ctx
 
@@ -150,6 +201,7 @@ class Lowered:
         to emit after it."""
         g = self.grads.get(index)
         v = self.values[index]
+        self.reached.add(index)
         if g is None:
             g = self.grads[index] = np.zeros(v.shape, v.dtype)
             return g, None
@@ -161,30 +213,45 @@ class Lowered:
 
     def python_backward(self, node: Node, k: int) -> None:
         """The node's backward as a Python call on its kept Context; each gradient is cast
-        and shape-checked as the sweep does, then written or added into its buffer."""
+        and shape-checked as the sweep does, then written or added into its buffer, or (a
+        gradient no instruction touches) kept or summed as the sweep does."""
         from minidl.graph import checked_gradient
 
-        g = self.grads[node.out]
-        contexts, fn = self.contexts, node.fn
+        o = node.out
+        upstream = self.grads[o] if o in self.pinned_grads else None
+        contexts, fn, garrays = self.contexts, node.fn, self.grad_arrays
+        what = f"{fn.__name__}.backward"
         targets = []
         for i, a in enumerate(node.args):
-            if self.needs_grad(node, i):
+            if not self.needs_grad(node, i):
+                continue
+            v = self.values[a]
+            if a in self.pinned_grads:
                 dst, total = self.grad_target(a)
-                targets.append((i, dst, total))
+                targets.append((i, a, v, dst, total, False))
+            else:
+                targets.append((i, a, v, None, None, a not in self.reached))
+                self.reached.add(a)
 
         def call() -> None:
-            result = fn.backward(contexts[k], g)
+            result = fn.backward(contexts[k], garrays[o] if upstream is None else upstream)
             contexts[k] = None
             if type(result) is not tuple:
                 result = (result,)
-            for i, dst, total in targets:
+            for i, a, v, dst, total, first in targets:
                 pg = result[i] if i < len(result) else None
+                if dst is None:
+                    if pg is not None:
+                        pg = checked_gradient(np.asarray(pg), v.dtype, v.shape, what)
+                        garrays[a] = pg if first else garrays[a] + pg
+                    elif first:
+                        # No contribution: zeros (the sweep would leave the gradient unset).
+                        garrays[a] = np.zeros(v.shape, v.dtype)
+                    continue
                 if pg is None:
-                    # No contribution: zeros (the sweep would leave the gradient unset).
                     dst[...] = 0
                 else:
-                    dst[...] = checked_gradient(np.asarray(pg), dst.dtype, dst.shape,
-                                                f"{fn.__name__}.backward")
+                    dst[...] = checked_gradient(np.asarray(pg), dst.dtype, dst.shape, what)
                 if total is not None:
                     total += dst
 
@@ -225,8 +292,9 @@ class Lowered:
             return None
         if self.training:
             start = time.perf_counter()
-            for g, tensor in self.param_grads:
-                accumulate(tensor, g)
+            garrays = self.grad_arrays
+            for index, g, tensor in self.param_grads:
+                accumulate(tensor, garrays[index] if g is None else g)
             self.accumulate_seconds = time.perf_counter() - start
         arrays = self.arrays
         return [arrays[o].copy() for o in self.outputs]
@@ -587,6 +655,7 @@ def _reshape_backward(lw: Lowered, node: Node) -> None:
     total = lw.grads.get(x)
     if total is None:
         lw.grads[x] = g
+        lw.reached.add(x)
     else:
         lw.program.add("add", (total, g, total), (total.size,))
 

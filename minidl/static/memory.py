@@ -59,14 +59,17 @@ def liveness(nodes: list[Node], values: list[Value], outputs: list[int],
 
 
 def plan_memory(nodes: list[Node], values: list[Value], outputs: list[int],
-                backward: bool) -> MemoryPlan:
+                backward: bool, every_node: bool = False) -> MemoryPlan:
+    """The buffers of the replay (outputs of ops that are `writes_out`) or, with every_node,
+    of a lowered program (whose instructions write any node's output into a given array)."""
     spans = liveness(nodes, values, outputs, backward)
     # Outputs get fresh arrays each call: the caller keeps them past the next replay. So do
     # the values outputs are views of.
     escaping = {o if values[o].alias_of is None else values[o].alias_of for o in outputs}
     plannable = {
         node.out for node in nodes
-        if node.fn.writes_out and values[node.out].alias_of is None and node.out not in escaping
+        if (every_node or node.fn.writes_out) and values[node.out].alias_of is None
+        and node.out not in escaping
     }
     slot_of: dict[int, int] = {}
     slot_bytes: list[int] = []

@@ -6,6 +6,17 @@ passes, the profiler and viz read instead of naming op classes. `Function.apply`
 on the inputs' arrays and, when some input requires a gradient and recording is on, attaches a
 `Context` (the graph node) to the output.
 
+Ops are found by name: defining a subclass with a `name` trait registers it, and `op(name)`
+returns the class. Only the op's own module names its class; Tensor methods, nn.functional,
+nn.Module's hooks and the ONNX exporter look ops up by name once, when they are imported (a
+module-level `_add = op("add").apply`, so a call costs no lookup). Adding an op:
+  1. one class in its family's module of minidl/ops (a new family is a new module there,
+     added to the imports of minidl/ops/__init__.py): `name`, the traits that differ from
+     the defaults of Function, forward and backward side by side;
+  2. the function or Tensor method that applies it (`op("name").apply`, bound at import);
+  3. for ONNX, a translation under the same name in minidl.onnx.export.TRANSLATIONS (an op
+     without one raises ExportError naming it).
+
 The graph does not know `Tensor`. It walks values through a small protocol, which
 `minidl.tensor.Tensor` implements (and registers with `register_value_type`):
 
@@ -153,6 +164,11 @@ class Function:
     and declare their traits here (the defaults describe a plain op):
     """
 
+    #: the op's identity, unique among ops: `op(name)` returns the class (see the module
+    #: docstring). A subclass without its own name is not registered and has name None
+    #: (an abstract base, a user's autograd.Function node): a name is not inherited.
+    name: str | None = None
+
     #: output = f(inputs) element by element (with broadcasting): elementwise chains fuse it.
     elementwise = False
     #: forward accepts `out=`, a preallocated output array (the static memory plan uses it).
@@ -172,6 +188,25 @@ class Function:
     #: the circuit symbol viz draws instead of the name ("+", "*", "@"), or None.
     symbol: str | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            cls.name = None
+            return
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}: an op's name must be an identifier "
+                f"string, got {name!r}"
+            )
+        taken = _ops.get(name)
+        if taken is not None:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}: the op name {name!r} is taken by "
+                f"{taken.__module__}.{taken.__qualname__}"
+            )
+        _ops[name] = cls
+
     @classmethod
     def display_name(cls, attrs: dict | None = None) -> str:
         """The op's name as drawn and profiled, with any absorbed epilogues ("Conv2d + relu")."""
@@ -183,8 +218,8 @@ class Function:
 
     @classmethod
     def backward_name(cls) -> str:
-        """The name of this op's node in `tensor.grad_fn` and reprs, as PyTorch's: "MulBackward0"
-        for MulOp."""
+        """The name of this op's node in `tensor.grad_fn` and reprs, as PyTorch's: the class
+        name without its "Op" suffix, then "Backward0" ("MulBackward0")."""
         return f"{cls.__name__.removesuffix('Op') or cls.__name__}Backward0"
 
     @classmethod
@@ -232,6 +267,30 @@ class Function:
         if s.tracer is not None:
             s.tracer.record(cls, inputs, attrs, ctx, result)
         return result
+
+
+# -- the op registry -------------------------------------------------------------------------
+# name -> op class, filled by Function.__init_subclass__ as the op modules are imported.
+_ops: dict[str, type[Function]] = {}
+
+
+def op(name: str) -> type[Function]:
+    """The op class registered under `name` (its `name` trait), e.g. op("add").
+
+    Raises KeyError listing the registered names when no op has that name (or its module is
+    not imported yet: importing minidl.ops registers every family).
+    """
+    try:
+        return _ops[name]
+    except KeyError:
+        raise KeyError(
+            f"no minidl op is named {name!r}; registered: {', '.join(sorted(_ops))}"
+        ) from None
+
+
+def registered_ops() -> dict[str, type[Function]]:
+    """Every registered op, name -> class, in registration order (a copy)."""
+    return dict(_ops)
 
 
 # -- hooks ------------------------------------------------------------------------------------

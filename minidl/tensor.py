@@ -18,11 +18,46 @@ from minidl.dtypes import (
     result_type,
 )
 from minidl.ops import contiguous
-from minidl.ops import elementwise as ew
-from minidl.ops import matmul as mm
-from minidl.ops import reduce as rd
-from minidl.ops import repeat as rp
-from minidl.ops import shape as sh
+from minidl.ops.reduce import normalize_axes
+
+# The ops Tensor applies, found by name once (importing minidl.ops above registered them): a
+# module-level bound `apply`, so an operator costs no lookup per call.
+_add = graph.op("add").apply
+_sub = graph.op("sub").apply
+_mul = graph.op("mul").apply
+_div = graph.op("div").apply
+_pow = graph.op("pow").apply
+_maximum = graph.op("maximum").apply
+_minimum = graph.op("minimum").apply
+_where = graph.op("where").apply
+_neg = graph.op("neg").apply
+_abs = graph.op("abs").apply
+_exp = graph.op("exp").apply
+_log = graph.op("log").apply
+_sqrt = graph.op("sqrt").apply
+_clip = graph.op("clip").apply
+_cast = graph.op("cast").apply
+_matmul = graph.op("matmul").apply
+_sum = graph.op("sum").apply
+_mean = graph.op("mean").apply
+_max = graph.op("max").apply
+_min = graph.op("min").apply
+_expand = graph.op("expand").apply
+_repeat = graph.op("repeat").apply
+_clone = graph.op("clone").apply
+_sin = graph.op("sin").apply
+_cos = graph.op("cos").apply
+_reshape = graph.op("reshape").apply
+_permute = graph.op("permute").apply
+_index = graph.op("index").apply
+_pad = graph.op("pad").apply
+_cat = graph.op("cat").apply
+_stack = graph.op("stack").apply
+_relu = graph.op("relu").apply
+_sigmoid = graph.op("sigmoid").apply
+_tanh = graph.op("tanh").apply
+_softmax = graph.op("softmax").apply
+_log_softmax = graph.op("log_softmax").apply
 
 
 def _as_array(data: Any, dtype: Any, op: str) -> np.ndarray:
@@ -329,34 +364,34 @@ class Tensor:
 
     # -- arithmetic (PyTorch's dtype promotion, see minidl.dtypes.result_type) -----------
     def __add__(self, other: Any) -> Tensor:
-        return ew.AddOp.apply(*_promoted(self, other))
+        return _add(*_promoted(self, other))
 
     def __radd__(self, other: Any) -> Tensor:
-        return ew.AddOp.apply(*_promoted(other, self))
+        return _add(*_promoted(other, self))
 
     def __sub__(self, other: Any) -> Tensor:
-        return ew.SubOp.apply(*_promoted(self, other))
+        return _sub(*_promoted(self, other))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ew.SubOp.apply(*_promoted(other, self))
+        return _sub(*_promoted(other, self))
 
     def __mul__(self, other: Any) -> Tensor:
-        return ew.MulOp.apply(*_promoted(self, other))
+        return _mul(*_promoted(self, other))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ew.MulOp.apply(*_promoted(other, self))
+        return _mul(*_promoted(other, self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ew.DivOp.apply(*_promoted(self, other, true_divide=True))
+        return _div(*_promoted(self, other, true_divide=True))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ew.DivOp.apply(*_promoted(other, self, true_divide=True))
+        return _div(*_promoted(other, self, true_divide=True))
 
     def __pow__(self, other: Any) -> Tensor:
-        return ew.PowOp.apply(*_promoted(self, other))
+        return _pow(*_promoted(self, other))
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ew.PowOp.apply(*_promoted(other, self))
+        return _pow(*_promoted(other, self))
 
     def __floordiv__(self, other: Any) -> Tensor:
         a, b = _promoted(self, other)
@@ -367,19 +402,19 @@ class Tensor:
         return Tensor._wrap(np.remainder(_array_of(a), _array_of(b)), False)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return mm.MatMulOp.apply(self, _tensor_operand(other))
+        return _matmul(self, _tensor_operand(other))
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return mm.MatMulOp.apply(_tensor_operand(other), self)
+        return _matmul(_tensor_operand(other), self)
 
     def __neg__(self) -> Tensor:
-        return ew.NegOp.apply(self)
+        return _neg(self)
 
     def __pos__(self) -> Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return ew.AbsOp.apply(self)
+        return _abs(self)
 
     def __invert__(self) -> Tensor:
         if self.dtype.kind not in "biu":
@@ -437,28 +472,28 @@ class Tensor:
 
     # -- elementwise functions ------------------------------------------------------------
     def exp(self) -> Tensor:
-        return ew.ExpOp.apply(_floating(self))
+        return _exp(_floating(self))
 
     def log(self) -> Tensor:
-        return ew.LogOp.apply(_floating(self))
+        return _log(_floating(self))
 
     def sqrt(self) -> Tensor:
-        return ew.SqrtOp.apply(_floating(self))
+        return _sqrt(_floating(self))
 
     def rsqrt(self) -> Tensor:
         return 1.0 / self.sqrt()
 
     def sin(self) -> Tensor:
-        return rp.SinOp.apply(_floating(self))
+        return _sin(_floating(self))
 
     def cos(self) -> Tensor:
-        return rp.CosOp.apply(_floating(self))
+        return _cos(_floating(self))
 
     def abs(self) -> Tensor:
-        return ew.AbsOp.apply(self)
+        return _abs(self)
 
     def neg(self) -> Tensor:
-        return ew.NegOp.apply(self)
+        return _neg(self)
 
     def square(self) -> Tensor:
         return self * self
@@ -491,41 +526,30 @@ class Tensor:
         return Tensor._wrap(np.round(self.data), False)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
-        return ew.ClipOp.apply(self, low=_array_of(min), high=_array_of(max))
+        return _clip(self, low=_array_of(min), high=_array_of(max))
 
     clamp = clip
 
     def maximum(self, other: Any) -> Tensor:
-        return ew.MaximumOp.apply(*_promoted(self, other))
+        return _maximum(*_promoted(self, other))
 
     def minimum(self, other: Any) -> Tensor:
-        return ew.MinimumOp.apply(*_promoted(self, other))
+        return _minimum(*_promoted(self, other))
 
-    # Activations live in minidl.ops.activation (imported on first use).
     def relu(self) -> Tensor:
-        from minidl.ops.activation import ReLUOp
-
-        return ReLUOp.apply(self)
+        return _relu(self)
 
     def sigmoid(self) -> Tensor:
-        from minidl.ops.activation import SigmoidOp
-
-        return SigmoidOp.apply(_floating(self))
+        return _sigmoid(_floating(self))
 
     def tanh(self) -> Tensor:
-        from minidl.ops.activation import TanhOp
-
-        return TanhOp.apply(_floating(self))
+        return _tanh(_floating(self))
 
     def softmax(self, dim: int = -1) -> Tensor:
-        from minidl.ops.activation import SoftmaxOp
-
-        return SoftmaxOp.apply(_floating(self), dim=dim)
+        return _softmax(_floating(self), dim=dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        from minidl.ops.activation import LogSoftmaxOp
-
-        return LogSoftmaxOp.apply(_floating(self), dim=dim)
+        return _log_softmax(_floating(self), dim=dim)
 
     # -- comparisons as methods -------------------------------------------------------------
     def eq(self, other: Any) -> Tensor:
@@ -577,7 +601,7 @@ class Tensor:
             return self
         if self._requires_grad and dt not in FLOAT_DTYPES:
             return Tensor._wrap(self.data.astype(dt), False)
-        return ew.CastOp.apply(self, dtype=dt)
+        return _cast(self, dtype=dt)
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None, non_blocking: bool = False,
            copy: bool = False) -> Tensor:
@@ -658,7 +682,7 @@ class Tensor:
         return int(self.item())
 
     def clone(self) -> Tensor:
-        return rp.CloneOp.apply(self)
+        return _clone(self)
 
     def contiguous(self) -> Tensor:
         """Itself: minidl tensors are always C-contiguous."""
@@ -674,7 +698,7 @@ class Tensor:
         x = self if dtype is None else self.astype(dtype)
         if dtype is None and x.dtype.kind in "biu" and x.dtype != np.int64:
             x = x.astype(np.int64)  # PyTorch sums bool and integers as int64
-        return rd.SumOp.apply(x, axis=dim, keepdims=keepdim)
+        return _sum(x, axis=dim, keepdims=keepdim)
 
     def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None,
              **aliases: Any) -> Tensor:
@@ -685,7 +709,7 @@ class Tensor:
                 f"mean: input dtype should be a floating point dtype, got {x.dtype} (use "
                 ".float().mean() or mean(dtype=...))"
             )
-        return rd.MeanOp.apply(x, axis=dim, keepdims=keepdim)
+        return _mean(x, axis=dim, keepdims=keepdim)
 
     def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: Any = None, **aliases: Any) -> Tensor:
@@ -702,7 +726,7 @@ class Tensor:
         if correction is None:
             correction = 0 if unbiased is False else 1
         x = _floating(self)
-        axes = rd.normalize_axes(name, dim, x.ndim)
+        axes = normalize_axes(name, dim, x.ndim)
         count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
         centered = x - x.mean(dim=axes, keepdim=True)
         dof = max(count - correction, 0)
@@ -740,11 +764,11 @@ class Tensor:
     def amax(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         """The maximum over one or several dims (all by default), without indices."""
         dim, keepdim = _dim_args("amax", dim, keepdim, aliases)
-        return rd.MaxOp.apply(self, axis=dim, keepdims=keepdim)
+        return _max(self, axis=dim, keepdims=keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         dim, keepdim = _dim_args("amin", dim, keepdim, aliases)
-        return rd.MinOp.apply(self, axis=dim, keepdims=keepdim)
+        return _min(self, axis=dim, keepdims=keepdim)
 
     def max(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
         """max() over all elements; max(dim) the named tuple (values, indices) along dim;
@@ -753,8 +777,8 @@ class Tensor:
             return self.maximum(dim)
         dim, keepdim = _dim_args("max", dim, keepdim, aliases)
         if dim is None:
-            return rd.MaxOp.apply(self, axis=None)
-        return return_types.max(*self._extreme("max", rd.MaxOp, np.argmax, dim, keepdim))
+            return _max(self, axis=None)
+        return return_types.max(*self._extreme("max", _max, np.argmax, dim, keepdim))
 
     def min(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
         """min(), min(dim) -> (values, indices), min(other_tensor); see max."""
@@ -762,12 +786,13 @@ class Tensor:
             return self.minimum(dim)
         dim, keepdim = _dim_args("min", dim, keepdim, aliases)
         if dim is None:
-            return rd.MinOp.apply(self, axis=None)
-        return return_types.min(*self._extreme("min", rd.MinOp, np.argmin, dim, keepdim))
+            return _min(self, axis=None)
+        return return_types.min(*self._extreme("min", _min, np.argmin, dim, keepdim))
 
-    def _extreme(self, name: str, op, pick, dim: Any, keepdim: bool) -> tuple[Tensor, Tensor]:
+    def _extreme(self, name: str, apply: Callable, pick: Callable, dim: Any,
+                 keepdim: bool) -> tuple[Tensor, Tensor]:
         axis = _dim_index(name, dim, self.ndim)
-        values = op.apply(self, axis=axis, keepdims=keepdim)
+        values = apply(self, axis=axis, keepdims=keepdim)
         indices = pick(self.data, axis=axis, keepdims=keepdim) if self.ndim else np.array(0)
         return values, Tensor._wrap(np.asarray(indices, dtype=np.int64), False)
 
@@ -826,7 +851,7 @@ class Tensor:
     # -- shape ----------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return sh.ReshapeOp.apply(self, shape=tuple(int(n) for n in shape))
+        return _reshape(self, shape=tuple(int(n) for n in shape))
 
     view = reshape
 
@@ -846,7 +871,7 @@ class Tensor:
 
     def permute(self, *axes: Any) -> Tensor:
         axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return sh.PermuteOp.apply(self, axes=axes)
+        return _permute(self, axes=axes)
 
     def transpose(self, dim0: int | None = None, dim1: int | None = None) -> Tensor:
         """Swap two axes (PyTorch); with no arguments reverse all axes (NumPy)."""
@@ -888,13 +913,13 @@ class Tensor:
 
     def expand(self, *sizes: Any) -> Tensor:
         """Broadcast to `sizes` (-1 keeps a dim); minidl copies (tensors are contiguous)."""
-        return rp.ExpandOp.apply(self, shape=_shape_arg(sizes))
+        return _expand(self, shape=_shape_arg(sizes))
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(other.shape)
 
     def repeat(self, *repeats: Any) -> Tensor:
-        return rp.RepeatOp.apply(self, repeats=_shape_arg(repeats))
+        return _repeat(self, repeats=_shape_arg(repeats))
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         axis = _dim_index("chunk", dim, self.ndim)
@@ -913,7 +938,7 @@ class Tensor:
         return tuple(out)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return sh.IndexOp.apply(self, index=_plain_index(index))
+        return _index(self, index=_plain_index(index))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """In-place assignment, for tensors outside any graph (data preparation, or
@@ -927,7 +952,7 @@ class Tensor:
         versions.bump(self.data)
 
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
-        return sh.PadOp.apply(self, pad_width=pad_width, value=value)
+        return _pad(self, pad_width=pad_width, value=value)
 
     def matmul(self, other: Any) -> Tensor:
         return self @ other
@@ -1026,7 +1051,7 @@ class Tensor:
         """Copy src's values (broadcast to this shape, cast to this dtype) into this tensor."""
         if isinstance(src, Tensor) and src._requires_grad and graph.is_grad_enabled():
             return self._inplace(
-                "copy_", lambda x: rp.ExpandOp.apply(src, shape=self.shape).astype(self.dtype)
+                "copy_", lambda x: _expand(src, shape=self.shape).astype(self.dtype)
                 + 0 * x, src)
         self._check_leaf_inplace("copy_")
         array = _array_of(src)
@@ -1510,7 +1535,7 @@ def concatenate(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) 
     """Join tensors along an existing dim, 0 by default (torch.cat; axis= is accepted too)."""
     dim, _ = _dim_args("cat", dim, False, aliases)
     dim = 0 if dim is None else dim
-    return sh.ConcatenateOp.apply(*_joined("cat", tensors), axis=dim)
+    return _cat(*_joined("cat", tensors), axis=dim)
 
 
 cat = concatenate
@@ -1520,26 +1545,26 @@ def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Ten
     """Join tensors along a new dim, 0 by default (axis= is accepted too)."""
     dim, _ = _dim_args("stack", dim, False, aliases)
     dim = 0 if dim is None else dim
-    return sh.StackOp.apply(*_joined("stack", tensors), axis=dim)
+    return _stack(*_joined("stack", tensors), axis=dim)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else condition
-    return ew.WhereOp.apply(cond, *_promoted(a, b))
+    return _where(cond, *_promoted(a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    return ew.MaximumOp.apply(*_promoted(a, b))
+    return _maximum(*_promoted(a, b))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    return ew.MinimumOp.apply(*_promoted(a, b))
+    return _minimum(*_promoted(a, b))
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    return mm.MatMulOp.apply(_as_tensor(a), _as_tensor(b))
+    return _matmul(_as_tensor(a), _as_tensor(b))
 
 
 def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Constant padding with numpy.pad's pad_width: ((before, after), ...) per axis."""
-    return sh.PadOp.apply(x, pad_width=pad_width, value=value)
+    return _pad(x, pad_width=pad_width, value=value)

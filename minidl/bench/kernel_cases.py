@@ -15,7 +15,8 @@ import numpy as np
 from minidl.bench.case import Case, Data, rng
 
 # name, (m, n, k), trans_a, trans_b, sizes: op(A) is m x k, op(B) is k x n. The LeNet forms are
-# those minidl.ops.matmul.LinearOp runs for LeNet-5's fc1 at batch 64 (x: 64x400, W: 120x400).
+# those the "linear" op (minidl.ops.matmul) runs for LeNet-5's fc1 at batch 64 (x: 64x400,
+# W: 120x400).
 GEMM_SHAPES = [
     ("matmul 32^3", (32, 32, 32), False, False, ("tiny",)),
     ("matmul 256^3", (256, 256, 256), False, False, ("quick", "full")),

@@ -5,8 +5,9 @@ Tensor arguments may also be NumPy arrays; class-index targets may be Tensors, a
 
 This is the Tensor-level layer over the array-level ops (minidl.ops: Function classes that
 see only arrays): each function here converts its arguments, validates what needs the whole
-call (e.g. conv2d's padding='same') and applies one op. The modules imported are private
-names: the namespace holds the functions only.
+call (e.g. conv2d's padding='same') and applies one op, found by its registered name
+(minidl.graph.op). The modules and ops imported are private names: the namespace holds the
+functions only.
 """
 
 import warnings
@@ -14,13 +15,33 @@ from typing import Any, Union
 
 import numpy as _np
 
-from minidl.ops import activation as _act
+from minidl.graph import op as _op
 from minidl.ops import conv as _conv
-from minidl.ops import local as _local
 from minidl.ops import loss as _loss
-from minidl.ops import matmul as _matmul
 from minidl.ops import pool as _pool
 from minidl.tensor import Tensor, tensor
+
+# The ops applied here, found by name once (minidl.graph.op): a call costs no lookup.
+_linear = _op("linear").apply
+_relu = _op("relu").apply
+_leaky_relu = _op("leaky_relu").apply
+_prelu = _op("prelu").apply
+_elu = _op("elu").apply
+_sigmoid = _op("sigmoid").apply
+_tanh = _op("tanh").apply
+_dropout = _op("dropout").apply
+_batch_norm = _op("batch_norm").apply
+_locally_connected2d = _op("locally_connected2d").apply
+_cross_entropy = _op("cross_entropy").apply
+_nll_loss = _op("nll_loss").apply
+_mse_loss = _op("mse_loss").apply
+_l1_loss = _op("l1_loss").apply
+_multi_margin_loss = _op("multi_margin_loss").apply
+_binary_cross_entropy_with_logits = _op("binary_cross_entropy_with_logits").apply
+_conv2d = _op("conv2d").apply
+_max_pool2d = _op("max_pool2d").apply
+_avg_pool2d = _op("avg_pool2d").apply
+_adaptive_avg_pool2d = _op("adaptive_avg_pool2d").apply
 
 IntPair = Union[int, tuple]
 
@@ -44,35 +65,35 @@ def _optional_array(x: Any) -> _np.ndarray | None:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight^T + bias.  input: (..., in); weight: (out, in); bias: (out,) or None."""
-    return _matmul.LinearOp.apply(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
+    return _linear(_tensor(input), _tensor(weight), None if bias is None else _tensor(bias))
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0); inplace=True writes the result into input (PyTorch's relu_ rules)."""
     if inplace:
         return _tensor(input).relu_()
-    return _act.ReLUOp.apply(_tensor(input))
+    return _relu(_tensor(input))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return _act.LeakyReLUOp.apply(_tensor(input), negative_slope=negative_slope)
+    return _leaky_relu(_tensor(input), negative_slope=negative_slope)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
-    return _act.PReLUOp.apply(_tensor(input), _tensor(weight))
+    return _prelu(_tensor(input), _tensor(weight))
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return _act.ELUOp.apply(_tensor(input), alpha=alpha)
+    return _elu(_tensor(input), alpha=alpha)
 
 
 def sigmoid(input: Tensor) -> Tensor:
-    return _act.SigmoidOp.apply(_tensor(input))
+    return _sigmoid(_tensor(input))
 
 
 def tanh(input: Tensor) -> Tensor:
-    return _act.TanhOp.apply(_tensor(input))
+    return _tanh(_tensor(input))
 
 
 def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
@@ -133,7 +154,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     x = _tensor(input)
     if not training or p == 0.0:
         return x
-    out = _act.DropoutOp.apply(x, p=p)
+    out = _dropout(x, p=p)
     return x.copy_(out) if inplace else out
 
 
@@ -147,7 +168,7 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
     num_batches_tracked (minidl's addition): a 0-d int64 Tensor/array counted up by each
     training step; with momentum=None the running statistics are its cumulative average.
     """
-    return _act.BatchNormOp.apply(
+    return _batch_norm(
         _tensor(input),
         None if weight is None else _tensor(weight),
         None if bias is None else _tensor(bias),
@@ -162,7 +183,7 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
                         stride: int = 1, padding: int = 0) -> Tensor:
     """Unshared convolution.  input: (N, C, H, W); weight: (OH, OW, OC, C, KH, KW);
     bias: (OC, OH, OW) or None. Returns (N, OC, OH, OW)."""
-    return _local.LocallyConnected2dOp.apply(
+    return _locally_connected2d(
         _tensor(input), _tensor(weight), None if bias is None else _tensor(bias),
         stride=stride, padding=padding,
     )
@@ -190,7 +211,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None,
     if isinstance(target, Tensor) and target.dtype.kind == "f":
         return _cross_entropy_probabilities(_tensor(input), target, weight, reduction,
                                             label_smoothing)
-    return _loss.CrossEntropyOp.apply(
+    return _cross_entropy(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )
@@ -222,7 +243,7 @@ def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reducti
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
-    return _loss.NLLOp.apply(
+    return _nll_loss(
         _tensor(input), _target(target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index,
     )
@@ -231,19 +252,19 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return _loss.MSEOp.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _mse_loss(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
     x = _tensor(input)
-    return _loss.L1Op.apply(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _l1_loss(x, _cast_target(_float_target(target), x), reduction=reduction)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
                       weight: Any = None, reduction: str = "mean") -> Tensor:
     """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
-    return _loss.MultiMarginOp.apply(
+    return _multi_margin_loss(
         _tensor(input), _target(target), _optional_array(weight),
         p=p, margin=margin, reduction=reduction,
     )
@@ -252,7 +273,7 @@ def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
-    return _loss.BCEWithLogitsOp.apply(
+    return _binary_cross_entropy_with_logits(
         _tensor(input), _float_target(target), _optional_array(weight),
         _optional_array(pos_weight), reduction=reduction,
     )
@@ -283,7 +304,7 @@ def conv2d(
         op, x.data, weight.data, None if bias is None else bias.data, stride, padding, dilation,
         groups,
     )
-    return _conv.Conv2dOp.apply(
+    return _conv2d(
         x,
         weight,
         bias,
@@ -332,7 +353,7 @@ def max_pool2d(
         "max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode
     )
     sink: list | None = [] if return_indices else None
-    out = _pool.MaxPool2dOp.apply(
+    out = _max_pool2d(
         x,
         kernel=kernel,
         stride=stride,
@@ -363,7 +384,7 @@ def avg_pool2d(
     kernel, stride, padding, _, out_size = _pool.pool_geometry(
         "avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode
     )
-    return _pool.AvgPool2dOp.apply(
+    return _avg_pool2d(
         x,
         kernel=kernel,
         stride=stride,
@@ -381,4 +402,4 @@ def adaptive_avg_pool2d(x, output_size):
     """
     x = _tensor(x)
     out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
-    return _pool.AdaptiveAvgPool2dOp.apply(x, out_size=out_size)
+    return _adaptive_avg_pool2d(x, out_size=out_size)

@@ -44,6 +44,8 @@ class BackwardHookState:
 class OutputGradHookOp(Function):
     """Identity on a module output; its backward records the gradient w.r.t. the outputs."""
 
+    name = "module_output_grad_hook"
+
     @staticmethod
     def forward(ctx: Context, x, *, state: BackwardHookState) -> np.ndarray:
         ctx.state = state
@@ -77,6 +79,8 @@ def run_hooks(state: BackwardHookState, grad_input: tuple) -> tuple:
 class InputGradHookOp(Function):
     """Identity on a module input; its backward runs the module's full backward hooks with
     (grad_input, grad_output) and passes on what they return (or the gradient itself)."""
+
+    name = "module_input_grad_hook"
 
     @staticmethod
     def forward(ctx: Context, x, *, state: BackwardHookState) -> np.ndarray:

@@ -17,9 +17,13 @@ import numpy as np
 from minidl import graph
 from minidl.device import check_device, device
 from minidl.dtypes import check_dtype
-from minidl.nn.hooks import BackwardHookState, InputGradHookOp, OutputGradHookOp, RemovableHandle
+from minidl.nn.hooks import BackwardHookState, RemovableHandle
 from minidl.tensor import Tensor, _as_array
 from minidl.tensor import tensor as minidl_tensor
+
+# The identity ops that carry full backward hooks (minidl.nn.hooks), found by name once.
+_input_grad_hook = graph.op("module_input_grad_hook").apply
+_output_grad_hook = graph.op("module_output_grad_hook").apply
 
 
 class Parameter(Tensor):
@@ -88,7 +92,7 @@ class Module:
                     "inputs that require grad are not supported by minidl"
                 )
             state = BackwardHookState(self, list(self._backward_hooks.values()), bool(tracked))
-            args = tuple(InputGradHookOp.apply(a, state=state) if i in tracked else a
+            args = tuple(_input_grad_hook(a, state=state) if i in tracked else a
                          for i, a in enumerate(args))
         output = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
@@ -102,7 +106,7 @@ class Module:
                     f"Tensor, got {type(output).__name__}"
                 )
             if output.requires_grad:
-                output = OutputGradHookOp.apply(output, state=state)
+                output = _output_grad_hook(output, state=state)
         return output
 
     # -- hooks ----------------------------------------------------------------------------

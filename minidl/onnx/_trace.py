@@ -1,8 +1,9 @@
 """The one place that reads minidl's static graphs: a traced model as a flat list of ops.
 
-Export needs each op's Function class, its inputs (graph values or constants), its attributes
-and its output, with the compiler's fusions undone (a conv or linear layer with a ReLU in its
-epilogue, an elementwise chain) so that every op maps to standard ONNX operators. When the
+Export needs each op's Function class (whose registered name selects its translation), its
+inputs (graph values or constants), its attributes and its output, with the compiler's fusions
+undone (a conv or linear layer with a ReLU in its epilogue, an elementwise chain) so that every
+op maps to standard ONNX operators. When the
 static-graph IR changes, only this module follows it.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import minidl
+from minidl.graph import registered_ops
 from minidl.tensor import Tensor
 
 
@@ -104,7 +106,7 @@ def _unfuse(
             step_values.append(target)
             ops.extend(_unfuse(step_fn, step_inputs, dict(step_attrs), target, values))
         return ops
-    absorbed = [name for name in getattr(fn, "epilogues", ("relu",)) if attrs.get(name)]
+    absorbed = [name for name in fn.epilogues if attrs.get(name)]
     if not absorbed:
         return [TracedOp(fn, inputs, attrs, out)]
     # An op with fused epilogues (conv2d + relu): the op, then each absorbed op in turn.
@@ -117,16 +119,8 @@ def _unfuse(
 
 
 def _epilogue_op(name: str) -> type:
-    """The op class a fused epilogue stands for: the Function declaring `epilogue = name`."""
-    from minidl.graph import Function
-    from minidl.ops import activation  # noqa: F401 (defines the ReLU class searched for)
-
-    pending = list(Function.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        if getattr(cls, "epilogue", None) == name:
-            return cls
-        pending.extend(cls.__subclasses__())
-    if name == "relu":  # before ops declared their epilogue trait
-        return activation.ReLUOp
+    """The op a fused epilogue stands for: the registered op declaring `epilogue = name`."""
+    for fn in registered_ops().values():
+        if fn.epilogue == name:
+            return fn
     raise ValueError(f"minidl.onnx: no op declares the fused epilogue {name!r}")

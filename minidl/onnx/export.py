@@ -1,9 +1,13 @@
 """minidl model -> ONNX file: trace the model once (twice with a dynamic batch) and translate
 each op to standard ONNX operators.
 
-The per-op translations live in `TRANSLATIONS`, keyed by the op's Function class; each one
-emits ONNX nodes through an `_Emitter`, which names values, turns constants into initializers
-of the right dtype and inserts Casts where minidl promoted mixed dtypes.
+The per-op translations live in `TRANSLATIONS`, keyed by the op's registered name (its `name`
+trait, minidl.graph.op); each one emits ONNX nodes through an `_Emitter`, which names values,
+turns constants into initializers of the right dtype and inserts Casts where minidl promoted
+mixed dtypes. The table is here rather than a method on each op class: the ONNX vocabulary
+(node types, the emitter, opset rules) stays in this optional module and out of minidl.ops,
+and one table shows what exports (PyTorch's exporter, too, registers translations by op name).
+An op without an entry raises ExportError naming it.
 
 Dynamic batch: the model is traced at the example batch size B and at B + 1; dimensions that
 differ between the two traces depend on the batch. Shape attributes (Reshape's target) keep
@@ -247,7 +251,7 @@ def _adaptive_avg_pool(em: _Emitter, op: TracedOp) -> None:
         em.node("AveragePool", [em.input(op, 0)], [em.out(op)], kernel_shape=k, strides=k)
     else:
         raise ExportError(
-            f"AdaptiveAvgPool2dOp: output size {(oh, ow)} does not divide the input's "
+            f"{op.name}: output size {(oh, ow)} does not divide the input's "
             f"{(h, w)}; the unequal windows have no ONNX operator"
         )
 
@@ -506,60 +510,53 @@ def _no_equivalent(reason: str) -> Callable:
     return translate
 
 
-def _translations() -> dict[type, Callable]:
-    from minidl.ops import activation as act
-    from minidl.ops import conv, local, matmul, pool, reduce, shape
-    from minidl.ops import elementwise as ew
-
-    return {
-        conv.Conv2dOp: _conv,
-        pool.MaxPool2dOp: _max_pool,
-        pool.AvgPool2dOp: _avg_pool,
-        pool.AdaptiveAvgPool2dOp: _adaptive_avg_pool,
-        matmul.LinearOp: _linear,
-        matmul.MatMulOp: _matmul,
-        act.ReLUOp: _unary("Relu"),
-        act.LeakyReLUOp: _leaky_relu,
-        act.PReLUOp: _prelu,
-        act.ELUOp: _elu,
-        act.SigmoidOp: _unary("Sigmoid"),
-        act.TanhOp: _unary("Tanh"),
-        act.SoftmaxOp: _softmax("Softmax"),
-        act.LogSoftmaxOp: _softmax("LogSoftmax"),
-        act.DropoutOp: _dropout,
-        act.BatchNormOp: _batch_norm,
-        ew.AddOp: _binary("Add"),
-        ew.SubOp: _binary("Sub"),
-        ew.MulOp: _binary("Mul"),
-        ew.DivOp: _binary("Div"),
-        ew.PowOp: _binary("Pow"),
-        ew.MaximumOp: _binary("Max"),
-        ew.MinimumOp: _binary("Min"),
-        ew.WhereOp: _where,
-        ew.NegOp: _unary("Neg"),
-        ew.ExpOp: _unary("Exp"),
-        ew.LogOp: _unary("Log"),
-        ew.SqrtOp: _unary("Sqrt"),
-        ew.AbsOp: _unary("Abs"),
-        ew.ClipOp: _clip,
-        ew.CastOp: _cast,
-        shape.ReshapeOp: _reshape,
-        shape.PermuteOp: _permute,
-        shape.ConcatenateOp: _concat,
-        shape.PadOp: _pad,
-        shape.IndexOp: _index,
-        reduce.SumOp: _reduce("ReduceSum"),
-        reduce.MeanOp: _reduce("ReduceMean"),
-        reduce.MaxOp: _reduce("ReduceMax"),
-        reduce.MinOp: _reduce("ReduceMin"),
-        local.LocallyConnected2dOp: _no_equivalent(
-            "LocallyConnected2d (a convolution with a separate filter bank per output "
-            "position) has no ONNX equivalent; it cannot be exported"
-        ),
-    }
-
-
-TRANSLATIONS: dict[type, Callable] = {}
+# Keyed by the op's registered name (minidl.graph.Function.name).
+TRANSLATIONS: dict[str, Callable] = {
+    "conv2d": _conv,
+    "max_pool2d": _max_pool,
+    "avg_pool2d": _avg_pool,
+    "adaptive_avg_pool2d": _adaptive_avg_pool,
+    "linear": _linear,
+    "matmul": _matmul,
+    "relu": _unary("Relu"),
+    "leaky_relu": _leaky_relu,
+    "prelu": _prelu,
+    "elu": _elu,
+    "sigmoid": _unary("Sigmoid"),
+    "tanh": _unary("Tanh"),
+    "softmax": _softmax("Softmax"),
+    "log_softmax": _softmax("LogSoftmax"),
+    "dropout": _dropout,
+    "batch_norm": _batch_norm,
+    "add": _binary("Add"),
+    "sub": _binary("Sub"),
+    "mul": _binary("Mul"),
+    "div": _binary("Div"),
+    "pow": _binary("Pow"),
+    "maximum": _binary("Max"),
+    "minimum": _binary("Min"),
+    "where": _where,
+    "neg": _unary("Neg"),
+    "exp": _unary("Exp"),
+    "log": _unary("Log"),
+    "sqrt": _unary("Sqrt"),
+    "abs": _unary("Abs"),
+    "clip": _clip,
+    "cast": _cast,
+    "reshape": _reshape,
+    "permute": _permute,
+    "cat": _concat,
+    "pad": _pad,
+    "index": _index,
+    "sum": _reduce("ReduceSum"),
+    "mean": _reduce("ReduceMean"),
+    "max": _reduce("ReduceMax"),
+    "min": _reduce("ReduceMin"),
+    "locally_connected2d": _no_equivalent(
+        "LocallyConnected2d (a convolution with a separate filter bank per output "
+        "position) has no ONNX equivalent; it cannot be exported"
+    ),
+}
 
 
 # -- the public entry point -----------------------------------------------------------------
@@ -611,8 +608,6 @@ def build_model(
     output_names: Sequence[str] | None,
 ):
     """The ModelProto of `model` traced on `example_inputs` (see export)."""
-    if not TRANSLATIONS:
-        TRANSLATIONS.update(_translations())
     arrays = [
         np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
         for x in example_inputs
@@ -650,11 +645,11 @@ def build_model(
         else:
             em.names[index] = name
     for op in graph.ops:
-        translate = TRANSLATIONS.get(op.fn)
+        translate = TRANSLATIONS.get(op.fn.name)
         if translate is None:
             raise ExportError(
                 f"{op.name}: this minidl op has no ONNX translation (supported: "
-                f"{', '.join(sorted(fn.display_name() for fn in TRANSLATIONS))})"
+                f"{', '.join(sorted(TRANSLATIONS))})"
             )
         translate(em, op)
     for index, name in pending:

@@ -25,7 +25,6 @@ import minidl
 from minidl import nn
 from minidl.nn import functional as F
 from minidl.onnx.export import _onnx
-from minidl.ops import reduce as rd
 from minidl.tensor import Tensor, from_numpy
 
 
@@ -324,7 +323,7 @@ def _global_pool(kind: str) -> Callable:
         if kind == "Average" and x.ndim == 4:
             return [F.adaptive_avg_pool2d(x, 1)]
         axes = tuple(range(2, x.ndim))
-        return [(rd.MeanOp if kind == "Average" else rd.MaxOp).apply(x, axis=axes, keepdims=True)]
+        return [REDUCTIONS["mean" if kind == "Average" else "max"](x, axis=axes, keepdims=True)]
 
     return run
 
@@ -497,7 +496,9 @@ def _axes(ins, attrs, ndim: int, op: str, default_all: bool = True) -> tuple | N
     return tuple(a % max(ndim, 1) for a in axes)
 
 
-REDUCTIONS = {"sum": rd.SumOp, "mean": rd.MeanOp, "max": rd.MaxOp, "min": rd.MinOp}
+# The reduction ops by name, applied as the ONNX nodes ask (keepdims, several axes; integer
+# sums keep their dtype, unlike Tensor.sum's int64).
+REDUCTIONS = {name: minidl.graph.op(name).apply for name in ("sum", "mean", "max", "min")}
 
 
 def _reduce(name: str) -> Callable:
@@ -514,7 +515,7 @@ def _reduce(name: str) -> Callable:
             axes = None
         if _is_array(x):
             return [np.asarray(getattr(np, name)(x, axis=axes, keepdims=keepdims), x.dtype)]
-        return [REDUCTIONS[name].apply(x, axis=axes, keepdims=keepdims)]
+        return [REDUCTIONS[name](x, axis=axes, keepdims=keepdims)]
 
     return run
 

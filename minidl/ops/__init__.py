@@ -3,14 +3,17 @@
 Ops are array-level: forward and backward see NumPy arrays, never Tensors (the Tensor-level
 wrappers are in minidl.tensor and minidl.nn.functional), and keep what backward reads in
 `ctx.save_for_backward`. Each class declares its traits on the class (minidl.graph.Function:
-elementwise, writes_out, inplace_ok, epilogues/epilogue, flops, label, symbol), which the
-static-graph passes, the memory planner, the profiler and viz read; a new op is one class in
-one file.
+name, elementwise, writes_out, inplace_ok, epilogues/epilogue, lowering, flops, label,
+symbol), which the static-graph passes, the memory planner, the profiler and viz read.
 
-Names: every Function subclass ends in `Op` (AddOp, LinearOp, Conv2dOp), so that no op shares a
-name with the Module that uses it (nn.Linear applies LinearOp) and a name says which layer it
-belongs to. Displays drop the suffix: viz and the profiler show "Linear", `grad_fn` PyTorch's
-"AddBackward0".
+A new op is one class in one file (the recipe is in minidl.graph's docstring). Importing
+minidl.ops registers every op (Function.__init_subclass__); every other module finds an op by
+its name, `minidl.graph.op("add")`, once at import, and never names its class.
+
+Names: a class is named `<Name>Op` (the Module that applies an op keeps the plain name:
+nn.Linear applies the op named "linear"); its registered name is the minidl function or method
+that applies it ("add", "linear", "conv2d", "mse_loss"). Displays drop the suffix: viz and the
+profiler show "Linear", `grad_fn` PyTorch's "AddBackward0".
 """
 
 import numpy as np
@@ -21,3 +24,19 @@ def contiguous(a) -> np.ndarray:
     keeps 0-d arrays 0-d."""
     a = np.asarray(a)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+# The families, imported after `contiguous` (which they import from here): their classes
+# register themselves, so `import minidl.ops` makes every op findable by name.
+from minidl.ops import (  # noqa: E402, F401
+    activation,
+    conv,
+    elementwise,
+    local,
+    loss,
+    matmul,
+    pool,
+    reduce,
+    repeat,
+    shape,
+)

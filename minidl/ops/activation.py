@@ -26,6 +26,7 @@ def check_float_input(op: str, x: np.ndarray) -> None:
 class ReLUOp(Function):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch. `out` as in minidl.ops.elementwise."""
 
+    name = "relu"
     elementwise = writes_out = inplace_ok = True
     epilogue = "relu"
     lowering = "relu"
@@ -57,6 +58,7 @@ def relu_grad(out: np.ndarray, g: np.ndarray) -> np.ndarray:
 class LeakyReLUOp(Function):
     """x for x > 0, negative_slope * x otherwise."""
 
+    name = "leaky_relu"
     elementwise = True
 
     @staticmethod
@@ -78,6 +80,8 @@ class PReLUOp(Function):
 
     x: (N, C, ...) or (N,); weight: (1,) shared, or (C,) one slope per channel (axis 1).
     """
+
+    name = "prelu"
 
     @staticmethod
     def forward(ctx: Context, x, weight) -> np.ndarray:
@@ -115,6 +119,7 @@ class PReLUOp(Function):
 class ELUOp(Function):
     """x for x > 0, alpha * (exp(x) - 1) otherwise (expm1, exact for small |x|)."""
 
+    name = "elu"
     elementwise = True
 
     @staticmethod
@@ -138,6 +143,7 @@ class ELUOp(Function):
 class SigmoidOp(Function):
     """1 / (1 + exp(-x)), computed from exp(-|x|) so neither branch overflows."""
 
+    name = "sigmoid"
     elementwise = True
 
     @staticmethod
@@ -157,6 +163,7 @@ class SigmoidOp(Function):
 class TanhOp(Function):
     """np.tanh saturates to +-1 without overflow for large |x|. `out` as in ReLU."""
 
+    name = "tanh"
     elementwise = writes_out = inplace_ok = True
 
     @staticmethod
@@ -191,6 +198,8 @@ def log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
 class SoftmaxOp(Function):
     """exp(x - max) / sum(exp(x - max)) along `dim`."""
 
+    name = "softmax"
+
     @staticmethod
     def forward(ctx: Context, x, *, dim: int) -> np.ndarray:
         check_float_input("softmax", x)
@@ -213,6 +222,8 @@ class SoftmaxOp(Function):
 class LogSoftmaxOp(Function):
     """x - logsumexp(x) along `dim`."""
 
+    name = "log_softmax"
+
     @staticmethod
     def forward(ctx: Context, x, *, dim: int) -> np.ndarray:
         check_float_input("log_softmax", x)
@@ -233,6 +244,8 @@ class DropoutOp(Function):
 
     The mask is drawn from minidl.random.generator(), so manual_seed / set_rng_state reproduce it.
     """
+
+    name = "dropout"
 
     @staticmethod
     def forward(ctx: Context, x, *, p: float) -> np.ndarray:
@@ -278,6 +291,7 @@ class BatchNormOp(Function):
     exactly as ReLU's backward does, so results equal BatchNorm then ReLU bit for bit.
     """
 
+    name = "batch_norm"
     writes_out = True
     epilogues = ("relu",)
 

@@ -53,6 +53,7 @@ class Conv2dOp(Function):
     (padding='same' with an even kernel pads more at the end, as PyTorch does).
     """
 
+    name = "conv2d"
     epilogues = ("relu",)
     lowering = "conv2d"
 

@@ -47,6 +47,7 @@ def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class AddOp(Function):
+    name = "add"
     elementwise = writes_out = inplace_ok = True
     symbol = "+"
 
@@ -63,6 +64,7 @@ class AddOp(Function):
 
 
 class SubOp(Function):
+    name = "sub"
     elementwise = writes_out = inplace_ok = True
     symbol = "-"
 
@@ -79,6 +81,7 @@ class SubOp(Function):
 
 
 class MulOp(Function):
+    name = "mul"
     elementwise = writes_out = inplace_ok = True
     symbol = "*"
 
@@ -98,6 +101,7 @@ class MulOp(Function):
 
 
 class DivOp(Function):
+    name = "div"
     elementwise = writes_out = inplace_ok = True
     symbol = "/"
 
@@ -116,6 +120,7 @@ class DivOp(Function):
 
 
 class PowOp(Function):
+    name = "pow"
     elementwise = True
 
     @staticmethod
@@ -141,6 +146,7 @@ class PowOp(Function):
 class MaximumOp(Function):
     """Elementwise max; on ties the gradient goes to the first operand."""
 
+    name = "maximum"
     elementwise = True
 
     @staticmethod
@@ -162,6 +168,7 @@ class MaximumOp(Function):
 class MinimumOp(Function):
     """Elementwise min; on ties the gradient goes to the first operand."""
 
+    name = "minimum"
     elementwise = True
 
     @staticmethod
@@ -182,6 +189,8 @@ class MinimumOp(Function):
 
 class WhereOp(Function):
     """out = a where cond else b; cond carries no gradient."""
+
+    name = "where"
 
     @staticmethod
     def forward(ctx: Context, cond, a, b) -> np.ndarray:
@@ -209,6 +218,7 @@ class WhereOp(Function):
 
 
 class NegOp(Function):
+    name = "neg"
     elementwise = writes_out = inplace_ok = True
     symbol = "neg"
 
@@ -222,6 +232,7 @@ class NegOp(Function):
 
 
 class ExpOp(Function):
+    name = "exp"
     elementwise = writes_out = inplace_ok = True
 
     @staticmethod
@@ -237,6 +248,7 @@ class ExpOp(Function):
 
 
 class LogOp(Function):
+    name = "log"
     elementwise = True
 
     @staticmethod
@@ -251,6 +263,7 @@ class LogOp(Function):
 
 
 class SqrtOp(Function):
+    name = "sqrt"
     elementwise = True
 
     @staticmethod
@@ -268,6 +281,7 @@ class SqrtOp(Function):
 class AbsOp(Function):
     """|x|; the gradient at 0 is 0 (the subgradient PyTorch uses)."""
 
+    name = "abs"
     elementwise = True
 
     @staticmethod
@@ -284,6 +298,7 @@ class AbsOp(Function):
 class ClipOp(Function):
     """Clamp to [low, high] (either may be None); gradient passes where the input was inside."""
 
+    name = "clip"
     elementwise = True
 
     @staticmethod
@@ -307,6 +322,8 @@ class ClipOp(Function):
 
 class CastOp(Function):
     """Change dtype; the gradient is cast back to the input's dtype."""
+
+    name = "cast"
 
     @staticmethod
     def forward(ctx: Context, a, *, dtype) -> np.ndarray:

@@ -51,6 +51,8 @@ class LocallyConnected2dOp(Function):
     stride, padding: ints (zero padding on every side). Returns (N, OC, OH, OW).
     """
 
+    name = "locally_connected2d"
+
     @staticmethod
     def forward(ctx: Context, x, weight, bias, *, stride: int, padding: int) -> np.ndarray:
         op = "locally_connected2d"

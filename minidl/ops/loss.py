@@ -118,6 +118,7 @@ class CrossEntropyOp(Function):
     p * (sum of the target weights) - (smoothed, weighted one-hot), never through log/exp nodes.
     """
 
+    name = "cross_entropy"
     lowering = "cross_entropy"
 
     @staticmethod
@@ -212,6 +213,8 @@ class CrossEntropyOp(Function):
 class NLLOp(Function):
     """Negative log-likelihood of log-probabilities x: -w[y] * x[i, y], PyTorch's nll_loss."""
 
+    name = "nll_loss"
+
     @staticmethod
     def forward(ctx: Context, x, target, weight, *, reduction: str, ignore_index: int):
         op = "nll_loss"
@@ -253,6 +256,8 @@ def _paired_target(op: str, x: np.ndarray, target: np.ndarray) -> np.ndarray:
 class MSEOp(Function):
     """(x - target)^2 per element."""
 
+    name = "mse_loss"
+
     @staticmethod
     def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
         check_reduction("mse_loss", reduction)
@@ -271,6 +276,8 @@ class MSEOp(Function):
 
 class L1Op(Function):
     """|x - target| per element; gradient sign(x - target), 0 where they are equal."""
+
+    name = "l1_loss"
 
     @staticmethod
     def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
@@ -294,6 +301,8 @@ class BCEWithLogitsOp(Function):
     softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows. weight broadcasts against
     the input; pos_weight (C,) against its last axis, as in PyTorch.
     """
+
+    name = "binary_cross_entropy_with_logits"
 
     @staticmethod
     def forward(ctx: Context, x, target, weight, pos_weight, *, reduction: str) -> np.ndarray:
@@ -343,6 +352,8 @@ class MultiMarginOp(Function):
     p in {1, 2}; x: (N, C) with target (N,), or (C,) with a 0-d target. 'mean' averages
     over samples (unweighted).
     """
+
+    name = "multi_margin_loss"
 
     @staticmethod
     def forward(ctx: Context, x, target, weight, *, p: int, margin: float,

@@ -58,6 +58,7 @@ def _rows(a: np.ndarray) -> np.ndarray:
 class MatMulOp(Function):
     """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast."""
 
+    name = "matmul"
     symbol = "@"
 
     @classmethod
@@ -141,6 +142,7 @@ class LinearOp(Function):
     GEMM's output is still in cache, and backward masks the gradient with the saved output.
     """
 
+    name = "linear"
     writes_out = True
     epilogues = ("relu",)
     lowering = "linear"

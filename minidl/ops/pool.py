@@ -59,6 +59,7 @@ class MaxPool2dOp(Function):
     (flat h * W + w per plane, PyTorch's return_indices) when given.
     """
 
+    name = "max_pool2d"
     lowering = "max_pool2d"
 
     @classmethod
@@ -96,6 +97,8 @@ class AvgPool2dOp(Function):
     """out = window sums / divisor (the window clipped to the padded input when
     count_include_pad, else to the input). x: (N, C, H, W) -> (N, C, OH, OW)."""
 
+    name = "avg_pool2d"
+
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
         return size_of(in_shapes[0])
@@ -122,6 +125,8 @@ class AvgPool2dOp(Function):
 class AdaptiveAvgPool2dOp(Function):
     """Mean over PyTorch's adaptive windows: rows [floor(i*H/OH), ceil((i+1)*H/OH)), likewise
     columns. x: (N, C, H, W) -> (N, C, OH, OW); (1, 1) is global average pooling."""
+
+    name = "adaptive_avg_pool2d"
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

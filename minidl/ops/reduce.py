@@ -37,6 +37,8 @@ def _expand(g: np.ndarray, in_shape: tuple, axes: tuple, keepdims: bool) -> np.n
 
 
 class SumOp(Function):
+    name = "sum"
+
     @staticmethod
     def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
         ctx.axes = normalize_axes("sum", axis, a.ndim)
@@ -51,6 +53,8 @@ class SumOp(Function):
 
 
 class MeanOp(Function):
+    name = "mean"
+
     @staticmethod
     def forward(ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
         ctx.axes = normalize_axes("mean", axis, a.ndim)
@@ -83,7 +87,6 @@ def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
 class _ExtremeOp(Function):
     """max or min over axes; subclasses name the reduction and its arg-function."""
 
-    name = ""
     reduce = staticmethod(np.max)
     pick = staticmethod(np.argmax)
 

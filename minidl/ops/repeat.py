@@ -16,6 +16,8 @@ from minidl.ops.elementwise import unbroadcast
 class ExpandOp(Function):
     """Broadcast to `shape` (-1 keeps a dim); copied to C order (minidl tensors are contiguous)."""
 
+    name = "expand"
+
     @staticmethod
     def forward(ctx: Context, a, *, shape) -> np.ndarray:
         shape = tuple(int(n) for n in shape)
@@ -38,6 +40,8 @@ class ExpandOp(Function):
 
 class RepeatOp(Function):
     """Tile the tensor `repeats` times along each dim (PyTorch's repeat, NumPy's tile)."""
+
+    name = "repeat"
 
     @staticmethod
     def forward(ctx: Context, a, *, repeats) -> np.ndarray:
@@ -66,6 +70,8 @@ class RepeatOp(Function):
 class CloneOp(Function):
     """A copy of the values; the gradient passes through."""
 
+    name = "clone"
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         return np.array(a, copy=True, order="C")
@@ -76,6 +82,8 @@ class CloneOp(Function):
 
 
 class SinOp(Function):
+    name = "sin"
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)
@@ -88,6 +96,8 @@ class SinOp(Function):
 
 
 class CosOp(Function):
+    name = "cos"
+
     @staticmethod
     def forward(ctx: Context, a) -> np.ndarray:
         ctx.save_for_backward(a)

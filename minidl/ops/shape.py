@@ -15,6 +15,7 @@ from minidl.ops import contiguous
 class ReshapeOp(Function):
     """A view when possible (tensors are C-contiguous, so reshape never copies)."""
 
+    name = "reshape"
     lowering = "reshape"
 
     @staticmethod
@@ -32,6 +33,8 @@ class ReshapeOp(Function):
 
 class PermuteOp(Function):
     """Reorder axes; the result is copied to C order (minidl tensors are contiguous)."""
+
+    name = "permute"
 
     @staticmethod
     def forward(ctx: Context, a, *, axes) -> np.ndarray:
@@ -56,6 +59,8 @@ def _is_basic_index(index) -> bool:
 class IndexOp(Function):
     """x[index] for basic (ints, slices, None, ...) and integer/boolean array indices."""
 
+    name = "index"
+
     @staticmethod
     def forward(ctx: Context, a, *, index) -> np.ndarray:
         ctx.index = index
@@ -78,6 +83,8 @@ class IndexOp(Function):
 
 
 class ConcatenateOp(Function):
+    name = "cat"
+
     @staticmethod
     def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
         if not arrays:
@@ -102,6 +109,8 @@ class ConcatenateOp(Function):
 
 
 class StackOp(Function):
+    name = "stack"
+
     @staticmethod
     def forward(ctx: Context, *arrays, axis=0) -> np.ndarray:
         if not arrays:
@@ -124,6 +133,8 @@ class StackOp(Function):
 
 class PadOp(Function):
     """Constant padding; pad_width as in numpy.pad: ((before, after), ...) per axis."""
+
+    name = "pad"
 
     @staticmethod
     def forward(ctx: Context, a, *, pad_width, value=0.0) -> np.ndarray:

@@ -103,6 +103,7 @@ class ElementwiseChain(Function):
     no entries in the memory plan; the arithmetic itself is still one NumPy pass per step.
     """
 
+    name = "elementwise_chain"
     label = "elementwise chain"
 
     @staticmethod

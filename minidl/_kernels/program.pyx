@@ -41,6 +41,8 @@ cdef Py_ssize_t CONV_MIN_PARALLEL = 1 << 19
 cdef Py_ssize_t POOL_MIN_PARALLEL = 1 << 16
 # Elementwise instructions (relu, add, copies): a parallel region costs ~1 us, ~10^5 elements.
 cdef Py_ssize_t ELEMENTWISE_MIN_PARALLEL = 1 << 17
+# Elements per work item of a parallel elementwise instruction (64 KB of float32).
+cdef Py_ssize_t ELEMENTWISE_BLOCK = 1 << 14
 
 # GEMM's alpha and beta as float32 (they select the float specialization of the fused gemm).
 cdef float ONE = 1
@@ -69,6 +71,7 @@ cdef enum Opcode:
     OP_CONV_TRANSPOSE_GRAD
     OP_CONV_DW_PACKED
     OP_SUM_CHUNKS
+    OP_ADD_BACKWARD
 
 OPCODES = {
     "python": OP_PYTHON,
@@ -90,6 +93,7 @@ OPCODES = {
     "conv_transpose_grad": OP_CONV_TRANSPOSE_GRAD,
     "conv_dw_packed": OP_CONV_DW_PACKED,
     "sum_chunks": OP_SUM_CHUNKS,
+    "add_backward": OP_ADD_BACKWARD,
 }
 
 cdef struct Instr:
@@ -260,6 +264,55 @@ cdef inline void _relu(const float *x, float *out, Py_ssize_t count) noexcept no
         out[i] = 0 if v < 0 else v
 
 
+cdef void _add(const Instr *ins, int n_threads) noexcept nogil:
+    """ops.elementwise.Add on operands of one shape: out = a + b, then max(out, 0) when relu
+    (the fused ReLU epilogue, as _relu: NaN stays NaN). out may be a or b.
+    p: a, b, out. n: count, relu."""
+    parallel_for(_add_task, <void *>ins, (ins.n[0] + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK,
+                 _threads(ins.n[0], ELEMENTWISE_MIN_PARALLEL, n_threads))
+
+
+cdef void _add_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Blocks [begin, end) of ELEMENTWISE_BLOCK elements."""
+    cdef const Instr *ins = <const Instr *>args
+    cdef Py_ssize_t start = begin * ELEMENTWISE_BLOCK
+    cdef Py_ssize_t count = min(end * ELEMENTWISE_BLOCK, ins.n[0]) - start, i
+    cdef const float *a = <const float *>ins.p[0] + start
+    cdef const float *b = <const float *>ins.p[1] + start
+    cdef float *out = <float *>ins.p[2] + start
+    if ins.n[1]:
+        for i in range(count):
+            out[i] = a[i] + b[i]
+        _relu(out, out, count)
+    else:
+        for i in range(count):
+            out[i] = a[i] + b[i]
+
+
+cdef void _add_backward(const Instr *ins, int n_threads) noexcept nogil:
+    """ops.elementwise.Add.backward on operands of its output's shape: each needed input
+    gradient is g, masked as ReLU's backward (relu_backward) where the fused ReLU's output is
+    given. p: g, relu_out or NULL, grad_a or NULL, grad_b or NULL. n: count."""
+    parallel_for(_add_backward_task, <void *>ins,
+                 (ins.n[0] + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK,
+                 _threads(ins.n[0], ELEMENTWISE_MIN_PARALLEL, n_threads))
+
+
+cdef void _add_backward_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    cdef const Instr *ins = <const Instr *>args
+    cdef Py_ssize_t start = begin * ELEMENTWISE_BLOCK
+    cdef Py_ssize_t count = min(end * ELEMENTWISE_BLOCK, ins.n[0]) - start
+    cdef const float *g = <const float *>ins.p[0] + start
+    cdef float *first = <float *>(ins.p[2] if ins.p[2] != NULL else ins.p[3]) + start
+    if ins.p[1] != NULL:
+        _relu_backward(g, <const float *>ins.p[1] + start, first, count)
+    else:
+        memcpy(first, g, count * sizeof(float))
+    if ins.p[2] != NULL and ins.p[3] != NULL:
+        memcpy(<float *>ins.p[3] + start, first, count * sizeof(float))
+
+
 cdef void _linear_backward(const Instr *ins, int n_threads) noexcept nogil:
     """ops.matmul.Linear.backward: g2 = g masked where relu_out <= 0 (when relu), then
     gx (M, K) = g2 @ w, gw (N, K) = g2^T @ x, gb (N,) = g2.sum(axis=0) (rows added in order).
@@ -292,8 +345,10 @@ cdef inline void _relu_backward(const float *g, const float *out, float *gx,
     """np.where(out <= 0, 0, g): zero where the output is <= 0, the gradient elsewhere (NaN
     outputs pass it)."""
     cdef Py_ssize_t i
+    cdef float v
     for i in range(count):
-        gx[i] = 0 if out[i] <= 0 else g[i]
+        v = g[i]  # read unconditionally, so that the select compiles to a vector blend
+        gx[i] = 0 if out[i] <= 0 else v
 
 
 cdef void _max_pool_backward(const Instr *ins, int n_threads) noexcept nogil:
@@ -542,8 +597,9 @@ cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
     elif op == OP_RELU:
         _relu(<const float *>ins.p[0], <float *>ins.p[1], ins.n[0])
     elif op == OP_ADD:
-        for i in range(ins.n[0]):
-            (<float *>ins.p[2])[i] = (<const float *>ins.p[0])[i] + (<const float *>ins.p[1])[i]
+        _add(ins, n_threads)
+    elif op == OP_ADD_BACKWARD:
+        _add_backward(ins, n_threads)
     elif op == OP_COPY:
         memcpy(ins.p[0], ins.p[1], ins.n[0])
     elif op == OP_LINEAR_BACKWARD:

@@ -15,6 +15,7 @@ import numpy as np
 from minidl.dtypes import SUPPORTED_DTYPES, check_dtype
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
+from minidl.ops.activation import relu_grad
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -47,19 +48,31 @@ def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class AddOp(Function):
+    """a + b; relu=True is the static graphs' fusion of a following ReLU (a residual block's
+    add + ReLU): max(a + b, 0) as ReLU computes it (NaN stays NaN), and backward masks the
+    gradient with the output as ReLU's backward does, so the bits equal Add then ReLU."""
+
     name = "add"
     elementwise = writes_out = inplace_ok = True
+    epilogues = ("relu",)
+    lowering = "add"
     symbol = "+"
 
     @staticmethod
-    def forward(ctx: Context, a, b, out=None) -> np.ndarray:
+    def forward(ctx: Context, a, b, out=None, relu: bool = False) -> np.ndarray:
         ctx.shapes = (_shape(a), _shape(b))
-        return _binary("add", np.add, a, b, out)
+        out = _binary("add", np.add, a, b, out)
+        if relu:
+            np.maximum(out, out.dtype.type(0), out=out)
+            ctx.save_for_backward(out)
+        return out
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
+        if ctx.saved_tensors:
+            g = relu_grad(ctx.saved_tensors[0], g)
         return (unbroadcast(g, sa) if need_a else None, unbroadcast(g, sb) if need_b else None)
 
 

@@ -571,6 +571,33 @@ def _relu(lw: Lowered, node: Node) -> bool:
     return True
 
 
+def _add(lw: Lowered, node: Node) -> bool:
+    """Operands of the output's shape (no broadcasting), float32; relu: the fused epilogue."""
+    if len(node.args) != 2 or not all(lw.readable(a) for a in node.args):
+        return False
+    shape = lw.values[node.out].shape
+    if any(lw.values[a].shape != shape for a in node.args):
+        return False
+    a, b = node.args
+    out = lw.buffer(node.out)
+    lw.program.add("add", (lw.operand(a), lw.operand(b), out),
+                   (out.size, int(bool(node.attrs.get("relu")))))
+    return True
+
+
+def _add_backward(lw: Lowered, node: Node) -> None:
+    need = [lw.needs_grad(node, i) for i in range(2)]
+    if not any(need):
+        return
+    targets = [lw.grad_target(a) if n else (None, None) for a, n in zip(node.args, need)]
+    g = lw.grads[node.out]
+    lw.program.add("add_backward", (g, lw.arrays[node.out] if node.attrs.get("relu") else None,
+                                    targets[0][0], targets[1][0]), (g.size,))
+    for dst, total in targets:
+        if dst is not None:
+            lw.add_into(dst, total)
+
+
 def _max_pool_backward(lw: Lowered, node: Node) -> None:
     (x,) = node.args
     if not lw.needs_grad(node, 0):
@@ -678,6 +705,7 @@ LOWERINGS: dict[str, tuple[Callable[[Lowered, Node], bool], Callable[[Lowered, N
     "max_pool2d": (_max_pool, _max_pool_backward),
     "linear": (_linear, _linear_backward),
     "relu": (_relu, _relu_backward),
+    "add": (_add, _add_backward),
     "reshape": (_reshape, _reshape_backward),
     "cross_entropy": (_cross_entropy, _cross_entropy_backward),
 }

@@ -2,7 +2,7 @@
 
 The shapes live in minidl/bench/kernel_cases.py (GEMM_SHAPES), the one list minidl-bench also
 runs: square 256^3, 1024^3, 2048^3 and LeNet's first fully connected layer at batch 64 in the
-three forms minidl.ops.matmul.LinearOp runs (x @ W^T, g @ W, g^T @ x). float32, into
+three forms the "linear" op (minidl.ops.matmul) runs (x @ W^T, g @ W, g^T @ x). float32, into
 preallocated outputs, so the figures are the GEMMs alone.
 """
 

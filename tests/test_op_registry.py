@@ -1,5 +1,6 @@
-"""The op registry: every op is found by its registered name, and no module but the op's own
-names its class (tests are exempt), so a new op is one class in one file."""
+"""The op registry: every op is found by its registered name, and no file of minidl,
+benchmarks/ or examples/ but the op's own module names its class (tests are exempt), so a new
+op is one class in one file."""
 
 import importlib
 import pkgutil
@@ -48,11 +49,19 @@ def named_op_classes(source: str, module: str, classes: dict[str, str]) -> set[s
             if home != module and re.search(rf"\b{re.escape(name)}\b", source)}
 
 
+def source_files() -> list[Path]:
+    """minidl's Python files, and the benchmarks' and examples' of a source checkout."""
+    files = sorted(PACKAGE.rglob("*.py"))
+    for folder in ("benchmarks", "examples"):
+        files += sorted((PACKAGE.parent / folder).rglob("*.py"))
+    return files
+
+
 def test_no_op_class_is_named_outside_its_own_module():
     classes = minidl_op_classes()
     assert {"AddOp", "Conv2dOp", "LinearOp", "ReLUOp", "InputGradHookOp"} <= set(classes)
     named = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in source_files():
         found = named_op_classes(path.read_text(), module_of(path), classes)
         if found:
             named[str(path.relative_to(PACKAGE.parent))] = sorted(found)

@@ -187,6 +187,18 @@ class Function:
     label: str | None = None
     #: the circuit symbol viz draws instead of the name ("+", "*", "@"), or None.
     symbol: str | None = None
+    #: (weight, bias) argument positions of an op whose output channel k (axis 1) is linear
+    #: in weight[k] (axis 0) and bias[k] (e.g. conv2d), or None: an inference graph folds a
+    #: following per-channel affine map (`channel_affine`) into them.
+    channel_params: tuple[int, int] | None = None
+
+    @staticmethod
+    def channel_affine(weight: Any, bias: Any, dtype: np.dtype, attrs: dict) -> Any:
+        """For an op that is y = x * scale + shift per channel (axis 1) with these attributes
+        (e.g. BatchNorm at inference), (scale, shift) as float64 (C,) arrays computed from its
+        weight and bias arrays (or None) and its current state, for inputs of `dtype`; None
+        for any other op."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

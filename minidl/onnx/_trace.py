@@ -70,11 +70,29 @@ def trace(model: Any, example_inputs: Sequence[Any]) -> TracedGraph:
         )
         for v in graph.values
     ]
+    # Folded per-channel affine maps (a conv's weight and bias computed from a BatchNorm's,
+    # by nodes carrying the affine op in their attributes): the conv reads its own weight
+    # and bias again and the affine op follows it.
+    folds = {node.out: node for node in graph.nodes if "affine" in node.attrs}
     ops: list[TracedOp] = []
     for node in graph.nodes:
-        inputs = [a if isinstance(a, int) else Const(a[1]) for a in node.args]
+        if node.out in folds:
+            continue
+        args, fold = list(node.args), None
+        if node.fn.channel_params is not None and args[node.fn.channel_params[0]] in folds:
+            w, b = node.fn.channel_params
+            fold = folds[args[w]]
+            args[w], args[b] = fold.args[0], fold.args[1]
+        inputs = [a if isinstance(a, int) else Const(a[1]) for a in args]
         attrs = {k: v for k, v in node.attrs.items() if k != "out"}  # `out`: a planned buffer
-        ops.extend(_unfuse(node.fn, inputs, attrs, node.out, values))
+        unfused = _unfuse(node.fn, inputs, attrs, node.out, values)
+        if fold is not None:
+            normalized = unfused[0].output
+            unfused[0].output = _new_value(values, values[normalized])
+            affine_inputs = [a if isinstance(a, int) else Const(a[1]) for a in fold.args[2:]]
+            unfused.insert(1, TracedOp(fold.attrs["affine"], [unfused[0].output, *affine_inputs],
+                                       dict(fold.attrs["affine_attrs"]), normalized))
+        ops.extend(unfused)
     return TracedGraph(values, ops, list(graph.input_indices), list(graph.outputs))
 
 

@@ -329,16 +329,25 @@ class BatchNormOp(Function):
         else:
             mean = running_mean.astype(np.float64)
             var = running_var.astype(np.float64)
-        # In x's precision, as PyTorch does: float32 inputs get a float32 1 / sqrt(var + eps).
-        invstd = (1 / np.sqrt(var.astype(x.dtype) + x.dtype.type(eps))).astype(np.float64)
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
+        invstd, scale, shift = _normalization(mean, var, weight, bias, eps, x.dtype)
         y = np.empty(x.shape, dtype=x.dtype) if out is None else out
         _bn.batch_norm_apply(x3, scale, shift, y.reshape(x3.shape), threads, relu)
         ctx.save_for_backward(x3, mean, invstd, scale, y if relu else None)
         ctx.batch_stats = use_batch_stats
         ctx.weight_dtype = None if weight is None else weight.dtype
         return y
+
+    @staticmethod
+    def channel_affine(weight, bias, dtype, attrs: dict):
+        """At inference (training=False with running statistics) y = x * scale + shift per
+        channel: (scale, shift) from the current running statistics, as forward computes
+        them; None when the batch statistics are used."""
+        mean, var = attrs["running_mean"], attrs["running_var"]
+        if attrs["training"] or mean is None or var is None:
+            return None
+        _, scale, shift = _normalization(mean.astype(np.float64), var.astype(np.float64),
+                                         weight, bias, attrs["eps"], np.dtype(dtype))
+        return scale, shift
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -358,6 +367,16 @@ class BatchNormOp(Function):
         gw = (sum_gxc * invstd).astype(ctx.weight_dtype) if need_w else None
         gb = sum_g.astype(g.dtype) if need_b else None
         return gx, gw, gb
+
+
+def _normalization(mean: np.ndarray, var: np.ndarray, weight, bias, eps: float,
+                   dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(invstd, scale, shift) float64 (C,) of y = x * scale + shift for inputs of `dtype`."""
+    # In x's precision, as PyTorch does: float32 inputs get a float32 1 / sqrt(var + eps).
+    invstd = (1 / np.sqrt(var.astype(dtype) + dtype.type(eps))).astype(np.float64)
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    return invstd, scale, shift
 
 
 def _update_running_stats(running_mean: np.ndarray, running_var: np.ndarray,

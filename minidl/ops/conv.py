@@ -56,6 +56,7 @@ class Conv2dOp(Function):
     name = "conv2d"
     epilogues = ("relu",)
     lowering = "conv2d"
+    channel_params = (1, 2)
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

@@ -20,7 +20,10 @@ op becomes a `Node` (its Function class, which values it reads, its attributes) 
 a numbered value (an input, a parameter, a constant, or a node's output). The nodes are put in
 order by Kahn's algorithm, ops whose results nothing reads are dropped, and fusion passes
 rewrite the graph (a convolution or linear layer followed by a ReLU becomes one op with the
-ReLU in its epilogue). The schedule is then lowered to a flat program: per node the kernel
+ReLU in its epilogue, so do BatchNorm and a residual add followed by a ReLU; in an inference
+graph a BatchNorm after a convolution folds into the convolution's weight and bias, which two
+small nodes recompute from the current parameters and running statistics at every call:
+equal to eager up to float rounding, ~3e-7 of the output's largest value on ResNet-20). The schedule is then lowered to a flat program: per node the kernel
 calls with their pointers, sizes and buffers, all checked once, which one Cython loop runs
 without touching a Python object (forward, backward and the loss; ops without a kernel there,
 e.g. float64 graphs, run as Python nodes inside the program). The replay, the reference the

@@ -90,7 +90,7 @@ class Compiled:
                 a = np.roll(a.reshape(-1), 1).reshape(a.shape)
             other.append(Tensor._wrap(np.ascontiguousarray(a), False))
         tracer, _ = trace(self._function(), other, self._params(), self.training)
-        if [n.fn for n in tracer.nodes] != g.traced_ops or len(tracer.values) != len(g.values):
+        if [n.fn for n in tracer.nodes] != g.traced_ops or len(tracer.values) != g.traced_values:
             raise TraceError(
                 "compile: the ops run depend on the input values (Python control flow on "
                 "tensor data); a static graph cannot capture that"

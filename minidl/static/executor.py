@@ -58,10 +58,15 @@ class StaticGraph:
         self.executor = executor
         tracer, outputs = trace(fn, inputs, params, with_grad=training)
         self.traced_ops = [node.fn for node in tracer.nodes]
-        self.values = tracer.values
+        self.values = tracer.values  # the passes append the values of nodes they create
+        self.traced_values = len(tracer.values)
         self.outputs = outputs
         self.input_indices = [v.index for v in self.values if v.kind == "input"]
         self.training = training
+        if not training:
+            # No gradient flows in an inference graph, whatever the parameters require.
+            for node in tracer.nodes:
+                node.needs_input_grad = (False,) * len(node.needs_input_grad)
         nodes = kahn_schedule(tracer.nodes, len(self.values))
         nodes = eliminate_dead(nodes, outputs)
         for fusion in FUSION_PASSES:

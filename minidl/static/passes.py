@@ -1,6 +1,6 @@
 """Graph passes over the traced IR: scheduling (Kahn's algorithm), dead-op elimination and
-fusion. The passes read each op's traits (`Function.elementwise`, `epilogues`, `epilogue`);
-none names an op class.
+fusion. The passes read each op's traits (`Function.elementwise`, `epilogues`, `epilogue`,
+`channel_params`, `channel_affine`); none names an op class.
 """
 
 from __future__ import annotations
@@ -64,6 +64,88 @@ def _fusable(values: list[Value], index: int) -> bool:
 
 
 # -- fusion passes ------------------------------------------------------------------------
+class ChannelAffineFold(Function):
+    """The weight or the bias of an op with `channel_params` (e.g. conv2d) with the
+    per-channel affine map y = x * scale + shift that followed it folded in (BatchNorm at
+    inference): weight' = weight * scale along axis 0, bias' = bias * scale + shift (shift
+    without a bias), in float64 and rounded once to the weight's dtype. scale and shift come
+    from `affine.channel_affine` on the current values at every call, so a graph reads
+    parameters and running statistics changed after it was compiled.
+
+    weight: (C, ...); bias, affine_weight, affine_bias: (C,) or None; part: "weight" or "bias".
+    """
+
+    name = "channel_affine_fold"
+    label = "fold"
+
+    @staticmethod
+    def forward(ctx: Context, weight, bias, affine_weight, affine_bias, *, affine, affine_attrs,
+                part) -> np.ndarray:
+        scale, shift = affine.channel_affine(affine_weight, affine_bias, weight.dtype,
+                                             affine_attrs)
+        if part == "weight":
+            folded = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        else:
+            folded = shift if bias is None else bias * scale + shift
+        return folded.astype(weight.dtype)
+
+
+def fold_channel_affine(nodes: list[Node], outputs: list[int], values: list[Value]
+                        ) -> list[Node]:
+    """An op with `channel_params` whose only reader is an op that is a per-channel affine
+    map (`channel_affine` gives its scale and shift, e.g. BatchNorm in eval mode), in a graph
+    computing no gradient through them, becomes the op alone on a folded weight and bias
+    (two ChannelAffineFold nodes computing them at every call; new values of the graph)."""
+    readers = consumers_of(nodes)
+    folded_into: dict[int, list[Node]] = {}
+    removed: set[int] = set()
+    for node in nodes:
+        params = node.fn.channel_params
+        if params is None or any(node.needs_input_grad) or node.out in outputs:
+            continue
+        after = readers.get(node.out, [])
+        if len(after) != 1 or not _fusable(values, node.out) or values[node.out].alias_of:
+            continue
+        affine = after[0]
+        if affine.args[0] != node.out or node.out in affine.args[1:] or any(
+                affine.needs_input_grad) or any(node.attrs.get(e) for e in node.fn.epilogues):
+            continue
+        w, b = (node.args[i] for i in params)
+        if not isinstance(w, int) or not (isinstance(b, int) or b == ("const", None)):
+            continue
+        affine_params = (affine.args + [("const", None)] * 2)[1:3]
+        if not all(isinstance(a, int) or a == ("const", None) for a in affine_params):
+            continue
+        traced = [values[a].tensor.data if isinstance(a, int) and values[a].tensor is not None
+                  else None for a in affine_params]
+        if any(isinstance(a, int) and t is None for a, t in zip(affine_params, traced)):
+            continue  # an affine parameter computed in the graph: not known here
+        if affine.fn.channel_affine(*traced, values[w].dtype, affine.attrs) is None:
+            continue
+        attrs = {"affine": affine.fn, "affine_attrs": affine.attrs}
+        args = [w, b, *affine_params]
+        fold_nodes = []
+        for part, like in (("weight", values[w]), ("bias", None)):
+            shape = like.shape if like is not None else (values[w].shape[0],)
+            value = Value(len(values), "node", shape, values[w].dtype)
+            values.append(value)
+            fold_nodes.append(Node(ChannelAffineFold, list(args), {**attrs, "part": part},
+                                   value.index, (False,) * len(args)))
+        new_args = list(node.args)
+        new_args[params[0]], new_args[params[1]] = (n.out for n in fold_nodes)
+        node.args = new_args
+        node.out = affine.out
+        folded_into[id(node)] = fold_nodes
+        removed.add(id(affine))
+    result = []
+    for node in nodes:
+        if id(node) in removed:
+            continue
+        result.extend(folded_into.get(id(node), []))
+        result.append(node)
+    return result
+
+
 def fuse_epilogues(nodes: list[Node], outputs: list[int], values: list[Value]) -> list[Node]:
     """An op followed by an op it can absorb (its `epilogues` holds the follower's
     `epilogue`, e.g. conv2d or linear then ReLU), where the follower is the only reader,
@@ -203,6 +285,7 @@ def _chain_node(run: list[Node], values: list[Value]) -> Node:
 
 
 FUSION_PASSES: list[Callable[[list[Node], list[int], list[Value]], list[Node]]] = [
+    fold_channel_affine,
     fuse_epilogues,
     fuse_elementwise_chains,
 ]

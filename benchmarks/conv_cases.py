@@ -70,9 +70,7 @@ def minidl_pass_step(d: dict, stride: int, pad: int, mode: str):
     geometry = ((stride, stride), (pad, pad), (1, 1), 1)
     if mode == "fwd":
         out = np.empty_like(gy)
-        return lambda: backend.conv2d_forward(
-            x, w, b, out, *geometry, False, get_num_threads()
-        )
+        return lambda: backend.conv2d_forward(x, w, b, out, *geometry, False, get_num_threads())
     grad_x = np.empty_like(x) if mode == "bwd-data" else None
     grad_w = np.empty_like(w) if mode == "bwd-weight" else None
     grad_b = np.empty_like(b) if mode == "bwd-weight" and b is not None else None
@@ -197,6 +195,15 @@ def _algorithm() -> str:
     return getattr(getattr(backends, "conv", None), "algorithm", "shape rule")
 
 
+def _tile() -> str:
+    """ ", Winograd tile m" when minidl.backends.conv.winograd_tile forces one."""
+    import minidl
+
+    tile = getattr(getattr(minidl, "backends", None), "conv", None)
+    tile = getattr(tile, "winograd_tile", None)
+    return f", Winograd tile {tile}" if tile else ""
+
+
 def run_table(args: argparse.Namespace) -> None:
     import importlib.util
 
@@ -217,7 +224,8 @@ def run_table(args: argparse.Namespace) -> None:
         f"{' of thread CPU time' if args.cpu_time else ''}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"load {load[0]:.2f} {load[1]:.2f}, {minidl.config()['isa']}, conv algorithm "
-        f"{_algorithm()!r}, malloc tuned {malloc}, minidl from {os.path.dirname(minidl.__file__)}"
+        f"{_algorithm()!r}{_tile()}, malloc tuned {malloc}, "
+        f"minidl from {os.path.dirname(minidl.__file__)}"
     )
     print(
         "single-thread FMA peak GFLOP/s: "
@@ -300,6 +308,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--algorithm", help="set minidl.backends.conv.algorithm (auto, direct, winograd, im2col)"
     )
+    parser.add_argument(
+        "--winograd-tile",
+        type=int,
+        choices=(2, 4),
+        help="set minidl.backends.conv.winograd_tile: F(2x2, 3x3) or F(4x4, 3x3) wherever "
+        "Winograd runs (default: the rule's choice)",
+    )
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cpu_time and args.threads != [1]:
@@ -307,10 +322,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.torch_child:
         torch_child()
     else:
-        if args.algorithm:
+        if args.algorithm or args.winograd_tile:
             import minidl.backends.conv
 
-            minidl.backends.conv.algorithm = args.algorithm
+            if args.algorithm:
+                minidl.backends.conv.algorithm = args.algorithm
+            if args.winograd_tile:
+                minidl.backends.conv.winograd_tile = args.winograd_tile
         run_table(args)
 
 

@@ -79,9 +79,12 @@ static inline int conv_dw_f32_tb(ptrdiff_t KW) {
 #define MDL_ISA_BODY "conv_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
+/* The dispatchers are static inline: program.pyx includes this header for a few of them, and
+ * an unused plain static function is a warning there. */
+
 /* Output rows [row0, row1) of one OCB block of output channels of one image (see the
  * template's conv_direct_f32_rows), on the widest instruction set this CPU has. */
-static void conv_direct_f32_rows(
+static inline void conv_direct_f32_rows(
     const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, ptrdiff_t nsteps, ptrdiff_t block_steps,
     const float *wpk, ptrdiff_t ocb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
     ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1)
@@ -92,7 +95,7 @@ static void conv_direct_f32_rows(
 
 /* Output pixels [p0, p1) of one block of nb * 16 output channels of one image, channel-packed
  * (see the template's conv_packed_f32_pixels). */
-static void conv_packed_f32_pixels(
+static inline void conv_packed_f32_pixels(
     const float *x, ptrdiff_t Wp, ptrdiff_t sh, ptrdiff_t sw, const ptrdiff_t *step_off, ptrdiff_t nsteps,
     const float *wpk, ptrdiff_t nb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
     ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
@@ -102,7 +105,7 @@ static void conv_packed_f32_pixels(
 }
 
 /* Partial weight gradient of one (image chunk, OCB block, input channel); see the template. */
-static void conv_dw_f32_chunk(
+static inline void conv_dw_f32_chunk(
     const float *x, ptrdiff_t x_img, ptrdiff_t Wp, ptrdiff_t phase, ptrdiff_t sh, ptrdiff_t sw,
     const float *g, ptrdiff_t g_img, ptrdiff_t g_plane, ptrdiff_t nimg, ptrdiff_t OH,
     ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
@@ -114,7 +117,7 @@ static void conv_dw_f32_chunk(
 
 /* Channel-packed weight gradient of one (image chunk, input channel, kernel row); see the
  * template. */
-static void conv_dw_packed_f32(const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img,
+static inline void conv_dw_packed_f32(const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img,
                                ptrdiff_t nimg, const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t KW,
                                ptrdiff_t dw, float *dwp, ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)
 {
@@ -123,28 +126,28 @@ static void conv_dw_packed_f32(const float *x, ptrdiff_t x_img, const float *gt,
 }
 
 /* Bias gradient of one image chunk from the transposed gradient; see the template. */
-static void conv_db_packed_f32(const float *gt, ptrdiff_t g_img, ptrdiff_t nimg, ptrdiff_t P, ptrdiff_t ocp,
+static inline void conv_db_packed_f32(const float *gt, ptrdiff_t g_img, ptrdiff_t nimg, ptrdiff_t P, ptrdiff_t ocp,
                                float *db, ptrdiff_t oc_valid)
 {
     MDL_DISPATCH(conv_db_packed_f32, (gt, g_img, nimg, P, ocp, db, oc_valid));
 }
 
 /* One image's output gradient transposed to [P][ocp] (ReLU-masked); see the template. */
-static void conv_transpose_grad_f32(const float *g, const float *mask, ptrdiff_t OC, ptrdiff_t P,
+static inline void conv_transpose_grad_f32(const float *g, const float *mask, ptrdiff_t OC, ptrdiff_t P,
                                     ptrdiff_t ocp, float *gt)
 {
     MDL_DISPATCH(conv_transpose_grad_f32, (g, mask, OC, P, ocp, gt));
 }
 
 /* Sum of p[0 .. n) in a fixed order; see the template. */
-static float conv_sum_f32(const float *p, ptrdiff_t n)
+static inline float conv_sum_f32(const float *p, ptrdiff_t n)
 {
     return MDL_DISPATCH(conv_sum_f32, (p, n));
 }
 
 /* Zero-padded (and optionally ReLU-masked) copy of one plane, split into stride phases; see the
  * template. */
-static void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t W, const float *mask,
+static inline void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t W, const float *mask,
                                 float *dst, ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top,
                                 ptrdiff_t left, ptrdiff_t sh, ptrdiff_t sw)
 {
@@ -152,7 +155,7 @@ static void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t W, cons
 }
 
 /* One phase of a strided input gradient put back in place; see the template. */
-static void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
+static inline void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,
                              ptrdiff_t sw)
 {

@@ -1,22 +1,24 @@
 # cython: language_level=3
-"""Winograd F(2x2, 3x3) convolution for float32, stride 1, 3x3, dilation 1, groups 1.
+"""Winograd F(m x m, 3x3), m = 2 or 4, convolution for float32, stride 1, 3x3, dilation 1,
+groups 1.
 
-x: (N, C, H, W); weights enter transformed, U: (16, OC, C) = G g G^T per (oc, c) (made by
-minidl/backends/winograd.py); out: (N, OC, OH, OW), with (ph, pw) the top/left padding (any
-integer, negative crops) and out's size implying the rest.
+x: (N, C, H, W); weights enter transformed, U: (E, OC, C) = G g G^T per (oc, c) (made by
+minidl/backends/winograd.py), E = (m + 2)^2 positions: 16 for F(2x2), 36 for F(4x4), which
+tells the tile; out: (N, OC, OH, OW), with (ph, pw) the top/left padding (any integer, negative
+crops) and out's size implying the rest.
 
-The N * ceil(OH / 2) * ceil(OW / 2) output tiles, numbered image by image and row by row, are cut
-into blocks of TB consecutive tiles (TB from the channel counts and the image size only: whole
-images when an image's tiles fit, so that the transforms run over whole planes and fill their
-vectors on small images). Per block: the input transform V (16, C, TB), 16 GEMMs
+The N * ceil(OH / m) * ceil(OW / m) output tiles, numbered image by image and row by row, are
+cut into blocks of TB consecutive tiles (TB from the channel counts, the tile and the image size
+only: whole images when an image's tiles fit, so that the transforms run over whole planes and
+fill their vectors on small images; F(4x4) always takes whole images, its transforms exist for
+whole planes only). Per block: the input transform V (E, C, TB), E GEMMs
 M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's own GEMM, and the output
 transform. Blocks are independent (any thread of minidl's pool may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
 group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
 order: bitwise the same for any thread count.
 
-Error (float32, He-initialised weights, ReLU inputs; tests/test_conv_winograd.py):
-||y - y_ref||_inf / ||y_ref||_inf stays below 1e-5 for the output and both gradients.
+Error: see minidl/backends/winograd.py (measured and tested in tests/test_conv_winograd.py).
 """
 
 from libc.stdlib cimport free
@@ -47,6 +49,15 @@ cdef extern from "winograd_kernels.h" nogil:
                                float bias, int relu, float *scratch)
     void wino_grad_plane_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t th,
                              Py_ssize_t tw, float *dM, Py_ssize_t estride, float *scratch)
+    Py_ssize_t wino4_plane_scratch_floats(Py_ssize_t th, Py_ssize_t tw)
+    void wino4_input_plane_f32(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                               Py_ssize_t pw, Py_ssize_t th, Py_ssize_t tw, float *V,
+                               Py_ssize_t estride, float *scratch)
+    void wino4_output_plane_f32(const float *M, Py_ssize_t estride, Py_ssize_t th,
+                                Py_ssize_t tw, float *out, Py_ssize_t OH, Py_ssize_t OW,
+                                float bias, int relu, float *scratch)
+    void wino4_grad_plane_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t th,
+                              Py_ssize_t tw, float *dM, Py_ssize_t estride, float *scratch)
 
 # Blocks per weight-gradient partial sum (fixed: the reduction order must not depend on threads).
 cdef Py_ssize_t REDUCE_BLOCKS = 8
@@ -57,25 +68,37 @@ cdef Py_ssize_t MIN_PARALLEL_MACS = 1 << 20
 
 
 cdef inline Py_ssize_t _estride(Py_ssize_t rows, Py_ssize_t TB) noexcept nogil:
-    """Floats between the 16 matrices of a block buffer: rows * TB plus one cache line, so the
-    transforms' 16 streams (one per position e) do not fall into the same L1 set (rows * TB * 4
+    """Floats between the E matrices of a block buffer: rows * TB plus one cache line, so the
+    transforms' E streams (one per position e) do not fall into the same L1 set (rows * TB * 4
     bytes is often a multiple of 4 KiB)."""
     return rows * TB + 16
 
 
-cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t plane_tiles=0):
-    """Tiles per block for C input and OC output channels: a multiple of 32 (the GEMM's column
-    panel) in [64, 512], sized so a block's V and M fill about BLOCK_BYTES; then, when a whole
-    image's plane_tiles tiles fit, rounded down to whole images (the whole-plane transforms)."""
-    cdef Py_ssize_t tb = min(512, max(64, BLOCK_BYTES // (16 * 4 * max(1, C + OC)) // 32 * 32))
+cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t plane_tiles=0,
+                            int tile=2):
+    """Tiles per block for C input and OC output channels and m x m tiles (m = tile): a
+    multiple of 32 (the GEMM's column panel) in [64, 512], sized so a block's V and M fill about
+    BLOCK_BYTES; then, when a whole image's plane_tiles tiles fit, rounded down to whole images
+    (the whole-plane transforms). F(4x4) takes at least one whole image."""
+    cdef Py_ssize_t E = (tile + 2) * (tile + 2)
+    cdef Py_ssize_t tb = min(512, max(64, BLOCK_BYTES // (E * 4 * max(1, C + OC)) // 32 * 32))
     if 0 < plane_tiles <= tb:
         return tb // plane_tiles * plane_tiles
+    if tile == 4:
+        return max(plane_tiles, 1)
     return tb
 
 
 cdef inline Py_ssize_t _scratch_floats(Py_ssize_t TB, Py_ssize_t th, Py_ssize_t tw,
-                                       bint planes) noexcept nogil:
+                                       bint planes, int tile) noexcept nogil:
+    if tile == 4:
+        return wino4_plane_scratch_floats(th, tw)
     return wino_plane_scratch_floats(th, tw) if planes else wino_scratch_floats(TB)
+
+
+cdef inline int _tile(Py_ssize_t positions) noexcept nogil:
+    """The tile m of a transformed weight with (m + 2)^2 positions; 0 when it is neither."""
+    return 2 if positions == 16 else 4 if positions == 36 else 0
 
 
 cdef float *_alloc(Py_ssize_t n) noexcept nogil:
@@ -99,16 +122,16 @@ cdef struct _Wino:
     float *M
     float *S
     Py_ssize_t v_size, m_size, s_size
-    Py_ssize_t C, H, W, OC, OH, OW, ph, pw, th, tw, T, TB, nblocks
+    Py_ssize_t C, H, W, OC, OH, OW, ph, pw, th, tw, T, TB, nblocks, E
     bint relu, planes
-    int inner
+    int inner, tile
 
 
 cdef int _alloc_buffers(_Wino *a, int threads) noexcept nogil:
     """Per-thread block buffers for `threads` threads; -1 when they cannot be allocated."""
-    a.v_size = 16 * _estride(a.C, a.TB)
-    a.m_size = 16 * _estride(a.OC, a.TB)
-    a.s_size = (_scratch_floats(a.TB, a.th, a.tw, a.planes) + 15) // 16 * 16
+    a.v_size = a.E * _estride(a.C, a.TB)
+    a.m_size = a.E * _estride(a.OC, a.TB)
+    a.s_size = (_scratch_floats(a.TB, a.th, a.tw, a.planes, a.tile) + 15) // 16 * 16
     a.V = _alloc(threads * a.v_size)
     a.M = _alloc(threads * a.m_size)
     a.S = _alloc(threads * a.s_size)
@@ -127,16 +150,22 @@ cdef void _free_buffers(_Wino *a) noexcept nogil:
 
 cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
                        Py_ssize_t pw, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t t0,
-                       Py_ssize_t t1, Py_ssize_t TB, bint planes, float *V,
+                       Py_ssize_t t1, Py_ssize_t TB, bint planes, int tile, float *V,
                        float *scratch) noexcept nogil:
     """V[e][c][t - t0] for the tiles [t0, t1), run by run (a run: one tile row of one image), or
-    with planes (blocks of whole images) plane by plane."""
+    with planes (blocks of whole images; always for F(4x4)) plane by plane."""
     cdef Py_ssize_t t = t0, n, r, ty, tx0, tx1, c
     if planes:
         for n in range(t0 // (th * tw), t1 // (th * tw)):
             for c in range(C):
-                wino_input_plane_f32(x + (n * C + c) * H * W, H, W, ph, pw, th, tw,
-                                     V + c * TB + (n * th * tw - t0), _estride(C, TB), scratch)
+                if tile == 4:
+                    wino4_input_plane_f32(x + (n * C + c) * H * W, H, W, ph, pw, th, tw,
+                                          V + c * TB + (n * th * tw - t0), _estride(C, TB),
+                                          scratch)
+                else:
+                    wino_input_plane_f32(x + (n * C + c) * H * W, H, W, ph, pw, th, tw,
+                                         V + c * TB + (n * th * tw - t0), _estride(C, TB),
+                                         scratch)
         return
     while t < t1:
         n = t // (th * tw)
@@ -152,10 +181,11 @@ cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
 
 def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
             float[:, :, :, ::1] out, Py_ssize_t ph, Py_ssize_t pw, bint relu, int n_threads):
-    """out = conv2d(x, weight) (+ bias, ReLU) from U = transformed weight (16, OC, C)."""
+    """out = conv2d(x, weight) (+ bias, ReLU) from U = transformed weight (E, OC, C)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
-    if U.shape[0] != 16 or U.shape[1] != OC or U.shape[2] != C or out.shape[0] != N:
+    cdef int tile = _tile(U.shape[0])
+    if tile == 0 or U.shape[1] != OC or U.shape[2] != C or out.shape[0] != N:
         raise ValueError(f"winograd.forward: x {tuple(x.shape)}, U {tuple(U.shape)} and out "
                          f"{tuple(out.shape)} do not match")
     cdef const float[::1] bias_view
@@ -168,8 +198,8 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
         bp = &bias_view[0]
     if N == 0 or OC == 0 or OH == 0 or OW == 0:
         return
-    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
-    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
+    cdef Py_ssize_t th = (OH + tile - 1) // tile, tw = (OW + tile - 1) // tile, T = N * th * tw
+    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw, tile), nblocks = (T + TB - 1) // TB
     cdef bint planes = th * tw <= TB
     cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
     cdef int outer = nt if nblocks >= nt else 1
@@ -177,8 +207,9 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
     cdef _Wino a = _Wino(x=xp, u=up, g=NULL, bias=bp, out=&out[0, 0, 0, 0], V=NULL, M=NULL,
                          S=NULL, v_size=0, m_size=0, s_size=0, C=C, H=H, W=W, OC=OC, OH=OH,
-                         OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks, relu=relu,
-                         planes=planes, inner=1 if outer > 1 else nt)
+                         OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks,
+                         E=U.shape[0], relu=relu, planes=planes,
+                         inner=1 if outer > 1 else nt, tile=tile)
     if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.forward: cannot allocate the per-thread tile buffers")
     with nogil:
@@ -197,16 +228,23 @@ cdef void _forward_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker
     for b in range(begin, end):
         t0 = b * TB
         t1 = min(a.T, t0 + TB)
-        _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, V, S)
-        for e in range(16):
+        _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, a.tile, V, S)
+        for e in range(a.E):
             gemm(False, False, OC, t1 - t0, C, 1, a.u + e * OC * C, C,
                  V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, a.inner)
         if a.planes:
             for n in range(t0 // (th * tw), t1 // (th * tw)):
                 for o in range(OC):
-                    wino_output_plane_f32(M + o * TB + (n * th * tw - t0), _estride(OC, TB),
-                                          th, tw, a.out + (n * OC + o) * a.OH * a.OW, a.OH,
-                                          a.OW, a.bias[o] if a.bias != NULL else 0, a.relu, S)
+                    if a.tile == 4:
+                        wino4_output_plane_f32(M + o * TB + (n * th * tw - t0),
+                                               _estride(OC, TB), th, tw,
+                                               a.out + (n * OC + o) * a.OH * a.OW, a.OH, a.OW,
+                                               a.bias[o] if a.bias != NULL else 0, a.relu, S)
+                    else:
+                        wino_output_plane_f32(M + o * TB + (n * th * tw - t0),
+                                              _estride(OC, TB), th, tw,
+                                              a.out + (n * OC + o) * a.OH * a.OW, a.OH, a.OW,
+                                              a.bias[o] if a.bias != NULL else 0, a.relu, S)
             continue
         t = t0
         while t < t1:
@@ -224,11 +262,12 @@ cdef void _forward_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker
 
 def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                 float[:, :, ::1] dU, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
-    """dU (16, OC, C) = sum over tiles of (A dy A^T)[e] (B^T d B)[e]: the gradient of the
-    transformed weights (the weight gradient is G^T dU G)."""
+    """dU (E, OC, C) = sum over tiles of (A dy A^T)[e] (B^T d B)[e]: the gradient of the
+    transformed weights (the weight gradient is G^T dU G); E = 16 or 36 tells the tile."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OC = grad_out.shape[1], OH = grad_out.shape[2], OW = grad_out.shape[3]
-    if dU.shape[0] != 16 or dU.shape[1] != OC or dU.shape[2] != C or grad_out.shape[0] != N:
+    cdef int tile = _tile(dU.shape[0])
+    if tile == 0 or dU.shape[1] != OC or dU.shape[2] != C or grad_out.shape[0] != N:
         raise ValueError(f"winograd.weight_grad: x {tuple(x.shape)}, grad_out "
                          f"{tuple(grad_out.shape)} and dU {tuple(dU.shape)} do not match")
     if OC == 0 or C == 0:
@@ -236,19 +275,19 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
     if N == 0 or OH == 0 or OW == 0:
         np.asarray(dU)[...] = 0
         return
-    cdef Py_ssize_t th = (OH + 1) // 2, tw = (OW + 1) // 2, T = N * th * tw
-    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw), nblocks = (T + TB - 1) // TB
+    cdef Py_ssize_t th = (OH + tile - 1) // tile, tw = (OW + tile - 1) // tile, T = N * th * tw
+    cdef Py_ssize_t TB = block_tiles(C, OC, th * tw, tile), nblocks = (T + TB - 1) // TB
     cdef bint planes = th * tw <= TB
     cdef Py_ssize_t ngroups = (nblocks + REDUCE_BLOCKS - 1) // REDUCE_BLOCKS
-    partial_arr = np.empty((ngroups, 16, OC, C), dtype=np.float32)
+    partial_arr = np.empty((ngroups, dU.shape[0], OC, C), dtype=np.float32)
     cdef float[:, :, :, ::1] partial = partial_arr
     cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
     cdef int outer = nt if ngroups >= nt else 1
     cdef _Wino a = _Wino(x=&x[0, 0, 0, 0], u=NULL, g=&grad_out[0, 0, 0, 0], bias=NULL,
                          out=&partial[0, 0, 0, 0], V=NULL, M=NULL, S=NULL, v_size=0, m_size=0,
                          s_size=0, C=C, H=H, W=W, OC=OC, OH=OH, OW=OW, ph=ph, pw=pw, th=th,
-                         tw=tw, T=T, TB=TB, nblocks=nblocks, relu=False,
-                         planes=planes, inner=1 if outer > 1 else nt)
+                         tw=tw, T=T, TB=TB, nblocks=nblocks, E=dU.shape[0], relu=False,
+                         planes=planes, inner=1 if outer > 1 else nt, tile=tile)
     if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.weight_grad: cannot allocate the per-thread tile buffers")
     with nogil:
@@ -273,13 +312,19 @@ cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
         for b in range(grp * REDUCE_BLOCKS, min(a.nblocks, (grp + 1) * REDUCE_BLOCKS)):
             t0 = b * TB
             t1 = min(a.T, t0 + TB)
-            _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, V, S)
+            _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, a.tile,
+                         V, S)
             if a.planes:
                 for n in range(t0 // (th * tw), t1 // (th * tw)):
                     for o in range(OC):
-                        wino_grad_plane_f32(a.g + (n * OC + o) * OH * OW, OH, OW, th, tw,
-                                            D + o * TB + (n * th * tw - t0), _estride(OC, TB),
-                                            S)
+                        if a.tile == 4:
+                            wino4_grad_plane_f32(a.g + (n * OC + o) * OH * OW, OH, OW, th, tw,
+                                                 D + o * TB + (n * th * tw - t0),
+                                                 _estride(OC, TB), S)
+                        else:
+                            wino_grad_plane_f32(a.g + (n * OC + o) * OH * OW, OH, OW, th, tw,
+                                                D + o * TB + (n * th * tw - t0),
+                                                _estride(OC, TB), S)
             t = t1 if a.planes else t0
             while t < t1:
                 n = t // (th * tw)
@@ -291,7 +336,7 @@ cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                     wino_grad_f32(a.g + (n * OC + o) * OH * OW, OH, OW, ty, tx0, tx1,
                                   D + o * TB + (t - t0), _estride(OC, TB), S)
                 t = t + (tx1 - tx0)
-            for e in range(16):
+            for e in range(a.E):
                 gemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
                      V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
-                     a.out + (grp * 16 + e) * OC * C, C, a.inner)
+                     a.out + (grp * a.E + e) * OC * C, C, a.inner)

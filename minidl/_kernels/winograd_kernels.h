@@ -1,4 +1,7 @@
-/* Winograd F(2x2, 3x3) transforms for float32 stride-1 3x3 convolution (Lavin & Gray 2016).
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms for float32 stride-1 3x3 convolution
+ * (Lavin & Gray 2016). F(2x2) is described here; F(4x4) (wino4_*: 6x6 patches at
+ * (4 ty - ph, 4 tx - pw), 36 positions e = 6 i + j, 4x4 output tiles, B^T, A^T and G of
+ * minidl/backends/winograd.py) has whole-plane transforms only.
  *
  * A 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 input patch at (2 ty - ph,
  * 2 tx - pw), g the 3x3 kernel, "." the element-wise product over the 16 positions e = 4 i + j.
@@ -43,6 +46,21 @@ static inline ptrdiff_t wino_scratch_floats(ptrdiff_t tiles)
 static inline ptrdiff_t wino_plane_scratch_floats(ptrdiff_t th, ptrdiff_t tw)
 {
     return 8 * (th + 1) * tw;
+}
+
+/* Floats between the column phases of the F(4x4) transforms: 4 * quarter rows of tw tiles and
+ * the 16 floats a whole-vector store may write past the last row (wino4_phase_rows). */
+static inline ptrdiff_t wino4_qplane(ptrdiff_t quarter, ptrdiff_t tw)
+{
+    return 4 * quarter * tw + 16;
+}
+
+/* Scratch floats of the F(4x4) whole-plane transforms for th x tw tiles: the input's 6 column
+ * phases of 4 th + 4 rows (the output's 16 values per tile and the gradient's 4 phases of
+ * 4 th rows need less). */
+static inline ptrdiff_t wino4_plane_scratch_floats(ptrdiff_t th, ptrdiff_t tw)
+{
+    return 6 * wino4_qplane(th + 1, tw);
 }
 
 #define MDL_ISA_BODY "winograd_kernels_isa.h"
@@ -94,6 +112,29 @@ static void wino_grad_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t 
                           float *scratch)
 {
     MDL_DISPATCH(wino_grad_f32, (g, OH, OW, ty, tx0, tx1, dM, estride, scratch));
+}
+
+/* F(4x4): V[e * estride + t] (e < 36) for every tile of plane x (H x W). */
+static void wino4_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                                  ptrdiff_t pw, ptrdiff_t th, ptrdiff_t tw, float *V,
+                                  ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino4_input_plane_f32, (x, H, W, ph, pw, th, tw, V, estride, scratch));
+}
+
+/* F(4x4): plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
+static void wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
+                                   ptrdiff_t tw, float *out, ptrdiff_t OH, ptrdiff_t OW,
+                                   float bias, int relu, float *scratch)
+{
+    MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+}
+
+/* F(4x4): dM[e * estride + t] (e < 36) for every tile from the output gradient g (OH x OW). */
+static void wino4_grad_plane_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t th,
+                                 ptrdiff_t tw, float *dM, ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino4_grad_plane_f32, (g, OH, OW, th, tw, dM, estride, scratch));
 }
 
 #endif

@@ -80,6 +80,114 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
             MDL_WST(dM + (12 + j) * estride + t, d);                                             \
         }                                                                                        \
     }
+
+/* F(4x4, 3x3) (winograd.py derives the matrices from the points 0, 1, -1, 2, -2 and infinity):
+ * B^T (6x6), A^T (4x6) and A (6x4) on six or four values of one row or column, sharing the
+ * sums and differences of the +-a pairs. */
+#define MDL_W4_BT(VT, d, o)                                                                      \
+    do {                                                                                         \
+        VT t1_ = d[4] - 4.0f * d[2], t2_ = d[3] - 4.0f * d[1];                                   \
+        VT t3_ = d[4] - d[2], t4_ = 2.0f * (d[3] - d[1]);                                        \
+        o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];                                                 \
+        o[1] = t1_ + t2_;                                                                        \
+        o[2] = t1_ - t2_;                                                                        \
+        o[3] = t3_ + t4_;                                                                        \
+        o[4] = t3_ - t4_;                                                                        \
+        o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];                                                 \
+    } while (0)
+#define MDL_W4_AT(VT, m, y)                                                                      \
+    do {                                                                                         \
+        VT a_ = m[1] + m[2], b_ = m[1] - m[2], c_ = m[3] + m[4], d_ = m[3] - m[4];               \
+        y[0] = m[0] + a_ + c_;                                                                   \
+        y[1] = b_ + 2.0f * d_;                                                                   \
+        y[2] = a_ + 4.0f * c_;                                                                   \
+        y[3] = b_ + 8.0f * d_ + m[5];                                                            \
+    } while (0)
+#define MDL_W4_A(VT, q, o)                                                                       \
+    do {                                                                                         \
+        VT s_ = q[0] + q[2], u_ = q[1] + q[3];                                                   \
+        VT s2_ = q[0] + 4.0f * q[2], u2_ = 2.0f * q[1] + 8.0f * q[3];                            \
+        o[0] = q[0];                                                                             \
+        o[1] = s_ + u_;                                                                          \
+        o[2] = s_ - u_;                                                                          \
+        o[3] = s2_ + u2_;                                                                        \
+        o[4] = s2_ - u2_;                                                                        \
+        o[5] = q[3];                                                                             \
+    } while (0)
+
+/* F(4x4) input tile loop body: V[e][t] = (B^T d_t B)[e], e = 6 i + j, for tiles [t, t + L);
+ * P[r][q] + t holds column 4 tx + q of the tile's patch row r. */
+#define MDL_WINO4_INPUT_STEP(VT, L)                                                              \
+    for (; t + (L) <= n; t += (L)) {                                                             \
+        VT rr[6][6];                                                                             \
+        for (int r = 0; r < 6; r++) {                                                            \
+            VT d[6];                                                                             \
+            for (int q = 0; q < 6; q++)                                                          \
+                MDL_WLD(d[q], P[r][q] + t);                                                      \
+            MDL_W4_BT(VT, d, rr[r]);                                                             \
+        }                                                                                        \
+        for (int j = 0; j < 6; j++) {                                                            \
+            VT d[6] = {rr[0][j], rr[1][j], rr[2][j], rr[3][j], rr[4][j], rr[5][j]}, o[6];        \
+            MDL_W4_BT(VT, d, o);                                                                 \
+            for (int i = 0; i < 6; i++)                                                          \
+                MDL_WST(V + (6 * i + j) * estride + t, o[i]);                                    \
+        }                                                                                        \
+    }
+
+/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias. */
+#define MDL_WINO4_OUTPUT_STEP(VT, L)                                                             \
+    for (; t + (L) <= n; t += (L)) {                                                             \
+        VT s[4][6];                                                                              \
+        for (int j = 0; j < 6; j++) {                                                            \
+            VT m[6], y[4];                                                                       \
+            for (int i = 0; i < 6; i++)                                                          \
+                MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                    \
+            MDL_W4_AT(VT, m, y);                                                                 \
+            for (int a = 0; a < 4; a++)                                                          \
+                s[a][j] = y[a];                                                                  \
+        }                                                                                        \
+        for (int a = 0; a < 4; a++) {                                                            \
+            VT y[4];                                                                             \
+            MDL_W4_AT(VT, s[a], y);                                                              \
+            for (int b = 0; b < 4; b++) {                                                        \
+                VT v = y[b] + bias;                                                              \
+                MDL_WST(ys[4 * a + b] + t, v);                                                   \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+/* F(4x4) gradient tile loop body: dM[e][t] = (A dy_t A^T)[e]; R[p][k] + t holds the output
+ * gradient at column 4 tx + k of the tile's row p. */
+#define MDL_WINO4_GRAD_STEP(VT, L)                                                               \
+    for (; t + (L) <= n; t += (L)) {                                                             \
+        VT rr[4][6];                                                                             \
+        for (int p = 0; p < 4; p++) {                                                            \
+            VT q[4];                                                                             \
+            for (int k = 0; k < 4; k++)                                                          \
+                MDL_WLD(q[k], R[p][k] + t);                                                      \
+            MDL_W4_A(VT, q, rr[p]);                                                              \
+        }                                                                                        \
+        for (int j = 0; j < 6; j++) {                                                            \
+            VT q[4] = {rr[0][j], rr[1][j], rr[2][j], rr[3][j]}, o[6];                            \
+            MDL_W4_A(VT, q, o);                                                                  \
+            for (int i = 0; i < 6; i++)                                                          \
+                MDL_WST(dM + (6 * i + j) * estride + t, o[i]);                                   \
+        }                                                                                        \
+    }
+
+/* Lanes q, q + 4, ..., q + 60 of the 64 consecutive floats v[0..3] (a stride-4 phase). */
+#define MDL_W4_PICK(v, q)                                                                        \
+    __builtin_shufflevector(                                                                     \
+        __builtin_shufflevector(v[0], v[1], q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,     \
+                                q + 28),                                                         \
+        __builtin_shufflevector(v[2], v[3], q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,     \
+                                q + 28),                                                         \
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+/* Lanes q, q + 4, ..., q + 28 of the 32 consecutive floats (a, b) in the first 8 lanes (the
+ * rest: copies of lane q, never stored). */
+#define MDL_W4_PICK8(a, b, q)                                                                    \
+    __builtin_shufflevector(a, b, q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,              \
+                            (q + 28) % 32, q, q, q, q, q, q, q, q)
 #endif
 
 /* v = row[start .. start + 16), lanes outside [0, W) zero. Inside the row: one load; at an
@@ -365,6 +473,191 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_plane_f32)(const float *g, ptrdiff_t 
     MDL_WINO_GRAD_STEP(mdl_wv8, 8)
     MDL_WINO_GRAD_STEP(mdl_wv4, 4)
     MDL_WINO_GRAD_STEP(float, 1)
+}
+
+/* F(4x4, 3x3) whole-plane transforms, on the layout of the F(2x2) ones above with a tile stride
+ * of 4: patch columns 4 tx + q (q < 6) and rows 4 ty + r are split into stride-4 phases, rows
+ * de-interleaved by i % 4, so that a tile's values sit at its index t = ty * tw + tx. */
+
+/* Q[q][i][tx] = p[i][4 tx + q] for the padded plane p[i][j] = x[i - ph][j - pw] (zero outside
+ * x), rows i in [0, nrows), tx in [0, tw), q in [0, nq) (nq is 4 or 6); row i stored at
+ * ((i % 4) * quarter + i / 4) * tw of its phase (quarter = (nrows + 3) / 4), phases
+ * wino4_qplane(quarter, tw) floats apart. Every store is a whole vector: rows are written in
+ * storage order, so the lanes past a row's end land on rows written later (or on the 16 floats
+ * of padding after a phase), and a row of 4 tiles costs no masked store. */
+MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, ptrdiff_t W,
+                                                    ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t nrows,
+                                                    ptrdiff_t tw, int nq, float *Q)
+{
+    const ptrdiff_t quarter = (nrows + 3) / 4, qplane = wino4_qplane(quarter, tw);
+    const mdl_wv16 zero = {0};
+    for (int r4 = 0; r4 < 4; r4++) {
+        for (ptrdiff_t k = 0; k < quarter && 4 * k + r4 < nrows; k++) {
+            const ptrdiff_t iy = 4 * k + r4 - ph;
+            float *d = Q + (r4 * quarter + k) * tw;
+            if (iy < 0 || iy >= H) {
+                for (int q = 0; q < nq; q++)
+                    for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16)
+                        MDL_WST(d + q * qplane + tx0, zero);
+                continue;
+            }
+            const float *row = x + iy * W;
+            if (tw <= 7) {
+                /* Short rows (images up to 28 wide): two vectors hold columns -pw .. 31 - pw,
+                 * all that 4 tx + q - pw reaches for tx < 7 and q < 6. */
+                mdl_wv16 a0, a1;
+                MDL_WLD_ROW(a0, row, -pw, W);
+                MDL_WLD_ROW(a1, row, 16 - pw, W);
+                mdl_wv16 phase[6] = {MDL_W4_PICK8(a0, a1, 0), MDL_W4_PICK8(a0, a1, 1),
+                                     MDL_W4_PICK8(a0, a1, 2), MDL_W4_PICK8(a0, a1, 3),
+                                     MDL_W4_PICK8(a0, a1, 4), MDL_W4_PICK8(a0, a1, 5)};
+                for (int q = 0; q < nq; q++)
+                    MDL_WST(d + q * qplane, phase[q]);
+                continue;
+            }
+            /* 16 tiles at a time: four vector loads (masked at the edges) cover columns
+             * 4 tx + {0..3} - pw, four more shifted by one tile give phases 4 and 5. */
+            for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16) {
+                const ptrdiff_t c0 = 4 * tx0 - pw;
+                mdl_wv16 a[4], p0, p1, p2, p3;
+                for (int j = 0; j < 4; j++)
+                    MDL_WLD_ROW(a[j], row, c0 + 16 * j, W);
+                p0 = MDL_W4_PICK(a, 0);
+                p1 = MDL_W4_PICK(a, 1);
+                p2 = MDL_W4_PICK(a, 2);
+                p3 = MDL_W4_PICK(a, 3);
+                MDL_WST(d + tx0, p0);
+                MDL_WST(d + qplane + tx0, p1);
+                MDL_WST(d + 2 * qplane + tx0, p2);
+                MDL_WST(d + 3 * qplane + tx0, p3);
+                if (nq > 4) {
+                    for (int j = 0; j < 4; j++)
+                        MDL_WLD_ROW(a[j], row, c0 + 4 + 16 * j, W);
+                    p0 = MDL_W4_PICK(a, 0);
+                    p1 = MDL_W4_PICK(a, 1);
+                    MDL_WST(d + 4 * qplane + tx0, p0);
+                    MDL_WST(d + 5 * qplane + tx0, p1);
+                }
+            }
+        }
+    }
+}
+
+/* V[e * estride + t] (e < 36) for all th * tw tiles of plane x (H x W, padding ph, pw). */
+MDL_ISA_ATTR static void MDL_ISA(wino4_input_plane_f32)(const float *x, ptrdiff_t H,
+                                                         ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
+                                                         ptrdiff_t th, ptrdiff_t tw, float *V,
+                                                         ptrdiff_t estride, float *scratch)
+{
+    const ptrdiff_t quarter = th + 1, qplane = wino4_qplane(quarter, tw), n = th * tw;
+    MDL_ISA(wino4_phase_rows)(x, H, W, ph, pw, 4 * th + 2, tw, 6, scratch);
+    const float *P[6][6];
+    for (int r = 0; r < 6; r++)
+        for (int q = 0; q < 6; q++) /* patch row r of tile (ty, tx) is padded row 4 ty + r */
+            P[r][q] = scratch + ((r % 4) * quarter + r / 4) * tw + q * qplane;
+    ptrdiff_t t = 0;
+    MDL_WINO4_INPUT_STEP(mdl_wv16, 16)
+    MDL_WINO4_INPUT_STEP(mdl_wv8, 8)
+    MDL_WINO4_INPUT_STEP(mdl_wv4, 4)
+    MDL_WINO4_INPUT_STEP(float, 1)
+}
+
+/* Plane out (OH x OW) from M[e * estride + t] (e < 36) of its th * tw tiles (+ bias, ReLU). */
+MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_t estride,
+                                                          ptrdiff_t th, ptrdiff_t tw, float *out,
+                                                          ptrdiff_t OH, ptrdiff_t OW,
+                                                          float bias, int relu, float *scratch)
+{
+    const ptrdiff_t n = th * tw;
+    float *ys[16];
+    for (int k = 0; k < 16; k++)
+        ys[k] = scratch + k * n;
+    ptrdiff_t t = 0;
+    MDL_WINO4_OUTPUT_STEP(mdl_wv16, 16)
+    MDL_WINO4_OUTPUT_STEP(mdl_wv8, 8)
+    MDL_WINO4_OUTPUT_STEP(mdl_wv4, 4)
+    MDL_WINO4_OUTPUT_STEP(float, 1)
+    if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
+        for (int k = 0; k < 16; k++)
+            for (ptrdiff_t i = 0; i < n; i++)
+                ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
+    /* Tiles [0, full) have all four columns inside a row. */
+    const ptrdiff_t full = tw < OW / 4 ? tw : OW / 4;
+    for (ptrdiff_t ty = 0; ty < th; ty++) {
+        for (int a = 0; a < 4 && 4 * ty + a < OH; a++) {
+            float *row = out + (4 * ty + a) * OW;
+            const float *y[4];
+            for (int b = 0; b < 4; b++)
+                y[b] = ys[4 * a + b] + ty * tw;
+            ptrdiff_t tx = 0;
+            for (; tx + 16 <= full; tx += 16) {
+                /* Interleave four vectors of 16 tiles into 64 consecutive pixels. */
+                mdl_wv16 y0, y1, y2, y3;
+                MDL_WLD(y0, y[0] + tx);
+                MDL_WLD(y1, y[1] + tx);
+                MDL_WLD(y2, y[2] + tx);
+                MDL_WLD(y3, y[3] + tx);
+                mdl_wv16 p = __builtin_shufflevector(y0, y1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                                                     21, 6, 22, 7, 23);
+                mdl_wv16 q = __builtin_shufflevector(y2, y3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                                                     21, 6, 22, 7, 23);
+                mdl_wv16 o0 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
+                                                      21, 6, 7, 22, 23);
+                mdl_wv16 o1 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
+                                                      28, 29, 14, 15, 30, 31);
+                p = __builtin_shufflevector(y0, y1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
+                                            14, 30, 15, 31);
+                q = __builtin_shufflevector(y2, y3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
+                                            14, 30, 15, 31);
+                mdl_wv16 o2 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
+                                                      21, 6, 7, 22, 23);
+                mdl_wv16 o3 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
+                                                      28, 29, 14, 15, 30, 31);
+                MDL_WST(row + 4 * tx, o0);
+                MDL_WST(row + 4 * tx + 16, o1);
+                MDL_WST(row + 4 * tx + 32, o2);
+                MDL_WST(row + 4 * tx + 48, o3);
+            }
+            for (; tx + 4 <= full; tx += 4) {
+                /* Four tiles of a narrow image: one vector of 16 pixels. */
+                mdl_wv4 y0, y1, y2, y3;
+                MDL_WLD(y0, y[0] + tx);
+                MDL_WLD(y1, y[1] + tx);
+                MDL_WLD(y2, y[2] + tx);
+                MDL_WLD(y3, y[3] + tx);
+                mdl_wv8 p = __builtin_shufflevector(y0, y1, 0, 4, 1, 5, 2, 6, 3, 7);
+                mdl_wv8 q = __builtin_shufflevector(y2, y3, 0, 4, 1, 5, 2, 6, 3, 7);
+                mdl_wv16 o = __builtin_shufflevector(p, q, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13,
+                                                     6, 7, 14, 15);
+                MDL_WST(row + 4 * tx, o);
+            }
+            for (; tx < full; tx++)
+                for (int b = 0; b < 4; b++)
+                    row[4 * tx + b] = y[b][tx];
+            for (; tx < tw; tx++)
+                for (int b = 0; b < 4 && 4 * tx + b < OW; b++)
+                    row[4 * tx + b] = y[b][tx];
+        }
+    }
+}
+
+/* dM[e * estride + t] (e < 36) for all th * tw tiles from the output gradient g (OH x OW). */
+MDL_ISA_ATTR static void MDL_ISA(wino4_grad_plane_f32)(const float *g, ptrdiff_t OH,
+                                                        ptrdiff_t OW, ptrdiff_t th, ptrdiff_t tw,
+                                                        float *dM, ptrdiff_t estride,
+                                                        float *scratch)
+{
+    const ptrdiff_t n = th * tw, qplane = wino4_qplane(th, tw);
+    MDL_ISA(wino4_phase_rows)(g, OH, OW, 0, 0, 4 * th, tw, 4, scratch);
+    const float *R[4][4];
+    for (int p = 0; p < 4; p++) /* gradient row p of tile (ty, tx) is row 4 ty + p */
+        for (int k = 0; k < 4; k++)
+            R[p][k] = scratch + p * th * tw + k * qplane;
+    ptrdiff_t t = 0;
+    MDL_WINO4_GRAD_STEP(mdl_wv16, 16)
+    MDL_WINO4_GRAD_STEP(mdl_wv8, 8)
+    MDL_WINO4_GRAD_STEP(mdl_wv4, 4)
+    MDL_WINO4_GRAD_STEP(float, 1)
 }
 
 #undef MDL_WLD_EDGE

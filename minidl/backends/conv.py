@@ -1,21 +1,28 @@
 """Which algorithm conv2d runs: set ``minidl.backends.conv.algorithm``.
 
 ``"auto"`` (default)
-    Winograd F(2x2, 3x3) for the passes the rule in `choose` names, otherwise the kernel module's
-    shape rule (direct kernels for few channels or full rows, im2col + GEMM for wide layers).
+    Winograd for the passes the rule in `choose` names, F(4x4, 3x3) or F(2x2, 3x3) by the rule
+    in `winograd_tile_for`, otherwise the kernel module's shape rule (direct kernels for few
+    channels or full rows, im2col + GEMM for wide layers).
 ``"direct"``
     Direct kernels only (exact summation order of a plain convolution).
 ``"im2col"``
     im2col + GEMM for every groups-1 convolution (direct kernels for grouped ones).
 ``"winograd"``
     Winograd for every convolution it can run (float32, 3x3, stride 1, dilation 1, groups 1),
-    ``"auto"`` for the others.
+    the tile by `winograd_tile_for`, ``"auto"`` for the others.
 
-The choice depends on the shapes, the dtype and the instruction set only, never on timings or on
-the thread count, so a run gives the same bits every time. Winograd is not exact: against a
-float64 reference on He-initialised weights and ReLU activations its ||err||_inf / ||ref||_inf
-stays below 1e-5 for the output and both gradients (see minidl/backends/winograd.py), the direct
-and im2col paths below 1e-6.
+``winograd_tile = 2`` or ``4`` forces F(2x2, 3x3) or F(4x4, 3x3) wherever Winograd runs (None,
+the default: the rule). The choice depends on the shapes, the dtype and the instruction set
+only, never on timings or on the thread count, so a run gives the same bits every time.
+
+Winograd is not exact. Against a float64 reference on He-initialised weights and ReLU
+activations (ResNet-20's layers at batch 16-32, the PyTorch MNIST example's 32->64 at batch 8,
+a 256-channel reduction; minidl/backends/winograd.py), max ||err||_inf / ||ref||_inf measured
+for output / input gradient / weight gradient: F(2x2) 6.5e-7 / 3.8e-7 / 6.2e-7, F(4x4)
+1.2e-5 / 6.8e-6 / 5.7e-6. Both stay under the issue's 1e-4 for the default algorithm on every
+pass, so the rule may give F(4x4) any pass; tests/test_conv_winograd.py asserts 1e-5 (F(2x2))
+and 5e-5 (F(4x4)). The direct and im2col paths stay below 1e-6.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from minidl.ops.activation import relu_grad
 
 ALGORITHMS = ("auto", "direct", "winograd", "im2col")
 algorithm = "auto"
+# The Winograd tile: None lets `winograd_tile_for` pick F(2x2) or F(4x4) by its rule; 2 or 4
+# forces F(2x2, 3x3) or F(4x4, 3x3) for every pass Winograd runs (tests, benchmarks).
+winograd_tile: int | None = None
 
 # The instruction-set family the kernels dispatch to (decided once per process, like them).
 _WIDE_ISA = _runtime.isa_path().startswith(("x86-64-v4", "x86-64-v3"))
@@ -41,6 +51,27 @@ def _current() -> str:
             f"minidl.backends.conv.algorithm must be one of {ALGORITHMS}, got {algorithm!r}"
         )
     return algorithm
+
+
+def winograd_tile_for(x_shape) -> int:
+    """The output tile m of Winograd F(m x m, 3x3) for a convolution of x (N, C, H, W) that runs
+    Winograd (every pass alike): `winograd_tile` when set, else 4 for images from 16 to 64
+    pixels a side, 2 otherwise.
+
+    Measured (2026-12-02, Xeon AVX-512, one thread's CPU time, ms, F(4x4) / F(2x2), forward,
+    input grad, weight grad): 16->16 @32 3.8 / 5.3, 3.7 / 5.2, 8.1 / 11.1; 32->32 @16 3.0 /
+    3.8, 3.0 / 3.7, 3.3 / 4.1; 32->64 @26 9.0 / 11.1, 10.3 / 14.4, 6.8 / 10.7; 64->64 @8 4.2 /
+    3.4, 4.3 / 3.5, 4.5 / 3.7. An 8x8 image has 2x2 tiles of 4x4: its 6x6 patches overlap most
+    of the padded image and the transforms run on 4-lane vectors. F(4x4) blocks hold whole
+    images, so above 64 pixels a side (256 tiles) its blocks outgrow the L2 cache.
+    """
+    if winograd_tile is not None:
+        if winograd_tile not in (2, 4):
+            raise ValueError(
+                f"minidl.backends.conv.winograd_tile must be None, 2 or 4, got {winograd_tile!r}"
+            )
+        return winograd_tile
+    return 4 if 16 <= min(x_shape[2], x_shape[3]) and max(x_shape[2], x_shape[3]) <= 64 else 2
 
 
 def winograd_eligible(dtype, weight_shape, stride, dilation, groups) -> bool:
@@ -81,6 +112,13 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     9.2 / 6.7 and 32->64 @26 (an image's 144 tiles exceed a block: run-by-run transforms)
     12.7 / 10.2 now go to the kernel module; 32->32 @16 3.9 / 4.3 and 64->64 @8 3.3 / 3.3 stay.
     Hence the weight gradient's rule: C * OC >= 1024 and an image's tiles within one block.
+
+    The table above is F(2x2)'s. Where `winograd_tile_for` gives F(4x4) (2026-12-02, Xeon
+    AVX-512, load ~4, one thread's CPU time, ms, F(4x4) / the kernel module's best, forward,
+    input grad, weight grad): 16->16 @32 3.8 / 5.4, 3.7 / 5.2, 8.1 / 8.6; 32->32 @16 3.0 / 4.6,
+    3.0 / 4.7, 3.3 / 8.8; 32->64 @26 9.0 / 13.1, 10.3 / 13.1, 6.8 / 14.2: every pass with 16 or
+    more channels on both sides goes to Winograd (the 3->16 stem stays with the direct kernels:
+    1.4 / 2.6 / 2.3 against F(4x4)'s 1.7 / 2.2 / 4.4).
     """
     algo = _current()
     if algo in ("direct", "im2col"):
@@ -92,6 +130,8 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
+    if winograd_tile_for(x_shape) == 4:
+        return "winograd"
     tiles = ((x_shape[2] + 1) // 2) * ((x_shape[3] + 1) // 2)  # per image (padding aside)
     wins = {
         "forward": c * oc >= 2048,
@@ -106,7 +146,8 @@ def conv2d_forward(x, weight, bias, out, stride, padding, dilation, groups, relu
     Arguments as minidl._kernels.conv.conv2d_forward, with (h, w) pairs."""
     algo = choose("forward", x.shape, weight.shape, x.dtype, stride, dilation, groups)
     if algo == "winograd" and out.size and x.size:
-        winograd.forward(x, weight, bias, out, padding, relu, n_threads)
+        tile = winograd_tile_for(x.shape)
+        winograd.forward(x, weight, bias, out, padding, relu, n_threads, tile)
     else:
         _conv.conv2d_forward(
             x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
@@ -151,11 +192,12 @@ def conv2d_backward(
         return
     if relu_out is not None:
         grad_out = relu_grad(relu_out, grad_out)  # NaN passes, as torch
+    tile = winograd_tile_for(x.shape)
     if wino_x:
-        winograd.backward_input(grad_out, weight, grad_x, padding, n_threads)
+        winograd.backward_input(grad_out, weight, grad_x, padding, n_threads, tile)
     if wino_w:
-        winograd.backward_weight(x, grad_out, grad_w, padding, n_threads)
-        # The transforms subtract within a 4x4 patch, so a +-Inf in x or grad_out comes out as
+        winograd.backward_weight(x, grad_out, grad_w, padding, n_threads, tile)
+        # The transforms subtract within a patch, so a +-Inf in x or grad_out comes out as
         # Inf - Inf = NaN where the exact sum is +-Inf (PyTorch's too). The weight gradient is
         # small (OC x C x 9): checking it is free, and a non-finite one is redone exactly.
         wino_w = bool(np.isfinite(grad_w).all())

@@ -1,4 +1,4 @@
-"""Build the Cython/OpenMP kernels in minidl/_kernels.
+"""Build the Cython/C kernels in minidl/_kernels.
 
 Every ``minidl/_kernels/*.pyx`` becomes the extension ``minidl._kernels.<name>``.
 
@@ -6,14 +6,12 @@ Environment switches:
   MINIDL_DEBUG_BUILD=1   Cython bounds/wraparound/initialization checks on (the debug CI job).
   MINIDL_ASAN_BUILD=1    kernels compiled with AddressSanitizer (-fsanitize=address); run
                          Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) (the CI job).
-  MINIDL_NO_OPENMP=1     build serial on purpose.
+  MINIDL_NO_THREADS=1    build serial on purpose (no thread pool).
   MINIDL_BUILD_ONLY=a,b  build only these extensions (for kernel development).
 """
 
 import os
 import sys
-import tempfile
-import textwrap
 from glob import glob
 
 from Cython.Build import cythonize
@@ -35,49 +33,9 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-OPENMP_TEST = textwrap.dedent(
-    """
-    #include <omp.h>
-    int main(void) {
-        int n = 0;
-        #pragma omp parallel reduction(+:n)
-        n += 1;
-        return n > 0 ? 0 : 1;
-    }
-    """
-)
-
-
-def openmp_flags(compiler):
-    """(compile_args, link_args) enabling OpenMP for this compiler, or None if it has none."""
-    ctype = compiler.compiler_type
-    if ctype == "msvc":
-        return ["/openmp"], []
-    if sys.platform == "darwin":
-        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
-    else:
-        candidates = [(["-fopenmp"], ["-fopenmp"])]
-    for cflags, lflags in candidates:
-        if _compiles(compiler, cflags, lflags):
-            return cflags, lflags
-    return None
-
-
-def _compiles(compiler, cflags, lflags):
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "omp_test.c")
-        with open(src, "w") as f:
-            f.write(OPENMP_TEST)
-        try:
-            objects = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-            compiler.link_executable(objects, "omp_test", output_dir=tmp, extra_postargs=lflags)
-        except Exception:
-            return False
-    return True
-
 
 class BuildKernels(build_ext):
-    """Adds optimisation and OpenMP flags chosen for the compiler actually in use."""
+    """Adds optimisation and thread flags chosen for the compiler actually in use."""
 
     def build_extensions(self):
         compiler = self.compiler
@@ -93,20 +51,20 @@ class BuildKernels(build_ext):
                 # -O1 keeps the vector kernels (and their partial loads) as they run in
                 # production while leaving ASan's reports readable.
                 opt = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
-        omp = None
-        if os.environ.get("MINIDL_NO_OPENMP", "0") in ("", "0"):
-            omp = openmp_flags(compiler)
-        if omp is None:
+        # The kernels' parallel loops run on minidl's own pthread pool (threadpool.h), not on
+        # OpenMP: nothing links an OpenMP runtime, so PyTorch's bundled libgomp never meets
+        # a second one in the process. Windows has no pool yet (threadpool.h).
+        serial = os.environ.get("MINIDL_NO_THREADS", "0") not in ("", "0")
+        if serial or sys.platform == "win32":
             bar = "!" * 78
             print(
-                f"\n{bar}\nminidl: building WITHOUT OpenMP: every kernel will run on ONE thread.\n"
-                f"Install an OpenMP runtime (libgomp / libomp) and rebuild for multi-core speed.\n"
-                f"{bar}\n",
+                f"\n{bar}\nminidl: building WITHOUT threads: every kernel will run on ONE "
+                f"thread.\n{bar}\n",
                 file=sys.stderr,
             )
-            cflags, lflags = [], []
+            cflags, lflags = (["-DMINIDL_NO_THREADS"] if serial else []), []
         else:
-            cflags, lflags = omp
+            cflags, lflags = ["-pthread"], ["-pthread"]
         asan_link = ["-fsanitize=address"] if ASAN and compiler.compiler_type != "msvc" else []
         for ext in self.extensions:
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args

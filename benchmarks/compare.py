@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; minidl ISA path: "
         f"{_runtime.isa_path()}, compiler {_runtime.compiler()}, "
-        f"OpenMP {'on' if _runtime.openmp_enabled() else 'OFF'}"
+        f"thread pool {'on' if minidl.config()['thread_pool'] else 'OFF'}"
     )
     print(
         f"numpy {np.__version__} (child processes, one per OPENBLAS_CORETYPE and thread count); "

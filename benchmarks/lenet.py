@@ -440,7 +440,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = max(1, round(args.epochs_fraction * steps_per_epoch))
     cfg = minidl.config()
     print(
-        f"minidl {cfg['version']} ({cfg['isa']}, OpenMP {cfg['openmp']}), numpy {cfg['numpy']}"
+        f"minidl {cfg['version']} ({cfg['isa']}, thread pool {cfg['thread_pool']}), "
+        f"numpy {cfg['numpy']}"
         + (f", torch {torch.__version__}" if torch else "")
     )
     measured = (

@@ -78,14 +78,15 @@ from minidl.threads import get_num_threads, set_num_threads
 
 
 def config() -> dict:
-    """What this build and process use: version, OpenMP, threads, compiler, instruction set."""
+    """What this build and process use: version, thread pool (False: built serial), threads,
+    compiler, instruction set."""
     import numpy
 
-    from minidl._kernels import _runtime
+    from minidl._kernels import _runtime, threadpool
 
     return {
         "version": __version__,
-        "openmp": _runtime.openmp_enabled(),
+        "thread_pool": threadpool.has_threads(),
         "num_threads": get_num_threads(),
         "compiler": _runtime.compiler(),
         "isa": _runtime.isa_path(),

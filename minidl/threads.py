@@ -122,6 +122,15 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+def pool_stats() -> dict[str, int]:
+    """The thread pool's contention detector counters since the process started: "caps"
+    (another process competed for the cores and the pool ran the next jobs on one thread
+    fewer), "lone" (single signs ignored as noise, such as a VM's vCPU preempted for a moment),
+    "probes" (full-width jobs run while capped) and "lifted" (probes that lifted the cap).
+    All 0 on a build without threads."""
+    return threadpool.stats()
+
+
 def _register_with_threadpoolctl() -> None:
     """Make threadpoolctl's threadpool_info() list minidl's pool and threadpool_limits()
     limit it. Registered at import when threadpoolctl is installed (it is a single pure-Python
@@ -131,8 +140,9 @@ def _register_with_threadpoolctl() -> None:
     class MinidlController(threadpoolctl.LibController):
         """minidl's thread pool, found as the loaded threadpool extension module."""
 
-        # "openmp": the pool stands where minidl's OpenMP loops were, and code that limits
-        # OpenMP libraries (user_api="openmp") expects minidl among them.
+        # "openmp": minidl links no OpenMP runtime, but its pool stands where its OpenMP
+        # loops were, and code that limits OpenMP libraries (user_api="openmp", as
+        # scikit-learn does around its own loops) expects minidl among them.
         user_api = "openmp"
         internal_api = "minidl"
         filename_prefixes = ("threadpool.",)

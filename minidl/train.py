@@ -328,7 +328,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = minidl.config()
     n_params = sum(p.numel() for p in model.parameters())
     log(f"minidl {cfg['version']}: {args.model}, {n_params:,} "
-        f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, OpenMP {cfg['openmp']}")
+        f"parameters, {cfg['num_threads']} threads, {cfg['isa']}, "
+        f"thread pool {'on' if cfg['thread_pool'] else 'OFF'}")
     log(f"{args.dataset}: train {len(train_set):,} images, test {len(test_set):,}, "
         f"batch {args.batch_size}, {args.optimizer} lr {args.lr}, {args.epochs} epochs")
     if args.distributed:

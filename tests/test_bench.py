@@ -30,7 +30,7 @@ def check_schema(doc, threads, groups):
     m = doc["machine"]
     assert isinstance(m["cpu"], str) and m["cpu"]
     assert isinstance(m["logical_cpus"], int) and isinstance(m["cores"], int) and m["cores"] >= 1
-    assert {"version", "isa", "openmp", "compiler", "numpy"} <= set(m["minidl"])
+    assert {"version", "isa", "thread_pool", "compiler", "numpy"} <= set(m["minidl"])
     assert isinstance(doc["peaks"], dict)
     for isa, value in doc["peaks"].items():
         assert isa == "absent" and isinstance(value, str) or value > 0

@@ -133,7 +133,7 @@ def test_num_threads_and_config():
     with pytest.raises(ValueError):
         minidl.set_num_threads(0)
     cfg = minidl.config()
-    assert set(cfg) >= {"version", "openmp", "num_threads", "compiler", "isa", "malloc_tuned"}
+    assert set(cfg) >= {"version", "thread_pool", "num_threads", "compiler", "isa", "malloc_tuned"}
     assert cfg["version"] == minidl.__version__
 
 

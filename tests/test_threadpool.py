@@ -200,3 +200,59 @@ def test_omp_num_threads_sets_the_default():
         "import minidl; print(minidl.get_num_threads())", env={"OMP_NUM_THREADS": "3"}
     )
     assert out.strip() == ("3" if threadpool.has_threads() else "1")
+
+
+@pytest.mark.skipif(not threadpool.has_threads(), reason="a build without threads")
+def test_a_lone_sign_of_contention_does_not_cap_the_pool():
+    # A fresh process: no job has run, so no worker gives signs of its own.
+    out, _ = run_child(
+        """
+        import time
+        from minidl._kernels import threadpool
+        threadpool._test_sign(2)
+        lone = threadpool.stats(), threadpool.threads_available(2)
+        time.sleep(0.08)  # longer than the 50 ms within which a second sign confirms
+        threadpool._test_sign(2)
+        late = threadpool.stats(), threadpool.threads_available(2)
+        threadpool._test_sign(2)
+        confirmed = threadpool.stats(), threadpool.threads_available(2)
+        time.sleep(0.08)  # past the first cap (10 ms), within a second of its end
+        threadpool._test_sign(2)
+        again = threadpool.stats(), threadpool.threads_available(2)
+        print(repr((lone, late, confirmed, again)))
+        """
+    )
+    lone, late, confirmed, again = eval(out)
+    assert lone == ({"caps": 0, "lone": 1, "probes": 0, "lifted": 0}, 2)
+    assert late == ({"caps": 0, "lone": 2, "probes": 0, "lifted": 0}, 2)
+    assert confirmed == ({"caps": 1, "lone": 2, "probes": 0, "lifted": 0}, 1)
+    # Soon after a confirmed cap one sign is enough: the competitor is known to be there.
+    assert again == ({"caps": 2, "lone": 2, "probes": 0, "lifted": 0}, 1)
+
+
+@pytest.mark.skipif(not threadpool.has_threads(), reason="a build without threads")
+def test_two_threads_on_one_cpu_cap_the_pool_and_keep_the_bits(one_thread_digest):
+    # The caller and its worker pinned to one CPU compete for it on any machine: the detector
+    # must see it (the busy case), and the cap and its probes change no result.
+    out, _ = run_child(
+        """
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import minidl
+        from test_threadpool import workload_digest
+        digests = [workload_digest(2) for _ in range(3)]
+        print(" ".join(digests), repr(minidl.threads.pool_stats()))
+        """,
+        timeout=300,
+    )
+    *digests, stats = out.split(" ", 3)
+    assert digests == [one_thread_digest] * 3
+    stats = eval(stats)
+    assert stats["caps"] >= 1
+
+
+def test_pool_stats_counts_are_non_negative_integers():
+    stats = minidl.threads.pool_stats()
+    assert set(stats) == {"caps", "lone", "probes", "lifted"}
+    assert all(isinstance(v, int) and v >= 0 for v in stats.values())
+    assert stats["lifted"] <= stats["probes"]

@@ -1,5 +1,5 @@
-/* Portability layer shared by every kernel: OpenMP shims, the compiler's name, and the
- * instruction-set dispatch macro.
+/* Portability layer shared by every kernel: the compiler's name, the instruction-set dispatch
+ * macro and the allocator tuning.
  *
  * MINIDL_MULTIVERSION marks a hot C function for gcc's function multi-versioning: the compiler
  * emits an AVX-512 (x86-64-v4), an AVX2+FMA (x86-64-v3) and a baseline x86-64 body and the
@@ -10,18 +10,6 @@
 #define MINIDL_PLATFORM_H
 
 #include <stdlib.h> /* defines __GLIBC__ on glibc systems */
-
-#ifdef _OPENMP
-#include <omp.h>
-#define MINIDL_HAVE_OPENMP 1
-#else
-#define MINIDL_HAVE_OPENMP 0
-static inline int omp_get_max_threads(void) { return 1; }
-static inline int omp_get_thread_num(void) { return 0; }
-static inline int omp_get_num_threads(void) { return 1; }
-static inline int omp_get_num_procs(void) { return 1; }
-static inline void omp_set_num_threads(int n) { (void)n; }
-#endif
 
 #if defined(__clang__)
 #define MINIDL_COMPILER "clang " __clang_version__

@@ -8,7 +8,10 @@ cdef extern from "threadpool.h" nogil:
     int MDL_TP_MAX_THREADS
     void mdl_tp_for(mdl_task_fn fn, void *args, Py_ssize_t n_items, int n_threads)
     int mdl_tp_threads(int n_threads)
-    long mdl_tp_contention_events()
+    ctypedef struct mdl_tp_stats:
+        long long caps, lone, probes, lifted
+    mdl_tp_stats mdl_tp_get_stats()
+    void mdl_tp_test_sign(int limit)
     int mdl_tp_workers()
 
 
@@ -36,12 +39,22 @@ def workers() -> int:
     return mdl_tp_workers()
 
 
-def contention_events() -> int:
-    """How often the pool found another process competing for its cores and ran the next
-    jobs on one thread fewer (see threadpool.h)."""
-    return mdl_tp_contention_events()
+def stats() -> dict:
+    """The contention detector's counters since the process started (see threadpool.h):
+    caps, confirmed signs of another process competing for the cores (the next jobs ran on one
+    thread fewer); lone, signs ignored because no other came within 50 ms (a VM's vCPU
+    preempted for a moment); probes, full-width jobs run while capped; lifted, probes that
+    found the competitor gone and lifted the cap."""
+    cdef mdl_tp_stats s = mdl_tp_get_stats()
+    return {"caps": s.caps, "lone": s.lone, "probes": s.probes, "lifted": s.lifted}
 
 
 def threads_available(int n_threads) -> int:
     """Threads a job asking for n_threads would use now."""
     return mdl_tp_threads(n_threads)
+
+
+def _test_sign(int limit) -> None:
+    """Tests only: report one sign of contention, as a job of `limit` threads whose caller
+    stalled on a descheduled worker does."""
+    mdl_tp_test_sign(limit)

@@ -13,7 +13,7 @@ from minidl.bench.case import ENGINES
 from minidl.bench.timing import BUSY_SPREAD
 
 REFERENCES = [e for e in ENGINES if e != "minidl"]
-SCHEMA = "minidl-bench/1"
+SCHEMA = "minidl-bench/2"
 NAME_WIDTH = 58
 
 
@@ -78,8 +78,8 @@ def header(doc: dict) -> list[str]:
         f"minidl-bench {doc['size']}  {doc['created']}",
         f"CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['cores']} cores used by default;"
         f" {m['os']}, Python {m['python']}",
-        f"minidl {cfg['version']}: ISA path {cfg['isa']}, OpenMP {'on' if cfg['openmp'] else 'OFF'}"
-        f", {cfg['compiler']}",
+        f"minidl {cfg['version']}: ISA path {cfg['isa']}, "
+        f"thread pool {'on' if cfg['thread_pool'] else 'OFF'}, {cfg['compiler']}",
     ]
     peaks = doc["peaks"]
     if "absent" in peaks:

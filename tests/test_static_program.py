@@ -373,3 +373,27 @@ def test_program_buffers_are_shared_as_the_memory_plan_lets_them():
     assert 0 < held < planned
     x = images(16, seed=1)
     assert_same_bits(lowered.run([x.data], 1)[0], replay(x).data)
+
+
+def test_training_program_reuses_dead_gradient_buffers_and_keeps_the_replays_bits():
+    """Gradient buffers no instruction reads any more (a C node's output gradient after its
+    backward, contributions' scratch) serve later gradients; the bits stay the replay's."""
+    from minidl.static.lower import Lowered
+
+    handed = []
+    original = Lowered._gradient_buffer
+
+    def recording(self, v):
+        g = original(self, v)
+        handed.append(g)
+        return g
+
+    Lowered._gradient_buffer = recording
+    try:
+        program, step = train_steps(resnet20, "program", (3, 8, 8), 10, steps=2)
+    finally:
+        Lowered._gradient_buffer = original
+    assert len({id(g) for g in handed}) < len(handed)
+    replay, _ = train_steps(resnet20, "replay", (3, 8, 8), 10, steps=2)
+    for a, b in zip(program, replay):
+        assert_same_bits(a, b)

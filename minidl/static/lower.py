@@ -115,12 +115,20 @@ class Lowered:
         self.grad_arrays: list = [None] * len(self.values)
         self.reached = {loss}  # values some contribution to whose gradient is emitted
         self.grads[loss] = np.ones(self.values[loss].shape, self.values[loss].dtype)
+        # Buffers of gradients no instruction reads any more, by (shape, dtype): a node's
+        # output gradient once its backward instructions are emitted (a Python backward may
+        # return views of its gradient, so those stay), and contributions' scratch buffers.
+        self.free_gradients: dict[tuple, list[np.ndarray]] = {}
         for k in range(len(nodes) - 1, -1, -1):
             node = nodes[k]
             if node.out not in self.reached:
                 continue  # no gradient reaches it (the sweep skips it too)
             if lowered[k]:
                 LOWERINGS[node.fn.lowering][1](self, node)
+                g = self.grads.pop(node.out)
+                if node.out != loss and not any(np.may_share_memory(g, other)
+                                                for other in self.grads.values()):
+                    self.release_gradient(g)
             else:
                 self.python_backward(node, k)
         self.param_grads = [(i, self.grads.get(i), t) for _, i, t in self.params
@@ -203,13 +211,24 @@ class Lowered:
         v = self.values[index]
         self.reached.add(index)
         if g is None:
-            g = self.grads[index] = np.zeros(v.shape, v.dtype)
+            g = self.grads[index] = self._gradient_buffer(v)
             return g, None
-        return np.zeros(v.shape, v.dtype), g
+        return self._gradient_buffer(v), g
+
+    def _gradient_buffer(self, v: Value) -> np.ndarray:
+        """A buffer for a gradient of v's shape and dtype: one a dead gradient left (every
+        writer of a gradient writes all of it, so none needs zeroing), else a new one."""
+        free = self.free_gradients.get((v.shape, v.dtype))
+        return free.pop() if free else np.zeros(v.shape, v.dtype)
+
+    def release_gradient(self, g: np.ndarray) -> None:
+        """g is read by no instruction emitted from now on: later gradients may reuse it."""
+        self.free_gradients.setdefault((g.shape, g.dtype), []).append(g)
 
     def add_into(self, scratch: np.ndarray, total: np.ndarray | None) -> None:
         if total is not None:
             self.program.add("add", (total, scratch, total), (total.size,))
+            self.release_gradient(scratch)
 
     def python_backward(self, node: Node, k: int) -> None:
         """The node's backward as a Python call on its kept Context; each gradient is cast
@@ -257,6 +276,9 @@ class Lowered:
 
         self.program.add_python(call)
         self.python_nodes += 1
+        for _, _, _, dst, total, _ in targets:
+            if total is not None:
+                self.release_gradient(dst)
 
     # -- running -------------------------------------------------------------------------
     def bind_params(self) -> bool:

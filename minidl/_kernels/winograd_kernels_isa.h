@@ -183,11 +183,11 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
         __builtin_shufflevector(v[2], v[3], q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,     \
                                 q + 28),                                                         \
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-/* Lanes q, q + 4, ..., q + 28 of the 32 consecutive floats (a, b) in the first 8 lanes (the
- * rest: copies of lane q, never stored). */
+/* Lanes q, q + 4, ..., q + 28 (q < 4) of the 32 consecutive floats (a, b) in the first 8
+ * lanes (the rest: copies of lane q, past the row's tiles). */
 #define MDL_W4_PICK8(a, b, q)                                                                    \
-    __builtin_shufflevector(a, b, q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,              \
-                            (q + 28) % 32, q, q, q, q, q, q, q, q)
+    __builtin_shufflevector(a, b, q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24, q + 28, q, q, \
+                            q, q, q, q, q, q)
 #endif
 
 /* v = row[start .. start + 16), lanes outside [0, W) zero. Inside the row: one load; at an
@@ -502,17 +502,24 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                 continue;
             }
             const float *row = x + iy * W;
-            if (tw <= 7) {
-                /* Short rows (images up to 28 wide): two vectors hold columns -pw .. 31 - pw,
-                 * all that 4 tx + q - pw reaches for tx < 7 and q < 6. */
+            if (tw <= 8) {
+                /* Short rows (images up to 32 wide): columns 4 tx + q - pw for tx < 8 lie in two
+                 * vectors from -pw (phases 0-3), and phases 4 and 5 in two more from 4 - pw. */
                 mdl_wv16 a0, a1;
                 MDL_WLD_ROW(a0, row, -pw, W);
                 MDL_WLD_ROW(a1, row, 16 - pw, W);
-                mdl_wv16 phase[6] = {MDL_W4_PICK8(a0, a1, 0), MDL_W4_PICK8(a0, a1, 1),
-                                     MDL_W4_PICK8(a0, a1, 2), MDL_W4_PICK8(a0, a1, 3),
-                                     MDL_W4_PICK8(a0, a1, 4), MDL_W4_PICK8(a0, a1, 5)};
-                for (int q = 0; q < nq; q++)
+                mdl_wv16 phase[4] = {MDL_W4_PICK8(a0, a1, 0), MDL_W4_PICK8(a0, a1, 1),
+                                     MDL_W4_PICK8(a0, a1, 2), MDL_W4_PICK8(a0, a1, 3)};
+                for (int q = 0; q < 4; q++)
                     MDL_WST(d + q * qplane, phase[q]);
+                if (nq > 4) {
+                    MDL_WLD_ROW(a0, row, 4 - pw, W);
+                    MDL_WLD_ROW(a1, row, 20 - pw, W);
+                    phase[0] = MDL_W4_PICK8(a0, a1, 0);
+                    phase[1] = MDL_W4_PICK8(a0, a1, 1);
+                    MDL_WST(d + 4 * qplane, phase[0]);
+                    MDL_WST(d + 5 * qplane, phase[1]);
+                }
                 continue;
             }
             /* 16 tiles at a time: four vector loads (masked at the edges) cover columns

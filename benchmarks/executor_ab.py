@@ -1,9 +1,11 @@
 """Compiled LeNet-5 step and executor overhead of the tree on PYTHONPATH, one line per run:
 
-    PYTHONPATH=<tree> python benchmarks/executor_ab.py LABEL
+    PYTHONPATH=<tree> python benchmarks/executor_ab.py LABEL [THREADS]
 
-Run it alternately for two trees (each in its own process) to compare them in one session.
+THREADS (default 2, or the NT environment variable) is minidl's thread count. Run it alternately
+for two trees (each in its own process) to compare them in one session.
 """
+import os
 import sys
 import time
 
@@ -15,7 +17,8 @@ from minidl import optim
 from minidl.models import LeNet5
 from minidl.nn import functional as F
 
-minidl.set_num_threads(2)
+threads = int(sys.argv[2]) if len(sys.argv) > 2 else int(os.environ.get("NT", "2"))
+minidl.set_num_threads(threads)
 if hasattr(minidl.threads, "tune_malloc"):
     minidl.threads.tune_malloc()  # an older tree tunes at import
 minidl.manual_seed(0)
@@ -34,5 +37,5 @@ for i in range(300):
     times.append(time.perf_counter() - t0)
 times = sorted(times[20:])
 ex = S.executor_overhead(10)
-print(sys.argv[1], f"lenet_step_best_ms {times[0]*1e3:.3f} p10_ms {times[len(times)//10]*1e3:.3f}",
+print(sys.argv[1], f"threads {threads} lenet_step_best_ms {times[0]*1e3:.3f} p10_ms {times[len(times)//10]*1e3:.3f}",
       " ".join(f"{s*1e6:.3f}" for _, s in ex), flush=True)

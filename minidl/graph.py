@@ -60,9 +60,28 @@ class _ThreadState(threading.local):
     # they run (see minidl.static and minidl.profiler).
     tracer: Any = None
     profiler: Any = None
+    # Whether this thread is counted in _unusual_threads.
+    _unusual = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        global _unusual_threads
+        super().__setattr__(name, value)
+        unusual = not self.grad_enabled or self.tracer is not None or self.profiler is not None
+        if unusual != self._unusual:
+            super().__setattr__("_unusual", unusual)
+            with _unusual_lock:
+                _unusual_threads += 1 if unusual else -1
 
 
 state = _ThreadState()
+
+# How many threads have recording off, a tracer or a profiler. While none has, Function.apply
+# skips its three per-thread lookups (a thread-local attribute costs ~35 ns, a global ~8 ns).
+# A thread counts itself before its first op in that state and only it uncounts itself, so a
+# thread in an unusual state always sees a nonzero count; others only take the slower path. A
+# thread that ends while counted stays counted: that costs speed, never correctness.
+_unusual_threads = 0
+_unusual_lock = threading.Lock()
 
 # The value type (minidl.tensor.Tensor) registers itself: Function.apply wraps outputs in it.
 _value_type: Any = None
@@ -104,9 +123,20 @@ def enable_grad() -> _GradMode:
     return _GradMode(True)
 
 
-# Nodes are numbered in creation order: a parent whose node is newer than its consumer's was
-# rebased by an in-place op after the consumer used it (see _resolve_parent).
-_node_numbers = itertools.count()
+# In-place epochs: an in-place op that makes a new node the producer of an existing tensor
+# starts a new epoch (new_inplace_epoch) before recording that node, and every node keeps the
+# epoch it was created in. A parent whose node has a later epoch than its consumer's was
+# rebased after the consumer used it (see _resolve_parent). Reading a global costs a node less
+# than drawing a number from a counter.
+_inplace_epoch = 0
+_epoch_lock = threading.Lock()
+
+
+def new_inplace_epoch() -> None:
+    """Start a new epoch: call before recording a node that will replace a tensor's node."""
+    global _inplace_epoch
+    with _epoch_lock:  # += is not atomic: two threads could start the same epoch
+        _inplace_epoch += 1
 
 
 class Context:
@@ -119,17 +149,21 @@ class Context:
     graph that is not retained frees its buffers.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "saved_versions",
-                 "released", "number", "rebased_from", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "released", "epoch", "rebased_from",
+                 "__dict__")
+
+    # What save_for_backward stores lives in the instance's __dict__ with these class-level
+    # defaults: a node that saves nothing costs no stores for them, and clearing the __dict__
+    # releases everything at once.
+    saved_tensors: tuple = ()
+    saved_versions: tuple = ()  # versions.snapshot of saved_tensors
 
     def __init__(self, fn: type[Function], parents: tuple, needs_input_grad: tuple) -> None:
         self.fn = fn
         self.parents = parents
         self.needs_input_grad = needs_input_grad
-        self.saved_tensors: tuple = ()
-        self.saved_versions: tuple = ()
         self.released = False
-        self.number = next(_node_numbers)
+        self.epoch = _inplace_epoch
         # Set by an in-place op that made this node the new producer of a tensor: a tensor
         # holding the tensor's previous producer, where gradients of earlier consumers go.
         self.rebased_from: Any = None
@@ -139,8 +173,6 @@ class Context:
         self.saved_versions = versions.snapshot(arrays)
 
     def release(self) -> None:
-        self.saved_tensors = ()
-        self.saved_versions = ()
         self.__dict__.clear()
         self.released = True
 
@@ -266,9 +298,14 @@ class Function:
             else:
                 arrays.append(x)
                 needs.append(False)
+        ctx = Context(cls, inputs, tuple(needs))
+        if not _unusual_threads:  # recording on, no tracer, no profiler (in every thread)
+            result = value_type._wrap(cls.forward(ctx, *arrays, **attrs), record)
+            if record:
+                result._ctx = ctx
+            return result
         s = state
         record = record and s.grad_enabled
-        ctx = Context(cls, inputs, tuple(needs))
         if s.profiler is None:
             out = cls.forward(ctx, *arrays, **attrs)
         else:
@@ -333,7 +370,7 @@ class Step(NamedTuple):
     """One node of a tape, as the sweep reads it (a tuple, which the sweep unpacks fast; eager
     backward builds plain tuples in this field order)."""
 
-    fn: type[Function]  # the op (its backward is called through the step's Context)
+    fn: type[Function]  # the op: its backward is called with the step's Context
     out: int  # key of the value it produces
     grad_inputs: tuple  # per positional input: key of the value receiving its gradient, or -1
     # keys of leaves whose gradient is complete once this step's backward has run (every
@@ -418,18 +455,19 @@ release: also clear it (eager graphs, whose values still point at their contexts
                 versions.check(ctx.saved_versions, fn.__name__)
             if timings is not None:
                 t0 = clock()
-                result = ctx.fn.backward(ctx, g)
+                result = fn.backward(ctx, g)
                 timings.append(clock() - t0)
             elif profiler is None:
-                result = ctx.fn.backward(ctx, g)
+                result = fn.backward(ctx, g)
             else:
                 result = profiler.backward(ctx, g)
             contexts[k] = None
             if release:
                 ctx.release()
-            if type(result) is not tuple:
-                result = (result,)
-            for key, pg in zip(grad_inputs, result):
+            # One gradient is for the first input; zip() would cost ~130 ns a node.
+            pairs = zip(grad_inputs, result) if type(result) is tuple else (
+                (grad_inputs[0], result),)
+            for key, pg in pairs:
                 if key < 0 or pg is None:
                     continue
                 spec = specs[key]
@@ -477,68 +515,88 @@ def _eager_tape(root: Any, keep_all: bool) -> tuple[list, list[tuple], list, lis
     """(values, steps, contexts, specs) of the recorded graph ending at `root`, in one
     depth-first pass (explicit stack): each non-leaf gets its key when emitted, after all of
     its inputs; a leaf when first read. specs[key] is the value's array (its dtype and shape
-    are what the sweep checks gradients against)."""
-    value_type = _value_type
+    are what the sweep checks gradients against). Only inputs that needed a gradient when
+    the node was recorded are followed: no gradient goes to the others."""
     values: list = []
     specs: list = []
     steps: list[tuple] = []
     contexts: list = []
+    # id(value) -> its key. The stack holds values to visit and, below the inputs pushed by
+    # a visit, a 1-tuple (value,): the value is emitted when the tuple is popped, all of its
+    # inputs being emitted by then. A value pushed by several consumers is visited once: its
+    # other copies are deeper than its tuple (none can be above it, the graph being acyclic)
+    # and are skipped once it is emitted.
     key_of: dict[int, int] = {}
-    visited: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
+    stack: list = [root]
     while stack:
-        t, inputs_done = stack.pop()
+        t = stack.pop()
+        if type(t) is not tuple:
+            if id(t) in key_of:
+                continue
+            stack.append((t,))
+            ctx = t._ctx
+            epoch = ctx.epoch
+            needs = ctx.needs_input_grad
+            i = -1
+            # An index, not zip(): zip() costs ~130 ns a node.
+            for p in ctx.parents:
+                i += 1
+                # needs_input_grad is True only for values (Function.apply)
+                if needs[i]:
+                    parent_ctx = p._ctx
+                    if parent_ctx is not None:
+                        if parent_ctx.epoch > epoch:
+                            p = _resolve_parent(p, ctx)
+                            if p._ctx is None:
+                                continue
+                        stack.append(p)
+            continue
+        t = t[0]
         ctx = t._ctx
-        if inputs_done:
-            if ctx.released:
-                raise RuntimeError(
-                    f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
-                    "backward(); call backward(retain_graph=True) the first time to go "
-                    "through it again"
-                )
-            keys = []
-            finished = []
-            for p, need in zip(ctx.parents, ctx.needs_input_grad):
-                # needs_input_grad is True only for values (Function.apply); requires_grad
-                # may have been switched off since.
-                if need and p._ctx is not None and p._ctx.number > ctx.number:
-                    p = _resolve_parent(p, ctx)
-                if need and p._requires_grad:
-                    key = key_of.get(id(p))
-                    if key is None:  # a leaf: non-leaves were emitted before their readers
-                        key = key_of[id(p)] = len(values)
-                        values.append(p)
-                        specs.append(p.data)
-                        finished.append(key)
-                    keys.append(key)
-                else:
-                    keys.append(-1)
-            key = key_of[id(t)] = len(values)
-            values.append(t)
-            specs.append(t.data)
-            hooks = t._grad_hooks
-            # A plain tuple in Step's field order: a Step per node would cost a constructor call.
-            steps.append((ctx.fn, key, keys, finished,
-                          list(hooks.values()) if hooks else None, keep_all or t._retains_grad))
-            contexts.append(ctx)
-            continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
+        if ctx.released:
+            raise RuntimeError(
+                f"backward: the graph through {ctx.fn.__name__} was freed by an earlier "
+                "backward(); call backward(retain_graph=True) the first time to go "
+                "through it again"
+            )
+        keys = []
+        finished: tuple = ()
+        epoch = ctx.epoch
+        needs = ctx.needs_input_grad
+        i = -1
         for p in ctx.parents:
-            if isinstance(p, value_type) and p._ctx is not None:
-                if p._ctx.number > ctx.number:
-                    p = _resolve_parent(p, ctx)
-                if p._ctx is not None and id(p) not in visited:
-                    stack.append((p, False))
+            i += 1
+            if not needs[i]:
+                keys.append(-1)
+                continue
+            parent_ctx = p._ctx
+            if parent_ctx is not None and parent_ctx.epoch > epoch:
+                p = _resolve_parent(p, ctx)
+            if not p._requires_grad:  # switched off since the node was recorded
+                keys.append(-1)
+                continue
+            key = key_of.get(id(p))
+            if key is None:  # a leaf: non-leaves were emitted before their readers
+                key = key_of[id(p)] = len(values)
+                values.append(p)
+                specs.append(p.data)
+                finished += (key,)
+            keys.append(key)
+        key = key_of[id(t)] = len(values)
+        values.append(t)
+        specs.append(t.data)
+        hooks = t._grad_hooks
+        # A plain tuple in Step's field order: a Step per node would cost a constructor call.
+        steps.append((ctx.fn, key, keys, finished,
+                      list(hooks.values()) if hooks else None, keep_all or t._retains_grad))
+        contexts.append(ctx)
     return values, steps, contexts, specs
 
 
 def _resolve_parent(parent: Any, consumer: Context) -> Any:
     """The version of `parent` that `consumer` used: an in-place op recorded after the
     consumer replaced parent's node, and the gradient belongs to the value before it."""
-    while parent._ctx is not None and parent._ctx.number > consumer.number:
+    while parent._ctx is not None and parent._ctx.epoch > consumer.epoch:
         previous = parent._ctx.rebased_from
         if previous is None:
             break

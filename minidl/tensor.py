@@ -20,6 +20,10 @@ from minidl.dtypes import (
 from minidl.ops import contiguous
 from minidl.ops.reduce import normalize_axes
 
+# Tensor._wrap runs once per op output: module-level names spare it two attribute lookups.
+_ndarray = np.ndarray
+_new_object = object.__new__
+
 # The ops Tensor applies, found by name once (importing minidl.ops above registered them): a
 # module-level bound `apply`, so an operator costs no lookup per call.
 _add = graph.op("add").apply
@@ -130,8 +134,8 @@ class Tensor:
     @classmethod
     def _wrap(cls, array: np.ndarray, requires_grad: bool) -> Tensor:
         """Fast path for op outputs: no dtype checks, contiguity enforced cheaply."""
-        t = cls.__new__(cls)
-        if not isinstance(array, np.ndarray):
+        t = _new_object(cls)
+        if not isinstance(array, _ndarray):
             array = np.asarray(array)
         if not array.flags.c_contiguous:
             array = contiguous(array)
@@ -1129,6 +1133,7 @@ class Tensor:
         if record:
             old = Tensor._wrap(self.data.copy(), self._requires_grad)
             old._ctx = self._ctx
+            graph.new_inplace_epoch()  # earlier consumers of self keep the node of `old`
             out = compute(old)
         else:
             with graph.no_grad():

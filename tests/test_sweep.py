@@ -435,3 +435,54 @@ def test_graph_state_defaults_in_a_new_thread():
         t.start()
         t.join()
     assert result == {"grad": True, "tracer": None}
+
+
+def test_recording_in_one_thread_while_another_has_it_off():
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other():
+        with minidl.no_grad():
+            inside.set()
+            leave.wait()
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait()
+    try:
+        x = minidl.ones(2, requires_grad=True)
+        y = (x * 3).sum()
+        assert y.requires_grad
+        y.backward()
+        np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    finally:
+        leave.set()
+        t.join()
+
+
+def test_a_thread_that_ends_with_recording_off_leaves_the_others_recording():
+    seen = {}
+
+    def other():
+        minidl.set_grad_enabled(False)
+        seen["records"] = (minidl.ones(2, requires_grad=True) * 2).requires_grad
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == {"records": False}
+    assert (minidl.ones(2, requires_grad=True) * 2).requires_grad
+
+
+# -- in-place ops -------------------------------------------------------------------------------
+def test_consumers_before_between_and_after_two_inplace_ops_get_the_value_they_read():
+    a = minidl.tensor([1.0, 2.0], requires_grad=True)
+    y = a * 1
+    z1 = (y + 0) * 2  # reads a (through a copy: mul saves its inputs)
+    y.mul_(3)
+    z2 = (y + 0) * 5  # reads 3a
+    y.add_(1)
+    z3 = (y + 0) * 7  # reads 3a + 1
+    (z1.sum() + z2.sum() + z3.sum() + y.sum()).backward()
+    # d/da of 2a + 5(3a) + 7(3a + 1) + (3a + 1)
+    np.testing.assert_array_equal(a.grad.data, [41.0, 41.0])

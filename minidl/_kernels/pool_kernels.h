@@ -22,14 +22,15 @@ typedef int mdl_pool_vi __attribute__((vector_size(64)));
 
 /* Output rows b0 .. b1 - 1 of a 2x2 stride-2 max pool (see the template), on the widest
  * instruction set this CPU has. */
-static void max_pool_2x2_f32(const float *x, float *out, long long *index, ptrdiff_t H,
-                             ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
+static inline void max_pool_2x2_f32(const float *x, float *out, long long *index, ptrdiff_t H,
+                                    ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0,
+                                    ptrdiff_t b1)
 {
     MDL_DISPATCH(max_pool_2x2_f32, (x, out, index, H, W, OH, OW, b0, b1));
 }
 
 /* The position of the first of index[0 .. n - 1] outside [-1, limit), or -1 if none. */
-static ptrdiff_t first_bad_index(const long long *index, ptrdiff_t n, ptrdiff_t limit)
+static inline ptrdiff_t first_bad_index(const long long *index, ptrdiff_t n, ptrdiff_t limit)
 {
     return MDL_DISPATCH(first_bad_index, (index, n, limit));
 }

@@ -397,3 +397,27 @@ def test_training_program_reuses_dead_gradient_buffers_and_keeps_the_replays_bit
     replay, _ = train_steps(resnet20, "replay", (3, 8, 8), 10, steps=2)
     for a, b in zip(program, replay):
         assert_same_bits(a, b)
+
+
+def test_conv_instructions_take_the_kernel_modules_layout(monkeypatch):
+    """The program's direct and packed convolutions get their buffers and work split from
+    conv.direct_layout / conv.packed_layout, the helpers conv._direct_conv and
+    conv._packed_conv use: the two cannot drift apart."""
+    from minidl._kernels import conv as conv_kernels
+
+    asked = []
+    for name in ("direct_layout", "packed_layout"):
+        helper = getattr(conv_kernels, name)
+
+        def recording(*args, helper=helper, name=name):
+            asked.append(name)
+            return helper(*args)
+
+        monkeypatch.setattr(conv_kernels, name, recording)
+    minidl.manual_seed(13)
+    model = LeNet5()
+    x = images(3)
+    program, replay = both(model, x)
+    lowered = program.graph.lower()
+    assert {"direct_layout", "packed_layout"} <= set(asked)
+    assert_same_bits(lowered.run([x.data], 1)[0], replay(x).data)

@@ -426,6 +426,51 @@ def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp, Py_s
     return steps
 
 
+cdef struct _RowsTiling:
+    int ocb  # output channels per register tile (_direct_ocb)
+    Py_ssize_t rows  # output rows per work item
+    Py_ssize_t block_steps  # taps (channels x KH x KW) per L1 block
+
+
+cdef _RowsTiling _rows_tiling(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
+                              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t sh,
+                              Py_ssize_t sw, Py_ssize_t Wp):
+    """The work split of the row-vector kernels on planes of pitch Wp."""
+    cdef _RowsTiling t
+    t.ocb = _direct_ocb(OC)
+    cdef Py_ssize_t nv = (OW + 15) // 16
+    cdef Py_ssize_t nvt = 2 if t.ocb >= 6 else (4 if t.ocb == 4 else 8)
+    # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
+    t.rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
+    # Input channels per block: the padded rows that a group of register tiles (up to 8 tiles,
+    # conv_direct_f32_rows) sweeps, in each of the sw column phases, stay within 32 KiB of L1
+    # (the kernel parks the accumulators between blocks).
+    cdef Py_ssize_t group_rows = min(t.rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
+    t.block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * KH * KW
+    return t
+
+
+cdef inline Py_ssize_t _direct_group(Py_ssize_t C, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hp,
+                                     Py_ssize_t Wp) noexcept nogil:
+    # Images per group: padded, then convolved while their copy (<= GROUP_BYTES) is still in
+    # L2. Padding the whole batch first left the kernel waiting on L3/DRAM for half its cycles
+    # (perf, ResNet-20 step: 50% of conv_direct_f32_rows's samples on the input load).
+    return max(1, GROUP_BYTES // (C * sh * sw * Hp * Wp * 4))
+
+
+def direct_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                  Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                  Py_ssize_t dw) -> dict:
+    """_direct_conv's buffers and work split for C input channels (the input-gradient kernel's
+    C is the weight's OC), OC outputs of OH x OW, a KH x KW kernel: the padded phase planes
+    (Hp, Wp), images per padded group, and the row tiling (ocb, rows, block_steps), for
+    minidl.static.lower, which runs these kernels from a program with the same split."""
+    cdef Py_ssize_t Hp = OH + (KH - 1) * dh // sh, Wp = _row_pitch(OW, KW, dw, sw)
+    cdef _RowsTiling t = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
+    return {"Hp": Hp, "Wp": Wp, "group": _direct_group(C, sh, sw, Hp, Wp), "ocb": t.ocb,
+            "rows": t.rows, "block_steps": t.block_steps}
+
+
 def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::1] weight,
                  bint flip, bias, float[:, :, :, ::1] out, Py_ssize_t top, Py_ssize_t left,
                  Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads, Py_ssize_t sh=1,
@@ -438,10 +483,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], KH = weight.shape[2]
     cdef Py_ssize_t KW = weight.shape[3], Hp = out.shape[2] + (KH - 1) * dh // sh
     cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw), n0, n1
-    # Images per group: padded, then convolved while their copy (<= GROUP_BYTES) is still in
-    # L2. Padding the whole batch first left the kernel waiting on L3/DRAM for half its cycles
-    # (perf, ResNet-20 step: 50% of conv_direct_f32_rows's samples on the input load).
-    cdef Py_ssize_t group = max(1, GROUP_BYTES // (C * sh * sw * Hp * Wp * 4))
+    cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp)
     packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
@@ -467,18 +509,11 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     cdef Py_ssize_t plane = sh * sw * Hp * Wp
     if xpad.shape[0] < N * C * plane:
         raise ValueError("conv2d: padded input smaller than its planes")
-    cdef int ocb = _direct_ocb(OC)
+    cdef _RowsTiling tiling = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
+    cdef int ocb = tiling.ocb
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW
-    cdef Py_ssize_t nv = (OW + 15) // 16
-    cdef Py_ssize_t nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
-    # Rows per work item: ~4 register tiles, enough work to amortize the scheduling.
-    cdef Py_ssize_t rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
+    cdef Py_ssize_t rows = tiling.rows, block_steps = tiling.block_steps
     cdef Py_ssize_t nrb = (OH + rows - 1) // rows
-    # Input channels per block: the padded rows that a group of register tiles (up to 8 tiles,
-    # conv_direct_f32_rows) sweeps, in each of the sw column phases, stay within 32 KiB of L1
-    # (the kernel parks the accumulators between blocks).
-    cdef Py_ssize_t group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
-    cdef Py_ssize_t block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
     if packed is None:
         packed = _pack_weights(weight, ocb, flip)
     cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
@@ -602,6 +637,31 @@ cdef void _unphase_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker
                          a.qi, a.qj, a.sh, a.sw)
 
 
+cdef struct _PackedLayout:
+    Py_ssize_t Hp, Wp  # padded planes holding every window of the output (any stride)
+    int nb  # 16-lane output-channel vectors per register tile
+    Py_ssize_t pix  # output pixels per work item
+
+
+cdef _PackedLayout _packed_layout(Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                                  Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                                  Py_ssize_t dw) noexcept nogil:
+    cdef _PackedLayout t
+    t.Hp = (OH - 1) * sh + (KH - 1) * dh + 1
+    t.Wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    t.nb = 1 if OC <= 16 else 2
+    t.pix = 4 * (8 if t.nb == 1 else 6)  # 4 register tiles
+    return t
+
+
+def packed_layout(Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw) -> dict:
+    """_packed_conv's padded planes (Hp, Wp), 16-lane channel vectors per tile (nb) and pixels
+    per work item (pix), for minidl.static.lower as direct_layout."""
+    cdef _PackedLayout t = _packed_layout(OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    return {"Hp": t.Hp, "Wp": t.Wp, "nb": t.nb, "pix": t.pix}
+
+
 def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, bias,
                  float[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                  Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, bint relu, int n_threads):
@@ -610,12 +670,11 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3], T = KH * KW
     cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3], P = OH * OW
-    cdef Py_ssize_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    cdef Py_ssize_t plane = Hp * Wp
-    cdef int nb = 1 if OC <= 16 else 2
+    cdef _PackedLayout layout = _packed_layout(OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    cdef Py_ssize_t Hp = layout.Hp, Wp = layout.Wp, plane = Hp * Wp
+    cdef int nb = layout.nb
     cdef Py_ssize_t ocb = 16 * nb, nblk = (OC + ocb - 1) // ocb
-    # Pixels per work item: 4 register tiles.
-    cdef Py_ssize_t pix = 4 * (8 if nb == 1 else 6), npb = (P + pix - 1) // pix
+    cdef Py_ssize_t pix = layout.pix, npb = (P + pix - 1) // pix
     xpad = _pad_planes("direct_input", x, None, Hp, Wp, ph, pw, C, 0, n_threads)
     packed = _pack_weights(weight, ocb, False)
     cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)

@@ -462,26 +462,6 @@ def _shaped(v: Value) -> np.ndarray:
     return np.broadcast_to(np.zeros((), v.dtype), v.shape)
 
 
-def _tap_offsets(C: int, KH: int, KW: int, Hp: int, Wp: int, sh: int, sw: int, dh: int,
-                 dw: int) -> np.ndarray:
-    """conv._tap_offsets: offset of every (channel, kh, kw) tap from a window's corner in
-    channels of sh * sw stride-phase planes of Hp x Wp."""
-    t = np.arange(C * KH * KW, dtype=np.intp)
-    T = KH * KW
-    rh, rw = (t % T // KW) * dh, (t % KW) * dw
-    return ((t // T) * sh * sw + (rh % sh) * sw + rw % sw) * Hp * Wp + (rh // sh) * Wp + rw // sw
-
-
-def _direct_ocb(oc: int) -> int:
-    """conv._direct_ocb: output channels per row-vector register tile (8, 6, 4 or 1), the one
-    wasting the fewest padded channels, larger first."""
-    best, best_pad = 8, -1
-    for b in (8, 6, 4, 1):
-        if best_pad < 0 or -(-oc // b) * b < best_pad:
-            best, best_pad = b, -(-oc // b) * b
-    return best
-
-
 def _pack_buffer(lw: Lowered, weight, w_shape: tuple, ocb: int, flip: bool) -> np.ndarray:
     """A zeroed [blocks][C][KH*KW][ocb] buffer and the instruction refilling it per call."""
     OC, C, KH, KW = w_shape
@@ -495,25 +475,20 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
                  bias, out: np.ndarray, top_left: tuple, stride: tuple, dilation: tuple,
                  relu: bool) -> None:
     """Instructions of conv._direct_conv(src, mask, weight, flip, bias, out, top, left, ...,
-    sh, sw) and its _direct_rows (src and mask: arrays of the program)."""
+    sh, sw) and its _direct_rows (src and mask: arrays of the program), with the buffers and
+    work split conv.direct_layout gives it."""
     from minidl._kernels import conv as conv_kernels
 
     N, C = src_shape[:2]
     KH, KW = w_shape[2:]
     OC, OH, OW = out.shape[1:]
     (sh, sw), (dh, dw) = stride, dilation
-    Hp, Wp = OH + (KH - 1) * dh // sh, (OW + 15) // 16 * 16 + (KW - 1) * dw // sw
+    layout = conv_kernels.direct_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    Hp, Wp, ocb, rows = layout["Hp"], layout["Wp"], layout["ocb"], layout["rows"]
     plane, T = sh * sw * Hp * Wp, KH * KW
-    ocb = _direct_ocb(OC)
-    nv = (OW + 15) // 16
-    nvt = 2 if ocb >= 6 else (4 if ocb == 4 else 8)
-    rows = max(1, min(OH, (4 * nvt + nv - 1) // nv))
-    group_rows = min(rows, (8 * nvt + nv - 1) // nv) + (KH - 1) * dh // sh + 1
-    block_steps = max(1, min(C, 32768 // (group_rows * sw * Wp * 4))) * T
     packed = _pack_buffer(lw, weight, w_shape, ocb, flip)
-    steps = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
-    # Images in groups padded and then convolved while in L2, as conv._direct_conv does.
-    group = max(1, conv_kernels.PAD_GROUP_BYTES // (C * plane * 4))
+    steps = conv_kernels._tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
+    group = layout["group"]
     xpad = np.zeros(min(N, group) * C * plane, np.float32)
     for n0 in range(0, N, group):
         n = min(N, n0 + group) - n0
@@ -521,28 +496,30 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
                                       xpad),
                        (n, C, *src_shape[2:], C, Hp, Wp, *top_left, 0, sh, sw))
         lw.program.add("conv_rows", (xpad, steps, packed, bias, out[n0:n0 + n]),
-                       (n, C * T, block_steps, ocb, OC, OH, OW, Wp, C * plane, -(-OC // ocb),
-                        -(-OH // rows), rows, int(relu), n * OC * OH * OW * C * T))
+                       (n, C * T, layout["block_steps"], ocb, OC, OH, OW, Wp, C * plane,
+                        -(-OC // ocb), -(-OH // rows), rows, int(relu),
+                        n * OC * OH * OW * C * T))
 
 
 def _packed_conv(lw: Lowered, x, x_shape: tuple, weight, w_shape: tuple, bias, out: np.ndarray,
                  stride: tuple, padding: tuple, dilation: tuple, relu: bool) -> None:
-    """Instructions of conv._packed_conv(x, weight, bias, out, ...)."""
+    """Instructions of conv._packed_conv(x, weight, bias, out, ...), with the buffers and
+    work split conv.packed_layout gives it."""
+    from minidl._kernels import conv as conv_kernels
+
     N, C = x_shape[:2]
     KH, KW = w_shape[2:]
     OC, OH, OW = out.shape[1:]
     (sh, sw), (dh, dw) = stride, dilation
     P, T = OH * OW, KH * KW
-    Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
-    plane = Hp * Wp
-    nb = 1 if OC <= 16 else 2
-    ocb = 16 * nb
-    pix = 4 * (8 if nb == 1 else 6)
+    layout = conv_kernels.packed_layout(OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    Hp, Wp, nb, pix = layout["Hp"], layout["Wp"], layout["nb"], layout["pix"]
+    plane, ocb = Hp * Wp, 16 * nb
     xpad = np.zeros(N * C * plane, np.float32)
     lw.program.add("pad_planes", (x, None, xpad),
                    (N, C, *x_shape[2:], C, Hp, Wp, *padding, 0, 1, 1))
     packed = _pack_buffer(lw, weight, w_shape, ocb, False)
-    steps = _tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
+    steps = conv_kernels._tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
     lw.program.add("conv_pixels", (xpad, steps, packed, bias, out),
                    (N, C * T, nb, ocb, OC, OH, OW, Wp, sh, sw, C * plane, -(-OC // ocb),
                     -(-P // pix), pix, int(relu), N * OC * P * C * T))

@@ -3,6 +3,8 @@ PyTorch CPU, each engine in its own child process (two OpenMP runtimes never sha
 
     python -m benchmarks.resnet20                       # batch 128, 2 threads, best of 10
     python -m benchmarks.resnet20 --threads 1 --repeat 20 --batch 64
+    python -m benchmarks.resnet20 --inference --batch 64   # eval-mode forward, no gradients
+    python -m benchmarks.resnet20 --threads 1 --clock cpu  # process CPU time (busy machine)
 
 Inputs are random tensors of CIFAR-10's shape (N, 3, 32, 32) with random labels (the step's
 cost does not depend on the pixel values). Every engine runs the same model (minidl's
@@ -11,7 +13,11 @@ weights) and the recipe of `minidl-train --model resnet20`: SGD lr 0.1, Nesterov
 weight decay 5e-4. After `--warmup` untimed steps (allocation, tracing) each child times
 `--repeat` steps one by one and reports the best and the median; the table gives PyTorch's
 time divided by each engine's (> 1: faster than PyTorch). The load average before and after
-is printed: on a shared machine compare ratios from one run only.
+is printed: on a shared machine compare ratios from one run only. `--inference` times the
+eval-mode forward instead (minidl compiled: `minidl.compile(model, example_inputs=(x,))`,
+eager and PyTorch under no_grad). `--clock cpu` times by the child's CPU time
+(time.process_time) instead of the wall clock: with one thread on a loaded machine it leaves
+out the time the process waited for a core; with more threads it sums their CPU time.
 """
 
 from __future__ import annotations
@@ -83,18 +89,20 @@ def load_minidl_weights(torch: Any, twin: Any, model: Any) -> None:
     )
 
 
-def time_steps(step: Any, warmup: int, repeat: int) -> list[float]:
+def time_steps(step: Any, warmup: int, repeat: int, clock: Any = time.perf_counter
+               ) -> list[float]:
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
-def child(engine: str, threads: int, batch: int, warmup: int, repeat: int) -> dict:
+def child(engine: str, threads: int, batch: int, warmup: int, repeat: int,
+          inference: bool = False, clock: str = "wall") -> dict:
     import minidl
     from minidl import optim
     from minidl.models import resnet20
@@ -117,9 +125,16 @@ def child(engine: str, threads: int, batch: int, warmup: int, repeat: int) -> di
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
 
         def step() -> None:
+            if inference:
+                with torch.no_grad():
+                    twin(x)
+                return
             opt.zero_grad()
             torch.nn.functional.cross_entropy(twin(x), y).backward()
             opt.step()
+
+        if inference:
+            twin.eval()
 
         version = torch.__version__
     else:
@@ -127,7 +142,18 @@ def child(engine: str, threads: int, batch: int, warmup: int, repeat: int) -> di
         minidl.threads.tune_malloc()  # as minidl-train does: freed activations are reused
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
         x, y = minidl.tensor(images), minidl.tensor(labels)
-        if engine == "minidl-compiled":
+        if inference:
+            model.eval()
+            infer = minidl.compile(model, example_inputs=(x,)) if engine == "minidl-compiled" \
+                else None
+
+            def step() -> None:
+                if infer is not None:
+                    infer(x)
+                    return
+                with minidl.no_grad():
+                    model(x)
+        elif engine == "minidl-compiled":
             compiled = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
 
             def step() -> None:
@@ -142,7 +168,8 @@ def child(engine: str, threads: int, batch: int, warmup: int, repeat: int) -> di
                 opt.step()
 
         version = minidl.__version__ if hasattr(minidl, "__version__") else "?"
-    times = time_steps(step, warmup, repeat)
+    times = time_steps(step, warmup, repeat,
+                       time.process_time if clock == "cpu" else time.perf_counter)
     return {
         "engine": engine,
         "version": version,
@@ -171,14 +198,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--engines", default=",".join(ENGINES))
+    p.add_argument("--inference", action="store_true", help="time the eval-mode forward")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.threads, args.batch, args.warmup, args.repeat)))
+        print(json.dumps(child(args.child, args.threads, args.batch, args.warmup, args.repeat,
+                               args.inference, args.clock)))
         return
+    what = "inference (eval forward)" if args.inference else "training step"
     print(
-        f"ResNet-20 training step, batch {args.batch}, {args.threads} threads, best/median of "
-        f"{args.repeat} after {args.warmup} warm-up steps"
+        f"ResNet-20 {what}, batch {args.batch}, {args.threads} threads, best/median of "
+        f"{args.repeat} after {args.warmup} warm-up steps, {args.clock} clock"
     )
     print(
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, "
@@ -200,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
             str(args.warmup),
             "--repeat",
             str(args.repeat),
-        ]
+            "--clock",
+            args.clock,
+        ] + (["--inference"] if args.inference else [])
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{engine}: failed\n{run.stderr.strip().splitlines()[-1:]}")

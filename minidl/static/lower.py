@@ -246,39 +246,42 @@ class Lowered:
                 continue
             v = self.values[a]
             if a in self.pinned_grads:
-                dst, total = self.grad_target(a)
-                targets.append((i, a, v, dst, total, False))
+                # Into its buffer: written by the first contribution, added to by later ones.
+                buf = self.grads.get(a)
+                if buf is None:
+                    buf = self.grads[a] = self._gradient_buffer(v)
+                    targets.append((i, a, v, buf, False, False))
+                else:
+                    targets.append((i, a, v, buf, True, False))
             else:
-                targets.append((i, a, v, None, None, a not in self.reached))
-                self.reached.add(a)
+                targets.append((i, a, v, None, False, a not in self.reached))
+            self.reached.add(a)
 
         def call() -> None:
             result = fn.backward(contexts[k], garrays[o] if upstream is None else upstream)
             contexts[k] = None
             if type(result) is not tuple:
                 result = (result,)
-            for i, a, v, dst, total, first in targets:
+            for i, a, v, buf, add, first in targets:
                 pg = result[i] if i < len(result) else None
-                if dst is None:
+                if pg is not None:
+                    pg = checked_gradient(np.asarray(pg), v.dtype, v.shape, what)
+                if buf is None:
                     if pg is not None:
-                        pg = checked_gradient(np.asarray(pg), v.dtype, v.shape, what)
                         garrays[a] = pg if first else garrays[a] + pg
                     elif first:
                         # No contribution: zeros (the sweep would leave the gradient unset).
                         garrays[a] = np.zeros(v.shape, v.dtype)
-                    continue
-                if pg is None:
-                    dst[...] = 0
+                elif pg is None:
+                    if not add:
+                        buf[...] = 0
+                elif add:
+                    np.add(buf, pg, out=buf)  # the sweep's `previous + pg`
                 else:
-                    dst[...] = checked_gradient(np.asarray(pg), dst.dtype, dst.shape, what)
-                if total is not None:
-                    total += dst
+                    buf[...] = pg
 
         self.program.add_python(call)
         self.python_nodes += 1
-        for _, _, _, dst, total, _ in targets:
-            if total is not None:
-                self.release_gradient(dst)
 
     # -- running -------------------------------------------------------------------------
     def bind_params(self) -> bool:

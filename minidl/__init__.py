@@ -127,6 +127,7 @@ del _name
 exp = _elementwise("exp", "exp")
 log = _elementwise("log", "log")
 sqrt = _elementwise("sqrt", "sqrt")
+reciprocal = _elementwise("reciprocal", "reciprocal")
 abs = _elementwise("abs", "abs")  # noqa: A001 (PyTorch's name)
 clip = _elementwise("clip", "clip")
 clamp = clip

@@ -39,6 +39,7 @@ _abs = graph.op("abs").apply
 _exp = graph.op("exp").apply
 _log = graph.op("log").apply
 _sqrt = graph.op("sqrt").apply
+_reciprocal = graph.op("reciprocal").apply
 _clip = graph.op("clip").apply
 _cast = graph.op("cast").apply
 _matmul = graph.op("matmul").apply
@@ -389,7 +390,9 @@ class Tensor:
         return _div(*_promoted(self, other, true_divide=True))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _div(*_promoted(other, self, true_divide=True))
+        # other / self as PyTorch computes it: self.reciprocal() * other (the same bits, and
+        # its backward needs only the reciprocal, so self may change in place before it).
+        return self.reciprocal() * other
 
     def __pow__(self, other: Any) -> Tensor:
         return _pow(*_promoted(self, other))
@@ -483,6 +486,9 @@ class Tensor:
 
     def sqrt(self) -> Tensor:
         return _sqrt(_floating(self))
+
+    def reciprocal(self) -> Tensor:
+        return _reciprocal(_floating(self))
 
     def rsqrt(self) -> Tensor:
         return 1.0 / self.sqrt()
@@ -1023,6 +1029,9 @@ class Tensor:
 
     def sqrt_(self) -> Tensor:
         return self._inplace("sqrt_", lambda x: x.sqrt())
+
+    def reciprocal_(self) -> Tensor:
+        return self._inplace("reciprocal_", lambda x: x.reciprocal())
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         return self._inplace("clamp_", lambda x: x.clamp(min, max), min, max)

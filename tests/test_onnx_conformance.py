@@ -68,6 +68,7 @@ INCLUDED_OPS = [
     "slice",
     "softmax",
     "sqrt",
+    "reciprocal",
     "squeeze",
     "sub",
     "tanh",

@@ -185,6 +185,12 @@ def test_resnet_block_batchnorm_add_global_pool(tmp_path):
     assert {"bn1.running_mean", "bn1.running_var", "bn2.running_mean"} <= names
 
 
+def test_reciprocal_and_scalar_division(tmp_path):
+    model = Lambda(lambda m, x: 2 / (x * x + 1) + x.reciprocal().abs())
+    proto = check_model(model, randn(3, 4) + 3, tmp_path)
+    assert "Reciprocal" in ops_of(proto)
+
+
 def test_shape_ops_and_constants(tmp_path):
     """Reshape with a batch-dependent axis, Transpose, Concat, Pad, Mul/Sub/Div by scalars
     and arrays, MatMul, PReLU (per channel) and Dropout (eval: identity)."""

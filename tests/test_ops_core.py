@@ -45,6 +45,7 @@ CASES = [
     ("exp", lambda a: a.exp(), np.exp, [lambda: t64(2, 3)]),
     ("log", lambda a: a.log(), np.log, [lambda: t64(2, 3, low=0.2, high=3)]),
     ("sqrt", lambda a: a.sqrt(), np.sqrt, [lambda: t64(5, low=0.2, high=3)]),
+    ("reciprocal", lambda a: a.reciprocal(), np.reciprocal, [lambda: t64(5, low=0.3, high=3)]),
     ("abs", lambda a: a.abs(), np.abs, [lambda: minidl.tensor(away_from(rng.standard_normal(6), [0]), requires_grad=True)]),
     ("clip", lambda a: a.clip(-0.5, 0.5), lambda a: np.clip(a, -0.5, 0.5),
      [lambda: minidl.tensor(away_from(rng.standard_normal(8), [-0.5, 0.5]), requires_grad=True)]),

@@ -575,6 +575,47 @@ def train_loop_with_accuracy_counting(ns):
     return [correct / len(labels), loss.item() < first]
 
 
+# -- in-place changes to values that backward does not need ----------------------------------
+# An op saves an operand only for a gradient that needs it (PyTorch's rule), so changing the
+# other one in place before backward is allowed.
+def _changed_after_use(torch, use, change_output=False):
+    a = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = a * 1
+    z = use(y)
+    (z if change_output else y).mul_(3)
+    (z.sum() + y.sum()).backward()
+    return a.grad.tolist()
+
+
+@idiom([5.0, 5.0, 5.0])
+def inplace_after_multiplying_by_a_scalar(ns):
+    return _changed_after_use(ns.torch, lambda y: y * 2)
+
+
+@idiom([3.5, 3.5, 3.5])
+def inplace_after_dividing_by_a_scalar(ns):
+    return _changed_after_use(ns.torch, lambda y: y / 2)
+
+
+@idiom([7.0, 13.0, 19.0])
+def inplace_on_a_power_by_a_scalar(ns):
+    return _changed_after_use(ns.torch, lambda y: y ** 2, change_output=True)
+
+
+@idiom([1.0, 2.5, 2.7777777])
+def inplace_after_dividing_a_scalar(ns):
+    return _changed_after_use(ns.torch, lambda y: 2 / y)
+
+
+@idiom([[2.0, 1.0, 0.5], [-2.0, -0.5, -0.125], "float32"])
+def reciprocal_and_its_gradient(ns):
+    torch = ns.torch
+    x = torch.tensor([1, 2, 4]).float().requires_grad_()
+    y = 2 / x
+    y.sum().backward()
+    return [y.tolist(), x.grad.tolist(), dtype_name(torch.reciprocal(torch.tensor([1, 2])).dtype)]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):
@@ -622,8 +663,9 @@ def test_unsupported_features_raise_clearly(make, error, match):
 
 def test_inplace_change_to_an_operand_saved_by_mul_raises_at_backward():
     a = minidl.tensor([1.0, 2.0], requires_grad=True)
+    b = minidl.tensor([3.0, 4.0], requires_grad=True)
     y = a * 1
-    w = y * 5  # Mul saves y for its backward
+    w = y * b  # Mul saves y for b's gradient
     y.add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         w.sum().backward()

@@ -540,6 +540,7 @@ TRANSLATIONS: dict[str, Callable] = {
     "exp": _unary("Exp"),
     "log": _unary("Log"),
     "sqrt": _unary("Sqrt"),
+    "reciprocal": _unary("Reciprocal"),
     "abs": _unary("Abs"),
     "clip": _clip,
     "cast": _cast,

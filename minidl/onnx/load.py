@@ -702,6 +702,7 @@ OPS: dict[str, Callable] = {
     "Exp": _unary(lambda x, a: x.exp()),
     "Log": _unary(lambda x, a: x.log()),
     "Sqrt": _unary(lambda x, a: x.sqrt()),
+    "Reciprocal": _unary(lambda x, a: x.reciprocal()),
     "Abs": _unary(lambda x, a: x.abs(), np.abs),
     "Clip": _clip,
     "Where": _where,

@@ -100,16 +100,19 @@ class MulOp(Function):
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
-        ctx.save_for_backward(a, b)
+        # Each operand only for the other's gradient (as PyTorch saves them): an operand that
+        # nothing differentiates against may then change in place before backward.
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None, _shape(a), _shape(b))
         return _binary("mul", np.multiply, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        a, b = ctx.saved_tensors
+        a, b, shape_a, shape_b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         return (
-            unbroadcast(g * b, _shape(a)) if need_a else None,
-            unbroadcast(g * a, _shape(b)) if need_b else None,
+            unbroadcast(g * b, shape_a) if need_a else None,
+            unbroadcast(g * a, shape_b) if need_b else None,
         )
 
 
@@ -120,14 +123,15 @@ class DivOp(Function):
 
     @staticmethod
     def forward(ctx: Context, a, b, out=None) -> np.ndarray:
-        ctx.save_for_backward(a, b)
+        # The dividend only for the divisor's gradient (as PyTorch saves it).
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b, _shape(a))
         return _binary("div", np.true_divide, a, b, out)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        a, b = ctx.saved_tensors
+        a, b, shape_a = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = unbroadcast(g / b, _shape(a)) if need_a else None
+        ga = unbroadcast(g / b, shape_a) if need_a else None
         gb = unbroadcast(-g * a / (b * b), _shape(b)) if need_b else None
         return ga, gb
 
@@ -139,7 +143,9 @@ class PowOp(Function):
     @staticmethod
     def forward(ctx: Context, a, b) -> np.ndarray:
         out = _binary("pow", np.power, a, b)
-        ctx.save_for_backward(a, b, out)
+        # The result only for the exponent's gradient (as PyTorch saves it): y = x ** 2 may
+        # change in place before backward.
+        ctx.save_for_backward(a, b, out if ctx.needs_input_grad[1] else None)
         return out
 
     @staticmethod
@@ -258,6 +264,22 @@ class ExpOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
         return g * out
+
+
+class ReciprocalOp(Function):
+    name = "reciprocal"
+    elementwise = writes_out = inplace_ok = True
+
+    @staticmethod
+    def forward(ctx: Context, a, out=None) -> np.ndarray:
+        out = np.reciprocal(a, out=out)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        return -g * (out * out)
 
 
 class LogOp(Function):

@@ -591,3 +591,34 @@ def test_conv2d_forced_algorithm_matches_reference(name, algorithm):
         _check_against_reference(_named(name), np.float32, 2e-5)
     finally:
         backend.algorithm = saved
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 2), (2, 1), (1, 3)])
+@pytest.mark.parametrize("top, left", [(0, 0), (1, 1), (2, 3), (-1, 0), (1, 2), (0, 5)])
+@pytest.mark.parametrize("width", [7, 32, 33, 64, 70])
+def test_pad_planes_splits_stride_phases_like_numpy(stride, top, left, width):
+    """_pad_planes (conv_pad_phases_f32, with its whole-plane copy and its two-permute stride-2
+    column split) against NumPy slicing of the zero-padded image, planes cut short by Hp, Wp
+    included, and the zero slack after the planes."""
+    from minidl._kernels import conv as kernels
+
+    sh, sw = stride
+    x = np.random.default_rng(width).standard_normal((2, 3, 9, width)).astype(np.float32)
+    for hp, wp in [(9 // sh + 2, width // sw + 3), (4, 16 // sw + 2), (9, width)]:
+        got = kernels._pad_planes("test_pad", x, None, hp, wp, top, left, 4, 5, 1, sh, sw)
+        big = np.zeros((2, 4, 9 + 3 + hp * sh, width + 5 + wp * sw), np.float32)
+        t, l = max(top, 0), max(left, 0)
+        big[:, :3, t : t + 9 + min(top, 0), l : l + width + min(left, 0)] = x[
+            :, :, -min(top, 0) :, -min(left, 0) :
+        ]
+        want = np.stack(
+            [
+                big[:, :, pr::sh, pc::sw][:, :, :hp, :wp]
+                for pr in range(sh)
+                for pc in range(sw)
+            ],
+            axis=2,
+        )
+        n = want.size
+        np.testing.assert_array_equal(got[:n].reshape(want.shape), want)
+        np.testing.assert_array_equal(got[n:], 0)

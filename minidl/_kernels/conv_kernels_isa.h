@@ -278,9 +278,51 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_
                                                        ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t top,
                                                        ptrdiff_t left, ptrdiff_t sh, ptrdiff_t sw)
 {
+    const ptrdiff_t phase = Hp * Wp;
+    if (sh == 1 && sw == 1 && mask == NULL && top == 0 && left == 0 && Wp == W && Hp >= H) {
+        /* Already laid out (an output gradient whose rows fill whole vectors): one copy, not
+         * a call per 16-float row. */
+        memcpy(dst, src, sizeof(float) * (size_t)H * W);
+        memset(dst + H * W, 0, sizeof(float) * (size_t)(Hp - H) * W);
+        return;
+    }
     /* One memset for all planes: rows are short (LeNet's are 10 to 36 floats), so per-row
      * calls would cost more than the copy. */
-    memset(dst, 0, sizeof(float) * (size_t)(sh * sw) * Hp * Wp);
+    memset(dst, 0, sizeof(float) * (size_t)(sh * sw) * phase);
+    if (sw == 2 && mask == NULL && left >= 0) {
+        /* Source row by row, 32 columns split into the two column phases by two permutes:
+         * gcc leaves the stride-2 gather below scalar, and it took a quarter of ResNet's
+         * 16->32 stride-2 forward. Source (i, j) is p[r = i + top][c = j + left]: plane
+         * (r % sh, c % 2), element [r / sh][c / 2]. */
+        const mdl_v16i even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+        const mdl_v16i odd = even + 1;
+        /* Row r = i + top's phase pr = r % sh and row a = r / sh, stepped (no divisions). */
+        const ptrdiff_t i0 = top < 0 ? -top : 0;
+        ptrdiff_t pr = (i0 + top) % sh, a = (i0 + top) / sh;
+        for (ptrdiff_t i = i0; i < H && a < Hp; i++, pr = pr + 1 == sh ? 0 : pr + 1,
+                       a += pr == 0) {
+            float *row = dst + pr * 2 * phase + a * Wp;
+            float *even_cols = row + left % 2 * phase, *odd_cols = row + (left + 1) % 2 * phase;
+            const float *s = src + i * W;
+            ptrdiff_t j = 0;
+            for (; j + 2 * MDL_LANES <= W && (j + left + 1) / 2 + MDL_LANES <= Wp;
+                 j += 2 * MDL_LANES) {
+                mdl_v16f v0, v1;
+                MDL_LOAD(v0, s + j);
+                MDL_LOAD(v1, s + j + MDL_LANES);
+                const mdl_v16f e = __builtin_shuffle(v0, v1, even);
+                const mdl_v16f o = __builtin_shuffle(v0, v1, odd);
+                memcpy(even_cols + (j + left) / 2, &e, sizeof e);
+                memcpy(odd_cols + (j + left + 1) / 2, &o, sizeof o);
+            }
+            for (; j < W; j++) {
+                const ptrdiff_t c = j + left;
+                if (c / 2 < Wp)
+                    row[c % 2 * phase + c / 2] = s[j];
+            }
+        }
+        return;
+    }
     for (ptrdiff_t pr = 0; pr < sh; pr++) {
         /* Rows a of the phase with source row i = a * sh + pr - top inside [0, H). */
         ptrdiff_t a0 = top - pr > 0 ? (top - pr + sh - 1) / sh : 0;

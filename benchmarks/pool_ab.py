@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchmarks.contention import TORCH_MODES, _busy
@@ -37,8 +38,10 @@ WORKLOADS = ("step64", "infer1", "infer1000")
 BINS = (0.05, 0.25, 0.5, 1.01)
 
 
-def _serve(threads: int, torch_mode: str) -> None:
+def _serve(threads: int, torch_mode: str, checkout: str | None) -> None:
     """Child: build the workloads, then answer "name seconds" lines with JSON sample lists."""
+    if checkout:
+        sys.path.insert(0, checkout)  # its minidl; benchmarks stays this checkout's
     from benchmarks.contention import _minidl_workloads, _samples
 
     calls, before = _minidl_workloads(torch_mode)
@@ -69,11 +72,11 @@ def _proc_ticks(pid: int) -> int:
 
 def _start(path: str | None, threads: int, torch_mode: str) -> subprocess.Popen:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(([path] if path else []) + [str(ROOT)])
+    env["PYTHONPATH"] = str(ROOT)
     env.pop("OMP_NUM_THREADS", None)
     cmd = [sys.executable, "-m", "benchmarks.pool_ab", "--serve", str(threads)]
     proc = subprocess.Popen(
-        cmd + ["--torch", torch_mode],
+        cmd + ["--torch", torch_mode] + (["--checkout", str(Path(path).resolve())] if path else []),
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -98,6 +101,20 @@ def _burst(proc: subprocess.Popen, others: list[int], name: str, seconds: float)
     return statistics.median(samples), foreign
 
 
+def _wait_quiet(pids: list[int], limit: float, timeout: float = 60.0) -> None:
+    """Wait (up to `timeout` s) for a 0.2 s window in which processes other than `pids` used
+    less than `limit` of the machine's CPUs."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        busy0, total0 = _cpu_ticks()
+        own0 = sum(_proc_ticks(p) for p in pids)
+        time.sleep(0.2)
+        busy1, total1 = _cpu_ticks()
+        own1 = sum(_proc_ticks(p) for p in pids)
+        if (busy1 - busy0) - (own1 - own0) < limit * max(1, total1 - total0):
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="the other minidl checkout (built)")
@@ -107,21 +124,31 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="beside a CPU-bound process")
     parser.add_argument("--bursts", type=int, default=40, help="bursts per setup and workload")
     parser.add_argument("--burst", type=float, default=0.3, help="seconds per burst")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        help="before each pair, wait up to 60 s for other processes to use less than this "
+        "fraction of the CPUs (0.05: harvest the quiet moments of a shared machine)",
+    )
     parser.add_argument("--json", help="write every burst (median s, foreign load) here")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--checkout", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve, args.torch)
+        _serve(args.serve, args.torch, args.checkout)
         return
     base_threads = args.baseline_threads or args.threads
     new = _start(None, args.threads, args.torch)
     base = _start(args.baseline, base_threads, "none")
     busy = _busy(24 * 3600) if args.busy else None
     others = [busy.pid] if busy else []
-    pairs: dict[str, list] = {name: [] for name in WORKLOADS}
+    pairs: dict[str, list] = {name: [] for name in args.workloads}
     try:
         for i in range(args.bursts):
-            for name in WORKLOADS:
+            for name in args.workloads:
+                if args.quiet is not None:
+                    _wait_quiet([new.pid, base.pid] + others, args.quiet)
                 # Alternate which setup goes first, so neither always follows the other.
                 order = (new, base) if i % 2 == 0 else (base, new)
                 out = {p.pid: _burst(p, others, name, args.burst) for p in order}
@@ -142,7 +169,7 @@ def main() -> None:
         f"median call in ms"
     )
     print(f"{'workload':<10} {'foreign':>9} {'pairs':>5} {'new':>9} {'baseline':>9} {'ratio':>7}")
-    for name in WORKLOADS:
+    for name in args.workloads:
         low = 0.0
         for high in BINS:
             kept = [

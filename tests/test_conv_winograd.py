@@ -75,6 +75,51 @@ def test_f4x4_transforms_are_the_kernels_integer_matrices():
     np.testing.assert_allclose(g[:, 0], [1 / 4, -1 / 6, -1 / 6, 1 / 24, 1 / 24, 0])
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("oc, c", [(1, 1), (5, 3), (16, 32)])
+def test_weight_transforms_match_float64_einsum(tile, flip, oc, c):
+    """The kernels' G g G^T and its adjoint G^T dU G, in float64 rounded once: within one
+    float32 rounding of an einsum in float64; an infinite tap spreads only where G reads it."""
+    rng = np.random.default_rng(tile * 100 + oc)
+    g = winograd._G[tile]
+    n = tile + 2
+    w = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
+    w[0, 0, 1, 2] = np.inf
+    ww = w.astype(np.float64)
+    if flip:
+        ww = ww[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    with np.errstate(invalid="ignore"):
+        # Zero coefficients read nothing (0 * inf would be NaN): mask the infinite tap's terms.
+        finite = np.where(np.isinf(ww), 0.0, ww)
+        ref = np.einsum("ij,abjk,lk->ilab", g, finite, g)
+        reach = np.einsum("ij,abjk,lk->ilab", g != 0, np.isinf(ww), g != 0) > 0
+    ref = ref.reshape(n * n, *ww.shape[:2])
+    reach = reach.reshape(ref.shape)
+    got = winograd.transform_weight(w, flip=flip, tile=tile)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.array_equal(np.isinf(got), reach) and not np.isnan(got).any()
+    np.testing.assert_allclose(got[~reach], ref[~reach], rtol=2 ** -23, atol=1e-30)
+    du = rng.standard_normal((n * n, oc, c)).astype(np.float32)
+    ref_w = np.einsum("ij,ilab,lk->abjk", g, du.astype(np.float64).reshape(n, n, oc, c), g)
+    got_w = winograd.weight_from_transformed_grad(du)
+    assert got_w.shape == (oc, c, 3, 3) and got_w.dtype == np.float32
+    np.testing.assert_allclose(got_w, ref_w, rtol=2 ** -23, atol=1e-30)
+
+
+def test_weight_transform_kernels_check_their_shapes():
+    from minidl._kernels import winograd as kernels
+
+    w = np.zeros((4, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="winograd.transform_weight: .* do not match"):
+        kernels.transform_weight(w, winograd._G[2], False, np.empty((16, 2, 4), np.float32))
+    with pytest.raises(ValueError, match="G must be"):
+        kernels.transform_weight(w, np.zeros((7, 3)), False, np.empty((49, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="weight_from_transformed: .* do not match"):
+        kernels.weight_from_transformed(np.zeros((36, 4, 2), np.float32), winograd._G[2],
+                                        np.empty((4, 2, 3, 3), np.float32))
+
+
 def test_toom_cook_rejects_repeated_points():
     with pytest.raises(ValueError, match="needs 5 distinct points"):
         winograd.toom_cook(4, (0, 1, 1, 2, -2))

@@ -179,6 +179,116 @@ cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
         t = t + (tx1 - tx0)
 
 
+cdef struct _Coeffs:
+    # G (n x 3) in float64 with, per row, the columns of its non-zero entries: the transforms
+    # skip zero coefficients, so a +-Inf tap spreads only where G reads it (as the exact
+    # transform does) instead of 0 * Inf = NaN everywhere.
+    int n
+    double g[6][3]
+    int row_nz[6]
+    int row_col[6][3]
+    int col_nz[3]
+    int col_row[3][6]
+
+
+cdef int _coeffs(const double[:, ::1] g, _Coeffs *c) except -1:
+    if g.shape[1] != 3 or not 1 <= g.shape[0] <= 6:
+        raise ValueError(f"winograd: G must be (n <= 6, 3), got {tuple(g.shape)}")
+    cdef int i, j
+    c.n = g.shape[0]
+    for j in range(3):
+        c.col_nz[j] = 0
+    for i in range(c.n):
+        c.row_nz[i] = 0
+        for j in range(3):
+            c.g[i][j] = g[i, j]
+            if g[i, j] != 0.0:
+                c.row_col[i][c.row_nz[i]] = j
+                c.row_nz[i] += 1
+                c.col_row[j][c.col_nz[j]] = i
+                c.col_nz[j] += 1
+    return 0
+
+
+def transform_weight(const float[:, :, :, ::1] w, const double[:, ::1] g, bint flip,
+                     float[:, :, ::1] u):
+    """u (n*n, A, B) = G g G^T per 3x3 kernel, in float64 rounded once to float32: w (OC, C, 3,
+    3) and (A, B) = (OC, C), or with flip the input gradient's kernel, taps reversed and (A, B)
+    = (C, OC); g: G (n, 3)."""
+    cdef _Coeffs c
+    _coeffs(g, &c)
+    cdef Py_ssize_t OC = w.shape[0], C = w.shape[1], n = c.n
+    cdef Py_ssize_t A = C if flip else OC, B = OC if flip else C
+    if (w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != n * n or u.shape[1] != A
+            or u.shape[2] != B):
+        raise ValueError(f"winograd.transform_weight: w {tuple(w.shape)}, G {tuple(g.shape)} "
+                         f"and u {tuple(u.shape)} do not match")
+    if A == 0 or B == 0:
+        return
+    cdef double tap[9]
+    cdef double t[6][3]
+    cdef double acc
+    cdef const float *wp
+    cdef float *up = &u[0, 0, 0]
+    cdef Py_ssize_t a, b, i, k, l, q, plane = A * B
+    with nogil:
+        for a in range(A):
+            for b in range(B):
+                wp = &w[b, a, 0, 0] if flip else &w[a, b, 0, 0]
+                for k in range(9):
+                    tap[k] = wp[8 - k] if flip else wp[k]
+                for i in range(n):
+                    for k in range(3):
+                        acc = 0.0
+                        for q in range(c.row_nz[i]):
+                            acc = acc + c.g[i][c.row_col[i][q]] * tap[c.row_col[i][q] * 3 + k]
+                        t[i][k] = acc
+                for i in range(n):
+                    for l in range(n):
+                        acc = 0.0
+                        for q in range(c.row_nz[l]):
+                            acc = acc + c.g[l][c.row_col[l][q]] * t[i][c.row_col[l][q]]
+                        up[(i * n + l) * plane + a * B + b] = <float>acc
+
+
+def weight_from_transformed(const float[:, :, ::1] du, const double[:, ::1] g,
+                            float[:, :, :, ::1] grad_w):
+    """grad_w (OC, C, 3, 3) = G^T dU G per (oc, c), in float64 rounded once to float32 (the
+    transform's adjoint): du (n*n, OC, C), g: G (n, 3)."""
+    cdef _Coeffs c
+    _coeffs(g, &c)
+    cdef Py_ssize_t n = c.n, OC = du.shape[1], C = du.shape[2]
+    if (du.shape[0] != n * n or grad_w.shape[0] != OC or grad_w.shape[1] != C
+            or grad_w.shape[2] != 3 or grad_w.shape[3] != 3):
+        raise ValueError(f"winograd.weight_from_transformed: dU {tuple(du.shape)}, G "
+                         f"{tuple(g.shape)} and grad_w {tuple(grad_w.shape)} do not match")
+    if OC == 0 or C == 0:
+        return
+    cdef double d[36]
+    cdef double t[3][6]
+    cdef double acc
+    cdef const float *dp = &du[0, 0, 0]
+    cdef float *gp = &grad_w[0, 0, 0, 0]
+    cdef Py_ssize_t a, b, e, j, k, l, q, plane = OC * C
+    with nogil:
+        for a in range(OC):
+            for b in range(C):
+                for e in range(n * n):
+                    d[e] = dp[e * plane + a * C + b]
+                for j in range(3):
+                    for l in range(n):
+                        acc = 0.0
+                        for q in range(c.col_nz[j]):
+                            acc = acc + c.g[c.col_row[j][q]][j] * d[c.col_row[j][q] * n + l]
+                        t[j][l] = acc
+                for j in range(3):
+                    for k in range(3):
+                        acc = 0.0
+                        for q in range(c.col_nz[k]):
+                            acc = acc + c.g[c.col_row[k][q]][k] * t[j][c.col_row[k][q]]
+                        gp[(a * C + b) * 9 + j * 3 + k] = <float>acc
+
+
 def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
             float[:, :, :, ::1] out, Py_ssize_t ph, Py_ssize_t pw, bint relu, int n_threads):
     """out = conv2d(x, weight) (+ bias, ReLU) from U = transformed weight (E, OC, C)."""

@@ -96,40 +96,24 @@ def transform_matrices(tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _G = {tile: transform_matrices(tile)[1] for tile in POINTS}
 
 
-def _apply(a: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
-    """mat (p x q) applied along `axis` of a (length q -> p), as element-wise sums in float64:
-    a BLAS call here would wake OpenBLAS's spinning threads beside minidl's."""
-    parts = [np.take(a, k, axis=axis) for k in range(mat.shape[1])]
-    rows = []
-    for coeffs in mat:
-        acc = np.zeros_like(parts[0])
-        for c, part in zip(coeffs, parts):
-            if c:
-                acc = acc + c * part
-        rows.append(acc)
-    return np.stack(rows, axis=axis)
-
-
 def transform_weight(weight: np.ndarray, flip: bool = False, tile: int = 2) -> np.ndarray:
-    """U (E, OC, C) float32 = G g G^T for weight (OC, C, 3, 3), E = (tile + 2)^2. With flip, the
-    kernel of the input gradient: channels swapped and taps reversed, U (E, C, OC)."""
-    w = weight.astype(np.float64)
-    if flip:
-        w = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    g = _G[tile]
-    u = _apply(_apply(w, g, 2), g, 3)  # (OC, C, n, n)
+    """U (E, OC, C) float32 = G g G^T for weight (OC, C, 3, 3), E = (tile + 2)^2, computed in
+    float64 and rounded once. With flip, the kernel of the input gradient: channels swapped and
+    taps reversed, U (E, C, OC)."""
+    w = np.ascontiguousarray(weight, dtype=np.float32)
     n = tile + 2
-    return np.ascontiguousarray(
-        u.transpose(2, 3, 0, 1).reshape(n * n, w.shape[0], w.shape[1]), dtype=np.float32
-    )
+    oc, c = w.shape[:2]
+    u = np.empty((n * n, c, oc) if flip else (n * n, oc, c), dtype=np.float32)
+    _wino.transform_weight(w, _G[tile], flip, u)
+    return u
 
 
 def weight_from_transformed_grad(du: np.ndarray) -> np.ndarray:
     """The weight gradient (OC, C, 3, 3) = G^T dU G from dU (E, OC, C) (transform's adjoint)."""
     n = int(round(du.shape[0] ** 0.5))
-    gt = _G[n - 2].T
-    d = du.astype(np.float64).reshape(n, n, du.shape[1], du.shape[2]).transpose(2, 3, 0, 1)
-    return _apply(_apply(d, gt, 2), gt, 3).astype(np.float32)
+    grad_w = np.empty((du.shape[1], du.shape[2], 3, 3), dtype=np.float32)
+    _wino.weight_from_transformed(du, _G[n - 2], grad_w)
+    return grad_w
 
 
 def forward(x, weight, bias, out, padding, relu: bool, n_threads: int, tile: int = 2) -> None:

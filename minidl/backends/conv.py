@@ -119,6 +119,12 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     3.0 / 4.7, 3.3 / 8.8; 32->64 @26 9.0 / 13.1, 10.3 / 13.1, 6.8 / 14.2: every pass with 16 or
     more channels on both sides goes to Winograd (the 3->16 stem stays with the direct kernels:
     1.4 / 2.6 / 2.3 against F(4x4)'s 1.7 / 2.2 / 4.4).
+
+    Small batches: the weight transforms cost a fixed time per call (0.01-0.4 ms from 16 to 64
+    channels), so the batch must hold at least 4 * max(C, OC) tiles (2026-12-02, forward, one
+    thread's CPU time, ms, Winograd / direct: batch 1: 16->16 @32 0.05 / 0.06, 32->32 @16 0.15 /
+    0.08, 64->64 @8 0.26 / 0.17; batch 4: 0.12 / 0.15, 0.18 / 0.16, 0.31 / 0.27; batch 8: 0.21 /
+    0.29, 0.26 / 0.27, 0.39 / 0.40).
     """
     algo = _current()
     if algo in ("direct", "im2col"):
@@ -130,7 +136,10 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
-    if winograd_tile_for(x_shape) == 4:
+    tile = winograd_tile_for(x_shape)
+    if x_shape[0] * -(-x_shape[2] // tile) * -(-x_shape[3] // tile) < 4 * max(c, oc):
+        return "auto"  # too few tiles to pay for the weight transforms (small batches)
+    if tile == 4:
         return "winograd"
     tiles = ((x_shape[2] + 1) // 2) * ((x_shape[3] + 1) // 2)  # per image (padding aside)
     wins = {

@@ -309,11 +309,16 @@ def _scratch(str name, shape, dtype=np.float32):
     return buf[:size].reshape(shape)
 
 
-# Bytes of padded input per image group of the row-vector kernels (see _direct_conv): within a
-# core's L2 with room for the weights and outputs.
+# Bytes of padded input per image group and thread of the row-vector kernels (see
+# _direct_conv): within a core's L2 with room for the weights and outputs.
 cdef Py_ssize_t GROUP_BYTES = 512 * 1024
-# The same, for minidl.static.lower.
-PAD_GROUP_BYTES = GROUP_BYTES
+
+
+cpdef Py_ssize_t group_bytes(int n_threads) noexcept:
+    """Bytes of padded input per image group on n_threads threads: each thread's share within
+    its own core's L2. Fewer groups are fewer parallel regions (a LeNet-5 step at 2 threads: 36
+    instructions instead of 44); which images share a group never changes a result's bits."""
+    return GROUP_BYTES * max(1, n_threads)
 
 # Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
 # chunk order) gives the same bits for any thread count.
@@ -452,23 +457,23 @@ cdef _RowsTiling _rows_tiling(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssi
 
 
 cdef inline Py_ssize_t _direct_group(Py_ssize_t C, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hp,
-                                     Py_ssize_t Wp) noexcept nogil:
-    # Images per group: padded, then convolved while their copy (<= GROUP_BYTES) is still in
+                                     Py_ssize_t Wp, int n_threads) noexcept:
+    # Images per group: padded, then convolved while their copy (<= group_bytes) is still in
     # L2. Padding the whole batch first left the kernel waiting on L3/DRAM for half its cycles
     # (perf, ResNet-20 step: 50% of conv_direct_f32_rows's samples on the input load).
-    return max(1, GROUP_BYTES // (C * sh * sw * Hp * Wp * 4))
+    return max(1, group_bytes(n_threads) // (C * sh * sw * Hp * Wp * 4))
 
 
 def direct_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
                   Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
-                  Py_ssize_t dw) -> dict:
+                  Py_ssize_t dw, int n_threads) -> dict:
     """_direct_conv's buffers and work split for C input channels (the input-gradient kernel's
     C is the weight's OC), OC outputs of OH x OW, a KH x KW kernel: the padded phase planes
     (Hp, Wp), images per padded group, and the row tiling (ocb, rows, block_steps), for
     minidl.static.lower, which runs these kernels from a program with the same split."""
     cdef Py_ssize_t Hp = OH + (KH - 1) * dh // sh, Wp = _row_pitch(OW, KW, dw, sw)
     cdef _RowsTiling t = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
-    return {"Hp": Hp, "Wp": Wp, "group": _direct_group(C, sh, sw, Hp, Wp), "ocb": t.ocb,
+    return {"Hp": Hp, "Wp": Wp, "group": _direct_group(C, sh, sw, Hp, Wp, n_threads), "ocb": t.ocb,
             "rows": t.rows, "block_steps": t.block_steps}
 
 
@@ -484,7 +489,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], KH = weight.shape[2]
     cdef Py_ssize_t KW = weight.shape[3], Hp = out.shape[2] + (KH - 1) * dh // sh
     cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw), n0, n1
-    cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp)
+    cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp, n_threads)
     packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
@@ -604,7 +609,7 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     cdef int nt = _threads(N * C * H * W, n_threads)
     cdef Py_ssize_t n0, n1, k
     # Image groups as in _direct_conv: each group's padded gradient stays in L2 for the phases.
-    cdef Py_ssize_t group = max(1, GROUP_BYTES // (OC * Hp * Wp * 4))
+    cdef Py_ssize_t group = max(1, group_bytes(n_threads) // (OC * Hp * Wp * 4))
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
         gpad = _pad_planes("direct_input", grad_out[n0:n1],
@@ -738,9 +743,10 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
     cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
     cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, c0, c1, i0, i1
-    # Chunks per group: padded, then reduced while their copies (<= GROUP_BYTES, at least one
+    # Chunks per group: padded, then reduced while their copies (<= group_bytes, at least one
     # chunk) are still in L2 (see _direct_conv).
-    cdef Py_ssize_t group = max(1, GROUP_BYTES // (DW_CHUNK * 4 * (C * plane + ocp * g_plane)))
+    cdef Py_ssize_t group = max(1, group_bytes(n_threads)
+                               // (DW_CHUNK * 4 * (C * plane + ocp * g_plane)))
     partial_w = _scratch("partial_w", (nchunks, OC, C * T))
     partial_b = _scratch("partial_b", (nchunks, OC))
     cdef const float[::1] xv

@@ -29,6 +29,7 @@ from minidl.backends import conv as conv_backend
 from minidl.graph import Context, accumulate
 from minidl.static.memory import plan_memory
 from minidl.static.trace import Node, Value
+from minidl.threads import get_num_threads
 
 _F32 = np.dtype(np.float32)
 
@@ -438,7 +439,8 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         ocp = -(-OC // ocb) * ocb
         plane, g_plane = sh * sw * Hp * Wp, OH * nv * 16
         # Chunks in groups padded and then reduced while in L2, as the kernel module does.
-        group = max(1, conv_kernels.PAD_GROUP_BYTES // (chunk * 4 * (C * plane + ocp * g_plane)))
+        group = max(1, conv_kernels.group_bytes(get_num_threads())
+                    // (chunk * 4 * (C * plane + ocp * g_plane)))
         images = min(N, group * chunk)
         xpad = np.zeros(images * C * plane, np.float32)
         gpad = np.zeros(images * ocp * g_plane, np.float32)
@@ -486,7 +488,8 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
     KH, KW = w_shape[2:]
     OC, OH, OW = out.shape[1:]
     (sh, sw), (dh, dw) = stride, dilation
-    layout = conv_kernels.direct_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    layout = conv_kernels.direct_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw,
+                                        get_num_threads())
     Hp, Wp, ocb, rows = layout["Hp"], layout["Wp"], layout["ocb"], layout["rows"]
     plane, T = sh * sw * Hp * Wp, KH * KW
     packed = _pack_buffer(lw, weight, w_shape, ocb, flip)

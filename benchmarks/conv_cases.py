@@ -31,6 +31,10 @@ import math
 import os
 import subprocess
 import sys
+import time
+
+# Seconds to wait after a PyTorch sample before minidl's (see run_table).
+TORCH_SPIN_SETTLE_S = 0.05
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python benchmarks/conv_cases.py`
@@ -254,6 +258,11 @@ def run_table(args: argparse.Namespace) -> None:
                         ref = min(
                             ref, torch.sample(i, backward, threads, n_ours, r == 0, args.cpu_time)
                         )
+                        if threads > 1:
+                            # PyTorch's OpenMP workers spin for milliseconds after its sample;
+                            # minidl's pool, sampled next, would read that as contention and
+                            # run on fewer threads (benchmarks.contention, "torch ops").
+                            time.sleep(TORCH_SPIN_SETTLE_S)
                 results[i, mode, threads] = (ours, ref if torch is not None else None)
     version = torch.close() if torch is not None else None
     header = "| layer | mode |"

@@ -243,29 +243,16 @@ def latency_torch(torch: Any, images: np.ndarray, threads: int, calls: int = 300
 
 # -- where the time of one eager step goes ----------------------------------------------------
 class StepTimers:
-    """Wall time inside Function.apply and graph.sweep, by wrapping them in this script only
-    (the library is not modified); restored on exit."""
+    """Wall time inside graph.sweep, by wrapping it in this script only (the library is not
+    modified); restored on exit. Function.apply cannot be wrapped so: Tensor methods and
+    nn.functional bind each op's apply once at import."""
 
     def __init__(self) -> None:
-        self.apply_s = 0.0
         self.sweep_s = 0.0
 
     def __enter__(self) -> StepTimers:  # noqa: PYI034 (a plain class, not subclassed)
-        self._apply = graph.Function.__dict__["apply"]
         self._sweep = graph.sweep
-        original_apply = self._apply.__func__
         original_sweep = self._sweep
-        depth = [0]  # only the outermost apply counts: composite ops call apply inside apply
-
-        def apply(cls: Any, *inputs: Any, **attrs: Any) -> Any:
-            depth[0] += 1
-            t0 = time.perf_counter()
-            try:
-                return original_apply(cls, *inputs, **attrs)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    self.apply_s += time.perf_counter() - t0
 
         def sweep(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
@@ -274,12 +261,10 @@ class StepTimers:
             finally:
                 self.sweep_s += time.perf_counter() - t0
 
-        graph.Function.apply = classmethod(apply)
         graph.sweep = sweep
         return self
 
     def __exit__(self, *exc: object) -> None:
-        graph.Function.apply = self._apply
         graph.sweep = self._sweep
 
 
@@ -333,8 +318,7 @@ def profile_step(loader: DataLoader, threads: int, steps: int) -> str:
             line("data (loader gather + normalize)", parts["data"]),
             line("forward, total", parts["forward"]),
             line("  in op forward() (kernels, numpy)", fwd_ops),
-            line("  Function.apply bookkeeping", timers.apply_s - fwd_ops),
-            line("  Python between ops (modules, F.*)", parts["forward"] - timers.apply_s),
+            line("  outside op forward() (apply, modules, F.*)", parts["forward"] - fwd_ops),
             line("backward, total (zero_grad + sweep)", parts["backward"]),
             line("  in op backward() (kernels, numpy)", bwd_ops),
             line("  sweep bookkeeping (order, sums, grads)", timers.sweep_s - bwd_ops),

@@ -1,4 +1,4 @@
-"""2-D convolution (NCHW) on minidl's OpenMP kernels, with an optional fused ReLU epilogue.
+"""2-D convolution (NCHW) on minidl's kernels, with an optional fused ReLU epilogue.
 
 minidl.backends.conv picks the algorithm by shape (Winograd, direct kernels, im2col + GEMM; see
 its `algorithm` switch); this layer validates arguments, allocates outputs and routes gradients.

@@ -473,8 +473,8 @@ def direct_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_
     minidl.static.lower, which runs these kernels from a program with the same split."""
     cdef Py_ssize_t Hp = OH + (KH - 1) * dh // sh, Wp = _row_pitch(OW, KW, dw, sw)
     cdef _RowsTiling t = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
-    return {"Hp": Hp, "Wp": Wp, "group": _direct_group(C, sh, sw, Hp, Wp, n_threads), "ocb": t.ocb,
-            "rows": t.rows, "block_steps": t.block_steps}
+    return {"Hp": Hp, "Wp": Wp, "group": _direct_group(C, sh, sw, Hp, Wp, n_threads),
+            "ocb": t.ocb, "rows": t.rows, "block_steps": t.block_steps}
 
 
 def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::1] weight,
@@ -727,6 +727,39 @@ cdef void _packed_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                                min(P, p0 + a.pix))
 
 
+cdef struct _DwLayout:
+    # _direct_backward_weight's buffers: padded input phase planes (Hp x Wp, plane floats per
+    # channel), the output gradient padded to nv 16-lane vectors per row (g_plane floats per
+    # channel, ocp = OC rounded up to ocb-channel register tiles), DW_CHUNK-image chunks per group.
+    Py_ssize_t Hp, Wp, plane, nv, g_plane, ocp, group
+    int ocb
+
+
+cdef _DwLayout _dw_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t dh, Py_ssize_t dw, int n_threads):
+    cdef _DwLayout d
+    d.Hp = OH + (KH - 1) * dh // sh
+    d.Wp = _row_pitch(OW, KW, dw, sw)
+    d.plane = sh * sw * d.Hp * d.Wp
+    d.nv = (OW + 15) // 16
+    d.g_plane = OH * d.nv * 16
+    d.ocb = conv_dw_f32_ocb(OC)
+    d.ocp = (OC + d.ocb - 1) // d.ocb * d.ocb
+    # Chunks per group: padded, then reduced while their copies (<= group_bytes, at least one
+    # chunk) are still in L2 (see _direct_conv).
+    d.group = max(1, group_bytes(n_threads) // (DW_CHUNK * 4 * (C * d.plane + d.ocp * d.g_plane)))
+    return d
+
+
+def direct_dw_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                     Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                     int n_threads) -> dict:
+    """_direct_backward_weight's buffers and chunk groups (see _DwLayout), for
+    minidl.static.lower, which runs the same kernels from a program with the same split."""
+    return _dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw, n_threads)
+
+
 def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                             relu_out, grad_w, grad_b, Py_ssize_t sh, Py_ssize_t sw,
                             Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -737,16 +770,11 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], OC = grad_out.shape[1]
     cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
     cdef Py_ssize_t KH = grad_w.shape[2], KW = grad_w.shape[3], T = KH * KW
-    cdef Py_ssize_t Hp = OH + (KH - 1) * dh // sh, Wp = _row_pitch(OW, KW, dw, sw)
-    cdef Py_ssize_t plane = sh * sw * Hp * Wp
-    cdef Py_ssize_t nv = (OW + 15) // 16, g_plane = OH * nv * 16
-    cdef int ocb = conv_dw_f32_ocb(OC), tb = conv_dw_f32_tb(KW)
-    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
+    cdef _DwLayout d = _dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw, n_threads)
+    cdef Py_ssize_t Hp = d.Hp, Wp = d.Wp, plane = d.plane, nv = d.nv, g_plane = d.g_plane
+    cdef int ocb = d.ocb
+    cdef Py_ssize_t ocp = d.ocp, nblk = ocp // ocb, group = d.group
     cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, c0, c1, i0, i1
-    # Chunks per group: padded, then reduced while their copies (<= group_bytes, at least one
-    # chunk) are still in L2 (see _direct_conv).
-    cdef Py_ssize_t group = max(1, group_bytes(n_threads)
-                               // (DW_CHUNK * 4 * (C * plane + ocp * g_plane)))
     partial_w = _scratch("partial_w", (nchunks, OC, C * T))
     partial_b = _scratch("partial_b", (nchunks, OC))
     cdef const float[::1] xv

@@ -25,7 +25,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from minidl._kernels.conv_kernels cimport (
-    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_chunk, conv_dw_f32_ocb, conv_dw_f32_tb,
+    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_chunk, conv_dw_f32_tb,
     conv_dw_packed_f32, conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
 )
 from minidl._kernels.gemm cimport gemm
@@ -566,11 +566,6 @@ cdef void _sum_chunks(const Instr *ins) noexcept nogil:
     for k in range(1, chunks):
         for i in range(size):
             out[i] = out[i] + partial[k * size + i]
-
-
-def dw_ocb(Py_ssize_t oc) -> int:
-    """Output channels per tile of conv_dw_f32_chunk for `oc` channels."""
-    return conv_dw_f32_ocb(oc)
 
 
 def dw_tb(Py_ssize_t kw) -> int:

@@ -389,7 +389,7 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
     bias gradients by chunks of images summed in chunk order (conv._direct_backward_weight or
     conv._packed_backward_weight)."""
     from minidl._kernels import conv as conv_kernels
-    from minidl._kernels.program import dw_ocb, dw_tb
+    from minidl._kernels.program import dw_tb
 
     x_path, w_path = _conv_backward_paths(lw, node)
     x, w, b = node.args
@@ -433,14 +433,10 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         program.add("conv_dw_packed", (xpad, gt, pix_in, partial_w, partial_b),
                     (N, C, OC, KH, KW, dh, dw, Wp, plane, P, ocp, chunk, work))
     else:  # conv._direct_backward_weight, the input in stride phases
-        Hp, Wp = OH + (KH - 1) * dh // sh, (OW + 15) // 16 * 16 + (KW - 1) * dw // sw
-        nv = (OW + 15) // 16
-        ocb = dw_ocb(OC)
-        ocp = -(-OC // ocb) * ocb
-        plane, g_plane = sh * sw * Hp * Wp, OH * nv * 16
-        # Chunks in groups padded and then reduced while in L2, as the kernel module does.
-        group = max(1, conv_kernels.group_bytes(get_num_threads())
-                    // (chunk * 4 * (C * plane + ocp * g_plane)))
+        d = conv_kernels.direct_dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw,
+                                          get_num_threads())
+        Hp, Wp, nv, ocb, ocp = d["Hp"], d["Wp"], d["nv"], d["ocb"], d["ocp"]
+        plane, g_plane, group = d["plane"], d["g_plane"], d["group"]
         images = min(N, group * chunk)
         xpad = np.zeros(images * C * plane, np.float32)
         gpad = np.zeros(images * ocp * g_plane, np.float32)

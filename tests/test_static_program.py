@@ -464,3 +464,21 @@ def test_python_contributions_are_added_into_a_gradient_buffer_without_scratch()
     assert_same_bits(loss.data, replay(x, y).data)
     for p, expected in zip(model.parameters(), grads):
         assert_same_bits(p.grad.data, expected)
+
+
+def test_add_into_adds_only_into_a_c_contiguous_float32_array_of_the_same_shape():
+    """The program adds its gradients into an existing .grad in C (the accumulate case of
+    test_training_program_gives_the_replays_bits checks the bits); anything else is left to
+    accumulate(), untouched."""
+    from minidl._kernels.program import add_into
+
+    a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.full((2, 3), 0.5, np.float32)
+    assert add_into(a, b) and a[1, 2] == 5.5
+    assert not add_into(a, b.reshape(3, 2)) and a[1, 2] == 5.5
+    assert not add_into(a, b.astype(np.float64)) and a[1, 2] == 5.5
+    assert not add_into(a.astype(np.float64), b)
+    assert not add_into(a.T, b.T) and a[1, 2] == 5.5
+    assert not add_into(a[:, ::2], b[:, ::2]) and a[1, 2] == 5.5
+    b.flags.writeable = False
+    assert add_into(a, b) and a[1, 2] == 6.0  # a read-only source is fine
+    assert not add_into(b, a)  # a read-only destination is not

@@ -18,7 +18,9 @@ does not start threads).
 
 import numpy as np
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (
+    PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.math cimport exp, log
 from libc.stdint cimport int64_t
@@ -635,6 +637,39 @@ def copy_into(dst, src) -> bool:
     cdef bint same = d.len == v.len
     if same:
         memcpy(d.buf, v.buf, d.len)
+    PyBuffer_Release(&d)
+    PyBuffer_Release(&v)
+    return same
+
+
+def add_into(dst, src) -> bool:
+    """dst += src when both are C-contiguous float32 buffers of the same shape (a parameter's
+    .grad and the program's gradient for it), without NumPy's dispatch: 10 in-place adds
+    were half the Python time of a LeNet training call; False otherwise (nothing written)."""
+    cdef Py_buffer d, v
+    cdef Py_ssize_t i, n
+    cdef float *out
+    cdef const float *add
+    try:
+        PyObject_GetBuffer(src, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, ValueError):
+        return False
+    try:
+        PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+    except (BufferError, ValueError):
+        PyBuffer_Release(&v)
+        return False
+    cdef bint same = (d.ndim == v.ndim and d.len == v.len and d.itemsize == 4
+                      and v.itemsize == 4 and d.format[0] == b"f" and d.format[1] == 0
+                      and v.format[0] == b"f" and v.format[1] == 0)
+    if same:
+        for i in range(d.ndim):
+            same = same and d.shape[i] == v.shape[i]
+    if same:
+        out, add, n = <float *>d.buf, <const float *>v.buf, d.len // 4
+        with nogil:
+            for i in range(n):
+                out[i] = out[i] + add[i]
     PyBuffer_Release(&d)
     PyBuffer_Release(&v)
     return same

@@ -40,9 +40,9 @@ class Lowered:
 
     def __init__(self, values: list[Value], nodes: list[Node], outputs: list[int],
                  input_indices: list[int], training: bool = False) -> None:
-        from minidl._kernels.program import Program, copy_into
+        from minidl._kernels.program import Program, add_into, copy_into
 
-        self.copy_into = copy_into
+        self.copy_into, self.add_into_grad = copy_into, add_into
         self.values = values
         self.training = training
         self.program = Program()
@@ -318,9 +318,15 @@ class Lowered:
             return None
         if self.training:
             start = time.perf_counter()
-            garrays = self.grad_arrays
+            garrays, add = self.grad_arrays, self.add_into_grad
             for index, g, tensor in self.param_grads:
-                accumulate(tensor, garrays[index] if g is None else g)
+                # A program runs only while no parameter has hooks (executor._program_runs),
+                # so adding into an existing .grad in C is all accumulate() would do.
+                if g is None:
+                    g = garrays[index]
+                grad = tensor.grad
+                if grad is None or not add(grad.data, g):
+                    accumulate(tensor, g)
             self.accumulate_seconds = time.perf_counter() - start
         arrays = self.arrays
         return [arrays[o].copy() for o in self.outputs]

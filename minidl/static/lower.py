@@ -29,6 +29,7 @@ from minidl.backends import conv as conv_backend
 from minidl.graph import Context, accumulate
 from minidl.static.memory import plan_memory
 from minidl.static.trace import Node, Value
+from minidl.tensor import Tensor
 from minidl.threads import get_num_threads
 
 _F32 = np.dtype(np.float32)
@@ -318,14 +319,18 @@ class Lowered:
             return None
         if self.training:
             start = time.perf_counter()
-            garrays, add = self.grad_arrays, self.add_into_grad
+            garrays, add, wrap = self.grad_arrays, self.add_into_grad, Tensor._wrap
             for index, g, tensor in self.param_grads:
                 # A program runs only while no parameter has hooks (executor._program_runs),
-                # so adding into an existing .grad in C is all accumulate() would do.
+                # and its gradients have their parameter's shape and dtype by construction:
+                # a copy as the new .grad (no setter checks), or an add in C, is all
+                # accumulate() would do.
                 if g is None:
                     g = garrays[index]
-                grad = tensor.grad
-                if grad is None or not add(grad.data, g):
+                grad = tensor._grad
+                if grad is None:
+                    tensor._grad = wrap(np.array(g, order="C"), False)
+                elif not add(grad.data, g):
                     accumulate(tensor, g)
             self.accumulate_seconds = time.perf_counter() - start
         arrays = self.arrays

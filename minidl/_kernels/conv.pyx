@@ -694,7 +694,7 @@ def _packed_conv(const float[:, :, :, ::1] x, const float[:, :, :, ::1] weight, 
     cdef _Packed a = _Packed(x=&xv[0], image=C * plane, Wp=Wp, sh=sh, sw=sw,
                              step_off=&step_off[0], nsteps=C * T, w=&wv[0], nb=nb, ocb=ocb,
                              OC=OC, bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW,
-                             nblk=nblk, npb=npb, pix=pix)
+                             nblk=nblk, npb=npb, pix=pix, row_kw=KW if dw == 1 else 0)
     with nogil:
         parallel_for(_packed_task, &a, N * nblk * npb, _threads(N * OC * P * C * T, n_threads))
 
@@ -711,6 +711,7 @@ cdef struct _Packed:
     bint relu
     float *out
     Py_ssize_t OH, OW, nblk, npb, pix
+    Py_ssize_t row_kw  # KW with unit-spaced taps along W (the row-shared tile), else 0
 
 
 cdef void _packed_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
@@ -724,7 +725,7 @@ cdef void _packed_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                                a.w + blk * a.nsteps * a.ocb, a.nb, min(a.ocb, a.OC - blk * a.ocb),
                                a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
                                a.out + (n * a.OC + blk * a.ocb) * P, a.OH, a.OW, p0,
-                               min(P, p0 + a.pix))
+                               min(P, p0 + a.pix), a.row_kw)
 
 
 cdef struct _DwLayout:

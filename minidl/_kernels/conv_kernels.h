@@ -98,10 +98,10 @@ static inline void conv_direct_f32_rows(
 static inline void conv_packed_f32_pixels(
     const float *x, ptrdiff_t Wp, ptrdiff_t sh, ptrdiff_t sw, const ptrdiff_t *step_off, ptrdiff_t nsteps,
     const float *wpk, ptrdiff_t nb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
-    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
+    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t row_kw)
 {
     MDL_DISPATCH(conv_packed_f32_pixels, (x, Wp, sh, sw, step_off, nsteps, wpk, nb, oc_valid, bias,
-                                          relu, out, OH, OW, p0, p1));
+                                          relu, out, OH, OW, p0, p1, row_kw));
 }
 
 /* Partial weight gradient of one (image chunk, OCB block, input channel); see the template. */

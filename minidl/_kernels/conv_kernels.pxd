@@ -12,7 +12,7 @@ cdef extern from "conv_kernels.h" nogil:
                                 const Py_ssize_t *step_off, Py_ssize_t nsteps, const float *wpk,
                                 Py_ssize_t nb, Py_ssize_t oc_valid, const float *bias, int relu,
                                 float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t p0,
-                                Py_ssize_t p1)
+                                Py_ssize_t p1, Py_ssize_t row_kw)
     void conv_dw_packed_f32(const float *x, Py_ssize_t x_img, const float *gt, Py_ssize_t g_img,
                             Py_ssize_t nimg, const Py_ssize_t *pix_in, Py_ssize_t P,
                             Py_ssize_t ocp, Py_ssize_t KW, Py_ssize_t dw, float *dwp,

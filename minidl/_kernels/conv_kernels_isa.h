@@ -436,13 +436,97 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
 MDL_DEFINE_PACKED_TILE(1, 8)
 MDL_DEFINE_PACKED_TILE(2, 6)
 
+/* The packed tile for NB 1, stride 1 and unit-spaced taps along W (LeNet's conv2): PB
+ * consecutive output pixels of one row, whose windows overlap, so each input of a kernel row
+ * is broadcast once for up to KW multiply-adds (per kernel row: PB + KW - 1 broadcasts and KW
+ * weight loads for PB * KW multiply-adds, against PB * KW broadcasts and KW weight loads in the
+ * tile above, whose loads outnumber its multiply-adds). Each accumulator still adds its taps in
+ * (c, kh, kw) order: the same bits as the tile above. x: the first pixel's window corner;
+ * nrows = C * KH kernel rows, step_off as for the tile above; out: the first pixel of channel
+ * 0's plane. */
+#define MDL_DEFINE_PACKED_ROW_TILE(KW, PB)                                                         \
+    MDL_ISA_ATTR static void MDL_ISA(mdl_packed_row_##KW##x##PB)(                                  \
+        const float *x, const ptrdiff_t *step_off, ptrdiff_t nrows, const float *wpk,              \
+        const float *bias, ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)          \
+    {                                                                                              \
+        mdl_v16f acc[PB];                                                                          \
+        for (ptrdiff_t p = 0; p < PB; p++)                                                         \
+            acc[p] = (mdl_v16f){0};                                                                \
+        for (ptrdiff_t r = 0; r < nrows; r++) {                                                    \
+            const float *xr = x + step_off[r * KW];                                                \
+            mdl_v16f wv[KW];                                                                       \
+            for (ptrdiff_t kw = 0; kw < KW; kw++)                                                  \
+                MDL_LOAD(wv[kw], wpk + (r * KW + kw) * MDL_LANES);                                 \
+            _Pragma("GCC unroll 32") for (ptrdiff_t j = 0; j < PB + KW - 1; j++) {                 \
+                mdl_v16f xs = MDL_SPLAT(xr[j]);                                                    \
+                _Pragma("GCC unroll 8") for (ptrdiff_t kw = 0; kw < KW; kw++)                      \
+                    if (j - kw >= 0 && j - kw < PB)                                                \
+                        acc[j - kw] += wv[kw] * xs;                                                \
+            }                                                                                      \
+        }                                                                                          \
+        for (ptrdiff_t p = 0; p < PB; p++) {                                                       \
+            float lanes[MDL_LANES] __attribute__((aligned(64)));                                   \
+            memcpy(lanes, &acc[p], sizeof lanes);                                                  \
+            for (ptrdiff_t l = 0; l < MDL_LANES && l < oc_valid; l++) {                            \
+                float v = lanes[l] + (bias ? bias[l] : 0.0f);                                      \
+                if (relu && v < 0)                                                                 \
+                    v = 0.0f;                                                                      \
+                out[l * out_plane + p] = v;                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/* Up to 12 pixels per row tile: 12 accumulators, KW weights and a broadcast within AVX-512's
+ * 32 vector registers. */
+#define MDL_DEFINE_PACKED_ROW_TILES(KW)                                                            \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 1) MDL_DEFINE_PACKED_ROW_TILE(KW, 2)                            \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 3) MDL_DEFINE_PACKED_ROW_TILE(KW, 4)                            \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 5) MDL_DEFINE_PACKED_ROW_TILE(KW, 6)                            \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 7) MDL_DEFINE_PACKED_ROW_TILE(KW, 8)                            \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 9) MDL_DEFINE_PACKED_ROW_TILE(KW, 10)                           \
+    MDL_DEFINE_PACKED_ROW_TILE(KW, 11) MDL_DEFINE_PACKED_ROW_TILE(KW, 12)                          \
+    typedef void (*MDL_ISA(mdl_packed_row_fn_##KW))(const float *, const ptrdiff_t *, ptrdiff_t,   \
+                                                    const float *, const float *, ptrdiff_t, int,  \
+                                                    float *, ptrdiff_t);                           \
+    static const MDL_ISA(mdl_packed_row_fn_##KW) MDL_ISA(mdl_packed_row_tiles_##KW)[13] = {        \
+        NULL,                                                                                      \
+        MDL_ISA(mdl_packed_row_##KW##x1), MDL_ISA(mdl_packed_row_##KW##x2),                        \
+        MDL_ISA(mdl_packed_row_##KW##x3), MDL_ISA(mdl_packed_row_##KW##x4),                        \
+        MDL_ISA(mdl_packed_row_##KW##x5), MDL_ISA(mdl_packed_row_##KW##x6),                        \
+        MDL_ISA(mdl_packed_row_##KW##x7), MDL_ISA(mdl_packed_row_##KW##x8),                        \
+        MDL_ISA(mdl_packed_row_##KW##x9), MDL_ISA(mdl_packed_row_##KW##x10),                       \
+        MDL_ISA(mdl_packed_row_##KW##x11), MDL_ISA(mdl_packed_row_##KW##x12)};
+
+MDL_DEFINE_PACKED_ROW_TILES(3)
+MDL_DEFINE_PACKED_ROW_TILES(5)
+
 /* Output pixels [p0, p1) (flat oh * OW + ow) of one block of NB * 16 output channels of one
- * image, for the packed tile above. x: padded image with row pitch Wp; (sh, sw): stride. */
+ * image, for the packed tiles above. x: padded image with row pitch Wp; (sh, sw): stride;
+ * row_kw: the kernel width when its taps are unit-spaced along W (dilation 1), else 0. */
 MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
     const float *x, ptrdiff_t Wp, ptrdiff_t sh, ptrdiff_t sw, const ptrdiff_t *step_off, ptrdiff_t nsteps,
     const float *wpk, ptrdiff_t nb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
-    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
+    ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t row_kw)
 {
+    if (nb == 1 && sw == 1 && (row_kw == 3 || row_kw == 5)) {
+        const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
+        for (ptrdiff_t p = p0; p < p1;) {
+            /* The rest of this row within [p0, p1), in near-equal tiles of at most 12. */
+            const ptrdiff_t oh = p / OW, ow = p % OW;
+            const ptrdiff_t left = (p1 - p < OW - ow ? p1 - p : OW - ow);
+            const ptrdiff_t ntiles = (left + 11) / 12, len = (left + ntiles - 1) / ntiles;
+            const float *xp = x + oh * sh * Wp + ow;
+            float *op = out + p;
+            if (row_kw == 3)
+                MDL_ISA(mdl_packed_row_tiles_3)[len](xp, step_off, nsteps / 3, wpk, bias, oc_valid, relu, op,
+                                                     out_plane);
+            else
+                MDL_ISA(mdl_packed_row_tiles_5)[len](xp, step_off, nsteps / 5, wpk, bias, oc_valid, relu, op,
+                                                     out_plane);
+            p += len;
+        }
+        return;
+    }
     enum { MAX_PB = 8 };
     const ptrdiff_t pb = nb == 1 ? 8 : 6;
     const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;

@@ -199,9 +199,11 @@ cdef inline void _conv_rows_item(const Instr *ins, Py_ssize_t item) noexcept nog
 
 cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:
     """conv._packed_conv's loop. p: padded input, tap offsets, packed weights, bias or NULL,
-    out. n: N, nsteps, nb, ocb, OC, OH, OW, Wp, sh, sw, image, nblk, npb, pix, relu, work."""
+    out. n: N, nsteps, nb, ocb, OC, OH, OW, Wp, sh, sw, image, nblk, npb, pix, relu, row_kw
+    (see conv._packed_conv; n has no room left for the work, N * OC * OH * OW * nsteps)."""
     cdef Py_ssize_t N = ins.n[0], nblk = ins.n[11], npb = ins.n[12], item
-    cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
+    cdef int nt = _threads(N * ins.n[4] * ins.n[5] * ins.n[6] * ins.n[1], CONV_MIN_PARALLEL,
+                           n_threads)
     parallel_for(_conv_pixels_item_task, <void *>ins, N * nblk * npb, nt)
 
 
@@ -223,7 +225,7 @@ cdef inline void _conv_pixels_item(const Instr *ins, Py_ssize_t item) noexcept n
                            <const float *>ins.p[2] + blk * nsteps * ocb, ins.n[2],
                            min(ocb, OC - blk * ocb), bias + blk * ocb if bias != NULL else NULL,
                            <int>ins.n[14], <float *>ins.p[4] + (n * OC + blk * ocb) * OH * OW,
-                           OH, OW, p0, min(OH * OW, p0 + pix))
+                           OH, OW, p0, min(OH * OW, p0 + pix), ins.n[15])
 
 
 cdef void _max_pool_2x2(const Instr *ins, int n_threads) noexcept nogil:

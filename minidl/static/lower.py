@@ -535,7 +535,7 @@ def _packed_conv(lw: Lowered, x, x_shape: tuple, weight, w_shape: tuple, bias, o
     steps = conv_kernels._tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
     lw.program.add("conv_pixels", (xpad, steps, packed, bias, out),
                    (N, C * T, nb, ocb, OC, OH, OW, Wp, sh, sw, C * plane, -(-OC // ocb),
-                    -(-P // pix), pix, int(relu), N * OC * P * C * T))
+                    -(-P // pix), pix, int(relu), KW if dw == 1 else 0))
 
 
 def _max_pool(lw: Lowered, node: Node) -> bool:

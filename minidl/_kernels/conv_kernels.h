@@ -31,38 +31,37 @@
 
 #include "mdl_isa.h"
 
+/* Floats per block of the layouts (padded rows, packed channels): one AVX-512 register, MDL_NH
+ * registers of the narrower instances (mdl_isa.h). */
 #define MDL_LANES 16
-typedef float mdl_v16f __attribute__((vector_size(64)));
-typedef int mdl_v16i __attribute__((vector_size(64)));
 
 /* Helpers are macros, not inline functions: gcc lowers the vector code of an inline function
  * for the baseline target before inlining it into a function with a wider target, which turned
  * each broadcast into four 128-bit pieces and a trip through the stack. */
-#define MDL_LOAD(v, p) memcpy(&(v), (p), sizeof(mdl_v16f))
-/* Broadcast. `x - 0` folds to x exactly (x + 0 would turn -0 into +0 and cost an add). */
-#define MDL_SPLAT(x) ((x) - (mdl_v16f){0})
 
-/* dst[0 .. count) = (acc + bias), then max(., 0) when relu (NaN stays NaN, as torch.relu). */
-#define MDL_STORE_EPILOGUE(dst, acc, bias, relu, count)                                          \
+/* dst[0 .. count) = (v + bias), then max(., 0) when relu (NaN stays NaN, as torch.relu), for a
+ * register v of MDL_VL lanes and 0 < count <= MDL_VL. */
+#define MDL_STORE_EPILOGUE(dst, v, bias, relu, count)                                            \
     do {                                                                                         \
-        mdl_v16f v_ = (acc) + MDL_SPLAT(bias);                                                   \
+        MDL_VF v_ = (v) + MDL_VSPLAT(bias);                                                      \
         if (relu) {                                                                              \
-            mdl_v16i keep_ = ~(v_ < (mdl_v16f){0});                                                 \
-            v_ = (mdl_v16f)((mdl_v16i)v_ & keep_);                                               \
+            MDL_VI keep_ = ~(v_ < (MDL_VF){0});                                                  \
+            v_ = (MDL_VF)((MDL_VI)v_ & keep_);                                                   \
         }                                                                                        \
-        if ((count) == MDL_LANES)                                                                \
+        if ((count) == MDL_VL)                                                                   \
             memcpy((dst), &v_, sizeof v_);                                                       \
         else                                                                                     \
             MDL_STORE_PARTIAL((dst), v_, (count));                                               \
     } while (0)
 
-/* Sum of the 16 lanes of v in lane order, into the float s. */
+/* Sum of the 16 floats of a block (an array of MDL_NH registers, or 16 floats) in lane order,
+ * into the float s. */
 #define MDL_HSUM(s, v)                                                                           \
     do {                                                                                         \
         float lanes_[MDL_LANES] __attribute__((aligned(64)));                                    \
-        memcpy(lanes_, &(v), sizeof lanes_);                                                     \
+        memcpy(lanes_, (v), sizeof lanes_);                                                      \
         (s) = 0.0f;                                                                              \
-        for (ptrdiff_t l_ = 0; l_ < MDL_LANES; l_++)                                                   \
+        for (ptrdiff_t l_ = 0; l_ < MDL_LANES; l_++)                                             \
             (s) += lanes_[l_];                                                                   \
     } while (0)
 

@@ -2,20 +2,31 @@
  * target attribute), MDL_ISA(name) (the name with that ISA's suffix) and MDL_ISA_AVX512 (1 for
  * the AVX-512 instance) defined. No include guard on purpose. */
 
-/* The first `count` (< 16) lanes of v to dst: one masked store on AVX-512 (LeNet's 28- and
- * 14-wide rows end in a partial vector on every row), lane by lane elsewhere. */
+/* The first `count` (< MDL_VL) lanes of the register v to dst: one masked store on AVX-512
+ * and AVX2 (LeNet's 28- and 14-wide rows end in a partial vector on every row), lane by lane
+ * on the baseline. */
 #if MDL_ISA_AVX512
 #define MDL_STORE_PARTIAL(dst, v, count)                                                         \
     _mm512_mask_storeu_ps((dst), (__mmask16)((1u << (count)) - 1u), (__m512)(v))
+#elif MDL_VL == 8
+#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
+    _mm256_maskstore_ps((dst),                                                                   \
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count)),                      \
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),           \
+                        (__m256)(v))
 #else
 #define MDL_STORE_PARTIAL(dst, v, count)                                                         \
     do {                                                                                         \
-        float tmp_[MDL_LANES] __attribute__((aligned(64)));                                      \
+        float tmp_[MDL_VL] __attribute__((aligned(64)));                                         \
         memcpy(tmp_, &(v), sizeof tmp_);                                                         \
-        for (ptrdiff_t i_ = 0; i_ < (count); i_++)                                                     \
+        for (ptrdiff_t i_ = 0; i_ < (count); i_++)                                               \
             (dst)[i_] = tmp_[i_];                                                                \
     } while (0)
 #endif
+
+/* Lanes h * MDL_VL .. (h + 1) * MDL_VL - 1 of a 16-float block: the tiles below run once per
+ * register of the block (h outermost), so an AVX2 or baseline instance holds as many
+ * accumulators as the AVX-512 one, each lane adding its terms in the same order. */
 
 /* Forces v into a vector register where gcc would rather fold its load into every FMA using it:
  * the weight-gradient tile then loads each input vector once instead of once per output
@@ -29,44 +40,51 @@
 
 /* acc[o][j] = sum over steps k of wpk[k * OCB + o] * x[step_off[k] + xoff[j] ..] (16 lanes),
  * a step being one (input channel c, tap kh, kw): step_off[k] = c * plane + tap_off[kh * KW + kw].
- * Then stored through the epilogue to out[o * out_plane + ooff[j]], count[j] lanes. */
+ * Then stored through the epilogue to out[o * out_plane + ooff[j]], count[j] lanes. partial:
+ * the OCB * NVT blocks parked between calls (resume / !finish), register h of block b at
+ * partial[b * MDL_NH + h]. */
 #define MDL_DEFINE_FWD_TILE(OCB, NVT)                                                              \
     MDL_ISA_ATTR static void MDL_ISA(mdl_fwd_tile_##OCB##x##NVT)(                                  \
-        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,                   \
-        const ptrdiff_t *xoff, const ptrdiff_t *ooff, const ptrdiff_t *count, const float *bias,         \
-        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane, mdl_v16f *partial, int resume,    \
-        int finish)                                                                                \
+        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,             \
+        const ptrdiff_t *xoff, const ptrdiff_t *ooff, const ptrdiff_t *count, const float *bias,   \
+        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane, MDL_VF *partial,            \
+        int resume, int finish)                                                                    \
     {                                                                                              \
-        mdl_v16f acc[OCB][NVT];                                                                    \
-        for (ptrdiff_t o = 0; o < OCB; o++)                                                              \
-            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
-                acc[o][j] = resume ? partial[o * NVT + j] : (mdl_v16f){0};                         \
-        const float *xb[NVT];                                                                      \
-        for (ptrdiff_t j = 0; j < NVT; j++)                                                              \
-            xb[j] = x + xoff[j];                                                                   \
-        for (ptrdiff_t k = 0; k < nsteps; k++) {                                                         \
-            const ptrdiff_t off = step_off[k];                                                     \
-            const float *wk = wpk + (ptrdiff_t)k * OCB;                                            \
-            mdl_v16f xv[NVT];                                                                      \
-            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
-                MDL_LOAD(xv[j], xb[j] + off);                                                      \
-            for (ptrdiff_t o = 0; o < OCB; o++) {                                                        \
-                mdl_v16f w = MDL_SPLAT(wk[o]);                                                     \
-                for (ptrdiff_t j = 0; j < NVT; j++)                                                      \
-                    acc[o][j] += w * xv[j];                                                        \
+        for (int h = 0; h < MDL_NH; h++) {                                                         \
+            MDL_VF acc[OCB][NVT];                                                                  \
+            for (ptrdiff_t o = 0; o < OCB; o++)                                                    \
+                for (ptrdiff_t j = 0; j < NVT; j++)                                                \
+                    acc[o][j] = resume ? partial[(o * NVT + j) * MDL_NH + h] : (MDL_VF){0};        \
+            const float *xb[NVT];                                                                  \
+            for (ptrdiff_t j = 0; j < NVT; j++)                                                    \
+                xb[j] = x + xoff[j] + h * MDL_VL;                                                  \
+            for (ptrdiff_t k = 0; k < nsteps; k++) {                                               \
+                const ptrdiff_t off = step_off[k];                                                 \
+                const float *wk = wpk + (ptrdiff_t)k * OCB;                                        \
+                MDL_VF xv[NVT];                                                                    \
+                for (ptrdiff_t j = 0; j < NVT; j++)                                                \
+                    memcpy(&xv[j], xb[j] + off, sizeof xv[j]);                                     \
+                for (ptrdiff_t o = 0; o < OCB; o++) {                                              \
+                    MDL_VF w = MDL_VSPLAT(wk[o]);                                                  \
+                    for (ptrdiff_t j = 0; j < NVT; j++)                                            \
+                        acc[o][j] += w * xv[j];                                                    \
+                }                                                                                  \
             }                                                                                      \
+            if (!finish) {                                                                         \
+                for (ptrdiff_t o = 0; o < OCB; o++)                                                \
+                    for (ptrdiff_t j = 0; j < NVT; j++)                                            \
+                        partial[(o * NVT + j) * MDL_NH + h] = acc[o][j];                           \
+                continue;                                                                          \
+            }                                                                                      \
+            for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++)                                    \
+                for (ptrdiff_t j = 0; j < NVT; j++) {                                              \
+                    const ptrdiff_t c = count[j] - h * MDL_VL;                                     \
+                    if (c > 0)                                                                     \
+                        MDL_STORE_EPILOGUE(out + o * out_plane + ooff[j] + h * MDL_VL, acc[o][j],  \
+                                           bias ? bias[o] : 0.0f, relu,                            \
+                                           c < MDL_VL ? c : MDL_VL);                               \
+                }                                                                                  \
         }                                                                                          \
-        if (!finish) {                                                                             \
-            for (ptrdiff_t o = 0; o < OCB; o++)                                                          \
-                for (ptrdiff_t j = 0; j < NVT; j++)                                                      \
-                    partial[o * NVT + j] = acc[o][j];                                              \
-            return;                                                                                \
-        }                                                                                          \
-        for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++)                                              \
-            for (ptrdiff_t j = 0; j < NVT; j++)                                                          \
-                if (count[j] > 0)                                                                  \
-                    MDL_STORE_EPILOGUE(out + o * out_plane + ooff[j], acc[o][j],                   \
-                                       bias ? bias[o] : 0.0f, relu, count[j]);                     \
     }
 
 MDL_DEFINE_FWD_TILE(8, 2)
@@ -91,7 +109,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
     const ptrdiff_t ntiles = (slots + nvt - 1) / nvt;
     /* Accumulators of up to MAX_TILES tiles parked between blocks of input channels: a block's
      * input rows and weights stay in L1 while every tile of the group sweeps them. */
-    mdl_v16f partial[MAX_TILES][16];
+    MDL_VF partial[MAX_TILES][16 * MDL_NH];
     for (ptrdiff_t tg = 0; tg < ntiles; tg += MAX_TILES) {
         const ptrdiff_t tg_end = tg + MAX_TILES < ntiles ? tg + MAX_TILES : ntiles;
         for (ptrdiff_t k0 = 0; k0 < nsteps; k0 += block_steps) {
@@ -139,43 +157,51 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
     MDL_ISA_ATTR static void MDL_ISA(mdl_dw_tile_##OCB##x##TB)(                                    \
         const float *x, ptrdiff_t Wp, const float *g, ptrdiff_t g_plane, ptrdiff_t OH,             \
         ptrdiff_t NV, ptrdiff_t tail, const ptrdiff_t *toff, ptrdiff_t ntaps, float *dwp,          \
-        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid, ptrdiff_t tap_index, mdl_v16f *park,            \
+        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid, ptrdiff_t tap_index, MDL_VF *park,              \
         int first, int last)                                                                       \
     {                                                                                              \
-        const mdl_v16i lane_ = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};             \
-        const mdl_v16i tail_keep = lane_ < (int)tail;                                              \
-        mdl_v16f acc[OCB][TB];                                                                     \
-        for (ptrdiff_t o = 0; o < OCB; o++)                                                        \
-            for (ptrdiff_t t = 0; t < TB; t++)                                                     \
-                acc[o][t] = first ? (mdl_v16f){0} : park[o * TB + t];                             \
-        for (ptrdiff_t oh = 0; oh < OH; oh++) {                                                    \
-            const float *xr = x + oh * Wp;                                                         \
-            const float *gr = g + (ptrdiff_t)oh * NV * MDL_LANES;                                  \
-            for (ptrdiff_t v = 0; v < NV; v++) {                                                   \
-                mdl_v16f gv[OCB], xv[TB];                                                          \
-                for (ptrdiff_t o = 0; o < OCB; o++)                                                \
-                    MDL_LOAD(gv[o], gr + o * g_plane + v * MDL_LANES);                             \
-                for (ptrdiff_t t = 0; t < TB; t++) {                                               \
-                    MDL_LOAD(xv[t], xr + v * MDL_LANES + toff[t]);                                 \
-                    if (v == NV - 1)                                                               \
-                        xv[t] = (mdl_v16f)((mdl_v16i)xv[t] & tail_keep);                           \
-                    MDL_KEEP_IN_REGISTER(xv[t]);                                                   \
-                }                                                                                  \
-                for (ptrdiff_t o = 0; o < OCB; o++)                                                \
-                    for (ptrdiff_t t = 0; t < TB; t++)                                             \
-                        acc[o][t] += gv[o] * xv[t];                                                \
-            }                                                                                      \
-        }                                                                                          \
-        if (!last) {                                                                               \
+        float sums[OCB][TB][MDL_LANES] __attribute__((aligned(64)));                               \
+        for (int h = 0; h < MDL_NH; h++) {                                                         \
+            MDL_VI lane_;                                                                          \
+            for (int l = 0; l < MDL_VL; l++)                                                       \
+                lane_[l] = h * MDL_VL + l;                                                         \
+            const MDL_VI tail_keep = lane_ < (int)tail;                                            \
+            MDL_VF acc[OCB][TB];                                                                   \
             for (ptrdiff_t o = 0; o < OCB; o++)                                                    \
                 for (ptrdiff_t t = 0; t < TB; t++)                                                 \
-                    park[o * TB + t] = acc[o][t];                                                  \
-            return;                                                                                \
+                    acc[o][t] = first ? (MDL_VF){0} : park[(o * TB + t) * MDL_NH + h];             \
+            for (ptrdiff_t oh = 0; oh < OH; oh++) {                                                \
+                const float *xr = x + oh * Wp + h * MDL_VL;                                        \
+                const float *gr = g + (ptrdiff_t)oh * NV * MDL_LANES + h * MDL_VL;                 \
+                for (ptrdiff_t v = 0; v < NV; v++) {                                               \
+                    MDL_VF gv[OCB], xv[TB];                                                        \
+                    for (ptrdiff_t o = 0; o < OCB; o++)                                            \
+                        memcpy(&gv[o], gr + o * g_plane + v * MDL_LANES, sizeof gv[o]);            \
+                    for (ptrdiff_t t = 0; t < TB; t++) {                                           \
+                        memcpy(&xv[t], xr + v * MDL_LANES + toff[t], sizeof xv[t]);                \
+                        if (v == NV - 1)                                                           \
+                            xv[t] = (MDL_VF)((MDL_VI)xv[t] & tail_keep);                           \
+                        MDL_KEEP_IN_REGISTER(xv[t]);                                               \
+                    }                                                                              \
+                    for (ptrdiff_t o = 0; o < OCB; o++)                                            \
+                        for (ptrdiff_t t = 0; t < TB; t++)                                         \
+                            acc[o][t] += gv[o] * xv[t];                                            \
+                }                                                                                  \
+            }                                                                                      \
+            for (ptrdiff_t o = 0; o < OCB; o++)                                                    \
+                for (ptrdiff_t t = 0; t < TB; t++) {                                               \
+                    if (last)                                                                      \
+                        memcpy(&sums[o][t][h * MDL_VL], &acc[o][t], sizeof acc[o][t]);             \
+                    else                                                                           \
+                        park[(o * TB + t) * MDL_NH + h] = acc[o][t];                               \
+                }                                                                                  \
         }                                                                                          \
+        if (!last)                                                                                 \
+            return;                                                                                \
         for (ptrdiff_t o = 0; o < OCB && o < oc_valid; o++) {                                      \
             for (ptrdiff_t t = 0; t < TB && t < ntaps; t++) {                                      \
                 float s;                                                                           \
-                MDL_HSUM(s, acc[o][t]);                                                            \
+                MDL_HSUM(s, sums[o][t]);                                                           \
                 dwp[o * dw_o_stride + tap_index + t] = s;                                          \
             }                                                                                      \
         }                                                                                          \
@@ -205,7 +231,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
     enum { MAX_TB = 5, MAX_POS = 16 };
     const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES, tail = OW - (NV - 1) * MDL_LANES;
     const ptrdiff_t tb = conv_dw_f32_tb(KW), nkwb = (KW + tb - 1) / tb, npos = KH * nkwb;
-    mdl_v16f park[MAX_POS][4 * MAX_TB];
+    MDL_VF park[MAX_POS][4 * MAX_TB * MDL_NH];
     for (ptrdiff_t pb = 0; pb < npos; pb += MAX_POS) {
         const ptrdiff_t pe = npos - pb < MAX_POS ? npos : pb + MAX_POS;
         for (ptrdiff_t i = 0; i < nimg; i++) {
@@ -235,12 +261,13 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
     }
     if (db != NULL) {
         for (ptrdiff_t o = 0; o < oc_valid; o++) {
-            mdl_v16f acc = (mdl_v16f){0};
+            MDL_VF acc[MDL_NH] = {0};
             for (ptrdiff_t i = 0; i < nimg; i++) {
                 for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
-                    mdl_v16f v;
-                    MDL_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
-                    acc += v;
+                    MDL_VF v[MDL_NH];
+                    MDL_BLOCK_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
+                    for (int h = 0; h < MDL_NH; h++)
+                        acc[h] += v[h];
                 }
             }
             MDL_HSUM(db[o], acc);
@@ -251,12 +278,13 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
 /* Sum of p[0 .. n): 16 lane-wise partial sums, then added in lane order (fixed order). */
 MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 {
-    mdl_v16f acc = (mdl_v16f){0};
+    MDL_VF acc[MDL_NH] = {0};
     ptrdiff_t i = 0;
     for (; i + MDL_LANES <= n; i += MDL_LANES) {
-        mdl_v16f v;
-        MDL_LOAD(v, p + i);
-        acc += v;
+        MDL_VF v[MDL_NH];
+        MDL_BLOCK_LOAD(v, p + i);
+        for (int h = 0; h < MDL_NH; h++)
+            acc[h] += v[h];
     }
     float s;
     MDL_HSUM(s, acc);
@@ -294,8 +322,10 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_
          * gcc leaves the stride-2 gather below scalar, and it took a quarter of ResNet's
          * 16->32 stride-2 forward. Source (i, j) is p[r = i + top][c = j + left]: plane
          * (r % sh, c % 2), element [r / sh][c / 2]. */
-        const mdl_v16i even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-        const mdl_v16i odd = even + 1;
+        MDL_VI even;
+        for (int l = 0; l < MDL_VL; l++)
+            even[l] = 2 * l;
+        const MDL_VI odd = even + 1;
         /* Row r = i + top's phase pr = r % sh and row a = r / sh, stepped (no divisions). */
         const ptrdiff_t i0 = top < 0 ? -top : 0;
         ptrdiff_t pr = (i0 + top) % sh, a = (i0 + top) / sh;
@@ -307,13 +337,16 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_
             ptrdiff_t j = 0;
             for (; j + 2 * MDL_LANES <= W && (j + left + 1) / 2 + MDL_LANES <= Wp;
                  j += 2 * MDL_LANES) {
-                mdl_v16f v0, v1;
-                MDL_LOAD(v0, s + j);
-                MDL_LOAD(v1, s + j + MDL_LANES);
-                const mdl_v16f e = __builtin_shuffle(v0, v1, even);
-                const mdl_v16f o = __builtin_shuffle(v0, v1, odd);
-                memcpy(even_cols + (j + left) / 2, &e, sizeof e);
-                memcpy(odd_cols + (j + left + 1) / 2, &o, sizeof o);
+                /* Output register h takes source registers 2h and 2h + 1. */
+                MDL_VF v[2 * MDL_NH], e[MDL_NH], o[MDL_NH];
+                MDL_BLOCK_LOAD(v, s + j);
+                MDL_BLOCK_LOAD(v + MDL_NH, s + j + MDL_LANES);
+                for (int h = 0; h < MDL_NH; h++) {
+                    e[h] = __builtin_shuffle(v[2 * h], v[2 * h + 1], even);
+                    o[h] = __builtin_shuffle(v[2 * h], v[2 * h + 1], odd);
+                }
+                MDL_BLOCK_STORE(even_cols + (j + left) / 2, e);
+                MDL_BLOCK_STORE(odd_cols + (j + left + 1) / 2, o);
             }
             for (; j < W; j++) {
                 const ptrdiff_t c = j + left;
@@ -397,34 +430,39 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
  * output plane; the first npix pixels are stored (after bias and ReLU), lane by lane. */
 #define MDL_DEFINE_PACKED_TILE(NB, PB)                                                             \
     MDL_ISA_ATTR static void MDL_ISA(mdl_packed_tile_##NB##x##PB)(                                 \
-        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,                   \
-        const ptrdiff_t *pix_in, const ptrdiff_t *pix_out, ptrdiff_t npix, const float *bias,            \
-        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)                                   \
+        const float *x, const ptrdiff_t *step_off, ptrdiff_t nsteps, const float *wpk,             \
+        const ptrdiff_t *pix_in, const ptrdiff_t *pix_out, ptrdiff_t npix, const float *bias,      \
+        ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)                             \
     {                                                                                              \
-        mdl_v16f acc[NB][PB];                                                                      \
-        for (ptrdiff_t b = 0; b < NB; b++)                                                               \
-            for (ptrdiff_t p = 0; p < PB; p++)                                                           \
-                acc[b][p] = (mdl_v16f){0};                                                         \
+        float lanes[NB][PB][MDL_LANES] __attribute__((aligned(64)));                               \
         const float *xb[PB];                                                                       \
-        for (ptrdiff_t p = 0; p < PB; p++)                                                               \
+        for (ptrdiff_t p = 0; p < PB; p++)                                                         \
             xb[p] = x + pix_in[p];                                                                 \
-        for (ptrdiff_t k = 0; k < nsteps; k++) {                                                         \
-            const ptrdiff_t off = step_off[k];                                                     \
-            mdl_v16f wv[NB];                                                                       \
-            for (ptrdiff_t b = 0; b < NB; b++)                                                           \
-                MDL_LOAD(wv[b], wpk + ((ptrdiff_t)k * NB + b) * MDL_LANES);                        \
-            for (ptrdiff_t p = 0; p < PB; p++) {                                                         \
-                mdl_v16f xs = MDL_SPLAT(xb[p][off]);                                               \
-                for (ptrdiff_t b = 0; b < NB; b++)                                                       \
-                    acc[b][p] += wv[b] * xs;                                                       \
+        for (int h = 0; h < MDL_NH; h++) {                                                         \
+            MDL_VF acc[NB][PB];                                                                    \
+            for (ptrdiff_t b = 0; b < NB; b++)                                                     \
+                for (ptrdiff_t p = 0; p < PB; p++)                                                 \
+                    acc[b][p] = (MDL_VF){0};                                                       \
+            for (ptrdiff_t k = 0; k < nsteps; k++) {                                               \
+                const ptrdiff_t off = step_off[k];                                                 \
+                MDL_VF wv[NB];                                                                     \
+                for (ptrdiff_t b = 0; b < NB; b++)                                                 \
+                    memcpy(&wv[b], wpk + ((ptrdiff_t)k * NB + b) * MDL_LANES + h * MDL_VL,         \
+                           sizeof wv[b]);                                                          \
+                for (ptrdiff_t p = 0; p < PB; p++) {                                               \
+                    MDL_VF xs = MDL_VSPLAT(xb[p][off]);                                            \
+                    for (ptrdiff_t b = 0; b < NB; b++)                                             \
+                        acc[b][p] += wv[b] * xs;                                                   \
+                }                                                                                  \
             }                                                                                      \
+            for (ptrdiff_t b = 0; b < NB; b++)                                                     \
+                for (ptrdiff_t p = 0; p < PB; p++)                                                 \
+                    memcpy(&lanes[b][p][h * MDL_VL], &acc[b][p], sizeof acc[b][p]);                \
         }                                                                                          \
-        for (ptrdiff_t b = 0; b < NB; b++) {                                                             \
-            for (ptrdiff_t p = 0; p < npix; p++) {                                                       \
-                float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
-                memcpy(lanes, &acc[b][p], sizeof lanes);                                           \
-                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {              \
-                    float v = lanes[l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);                  \
+        for (ptrdiff_t b = 0; b < NB; b++) {                                                       \
+            for (ptrdiff_t p = 0; p < npix; p++) {                                                 \
+                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {        \
+                    float v = lanes[b][p][l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);            \
                     if (relu && v < 0)                                                             \
                         v = 0.0f;                                                                  \
                     out[(b * MDL_LANES + l) * out_plane + pix_out[p]] = v;                         \
@@ -449,26 +487,29 @@ MDL_DEFINE_PACKED_TILE(2, 6)
         const float *x, const ptrdiff_t *step_off, ptrdiff_t nrows, const float *wpk,              \
         const float *bias, ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)          \
     {                                                                                              \
-        mdl_v16f acc[PB];                                                                          \
-        for (ptrdiff_t p = 0; p < PB; p++)                                                         \
-            acc[p] = (mdl_v16f){0};                                                                \
-        for (ptrdiff_t r = 0; r < nrows; r++) {                                                    \
-            const float *xr = x + step_off[r * KW];                                                \
-            mdl_v16f wv[KW];                                                                       \
-            for (ptrdiff_t kw = 0; kw < KW; kw++)                                                  \
-                MDL_LOAD(wv[kw], wpk + (r * KW + kw) * MDL_LANES);                                 \
-            _Pragma("GCC unroll 32") for (ptrdiff_t j = 0; j < PB + KW - 1; j++) {                 \
-                mdl_v16f xs = MDL_SPLAT(xr[j]);                                                    \
-                _Pragma("GCC unroll 8") for (ptrdiff_t kw = 0; kw < KW; kw++)                      \
-                    if (j - kw >= 0 && j - kw < PB)                                                \
-                        acc[j - kw] += wv[kw] * xs;                                                \
+        float lanes[PB][MDL_LANES] __attribute__((aligned(64)));                                   \
+        for (int h = 0; h < MDL_NH; h++) {                                                         \
+            MDL_VF acc[PB];                                                                        \
+            for (ptrdiff_t p = 0; p < PB; p++)                                                     \
+                acc[p] = (MDL_VF){0};                                                              \
+            for (ptrdiff_t r = 0; r < nrows; r++) {                                                \
+                const float *xr = x + step_off[r * KW];                                            \
+                MDL_VF wv[KW];                                                                     \
+                for (ptrdiff_t kw = 0; kw < KW; kw++)                                              \
+                    memcpy(&wv[kw], wpk + (r * KW + kw) * MDL_LANES + h * MDL_VL, sizeof wv[kw]);  \
+                _Pragma("GCC unroll 32") for (ptrdiff_t j = 0; j < PB + KW - 1; j++) {             \
+                    MDL_VF xs = MDL_VSPLAT(xr[j]);                                                 \
+                    _Pragma("GCC unroll 8") for (ptrdiff_t kw = 0; kw < KW; kw++)                  \
+                        if (j - kw >= 0 && j - kw < PB)                                            \
+                            acc[j - kw] += wv[kw] * xs;                                            \
+                }                                                                                  \
             }                                                                                      \
+            for (ptrdiff_t p = 0; p < PB; p++)                                                     \
+                memcpy(&lanes[p][h * MDL_VL], &acc[p], sizeof acc[p]);                             \
         }                                                                                          \
         for (ptrdiff_t p = 0; p < PB; p++) {                                                       \
-            float lanes[MDL_LANES] __attribute__((aligned(64)));                                   \
-            memcpy(lanes, &acc[p], sizeof lanes);                                                  \
             for (ptrdiff_t l = 0; l < MDL_LANES && l < oc_valid; l++) {                            \
-                float v = lanes[l] + (bias ? bias[l] : 0.0f);                                      \
+                float v = lanes[p][l] + (bias ? bias[l] : 0.0f);                                   \
                 if (relu && v < 0)                                                                 \
                     v = 0.0f;                                                                      \
                 out[l * out_plane + p] = v;                                                        \
@@ -477,7 +518,11 @@ MDL_DEFINE_PACKED_TILE(2, 6)
     }
 
 /* Up to 12 pixels per row tile: 12 accumulators, KW weights and a broadcast within AVX-512's
- * 32 vector registers. */
+ * 32 vector registers; with 16 registers (AVX2, baseline) at most 15 - KW accumulators. */
+#define MDL_ROW_PB(KW) (MDL_ISA_AVX512 ? 12 : 15 - (KW) < 12 ? 15 - (KW) : 12)
+typedef void (*MDL_ISA(mdl_packed_row_fn))(const float *, const ptrdiff_t *, ptrdiff_t,
+                                           const float *, const float *, ptrdiff_t, int, float *,
+                                           ptrdiff_t);
 #define MDL_DEFINE_PACKED_ROW_TILES(KW)                                                            \
     MDL_DEFINE_PACKED_ROW_TILE(KW, 1) MDL_DEFINE_PACKED_ROW_TILE(KW, 2)                            \
     MDL_DEFINE_PACKED_ROW_TILE(KW, 3) MDL_DEFINE_PACKED_ROW_TILE(KW, 4)                            \
@@ -485,10 +530,7 @@ MDL_DEFINE_PACKED_TILE(2, 6)
     MDL_DEFINE_PACKED_ROW_TILE(KW, 7) MDL_DEFINE_PACKED_ROW_TILE(KW, 8)                            \
     MDL_DEFINE_PACKED_ROW_TILE(KW, 9) MDL_DEFINE_PACKED_ROW_TILE(KW, 10)                           \
     MDL_DEFINE_PACKED_ROW_TILE(KW, 11) MDL_DEFINE_PACKED_ROW_TILE(KW, 12)                          \
-    typedef void (*MDL_ISA(mdl_packed_row_fn_##KW))(const float *, const ptrdiff_t *, ptrdiff_t,   \
-                                                    const float *, const float *, ptrdiff_t, int,  \
-                                                    float *, ptrdiff_t);                           \
-    static const MDL_ISA(mdl_packed_row_fn_##KW) MDL_ISA(mdl_packed_row_tiles_##KW)[13] = {        \
+    static const MDL_ISA(mdl_packed_row_fn) MDL_ISA(mdl_packed_row_tiles_##KW)[13] = {             \
         NULL,                                                                                      \
         MDL_ISA(mdl_packed_row_##KW##x1), MDL_ISA(mdl_packed_row_##KW##x2),                        \
         MDL_ISA(mdl_packed_row_##KW##x3), MDL_ISA(mdl_packed_row_##KW##x4),                        \
@@ -510,19 +552,17 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
 {
     if (nb == 1 && sw == 1 && (row_kw == 3 || row_kw == 5)) {
         const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
+        const ptrdiff_t pb_max = MDL_ROW_PB(row_kw);
+        const MDL_ISA(mdl_packed_row_fn) *tiles =
+            row_kw == 3 ? MDL_ISA(mdl_packed_row_tiles_3) : MDL_ISA(mdl_packed_row_tiles_5);
         for (ptrdiff_t p = p0; p < p1;) {
-            /* The rest of this row within [p0, p1), in near-equal tiles of at most 12. */
+            /* The rest of this row within [p0, p1), in near-equal tiles of at most pb_max. */
             const ptrdiff_t oh = p / OW, ow = p % OW;
             const ptrdiff_t left = (p1 - p < OW - ow ? p1 - p : OW - ow);
-            const ptrdiff_t ntiles = (left + 11) / 12, len = (left + ntiles - 1) / ntiles;
-            const float *xp = x + oh * sh * Wp + ow;
-            float *op = out + p;
-            if (row_kw == 3)
-                MDL_ISA(mdl_packed_row_tiles_3)[len](xp, step_off, nsteps / 3, wpk, bias, oc_valid, relu, op,
-                                                     out_plane);
-            else
-                MDL_ISA(mdl_packed_row_tiles_5)[len](xp, step_off, nsteps / 5, wpk, bias, oc_valid, relu, op,
-                                                     out_plane);
+            const ptrdiff_t ntiles = (left + pb_max - 1) / pb_max;
+            const ptrdiff_t len = (left + ntiles - 1) / ntiles;
+            tiles[len](x + oh * sh * Wp + ow, step_off, nsteps / row_kw, wpk, bias, oc_valid, relu,
+                       out + p, out_plane);
             p += len;
         }
         return;
@@ -559,46 +599,49 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
  * Taps past KW read in-bounds slack and are dropped. */
 #define MDL_DEFINE_DWP_TILE(TB)                                                                    \
     MDL_ISA_ATTR static void MDL_ISA(mdl_dwp_tile_##TB)(                                           \
-        const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, ptrdiff_t nimg,               \
-        const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t dw, ptrdiff_t kw0, ptrdiff_t KW, float *dwp,        \
-        ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)                                                       \
+        const float *x, ptrdiff_t x_img, const float *gt, ptrdiff_t g_img, ptrdiff_t nimg,         \
+        const ptrdiff_t *pix_in, ptrdiff_t P, ptrdiff_t ocp, ptrdiff_t dw, ptrdiff_t kw0,          \
+        ptrdiff_t KW, float *dwp, ptrdiff_t dw_o_stride, ptrdiff_t oc_valid)                       \
     {                                                                                              \
         ptrdiff_t toff[TB];                                                                        \
-        for (ptrdiff_t t = 0; t < TB; t++)                                                               \
+        for (ptrdiff_t t = 0; t < TB; t++)                                                         \
             toff[t] = (ptrdiff_t)(kw0 + t) * dw;                                                   \
-        for (ptrdiff_t b = 0; b < ocp / MDL_LANES; b++) {                                                \
-            mdl_v16f acc0[TB], acc1[TB];                                                           \
-            for (ptrdiff_t t = 0; t < TB; t++)                                                           \
-                acc0[t] = acc1[t] = (mdl_v16f){0};                                                 \
-            for (ptrdiff_t i = 0; i < nimg; i++) {                                                       \
-                const float *xi = x + i * x_img;                                                   \
-                const float *gi = gt + i * g_img + b * MDL_LANES;                                  \
-                ptrdiff_t p = 0;                                                                   \
-                for (; p + 1 < P; p += 2) {                                                        \
-                    mdl_v16f g0, g1;                                                               \
-                    MDL_LOAD(g0, gi + p * ocp);                                                    \
-                    MDL_LOAD(g1, gi + (p + 1) * ocp);                                              \
-                    const float *x0 = xi + pix_in[p], *x1 = xi + pix_in[p + 1];                    \
-                    for (ptrdiff_t t = 0; t < TB; t++) {                                                 \
-                        acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
-                        acc1[t] += g1 * MDL_SPLAT(x1[toff[t]]);                                    \
+        for (ptrdiff_t b = 0; b < ocp / MDL_LANES; b++) {                                          \
+            float lanes[TB][MDL_LANES] __attribute__((aligned(64)));                               \
+            for (int h = 0; h < MDL_NH; h++) {                                                     \
+                MDL_VF acc0[TB], acc1[TB];                                                         \
+                for (ptrdiff_t t = 0; t < TB; t++)                                                 \
+                    acc0[t] = acc1[t] = (MDL_VF){0};                                               \
+                for (ptrdiff_t i = 0; i < nimg; i++) {                                             \
+                    const float *xi = x + i * x_img;                                               \
+                    const float *gi = gt + i * g_img + b * MDL_LANES + h * MDL_VL;                 \
+                    ptrdiff_t p = 0;                                                               \
+                    for (; p + 1 < P; p += 2) {                                                    \
+                        MDL_VF g0, g1;                                                             \
+                        memcpy(&g0, gi + p * ocp, sizeof g0);                                      \
+                        memcpy(&g1, gi + (p + 1) * ocp, sizeof g1);                                \
+                        const float *x0 = xi + pix_in[p], *x1 = xi + pix_in[p + 1];                \
+                        for (ptrdiff_t t = 0; t < TB; t++) {                                       \
+                            acc0[t] += g0 * MDL_VSPLAT(x0[toff[t]]);                               \
+                            acc1[t] += g1 * MDL_VSPLAT(x1[toff[t]]);                               \
+                        }                                                                          \
+                    }                                                                              \
+                    if (p < P) {                                                                   \
+                        MDL_VF g0;                                                                 \
+                        memcpy(&g0, gi + p * ocp, sizeof g0);                                      \
+                        const float *x0 = xi + pix_in[p];                                          \
+                        for (ptrdiff_t t = 0; t < TB; t++)                                         \
+                            acc0[t] += g0 * MDL_VSPLAT(x0[toff[t]]);                               \
                     }                                                                              \
                 }                                                                                  \
-                if (p < P) {                                                                       \
-                    mdl_v16f g0;                                                                   \
-                    MDL_LOAD(g0, gi + p * ocp);                                                    \
-                    const float *x0 = xi + pix_in[p];                                              \
-                    for (ptrdiff_t t = 0; t < TB; t++)                                                   \
-                        acc0[t] += g0 * MDL_SPLAT(x0[toff[t]]);                                    \
+                for (ptrdiff_t t = 0; t < TB; t++) {                                               \
+                    const MDL_VF v = acc0[t] + acc1[t];                                            \
+                    memcpy(&lanes[t][h * MDL_VL], &v, sizeof v);                                   \
                 }                                                                                  \
             }                                                                                      \
-            for (ptrdiff_t t = 0; t < TB && kw0 + t < KW; t++) {                                         \
-                mdl_v16f v = acc0[t] + acc1[t];                                                    \
-                float lanes[MDL_LANES] __attribute__((aligned(64)));                               \
-                memcpy(lanes, &v, sizeof lanes);                                                   \
-                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)                \
-                    dwp[(b * MDL_LANES + l) * dw_o_stride + kw0 + t] = lanes[l];                   \
-            }                                                                                      \
+            for (ptrdiff_t t = 0; t < TB && kw0 + t < KW; t++)                                     \
+                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)          \
+                    dwp[(b * MDL_LANES + l) * dw_o_stride + kw0 + t] = lanes[t][l];                \
         }                                                                                          \
     }
 
@@ -632,16 +675,17 @@ MDL_ISA_ATTR static void MDL_ISA(conv_db_packed_f32)(const float *gt, ptrdiff_t 
                                                      ptrdiff_t oc_valid)
 {
     for (ptrdiff_t b = 0; b < ocp / MDL_LANES; b++) {
-        mdl_v16f acc = (mdl_v16f){0};
+        MDL_VF acc[MDL_NH] = {0};
         for (ptrdiff_t i = 0; i < nimg; i++) {
             for (ptrdiff_t p = 0; p < P; p++) {
-                mdl_v16f v;
-                MDL_LOAD(v, gt + i * g_img + p * ocp + b * MDL_LANES);
-                acc += v;
+                MDL_VF v[MDL_NH];
+                MDL_BLOCK_LOAD(v, gt + i * g_img + p * ocp + b * MDL_LANES);
+                for (int h = 0; h < MDL_NH; h++)
+                    acc[h] += v[h];
             }
         }
         float lanes[MDL_LANES] __attribute__((aligned(64)));
-        memcpy(lanes, &acc, sizeof lanes);
+        memcpy(lanes, acc, sizeof lanes);
         for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)
             db[b * MDL_LANES + l] = lanes[l];
     }
@@ -660,16 +704,18 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
         const float *mo = mask ? mask + o * P : NULL;
         ptrdiff_t p = 0;
         for (; p + MDL_LANES <= P; p += MDL_LANES) {
-            mdl_v16f v;
-            MDL_LOAD(v, go + p);
+            MDL_VF v[MDL_NH];
+            MDL_BLOCK_LOAD(v, go + p);
             if (mo) {
-                mdl_v16f m;
-                MDL_LOAD(m, mo + p);
-                mdl_v16i keep = ~(m <= (mdl_v16f){0});
-                v = (mdl_v16f)((mdl_v16i)v & keep);
+                MDL_VF m[MDL_NH];
+                MDL_BLOCK_LOAD(m, mo + p);
+                for (int h = 0; h < MDL_NH; h++) {
+                    const MDL_VI keep = ~(m[h] <= (MDL_VF){0});
+                    v[h] = (MDL_VF)((MDL_VI)v[h] & keep);
+                }
             }
             float lanes[MDL_LANES] __attribute__((aligned(64)));
-            memcpy(lanes, &v, sizeof lanes);
+            memcpy(lanes, v, sizeof lanes);
             for (ptrdiff_t l = 0; l < MDL_LANES; l++)
                 gt[(p + l) * ocp + o] = lanes[l];
         }

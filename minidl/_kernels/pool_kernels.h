@@ -14,9 +14,6 @@
 
 #include "mdl_isa.h"
 
-typedef float mdl_pool_vf __attribute__((vector_size(64)));
-typedef int mdl_pool_vi __attribute__((vector_size(64)));
-
 #define MDL_ISA_BODY "pool_kernels_isa.h"
 #include "mdl_isa_instances.h"
 

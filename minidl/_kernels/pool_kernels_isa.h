@@ -1,38 +1,84 @@
 /* Per-instruction-set body of pool_kernels.h (see mdl_isa.h): included once per ISA with
- * MDL_ISA_ATTR and MDL_ISA(name) defined. No include guard on purpose. */
+ * MDL_ISA_ATTR, MDL_ISA(name) and the register vector MDL_VL / MDL_VF / MDL_VI defined. No
+ * include guard on purpose.
+ *
+ * A 16-output group is computed as MDL_NH registers of MDL_VL lanes (1 x 16 on AVX-512, 2 x 8 on
+ * AVX2, 4 x 4 on the baseline), its 32 input columns of each row as 2 * MDL_NH registers: output
+ * register h deinterleaves input registers 2h and 2h + 1. Every lane computes the same
+ * expressions in the same order on every instance. */
 
 /* Where take (a lane mask of -1/0) is set: best = cand, k = code. A NaN candidate always wins,
  * so NaN propagates as in PyTorch; otherwise strictly greater wins, keeping the first maximum
- * of the window (row-major order) on ties. */
+ * of the window (row-major order) on ties. One register each. */
 #define MDL_POOL_TAKE(best, k, cand, code)                                                       \
     do {                                                                                         \
-        mdl_pool_vi take_ = ((cand) > (best)) | ((cand) != (cand));                              \
-        (best) = (mdl_pool_vf)(((mdl_pool_vi)(cand) & take_) | ((mdl_pool_vi)(best) & ~take_)); \
+        MDL_VI take_ = ((cand) > (best)) | ((cand) != (cand));                                   \
+        (best) = (MDL_VF)(((MDL_VI)(cand) & take_) | ((MDL_VI)(best) & ~take_));                 \
         (k) = ((code) & take_) | ((k) & ~take_);                                                 \
     } while (0)
 
-/* The first `count` (0 .. 16) floats at p into v, the other lanes zero, reading nothing past
- * p + count: one masked load on AVX-512 (masked-off lanes do not fault), a copy elsewhere.
+/* The first `count` floats at p into the register v (all MDL_VL of them when count >= MDL_VL),
+ * the other lanes zero, reading nothing past p + count: a masked load on AVX-512 and AVX2
+ * (masked-off lanes do not fault; `lanes` holds 0 .. MDL_VL - 1), a copy on the baseline.
  * Every partial vector goes through it, on every row: a row that ends a plane (or a
  * memory-mapped file) may be followed by an unmapped page. */
 #if MDL_ISA_AVX512
-#define MDL_POOL_LOAD(v, p, count)                                                               \
+#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
     do {                                                                                         \
-        if ((count) == 16)                                                                       \
+        if ((count) >= MDL_VL)                                                                   \
             memcpy(&(v), (p), sizeof(v));                                                        \
+        else if ((count) > 0)                                                                    \
+            (v) = (MDL_VF)_mm512_maskz_loadu_ps((__mmask16)((1u << (count)) - 1u), (p));         \
         else                                                                                     \
-            (v) = (mdl_pool_vf)_mm512_maskz_loadu_ps((__mmask16)((1u << (count)) - 1u), (p));    \
+            (v) = (MDL_VF){0};                                                                   \
+    } while (0)
+#elif MDL_VL == 8
+#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
+    do {                                                                                         \
+        if ((count) >= MDL_VL)                                                                   \
+            memcpy(&(v), (p), sizeof(v));                                                        \
+        else if ((count) > 0)                                                                    \
+            (v) = (MDL_VF)_mm256_maskload_ps((p), (__m256i)((lanes) < (count)));                 \
+        else                                                                                     \
+            (v) = (MDL_VF){0};                                                                   \
     } while (0)
 #else
-#define MDL_POOL_LOAD(v, p, count)                                                               \
+#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
     do {                                                                                         \
-        if ((count) == 16) {                                                                     \
+        if ((count) >= MDL_VL) {                                                                 \
             memcpy(&(v), (p), sizeof(v));                                                        \
-        } else {                                                                                 \
-            float tmp_[16] __attribute__((aligned(64))) = {0};                                   \
-            memcpy(tmp_, (p), sizeof(float) * (size_t)(count));                                 \
+        } else if ((count) > 0) {                                                                \
+            float tmp_[MDL_VL] __attribute__((aligned(64))) = {0};                               \
+            for (int i_ = 0; i_ < (count); i_++)                                                 \
+                tmp_[i_] = (p)[i_];                                                              \
             memcpy(&(v), tmp_, sizeof(v));                                                       \
+        } else {                                                                                 \
+            (v) = (MDL_VF){0};                                                                   \
         }                                                                                        \
+    } while (0)
+#endif
+
+/* The first `count` lanes of the register v (floats, or MDL_VL / 2 64-bit ints) to p, writing
+ * nothing else: a masked store on AVX2, element copies elsewhere (count < MDL_VL). */
+#if MDL_VL == 8 && !MDL_ISA_AVX512
+#define MDL_POOL_STORE_PART_F(p, v, count, lanes)                                                \
+    _mm256_maskstore_ps((p), (__m256i)((lanes) < (count)), (__m256)(v))
+#define MDL_POOL_STORE_PART_Q(p, v, count, lanes2)                                               \
+    _mm256_maskstore_epi64((long long *)(p), (__m256i)((lanes2) < (count)), (__m256i)(v))
+#else
+#define MDL_POOL_STORE_PART_F(p, v, count, lanes)                                                \
+    do {                                                                                         \
+        float tmp_[MDL_VL] __attribute__((aligned(64)));                                         \
+        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
+        for (int i_ = 0; i_ < (count); i_++)                                                     \
+            (p)[i_] = tmp_[i_];                                                                  \
+    } while (0)
+#define MDL_POOL_STORE_PART_Q(p, v, count, lanes2)                                               \
+    do {                                                                                         \
+        long long tmp_[MDL_VL / 2] __attribute__((aligned(64)));                                 \
+        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
+        for (int i_ = 0; i_ < (count); i_++)                                                     \
+            (p)[i_] = tmp_[i_];                                                                  \
     } while (0)
 #endif
 
@@ -44,8 +90,17 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
                                                    ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
                                                    ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
 {
-    const mdl_pool_vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    const mdl_pool_vi even = lane * 2, odd = lane * 2 + 1;
+    /* 64-bit lanes filling one register (MDL_VL / 2 of them), and half registers of int32. */
+    typedef long long vq __attribute__((vector_size(sizeof(MDL_VF))));
+    typedef int vh __attribute__((vector_size(sizeof(MDL_VF) / 2)));
+    MDL_VI lanes;
+    for (int i = 0; i < MDL_VL; i++)
+        lanes[i] = i;
+    vq lanes2 __attribute__((unused));
+    for (int i = 0; i < MDL_VL / 2; i++)
+        lanes2[i] = i;
+    /* even / odd: lanes 0, 2, .. and 1, 3, .. of the 2 * MDL_VL lanes of two registers. */
+    const MDL_VI even = lanes * 2, odd = lanes * 2 + 1;
     const int narrow_ok = W < ((ptrdiff_t)1 << 29);
     for (ptrdiff_t b = b0; b < b1; b++) {
         const ptrdiff_t oh = b % OH;
@@ -55,47 +110,82 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
         long long *ix = index + b * OW;
         for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 16) {
             const int n = OW - ow0 < 16 ? (int)(OW - ow0) : 16;
-            const int lo = 2 * n < 16 ? 2 * n : 16, hi = 2 * n - lo;
-            mdl_pool_vf t0, t1 = (mdl_pool_vf){0}, u0, u1 = (mdl_pool_vf){0};
-            MDL_POOL_LOAD(t0, top + 2 * ow0, lo);
-            MDL_POOL_LOAD(u0, bot + 2 * ow0, lo);
-            if (hi > 0) {
-                MDL_POOL_LOAD(t1, top + 2 * ow0 + 16, hi);
-                MDL_POOL_LOAD(u1, bot + 2 * ow0 + 16, hi);
+            MDL_VF best[MDL_NH];
+            MDL_VI k[MDL_NH];
+            for (int h = 0; h < MDL_NH; h++) {
+                /* Input columns 2 * (ow0 + h * MDL_VL) onwards, 2 * MDL_VL of them, of which
+                 * the first 2 * n - 2 * h * MDL_VL exist. */
+                const int c0 = 2 * n - 2 * h * MDL_VL, c1 = c0 - MDL_VL;
+                const ptrdiff_t at = 2 * ow0 + 2 * h * MDL_VL;
+                MDL_VF t0, t1, u0, u1;
+                MDL_POOL_LOAD(t0, top + at, c0, lanes);
+                MDL_POOL_LOAD(u0, bot + at, c0, lanes);
+                MDL_POOL_LOAD(t1, top + at + MDL_VL, c1, lanes);
+                MDL_POOL_LOAD(u1, bot + at + MDL_VL, c1, lanes);
+                MDL_VF bh = __builtin_shuffle(t0, t1, even);
+                MDL_VF c01 = __builtin_shuffle(t0, t1, odd);
+                MDL_VF c10 = __builtin_shuffle(u0, u1, even);
+                MDL_VF c11 = __builtin_shuffle(u0, u1, odd);
+                MDL_VI kh = (MDL_VI){0};
+                MDL_POOL_TAKE(bh, kh, c01, (MDL_VI){0} + 1);
+                MDL_POOL_TAKE(bh, kh, c10, (MDL_VI){0} + 2);
+                MDL_POOL_TAKE(bh, kh, c11, (MDL_VI){0} + 3);
+                best[h] = bh;
+                k[h] = kh;
             }
-            mdl_pool_vf best = __builtin_shuffle(t0, t1, even);
-            mdl_pool_vf c01 = __builtin_shuffle(t0, t1, odd);
-            mdl_pool_vf c10 = __builtin_shuffle(u0, u1, even);
-            mdl_pool_vf c11 = __builtin_shuffle(u0, u1, odd);
-            mdl_pool_vi k = (mdl_pool_vi){0};
-            MDL_POOL_TAKE(best, k, c01, (mdl_pool_vi){0} + 1);
-            MDL_POOL_TAKE(best, k, c10, (mdl_pool_vi){0} + 2);
-            MDL_POOL_TAKE(best, k, c11, (mdl_pool_vi){0} + 3);
             /* The flat index ih * W + iw is the row's 64-bit base plus an offset within the two
              * rows, which fits 32-bit lanes unless a row is near 2^30 columns (narrow_ok). */
             const long long row = (long long)(2 * oh) * W;
             if (narrow_ok) {
-                mdl_pool_vi off = (k >> 1) * (int)W + (lane + (int)ow0) * 2 + (k & 1);
-                int fs[16] __attribute__((aligned(64)));
-                memcpy(fs, &off, sizeof fs);
-                if (n == 16) {
-                    memcpy(o + ow0, &best, sizeof best);
-                    for (int i = 0; i < 16; i++)
-                        ix[ow0 + i] = row + fs[i];
-                    continue;
-                }
-                float bs[16] __attribute__((aligned(64)));
-                memcpy(bs, &best, sizeof bs);
-                for (int i = 0; i < n; i++) {
-                    o[ow0 + i] = bs[i];
-                    ix[ow0 + i] = row + fs[i];
+                for (int h = 0; h < MDL_NH; h++) {
+                    const int m = n - h * MDL_VL; /* outputs of register h that exist */
+                    if (m <= 0)
+                        break;
+                    MDL_VI off = (k[h] >> 1) * (int)W + (lanes + (h * MDL_VL + (int)ow0)) * 2 +
+                                 (k[h] & 1);
+                    vh lo = __builtin_shufflevector(off, off, 0, 1
+#if MDL_VL >= 8
+                                                    , 2, 3
+#endif
+#if MDL_VL >= 16
+                                                    , 4, 5, 6, 7
+#endif
+                    );
+                    vh hi = __builtin_shufflevector(off, off, 0 + MDL_VL / 2, 1 + MDL_VL / 2
+#if MDL_VL >= 8
+                                                    , 2 + MDL_VL / 2, 3 + MDL_VL / 2
+#endif
+#if MDL_VL >= 16
+                                                    , 4 + MDL_VL / 2, 5 + MDL_VL / 2,
+                                                    6 + MDL_VL / 2, 7 + MDL_VL / 2
+#endif
+                    );
+                    const vq q0 = __builtin_convertvector(lo, vq) + row;
+                    const vq q1 = __builtin_convertvector(hi, vq) + row;
+                    float *oh_ = o + ow0 + h * MDL_VL;
+                    long long *ih_ = ix + ow0 + h * MDL_VL;
+                    if (m >= MDL_VL) {
+                        memcpy(oh_, &best[h], sizeof best[h]);
+                        memcpy(ih_, &q0, sizeof q0);
+                        memcpy(ih_ + MDL_VL / 2, &q1, sizeof q1);
+                    } else {
+                        MDL_POOL_STORE_PART_F(oh_, best[h], m, lanes);
+                        if (m >= MDL_VL / 2) {
+                            memcpy(ih_, &q0, sizeof q0);
+                            if (m > MDL_VL / 2)
+                                MDL_POOL_STORE_PART_Q(ih_ + MDL_VL / 2, q1, m - MDL_VL / 2,
+                                                      lanes2);
+                        } else {
+                            MDL_POOL_STORE_PART_Q(ih_, q0, m, lanes2);
+                        }
+                    }
                 }
                 continue;
             }
             float bs[16] __attribute__((aligned(64)));
             int ks[16] __attribute__((aligned(64)));
-            memcpy(bs, &best, sizeof bs);
-            memcpy(ks, &k, sizeof ks);
+            MDL_BLOCK_STORE(bs, best);
+            MDL_BLOCK_STORE(ks, k);
             for (int i = 0; i < n; i++) {
                 o[ow0 + i] = bs[i];
                 ix[ow0 + i] = row + (long long)(ks[i] >> 1) * W + 2 * (ow0 + i) + (ks[i] & 1);
@@ -122,4 +212,7 @@ MDL_ISA_ATTR static ptrdiff_t MDL_ISA(first_bad_index)(const long long *index, p
     return -1;
 }
 
+#undef MDL_POOL_TAKE
 #undef MDL_POOL_LOAD
+#undef MDL_POOL_STORE_PART_F
+#undef MDL_POOL_STORE_PART_Q

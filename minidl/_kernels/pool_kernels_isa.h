@@ -2,10 +2,10 @@
  * MDL_ISA_ATTR, MDL_ISA(name) and the register vector MDL_VL / MDL_VF / MDL_VI defined. No
  * include guard on purpose.
  *
- * A 16-output group is computed as MDL_NH registers of MDL_VL lanes (1 x 16 on AVX-512, 2 x 8 on
- * AVX2, 4 x 4 on the baseline), its 32 input columns of each row as 2 * MDL_NH registers: output
- * register h deinterleaves input registers 2h and 2h + 1. Every lane computes the same
- * expressions in the same order on every instance. */
+ * A group of 16 outputs is computed as MDL_NH registers of MDL_VL lanes (1 x 16 on AVX-512,
+ * 2 x 8 on AVX2, 4 x 4 on the baseline), the group's 32 input columns of each row as
+ * 2 * MDL_NH registers: output register h deinterleaves input registers 2h and 2h + 1. Every
+ * lane computes the same comparisons in the same order on every instance. */
 
 /* Where take (a lane mask of -1/0) is set: best = cand, k = code. A NaN candidate always wins,
  * so NaN propagates as in PyTorch; otherwise strictly greater wins, keeping the first maximum
@@ -17,13 +17,32 @@
         (k) = ((code) & take_) | ((k) & ~take_);                                                 \
     } while (0)
 
+/* MDL_POOL_LANES: 0 .. MDL_VL - 1. MDL_POOL_EVEN: the shuffle of two registers (2 * MDL_VL
+ * input columns) that gathers the even columns, MDL_POOL_EVEN + 1 the odd ones. On AVX2 it
+ * stays within 128-bit lanes (one vshufps instead of a cross-lane permute of each register and
+ * a blend), so result lane i holds output MDL_POOL_ORDER[i]; the comparisons are lane-wise,
+ * and one permute per result (MDL_POOL_ORDER is its own inverse) restores the order. */
+#if MDL_VL == 16
+#define MDL_POOL_LANES {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+#define MDL_POOL_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#define MDL_POOL_ORDER MDL_POOL_LANES
+#elif MDL_VL == 8
+#define MDL_POOL_LANES {0, 1, 2, 3, 4, 5, 6, 7}
+#define MDL_POOL_EVEN {0, 2, 8, 10, 4, 6, 12, 14}
+#define MDL_POOL_ORDER {0, 1, 4, 5, 2, 3, 6, 7}
+#else
+#define MDL_POOL_LANES {0, 1, 2, 3}
+#define MDL_POOL_EVEN {0, 2, 4, 6}
+#define MDL_POOL_ORDER MDL_POOL_LANES
+#endif
+
 /* The first `count` floats at p into the register v (all MDL_VL of them when count >= MDL_VL),
  * the other lanes zero, reading nothing past p + count: a masked load on AVX-512 and AVX2
- * (masked-off lanes do not fault; `lanes` holds 0 .. MDL_VL - 1), a copy on the baseline.
- * Every partial vector goes through it, on every row: a row that ends a plane (or a
- * memory-mapped file) may be followed by an unmapped page. */
+ * (masked-off lanes do not fault), a copy on the baseline. Every partial vector goes through
+ * it, on every row: a row that ends a plane (or a memory-mapped file) may be followed by an
+ * unmapped page. */
 #if MDL_ISA_AVX512
-#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
+#define MDL_POOL_LOAD(v, p, count)                                                               \
     do {                                                                                         \
         if ((count) >= MDL_VL)                                                                   \
             memcpy(&(v), (p), sizeof(v));                                                        \
@@ -33,17 +52,17 @@
             (v) = (MDL_VF){0};                                                                   \
     } while (0)
 #elif MDL_VL == 8
-#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
+#define MDL_POOL_LOAD(v, p, count)                                                               \
     do {                                                                                         \
         if ((count) >= MDL_VL)                                                                   \
             memcpy(&(v), (p), sizeof(v));                                                        \
         else if ((count) > 0)                                                                    \
-            (v) = (MDL_VF)_mm256_maskload_ps((p), (__m256i)((lanes) < (count)));                 \
+            (v) = (MDL_VF)_mm256_maskload_ps((p), (__m256i)(lanes < (count)));                   \
         else                                                                                     \
             (v) = (MDL_VF){0};                                                                   \
     } while (0)
 #else
-#define MDL_POOL_LOAD(v, p, count, lanes)                                                        \
+#define MDL_POOL_LOAD(v, p, count)                                                               \
     do {                                                                                         \
         if ((count) >= MDL_VL) {                                                                 \
             memcpy(&(v), (p), sizeof(v));                                                        \
@@ -58,22 +77,63 @@
     } while (0)
 #endif
 
-/* The first `count` lanes of the register v (floats, or MDL_VL / 2 64-bit ints) to p, writing
- * nothing else: a masked store on AVX2, element copies elsewhere (count < MDL_VL). */
+/* The first `count` (1 .. MDL_VL - 1) floats of the register v to p (STORE_PART_F), or the
+ * first `count` (1 .. MDL_VL / 2 - 1) 64-bit ints of the register-sized vector v
+ * (STORE_PART_Q), writing nothing else: 16-, 8- and 4-byte pieces on AVX2 and SSE2 (AVX2's
+ * masked stores are slow on AMD), element copies on AVX-512 (as before) and elsewhere. */
 #if MDL_VL == 8 && !MDL_ISA_AVX512
-#define MDL_POOL_STORE_PART_F(p, v, count, lanes)                                                \
-    _mm256_maskstore_ps((p), (__m256i)((lanes) < (count)), (__m256)(v))
-#define MDL_POOL_STORE_PART_Q(p, v, count, lanes2)                                               \
-    _mm256_maskstore_epi64((long long *)(p), (__m256i)((lanes2) < (count)), (__m256i)(v))
+#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
+    do {                                                                                         \
+        __m128 r_ = _mm256_castps256_ps128((__m256)(v));                                         \
+        float *q_ = (p);                                                                         \
+        if ((count) & 4) {                                                                       \
+            _mm_storeu_ps(q_, r_);                                                               \
+            r_ = _mm256_extractf128_ps((__m256)(v), 1);                                          \
+            q_ += 4;                                                                             \
+        }                                                                                        \
+        if ((count) & 2) {                                                                       \
+            _mm_storel_pi((__m64 *)q_, r_);                                                      \
+            r_ = _mm_movehl_ps(r_, r_);                                                          \
+            q_ += 2;                                                                             \
+        }                                                                                        \
+        if ((count) & 1)                                                                         \
+            _mm_store_ss(q_, r_);                                                                \
+    } while (0)
+#define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
+    do {                                                                                         \
+        __m128i r_ = _mm256_castsi256_si128((__m256i)(v));                                       \
+        long long *q_ = (p);                                                                     \
+        if ((count) & 2) {                                                                       \
+            _mm_storeu_si128((__m128i *)q_, r_);                                                 \
+            r_ = _mm256_extracti128_si256((__m256i)(v), 1);                                      \
+            q_ += 2;                                                                             \
+        }                                                                                        \
+        if ((count) & 1)                                                                         \
+            _mm_storel_epi64((__m128i *)q_, r_);                                                 \
+    } while (0)
+#elif MDL_VL == 4 && defined(__SSE2__)
+#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
+    do {                                                                                         \
+        __m128 r_ = (__m128)(v);                                                                 \
+        float *q_ = (p);                                                                         \
+        if ((count) & 2) {                                                                       \
+            _mm_storel_pi((__m64 *)q_, r_);                                                      \
+            r_ = _mm_movehl_ps(r_, r_);                                                          \
+            q_ += 2;                                                                             \
+        }                                                                                        \
+        if ((count) & 1)                                                                         \
+            _mm_store_ss(q_, r_);                                                                \
+    } while (0)
+#define MDL_POOL_STORE_PART_Q(p, v, count) _mm_storel_epi64((__m128i *)(p), (__m128i)(v))
 #else
-#define MDL_POOL_STORE_PART_F(p, v, count, lanes)                                                \
+#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
     do {                                                                                         \
         float tmp_[MDL_VL] __attribute__((aligned(64)));                                         \
         memcpy(tmp_, &(v), sizeof tmp_);                                                         \
         for (int i_ = 0; i_ < (count); i_++)                                                     \
             (p)[i_] = tmp_[i_];                                                                  \
     } while (0)
-#define MDL_POOL_STORE_PART_Q(p, v, count, lanes2)                                               \
+#define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
     do {                                                                                         \
         long long tmp_[MDL_VL / 2] __attribute__((aligned(64)));                                 \
         memcpy(tmp_, &(v), sizeof tmp_);                                                         \
@@ -93,91 +153,94 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
     /* 64-bit lanes filling one register (MDL_VL / 2 of them), and half registers of int32. */
     typedef long long vq __attribute__((vector_size(sizeof(MDL_VF))));
     typedef int vh __attribute__((vector_size(sizeof(MDL_VF) / 2)));
-    MDL_VI lanes;
-    for (int i = 0; i < MDL_VL; i++)
-        lanes[i] = i;
-    vq lanes2 __attribute__((unused));
-    for (int i = 0; i < MDL_VL / 2; i++)
-        lanes2[i] = i;
-    /* even / odd: lanes 0, 2, .. and 1, 3, .. of the 2 * MDL_VL lanes of two registers. */
-    const MDL_VI even = lanes * 2, odd = lanes * 2 + 1;
+    const MDL_VI lanes = MDL_POOL_LANES, even = MDL_POOL_EVEN, odd = even + 1;
+    const MDL_VI order = MDL_POOL_ORDER;
+    /* The flat index ih * W + iw is the row's 64-bit base plus an offset within the two rows,
+     * which fits 32-bit lanes unless a row is near 2^30 columns (narrow_ok). Narrow, each
+     * lane's k is directly the offset of its window's element (0, 1, W, W + 1) from the
+     * top-left one; otherwise its position (0 .. 3) in the window. */
     const int narrow_ok = W < ((ptrdiff_t)1 << 29);
-    for (ptrdiff_t b = b0; b < b1; b++) {
-        const ptrdiff_t oh = b % OH;
-        const float *top = x + (b / OH) * H * W + 2 * oh * W;
+    const MDL_VI code01 = (MDL_VI){0} + 1;
+    const MDL_VI code10 = (MDL_VI){0} + (narrow_ok ? (int)W : 2);
+    const MDL_VI code11 = (MDL_VI){0} + (narrow_ok ? (int)W + 1 : 3);
+    /* Output row oh of plane b / OH, kept as counters (a division per row costs as much as
+     * pooling a short row). */
+    ptrdiff_t oh = b0 % OH;
+    const float *plane = x + (b0 / OH) * H * W;
+    for (ptrdiff_t b = b0; b < b1; b++, oh++) {
+        if (oh == OH) {
+            oh = 0;
+            plane += H * W;
+        }
+        const float *top = plane + 2 * oh * W;
         const float *bot = top + W;
         float *o = out + b * OW;
         long long *ix = index + b * OW;
+        const long long row = (long long)(2 * oh) * W;
         for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 16) {
             const int n = OW - ow0 < 16 ? (int)(OW - ow0) : 16;
             MDL_VF best[MDL_NH];
             MDL_VI k[MDL_NH];
             for (int h = 0; h < MDL_NH; h++) {
                 /* Input columns 2 * (ow0 + h * MDL_VL) onwards, 2 * MDL_VL of them, of which
-                 * the first 2 * n - 2 * h * MDL_VL exist. */
-                const int c0 = 2 * n - 2 * h * MDL_VL, c1 = c0 - MDL_VL;
-                const ptrdiff_t at = 2 * ow0 + 2 * h * MDL_VL;
+                 * the first 2 * (n - h * MDL_VL) exist. */
+                const int c0 = 2 * (n - h * MDL_VL), c1 = c0 - MDL_VL;
+                const ptrdiff_t at = 2 * (ow0 + h * MDL_VL);
                 MDL_VF t0, t1, u0, u1;
-                MDL_POOL_LOAD(t0, top + at, c0, lanes);
-                MDL_POOL_LOAD(u0, bot + at, c0, lanes);
-                MDL_POOL_LOAD(t1, top + at + MDL_VL, c1, lanes);
-                MDL_POOL_LOAD(u1, bot + at + MDL_VL, c1, lanes);
+                MDL_POOL_LOAD(t0, top + at, c0);
+                MDL_POOL_LOAD(t1, top + at + MDL_VL, c1);
+                MDL_POOL_LOAD(u0, bot + at, c0);
+                MDL_POOL_LOAD(u1, bot + at + MDL_VL, c1);
                 MDL_VF bh = __builtin_shuffle(t0, t1, even);
                 MDL_VF c01 = __builtin_shuffle(t0, t1, odd);
                 MDL_VF c10 = __builtin_shuffle(u0, u1, even);
                 MDL_VF c11 = __builtin_shuffle(u0, u1, odd);
                 MDL_VI kh = (MDL_VI){0};
-                MDL_POOL_TAKE(bh, kh, c01, (MDL_VI){0} + 1);
-                MDL_POOL_TAKE(bh, kh, c10, (MDL_VI){0} + 2);
-                MDL_POOL_TAKE(bh, kh, c11, (MDL_VI){0} + 3);
-                best[h] = bh;
-                k[h] = kh;
+                MDL_POOL_TAKE(bh, kh, c01, code01);
+                MDL_POOL_TAKE(bh, kh, c10, code10);
+                MDL_POOL_TAKE(bh, kh, c11, code11);
+                best[h] = __builtin_shuffle(bh, order);
+                k[h] = __builtin_shuffle(kh, order);
             }
-            /* The flat index ih * W + iw is the row's 64-bit base plus an offset within the two
-             * rows, which fits 32-bit lanes unless a row is near 2^30 columns (narrow_ok). */
-            const long long row = (long long)(2 * oh) * W;
             if (narrow_ok) {
                 for (int h = 0; h < MDL_NH; h++) {
                     const int m = n - h * MDL_VL; /* outputs of register h that exist */
                     if (m <= 0)
                         break;
-                    MDL_VI off = (k[h] >> 1) * (int)W + (lanes + (h * MDL_VL + (int)ow0)) * 2 +
-                                 (k[h] & 1);
-                    vh lo = __builtin_shufflevector(off, off, 0, 1
+                    const MDL_VI off = (lanes + (h * MDL_VL + (int)ow0)) * 2 + k[h];
+                    const vh lo = __builtin_shufflevector(off, off, 0, 1
 #if MDL_VL >= 8
-                                                    , 2, 3
+                                                          , 2, 3
 #endif
 #if MDL_VL >= 16
-                                                    , 4, 5, 6, 7
+                                                          , 4, 5, 6, 7
 #endif
                     );
-                    vh hi = __builtin_shufflevector(off, off, 0 + MDL_VL / 2, 1 + MDL_VL / 2
+                    const vh hi = __builtin_shufflevector(off, off, MDL_VL / 2, MDL_VL / 2 + 1
 #if MDL_VL >= 8
-                                                    , 2 + MDL_VL / 2, 3 + MDL_VL / 2
+                                                          , MDL_VL / 2 + 2, MDL_VL / 2 + 3
 #endif
 #if MDL_VL >= 16
-                                                    , 4 + MDL_VL / 2, 5 + MDL_VL / 2,
-                                                    6 + MDL_VL / 2, 7 + MDL_VL / 2
+                                                          , 12, 13, 14, 15
 #endif
                     );
                     const vq q0 = __builtin_convertvector(lo, vq) + row;
                     const vq q1 = __builtin_convertvector(hi, vq) + row;
-                    float *oh_ = o + ow0 + h * MDL_VL;
-                    long long *ih_ = ix + ow0 + h * MDL_VL;
+                    float *op = o + ow0 + h * MDL_VL;
+                    long long *ip = ix + ow0 + h * MDL_VL;
                     if (m >= MDL_VL) {
-                        memcpy(oh_, &best[h], sizeof best[h]);
-                        memcpy(ih_, &q0, sizeof q0);
-                        memcpy(ih_ + MDL_VL / 2, &q1, sizeof q1);
+                        memcpy(op, &best[h], sizeof best[h]);
+                        memcpy(ip, &q0, sizeof q0);
+                        memcpy(ip + MDL_VL / 2, &q1, sizeof q1);
+                        continue;
+                    }
+                    MDL_POOL_STORE_PART_F(op, best[h], m);
+                    if (m < MDL_VL / 2) {
+                        MDL_POOL_STORE_PART_Q(ip, q0, m);
                     } else {
-                        MDL_POOL_STORE_PART_F(oh_, best[h], m, lanes);
-                        if (m >= MDL_VL / 2) {
-                            memcpy(ih_, &q0, sizeof q0);
-                            if (m > MDL_VL / 2)
-                                MDL_POOL_STORE_PART_Q(ih_ + MDL_VL / 2, q1, m - MDL_VL / 2,
-                                                      lanes2);
-                        } else {
-                            MDL_POOL_STORE_PART_Q(ih_, q0, m, lanes2);
-                        }
+                        memcpy(ip, &q0, sizeof q0);
+                        if (m > MDL_VL / 2)
+                            MDL_POOL_STORE_PART_Q(ip + MDL_VL / 2, q1, m - MDL_VL / 2);
                     }
                 }
                 continue;
@@ -213,6 +276,9 @@ MDL_ISA_ATTR static ptrdiff_t MDL_ISA(first_bad_index)(const long long *index, p
 }
 
 #undef MDL_POOL_TAKE
+#undef MDL_POOL_LANES
+#undef MDL_POOL_EVEN
+#undef MDL_POOL_ORDER
 #undef MDL_POOL_LOAD
 #undef MDL_POOL_STORE_PART_F
 #undef MDL_POOL_STORE_PART_Q

@@ -62,7 +62,7 @@
                 const ptrdiff_t off = step_off[k];                                                 \
                 const float *wk = wpk + (ptrdiff_t)k * OCB;                                        \
                 MDL_VF xv[NVT];                                                                    \
-                for (ptrdiff_t j = 0; j < NVT; j++)                                                \
+                _Pragma("GCC unroll 16") for (ptrdiff_t j = 0; j < NVT; j++)                       \
                     memcpy(&xv[j], xb[j] + off, sizeof xv[j]);                                     \
                 for (ptrdiff_t o = 0; o < OCB; o++) {                                              \
                     MDL_VF w = MDL_VSPLAT(wk[o]);                                                  \
@@ -175,9 +175,9 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
                 const float *gr = g + (ptrdiff_t)oh * NV * MDL_LANES + h * MDL_VL;                 \
                 for (ptrdiff_t v = 0; v < NV; v++) {                                               \
                     MDL_VF gv[OCB], xv[TB];                                                        \
-                    for (ptrdiff_t o = 0; o < OCB; o++)                                            \
+                    _Pragma("GCC unroll 16") for (ptrdiff_t o = 0; o < OCB; o++)                   \
                         memcpy(&gv[o], gr + o * g_plane + v * MDL_LANES, sizeof gv[o]);            \
-                    for (ptrdiff_t t = 0; t < TB; t++) {                                           \
+                    _Pragma("GCC unroll 16") for (ptrdiff_t t = 0; t < TB; t++) {                  \
                         memcpy(&xv[t], xr + v * MDL_LANES + toff[t], sizeof xv[t]);                \
                         if (v == NV - 1)                                                           \
                             xv[t] = (MDL_VF)((MDL_VI)xv[t] & tail_keep);                           \
@@ -446,7 +446,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
             for (ptrdiff_t k = 0; k < nsteps; k++) {                                               \
                 const ptrdiff_t off = step_off[k];                                                 \
                 MDL_VF wv[NB];                                                                     \
-                for (ptrdiff_t b = 0; b < NB; b++)                                                 \
+                _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < NB; b++)                        \
                     memcpy(&wv[b], wpk + ((ptrdiff_t)k * NB + b) * MDL_LANES + h * MDL_VL,         \
                            sizeof wv[b]);                                                          \
                 for (ptrdiff_t p = 0; p < PB; p++) {                                               \
@@ -456,7 +456,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
                 }                                                                                  \
             }                                                                                      \
             for (ptrdiff_t b = 0; b < NB; b++)                                                     \
-                for (ptrdiff_t p = 0; p < PB; p++)                                                 \
+                _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++)                        \
                     memcpy(&lanes[b][p][h * MDL_VL], &acc[b][p], sizeof acc[b][p]);                \
         }                                                                                          \
         for (ptrdiff_t b = 0; b < NB; b++) {                                                       \
@@ -495,7 +495,7 @@ MDL_DEFINE_PACKED_TILE(2, 6)
             for (ptrdiff_t r = 0; r < nrows; r++) {                                                \
                 const float *xr = x + step_off[r * KW];                                            \
                 MDL_VF wv[KW];                                                                     \
-                for (ptrdiff_t kw = 0; kw < KW; kw++)                                              \
+                _Pragma("GCC unroll 8") for (ptrdiff_t kw = 0; kw < KW; kw++)                      \
                     memcpy(&wv[kw], wpk + (r * KW + kw) * MDL_LANES + h * MDL_VL, sizeof wv[kw]);  \
                 _Pragma("GCC unroll 32") for (ptrdiff_t j = 0; j < PB + KW - 1; j++) {             \
                     MDL_VF xs = MDL_VSPLAT(xr[j]);                                                 \
@@ -504,7 +504,7 @@ MDL_DEFINE_PACKED_TILE(2, 6)
                             acc[j - kw] += wv[kw] * xs;                                            \
                 }                                                                                  \
             }                                                                                      \
-            for (ptrdiff_t p = 0; p < PB; p++)                                                     \
+            _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++)                            \
                 memcpy(&lanes[p][h * MDL_VL], &acc[p], sizeof acc[p]);                             \
         }                                                                                          \
         for (ptrdiff_t p = 0; p < PB; p++) {                                                       \

@@ -2,27 +2,7 @@
  * target attribute), MDL_ISA(name) (the name with that ISA's suffix) and MDL_ISA_AVX512 (1 for
  * the AVX-512 instance) defined. No include guard on purpose. */
 
-/* The first `count` (< MDL_VL) lanes of the register v to dst: one masked store on AVX-512
- * and AVX2 (LeNet's 28- and 14-wide rows end in a partial vector on every row), lane by lane
- * on the baseline. */
-#if MDL_ISA_AVX512
-#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
-    _mm512_mask_storeu_ps((dst), (__mmask16)((1u << (count)) - 1u), (__m512)(v))
-#elif MDL_VL == 8
-#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
-    _mm256_maskstore_ps((dst),                                                                   \
-                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count)),                      \
-                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),           \
-                        (__m256)(v))
-#else
-#define MDL_STORE_PARTIAL(dst, v, count)                                                         \
-    do {                                                                                         \
-        float tmp_[MDL_VL] __attribute__((aligned(64)));                                         \
-        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
-        for (ptrdiff_t i_ = 0; i_ < (count); i_++)                                               \
-            (dst)[i_] = tmp_[i_];                                                                \
-    } while (0)
-#endif
+#include "mdl_isa_partial.h"
 
 /* Lanes h * MDL_VL .. (h + 1) * MDL_VL - 1 of a 16-float block: the tiles below run once per
  * register of the block (h outermost), so an AVX2 or baseline instance holds as many
@@ -724,5 +704,4 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
     }
 }
 
-#undef MDL_STORE_PARTIAL
 #undef MDL_KEEP_IN_REGISTER

@@ -77,28 +77,13 @@
     } while (0)
 #endif
 
-/* The first `count` (1 .. MDL_VL - 1) floats of the register v to p (STORE_PART_F), or the
- * first `count` (1 .. MDL_VL / 2 - 1) 64-bit ints of the register-sized vector v
- * (STORE_PART_Q), writing nothing else: 16-, 8- and 4-byte pieces on AVX2 and SSE2 (AVX2's
- * masked stores are slow on AMD), element copies on AVX-512 (as before) and elsewhere. */
+#include "mdl_isa_partial.h"
+
+/* The first `count` (1 .. MDL_VL / 2 - 1) 64-bit ints of the register-sized vector v to p,
+ * writing nothing else: 16- and 8-byte pieces on AVX2 and SSE2 (AVX2's masked stores are slow
+ * on AMD), element copies on AVX-512 (as before) and elsewhere. The floats' partial store is
+ * mdl_isa_partial.h's. */
 #if MDL_VL == 8 && !MDL_ISA_AVX512
-#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
-    do {                                                                                         \
-        __m128 r_ = _mm256_castps256_ps128((__m256)(v));                                         \
-        float *q_ = (p);                                                                         \
-        if ((count) & 4) {                                                                       \
-            _mm_storeu_ps(q_, r_);                                                               \
-            r_ = _mm256_extractf128_ps((__m256)(v), 1);                                          \
-            q_ += 4;                                                                             \
-        }                                                                                        \
-        if ((count) & 2) {                                                                       \
-            _mm_storel_pi((__m64 *)q_, r_);                                                      \
-            r_ = _mm_movehl_ps(r_, r_);                                                          \
-            q_ += 2;                                                                             \
-        }                                                                                        \
-        if ((count) & 1)                                                                         \
-            _mm_store_ss(q_, r_);                                                                \
-    } while (0)
 #define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
     do {                                                                                         \
         __m128i r_ = _mm256_castsi256_si128((__m256i)(v));                                       \
@@ -112,27 +97,8 @@
             _mm_storel_epi64((__m128i *)q_, r_);                                                 \
     } while (0)
 #elif MDL_VL == 4 && defined(__SSE2__)
-#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
-    do {                                                                                         \
-        __m128 r_ = (__m128)(v);                                                                 \
-        float *q_ = (p);                                                                         \
-        if ((count) & 2) {                                                                       \
-            _mm_storel_pi((__m64 *)q_, r_);                                                      \
-            r_ = _mm_movehl_ps(r_, r_);                                                          \
-            q_ += 2;                                                                             \
-        }                                                                                        \
-        if ((count) & 1)                                                                         \
-            _mm_store_ss(q_, r_);                                                                \
-    } while (0)
 #define MDL_POOL_STORE_PART_Q(p, v, count) _mm_storel_epi64((__m128i *)(p), (__m128i)(v))
 #else
-#define MDL_POOL_STORE_PART_F(p, v, count)                                                       \
-    do {                                                                                         \
-        float tmp_[MDL_VL] __attribute__((aligned(64)));                                         \
-        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
-        for (int i_ = 0; i_ < (count); i_++)                                                     \
-            (p)[i_] = tmp_[i_];                                                                  \
-    } while (0)
 #define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
     do {                                                                                         \
         long long tmp_[MDL_VL / 2] __attribute__((aligned(64)));                                 \
@@ -234,7 +200,7 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
                         memcpy(ip + MDL_VL / 2, &q1, sizeof q1);
                         continue;
                     }
-                    MDL_POOL_STORE_PART_F(op, best[h], m);
+                    MDL_STORE_PARTIAL(op, best[h], m);
                     if (m < MDL_VL / 2) {
                         MDL_POOL_STORE_PART_Q(ip, q0, m);
                     } else {
@@ -280,5 +246,4 @@ MDL_ISA_ATTR static ptrdiff_t MDL_ISA(first_bad_index)(const long long *index, p
 #undef MDL_POOL_EVEN
 #undef MDL_POOL_ORDER
 #undef MDL_POOL_LOAD
-#undef MDL_POOL_STORE_PART_F
 #undef MDL_POOL_STORE_PART_Q

@@ -1,11 +1,14 @@
 /* Per-instruction-set body of winograd_kernels.h (included once per ISA with MDL_ISA_ATTR and
  * MDL_ISA(name) defined; no include guard on purpose).
  *
- * The tile loops are written once as macros over a vector type VT of L lanes and run with
- * 16-, 8- and 4-lane GCC vectors, then with plain floats for the last tiles of a run: tile runs
- * are short on small images (4 tiles per row of an 8x8 image). The transforms only add and
- * subtract, so every width gives the same bits. Loads and stores go through memcpy (unaligned,
- * no aliasing assumptions). */
+ * The tile loops are written once as macros over a vector type VT of L lanes and run from the
+ * instance's register width down (16-, 8- and 4-lane GCC vectors on AVX-512, 8 and 4 on AVX2, 4
+ * on the baseline: a vector wider than the target's registers would live on the stack), then
+ * with plain floats for the last tiles of a run: tile runs are short on small images (4 tiles
+ * per row of an 8x8 image). The transforms only add and subtract, so every width gives the same
+ * bits. The row splits and interleaves work on 16-float blocks held as MDL_NH registers of
+ * MDL_VL lanes (mdl_isa.h). Loads and stores go through memcpy (unaligned, no aliasing
+ * assumptions). */
 
 #ifndef MDL_WINO_TYPES
 #define MDL_WINO_TYPES
@@ -20,7 +23,7 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WINO_INPUT_STEP(VT, L)                                                               \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT e[4], e1[4], o[4], o1[4], rr[4][4];                                                   \
-        for (int r = 0; r < 4; r++) {                                                            \
+        MDL_W_UNROLL for (int r = 0; r < 4; r++) {                                               \
             MDL_WLD(e[r], ev[r] + t);                                                            \
             MDL_WLD(e1[r], ev1[r] + t);                                                          \
             MDL_WLD(o[r], od[r] + t);                                                            \
@@ -31,7 +34,7 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
             rr[r][2] = e1[r] - o[r];                                                             \
             rr[r][3] = o[r] - o1[r];                                                             \
         }                                                                                        \
-        for (int j = 0; j < 4; j++) {                                                            \
+        MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                               \
             /* B^T down the columns: (r0 - r2, r1 + r2, r2 - r1, r1 - r3). */                    \
             VT a = rr[0][j] - rr[2][j], b = rr[1][j] + rr[2][j];                                 \
             VT c = rr[2][j] - rr[1][j], d = rr[1][j] - rr[3][j];                                 \
@@ -46,17 +49,17 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WINO_OUTPUT_STEP(VT, L)                                                              \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT m[16];                                                                                \
-        for (int k = 0; k < 16; k++)                                                             \
+        MDL_W_UNROLL for (int k = 0; k < 16; k++)                                                \
             MDL_WLD(m[k], M + k * estride + t);                                                  \
         VT s0[4], s1[4];                                                                         \
-        for (int j = 0; j < 4; j++) {                                                            \
+        MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                               \
             /* A^T down the columns: (m0 + m1 + m2, m1 - m2 - m3), then along the rows. */       \
             s0[j] = m[j] + m[4 + j] + m[8 + j];                                                  \
             s1[j] = m[4 + j] - m[8 + j] - m[12 + j];                                             \
         }                                                                                        \
         VT y[4] = {s0[0] + s0[1] + s0[2] + bias, s0[1] - s0[2] - s0[3] + bias,                   \
                    s1[0] + s1[1] + s1[2] + bias, s1[1] - s1[2] - s1[3] + bias};                  \
-        for (int k = 0; k < 4; k++)                                                              \
+        MDL_W_UNROLL for (int k = 0; k < 4; k++)                                                 \
             MDL_WST(ys[k] + t, y[k]);                                                            \
     }
 
@@ -120,16 +123,16 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WINO4_INPUT_STEP(VT, L)                                                              \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT rr[6][6];                                                                             \
-        for (int r = 0; r < 6; r++) {                                                            \
+        MDL_W_UNROLL for (int r = 0; r < 6; r++) {                                               \
             VT d[6];                                                                             \
-            for (int q = 0; q < 6; q++)                                                          \
+            MDL_W_UNROLL for (int q = 0; q < 6; q++)                                             \
                 MDL_WLD(d[q], P[r][q] + t);                                                      \
             MDL_W4_BT(VT, d, rr[r]);                                                             \
         }                                                                                        \
-        for (int j = 0; j < 6; j++) {                                                            \
+        MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                               \
             VT d[6] = {rr[0][j], rr[1][j], rr[2][j], rr[3][j], rr[4][j], rr[5][j]}, o[6];        \
             MDL_W4_BT(VT, d, o);                                                                 \
-            for (int i = 0; i < 6; i++)                                                          \
+            MDL_W_UNROLL for (int i = 0; i < 6; i++)                                             \
                 MDL_WST(V + (6 * i + j) * estride + t, o[i]);                                    \
         }                                                                                        \
     }
@@ -138,18 +141,18 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WINO4_OUTPUT_STEP(VT, L)                                                             \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT s[4][6];                                                                              \
-        for (int j = 0; j < 6; j++) {                                                            \
+        MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                               \
             VT m[6], y[4];                                                                       \
-            for (int i = 0; i < 6; i++)                                                          \
+            MDL_W_UNROLL for (int i = 0; i < 6; i++)                                             \
                 MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                    \
             MDL_W4_AT(VT, m, y);                                                                 \
-            for (int a = 0; a < 4; a++)                                                          \
+            MDL_W_UNROLL for (int a = 0; a < 4; a++)                                             \
                 s[a][j] = y[a];                                                                  \
         }                                                                                        \
-        for (int a = 0; a < 4; a++) {                                                            \
+        MDL_W_UNROLL for (int a = 0; a < 4; a++) {                                               \
             VT y[4];                                                                             \
             MDL_W4_AT(VT, s[a], y);                                                              \
-            for (int b = 0; b < 4; b++) {                                                        \
+            MDL_W_UNROLL for (int b = 0; b < 4; b++) {                                           \
                 VT v = y[b] + bias;                                                              \
                 MDL_WST(ys[4 * a + b] + t, v);                                                   \
             }                                                                                    \
@@ -161,21 +164,22 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WINO4_GRAD_STEP(VT, L)                                                               \
     for (; t + (L) <= n; t += (L)) {                                                             \
         VT rr[4][6];                                                                             \
-        for (int p = 0; p < 4; p++) {                                                            \
+        MDL_W_UNROLL for (int p = 0; p < 4; p++) {                                               \
             VT q[4];                                                                             \
-            for (int k = 0; k < 4; k++)                                                          \
+            MDL_W_UNROLL for (int k = 0; k < 4; k++)                                             \
                 MDL_WLD(q[k], R[p][k] + t);                                                      \
             MDL_W4_A(VT, q, rr[p]);                                                              \
         }                                                                                        \
-        for (int j = 0; j < 6; j++) {                                                            \
+        MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                               \
             VT q[4] = {rr[0][j], rr[1][j], rr[2][j], rr[3][j]}, o[6];                            \
             MDL_W4_A(VT, q, o);                                                                  \
-            for (int i = 0; i < 6; i++)                                                          \
+            MDL_W_UNROLL for (int i = 0; i < 6; i++)                                             \
                 MDL_WST(dM + (6 * i + j) * estride + t, o[i]);                                   \
         }                                                                                        \
     }
 
-/* Lanes q, q + 4, ..., q + 60 of the 64 consecutive floats v[0..3] (a stride-4 phase). */
+/* Lanes q, q + 4, ..., q + 60 of the 64 consecutive floats v[0..3] (a stride-4 phase; 16-lane
+ * instances). */
 #define MDL_W4_PICK(v, q)                                                                        \
     __builtin_shufflevector(                                                                     \
         __builtin_shufflevector(v[0], v[1], q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24,     \
@@ -184,14 +188,76 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
                                 q + 28),                                                         \
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 /* Lanes q, q + 4, ..., q + 28 (q < 4) of the 32 consecutive floats (a, b) in the first 8
- * lanes (the rest: copies of lane q, past the row's tiles). */
+ * lanes (the rest: copies of lane q, past the row's tiles; 16-lane instances). */
 #define MDL_W4_PICK8(a, b, q)                                                                    \
     __builtin_shufflevector(a, b, q, q + 4, q + 8, q + 12, q + 16, q + 20, q + 24, q + 28, q, q, \
                             q, q, q, q, q, q)
+
+/* 4 x 4 transposes inside each group of 4 lanes (one 128-bit lane) of four vectors c[0..3] of
+ * type VT (L lanes; IT the int vector of as many lanes, iota its lane indices 0 .. L - 1): lane
+ * 4 g + j of p[q] is lane 4 g + q of c[j]. Unpacks and 64-bit moves on x86, no lane crossing. */
+#define MDL_W_TRANSPOSE4(VT, IT, L, iota, c, p)                                                  \
+    do {                                                                                         \
+        const IT b_ = (iota) & ~3, j_ = (iota) & 3;                                              \
+        const IT lo_ = b_ + (j_ >> 1) + (j_ & 1) * (L), hi_ = lo_ + 2;                           \
+        const IT ll_ = b_ + (j_ & 1) + (j_ >> 1) * (L), hh_ = ll_ + 2;                           \
+        const VT t0_ = __builtin_shuffle((c)[0], (c)[1], lo_);                                   \
+        const VT t1_ = __builtin_shuffle((c)[0], (c)[1], hi_);                                   \
+        const VT t2_ = __builtin_shuffle((c)[2], (c)[3], lo_);                                   \
+        const VT t3_ = __builtin_shuffle((c)[2], (c)[3], hi_);                                   \
+        (p)[0] = __builtin_shuffle(t0_, t2_, ll_);                                               \
+        (p)[1] = __builtin_shuffle(t0_, t2_, hh_);                                               \
+        (p)[2] = __builtin_shuffle(t1_, t3_, ll_);                                               \
+        (p)[3] = __builtin_shuffle(t1_, t3_, hh_);                                               \
+    } while (0)
+
+/* The stride-4 phases p[q] (q < 4) of the 4 MDL_VL consecutive floats in the registers c[0..3]:
+ * lane i of p[q] is float 4 i + q. The in-group transposes leave lane 4 g + j of p[q] holding
+ * float 4 (j MDL_VL / 4 + g) + q; one permute puts the tiles in order. */
+#define MDL_W4_PHASES(c, p)                                                                      \
+    do {                                                                                         \
+        MDL_W_TRANSPOSE4(MDL_VF, MDL_VI, MDL_VL, MDL_W_IOTA, c, p);                              \
+        const MDL_VI perm_ = ((MDL_W_IOTA & (MDL_VL / 4 - 1)) << 2) + MDL_W_IOTA / (MDL_VL / 4); \
+        MDL_W_UNROLL for (int q_ = 0; q_ < 4; q_++)                                              \
+            (p)[q_] = __builtin_shuffle((p)[q_], perm_);                                         \
+    } while (0)
+
+/* ev, od (MDL_NH registers each) = the even and odd floats of the 32 in c[0 .. 2 MDL_NH). */
+#define MDL_W_DEINTERLEAVE(ev, od, c)                                                            \
+    do {                                                                                         \
+        MDL_W_UNROLL for (int h_ = 0; h_ < MDL_NH; h_++) {                                       \
+            (ev)[h_] = __builtin_shuffle((c)[2 * h_], (c)[2 * h_ + 1], MDL_W_IOTA * 2);          \
+            (od)[h_] = __builtin_shuffle((c)[2 * h_], (c)[2 * h_ + 1], MDL_W_IOTA * 2 + 1);      \
+        }                                                                                        \
+    } while (0)
 #endif
 
-/* v = row[start .. start + 16), lanes outside [0, W) zero. Inside the row: one load; at an
- * edge: one masked load on AVX-512 (masked-off lanes are never read), lane by lane elsewhere. */
+/* Per instance: the lane indices of one register, and the tile loops from the register width
+ * down (MDL_WINO_STEPS(MDL_WINO_INPUT_STEP) runs the input loop at each width in turn). */
+#if MDL_VL == 16
+#define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#define MDL_WINO_STEPS(S) S(mdl_wv16, 16) S(mdl_wv8, 8) S(mdl_wv4, 4) S(float, 1)
+#elif MDL_VL == 8
+#define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3, 4, 5, 6, 7})
+#define MDL_WINO_STEPS(S) S(mdl_wv8, 8) S(mdl_wv4, 4) S(float, 1)
+#else
+#define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3})
+#define MDL_WINO_STEPS(S) S(mdl_wv4, 4) S(float, 1)
+#endif
+/* Full unrolling of the constant inner loops over arrays of vectors (6 x 6 in the F(4x4) tile
+ * loops), beyond gcc's own limits: rolled, those arrays live on the stack. Not in 16-lane
+ * instances, whose code stays as it was (which of two NaN operands an add returns may change
+ * with the unrolling). */
+#if MDL_VL == 16
+#define MDL_W_UNROLL
+#else
+#define MDL_W_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+/* v (a block: MDL_NH registers) = row[start .. start + 16), lanes outside [0, W) zero. Inside
+ * the row: plain loads. At an edge: one masked load on AVX-512 (masked-off lanes are never
+ * read), a masked load per register on AVX2 (vmaskmovps, no fault on masked-off lanes), lane by
+ * lane on the baseline. Masked-off lanes and lanes filled in by hand are +0, as before. */
 #if MDL_ISA_AVX512
 #define MDL_WLD_EDGE(v, row, start, W)                                                           \
     do {                                                                                         \
@@ -203,37 +269,92 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
         (v) = m_ ? (mdl_wv16)_mm512_maskz_loadu_ps((__mmask16)m_, (row) + (start))             \
                  : (mdl_wv16){0};                                                                \
     } while (0)
-#else
-#define MDL_WLD_EDGE(v, row, start, W)                                                           \
+#define MDL_WLD_ROW(v, row, start, W)                                                            \
     do {                                                                                         \
-        float lanes_[16];                                                                        \
-        for (int k_ = 0; k_ < 16; k_++) {                                                        \
-            ptrdiff_t c_ = (start) + k_;                                                         \
+        if ((start) >= 0 && (start) + 16 <= (W))                                                 \
+            MDL_BLOCK_LOAD(v, (row) + (start));                                                  \
+        else                                                                                     \
+            MDL_WLD_EDGE((v)[0], row, start, W);                                                 \
+    } while (0)
+#else
+#if MDL_VL == 8 /* the x86-64-v3 instance */
+#define MDL_WLD_EDGE(r, row, s, W)                                                               \
+    do {                                                                                         \
+        ptrdiff_t lo_ = (s) < 0 ? -(s) : 0, hi_ = (W) - (s);                                     \
+        if (lo_ > MDL_VL)                                                                        \
+            lo_ = MDL_VL;                                                                        \
+        if (hi_ > MDL_VL)                                                                        \
+            hi_ = MDL_VL;                                                                        \
+        if (hi_ <= lo_) {                                                                        \
+            (r) = (MDL_VF){0};                                                                   \
+        } else {                                                                                 \
+            const MDL_VI m_ = (MDL_W_IOTA >= (int)lo_) & (MDL_W_IOTA < (int)hi_);                \
+            (r) = (MDL_VF)_mm256_maskload_ps((row) + (s), (__m256i)m_);                          \
+        }                                                                                        \
+    } while (0)
+#else
+#define MDL_WLD_EDGE(r, row, s, W)                                                               \
+    do {                                                                                         \
+        float lanes_[MDL_VL];                                                                    \
+        MDL_W_UNROLL for (int k_ = 0; k_ < MDL_VL; k_++) {                                       \
+            ptrdiff_t c_ = (s) + k_;                                                             \
             lanes_[k_] = c_ >= 0 && c_ < (W) ? (row)[c_] : 0.0f;                                 \
         }                                                                                        \
-        MDL_WLD(v, lanes_);                                                                      \
-    } while (0)
-#endif
-/* The first n (<= 16) lanes of v to p: one masked store on AVX-512, lane by lane elsewhere. */
-#if MDL_ISA_AVX512
-#define MDL_WST_N(p, v, n)                                                                       \
-    _mm512_mask_storeu_ps((p), (__mmask16)(((n) >= 16 ? 0x10000u : (1u << (n))) - 1u),          \
-                          (__m512)(v))
-#else
-#define MDL_WST_N(p, v, n)                                                                       \
-    do {                                                                                         \
-        float lanes_[16];                                                                        \
-        MDL_WST(lanes_, v);                                                                      \
-        memcpy((p), lanes_, sizeof(float) * (size_t)(n));                                        \
+        memcpy(&(r), lanes_, sizeof(r));                                                         \
     } while (0)
 #endif
 #define MDL_WLD_ROW(v, row, start, W)                                                            \
     do {                                                                                         \
-        if ((start) >= 0 && (start) + 16 <= (W))                                                 \
-            MDL_WLD(v, (row) + (start));                                                         \
-        else                                                                                     \
-            MDL_WLD_EDGE(v, row, start, W);                                                      \
+        MDL_W_UNROLL for (int h_ = 0; h_ < MDL_NH; h_++) {                                       \
+            const ptrdiff_t s_ = (start) + h_ * MDL_VL;                                          \
+            if (s_ >= 0 && s_ + MDL_VL <= (W))                                                   \
+                memcpy(&(v)[h_], (row) + s_, sizeof((v)[0]));                                    \
+            else                                                                                 \
+                MDL_WLD_EDGE((v)[h_], row, s_, W);                                               \
+        }                                                                                        \
     } while (0)
+#endif
+/* The first n (<= 16) floats of the block v to p: one masked store on AVX-512; whole registers,
+ * then the last one's first lanes (mdl_isa_partial.h: 16-, 8- and 4-byte pieces on AVX2 and
+ * SSE2). */
+#if MDL_ISA_AVX512
+#define MDL_WST_N(p, v, n)                                                                       \
+    _mm512_mask_storeu_ps((p), (__mmask16)(((n) >= 16 ? 0x10000u : (1u << (n))) - 1u),          \
+                          (__m512)(v)[0])
+#else
+#include "mdl_isa_partial.h"
+#define MDL_WST_N(p, v, n)                                                                       \
+    do {                                                                                         \
+        MDL_W_UNROLL for (int h_ = 0; h_ < MDL_NH; h_++) {                                       \
+            const ptrdiff_t m_ = (n) - h_ * MDL_VL;                                              \
+            if (m_ >= MDL_VL)                                                                    \
+                memcpy((p) + h_ * MDL_VL, &(v)[h_], sizeof((v)[0]));                             \
+            else if (m_ > 0)                                                                     \
+                MDL_STORE_PARTIAL((p) + h_ * MDL_VL, (v)[h_], m_);                               \
+        }                                                                                        \
+    } while (0)
+#endif
+
+/* Prefetches plane x (H x W) when it fits in L1 (32 KiB): the phase splits visit its rows out
+ * of order (every second or fourth row in turn), which the hardware prefetchers do not follow,
+ * and a row's load would otherwise wait for its own miss. */
+MDL_ISA_ATTR static inline void MDL_ISA(wino_prefetch_plane)(const float *x, ptrdiff_t H,
+                                                              ptrdiff_t W)
+{
+    if (H * W <= 8192)
+        for (ptrdiff_t i = 0; i < H * W; i += 16)
+            __builtin_prefetch(x + i);
+}
+
+/* The same for an output plane about to be written (after the tile loops: its misses overlap
+ * with them rather than stall the row stores). */
+MDL_ISA_ATTR static inline void MDL_ISA(wino_prefetch_out)(float *out, ptrdiff_t OH,
+                                                            ptrdiff_t OW)
+{
+    if (OH * OW <= 8192)
+        for (ptrdiff_t i = 0; i < OH * OW; i += 16)
+            __builtin_prefetch(out + i, 1);
+}
 
 /* even[j - j0] = row[2 j - left], odd[j - j0] = row[2 j + 1 - left] for j in [j0, j1), zero
  * where the column is outside [0, W) or row is NULL (a row outside the plane). Whole vectors
@@ -251,15 +372,12 @@ MDL_ISA_ATTR static void MDL_ISA(wino_split_row)(const float *row, ptrdiff_t W, 
     }
     const ptrdiff_t c0 = 2 * j0 - left; /* column of even[0] */
     for (ptrdiff_t j = 0; j < nv; j += 16) {
-        mdl_wv16 a, b;
-        MDL_WLD_ROW(a, row, c0 + 2 * j, W);
-        MDL_WLD_ROW(b, row, c0 + 2 * j + 16, W);
-        mdl_wv16 ev = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,
-                                              24, 26, 28, 30);
-        mdl_wv16 od = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23,
-                                              25, 27, 29, 31);
-        MDL_WST(even + j, ev);
-        MDL_WST(odd + j, od);
+        MDL_VF c[2 * MDL_NH], ev[MDL_NH], od[MDL_NH];
+        MDL_WLD_ROW(c, row, c0 + 2 * j, W);
+        MDL_WLD_ROW(c + MDL_NH, row, c0 + 2 * j + 16, W);
+        MDL_W_DEINTERLEAVE(ev, od, c);
+        MDL_BLOCK_STORE(even + j, ev);
+        MDL_BLOCK_STORE(odd + j, od);
     }
 }
 
@@ -281,10 +399,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_f32)(const float *x, ptrdiff_t H, pt
         od1[r] = o + 1;
     }
     ptrdiff_t t = 0;
-    MDL_WINO_INPUT_STEP(mdl_wv16, 16)
-    MDL_WINO_INPUT_STEP(mdl_wv8, 8)
-    MDL_WINO_INPUT_STEP(mdl_wv4, 4)
-    MDL_WINO_INPUT_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO_INPUT_STEP)
 }
 
 /* Output rows 2 ty, 2 ty + 1, columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out from
@@ -304,16 +419,16 @@ MDL_ISA_ATTR static void MDL_ISA(wino_store_tile_row)(const float *const *ys, pt
         if (full < tx0)
             full = tx0;
         ptrdiff_t tx = tx0;
-        for (; tx + 16 <= full; tx += 16) {
-            mdl_wv16 a, b;
+        for (; tx + MDL_VL <= full; tx += MDL_VL) {
+            /* One register of tiles: interleaved, two registers of pixels. */
+            MDL_VF a, b;
             MDL_WLD(a, ye + (tx - tx0));
             MDL_WLD(b, yo + (tx - tx0));
-            mdl_wv16 lo = __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
-                                                  6, 22, 7, 23);
-            mdl_wv16 hi = __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13,
-                                                  29, 14, 30, 15, 31);
+            const MDL_VI pair = (MDL_W_IOTA >> 1) + (MDL_W_IOTA & 1) * MDL_VL;
+            MDL_VF lo = __builtin_shuffle(a, b, pair);
+            MDL_VF hi = __builtin_shuffle(a, b, pair + MDL_VL / 2);
             MDL_WST(row + 2 * tx, lo);
-            MDL_WST(row + 2 * tx + 16, hi);
+            MDL_WST(row + 2 * tx + MDL_VL, hi);
         }
         for (; tx < full; tx++) {
             row[2 * tx] = ye[tx - tx0];
@@ -334,10 +449,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t es
                                                      float *const *ys)
 {
     ptrdiff_t t = 0;
-    MDL_WINO_OUTPUT_STEP(mdl_wv16, 16)
-    MDL_WINO_OUTPUT_STEP(mdl_wv8, 8)
-    MDL_WINO_OUTPUT_STEP(mdl_wv4, 4)
-    MDL_WINO_OUTPUT_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO_OUTPUT_STEP)
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 4; k++)
             for (ptrdiff_t i = 0; i < n; i++)
@@ -369,10 +481,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, pt
         od[r] = o;
     }
     ptrdiff_t t = 0;
-    MDL_WINO_GRAD_STEP(mdl_wv16, 16)
-    MDL_WINO_GRAD_STEP(mdl_wv8, 8)
-    MDL_WINO_GRAD_STEP(mdl_wv4, 4)
-    MDL_WINO_GRAD_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO_GRAD_STEP)
 }
 
 /* Whole-plane transforms: every tile of one (image, channel) plane at once, tiles numbered
@@ -380,6 +489,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, pt
  * whole vectors. The plane's rows are first split into column phases with rows de-interleaved
  * (wino_phase_rows); a tile's patch values are then at the tile's index t in fixed planes.
  * Each tile's values come out of the same expressions as in the run-by-run functions above. */
+
 
 /* Q[q][i][tx] = p[i][2 tx + q] for the padded plane p[i][j] = x[i - ph][j - pw] (zero outside
  * x), rows i in [0, nrows), tx in [0, tw), q in [0, nq); row i stored at
@@ -390,6 +500,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_phase_rows)(const float *x, ptrdiff_t H, p
                                                    ptrdiff_t tw, int nq, float *Q)
 {
     const ptrdiff_t half = (nrows + 1) / 2, qplane = 2 * half * tw;
+    MDL_ISA(wino_prefetch_plane)(x, H, W);
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const ptrdiff_t iy = i - ph;
         float *d = Q + ((i % 2) * half + i / 2) * tw;
@@ -404,13 +515,10 @@ MDL_ISA_ATTR static void MDL_ISA(wino_phase_rows)(const float *x, ptrdiff_t H, p
         for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16) {
             const ptrdiff_t n = tw - tx0 < 16 ? tw - tx0 : 16, c0 = 2 * tx0 - pw;
             for (int q0 = 0; q0 < nq; q0 += 2) {
-                mdl_wv16 a, b;
-                MDL_WLD_ROW(a, row, c0 + q0, W);
-                MDL_WLD_ROW(b, row, c0 + q0 + 16, W);
-                mdl_wv16 ev = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                                      22, 24, 26, 28, 30);
-                mdl_wv16 od = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
-                                                      23, 25, 27, 29, 31);
+                MDL_VF c[2 * MDL_NH], ev[MDL_NH], od[MDL_NH];
+                MDL_WLD_ROW(c, row, c0 + q0, W);
+                MDL_WLD_ROW(c + MDL_NH, row, c0 + q0 + 16, W);
+                MDL_W_DEINTERLEAVE(ev, od, c);
                 MDL_WST_N(d + q0 * qplane + tx0, ev, n);
                 MDL_WST_N(d + (q0 + 1) * qplane + tx0, od, n);
             }
@@ -436,10 +544,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_plane_f32)(const float *x, ptrdiff_t
         od1[r] = base + 3 * qplane;
     }
     ptrdiff_t t = 0;
-    MDL_WINO_INPUT_STEP(mdl_wv16, 16)
-    MDL_WINO_INPUT_STEP(mdl_wv8, 8)
-    MDL_WINO_INPUT_STEP(mdl_wv4, 4)
-    MDL_WINO_INPUT_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO_INPUT_STEP)
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles (+ bias, ReLU). */
@@ -450,6 +555,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_
 {
     const ptrdiff_t n = th * tw;
     float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
+    MDL_ISA(wino_prefetch_out)(out, OH, OW);
     MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
     for (ptrdiff_t ty = 0; ty < th; ty++) {
         const float *row[4] = {ys[0] + ty * tw, ys[1] + ty * tw, ys[2] + ty * tw,
@@ -469,10 +575,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_grad_plane_f32)(const float *g, ptrdiff_t 
     const float *ev[2] = {scratch, scratch + th * tw};
     const float *od[2] = {scratch + qplane, scratch + qplane + th * tw};
     ptrdiff_t t = 0;
-    MDL_WINO_GRAD_STEP(mdl_wv16, 16)
-    MDL_WINO_GRAD_STEP(mdl_wv8, 8)
-    MDL_WINO_GRAD_STEP(mdl_wv4, 4)
-    MDL_WINO_GRAD_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO_GRAD_STEP)
 }
 
 /* F(4x4, 3x3) whole-plane transforms, on the layout of the F(2x2) ones above with a tile stride
@@ -490,7 +593,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                                                     ptrdiff_t tw, int nq, float *Q)
 {
     const ptrdiff_t quarter = (nrows + 3) / 4, qplane = wino4_qplane(quarter, tw);
-    const mdl_wv16 zero = {0};
+    MDL_ISA(wino_prefetch_plane)(x, H, W);
     for (int r4 = 0; r4 < 4; r4++) {
         for (ptrdiff_t k = 0; k < quarter && 4 * k + r4 < nrows; k++) {
             const ptrdiff_t iy = 4 * k + r4 - ph;
@@ -498,37 +601,60 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
             if (iy < 0 || iy >= H) {
                 for (int q = 0; q < nq; q++)
                     for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16)
-                        MDL_WST(d + q * qplane + tx0, zero);
+                        memset(d + q * qplane + tx0, 0, sizeof(float) * 16);
                 continue;
             }
             const float *row = x + iy * W;
             if (tw <= 8) {
                 /* Short rows (images up to 32 wide): columns 4 tx + q - pw for tx < 8 lie in two
-                 * vectors from -pw (phases 0-3), and phases 4 and 5 in two more from 4 - pw. */
-                mdl_wv16 a0, a1;
-                MDL_WLD_ROW(a0, row, -pw, W);
-                MDL_WLD_ROW(a1, row, 16 - pw, W);
-                mdl_wv16 phase[4] = {MDL_W4_PICK8(a0, a1, 0), MDL_W4_PICK8(a0, a1, 1),
-                                     MDL_W4_PICK8(a0, a1, 2), MDL_W4_PICK8(a0, a1, 3)};
+                 * blocks from -pw (phases 0-3), and phases 4 and 5 in two more from 4 - pw. */
+                MDL_VF a[2 * MDL_NH];
+                MDL_WLD_ROW(a, row, -pw, W);
+                MDL_WLD_ROW(a + MDL_NH, row, 16 - pw, W);
+#if MDL_VL == 16
+                mdl_wv16 phase[4] = {MDL_W4_PICK8(a[0], a[1], 0), MDL_W4_PICK8(a[0], a[1], 1),
+                                     MDL_W4_PICK8(a[0], a[1], 2), MDL_W4_PICK8(a[0], a[1], 3)};
                 for (int q = 0; q < 4; q++)
                     MDL_WST(d + q * qplane, phase[q]);
                 if (nq > 4) {
-                    MDL_WLD_ROW(a0, row, 4 - pw, W);
-                    MDL_WLD_ROW(a1, row, 20 - pw, W);
-                    phase[0] = MDL_W4_PICK8(a0, a1, 0);
-                    phase[1] = MDL_W4_PICK8(a0, a1, 1);
+                    MDL_WLD_ROW(a, row, 4 - pw, W);
+                    MDL_WLD_ROW(a + MDL_NH, row, 20 - pw, W);
+                    phase[0] = MDL_W4_PICK8(a[0], a[1], 0);
+                    phase[1] = MDL_W4_PICK8(a[0], a[1], 1);
                     MDL_WST(d + 4 * qplane, phase[0]);
                     MDL_WST(d + 5 * qplane, phase[1]);
                 }
+#else
+                /* The 8 tiles' phases, a register of MDL_VL tiles from 4 registers at a time
+                 * (only the first 8 tiles are stored: the row holds at most 8). */
+                MDL_W_UNROLL for (int h = 0; h < MDL_NH / 2; h++) {
+                    MDL_VF phase[4];
+                    MDL_W4_PHASES(a + 4 * h, phase);
+                    MDL_W_UNROLL for (int q = 0; q < 4; q++)
+                        MDL_WST(d + q * qplane + h * MDL_VL, phase[q]);
+                }
+                if (nq > 4) {
+                    MDL_WLD_ROW(a, row, 4 - pw, W);
+                    MDL_WLD_ROW(a + MDL_NH, row, 20 - pw, W);
+                    MDL_W_UNROLL for (int h = 0; h < MDL_NH / 2; h++) {
+                        MDL_VF phase[4];
+                        MDL_W4_PHASES(a + 4 * h, phase);
+                        MDL_WST(d + 4 * qplane + h * MDL_VL, phase[0]);
+                        MDL_WST(d + 5 * qplane + h * MDL_VL, phase[1]);
+                    }
+                }
+#endif
                 continue;
             }
-            /* 16 tiles at a time: four vector loads (masked at the edges) cover columns
+            /* 16 tiles at a time: four blocks (masked at the edges) cover columns
              * 4 tx + {0..3} - pw, four more shifted by one tile give phases 4 and 5. */
             for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16) {
                 const ptrdiff_t c0 = 4 * tx0 - pw;
-                mdl_wv16 a[4], p0, p1, p2, p3;
-                for (int j = 0; j < 4; j++)
-                    MDL_WLD_ROW(a[j], row, c0 + 16 * j, W);
+                MDL_VF a[4 * MDL_NH];
+                MDL_W_UNROLL for (int j = 0; j < 4; j++)
+                    MDL_WLD_ROW(a + j * MDL_NH, row, c0 + 16 * j, W);
+#if MDL_VL == 16
+                mdl_wv16 p0, p1, p2, p3;
                 p0 = MDL_W4_PICK(a, 0);
                 p1 = MDL_W4_PICK(a, 1);
                 p2 = MDL_W4_PICK(a, 2);
@@ -538,13 +664,32 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                 MDL_WST(d + 2 * qplane + tx0, p2);
                 MDL_WST(d + 3 * qplane + tx0, p3);
                 if (nq > 4) {
-                    for (int j = 0; j < 4; j++)
-                        MDL_WLD_ROW(a[j], row, c0 + 4 + 16 * j, W);
+                    MDL_W_UNROLL for (int j = 0; j < 4; j++)
+                        MDL_WLD_ROW(a + j * MDL_NH, row, c0 + 4 + 16 * j, W);
                     p0 = MDL_W4_PICK(a, 0);
                     p1 = MDL_W4_PICK(a, 1);
                     MDL_WST(d + 4 * qplane + tx0, p0);
                     MDL_WST(d + 5 * qplane + tx0, p1);
                 }
+#else
+                /* Register h of each phase (tiles tx0 + h MDL_VL ...) from registers 4h..4h+3. */
+                MDL_W_UNROLL for (int h = 0; h < MDL_NH; h++) {
+                    MDL_VF phase[4];
+                    MDL_W4_PHASES(a + 4 * h, phase);
+                    MDL_W_UNROLL for (int q = 0; q < 4; q++)
+                        MDL_WST(d + q * qplane + tx0 + h * MDL_VL, phase[q]);
+                }
+                if (nq > 4) {
+                    MDL_W_UNROLL for (int j = 0; j < 4; j++)
+                        MDL_WLD_ROW(a + j * MDL_NH, row, c0 + 4 + 16 * j, W);
+                    MDL_W_UNROLL for (int h = 0; h < MDL_NH; h++) {
+                        MDL_VF phase[4];
+                        MDL_W4_PHASES(a + 4 * h, phase);
+                        MDL_WST(d + 4 * qplane + tx0 + h * MDL_VL, phase[0]);
+                        MDL_WST(d + 5 * qplane + tx0 + h * MDL_VL, phase[1]);
+                    }
+                }
+#endif
             }
         }
     }
@@ -563,10 +708,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_input_plane_f32)(const float *x, ptrdiff_
         for (int q = 0; q < 6; q++) /* patch row r of tile (ty, tx) is padded row 4 ty + r */
             P[r][q] = scratch + ((r % 4) * quarter + r / 4) * tw + q * qplane;
     ptrdiff_t t = 0;
-    MDL_WINO4_INPUT_STEP(mdl_wv16, 16)
-    MDL_WINO4_INPUT_STEP(mdl_wv8, 8)
-    MDL_WINO4_INPUT_STEP(mdl_wv4, 4)
-    MDL_WINO4_INPUT_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO4_INPUT_STEP)
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] (e < 36) of its th * tw tiles (+ bias, ReLU). */
@@ -579,11 +721,9 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
     float *ys[16];
     for (int k = 0; k < 16; k++)
         ys[k] = scratch + k * n;
+    MDL_ISA(wino_prefetch_out)(out, OH, OW);
     ptrdiff_t t = 0;
-    MDL_WINO4_OUTPUT_STEP(mdl_wv16, 16)
-    MDL_WINO4_OUTPUT_STEP(mdl_wv8, 8)
-    MDL_WINO4_OUTPUT_STEP(mdl_wv4, 4)
-    MDL_WINO4_OUTPUT_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO4_OUTPUT_STEP)
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 16; k++)
             for (ptrdiff_t i = 0; i < n; i++)
@@ -597,6 +737,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
             for (int b = 0; b < 4; b++)
                 y[b] = ys[4 * a + b] + ty * tw;
             ptrdiff_t tx = 0;
+#if MDL_VL == 16
             for (; tx + 16 <= full; tx += 16) {
                 /* Interleave four vectors of 16 tiles into 64 consecutive pixels. */
                 mdl_wv16 y0, y1, y2, y3;
@@ -625,6 +766,24 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
                 MDL_WST(row + 4 * tx + 32, o2);
                 MDL_WST(row + 4 * tx + 48, o3);
             }
+#else
+            for (; tx + MDL_VL <= full; tx += MDL_VL) {
+                /* Interleave four registers of MDL_VL tiles into 4 MDL_VL consecutive pixels,
+                 * MDL_W4_PHASES backwards: a permute brings tile k MDL_VL / 4 + g of y[b] to
+                 * lane 4 g + k of z[b], then the in-group transposes give o[k]: pixels
+                 * 4 (tx + k MDL_VL / 4 + g) + b. */
+                const MDL_VI perm = (MDL_W_IOTA & 3) * (MDL_VL / 4) + (MDL_W_IOTA >> 2);
+                MDL_VF z[4], o[4];
+                MDL_W_UNROLL for (int b = 0; b < 4; b++) {
+                    MDL_WLD(z[b], y[b] + tx);
+                    z[b] = __builtin_shuffle(z[b], perm);
+                }
+                MDL_W_TRANSPOSE4(MDL_VF, MDL_VI, MDL_VL, MDL_W_IOTA, z, o);
+                MDL_W_UNROLL for (int k = 0; k < 4; k++)
+                    MDL_WST(row + 4 * tx + k * MDL_VL, o[k]);
+            }
+#endif
+#if MDL_VL == 16
             for (; tx + 4 <= full; tx += 4) {
                 /* Four tiles of a narrow image: one vector of 16 pixels. */
                 mdl_wv4 y0, y1, y2, y3;
@@ -638,6 +797,17 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
                                                      6, 7, 14, 15);
                 MDL_WST(row + 4 * tx, o);
             }
+#elif MDL_VL > 4
+            for (; tx + 4 <= full; tx += 4) {
+                /* Four tiles of a narrow image: a 4 x 4 transpose into 16 pixels. */
+                mdl_wv4 c[4], o[4];
+                MDL_W_UNROLL for (int b = 0; b < 4; b++)
+                    MDL_WLD(c[b], y[b] + tx);
+                MDL_W_TRANSPOSE4(mdl_wv4, mdl_i32x4, 4, ((mdl_i32x4){0, 1, 2, 3}), c, o);
+                MDL_W_UNROLL for (int k = 0; k < 4; k++)
+                    MDL_WST(row + 4 * tx + 4 * k, o[k]);
+            }
+#endif
             for (; tx < full; tx++)
                 for (int b = 0; b < 4; b++)
                     row[4 * tx + b] = y[b][tx];
@@ -661,12 +831,12 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_grad_plane_f32)(const float *g, ptrdiff_t
         for (int k = 0; k < 4; k++)
             R[p][k] = scratch + p * th * tw + k * qplane;
     ptrdiff_t t = 0;
-    MDL_WINO4_GRAD_STEP(mdl_wv16, 16)
-    MDL_WINO4_GRAD_STEP(mdl_wv8, 8)
-    MDL_WINO4_GRAD_STEP(mdl_wv4, 4)
-    MDL_WINO4_GRAD_STEP(float, 1)
+    MDL_WINO_STEPS(MDL_WINO4_GRAD_STEP)
 }
 
+#undef MDL_W_IOTA
+#undef MDL_W_UNROLL
+#undef MDL_WINO_STEPS
 #undef MDL_WLD_EDGE
 #undef MDL_WLD_ROW
 #undef MDL_WST_N

@@ -623,18 +623,26 @@ cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
     return 0
 
 
+cdef bint _acquire_pair(dst, src, Py_buffer *d, Py_buffer *v, int flags) except -1:
+    """Both C-contiguous buffers (dst writable) with `flags` into d and v, True; or False with
+    neither held."""
+    try:
+        PyObject_GetBuffer(src, v, PyBUF_C_CONTIGUOUS | flags)
+    except (BufferError, ValueError):
+        return False
+    try:
+        PyObject_GetBuffer(dst, d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | flags)
+    except (BufferError, ValueError):
+        PyBuffer_Release(v)
+        return False
+    return True
+
+
 def copy_into(dst, src) -> bool:
     """memcpy of src into dst when both are C-contiguous buffers of the same byte size (the
     caller matched their shapes and dtypes), without NumPy's dispatch; False otherwise."""
     cdef Py_buffer d, v
-    try:
-        PyObject_GetBuffer(src, &v, PyBUF_C_CONTIGUOUS)
-    except (BufferError, ValueError):
-        return False
-    try:
-        PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-    except (BufferError, ValueError):
-        PyBuffer_Release(&v)
+    if not _acquire_pair(dst, src, &d, &v, 0):
         return False
     cdef bint same = d.len == v.len
     if same:
@@ -652,14 +660,7 @@ def add_into(dst, src) -> bool:
     cdef Py_ssize_t i, n
     cdef float *out
     cdef const float *add
-    try:
-        PyObject_GetBuffer(src, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (BufferError, ValueError):
-        return False
-    try:
-        PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-    except (BufferError, ValueError):
-        PyBuffer_Release(&v)
+    if not _acquire_pair(dst, src, &d, &v, PyBUF_FORMAT):
         return False
     cdef bint same = (d.ndim == v.ndim and d.len == v.len and d.itemsize == 4
                       and v.itemsize == 4 and d.format[0] == b"f" and d.format[1] == 0

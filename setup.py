@@ -69,6 +69,10 @@ class BuildKernels(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args
             ext.extra_link_args = lflags + asan_link + ext.extra_link_args
+        # pip runs build_ext without -j: compile the modules on every core (conv.c alone
+        # takes over a minute at -O3, and CI builds the tree three times).
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
         super().build_extensions()
 
 

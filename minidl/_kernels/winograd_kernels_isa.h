@@ -12,9 +12,6 @@
 
 #ifndef MDL_WINO_TYPES
 #define MDL_WINO_TYPES
-typedef float mdl_wv16 __attribute__((vector_size(64)));
-typedef float mdl_wv8 __attribute__((vector_size(32)));
-typedef float mdl_wv4 __attribute__((vector_size(16)));
 #define MDL_WLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define MDL_WST(p, v) memcpy((p), &(v), sizeof(v))
 
@@ -236,13 +233,13 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
  * down (MDL_WINO_STEPS(MDL_WINO_INPUT_STEP) runs the input loop at each width in turn). */
 #if MDL_VL == 16
 #define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-#define MDL_WINO_STEPS(S) S(mdl_wv16, 16) S(mdl_wv8, 8) S(mdl_wv4, 4) S(float, 1)
+#define MDL_WINO_STEPS(S) S(mdl_f32x16, 16) S(mdl_f32x8, 8) S(mdl_f32x4, 4) S(float, 1)
 #elif MDL_VL == 8
 #define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3, 4, 5, 6, 7})
-#define MDL_WINO_STEPS(S) S(mdl_wv8, 8) S(mdl_wv4, 4) S(float, 1)
+#define MDL_WINO_STEPS(S) S(mdl_f32x8, 8) S(mdl_f32x4, 4) S(float, 1)
 #else
 #define MDL_W_IOTA ((MDL_VI){0, 1, 2, 3})
-#define MDL_WINO_STEPS(S) S(mdl_wv4, 4) S(float, 1)
+#define MDL_WINO_STEPS(S) S(mdl_f32x4, 4) S(float, 1)
 #endif
 /* Full unrolling of the constant inner loops over arrays of vectors (6 x 6 in the F(4x4) tile
  * loops), beyond gcc's own limits: rolled, those arrays live on the stack. Not in 16-lane
@@ -266,8 +263,8 @@ typedef float mdl_wv4 __attribute__((vector_size(16)));
             hi_ = 16;                                                                            \
         unsigned m_ = hi_ <= lo_ ? 0u : ((1u << hi_) - 1u) & ~((1u << lo_) - 1u);                \
         /* No load at all for a vector wholly outside the row (the right half of a short row). */ \
-        (v) = m_ ? (mdl_wv16)_mm512_maskz_loadu_ps((__mmask16)m_, (row) + (start))             \
-                 : (mdl_wv16){0};                                                                \
+        (v) = m_ ? (mdl_f32x16)_mm512_maskz_loadu_ps((__mmask16)m_, (row) + (start))             \
+                 : (mdl_f32x16){0};                                                                \
     } while (0)
 #define MDL_WLD_ROW(v, row, start, W)                                                            \
     do {                                                                                         \
@@ -612,7 +609,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                 MDL_WLD_ROW(a, row, -pw, W);
                 MDL_WLD_ROW(a + MDL_NH, row, 16 - pw, W);
 #if MDL_VL == 16
-                mdl_wv16 phase[4] = {MDL_W4_PICK8(a[0], a[1], 0), MDL_W4_PICK8(a[0], a[1], 1),
+                mdl_f32x16 phase[4] = {MDL_W4_PICK8(a[0], a[1], 0), MDL_W4_PICK8(a[0], a[1], 1),
                                      MDL_W4_PICK8(a[0], a[1], 2), MDL_W4_PICK8(a[0], a[1], 3)};
                 for (int q = 0; q < 4; q++)
                     MDL_WST(d + q * qplane, phase[q]);
@@ -654,7 +651,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                 MDL_W_UNROLL for (int j = 0; j < 4; j++)
                     MDL_WLD_ROW(a + j * MDL_NH, row, c0 + 16 * j, W);
 #if MDL_VL == 16
-                mdl_wv16 p0, p1, p2, p3;
+                mdl_f32x16 p0, p1, p2, p3;
                 p0 = MDL_W4_PICK(a, 0);
                 p1 = MDL_W4_PICK(a, 1);
                 p2 = MDL_W4_PICK(a, 2);
@@ -740,26 +737,26 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
 #if MDL_VL == 16
             for (; tx + 16 <= full; tx += 16) {
                 /* Interleave four vectors of 16 tiles into 64 consecutive pixels. */
-                mdl_wv16 y0, y1, y2, y3;
+                mdl_f32x16 y0, y1, y2, y3;
                 MDL_WLD(y0, y[0] + tx);
                 MDL_WLD(y1, y[1] + tx);
                 MDL_WLD(y2, y[2] + tx);
                 MDL_WLD(y3, y[3] + tx);
-                mdl_wv16 p = __builtin_shufflevector(y0, y1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                mdl_f32x16 p = __builtin_shufflevector(y0, y1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
                                                      21, 6, 22, 7, 23);
-                mdl_wv16 q = __builtin_shufflevector(y2, y3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                mdl_f32x16 q = __builtin_shufflevector(y2, y3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
                                                      21, 6, 22, 7, 23);
-                mdl_wv16 o0 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
+                mdl_f32x16 o0 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
                                                       21, 6, 7, 22, 23);
-                mdl_wv16 o1 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
+                mdl_f32x16 o1 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
                                                       28, 29, 14, 15, 30, 31);
                 p = __builtin_shufflevector(y0, y1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
                                             14, 30, 15, 31);
                 q = __builtin_shufflevector(y2, y3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
                                             14, 30, 15, 31);
-                mdl_wv16 o2 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
+                mdl_f32x16 o2 = __builtin_shufflevector(p, q, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20,
                                                       21, 6, 7, 22, 23);
-                mdl_wv16 o3 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
+                mdl_f32x16 o3 = __builtin_shufflevector(p, q, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13,
                                                       28, 29, 14, 15, 30, 31);
                 MDL_WST(row + 4 * tx, o0);
                 MDL_WST(row + 4 * tx + 16, o1);
@@ -786,24 +783,24 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
 #if MDL_VL == 16
             for (; tx + 4 <= full; tx += 4) {
                 /* Four tiles of a narrow image: one vector of 16 pixels. */
-                mdl_wv4 y0, y1, y2, y3;
+                mdl_f32x4 y0, y1, y2, y3;
                 MDL_WLD(y0, y[0] + tx);
                 MDL_WLD(y1, y[1] + tx);
                 MDL_WLD(y2, y[2] + tx);
                 MDL_WLD(y3, y[3] + tx);
-                mdl_wv8 p = __builtin_shufflevector(y0, y1, 0, 4, 1, 5, 2, 6, 3, 7);
-                mdl_wv8 q = __builtin_shufflevector(y2, y3, 0, 4, 1, 5, 2, 6, 3, 7);
-                mdl_wv16 o = __builtin_shufflevector(p, q, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13,
+                mdl_f32x8 p = __builtin_shufflevector(y0, y1, 0, 4, 1, 5, 2, 6, 3, 7);
+                mdl_f32x8 q = __builtin_shufflevector(y2, y3, 0, 4, 1, 5, 2, 6, 3, 7);
+                mdl_f32x16 o = __builtin_shufflevector(p, q, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13,
                                                      6, 7, 14, 15);
                 MDL_WST(row + 4 * tx, o);
             }
 #elif MDL_VL > 4
             for (; tx + 4 <= full; tx += 4) {
                 /* Four tiles of a narrow image: a 4 x 4 transpose into 16 pixels. */
-                mdl_wv4 c[4], o[4];
+                mdl_f32x4 c[4], o[4];
                 MDL_W_UNROLL for (int b = 0; b < 4; b++)
                     MDL_WLD(c[b], y[b] + tx);
-                MDL_W_TRANSPOSE4(mdl_wv4, mdl_i32x4, 4, ((mdl_i32x4){0, 1, 2, 3}), c, o);
+                MDL_W_TRANSPOSE4(mdl_f32x4, mdl_i32x4, 4, ((mdl_i32x4){0, 1, 2, 3}), c, o);
                 MDL_W_UNROLL for (int k = 0; k < 4; k++)
                     MDL_WST(row + 4 * tx + 4 * k, o[k]);
             }

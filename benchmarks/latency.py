@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"({t['replay'] / t['program']:.2f}x); outside the program's run "
                   f"({t['n_instructions']} instructions, {t['python_nodes']} Python nodes) "
                   f"{t['outside'] * 1e6:.1f} us = {100 * t['outside'] / t['program']:.1f}% of "
-                  f"the step, of which adding the gradients into .grad (NumPy) "
+                  f"the step, of which putting the gradients into .grad (copy or program.add_into) "
                   f"{t['accumulate'] * 1e6:.1f} us")
     print(f"\nload after: {os.getloadavg()[0]:.1f}")
 

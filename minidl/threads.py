@@ -125,7 +125,8 @@ def get_num_threads() -> int:
 def pool_stats() -> dict[str, int]:
     """The thread pool's contention detector counters since the process started: "caps"
     (another process competed for the cores and the pool ran the next jobs on one thread
-    fewer), "lone" (single signs ignored as noise, such as a VM's vCPU preempted for a moment),
+    fewer), "lone" (signs ignored as noise: too little time lost, such as a VM's vCPU
+    preempted for a moment),
     "probes" (full-width jobs run while capped) and "lifted" (probes that lifted the cap).
     All 0 on a build without threads."""
     return threadpool.stats()

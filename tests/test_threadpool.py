@@ -203,31 +203,35 @@ def test_omp_num_threads_sets_the_default():
 
 
 @pytest.mark.skipif(not threadpool.has_threads(), reason="a build without threads")
-def test_a_lone_sign_of_contention_does_not_cap_the_pool():
+def test_signs_cap_the_pool_only_when_their_lost_time_adds_up():
     # A fresh process: no job has run, so no worker gives signs of its own.
     out, _ = run_child(
         """
         import time
         from minidl._kernels import threadpool
-        threadpool._test_sign(2)
-        lone = threadpool.stats(), threadpool.threads_available(2)
-        time.sleep(0.08)  # longer than the 50 ms within which a second sign confirms
-        threadpool._test_sign(2)
-        late = threadpool.stats(), threadpool.threads_available(2)
-        threadpool._test_sign(2)
+        for _ in range(4):  # 16 ms lost: a VM's vCPU preempted now and then
+            threadpool._test_sign(2, 4.0)
+        noise = threadpool.stats(), threadpool.threads_available(2)
+        time.sleep(0.12)  # a new 100 ms window: the noise above is forgotten
+        threadpool._test_sign(2, 15.0)
+        window = threadpool.stats(), threadpool.threads_available(2)
+        threadpool._test_sign(2, 6.0)  # 21 ms of 100: a fifth, a competitor
         confirmed = threadpool.stats(), threadpool.threads_available(2)
-        time.sleep(0.08)  # past the first cap (10 ms), within a second of its end
-        threadpool._test_sign(2)
+        time.sleep(0.12)  # past the first cap (10 ms), within a second of its end
+        threadpool._test_sign(2, 2.0)
+        small = threadpool.stats(), threadpool.threads_available(2)
+        threadpool._test_sign(2, 4.0)
         again = threadpool.stats(), threadpool.threads_available(2)
-        print(repr((lone, late, confirmed, again)))
+        print(repr((noise, window, confirmed, small, again)))
         """
     )
-    lone, late, confirmed, again = eval(out)
-    assert lone == ({"caps": 0, "lone": 1, "probes": 0, "lifted": 0}, 2)
-    assert late == ({"caps": 0, "lone": 2, "probes": 0, "lifted": 0}, 2)
-    assert confirmed == ({"caps": 1, "lone": 2, "probes": 0, "lifted": 0}, 1)
-    # Soon after a confirmed cap one sign is enough: the competitor is known to be there.
-    assert again == ({"caps": 2, "lone": 2, "probes": 0, "lifted": 0}, 1)
+    noise, window, confirmed, small, again = eval(out)
+    assert noise == ({"caps": 0, "lone": 4, "probes": 0, "lifted": 0}, 2)
+    assert window == ({"caps": 0, "lone": 5, "probes": 0, "lifted": 0}, 2)
+    assert confirmed == ({"caps": 1, "lone": 5, "probes": 0, "lifted": 0}, 1)
+    # Soon after a confirmed cap a twentieth is enough: the competitor is known to be there.
+    assert small == ({"caps": 1, "lone": 6, "probes": 0, "lifted": 0}, 2)
+    assert again == ({"caps": 2, "lone": 6, "probes": 0, "lifted": 0}, 1)
 
 
 @pytest.mark.skipif(not threadpool.has_threads(), reason="a build without threads")

@@ -30,9 +30,9 @@
  *
  * Contention. A spinning worker that finds it lost the CPU for MDL_TP_GAP_NS, or a caller
  * that waits for a claimed chunk far longer than its own chunks took, is a sign that another
- * process wants these cores; two signs within MDL_TP_CONFIRM_NS confirm it (a lone one is a
- * VM's vCPU preempted for a moment, see mdl_tp_contended): the pool then runs jobs on one
- * thread fewer (down to the caller alone)
+ * process wants these cores; signs whose lost time adds up to a fifth of a
+ * MDL_TP_WINDOW_NS window confirm it (a VM's vCPU preempted now and then loses far less, see
+ * mdl_tp_contended): the pool then runs jobs on one thread fewer (down to the caller alone)
  * for a period that doubles while contention persists (MDL_TP_CAP_MIN_NS ..
  * MDL_TP_CAP_MAX_NS) and starts again from the shortest once it has been gone for a second.
  * While capped, one job per MDL_TP_PROBE_NS runs at full width: if a worker takes part and the
@@ -89,7 +89,7 @@ typedef void (*mdl_task_fn)(void *args, ptrdiff_t begin, ptrdiff_t end, int work
 #define MDL_TP_CAP_MAX_NS 640000000
 #define MDL_TP_FORGIVE_NS 1000000000
 #define MDL_TP_PROBE_NS 100000000
-#define MDL_TP_CONFIRM_NS 50000000
+#define MDL_TP_WINDOW_NS 100000000
 
 #define MDL_W_NEXT(w) ((int)((w) & 0xfff))
 #define MDL_W_CHUNKS(w) ((int)(((w) >> 12) & 0xfff))
@@ -121,12 +121,13 @@ static struct {
     /* Contention state (heuristics: racing updates change speed only, never results). */
     _Atomic int64_t capped_until;
     _Atomic int64_t probe_at; /* while capped: when the next full-width probe job may run */
-    _Atomic int64_t last_sign; /* when the last sign of contention was seen (0: never) */
+    _Atomic int64_t window_start; /* the current MDL_TP_WINDOW_NS window of lost time */
+    _Atomic int64_t window_lost;  /* ns lost in it, by the signs seen */
     atomic_int cap;
     atomic_int strikes;
     /* Counters for minidl.threads.pool_stats(). */
     _Atomic int64_t caps;    /* signs confirmed: the pool was capped */
-    _Atomic int64_t lone;    /* signs with no other within MDL_TP_CONFIRM_NS before: ignored */
+    _Atomic int64_t lone;    /* signs that did not confirm contention: ignored */
     _Atomic int64_t probes;  /* full-width jobs run while capped */
     _Atomic int64_t lifted;  /* probes that found the competitor gone and lifted the cap */
     /* MINIDL_POOL_TEST_DELAY_US: tests make workers sleep before and inside every claim. */
@@ -188,25 +189,32 @@ static inline int mdl_tp_capped(int limit, int64_t now) {
     return limit;
 }
 
-/* A sign that another thread competes for the cores (a spinning worker lost its CPU, or the
- * caller waited far too long for a claimed chunk). A lone sign is ignored: on a VM a vCPU is
- * preempted by the host now and then, and a kernel thread or another process's short burst
- * takes a core for a moment, each giving one sign; on an idle 2-vCPU VM that was 2-10 signs in
- * 4 s, and each one capped the pool. A competitor that lasts gives a sign every scheduler time
- * slice (a few ms). So the pool is capped at a sign that follows another within
- * MDL_TP_CONFIRM_NS, or any sign within MDL_TP_FORGIVE_NS of the end of a cap (the competitor
- * was confirmed and a probe or the period's end let the pool try full width again): jobs of
- * `limit` threads then run on one fewer for a while (counted once per cap period; the period
- * doubles while strikes follow each other). */
-static void mdl_tp_contended(int limit, int64_t now) {
-    int64_t last = atomic_exchange(&mdl_tp.last_sign, now);
+/* A sign that another thread competes for the cores: a spinning worker lost its CPU, or the
+ * caller waited far too long for a claimed chunk, for `lost` ns. On a VM a vCPU is preempted
+ * by the host now and then, and a kernel thread or a low-priority process takes a core for a
+ * moment: on an idle 2-vCPU VM (2026-12-02, Zen 4) that was a sign every ~100-300 ms, 0.5-2%
+ * of the time lost and at most ~12 ms within 50 ms, and counting signs (two within 50 ms
+ * capped the pool) capped it 3-5 times a second, halving 2-thread speed. A competitor that
+ * lasts (one CPU-bound process beside a 2-thread job) took a third of each spinning worker's
+ * time, a sign every ~12 ms. So the pool is capped when the signs of one MDL_TP_WINDOW_NS
+ * window add up to a fifth of it, or to a twentieth within MDL_TP_FORGIVE_NS of the end of a
+ * cap (the competitor was confirmed and a probe or the period's end let the pool try full
+ * width again): jobs of `limit` threads then run on one fewer for a while (counted once per
+ * cap period; the period doubles while strikes follow each other). */
+static void mdl_tp_contended(int limit, int64_t now, int64_t lost) {
     int64_t until = atomic_load(&mdl_tp.capped_until);
     if (now < until) return;
+    if (now - atomic_load(&mdl_tp.window_start) > MDL_TP_WINDOW_NS) {
+        atomic_store(&mdl_tp.window_start, now);
+        atomic_store(&mdl_tp.window_lost, 0);
+    }
+    int64_t total = atomic_fetch_add(&mdl_tp.window_lost, lost) + lost;
     int recent = until != 0 && now - until <= MDL_TP_FORGIVE_NS;
-    if (!recent && (last == 0 || now - last > MDL_TP_CONFIRM_NS)) {
+    if (total < (recent ? MDL_TP_WINDOW_NS / 20 : MDL_TP_WINDOW_NS / 5)) {
         atomic_fetch_add(&mdl_tp.lone, 1);
         return;
     }
+    atomic_store(&mdl_tp.window_lost, 0);
     int strikes = atomic_load(&mdl_tp.strikes);
     if (!recent) strikes = 0;
     int64_t period = MDL_TP_CAP_MIN_NS;
@@ -283,7 +291,7 @@ static void mdl_tp_wait_job(mdl_worker *self, uint32_t seen) {
         int64_t t = mdl_now_ns();
         if (t - prev > MDL_TP_GAP_NS) {
             /* Descheduled while it had nothing to do but spin: someone else wants the CPU. */
-            mdl_tp_contended(MDL_W_LIMIT(w), t);
+            mdl_tp_contended(MDL_W_LIMIT(w), t, t - prev);
             break;
         }
         if (t - start > MDL_TP_SPIN_NS || mdl_tp_capped(2, t) < 2) break;
@@ -436,7 +444,7 @@ static void mdl_tp_for(mdl_task_fn fn, void *args, ptrdiff_t n_items, int n_thre
         }
         int64_t t = mdl_now_ns();
         if (t - waited_from > stall) {
-            mdl_tp_contended(limit, t);
+            mdl_tp_contended(limit, t, t - waited_from);
             probe = 0;
         }
     }
@@ -455,8 +463,11 @@ static mdl_tp_stats mdl_tp_get_stats(void) {
     return out;
 }
 static int mdl_tp_workers(void) { return mdl_tp.n_workers; }
-/* Tests: one sign of contention, as a stalled job of `limit` threads gives. */
-static void mdl_tp_test_sign(int limit) { mdl_tp_contended(limit, mdl_now_ns()); }
+/* Tests: one sign of contention, as a job of `limit` threads whose caller waited `lost_ns`
+ * for a descheduled worker gives. */
+static void mdl_tp_test_sign(int limit, int64_t lost_ns) {
+    mdl_tp_contended(limit, mdl_now_ns(), lost_ns);
+}
 
 #else /* no threads: every job runs on the caller */
 
@@ -473,7 +484,10 @@ static mdl_tp_stats mdl_tp_get_stats(void) {
     return out;
 }
 static int mdl_tp_workers(void) { return 0; }
-static void mdl_tp_test_sign(int limit) { (void)limit; }
+static void mdl_tp_test_sign(int limit, int64_t lost_ns) {
+    (void)limit;
+    (void)lost_ns;
+}
 
 #endif
 

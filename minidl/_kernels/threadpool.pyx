@@ -11,7 +11,7 @@ cdef extern from "threadpool.h" nogil:
     ctypedef struct mdl_tp_stats:
         long long caps, lone, probes, lifted
     mdl_tp_stats mdl_tp_get_stats()
-    void mdl_tp_test_sign(int limit)
+    void mdl_tp_test_sign(int limit, long long lost_ns)
     int mdl_tp_workers()
 
 
@@ -42,8 +42,8 @@ def workers() -> int:
 def stats() -> dict:
     """The contention detector's counters since the process started (see threadpool.h):
     caps, confirmed signs of another process competing for the cores (the next jobs ran on one
-    thread fewer); lone, signs ignored because no other came within 50 ms (a VM's vCPU
-    preempted for a moment); probes, full-width jobs run while capped; lifted, probes that
+    thread fewer); lone, signs ignored because their lost time stayed below the threshold (a
+    VM's vCPU preempted for a moment); probes, full-width jobs run while capped; lifted, probes that
     found the competitor gone and lifted the cap."""
     cdef mdl_tp_stats s = mdl_tp_get_stats()
     return {"caps": s.caps, "lone": s.lone, "probes": s.probes, "lifted": s.lifted}
@@ -54,7 +54,7 @@ def threads_available(int n_threads) -> int:
     return mdl_tp_threads(n_threads)
 
 
-def _test_sign(int limit) -> None:
+def _test_sign(int limit, double lost_ms) -> None:
     """Tests only: report one sign of contention, as a job of `limit` threads whose caller
-    stalled on a descheduled worker does."""
-    mdl_tp_test_sign(limit)
+    waited lost_ms for a descheduled worker does."""
+    mdl_tp_test_sign(limit, <long long>(lost_ms * 1e6))

@@ -444,7 +444,9 @@ static void mdl_tp_for(mdl_task_fn fn, void *args, ptrdiff_t n_items, int n_thre
         }
         int64_t t = mdl_now_ns();
         if (t - waited_from > stall) {
-            mdl_tp_contended(limit, t, t - waited_from);
+            /* The caller's wait counts four times a spinning worker's lost time: the job
+             * itself lost it. */
+            mdl_tp_contended(limit, t, 4 * (t - waited_from));
             probe = 0;
         }
     }

@@ -20,9 +20,10 @@ from libc.string cimport memcpy, memset
 
 from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.conv_kernels cimport (
-    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_chunk, conv_dw_f32_ocb, conv_dw_f32_tb,
-    conv_dw_packed_f32, conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32,
-    conv_transpose_grad_f32, conv_unphase_f32,
+    CONV_DW_CHUNK, conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
+    conv_dw_rows_item, conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan,
+    conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32, conv_transpose_grad_f32,
+    conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport gemm
 from minidl._kernels.threadpool cimport parallel_for
@@ -320,9 +321,9 @@ cpdef Py_ssize_t group_bytes(int n_threads) noexcept:
     instructions instead of 44); which images share a group never changes a result's bits."""
     return GROUP_BYTES * max(1, n_threads)
 
-# Images per weight-gradient partial sum: fixed, so the batch reduction (partials combined in
-# chunk order) gives the same bits for any thread count.
-cdef int DW_CHUNK = 8
+# Images per weight-gradient partial sum (conv_kernels.h): fixed, so the batch reduction
+# (partials combined in chunk order) gives the same bits for any thread count.
+cdef int DW_CHUNK = CONV_DW_CHUNK
 # The same, for minidl.static.lower (which sets up these kernels' buffers for a program).
 IMAGES_PER_DW_CHUNK = DW_CHUNK
 
@@ -728,37 +729,17 @@ cdef void _packed_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                                min(P, p0 + a.pix), a.row_kw)
 
 
-cdef struct _DwLayout:
-    # _direct_backward_weight's buffers: padded input phase planes (Hp x Wp, plane floats per
-    # channel), the output gradient padded to nv 16-lane vectors per row (g_plane floats per
-    # channel, ocp = OC rounded up to ocb-channel register tiles), DW_CHUNK-image chunks per group.
-    Py_ssize_t Hp, Wp, plane, nv, g_plane, ocp, group
-    int ocb
-
-
-cdef _DwLayout _dw_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
-                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
-                          Py_ssize_t dh, Py_ssize_t dw, int n_threads):
-    cdef _DwLayout d
-    d.Hp = OH + (KH - 1) * dh // sh
-    d.Wp = _row_pitch(OW, KW, dw, sw)
-    d.plane = sh * sw * d.Hp * d.Wp
-    d.nv = (OW + 15) // 16
-    d.g_plane = OH * d.nv * 16
-    d.ocb = conv_dw_f32_ocb(OC)
-    d.ocp = (OC + d.ocb - 1) // d.ocb * d.ocb
-    # Chunks per group: padded, then reduced while their copies (<= group_bytes, at least one
-    # chunk) are still in L2 (see _direct_conv).
-    d.group = max(1, group_bytes(n_threads) // (DW_CHUNK * 4 * (C * d.plane + d.ocp * d.g_plane)))
-    return d
-
-
-def direct_dw_layout(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
-                     Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                     int n_threads) -> dict:
-    """_direct_backward_weight's buffers and chunk groups (see _DwLayout), for
-    minidl.static.lower, which runs the same kernels from a program with the same split."""
-    return _dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw, n_threads)
+def direct_dw_scratch(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
+                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                      Py_ssize_t dw, bint masked) -> int:
+    """Floats of scratch per worker of _direct_backward_weight (conv_dw_rows_plan), for
+    minidl.static.lower, which runs the same job from a program."""
+    cdef conv_dw_rows_job a
+    memset(&a, 0, sizeof(a))
+    a.N, a.C, a.OC, a.OH, a.OW, a.KH, a.KW, a.sh, a.sw, a.dh, a.dw = (
+        1, C, OC, OH, OW, KH, KW, sh, sw, dh, dw)
+    conv_dw_rows_plan(&a, masked)
+    return a.scratch_floats
 
 
 def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -767,71 +748,53 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
                             int n_threads):
     """grad_w (OC, C, KH, KW) and/or grad_b (OC,) for a groups-1 float32 conv, 16 output pixels
     of a row per vector (the input split into stride phases, see _direct_conv): per-chunk
-    partial sums (DW_CHUNK images, in parallel) added in chunk order."""
+    partial sums (DW_CHUNK images, in parallel, each padded by the worker that reduces it)
+    added in chunk order."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], OC = grad_out.shape[1]
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
-    cdef Py_ssize_t KH = grad_w.shape[2], KW = grad_w.shape[3], T = KH * KW
-    cdef _DwLayout d = _dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw, n_threads)
-    cdef Py_ssize_t Hp = d.Hp, Wp = d.Wp, plane = d.plane, nv = d.nv, g_plane = d.g_plane
-    cdef int ocb = d.ocb
-    cdef Py_ssize_t ocp = d.ocp, nblk = ocp // ocb, group = d.group
-    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK, c0, c1, i0, i1
-    partial_w = _scratch("partial_w", (nchunks, OC, C * T))
+    cdef Py_ssize_t KH = grad_w.shape[2], KW = grad_w.shape[3]
+    cdef Py_ssize_t nchunks = (N + DW_CHUNK - 1) // DW_CHUNK
+    partial_w = _scratch("partial_w", (nchunks, OC, C * KH * KW))
     partial_b = _scratch("partial_b", (nchunks, OC))
-    cdef const float[::1] xv
-    cdef const float[::1] gv
     cdef float[:, :, ::1] pw_view = partial_w
     cdef float[:, ::1] pb_view = partial_b
-    cdef _DirectDw a = _DirectDw(x=NULL, C=C, plane=plane, Hp=Hp, Wp=Wp, sh=sh, sw=sw, g=NULL,
-                                 ocp=ocp, g_plane=g_plane, c0=0, images=0, OH=OH, OW=OW, KH=KH,
-                                 KW=KW, dh=dh, dw=dw, ocb=ocb, OC=OC, nblk=nblk, T=T,
-                                 partial_w=&pw_view[0, 0, 0], partial_b=&pb_view[0, 0])
-    cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
-    for c0 in range(0, nchunks, group):
-        c1 = min(nchunks, c0 + group)
-        i0, i1 = c0 * DW_CHUNK, min(N, c1 * DW_CHUNK)
-        xv = _pad_planes("direct_input", x[i0:i1], None, Hp, Wp, ph, pw, C, 0, n_threads, sh,
-                         sw)
-        gv = _pad_planes("direct_grad", grad_out[i0:i1],
-                         None if relu_out is None else relu_out[i0:i1], OH, nv * 16, 0, 0, ocp, 0,
-                         n_threads)
-        a.x = &xv[0]
-        a.g = &gv[0]
-        a.c0 = c0
-        a.images = i1 - i0
-        with nogil:
-            parallel_for(_direct_dw_task, &a, (c1 - c0) * nblk * C, nt)
+    cdef const float[:, :, :, ::1] mask
+    cdef _DirectDw job
+    memset(&job.a, 0, sizeof(job.a))
+    job.a.x = &x[0, 0, 0, 0]
+    job.a.g = &grad_out[0, 0, 0, 0]
+    if relu_out is not None:
+        mask = relu_out
+        job.a.mask = &mask[0, 0, 0, 0]
+    job.a.partial_w = &pw_view[0, 0, 0]
+    job.a.partial_b = &pb_view[0, 0]
+    job.a.N, job.a.C, job.a.H, job.a.W = N, C, x.shape[2], x.shape[3]
+    job.a.OC, job.a.OH, job.a.OW = OC, grad_out.shape[2], grad_out.shape[3]
+    job.a.KH, job.a.KW, job.a.sh, job.a.sw = KH, KW, sh, sw
+    job.a.ph, job.a.pw, job.a.dh, job.a.dw = ph, pw, dh, dw
+    conv_dw_rows_plan(&job.a, relu_out is not None)
+    cdef int nt = _threads(N * OC * job.a.OH * job.a.OW * C * KH * KW, n_threads)
+    cdef Py_ssize_t items = conv_dw_rows_items(&job.a, nt)
+    scratch = _scratch("direct_dw", (nt, job.a.scratch_floats))
+    cdef float[:, ::1] sv = scratch
+    job.scratch = &sv[0, 0]
+    with nogil:
+        parallel_for(_direct_dw_task, &job, items, nt)
     _sum_chunks(partial_w, grad_w)
     _sum_chunks(partial_b, grad_b)
 
 
 cdef struct _DirectDw:
-    # _direct_backward_weight's work items in one group of chunks: (chunk of DW_CHUNK images,
-    # block of ocb output channels, input channel), each into its own slice of the chunk's
-    # partial sums; x and g: the group's padded copies (`images` images from chunk c0 on).
-    const float *x
-    Py_ssize_t C, plane, Hp, Wp, sh, sw
-    const float *g
-    Py_ssize_t ocp, g_plane, c0, images, OH, OW, KH, KW, dh, dw, ocb, OC, nblk, T
-    float *partial_w
-    float *partial_b
+    # _direct_backward_weight's job and its workers' scratch (a.scratch_floats floats each).
+    conv_dw_rows_job a
+    float *scratch
 
 
 cdef void _direct_dw_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                           int worker) noexcept nogil:
-    cdef _DirectDw *a = <_DirectDw *>args
-    cdef Py_ssize_t item, chunk, blk, c, n0, CT = a.C * a.T
+    cdef _DirectDw *job = <_DirectDw *>args
+    cdef Py_ssize_t item
     for item in range(begin, end):
-        chunk = a.c0 + item // (a.nblk * a.C)
-        blk = (item // a.C) % a.nblk
-        c = item % a.C
-        n0 = (chunk - a.c0) * DW_CHUNK  # within the group
-        conv_dw_f32_chunk(a.x + n0 * a.C * a.plane + c * a.plane, a.C * a.plane, a.Wp,
-                          a.Hp * a.Wp, a.sh, a.sw, a.g + (n0 * a.ocp + blk * a.ocb) * a.g_plane,
-                          a.ocp * a.g_plane, a.g_plane, min(DW_CHUNK, a.images - n0), a.OH, a.OW,
-                          a.KH, a.KW, a.dh, a.dw, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
-                          a.partial_w + (chunk * a.OC + blk * a.ocb) * CT + c * a.T, CT,
-                          a.partial_b + chunk * a.OC + blk * a.ocb if c == 0 else NULL)
+        conv_dw_rows_item(&job.a, item, job.scratch + worker * job.a.scratch_floats)
 
 
 def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,

@@ -153,6 +153,113 @@ static inline void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t 
     MDL_DISPATCH(conv_pad_phases_f32, (src, H, W, mask, dst, Hp, Wp, top, left, sh, sw));
 }
 
+/* Images per weight-gradient partial sum: fixed, so that the batch reduction (partials
+ * combined in chunk order by the caller) gives the same bits for any thread count. */
+#define CONV_DW_CHUNK 8
+
+/* The row-vector weight gradient of a groups-1 float32 conv (conv.pyx's
+ * _direct_backward_weight and program.pyx's conv_dw_rows run it alike). The caller fills the
+ * operands and the geometry, conv_dw_rows_plan the layout, conv_dw_rows_items the work split;
+ * then every item (conv_dw_rows_item, any thread, any order) writes its own slices of
+ * partial_w (chunks, OC, C * KH * KW) and partial_b (chunks, OC, or NULL). */
+typedef struct {
+    const float *x;    /* (N, C, H, W) */
+    const float *g;    /* output gradient (N, OC, OH, OW) */
+    const float *mask; /* the fused ReLU's output like g (g counts as zero where <= 0), or NULL */
+    float *partial_w;
+    float *partial_b;
+    ptrdiff_t N, C, H, W, OC, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
+    /* Layout: x padded into sh * sw phase planes of Hp x Wp (plane floats per channel); g in
+     * rows of nv 16-lane vectors (g_plane floats per channel, ocp = OC rounded up to ocb-channel
+     * tiles), copied (copy_g) unless g is already laid out so. scratch_floats: one worker's
+     * copies of one chunk. */
+    ptrdiff_t Hp, Wp, plane, nv, g_plane, ocb, ocp, copy_g, scratch_floats;
+    /* Work split: items = chunks x parts, a part a range of the chunk's (block, channel). */
+    ptrdiff_t nchunks, parts;
+} conv_dw_rows_job;
+
+static inline void conv_dw_rows_plan(conv_dw_rows_job *a, int masked)
+{
+    a->Hp = a->OH + (a->KH - 1) * a->dh / a->sh;
+    a->Wp = (a->OW + MDL_LANES - 1) / MDL_LANES * MDL_LANES + (a->KW - 1) * a->dw / a->sw;
+    a->plane = a->sh * a->sw * a->Hp * a->Wp;
+    a->nv = (a->OW + MDL_LANES - 1) / MDL_LANES;
+    a->g_plane = a->OH * a->nv * MDL_LANES;
+    a->ocb = conv_dw_f32_ocb(a->OC);
+    a->ocp = (a->OC + a->ocb - 1) / a->ocb * a->ocb;
+    /* An unmasked gradient whose rows fill whole vectors and whose channels fill whole tiles
+     * is read in place: its copy took a third of the 3->16 stem's time at 32x32. */
+    a->copy_g = masked || a->ocp != a->OC || a->OW % MDL_LANES != 0;
+    a->scratch_floats = CONV_DW_CHUNK * (a->C * a->plane + (a->copy_g ? a->ocp * a->g_plane : 0));
+    a->nchunks = (a->N + CONV_DW_CHUNK - 1) / CONV_DW_CHUNK;
+    a->parts = 1;
+}
+
+/* Items of the job on n_threads threads (sets a->parts). A chunk is one item where there are
+ * chunks enough (each worker pads a chunk into its own scratch and reduces it while it is in
+ * its core's caches); with fewer than two per thread, chunks are cut into parts that each pad
+ * the channels they read, so that a small batch still spreads over the threads. */
+static inline ptrdiff_t conv_dw_rows_items(conv_dw_rows_job *a, int n_threads)
+{
+    const ptrdiff_t pairs = a->ocp / a->ocb * a->C;
+    ptrdiff_t parts = (2 * (ptrdiff_t)n_threads + a->nchunks - 1) / a->nchunks;
+    if (n_threads <= 1 || parts < 1)
+        parts = 1;
+    a->parts = parts < pairs ? parts : pairs;
+    return a->nchunks * a->parts;
+}
+
+/* Item `item`: pads what its (block, channel) pairs read of its chunk into scratch
+ * (a->scratch_floats floats of the calling worker's own), then one conv_dw_f32_chunk per pair. */
+static inline void conv_dw_rows_item(const conv_dw_rows_job *a, ptrdiff_t item, float *scratch)
+{
+    const ptrdiff_t C = a->C, T = a->KH * a->KW, CT = C * T, pairs = a->ocp / a->ocb * C;
+    const ptrdiff_t chunk = item / a->parts, part = item % a->parts;
+    const ptrdiff_t q0 = part * pairs / a->parts, q1 = (part + 1) * pairs / a->parts;
+    if (q0 >= q1)
+        return;
+    const ptrdiff_t n0 = chunk * CONV_DW_CHUNK;
+    const ptrdiff_t nimg = a->N - n0 < CONV_DW_CHUNK ? a->N - n0 : CONV_DW_CHUNK;
+    /* Blocks [b0, b1) and channels [c0, c1) that the pairs [q0, q1) read. */
+    const ptrdiff_t b0 = q0 / C, b1 = (q1 - 1) / C + 1;
+    const ptrdiff_t c0 = b1 - b0 == 1 ? q0 % C : 0, c1 = b1 - b0 == 1 ? (q1 - 1) % C + 1 : C;
+    const ptrdiff_t HW = a->H * a->W, OHW = a->OH * a->OW;
+    float *xs = scratch;
+    for (ptrdiff_t i = 0; i < nimg; i++)
+        for (ptrdiff_t c = c0; c < c1; c++)
+            conv_pad_phases_f32(a->x + ((n0 + i) * C + c) * HW, a->H, a->W, NULL,
+                                xs + (i * C + c) * a->plane, a->Hp, a->Wp, a->ph, a->pw, a->sh,
+                                a->sw);
+    const float *g = a->g + n0 * a->OC * OHW;
+    ptrdiff_t g_img = a->OC * OHW;
+    if (a->copy_g) {
+        float *gs = scratch + CONV_DW_CHUNK * C * a->plane;
+        for (ptrdiff_t i = 0; i < nimg; i++)
+            for (ptrdiff_t o = b0 * a->ocb; o < b1 * a->ocb; o++) {
+                float *dst = gs + (i * a->ocp + o) * a->g_plane;
+                if (o < a->OC) {
+                    const ptrdiff_t at = ((n0 + i) * a->OC + o) * OHW;
+                    conv_pad_phases_f32(a->g + at, a->OH, a->OW,
+                                        a->mask != NULL ? a->mask + at : NULL, dst, a->OH,
+                                        a->nv * MDL_LANES, 0, 0, 1, 1);
+                } else {
+                    memset(dst, 0, sizeof(float) * (size_t)a->g_plane);
+                }
+            }
+        g = gs;
+        g_img = a->ocp * a->g_plane;
+    }
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const ptrdiff_t blk = q / C, c = q % C, oc0 = blk * a->ocb;
+        conv_dw_f32_chunk(xs + c * a->plane, C * a->plane, a->Wp, a->Hp * a->Wp, a->sh, a->sw,
+                          g + oc0 * a->g_plane, g_img, a->g_plane, nimg, a->OH, a->OW, a->KH,
+                          a->KW, a->dh, a->dw, a->ocb, a->OC - oc0 < a->ocb ? a->OC - oc0 : a->ocb,
+                          a->partial_w + (chunk * a->OC + oc0) * CT + c * T, CT,
+                          a->partial_b != NULL && c == 0 ? a->partial_b + chunk * a->OC + oc0
+                                                         : NULL);
+    }
+}
+
 /* One phase of a strided input gradient put back in place; see the template. */
 static inline void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,

@@ -21,14 +21,7 @@ cdef extern from "conv_kernels.h" nogil:
                             Py_ssize_t ocp, float *db, Py_ssize_t oc_valid)
     void conv_transpose_grad_f32(const float *g, const float *mask, Py_ssize_t OC, Py_ssize_t P,
                                  Py_ssize_t ocp, float *gt)
-    int conv_dw_f32_ocb(Py_ssize_t oc)
     int conv_dw_f32_tb(Py_ssize_t KW)
-    void conv_dw_f32_chunk(const float *x, Py_ssize_t x_img, Py_ssize_t Wp, Py_ssize_t phase,
-                           Py_ssize_t sh, Py_ssize_t sw, const float *g, Py_ssize_t g_img,
-                           Py_ssize_t g_plane, Py_ssize_t nimg, Py_ssize_t OH, Py_ssize_t OW,
-                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
-                           Py_ssize_t ocb, Py_ssize_t oc_valid, float *dwp,
-                           Py_ssize_t dw_o_stride, float *db)
     void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
                              float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
                              Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)
@@ -36,3 +29,17 @@ cdef extern from "conv_kernels.h" nogil:
                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
                           Py_ssize_t sh, Py_ssize_t sw)
     float conv_sum_f32(const float *p, Py_ssize_t n)
+
+    enum: CONV_DW_CHUNK
+    ctypedef struct conv_dw_rows_job:
+        const float *x
+        const float *g
+        const float *mask
+        float *partial_w
+        float *partial_b
+        Py_ssize_t N, C, H, W, OC, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw
+        Py_ssize_t Hp, Wp, plane, nv, g_plane, ocb, ocp, copy_g, scratch_floats
+        Py_ssize_t nchunks, parts
+    void conv_dw_rows_plan(conv_dw_rows_job *a, int masked)
+    Py_ssize_t conv_dw_rows_items(conv_dw_rows_job *a, int n_threads)
+    void conv_dw_rows_item(const conv_dw_rows_job *a, Py_ssize_t item, float *scratch)

@@ -27,8 +27,9 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from minidl._kernels.conv_kernels cimport (
-    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_chunk, conv_dw_f32_tb,
-    conv_dw_packed_f32, conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
+    conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
+    conv_dw_rows_item, conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan,
+    conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
 )
 from minidl._kernels.gemm cimport gemm
 from minidl._kernels.pool_kernels cimport max_pool_2x2_f32
@@ -473,38 +474,39 @@ cdef void _softmax_cross_entropy_backward(const Instr *ins) noexcept nogil:
 
 
 cdef void _conv_dw_direct(const Instr *ins, int n_threads) noexcept nogil:
-    """conv._direct_backward_weight's loop: partial weight (and bias) gradients per chunk of
-    images. p: padded x (stride phases), padded (masked) grad, partial_w, partial_b.
-    n: N, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk (images per chunk), work."""
-    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], OC = ins.n[2], ocb = ins.n[13]
-    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, nchunks = (N + ins.n[14] - 1) // ins.n[14]
-    cdef Py_ssize_t item
-    cdef int nt = _threads(ins.n[15], CONV_MIN_PARALLEL, n_threads)
-    parallel_for(_conv_dw_direct_item_task, <void *>ins, nchunks * nblk * C, nt)
+    """conv._direct_backward_weight: partial weight (and bias) gradients per chunk of images,
+    each chunk padded by the worker that reduces it. p: x, grad, mask or NULL, partial_w,
+    partial_b, scratch (`workers` x conv.direct_dw_scratch floats). n: N, C, H, W, OC, OH, OW,
+    KH, KW, sh, sw, ph, pw, dh, dw, workers (runs on at most that many threads)."""
+    cdef _DwJob job
+    memset(&job.a, 0, sizeof(job.a))
+    job.a.x = <const float *>ins.p[0]
+    job.a.g = <const float *>ins.p[1]
+    job.a.mask = <const float *>ins.p[2]
+    job.a.partial_w = <float *>ins.p[3]
+    job.a.partial_b = <float *>ins.p[4]
+    job.scratch = <float *>ins.p[5]
+    job.a.N, job.a.C, job.a.H, job.a.W = ins.n[0], ins.n[1], ins.n[2], ins.n[3]
+    job.a.OC, job.a.OH, job.a.OW, job.a.KH = ins.n[4], ins.n[5], ins.n[6], ins.n[7]
+    job.a.KW, job.a.sh, job.a.sw, job.a.ph = ins.n[8], ins.n[9], ins.n[10], ins.n[11]
+    job.a.pw, job.a.dh, job.a.dw = ins.n[12], ins.n[13], ins.n[14]
+    conv_dw_rows_plan(&job.a, job.a.mask != NULL)
+    cdef int nt = _threads(job.a.N * job.a.OC * job.a.OH * job.a.OW * job.a.C * job.a.KH
+                           * job.a.KW, CONV_MIN_PARALLEL, min(n_threads, <int>ins.n[15]))
+    parallel_for(_conv_dw_direct_task, &job, conv_dw_rows_items(&job.a, nt), nt)
 
 
-cdef void _conv_dw_direct_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                                    int worker) noexcept nogil:
+cdef struct _DwJob:
+    conv_dw_rows_job a
+    float *scratch
+
+
+cdef void _conv_dw_direct_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    cdef _DwJob *job = <_DwJob *>args
     cdef Py_ssize_t item
     for item in range(begin, end):
-        _conv_dw_direct_item(<const Instr *>args, item)
-
-
-cdef inline void _conv_dw_direct_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
-    cdef Py_ssize_t N = ins.n[0], C = ins.n[1], OC = ins.n[2], OH = ins.n[3], OW = ins.n[4]
-    cdef Py_ssize_t KH = ins.n[5], KW = ins.n[6], Wp = ins.n[9], Hp = ins.n[10]
-    cdef Py_ssize_t sh = ins.n[11], sw = ins.n[12], ocb = ins.n[13], chunk_size = ins.n[14]
-    cdef Py_ssize_t T = KH * KW, nblk = (OC + ocb - 1) // ocb, ocp = nblk * ocb
-    cdef Py_ssize_t plane = sh * sw * Hp * Wp, g_plane = OH * ((OW + 15) // 16) * 16
-    cdef Py_ssize_t chunk = item // (nblk * C), blk = (item // C) % nblk, c = item % C
-    cdef Py_ssize_t n0 = chunk * chunk_size
-    conv_dw_f32_chunk(<const float *>ins.p[0] + n0 * C * plane + c * plane, C * plane, Wp,
-                      Hp * Wp, sh, sw,
-                      <const float *>ins.p[1] + (n0 * ocp + blk * ocb) * g_plane, ocp * g_plane,
-                      g_plane, min(chunk_size, N - n0), OH, OW, KH, KW, ins.n[7], ins.n[8], ocb,
-                      min(ocb, OC - blk * ocb),
-                      <float *>ins.p[2] + (chunk * OC + blk * ocb) * C * T + c * T, C * T,
-                      <float *>ins.p[3] + chunk * OC + blk * ocb if c == 0 else NULL)
+        conv_dw_rows_item(&job.a, item, job.scratch + worker * job.a.scratch_floats)
 
 
 cdef void _conv_transpose_grad(const Instr *ins, int n_threads) noexcept nogil:

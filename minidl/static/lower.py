@@ -443,25 +443,13 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         pix_in = (p // OW) * sh * Wp + (p % OW) * sw
         program.add("conv_dw_packed", (xpad, gt, pix_in, partial_w, partial_b),
                     (N, C, OC, KH, KW, dh, dw, Wp, plane, P, ocp, chunk, work))
-    else:  # conv._direct_backward_weight, the input in stride phases
-        d = conv_kernels.direct_dw_layout(C, OC, OH, OW, KH, KW, sh, sw, dh, dw,
-                                          get_num_threads())
-        Hp, Wp, nv, ocb, ocp = d["Hp"], d["Wp"], d["nv"], d["ocb"], d["ocp"]
-        plane, g_plane, group = d["plane"], d["g_plane"], d["group"]
-        images = min(N, group * chunk)
-        xpad = np.zeros(images * C * plane, np.float32)
-        gpad = np.zeros(images * ocp * g_plane, np.float32)
-        x_all = lw.buffer(x)
-        for c0 in range(0, nchunks, group):
-            i0, i1 = c0 * chunk, min(N, (c0 + group) * chunk)
-            program.add("pad_planes", (x_all[i0:i1], None, xpad),
-                        (i1 - i0, C, H, W, C, Hp, Wp, ph, pw, 0, sh, sw))
-            program.add("pad_planes", (g[i0:i1], None if mask is None else mask[i0:i1], gpad),
-                        (i1 - i0, OC, OH, OW, ocp, OH, nv * 16, 0, 0, 0, 1, 1))
-            program.add("conv_dw_direct", (xpad, gpad, partial_w[c0 * OC * C * T:],
-                                           partial_b[c0 * OC:]),
-                        (i1 - i0, C, OC, OH, OW, KH, KW, dh, dw, Wp, Hp, sh, sw, ocb, chunk,
-                         work))
+    else:  # conv._direct_backward_weight: scratch for this many workers (a run with more
+        # threads uses this many; the bits are the same)
+        workers = max(1, get_num_threads())
+        scratch = np.zeros(workers * conv_kernels.direct_dw_scratch(
+            C, OC, OH, OW, KH, KW, sh, sw, dh, dw, mask is not None), np.float32)
+        program.add("conv_dw_direct", (lw.operand(x), g, mask, partial_w, partial_b, scratch),
+                    (N, C, H, W, OC, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, workers))
     program.add("sum_chunks", (partial_w, gw), (nchunks, OC * C * T))
     lw.add_into(gw, gw_total)
     if gb is not None:

@@ -140,7 +140,11 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     if x_shape[0] * -(-x_shape[2] // tile) * -(-x_shape[3] // tile) < 4 * max(c, oc):
         return "auto"  # too few tiles to pay for the weight transforms (small batches)
     if tile == 4:
-        return "winograd"
+        # The weight gradient of 16 input channels goes to the row-vector kernel since it pads
+        # each chunk in its own work item (2026-12-02, one thread's CPU time, batch 128, ms,
+        # F(4x4) / rows): 16->16 @32 9.6 / 8.0, @16 2.8 / 2.4, @64 40.2 / 33.9; 16->32 @32
+        # 19.0 / 17.3; but 32->16 @32 11.4 / 14.8, 32->32 @16 4.2 / 8.7.
+        return "winograd" if pass_ != "weight" or c >= 32 else "auto"
     tiles = ((x_shape[2] + 1) // 2) * ((x_shape[3] + 1) // 2)  # per image (padding aside)
     wins = {
         "forward": c * oc >= 2048,

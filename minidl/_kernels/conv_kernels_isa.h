@@ -240,18 +240,27 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
         }
     }
     if (db != NULL) {
-        for (ptrdiff_t o = 0; o < oc_valid; o++) {
-            MDL_VF acc[MDL_NH] = {0};
-            for (ptrdiff_t i = 0; i < nimg; i++) {
-                for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
-                    MDL_VF v[MDL_NH];
-                    MDL_BLOCK_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
-                    for (int h = 0; h < MDL_NH; h++)
-                        acc[h] += v[h];
+        /* The ocb (<= 4) channels side by side: four independent chains of adds instead of one
+         * latency-bound chain per channel (6% of the 3->16 stem's weight gradient); each
+         * channel's sum keeps its order (images, then rows). */
+        MDL_VF acc[4][MDL_NH];
+        for (int o = 0; o < 4; o++)
+            for (int h = 0; h < MDL_NH; h++)
+                acc[o][h] = (MDL_VF){0};
+        for (ptrdiff_t i = 0; i < nimg; i++) {
+            for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
+                _Pragma("GCC unroll 4") for (ptrdiff_t o = 0; o < 4; o++) {
+                    if (o < oc_valid) {
+                        MDL_VF v[MDL_NH];
+                        MDL_BLOCK_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);
+                        for (int h = 0; h < MDL_NH; h++)
+                            acc[o][h] += v[h];
+                    }
                 }
             }
-            MDL_HSUM(db[o], acc);
         }
+        for (ptrdiff_t o = 0; o < oc_valid; o++)
+            MDL_HSUM(db[o], acc[o]);
     }
 }
 

@@ -657,7 +657,13 @@ cdef _PackedLayout _packed_layout(Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, P
     t.Hp = (OH - 1) * sh + (KH - 1) * dh + 1
     t.Wp = (OW - 1) * sw + (KW - 1) * dw + 1
     t.nb = 1 if OC <= 16 else 2
-    t.pix = 4 * (8 if t.nb == 1 else 6)  # 4 register tiles
+    if t.nb == 1 and sw == 1 and dw == 1 and (KW == 3 or KW == 5):
+        # The row-shared tiles (conv_packed_f32_pixels) cut each work item's pixels at row
+        # ends: whole rows per item (~32 pixels), or LeNet's conv2 (10x10) ran a quarter of
+        # its tiles 2-8 pixels wide, each weight load feeding fewer multiply-adds.
+        t.pix = OW * max(1, 32 // OW)
+    else:
+        t.pix = 4 * (8 if t.nb == 1 else 6)  # 4 register tiles
     return t
 
 

@@ -384,7 +384,26 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_
                 const float *restrict m = mask ? mask + off : NULL;
                 float *restrict o = plane + a * Wp + b0;
                 const ptrdiff_t n = b1 - b0;
-                if (sw == 1 && m == NULL) {
+                if (sw == 1 && n >= MDL_VL) {
+                    /* Whole registers, the last one overlapping its predecessor, instead of a
+                     * libc memcpy call per short row: the copies of the 1->32 layer's weight
+                     * gradient at 26x26 (26-float gradient rows padded to 32) fell from 29% of
+                     * its samples to 23% (perf, one thread). */
+                    for (ptrdiff_t j = 0;; j += MDL_VL) {
+                        if (j > n - MDL_VL)
+                            j = n - MDL_VL;
+                        MDL_VF x_;
+                        memcpy(&x_, v + j, sizeof x_);
+                        if (m != NULL) {
+                            MDL_VF m_;
+                            memcpy(&m_, m + j, sizeof m_);
+                            x_ = (MDL_VF)((MDL_VI)x_ & ~(MDL_VI)(m_ <= (MDL_VF){0}));
+                        }
+                        memcpy(o + j, &x_, sizeof x_);
+                        if (j == n - MDL_VL)
+                            break;
+                    }
+                } else if (sw == 1 && m == NULL) {
                     memcpy(o, v, sizeof(float) * n);
                 } else if (sw == 1) {
                     /* A select, not a branch: vectorizes to compare + blend. */

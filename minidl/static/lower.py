@@ -516,9 +516,12 @@ def _packed_conv(lw: Lowered, x, x_shape: tuple, weight, w_shape: tuple, bias, o
     layout = conv_kernels.packed_layout(OC, OH, OW, KH, KW, sh, sw, dh, dw)
     Hp, Wp, nb, pix = layout["Hp"], layout["Wp"], layout["nb"], layout["pix"]
     plane, ocb = Hp * Wp, 16 * nb
-    xpad = np.zeros(N * C * plane, np.float32)
-    lw.program.add("pad_planes", (x, None, xpad),
-                   (N, C, *x_shape[2:], C, Hp, Wp, *padding, 0, 1, 1))
+    if conv_kernels.packed_reads_input(*x_shape[2:], Hp, Wp, *padding):
+        xpad = x
+    else:
+        xpad = np.zeros(N * C * plane, np.float32)
+        lw.program.add("pad_planes", (x, None, xpad),
+                       (N, C, *x_shape[2:], C, Hp, Wp, *padding, 0, 1, 1))
     packed = _pack_buffer(lw, weight, w_shape, ocb, False)
     steps = conv_kernels._tap_offsets(C, KH, KW, Hp, Wp, 1, 1, dh, dw)
     lw.program.add("conv_pixels", (xpad, steps, packed, bias, out),

@@ -39,15 +39,22 @@
  * for the baseline target before inlining it into a function with a wider target, which turned
  * each broadcast into four 128-bit pieces and a trip through the stack. */
 
-/* dst[0 .. count) = (v + bias), then max(., 0) when relu (NaN stays NaN, as torch.relu), for a
- * register v of MDL_VL lanes and 0 < count <= MDL_VL. */
+/* v = v + b (a register), then max(., 0) when relu (NaN stays NaN, as torch.relu). */
+#define MDL_BIAS_RELU(v, b, relu)                                                                \
+    do {                                                                                         \
+        (v) = (v) + (b);                                                                         \
+        if (relu) {                                                                              \
+            MDL_VI keep_ = ~((v) < (MDL_VF){0});                                                 \
+            (v) = (MDL_VF)((MDL_VI)(v) & keep_);                                                 \
+        }                                                                                        \
+    } while (0)
+
+/* dst[0 .. count) = (v + bias), then max(., 0) when relu, for a register v of MDL_VL lanes and
+ * 0 < count <= MDL_VL. */
 #define MDL_STORE_EPILOGUE(dst, v, bias, relu, count)                                            \
     do {                                                                                         \
-        MDL_VF v_ = (v) + MDL_VSPLAT(bias);                                                      \
-        if (relu) {                                                                              \
-            MDL_VI keep_ = ~(v_ < (MDL_VF){0});                                                  \
-            v_ = (MDL_VF)((MDL_VI)v_ & keep_);                                                   \
-        }                                                                                        \
+        MDL_VF v_ = (v);                                                                         \
+        MDL_BIAS_RELU(v_, MDL_VSPLAT(bias), relu);                                               \
         if ((count) == MDL_VL)                                                                   \
             memcpy((dst), &v_, sizeof v_);                                                       \
         else                                                                                     \

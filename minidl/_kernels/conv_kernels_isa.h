@@ -449,6 +449,18 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
 }
 
 
+/* bl[b][l] = bias[b * 16 + l] for the oc_valid valid channels of NB 16-channel vectors, 0
+ * elsewhere (and 0 everywhere without a bias: the packed tiles add it, bias + relu in
+ * registers, before they store lane by lane, as a scalar + 0.0f would). */
+#define MDL_PACKED_BIAS_LANES(bl, NB, bias, oc_valid)                                              \
+    do {                                                                                           \
+        for (ptrdiff_t b_ = 0; b_ < (NB); b_++)                                                    \
+            for (ptrdiff_t l_ = 0; l_ < MDL_LANES; l_++)                                           \
+                (bl)[b_][l_] = (bias) != NULL && b_ * MDL_LANES + l_ < (oc_valid)                  \
+                                   ? (bias)[b_ * MDL_LANES + l_]                                   \
+                                   : 0.0f;                                                         \
+    } while (0)
+
 /* Channel-packed direct convolution, for 16+ output channels on small images (LeNet's conv2:
  * 10x10 outputs would fill 10 of 16 lanes of a row vector): NB vectors of 16 output channels x
  * PB output pixels of accumulators; each step loads NB weight vectors and broadcasts PB input
@@ -462,6 +474,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
         ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)                             \
     {                                                                                              \
         float lanes[NB][PB][MDL_LANES] __attribute__((aligned(64)));                               \
+        float bl[NB][MDL_LANES] __attribute__((aligned(64)));                                      \
+        MDL_PACKED_BIAS_LANES(bl, NB, bias, oc_valid);                                             \
         const float *xb[PB];                                                                       \
         for (ptrdiff_t p = 0; p < PB; p++)                                                         \
             xb[p] = x + pix_in[p];                                                                 \
@@ -482,20 +496,19 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
                         acc[b][p] += wv[b] * xs;                                                   \
                 }                                                                                  \
             }                                                                                      \
-            for (ptrdiff_t b = 0; b < NB; b++)                                                     \
-                _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++)                        \
+            for (ptrdiff_t b = 0; b < NB; b++) {                                                   \
+                MDL_VF bv;                                                                         \
+                memcpy(&bv, &bl[b][h * MDL_VL], sizeof bv);                                        \
+                _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++) {                      \
+                    MDL_BIAS_RELU(acc[b][p], bv, relu);                                            \
                     memcpy(&lanes[b][p][h * MDL_VL], &acc[b][p], sizeof acc[b][p]);                \
-        }                                                                                          \
-        for (ptrdiff_t b = 0; b < NB; b++) {                                                       \
-            for (ptrdiff_t p = 0; p < npix; p++) {                                                 \
-                for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++) {        \
-                    float v = lanes[b][p][l] + (bias ? bias[b * MDL_LANES + l] : 0.0f);            \
-                    if (relu && v < 0)                                                             \
-                        v = 0.0f;                                                                  \
-                    out[(b * MDL_LANES + l) * out_plane + pix_out[p]] = v;                         \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
+        for (ptrdiff_t b = 0; b < NB; b++)                                                         \
+            for (ptrdiff_t l = 0; l < MDL_LANES && b * MDL_LANES + l < oc_valid; l++)              \
+                for (ptrdiff_t p = 0; p < npix; p++)                                               \
+                    out[(b * MDL_LANES + l) * out_plane + pix_out[p]] = lanes[b][p][l];            \
     }
 
 MDL_DEFINE_PACKED_TILE(1, 8)
@@ -515,6 +528,8 @@ MDL_DEFINE_PACKED_TILE(2, 6)
         const float *bias, ptrdiff_t oc_valid, int relu, float *out, ptrdiff_t out_plane)          \
     {                                                                                              \
         float lanes[PB][MDL_LANES] __attribute__((aligned(64)));                                   \
+        float bl[1][MDL_LANES] __attribute__((aligned(64)));                                       \
+        MDL_PACKED_BIAS_LANES(bl, 1, bias, oc_valid);                                              \
         for (int h = 0; h < MDL_NH; h++) {                                                         \
             MDL_VF acc[PB];                                                                        \
             for (ptrdiff_t p = 0; p < PB; p++)                                                     \
@@ -531,17 +546,16 @@ MDL_DEFINE_PACKED_TILE(2, 6)
                             acc[j - kw] += wv[kw] * xs;                                            \
                 }                                                                                  \
             }                                                                                      \
-            _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++)                            \
+            MDL_VF bv;                                                                             \
+            memcpy(&bv, &bl[0][h * MDL_VL], sizeof bv);                                            \
+            _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++) {                          \
+                MDL_BIAS_RELU(acc[p], bv, relu);                                                   \
                 memcpy(&lanes[p][h * MDL_VL], &acc[p], sizeof acc[p]);                             \
-        }                                                                                          \
-        for (ptrdiff_t p = 0; p < PB; p++) {                                                       \
-            for (ptrdiff_t l = 0; l < MDL_LANES && l < oc_valid; l++) {                            \
-                float v = lanes[p][l] + (bias ? bias[l] : 0.0f);                                   \
-                if (relu && v < 0)                                                                 \
-                    v = 0.0f;                                                                      \
-                out[l * out_plane + p] = v;                                                        \
             }                                                                                      \
         }                                                                                          \
+        for (ptrdiff_t l = 0; l < MDL_LANES && l < oc_valid; l++)                                  \
+            _Pragma("GCC unroll 16") for (ptrdiff_t p = 0; p < PB; p++)                            \
+                out[l * out_plane + p] = lanes[p][l];                                              \
     }
 
 /* Up to 12 pixels per row tile: 12 accumulators, KW weights and a broadcast within AVX-512's
@@ -752,3 +766,4 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
 }
 
 #undef MDL_KEEP_IN_REGISTER
+#undef MDL_PACKED_BIAS_LANES

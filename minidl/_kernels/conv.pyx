@@ -556,16 +556,26 @@ cdef struct _Direct:
 
 cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
     cdef _Direct *a = <_Direct *>args
-    cdef Py_ssize_t item, n, blk, r0
+    cdef Py_ssize_t item, r0
+    # (image, channel block, row block) of item, stepped, not three divisions per item: the
+    # MNIST example's 1->32 forward runs 1792 items of 9-step tiles (this loop's own samples
+    # 3.4% -> 2.2%).
+    cdef Py_ssize_t n = begin // (a.nblk * a.nrb), blk = begin // a.nrb % a.nblk
+    cdef Py_ssize_t rb = begin % a.nrb
     for item in range(begin, end):
-        n = item // (a.nblk * a.nrb)
-        blk = (item // a.nrb) % a.nblk
-        r0 = (item % a.nrb) * a.rows
+        r0 = rb * a.rows
         conv_direct_f32_rows(a.x + n * a.image, a.Wp, a.step_off, a.nsteps, a.block_steps,
                              a.w + blk * a.nsteps * a.ocb, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
                              a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
                              a.out + (n * a.OC + blk * a.ocb) * a.OH * a.OW, a.OH, a.OW, r0,
                              min(a.OH, r0 + a.rows))
+        rb += 1
+        if rb == a.nrb:
+            rb = 0
+            blk += 1
+            if blk == a.nblk:
+                blk = 0
+                n += 1
 
 
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,

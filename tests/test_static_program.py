@@ -291,6 +291,29 @@ def test_training_program_bits_do_not_depend_on_the_thread_count():
             assert_same_bits(a, b)
 
 
+def test_a_program_lowered_at_one_thread_runs_at_more_with_the_same_bits():
+    """Per-worker scratch (the row-vector weight gradient's) is sized when the program is
+    lowered; a run at more threads than that stays within it."""
+    before = minidl.get_num_threads()
+    grads = []
+    try:
+        minidl.set_num_threads(1)
+        minidl.manual_seed(7)
+        model = LeNet5()
+        x, y = images(64), labels(64)
+        step = minidl.compile(model, F.cross_entropy, example_inputs=(x, y), executor="program")
+        step.graph.run = replay_forbidden
+        for n in (1, 3):
+            minidl.set_num_threads(n)
+            model.zero_grad()
+            step(x, y)
+            grads.append([p.grad.data.copy() for p in model.parameters()])
+    finally:
+        minidl.set_num_threads(before)
+    for a, b in zip(*grads):
+        assert_same_bits(a, b)
+
+
 def test_a_strided_input_array_is_copied_into_the_program_like_a_contiguous_one():
     minidl.manual_seed(10)
     model = LeNet5()

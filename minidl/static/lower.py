@@ -30,7 +30,7 @@ from minidl.graph import Context, accumulate
 from minidl.static.memory import plan_memory
 from minidl.static.trace import Node, Value
 from minidl.tensor import Tensor
-from minidl.threads import get_num_threads
+from minidl.threads import default_num_threads, get_num_threads
 
 _F32 = np.dtype(np.float32)
 
@@ -443,9 +443,10 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         pix_in = (p // OW) * sh * Wp + (p % OW) * sw
         program.add("conv_dw_packed", (xpad, gt, pix_in, partial_w, partial_b),
                     (N, C, OC, KH, KW, dh, dw, Wp, plane, P, ocp, chunk, work))
-    else:  # conv._direct_backward_weight: scratch for this many workers (a run with more
-        # threads uses this many; the bits are the same)
-        workers = max(1, get_num_threads())
+    else:  # conv._direct_backward_weight: scratch for this many workers, at least the default
+        # thread count (a program lowered at 1 thread may run at more); a run with more
+        # threads than this uses this many, with the same bits
+        workers = max(1, get_num_threads(), default_num_threads())
         scratch = np.zeros(workers * conv_kernels.direct_dw_scratch(
             C, OC, OH, OW, KH, KW, sh, sw, dh, dw, mask is not None), np.float32)
         program.add("conv_dw_direct", (lw.operand(x), g, mask, partial_w, partial_b, scratch),

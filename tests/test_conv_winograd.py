@@ -391,6 +391,22 @@ def test_auto_rule_is_deterministic_by_shape(algorithm):
     assert conv_backend.choose("forward", *resnet) == "direct"
 
 
+def test_auto_rule_follows_the_instance_the_kernels_run():
+    # MINIDL_FORCE_ISA=baseline runs the baseline kernels on a wide CPU: the rule must then
+    # choose as on a baseline CPU (direct kernels), not by the CPU's own instruction set.
+    script = (
+        "from minidl._kernels import _runtime\n"
+        "from minidl.backends import conv\n"
+        "import numpy as np\n"
+        "args = ((128, 64, 8, 8), (64, 64, 3, 3), np.float32, (1, 1), (1, 1), 1)\n"
+        "print(_runtime.kernel_isa_level(), conv.choose('forward', *args))\n"
+    )
+    env = dict(os.environ, MINIDL_FORCE_ISA="baseline")
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["0", "auto"]
+
+
 def test_auto_rule_follows_the_measured_table(algorithm):
     algorithm("auto")
     f32 = np.float32

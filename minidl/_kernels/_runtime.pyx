@@ -6,6 +6,9 @@ cdef extern from "platform.h" nogil:
     const char *minidl_isa_path()
     int minidl_tune_malloc()
 
+cdef extern from "mdl_isa.h" nogil:
+    int mdl_isa_level()
+
 
 def compiler() -> str:
     return MINIDL_COMPILER.decode()
@@ -13,6 +16,13 @@ def compiler() -> str:
 
 def isa_path() -> str:
     return minidl_isa_path().decode()
+
+
+def kernel_isa_level() -> int:
+    """The instance the conv, pool and Winograd kernels (mdl_isa.h) run: 2 AVX-512, 1 AVX2+FMA,
+    0 baseline. The CPU's path (isa_path) capped by MINIDL_FORCE_ISA, which tests use to run the
+    narrower instances on a wide CPU; the GEMM's compiler-made clones do not read it."""
+    return mdl_isa_level()
 
 
 def tune_malloc() -> bool:

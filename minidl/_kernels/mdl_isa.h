@@ -81,6 +81,9 @@ static inline int mdl_isa_level(void)
 
 #else
 
+/* One instance only: the baseline's (compiled for whatever the build's flags allow). */
+static inline int mdl_isa_level(void) { return 0; }
+
 #define MDL_DISPATCH(name, args) name##_base args
 
 #endif

@@ -41,8 +41,9 @@ algorithm = "auto"
 # forces F(2x2, 3x3) or F(4x4, 3x3) for every pass Winograd runs (tests, benchmarks).
 winograd_tile: int | None = None
 
-# The instruction-set family the kernels dispatch to (decided once per process, like them).
-_WIDE_ISA = _runtime.isa_path().startswith(("x86-64-v4", "x86-64-v3"))
+# Whether the conv kernels run an AVX2 or AVX-512 instance (decided once per process, like
+# them; MINIDL_FORCE_ISA=baseline makes it False, as on a baseline CPU).
+_WIDE_ISA = _runtime.kernel_isa_level() >= 1
 
 
 def _current() -> str:

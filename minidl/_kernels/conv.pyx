@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset
 from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.conv_kernels cimport (
     CONV_DW_CHUNK, conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
-    conv_dw_rows_item, conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan,
+    conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32, conv_transpose_grad_f32,
     conv_unphase_f32,
 )
@@ -786,7 +786,7 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef float[:, :, ::1] pw_view = partial_w
     cdef float[:, ::1] pb_view = partial_b
     cdef const float[:, :, :, ::1] mask
-    cdef _DirectDw job
+    cdef conv_dw_rows_run job
     memset(&job.a, 0, sizeof(job.a))
     job.a.x = &x[0, 0, 0, 0]
     job.a.g = &grad_out[0, 0, 0, 0]
@@ -806,23 +806,9 @@ def _direct_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::
     cdef float[:, ::1] sv = scratch
     job.scratch = &sv[0, 0]
     with nogil:
-        parallel_for(_direct_dw_task, &job, items, nt)
+        parallel_for(conv_dw_rows_task, &job, items, nt)
     _sum_chunks(partial_w, grad_w)
     _sum_chunks(partial_b, grad_b)
-
-
-cdef struct _DirectDw:
-    # _direct_backward_weight's job and its workers' scratch (a.scratch_floats floats each).
-    conv_dw_rows_job a
-    float *scratch
-
-
-cdef void _direct_dw_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                          int worker) noexcept nogil:
-    cdef _DirectDw *job = <_DirectDw *>args
-    cdef Py_ssize_t item
-    for item in range(begin, end):
-        conv_dw_rows_item(&job.a, item, job.scratch + worker * job.a.scratch_floats)
 
 
 def _packed_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,

@@ -267,6 +267,20 @@ static inline void conv_dw_rows_item(const conv_dw_rows_job *a, ptrdiff_t item, 
     }
 }
 
+/* A parallel loop over the job's items (the thread pool's task signature): args is a
+ * conv_dw_rows_run, whose scratch holds a->scratch_floats floats per worker. */
+typedef struct {
+    conv_dw_rows_job a;
+    float *scratch;
+} conv_dw_rows_run;
+
+static inline void conv_dw_rows_task(void *args, ptrdiff_t begin, ptrdiff_t end, int worker)
+{
+    const conv_dw_rows_run *run = (const conv_dw_rows_run *)args;
+    for (ptrdiff_t item = begin; item < end; item++)
+        conv_dw_rows_item(&run->a, item, run->scratch + worker * run->a.scratch_floats);
+}
+
 /* One phase of a strided input gradient put back in place; see the template. */
 static inline void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,

@@ -43,3 +43,7 @@ cdef extern from "conv_kernels.h" nogil:
     void conv_dw_rows_plan(conv_dw_rows_job *a, int masked)
     Py_ssize_t conv_dw_rows_items(conv_dw_rows_job *a, int n_threads)
     void conv_dw_rows_item(const conv_dw_rows_job *a, Py_ssize_t item, float *scratch)
+    ctypedef struct conv_dw_rows_run:
+        conv_dw_rows_job a
+        float *scratch
+    void conv_dw_rows_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept

@@ -28,7 +28,7 @@ from libc.string cimport memcpy, memset
 
 from minidl._kernels.conv_kernels cimport (
     conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
-    conv_dw_rows_item, conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan,
+    conv_dw_rows_items, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
 )
 from minidl._kernels.gemm cimport gemm
@@ -478,7 +478,7 @@ cdef void _conv_dw_direct(const Instr *ins, int n_threads) noexcept nogil:
     each chunk padded by the worker that reduces it. p: x, grad, mask or NULL, partial_w,
     partial_b, scratch (`workers` x conv.direct_dw_scratch floats). n: N, C, H, W, OC, OH, OW,
     KH, KW, sh, sw, ph, pw, dh, dw, workers (runs on at most that many threads)."""
-    cdef _DwJob job
+    cdef conv_dw_rows_run job
     memset(&job.a, 0, sizeof(job.a))
     job.a.x = <const float *>ins.p[0]
     job.a.g = <const float *>ins.p[1]
@@ -493,20 +493,7 @@ cdef void _conv_dw_direct(const Instr *ins, int n_threads) noexcept nogil:
     conv_dw_rows_plan(&job.a, job.a.mask != NULL)
     cdef int nt = _threads(job.a.N * job.a.OC * job.a.OH * job.a.OW * job.a.C * job.a.KH
                            * job.a.KW, CONV_MIN_PARALLEL, min(n_threads, <int>ins.n[15]))
-    parallel_for(_conv_dw_direct_task, &job, conv_dw_rows_items(&job.a, nt), nt)
-
-
-cdef struct _DwJob:
-    conv_dw_rows_job a
-    float *scratch
-
-
-cdef void _conv_dw_direct_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                               int worker) noexcept nogil:
-    cdef _DwJob *job = <_DwJob *>args
-    cdef Py_ssize_t item
-    for item in range(begin, end):
-        conv_dw_rows_item(&job.a, item, job.scratch + worker * job.a.scratch_floats)
+    parallel_for(conv_dw_rows_task, &job, conv_dw_rows_items(&job.a, nt), nt)
 
 
 cdef void _conv_transpose_grad(const Instr *ins, int n_threads) noexcept nogil:

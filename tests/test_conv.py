@@ -607,8 +607,8 @@ def test_pad_planes_splits_stride_phases_like_numpy(stride, top, left, width):
     for hp, wp in [(9 // sh + 2, width // sw + 3), (4, 16 // sw + 2), (9, width)]:
         got = kernels._pad_planes("test_pad", x, None, hp, wp, top, left, 4, 5, 1, sh, sw)
         big = np.zeros((2, 4, 9 + 3 + hp * sh, width + 5 + wp * sw), np.float32)
-        t, l = max(top, 0), max(left, 0)
-        big[:, :3, t : t + 9 + min(top, 0), l : l + width + min(left, 0)] = x[
+        r0, c0 = max(top, 0), max(left, 0)
+        big[:, :3, r0 : r0 + 9 + min(top, 0), c0 : c0 + width + min(left, 0)] = x[
             :, :, -min(top, 0) :, -min(left, 0) :
         ]
         want = np.stack(

@@ -391,7 +391,7 @@ def test_auto_rule_is_deterministic_by_shape(algorithm):
     assert conv_backend.choose("forward", *resnet) == "direct"
 
 
-def test_auto_rule_follows_the_instance_the_kernels_run():
+def test_auto_rule_follows_the_instance_the_kernels_run(tmp_path):
     # MINIDL_FORCE_ISA=baseline runs the baseline kernels on a wide CPU: the rule must then
     # choose as on a baseline CPU (direct kernels), not by the CPU's own instruction set.
     script = (
@@ -401,8 +401,10 @@ def test_auto_rule_follows_the_instance_the_kernels_run():
         "args = ((128, 64, 8, 8), (64, 64, 3, 3), np.float32, (1, 1), (1, 1), 1)\n"
         "print(_runtime.kernel_isa_level(), conv.choose('forward', *args))\n"
     )
-    env = dict(os.environ, MINIDL_FORCE_ISA="baseline")
-    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+    # The minidl this run imports (the checkout or site-packages), not the unbuilt source tree.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    env = dict(os.environ, PYTHONPATH=root, MINIDL_FORCE_ISA="baseline")
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=tmp_path,
                          capture_output=True, text=True).stdout.split()
     assert out == ["0", "auto"]
 

@@ -12,6 +12,7 @@ from minidl import nn
 from minidl._kernels import batchnorm as _bn
 from minidl.autograd import gradcheck
 from minidl.nn import functional as F
+from minidl.ops.activation import relu_grad
 
 RNG = np.random.default_rng(12)
 
@@ -282,3 +283,86 @@ def test_compiled_graph_replays_batch_norm_with_planned_output():
     np.testing.assert_allclose(
         model[1].running_var.numpy(), eager[1].running_var.numpy(), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 2, 1), (4, 3, 33), (9, 2, 1000), (2, 1, 64)], ids=str)
+def test_fused_relu_backward_equals_relu_then_backward(shape, dtype):
+    # The kernel's relu_out mask must be ReLU.backward's exactly: 0 where the output is <= 0
+    # (a NaN gradient too, and -0.0 counts as <= 0), the gradient where the output is NaN.
+    x = RNG.standard_normal(shape).astype(dtype)
+    g = RNG.standard_normal(shape).astype(dtype)
+    y = np.maximum(RNG.standard_normal(shape), 0).astype(dtype)
+    flat_y, flat_g = y.reshape(-1), g.reshape(-1)
+    flat_y[:3] = [np.nan, -0.0, 0.0]
+    flat_g[1:3] = np.nan
+    c = shape[1]
+    mean, invstd, scale = RNG.standard_normal(c), RNG.uniform(0.5, 2, c), RNG.uniform(0.5, 2, c)
+    for batch_stats in (True, False):
+        want = [np.empty(c), np.empty(c), np.empty_like(x)]
+        masked = relu_grad(y, g)
+        _bn.batch_norm_backward(x, masked, mean, invstd, scale, want[2], want[0], want[1],
+                                batch_stats, 2)
+        got = [np.empty(c), np.empty(c), np.empty_like(x)]
+        _bn.batch_norm_backward(x, g, mean, invstd, scale, got[2], got[0], got[1], batch_stats,
+                                2, y)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        assert np.isfinite(got[2]).all()  # the NaN gradients were masked
+
+
+def test_fused_relu_backward_rejects_a_mismatched_output():
+    x = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="relu_out must be a C-contiguous float32 array"):
+        _bn.batch_norm_backward(x, x, np.zeros(3), np.ones(3), np.ones(3), None, np.empty(3),
+                                np.empty(3), True, 1, x.astype(np.float64))
+
+
+ISA_SCRIPT = """
+import numpy as np
+from minidl._kernels import batchnorm as bn
+rng = np.random.default_rng(5)
+res = {}
+for k, shape in enumerate([(3, 2, 1), (5, 3, 31), (4, 2, 32), (6, 2, 97), (9, 4, 1024)]):
+    for dt in (np.float32, np.float64):
+        x = (rng.standard_normal(shape) * 3 + 1).astype(dt)
+        g = rng.standard_normal(shape).astype(dt)
+        c = shape[1]
+        mean, var = np.empty(c), np.empty(c)
+        bn.batch_norm_stats(x, mean, var, 2)
+        sc, sh = rng.uniform(0.5, 2, c), rng.standard_normal(c)
+        y = np.empty_like(x)
+        bn.batch_norm_apply(x, sc, sh, y, 2, True)
+        sg, sgx, gx = np.empty(c), np.empty(c), np.empty_like(x)
+        bn.batch_norm_backward(x, g, mean, 1 / np.sqrt(var + 1e-5), sc, gx, sg, sgx, True, 2, y)
+        for name, a in [("mean", mean), ("var", var), ("y", y), ("sg", sg), ("sgx", sgx),
+                        ("gx", gx)]:
+            res[f"{k}_{np.dtype(dt).name}_{name}"] = a
+np.savez(OUT, **res)
+"""
+
+
+@pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
+def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
+    """The AVX2 and baseline instances of the kernels (forced with MINIDL_FORCE_ISA) agree with
+    the default instance to rounding (FMA contraction differs between them)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    outputs = {}
+    for tag, force in [("default", None), ("forced", isa)]:
+        env = dict(os.environ, PYTHONPATH=root)
+        env.pop("MINIDL_FORCE_ISA", None)
+        if force:
+            env["MINIDL_FORCE_ISA"] = force
+        path = tmp_path / f"{tag}.npz"
+        subprocess.run([sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT], env=env,
+                       check=True, cwd=tmp_path)
+        outputs[tag] = dict(np.load(path))
+    assert outputs["default"].keys() == outputs["forced"].keys()
+    for key, a in outputs["default"].items():
+        tol = 1e-12 if "float64" in key else 1e-5
+        np.testing.assert_allclose(outputs["forced"][key], a, rtol=tol,
+                                   atol=tol * max(1, np.abs(a).max()), err_msg=key)

@@ -1,83 +1,65 @@
-/* Inner loops of the batch-normalization kernels: sums over one contiguous row of a channel.
- *
- * Each reduction keeps eight independent double accumulators, lane j summing elements
- * j, j + 8, j + 16, ... and the lanes are added in a fixed order at the end. The summation
- * order is thus a function of the row length only (never of threads or alignment), and the
- * independent lanes let gcc vectorize the loop without -ffast-math (no reassociation needed).
- * float32 rows are summed in double: a 2-million-element channel sum keeps ~1e-10 relative
- * error instead of float32's ~1e-4. */
+/* Inner loops of the batch-normalization kernels over one (channel, chunk) work item, compiled
+ * once per instruction set (batchnorm_kernels_isa.h, through mdl_isa.h) and called on the
+ * widest one this CPU has. */
 #ifndef MINIDL_BATCHNORM_KERNELS_H
 #define MINIDL_BATCHNORM_KERNELS_H
 
 #include <stddef.h>
 
-#define MDL_BN_LANES 8
+#include "mdl_isa.h"
 
+#define MDL_BN_LANES 32
+/* Elements per piece of a masked row (a multiple of MDL_BN_LANES; 1 KB of float32). */
+#define MDL_BN_PIECE 256
+
+/* The lanes' sum in a fixed pairwise order. */
 static inline double mdl_bn_fold(const double *acc)
 {
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    double t[MDL_BN_LANES];
+    for (int j = 0; j < MDL_BN_LANES; j++)
+        t[j] = acc[j];
+    for (int w = MDL_BN_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++)
+            t[j] = t[j] + t[j + w];
+    return t[0];
 }
 
-/* Sum of p[0 .. n). */
-#define MDL_BN_SUM(name, T)                                                                \
-    static inline double name(const T *restrict p, ptrdiff_t n)                            \
-    {                                                                                      \
-        double acc[MDL_BN_LANES] = {0, 0, 0, 0, 0, 0, 0, 0};                               \
-        ptrdiff_t i = 0;                                                                   \
-        for (; i + MDL_BN_LANES <= n; i += MDL_BN_LANES)                                   \
-            for (int j = 0; j < MDL_BN_LANES; j++)                                         \
-                acc[j] += (double)p[i + j];                                                \
-        for (int j = 0; i < n; i++, j++)                                                   \
-            acc[j] += (double)p[i];                                                        \
-        return mdl_bn_fold(acc);                                                           \
+#define MDL_ISA_BODY "batchnorm_kernels_isa.h"
+#include "mdl_isa_instances.h"
+
+#define MDL_BN_WRAPPERS(T, SFX)                                                                  \
+    static inline double mdl_bn_sum_##SFX(const T *p, ptrdiff_t rows, ptrdiff_t stride,          \
+                                          ptrdiff_t L)                                           \
+    {                                                                                            \
+        return MDL_DISPATCH(mdl_bn_sum_##SFX, (p, rows, stride, L));                             \
+    }                                                                                            \
+    static inline double mdl_bn_sqdev_##SFX(const T *p, ptrdiff_t rows, ptrdiff_t stride,        \
+                                            ptrdiff_t L, double m)                               \
+    {                                                                                            \
+        return MDL_DISPATCH(mdl_bn_sqdev_##SFX, (p, rows, stride, L, m));                        \
+    }                                                                                            \
+    static inline void mdl_bn_dots_##SFX(const T *g, const T *x, const T *relu_out,              \
+                                         ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t L,          \
+                                         double m, double *sum_g, double *sum_gx)                \
+    {                                                                                            \
+        MDL_DISPATCH(mdl_bn_dots_##SFX, (g, x, relu_out, rows, stride, L, m, sum_g, sum_gx));    \
+    }                                                                                            \
+    static inline void mdl_bn_apply_##SFX(const T *x, T *y, ptrdiff_t rows, ptrdiff_t stride,    \
+                                          ptrdiff_t L, T mul, T add, int relu)                   \
+    {                                                                                            \
+        MDL_DISPATCH(mdl_bn_apply_##SFX, (x, y, rows, stride, L, mul, add, relu));               \
+    }                                                                                            \
+    static inline void mdl_bn_input_grad_##SFX(const T *g, const T *x, const T *relu_out, T *gx, \
+                                               ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t L,    \
+                                               T m, T mg, T proj, T mul, int batch_stats)        \
+    {                                                                                            \
+        MDL_DISPATCH(mdl_bn_input_grad_##SFX,                                                    \
+                     (g, x, relu_out, gx, rows, stride, L, m, mg, proj, mul, batch_stats));      \
     }
 
-/* Sum of (p[i] - m)^2 over [0, n). */
-#define MDL_BN_SQDEV(name, T)                                                              \
-    static inline double name(const T *restrict p, ptrdiff_t n, double m)                  \
-    {                                                                                      \
-        double acc[MDL_BN_LANES] = {0, 0, 0, 0, 0, 0, 0, 0};                               \
-        ptrdiff_t i = 0;                                                                   \
-        for (; i + MDL_BN_LANES <= n; i += MDL_BN_LANES)                                   \
-            for (int j = 0; j < MDL_BN_LANES; j++) {                                       \
-                double d = (double)p[i + j] - m;                                           \
-                acc[j] += d * d;                                                           \
-            }                                                                              \
-        for (int j = 0; i < n; i++, j++) {                                                 \
-            double d = (double)p[i] - m;                                                   \
-            acc[j] += d * d;                                                               \
-        }                                                                                  \
-        return mdl_bn_fold(acc);                                                           \
-    }
+MDL_BN_WRAPPERS(float, f32)
+MDL_BN_WRAPPERS(double, f64)
 
-/* *sum_g += sum of g[i]; *sum_gx += sum of g[i] * (x[i] - m), over [0, n). */
-#define MDL_BN_DOTS(name, T)                                                               \
-    static inline void name(const T *restrict g, const T *restrict x, ptrdiff_t n,        \
-                            double m, double *sum_g, double *sum_gx)                       \
-    {                                                                                      \
-        double ag[MDL_BN_LANES] = {0, 0, 0, 0, 0, 0, 0, 0};                                \
-        double ax[MDL_BN_LANES] = {0, 0, 0, 0, 0, 0, 0, 0};                                \
-        ptrdiff_t i = 0;                                                                   \
-        for (; i + MDL_BN_LANES <= n; i += MDL_BN_LANES)                                   \
-            for (int j = 0; j < MDL_BN_LANES; j++) {                                       \
-                double gv = (double)g[i + j];                                              \
-                ag[j] += gv;                                                               \
-                ax[j] += gv * ((double)x[i + j] - m);                                      \
-            }                                                                              \
-        for (int j = 0; i < n; i++, j++) {                                                 \
-            double gv = (double)g[i];                                                      \
-            ag[j] += gv;                                                                   \
-            ax[j] += gv * ((double)x[i] - m);                                              \
-        }                                                                                  \
-        *sum_g += mdl_bn_fold(ag);                                                         \
-        *sum_gx += mdl_bn_fold(ax);                                                        \
-    }
-
-MDL_BN_SUM(mdl_bn_sum_f32, float)
-MDL_BN_SUM(mdl_bn_sum_f64, double)
-MDL_BN_SQDEV(mdl_bn_sqdev_f32, float)
-MDL_BN_SQDEV(mdl_bn_sqdev_f64, double)
-MDL_BN_DOTS(mdl_bn_dots_f32, float)
-MDL_BN_DOTS(mdl_bn_dots_f64, double)
+#undef MDL_BN_WRAPPERS
 
 #endif

@@ -353,16 +353,15 @@ class BatchNormOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         x3, mean, invstd, scale, y = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        if y is not None:  # the fused ReLU's backward, as ReLU.backward
-            g = relu_grad(y, g)
         channels = x3.shape[1]
         sum_g = np.empty(channels)
         sum_gxc = np.empty(channels)
         gx = np.empty(g.shape, dtype=x3.dtype) if need_x else None
+        # With the fused ReLU the kernel masks g by its output as ReLU.backward would.
         _bn.batch_norm_backward(
             x3, contiguous(g).reshape(x3.shape), mean, invstd, scale,
             None if gx is None else gx.reshape(x3.shape), sum_g, sum_gxc, ctx.batch_stats,
-            get_num_threads(),
+            get_num_threads(), None if y is None else y.reshape(x3.shape),
         )
         gw = (sum_gxc * invstd).astype(ctx.weight_dtype) if need_w else None
         gb = sum_g.astype(g.dtype) if need_b else None

@@ -9,7 +9,7 @@
  * a function of (rows, L) only, never of threads or alignment, and the independent lanes let
  * gcc vectorize the loops without -ffast-math (no reassociation needed): 32 lanes are 4 AVX-512
  * registers of doubles, enough chains to hide the adds' latency (8 lanes, one register, ran at
- * a third of the speed). float32 is summed in double: a 2-million-element channel sum keeps
+ * half the speed on one thread). float32 is summed in double: a 2-million-element channel sum keeps
  * ~1e-10 relative error instead of float32's ~1e-4.
  *
  * Where the instance has FMA (x86-64-v3 and v4), gcc contracts a * b + c into one rounding:

@@ -77,7 +77,7 @@ def test_f4x4_transforms_are_the_kernels_integer_matrices():
 
 @pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("flip", [False, True])
-@pytest.mark.parametrize("oc, c", [(1, 1), (5, 3), (16, 32)])
+@pytest.mark.parametrize("oc, c", [(1, 1), (5, 3), (3, 17), (16, 32)])
 def test_weight_transforms_match_float64_einsum(tile, flip, oc, c):
     """The kernels' G g G^T and its adjoint G^T dU G, in float64 rounded once: within one
     float32 rounding of an einsum in float64; an infinite tap spreads only where G reads it."""
@@ -96,15 +96,82 @@ def test_weight_transforms_match_float64_einsum(tile, flip, oc, c):
         reach = np.einsum("ij,abjk,lk->ilab", g != 0, np.isinf(ww), g != 0) > 0
     ref = ref.reshape(n * n, *ww.shape[:2])
     reach = reach.reshape(ref.shape)
-    got = winograd.transform_weight(w, flip=flip, tile=tile)
+    got = winograd.transform_weight(w, flip=flip, tile=tile, n_threads=1)
     assert got.shape == ref.shape and got.dtype == np.float32
     assert np.array_equal(np.isinf(got), reach) and not np.isnan(got).any()
     np.testing.assert_allclose(got[~reach], ref[~reach], rtol=2 ** -23, atol=1e-30)
     du = rng.standard_normal((n * n, oc, c)).astype(np.float32)
     ref_w = np.einsum("ij,ilab,lk->abjk", g, du.astype(np.float64).reshape(n, n, oc, c), g)
-    got_w = winograd.weight_from_transformed_grad(du)
+    got_w = winograd.weight_from_transformed_grad(du, n_threads=1)
     assert got_w.shape == (oc, c, 3, 3) and got_w.dtype == np.float32
     np.testing.assert_allclose(got_w, ref_w, rtol=2 ** -23, atol=1e-30)
+
+
+def ordered_sums(g, x, contract_g_rows):
+    """The kernels' order of operations for one side of a weight transform, in NumPy float64:
+    out[i][m] = 0.0 + the products of G's non-zero coefficients with x, added in index order.
+    x (r, m, ...) with r = 3 (G x: out[i] sums G[i][j] x[j] over row i's non-zero columns j) or,
+    with contract_g_rows, r = n (G^T x: out[j] sums G[i][j] x[i] over column j's non-zero
+    rows i)."""
+    gm = g.T if contract_g_rows else g
+    out = np.empty((gm.shape[0],) + x.shape[1:])
+    for i in range(gm.shape[0]):
+        out[i] = 0.0
+        for j in np.flatnonzero(gm[i]):
+            out[i] = out[i] + gm[i, j] * x[j]
+    return out
+
+
+def ordered_weight_transform(w64, g):
+    """U (n*n, A, B) = G g G^T of w64 (A, B, 3, 3) in the kernels' order, rounded once."""
+    t = ordered_sums(g, w64.transpose(2, 3, 0, 1), False)  # t[i][k] = (G g)[i][k]
+    u = ordered_sums(g, t.transpose(1, 0, 2, 3), False)  # u[m][i] = (t G^T)[i][m]
+    return u.transpose(1, 0, 2, 3).reshape(-1, *w64.shape[:2]).astype(np.float32)
+
+
+def ordered_weight_adjoint(du64, g):
+    """grad_w (OC, C, 3, 3) = G^T dU G of du64 (n*n, OC, C) in the kernels' order, rounded
+    once."""
+    n = g.shape[0]
+    t = ordered_sums(g, du64.reshape(n, n, *du64.shape[1:]), True)  # t[j][l] = (G^T dU)[j][l]
+    gw = ordered_sums(g, t.transpose(1, 0, 2, 3), True)  # gw[k][j] = (t G)[j][k]
+    return gw.transpose(2, 3, 1, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("oc, c", [(1, 1), (1, 3), (3, 17), (17, 3), (33, 31), (64, 17)])
+def test_weight_transforms_are_bitwise_the_ordered_float64_sums_for_any_thread_count(tile, oc, c):
+    """The kernels (blocks of pairs vectorized across pairs, run by any thread) give bit for bit
+    the float64 sums in the order they promise, for channel counts that leave partial blocks and
+    for sizes the pool splits; with +-0, subnormal, infinite and float32-overflowing entries."""
+    from minidl._kernels import winograd as kernels
+
+    rng = np.random.default_rng(tile * 1000 + oc * 37 + c)
+    g = winograd._G[tile]
+    n = tile + 2
+    w = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
+    du = rng.standard_normal((n * n, oc, c)).astype(np.float32)
+    for arr in (w, du):
+        flat = arr.reshape(-1)
+        special = np.array([0.0, -0.0, 1e-40, -3e38, 3e38, np.inf], np.float32)
+        flat[: min(flat.size, 6)] = special[: flat.size]
+        flat[rng.integers(0, flat.size, flat.size // 10)] = -0.0
+        if flat.size > 40:
+            flat[-1] = -np.inf
+    ref_w = ordered_weight_adjoint(du.astype(np.float64), g)
+    for flip in (False, True):
+        w64 = w.astype(np.float64)
+        if flip:
+            w64 = w64[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        ref_u = ordered_weight_transform(w64, g)
+        for nt in (1, 2, 3):
+            u = np.full(ref_u.shape, np.nan, np.float32)
+            kernels.transform_weight(w, g, flip, u, nt)
+            np.testing.assert_array_equal(u.view(np.uint32), ref_u.view(np.uint32))
+            if not flip:
+                gw = np.full(ref_w.shape, np.nan, np.float32)
+                kernels.weight_from_transformed(du, g, gw, nt)
+                np.testing.assert_array_equal(gw.view(np.uint32), ref_w.view(np.uint32))
 
 
 def test_weight_transform_kernels_check_their_shapes():
@@ -112,12 +179,12 @@ def test_weight_transform_kernels_check_their_shapes():
 
     w = np.zeros((4, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="winograd.transform_weight: .* do not match"):
-        kernels.transform_weight(w, winograd._G[2], False, np.empty((16, 2, 4), np.float32))
+        kernels.transform_weight(w, winograd._G[2], False, np.empty((16, 2, 4), np.float32), 1)
     with pytest.raises(ValueError, match="G must be"):
-        kernels.transform_weight(w, np.zeros((7, 3)), False, np.empty((49, 4, 2), np.float32))
+        kernels.transform_weight(w, np.zeros((7, 3)), False, np.empty((49, 4, 2), np.float32), 1)
     with pytest.raises(ValueError, match="weight_from_transformed: .* do not match"):
         kernels.weight_from_transformed(np.zeros((36, 4, 2), np.float32), winograd._G[2],
-                                        np.empty((4, 2, 3, 3), np.float32))
+                                        np.empty((4, 2, 3, 3), np.float32), 1)
 
 
 def test_toom_cook_rejects_repeated_points():
@@ -468,7 +535,7 @@ def test_winograd_kernel_rejects_a_bias_of_the_wrong_length():
     from minidl._kernels import winograd as kernels
 
     x, w = he_relu_inputs((1, 2, 6, 6), (4, 2, 3, 3))
-    u = winograd.transform_weight(w)
+    u = winograd.transform_weight(w, n_threads=1)
     out = np.empty((1, 4, 4, 4), np.float32)
     for size in (3, 5, 0):
         with pytest.raises(ValueError, match=f"winograd.forward: bias has {size} entries for 4"):

@@ -179,19 +179,28 @@ cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
         t = t + (tx1 - tx0)
 
 
-cdef struct _Coeffs:
-    # G (n x 3) in float64 with, per row, the columns of its non-zero entries: the transforms
-    # skip zero coefficients, so a +-Inf tap spreads only where G reads it (as the exact
-    # transform does) instead of 0 * Inf = NaN everywhere.
-    int n
-    double g[6][3]
-    int row_nz[6]
-    int row_col[6][3]
-    int col_nz[3]
-    int col_row[3][6]
+cdef extern from "winograd_weights.h" nogil:
+    enum: WINO_WPAIRS
+    ctypedef struct wino_coeffs:
+        int n
+        double g[6][3]
+        int row_nz[6]
+        int row_col[6][3]
+        int col_nz[3]
+        int col_row[3][6]
+    void wino_weight_block(const float *w, Py_ssize_t A, Py_ssize_t B, int flip,
+                           const wino_coeffs *cf, Py_ssize_t p0, int count, float *u)
+    void wino_weight_adjoint_block(const float *du, Py_ssize_t plane, const wino_coeffs *cf,
+                                   Py_ssize_t p0, int count, float *grad_w)
+
+# Below this many transformed values (pairs * n * n) one thread runs the weight transforms: a
+# block of WINO_WPAIRS pairs takes 0.3 us (F(2x2)) to 0.6 us (F(4x4)) and a parallel loop ~1
+# us; 2 threads broke even at 2048-4096 values (measured 2026-12-03, EPYC Zen 4).
+cdef Py_ssize_t MIN_PARALLEL_WEIGHTS = 1 << 12
 
 
-cdef int _coeffs(const double[:, ::1] g, _Coeffs *c) except -1:
+cdef int _coeffs(const double[:, ::1] g, wino_coeffs *c) except -1:
+    """G's entries and non-zero structure (winograd_weights.h)."""
     if g.shape[1] != 3 or not 1 <= g.shape[0] <= 6:
         raise ValueError(f"winograd: G must be (n <= 6, 3), got {tuple(g.shape)}")
     cdef int i, j
@@ -210,12 +219,26 @@ cdef int _coeffs(const double[:, ::1] g, _Coeffs *c) except -1:
     return 0
 
 
+cdef struct _Weights:
+    # One parallel loop over blocks of WINO_WPAIRS (row, column) pairs of a weight transform:
+    # src (w or dU), dst (U or grad_w), A x B pairs.
+    const float *src
+    float *dst
+    const wino_coeffs *cf
+    Py_ssize_t A, B
+    bint flip
+
+
+cdef inline int _weight_threads(Py_ssize_t pairs, int n, int n_threads) noexcept nogil:
+    return n_threads if pairs * n * n >= MIN_PARALLEL_WEIGHTS else 1
+
+
 def transform_weight(const float[:, :, :, ::1] w, const double[:, ::1] g, bint flip,
-                     float[:, :, ::1] u):
+                     float[:, :, ::1] u, int n_threads):
     """u (n*n, A, B) = G g G^T per 3x3 kernel, in float64 rounded once to float32: w (OC, C, 3,
     3) and (A, B) = (OC, C), or with flip the input gradient's kernel, taps reversed and (A, B)
-    = (C, OC); g: G (n, 3)."""
-    cdef _Coeffs c
+    = (C, OC); g: G (n, 3). Bitwise the same for any n_threads."""
+    cdef wino_coeffs c
     _coeffs(g, &c)
     cdef Py_ssize_t OC = w.shape[0], C = w.shape[1], n = c.n
     cdef Py_ssize_t A = C if flip else OC, B = OC if flip else C
@@ -225,37 +248,28 @@ def transform_weight(const float[:, :, :, ::1] w, const double[:, ::1] g, bint f
                          f"and u {tuple(u.shape)} do not match")
     if A == 0 or B == 0:
         return
-    cdef double tap[9]
-    cdef double t[6][3]
-    cdef double acc
-    cdef const float *wp
-    cdef float *up = &u[0, 0, 0]
-    cdef Py_ssize_t a, b, i, k, l, q, plane = A * B
+    cdef _Weights a = _Weights(src=&w[0, 0, 0, 0], dst=&u[0, 0, 0], cf=&c, A=A, B=B, flip=flip)
     with nogil:
-        for a in range(A):
-            for b in range(B):
-                wp = &w[b, a, 0, 0] if flip else &w[a, b, 0, 0]
-                for k in range(9):
-                    tap[k] = wp[8 - k] if flip else wp[k]
-                for i in range(n):
-                    for k in range(3):
-                        acc = 0.0
-                        for q in range(c.row_nz[i]):
-                            acc = acc + c.g[i][c.row_col[i][q]] * tap[c.row_col[i][q] * 3 + k]
-                        t[i][k] = acc
-                for i in range(n):
-                    for l in range(n):
-                        acc = 0.0
-                        for q in range(c.row_nz[l]):
-                            acc = acc + c.g[l][c.row_col[l][q]] * t[i][c.row_col[l][q]]
-                        up[(i * n + l) * plane + a * B + b] = <float>acc
+        parallel_for(_transform_weight_task, &a, (A * B + WINO_WPAIRS - 1) // WINO_WPAIRS,
+                     _weight_threads(A * B, c.n, n_threads))
+
+
+cdef void _transform_weight_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                 int worker) noexcept nogil:
+    """Blocks [begin, end) of WINO_WPAIRS pairs."""
+    cdef _Weights *a = <_Weights *>args
+    cdef Py_ssize_t blk, p0
+    for blk in range(begin, end):
+        p0 = blk * WINO_WPAIRS
+        wino_weight_block(a.src, a.A, a.B, a.flip, a.cf, p0,
+                          <int>min(<Py_ssize_t>WINO_WPAIRS, a.A * a.B - p0), a.dst)
 
 
 def weight_from_transformed(const float[:, :, ::1] du, const double[:, ::1] g,
-                            float[:, :, :, ::1] grad_w):
+                            float[:, :, :, ::1] grad_w, int n_threads):
     """grad_w (OC, C, 3, 3) = G^T dU G per (oc, c), in float64 rounded once to float32 (the
-    transform's adjoint): du (n*n, OC, C), g: G (n, 3)."""
-    cdef _Coeffs c
+    transform's adjoint): du (n*n, OC, C), g: G (n, 3). Bitwise the same for any n_threads."""
+    cdef wino_coeffs c
     _coeffs(g, &c)
     cdef Py_ssize_t n = c.n, OC = du.shape[1], C = du.shape[2]
     if (du.shape[0] != n * n or grad_w.shape[0] != OC or grad_w.shape[1] != C
@@ -264,29 +278,23 @@ def weight_from_transformed(const float[:, :, ::1] du, const double[:, ::1] g,
                          f"{tuple(g.shape)} and grad_w {tuple(grad_w.shape)} do not match")
     if OC == 0 or C == 0:
         return
-    cdef double d[36]
-    cdef double t[3][6]
-    cdef double acc
-    cdef const float *dp = &du[0, 0, 0]
-    cdef float *gp = &grad_w[0, 0, 0, 0]
-    cdef Py_ssize_t a, b, e, j, k, l, q, plane = OC * C
+    cdef _Weights a = _Weights(src=&du[0, 0, 0], dst=&grad_w[0, 0, 0, 0], cf=&c, A=OC, B=C,
+                               flip=False)
     with nogil:
-        for a in range(OC):
-            for b in range(C):
-                for e in range(n * n):
-                    d[e] = dp[e * plane + a * C + b]
-                for j in range(3):
-                    for l in range(n):
-                        acc = 0.0
-                        for q in range(c.col_nz[j]):
-                            acc = acc + c.g[c.col_row[j][q]][j] * d[c.col_row[j][q] * n + l]
-                        t[j][l] = acc
-                for j in range(3):
-                    for k in range(3):
-                        acc = 0.0
-                        for q in range(c.col_nz[k]):
-                            acc = acc + c.g[c.col_row[k][q]][k] * t[j][c.col_row[k][q]]
-                        gp[(a * C + b) * 9 + j * 3 + k] = <float>acc
+        parallel_for(_weight_from_transformed_task, &a,
+                     (OC * C + WINO_WPAIRS - 1) // WINO_WPAIRS,
+                     _weight_threads(OC * C, c.n, n_threads))
+
+
+cdef void _weight_from_transformed_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                        int worker) noexcept nogil:
+    """Blocks [begin, end) of WINO_WPAIRS pairs."""
+    cdef _Weights *a = <_Weights *>args
+    cdef Py_ssize_t blk, p0
+    for blk in range(begin, end):
+        p0 = blk * WINO_WPAIRS
+        wino_weight_adjoint_block(a.src, a.A * a.B, a.cf, p0,
+                                  <int>min(<Py_ssize_t>WINO_WPAIRS, a.A * a.B - p0), a.dst)
 
 
 def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,

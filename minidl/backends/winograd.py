@@ -5,8 +5,8 @@ A tile of m x m outputs (m = `tile`, 2 or 4) is A^T [(G g G^T) . (B^T d B)] A, d
 (m + 2) x (m + 2) input patch, g the 3x3 kernel, "." the element-wise product. `toom_cook`
 derives A^T, G and B^T exactly (fractions) from the interpolation points, the C kernels
 (minidl/_kernels/winograd_kernels*.h) apply B^T and A^T written out for those points, and the
-weight transforms (G g G^T and its adjoint, O(OC * C) work) are computed here in float64 and
-rounded once, which keeps them out of the error budget.
+weight transforms (G g G^T and its adjoint, O(OC * C) work, winograd_weights.h) are computed
+from this G in float64 and rounded once, which keeps them out of the error budget.
 
 Points (`POINTS`): F(2x2) uses 0, 1, -1 and infinity; F(4x4) 0, 1, -1, 2, -2 and infinity
 (Lavin & Gray 2016). With these, B^T and A^T have small integer entries (powers of two apart
@@ -96,29 +96,33 @@ def transform_matrices(tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _G = {tile: transform_matrices(tile)[1] for tile in POINTS}
 
 
-def transform_weight(weight: np.ndarray, flip: bool = False, tile: int = 2) -> np.ndarray:
+def transform_weight(
+    weight: np.ndarray, flip: bool = False, tile: int = 2, *, n_threads: int
+) -> np.ndarray:
     """U (E, OC, C) float32 = G g G^T for weight (OC, C, 3, 3), E = (tile + 2)^2, computed in
-    float64 and rounded once. With flip, the kernel of the input gradient: channels swapped and
-    taps reversed, U (E, C, OC)."""
+    float64 and rounded once (bitwise the same for any n_threads). With flip, the kernel of the
+    input gradient: channels swapped and taps reversed, U (E, C, OC)."""
     w = np.ascontiguousarray(weight, dtype=np.float32)
     n = tile + 2
     oc, c = w.shape[:2]
     u = np.empty((n * n, c, oc) if flip else (n * n, oc, c), dtype=np.float32)
-    _wino.transform_weight(w, _G[tile], flip, u)
+    _wino.transform_weight(w, _G[tile], flip, u, n_threads)
     return u
 
 
-def weight_from_transformed_grad(du: np.ndarray) -> np.ndarray:
-    """The weight gradient (OC, C, 3, 3) = G^T dU G from dU (E, OC, C) (transform's adjoint)."""
+def weight_from_transformed_grad(du: np.ndarray, *, n_threads: int) -> np.ndarray:
+    """The weight gradient (OC, C, 3, 3) = G^T dU G from dU (E, OC, C) (transform's adjoint;
+    bitwise the same for any n_threads)."""
     n = int(round(du.shape[0] ** 0.5))
     grad_w = np.empty((du.shape[1], du.shape[2], 3, 3), dtype=np.float32)
-    _wino.weight_from_transformed(du, _G[n - 2], grad_w)
+    _wino.weight_from_transformed(du, _G[n - 2], grad_w, n_threads)
     return grad_w
 
 
 def forward(x, weight, bias, out, padding, relu: bool, n_threads: int, tile: int = 2) -> None:
     """out (N, OC, OH, OW) = conv2d(x, weight) + bias (ReLU when relu); stride 1, 3x3."""
-    _wino.forward(x, transform_weight(weight, tile=tile), bias, out, *padding, relu, n_threads)
+    u = transform_weight(weight, tile=tile, n_threads=n_threads)
+    _wino.forward(x, u, bias, out, *padding, relu, n_threads)
 
 
 def backward_input(grad_out, weight, grad_x, padding, n_threads: int, tile: int = 2) -> None:
@@ -127,7 +131,7 @@ def backward_input(grad_out, weight, grad_x, padding, n_threads: int, tile: int 
     ph, pw = padding
     _wino.forward(
         grad_out,
-        transform_weight(weight, flip=True, tile=tile),
+        transform_weight(weight, flip=True, tile=tile, n_threads=n_threads),
         None,
         grad_x,
         2 - ph,
@@ -142,4 +146,4 @@ def backward_weight(x, grad_out, grad_w, padding, n_threads: int, tile: int = 2)
     n = tile + 2
     du = np.empty((n * n, grad_out.shape[1], x.shape[1]), dtype=np.float32)
     _wino.weight_grad(x, grad_out, du, *padding, n_threads)
-    grad_w[...] = weight_from_transformed_grad(du)
+    grad_w[...] = weight_from_transformed_grad(du, n_threads=n_threads)

@@ -622,3 +622,65 @@ def test_pad_planes_splits_stride_phases_like_numpy(stride, top, left, width):
         n = want.size
         np.testing.assert_array_equal(got[:n].reshape(want.shape), want)
         np.testing.assert_array_equal(got[n:], 0)
+
+
+@pytest.mark.parametrize(
+    "src_shape,w_shape,top,left,dil,relu_in",
+    [
+        ((3, 16, 10, 10), (16, 6, 5, 5), 4, 4, 1, False),  # LeNet conv2's input gradient
+        ((2, 5, 6, 7), (5, 3, 3, 3), 2, 1, 1, True),
+        ((2, 4, 3, 9), (4, 2, 4, 2), 5, 1, 2, False),  # padding past the kernel, dilated rows
+        ((1, 40, 12, 40), (40, 3, 3, 3), 1, 1, 1, False),  # several channel blocks
+        ((2, 3, 32, 32), (16, 3, 5, 5), 2, 2, 1, False),  # 2 vectors per row: 1-row tiles
+    ],
+    ids=str,
+)
+def test_row_clips_skip_only_taps_over_zero_rows(src_shape, w_shape, top, left, dil, relu_in):
+    from minidl._kernels import conv as conv_kernels
+
+    # The clipped row-vector kernel leaves out taps that read zero padding rows: equal to the
+    # unclipped sum (array_equal takes -0.0 == 0.0), with a fused ReLU mask and a bias too.
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal(src_shape).astype(np.float32)
+    mask = np.maximum(rng.standard_normal(src_shape), 0).astype(np.float32) if relu_in else None
+    flip = w_shape[0] == src_shape[1]
+    weight = rng.standard_normal(w_shape).astype(np.float32)
+    oc = w_shape[1] if flip else w_shape[0]
+    kh, kw = w_shape[2:]
+    oh = src_shape[2] + 2 * top - dil * (kh - 1)
+    ow = src_shape[3] + 2 * left - (kw - 1)
+    bias = rng.standard_normal(oc).astype(np.float32)
+    clips = conv_kernels.row_clips(oh, kh, kw, top, src_shape[2], dil)
+    assert clips is not None
+    layout = conv_kernels.direct_layout(src_shape[1], oc, oh, ow, kh, kw, 1, 1, dil, 1, 1)
+    Hp, Wp = layout["Hp"], layout["Wp"]
+    xpad = conv_kernels._pad_planes("test", src, mask, Hp, Wp, top, left, src_shape[1], 0, 1)
+    outs = []
+    for table in (None, clips):
+        out = np.empty((src_shape[0], oc, oh, ow), np.float32)
+        conv_kernels._direct_rows(xpad, Hp, Wp, 0, 1, 1, weight, flip, bias, out, dil, 1, True,
+                                  2, None, table)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # The table is obeyed: with every tap left out of every row, only the bias remains.
+    none = clips.copy()
+    none[1:] = clips[0]
+    conv_kernels._direct_rows(xpad, Hp, Wp, 0, 1, 1, weight, flip, bias, out, dil, 1, True, 2,
+                              None, none)
+    np.testing.assert_array_equal(out, np.broadcast_to(np.maximum(bias, 0)[:, None, None],
+                                                       out.shape))
+
+
+def test_row_clips_table():
+    from minidl._kernels import conv as conv_kernels
+
+    # LeNet conv2's input gradient: 4 zero rows above and below 10 rows of the gradient.
+    clips = conv_kernels.row_clips(14, 5, 5, 4, 10, 1)
+    assert clips[0] == 25
+    assert clips[1::2].tolist() == [20, 15, 10, 5] + [0] * 10
+    assert clips[2::2].tolist() == [25] * 10 + [20, 15, 10, 5]
+    assert conv_kernels.row_clips(10, 5, 5, 0, 14, 1) is None  # no padding: nothing to skip
+    # Padding wider than the kernel: rows with no data read no tap (only the bias).
+    clips = conv_kernels.row_clips(9, 2, 3, 4, 1, 1)
+    assert clips[1::2].tolist() == [6, 6, 6, 3, 0, 0, 0, 0, 0]
+    assert clips[2::2].tolist() == [6, 6, 6, 6, 3, 0, 0, 0, 0]

@@ -493,24 +493,46 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t Wp = _row_pitch(out.shape[3], KW, dw, sw), n0, n1
     cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp, n_threads)
     packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
+    clips = row_clips(out.shape[2], KH, KW, top, src.shape[2], dh) if sh == 1 else None
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
         xpad = _pad_planes("direct_input", src[n0:n1],
                            None if relu_in is None else relu_in[n0:n1], Hp, Wp, top, left, C, 0,
                            n_threads, sh, sw)
         _direct_rows(xpad, Hp, Wp, 0, sh, sw, weight, flip, bias, out[n0:n1], dh, dw, relu,
-                     n_threads, packed)
+                     n_threads, packed, clips)
+
+
+def row_clips(Py_ssize_t OH, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t top, Py_ssize_t H,
+              Py_ssize_t dh):
+    """conv_direct_f32_rows's clip table for a stride-1 row-vector convolution whose input has
+    `top` zero rows above its H rows (negative: cropped): output row r reads the taps
+    [KW * kh0, KW * kh1) of each channel, those whose rows r + kh * dh hold input. None when
+    every row reads every tap. With a large padding (LeNet's conv2 input gradient: 4 rows
+    above and below 10) a quarter of the taps read zeros."""
+    # Python integers: cdivision makes a C `//` truncate, and these quotients can be negative.
+    r = np.arange(OH)
+    kh0 = np.clip(-((r - int(top)) // int(dh)), 0, KH)  # ceil((top - r) / dh)
+    kh1 = np.maximum(kh0, np.minimum(KH, -((r - int(top) - int(H)) // int(dh))))
+    if not (kh0 > 0).any() and not (kh1 < KH).any():
+        return None
+    clips = np.empty(1 + 2 * OH, dtype=np.intp)
+    clips[0] = KH * KW
+    clips[1::2] = KW * kh0
+    clips[2::2] = KW * kh1
+    return clips
 
 
 def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t base,
                  Py_ssize_t sh, Py_ssize_t sw, const float[:, :, :, ::1] weight, bint flip, bias,
                  float[:, :, :, ::1] out, Py_ssize_t dh, Py_ssize_t dw, bint relu,
-                 int n_threads, packed=None):
+                 int n_threads, packed=None, clips=None):
     """_direct_conv's compute on an input already padded into channels of sh * sw phase planes
     of Hp x Wp (_pad_planes), output pixel (0, 0)'s window at xpad[base] of each channel.
     Hp, Wp must hold out's windows: Hp >= base // Wp + OH + (KH - 1) * dh // sh and
     Wp >= base % Wp + _row_pitch(OW, KW, dw, sw). packed: _pack_weights(weight, _direct_ocb(OC),
-    flip) when the caller has it already."""
+    flip) when the caller has it already. clips: row_clips(OH, ...) for these planes (base 0,
+    stride 1), or None."""
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     cdef Py_ssize_t C = weight.shape[0] if flip else weight.shape[1]
     cdef Py_ssize_t N = out.shape[0], OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -531,10 +553,17 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     if bias is not None:
         bias_view = bias
         bp = &bias_view[0]
+    cdef const Py_ssize_t[::1] clip_view
+    cdef const Py_ssize_t *cp = NULL
+    if clips is not None:
+        clip_view = clips
+        if clip_view.shape[0] != 1 + 2 * OH or clip_view[0] != T:
+            raise ValueError("conv2d: row clip table does not match the output")
+        cp = &clip_view[0]
     cdef _Direct a = _Direct(x=&xpad[0] + base, image=C * plane, Wp=Wp, step_off=&step_off[0],
                              nsteps=C * T, block_steps=block_steps, w=&wv[0], ocb=ocb, OC=OC,
                              bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW, nblk=nblk,
-                             nrb=nrb, rows=rows)
+                             nrb=nrb, rows=rows, clip=cp)
     with nogil:
         parallel_for(_direct_task, &a, N * nblk * nrb, _threads(N * OC * OH * OW * C * T,
                                                                 n_threads))
@@ -552,6 +581,7 @@ cdef struct _Direct:
     bint relu
     float *out
     Py_ssize_t OH, OW, nblk, nrb, rows
+    const Py_ssize_t *clip
 
 
 cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
@@ -568,7 +598,7 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                              a.w + blk * a.nsteps * a.ocb, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
                              a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
                              a.out + (n * a.OC + blk * a.ocb) * a.OH * a.OW, a.OH, a.OW, r0,
-                             min(a.OH, r0 + a.rows))
+                             min(a.OH, r0 + a.rows), a.clip)
         rb += 1
         if rb == a.nrb:
             rb = 0

@@ -93,10 +93,10 @@ static inline int conv_dw_f32_tb(ptrdiff_t KW) {
 static inline void conv_direct_f32_rows(
     const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, ptrdiff_t nsteps, ptrdiff_t block_steps,
     const float *wpk, ptrdiff_t ocb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
-    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1)
+    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1, const ptrdiff_t *clip)
 {
     MDL_DISPATCH(conv_direct_f32_rows, (x, Wp, step_off, nsteps, block_steps, wpk, ocb, oc_valid,
-                                        bias, relu, out, OH, OW, row0, row1));
+                                        bias, relu, out, OH, OW, row0, row1, clip));
 }
 
 /* Output pixels [p0, p1) of one block of nb * 16 output channels of one image, channel-packed

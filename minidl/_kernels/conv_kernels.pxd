@@ -7,7 +7,7 @@ cdef extern from "conv_kernels.h" nogil:
                               Py_ssize_t nsteps, Py_ssize_t block_steps, const float *wpk,
                               Py_ssize_t ocb, Py_ssize_t oc_valid, const float *bias, int relu,
                               float *out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t row0,
-                              Py_ssize_t row1)
+                              Py_ssize_t row1, const Py_ssize_t *clip)
     void conv_packed_f32_pixels(const float *x, Py_ssize_t Wp, Py_ssize_t sh, Py_ssize_t sw,
                                 const Py_ssize_t *step_off, Py_ssize_t nsteps, const float *wpk,
                                 Py_ssize_t nb, Py_ssize_t oc_valid, const float *bias, int relu,

@@ -80,11 +80,14 @@ MDL_DEFINE_FWD_TILE(1, 8)
 /* Output rows [row0, row1) of channels oc0 .. oc0 + oc_valid - 1 (one OCB block) of one image.
  * x: padded image (see top); step_off: the C * KH * KW step offsets (see the tile); wpk: this
  * block's packed weights [C][KH * KW][ocb]; bias: at oc0 or NULL; out: the image's output at
- * channel oc0, planes OH * OW apart. */
+ * channel oc0, planes OH * OW apart. clip: NULL, or the taps that can meet data rather than zero
+ * padding rows: clip[0] = KH * KW, and output row r reads taps [clip[1 + 2r], clip[2 + 2r]) of
+ * each channel (whole kernel rows). A tile whose rows all skip some taps runs each channel's
+ * remaining ones (a sum without the 0 * w terms: the same value, bar the sign of a zero). */
 MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
     const float *x, ptrdiff_t Wp, const ptrdiff_t *step_off, ptrdiff_t nsteps, ptrdiff_t block_steps,
     const float *wpk, ptrdiff_t ocb, ptrdiff_t oc_valid, const float *bias, int relu, float *out, ptrdiff_t OH,
-    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1)
+    ptrdiff_t OW, ptrdiff_t row0, ptrdiff_t row1, const ptrdiff_t *clip)
 {
     enum { MAX_NVT = 8, MAX_TILES = 8 };
     const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES;
@@ -99,11 +102,20 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
      * (one division per group: two per tile were a tenth of the MNIST example's 1->32, whose
      * tiles run 9 steps). */
     ptrdiff_t xoff[MAX_TILES][MAX_NVT], ooff[MAX_TILES][MAX_NVT], count[MAX_TILES][MAX_NVT];
+    /* Each tile's taps per channel, [lo, hi) of T, the union over its rows (see clip). */
+    const ptrdiff_t T = clip ? clip[0] : 0;
+    ptrdiff_t lo[MAX_TILES], hi[MAX_TILES];
     for (ptrdiff_t tg = 0; tg < ntiles; tg += MAX_TILES) {
         const ptrdiff_t tg_end = tg + MAX_TILES < ntiles ? tg + MAX_TILES : ntiles;
         ptrdiff_t s = tg * nvt, r = row0 + s / NV, v = s % NV;
         for (ptrdiff_t t = tg; t < tg_end; t++) {
+            lo[t - tg] = T;
+            hi[t - tg] = 0;
             for (ptrdiff_t j = 0; j < nvt; j++, s++) {
+                if (s < slots && clip) {
+                    lo[t - tg] = clip[1 + 2 * r] < lo[t - tg] ? clip[1 + 2 * r] : lo[t - tg];
+                    hi[t - tg] = clip[2 + 2 * r] > hi[t - tg] ? clip[2 + 2 * r] : hi[t - tg];
+                }
                 if (s < slots) {
                     const ptrdiff_t left = OW - v * MDL_LANES;
                     xoff[t - tg][j] = r * Wp + v * MDL_LANES;
@@ -125,19 +137,27 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
         }
         for (ptrdiff_t k0 = 0; k0 < nsteps; k0 += block_steps) {
             const ptrdiff_t kn = nsteps - k0 < block_steps ? nsteps - k0 : block_steps;
-            const int resume = k0 > 0, finish = k0 + kn >= nsteps;
             for (ptrdiff_t t = tg; t < tg_end; t++) {
+                /* The block's steps in one call, or (clipped) one call per channel, whole
+                 * kernel rows being contiguous steps; block_steps holds whole channels. */
+                const int clipped = T > 0 && (lo[t - tg] > 0 || hi[t - tg] < T);
+                const ptrdiff_t step = clipped ? T : kn, first = clipped ? lo[t - tg] : 0;
+                const ptrdiff_t n = clipped ? (hi[t - tg] > first ? hi[t - tg] - first : 0) : kn;
+                for (ptrdiff_t c0 = k0; c0 < k0 + kn; c0 += step) {
+                    const ptrdiff_t k = c0 + first;
+                    const int resume = c0 > 0, finish = c0 + step >= nsteps;
 #define MDL_FWD_CALL(O, N)                                                                         \
-    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off + k0, kn, wpk + (ptrdiff_t)k0 * (O),              \
-                                    xoff[t - tg], ooff[t - tg], count[t - tg], bias, oc_valid,    \
-                                    relu, out, out_plane, partial[t - tg], resume, finish)
-                switch (ocb) {
-                case 8: MDL_FWD_CALL(8, 2); break;
-                case 6: MDL_FWD_CALL(6, 2); break;
-                case 4: MDL_FWD_CALL(4, 4); break;
-                default: MDL_FWD_CALL(1, 8); break;
-                }
+    MDL_ISA(mdl_fwd_tile_##O##x##N)(x, step_off + k, n, wpk + (ptrdiff_t)k * (O), xoff[t - tg],   \
+                                    ooff[t - tg], count[t - tg], bias, oc_valid, relu, out,       \
+                                    out_plane, partial[t - tg], resume, finish)
+                    switch (ocb) {
+                    case 8: MDL_FWD_CALL(8, 2); break;
+                    case 6: MDL_FWD_CALL(6, 2); break;
+                    case 4: MDL_FWD_CALL(4, 4); break;
+                    default: MDL_FWD_CALL(1, 8); break;
+                    }
 #undef MDL_FWD_CALL
+                }
             }
         }
     }

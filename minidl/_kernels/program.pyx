@@ -170,7 +170,7 @@ cdef void _pack_conv_weights(const Instr *ins) noexcept nogil:
 
 cdef void _conv_rows(const Instr *ins, int n_threads) noexcept nogil:
     """conv._direct_conv's loop. p: padded input, tap offsets, packed weights, bias or NULL,
-    out. n: N, nsteps, block_steps, ocb, OC, OH, OW, Wp, image (floats per padded image),
+    out, row clip table or NULL (conv.row_clips). n: N, nsteps, block_steps, ocb, OC, OH, OW, Wp, image (floats per padded image),
     nblk, nrb, rows, relu, work (multiply-adds)."""
     cdef Py_ssize_t N = ins.n[0], nblk = ins.n[9], nrb = ins.n[10], item
     cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
@@ -195,7 +195,7 @@ cdef inline void _conv_rows_item(const Instr *ins, Py_ssize_t item) noexcept nog
                          <const float *>ins.p[2] + blk * nsteps * ocb, ocb,
                          min(ocb, OC - blk * ocb), bias + blk * ocb if bias != NULL else NULL,
                          <int>ins.n[12], <float *>ins.p[4] + (n * OC + blk * ocb) * OH * OW,
-                         OH, OW, r0, min(OH, r0 + rows))
+                         OH, OW, r0, min(OH, r0 + rows), <const Py_ssize_t *>ins.p[5])
 
 
 cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:

@@ -491,13 +491,15 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
     packed = _pack_buffer(lw, weight, w_shape, ocb, flip)
     steps = conv_kernels._tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
     group = layout["group"]
+    clips = (conv_kernels.row_clips(OH, KH, KW, top_left[0], src_shape[2], dh) if sh == 1
+             else None)
     xpad = np.zeros(min(N, group) * C * plane, np.float32)
     for n0 in range(0, N, group):
         n = min(N, n0 + group) - n0
         lw.program.add("pad_planes", (src[n0:n0 + n], None if mask is None else mask[n0:n0 + n],
                                       xpad),
                        (n, C, *src_shape[2:], C, Hp, Wp, *top_left, 0, sh, sw))
-        lw.program.add("conv_rows", (xpad, steps, packed, bias, out[n0:n0 + n]),
+        lw.program.add("conv_rows", (xpad, steps, packed, bias, out[n0:n0 + n], clips),
                        (n, C * T, layout["block_steps"], ocb, OC, OH, OW, Wp, C * plane,
                         -(-OC // ocb), -(-OH // rows), rows, int(relu),
                         n * OC * OH * OW * C * T))

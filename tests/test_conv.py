@@ -684,3 +684,28 @@ def test_row_clips_table():
     clips = conv_kernels.row_clips(9, 2, 3, 4, 1, 1)
     assert clips[1::2].tolist() == [6, 6, 6, 3, 0, 0, 0, 0, 0]
     assert clips[2::2].tolist() == [6, 6, 6, 6, 3, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("stride,pad,flip", [(1, 2, False), (2, 1, False), (1, 4, True)])
+def test_direct_conv_per_image_items_equal_image_groups(stride, pad, flip):
+    # With 8+ images per thread _direct_conv pads each image inside its work item; with fewer
+    # it pads groups of images first. Same kernel calls on the same padded values: same bits.
+    from minidl._kernels import conv as conv_kernels
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 5, 11, 13)).astype(np.float32)
+    mask = np.maximum(rng.standard_normal(x.shape), 0).astype(np.float32)
+    w = rng.standard_normal((5, 7, 5, 5) if flip else (7, 5, 3, 3)).astype(np.float32)
+    kh, kw = w.shape[2:]
+    oc = w.shape[1] if flip else w.shape[0]
+    oh = (11 + 2 * pad - kh) // stride + 1
+    ow = (13 + 2 * pad - kw) // stride + 1
+    bias = rng.standard_normal(oc).astype(np.float32)
+    outs = []
+    for threads in (1, 2, 4):  # per image, per image, groups (16 < 8 * 4)
+        out = np.empty((16, oc, oh, ow), np.float32)
+        conv_kernels._direct_conv(x, mask, w, flip, bias, out, pad, pad, 1, 1, True, threads,
+                                  stride, stride)
+        outs.append(out)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])

@@ -494,6 +494,10 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp, n_threads)
     packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
     clips = row_clips(out.shape[2], KH, KW, top, src.shape[2], dh) if sh == 1 else None
+    if n_threads == 1 or N >= PER_IMAGE_ITEMS * n_threads:
+        _direct_per_image(src, relu_in, Hp, Wp, top, left, sh, sw, weight, flip, bias, out, dh,
+                          dw, relu, n_threads, packed, clips)
+        return
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
         xpad = _pad_planes("direct_input", src[n0:n1],
@@ -606,6 +610,86 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
             if blk == a.nblk:
                 blk = 0
                 n += 1
+
+
+# Images per thread from which _direct_conv pads each image inside its own work item (one
+# parallel region, the copy still in L1/L2 when convolved) rather than by groups of images
+# (two regions per group; below this a thread would get too few items to balance).
+cdef Py_ssize_t PER_IMAGE_ITEMS = 8
+
+
+def _direct_per_image(const float[:, :, :, ::1] src, relu_in, Py_ssize_t Hp, Py_ssize_t Wp,
+                      Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
+                      const float[:, :, :, ::1] weight, bint flip, bias,
+                      float[:, :, :, ::1] out, Py_ssize_t dh, Py_ssize_t dw, bint relu,
+                      int n_threads, packed, clips):
+    """_direct_conv with one work item per image: the item pads its image (and ReLU mask)
+    into its thread's buffer of sh * sw phase planes, then runs every channel and row block
+    of it (the same kernel calls on the same padded values as the grouped path)."""
+    cdef Py_ssize_t N = src.shape[0], C = src.shape[1], KH = weight.shape[2]
+    cdef Py_ssize_t KW = weight.shape[3], OC = out.shape[1], OH = out.shape[2]
+    cdef Py_ssize_t OW = out.shape[3], plane = sh * sw * Hp * Wp, T = KH * KW
+    cdef _RowsTiling tiling = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
+    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
+    cdef const float[::1] wv = packed
+    cdef const float[::1] bias_view
+    cdef const float *bp = NULL
+    if bias is not None:
+        bias_view = bias
+        bp = &bias_view[0]
+    cdef const Py_ssize_t[::1] clip_view
+    cdef const Py_ssize_t *cp = NULL
+    if clips is not None:
+        clip_view = clips
+        cp = &clip_view[0]
+    cdef const float[:, :, :, ::1] mask
+    cdef const float *mp = NULL
+    if relu_in is not None:
+        mask = relu_in
+        mp = &mask[0, 0, 0, 0]
+    cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
+    cdef _PerImage a
+    a.pad = _Pad(src=&src[0, 0, 0, 0], mask=mp, dst=NULL, C=C, H=src.shape[2], W=src.shape[3],
+                 planes_out=C, Hp=Hp, Wp=Wp, top=top, left=left, sh=sh, sw=sw)
+    a.rows = _Direct(x=NULL, image=C * plane, Wp=Wp, step_off=&step_off[0], nsteps=C * T,
+                     block_steps=tiling.block_steps, w=&wv[0], ocb=tiling.ocb, OC=OC, bias=bp,
+                     relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW,
+                     nblk=(OC + tiling.ocb - 1) // tiling.ocb,
+                     nrb=(OH + tiling.rows - 1) // tiling.rows, rows=tiling.rows, clip=cp)
+    buffers = _scratch("direct_per_image", (nt * C * plane,))
+    cdef float[::1] bv = buffers
+    a.buffers = &bv[0]
+    with nogil:
+        parallel_for(_per_image_task, &a, N, nt)
+
+
+cdef struct _PerImage:
+    _Pad pad  # dst unused: each worker pads into buffers + worker * C * plane
+    _Direct rows  # x unused: the worker's padded image
+    float *buffers
+
+
+cdef void _per_image_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                          int worker) noexcept nogil:
+    cdef _PerImage *a = <_PerImage *>args
+    cdef _Pad *p = &a.pad
+    cdef _Direct *d = &a.rows
+    cdef Py_ssize_t plane = p.sh * p.sw * p.Hp * p.Wp, n, c, blk, rb, r0
+    cdef float *x = a.buffers + worker * p.C * plane
+    for n in range(begin, end):
+        for c in range(p.C):
+            conv_pad_phases_f32(p.src + (n * p.C + c) * p.H * p.W, p.H, p.W,
+                                p.mask + (n * p.C + c) * p.H * p.W if p.mask != NULL else NULL,
+                                x + c * plane, p.Hp, p.Wp, p.top, p.left, p.sh, p.sw)
+        for blk in range(d.nblk):
+            for rb in range(d.nrb):
+                r0 = rb * d.rows
+                conv_direct_f32_rows(x, d.Wp, d.step_off, d.nsteps, d.block_steps,
+                                     d.w + blk * d.nsteps * d.ocb, d.ocb,
+                                     min(d.ocb, d.OC - blk * d.ocb),
+                                     d.bias + blk * d.ocb if d.bias != NULL else NULL, d.relu,
+                                     d.out + (n * d.OC + blk * d.ocb) * d.OH * d.OW, d.OH,
+                                     d.OW, r0, min(d.OH, r0 + d.rows), d.clip)
 
 
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,

@@ -43,7 +43,10 @@ def test_lenet_program_has_no_python_node_and_gives_the_replays_bits(n):
     program, replay = both(model, images(n))
     ops = opcodes(program)
     assert "python" not in ops
-    assert {"conv_rows", "conv_pixels", "max_pool_2x2", "linear"} <= set(ops)
+    assert {"conv_pixels", "max_pool_2x2", "linear"} <= set(ops)
+    # conv1 pads image by image inside the work items with 8+ images per thread (or 1 thread).
+    per_image = n >= 8 * minidl.get_num_threads() or minidl.get_num_threads() == 1
+    assert ("conv_rows_images" if per_image else "conv_rows") in ops
     for seed in range(3):
         x = images(n, seed=seed)
         out = program(x)
@@ -77,7 +80,8 @@ def test_python_nodes_inside_a_program_give_the_replays_bits():
     x = images(2, shape=(2, 15, 15))
     program, replay = both(model, x)
     ops = opcodes(program)
-    assert "python" in ops and "conv_pixels" in ops and "conv_rows" in ops
+    assert "python" in ops and "conv_pixels" in ops
+    assert "conv_rows" in ops or "conv_rows_images" in ops
     for seed in range(2):
         x = images(2, seed=seed, shape=(2, 15, 15))
         assert_same_bits(program(x).data, replay(x).data)
@@ -505,3 +509,29 @@ def test_add_into_adds_only_into_a_c_contiguous_float32_array_of_the_same_shape(
     b.flags.writeable = False
     assert add_into(a, b) and a[1, 2] == 6.0  # a read-only source is fine
     assert not add_into(b, a)  # a read-only destination is not
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv_rows_images_gives_the_replays_bits_for_any_thread_count(threads):
+    # Lowered at 2 threads with 16 images: conv1 (pad 2) and conv2's input gradient (pad 4)
+    # run conv_rows_images, whose buffers hold 2 threads' images; run at 1, 2 and 3 threads.
+    before = minidl.get_num_threads()
+    try:
+        minidl.set_num_threads(2)
+        minidl.manual_seed(0)
+        model = LeNet5()
+        x, y = images(16), minidl.tensor(np.arange(16) % 10)
+        program = minidl.compile(model, F.cross_entropy, example_inputs=(x, y))
+        assert "conv_rows_images" in opcodes(program)
+        minidl.set_num_threads(threads)
+        loss = program(x, y)
+        grads = [p.grad.data.copy() for p in model.parameters()]
+        model.zero_grad()
+        minidl.set_num_threads(1)
+        want = F.cross_entropy(model(x), y)
+        want.backward()
+        assert_same_bits(loss.data, want.data)
+        for g, p in zip(grads, model.parameters()):
+            assert_same_bits(g, p.grad.data)
+    finally:
+        minidl.set_num_threads(before)

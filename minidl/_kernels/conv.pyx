@@ -494,7 +494,7 @@ def _direct_conv(const float[:, :, :, ::1] src, relu_in, const float[:, :, :, ::
     cdef Py_ssize_t group = _direct_group(C, sh, sw, Hp, Wp, n_threads)
     packed = _pack_weights(weight, _direct_ocb(out.shape[1]), flip)
     clips = row_clips(out.shape[2], KH, KW, top, src.shape[2], dh) if sh == 1 else None
-    if n_threads == 1 or N >= PER_IMAGE_ITEMS * n_threads:
+    if direct_per_image(N, n_threads):
         _direct_per_image(src, relu_in, Hp, Wp, top, left, sh, sw, weight, flip, bias, out, dh,
                           dw, relu, n_threads, packed, clips)
         return
@@ -616,6 +616,12 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
 # parallel region, the copy still in L1/L2 when convolved) rather than by groups of images
 # (two regions per group; below this a thread would get too few items to balance).
 cdef Py_ssize_t PER_IMAGE_ITEMS = 8
+
+
+cpdef bint direct_per_image(Py_ssize_t N, int n_threads) noexcept:
+    """Whether _direct_conv (and static.lower's conv_rows_images) pads image by image inside
+    the work items for a batch of N on n_threads threads."""
+    return n_threads == 1 or N >= PER_IMAGE_ITEMS * n_threads
 
 
 def _direct_per_image(const float[:, :, :, ::1] src, relu_in, Py_ssize_t Hp, Py_ssize_t Wp,

@@ -52,7 +52,7 @@ cdef float ONE = 1
 cdef float ZERO = 0
 
 MAX_POINTERS = 8
-MAX_SIZES = 16
+MAX_SIZES = 24
 
 cdef enum Opcode:
     OP_PYTHON = 0
@@ -60,6 +60,7 @@ cdef enum Opcode:
     OP_PAD_PLANES
     OP_PACK_CONV_WEIGHTS
     OP_CONV_ROWS
+    OP_CONV_ROWS_IMAGES
     OP_CONV_PIXELS
     OP_MAX_POOL_2X2
     OP_LINEAR
@@ -82,6 +83,7 @@ OPCODES = {
     "pad_planes": OP_PAD_PLANES,
     "pack_conv_weights": OP_PACK_CONV_WEIGHTS,
     "conv_rows": OP_CONV_ROWS,
+    "conv_rows_images": OP_CONV_ROWS_IMAGES,
     "conv_pixels": OP_CONV_PIXELS,
     "max_pool_2x2": OP_MAX_POOL_2X2,
     "linear": OP_LINEAR,
@@ -101,7 +103,7 @@ OPCODES = {
 
 cdef struct Instr:
     int op
-    Py_ssize_t n[16]
+    Py_ssize_t n[24]
     void *p[8]
 
 
@@ -185,17 +187,51 @@ cdef void _conv_rows_item_task(void *args, Py_ssize_t begin, Py_ssize_t end,
 
 
 cdef inline void _conv_rows_item(const Instr *ins, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t nblk = ins.n[9], nrb = ins.n[10], n = item // (nblk * nrb)
+    _conv_rows_block(ins, <const float *>ins.p[0] + n * ins.n[8], n, (item // nrb) % nblk,
+                     (item % nrb) * ins.n[11])
+
+
+cdef inline void _conv_rows_block(const Instr *ins, const float *x, Py_ssize_t n,
+                                  Py_ssize_t blk, Py_ssize_t r0) noexcept nogil:
+    """Rows [r0, r0 + rows) of channel block blk of image n from its padded planes x (p[1..5]:
+    tap offsets, packed weights, bias or NULL, out, row clip table or NULL)."""
     cdef Py_ssize_t nsteps = ins.n[1], ocb = ins.n[3], OC = ins.n[4], OH = ins.n[5]
-    cdef Py_ssize_t OW = ins.n[6], nblk = ins.n[9], nrb = ins.n[10], rows = ins.n[11]
-    cdef Py_ssize_t n = item // (nblk * nrb), blk = (item // nrb) % nblk
-    cdef Py_ssize_t r0 = (item % nrb) * rows
+    cdef Py_ssize_t OW = ins.n[6], rows = ins.n[11]
     cdef const float *bias = <const float *>ins.p[3]
-    conv_direct_f32_rows(<const float *>ins.p[0] + n * ins.n[8], ins.n[7],
-                         <const Py_ssize_t *>ins.p[1], nsteps, ins.n[2],
+    conv_direct_f32_rows(x, ins.n[7], <const Py_ssize_t *>ins.p[1], nsteps, ins.n[2],
                          <const float *>ins.p[2] + blk * nsteps * ocb, ocb,
                          min(ocb, OC - blk * ocb), bias + blk * ocb if bias != NULL else NULL,
                          <int>ins.n[12], <float *>ins.p[4] + (n * OC + blk * ocb) * OH * OW,
                          OH, OW, r0, min(OH, r0 + rows), <const Py_ssize_t *>ins.p[5])
+
+
+cdef void _conv_rows_images(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._direct_per_image's loop: each item pads one image into its thread's buffer, then
+    convolves it. p: buffers (n[22] threads' worth), then as conv_rows (tap offsets, packed
+    weights, bias, out, row clips), src, ReLU mask or NULL. n: as conv_rows (image: floats per
+    padded image), then C, H, W, Hp, top, left, sh, sw, the buffers' thread count."""
+    cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
+    parallel_for(_conv_rows_images_task, <void *>ins, ins.n[0], min(nt, <int>ins.n[22]))
+
+
+cdef void _conv_rows_images_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                 int worker) noexcept nogil:
+    cdef const Instr *ins = <const Instr *>args
+    cdef const float *src = <const float *>ins.p[6]
+    cdef const float *mask = <const float *>ins.p[7]
+    cdef Py_ssize_t C = ins.n[14], HW = ins.n[15] * ins.n[16], image = ins.n[8]
+    cdef Py_ssize_t plane = ins.n[20] * ins.n[21] * ins.n[17] * ins.n[7], n, c, blk, rb
+    cdef float *x = <float *>ins.p[0] + worker * image
+    for n in range(begin, end):
+        for c in range(C):
+            conv_pad_phases_f32(src + (n * C + c) * HW, ins.n[15], ins.n[16],
+                                mask + (n * C + c) * HW if mask != NULL else NULL,
+                                x + c * plane, ins.n[17], ins.n[7], ins.n[18], ins.n[19],
+                                ins.n[20], ins.n[21])
+        for blk in range(ins.n[9]):
+            for rb in range(ins.n[10]):
+                _conv_rows_block(ins, x, n, blk, rb * ins.n[11])
 
 
 cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:
@@ -572,6 +608,8 @@ cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
     cdef Py_ssize_t i
     if op == OP_CONV_ROWS:
         _conv_rows(ins, n_threads)
+    elif op == OP_CONV_ROWS_IMAGES:
+        _conv_rows_images(ins, n_threads)
     elif op == OP_CONV_PIXELS:
         _conv_pixels(ins, n_threads)
     elif op == OP_PAD_PLANES:

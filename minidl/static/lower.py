@@ -493,6 +493,16 @@ def _direct_conv(lw: Lowered, src, src_shape: tuple, mask, weight, w_shape: tupl
     group = layout["group"]
     clips = (conv_kernels.row_clips(OH, KH, KW, top_left[0], src_shape[2], dh) if sh == 1
              else None)
+    work = N * OC * OH * OW * C * T
+    threads = get_num_threads()
+    if conv_kernels.direct_per_image(N, threads):
+        # A padded image per thread (the program runs on at most `threads` of them).
+        buffers = np.zeros(threads * C * plane, np.float32)
+        lw.program.add("conv_rows_images", (buffers, steps, packed, bias, out, clips, src, mask),
+                       (N, C * T, layout["block_steps"], ocb, OC, OH, OW, Wp, C * plane,
+                        -(-OC // ocb), -(-OH // rows), rows, int(relu), work, C,
+                        *src_shape[2:], Hp, *top_left, sh, sw, threads))
+        return
     xpad = np.zeros(min(N, group) * C * plane, np.float32)
     for n0 in range(0, N, group):
         n = min(N, n0 + group) - n0

@@ -537,40 +537,18 @@ def _direct_rows(const float[::1] xpad, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t
     Wp >= base % Wp + _row_pitch(OW, KW, dw, sw). packed: _pack_weights(weight, _direct_ocb(OC),
     flip) when the caller has it already. clips: row_clips(OH, ...) for these planes (base 0,
     stride 1), or None."""
-    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     cdef Py_ssize_t C = weight.shape[0] if flip else weight.shape[1]
     cdef Py_ssize_t N = out.shape[0], OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t plane = sh * sw * Hp * Wp
     if xpad.shape[0] < N * C * plane:
         raise ValueError("conv2d: padded input smaller than its planes")
-    cdef _RowsTiling tiling = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
-    cdef int ocb = tiling.ocb
-    cdef Py_ssize_t nblk = (OC + ocb - 1) // ocb, T = KH * KW
-    cdef Py_ssize_t rows = tiling.rows, block_steps = tiling.block_steps
-    cdef Py_ssize_t nrb = (OH + rows - 1) // rows
-    if packed is None:
-        packed = _pack_weights(weight, ocb, flip)
-    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
-    cdef const float[::1] wv = packed
-    cdef const float[::1] bias_view
-    cdef const float *bp = NULL
-    if bias is not None:
-        bias_view = bias
-        bp = &bias_view[0]
-    cdef const Py_ssize_t[::1] clip_view
-    cdef const Py_ssize_t *cp = NULL
-    if clips is not None:
-        clip_view = clips
-        if clip_view.shape[0] != 1 + 2 * OH or clip_view[0] != T:
-            raise ValueError("conv2d: row clip table does not match the output")
-        cp = &clip_view[0]
-    cdef _Direct a = _Direct(x=&xpad[0] + base, image=C * plane, Wp=Wp, step_off=&step_off[0],
-                             nsteps=C * T, block_steps=block_steps, w=&wv[0], ocb=ocb, OC=OC,
-                             bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW, nblk=nblk,
-                             nrb=nrb, rows=rows, clip=cp)
+    keep = []
+    cdef _Direct a = _direct_job(C, Hp, Wp, sh, sw, weight, flip, bias, out, dh, dw, relu,
+                                 packed, clips, keep)
+    a.x = &xpad[0] + base
     with nogil:
-        parallel_for(_direct_task, &a, N * nblk * nrb, _threads(N * OC * OH * OW * C * T,
-                                                                n_threads))
+        parallel_for(_direct_task, &a, N * a.nblk * a.nrb,
+                     _threads(N * OC * OH * OW * a.nsteps, n_threads))
 
 
 cdef struct _Direct:
@@ -612,6 +590,42 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                 n += 1
 
 
+cdef _Direct _direct_job(Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t sh,
+                         Py_ssize_t sw, const float[:, :, :, ::1] weight, bint flip, bias,
+                         float[:, :, :, ::1] out, Py_ssize_t dh, Py_ssize_t dw, bint relu,
+                         packed, clips, list keep) except *:
+    """The row-vector kernel's job over out from C padded channels of sh * sw phase planes of
+    Hp x Wp (x left NULL: the caller's). packed: _pack_weights(weight, _direct_ocb(OC), flip)
+    or None; clips: row_clips(OH, ...) or None. The arrays the job points into that the caller
+    does not hold are appended to keep."""
+    cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3], T = KH * KW
+    cdef Py_ssize_t OC = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef _RowsTiling tiling = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
+    if packed is None:
+        packed = _pack_weights(weight, tiling.ocb, flip)
+    steps = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
+    keep += [packed, steps]
+    cdef Py_ssize_t[::1] step_off = steps
+    cdef const float[::1] wv = packed
+    cdef const float[::1] bias_view
+    cdef const float *bp = NULL
+    if bias is not None:
+        bias_view = bias
+        bp = &bias_view[0]
+    cdef const Py_ssize_t[::1] clip_view
+    cdef const Py_ssize_t *cp = NULL
+    if clips is not None:
+        clip_view = clips
+        if clip_view.shape[0] != 1 + 2 * OH or clip_view[0] != T:
+            raise ValueError("conv2d: row clip table does not match the output")
+        cp = &clip_view[0]
+    return _Direct(x=NULL, image=C * sh * sw * Hp * Wp, Wp=Wp, step_off=&step_off[0],
+                   nsteps=C * T, block_steps=tiling.block_steps, w=&wv[0], ocb=tiling.ocb,
+                   OC=OC, bias=bp, relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW,
+                   nblk=(OC + tiling.ocb - 1) // tiling.ocb,
+                   nrb=(OH + tiling.rows - 1) // tiling.rows, rows=tiling.rows, clip=cp)
+
+
 # Images per thread from which _direct_conv pads each image inside its own work item (one
 # parallel region, the copy still in L1/L2 when convolved) rather than by groups of images
 # (two regions per group; below this a thread would get too few items to balance).
@@ -632,36 +646,20 @@ def _direct_per_image(const float[:, :, :, ::1] src, relu_in, Py_ssize_t Hp, Py_
     """_direct_conv with one work item per image: the item pads its image (and ReLU mask)
     into its thread's buffer of sh * sw phase planes, then runs every channel and row block
     of it (the same kernel calls on the same padded values as the grouped path)."""
-    cdef Py_ssize_t N = src.shape[0], C = src.shape[1], KH = weight.shape[2]
-    cdef Py_ssize_t KW = weight.shape[3], OC = out.shape[1], OH = out.shape[2]
-    cdef Py_ssize_t OW = out.shape[3], plane = sh * sw * Hp * Wp, T = KH * KW
-    cdef _RowsTiling tiling = _rows_tiling(C, OC, OH, OW, KH, KW, dh, sh, sw, Wp)
-    cdef Py_ssize_t[::1] step_off = _tap_offsets(C, KH, KW, Hp, Wp, sh, sw, dh, dw)
-    cdef const float[::1] wv = packed
-    cdef const float[::1] bias_view
-    cdef const float *bp = NULL
-    if bias is not None:
-        bias_view = bias
-        bp = &bias_view[0]
-    cdef const Py_ssize_t[::1] clip_view
-    cdef const Py_ssize_t *cp = NULL
-    if clips is not None:
-        clip_view = clips
-        cp = &clip_view[0]
+    cdef Py_ssize_t N = src.shape[0], C = src.shape[1], plane = sh * sw * Hp * Wp
     cdef const float[:, :, :, ::1] mask
     cdef const float *mp = NULL
     if relu_in is not None:
         mask = relu_in
         mp = &mask[0, 0, 0, 0]
-    cdef int nt = _threads(N * OC * OH * OW * C * T, n_threads)
+    keep = []
     cdef _PerImage a
+    a.rows = _direct_job(C, Hp, Wp, sh, sw, weight, flip, bias, out, dh, dw, relu, packed,
+                         clips, keep)
     a.pad = _Pad(src=&src[0, 0, 0, 0], mask=mp, dst=NULL, C=C, H=src.shape[2], W=src.shape[3],
                  planes_out=C, Hp=Hp, Wp=Wp, top=top, left=left, sh=sh, sw=sw)
-    a.rows = _Direct(x=NULL, image=C * plane, Wp=Wp, step_off=&step_off[0], nsteps=C * T,
-                     block_steps=tiling.block_steps, w=&wv[0], ocb=tiling.ocb, OC=OC, bias=bp,
-                     relu=relu, out=&out[0, 0, 0, 0], OH=OH, OW=OW,
-                     nblk=(OC + tiling.ocb - 1) // tiling.ocb,
-                     nrb=(OH + tiling.rows - 1) // tiling.rows, rows=tiling.rows, clip=cp)
+    cdef int nt = _threads(N * out.shape[1] * out.shape[2] * out.shape[3] * a.rows.nsteps,
+                           n_threads)
     buffers = _scratch("direct_per_image", (nt * C * plane,))
     cdef float[::1] bv = buffers
     a.buffers = &bv[0]

@@ -3,7 +3,8 @@
 `run_child` runs a snippet in a fresh interpreter, so that a segfault or an abort inside a
 kernel is a failed assertion (with the child's stderr), not a dead test run; it also reports
 the child's peak resident memory. `guarded_array` places an array so that its last byte is
-followed by an unmapped page: any read past its end faults at once.
+followed by an unmapped page: any read past its end faults at once. `isa_outputs` runs a
+snippet on the default and on a forced (narrower) instruction set.
 """
 
 from __future__ import annotations
@@ -60,6 +61,24 @@ def run_child(code: str, timeout: float = 120, env: dict | None = None) -> tuple
     lines = proc.stdout.splitlines()
     peak = int(lines[-1].split("=")[1]) // 1024
     return "\n".join(lines[:-1]), peak
+
+
+def isa_outputs(script: str, isa: str, tmp_path: Path) -> tuple[dict, dict]:
+    """The arrays `script` saves with np.savez(OUT, ...), run in a child on the default
+    instruction set and in one with MINIDL_FORCE_ISA=isa (the kernels' narrower instances):
+    (default, forced), each {name: array}. Children import the minidl of this run."""
+    outputs = []
+    for force in (None, isa):
+        env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT))
+        env.pop("MINIDL_FORCE_ISA", None)
+        if force:
+            env["MINIDL_FORCE_ISA"] = force
+        path = tmp_path / f"{force or 'default'}.npz"
+        subprocess.run([sys.executable, "-c", f"OUT = {str(path)!r}\n" + script], env=env,
+                       check=True, cwd=tmp_path)
+        outputs.append(dict(np.load(path)))
+    assert outputs[0].keys() == outputs[1].keys()
+    return outputs[0], outputs[1]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -346,23 +346,10 @@ np.savez(OUT, **res)
 def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
     """The AVX2 and baseline instances of the kernels (forced with MINIDL_FORCE_ISA) agree with
     the default instance to rounding (FMA contraction differs between them)."""
-    import os
-    import subprocess
-    import sys
+    from childproc import isa_outputs
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
-    outputs = {}
-    for tag, force in [("default", None), ("forced", isa)]:
-        env = dict(os.environ, PYTHONPATH=root)
-        env.pop("MINIDL_FORCE_ISA", None)
-        if force:
-            env["MINIDL_FORCE_ISA"] = force
-        path = tmp_path / f"{tag}.npz"
-        subprocess.run([sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT], env=env,
-                       check=True, cwd=tmp_path)
-        outputs[tag] = dict(np.load(path))
-    assert outputs["default"].keys() == outputs["forced"].keys()
-    for key, a in outputs["default"].items():
+    default, forced = isa_outputs(ISA_SCRIPT, isa, tmp_path)
+    for key, a in default.items():
         tol = 1e-12 if "float64" in key else 1e-5
-        np.testing.assert_allclose(outputs["forced"][key], a, rtol=tol,
+        np.testing.assert_allclose(forced[key], a, rtol=tol,
                                    atol=tol * max(1, np.abs(a).max()), err_msg=key)

@@ -485,27 +485,11 @@ np.savez(OUT, **{f"{k}_{j}": a for k, v in results.items() for j, a in enumerate
 def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
     """The AVX2 and baseline instances of the direct conv and 2x2 pool kernels (forced with
     MINIDL_FORCE_ISA) agree with the default instance to rounding."""
-    import os
-    import subprocess
-    import sys
+    from childproc import isa_outputs
 
-    outputs = {}
-    for tag, force in [("default", None), ("forced", isa)]:
-        env = dict(os.environ)
-        env.pop("MINIDL_FORCE_ISA", None)
-        if force:
-            env["MINIDL_FORCE_ISA"] = force
-        path = tmp_path / f"{tag}.npz"
-        subprocess.run(
-            [sys.executable, "-c", f"OUT = {str(path)!r}\n" + ISA_SCRIPT],
-            env=env,
-            check=True,
-            cwd=tmp_path,
-        )  # not the checkout: import the installed minidl
-        outputs[tag] = dict(np.load(path))
-    assert outputs["default"].keys() == outputs["forced"].keys()
-    for key, a in outputs["default"].items():
-        b = outputs["forced"][key]
+    default, forced = isa_outputs(ISA_SCRIPT, isa, tmp_path)
+    for key, a in default.items():
+        b = forced[key]
         if a.dtype == np.int64:
             np.testing.assert_array_equal(a, b, err_msg=key)
         else:

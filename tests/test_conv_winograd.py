@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from childproc import isa_outputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_conv import reference
@@ -399,21 +400,10 @@ np.savez(OUT, **arrays)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gcc ISA dispatch")
 @pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
 def test_winograd_narrower_isa_instances_agree(isa, tmp_path):
-    # The minidl this run imports (the checkout or site-packages), not the unbuilt source tree.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
-    outputs = {}
-    for tag, force in [("default", None), ("forced", isa)]:
-        env = dict(os.environ, PYTHONPATH=root)
-        env.pop("MINIDL_FORCE_ISA", None)
-        if force:
-            env["MINIDL_FORCE_ISA"] = force
-        path = tmp_path / f"{tag}.npz"
-        script = f"OUT = {str(path)!r}\n" + ISA_SCRIPT
-        subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=tmp_path)
-        outputs[tag] = dict(np.load(path))
-    for key, a in outputs["default"].items():
-        b = outputs["forced"][key]
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=key)
+    default, forced = isa_outputs(ISA_SCRIPT, isa, tmp_path)
+    for key, a in default.items():
+        np.testing.assert_allclose(a, forced[key], rtol=0, atol=1e-5 * np.abs(a).max(),
+                                   err_msg=key)
 
 
 def test_algorithms_agree_and_direct_is_the_plain_sum_order(algorithm):

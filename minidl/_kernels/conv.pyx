@@ -409,12 +409,18 @@ cdef void _pad_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) no
         n = p // a.planes_out
         c = p % a.planes_out
         if c < a.C:
-            conv_pad_phases_f32(a.src + (n * a.C + c) * a.H * a.W, a.H, a.W,
-                                a.mask + (n * a.C + c) * a.H * a.W if a.mask != NULL else NULL,
-                                a.dst + p * plane, a.Hp, a.Wp, a.top, a.left, a.sh, a.sw)
+            _pad_plane(a, n, c, a.dst + p * plane)
         else:
             for i in range(plane):
                 a.dst[p * plane + i] = 0
+
+
+cdef inline void _pad_plane(const _Pad *a, Py_ssize_t n, Py_ssize_t c,
+                            float *dst) noexcept nogil:
+    """Channel c of image n of a.src (masked by a.mask) into its phase planes at dst."""
+    cdef Py_ssize_t at = (n * a.C + c) * a.H * a.W
+    conv_pad_phases_f32(a.src + at, a.H, a.W, a.mask + at if a.mask != NULL else NULL, dst,
+                        a.Hp, a.Wp, a.top, a.left, a.sh, a.sw)
 
 
 def _tap_offsets(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp, Py_ssize_t Wp,
@@ -575,12 +581,7 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
     cdef Py_ssize_t n = begin // (a.nblk * a.nrb), blk = begin // a.nrb % a.nblk
     cdef Py_ssize_t rb = begin % a.nrb
     for item in range(begin, end):
-        r0 = rb * a.rows
-        conv_direct_f32_rows(a.x + n * a.image, a.Wp, a.step_off, a.nsteps, a.block_steps,
-                             a.w + blk * a.nsteps * a.ocb, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
-                             a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
-                             a.out + (n * a.OC + blk * a.ocb) * a.OH * a.OW, a.OH, a.OW, r0,
-                             min(a.OH, r0 + a.rows), a.clip)
+        _direct_block(a, a.x + n * a.image, n, blk, rb * a.rows)
         rb += 1
         if rb == a.nrb:
             rb = 0
@@ -588,6 +589,16 @@ cdef void _direct_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
             if blk == a.nblk:
                 blk = 0
                 n += 1
+
+
+cdef inline void _direct_block(const _Direct *a, const float *x, Py_ssize_t n, Py_ssize_t blk,
+                               Py_ssize_t r0) noexcept nogil:
+    """Rows [r0, r0 + a.rows) of channel block blk of image n, from its padded planes x."""
+    conv_direct_f32_rows(x, a.Wp, a.step_off, a.nsteps, a.block_steps,
+                         a.w + blk * a.nsteps * a.ocb, a.ocb, min(a.ocb, a.OC - blk * a.ocb),
+                         a.bias + blk * a.ocb if a.bias != NULL else NULL, a.relu,
+                         a.out + (n * a.OC + blk * a.ocb) * a.OH * a.OW, a.OH, a.OW, r0,
+                         min(a.OH, r0 + a.rows), a.clip)
 
 
 cdef _Direct _direct_job(Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t sh,
@@ -678,22 +689,14 @@ cdef void _per_image_task(void *args, Py_ssize_t begin, Py_ssize_t end,
     cdef _PerImage *a = <_PerImage *>args
     cdef _Pad *p = &a.pad
     cdef _Direct *d = &a.rows
-    cdef Py_ssize_t plane = p.sh * p.sw * p.Hp * p.Wp, n, c, blk, rb, r0
+    cdef Py_ssize_t plane = p.sh * p.sw * p.Hp * p.Wp, n, c, blk, rb
     cdef float *x = a.buffers + worker * p.C * plane
     for n in range(begin, end):
         for c in range(p.C):
-            conv_pad_phases_f32(p.src + (n * p.C + c) * p.H * p.W, p.H, p.W,
-                                p.mask + (n * p.C + c) * p.H * p.W if p.mask != NULL else NULL,
-                                x + c * plane, p.Hp, p.Wp, p.top, p.left, p.sh, p.sw)
+            _pad_plane(p, n, c, x + c * plane)
         for blk in range(d.nblk):
             for rb in range(d.nrb):
-                r0 = rb * d.rows
-                conv_direct_f32_rows(x, d.Wp, d.step_off, d.nsteps, d.block_steps,
-                                     d.w + blk * d.nsteps * d.ocb, d.ocb,
-                                     min(d.ocb, d.OC - blk * d.ocb),
-                                     d.bias + blk * d.ocb if d.bias != NULL else NULL, d.relu,
-                                     d.out + (n * d.OC + blk * d.ocb) * d.OH * d.OW, d.OH,
-                                     d.OW, r0, min(d.OH, r0 + d.rows), d.clip)
+                _direct_block(d, x, n, blk, rb * d.rows)
 
 
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,

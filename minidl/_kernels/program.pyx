@@ -172,8 +172,8 @@ cdef void _pack_conv_weights(const Instr *ins) noexcept nogil:
 
 cdef void _conv_rows(const Instr *ins, int n_threads) noexcept nogil:
     """conv._direct_conv's loop. p: padded input, tap offsets, packed weights, bias or NULL,
-    out, row clip table or NULL (conv.row_clips). n: N, nsteps, block_steps, ocb, OC, OH, OW, Wp, image (floats per padded image),
-    nblk, nrb, rows, relu, work (multiply-adds)."""
+    out, row clip table or NULL (conv.row_clips). n: N, nsteps, block_steps, ocb, OC, OH, OW,
+    Wp, image (floats per padded image), nblk, nrb, rows, relu, work (multiply-adds)."""
     cdef Py_ssize_t N = ins.n[0], nblk = ins.n[9], nrb = ins.n[10], item
     cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
     parallel_for(_conv_rows_item_task, <void *>ins, N * nblk * nrb, nt)

@@ -220,17 +220,33 @@ cdef int _coeffs(const double[:, ::1] g, wino_coeffs *c) except -1:
 
 
 cdef struct _Weights:
-    # One parallel loop over blocks of WINO_WPAIRS (row, column) pairs of a weight transform:
-    # src (w or dU), dst (U or grad_w), A x B pairs.
+    # One parallel loop over blocks of WINO_WPAIRS (row, column) pairs of a weight transform
+    # (U = G g G^T) or of its adjoint (grad_w = G^T dU G): src (w or dU), dst (U or grad_w),
+    # A x B pairs.
     const float *src
     float *dst
     const wino_coeffs *cf
     Py_ssize_t A, B
-    bint flip
+    bint flip, adjoint
 
 
-cdef inline int _weight_threads(Py_ssize_t pairs, int n, int n_threads) noexcept nogil:
-    return n_threads if pairs * n * n >= MIN_PARALLEL_WEIGHTS else 1
+cdef void _run_weights(_Weights *a, int n_threads) noexcept nogil:
+    parallel_for(_weights_task, a, (a.A * a.B + WINO_WPAIRS - 1) // WINO_WPAIRS,
+                 n_threads if a.A * a.B * a.cf.n * a.cf.n >= MIN_PARALLEL_WEIGHTS else 1)
+
+
+cdef void _weights_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Blocks [begin, end) of WINO_WPAIRS pairs."""
+    cdef _Weights *a = <_Weights *>args
+    cdef Py_ssize_t blk, p0
+    cdef int count
+    for blk in range(begin, end):
+        p0 = blk * WINO_WPAIRS
+        count = <int>min(<Py_ssize_t>WINO_WPAIRS, a.A * a.B - p0)
+        if a.adjoint:
+            wino_weight_adjoint_block(a.src, a.A * a.B, a.cf, p0, count, a.dst)
+        else:
+            wino_weight_block(a.src, a.A, a.B, a.flip, a.cf, p0, count, a.dst)
 
 
 def transform_weight(const float[:, :, :, ::1] w, const double[:, ::1] g, bint flip,
@@ -248,21 +264,10 @@ def transform_weight(const float[:, :, :, ::1] w, const double[:, ::1] g, bint f
                          f"and u {tuple(u.shape)} do not match")
     if A == 0 or B == 0:
         return
-    cdef _Weights a = _Weights(src=&w[0, 0, 0, 0], dst=&u[0, 0, 0], cf=&c, A=A, B=B, flip=flip)
+    cdef _Weights a = _Weights(src=&w[0, 0, 0, 0], dst=&u[0, 0, 0], cf=&c, A=A, B=B, flip=flip,
+                               adjoint=False)
     with nogil:
-        parallel_for(_transform_weight_task, &a, (A * B + WINO_WPAIRS - 1) // WINO_WPAIRS,
-                     _weight_threads(A * B, c.n, n_threads))
-
-
-cdef void _transform_weight_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                                 int worker) noexcept nogil:
-    """Blocks [begin, end) of WINO_WPAIRS pairs."""
-    cdef _Weights *a = <_Weights *>args
-    cdef Py_ssize_t blk, p0
-    for blk in range(begin, end):
-        p0 = blk * WINO_WPAIRS
-        wino_weight_block(a.src, a.A, a.B, a.flip, a.cf, p0,
-                          <int>min(<Py_ssize_t>WINO_WPAIRS, a.A * a.B - p0), a.dst)
+        _run_weights(&a, n_threads)
 
 
 def weight_from_transformed(const float[:, :, ::1] du, const double[:, ::1] g,
@@ -279,22 +284,9 @@ def weight_from_transformed(const float[:, :, ::1] du, const double[:, ::1] g,
     if OC == 0 or C == 0:
         return
     cdef _Weights a = _Weights(src=&du[0, 0, 0], dst=&grad_w[0, 0, 0, 0], cf=&c, A=OC, B=C,
-                               flip=False)
+                               flip=False, adjoint=True)
     with nogil:
-        parallel_for(_weight_from_transformed_task, &a,
-                     (OC * C + WINO_WPAIRS - 1) // WINO_WPAIRS,
-                     _weight_threads(OC * C, c.n, n_threads))
-
-
-cdef void _weight_from_transformed_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                                        int worker) noexcept nogil:
-    """Blocks [begin, end) of WINO_WPAIRS pairs."""
-    cdef _Weights *a = <_Weights *>args
-    cdef Py_ssize_t blk, p0
-    for blk in range(begin, end):
-        p0 = blk * WINO_WPAIRS
-        wino_weight_adjoint_block(a.src, a.A * a.B, a.cf, p0,
-                                  <int>min(<Py_ssize_t>WINO_WPAIRS, a.A * a.B - p0), a.dst)
+        _run_weights(&a, n_threads)
 
 
 def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,

@@ -535,3 +535,51 @@ def test_conv_rows_images_gives_the_replays_bits_for_any_thread_count(threads):
             assert_same_bits(g, p.grad.data)
     finally:
         minidl.set_num_threads(before)
+
+
+def test_an_inference_program_repacks_a_conv_weight_after_any_one_byte_changes():
+    # Inference programs pack a conv weight only when its bytes differ from the last call's:
+    # a change of one element, of a zero's sign or of a NaN's payload must reach the output.
+    minidl.manual_seed(5)
+    model = LeNet5()
+    x = images(2)
+    program, replay = both(model, x)
+    for change in (lambda w: w.__setitem__((15, 5, 4, 4), w[15, 5, 4, 4] + 1),  # last entry
+                   lambda w: w.__setitem__((0, 0, 0, 0), np.float32(np.inf)),
+                   lambda w: w.__setitem__((0, 0, 0, 0), np.float32(-0.0)),
+                   lambda w: w.__setitem__((0, 0, 0, 0), np.float32(0.0))):
+        program(x)
+        change(model.conv2.weight.data)
+        assert_same_bits(program(x).data, replay(x).data)
+    before = program(x).data.copy()
+    model.conv1.weight.data[2, 0, 1, 3] *= 3  # conv1's weight: its own copy
+    after = program(x).data
+    assert after.tobytes() != before.tobytes()
+    assert_same_bits(after, replay(x).data)
+
+
+POOL_SCRIPT = """
+import numpy as np, minidl
+from minidl.nn import functional as F
+rng = np.random.default_rng(7)
+values = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 1.0, -1.0, 2.0], np.float32)
+x = minidl.tensor(rng.choice(values, size=(3, 2, 10, 37)).astype(np.float32))
+x.data[0, 0, :2, :2] = np.float32(np.nan) * -1  # a NaN of the other sign
+pool = lambda t: F.max_pool2d(t, 2)
+program = minidl.compile(pool, example_inputs=(x,))
+assert "max_pool_2x2" in program.graph.lower().program.opcodes()
+eager, argmax = F.max_pool2d(x, 2, return_indices=True)
+np.savez(OUT, program=program(x).data, eager=eager.data, argmax=argmax.data)
+"""
+
+
+@pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
+def test_an_inference_pool_without_argmax_gives_the_eager_bits_on_every_isa(isa, tmp_path):
+    # An inference program's 2x2 max pool writes no argmax (a path of its own in the kernel):
+    # NaN (either sign), +-0 ties, +-inf and partial vectors (37 columns) as the eager op's.
+    from childproc import isa_outputs
+
+    default, forced = isa_outputs(POOL_SCRIPT, isa, tmp_path)
+    for out in (default, forced):
+        assert out["program"].tobytes() == out["eager"].tobytes()
+        assert out["program"].tobytes() == default["eager"].tobytes()

@@ -110,8 +110,10 @@
 
 /* Output rows ("blocks") b0 .. b1 - 1 of a (planes, OH, OW) output, block b being output row
  * b % OH of plane b / OH, from x (planes, H, W) with OH = H / 2, OW = W / 2. out gets the
- * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices). Loads
- * read exactly the 2 * OW columns of each of the two input rows (partial vectors masked). */
+ * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices), or
+ * nothing when index is NULL (inference: the int64 stores are most of a small pool's time).
+ * Loads read exactly the 2 * OW columns of each of the two input rows (partial vectors
+ * masked). */
 MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, long long *index,
                                                    ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
                                                    ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
@@ -141,7 +143,7 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
         const float *top = plane + 2 * oh * W;
         const float *bot = top + W;
         float *o = out + b * OW;
-        long long *ix = index + b * OW;
+        long long *ix = index != NULL ? index + b * OW : NULL;
         const long long row = (long long)(2 * oh) * W;
         for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 16) {
             const int n = OW - ow0 < 16 ? (int)(OW - ow0) : 16;
@@ -173,6 +175,13 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
                     const int m = n - h * MDL_VL; /* outputs of register h that exist */
                     if (m <= 0)
                         break;
+                    if (ix == NULL) {
+                        if (m >= MDL_VL)
+                            memcpy(o + ow0 + h * MDL_VL, &best[h], sizeof best[h]);
+                        else
+                            MDL_STORE_PARTIAL(o + ow0 + h * MDL_VL, best[h], m);
+                        continue;
+                    }
                     const MDL_VI off = (lanes + (h * MDL_VL + (int)ow0)) * 2 + k[h];
                     const vh lo = __builtin_shufflevector(off, off, 0, 1
 #if MDL_VL >= 8
@@ -217,7 +226,8 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
             MDL_BLOCK_STORE(ks, k);
             for (int i = 0; i < n; i++) {
                 o[ow0 + i] = bs[i];
-                ix[ow0 + i] = row + (long long)(ks[i] >> 1) * W + 2 * (ow0 + i) + (ks[i] & 1);
+                if (ix != NULL)
+                    ix[ow0 + i] = row + (long long)(ks[i] >> 1) * W + 2 * (ow0 + i) + (ks[i] & 1);
             }
         }
     }

@@ -464,11 +464,15 @@ def _shaped(v: Value) -> np.ndarray:
 
 
 def _pack_buffer(lw: Lowered, weight, w_shape: tuple, ocb: int, flip: bool) -> np.ndarray:
-    """A zeroed [blocks][C][KH*KW][ocb] buffer and the instruction refilling it per call."""
+    """A zeroed [blocks][C][KH*KW][ocb] buffer and the instruction refilling it per call (in
+    an inference program, only when the weight's bytes changed since the last call)."""
     OC, C, KH, KW = w_shape
     OCo, Ci = (C, OC) if flip else (OC, C)
     packed = np.zeros(-(-OCo // ocb) * Ci * KH * KW * ocb, np.float32)
-    lw.program.add("pack_conv_weights", (weight, packed), (OC, C, KH, KW, ocb, int(flip)))
+    seen, filled = (None, None) if lw.training else (np.empty(OC * C * KH * KW, np.float32),
+                                                     np.zeros(1, np.uint8))
+    lw.program.add("pack_conv_weights", (weight, packed, seen, filled),
+                   (OC, C, KH, KW, ocb, int(flip)))
     return packed
 
 
@@ -555,7 +559,9 @@ def _max_pool(lw: Lowered, node: Node) -> bool:
     if (OH, OW) != (H // 2, W // 2) or OH * OW == 0:
         return False
     out = lw.buffer(node.out)
-    index = lw.pool_index[node.out] = np.zeros(out.shape, np.int64)
+    index = None  # inference: the kernel writes no argmax
+    if lw.training:
+        index = lw.pool_index[node.out] = np.zeros(out.shape, np.int64)
     lw.program.add("max_pool_2x2", (lw.operand(x), out, index), (N * C * OH, H, W, OH, OW,
                                                                   N * C * H * W))
     return True

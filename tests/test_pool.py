@@ -399,3 +399,129 @@ def test_max_pool2d_2x2_reads_nothing_past_the_input(shape):
     out = max_pool2d(x, 2)
     expected = x.reshape(shape[0], shape[1], shape[2] // 2, 2, shape[3] // 2, 2).max(axis=(3, 5))
     np.testing.assert_array_equal(out.data, expected)
+
+
+SPECIALS = np.array([np.nan, -np.nan, -0.0, 0.0, np.inf, -np.inf, 1.0, -1.0, 2.0], np.float32)
+
+
+def _generic_2x2(x, gy):
+    """The generic kernels' 2x2 stride-2 pool (int64 argmax, zero then scatter-add)."""
+    from minidl._kernels import pool as kernels
+
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H // 2, W // 2), np.float32)
+    index = np.empty(out.shape, np.int64)
+    kernels.max_pool2d_forward(x, out, index, 2, 2, 2, 2, 0, 0, 1, 1, 1)
+    gx = np.empty(x.shape, np.float32)
+    kernels.max_pool2d_backward(gy, index, gx, 1)
+    return out, index, gx
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 28, 28), (1, 2, 7, 9), (1, 1, 3, 37), (2, 1, 5, 2), (1, 1, 1, 6),
+              (1, 1, 6, 1), (3, 2, 10, 10), (1, 1, 2, 66)],
+)
+def test_window_code_kernels_give_the_generic_kernels_bits(shape):
+    # Values, argmax and gradient of the 2x2 window-code kernels against the generic scalar
+    # kernels: NaN of either sign, +-0 ties, +-inf in x; -0, NaN and +-inf in the gradient
+    # (0 + -0 is +0 in a zeroed plane plus a scatter-add); odd sizes (uncovered last row and
+    # column get +0) and planes with no window at all.
+    from minidl._kernels import pool as kernels
+    from minidl.ops.pool import _flat_index
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.choice(SPECIALS, size=shape).astype(np.float32)
+    N, C, H, W = shape
+    gy = rng.choice(SPECIALS, size=(N, C, H // 2, W // 2)).astype(np.float32)
+    want_out, want_index, want_gx = _generic_2x2(x, gy)
+    out = np.empty_like(want_out)
+    code = np.empty(out.shape, np.uint8)
+    kernels.max_pool2d_2x2_forward(x, out, code, 1)
+    assert out.tobytes() == want_out.tobytes()
+    assert np.array_equal(_flat_index(code, W), want_index)
+    assert code.size == 0 or code.max() <= 3
+    gx = np.full(shape, 7.0, np.float32)  # every element must be written
+    kernels.max_pool2d_2x2_backward(gy, code, gx, 1)
+    assert gx.tobytes() == want_gx.tobytes()
+
+
+def test_window_codes_above_3_route_no_gradient_and_wrong_shapes_raise():
+    from minidl._kernels import pool as kernels
+
+    gy = np.ones((1, 1, 2, 3), np.float32)
+    code = np.array([[[[0, 3, 200], [4, 1, 2]]]], np.uint8)
+    gx = np.full((1, 1, 4, 6), 5.0, np.float32)
+    kernels.max_pool2d_2x2_backward(gy, code, gx, 1)
+    want = np.zeros((4, 6), np.float32)
+    want[0, 0] = want[1, 3] = want[2, 3] = want[3, 4] = 1
+    assert np.array_equal(gx[0, 0], want)
+    with pytest.raises(ValueError, match="max_pool2d_2x2_backward: grad_out has shape"):
+        kernels.max_pool2d_2x2_backward(gy, code, np.zeros((1, 1, 4, 8), np.float32), 1)
+    with pytest.raises(ValueError, match="max_pool2d_2x2_backward: code has shape"):
+        kernels.max_pool2d_2x2_backward(gy, np.ascontiguousarray(code[..., :2]), gx, 1)
+    with pytest.raises(ValueError, match="max_pool2d_2x2_forward: out has shape"):
+        kernels.max_pool2d_2x2_forward(gx, np.empty((1, 1, 2, 2), np.float32), None, 1)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_window_code_kernels_bits_do_not_depend_on_the_thread_count(threads):
+    from minidl._kernels import pool as kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.choice(SPECIALS, size=(9, 7, 29, 31)).astype(np.float32)
+    gy = rng.standard_normal((9, 7, 14, 15)).astype(np.float32)
+    results = []
+    for n in (1, threads):
+        out = np.empty((9, 7, 14, 15), np.float32)
+        code = np.empty(out.shape, np.uint8)
+        kernels.max_pool2d_2x2_forward(x, out, code, n)
+        gx = np.empty_like(x)
+        kernels.max_pool2d_2x2_backward(gy, code, gx, n)
+        results.append((out.tobytes(), code.tobytes(), gx.tobytes()))
+    assert results[0] == results[1]
+
+
+POOL_ISA_SCRIPT = """
+import numpy as np
+from minidl._kernels import pool as kernels
+rng = np.random.default_rng(11)
+specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 1.0, -1.0, 2.0], np.float32)
+x = rng.choice(specials, size=(3, 2, 11, 45)).astype(np.float32)
+gy = rng.choice(specials, size=(3, 2, 5, 22)).astype(np.float32)
+out = np.empty((3, 2, 5, 22), np.float32)
+code = np.empty(out.shape, np.uint8)
+kernels.max_pool2d_2x2_forward(x, out, code, 1)
+gx = np.empty_like(x)
+kernels.max_pool2d_2x2_backward(gy, code, gx, 1)
+np.savez(OUT, out=out, code=code, gx=gx)
+"""
+
+
+@pytest.mark.parametrize("isa", ["x86-64-v3", "baseline"])
+def test_window_code_kernels_give_the_same_bits_on_every_isa(isa, tmp_path):
+    from childproc import isa_outputs
+
+    default, forced = isa_outputs(POOL_ISA_SCRIPT, isa, tmp_path)
+    for name in default:
+        assert default[name].tobytes() == forced[name].tobytes(), name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard page")
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 1, 2, 34), (1, 2, 7, 66), (3, 1, 10, 10)])
+def test_window_code_backward_reads_nothing_past_its_inputs(shape):
+    # grad_out and the codes end at an inaccessible page: partial vectors must not read on.
+    from minidl._kernels import pool as kernels
+
+    N, C, H, W = shape
+    out_shape = (N, C, H // 2, W // 2)
+    gy, _m1 = guarded_array(out_shape)
+    code, _m2 = guarded_array(out_shape, np.uint8)
+    rng = np.random.default_rng(1)
+    gy[...] = rng.standard_normal(out_shape)
+    code[...] = rng.integers(0, 4, size=out_shape)
+    gx = np.empty(shape, np.float32)
+    kernels.max_pool2d_2x2_backward(gy, code, gx, 1)
+    want = np.zeros(shape, np.float32)
+    n, c, oh, ow = np.indices(out_shape)
+    want[n, c, 2 * oh + code // 2, 2 * ow + code % 2] = gy
+    assert np.array_equal(gx, want)

@@ -9,9 +9,11 @@ size, ceil_mode) is decided by the op layer; here a window of output (oh, ow) st
 """
 
 from libc.math cimport INFINITY
+from libc.string cimport memset
 
 from minidl._kernels.bounds cimport first_valid
-from minidl._kernels.pool_kernels cimport first_bad_index, max_pool_2x2_f32
+from minidl._kernels.pool_kernels cimport (first_bad_index, max_pool_2x2_f32,
+                                           max_unpool_2x2_f32)
 from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
 
@@ -104,22 +106,8 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out,
                              index=&index[0, 0, 0, 0], planes=N * C, H=H, W=W, OH=OH, OW=OW,
                              KH=KH, KW=KW, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
                              count_include_pad=False)
-    if (real is float and KH == 2 and KW == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
-            and dh == 1 and dw == 1 and OH == H // 2 and OW == W // 2):
-        # Output rows in groups of 32 (an output row costs ~10-100 ns).
-        with nogil:
-            parallel_for(_max_pool_2x2_task, &a, (N * C * OH + 31) // 32, nt)
-        return
     with nogil:
         parallel_for(_max_pool_task, &a, N * C, nt)
-
-
-cdef void _max_pool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                             int worker) noexcept nogil:
-    """Groups [begin, end) of 32 output rows."""
-    cdef _Planes *a = <_Planes *>args
-    max_pool_2x2_f32(<const float *>a.src, <float *>a.dst, a.index, a.H, a.W, a.OH, a.OW,
-                     begin * 32, min(end * 32, a.planes * a.OH))
 
 
 cdef void _max_pool_task(void *args, Py_ssize_t begin, Py_ssize_t end,
@@ -195,6 +183,90 @@ cdef inline void _max_unpool_planes(const real *gp, real *gx, const _Planes *a,
             j = a.index[p * OHW + i]
             if j >= 0:
                 plane[j] += gp[p * OHW + i]
+
+
+cdef struct _Pool2x2:
+    # One parallel loop of the 2x2 stride-2 kernels over groups of 32 output rows (an output
+    # row costs ~10-100 ns): src and dst the input and output (or the output and input
+    # gradients), code the window codes (uint8, NULL when not wanted).
+    const float *src
+    float *dst
+    unsigned char *code
+    Py_ssize_t H, W, OH, OW, blocks
+
+
+def max_pool2d_2x2_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out, code,
+                           int n_threads):
+    """out (N, C, H // 2, W // 2) = max over each 2x2 window of x (N, C, H, W), float32; code
+    (uint8, out's shape, or None) = the position of each window's first maximum, 0 1 / 2 3
+    row-major (max_pool2d_2x2_backward's input; PyTorch's flat index is
+    (2 oh + code // 2) * W + 2 ow + code % 2)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef unsigned char[:, :, :, ::1] cv
+    cdef _Pool2x2 a
+    if (out.shape[0] != N or out.shape[1] != C or out.shape[2] != H // 2
+            or out.shape[3] != W // 2):
+        raise ValueError(f"max_pool2d_2x2_forward: out has shape "
+                         f"{[out.shape[i] for i in range(4)]}, expected "
+                         f"{[N, C, H // 2, W // 2]} for an input of shape "
+                         f"{[x.shape[i] for i in range(4)]}")
+    a.code = NULL
+    if code is not None:
+        cv = code
+        _check_same("max_pool2d_2x2_forward", "code", cv.shape, "out", out.shape)
+        if cv.size:
+            a.code = &cv[0, 0, 0, 0]
+    if out.size == 0:
+        return
+    a.src, a.dst = &x[0, 0, 0, 0], &out[0, 0, 0, 0]
+    a.H, a.W, a.OH, a.OW, a.blocks = H, W, H // 2, W // 2, N * C * (H // 2)
+    with nogil:
+        parallel_for(_max_pool_2x2_task, &a, (a.blocks + 31) // 32,
+                     _threads(N * C * H * W, n_threads))
+
+
+cdef void _max_pool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                             int worker) noexcept nogil:
+    cdef _Pool2x2 *a = <_Pool2x2 *>args
+    max_pool_2x2_f32(a.src, a.dst, a.code, a.H, a.W, a.OH, a.OW, begin * 32,
+                     min(end * 32, a.blocks))
+
+
+def max_pool2d_2x2_backward(const float[:, :, :, ::1] grad_out,
+                            const unsigned char[:, :, :, ::1] code, float[:, :, :, ::1] grad_x,
+                            int n_threads):
+    """grad_x (N, C, H, W) = the gradient of max_pool2d_2x2_forward: each grad_out element at
+    its window's code position, 0 elsewhere (one pass: the windows do not overlap). Codes above
+    3 (never written by the forward) name no element."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3]
+    if (grad_out.shape[0] != N or grad_out.shape[1] != C or grad_out.shape[2] != H // 2
+            or grad_out.shape[3] != W // 2):
+        raise ValueError(f"max_pool2d_2x2_backward: grad_out has shape "
+                         f"{[grad_out.shape[i] for i in range(4)]}, expected "
+                         f"{[N, C, H // 2, W // 2]} for a grad_x of shape "
+                         f"{[grad_x.shape[i] for i in range(4)]}")
+    _check_same("max_pool2d_2x2_backward", "code", code.shape, "grad_out", grad_out.shape)
+    cdef Py_ssize_t count = N * C * H * W
+    if count == 0:
+        return
+    if grad_out.size == 0:  # windows cover nothing (H or W below 2)
+        with nogil:
+            memset(&grad_x[0, 0, 0, 0], 0, count * sizeof(float))
+        return
+    cdef _Pool2x2 a = _Pool2x2(src=&grad_out[0, 0, 0, 0], dst=&grad_x[0, 0, 0, 0],
+                               code=<unsigned char *>&code[0, 0, 0, 0], H=H, W=W, OH=H // 2,
+                               OW=W // 2, blocks=N * C * (H // 2))
+    with nogil:
+        parallel_for(_max_unpool_2x2_task, &a, (a.blocks + 31) // 32,
+                     _threads(count, n_threads))
+
+
+cdef void _max_unpool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    cdef _Pool2x2 *a = <_Pool2x2 *>args
+    max_unpool_2x2_f32(a.src, a.code, a.dst, a.H, a.W, a.OH, a.OW, begin * 32,
+                       min(end * 32, a.blocks))
 
 
 cdef inline Py_ssize_t _avg_divisor(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t KH, Py_ssize_t KW,

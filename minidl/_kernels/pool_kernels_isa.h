@@ -2,10 +2,9 @@
  * MDL_ISA_ATTR, MDL_ISA(name) and the register vector MDL_VL / MDL_VF / MDL_VI defined. No
  * include guard on purpose.
  *
- * A group of 16 outputs is computed as MDL_NH registers of MDL_VL lanes (1 x 16 on AVX-512,
- * 2 x 8 on AVX2, 4 x 4 on the baseline), the group's 32 input columns of each row as
- * 2 * MDL_NH registers: output register h deinterleaves input registers 2h and 2h + 1. Every
- * lane computes the same comparisons in the same order on every instance. */
+ * MDL_VL outputs (16 on AVX-512, 8 on AVX2, 4 on the baseline) are computed at once, from
+ * two registers of input columns per input row (deinterleaved into even and odd columns).
+ * Every lane computes the same comparisons in the same order on every instance. */
 
 /* Where take (a lane mask of -1/0) is set: best = cand, k = code. A NaN candidate always wins,
  * so NaN propagates as in PyTorch; otherwise strictly greater wins, keeping the first maximum
@@ -79,58 +78,21 @@
 
 #include "mdl_isa_partial.h"
 
-/* The first `count` (1 .. MDL_VL / 2 - 1) 64-bit ints of the register-sized vector v to p,
- * writing nothing else: 16- and 8-byte pieces on AVX2 and SSE2 (AVX2's masked stores are slow
- * on AMD), element copies on AVX-512 (as before) and elsewhere. The floats' partial store is
- * mdl_isa_partial.h's. */
-#if MDL_VL == 8 && !MDL_ISA_AVX512
-#define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
-    do {                                                                                         \
-        __m128i r_ = _mm256_castsi256_si128((__m256i)(v));                                       \
-        long long *q_ = (p);                                                                     \
-        if ((count) & 2) {                                                                       \
-            _mm_storeu_si128((__m128i *)q_, r_);                                                 \
-            r_ = _mm256_extracti128_si256((__m256i)(v), 1);                                      \
-            q_ += 2;                                                                             \
-        }                                                                                        \
-        if ((count) & 1)                                                                         \
-            _mm_storel_epi64((__m128i *)q_, r_);                                                 \
-    } while (0)
-#elif MDL_VL == 4 && defined(__SSE2__)
-#define MDL_POOL_STORE_PART_Q(p, v, count) _mm_storel_epi64((__m128i *)(p), (__m128i)(v))
-#else
-#define MDL_POOL_STORE_PART_Q(p, v, count)                                                       \
-    do {                                                                                         \
-        long long tmp_[MDL_VL / 2] __attribute__((aligned(64)));                                 \
-        memcpy(tmp_, &(v), sizeof tmp_);                                                         \
-        for (int i_ = 0; i_ < (count); i_++)                                                     \
-            (p)[i_] = tmp_[i_];                                                                  \
-    } while (0)
-#endif
-
 /* Output rows ("blocks") b0 .. b1 - 1 of a (planes, OH, OW) output, block b being output row
  * b % OH of plane b / OH, from x (planes, H, W) with OH = H / 2, OW = W / 2. out gets the
- * maxima, index the flat ih * W + iw of each first maximum (PyTorch's return_indices), or
- * nothing when index is NULL (inference: the int64 stores are most of a small pool's time).
- * Loads read exactly the 2 * OW columns of each of the two input rows (partial vectors
- * masked). */
-MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, long long *index,
-                                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
-                                                   ptrdiff_t OW, ptrdiff_t b0, ptrdiff_t b1)
+ * maxima; code (when not NULL) the position of each first maximum in its window, 0 1 / 2 3 in
+ * row-major order: one byte where PyTorch's int64 argmax takes eight (the forward's stores
+ * were mostly that index; the backward reads it back). Loads read exactly the 2 * OW columns
+ * of each of the two input rows (partial vectors masked). */
+MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out,
+                                                   unsigned char *code, ptrdiff_t H,
+                                                   ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW,
+                                                   ptrdiff_t b0, ptrdiff_t b1)
 {
-    /* 64-bit lanes filling one register (MDL_VL / 2 of them), and half registers of int32. */
-    typedef long long vq __attribute__((vector_size(sizeof(MDL_VF))));
-    typedef int vh __attribute__((vector_size(sizeof(MDL_VF) / 2)));
+    typedef unsigned char vb __attribute__((vector_size(MDL_VL)));
     const MDL_VI lanes = MDL_POOL_LANES, even = MDL_POOL_EVEN, odd = even + 1;
     const MDL_VI order = MDL_POOL_ORDER;
-    /* The flat index ih * W + iw is the row's 64-bit base plus an offset within the two rows,
-     * which fits 32-bit lanes unless a row is near 2^30 columns (narrow_ok). Narrow, each
-     * lane's k is directly the offset of its window's element (0, 1, W, W + 1) from the
-     * top-left one; otherwise its position (0 .. 3) in the window. */
-    const int narrow_ok = W < ((ptrdiff_t)1 << 29);
-    const MDL_VI code01 = (MDL_VI){0} + 1;
-    const MDL_VI code10 = (MDL_VI){0} + (narrow_ok ? (int)W : 2);
-    const MDL_VI code11 = (MDL_VI){0} + (narrow_ok ? (int)W + 1 : 3);
+    const MDL_VI code01 = (MDL_VI){0} + 1, code10 = (MDL_VI){0} + 2, code11 = (MDL_VI){0} + 3;
     /* Output row oh of plane b / OH, kept as counters (a division per row costs as much as
      * pooling a short row). */
     ptrdiff_t oh = b0 % OH;
@@ -142,94 +104,143 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out, l
         }
         const float *top = plane + 2 * oh * W;
         const float *bot = top + W;
-        float *o = out + b * OW;
-        long long *ix = index != NULL ? index + b * OW : NULL;
-        const long long row = (long long)(2 * oh) * W;
-        for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 16) {
-            const int n = OW - ow0 < 16 ? (int)(OW - ow0) : 16;
-            MDL_VF best[MDL_NH];
-            MDL_VI k[MDL_NH];
-            for (int h = 0; h < MDL_NH; h++) {
-                /* Input columns 2 * (ow0 + h * MDL_VL) onwards, 2 * MDL_VL of them, of which
-                 * the first 2 * (n - h * MDL_VL) exist. */
-                const int c0 = 2 * (n - h * MDL_VL), c1 = c0 - MDL_VL;
-                const ptrdiff_t at = 2 * (ow0 + h * MDL_VL);
-                MDL_VF t0, t1, u0, u1;
-                MDL_POOL_LOAD(t0, top + at, c0);
-                MDL_POOL_LOAD(t1, top + at + MDL_VL, c1);
-                MDL_POOL_LOAD(u0, bot + at, c0);
-                MDL_POOL_LOAD(u1, bot + at + MDL_VL, c1);
-                MDL_VF bh = __builtin_shuffle(t0, t1, even);
-                MDL_VF c01 = __builtin_shuffle(t0, t1, odd);
-                MDL_VF c10 = __builtin_shuffle(u0, u1, even);
-                MDL_VF c11 = __builtin_shuffle(u0, u1, odd);
-                MDL_VI kh = (MDL_VI){0};
-                MDL_POOL_TAKE(bh, kh, c01, code01);
-                MDL_POOL_TAKE(bh, kh, c10, code10);
-                MDL_POOL_TAKE(bh, kh, c11, code11);
-                best[h] = __builtin_shuffle(bh, order);
-                k[h] = __builtin_shuffle(kh, order);
-            }
-            if (narrow_ok) {
-                for (int h = 0; h < MDL_NH; h++) {
-                    const int m = n - h * MDL_VL; /* outputs of register h that exist */
-                    if (m <= 0)
-                        break;
-                    if (ix == NULL) {
-                        if (m >= MDL_VL)
-                            memcpy(o + ow0 + h * MDL_VL, &best[h], sizeof best[h]);
-                        else
-                            MDL_STORE_PARTIAL(o + ow0 + h * MDL_VL, best[h], m);
-                        continue;
-                    }
-                    const MDL_VI off = (lanes + (h * MDL_VL + (int)ow0)) * 2 + k[h];
-                    const vh lo = __builtin_shufflevector(off, off, 0, 1
-#if MDL_VL >= 8
-                                                          , 2, 3
-#endif
-#if MDL_VL >= 16
-                                                          , 4, 5, 6, 7
-#endif
-                    );
-                    const vh hi = __builtin_shufflevector(off, off, MDL_VL / 2, MDL_VL / 2 + 1
-#if MDL_VL >= 8
-                                                          , MDL_VL / 2 + 2, MDL_VL / 2 + 3
-#endif
-#if MDL_VL >= 16
-                                                          , 12, 13, 14, 15
-#endif
-                    );
-                    const vq q0 = __builtin_convertvector(lo, vq) + row;
-                    const vq q1 = __builtin_convertvector(hi, vq) + row;
-                    float *op = o + ow0 + h * MDL_VL;
-                    long long *ip = ix + ow0 + h * MDL_VL;
-                    if (m >= MDL_VL) {
-                        memcpy(op, &best[h], sizeof best[h]);
-                        memcpy(ip, &q0, sizeof q0);
-                        memcpy(ip + MDL_VL / 2, &q1, sizeof q1);
-                        continue;
-                    }
-                    MDL_STORE_PARTIAL(op, best[h], m);
-                    if (m < MDL_VL / 2) {
-                        MDL_POOL_STORE_PART_Q(ip, q0, m);
-                    } else {
-                        memcpy(ip, &q0, sizeof q0);
-                        if (m > MDL_VL / 2)
-                            MDL_POOL_STORE_PART_Q(ip + MDL_VL / 2, q1, m - MDL_VL / 2);
-                    }
-                }
-                continue;
-            }
-            float bs[16] __attribute__((aligned(64)));
-            int ks[16] __attribute__((aligned(64)));
-            MDL_BLOCK_STORE(bs, best);
-            MDL_BLOCK_STORE(ks, k);
-            for (int i = 0; i < n; i++) {
-                o[ow0 + i] = bs[i];
-                if (ix != NULL)
-                    ix[ow0 + i] = row + (long long)(ks[i] >> 1) * W + 2 * (ow0 + i) + (ks[i] & 1);
+        for (ptrdiff_t ow = 0; ow < OW; ow += MDL_VL) {
+            /* Outputs ow .. ow + m - 1 from input columns 2 ow .. 2 (ow + m) - 1. */
+            const int m = OW - ow < MDL_VL ? (int)(OW - ow) : MDL_VL;
+            const int c0 = 2 * m, c1 = c0 - MDL_VL;
+            MDL_VF t0, t1, u0, u1;
+            MDL_POOL_LOAD(t0, top + 2 * ow, c0);
+            MDL_POOL_LOAD(t1, top + 2 * ow + MDL_VL, c1);
+            MDL_POOL_LOAD(u0, bot + 2 * ow, c0);
+            MDL_POOL_LOAD(u1, bot + 2 * ow + MDL_VL, c1);
+            MDL_VF best = __builtin_shuffle(t0, t1, even);
+            MDL_VF c01 = __builtin_shuffle(t0, t1, odd);
+            MDL_VF c10 = __builtin_shuffle(u0, u1, even);
+            MDL_VF c11 = __builtin_shuffle(u0, u1, odd);
+            MDL_VI k = (MDL_VI){0};
+            MDL_POOL_TAKE(best, k, c01, code01);
+            MDL_POOL_TAKE(best, k, c10, code10);
+            MDL_POOL_TAKE(best, k, c11, code11);
+            best = __builtin_shuffle(best, order);
+            float *o = out + b * OW + ow;
+            if (m == MDL_VL)
+                memcpy(o, &best, sizeof best);
+            else
+                MDL_STORE_PARTIAL(o, best, m);
+            if (code != NULL) {
+                const vb kb = __builtin_convertvector(__builtin_shuffle(k, order), vb);
+                unsigned char *c = code + b * OW + ow;
+                if (m == MDL_VL)
+                    memcpy(c, &kb, sizeof kb);
+                else
+                    for (int i = 0; i < m; i++)
+                        c[i] = kb[i];
             }
         }
+    }
+}
+
+/* MDL_POOL_ZIP_LO / _HI: the shuffles interleaving two registers a, b into a0 b0 a1 b1 ...
+ * (the first and the second MDL_VL of the 2 * MDL_VL results). */
+#if MDL_VL == 16
+#define MDL_POOL_ZIP_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+#define MDL_POOL_ZIP_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#elif MDL_VL == 8
+#define MDL_POOL_ZIP_LO {0, 8, 1, 9, 2, 10, 3, 11}
+#define MDL_POOL_ZIP_HI {4, 12, 5, 13, 6, 14, 7, 15}
+#else
+#define MDL_POOL_ZIP_LO {0, 4, 1, 5}
+#define MDL_POOL_ZIP_HI {2, 6, 3, 7}
+#endif
+
+/* The first count (0 .. 2 * MDL_VL) floats of the pair lo, hi to p, writing nothing else. */
+#define MDL_POOL_STORE_PAIR(p, lo, hi, count)                                                    \
+    do {                                                                                         \
+        if ((count) >= MDL_VL) {                                                                 \
+            memcpy((p), &(lo), sizeof(lo));                                                      \
+            if ((count) == 2 * MDL_VL)                                                           \
+                memcpy((p) + MDL_VL, &(hi), sizeof(hi));                                         \
+            else if ((count) > MDL_VL)                                                           \
+                MDL_STORE_PARTIAL((p) + MDL_VL, (hi), (count) - MDL_VL);                         \
+        } else if ((count) > 0) {                                                                \
+            MDL_STORE_PARTIAL((p), (lo), (count));                                               \
+        }                                                                                        \
+    } while (0)
+
+/* The input gradient of max_pool_2x2_f32 from its codes, blocks b0 .. b1 - 1 as there: input
+ * rows 2 oh and 2 oh + 1 of block b's plane (and row H - 1 of the plane's last block when H
+ * is odd) are written whole, each element 0 + g of its window's output where the code names
+ * it and +0 elsewhere. That is what zeroing the plane and adding each g at its argmax gives
+ * (0 + -0 is +0), in one pass and without a scatter: the windows do not overlap. A code above
+ * 3 names no element. */
+MDL_ISA_ATTR static void MDL_ISA(max_unpool_2x2_f32)(const float *g, const unsigned char *code,
+                                                     float *gx, ptrdiff_t H, ptrdiff_t W,
+                                                     ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t b0,
+                                                     ptrdiff_t b1)
+{
+    typedef unsigned char vb __attribute__((vector_size(MDL_VL)));
+    const MDL_VI lanes = MDL_POOL_LANES, zip_lo = MDL_POOL_ZIP_LO, zip_hi = MDL_POOL_ZIP_HI;
+    const MDL_VF zero = (MDL_VF){0};
+    ptrdiff_t oh = b0 % OH;
+    float *plane = gx + (b0 / OH) * H * W;
+    (void)lanes; /* read by MDL_POOL_LOAD on AVX2 only */
+    for (ptrdiff_t b = b0; b < b1; b++, oh++) {
+        if (oh == OH) {
+            oh = 0;
+            plane += H * W;
+        }
+        float *top = plane + 2 * oh * W;
+        float *bot = top + W;
+        const float *gr = g + b * OW;
+        const unsigned char *cr = code + b * OW;
+        if (OW < 8) {
+            /* Rows of a few windows: zero both, then place each window's value (a register's
+             * lane setup would cost more than the row). */
+            ptrdiff_t i = 0;
+            for (; i + MDL_VL <= 2 * W; i += MDL_VL)
+                memcpy(top + i, &zero, sizeof zero);
+            if (i < 2 * W)
+                MDL_STORE_PARTIAL(top + i, zero, (int)(2 * W - i));
+            for (ptrdiff_t ow = 0; ow < OW; ow++)
+                if (cr[ow] < 4)
+                    top[(cr[ow] >> 1) * W + 2 * ow + (cr[ow] & 1)] = gr[ow] + 0.0f;
+            if (H % 2 && oh == OH - 1)
+                memset(plane + (H - 1) * W, 0, (size_t)W * sizeof(float));
+            continue;
+        }
+        for (ptrdiff_t ow = 0; ow < OW; ow += MDL_VL) {
+            const int m = OW - ow < MDL_VL ? (int)(OW - ow) : MDL_VL;
+            MDL_VF gv;
+            MDL_POOL_LOAD(gv, gr + ow, m);
+            vb kb = (vb){0} + 4; /* lanes past m: a code that names nothing */
+            if (m == MDL_VL)
+                memcpy(&kb, cr + ow, sizeof kb);
+            else
+#if MDL_ISA_AVX512
+                kb = (vb)_mm_mask_loadu_epi8((__m128i)kb, (__mmask16)((1u << m) - 1u), cr + ow);
+#else
+                for (int i = 0; i < m; i++)
+                    kb[i] = cr[ow + i];
+#endif
+            const MDL_VI k = __builtin_convertvector(kb, MDL_VI);
+            const MDL_VI gi = (MDL_VI)gv;
+            const MDL_VF a00 = (MDL_VF)(gi & (k == 0)) + zero;
+            const MDL_VF a01 = (MDL_VF)(gi & (k == 1)) + zero;
+            const MDL_VF a10 = (MDL_VF)(gi & (k == 2)) + zero;
+            const MDL_VF a11 = (MDL_VF)(gi & (k == 3)) + zero;
+            const MDL_VF r0 = __builtin_shuffle(a00, a01, zip_lo);
+            const MDL_VF r1 = __builtin_shuffle(a00, a01, zip_hi);
+            const MDL_VF s0 = __builtin_shuffle(a10, a11, zip_lo);
+            const MDL_VF s1 = __builtin_shuffle(a10, a11, zip_hi);
+            MDL_POOL_STORE_PAIR(top + 2 * ow, r0, r1, 2 * m);
+            MDL_POOL_STORE_PAIR(bot + 2 * ow, s0, s1, 2 * m);
+        }
+        if (W % 2) {
+            top[W - 1] = 0;
+            bot[W - 1] = 0;
+        }
+        if (H % 2 && oh == OH - 1)
+            memset(plane + (H - 1) * W, 0, (size_t)W * sizeof(float));
     }
 }
 
@@ -256,4 +267,6 @@ MDL_ISA_ATTR static ptrdiff_t MDL_ISA(first_bad_index)(const long long *index, p
 #undef MDL_POOL_EVEN
 #undef MDL_POOL_ORDER
 #undef MDL_POOL_LOAD
-#undef MDL_POOL_STORE_PART_Q
+#undef MDL_POOL_ZIP_LO
+#undef MDL_POOL_ZIP_HI
+#undef MDL_POOL_STORE_PAIR

@@ -32,7 +32,7 @@ from minidl._kernels.conv_kernels cimport (
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
 )
 from minidl._kernels.gemm cimport gemm
-from minidl._kernels.pool_kernels cimport max_pool_2x2_f32
+from minidl._kernels.pool_kernels cimport max_pool_2x2_f32, max_unpool_2x2_f32
 from minidl._kernels.threadpool cimport parallel_for
 
 # Work below which an instruction runs on the calling thread, without a parallel region. The
@@ -280,7 +280,7 @@ cdef inline void _conv_pixels_item(const Instr *ins, Py_ssize_t item) noexcept n
 
 
 cdef void _max_pool_2x2(const Instr *ins, int n_threads) noexcept nogil:
-    """pool.max_pool2d_forward's 2x2 stride-2 loop. p: x, out, index (int64) or NULL.
+    """pool.max_pool2d_2x2_forward's loop. p: x, out, window codes (uint8) or NULL.
     n: blocks (N * C * OH), H, W, OH, OW, work (input elements)."""
     parallel_for(_max_pool_2x2_task, <void *>ins, (ins.n[0] + 31) // 32,
                  _threads(ins.n[5], POOL_MIN_PARALLEL, n_threads))
@@ -290,7 +290,7 @@ cdef void _max_pool_2x2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                              int worker) noexcept nogil:
     """Groups [begin, end) of 32 output rows."""
     cdef const Instr *ins = <const Instr *>args
-    max_pool_2x2_f32(<const float *>ins.p[0], <float *>ins.p[1], <long long *>ins.p[2],
+    max_pool_2x2_f32(<const float *>ins.p[0], <float *>ins.p[1], <unsigned char *>ins.p[2],
                      ins.n[1], ins.n[2], ins.n[3], ins.n[4], begin * 32, min(end * 32, ins.n[0]))
 
 
@@ -407,31 +407,19 @@ cdef inline void _relu_backward(const float *g, const float *out, float *gx,
 
 
 cdef void _max_pool_backward(const Instr *ins, int n_threads) noexcept nogil:
-    """pool.max_pool2d_backward: each plane zeroed, then grad_out scatter-added to the argmax
-    the forward stored (trusted: written by the program's own forward instruction).
-    p: grad_out, index (int64), grad_x. n: planes (N * C), HW, OHW, work (input elements)."""
-    cdef Py_ssize_t planes = ins.n[0], p
-    cdef int nt = _threads(ins.n[3], POOL_MIN_PARALLEL, n_threads)
-    parallel_for(_unpool_plane_task, <void *>ins, planes, nt)
+    """pool.max_pool2d_2x2_backward's loop, from the codes the program's forward instruction
+    wrote. p: grad_out, codes (uint8), grad_x. n: as the forward's."""
+    parallel_for(_max_pool_backward_task, <void *>ins, (ins.n[0] + 31) // 32,
+                 _threads(ins.n[5], POOL_MIN_PARALLEL, n_threads))
 
 
-cdef void _unpool_plane_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                             int worker) noexcept nogil:
-    cdef Py_ssize_t item
-    for item in range(begin, end):
-        _unpool_plane(<const Instr *>args, item)
-
-
-cdef inline void _unpool_plane(const Instr *ins, Py_ssize_t p) noexcept nogil:
-    cdef Py_ssize_t HW = ins.n[1], OHW = ins.n[2], i, j
-    cdef const float *g = <const float *>ins.p[0] + p * OHW
-    cdef const long long *index = <const long long *>ins.p[1] + p * OHW
-    cdef float *plane = <float *>ins.p[2] + p * HW
-    memset(plane, 0, HW * sizeof(float))
-    for i in range(OHW):
-        j = index[i]
-        if j >= 0:
-            plane[j] += g[i]
+cdef void _max_pool_backward_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                  int worker) noexcept nogil:
+    """Groups [begin, end) of 32 output rows."""
+    cdef const Instr *ins = <const Instr *>args
+    max_unpool_2x2_f32(<const float *>ins.p[0], <const unsigned char *>ins.p[1],
+                       <float *>ins.p[2], ins.n[1], ins.n[2], ins.n[3], ins.n[4], begin * 32,
+                       min(end * 32, ins.n[0]))
 
 
 cdef double _pairwise_sum(const double *a, Py_ssize_t n) noexcept nogil:

@@ -57,6 +57,10 @@ class MaxPool2dOp(Function):
 
     x: (N, C, H, W) -> (N, C, OH, OW). `indices_sink`, a list, receives the int64 argmax array
     (flat h * W + w per plane, PyTorch's return_indices) when given.
+
+    The 2x2 stride-2 float32 pool (LeNet's, most CNNs') keeps one byte per output, the argmax's
+    position in its window, instead of the int64 index: a ninth of the memory traffic, and a
+    backward that writes each input element once instead of zeroing and scattering.
     """
 
     name = "max_pool2d"
@@ -72,12 +76,20 @@ class MaxPool2dOp(Function):
     ) -> np.ndarray:
         x = contiguous(x)
         out = np.empty(x.shape[:2] + out_size, dtype=x.dtype)
+        ctx.x_shape = x.shape
+        ctx.window_codes = _is_2x2(x, kernel, stride, padding, dilation, out_size)
+        if ctx.window_codes:
+            code = np.empty(out.shape, dtype=np.uint8)
+            _pool.max_pool2d_2x2_forward(x, out, code, get_num_threads())
+            ctx.save_for_backward(code)
+            if indices_sink is not None:
+                indices_sink.append(_flat_index(code, x.shape[3]))
+            return out
         index = np.empty(out.shape, dtype=np.int64)
         _pool.max_pool2d_forward(
             x, out, index, *kernel, *stride, *padding, *dilation, get_num_threads()
         )
         ctx.save_for_backward(index)
-        ctx.x_shape = x.shape
         if indices_sink is not None:
             # The caller gets its own copy: backward scatters through `index`, which must not
             # change after the forward.
@@ -86,11 +98,31 @@ class MaxPool2dOp(Function):
 
     @staticmethod
     def backward(ctx: Context, grad_out: np.ndarray):
-        (index,) = ctx.saved_tensors
+        (saved,) = ctx.saved_tensors
         grad_out = contiguous(grad_out)
         grad_x = np.empty(ctx.x_shape, dtype=grad_out.dtype)
-        _pool.max_pool2d_backward(grad_out, index, grad_x, get_num_threads())
+        if ctx.window_codes:
+            _pool.max_pool2d_2x2_backward(grad_out, saved, grad_x, get_num_threads())
+        else:
+            _pool.max_pool2d_backward(grad_out, saved, grad_x, get_num_threads())
         return grad_x
+
+
+def _is_2x2(x: np.ndarray, kernel, stride, padding, dilation, out_size) -> bool:
+    """Whether the pool is 2x2, stride 2, unpadded, floor-sized, on float32 (the window-code
+    kernels)."""
+    return (x.dtype == np.float32 and tuple(kernel) == (2, 2) and tuple(stride) == (2, 2)
+            and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1)
+            and tuple(out_size) == (x.shape[2] // 2, x.shape[3] // 2))
+
+
+def _flat_index(code: np.ndarray, W: int) -> np.ndarray:
+    """PyTorch's int64 argmax (flat h * W + w per plane) from the 2x2 window codes (N, C, OH,
+    OW): window (oh, ow) starts at (2 oh, 2 ow); code 0 1 / 2 3 row-major within it."""
+    OH, OW = code.shape[2:]
+    c = code.astype(np.int64)
+    rows = 2 * np.arange(OH, dtype=np.int64)[:, None] + (c >> 1)
+    return rows * W + 2 * np.arange(OW, dtype=np.int64) + (c & 1)
 
 
 class AvgPool2dOp(Function):

@@ -74,7 +74,7 @@ class Lowered:
         # contribution in reverse order; later ones are added to it, as the sweep adds them).
         self.contexts: list = [None] * len(nodes)
         self.grads: dict[int, np.ndarray] = {}
-        self.pool_index: dict[int, np.ndarray] = {}  # max-pool output -> its argmax buffer
+        self.pool_codes: dict[int, np.ndarray] = {}  # max-pool output -> its window codes
         self.ce_prob: dict[int, np.ndarray] = {}  # cross-entropy loss -> its probabilities
         # Values a kernel may read so far, and what each Python node's forward writes: its
         # result is kept as it is (no copy) unless an instruction reads the value's buffer,
@@ -559,11 +559,11 @@ def _max_pool(lw: Lowered, node: Node) -> bool:
     if (OH, OW) != (H // 2, W // 2) or OH * OW == 0:
         return False
     out = lw.buffer(node.out)
-    index = None  # inference: the kernel writes no argmax
+    code = None  # inference: the kernel writes no window codes
     if lw.training:
-        index = lw.pool_index[node.out] = np.zeros(out.shape, np.int64)
-    lw.program.add("max_pool_2x2", (lw.operand(x), out, index), (N * C * OH, H, W, OH, OW,
-                                                                  N * C * H * W))
+        code = lw.pool_codes[node.out] = np.zeros(out.shape, np.uint8)
+    lw.program.add("max_pool_2x2", (lw.operand(x), out, code), (N * C * OH, H, W, OH, OW,
+                                                                 N * C * H * W))
     return True
 
 
@@ -627,8 +627,8 @@ def _max_pool_backward(lw: Lowered, node: Node) -> None:
     dst, total = lw.grad_target(x)
     N, C, H, W = lw.values[x].shape
     OH, OW = node.attrs["out_size"]
-    lw.program.add("max_pool_backward", (lw.grads[node.out], lw.pool_index[node.out], dst),
-                   (N * C, H * W, OH * OW, N * C * H * W))
+    lw.program.add("max_pool_backward", (lw.grads[node.out], lw.pool_codes[node.out], dst),
+                   (N * C * OH, H, W, OH, OW, N * C * H * W))
     lw.add_into(dst, total)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -183,12 +184,17 @@ class _Archive:
         info = self.members[name]
         with self.zip.open(info) as f:
             version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
+            try:
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
+            except (tokenize.TokenError, SyntaxError) as e:
+                # NumPy tokenizes the header dict before parsing it: an unbalanced bracket
+                # escapes as a tokenizer error, not as its ValueError.
+                raise ValueError(f"member {name!r} has a malformed .npy header ({e})") from e
             if dtype.hasobject or dtype.kind not in "biufcSU":
                 raise CheckpointError(
                     f"load: {self.path}: {where}: member {name!r} holds dtype {dtype} "

@@ -191,6 +191,16 @@ def test_corrupted_array_bytes_are_detected(saved):
         minidl.load(saved)
 
 
+def test_an_unbalanced_npy_header_is_a_checkpoint_error(saved):
+    # NumPy tokenizes the header before parsing it: an open bracket there raised the
+    # tokenizer's own error, not a CheckpointError (found by the fuzz run).
+    data = saved.read_bytes()
+    assert data.count(b"(4096,)") == 1
+    saved.write_bytes(data.replace(b"(4096,)", b"(4096,,"))
+    with pytest.raises(CheckpointError, match=r"good.ckpt.*malformed .npy header"):
+        minidl.load(saved)
+
+
 def test_garbage_and_foreign_files(tmp_path):
     garbage = tmp_path / "garbage"
     garbage.write_bytes(os.urandom(200))

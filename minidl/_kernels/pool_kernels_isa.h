@@ -133,8 +133,12 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out,
                 if (m == MDL_VL)
                     memcpy(c, &kb, sizeof kb);
                 else
+#if MDL_ISA_AVX512
+                    _mm_mask_storeu_epi8(c, (__mmask16)((1u << m) - 1u), (__m128i)kb);
+#else
                     for (int i = 0; i < m; i++)
                         c[i] = kb[i];
+#endif
             }
         }
     }

@@ -693,3 +693,33 @@ def test_direct_conv_per_image_items_equal_image_groups(stride, pad, flip):
         outs.append(out)
     for out in outs[1:]:
         np.testing.assert_array_equal(out, outs[0])
+
+
+@pytest.mark.parametrize("n, c, oc, hw, k, pad", [(33, 6, 16, 14, 5, 0), (40, 7, 5, 9, 5, 1),
+                                                  (32, 12, 3, 11, 3, 0), (47, 1, 2, 6, 5, 0)])
+def test_images_input_gradient_matches_reference_and_thread_counts(n, c, oc, hw, k, pad):
+    # The 16-images-per-lane input gradient (conv._images_backward_input): batches not a
+    # multiple of 16, one or two channel passes, a ReLU mask with NaN, against float64.
+    from minidl._kernels import conv as kernels
+
+    rng = np.random.default_rng(n + c)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((oc, c, k, k)).astype(np.float32)
+    o = hw + 2 * pad - k + 1
+    gy = rng.standard_normal((n, oc, o, o)).astype(np.float32)
+    mask = rng.standard_normal(gy.shape).astype(np.float32)
+    mask[0, 0, 0, 0] = np.nan
+    assert kernels.backward_paths(x, w, gy, True, False, 1, 1, 1, 1, 1)[0] == "images"
+    g = np.where(mask <= 0, 0, gy).astype(np.float64)
+    ref = np.zeros((n, c, hw + 2 * pad, hw + 2 * pad))
+    for kh in range(k):
+        for kw in range(k):
+            ref[:, :, kh:kh + o, kw:kw + o] += np.einsum("nohw,oc->nchw", g, w[:, :, kh, kw])
+    ref = ref[:, :, pad:pad + hw, pad:pad + hw]
+    results = []
+    for threads in (1, 2, 3):
+        gx = np.full(x.shape, 7.0, np.float32)
+        kernels._images_backward_input(gy, mask, w, gx, pad, pad, threads)
+        results.append(gx.tobytes())
+    np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert results[0] == results[1] == results[2]

@@ -60,7 +60,9 @@ def test_reproducible_training_gives_the_same_weights_on_1_and_2_ranks(tmp_path)
 
 
 def test_interrupted_on_every_rank_then_resumed_equals_an_uninterrupted_run(tmp_path):
-    common = ("--limit", "8192", "--epochs", "2")
+    # The interrupt must land inside epoch 2: at 8192 images an epoch (0.55 s) could end
+    # before mpiexec forwarded the SIGINT to the ranks.
+    common = ("--limit", "32768", "--epochs", "2")
     train(2, tmp_path / "full.ckpt", *common)
     checkpoint = tmp_path / "cut.ckpt"
     log = tmp_path / "cut.log"

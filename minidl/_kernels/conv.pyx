@@ -21,7 +21,8 @@ from libc.string cimport memcpy, memset
 
 from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.conv_kernels cimport (
-    CONV_DW_CHUNK, conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
+    CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_db_packed_f32, conv_direct_f32_rows,
+    conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32, conv_transpose_grad_f32,
     conv_unphase_f32,
@@ -697,6 +698,79 @@ cdef void _per_image_task(void *args, Py_ssize_t begin, Py_ssize_t end,
         for blk in range(d.nblk):
             for rb in range(d.nrb):
                 _direct_block(d, x, n, blk, rb * d.rows)
+
+
+cdef Py_ssize_t DX_IMAGES = 16  # images per work item of _images_backward_input (its lanes)
+DX_IMAGES_CB = CONV_DX_IMAGES_CB  # its weights' channel block (conv._pack_weights' ocb)
+
+
+cpdef Py_ssize_t dx_images_scratch(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
+                                   Py_ssize_t H, Py_ssize_t W) noexcept:
+    """Floats of scratch one work item of _images_backward_input needs."""
+    return conv_dx_images_scratch(C, OC, OH, OW, H, W)
+
+
+cpdef bint images_input_grad_wins(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                  Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                                  Py_ssize_t KW) noexcept:
+    """Whether the input gradient of a stride-1 undilated float32 convolution goes to
+    _images_backward_input: the flipped kernel's padding (KH - 1 - ph, from the shapes) is 2 or
+    more on both axes, so the row-vector kernel would spend most lanes on zeros; few input
+    channels (one or two passes of its accumulators) and 2+ groups of 16 images.
+
+    Measured (2026-12-03, AMD EPYC Zen 4, LeNet conv2's input gradient, batch 64: 6 <- 16
+    channels, 5x5, 14x14 <- 10x10, per-instruction minima of the compiled step): see
+    BENCHMARKS.md, session 9."""
+    return (N >= 2 * DX_IMAGES and C <= 2 * CONV_DX_IMAGES_CB
+            and KH - 1 + H - OH >= 4 and KW - 1 + W - OW >= 4)
+
+
+def _images_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
+                           const float[:, :, :, ::1] weight, float[:, :, :, ::1] grad_x,
+                           Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    """grad_x (N, C, H, W) of a stride-1 undilated convolution, 16 images per work item, one
+    per vector lane (conv_dx_images_group): every multiply-add a useful one. grad_out (N, OC,
+    OH, OW), masked by relu_out (same shape, or None) as ReLU's backward."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
+    cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0], KH = weight.shape[2]
+    cdef Py_ssize_t KW = weight.shape[3], OH = grad_out.shape[2], OW = grad_out.shape[3]
+    cdef float[::1] wpk = _pack_weights(weight, CONV_DX_IMAGES_CB, True)
+    cdef const float[:, :, :, ::1] mask
+    cdef _Images a
+    a.mask = NULL
+    if relu_out is not None:
+        mask = relu_out
+        a.mask = &mask[0, 0, 0, 0]
+    cdef Py_ssize_t groups = (N + DX_IMAGES - 1) // DX_IMAGES
+    cdef int nt = _threads(N * C * H * W * OC * KH * KW, n_threads)
+    nt = <int>min(<Py_ssize_t>nt, groups)
+    a.size = dx_images_scratch(C, OC, OH, OW, H, W)
+    cdef float[:, ::1] scratch = _scratch("dx_images", (nt, a.size))
+    a.g, a.wpk, a.gx = &grad_out[0, 0, 0, 0], &wpk[0], &grad_x[0, 0, 0, 0]
+    a.scratch = &scratch[0, 0]
+    a.N, a.C, a.OC, a.OH, a.OW, a.KH, a.KW = N, C, OC, OH, OW, KH, KW
+    a.H, a.W, a.ph, a.pw = H, W, ph, pw
+    with nogil:
+        parallel_for(_images_task, &a, groups, nt)
+
+
+cdef struct _Images:
+    const float *g
+    const float *mask
+    const float *wpk
+    float *gx
+    float *scratch
+    Py_ssize_t size, N, C, OC, OH, OW, KH, KW, H, W, ph, pw
+
+
+cdef void _images_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Groups [begin, end) of 16 images."""
+    cdef const _Images *a = <const _Images *>args
+    cdef Py_ssize_t grp
+    for grp in range(begin, end):
+        conv_dx_images_group(a.g, a.mask, a.wpk, a.gx, a.scratch + worker * a.size,
+                             grp * DX_IMAGES, min(DX_IMAGES, a.N - grp * DX_IMAGES), a.C, a.OC,
+                             a.OH, a.OW, a.KH, a.KW, a.H, a.W, a.ph, a.pw)
 
 
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
@@ -1572,6 +1646,8 @@ def conv2d_backward(x, weight, grad_out, relu_out, grad_x, grad_w, grad_b, Py_ss
                      dw * (KW - 1) - pw, dh, dw, False, n_threads)
     elif x_algo == "strided":
         _strided_backward_input(grad_out, relu_out, weight, grad_x, sh, sw, ph, pw, n_threads)
+    elif x_algo == "images":
+        _images_backward_input(grad_out, relu_out, weight, grad_x, ph, pw, n_threads)
     if w_algo in ("rows", "packed"):
         gw = grad_w if grad_w is not None else np.empty_like(weight)
         if w_algo == "rows":
@@ -1609,7 +1685,8 @@ def backward_paths(x, weight, grad_out, bint need_x, bint need_w, Py_ssize_t sh,
                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, str algorithm="auto"):
     """The kernels conv2d_backward runs: None when there is nothing to compute (an empty
     batch or output: the gradients are zeros), else (input-gradient path, weight-and-bias
-    path), each None when not needed: "direct" (_direct_conv on the flipped weights),
+    path), each None when not needed: "direct" (_direct_conv on the flipped weights), "images"
+    (_images_backward_input),
     "strided" (_strided_backward_input), "rows" (_direct_backward_weight), "packed"
     (_packed_backward_weight), "gemm" or "generic". minidl.static.lower asks it too."""
     cdef Py_ssize_t C = weight.shape[1], OC = weight.shape[0]
@@ -1628,7 +1705,10 @@ def backward_paths(x, weight, grad_out, bint need_x, bint need_w, Py_ssize_t sh,
     # generic kernel.
     x_algo = None
     if need_x:
-        if phased and not strided and (not wide or auto and _rowvec_fits(x, W, KH, KW, groups)):
+        if (phased and not strided and auto and dh == 1 and dw == 1
+                and images_input_grad_wins(x.shape[0], C, x.shape[2], W, OH, OW, KH, KW)):
+            x_algo = "images"
+        elif phased and not strided and (not wide or auto and _rowvec_fits(x, W, KH, KW, groups)):
             x_algo = "direct"
         elif phased and strided and dh == 1 and dw == 1 and (
                 not wide or auto and _rowvec_fits(x, (W + sw - 1) // sw, KH, KW, groups)):

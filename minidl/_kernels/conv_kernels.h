@@ -82,6 +82,9 @@ static inline int conv_dw_f32_tb(ptrdiff_t KW) {
     return KW % 5 == 0 ? 5 : KW % 3 == 0 ? 3 : 4;
 }
 
+/* Input channels per pass of conv_dx_images_f32 (its accumulators: CB blocks of 16 floats). */
+#define CONV_DX_IMAGES_CB 6
+
 #define MDL_ISA_BODY "conv_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
@@ -143,6 +146,31 @@ static inline void conv_transpose_grad_f32(const float *g, const float *mask, pt
                                     ptrdiff_t ocp, float *gt)
 {
     MDL_DISPATCH(conv_transpose_grad_f32, (g, mask, OC, P, ocp, gt));
+}
+
+/* grad_x of images n0 .. n0 + nimg - 1 (nimg <= 16) of a stride-1 undilated convolution,
+ * one image per lane: their output gradients g (N, OC, OH, OW) (ReLU-masked by mask when not
+ * NULL) gathered into scratch, conv_dx_images_f32 (see the template), and the result scattered
+ * to gx (N, C, H, W). scratch: conv_dx_images_scratch floats. Every image's value is the same
+ * whichever group and lane it falls in. */
+static inline ptrdiff_t conv_dx_images_scratch(ptrdiff_t C, ptrdiff_t OC, ptrdiff_t OH,
+                                               ptrdiff_t OW, ptrdiff_t H, ptrdiff_t W)
+{
+    return 16 * (OC * OH * OW + C * H * W);
+}
+
+static inline void conv_dx_images_group(const float *g, const float *mask, const float *wpk,
+                                        float *gx, float *scratch, ptrdiff_t n0, ptrdiff_t nimg,
+                                        ptrdiff_t C, ptrdiff_t OC, ptrdiff_t OH, ptrdiff_t OW,
+                                        ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t H, ptrdiff_t W,
+                                        ptrdiff_t ph, ptrdiff_t pw)
+{
+    const ptrdiff_t g_img = OC * OH * OW, x_img = C * H * W;
+    float *gyT = scratch, *dxT = scratch + 16 * g_img;
+    MDL_DISPATCH(conv_images_gather_f32, (g + n0 * g_img, mask ? mask + n0 * g_img : NULL,
+                                          g_img, nimg, gyT));
+    MDL_DISPATCH(conv_dx_images_f32, (gyT, wpk, dxT, C, OC, OH, OW, KH, KW, H, W, ph, pw));
+    MDL_DISPATCH(conv_images_scatter_f32, (dxT, x_img, nimg, gx + n0 * x_img));
 }
 
 /* Sum of p[0 .. n) in a fixed order; see the template. */

@@ -29,6 +29,14 @@ cdef extern from "conv_kernels.h" nogil:
                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
                           Py_ssize_t sh, Py_ssize_t sw)
     float conv_sum_f32(const float *p, Py_ssize_t n)
+    enum: CONV_DX_IMAGES_CB
+    Py_ssize_t conv_dx_images_scratch(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
+                                      Py_ssize_t H, Py_ssize_t W)
+    void conv_dx_images_group(const float *g, const float *mask, const float *wpk, float *gx,
+                              float *scratch, Py_ssize_t n0, Py_ssize_t nimg, Py_ssize_t C,
+                              Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                              Py_ssize_t KW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                              Py_ssize_t pw)
 
     enum: CONV_DW_CHUNK
     ctypedef struct conv_dw_rows_job:

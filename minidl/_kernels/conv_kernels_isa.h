@@ -785,5 +785,98 @@ MDL_ISA_ATTR static void MDL_ISA(conv_transpose_grad_f32)(const float *g, const 
     }
 }
 
+/* Input gradient of a stride-1 undilated convolution for MDL_LANES (16) images at once, one
+ * image per lane: dxT[c][ih][iw][l] = the sum over kh, then kw, then oc (in that order) of
+ * w[oc][c][kh][kw] * gyT[oc][ih + ph - kh][iw + pw - kw][l] over the taps whose output pixel
+ * exists. gyT: [OC][OH][OW][16]; wpk: conv._pack_weights(w, CONV_DX_IMAGES_CB, flip),
+ * [ceil(C / CB)][OC][KH * KW][CB] with tap (KH - 1 - kh) * KW + KW - 1 - kw, zero past C.
+ * Every multiply-add is a useful one: the row-vector kernel on the zero-padded output gradient
+ * spends most of its lanes on padding when the kernel is large next to the image (LeNet's
+ * conv2: 5x5 taps over a 10x10 gradient padded by 4). */
+MDL_ISA_ATTR static void MDL_ISA(conv_dx_images_f32)(const float *gyT, const float *wpk,
+                                                     float *dxT, ptrdiff_t C, ptrdiff_t OC,
+                                                     ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t KH,
+                                                     ptrdiff_t KW, ptrdiff_t H, ptrdiff_t W,
+                                                     ptrdiff_t ph, ptrdiff_t pw)
+{
+    enum { CB = CONV_DX_IMAGES_CB };
+    const ptrdiff_t T = KH * KW, plane = OH * OW * MDL_LANES;
+    for (ptrdiff_t cb = 0; cb * CB < C; cb++) {
+        const int nc = C - cb * CB < CB ? (int)(C - cb * CB) : CB;
+        const float *wb = wpk + cb * OC * T * CB;
+        for (ptrdiff_t ih = 0; ih < H; ih++) {
+            /* The taps kh with an output row: 0 <= ih + ph - kh < OH. */
+            const ptrdiff_t kh0 = ih + ph - OH + 1 > 0 ? ih + ph - OH + 1 : 0;
+            const ptrdiff_t kh1 = ih + ph + 1 < KH ? ih + ph + 1 : KH;
+            for (ptrdiff_t iw = 0; iw < W; iw++) {
+                const ptrdiff_t kw0 = iw + pw - OW + 1 > 0 ? iw + pw - OW + 1 : 0;
+                const ptrdiff_t kw1 = iw + pw + 1 < KW ? iw + pw + 1 : KW;
+                MDL_VF acc[CB][MDL_NH];
+                for (int j = 0; j < CB; j++)
+                    for (int h = 0; h < MDL_NH; h++)
+                        acc[j][h] = (MDL_VF){0};
+                /* oc innermost: the tap loops' trip counts vary from pixel to pixel near the
+                 * borders, OC's never does (a short loop of varying length mispredicts its
+                 * exit every time). */
+                for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                    for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                        const float *gk = gyT + ((ih + ph - kh) * OW + iw + pw - kw) * MDL_LANES;
+                        const float *wk = wb + ((KH - 1 - kh) * KW + KW - 1 - kw) * CB;
+                        for (ptrdiff_t oc = 0; oc < OC; oc++) {
+                            MDL_VF g[MDL_NH];
+                            MDL_BLOCK_LOAD(g, gk + oc * plane);
+                            for (int j = 0; j < CB; j++) {
+                                /* broadcast, exact */
+                                const MDL_VF wj = wk[oc * T * CB + j] - (MDL_VF){0};
+                                for (int h = 0; h < MDL_NH; h++)
+                                    acc[j][h] += wj * g[h];
+                            }
+                        }
+                    }
+                }
+                for (int j = 0; j < nc; j++)
+                    MDL_BLOCK_STORE(dxT + (((cb * CB + j) * H + ih) * W + iw) * MDL_LANES,
+                                    acc[j]);
+            }
+        }
+    }
+}
+
+/* gt[q][l] = g[l * per_image + q] for the nimg (<= 16) images l, 0 where mask (same layout,
+ * when not NULL) is <= 0, as ReLU's backward; lanes nimg .. 15 zero. In blocks of 64 values
+ * per image, whose 4 KiB of gt stay in L1 while the 16 images pass. */
+MDL_ISA_ATTR static void MDL_ISA(conv_images_gather_f32)(const float *g, const float *mask,
+                                                         ptrdiff_t per_image, ptrdiff_t nimg,
+                                                         float *gt)
+{
+    for (ptrdiff_t q0 = 0; q0 < per_image; q0 += 64) {
+        const ptrdiff_t q1 = q0 + 64 < per_image ? q0 + 64 : per_image;
+        for (ptrdiff_t l = 0; l < MDL_LANES; l++) {
+            const float *gl = g + l * per_image, *ml = mask ? mask + l * per_image : NULL;
+            if (l >= nimg)
+                for (ptrdiff_t q = q0; q < q1; q++)
+                    gt[q * MDL_LANES + l] = 0.0f;
+            else if (ml)
+                for (ptrdiff_t q = q0; q < q1; q++)
+                    gt[q * MDL_LANES + l] = ml[q] <= 0 ? 0.0f : gl[q];
+            else
+                for (ptrdiff_t q = q0; q < q1; q++)
+                    gt[q * MDL_LANES + l] = gl[q];
+        }
+    }
+}
+
+/* out[l * per_image + q] = t[q][l] for the nimg (<= 16) images l, in blocks as the gather. */
+MDL_ISA_ATTR static void MDL_ISA(conv_images_scatter_f32)(const float *t, ptrdiff_t per_image,
+                                                          ptrdiff_t nimg, float *out)
+{
+    for (ptrdiff_t q0 = 0; q0 < per_image; q0 += 64) {
+        const ptrdiff_t q1 = q0 + 64 < per_image ? q0 + 64 : per_image;
+        for (ptrdiff_t l = 0; l < nimg; l++)
+            for (ptrdiff_t q = q0; q < q1; q++)
+                out[l * per_image + q] = t[q * MDL_LANES + l];
+    }
+}
+
 #undef MDL_KEEP_IN_REGISTER
 #undef MDL_PACKED_BIAS_LANES

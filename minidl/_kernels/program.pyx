@@ -28,7 +28,7 @@ from libc.string cimport memcmp, memcpy, memset
 
 from minidl._kernels.conv_kernels cimport (
     conv_db_packed_f32, conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32,
-    conv_dw_rows_items, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
+    conv_dw_rows_items, conv_dx_images_group, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_transpose_grad_f32,
 )
 from minidl._kernels.gemm cimport gemm
@@ -76,6 +76,7 @@ cdef enum Opcode:
     OP_CONV_DW_PACKED
     OP_SUM_CHUNKS
     OP_ADD_BACKWARD
+    OP_CONV_DX_IMAGES
 
 OPCODES = {
     "python": OP_PYTHON,
@@ -99,6 +100,7 @@ OPCODES = {
     "conv_dw_packed": OP_CONV_DW_PACKED,
     "sum_chunks": OP_SUM_CHUNKS,
     "add_backward": OP_ADD_BACKWARD,
+    "conv_dx_images": OP_CONV_DX_IMAGES,
 }
 
 cdef struct Instr:
@@ -246,6 +248,29 @@ cdef void _conv_rows_images_task(void *args, Py_ssize_t begin, Py_ssize_t end,
         for blk in range(ins.n[9]):
             for rb in range(ins.n[10]):
                 _conv_rows_block(ins, x, n, blk, rb * ins.n[11])
+
+
+cdef void _conv_dx_images(const Instr *ins, int n_threads) noexcept nogil:
+    """conv._images_backward_input's loop. p: grad_out, ReLU mask or NULL, packed weights
+    (pack_conv_weights, ocb conv.DX_IMAGES_CB, flipped), grad_x, scratch of n[12] items.
+    n: N, C, OC, OH, OW, KH, KW, H, W, ph, pw, scratch floats per item, items (threads), work."""
+    cdef int nt = _threads(ins.n[13], CONV_MIN_PARALLEL, n_threads)
+    parallel_for(_conv_dx_images_task, <void *>ins, (ins.n[0] + 15) // 16,
+                 min(nt, <int>ins.n[12]))
+
+
+cdef void _conv_dx_images_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                               int worker) noexcept nogil:
+    """Groups [begin, end) of 16 images."""
+    cdef const Instr *ins = <const Instr *>args
+    cdef Py_ssize_t grp
+    for grp in range(begin, end):
+        conv_dx_images_group(<const float *>ins.p[0], <const float *>ins.p[1],
+                             <const float *>ins.p[2], <float *>ins.p[3],
+                             <float *>ins.p[4] + worker * ins.n[11], grp * 16,
+                             min(16, ins.n[0] - grp * 16), ins.n[1], ins.n[2], ins.n[3],
+                             ins.n[4], ins.n[5], ins.n[6], ins.n[7], ins.n[8], ins.n[9],
+                             ins.n[10])
 
 
 cdef void _conv_pixels(const Instr *ins, int n_threads) noexcept nogil:
@@ -614,6 +639,8 @@ cdef int _execute(const Instr *ins, int n_threads) noexcept nogil:
         _conv_rows_images(ins, n_threads)
     elif op == OP_CONV_PIXELS:
         _conv_pixels(ins, n_threads)
+    elif op == OP_CONV_DX_IMAGES:
+        _conv_dx_images(ins, n_threads)
     elif op == OP_PAD_PLANES:
         _pad_planes(ins, n_threads)
     elif op == OP_PACK_CONV_WEIGHTS:

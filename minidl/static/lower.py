@@ -388,15 +388,16 @@ def _conv_backward_paths(lw: Lowered, node: Node) -> tuple | None:
     need_w = lw.needs_grad(node, 1) or lw.needs_grad(node, 2)
     paths = conv_kernels.backward_paths(_shaped(xv), _shaped(wv), _shaped(ov), need_x, need_w,
                                         *stride, *dilation, groups, conv_backend._rest())
-    if paths is None or paths[0] not in (None, "direct") or paths[1] not in (None, "rows",
-                                                                             "packed"):
+    if paths is None or paths[0] not in (None, "direct", "images") or paths[1] not in (
+            None, "rows", "packed"):
         return None
     return paths
 
 
 def _conv2d_backward(lw: Lowered, node: Node) -> None:
     """Instructions of conv.conv2d_backward's direct paths: the input gradient by the forward
-    kernel on the padded (ReLU-masked) output gradient with flipped weights, the weight and
+    kernel on the padded (ReLU-masked) output gradient with flipped weights (or 16 images per
+    work item, conv._images_backward_input), the weight and
     bias gradients by chunks of images summed in chunk order (conv._direct_backward_weight or
     conv._packed_backward_weight)."""
     from minidl._kernels import conv as conv_kernels
@@ -417,6 +418,16 @@ def _conv2d_backward(lw: Lowered, node: Node) -> None:
         dst, total = lw.grad_target(x)
         _direct_conv(lw, g, g.shape, mask, lw.operand(w), wv.shape, True, None, dst,
                      (dh * (KH - 1) - ph, dw * (KW - 1) - pw), (1, 1), (dh, dw), False)
+        lw.add_into(dst, total)
+    elif x_path == "images":  # conv._images_backward_input
+        dst, total = lw.grad_target(x)
+        packed = _pack_buffer(lw, lw.operand(w), wv.shape, conv_kernels.DX_IMAGES_CB, True)
+        threads = max(1, min(get_num_threads(), -(-N // 16)))
+        size = conv_kernels.dx_images_scratch(C, OC, OH, OW, H, W)
+        scratch = np.zeros(threads * size, np.float32)
+        lw.program.add("conv_dx_images", (g, mask, packed, dst, scratch),
+                       (N, C, OC, OH, OW, KH, KW, H, W, ph, pw, size, threads,
+                        N * C * H * W * OC * KH * KW))
         lw.add_into(dst, total)
     if w_path is None:
         return

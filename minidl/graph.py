@@ -215,6 +215,10 @@ class Function:
     #: the name of its kernels' lowering in a compiled graph's flat program (a key of
     #: minidl.static.lower.LOWERINGS), or None: the op runs there as a Python node.
     lowering: str | None = None
+    #: backward returns arrays it allocated for this call alone (never its upstream gradient
+    #: or a view of one, never one array for two inputs): the sweep hands such a gradient to
+    #: a leaf's empty .grad without copying it, as PyTorch's AccumulateGrad steals one.
+    fresh_gradients = False
     #: display name for viz and the profiler (None: the class name without its "Op" suffix).
     label: str | None = None
     #: the circuit symbol viz draws instead of the name ("+", "*", "@"), or None.
@@ -404,21 +408,27 @@ def run_hooks(hooks: Any, g: np.ndarray, what: str) -> np.ndarray:
     return g
 
 
-def accumulate(value: Any, g: np.ndarray) -> None:
+def accumulate(value: Any, g: np.ndarray, owned: bool = False) -> None:
     """Add `g` into `value.grad` after the value's gradient hooks; then its post-accumulate
-    hooks (PyTorch's AccumulateGrad: a leaf's hooks see its total gradient once per sweep)."""
+    hooks (PyTorch's AccumulateGrad: a leaf's hooks see its total gradient once per sweep).
+    owned: nothing else references g (the sweep's `owned`), so it may become the .grad."""
     if value._grad_hooks:
+        # A hook may keep the array it was given (or return one it keeps).
         g = run_hooks(value._grad_hooks.values(), g, f"a tensor of shape {value.data.shape}")
-    _add_to_grad(value, g)
+        owned = False
+    _add_to_grad(value, g, owned)
     if value._post_hooks:
         for hook in list(value._post_hooks.values()):
             hook(value)
 
 
-def _add_to_grad(value: Any, g: np.ndarray) -> None:
+def _add_to_grad(value: Any, g: np.ndarray, owned: bool = False) -> None:
     if value.grad is None:
-        # A copy: g may alias the seed or another value's gradient.
-        value.grad = _value_type._wrap(np.array(g, order="C", copy=True), False)
+        flags = g.flags
+        if not (owned and flags.owndata and flags.c_contiguous and flags.writeable):
+            # A copy: g may alias the seed or another value's gradient.
+            g = np.array(g, order="C", copy=True)
+        value.grad = _value_type._wrap(g, False)
     else:
         value.grad.data += g
 
@@ -432,8 +442,10 @@ def sweep(steps: Sequence[Step], contexts: list, grads: list, specs: Sequence[tu
     grads: per value key, its gradient so far (the seeds set, the rest None); specs[key]:
     an object with the `dtype` and `shape` of that value (its array, or a static graph's
     Value), against which every incoming gradient is checked and cast;
-    deliver(key, gradient): receives each leaf's total gradient once it is complete, and the
-    gradients of steps marked `keep`. Values no step consumes (e.g. a fused chain's inputs)
+    deliver(key, gradient, owned): receives each leaf's total gradient once it is complete
+    (owned: an array only the sweep references, a sum it made or what a `fresh_gradients` op
+    returned), and the gradients of steps marked `keep` (owned False: the step's backward
+    reads it). Values no step consumes (e.g. a fused chain's inputs)
     keep their total in `grads`. Each context is dropped from `contexts` after its backward;
 release: also clear it (eager graphs, whose values still point at their contexts). timings: when
     a list, one backward time per step is appended (0.0 for steps no gradient reached), in
@@ -441,6 +453,7 @@ release: also clear it (eager graphs, whose values still point at their contexts
     """
     profiler = state.profiler
     clock = time.perf_counter
+    owned: set[int] = set()  # keys whose gradient array only `grads` references
     for k in range(len(steps) - 1, -1, -1):
         fn, out, grad_inputs, finished, hooks, keep = steps[k]
         g = grads[out]
@@ -449,7 +462,7 @@ release: also clear it (eager graphs, whose values still point at their contexts
             if hooks is not None:
                 g = run_hooks(hooks, g, f"the output of {fn.__name__}")
             if keep:
-                deliver(out, g)
+                deliver(out, g, False)
             ctx = contexts[k]
             if ctx.saved_versions:
                 versions.check(ctx.saved_versions, fn.__name__)
@@ -467,6 +480,7 @@ release: also clear it (eager graphs, whose values still point at their contexts
             # One gradient is for the first input; zip() would cost ~130 ns a node.
             pairs = zip(grad_inputs, result) if type(result) is tuple else (
                 (grad_inputs[0], result),)
+            fresh = fn.fresh_gradients
             for key, pg in pairs:
                 if key < 0 or pg is None:
                     continue
@@ -474,7 +488,13 @@ release: also clear it (eager graphs, whose values still point at their contexts
                 if pg.dtype is not spec.dtype or pg.shape != spec.shape:
                     pg = checked_gradient(pg, spec.dtype, spec.shape, f"{fn.__name__}.backward")
                 previous = grads[key]
-                grads[key] = pg if previous is None else previous + pg
+                if previous is None:
+                    grads[key] = pg
+                    if fresh and pg is not g:
+                        owned.add(key)
+                else:
+                    grads[key] = previous + pg
+                    owned.add(key)
         elif timings is not None:
             timings.append(0.0)
         if finished:
@@ -482,7 +502,7 @@ release: also clear it (eager graphs, whose values still point at their contexts
                 g = grads[key]
                 if g is not None:
                     grads[key] = None
-                    deliver(key, g)
+                    deliver(key, g, key in owned)
 
 
 # -- eager graphs ---------------------------------------------------------------------------
@@ -619,10 +639,10 @@ def run_backward(root: Any, grad: Any = None, retain_graph: bool = False) -> Non
     grads: list = [None] * len(values)
     grads[steps[-1][1]] = seed
 
-    def deliver(key: int, g: np.ndarray) -> None:
+    def deliver(key: int, g: np.ndarray, owned: bool) -> None:
         value = values[key]
         if value._ctx is None:
-            accumulate(value, g)
+            accumulate(value, g, owned)
         else:  # a retained non-leaf: its hooks already ran in the sweep
             _add_to_grad(value, g)
 
@@ -641,7 +661,7 @@ def gradients(root: Any, grad: Any = None) -> dict[int, np.ndarray]:
     grads[steps[-1].out] = seed
     found: dict[int, np.ndarray] = {}
 
-    def deliver(key: int, g: np.ndarray) -> None:
+    def deliver(key: int, g: np.ndarray, owned: bool) -> None:
         found[id(values[key])] = g
 
     sweep(steps, contexts, grads, specs, deliver, release=False)

@@ -486,3 +486,67 @@ def test_consumers_before_between_and_after_two_inplace_ops_get_the_value_they_r
     (z1.sum() + z2.sum() + z3.sum() + y.sum()).backward()
     # d/da of 2a + 5(3a) + 7(3a + 1) + (3a + 1)
     np.testing.assert_array_equal(a.grad.data, [41.0, 41.0])
+
+
+def _recording_backward(monkeypatch, op):
+    """Make op's backward record the arrays it returns; the list of those results."""
+    returned = []
+    original = op.backward
+
+    def backward(ctx, g):
+        result = original(ctx, g)
+        returned.append(result)
+        return result
+
+    monkeypatch.setattr(op, "backward", staticmethod(backward))
+    return returned
+
+
+def test_a_fresh_gradient_becomes_the_leafs_grad_without_a_copy(monkeypatch):
+    from minidl.ops.conv import Conv2dOp
+    from minidl.ops.pool import MaxPool2dOp
+
+    pools = _recording_backward(monkeypatch, MaxPool2dOp)
+    convs = _recording_backward(monkeypatch, Conv2dOp)
+    rng = np.random.default_rng(0)
+    x = minidl.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    y = minidl.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    F.max_pool2d(y, 2).sum().backward()
+    assert y.grad.data is pools[0]
+    F.conv2d(x, w, padding=1).sum().backward()
+    gx, gw, _ = convs[0]
+    assert x.grad.data is gx and w.grad.data is gw
+    # A second backward adds into the existing .grad (that array stays ours).
+    before, first = x.grad.data, gx.copy()
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad.data is before and x.grad.data is not convs[1][0]
+    np.testing.assert_array_equal(x.grad.data, first + convs[1][0])
+
+
+def test_gradients_others_may_hold_are_copied_into_grad():
+    rng = np.random.default_rng(1)
+    x = minidl.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    # The seed is the caller's array: a leaf root's .grad is a copy of it.
+    seed = np.ones((2, 3, 8, 8), np.float32)
+    x.backward(minidl.tensor(seed))
+    assert not np.shares_memory(x.grad.data, seed)
+    # A hook sees (and may keep) the gradient: .grad is then a copy of what it returned.
+    kept = []
+    z = minidl.tensor(x.data.copy(), requires_grad=True)
+    z.register_hook(lambda g: kept.append(g) or g)
+    F.max_pool2d(z, 2).sum().backward()
+    assert not np.shares_memory(z.grad.data, kept[0].data)
+    z.grad.data += 1
+    assert kept[0].data.max() == 1
+    # An op that is not fresh_gradients (reshape returns a view of its upstream gradient).
+    u = minidl.tensor(x.data.copy(), requires_grad=True)
+    out = F.max_pool2d(u, 2)
+    out.retain_grad()
+    out.reshape(-1).sum().backward()
+    assert not np.shares_memory(u.grad.data, out.grad.data)
+    # Both inputs of one add get the same upstream array: each .grad is its own.
+    a = minidl.tensor(np.zeros(3, np.float32), requires_grad=True)
+    b = minidl.tensor(np.zeros(3, np.float32), requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.data, b.grad.data)

@@ -821,6 +821,18 @@ cdef class Program:
             self.n_unbound -= 1
         self.bound[slot] = array
 
+    def bound_to(self, list tensors) -> bint:
+        """Whether slot k is bound to tensors[k].data for every slot (no parameter was
+        replaced since the last bind): one C loop per call in place of a Python one (0.3 of
+        the ~15 us of a batch-1 LeNet call)."""
+        cdef Py_ssize_t k, n = len(self.bound)
+        if len(tensors) != n:
+            return False
+        for k in range(n):
+            if tensors[k].data is not self.bound[k]:
+                return False
+        return True
+
     def run(self, int n_threads) -> int:
         """Run every instruction in order; the GIL is released between Python nodes.
         Returns 0, or (when an instruction found its inputs invalid, e.g. a class target out

@@ -56,6 +56,7 @@ class Conv2dOp(Function):
     name = "conv2d"
     epilogues = ("relu",)
     lowering = "conv2d"
+    fresh_gradients = True
     channel_params = (1, 2)
 
     @classmethod

@@ -146,6 +146,7 @@ class LinearOp(Function):
     writes_out = True
     epilogues = ("relu",)
     lowering = "linear"
+    fresh_gradients = True
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

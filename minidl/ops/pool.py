@@ -65,6 +65,7 @@ class MaxPool2dOp(Function):
 
     name = "max_pool2d"
     lowering = "max_pool2d"
+    fresh_gradients = True
 
     @classmethod
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:

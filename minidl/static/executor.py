@@ -182,8 +182,8 @@ class StaticGraph:
         grads[loss] = np.ones_like(vals[loss])
         values = self.values
 
-        def deliver(key: int, g: np.ndarray) -> None:
-            accumulate(values[key].tensor, g)
+        def deliver(key: int, g: np.ndarray, owned: bool) -> None:
+            accumulate(values[key].tensor, g, owned)
 
         sweep(self._tape, contexts, grads, self.values, deliver, release=False, timings=timings)
 

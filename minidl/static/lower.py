@@ -60,6 +60,7 @@ class Lowered:
                 self.params.append((slot, v.index, v.tensor))
             elif v.kind == "const":
                 self.arrays[v.index] = v.tensor.data
+        self.param_tensors = [t for _, _, t in self.params]  # slot k's parameter
         # Node outputs share buffers as the memory plan lets them (every node's output is
         # planned: instructions write into given arrays); a slot is allocated when first used.
         self.plan = plan_memory(nodes, values, outputs, training, every_node=True)
@@ -289,6 +290,8 @@ class Lowered:
     def bind_params(self) -> bool:
         """Point the program at each parameter's current array; False when one no longer
         fits what the program was built for (shape, dtype, C-contiguous)."""
+        if self.program.bound_to(self.param_tensors):
+            return True
         arrays = self.arrays
         for slot, index, tensor in self.params:
             data = tensor.data

@@ -538,3 +538,22 @@ def test_winograd_kernel_rejects_a_bias_of_the_wrong_length():
     kernels.forward(x, u, np.ones(4, np.float32), out, 0, 0, False, 1)
     ref = reference(x, w, np.ones(4, np.float32), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)[0]
     assert rel_inf(out, ref) <= WINOGRAD_BOUND
+
+
+def test_a_nan_input_spreads_over_f4x4_output_tiles_as_the_readme_says(algorithm):
+    # README, Differences from PyTorch: F(4x4) makes NaN the outputs of every 4x4 output tile
+    # whose 6x6 patch holds the NaN input; the direct kernels only those whose windows hold it.
+    x = np.abs(np.random.default_rng(0).standard_normal((1, 16, 16, 16))).astype(np.float32)
+    x[0, 0, 5, 5] = np.nan
+    w = np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    nan = {}
+    for algo in ("direct", "winograd"):
+        algorithm(algo)
+        nan[algo] = np.isnan(conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).data[0, 0])
+    exact = np.zeros((16, 16), bool)
+    exact[4:7, 4:7] = True
+    np.testing.assert_array_equal(nan["direct"], exact)
+    if conv_backend.winograd_tile_for(x.shape) == 4:
+        tiles = np.zeros((16, 16), bool)
+        tiles[4:8, 4:8] = True  # the one tile whose patch (rows/cols 3..8 padded) holds (5, 5)
+        assert nan["winograd"][exact].all() and not nan["winograd"][~tiles].any()

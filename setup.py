@@ -14,6 +14,7 @@ import os
 import sys
 from glob import glob
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -87,7 +88,8 @@ def extensions():
             Extension(
                 f"minidl._kernels.{name}",
                 [pyx],
-                include_dirs=[KERNEL_DIR],
+                # NumPy's headers for _runtime's aligned array allocator (numpy_alloc.h).
+                include_dirs=[KERNEL_DIR, numpy.get_include()],
                 depends=glob(os.path.join(KERNEL_DIR, "*.h"))
                 + glob(os.path.join(KERNEL_DIR, "*.pxd")),
             )

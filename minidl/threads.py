@@ -91,8 +91,14 @@ def tune_malloc() -> bool:
     fresh mmaps (LeNet-5 step 3.7-4.2 -> 3.1 ms, BENCHMARKS.md). Process-wide, so
     `import minidl` does not do it: minidl-train, the examples and the benchmarks call this,
     and MINIDL_MALLOC_TUNING=1 does it at import. Returns whether the allocator was tuned
-    (False where glibc's mallopt is unavailable)."""
+    (False where glibc's mallopt is unavailable).
+
+    It also makes NumPy allocate array data 64-byte aligned (numpy_alloc.h: a 512-bit row
+    load of a 16-byte aligned array straddles two cache lines; the 1x1 convolution's passes
+    ran 20-25% slower so), in the calling thread's context: call it from the thread that
+    creates the arrays."""
     global malloc_tuned
+    _runtime.align_numpy()
     malloc_tuned = malloc_tuned or _runtime.tune_malloc()
     return malloc_tuned
 

@@ -6,6 +6,9 @@ cdef extern from "platform.h" nogil:
     const char *minidl_isa_path()
     int minidl_tune_malloc()
 
+cdef extern from "numpy_alloc.h":
+    int minidl_np_install_aligned() except -1
+
 cdef extern from "mdl_isa.h" nogil:
     int mdl_isa_level()
 
@@ -28,3 +31,9 @@ def kernel_isa_level() -> int:
 def tune_malloc() -> bool:
     """Ask glibc to keep large freed blocks for reuse (see platform.h); False elsewhere."""
     return minidl_tune_malloc() == 1
+
+
+def align_numpy() -> None:
+    """Make NumPy allocate array data on 64-byte boundaries from now on, in this thread's
+    context (numpy_alloc.h)."""
+    minidl_np_install_aligned()

@@ -27,7 +27,7 @@ from minidl._kernels.conv_kernels cimport (
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32, conv_transpose_grad_f32,
     conv_unphase_f32,
 )
-from minidl._kernels.gemm cimport gemm
+from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for
 from minidl._kernels.types cimport real
 
@@ -1324,10 +1324,14 @@ cdef inline void _gemm_forward_images(const real *x, const real *w, const real *
                                       real *col, const _Im2col *a, Py_ssize_t begin,
                                       Py_ssize_t end) noexcept nogil:
     cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    cdef GemmAhead ahead = GemmAhead(p0=NULL, bytes0=0, p1=NULL, bytes1=0)
     for n in range(begin, end):
         if a.direct:
-            gemm(False, False, OC, P, K, 1, w, K, x + n * image, P, 0, out + n * OC * P, P,
-                 a.inner)
+            # This thread's next image is fetched while this one is multiplied.
+            ahead.p0 = x + (n + 1) * image
+            ahead.bytes0 = image * sizeof(real) if n + 1 < end else 0
+            gemm_ahead(False, False, OC, P, K, 1, w, K, x + n * image, P, 0, out + n * OC * P,
+                       P, a.inner, &ahead)
         else:
             _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
                     a.pw, a.dh, a.dw)
@@ -1371,10 +1375,13 @@ cdef inline void _gemm_backward_input_images(const real *gy, const real *w, real
                                              const _Im2col *a, Py_ssize_t begin,
                                              Py_ssize_t end) noexcept nogil:
     cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    cdef GemmAhead ahead = GemmAhead(p0=NULL, bytes0=0, p1=NULL, bytes1=0)
     for n in range(begin, end):
         if a.direct:
-            gemm(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, gx + n * image, P,
-                 a.inner)
+            ahead.p0 = gy + (n + 1) * OC * P
+            ahead.bytes0 = OC * P * sizeof(real) if n + 1 < end else 0
+            gemm_ahead(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, gx + n * image, P,
+                       a.inner, &ahead)
         else:
             gemm(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, col, P, a.inner)
             _col2im(col, gx + n * image, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
@@ -1421,11 +1428,19 @@ cdef inline void _gemm_backward_weight_chunks(const real *x, const real *gy, rea
                                               real *col, const _Im2col *a, Py_ssize_t begin,
                                               Py_ssize_t end) noexcept nogil:
     cdef Py_ssize_t chunk, n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
+    cdef Py_ssize_t last = min(a.N, end * DW_CHUNK)
+    cdef GemmAhead ahead
     for chunk in range(begin, end):
         for n in range(chunk * DW_CHUNK, min(a.N, (chunk + 1) * DW_CHUNK)):
             if a.direct:
-                gemm(False, True, OC, K, P, 1, gy + n * OC * P, P, x + n * image, P,
-                     0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K, a.inner)
+                # Both operands of this thread's next image (chunks [begin, end) are its own).
+                ahead = GemmAhead(p0=gy + (n + 1) * OC * P, bytes0=OC * P * sizeof(real),
+                                  p1=x + (n + 1) * image, bytes1=image * sizeof(real))
+                if n + 1 >= last:
+                    ahead.bytes0 = ahead.bytes1 = 0
+                gemm_ahead(False, True, OC, K, P, 1, gy + n * OC * P, P, x + n * image, P,
+                           0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K,
+                           a.inner, &ahead)
             else:
                 _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw,
                         a.ph, a.pw, a.dh, a.dw)

@@ -11,3 +11,18 @@ from minidl._kernels.types cimport real
 cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
                real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil
+
+
+# Memory the caller reads next (two byte ranges, e.g. the next image's operands of a per-image
+# loop; NULL / 0 for none): the small-shape path prefetches it into L2 across its tiles, so
+# that the next product does not start on a cache miss per row of B (gemm_kernels.h).
+cdef struct GemmAhead:
+    const void *p0
+    Py_ssize_t bytes0
+    const void *p1
+    Py_ssize_t bytes1
+
+cdef void gemm_ahead(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
+                     real beta, real *c, Py_ssize_t ldc, int n_threads,
+                     const GemmAhead *ahead) noexcept nogil

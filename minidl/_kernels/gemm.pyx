@@ -43,12 +43,19 @@ cdef extern from "gemm_kernels.h" nogil:
                              float alpha, float beta, float *c, Py_ssize_t ldc, int n_valid)
     void minidl_dgemm_packed(Py_ssize_t kc, Py_ssize_t m, const double *a, const double *b,
                              double alpha, double beta, double *c, Py_ssize_t ldc, int n_valid)
+    ctypedef struct minidl_gemm_ahead:
+        const char *base[2]
+        Py_ssize_t lines[2]
+        Py_ssize_t from_ "from"
+        Py_ssize_t to
     void minidl_sgemm_strided(Py_ssize_t kc, Py_ssize_t m, const float *a, Py_ssize_t a_rs,
                               Py_ssize_t a_cs, const float *b, Py_ssize_t b_rs, float alpha,
-                              float beta, float *c, Py_ssize_t ldc, int n_valid)
+                              float beta, float *c, Py_ssize_t ldc, int n_valid,
+                              const minidl_gemm_ahead *ahead)
     void minidl_dgemm_strided(Py_ssize_t kc, Py_ssize_t m, const double *a, Py_ssize_t a_rs,
                               Py_ssize_t a_cs, const double *b, Py_ssize_t b_rs, double alpha,
-                              double beta, double *c, Py_ssize_t ldc, int n_valid)
+                              double beta, double *c, Py_ssize_t ldc, int n_valid,
+                              const minidl_gemm_ahead *ahead)
     void minidl_sgemm_pack_a(int trans, Py_ssize_t mc, Py_ssize_t kc, const float *a,
                              Py_ssize_t lda, float *dst)
     void minidl_dgemm_pack_a(int trans, Py_ssize_t mc, Py_ssize_t kc, const double *a,
@@ -104,13 +111,16 @@ cdef inline void _tiles_packed(Py_ssize_t kc, Py_ssize_t m, const real *a, const
 
 cdef inline void _tiles_strided(Py_ssize_t kc, Py_ssize_t m, const real *a, Py_ssize_t a_rs,
                                 Py_ssize_t a_cs, const real *b, Py_ssize_t b_rs, real alpha,
-                                real beta, real *c, Py_ssize_t ldc,
-                                Py_ssize_t n_valid) noexcept nogil:
-    """The same with A in place (strides a_rs, a_cs) and B panel rows b_rs apart."""
+                                real beta, real *c, Py_ssize_t ldc, Py_ssize_t n_valid,
+                                const minidl_gemm_ahead *ahead) noexcept nogil:
+    """The same with A in place (strides a_rs, a_cs), B panel rows b_rs apart, and ahead's
+    lines [from, to) prefetched into L2 along the way."""
     if real is float:
-        minidl_sgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid)
+        minidl_sgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid,
+                             ahead)
     else:
-        minidl_dgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid)
+        minidl_dgemm_strided(kc, m, a, a_rs, a_cs, b, b_rs, alpha, beta, c, ldc, <int>n_valid,
+                             ahead)
 
 
 cdef inline void _pack_a(bint trans, Py_ssize_t mc, Py_ssize_t kc, const real *a,
@@ -159,10 +169,12 @@ cdef void _gemm_reference(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
 
 cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
-                      real beta, real *c, Py_ssize_t ldc) noexcept nogil:
+                      real beta, real *c, Py_ssize_t ldc,
+                      minidl_gemm_ahead *ahead) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
     cdef Py_ssize_t a_rs = 1 if trans_a else lda, a_cs = lda if trans_a else 1
-    cdef Py_ssize_t jp, j, cols, b_rs
+    cdef Py_ssize_t jp, j, cols, b_rs, n_panels = _cdiv(n, nr)
+    cdef Py_ssize_t lines = ahead.lines[0] + ahead.lines[1]
     cdef const real *panel
     cdef real *bp = NULL
     if trans_b or n % nr:
@@ -171,7 +183,7 @@ cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
             _gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
     # Panel-major: the k x NR panel of B stays in L1/L2 while every row tile of A passes by.
-    for jp in range(_cdiv(n, nr)):
+    for jp in range(n_panels):
         j = jp * nr
         cols = min(nr, n - j)
         if trans_b or cols < nr:
@@ -181,7 +193,9 @@ cdef void _gemm_small(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
         else:
             panel = b + j
             b_rs = ldb
-        _tiles_strided(k, m, a, a_rs, a_cs, panel, b_rs, alpha, beta, c + j, ldc, cols)
+        ahead.from_ = lines * jp // n_panels
+        ahead.to = lines * (jp + 1) // n_panels
+        _tiles_strided(k, m, a, a_rs, a_cs, panel, b_rs, alpha, beta, c + j, ldc, cols, ahead)
     minidl_aligned_free(bp)
 
 
@@ -233,11 +247,16 @@ cdef void _gemm_blocked(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, 
 cdef inline void _gemm_serial(bint small, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
                               Py_ssize_t k, real alpha, const real *a, Py_ssize_t lda,
                               const real *b, Py_ssize_t ldb, real beta, real *c,
-                              Py_ssize_t ldc) noexcept nogil:
+                              Py_ssize_t ldc, const GemmAhead *ahead) noexcept nogil:
+    cdef minidl_gemm_ahead lines
     if m <= 0 or n <= 0:
         return
     if small:
-        _gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        lines.base[0] = <const char *>ahead.p0
+        lines.base[1] = <const char *>ahead.p1
+        lines.lines[0] = ahead.bytes0 // 64
+        lines.lines[1] = ahead.bytes1 // 64
+        _gemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &lines)
     else:
         _gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
@@ -259,6 +278,7 @@ cdef struct _Strips:
     const void *a
     const void *b
     void *c
+    GemmAhead ahead
 
 
 cdef void _strips_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
@@ -280,18 +300,26 @@ cdef inline void _strips(const real *a, const real *b, real *c, const _Strips *s
             stop = _split(s.n, nr, part + 1, s.parts)
             _gemm_serial(s.small, s.trans_a, s.trans_b, s.m, stop - start, s.k, <real>s.alpha, a,
                          s.lda, b + (start * s.ldb if s.trans_b else start), s.ldb, <real>s.beta,
-                         c + start, s.ldc)
+                         c + start, s.ldc, &s.ahead)
         else:
             start = _split(s.m, MR, part, s.parts)
             stop = _split(s.m, MR, part + 1, s.parts)
             _gemm_serial(s.small, s.trans_a, s.trans_b, stop - start, s.n, s.k, <real>s.alpha,
                          a + (start if s.trans_a else start * s.lda), s.lda, b, s.ldb,
-                         <real>s.beta, c + start * s.ldc, s.ldc)
+                         <real>s.beta, c + start * s.ldc, s.ldc, &s.ahead)
 
 
 cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
                real beta, real *c, Py_ssize_t ldc, int n_threads) noexcept nogil:
+    cdef GemmAhead none = GemmAhead(p0=NULL, bytes0=0, p1=NULL, bytes1=0)
+    gemm_ahead(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, &none)
+
+
+cdef void gemm_ahead(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     real alpha, const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
+                     real beta, real *c, Py_ssize_t ldc, int n_threads,
+                     const GemmAhead *ahead) noexcept nogil:
     cdef Py_ssize_t nr = MINIDL_SGEMM_NR if real is float else MINIDL_DGEMM_NR
     cdef Py_ssize_t i, j
     if m <= 0 or n <= 0:
@@ -319,12 +347,13 @@ cdef void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_
     cdef bint by_columns = n_panels >= 2 * parts or n_panels >= n_mtiles
     parts = <int>min(<Py_ssize_t>parts, n_panels if by_columns else n_mtiles)
     if parts <= 1:
-        _gemm_serial(small, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        _gemm_serial(small, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                     ahead)
         return
     cdef _Strips strips = _Strips(f64=real is double, small=small, trans_a=trans_a,
                                   trans_b=trans_b, by_columns=by_columns, m=m, n=n, k=k,
                                   lda=lda, ldb=ldb, ldc=ldc, parts=parts, alpha=alpha, beta=beta,
-                                  a=a, b=b, c=c)
+                                  a=a, b=b, c=c, ahead=ahead[0])
     parallel_for(_strips_task, &strips, parts, parts)
 
 

@@ -723,3 +723,63 @@ def test_images_input_gradient_matches_reference_and_thread_counts(n, c, oc, hw,
         results.append(gx.tobytes())
     np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape, oc",
+    [
+        ((17, 64, 5, 7), 33),  # 3 weight-gradient chunks; m, n not multiples of the tile
+        ((9, 5, 16, 16), 64),  # P = 256: whole panels
+        ((1, 1, 3, 3), 7),  # k = 1 (forward), one image
+        ((2, 3, 1, 1), 5),  # one pixel
+        ((0, 4, 3, 3), 5),  # empty batch
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pointwise_conv_is_the_per_image_gemm_bitwise(shape, oc, dtype, threads, monkeypatch):
+    """A 1x1 convolution's three passes on the GEMM path are the per-image GEMMs (the weight
+    gradient summed image by image within each chunk of IMAGES_PER_DW_CHUNK, chunks in order)
+    to the bit, for any thread count: prefetching the next image (gemm_ahead) changes no
+    result."""
+    from minidl._kernels import conv as conv_kernels
+    from minidl._kernels import gemm
+    from minidl.backends import conv as backend
+
+    monkeypatch.setattr(backend, "algorithm", "im2col")  # the GEMM path for few channels too
+
+    rng = np.random.default_rng(11)
+    n, c, h, wd = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((oc, c, 1, 1)).astype(dtype)
+    gy = rng.standard_normal((n, oc, h, wd)).astype(dtype)
+    geometry = ((1, 1), (0, 0), (1, 1), 1)
+    out, gx, gw = np.empty_like(gy), np.empty_like(x), np.empty_like(w)
+    backend.conv2d_forward(x, w, None, out, *geometry, False, threads)
+    backend.conv2d_backward(x, w, gy, None, gx, gw, None, *geometry, threads)
+
+    w2, xs, gs = w.reshape(oc, c), x.reshape(n, c, h * wd), gy.reshape(n, oc, h * wd)
+    want_out, want_gx = np.empty_like(gs), np.empty_like(xs)
+    for i in range(n):
+        gemm.matmul(w2, xs[i], want_out[i])
+        gemm.matmul(w2, gs[i], want_gx[i], trans_a=True)
+    chunk = conv_kernels.IMAGES_PER_DW_CHUNK
+    partials = []
+    for start in range(0, n, chunk):
+        p = np.empty((oc, c), dtype)
+        for i in range(start, min(n, start + chunk)):
+            gemm.matmul(gs[i], xs[i], p, trans_b=True, beta=0.0 if i == start else 1.0)
+        partials.append(p)
+    want_gw = np.zeros((oc, c), dtype)
+    if partials:
+        want_gw = partials[0].copy()
+        for p in partials[1:]:
+            want_gw += p
+    np.testing.assert_array_equal(out, want_out.reshape(out.shape))
+    np.testing.assert_array_equal(gx, want_gx.reshape(gx.shape))
+    np.testing.assert_array_equal(gw, want_gw.reshape(gw.shape))
+    if n:
+        ref_out, ref_gx, ref_gw, _ = reference(x, w, None, gy, (1, 1), ((0, 0),) * 2, (1, 1), 1)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol * np.abs(ref_out).max())
+        np.testing.assert_allclose(gw, ref_gw, rtol=tol, atol=tol * np.abs(ref_gw).max())

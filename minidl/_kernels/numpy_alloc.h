@@ -1,9 +1,10 @@
 /* A NumPy data allocator (NEP 49 memory handler) returning 64-byte aligned blocks: one cache
  * line, one zmm. NumPy's default handler returns malloc's 16-byte alignment, so a 512-bit row
  * load of a kernel's operand straddles two cache lines on three of four arrays; on the 1x1
- * convolution's GEMMs that cost 20-25% (pointwise_64to64_16px forward 3.0 -> 3.7 ms, backward
- * data 2.9 -> 3.6 ms with the same arrays offset by 16 bytes, BENCHMARKS.md). Installed by
- * minidl.threads.tune_malloc() with the other process-wide allocator settings.
+ * convolution's GEMMs that cost 20-25% (pointwise_64to64_16px, one thread, best of 6: forward
+ * 3.0 -> 3.7 ms, backward data 2.9 -> 3.6 ms with the same arrays offset by 16 bytes from a
+ * 64-byte boundary, 2026-12-03). Installed by minidl.threads.tune_malloc() with the other
+ * process-wide allocator settings.
  *
  * Each block is malloc'd with 64 spare bytes; the pointer handed out is the first 64-byte
  * boundary after the start, and the word before it holds the start (malloc's alignment is at

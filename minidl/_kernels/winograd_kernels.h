@@ -18,11 +18,6 @@
  * plane), so that the vector loops read contiguous memory: tile tx's columns 2 tx + {0, 1, 2, 3}
  * are even[tx], odd[tx], even[tx + 1], odd[tx + 1].
  *
- * The output transforms return 1 when a value they computed (before the ReLU) is +-Inf or NaN,
- * else 0: the transforms subtract, so an infinity can come out NaN (Inf - Inf), and a NaN input
- * reaches every output of the tiles whose patches hold it, where the exact result has NaN only
- * in the 3x3 windows that hold it. The caller recomputes such a result by a direct method.
- *
  * Every output value is computed by the same expression whatever the run it falls in, so the
  * results do not depend on how tiles are grouped into blocks or shared between threads. Reads
  * and writes stay inside the planes for any sizes, padding (negative too) and tile range. */
@@ -89,11 +84,11 @@ static void wino_input_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t p
 
 /* Output rows 2 ty, 2 ty + 1 and columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out
  * from M[e * estride + (tx - tx0)], plus bias, then ReLU when relu. */
-static int wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
+static void wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
                             ptrdiff_t tx1, float *out, ptrdiff_t OH, ptrdiff_t OW, float bias,
                             int relu, float *scratch)
 {
-    return MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
+    MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
 }
 
 /* V[e * estride + t], t = ty * tw + tx, for every tile of plane x (H x W). */
@@ -105,11 +100,11 @@ static void wino_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdi
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
-static int wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
+static void wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
                                   float *out, ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
                                   float *scratch)
 {
-    return MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* dM[e * estride + t] for every tile from the output gradient g (OH x OW). */
@@ -136,11 +131,11 @@ static void wino4_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrd
 }
 
 /* F(4x4): plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
-static int wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
+static void wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
                                    ptrdiff_t tw, float *out, ptrdiff_t OH, ptrdiff_t OW,
                                    float bias, int relu, float *scratch)
 {
-    return MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* F(4x4): dM[e * estride + t] (e < 36) for every tile from the output gradient g (OH x OW). */
@@ -161,12 +156,12 @@ static void wino4_input_images_f32(const float *x, ptrdiff_t img, ptrdiff_t nimg
 }
 
 /* F(4x4): planes out + k img (OH x OW, k < nimg) from M[e * estride + t] (+ bias, ReLU). */
-static int wino4_output_images_f32(const float *M, ptrdiff_t estride, ptrdiff_t nimg,
+static void wino4_output_images_f32(const float *M, ptrdiff_t estride, ptrdiff_t nimg,
                                     ptrdiff_t th, ptrdiff_t tw, float *out, ptrdiff_t img,
                                     ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
                                     float *scratch)
 {
-    return MDL_DISPATCH(wino4_output_images_f32,
+    MDL_DISPATCH(wino4_output_images_f32,
                  (M, estride, nimg, th, tw, out, img, OH, OW, bias, relu, scratch));
 }
 

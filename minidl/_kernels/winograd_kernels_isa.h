@@ -43,41 +43,22 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
         }                                                                                        \
     }
 
-/* sum += the L lanes of chk (a VT), in lane order. */
-#define MDL_WINO_ADD_LANES(sum, chk, L)                                                          \
-    do {                                                                                         \
-        float lanes_[L];                                                                         \
-        memcpy(lanes_, &(chk), sizeof(lanes_));                                                  \
-        for (int l_ = 0; l_ < (L); l_++)                                                         \
-            (sum) += lanes_[l_];                                                                 \
-    } while (0)
-
-/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32), and their sum
- * (before the bias) into `sum`: a sum is finite only when all its terms are (or when it
- * overflows: the caller then recomputes, exactly too), at one add per value while the values
- * are in registers. */
+/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32). */
 #define MDL_WINO_OUTPUT_STEP(VT, L)                                                              \
-    {                                                                                            \
-        VT chk = {0};                                                                            \
-        for (; t + (L) <= n; t += (L)) {                                                         \
-            VT m[16];                                                                            \
-            MDL_W_UNROLL for (int k = 0; k < 16; k++)                                            \
-                MDL_WLD(m[k], M + k * estride + t);                                              \
-            VT s0[4], s1[4];                                                                     \
-            MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                           \
-                /* A^T down the columns: (m0 + m1 + m2, m1 - m2 - m3), then along the rows. */   \
-                s0[j] = m[j] + m[4 + j] + m[8 + j];                                              \
-                s1[j] = m[4 + j] - m[8 + j] - m[12 + j];                                         \
-            }                                                                                    \
-            VT y[4] = {s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], s1[0] + s1[1] + s1[2],      \
-                       s1[1] - s1[2] - s1[3]};                                                   \
-            chk += (y[0] + y[1]) + (y[2] + y[3]);                                                \
-            MDL_W_UNROLL for (int k = 0; k < 4; k++) {                                           \
-                VT v = y[k] + bias;                                                              \
-                MDL_WST(ys[k] + t, v);                                                           \
-            }                                                                                    \
+    for (; t + (L) <= n; t += (L)) {                                                             \
+        VT m[16];                                                                                \
+        MDL_W_UNROLL for (int k = 0; k < 16; k++)                                                \
+            MDL_WLD(m[k], M + k * estride + t);                                                  \
+        VT s0[4], s1[4];                                                                         \
+        MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                               \
+            /* A^T down the columns: (m0 + m1 + m2, m1 - m2 - m3), then along the rows. */       \
+            s0[j] = m[j] + m[4 + j] + m[8 + j];                                                  \
+            s1[j] = m[4 + j] - m[8 + j] - m[12 + j];                                             \
         }                                                                                        \
-        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
+        VT y[4] = {s0[0] + s0[1] + s0[2] + bias, s0[1] - s0[2] - s0[3] + bias,                   \
+                   s1[0] + s1[1] + s1[2] + bias, s1[1] - s1[2] - s1[3] + bias};                  \
+        MDL_W_UNROLL for (int k = 0; k < 4; k++)                                                 \
+            MDL_WST(ys[k] + t, y[k]);                                                            \
     }
 
 /* Gradient tile loop body: dM of tiles [t, t + L) (see wino_grad_f32). */
@@ -154,32 +135,26 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
         }                                                                                        \
     }
 
-/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias, and the sum
- * of the values (before the bias) into `sum`, as in MDL_WINO_OUTPUT_STEP. */
+/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias. */
 #define MDL_WINO4_OUTPUT_STEP(VT, L)                                                             \
-    {                                                                                            \
-        VT chk = {0};                                                                            \
-        for (; t + (L) <= n; t += (L)) {                                                         \
-            VT s[4][6];                                                                          \
-            MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                           \
-                VT m[6], y[4];                                                                   \
-                MDL_W_UNROLL for (int i = 0; i < 6; i++)                                         \
-                    MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                \
-                MDL_W4_AT(VT, m, y);                                                             \
-                MDL_W_UNROLL for (int a = 0; a < 4; a++)                                         \
-                    s[a][j] = y[a];                                                              \
-            }                                                                                    \
-            MDL_W_UNROLL for (int a = 0; a < 4; a++) {                                           \
-                VT y[4];                                                                         \
-                MDL_W4_AT(VT, s[a], y);                                                          \
-                chk += (y[0] + y[1]) + (y[2] + y[3]);                                            \
-                MDL_W_UNROLL for (int b = 0; b < 4; b++) {                                       \
-                    VT v = y[b] + bias;                                                          \
-                    MDL_WST(ys[4 * a + b] + t, v);                                               \
-                }                                                                                \
+    for (; t + (L) <= n; t += (L)) {                                                             \
+        VT s[4][6];                                                                              \
+        MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                               \
+            VT m[6], y[4];                                                                       \
+            MDL_W_UNROLL for (int i = 0; i < 6; i++)                                             \
+                MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                    \
+            MDL_W4_AT(VT, m, y);                                                                 \
+            MDL_W_UNROLL for (int a = 0; a < 4; a++)                                             \
+                s[a][j] = y[a];                                                                  \
+        }                                                                                        \
+        MDL_W_UNROLL for (int a = 0; a < 4; a++) {                                               \
+            VT y[4];                                                                             \
+            MDL_W4_AT(VT, s[a], y);                                                              \
+            MDL_W_UNROLL for (int b = 0; b < 4; b++) {                                           \
+                VT v = y[b] + bias;                                                              \
+                MDL_WST(ys[4 * a + b] + t, v);                                                   \
             }                                                                                    \
         }                                                                                        \
-        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
     }
 
 /* F(4x4) gradient tile loop body: dM[e][t] = (A dy_t A^T)[e]; R[p][k] + t holds the output
@@ -466,33 +441,28 @@ MDL_ISA_ATTR static void MDL_ISA(wino_store_tile_row)(const float *const *ys, pt
     }
 }
 
-/* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU); returns 1
- * when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
-MDL_ISA_ATTR static int MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
-                                                    ptrdiff_t n, float bias, int relu,
-                                                    float *const *ys)
+/* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU). */
+MDL_ISA_ATTR static void MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
+                                                     ptrdiff_t n, float bias, int relu,
+                                                     float *const *ys)
 {
     ptrdiff_t t = 0;
-    float sum = 0;
     MDL_WINO_STEPS(MDL_WINO_OUTPUT_STEP)
-    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 4; k++)
             for (ptrdiff_t i = 0; i < n; i++)
                 ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
-    return bad;
 }
 
-MDL_ISA_ATTR static int MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
                                                   ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1,
                                                   float *out, ptrdiff_t OH, ptrdiff_t OW,
                                                   float bias, int relu, float *scratch)
 {
     const ptrdiff_t n = tx1 - tx0;
     float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
-    const int bad = MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
     MDL_ISA(wino_store_tile_row)((const float *const *)ys, ty, tx0, tx1, out, OH, OW);
-    return bad;
 }
 
 MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, ptrdiff_t OW,
@@ -576,7 +546,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_plane_f32)(const float *x, ptrdiff_t
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles (+ bias, ReLU). */
-MDL_ISA_ATTR static int MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static void MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t estride,
                                                          ptrdiff_t th, ptrdiff_t tw, float *out,
                                                          ptrdiff_t OH, ptrdiff_t OW, float bias,
                                                          int relu, float *scratch)
@@ -584,13 +554,12 @@ MDL_ISA_ATTR static int MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t
     const ptrdiff_t n = th * tw;
     float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
     MDL_ISA(wino_prefetch_out)(out, OH, OW);
-    const int bad = MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
     for (ptrdiff_t ty = 0; ty < th; ty++) {
         const float *row[4] = {ys[0] + ty * tw, ys[1] + ty * tw, ys[2] + ty * tw,
                                ys[3] + ty * tw};
         MDL_ISA(wino_store_tile_row)(row, ty, 0, tw, out, OH, OW);
     }
-    return bad;
 }
 
 /* dM[e * estride + t] for all th * tw tiles from the output gradient g (OH x OW). */
@@ -741,21 +710,17 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_input_plane_f32)(const float *x, ptrdiff_
 }
 
 /* ys[k][0 .. n) = output pixel k = 4 a + b (row a, column b of the tile) of n consecutive
- * tiles from M[e * estride + t] (e < 36), plus bias, then ReLU when relu; returns
- * 1 when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
-MDL_ISA_ATTR static int MDL_ISA(wino4_output_values)(const float *M, ptrdiff_t estride,
-                                                      ptrdiff_t n, float bias, int relu,
-                                                      float *const *ys)
+ * tiles from M[e * estride + t] (e < 36), plus bias, then ReLU when relu. */
+MDL_ISA_ATTR static void MDL_ISA(wino4_output_values)(const float *M, ptrdiff_t estride,
+                                                       ptrdiff_t n, float bias, int relu,
+                                                       float *const *ys)
 {
     ptrdiff_t t = 0;
-    float sum = 0;
     MDL_WINO_STEPS(MDL_WINO4_OUTPUT_STEP)
-    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 16; k++)
             for (ptrdiff_t i = 0; i < n; i++)
                 ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
-    return bad;
 }
 
 /* Plane out (OH x OW) from its th x tw tiles' values ys[4 a + b][t], t = ty * tw + tx: pixel
@@ -866,7 +831,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_store_plane)(const float *const *ys, ptrd
 
 
 /* Plane out (OH x OW) from M[e * estride + t] (e < 36) of its th * tw tiles (+ bias, ReLU). */
-MDL_ISA_ATTR static int MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_t estride,
                                                           ptrdiff_t th, ptrdiff_t tw, float *out,
                                                           ptrdiff_t OH, ptrdiff_t OW,
                                                           float bias, int relu, float *scratch)
@@ -876,9 +841,8 @@ MDL_ISA_ATTR static int MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_
     for (int k = 0; k < 16; k++)
         ys[k] = scratch + k * n;
     MDL_ISA(wino_prefetch_out)(out, OH, OW);
-    const int bad = MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
     MDL_ISA(wino4_store_plane)((const float *const *)ys, th, tw, out, OH, OW);
-    return bad;
 }
 
 /* dM[e * estride + t] (e < 36) for all th * tw tiles from the output gradient g (OH x OW). */
@@ -991,7 +955,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_input_images_f32)(const float *x, ptrdiff
 
 /* Planes out + k img (OH x OW) from M[e * estride + t] (e < 36) of the tiles of nimg planes
  * (+ bias, ReLU). */
-MDL_ISA_ATTR static int MDL_ISA(wino4_output_images_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static void MDL_ISA(wino4_output_images_f32)(const float *M, ptrdiff_t estride,
                                                            ptrdiff_t nimg, ptrdiff_t th,
                                                            ptrdiff_t tw, float *out,
                                                            ptrdiff_t img, ptrdiff_t OH,
@@ -1004,14 +968,13 @@ MDL_ISA_ATTR static int MDL_ISA(wino4_output_images_f32)(const float *M, ptrdiff
         ys[k] = scratch + k * n;
     for (ptrdiff_t k = 0; k < nimg; k++)
         MDL_ISA(wino_prefetch_out)(out + k * img, OH, OW);
-    const int bad = MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
     for (ptrdiff_t k = 0; k < nimg; k++) {
         const float *yk[16];
         for (int v = 0; v < 16; v++)
             yk[v] = ys[v] + k * th * tw;
         MDL_ISA(wino4_store_plane)(yk, th, tw, out + k * img, OH, OW);
     }
-    return bad;
 }
 
 /* dM[e * estride + t] (e < 36) for the tiles of nimg output gradient planes g + k img. */

@@ -170,13 +170,11 @@ def conv2d_forward(x, weight, bias, out, stride, padding, dilation, groups, relu
     algo = choose("forward", x.shape, weight.shape, x.dtype, stride, dilation, groups)
     if algo == "winograd" and out.size and x.size:
         tile = winograd_tile_for(x.shape)
-        if winograd.forward(x, weight, bias, out, padding, relu, n_threads, tile):
-            return
-        # An infinity or NaN met the transforms: the direct result is PyTorch's.
-        algo = _rest()
-    _conv.conv2d_forward(
-        x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
-    )
+        winograd.forward(x, weight, bias, out, padding, relu, n_threads, tile)
+    else:
+        _conv.conv2d_forward(
+            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
+        )
 
 
 def conv2d_backward(
@@ -218,13 +216,13 @@ def conv2d_backward(
     if relu_out is not None:
         grad_out = relu_grad(relu_out, grad_out)  # NaN passes, as torch
     tile = winograd_tile_for(x.shape)
-    # A non-finite Winograd result is redone directly (winograd_kernels.h): the transforms
-    # turn Inf - Inf into NaN and spread a NaN over whole tiles. The weight gradient is small
-    # (OC x C x 9) and checked here; the input gradient's output transform reports it.
     if wino_x:
-        wino_x = winograd.backward_input(grad_out, weight, grad_x, padding, n_threads, tile)
+        winograd.backward_input(grad_out, weight, grad_x, padding, n_threads, tile)
     if wino_w:
         winograd.backward_weight(x, grad_out, grad_w, padding, n_threads, tile)
+        # The transforms subtract within a patch, so a +-Inf in x or grad_out comes out as
+        # Inf - Inf = NaN where the exact sum is +-Inf (PyTorch's too). The weight gradient is
+        # small (OC x C x 9): checking it is free, and a non-finite one is redone exactly.
         wino_w = bool(np.isfinite(grad_w).all())
     if grad_b is not None:
         _conv._bias_grad(grad_out, grad_b, n_threads)

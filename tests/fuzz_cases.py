@@ -472,9 +472,7 @@ def kernels_winograd(xk, weight, bias, y, pad, rng):
     n, c, h, w = xk.shape
     oc = weight.shape[0]
     out = np.empty((n, oc, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2), np.float32)
-    # The tile the op ran (F(4x4) on images up to 64 pixels a side).
-    u = wino_backend.transform_weight(weight.astype(np.float32), n_threads=1,
-                                      tile=conv_backend.winograd_tile_for(xk.shape))
+    u = wino_backend.transform_weight(weight.astype(np.float32), n_threads=1)
     b = None if bias is None else bias.astype(np.float32)
     if xk.dtype != np.float32 or not xk.flags.c_contiguous:
         try:

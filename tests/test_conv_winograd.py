@@ -511,14 +511,6 @@ def test_auto_rule_follows_the_measured_table(algorithm):
     assert picks(64, 64, size=8) == wino
     assert picks(32, 64, size=66) == ("winograd", "auto", "auto")  # 1089 tiles > one block
 
-    # Small batches: the threshold counts F(2x2)-sized tiles whatever the tile (16 per 8x8
-    # image), so F(4x4) takes 64->64 @8 from batch 16 (4 * 64 tiles), not only from 64.
-    def forward_at(n):
-        return conv_backend.choose("forward", (n, 64, 8, 8), (64, 64, 3, 3), f32, (1, 1),
-                                   (1, 1), 1)
-
-    assert [forward_at(n) for n in (8, 15, 16, 32, 63)] == ["auto", "auto"] + ["winograd"] * 3
-
 
 def test_winograd_tile_rule_and_override(algorithm):
     assert conv_backend.winograd_tile_for((128, 16, 32, 32)) == 4

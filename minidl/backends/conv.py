@@ -142,13 +142,9 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
-    # Too few tiles to pay for the weight transforms (small batches). Counted at F(2x2)'s
-    # size whatever the tile, as measured: F(4x4) on 8x8 images (4 tiles) beats the direct
-    # kernels from batch 8 on (2026-12-03, EPYC, 64->64 forward, one thread, ms, F(4x4) /
-    # direct: batch 8 0.29-0.34 / 0.49-0.55, 16 0.46-0.56 / 0.89-0.91, 32 0.81-1.32 / 1.67-1.76).
-    if x_shape[0] * -(-x_shape[2] // 2) * -(-x_shape[3] // 2) < 4 * max(c, oc):
-        return "auto"
     tile = winograd_tile_for(x_shape)
+    if x_shape[0] * -(-x_shape[2] // tile) * -(-x_shape[3] // tile) < 4 * max(c, oc):
+        return "auto"  # too few tiles to pay for the weight transforms (small batches)
     if tile == 4:
         # The weight gradient of 16 input channels goes to the row-vector kernel since it pads
         # each chunk in its own work item (2026-12-02, one thread's CPU time, batch 128, ms,

@@ -11,8 +11,7 @@ The N * ceil(OH / m) * ceil(OW / m) output tiles, numbered image by image and ro
 cut into blocks of TB consecutive tiles (TB from the channel counts, the tile and the image size
 only: whole images when an image's tiles fit, so that the transforms run over whole planes and
 fill their vectors on small images; F(4x4) always takes whole images, its transforms exist for
-whole planes only, or on images of fewer than 16 tiles for all of a block's planes of one
-channel at once). Per block: the input transform V (E, C, TB), E GEMMs
+whole planes only). Per block: the input transform V (E, C, TB), E GEMMs
 M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's own GEMM, and the output
 transform. Blocks are independent (any thread of minidl's pool may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
@@ -59,28 +58,11 @@ cdef extern from "winograd_kernels.h" nogil:
                                 float bias, int relu, float *scratch)
     void wino4_grad_plane_f32(const float *g, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t th,
                               Py_ssize_t tw, float *dM, Py_ssize_t estride, float *scratch)
-    Py_ssize_t wino4_images_scratch_floats(Py_ssize_t tiles)
-    void wino4_input_images_f32(const float *x, Py_ssize_t img, Py_ssize_t nimg, Py_ssize_t H,
-                                Py_ssize_t W, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t th,
-                                Py_ssize_t tw, float *V, Py_ssize_t estride, float *scratch)
-    void wino4_output_images_f32(const float *M, Py_ssize_t estride, Py_ssize_t nimg,
-                                 Py_ssize_t th, Py_ssize_t tw, float *out, Py_ssize_t img,
-                                 Py_ssize_t OH, Py_ssize_t OW, float bias, int relu,
-                                 float *scratch)
-    void wino4_grad_images_f32(const float *g, Py_ssize_t img, Py_ssize_t nimg, Py_ssize_t OH,
-                               Py_ssize_t OW, Py_ssize_t th, Py_ssize_t tw, float *dM,
-                               Py_ssize_t estride, float *scratch)
 
 # Blocks per weight-gradient partial sum (fixed: the reduction order must not depend on threads).
 cdef Py_ssize_t REDUCE_BLOCKS = 8
 # Bytes of transformed input + products per block: stays in the 2 MB L2 with room for U.
 cdef Py_ssize_t BLOCK_BYTES = 512 * 1024
-# F(4x4) planes of fewer tiles than this (images up to 12 pixels a side) run their transforms
-# over all the images of a block at once, channel by channel (wino4_*_images_f32): one plane
-# fills less than a 16-lane vector, and plane by plane the block buffers' cache lines were
-# written (read) a quarter at a time. 64->64 @8, batch 128, 1 thread, ms (2026-12-03, EPYC
-# AVX-512): forward 3.9 -> 2.7, weight gradient 3.9 -> 3.4-3.7.
-cdef Py_ssize_t WINO4_IMAGE_TILES = 16
 # Below this many multiply-adds (direct count) one thread runs: a parallel loop costs ~1 us.
 cdef Py_ssize_t MIN_PARALLEL_MACS = 1 << 20
 
@@ -107,15 +89,8 @@ cpdef Py_ssize_t block_tiles(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t plane_tiles
     return tb
 
 
-cdef inline bint _images(Py_ssize_t th, Py_ssize_t tw, bint planes, int tile) noexcept nogil:
-    """Whether the F(4x4) transforms run over all images of a block at once."""
-    return tile == 4 and planes and th * tw < WINO4_IMAGE_TILES
-
-
 cdef inline Py_ssize_t _scratch_floats(Py_ssize_t TB, Py_ssize_t th, Py_ssize_t tw,
                                        bint planes, int tile) noexcept nogil:
-    if _images(th, tw, planes, tile):
-        return wino4_images_scratch_floats(TB)
     if tile == 4:
         return wino4_plane_scratch_floats(th, tw)
     return wino_plane_scratch_floats(th, tw) if planes else wino_scratch_floats(TB)
@@ -178,15 +153,8 @@ cdef void _input_block(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                        Py_ssize_t t1, Py_ssize_t TB, bint planes, int tile, float *V,
                        float *scratch) noexcept nogil:
     """V[e][c][t - t0] for the tiles [t0, t1), run by run (a run: one tile row of one image), or
-    with planes (blocks of whole images; always for F(4x4)) plane by plane, or for small F(4x4)
-    planes (_images) channel by channel over the block's images."""
+    with planes (blocks of whole images; always for F(4x4)) plane by plane."""
     cdef Py_ssize_t t = t0, n, r, ty, tx0, tx1, c
-    if _images(th, tw, planes, tile):
-        for c in range(C):
-            wino4_input_images_f32(x + (t0 // (th * tw) * C + c) * H * W, C * H * W,
-                                   (t1 - t0) // (th * tw), H, W, ph, pw, th, tw, V + c * TB,
-                                   _estride(C, TB), scratch)
-        return
     if planes:
         for n in range(t0 // (th * tw), t1 // (th * tw)):
             for c in range(C):
@@ -374,13 +342,6 @@ cdef void _forward_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker
         for e in range(a.E):
             gemm(False, False, OC, t1 - t0, C, 1, a.u + e * OC * C, C,
                  V + e * _estride(C, TB), TB, 0, M + e * _estride(OC, TB), TB, a.inner)
-        if _images(th, tw, a.planes, a.tile):
-            for o in range(OC):
-                wino4_output_images_f32(M + o * TB, _estride(OC, TB), (t1 - t0) // (th * tw),
-                                        th, tw, a.out + (t0 // (th * tw) * OC + o) * a.OH * a.OW,
-                                        OC * a.OH * a.OW, a.OH, a.OW,
-                                        a.bias[o] if a.bias != NULL else 0, a.relu, S)
-            continue
         if a.planes:
             for n in range(t0 // (th * tw), t1 // (th * tw)):
                 for o in range(OC):
@@ -463,12 +424,7 @@ cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
             t1 = min(a.T, t0 + TB)
             _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, a.tile,
                          V, S)
-            if _images(th, tw, a.planes, a.tile):
-                for o in range(OC):
-                    wino4_grad_images_f32(a.g + (t0 // (th * tw) * OC + o) * OH * OW,
-                                          OC * OH * OW, (t1 - t0) // (th * tw), OH, OW, th, tw,
-                                          D + o * TB, _estride(OC, TB), S)
-            elif a.planes:
+            if a.planes:
                 for n in range(t0 // (th * tw), t1 // (th * tw)):
                     for o in range(OC):
                         if a.tile == 4:

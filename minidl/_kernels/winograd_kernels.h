@@ -1,8 +1,7 @@
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms for float32 stride-1 3x3 convolution
  * (Lavin & Gray 2016). F(2x2) is described here; F(4x4) (wino4_*: 6x6 patches at
  * (4 ty - ph, 4 tx - pw), 36 positions e = 6 i + j, 4x4 output tiles, B^T, A^T and G of
- * minidl/backends/winograd.py) has whole-plane transforms, and transforms over the planes of one
- * channel in several images (wino4_*_images_f32) for small images.
+ * minidl/backends/winograd.py) has whole-plane transforms only.
  *
  * A 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 input patch at (2 ty - ph,
  * 2 tx - pw), g the 3x3 kernel, "." the element-wise product over the 16 positions e = 4 i + j.
@@ -62,13 +61,6 @@ static inline ptrdiff_t wino4_qplane(ptrdiff_t quarter, ptrdiff_t tw)
 static inline ptrdiff_t wino4_plane_scratch_floats(ptrdiff_t th, ptrdiff_t tw)
 {
     return 6 * wino4_qplane(th + 1, tw);
-}
-
-/* Scratch floats of the F(4x4) transforms over several images (wino4_*_images_f32) for
- * `tiles` tiles in all: the input's 36 gathered patch values per tile, rows of whole vectors. */
-static inline ptrdiff_t wino4_images_scratch_floats(ptrdiff_t tiles)
-{
-    return 36 * wino_round16(tiles);
 }
 
 #define MDL_ISA_BODY "winograd_kernels_isa.h"
@@ -143,34 +135,6 @@ static void wino4_grad_plane_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptr
                                  ptrdiff_t tw, float *dM, ptrdiff_t estride, float *scratch)
 {
     MDL_DISPATCH(wino4_grad_plane_f32, (g, OH, OW, th, tw, dM, estride, scratch));
-}
-
-/* F(4x4): V[e * estride + t] (e < 36), t = k th tw + ty tw + tx, for the tiles of the nimg
- * planes x + k img (H x W). */
-static void wino4_input_images_f32(const float *x, ptrdiff_t img, ptrdiff_t nimg, ptrdiff_t H,
-                                   ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t th,
-                                   ptrdiff_t tw, float *V, ptrdiff_t estride, float *scratch)
-{
-    MDL_DISPATCH(wino4_input_images_f32,
-                 (x, img, nimg, H, W, ph, pw, th, tw, V, estride, scratch));
-}
-
-/* F(4x4): planes out + k img (OH x OW, k < nimg) from M[e * estride + t] (+ bias, ReLU). */
-static void wino4_output_images_f32(const float *M, ptrdiff_t estride, ptrdiff_t nimg,
-                                    ptrdiff_t th, ptrdiff_t tw, float *out, ptrdiff_t img,
-                                    ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
-                                    float *scratch)
-{
-    MDL_DISPATCH(wino4_output_images_f32,
-                 (M, estride, nimg, th, tw, out, img, OH, OW, bias, relu, scratch));
-}
-
-/* F(4x4): dM[e * estride + t] (e < 36) from the nimg output gradient planes g + k img. */
-static void wino4_grad_images_f32(const float *g, ptrdiff_t img, ptrdiff_t nimg, ptrdiff_t OH,
-                                  ptrdiff_t OW, ptrdiff_t th, ptrdiff_t tw, float *dM,
-                                  ptrdiff_t estride, float *scratch)
-{
-    MDL_DISPATCH(wino4_grad_images_f32, (g, img, nimg, OH, OW, th, tw, dM, estride, scratch));
 }
 
 #endif

@@ -56,20 +56,15 @@ def _current() -> str:
 
 def winograd_tile_for(x_shape) -> int:
     """The output tile m of Winograd F(m x m, 3x3) for a convolution of x (N, C, H, W) that runs
-    Winograd (every pass alike): `winograd_tile` when set, else 4 for images up to 64 pixels a
-    side, 2 for larger ones (on every instruction set).
+    Winograd (every pass alike): `winograd_tile` when set, else 4 for images from 16 to 64
+    pixels a side, 2 otherwise.
 
     Measured (2026-12-02, Xeon AVX-512, one thread's CPU time, ms, F(4x4) / F(2x2), forward,
     input grad, weight grad): 16->16 @32 3.8 / 5.3, 3.7 / 5.2, 8.1 / 11.1; 32->32 @16 3.0 /
-    3.8, 3.0 / 3.7, 3.3 / 4.1; 32->64 @26 9.0 / 11.1, 10.3 / 14.4, 6.8 / 10.7. Images of
-    fewer than 16 tiles (up to 12 pixels a side) run the F(4x4) transforms over all the images
-    of a block at once (minidl/_kernels/winograd.pyx); with that (2026-12-03, EPYC AVX-512,
-    batch 128, best of 40-120 samples): 64->64 @8 2.7 / 4.1, 2.8 / 4.1, 3.4-3.7 / 4.5-4.7;
-    16->16 @8 0.42 / 0.79, 0.42 / 0.57, 0.69 / 0.88; 32->32 @12 3.3 / 3.5, 3.4 / 3.5, 3.0 /
-    3.7; 64->64 @4 0.86 / 1.42, 1.26 / 1.45, 1.05 / 1.56; and with MINIDL_FORCE_ISA=x86-64-v3
-    (AVX2, the patches gathered lane by lane) 64->64 @8 forward 3.2 / 4.7, weight grad 3.5 /
-    5.3. F(4x4) blocks hold whole images, so above 64 pixels a side (256 tiles) its blocks
-    outgrow the L2 cache.
+    3.8, 3.0 / 3.7, 3.3 / 4.1; 32->64 @26 9.0 / 11.1, 10.3 / 14.4, 6.8 / 10.7; 64->64 @8 4.2 /
+    3.4, 4.3 / 3.5, 4.5 / 3.7. An 8x8 image has 2x2 tiles of 4x4: its 6x6 patches overlap most
+    of the padded image and the transforms run on 4-lane vectors. F(4x4) blocks hold whole
+    images, so above 64 pixels a side (256 tiles) its blocks outgrow the L2 cache.
     """
     if winograd_tile is not None:
         if winograd_tile not in (2, 4):
@@ -77,7 +72,7 @@ def winograd_tile_for(x_shape) -> int:
                 f"minidl.backends.conv.winograd_tile must be None, 2 or 4, got {winograd_tile!r}"
             )
         return winograd_tile
-    return 4 if max(x_shape[2], x_shape[3]) <= 64 else 2
+    return 4 if 16 <= min(x_shape[2], x_shape[3]) and max(x_shape[2], x_shape[3]) <= 64 else 2
 
 
 def winograd_eligible(dtype, weight_shape, stride, dilation, groups) -> bool:

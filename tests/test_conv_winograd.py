@@ -337,12 +337,14 @@ def test_winograd_non_contiguous_input(algorithm):
 
 
 @pytest.mark.parametrize(
-    "x_shape", [(130, 16, 8, 8), (3, 16, 33, 31), (20, 16, 32, 32), (1, 20, 64, 64)]
+    "x_shape",
+    [(130, 16, 8, 8), (203, 16, 7, 5), (3, 16, 33, 31), (20, 16, 32, 32), (1, 20, 64, 64)],
 )
 @pytest.mark.parametrize("tile", TILES)
 def test_winograd_bitwise_identical_for_1_2_3_threads(algorithm, x_shape, tile):
     """Several blocks and weight-gradient groups (F(2x2), 130 images of 8x8: 9 blocks, 2
-    groups; F(4x4), 20 images of 32x32: one image a block, 3 groups)."""
+    groups; F(4x4), 20 images of 32x32: one image a block, 3 groups; 203 images of 7x5: 9
+    blocks of 24 images, the last of 11, over which the transforms run at once, 2 groups)."""
     algorithm("winograd", tile)
     x, w = he_relu_inputs(x_shape, (16, x_shape[1], 3, 3))
     rng = np.random.default_rng(4)
@@ -359,6 +361,22 @@ def test_winograd_bitwise_identical_for_1_2_3_threads(algorithm, x_shape, tile):
     for other in results[1:]:
         for a, c in zip(results[0], other):
             assert np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 5), (12, 13), (3, 3), (1, 6)])
+def test_f4x4_tiles_of_an_image_do_not_depend_on_its_place_in_the_batch(algorithm, hw):
+    """F(4x4) on images of fewer than 16 tiles transforms all the images of a block at once (16
+    tiles a vector, then 8, 4, 1): an image's output and input gradient are bitwise the same in
+    a batch not a multiple of 4 (its tiles in any lanes, blocks ending mid-vector) as alone."""
+    algorithm("winograd", 4)
+    x, w = he_relu_inputs((37, 6, *hw), (7, 6, 3, 3))
+    b = np.random.default_rng(8).standard_normal(7).astype(np.float32)
+    gy = np.random.default_rng(9).standard_normal((37, 7, *hw)).astype(np.float32)
+    out, gx, _, _ = run(x, w, b, gy, 1, relu=True)
+    for i in (0, 1, 5, 18, 36):
+        out1, gx1, _, _ = run(x[i : i + 1], w, b, gy[i : i + 1], 1, relu=True)
+        assert np.array_equal(out[i : i + 1], out1)
+        assert np.array_equal(gx[i : i + 1], gx1)
 
 
 @pytest.mark.parametrize("tile", TILES)
@@ -479,25 +497,35 @@ def test_auto_rule_follows_the_measured_table(algorithm):
         return
     wino = ("winograd",) * 3
     assert picks(3, 16) == ("auto", "auto", "auto")
-    # F(4x4) (images 16-64 pixels a side) wins every pass from 16 channels on, but the weight
+    # F(4x4) (images up to 64 pixels a side) wins every pass from 16 channels on, but the weight
     # gradient of 16 input channels, where the row-vector kernel wins.
     assert picks(16, 16, size=32) == ("winograd", "winograd", "auto")
     assert picks(16, 32, size=32) == ("winograd", "winograd", "auto")
     assert picks(32, 16, size=32) == wino
     assert picks(32, 32) == wino
     assert picks(32, 64, size=26) == wino
-    # F(2x2) (8x8 images) by its own table.
-    assert picks(16, 16, size=8) == ("auto", "auto", "auto")
-    assert picks(32, 32, size=8) == ("auto", "auto", "winograd")
-    assert picks(32, 64, size=8) == ("winograd", "auto", "winograd")
+    # F(4x4) on 8x8 images too (transforms over several images).
+    assert picks(16, 16, size=8) == ("winograd", "winograd", "auto")
+    assert picks(32, 32, size=8) == wino
+    assert picks(32, 64, size=8) == wino
     assert picks(64, 64, size=8) == wino
     assert picks(32, 64, size=66) == ("winograd", "auto", "auto")  # 1089 tiles > one block
+
+    # Small batches: the threshold counts F(2x2)-sized tiles whatever the tile (16 per 8x8
+    # image), so F(4x4) takes 64->64 @8 from batch 16 (4 * 64 tiles), not only from 64.
+    def forward_at(n):
+        return conv_backend.choose("forward", (n, 64, 8, 8), (64, 64, 3, 3), f32, (1, 1),
+                                   (1, 1), 1)
+
+    assert [forward_at(n) for n in (8, 15, 16, 32, 63)] == ["auto", "auto"] + ["winograd"] * 3
 
 
 def test_winograd_tile_rule_and_override(algorithm):
     assert conv_backend.winograd_tile_for((128, 16, 32, 32)) == 4
     assert conv_backend.winograd_tile_for((64, 32, 26, 26)) == 4
-    assert conv_backend.winograd_tile_for((128, 64, 8, 8)) == 2
+    assert conv_backend.winograd_tile_for((128, 64, 8, 8)) == 4
+    assert conv_backend.winograd_tile_for((2, 3, 1, 1)) == 4
+    assert conv_backend.winograd_tile_for((1, 3, 65, 8)) == 2
     assert conv_backend.winograd_tile_for((1, 16, 16, 200)) == 2
     algorithm("auto", 2)
     assert conv_backend.winograd_tile_for((128, 16, 32, 32)) == 2
@@ -540,20 +568,61 @@ def test_winograd_kernel_rejects_a_bias_of_the_wrong_length():
     assert rel_inf(out, ref) <= WINOGRAD_BOUND
 
 
-def test_a_nan_input_spreads_over_f4x4_output_tiles_as_the_readme_says(algorithm):
-    # README, Differences from PyTorch: F(4x4) makes NaN the outputs of every 4x4 output tile
-    # whose 6x6 patch holds the NaN input; the direct kernels only those whose windows hold it.
-    x = np.abs(np.random.default_rng(0).standard_normal((1, 16, 16, 16))).astype(np.float32)
-    x[0, 0, 5, 5] = np.nan
-    w = np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32)
-    nan = {}
+def non_finite_case(hw, value, seed=0):
+    """x (2, 4, H, W) >= 0, w (5, 4, 3, 3), gy (2, 5, H, W) with `value` (NaN or +-Inf) in two
+    pixels of x (one at an image corner) and one of gy; each finite without them."""
+    rng = np.random.default_rng(seed)
+    h, w_ = hw
+    x = np.abs(rng.standard_normal((2, 4, h, w_))).astype(np.float32)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 5, h, w_)).astype(np.float32)
+    if value is not None:
+        x[0, 0, h // 2, w_ // 3] = value
+        x[1, 3, 0, w_ - 1] = value
+        gy[1, 2, h - 1, w_ // 2] = value
+    return x, w, gy
+
+
+# Each path of the output transform: F(2x2) whole planes (16 px) and runs of tile rows (70 px:
+# more tiles than a block), F(4x4) whole planes (16 px) and several images at once (8 px).
+NON_FINITE_PATHS = [(2, (16, 16)), (2, (70, 70)), (4, (16, 16)), (4, (8, 8))]
+
+
+@pytest.mark.parametrize("tile, hw", NON_FINITE_PATHS)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_land_where_the_direct_kernels_put_them(algorithm, tile, hw, value):
+    # The transforms spread a NaN input over whole output tiles (16 of F(2x2)'s outputs, 36 of
+    # F(4x4)'s, for the 9 whose windows hold it) and turn Inf - Inf into NaN: a non-finite
+    # Winograd result is recomputed directly, so NaN and +-Inf come out as in PyTorch.
+    x, w, gy = non_finite_case(hw, value)
+    got = {}
     for algo in ("direct", "winograd"):
-        algorithm(algo)
-        nan[algo] = np.isnan(conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).data[0, 0])
-    exact = np.zeros((16, 16), bool)
-    exact[4:7, 4:7] = True
-    np.testing.assert_array_equal(nan["direct"], exact)
-    if conv_backend.winograd_tile_for(x.shape) == 4:
-        tiles = np.zeros((16, 16), bool)
-        tiles[4:8, 4:8] = True  # the one tile whose patch (rows/cols 3..8 padded) holds (5, 5)
-        assert nan["winograd"][exact].all() and not nan["winograd"][~tiles].any()
+        algorithm(algo, tile)
+        tx, tw = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
+        y = conv2d(tx, tw, padding=1)
+        y.backward(minidl.tensor(gy))
+        got[algo] = (y.data, tx.grad.data, tw.grad.data)
+    for name, d, wg in zip(("out", "grad_x", "grad_w"), got["direct"], got["winograd"]):
+        for kind in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(kind(wg), kind(d), err_msg=f"{name} {kind.__name__}")
+        assert not np.isfinite(d).all(), name  # the case does reach every result
+        finite = np.isfinite(d)
+        np.testing.assert_allclose(wg[finite], d[finite], rtol=0,
+                                   atol=BOUNDS[tile] * np.abs(d[finite]).max())
+
+
+@pytest.mark.parametrize("tile, hw", NON_FINITE_PATHS)
+@pytest.mark.parametrize("value", [None, np.nan, np.inf])
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_kernel_reports_non_finite_outputs(tile, hw, value, relu):
+    # True exactly when every output before the ReLU is finite (ReLU(-Inf) = 0 still reports).
+    from minidl._kernels import winograd as kernels
+
+    x, w, _ = non_finite_case(hw, value)
+    u = winograd.transform_weight(w, tile=tile, n_threads=1)
+    out = np.empty((2, 5, *hw), np.float32)
+    for threads in (1, 2):
+        assert kernels.forward(x, u, None, out, 1, 1, relu, threads) is (value is None)
+    w[2, 1, 0, 0] = np.nan  # a NaN tap makes every output of channel 2 NaN, even on zeros
+    u = winograd.transform_weight(w, tile=tile, n_threads=1)
+    assert kernels.forward(np.zeros_like(x), u, None, out, 1, 1, relu, 1) is False

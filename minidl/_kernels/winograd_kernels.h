@@ -1,7 +1,8 @@
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms for float32 stride-1 3x3 convolution
  * (Lavin & Gray 2016). F(2x2) is described here; F(4x4) (wino4_*: 6x6 patches at
  * (4 ty - ph, 4 tx - pw), 36 positions e = 6 i + j, 4x4 output tiles, B^T, A^T and G of
- * minidl/backends/winograd.py) has whole-plane transforms only.
+ * minidl/backends/winograd.py) has whole-plane transforms, and transforms over the planes of one
+ * channel in several images (wino4_*_images_f32) for small images.
  *
  * A 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 input patch at (2 ty - ph,
  * 2 tx - pw), g the 3x3 kernel, "." the element-wise product over the 16 positions e = 4 i + j.
@@ -16,6 +17,11 @@
  * Rows and columns are first split into even and odd columns ("deinterleaved", zero outside the
  * plane), so that the vector loops read contiguous memory: tile tx's columns 2 tx + {0, 1, 2, 3}
  * are even[tx], odd[tx], even[tx + 1], odd[tx + 1].
+ *
+ * The output transforms return 1 when a value they computed (before the ReLU) is +-Inf or NaN,
+ * else 0: the transforms subtract, so an infinity can come out NaN (Inf - Inf), and a NaN input
+ * reaches every output of the tiles whose patches hold it, where the exact result has NaN only
+ * in the 3x3 windows that hold it. The caller recomputes such a result by a direct method.
  *
  * Every output value is computed by the same expression whatever the run it falls in, so the
  * results do not depend on how tiles are grouped into blocks or shared between threads. Reads
@@ -63,6 +69,13 @@ static inline ptrdiff_t wino4_plane_scratch_floats(ptrdiff_t th, ptrdiff_t tw)
     return 6 * wino4_qplane(th + 1, tw);
 }
 
+/* Scratch floats of the F(4x4) transforms over several images (wino4_*_images_f32) for
+ * `tiles` tiles in all: the input's 36 gathered patch values per tile, rows of whole vectors. */
+static inline ptrdiff_t wino4_images_scratch_floats(ptrdiff_t tiles)
+{
+    return 36 * wino_round16(tiles);
+}
+
 #define MDL_ISA_BODY "winograd_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
@@ -76,11 +89,11 @@ static void wino_input_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t p
 
 /* Output rows 2 ty, 2 ty + 1 and columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out
  * from M[e * estride + (tx - tx0)], plus bias, then ReLU when relu. */
-static void wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
+static int wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
                             ptrdiff_t tx1, float *out, ptrdiff_t OH, ptrdiff_t OW, float bias,
                             int relu, float *scratch)
 {
-    MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
 }
 
 /* V[e * estride + t], t = ty * tw + tx, for every tile of plane x (H x W). */
@@ -92,11 +105,11 @@ static void wino_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdi
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
-static void wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
+static int wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
                                   float *out, ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
                                   float *scratch)
 {
-    MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* dM[e * estride + t] for every tile from the output gradient g (OH x OW). */
@@ -123,11 +136,11 @@ static void wino4_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrd
 }
 
 /* F(4x4): plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
-static void wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
+static int wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
                                    ptrdiff_t tw, float *out, ptrdiff_t OH, ptrdiff_t OW,
                                    float bias, int relu, float *scratch)
 {
-    MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* F(4x4): dM[e * estride + t] (e < 36) for every tile from the output gradient g (OH x OW). */
@@ -135,6 +148,34 @@ static void wino4_grad_plane_f32(const float *g, ptrdiff_t OH, ptrdiff_t OW, ptr
                                  ptrdiff_t tw, float *dM, ptrdiff_t estride, float *scratch)
 {
     MDL_DISPATCH(wino4_grad_plane_f32, (g, OH, OW, th, tw, dM, estride, scratch));
+}
+
+/* F(4x4): V[e * estride + t] (e < 36), t = k th tw + ty tw + tx, for the tiles of the nimg
+ * planes x + k img (H x W). */
+static void wino4_input_images_f32(const float *x, ptrdiff_t img, ptrdiff_t nimg, ptrdiff_t H,
+                                   ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t th,
+                                   ptrdiff_t tw, float *V, ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino4_input_images_f32,
+                 (x, img, nimg, H, W, ph, pw, th, tw, V, estride, scratch));
+}
+
+/* F(4x4): planes out + k img (OH x OW, k < nimg) from M[e * estride + t] (+ bias, ReLU). */
+static int wino4_output_images_f32(const float *M, ptrdiff_t estride, ptrdiff_t nimg,
+                                    ptrdiff_t th, ptrdiff_t tw, float *out, ptrdiff_t img,
+                                    ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
+                                    float *scratch)
+{
+    return MDL_DISPATCH(wino4_output_images_f32,
+                 (M, estride, nimg, th, tw, out, img, OH, OW, bias, relu, scratch));
+}
+
+/* F(4x4): dM[e * estride + t] (e < 36) from the nimg output gradient planes g + k img. */
+static void wino4_grad_images_f32(const float *g, ptrdiff_t img, ptrdiff_t nimg, ptrdiff_t OH,
+                                  ptrdiff_t OW, ptrdiff_t th, ptrdiff_t tw, float *dM,
+                                  ptrdiff_t estride, float *scratch)
+{
+    MDL_DISPATCH(wino4_grad_images_f32, (g, img, nimg, OH, OW, th, tw, dM, estride, scratch));
 }
 
 #endif

@@ -14,6 +14,7 @@
 #define MDL_WINO_TYPES
 #define MDL_WLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define MDL_WST(p, v) memcpy((p), &(v), sizeof(v))
+typedef float mdl_f32x2 __attribute__((vector_size(8)));
 
 /* Input tile loop body: tiles [t, t + L) (see wino_input_f32): columns 2 tx + {0, 1, 2, 3} of
  * patch row r are ev[r], od[r], ev1[r], od1[r] at the tile's index. */
@@ -42,22 +43,41 @@
         }                                                                                        \
     }
 
-/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32). */
+/* sum += the L lanes of chk (a VT), in lane order. */
+#define MDL_WINO_ADD_LANES(sum, chk, L)                                                          \
+    do {                                                                                         \
+        float lanes_[L];                                                                         \
+        memcpy(lanes_, &(chk), sizeof(lanes_));                                                  \
+        for (int l_ = 0; l_ < (L); l_++)                                                         \
+            (sum) += lanes_[l_];                                                                 \
+    } while (0)
+
+/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32), and their sum
+ * (before the bias) into `sum`: a sum is finite only when all its terms are (or when it
+ * overflows: the caller then recomputes, exactly too), at one add per value while the values
+ * are in registers. */
 #define MDL_WINO_OUTPUT_STEP(VT, L)                                                              \
-    for (; t + (L) <= n; t += (L)) {                                                             \
-        VT m[16];                                                                                \
-        MDL_W_UNROLL for (int k = 0; k < 16; k++)                                                \
-            MDL_WLD(m[k], M + k * estride + t);                                                  \
-        VT s0[4], s1[4];                                                                         \
-        MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                               \
-            /* A^T down the columns: (m0 + m1 + m2, m1 - m2 - m3), then along the rows. */       \
-            s0[j] = m[j] + m[4 + j] + m[8 + j];                                                  \
-            s1[j] = m[4 + j] - m[8 + j] - m[12 + j];                                             \
+    {                                                                                            \
+        VT chk = {0};                                                                            \
+        for (; t + (L) <= n; t += (L)) {                                                         \
+            VT m[16];                                                                            \
+            MDL_W_UNROLL for (int k = 0; k < 16; k++)                                            \
+                MDL_WLD(m[k], M + k * estride + t);                                              \
+            VT s0[4], s1[4];                                                                     \
+            MDL_W_UNROLL for (int j = 0; j < 4; j++) {                                           \
+                /* A^T down the columns: (m0 + m1 + m2, m1 - m2 - m3), then along the rows. */   \
+                s0[j] = m[j] + m[4 + j] + m[8 + j];                                              \
+                s1[j] = m[4 + j] - m[8 + j] - m[12 + j];                                         \
+            }                                                                                    \
+            VT y[4] = {s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], s1[0] + s1[1] + s1[2],      \
+                       s1[1] - s1[2] - s1[3]};                                                   \
+            chk += (y[0] + y[1]) + (y[2] + y[3]);                                                \
+            MDL_W_UNROLL for (int k = 0; k < 4; k++) {                                           \
+                VT v = y[k] + bias;                                                              \
+                MDL_WST(ys[k] + t, v);                                                           \
+            }                                                                                    \
         }                                                                                        \
-        VT y[4] = {s0[0] + s0[1] + s0[2] + bias, s0[1] - s0[2] - s0[3] + bias,                   \
-                   s1[0] + s1[1] + s1[2] + bias, s1[1] - s1[2] - s1[3] + bias};                  \
-        MDL_W_UNROLL for (int k = 0; k < 4; k++)                                                 \
-            MDL_WST(ys[k] + t, y[k]);                                                            \
+        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
     }
 
 /* Gradient tile loop body: dM of tiles [t, t + L) (see wino_grad_f32). */
@@ -134,26 +154,32 @@
         }                                                                                        \
     }
 
-/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias. */
+/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias, and the sum
+ * of the values (before the bias) into `sum`, as in MDL_WINO_OUTPUT_STEP. */
 #define MDL_WINO4_OUTPUT_STEP(VT, L)                                                             \
-    for (; t + (L) <= n; t += (L)) {                                                             \
-        VT s[4][6];                                                                              \
-        MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                               \
-            VT m[6], y[4];                                                                       \
-            MDL_W_UNROLL for (int i = 0; i < 6; i++)                                             \
-                MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                    \
-            MDL_W4_AT(VT, m, y);                                                                 \
-            MDL_W_UNROLL for (int a = 0; a < 4; a++)                                             \
-                s[a][j] = y[a];                                                                  \
-        }                                                                                        \
-        MDL_W_UNROLL for (int a = 0; a < 4; a++) {                                               \
-            VT y[4];                                                                             \
-            MDL_W4_AT(VT, s[a], y);                                                              \
-            MDL_W_UNROLL for (int b = 0; b < 4; b++) {                                           \
-                VT v = y[b] + bias;                                                              \
-                MDL_WST(ys[4 * a + b] + t, v);                                                   \
+    {                                                                                            \
+        VT chk = {0};                                                                            \
+        for (; t + (L) <= n; t += (L)) {                                                         \
+            VT s[4][6];                                                                          \
+            MDL_W_UNROLL for (int j = 0; j < 6; j++) {                                           \
+                VT m[6], y[4];                                                                   \
+                MDL_W_UNROLL for (int i = 0; i < 6; i++)                                         \
+                    MDL_WLD(m[i], M + (6 * i + j) * estride + t);                                \
+                MDL_W4_AT(VT, m, y);                                                             \
+                MDL_W_UNROLL for (int a = 0; a < 4; a++)                                         \
+                    s[a][j] = y[a];                                                              \
+            }                                                                                    \
+            MDL_W_UNROLL for (int a = 0; a < 4; a++) {                                           \
+                VT y[4];                                                                         \
+                MDL_W4_AT(VT, s[a], y);                                                          \
+                chk += (y[0] + y[1]) + (y[2] + y[3]);                                            \
+                MDL_W_UNROLL for (int b = 0; b < 4; b++) {                                       \
+                    VT v = y[b] + bias;                                                          \
+                    MDL_WST(ys[4 * a + b] + t, v);                                               \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
+        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
     }
 
 /* F(4x4) gradient tile loop body: dM[e][t] = (A dy_t A^T)[e]; R[p][k] + t holds the output
@@ -440,28 +466,33 @@ MDL_ISA_ATTR static void MDL_ISA(wino_store_tile_row)(const float *const *ys, pt
     }
 }
 
-/* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU). */
-MDL_ISA_ATTR static void MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
-                                                     ptrdiff_t n, float bias, int relu,
-                                                     float *const *ys)
+/* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU); returns 1
+ * when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
+MDL_ISA_ATTR static int MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
+                                                    ptrdiff_t n, float bias, int relu,
+                                                    float *const *ys)
 {
     ptrdiff_t t = 0;
+    float sum = 0;
     MDL_WINO_STEPS(MDL_WINO_OUTPUT_STEP)
+    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 4; k++)
             for (ptrdiff_t i = 0; i < n; i++)
                 ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
+    return bad;
 }
 
-MDL_ISA_ATTR static void MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static int MDL_ISA(wino_output_f32)(const float *M, ptrdiff_t estride,
                                                   ptrdiff_t ty, ptrdiff_t tx0, ptrdiff_t tx1,
                                                   float *out, ptrdiff_t OH, ptrdiff_t OW,
                                                   float bias, int relu, float *scratch)
 {
     const ptrdiff_t n = tx1 - tx0;
     float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
-    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    const int bad = MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
     MDL_ISA(wino_store_tile_row)((const float *const *)ys, ty, tx0, tx1, out, OH, OW);
+    return bad;
 }
 
 MDL_ISA_ATTR static void MDL_ISA(wino_grad_f32)(const float *g, ptrdiff_t OH, ptrdiff_t OW,
@@ -545,7 +576,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_input_plane_f32)(const float *x, ptrdiff_t
 }
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles (+ bias, ReLU). */
-MDL_ISA_ATTR static void MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t estride,
+MDL_ISA_ATTR static int MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_t estride,
                                                          ptrdiff_t th, ptrdiff_t tw, float *out,
                                                          ptrdiff_t OH, ptrdiff_t OW, float bias,
                                                          int relu, float *scratch)
@@ -553,12 +584,13 @@ MDL_ISA_ATTR static void MDL_ISA(wino_output_plane_f32)(const float *M, ptrdiff_
     const ptrdiff_t n = th * tw;
     float *ys[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
     MDL_ISA(wino_prefetch_out)(out, OH, OW);
-    MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
+    const int bad = MDL_ISA(wino_output_tiles)(M, estride, n, bias, relu, ys);
     for (ptrdiff_t ty = 0; ty < th; ty++) {
         const float *row[4] = {ys[0] + ty * tw, ys[1] + ty * tw, ys[2] + ty * tw,
                                ys[3] + ty * tw};
         MDL_ISA(wino_store_tile_row)(row, ty, 0, tw, out, OH, OW);
     }
+    return bad;
 }
 
 /* dM[e * estride + t] for all th * tw tiles from the output gradient g (OH x OW). */
@@ -708,23 +740,30 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_input_plane_f32)(const float *x, ptrdiff_
     MDL_WINO_STEPS(MDL_WINO4_INPUT_STEP)
 }
 
-/* Plane out (OH x OW) from M[e * estride + t] (e < 36) of its th * tw tiles (+ bias, ReLU). */
-MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_t estride,
-                                                          ptrdiff_t th, ptrdiff_t tw, float *out,
-                                                          ptrdiff_t OH, ptrdiff_t OW,
-                                                          float bias, int relu, float *scratch)
+/* ys[k][0 .. n) = output pixel k = 4 a + b (row a, column b of the tile) of n consecutive
+ * tiles from M[e * estride + t] (e < 36), plus bias, then ReLU when relu; returns
+ * 1 when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
+MDL_ISA_ATTR static int MDL_ISA(wino4_output_values)(const float *M, ptrdiff_t estride,
+                                                      ptrdiff_t n, float bias, int relu,
+                                                      float *const *ys)
 {
-    const ptrdiff_t n = th * tw;
-    float *ys[16];
-    for (int k = 0; k < 16; k++)
-        ys[k] = scratch + k * n;
-    MDL_ISA(wino_prefetch_out)(out, OH, OW);
     ptrdiff_t t = 0;
+    float sum = 0;
     MDL_WINO_STEPS(MDL_WINO4_OUTPUT_STEP)
+    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 16; k++)
             for (ptrdiff_t i = 0; i < n; i++)
                 ys[k][i] = ys[k][i] < 0 ? 0.0f : ys[k][i];
+    return bad;
+}
+
+/* Plane out (OH x OW) from its th x tw tiles' values ys[4 a + b][t], t = ty * tw + tx: pixel
+ * (4 ty + a, 4 tx + b) where inside the plane. */
+MDL_ISA_ATTR static void MDL_ISA(wino4_store_plane)(const float *const *ys, ptrdiff_t th,
+                                                     ptrdiff_t tw, float *out, ptrdiff_t OH,
+                                                     ptrdiff_t OW)
+{
     /* Tiles [0, full) have all four columns inside a row. */
     const ptrdiff_t full = tw < OW / 4 ? tw : OW / 4;
     for (ptrdiff_t ty = 0; ty < th; ty++) {
@@ -805,6 +844,16 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
                     MDL_WST(row + 4 * tx + 4 * k, o[k]);
             }
 #endif
+            for (; tx + 2 <= full; tx += 2) {
+                /* Two tiles (an 8-wide image): their 4 values of each column interleaved. */
+                mdl_f32x2 c[4];
+                for (int b = 0; b < 4; b++)
+                    MDL_WLD(c[b], y[b] + tx);
+                mdl_f32x4 p = __builtin_shufflevector(c[0], c[1], 0, 2, 1, 3);
+                mdl_f32x4 q = __builtin_shufflevector(c[2], c[3], 0, 2, 1, 3);
+                mdl_f32x8 o = __builtin_shufflevector(p, q, 0, 1, 4, 5, 2, 3, 6, 7);
+                MDL_WST(row + 4 * tx, o);
+            }
             for (; tx < full; tx++)
                 for (int b = 0; b < 4; b++)
                     row[4 * tx + b] = y[b][tx];
@@ -813,6 +862,23 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff
                     row[4 * tx + b] = y[b][tx];
         }
     }
+}
+
+
+/* Plane out (OH x OW) from M[e * estride + t] (e < 36) of its th * tw tiles (+ bias, ReLU). */
+MDL_ISA_ATTR static int MDL_ISA(wino4_output_plane_f32)(const float *M, ptrdiff_t estride,
+                                                          ptrdiff_t th, ptrdiff_t tw, float *out,
+                                                          ptrdiff_t OH, ptrdiff_t OW,
+                                                          float bias, int relu, float *scratch)
+{
+    const ptrdiff_t n = th * tw;
+    float *ys[16];
+    for (int k = 0; k < 16; k++)
+        ys[k] = scratch + k * n;
+    MDL_ISA(wino_prefetch_out)(out, OH, OW);
+    const int bad = MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
+    MDL_ISA(wino4_store_plane)((const float *const *)ys, th, tw, out, OH, OW);
+    return bad;
 }
 
 /* dM[e * estride + t] (e < 36) for all th * tw tiles from the output gradient g (OH x OW). */
@@ -827,6 +893,140 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_grad_plane_f32)(const float *g, ptrdiff_t
     for (int p = 0; p < 4; p++) /* gradient row p of tile (ty, tx) is row 4 ty + p */
         for (int k = 0; k < 4; k++)
             R[p][k] = scratch + p * th * tw + k * qplane;
+    ptrdiff_t t = 0;
+    MDL_WINO_STEPS(MDL_WINO4_GRAD_STEP)
+}
+
+/* F(4x4) transforms over several images: the tiles of nimg consecutive (image, channel)
+ * planes of one channel, img floats apart, numbered t = k th tw + ty tw + tx (k: the image),
+ * as they sit in a block's buffers. A plane of fewer than 16 tiles (images up to 12 pixels a
+ * side) fills only part of a vector; the tiles of several images fill whole ones, and the
+ * buffers' rows are then written (read) whole cache lines at a time. Each tile's patch is first
+ * gathered into fixed rows of the scratch, then the tile loops of the whole-plane transforms
+ * run on them: every value comes out of the same expression as there. */
+
+/* G[(s r + q) gs + t] = p_k[4 ty + r][4 tx + q] (r, q < s; gs = wino_round16(n), n = nimg th
+ * tw) for the padded planes p_k[i][j] = x[k img + (i - ph) W + j - pw] (zero outside H x W).
+ * AVX-512: one masked gather per (r, q) and 16 tiles (masked-off lanes are not read); int32
+ * offsets, so for nimg planes spanning 2^31 floats or more, lane by lane. */
+MDL_ISA_ATTR static void MDL_ISA(wino4_gather_patches)(const float *x, ptrdiff_t img,
+                                                        ptrdiff_t nimg, ptrdiff_t H, ptrdiff_t W,
+                                                        ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t th,
+                                                        ptrdiff_t tw, int s, float *G)
+{
+    const ptrdiff_t n = nimg * th * tw, gs = wino_round16(n);
+    /* The planes' lines, and those of the planes that follow them (the next channel's, read
+     * next; a prefetch never faults): the gathers would otherwise wait for their misses. */
+    if (H * W <= 1024)
+        for (ptrdiff_t k = 0; k < nimg; k++)
+            for (ptrdiff_t i = 0; i < 2 * H * W; i += 16)
+                __builtin_prefetch(x + k * img + i);
+#if MDL_ISA_AVX512
+    const ptrdiff_t aph = ph < 0 ? -ph : ph, apw = pw < 0 ? -pw : pw;
+    if ((nimg - 1) * img + (4 * th + 2 + aph) * W + 4 * tw + 2 + apw <= 0x7fffffff) {
+        for (ptrdiff_t t0 = 0; t0 < n; t0 += 16) {
+            /* Per lane: the offset of the patch's corner, its row and column, whether a tile. */
+            int base[16], iy[16], ix[16], live[16];
+            for (int l = 0; l < 16; l++) {
+                const ptrdiff_t t = t0 + l < n ? t0 + l : n - 1, k = t / (th * tw);
+                const ptrdiff_t ty = (t - k * th * tw) / tw, tx = t - k * th * tw - ty * tw;
+                iy[l] = (int)(4 * ty - ph);
+                ix[l] = (int)(4 * tx - pw);
+                base[l] = (int)(k * img + (4 * ty - ph) * W + 4 * tx - pw);
+                live[l] = t0 + l < n ? -1 : 0;
+            }
+            mdl_i32x16 vb, vy, vx, vl;
+            memcpy(&vb, base, sizeof(vb));
+            memcpy(&vy, iy, sizeof(vy));
+            memcpy(&vx, ix, sizeof(vx));
+            memcpy(&vl, live, sizeof(vl));
+            for (int r = 0; r < s; r++) {
+                const mdl_i32x16 yr = vy + r, row_ok = vl & (yr >= 0) & (yr < (int)H);
+                for (int q = 0; q < s; q++) {
+                    const mdl_i32x16 xq = vx + q;
+                    const mdl_i32x16 ok = row_ok & (xq >= 0) & (xq < (int)W);
+                    const __mmask16 m = _mm512_test_epi32_mask((__m512i)ok, (__m512i)ok);
+                    const mdl_i32x16 at = vb + (int)(r * W + q);
+                    const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                              (__m512i)at, x, 4);
+                    _mm512_storeu_ps(G + (s * r + q) * gs + t0, v);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (ptrdiff_t k = 0; k < nimg; k++)
+        for (ptrdiff_t ty = 0; ty < th; ty++)
+            for (ptrdiff_t tx = 0; tx < tw; tx++) {
+                const ptrdiff_t t = (k * th + ty) * tw + tx;
+                for (int r = 0; r < s; r++) {
+                    const ptrdiff_t i = 4 * ty + r - ph;
+                    for (int q = 0; q < s; q++) {
+                        const ptrdiff_t j = 4 * tx + q - pw;
+                        G[(s * r + q) * gs + t] =
+                            i >= 0 && i < H && j >= 0 && j < W ? x[k * img + i * W + j] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* V[e * estride + t] (e < 36) for the tiles of nimg planes x + k img (H x W, padding ph, pw). */
+MDL_ISA_ATTR static void MDL_ISA(wino4_input_images_f32)(const float *x, ptrdiff_t img,
+                                                          ptrdiff_t nimg, ptrdiff_t H,
+                                                          ptrdiff_t W, ptrdiff_t ph,
+                                                          ptrdiff_t pw, ptrdiff_t th,
+                                                          ptrdiff_t tw, float *V,
+                                                          ptrdiff_t estride, float *scratch)
+{
+    const ptrdiff_t n = nimg * th * tw, gs = wino_round16(n);
+    MDL_ISA(wino4_gather_patches)(x, img, nimg, H, W, ph, pw, th, tw, 6, scratch);
+    const float *P[6][6];
+    for (int r = 0; r < 6; r++)
+        for (int q = 0; q < 6; q++)
+            P[r][q] = scratch + (6 * r + q) * gs;
+    ptrdiff_t t = 0;
+    MDL_WINO_STEPS(MDL_WINO4_INPUT_STEP)
+}
+
+/* Planes out + k img (OH x OW) from M[e * estride + t] (e < 36) of the tiles of nimg planes
+ * (+ bias, ReLU). */
+MDL_ISA_ATTR static int MDL_ISA(wino4_output_images_f32)(const float *M, ptrdiff_t estride,
+                                                           ptrdiff_t nimg, ptrdiff_t th,
+                                                           ptrdiff_t tw, float *out,
+                                                           ptrdiff_t img, ptrdiff_t OH,
+                                                           ptrdiff_t OW, float bias, int relu,
+                                                           float *scratch)
+{
+    const ptrdiff_t n = nimg * th * tw;
+    float *ys[16];
+    for (int k = 0; k < 16; k++)
+        ys[k] = scratch + k * n;
+    for (ptrdiff_t k = 0; k < nimg; k++)
+        MDL_ISA(wino_prefetch_out)(out + k * img, OH, OW);
+    const int bad = MDL_ISA(wino4_output_values)(M, estride, n, bias, relu, ys);
+    for (ptrdiff_t k = 0; k < nimg; k++) {
+        const float *yk[16];
+        for (int v = 0; v < 16; v++)
+            yk[v] = ys[v] + k * th * tw;
+        MDL_ISA(wino4_store_plane)(yk, th, tw, out + k * img, OH, OW);
+    }
+    return bad;
+}
+
+/* dM[e * estride + t] (e < 36) for the tiles of nimg output gradient planes g + k img. */
+MDL_ISA_ATTR static void MDL_ISA(wino4_grad_images_f32)(const float *g, ptrdiff_t img,
+                                                         ptrdiff_t nimg, ptrdiff_t OH,
+                                                         ptrdiff_t OW, ptrdiff_t th,
+                                                         ptrdiff_t tw, float *dM,
+                                                         ptrdiff_t estride, float *scratch)
+{
+    const ptrdiff_t n = nimg * th * tw, gs = wino_round16(n);
+    MDL_ISA(wino4_gather_patches)(g, img, nimg, OH, OW, 0, 0, th, tw, 4, scratch);
+    const float *R[4][4];
+    for (int p = 0; p < 4; p++)
+        for (int k = 0; k < 4; k++)
+            R[p][k] = scratch + (4 * p + k) * gs;
     ptrdiff_t t = 0;
     MDL_WINO_STEPS(MDL_WINO4_GRAD_STEP)
 }

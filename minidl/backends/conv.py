@@ -56,15 +56,20 @@ def _current() -> str:
 
 def winograd_tile_for(x_shape) -> int:
     """The output tile m of Winograd F(m x m, 3x3) for a convolution of x (N, C, H, W) that runs
-    Winograd (every pass alike): `winograd_tile` when set, else 4 for images from 16 to 64
-    pixels a side, 2 otherwise.
+    Winograd (every pass alike): `winograd_tile` when set, else 4 for images up to 64 pixels a
+    side, 2 for larger ones (on every instruction set).
 
     Measured (2026-12-02, Xeon AVX-512, one thread's CPU time, ms, F(4x4) / F(2x2), forward,
     input grad, weight grad): 16->16 @32 3.8 / 5.3, 3.7 / 5.2, 8.1 / 11.1; 32->32 @16 3.0 /
-    3.8, 3.0 / 3.7, 3.3 / 4.1; 32->64 @26 9.0 / 11.1, 10.3 / 14.4, 6.8 / 10.7; 64->64 @8 4.2 /
-    3.4, 4.3 / 3.5, 4.5 / 3.7. An 8x8 image has 2x2 tiles of 4x4: its 6x6 patches overlap most
-    of the padded image and the transforms run on 4-lane vectors. F(4x4) blocks hold whole
-    images, so above 64 pixels a side (256 tiles) its blocks outgrow the L2 cache.
+    3.8, 3.0 / 3.7, 3.3 / 4.1; 32->64 @26 9.0 / 11.1, 10.3 / 14.4, 6.8 / 10.7. Images of
+    fewer than 16 tiles (up to 12 pixels a side) run the F(4x4) transforms over all the images
+    of a block at once (minidl/_kernels/winograd.pyx); with that (2026-12-03, EPYC AVX-512,
+    batch 128, best of 40-120 samples): 64->64 @8 2.7 / 4.1, 2.8 / 4.1, 3.4-3.7 / 4.5-4.7;
+    16->16 @8 0.42 / 0.79, 0.42 / 0.57, 0.69 / 0.88; 32->32 @12 3.3 / 3.5, 3.4 / 3.5, 3.0 /
+    3.7; 64->64 @4 0.86 / 1.42, 1.26 / 1.45, 1.05 / 1.56; and with MINIDL_FORCE_ISA=x86-64-v3
+    (AVX2, the patches gathered lane by lane) 64->64 @8 forward 3.2 / 4.7, weight grad 3.5 /
+    5.3. F(4x4) blocks hold whole images, so above 64 pixels a side (256 tiles) its blocks
+    outgrow the L2 cache.
     """
     if winograd_tile is not None:
         if winograd_tile not in (2, 4):
@@ -72,7 +77,7 @@ def winograd_tile_for(x_shape) -> int:
                 f"minidl.backends.conv.winograd_tile must be None, 2 or 4, got {winograd_tile!r}"
             )
         return winograd_tile
-    return 4 if 16 <= min(x_shape[2], x_shape[3]) and max(x_shape[2], x_shape[3]) <= 64 else 2
+    return 4 if max(x_shape[2], x_shape[3]) <= 64 else 2
 
 
 def winograd_eligible(dtype, weight_shape, stride, dilation, groups) -> bool:
@@ -137,9 +142,13 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
     oc, c = weight_shape[0], weight_shape[1]
     if not _WIDE_ISA or min(c, oc) < 16:
         return "auto"
+    # Too few tiles to pay for the weight transforms (small batches). Counted at F(2x2)'s
+    # size whatever the tile, as measured: F(4x4) on 8x8 images (4 tiles) beats the direct
+    # kernels from batch 8 on (2026-12-03, EPYC, 64->64 forward, one thread, ms, F(4x4) /
+    # direct: batch 8 0.29-0.34 / 0.49-0.55, 16 0.46-0.56 / 0.89-0.91, 32 0.81-1.32 / 1.67-1.76).
+    if x_shape[0] * -(-x_shape[2] // 2) * -(-x_shape[3] // 2) < 4 * max(c, oc):
+        return "auto"
     tile = winograd_tile_for(x_shape)
-    if x_shape[0] * -(-x_shape[2] // tile) * -(-x_shape[3] // tile) < 4 * max(c, oc):
-        return "auto"  # too few tiles to pay for the weight transforms (small batches)
     if tile == 4:
         # The weight gradient of 16 input channels goes to the row-vector kernel since it pads
         # each chunk in its own work item (2026-12-02, one thread's CPU time, batch 128, ms,
@@ -161,11 +170,13 @@ def conv2d_forward(x, weight, bias, out, stride, padding, dilation, groups, relu
     algo = choose("forward", x.shape, weight.shape, x.dtype, stride, dilation, groups)
     if algo == "winograd" and out.size and x.size:
         tile = winograd_tile_for(x.shape)
-        winograd.forward(x, weight, bias, out, padding, relu, n_threads, tile)
-    else:
-        _conv.conv2d_forward(
-            x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
-        )
+        if winograd.forward(x, weight, bias, out, padding, relu, n_threads, tile):
+            return
+        # An infinity or NaN met the transforms: the direct result is PyTorch's.
+        algo = _rest()
+    _conv.conv2d_forward(
+        x, weight, bias, out, *stride, *padding, *dilation, groups, relu, n_threads, algo
+    )
 
 
 def conv2d_backward(
@@ -207,13 +218,13 @@ def conv2d_backward(
     if relu_out is not None:
         grad_out = relu_grad(relu_out, grad_out)  # NaN passes, as torch
     tile = winograd_tile_for(x.shape)
+    # A non-finite Winograd result is redone directly (winograd_kernels.h): the transforms
+    # turn Inf - Inf into NaN and spread a NaN over whole tiles. The weight gradient is small
+    # (OC x C x 9) and checked here; the input gradient's output transform reports it.
     if wino_x:
-        winograd.backward_input(grad_out, weight, grad_x, padding, n_threads, tile)
+        wino_x = winograd.backward_input(grad_out, weight, grad_x, padding, n_threads, tile)
     if wino_w:
         winograd.backward_weight(x, grad_out, grad_w, padding, n_threads, tile)
-        # The transforms subtract within a patch, so a +-Inf in x or grad_out comes out as
-        # Inf - Inf = NaN where the exact sum is +-Inf (PyTorch's too). The weight gradient is
-        # small (OC x C x 9): checking it is free, and a non-finite one is redone exactly.
         wino_w = bool(np.isfinite(grad_w).all())
     if grad_b is not None:
         _conv._bias_grad(grad_out, grad_b, n_threads)

@@ -119,17 +119,19 @@ def weight_from_transformed_grad(du: np.ndarray, *, n_threads: int) -> np.ndarra
     return grad_w
 
 
-def forward(x, weight, bias, out, padding, relu: bool, n_threads: int, tile: int = 2) -> None:
-    """out (N, OC, OH, OW) = conv2d(x, weight) + bias (ReLU when relu); stride 1, 3x3."""
+def forward(x, weight, bias, out, padding, relu: bool, n_threads: int, tile: int = 2) -> bool:
+    """out (N, OC, OH, OW) = conv2d(x, weight) + bias (ReLU when relu); stride 1, 3x3. False
+    when an output came out non-finite: then out is not exact and is to be recomputed."""
     u = transform_weight(weight, tile=tile, n_threads=n_threads)
-    _wino.forward(x, u, bias, out, *padding, relu, n_threads)
+    return _wino.forward(x, u, bias, out, *padding, relu, n_threads)
 
 
-def backward_input(grad_out, weight, grad_x, padding, n_threads: int, tile: int = 2) -> None:
+def backward_input(grad_out, weight, grad_x, padding, n_threads: int, tile: int = 2) -> bool:
     """grad_x (N, C, H, W): the forward algorithm on grad_out with the flipped kernel and the
-    complementary padding 2 - p (negative when p > 2: the kernel then crops)."""
+    complementary padding 2 - p (negative when p > 2: the kernel then crops). False when a
+    value came out non-finite, as `forward`."""
     ph, pw = padding
-    _wino.forward(
+    return _wino.forward(
         grad_out,
         transform_weight(weight, flip=True, tile=tile, n_threads=n_threads),
         None,

@@ -438,7 +438,10 @@ def case_winograd(case, rng):
         ref = ref + b0.astype(dtype).astype(np.float64)[None, :, None, None]
     if case["relu"]:
         ref = np.maximum(ref, 0)
-        g = np.where(ref <= 0, 0.0, g)  # ReLU's backward: NaN outputs pass g, as in torch
+        # ReLU's backward masks by the output the op computed (NaN outputs pass g, as in
+        # torch): where the exact output is 0 (an all-zero patch), Winograd's rounding can
+        # give +-1e-10, and the gradient then follows that sign.
+        g = np.where(y.data.astype(np.float64) <= 0, 0.0, g)
     scale = float(np.sqrt(9 * c))
     close(y.data, ref, dtype, "winograd conv2d forward", scale)
     close(wt.grad.data, np.einsum("nohw,ncijhw->ocij", g, win.reshape(n, c, 3, 3, *ref.shape[2:])),

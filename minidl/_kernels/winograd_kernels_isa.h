@@ -43,19 +43,20 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
         }                                                                                        \
     }
 
-/* sum += the L lanes of chk (a VT), in lane order. */
-#define MDL_WINO_ADD_LANES(sum, chk, L)                                                          \
+/* bad |= whether a lane of chk (a VT) is +-Inf or NaN: independent tests OR-ed, where a sum of
+ * the lanes would be a chain of L dependent adds per call (a call transforms few tiles). */
+#define MDL_WINO_CHECK_LANES(bad, chk, L)                                                        \
     do {                                                                                         \
         float lanes_[L];                                                                         \
         memcpy(lanes_, &(chk), sizeof(lanes_));                                                  \
         for (int l_ = 0; l_ < (L); l_++)                                                         \
-            (sum) += lanes_[l_];                                                                 \
+            (bad) |= !__builtin_isfinite(lanes_[l_]);                                            \
     } while (0)
 
-/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32), and their sum
- * (before the bias) into `sum`: a sum is finite only when all its terms are (or when it
- * overflows: the caller then recomputes, exactly too), at one add per value while the values
- * are in registers. */
+/* Output tile loop body: y00..y11 of tiles [t, t + L) (see wino_output_f32); `bad` set when
+ * their sum (before the bias) is not finite: a sum is finite only when all its terms are (or
+ * when it overflows: the caller then recomputes, exactly too), at one add per value while the
+ * values are in registers. */
 #define MDL_WINO_OUTPUT_STEP(VT, L)                                                              \
     {                                                                                            \
         VT chk = {0};                                                                            \
@@ -77,7 +78,7 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
                 MDL_WST(ys[k] + t, v);                                                           \
             }                                                                                    \
         }                                                                                        \
-        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
+        MDL_WINO_CHECK_LANES(bad, chk, L);                                                       \
     }
 
 /* Gradient tile loop body: dM of tiles [t, t + L) (see wino_grad_f32). */
@@ -154,8 +155,8 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
         }                                                                                        \
     }
 
-/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias, and the sum
- * of the values (before the bias) into `sum`, as in MDL_WINO_OUTPUT_STEP. */
+/* F(4x4) output tile loop body: ys[4 a + b][t] = (A^T M_t A)[a][b] + bias, and `bad` as in
+ * MDL_WINO_OUTPUT_STEP. */
 #define MDL_WINO4_OUTPUT_STEP(VT, L)                                                             \
     {                                                                                            \
         VT chk = {0};                                                                            \
@@ -179,7 +180,7 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
-        MDL_WINO_ADD_LANES(sum, chk, L);                                                         \
+        MDL_WINO_CHECK_LANES(bad, chk, L);                                                       \
     }
 
 /* F(4x4) gradient tile loop body: dM[e][t] = (A dy_t A^T)[e]; R[p][k] + t holds the output
@@ -467,15 +468,14 @@ MDL_ISA_ATTR static void MDL_ISA(wino_store_tile_row)(const float *const *ys, pt
 }
 
 /* ys[k][0 .. n) = output pixel k of n consecutive tiles from M (+ bias, then ReLU); returns 1
- * when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
+ * when a value before the bias came out +-Inf or NaN (or a sum of them overflowed), else 0. */
 MDL_ISA_ATTR static int MDL_ISA(wino_output_tiles)(const float *M, ptrdiff_t estride,
                                                     ptrdiff_t n, float bias, int relu,
                                                     float *const *ys)
 {
     ptrdiff_t t = 0;
-    float sum = 0;
+    int bad = 0;
     MDL_WINO_STEPS(MDL_WINO_OUTPUT_STEP)
-    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 4; k++)
             for (ptrdiff_t i = 0; i < n; i++)
@@ -742,15 +742,14 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_input_plane_f32)(const float *x, ptrdiff_
 
 /* ys[k][0 .. n) = output pixel k = 4 a + b (row a, column b of the tile) of n consecutive
  * tiles from M[e * estride + t] (e < 36), plus bias, then ReLU when relu; returns
- * 1 when a value before the bias came out +-Inf or NaN (or their sum overflowed), else 0. */
+ * 1 when a value before the bias came out +-Inf or NaN (or a sum of them overflowed), else 0. */
 MDL_ISA_ATTR static int MDL_ISA(wino4_output_values)(const float *M, ptrdiff_t estride,
                                                       ptrdiff_t n, float bias, int relu,
                                                       float *const *ys)
 {
     ptrdiff_t t = 0;
-    float sum = 0;
+    int bad = 0;
     MDL_WINO_STEPS(MDL_WINO4_OUTPUT_STEP)
-    const int bad = !__builtin_isfinite(sum);
     if (relu) /* v < 0 -> 0: NaN stays NaN, as torch.relu and the direct kernels */
         for (int k = 0; k < 16; k++)
             for (ptrdiff_t i = 0; i < n; i++)

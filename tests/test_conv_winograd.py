@@ -342,9 +342,10 @@ def test_winograd_non_contiguous_input(algorithm):
 )
 @pytest.mark.parametrize("tile", TILES)
 def test_winograd_bitwise_identical_for_1_2_3_threads(algorithm, x_shape, tile):
-    """Several blocks and weight-gradient groups (F(2x2), 130 images of 8x8: 9 blocks, 2
-    groups; F(4x4), 20 images of 32x32: one image a block, 3 groups; 203 images of 7x5: 9
-    blocks of 24 images, the last of 11, over which the transforms run at once, 2 groups)."""
+    """Several blocks and weight-gradient groups (F(2x2), 130 images of 8x8: 9 blocks, 5
+    groups of 2 blocks, the last of 1; F(4x4), 20 images of 32x32: one image a block, 4 groups;
+    203 images of 7x5: 9 blocks of 24 images, the last of 11, over which the transforms run at
+    once, 5 groups)."""
     algorithm("winograd", tile)
     x, w = he_relu_inputs(x_shape, (16, x_shape[1], 3, 3))
     rng = np.random.default_rng(4)

@@ -16,8 +16,9 @@ channel at once). Per block: the input transform V (E, C, TB), E GEMMs
 M[e] (OC x TB) = U[e] (OC x C) @ V[e] (C x TB) with minidl's own GEMM, and the output
 transform. Blocks are independent (any thread of minidl's pool may run any block).
 The weight gradient dU[e] (OC x C) = sum over tiles of dM[e] (OC x TB) @ V[e]^T is summed per
-group of REDUCE_BLOCKS consecutive blocks (in block order) and the groups are added in group
-order: bitwise the same for any thread count.
+group of consecutive blocks (REDUCE_BLOCKS, fewer when that leaves fewer than REDUCE_GROUPS
+groups: a rule of the shape alone) and the groups are added in group order: bitwise the same
+for any thread count.
 
 Error: see minidl/backends/winograd.py (measured and tested in tests/test_conv_winograd.py).
 """
@@ -73,6 +74,10 @@ cdef extern from "winograd_kernels.h" nogil:
 
 # Blocks per weight-gradient partial sum (fixed: the reduction order must not depend on threads).
 cdef Py_ssize_t REDUCE_BLOCKS = 8
+# Partial sums of the weight gradient when there are that many blocks: groups are its units of
+# parallel work, and with 8 blocks of 8 per group one thread ran it all (64->64 @8, batch 128:
+# 2 threads 1.0x of 1). A constant, never the thread count, keeps the summation order.
+cdef Py_ssize_t REDUCE_GROUPS = 4
 # Bytes of transformed input + products per block: stays in the 2 MB L2 with room for U.
 cdef Py_ssize_t BLOCK_BYTES = 512 * 1024
 # F(4x4) planes of fewer tiles than this (images up to 12 pixels a side) run their transforms
@@ -149,7 +154,7 @@ cdef struct _Wino:
     float *S
     int *bad
     Py_ssize_t v_size, m_size, s_size
-    Py_ssize_t C, H, W, OC, OH, OW, ph, pw, th, tw, T, TB, nblocks, E
+    Py_ssize_t C, H, W, OC, OH, OW, ph, pw, th, tw, T, TB, nblocks, E, group
     bint relu, planes
     int inner, tile
 
@@ -356,9 +361,9 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
     cdef const float *xp = &x[0, 0, 0, 0] if C > 0 else NULL
     cdef const float *up = &U[0, 0, 0] if C > 0 else NULL
     cdef _Wino a = _Wino(x=xp, u=up, g=NULL, bias=bp, out=&out[0, 0, 0, 0], V=NULL, M=NULL,
-                         S=NULL, bad=NULL, v_size=0, m_size=0, s_size=0, C=C, H=H, W=W, OC=OC, OH=OH,
-                         OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks,
-                         E=U.shape[0], relu=relu, planes=planes,
+                         S=NULL, bad=NULL, v_size=0, m_size=0, s_size=0, C=C, H=H, W=W, OC=OC,
+                         OH=OH, OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks,
+                         E=U.shape[0], group=0, relu=relu, planes=planes,
                          inner=1 if outer > 1 else nt, tile=tile)
     if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.forward: cannot allocate the per-thread tile buffers")
@@ -441,16 +446,17 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
     cdef Py_ssize_t th = (OH + tile - 1) // tile, tw = (OW + tile - 1) // tile, T = N * th * tw
     cdef Py_ssize_t TB = block_tiles(C, OC, th * tw, tile), nblocks = (T + TB - 1) // TB
     cdef bint planes = th * tw <= TB
-    cdef Py_ssize_t ngroups = (nblocks + REDUCE_BLOCKS - 1) // REDUCE_BLOCKS
+    cdef Py_ssize_t group = min(REDUCE_BLOCKS, max(1, nblocks // REDUCE_GROUPS))
+    cdef Py_ssize_t ngroups = (nblocks + group - 1) // group
     partial_arr = np.empty((ngroups, dU.shape[0], OC, C), dtype=np.float32)
     cdef float[:, :, :, ::1] partial = partial_arr
     cdef int nt = n_threads if N * OC * OH * OW * C * 9 >= MIN_PARALLEL_MACS else 1
     cdef int outer = nt if ngroups >= nt else 1
     cdef _Wino a = _Wino(x=&x[0, 0, 0, 0], u=NULL, g=&grad_out[0, 0, 0, 0], bias=NULL,
-                         out=&partial[0, 0, 0, 0], V=NULL, M=NULL, S=NULL, bad=NULL, v_size=0, m_size=0,
-                         s_size=0, C=C, H=H, W=W, OC=OC, OH=OH, OW=OW, ph=ph, pw=pw, th=th,
-                         tw=tw, T=T, TB=TB, nblocks=nblocks, E=dU.shape[0], relu=False,
-                         planes=planes, inner=1 if outer > 1 else nt, tile=tile)
+                         out=&partial[0, 0, 0, 0], V=NULL, M=NULL, S=NULL, bad=NULL, v_size=0,
+                         m_size=0, s_size=0, C=C, H=H, W=W, OC=OC, OH=OH, OW=OW, ph=ph, pw=pw,
+                         th=th, tw=tw, T=T, TB=TB, nblocks=nblocks, E=dU.shape[0], group=group,
+                         relu=False, planes=planes, inner=1 if outer > 1 else nt, tile=tile)
     if _alloc_buffers(&a, outer) != 0:
         raise MemoryError("winograd.weight_grad: cannot allocate the per-thread tile buffers")
     with nogil:
@@ -464,7 +470,7 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
 
 cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                             int worker) noexcept nogil:
-    """Groups [begin, end) of REDUCE_BLOCKS blocks, each into its own partial sum (a.out)."""
+    """Groups [begin, end) of a.group blocks, each into its own partial sum (a.out)."""
     cdef _Wino *a = <_Wino *>args
     cdef float *V = a.V + worker * a.v_size
     cdef float *D = a.M + worker * a.m_size
@@ -472,7 +478,7 @@ cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
     cdef Py_ssize_t C = a.C, OC = a.OC, TB = a.TB, th = a.th, tw = a.tw, OH = a.OH, OW = a.OW
     cdef Py_ssize_t grp, b, t0, t1, t, n, r, ty, tx0, tx1, o, e
     for grp in range(begin, end):
-        for b in range(grp * REDUCE_BLOCKS, min(a.nblocks, (grp + 1) * REDUCE_BLOCKS)):
+        for b in range(grp * a.group, min(a.nblocks, (grp + 1) * a.group)):
             t0 = b * TB
             t1 = min(a.T, t0 + TB)
             _input_block(a.x, C, a.H, a.W, a.ph, a.pw, th, tw, t0, t1, TB, a.planes, a.tile,
@@ -506,5 +512,5 @@ cdef void _weight_grad_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                 t = t + (tx1 - tx0)
             for e in range(a.E):
                 gemm(False, True, OC, C, t1 - t0, 1, D + e * _estride(OC, TB), TB,
-                     V + e * _estride(C, TB), TB, 0 if b == grp * REDUCE_BLOCKS else 1,
+                     V + e * _estride(C, TB), TB, 0 if b == grp * a.group else 1,
                      a.out + (grp * a.E + e) * OC * C, C, a.inner)

@@ -725,6 +725,22 @@ def test_images_input_gradient_matches_reference_and_thread_counts(n, c, oc, hw,
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize("c, oc, hw, k, pad, path", [
+    (6, 16, 14, 5, 0, "images"),  # LeNet conv2: the flipped kernel pads a 10x10 gradient by 4
+    (6, 16, 14, 3, 0, "images"),  # 12 -> 14 px: the padding is a quarter of the padded row
+    (1, 32, 28, 3, 0, "direct"),  # 26 -> 28 px: too little padding to pay for the gather
+    (1, 6, 28, 5, 2, "direct"),  # LeNet conv1: flipped padding 2 of 28 + 4
+    (16, 16, 14, 5, 0, "direct"),  # three passes of the images kernel's channel block
+])
+def test_images_input_gradient_rule(c, oc, hw, k, pad, path):
+    from minidl._kernels import conv as kernels
+
+    x = np.zeros((64, c, hw, hw), np.float32)
+    gy = np.zeros((64, oc, hw + 2 * pad - k + 1, hw + 2 * pad - k + 1), np.float32)
+    w = np.zeros((oc, c, k, k), np.float32)
+    assert kernels.backward_paths(x, w, gy, True, False, 1, 1, 1, 1, 1)[0] == path
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "shape, oc",

@@ -714,15 +714,21 @@ cpdef bint images_input_grad_wins(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_s
                                   Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
                                   Py_ssize_t KW) noexcept:
     """Whether the input gradient of a stride-1 undilated float32 convolution goes to
-    _images_backward_input: the flipped kernel's padding (KH - 1 - ph, from the shapes) is 2 or
-    more on both axes, so the row-vector kernel would spend most lanes on zeros; few input
-    channels (one or two passes of its accumulators) and 2+ groups of 16 images.
+    _images_backward_input: the flipped kernel's padding (KH - 1 - ph on each side, from the
+    shapes) is 2 or more and at least a quarter of the padded gradient row and column, so the
+    row-vector kernel would spend many lanes on zeros; few input channels (one or two passes
+    of its accumulators) and 2+ groups of 16 images.
 
     Measured (2026-12-03, AMD EPYC Zen 4, LeNet conv2's input gradient, batch 64: 6 <- 16
     channels, 5x5, 14x14 <- 10x10, per-instruction minima of the compiled step): see
-    BENCHMARKS.md, session 9."""
-    return (N >= 2 * DX_IMAGES and C <= 2 * CONV_DX_IMAGES_CB
-            and KH - 1 + H - OH >= 4 and KW - 1 + W - OW >= 4)
+    BENCHMARKS.md, session 9. Where the padding is a smaller share the gather of 16 images costs
+    more than the zeros (2026-12-06, EPYC, batch 64, one thread, ms, images / row-vector):
+    1 <- 32 3x3 26 -> 28 px 2.56 / 1.70, 1 <- 6 5x5 pad 2 at 28 px 0.99 / 0.47, 8 <- 32 3x3 at
+    28 px 3.81 / 3.11; against 16 <- 6 3x3 12 -> 14 px 0.24 / 0.30, 3 <- 16 5x5 10 -> 14 px
+    0.32 / 0.68."""
+    cdef Py_ssize_t ph2 = KH - 1 + H - OH, pw2 = KW - 1 + W - OW  # both sides' padding
+    return (N >= 2 * DX_IMAGES and C <= 2 * CONV_DX_IMAGES_CB and ph2 >= 4 and pw2 >= 4
+            and 3 * ph2 >= OH and 3 * pw2 >= OW)
 
 
 def _images_backward_input(const float[:, :, :, ::1] grad_out, relu_out,

@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: define_macros=NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
 """The flat program of a compiled graph: kernel calls over preplanned buffers, run by one loop.
 
 minidl.static.lower builds a Program from a static graph's schedule. Each instruction is an
@@ -9,6 +10,11 @@ algorithm each convolution takes. At run time an instruction trusts its pointers
 they point into arrays the program owns (`keep`), or into parameter arrays that the caller
 checks and re-points (`bind`) before every run when they were replaced.
 
+`call` is a whole inference call in one C function for the common case (inputs of the
+program's shapes and dtypes, parameters as last bound): check, copy the inputs in, run, copy
+the outputs out. Anything else it leaves to the caller's Python path, which binds, copies
+strided inputs, or replays.
+
 The kernels are the ones the ops call (conv_kernels.h, pool_kernels.h, minidl's GEMM), driven
 with the same arguments and work split as minidl._kernels.conv / pool / gemm, so a program gives
 the bits of the Python replay. Below the size thresholds of those modules an instruction runs on
@@ -18,6 +24,7 @@ does not start threads).
 
 import numpy as np
 
+cimport numpy as cnp
 from cpython.buffer cimport (
     PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer,
 )
@@ -34,6 +41,8 @@ from minidl._kernels.conv_kernels cimport (
 from minidl._kernels.gemm cimport gemm
 from minidl._kernels.pool_kernels cimport max_pool_2x2_f32, max_unpool_2x2_f32
 from minidl._kernels.threadpool cimport parallel_for
+
+cnp.import_array()
 
 # Work below which an instruction runs on the calling thread, without a parallel region. The
 # work items are the kernel modules' (so are the bits: any thread count gives the same), the
@@ -734,6 +743,60 @@ def add_into(dst, src) -> bool:
     return same
 
 
+# What a bound parameter array looked like when bound: an ndarray keeps its identity through
+# `a.shape = ...`, `a.dtype = ...` or `a.resize(..., refcheck=False)`, so the identity check
+# alone would miss those.
+cdef struct Layout:
+    void *data
+    int type_num
+    int ndim
+    Py_ssize_t dims[8]
+
+
+cdef bint _layout_of(cnp.ndarray a, Layout *out) noexcept:
+    """out := a's layout; False when it has more dimensions than Layout holds."""
+    cdef int i, nd = cnp.PyArray_NDIM(a)
+    if nd > 8:
+        return False
+    out.data = cnp.PyArray_DATA(a)
+    out.type_num = cnp.PyArray_TYPE(a)
+    out.ndim = nd
+    for i in range(nd):
+        out.dims[i] = cnp.PyArray_DIMS(a)[i]
+    return True
+
+
+cdef inline bint _has_layout(cnp.ndarray a, const Layout *lay) noexcept:
+    """a is C-contiguous with the data pointer, dtype and shape `lay` recorded."""
+    cdef int i
+    if (cnp.PyArray_DATA(a) != lay.data or cnp.PyArray_TYPE(a) != lay.type_num
+            or cnp.PyArray_NDIM(a) != lay.ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+        return False
+    for i in range(lay.ndim):
+        if cnp.PyArray_DIMS(a)[i] != lay.dims[i]:
+            return False
+    return True
+
+
+cdef inline bint _same_layout(object a, cnp.ndarray buf) noexcept:
+    """a is a C-contiguous ndarray of buf's shape and dtype (exactly an ndarray: a subclass
+    may mean something else by its data)."""
+    cdef cnp.ndarray arr
+    cdef int i, nd
+    if type(a) is not cnp.ndarray:
+        return False
+    arr = <cnp.ndarray>a
+    nd = cnp.PyArray_NDIM(buf)
+    if cnp.PyArray_NDIM(arr) != nd or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIMS(arr)[i] != cnp.PyArray_DIMS(buf)[i]:
+            return False
+    return (cnp.PyArray_DESCR(arr) == cnp.PyArray_DESCR(buf)
+            or cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(arr),
+                                      <cnp.dtype>cnp.PyArray_DESCR(buf)))
+
+
 cdef Py_ssize_t _address(a) except 0:
     """The data pointer of a C-contiguous ndarray with at least one element."""
     if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.size == 0:
@@ -755,25 +818,59 @@ cdef class Program:
     cdef list keep
     cdef list slot_uses  # slot k -> [(instruction, pointer index)]
     cdef list bound
+    cdef Layout *layouts  # slot k's array as bound (valid once bound[k] is not None)
     cdef Py_ssize_t n_unbound
+    # For `call` (set by set_io): slot k's parameter tensor, the tensor type inputs must be,
+    # the input buffers, and the value list (shared with the lowering: a Python node may put
+    # a new array there every run) with the indices of the outputs in it.
+    cdef list param_tensors
+    cdef object tensor_type
+    cdef list input_buffers
+    cdef list arrays
+    cdef list output_indices
 
     def __cinit__(self):
         self.code = NULL
+        self.layouts = NULL
         self.n_code = self.capacity = self.n_unbound = 0
         self.python_nodes = []
         self.keep = []
         self.slot_uses = []
         self.bound = []
+        self.param_tensors = None
 
     def __dealloc__(self):
         PyMem_Free(self.code)
+        PyMem_Free(self.layouts)
 
     def add_slot(self) -> int:
         """A new operand slot (see `bind`); its index."""
+        cdef Layout *grown = <Layout *>PyMem_Realloc(
+            self.layouts, (len(self.bound) + 1) * sizeof(Layout))
+        if grown == NULL:
+            raise MemoryError()
+        self.layouts = grown
         self.slot_uses.append([])
         self.bound.append(None)
         self.n_unbound += 1
         return len(self.slot_uses) - 1
+
+    def set_io(self, list param_tensors, tensor_type, list input_buffers, list arrays,
+               list output_indices) -> None:
+        """What `call` reads: slot k's parameter tensor (param_tensors[k]), the type an
+        input must have, the buffers inputs are copied into, and the value list with the
+        outputs' indices in it."""
+        if len(param_tensors) != len(self.bound):
+            raise ValueError(f"program: {len(param_tensors)} parameters for "
+                             f"{len(self.bound)} slots")
+        for buf in input_buffers:
+            if type(buf) is not np.ndarray or not buf.flags.c_contiguous:
+                raise ValueError("program: an input buffer must be a C-contiguous ndarray")
+        self.param_tensors = param_tensors
+        self.tensor_type = tensor_type
+        self.input_buffers = input_buffers
+        self.arrays = arrays
+        self.output_indices = output_indices
 
     def add(self, str opcode, pointers=(), sizes=()) -> int:
         """Append one kernel instruction; its index."""
@@ -815,28 +912,79 @@ cdef class Program:
         dtype against the ones the program was built for); the array is kept until the next
         bind of that slot."""
         cdef void *address = <void *>_address(array)
+        cdef Layout layout
+        if not _layout_of(array, &layout):
+            raise ValueError("program: a parameter operand has more than 8 dimensions")
         for k, i in self.slot_uses[slot]:
             self.code[<Py_ssize_t>k].p[<Py_ssize_t>i] = address
         if self.bound[slot] is None:
             self.n_unbound -= 1
         self.bound[slot] = array
+        self.layouts[slot] = layout
 
     def bound_to(self, list tensors) -> bint:
-        """Whether slot k is bound to tensors[k].data for every slot (no parameter was
-        replaced since the last bind): one C loop per call in place of a Python one (0.3 of
-        the ~15 us of a batch-1 LeNet call)."""
+        """Whether slot k is bound to tensors[k].data for every slot, and each such array
+        still has the data pointer, shape and dtype it had then (no parameter was replaced
+        or changed shape since the last bind): one C loop per call in place of a Python
+        one."""
         cdef Py_ssize_t k, n = len(self.bound)
         if len(tensors) != n:
             return False
         for k in range(n):
-            if tensors[k].data is not self.bound[k]:
+            if not self._slot_holds(k, tensors[k].data):
                 return False
         return True
+
+    cdef inline bint _slot_holds(self, Py_ssize_t k, object data) noexcept:
+        """Slot k is bound to `data`, which has the layout it was bound with."""
+        return data is self.bound[k] and _has_layout(<cnp.ndarray>data, &self.layouts[k])
+
+    def call(self, tuple inputs, int n_threads):
+        """`_call` (for tests and benchmarks)."""
+        return self._call(inputs, n_threads)
+
+    cdef object _call(self, tuple inputs, int n_threads):
+        """One inference call in C: each input a `tensor_type` (not a subclass) whose data is a C-contiguous
+        ndarray of its buffer's shape and dtype, every parameter as last bound (bound_to);
+        then the inputs are copied in, the program run, and copies of the outputs returned
+        (a list). None, with nothing run, when any of that does not hold, or after a run that
+        an instruction stopped (the caller's Python path then binds, copies, or replays)."""
+        cdef Py_ssize_t k, n = len(self.input_buffers)
+        cdef list tensors = self.param_tensors, arrays
+        cdef cnp.ndarray buf
+        if len(inputs) != n:
+            return None
+        for k in range(n):
+            # Exactly the tensor type: its `data` is a slot (no code runs reading it), so the
+            # array checked here is the one copied below.
+            t = inputs[k]
+            if type(t) is not self.tensor_type or not _same_layout(
+                    t.data, <cnp.ndarray>self.input_buffers[k]):
+                return None
+        for k in range(len(self.bound)):
+            if not self._slot_holds(k, tensors[k].data):
+                return None
+        for k in range(n):
+            buf = <cnp.ndarray>self.input_buffers[k]
+            memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(<cnp.ndarray>inputs[k].data),
+                   cnp.PyArray_NBYTES(buf))
+        if self._run(n_threads):
+            return None
+        arrays = self.arrays
+        outputs = []
+        for k in self.output_indices:
+            a = arrays[k]
+            outputs.append(cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+                           if type(a) is cnp.ndarray else a.copy())
+        return outputs
 
     def run(self, int n_threads) -> int:
         """Run every instruction in order; the GIL is released between Python nodes.
         Returns 0, or (when an instruction found its inputs invalid, e.g. a class target out
         of range, and the run stopped there) 1 + that instruction's index."""
+        return self._run(n_threads)
+
+    cdef Py_ssize_t _run(self, int n_threads) except -1:
         cdef Py_ssize_t k = 0, n = self.n_code
         cdef int status = 0
         if self.n_unbound:
@@ -886,3 +1034,37 @@ cdef class Program:
         """The opcode name of every instruction, in order."""
         names = {v: k for k, v in OPCODES.items()}
         return [names[self.code[k].op] for k in range(self.n_code)]
+
+
+cdef class InferenceCall:
+    """A compiled inference graph's whole call in C, for the common case: an idle program
+    from the graph's pool (list.pop and append are atomic; with none idle, a concurrent call
+    holds it and this one takes the Python path, which builds another), lowered for the conv
+    algorithm still chosen, whose `call` takes the inputs; the first output wrapped as the
+    result. None when any of that does not hold: the caller then takes its Python path.
+
+    idle: the graph's pool of Lowered (each with .program and .conv_algorithm); backend: the
+    module whose `algorithm` selects the conv kernels; num_threads(): the thread count to run
+    at; wrap(array, False): the result Tensor."""
+
+    cdef list idle
+    cdef object backend, num_threads, wrap
+
+    def __init__(self, list idle, backend, num_threads, wrap):
+        self.idle = idle
+        self.backend = backend
+        self.num_threads = num_threads
+        self.wrap = wrap
+
+    def __call__(self, tuple inputs):
+        cdef list idle = self.idle
+        if not idle:
+            return None
+        lowered = idle.pop()
+        try:
+            if lowered.conv_algorithm != self.backend.algorithm:
+                return None
+            outputs = (<Program?>lowered.program)._call(inputs, self.num_threads())
+        finally:
+            idle.append(lowered)
+        return None if outputs is None else self.wrap(outputs[0], False)

@@ -88,8 +88,16 @@ class StaticGraph:
         self._idle_programs: list[Lowered] = []
         # Gradient hooks on traced values run inside the sweep: such graphs always replay.
         self._hooked_values = any(v.hooks for v in self.values)
+        # An inference call's common case run in C, programs taken from the same pool
+        # (InferenceCall; None where every call takes `execute`).
+        self.call_program = None
         if executor == "program" and not self._hooked_values:
             self._idle_programs.append(self.lower())
+            if not training:
+                from minidl._kernels.program import InferenceCall
+
+                self.call_program = InferenceCall(self._idle_programs, conv_backend,
+                                                  get_num_threads, Tensor._wrap)
 
     def _reader(self, node: Node) -> Callable[[list], tuple]:
         """The node's positional arguments out of the value list."""

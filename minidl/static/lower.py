@@ -102,6 +102,7 @@ class Lowered:
             if buf is not None and node.fn.writes_out:
                 attrs = {**attrs, "out": buf}
             self.python_writes[k] = (buf, attrs)
+        self.program.set_io(self.param_tensors, Tensor, self.inputs, self.arrays, self.outputs)
 
     def _lower_backward(self, nodes: list[Node], lowered: list[bool]) -> None:
         """The backward of every node a gradient reaches, in reverse order. A gradient that

@@ -332,6 +332,142 @@ def test_a_strided_input_array_is_copied_into_the_program_like_a_contiguous_one(
     assert_same_bits(contiguous, program(x).data)
 
 
+def counting_python_path(compiled):
+    """A list that gets one entry per call taking the Python path (StaticGraph.execute) of
+    any of the compiled callable's graphs, traced so far or later."""
+    from minidl.static.executor import StaticGraph
+
+    calls = []
+    for g in compiled.graphs.values():
+        execute = g.execute
+        g.execute = lambda arrays, execute=execute: calls.append(1) or execute(arrays)
+    trace = compiled._graph_for
+
+    def graph_for(inputs):
+        known = len(compiled.graphs)
+        g = trace(inputs)
+        if len(compiled.graphs) > known:
+            g.execute = lambda arrays: calls.append(1) or StaticGraph.execute(g, arrays)
+        return g
+
+    compiled._graph_for = graph_for
+    return calls
+
+
+def test_an_inference_call_runs_in_c_with_the_python_paths_bits():
+    minidl.manual_seed(11)
+    model = LeNet5()
+    program, replay = both(model, images(1))
+    calls = counting_python_path(program)
+    for seed in range(3):
+        x = images(1, seed=seed)
+        out = program(x)
+        assert program.output is out and out.data.flags.c_contiguous
+        assert_same_bits(out.data, replay(x).data)
+        # A fresh array per call: the caller keeps it past the next call.
+        assert not np.shares_memory(out.data, program(x).data)
+        assert_same_bits(out.data, StaticGraph_execute(program, x))
+    assert not calls
+
+
+def StaticGraph_execute(compiled, x):
+    from minidl.static.executor import StaticGraph
+
+    return StaticGraph.execute(compiled.graph, [x.data])[0]
+
+
+def test_inputs_the_c_call_declines_take_the_python_path_with_the_same_bits():
+    minidl.manual_seed(12)
+    model = LeNet5()
+    x = images(2)
+    program, replay = both(model, x)
+    calls = counting_python_path(program)
+    expected = replay(x).data
+    wide = np.zeros((2, 1, 28, 56), np.float32)
+    wide[..., ::2] = x.data
+    strided = minidl.tensor(x.data.copy())
+    strided.data = wide[..., ::2]  # a Tensor over a strided array (set behind its back)
+    for declined in (x.data, strided, nn.Parameter(x.data.copy()), x.data.tolist()):
+        assert_same_bits(program(declined).data, expected)
+    assert len(calls) == 4
+    assert_same_bits(program(x).data, expected)
+    assert len(calls) == 4
+    # Another batch size is another graph: each call runs the graph of its input's shape.
+    for n in (1, 2, 1, 3, 3):
+        xn = images(n, seed=n)
+        assert_same_bits(program(xn).data, replay(xn).data)
+    assert len(calls) == 8  # the calls whose shape is not the previous call's
+
+
+def outcome(f):
+    """("raises", type, message) or ("returns", bytes) of f()."""
+    try:
+        return ("returns", np.asarray(f().data).tobytes())
+    except Exception as e:  # compared between the program and the replay
+        return ("raises", type(e), str(e))
+
+
+@pytest.mark.parametrize("bad", [(1, 3, 28, 28), (1, 1, 5, 5), np.float64, np.int32])
+def test_a_wrong_input_after_c_calls_raises_the_ops_error(bad):
+    minidl.manual_seed(13)
+    model = LeNet5().eval()
+    program = minidl.compile(model, example_inputs=(images(1),))
+    program(images(1))
+    if isinstance(bad, tuple):
+        x = images(bad[0], shape=bad[1:])
+    else:
+        x = minidl.tensor(images(1).data.astype(bad))
+    eager = outcome(lambda: model(x))
+    got = outcome(lambda: program(x))
+    assert eager[0] == "raises" and got[:2] == eager[:2], (got, eager)
+    assert "conv2d" in got[2] or "linear" in got[2], got
+
+
+def test_a_parameter_array_changed_in_place_is_rebound_or_replayed():
+    minidl.manual_seed(14)
+    model = LeNet5()
+    x = images(1)
+    program = minidl.compile(model, example_inputs=(x,))
+    replay = minidl.compile(model, example_inputs=(x,), executor="replay")
+    program(x)
+    w = model.fc1.weight.data
+    # Its memory moved (grown then shrunk back in place, keeping the values), then changed:
+    # the program must read the new memory.
+    shape = w.shape
+    w.resize((shape[0] * 1000, shape[1]), refcheck=False)
+    w.resize(shape, refcheck=False)
+    w *= 2
+    assert_same_bits(program(x).data, replay(x).data)
+    # Another shape or dtype on the same array object: the call does what the replay does.
+    fc3 = model.fc3.weight.data
+    for change, undo in ((lambda: setattr(fc3, "shape", (84, 10)),
+                          lambda: setattr(fc3, "shape", (10, 84))),
+                         (lambda: setattr(fc3, "dtype", np.int32),
+                          lambda: setattr(fc3, "dtype", np.float32))):
+        change()
+        got, expected = outcome(lambda: program(x)), outcome(lambda: replay(x))
+        assert got == expected and got[0] == "raises", (got, expected)
+        undo()
+        assert_same_bits(program(x).data, replay(x).data)
+
+
+def test_a_conv_algorithm_switch_between_c_calls_relowers_the_program(monkeypatch):
+    from minidl.backends import conv as conv_backend
+
+    minidl.manual_seed(15)
+    model = LeNet5()
+    x = images(1)
+    program, replay = both(model, x)
+    calls = counting_python_path(program)
+    program(x)
+    monkeypatch.setattr(conv_backend, "algorithm", "im2col")
+    assert_same_bits(program(x).data, replay(x).data)
+    assert len(calls) == 1  # the Python path lowered a program for the new algorithm
+    assert_same_bits(program(x).data, replay(x).data)
+    assert len(calls) == 1
+    assert program.graph._idle_programs[0].conv_algorithm == "im2col"
+
+
 class Recorded(Function):
     """x * 2 from Python (no kernel in the program); remembers the arrays it returned."""
 

@@ -103,6 +103,7 @@ class Lowered:
                 attrs = {**attrs, "out": buf}
             self.python_writes[k] = (buf, attrs)
         self.program.set_io(self.param_tensors, Tensor, self.inputs, self.arrays, self.outputs)
+        self.bind_params()  # so that the first call can be the C call too
 
     def _lower_backward(self, nodes: list[Node], lowered: list[bool]) -> None:
         """The backward of every node a gradient reaches, in reverse order. A gradient that
@@ -293,11 +294,11 @@ class Lowered:
         fits what the program was built for (shape, dtype, C-contiguous)."""
         if self.program.bound_to(self.param_tensors):
             return True
+        # Every one is checked again, the arrays already bound too: one may have changed
+        # shape, dtype or memory in place (bound_to sees that, not which one).
         arrays = self.arrays
         for slot, index, tensor in self.params:
             data = tensor.data
-            if data is arrays[index]:
-                continue
             v = self.values[index]
             if (not isinstance(data, np.ndarray) or data.shape != v.shape
                     or data.dtype != v.dtype or not data.flags.c_contiguous or data.size == 0):

@@ -837,7 +837,7 @@ cdef class Program:
         self.keep = []
         self.slot_uses = []
         self.bound = []
-        self.param_tensors = None
+        self.param_tensors = self.input_buffers = None
 
     def __dealloc__(self):
         PyMem_Free(self.code)
@@ -939,43 +939,43 @@ cdef class Program:
         """Slot k is bound to `data`, which has the layout it was bound with."""
         return data is self.bound[k] and _has_layout(<cnp.ndarray>data, &self.layouts[k])
 
-    def call(self, tuple inputs, int n_threads):
-        """`_call` (for tests and benchmarks)."""
-        return self._call(inputs, n_threads)
-
-    cdef object _call(self, tuple inputs, int n_threads):
-        """One inference call in C: each input a `tensor_type` (not a subclass) whose data is a C-contiguous
-        ndarray of its buffer's shape and dtype, every parameter as last bound (bound_to);
-        then the inputs are copied in, the program run, and copies of the outputs returned
-        (a list). None, with nothing run, when any of that does not hold, or after a run that
-        an instruction stopped (the caller's Python path then binds, copies, or replays)."""
-        cdef Py_ssize_t k, n = len(self.input_buffers)
+    cdef object call(self, tuple inputs, int n_threads):
+        """One inference call in C: each input a `tensor_type` (not a subclass) whose data is
+        a C-contiguous ndarray of its buffer's shape and dtype is copied in; with every
+        parameter as last bound (bound_to), the program runs and copies of the outputs are
+        returned (a list). None, with nothing run, when any of that does not hold, or after
+        a run that an instruction stopped (the caller's Python path then binds, copies, or
+        replays: input buffers written here are written again)."""
+        cdef Py_ssize_t k, n
         cdef list tensors = self.param_tensors, arrays
-        cdef cnp.ndarray buf
+        cdef cnp.ndarray buf, a
+        if self.input_buffers is None:
+            return None  # set_io was not called
+        n = len(self.input_buffers)
         if len(inputs) != n:
             return None
         for k in range(n):
-            # Exactly the tensor type: its `data` is a slot (no code runs reading it), so the
-            # array checked here is the one copied below.
+            # Exactly the tensor type: its `data` is a slot, so reading it runs no code.
             t = inputs[k]
-            if type(t) is not self.tensor_type or not _same_layout(
-                    t.data, <cnp.ndarray>self.input_buffers[k]):
+            if type(t) is not self.tensor_type:
                 return None
+            data = t.data
+            buf = <cnp.ndarray>self.input_buffers[k]
+            if not _same_layout(data, buf):
+                return None
+            a = <cnp.ndarray>data
+            memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(buf))
         for k in range(len(self.bound)):
             if not self._slot_holds(k, tensors[k].data):
                 return None
-        for k in range(n):
-            buf = <cnp.ndarray>self.input_buffers[k]
-            memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(<cnp.ndarray>inputs[k].data),
-                   cnp.PyArray_NBYTES(buf))
         if self._run(n_threads):
             return None
         arrays = self.arrays
         outputs = []
         for k in self.output_indices:
-            a = arrays[k]
-            outputs.append(cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
-                           if type(a) is cnp.ndarray else a.copy())
+            out = arrays[k]
+            outputs.append(cnp.PyArray_NewCopy(<cnp.ndarray>out, cnp.NPY_CORDER)
+                           if type(out) is cnp.ndarray else out.copy())
         return outputs
 
     def run(self, int n_threads) -> int:
@@ -1064,7 +1064,7 @@ cdef class InferenceCall:
         try:
             if lowered.conv_algorithm != self.backend.algorithm:
                 return None
-            outputs = (<Program?>lowered.program)._call(inputs, self.num_threads())
+            outputs = (<Program?>lowered.program).call(inputs, self.num_threads())
         finally:
             idle.append(lowered)
         return None if outputs is None else self.wrap(outputs[0], False)

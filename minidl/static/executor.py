@@ -6,7 +6,8 @@ The replay, the reference: each node's `forward` called on arrays (no Tensor obj
 recording, no topological sort per call) and, when training, the tape handed to the one
 reverse sweep (minidl.graph.sweep), which checks and casts every gradient and delivers the
 parameters'. Calls run the program; profiling (per-node times) and executor="replay" run
-the replay, and so do calls the program cannot take (see `execute`).
+the replay, and so do calls the program cannot take (see `execute`). An inference call's
+common case skips `execute`: `call_program` does it in C (minidl._kernels.program).
 
 Concurrent calls: every call takes an idle program (or replay state: the memory plan's
 buffers and the steps that write them) from a pool, or builds one, and returns it after, so

@@ -743,6 +743,11 @@ def add_into(dst, src) -> bool:
     return same
 
 
+cdef enum:
+    # NumPy 2's NPY_MAXDIMS (NumPy 1's is 32): every array's dimensions fit in a Layout.
+    MAX_DIMS = 64
+
+
 # What a bound parameter array looked like when bound: an ndarray keeps its identity through
 # `a.shape = ...`, `a.dtype = ...` or `a.resize(..., refcheck=False)`, so the identity check
 # alone would miss those.
@@ -750,13 +755,13 @@ cdef struct Layout:
     void *data
     int type_num
     int ndim
-    Py_ssize_t dims[8]
+    Py_ssize_t dims[MAX_DIMS]
 
 
 cdef bint _layout_of(cnp.ndarray a, Layout *out) noexcept:
     """out := a's layout; False when it has more dimensions than Layout holds."""
     cdef int i, nd = cnp.PyArray_NDIM(a)
-    if nd > 8:
+    if nd > MAX_DIMS:
         return False
     out.data = cnp.PyArray_DATA(a)
     out.type_num = cnp.PyArray_TYPE(a)
@@ -914,7 +919,7 @@ cdef class Program:
         cdef void *address = <void *>_address(array)
         cdef Layout layout
         if not _layout_of(array, &layout):
-            raise ValueError("program: a parameter operand has more than 8 dimensions")
+            raise ValueError(f"program: a parameter operand has more than {MAX_DIMS} dimensions")
         for k, i in self.slot_uses[slot]:
             self.code[<Py_ssize_t>k].p[<Py_ssize_t>i] = address
         if self.bound[slot] is None:

@@ -28,7 +28,7 @@ calls with their pointers, sizes and buffers, all checked once, which one Cython
 without touching a Python object (forward, backward and the loss; ops without a kernel there,
 e.g. float64 graphs, run as Python nodes inside the program). An inference call whose
 inputs are tensors of the traced shapes and dtypes, on parameters still the arrays the program
-was bound to, is one C call (checks, input copies, the run, the output copy: ~1.4 of a
+was bound to, is one C call (checks, input copies, the run, the output copy: ~1.4 us of a
 batch-1 LeNet call's ~13 us); any other call takes the Python path, which traces, binds,
 copies or replays as needed. The replay, the reference the
 program gives the same bits as (`compile(..., executor="replay")`, and profiling), calls each

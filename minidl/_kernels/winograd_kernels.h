@@ -90,10 +90,11 @@ static void wino_input_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t p
 /* Output rows 2 ty, 2 ty + 1 and columns [2 tx0, 2 tx1) (those inside OH x OW) of plane out
  * from M[e * estride + (tx - tx0)], plus bias, then ReLU when relu. */
 static int wino_output_f32(const float *M, ptrdiff_t estride, ptrdiff_t ty, ptrdiff_t tx0,
-                            ptrdiff_t tx1, float *out, ptrdiff_t OH, ptrdiff_t OW, float bias,
-                            int relu, float *scratch)
+                           ptrdiff_t tx1, float *out, ptrdiff_t OH, ptrdiff_t OW, float bias,
+                           int relu, float *scratch)
 {
-    return MDL_DISPATCH(wino_output_f32, (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino_output_f32,
+                        (M, estride, ty, tx0, tx1, out, OH, OW, bias, relu, scratch));
 }
 
 /* V[e * estride + t], t = ty * tw + tx, for every tile of plane x (H x W). */
@@ -106,10 +107,11 @@ static void wino_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdi
 
 /* Plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
 static int wino_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th, ptrdiff_t tw,
-                                  float *out, ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
-                                  float *scratch)
+                                 float *out, ptrdiff_t OH, ptrdiff_t OW, float bias, int relu,
+                                 float *scratch)
 {
-    return MDL_DISPATCH(wino_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino_output_plane_f32,
+                        (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* dM[e * estride + t] for every tile from the output gradient g (OH x OW). */
@@ -137,10 +139,11 @@ static void wino4_input_plane_f32(const float *x, ptrdiff_t H, ptrdiff_t W, ptrd
 
 /* F(4x4): plane out (OH x OW) from M[e * estride + t] of its th * tw tiles, plus bias, ReLU. */
 static int wino4_output_plane_f32(const float *M, ptrdiff_t estride, ptrdiff_t th,
-                                   ptrdiff_t tw, float *out, ptrdiff_t OH, ptrdiff_t OW,
-                                   float bias, int relu, float *scratch)
+                                  ptrdiff_t tw, float *out, ptrdiff_t OH, ptrdiff_t OW,
+                                  float bias, int relu, float *scratch)
 {
-    return MDL_DISPATCH(wino4_output_plane_f32, (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
+    return MDL_DISPATCH(wino4_output_plane_f32,
+                        (M, estride, th, tw, out, OH, OW, bias, relu, scratch));
 }
 
 /* F(4x4): dM[e * estride + t] (e < 36) for every tile from the output gradient g (OH x OW). */
@@ -167,7 +170,7 @@ static int wino4_output_images_f32(const float *M, ptrdiff_t estride, ptrdiff_t 
                                     float *scratch)
 {
     return MDL_DISPATCH(wino4_output_images_f32,
-                 (M, estride, nimg, th, tw, out, img, OH, OW, bias, relu, scratch));
+                        (M, estride, nimg, th, tw, out, img, OH, OW, bias, relu, scratch));
 }
 
 /* F(4x4): dM[e * estride + t] (e < 36) from the nimg output gradient planes g + k img. */

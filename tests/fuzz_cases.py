@@ -361,44 +361,46 @@ def kernels_batchnorm(xk, rng):
     c = x3.shape[1]
     if x3.shape[0] * x3.shape[2] == 0:
         return
-    mean, var = np.empty(c), np.empty(c)
+    weight, bias = rng.standard_normal(c), rng.standard_normal(c)
+
+    def forward(x, threads, out=None):
+        vecs = [np.empty(c) for _ in range(5)]  # mean, var, invstd, scale, shift
+        out = np.empty(x.shape, x.dtype) if out is None else out
+        bn_kernels.batch_norm_forward(x, weight, bias, 1e-5, *vecs, out, True, threads)
+        return out, vecs
+
     if not x3.flags.c_contiguous:
         try:
-            bn_kernels.batch_norm_stats(x3, mean, var, 1)
+            forward(x3, 1)
         except ValueError as e:
-            assert "batch_norm_stats" in str(e) and "C-contiguous" in str(e), e
+            assert "batch_norm_forward" in str(e) and "C-contiguous" in str(e), e
             return
-        raise AssertionError("batch_norm_stats accepted a non-contiguous buffer")
-    bn_kernels.batch_norm_stats(x3, mean, var, 2)
-    mean1, var1 = np.empty(c), np.empty(c)
-    bn_kernels.batch_norm_stats(np.ascontiguousarray(x3), mean1, var1, 1)
-    np.testing.assert_array_equal(mean, mean1)
-    np.testing.assert_array_equal(var, var1)
+        raise AssertionError("batch_norm_forward accepted a non-contiguous buffer")
+    out, (mean, var, invstd, scale, shift) = forward(x3, 2)
+    out1, vecs1 = forward(np.ascontiguousarray(x3), 1)
+    for a, b in zip([out, mean, var, invstd, scale, shift], [out1] + vecs1):
+        np.testing.assert_array_equal(a, b)
     x64 = x3.astype(np.float64)
-    close(mean, x64.mean(axis=(0, 2)), x3.dtype, "batch_norm_stats mean", 10.0)
-    close(var, x64.var(axis=(0, 2)), x3.dtype, "batch_norm_stats var", 10.0)
-    scale, shift = rng.standard_normal(c), rng.standard_normal(c)
-    out = np.empty(x3.shape, x3.dtype)
-    bn_kernels.batch_norm_apply(x3, scale, shift, out, 2)
+    close(mean, x64.mean(axis=(0, 2)), x3.dtype, "batch_norm_forward mean", 10.0)
+    close(var, x64.var(axis=(0, 2)), x3.dtype, "batch_norm_forward var", 10.0)
     lanes = (slice(None), None)
     close(out, x64 * scale.astype(x3.dtype)[lanes] + shift.astype(x3.dtype)[lanes], x3.dtype,
-          "batch_norm_apply", 10.0)
+          "batch_norm_forward", 10.0)
     g = guarded_array(rng.standard_normal(x3.shape).astype(x3.dtype))
     gx = np.empty(x3.shape, x3.dtype)
     sum_g, sum_gxc = np.empty(c), np.empty(c)
-    bn_kernels.batch_norm_backward(x3, g, mean, 1 / np.sqrt(var + 1e-5), scale, gx, sum_g,
-                                   sum_gxc, True, 2)
+    bn_kernels.batch_norm_backward(x3, g, mean, invstd, scale, gx, sum_g, sum_gxc, True, 2)
     g64 = g.astype(np.float64)
     close(sum_g, g64.sum(axis=(0, 2)), x3.dtype, "batch_norm_backward sum_g", 10.0 * x3.size)
     close(sum_gxc, (g64 * (x64 - mean[lanes])).sum(axis=(0, 2)), x3.dtype,
           "batch_norm_backward sum_gxc", 10.0 * x3.size)
     other = np.float64 if x3.dtype == np.float32 else np.float32
     try:
-        bn_kernels.batch_norm_apply(x3, scale, shift, np.empty(x3.shape, other), 1)
+        forward(x3, 1, np.empty(x3.shape, other))
     except ValueError as e:
-        assert "batch_norm_apply" in str(e), e
+        assert "batch_norm_forward" in str(e), e
     else:
-        raise AssertionError("batch_norm_apply wrote into an output of another dtype")
+        raise AssertionError("batch_norm_forward wrote into an output of another dtype")
 
 
 def case_winograd(case, rng):

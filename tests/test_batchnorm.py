@@ -135,16 +135,64 @@ def test_gradcheck_float64(training, shape):
     assert gradcheck(fn, [x, w, b])
 
 
+def forward_kernel(x, threads, weight=None, bias=None, relu=False, y=None):
+    """batch_norm_forward with batch statistics: (y, mean, var, invstd, scale, shift)."""
+    c = x.shape[1]
+    vecs = [np.empty(c) for _ in range(5)]
+    y = np.empty_like(x) if y is None else y
+    _bn.batch_norm_forward(x, weight, bias, 1e-5, *vecs, y, True, threads, relu)
+    return (y, *vecs)
+
+
 def test_variance_is_accurate_when_the_mean_dwarfs_the_spread():
     # A one-pass E[x^2] - E[x]^2 loses every digit here; chunked centered sums do not.
     x = (1e4 + RNG.standard_normal((64, 2, 30))).astype(np.float64)
-    mean, var = np.empty(2), np.empty(2)
-    _bn.batch_norm_stats(x, mean, var, 1)
+    _, mean, var, *_ = forward_kernel(x, 1)
     np.testing.assert_allclose(mean, x.mean(axis=(0, 2)), rtol=1e-14)
     np.testing.assert_allclose(var, x.var(axis=(0, 2)), rtol=1e-10)
     x32 = x.astype(np.float32)
-    _bn.batch_norm_stats(x32, mean, var, 1)
+    _, mean, var, *_ = forward_kernel(x32, 1)
     np.testing.assert_allclose(var, x32.astype(np.float64).var(axis=(0, 2)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_affine_map_as_numpy_computes_it(dtype):
+    # invstd in the input's precision (PyTorch's float32 1 / sqrt(var + eps)), then float64
+    # products; the forward kernel writes the same vectors batch_norm_affine returns.
+    x = (RNG.standard_normal((8, 5, 7)) * 3 + 2).astype(dtype)
+    w, b = RNG.standard_normal(5), RNG.standard_normal(5)
+    for weight, bias in ((w, b), (None, None), (w, None)):
+        _, mean, var, invstd, scale, shift = forward_kernel(x, 2, weight, bias)
+        want_inv = (1 / np.sqrt(var.astype(dtype) + dtype(1e-5))).astype(np.float64)
+        want_scale = want_inv if weight is None else want_inv * weight
+        want_shift = -mean * want_scale if bias is None else bias - mean * want_scale
+        for got, want in zip((invstd, scale, shift), (want_inv, want_scale, want_shift)):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(_bn.batch_norm_affine(mean, var, weight, bias, 1e-5, dtype),
+                             (invstd, scale, shift)):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("channels", [1, 7, 8, 13])
+def test_per_channel_and_chunked_splits_give_the_same_bits(channels, threads):
+    # Whole channels as work items or (channel, chunk) ones (_per_channel: 4 channels per
+    # thread): the same sums in the same order. 1 thread always takes whole channels.
+    x = (RNG.standard_normal((40, channels, 300)) * 2 - 1).astype(np.float32)
+    g = RNG.standard_normal(x.shape).astype(np.float32)
+    w, b = RNG.uniform(0.5, 1.5, channels), RNG.standard_normal(channels)
+    want = forward_kernel(x, 1, w, b, relu=True)
+    got = forward_kernel(x, threads, w, b, relu=True)
+    for a, b_ in zip(got, want):
+        np.testing.assert_array_equal(a, b_)
+    y, mean, _, invstd, scale, shift = want
+    results = []
+    for t in (1, threads):
+        sums, gx = [np.empty(channels), np.empty(channels)], np.empty_like(x)
+        _bn.batch_norm_backward(x, g, mean, invstd, scale, gx, *sums, True, t, shift)
+        results.append([gx, *sums])
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -195,18 +243,26 @@ def test_empty_batch_in_eval_and_errors():
 
 def test_kernels_reject_bad_buffers():
     x = np.zeros((2, 3, 4), np.float32)
-    with pytest.raises(TypeError, match="batch_norm_stats: expected a 3-D float32/float64"):
-        _bn.batch_norm_stats(x.astype(np.int32), np.empty(3), np.empty(3), 1)
+
+    def forward(x, y=None, mean=None, weight=None, batch_stats=True):
+        mean = np.empty(3) if mean is None else mean
+        _bn.batch_norm_forward(x, weight, None, 1e-5, mean, np.empty(3), np.empty(3),
+                               np.empty(3), np.empty(3), np.empty_like(x) if y is None else y,
+                               batch_stats, 1)
+
+    with pytest.raises(TypeError, match="batch_norm_forward: expected a 3-D float32/float64"):
+        forward(x.astype(np.int32))
     with pytest.raises(ValueError, match="mean must be a C-contiguous float64 array"):
-        _bn.batch_norm_stats(x, np.empty(2), np.empty(3), 1)
+        forward(x, mean=np.empty(2))
+    with pytest.raises(ValueError, match="weight must be a C-contiguous float64 array"):
+        forward(x, weight=np.ones(3, np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        _bn.batch_norm_apply(
-            np.zeros((2, 4, 3), np.float32).transpose(0, 2, 1), np.empty(4), np.empty(4), x, 1
-        )
+        forward(np.zeros((2, 4, 3), np.float32).transpose(0, 2, 1))
     with pytest.raises(ValueError, match="y must be"):
-        _bn.batch_norm_apply(x, np.ones(3), np.zeros(3), np.empty((2, 3, 4)), 1)
+        forward(x, y=np.empty((2, 3, 4)))
     with pytest.raises(ValueError, match="no values per channel"):
-        _bn.batch_norm_stats(np.zeros((0, 3, 4), np.float32), np.empty(3), np.empty(3), 1)
+        forward(np.zeros((0, 3, 4), np.float32))
+    forward(np.zeros((0, 3, 4), np.float32), batch_stats=False)  # eval: only the affine map
     with pytest.raises(ValueError, match="g must be"):
         _bn.batch_norm_backward(
             x, x[:1], np.zeros(3), np.ones(3), np.ones(3), None, np.empty(3), np.empty(3), True, 1
@@ -285,37 +341,59 @@ def test_compiled_graph_replays_batch_norm_with_planned_output():
     )
 
 
+def near_zero_inputs(shape, dtype, rng):
+    """x, weight, bias where a third of x * scale + shift lands within a few ulps of 0, on both
+    sides: there a fused multiply-add and a rounded product then sum disagree in sign or
+    zero-ness, so a mask not computed as the forward computed it would differ."""
+    c = shape[1]
+    x = np.moveaxis(rng.standard_normal(shape).astype(dtype), 1, 0).reshape(c, -1)
+    x0 = x[:, 0].copy()
+    third = rng.random(x.shape) < 1 / 3
+    steps = rng.integers(-3, 4, x.shape)  # x0 nudged by 0..3 ulps either way
+    x = np.where(third, x0[:, None] + steps * np.spacing(x0)[:, None], x).astype(dtype)
+    x = np.ascontiguousarray(np.moveaxis(x.reshape((c, shape[0]) + shape[2:]), 0, 1))
+    weight = rng.uniform(0.5, 2, c)
+    _, mean, _, _, scale, _ = forward_kernel(x, 1, weight, None)
+    # shift = bias - mean * scale = -x0 * scale: x0's output is ~0.
+    return x, weight, mean * scale - x0 * scale
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(5, 2, 1), (4, 3, 33), (9, 2, 1000), (2, 1, 64)], ids=str)
 def test_fused_relu_backward_equals_relu_then_backward(shape, dtype):
-    # The kernel's relu_out mask must be ReLU.backward's exactly: 0 where the output is <= 0
-    # (a NaN gradient too, and -0.0 counts as <= 0), the gradient where the output is NaN.
-    x = RNG.standard_normal(shape).astype(dtype)
-    g = RNG.standard_normal(shape).astype(dtype)
-    y = np.maximum(RNG.standard_normal(shape), 0).astype(dtype)
-    flat_y, flat_g = y.reshape(-1), g.reshape(-1)
-    flat_y[:3] = [np.nan, -0.0, 0.0]
-    flat_g[1:3] = np.nan
+    # The fused ReLU's mask must be ReLU.backward's on the forward output exactly: 0 where the
+    # output is <= 0 (a NaN gradient too; -0.0 counts as <= 0), the gradient where it is NaN.
+    # The kernel recomputes the output from x, so x is placed where the rounding matters.
+    rng = np.random.default_rng(sum(shape))
+    finite, weight, bias = near_zero_inputs(shape, dtype, rng)
+    g = rng.standard_normal(shape).astype(dtype)
+    g.reshape(-1)[2:5] = np.nan
     c = shape[1]
-    mean, invstd, scale = RNG.standard_normal(c), RNG.uniform(0.5, 2, c), RNG.uniform(0.5, 2, c)
     for batch_stats in (True, False):
+        vecs = [np.empty(c) for _ in range(5)]
+        x = finite.copy()
+        if not batch_stats:  # running statistics: the finite batch's; a NaN output too
+            _, vecs[0], vecs[1], *_ = forward_kernel(finite, 1, weight, bias)
+            x.reshape(-1)[1] = np.nan
+        y = np.empty_like(x)
+        _bn.batch_norm_forward(x, weight, bias, 1e-5, *vecs, y, batch_stats, 2, True)
+        mean, _, invstd, scale, shift = vecs
+        assert (y == 0).any() and (y > 0).any()
         want = [np.empty(c), np.empty(c), np.empty_like(x)]
-        masked = relu_grad(y, g)
-        _bn.batch_norm_backward(x, masked, mean, invstd, scale, want[2], want[0], want[1],
-                                batch_stats, 2)
+        _bn.batch_norm_backward(x, relu_grad(y, g), mean, invstd, scale, want[2], want[0],
+                                want[1], batch_stats, 2)
         got = [np.empty(c), np.empty(c), np.empty_like(x)]
         _bn.batch_norm_backward(x, g, mean, invstd, scale, got[2], got[0], got[1], batch_stats,
-                                2, y)
+                                2, shift)
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
-        assert np.isfinite(got[2]).all()  # the NaN gradients were masked
 
 
-def test_fused_relu_backward_rejects_a_mismatched_output():
+def test_fused_relu_backward_rejects_a_mismatched_shift():
     x = np.zeros((2, 3, 4), np.float32)
-    with pytest.raises(ValueError, match="relu_out must be a C-contiguous float32 array"):
+    with pytest.raises(ValueError, match="relu_shift must be a C-contiguous float64 array"):
         _bn.batch_norm_backward(x, x, np.zeros(3), np.ones(3), np.ones(3), None, np.empty(3),
-                                np.empty(3), True, 1, x.astype(np.float64))
+                                np.empty(3), True, 1, np.zeros(3, np.float32))
 
 
 ISA_SCRIPT = """
@@ -328,13 +406,12 @@ for k, shape in enumerate([(3, 2, 1), (5, 3, 31), (4, 2, 32), (6, 2, 97), (9, 4,
         x = (rng.standard_normal(shape) * 3 + 1).astype(dt)
         g = rng.standard_normal(shape).astype(dt)
         c = shape[1]
-        mean, var = np.empty(c), np.empty(c)
-        bn.batch_norm_stats(x, mean, var, 2)
-        sc, sh = rng.uniform(0.5, 2, c), rng.standard_normal(c)
+        mean, var, inv, sc, sh = (np.empty(c) for _ in range(5))
+        w, b = rng.uniform(0.5, 2, c), rng.standard_normal(c)
         y = np.empty_like(x)
-        bn.batch_norm_apply(x, sc, sh, y, 2, True)
+        bn.batch_norm_forward(x, w, b, 1e-5, mean, var, inv, sc, sh, y, True, 2, True)
         sg, sgx, gx = np.empty(c), np.empty(c), np.empty_like(x)
-        bn.batch_norm_backward(x, g, mean, 1 / np.sqrt(var + 1e-5), sc, gx, sg, sgx, True, 2, y)
+        bn.batch_norm_backward(x, g, mean, inv, sc, gx, sg, sgx, True, 2, sh)
         for name, a in [("mean", mean), ("var", var), ("y", y), ("sg", sg), ("sgx", sgx),
                         ("gx", gx)]:
             res[f"{k}_{np.dtype(dt).name}_{name}"] = a

@@ -13,8 +13,11 @@ work.
 
 Each kernel reads its inputs once per stage: the statistics pass reads x (a chunk's second,
 centered pass hits L1), the apply pass reads x and writes y; backward reads (g, x) for the two
-sums and again to write the input gradient (and a fused ReLU's output with both, instead of a
-pass of its own to mask g).
+sums and again to write the input gradient (a fused ReLU's mask recomputed from x on the way,
+exactly as the forward rounded it, instead of reading its output or a pass of its own). With enough channels to share out (`_per_channel`), one work item
+is a whole channel: its second stage reads what its first just brought into the core's L2
+cache, not main memory (a ResNet-20 step's BatchNorm tensors are 2-8 MB, read back from DRAM
+otherwise). Which way the work is split never changes a bit.
 """
 
 import numpy as np
@@ -29,22 +32,25 @@ cdef extern from "batchnorm_kernels.h" nogil:
                             double m)
     double mdl_bn_sqdev_f64(const double *p, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L,
                             double m)
-    void mdl_bn_dots_f32(const float *g, const float *x, const float *relu_out, Py_ssize_t rows,
-                         Py_ssize_t stride, Py_ssize_t L, double m, double *sum_g,
-                         double *sum_gx)
-    void mdl_bn_dots_f64(const double *g, const double *x, const double *relu_out,
+    void mdl_bn_dots_f32(const float *g, const float *x, int relu, float amul, float aadd,
                          Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L, double m,
                          double *sum_g, double *sum_gx)
+    void mdl_bn_dots_f64(const double *g, const double *x, int relu, double amul, double aadd,
+                         Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L, double m,
+                         double *sum_g, double *sum_gx)
+    void mdl_bn_affine(Py_ssize_t c, double mean, double var, const double *w, const double *b,
+                       double eps, int f32, double *invstd, double *scale, double *shift)
     void mdl_bn_apply_f32(const float *x, float *y, Py_ssize_t rows, Py_ssize_t stride,
                           Py_ssize_t L, float mul, float add, int relu)
     void mdl_bn_apply_f64(const double *x, double *y, Py_ssize_t rows, Py_ssize_t stride,
                           Py_ssize_t L, double mul, double add, int relu)
-    void mdl_bn_input_grad_f32(const float *g, const float *x, const float *relu_out, float *gx,
-                               Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L, float m,
-                               float mg, float proj, float mul, int batch_stats)
-    void mdl_bn_input_grad_f64(const double *g, const double *x, const double *relu_out,
-                               double *gx, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L,
-                               double m, double mg, double proj, double mul, int batch_stats)
+    void mdl_bn_input_grad_f32(const float *g, const float *x, int relu, float amul, float aadd,
+                               float *gx, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L,
+                               float m, float mg, float proj, float mul, int batch_stats)
+    void mdl_bn_input_grad_f64(const double *g, const double *x, int relu, double amul,
+                               double aadd, double *gx, Py_ssize_t rows, Py_ssize_t stride,
+                               Py_ssize_t L, double m, double mg, double proj, double mul,
+                               int batch_stats)
 
 # A chunk holds about this many elements of one channel: 16 KB of float32, so the centered
 # second pass over it is served from L1.
@@ -54,20 +60,25 @@ cdef Py_ssize_t MIN_PARALLEL_ELEMS = 32768
 
 
 cdef struct _Bn:
-    # One parallel loop over (channel, chunk) work items of x, g, relu_out (a fused ReLU's
-    # output, or NULL) and y (or gx): (N, C, L) of one float dtype, `rows` images per chunk;
-    # per-channel float64 vectors; part: the (C * chunks, 2) partial sums.
+    # One parallel loop over (channel, chunk) work items (or whole channels, _per_channel) of
+    # x, g and y (or gx): (N, C, L) of one float dtype, `rows` images per chunk; relu: the fused
+    # ReLU (forward: applied; backward: its mask, from x * scale + shift); per-channel float64
+    # vectors; weight, bias: the affine parameters or NULL; part: the (C * chunks, 2) partial
+    # sums.
     bint f64, batch_stats, relu
     const void *x
     const void *g
-    const void *relu_out
     void *y
-    const double *mean
-    const double *invstd
-    const double *scale
-    const double *shift
-    const double *sum_g
-    const double *sum_gxc
+    double *mean
+    double *var
+    double *invstd
+    double *scale
+    double *shift
+    const double *weight
+    const double *bias
+    double eps
+    double *sum_g
+    double *sum_gxc
     double *part
     Py_ssize_t N, C, L, rows, chunks
 
@@ -81,6 +92,13 @@ cpdef Py_ssize_t chunk_rows(Py_ssize_t L):
 
 cdef inline int _threads(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= MIN_PARALLEL_ELEMS else 1
+
+
+cdef inline bint _per_channel(Py_ssize_t C, int nt) noexcept nogil:
+    """Whole channels as work items: on one thread, or with at least 4 channels per thread (a
+    channel more or less per thread then costs at most a quarter of the time). Fewer channels
+    (one with a large batch) keep the (channel, chunk) items, which share out any shape."""
+    return nt == 1 or C >= 4 * nt
 
 
 cdef inline double _sum(const real *p, Py_ssize_t rows, Py_ssize_t stride,
@@ -99,13 +117,13 @@ cdef inline double _sqdev(const real *p, Py_ssize_t rows, Py_ssize_t stride, Py_
         return mdl_bn_sqdev_f64(p, rows, stride, L, m)
 
 
-cdef inline void _dots(const real *g, const real *x, const real *relu_out, Py_ssize_t rows,
-                       Py_ssize_t stride, Py_ssize_t L, double m, double *sum_g,
+cdef inline void _dots(const real *g, const real *x, bint relu, real amul, real aadd,
+                       Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t L, double m, double *sum_g,
                        double *sum_gx) noexcept nogil:
     if real is float:
-        mdl_bn_dots_f32(g, x, relu_out, rows, stride, L, m, sum_g, sum_gx)
+        mdl_bn_dots_f32(g, x, relu, amul, aadd, rows, stride, L, m, sum_g, sum_gx)
     else:
-        mdl_bn_dots_f64(g, x, relu_out, rows, stride, L, m, sum_g, sum_gx)
+        mdl_bn_dots_f64(g, x, relu, amul, aadd, rows, stride, L, m, sum_g, sum_gx)
 
 
 def _check(str op, x, *others):
@@ -126,55 +144,145 @@ def _check(str op, x, *others):
             )
 
 
-def batch_norm_stats(x, mean, var, int n_threads) -> None:
-    """Per-channel mean and biased variance of x (N, C, L) into mean, var (C,) float64.
+def batch_norm_forward(x, weight, bias, double eps, mean, var, invstd, scale, shift, y,
+                       bint batch_stats, int n_threads, bint relu=False) -> None:
+    """Per-channel normalization of x (N, C, L) into y (its shape and dtype; y may be x):
+    y = x * scale + shift, then max(., 0) with relu (a fused ReLU: NaN stays NaN).
 
-    Each chunk is summed around its own mean (two passes over an L1-resident chunk) and the
-    chunks are merged in order with Chan et al.'s pairwise update, which keeps the variance
-    accurate when |mean| >> std. N * L must be >= 1.
+    batch_stats: the mean and biased variance of each channel of x are written into mean, var
+    ((C,) float64): each chunk is summed around its own mean (two passes over an L1-resident
+    chunk) and the chunks are merged in order with Chan et al.'s pairwise update, which keeps
+    the variance accurate when |mean| >> std; N * L must be >= 1. Otherwise mean and var are
+    read (running statistics). invstd, scale, shift ((C,) float64) are written as
+    batch_norm_affine computes them from mean, var, weight, bias ((C,) float64 or None) and eps.
     """
     C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
-    _check("batch_norm_stats", x, ("mean", mean, (C,), np.float64),
-           ("var", var, (C,), np.float64))
-    if x.shape[0] * x.shape[2] == 0:
-        raise ValueError(f"batch_norm_stats: no values per channel in x of shape {x.shape}")
-    if x.shape[1] == 0:
+    vec = (C,)
+    _check("batch_norm_forward", x, ("weight", weight, vec, np.float64),
+           ("bias", bias, vec, np.float64), ("mean", mean, vec, np.float64),
+           ("var", var, vec, np.float64), ("invstd", invstd, vec, np.float64),
+           ("scale", scale, vec, np.float64), ("shift", shift, vec, np.float64),
+           ("y", y, x.shape, x.dtype))
+    for name, a in (("mean", mean), ("var", var), ("invstd", invstd), ("scale", scale),
+                    ("shift", shift), ("y", y)):
+        if a is None:
+            raise ValueError(f"batch_norm_forward: {name} is required")
+    if batch_stats and x.shape[0] * x.shape[2] == 0:
+        raise ValueError(f"batch_norm_forward: no values per channel in x of shape {x.shape}")
+    if C == 0:
         return
     rows = chunk_rows(x.shape[2])
     chunks = (x.shape[0] + rows - 1) // rows
-    part = np.empty(2 * C * chunks, dtype=np.float64)
+    part = np.empty(2 * C * chunks if batch_stats else 1, dtype=np.float64)
     if x.dtype == np.float32:
-        _stats[float](x, mean, var, part, rows, chunks, n_threads)
+        _forward[float](x, weight, bias, eps, mean, var, invstd, scale, shift, y, part, rows,
+                        chunks, batch_stats, relu, n_threads)
     else:
-        _stats[double](x, mean, var, part, rows, chunks, n_threads)
+        _forward[double](x, weight, bias, eps, mean, var, invstd, scale, shift, y, part, rows,
+                         chunks, batch_stats, relu, n_threads)
 
 
-cdef void _stats(const real[:, :, ::1] x, double[::1] mean, double[::1] var, double[::1] part,
-                 Py_ssize_t rows, Py_ssize_t chunks, int n_threads) noexcept:
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t c, k, n0
-    cdef double count, n_a, mean_a, m2_a, n_b, delta
-    cdef double *pp = &part[0]
-    cdef _Bn a = _Bn(f64=real is double, batch_stats=True, relu=False, x=&x[0, 0, 0], g=NULL,
-                     relu_out=NULL, y=NULL, mean=NULL, invstd=NULL, scale=NULL, shift=NULL,
-                     sum_g=NULL, sum_gxc=NULL, part=pp, N=N, C=C, L=L, rows=rows,
+def batch_norm_affine(mean, var, weight, bias, double eps, dtype):
+    """(invstd, scale, shift) (C,) float64 of y = x * scale + shift for inputs of `dtype` from
+    mean, var, weight, bias ((C,) float64; weight, bias may be None): invstd = 1 / sqrt(var +
+    eps) in that dtype's precision (float32 inputs get a float32 one, as in PyTorch), scale =
+    invstd * weight, shift = bias - mean * scale, exactly as batch_norm_forward has them."""
+    C = mean.shape[0] if getattr(mean, "ndim", 0) == 1 else -1
+    _check("batch_norm_affine", np.empty((1, max(C, 0), 1)), ("mean", mean, (C,), np.float64),
+           ("var", var, (C,), np.float64), ("weight", weight, (C,), np.float64),
+           ("bias", bias, (C,), np.float64))
+    invstd, scale, shift = np.empty(C), np.empty(C), np.empty(C)
+    cdef double[::1] m = mean, v = var, i = invstd, s = scale, t = shift
+    cdef const double[::1] wv, bv
+    cdef const double *wp = NULL
+    cdef const double *bp = NULL
+    if weight is not None:
+        wv = weight
+        wp = &wv[0] if C > 0 else NULL
+    if bias is not None:
+        bv = bias
+        bp = &bv[0] if C > 0 else NULL
+    cdef int f32 = np.dtype(dtype) == np.float32
+    cdef Py_ssize_t c
+    for c in range(C):
+        mdl_bn_affine(c, m[c], v[c], wp, bp, eps, f32, &i[0], &s[0], &t[0])
+    return invstd, scale, shift
+
+
+cdef void _forward(const real[:, :, ::1] x, weight, bias, double eps, double[::1] mean,
+                   double[::1] var, double[::1] invstd, double[::1] scale, double[::1] shift,
+                   real[:, :, ::1] y, double[::1] part, Py_ssize_t rows, Py_ssize_t chunks,
+                   bint batch_stats, bint relu, int n_threads) except *:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2], c
+    cdef const double[::1] wv, bv
+    cdef const double *wp = NULL
+    cdef const double *bp = NULL
+    if weight is not None:
+        wv = weight
+        wp = &wv[0]
+    if bias is not None:
+        bv = bias
+        bp = &bv[0]
+    cdef bint empty = N * L == 0
+    cdef const real *xp = NULL
+    cdef real *yp = NULL
+    if not empty:
+        xp = &x[0, 0, 0]
+        yp = &y[0, 0, 0]
+    cdef _Bn a = _Bn(f64=real is double, batch_stats=batch_stats, relu=relu, x=xp, g=NULL, y=yp,
+                     mean=&mean[0], var=&var[0],
+                     invstd=&invstd[0], scale=&scale[0], shift=&shift[0], weight=wp, bias=bp,
+                     eps=eps, sum_g=NULL, sum_gxc=NULL, part=&part[0], N=N, C=C, L=L, rows=rows,
                      chunks=chunks)
+    cdef int nt = _threads(N * C * L, n_threads)
     with nogil:
-        parallel_for(_stats_task, &a, C * chunks, _threads(N * C * L, n_threads))
-        for c in range(C):
-            n_a = 0
-            mean_a = 0
-            m2_a = 0
-            for k in range(chunks):
-                n0 = k * rows
-                n_b = (min(N, n0 + rows) - n0) * L
-                count = n_a + n_b
-                delta = pp[2 * (c * chunks + k)] - mean_a
-                mean_a = mean_a + delta * n_b / count
-                m2_a = m2_a + pp[2 * (c * chunks + k) + 1] + delta * delta * n_a * n_b / count
-                n_a = count
-            mean[c] = mean_a
-            var[c] = m2_a / n_a
+        if empty:  # eval mode on an empty batch: only the affine map
+            for c in range(C):
+                _channel_affine(&a, c)
+        elif _per_channel(C, nt):
+            parallel_for(_forward_channels_task, &a, C, nt)
+        else:
+            if batch_stats:
+                parallel_for(_stats_task, &a, C * chunks, nt)
+            for c in range(C):
+                _channel_affine(&a, c)
+            parallel_for(_apply_task, &a, C * chunks, nt)
+
+
+cdef inline void _channel_affine(_Bn *a, Py_ssize_t c) noexcept nogil:
+    """Channel c's mean and variance from its chunks' partials (with batch statistics), then
+    its invstd, scale and shift."""
+    cdef Py_ssize_t k, n0
+    cdef double count, n_a, mean_a, m2_a, n_b, delta
+    cdef const double *pp = a.part + 2 * c * a.chunks
+    if a.batch_stats:
+        n_a = 0
+        mean_a = 0
+        m2_a = 0
+        for k in range(a.chunks):
+            n0 = k * a.rows
+            n_b = (min(a.N, n0 + a.rows) - n0) * a.L
+            count = n_a + n_b
+            delta = pp[2 * k] - mean_a
+            mean_a = mean_a + delta * n_b / count
+            m2_a = m2_a + pp[2 * k + 1] + delta * delta * n_a * n_b / count
+            n_a = count
+        a.mean[c] = mean_a
+        a.var[c] = m2_a / n_a
+    mdl_bn_affine(c, a.mean[c], a.var[c], a.weight, a.bias, a.eps, not a.f64, a.invstd, a.scale,
+                  a.shift)
+
+
+cdef void _forward_channels_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                 int worker) noexcept nogil:
+    """Channels [begin, end), each summed, normalized and applied in turn."""
+    cdef _Bn *a = <_Bn *>args
+    cdef Py_ssize_t c
+    for c in range(begin, end):
+        if a.batch_stats:
+            _stats_task(args, c * a.chunks, (c + 1) * a.chunks, worker)
+        _channel_affine(a, c)
+        _apply_task(args, c * a.chunks, (c + 1) * a.chunks, worker)
 
 
 cdef void _stats_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
@@ -202,37 +310,6 @@ cdef inline void _stats_items(const real *xp, const _Bn *a, Py_ssize_t begin,
         a.part[2 * item + 1] = _sqdev(p, n1 - n0, C * L, L, m)
 
 
-def batch_norm_apply(x, scale, shift, y, int n_threads, bint relu=False) -> None:
-    """y[n, c, l] = x[n, c, l] * scale[c] + shift[c], then max(., 0) with relu (a fused ReLU:
-    NaN stays NaN); x, y (N, C, L) of one float dtype, scale, shift (C,) float64 (rounded to x's
-    dtype first). y may be x."""
-    C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
-    _check("batch_norm_apply", x, ("scale", scale, (C,), np.float64),
-           ("shift", shift, (C,), np.float64), ("y", y, x.shape, x.dtype))
-    if y is None:
-        raise ValueError("batch_norm_apply: y is required")
-    if x.size == 0:
-        return
-    rows = chunk_rows(x.shape[2])
-    chunks = (x.shape[0] + rows - 1) // rows
-    if x.dtype == np.float32:
-        _apply[float](x, scale, shift, y, rows, chunks, relu, n_threads)
-    else:
-        _apply[double](x, scale, shift, y, rows, chunks, relu, n_threads)
-
-
-cdef void _apply(const real[:, :, ::1] x, const double[::1] scale, const double[::1] shift,
-                 real[:, :, ::1] y, Py_ssize_t rows, Py_ssize_t chunks, bint relu,
-                 int n_threads) noexcept:
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef _Bn a = _Bn(f64=real is double, batch_stats=False, relu=relu, x=&x[0, 0, 0], g=NULL,
-                     relu_out=NULL, y=&y[0, 0, 0], mean=NULL, invstd=NULL, scale=&scale[0],
-                     shift=&shift[0], sum_g=NULL, sum_gxc=NULL, part=NULL, N=N, C=C, L=L,
-                     rows=rows, chunks=chunks)
-    with nogil:
-        parallel_for(_apply_task, &a, C * chunks, _threads(N * C * L, n_threads))
-
-
 cdef void _apply_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
     cdef _Bn *a = <_Bn *>args
     if a.f64:
@@ -257,12 +334,14 @@ cdef inline void _apply_items(const real *xp, real *yp, const _Bn *a, Py_ssize_t
 
 
 def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batch_stats,
-                        int n_threads, relu_out=None) -> None:
+                        int n_threads, relu_shift=None) -> None:
     """Sums for the parameter gradients and, if gx is given, the input gradient.
 
     x, g, gx: (N, C, L) of one float dtype; mean, invstd, scale (= invstd * weight, or invstd
-    without weight), sum_g, sum_gxc: (C,) float64. relu_out (N, C, L), the output of a fused
-    ReLU, or None: g is then taken as 0 where relu_out <= 0, as ReLU's backward does. Writes
+    without weight), sum_g, sum_gxc: (C,) float64. relu_shift ((C,) float64): the forward's
+    shift when it had the fused ReLU, or None: g is then taken as 0 where the forward's output
+    x * scale + shift (as batch_norm_forward computed it) was <= 0, as ReLU's backward does on
+    that output. Writes
     sum_g[c] = sum of g and sum_gxc[c] = sum of g * (x - mean) over channel c, then
         batch_stats: gx = (g - sum_g / M - (x - mean) * invstd^2 * sum_gxc / M) * scale
                      (M = N * L: the mean and variance were taken from this batch)
@@ -271,7 +350,7 @@ def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batc
     C = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
     vec = (C,)
     _check("batch_norm_backward", x, ("g", g, x.shape, x.dtype), ("gx", gx, x.shape, x.dtype),
-           ("relu_out", relu_out, x.shape, x.dtype), ("mean", mean, vec, np.float64),
+           ("relu_shift", relu_shift, vec, np.float64), ("mean", mean, vec, np.float64),
            ("invstd", invstd, vec, np.float64), ("scale", scale, vec, np.float64),
            ("sum_g", sum_g, vec, np.float64), ("sum_gxc", sum_gxc, vec, np.float64))
     for name, a in (("g", g), ("mean", mean), ("invstd", invstd), ("scale", scale),
@@ -288,73 +367,92 @@ def batch_norm_backward(x, g, mean, invstd, scale, gx, sum_g, sum_gxc, bint batc
     chunks = (x.shape[0] + rows - 1) // rows
     part = np.empty(2 * C * chunks, dtype=np.float64)
     if x.dtype == np.float32:
-        _backward[float](x, g, relu_out, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows,
+        _backward[float](x, g, relu_shift, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows,
                          chunks, batch_stats, n_threads)
     else:
-        _backward[double](x, g, relu_out, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows,
+        _backward[double](x, g, relu_shift, mean, invstd, scale, gx, sum_g, sum_gxc, part, rows,
                           chunks, batch_stats, n_threads)
 
 
-cdef void _backward(const real[:, :, ::1] x, const real[:, :, ::1] g, relu_out,
+cdef void _backward(const real[:, :, ::1] x, const real[:, :, ::1] g, relu_shift,
                     const double[::1] mean, const double[::1] invstd, const double[::1] scale,
                     gx, double[::1] sum_g, double[::1] sum_gxc, double[::1] part,
                     Py_ssize_t rows, Py_ssize_t chunks, bint batch_stats,
                     int n_threads) except *:
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t c, k
-    cdef double sg, sgx
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2], c
     cdef double *pp = &part[0]
     cdef int nt = _threads(N * C * L, n_threads)
-    cdef const real[:, :, ::1] y_view
+    cdef const double[::1] shift_view
     cdef real[:, :, ::1] gx_view
-    cdef const real *yp = NULL
+    cdef const double *sp = NULL
     cdef real *gxp = NULL
-    if relu_out is not None:
-        y_view = relu_out
-        yp = &y_view[0, 0, 0]
+    if relu_shift is not None:
+        shift_view = relu_shift
+        sp = &shift_view[0]
     if gx is not None:
         gx_view = gx
         gxp = &gx_view[0, 0, 0]
-    cdef _Bn a = _Bn(f64=real is double, batch_stats=batch_stats, relu=False,
-                     x=&x[0, 0, 0], g=&g[0, 0, 0], relu_out=yp, y=gxp, mean=&mean[0],
-                     invstd=&invstd[0], scale=&scale[0], shift=NULL, sum_g=&sum_g[0],
-                     sum_gxc=&sum_gxc[0], part=pp, N=N, C=C, L=L, rows=rows, chunks=chunks)
+    # The per-channel vectors are only read here (the casts fit _Bn's fields, which forward
+    # writes).
+    cdef _Bn a = _Bn(f64=real is double, batch_stats=batch_stats, relu=sp != NULL,
+                     x=&x[0, 0, 0], g=&g[0, 0, 0], y=gxp, mean=<double *>&mean[0], var=NULL,
+                     invstd=<double *>&invstd[0], scale=<double *>&scale[0], shift=<double *>sp,
+                     weight=NULL, bias=NULL, eps=0, sum_g=&sum_g[0], sum_gxc=&sum_gxc[0],
+                     part=pp, N=N, C=C, L=L, rows=rows, chunks=chunks)
     with nogil:
+        if _per_channel(C, nt):
+            parallel_for(_backward_channels_task, &a, C, nt)
+            return
         parallel_for(_backward_sums_task, &a, C * chunks, nt)
         for c in range(C):
-            sg = 0
-            sgx = 0
-            for k in range(chunks):
-                sg = sg + pp[2 * (c * chunks + k)]
-                sgx = sgx + pp[2 * (c * chunks + k) + 1]
-            sum_g[c] = sg
-            sum_gxc[c] = sgx
+            _channel_sums(&a, c)
         if gxp == NULL:
             return
         parallel_for(_backward_input_task, &a, C * chunks, nt)
+
+
+cdef inline void _channel_sums(_Bn *a, Py_ssize_t c) noexcept nogil:
+    """Channel c's sums of g and g * (x - mean), its chunks' partials added in order."""
+    cdef Py_ssize_t k
+    cdef double sg = 0, sgx = 0
+    cdef const double *pp = a.part + 2 * c * a.chunks
+    for k in range(a.chunks):
+        sg = sg + pp[2 * k]
+        sgx = sgx + pp[2 * k + 1]
+    a.sum_g[c] = sg
+    a.sum_gxc[c] = sgx
+
+
+cdef void _backward_channels_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                                  int worker) noexcept nogil:
+    """Channels [begin, end), each summed, then (if gx is wanted) its input gradient."""
+    cdef _Bn *a = <_Bn *>args
+    cdef Py_ssize_t c
+    for c in range(begin, end):
+        _backward_sums_task(args, c * a.chunks, (c + 1) * a.chunks, worker)
+        _channel_sums(a, c)
+        if a.y != NULL:
+            _backward_input_task(args, c * a.chunks, (c + 1) * a.chunks, worker)
 
 
 cdef void _backward_sums_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                               int worker) noexcept nogil:
     cdef _Bn *a = <_Bn *>args
     if a.f64:
-        _backward_sums_items(<const double *>a.x, <const double *>a.g,
-                             <const double *>a.relu_out, a, begin, end)
+        _backward_sums_items(<const double *>a.x, <const double *>a.g, a, begin, end)
     else:
-        _backward_sums_items(<const float *>a.x, <const float *>a.g,
-                             <const float *>a.relu_out, a, begin, end)
+        _backward_sums_items(<const float *>a.x, <const float *>a.g, a, begin, end)
 
 
-cdef inline void _backward_sums_items(const real *xp, const real *gp, const real *yp,
-                                      const _Bn *a, Py_ssize_t begin,
-                                      Py_ssize_t end) noexcept nogil:
+cdef inline void _backward_sums_items(const real *xp, const real *gp, const _Bn *a,
+                                      Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
     """Sums of g and g * (x - mean) of (channel, chunk) items [begin, end)."""
     cdef Py_ssize_t item, c, n0, off, C = a.C, L = a.L
     for item in range(begin, end):
         c = item // a.chunks
         n0 = (item % a.chunks) * a.rows
         off = (n0 * C + c) * L
-        _dots(gp + off, xp + off, yp + off if yp != NULL else NULL,
+        _dots(gp + off, xp + off, a.relu, <real>a.scale[c], <real>a.shift[c] if a.relu else 0,
               min(a.N, n0 + a.rows) - n0, C * L, L, a.mean[c], &a.part[2 * item],
               &a.part[2 * item + 1])
 
@@ -363,16 +461,15 @@ cdef void _backward_input_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                                int worker) noexcept nogil:
     cdef _Bn *a = <_Bn *>args
     if a.f64:
-        _backward_input_items(<const double *>a.x, <const double *>a.g,
-                              <const double *>a.relu_out, <double *>a.y, a, begin, end)
+        _backward_input_items(<const double *>a.x, <const double *>a.g, <double *>a.y, a, begin,
+                              end)
     else:
-        _backward_input_items(<const float *>a.x, <const float *>a.g,
-                              <const float *>a.relu_out, <float *>a.y, a, begin, end)
+        _backward_input_items(<const float *>a.x, <const float *>a.g, <float *>a.y, a, begin,
+                              end)
 
 
-cdef inline void _backward_input_items(const real *xp, const real *gp, const real *yp,
-                                       real *gxp, const _Bn *a, Py_ssize_t begin,
-                                       Py_ssize_t end) noexcept nogil:
+cdef inline void _backward_input_items(const real *xp, const real *gp, real *gxp, const _Bn *a,
+                                       Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
     """The input gradient of (channel, chunk) items [begin, end)."""
     cdef Py_ssize_t item, c, n0, off, C = a.C, L = a.L
     cdef double total = <double>(a.N * L)
@@ -386,10 +483,12 @@ cdef inline void _backward_input_items(const real *xp, const real *gp, const rea
             mg = <real>(a.sum_g[c] / total)
             proj = <real>(a.sum_gxc[c] * a.invstd[c] * a.invstd[c] / total)
         if real is float:
-            mdl_bn_input_grad_f32(gp + off, xp + off, yp + off if yp != NULL else NULL,
-                                  gxp + off, min(a.N, n0 + a.rows) - n0, C * L, L, m, mg, proj,
+            mdl_bn_input_grad_f32(gp + off, xp + off, a.relu, <float>a.scale[c],
+                                  <float>a.shift[c] if a.relu else 0, gxp + off,
+                                  min(a.N, n0 + a.rows) - n0, C * L, L, m, mg, proj,
                                   <float>a.scale[c], a.batch_stats)
         else:
-            mdl_bn_input_grad_f64(gp + off, xp + off, yp + off if yp != NULL else NULL,
-                                  gxp + off, min(a.N, n0 + a.rows) - n0, C * L, L, m, mg, proj,
-                                  a.scale[c], a.batch_stats)
+            mdl_bn_input_grad_f64(gp + off, xp + off, a.relu, a.scale[c],
+                                  a.shift[c] if a.relu else 0, gxp + off,
+                                  min(a.N, n0 + a.rows) - n0, C * L, L, m, mg, proj, a.scale[c],
+                                  a.batch_stats)

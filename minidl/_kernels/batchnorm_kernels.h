@@ -4,6 +4,7 @@
 #ifndef MINIDL_BATCHNORM_KERNELS_H
 #define MINIDL_BATCHNORM_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include "mdl_isa.h"
@@ -24,6 +25,24 @@ static inline double mdl_bn_fold(const double *acc)
     return t[0];
 }
 
+/* Channel c's normalization y = x * scale[c] + shift[c] from its mean and biased variance:
+ * invstd = 1 / sqrt(var + eps) in the input's precision (f32: float32 arithmetic, as PyTorch
+ * does), scale = invstd * w[c], shift = b[c] - mean * scale (w, b NULL: 1 and 0). Not inlined:
+ * the forward kernels and the inference fold (batch_norm_affine) run this one compiled copy, so
+ * they cannot round differently. */
+__attribute__((noinline)) static void mdl_bn_affine(ptrdiff_t c, double mean, double var,
+                                                    const double *w, const double *b,
+                                                    double eps, int f32, double *invstd,
+                                                    double *scale, double *shift)
+{
+    const double inv = f32 ? (double)(1.0f / sqrtf((float)var + (float)eps))
+                           : 1.0 / sqrt(var + eps);
+    const double s = w ? inv * w[c] : inv;
+    invstd[c] = inv;
+    scale[c] = s;
+    shift[c] = b ? b[c] - mean * s : -(mean * s);
+}
+
 #define MDL_ISA_BODY "batchnorm_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
@@ -38,23 +57,25 @@ static inline double mdl_bn_fold(const double *acc)
     {                                                                                            \
         return MDL_DISPATCH(mdl_bn_sqdev_##SFX, (p, rows, stride, L, m));                        \
     }                                                                                            \
-    static inline void mdl_bn_dots_##SFX(const T *g, const T *x, const T *relu_out,              \
+    static inline void mdl_bn_dots_##SFX(const T *g, const T *x, int relu, T amul, T aadd,       \
                                          ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t L,          \
                                          double m, double *sum_g, double *sum_gx)                \
     {                                                                                            \
-        MDL_DISPATCH(mdl_bn_dots_##SFX, (g, x, relu_out, rows, stride, L, m, sum_g, sum_gx));    \
+        MDL_DISPATCH(mdl_bn_dots_##SFX,                                                          \
+                     (g, x, relu, amul, aadd, rows, stride, L, m, sum_g, sum_gx));               \
     }                                                                                            \
     static inline void mdl_bn_apply_##SFX(const T *x, T *y, ptrdiff_t rows, ptrdiff_t stride,    \
                                           ptrdiff_t L, T mul, T add, int relu)                   \
     {                                                                                            \
         MDL_DISPATCH(mdl_bn_apply_##SFX, (x, y, rows, stride, L, mul, add, relu));               \
     }                                                                                            \
-    static inline void mdl_bn_input_grad_##SFX(const T *g, const T *x, const T *relu_out, T *gx, \
-                                               ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t L,    \
-                                               T m, T mg, T proj, T mul, int batch_stats)        \
+    static inline void mdl_bn_input_grad_##SFX(const T *g, const T *x, int relu, T amul,         \
+                                               T aadd, T *gx, ptrdiff_t rows, ptrdiff_t stride,  \
+                                               ptrdiff_t L, T m, T mg, T proj, T mul,            \
+                                               int batch_stats)                                  \
     {                                                                                            \
-        MDL_DISPATCH(mdl_bn_input_grad_##SFX,                                                    \
-                     (g, x, relu_out, gx, rows, stride, L, m, mg, proj, mul, batch_stats));      \
+        MDL_DISPATCH(mdl_bn_input_grad_##SFX, (g, x, relu, amul, aadd, gx, rows, stride, L, m,  \
+                                               mg, proj, mul, batch_stats));                     \
     }
 
 MDL_BN_WRAPPERS(float, f32)

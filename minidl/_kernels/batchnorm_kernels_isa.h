@@ -15,6 +15,11 @@
  * Where the instance has FMA (x86-64-v3 and v4), gcc contracts a * b + c into one rounding:
  * results are bitwise the same for any thread count, not across instruction sets. */
 
+/* The forward's y before its ReLU, in one expression that the forward and the backward's
+ * recomputed ReLU mask both use: gcc contracts it into one fused multiply-add on the instances
+ * with FMA, and alike everywhere it appears, so the mask is the forward's bit for bit. */
+#define MDL_BN_AFFINE(x, mul, add) ((x) * (mul) + (add))
+
 #define MDL_BN_BODY(T, SFX)                                                                      \
                                                                                                  \
     /* Sum of the items' elements. */                                                            \
@@ -56,18 +61,18 @@
         return mdl_bn_fold(acc) + tail;                                                          \
     }                                                                                            \
                                                                                                  \
-    /* *sum_g = sum of g', *sum_gx = sum of g' * (x - m), g' = g, or with relu_out (the fused    \
-     * ReLU's output) 0 where relu_out <= 0 (PyTorch's threshold_backward). */                   \
+    /* *sum_g = sum of g', *sum_gx = sum of g' * (x - m), g' = g, or with relu (the forward's     \
+     * fused ReLU) 0 where the forward's x * amul + aadd was <= 0 (PyTorch's threshold_backward  \
+     * on its output; recomputed from x, one stream less to read than the output itself). */     \
     MDL_ISA_ATTR static void MDL_ISA(mdl_bn_dots_##SFX)(                                         \
-        const T *restrict g, const T *restrict x, const T *restrict relu_out, ptrdiff_t rows,    \
+        const T *restrict g, const T *restrict x, int relu, T amul, T aadd, ptrdiff_t rows,      \
         ptrdiff_t stride, ptrdiff_t L, double m, double *sum_g, double *sum_gx)                  \
     {                                                                                            \
         double ag[MDL_BN_LANES] = {0}, ax[MDL_BN_LANES] = {0}, tg = 0, tx = 0;                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
             const T *restrict gr = g + r * stride, *restrict xr = x + r * stride;                \
-            const T *restrict yr = relu_out ? relu_out + r * stride : NULL;                      \
             ptrdiff_t i = 0;                                                                     \
-            if (yr) {                                                                            \
+            if (relu) {                                                                          \
                 /* Masked in pieces first: gcc vectorizes a select in a loop, not in the         \
                  * unrolled lanes. */                                                            \
                 T piece[MDL_BN_PIECE];                                                           \
@@ -76,7 +81,7 @@
                     n = n < MDL_BN_PIECE ? n : MDL_BN_PIECE;                                     \
                     for (ptrdiff_t k = 0; k < n; k++) {                                          \
                         T gk = gr[i + k];                                                        \
-                        piece[k] = yr[i + k] <= 0 ? (T)0 : gk;                                   \
+                        piece[k] = MDL_BN_AFFINE(xr[i + k], amul, aadd) <= 0 ? (T)0 : gk;        \
                     }                                                                            \
                     for (ptrdiff_t k = 0; k < n; k += MDL_BN_LANES)                              \
                         for (int j = 0; j < MDL_BN_LANES; j++) {                                 \
@@ -98,7 +103,7 @@
                     }                                                                            \
             for (; i < L; i++) {                                                                 \
                 T gi = gr[i];                                                                    \
-                double gv = (double)(yr && yr[i] <= 0 ? (T)0 : gi);                              \
+                double gv = (double)(relu && MDL_BN_AFFINE(xr[i], amul, aadd) <= 0 ? (T)0 : gi); \
                 tg += gv;                                                                        \
                 tx += gv * ((double)xr[i] - m);                                                  \
             }                                                                                    \
@@ -117,38 +122,38 @@
             T *yr = y + r * stride;                                                              \
             if (relu)                                                                            \
                 for (ptrdiff_t i = 0; i < L; i++) {                                              \
-                    T v = xr[i] * mul + add;                                                     \
+                    T v = MDL_BN_AFFINE(xr[i], mul, add);                                        \
                     yr[i] = v < 0 ? (T)0 : v;                                                    \
                 }                                                                                \
             else                                                                                 \
                 for (ptrdiff_t i = 0; i < L; i++)                                                \
-                    yr[i] = xr[i] * mul + add;                                                   \
+                    yr[i] = MDL_BN_AFFINE(xr[i], mul, add);                                      \
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
     /* gx = (g' - mg - (x - m) * proj) * mul, or g' * mul without batch statistics; g' as in     \
      * the dots. */                                                                              \
     MDL_ISA_ATTR static void MDL_ISA(mdl_bn_input_grad_##SFX)(                                   \
-        const T *restrict g, const T *restrict x, const T *restrict relu_out, T *restrict gx,    \
+        const T *restrict g, const T *restrict x, int relu, T amul, T aadd, T *restrict gx,      \
         ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t L, T m, T mg, T proj, T mul,                 \
         int batch_stats)                                                                         \
     {                                                                                            \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
             const T *restrict gr = g + r * stride, *restrict xr = x + r * stride;                \
-            const T *restrict yr = relu_out ? relu_out + r * stride : NULL;                      \
             T *restrict out = gx + r * stride;                                                   \
-            if (batch_stats && yr)                                                               \
+            if (batch_stats && relu)                                                             \
                 for (ptrdiff_t i = 0; i < L; i++) {                                              \
-                    T gi = gr[i];                                                                \
-                    out[i] = ((yr[i] <= 0 ? (T)0 : gi) - mg - (xr[i] - m) * proj) * mul;         \
+                    T gi = gr[i], xi = xr[i];                                                    \
+                    gi = MDL_BN_AFFINE(xi, amul, aadd) <= 0 ? (T)0 : gi;                         \
+                    out[i] = (gi - mg - (xi - m) * proj) * mul;                                  \
                 }                                                                                \
             else if (batch_stats)                                                                \
                 for (ptrdiff_t i = 0; i < L; i++)                                                \
                     out[i] = (gr[i] - mg - (xr[i] - m) * proj) * mul;                            \
-            else if (yr)                                                                         \
+            else if (relu)                                                                       \
                 for (ptrdiff_t i = 0; i < L; i++) {                                              \
                     T gi = gr[i];                                                                \
-                    out[i] = (yr[i] <= 0 ? (T)0 : gi) * mul;                                     \
+                    out[i] = (MDL_BN_AFFINE(xr[i], amul, aadd) <= 0 ? (T)0 : gi) * mul;          \
                 }                                                                                \
             else                                                                                 \
                 for (ptrdiff_t i = 0; i < L; i++)                                                \
@@ -160,3 +165,4 @@ MDL_BN_BODY(float, f32)
 MDL_BN_BODY(double, f64)
 
 #undef MDL_BN_BODY
+#undef MDL_BN_AFFINE

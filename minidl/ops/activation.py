@@ -287,8 +287,9 @@ class BatchNormOp(Function):
     minidl.ops.elementwise.
 
     relu=True is the static graphs' fusion of a following ReLU (BN+ReLU of every ResNet block):
-    the kernel clamps while writing y, and backward masks the gradient with the saved output
-    exactly as ReLU's backward does, so results equal BatchNorm then ReLU bit for bit.
+    the kernel clamps while writing y, and backward masks the gradient where the output was <= 0
+    exactly as ReLU's backward does (recomputing x * scale + shift as the forward rounded it,
+    rather than reading y back), so results equal BatchNorm then ReLU bit for bit.
     """
 
     name = "batch_norm"
@@ -314,25 +315,23 @@ class BatchNormOp(Function):
         count = x3.shape[0] * x3.shape[2]
         threads = get_num_threads()
         use_batch_stats = training or running_mean is None or running_var is None
+        if use_batch_stats and count <= 1:
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel when training, got "
+                f"input of shape {x.shape}"
+            )
         if use_batch_stats:
-            if count <= 1:
-                raise ValueError(
-                    f"batch_norm: expected more than 1 value per channel when training, got "
-                    f"input of shape {x.shape}"
-                )
-            mean = np.empty(channels)
-            var = np.empty(channels)
-            _bn.batch_norm_stats(x3, mean, var, threads)
-            if training and running_mean is not None and running_var is not None:
-                _update_running_stats(running_mean, running_var, num_batches_tracked, momentum,
-                                      mean, var * (count / (count - 1)))
+            mean, var = np.empty(channels), np.empty(channels)
         else:
-            mean = running_mean.astype(np.float64)
-            var = running_var.astype(np.float64)
-        invstd, scale, shift = _normalization(mean, var, weight, bias, eps, x.dtype)
+            mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+        invstd, scale, shift = np.empty(channels), np.empty(channels), np.empty(channels)
         y = np.empty(x.shape, dtype=x.dtype) if out is None else out
-        _bn.batch_norm_apply(x3, scale, shift, y.reshape(x3.shape), threads, relu)
-        ctx.save_for_backward(x3, mean, invstd, scale, y if relu else None)
+        _bn.batch_norm_forward(x3, _float64(weight), _float64(bias), eps, mean, var, invstd,
+                               scale, shift, y.reshape(x3.shape), use_batch_stats, threads, relu)
+        if training and use_batch_stats and running_mean is not None and running_var is not None:
+            _update_running_stats(running_mean, running_var, num_batches_tracked, momentum,
+                                  mean, var * (count / (count - 1)))
+        ctx.save_for_backward(x3, mean, invstd, scale, shift if relu else None)
         ctx.batch_stats = use_batch_stats
         ctx.weight_dtype = None if weight is None else weight.dtype
         return y
@@ -345,37 +344,33 @@ class BatchNormOp(Function):
         mean, var = attrs["running_mean"], attrs["running_var"]
         if attrs["training"] or mean is None or var is None:
             return None
-        _, scale, shift = _normalization(mean.astype(np.float64), var.astype(np.float64),
-                                         weight, bias, attrs["eps"], np.dtype(dtype))
+        _, scale, shift = _bn.batch_norm_affine(mean.astype(np.float64), var.astype(np.float64),
+                                                _float64(weight), _float64(bias), attrs["eps"],
+                                                dtype)
         return scale, shift
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        x3, mean, invstd, scale, y = ctx.saved_tensors
+        x3, mean, invstd, scale, relu_shift = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         channels = x3.shape[1]
         sum_g = np.empty(channels)
         sum_gxc = np.empty(channels)
         gx = np.empty(g.shape, dtype=x3.dtype) if need_x else None
-        # With the fused ReLU the kernel masks g by its output as ReLU.backward would.
+        # With the fused ReLU the kernel masks g where the output was <= 0, as ReLU.backward.
         _bn.batch_norm_backward(
             x3, contiguous(g).reshape(x3.shape), mean, invstd, scale,
             None if gx is None else gx.reshape(x3.shape), sum_g, sum_gxc, ctx.batch_stats,
-            get_num_threads(), None if y is None else y.reshape(x3.shape),
+            get_num_threads(), relu_shift,
         )
         gw = (sum_gxc * invstd).astype(ctx.weight_dtype) if need_w else None
         gb = sum_g.astype(g.dtype) if need_b else None
         return gx, gw, gb
 
 
-def _normalization(mean: np.ndarray, var: np.ndarray, weight, bias, eps: float,
-                   dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(invstd, scale, shift) float64 (C,) of y = x * scale + shift for inputs of `dtype`."""
-    # In x's precision, as PyTorch does: float32 inputs get a float32 1 / sqrt(var + eps).
-    invstd = (1 / np.sqrt(var.astype(dtype) + dtype.type(eps))).astype(np.float64)
-    scale = invstd if weight is None else invstd * weight
-    shift = -mean * scale if bias is None else bias - mean * scale
-    return invstd, scale, shift
+def _float64(a):
+    """A per-channel parameter as the kernels take it: (C,) float64, or None."""
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _update_running_stats(running_mean: np.ndarray, running_var: np.ndarray,

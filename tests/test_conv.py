@@ -741,6 +741,30 @@ def test_images_input_gradient_rule(c, oc, hw, k, pad, path):
     assert kernels.backward_paths(x, w, gy, True, False, 1, 1, 1, 1, 1)[0] == path
 
 
+@pytest.mark.parametrize("c, oc, hw, k, stride, pad, path", [
+    (32, 64, 16, 3, 2, 1, "packed"),  # ResNet-20's 32->64 stride 2: 8-pixel rows
+    (64, 64, 4, 3, 1, 1, "packed"),  # 4-pixel rows
+    (32, 64, 12, 5, 1, 0, "packed"),  # 5x5, 8-pixel rows
+    (64, 128, 16, 1, 2, 0, "gemm"),  # 1x1: the GEMM ties and stays
+    (32, 32, 16, 3, 1, 1, "direct"),  # rows that fill the lanes
+])
+def test_wide_forward_rule(c, oc, hw, k, stride, pad, path):
+    # Wide layers whose rows fill the row-vector lanes badly: the channel-packed kernel, not
+    # im2col + GEMM, where the kernel is spatial; and it computes what the reference does.
+    from minidl._kernels import conv as kernels
+
+    rng = np.random.default_rng(c + oc + hw)
+    o = (hw + 2 * pad - k) // stride + 1
+    x = rng.standard_normal((3, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((oc, c, k, k)).astype(np.float32)
+    out = np.empty((3, oc, o, o), np.float32)
+    assert kernels.forward_path(x, w, out, stride, stride, 1, 1, 1) == path
+    want = reference(x, w, None, None, (stride, stride), ((pad, pad), (pad, pad)), (1, 1), 1)[0]
+    for threads in (1, 2):
+        kernels.conv2d_forward(x, w, None, out, stride, stride, pad, pad, 1, 1, 1, False, threads)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "shape, oc",

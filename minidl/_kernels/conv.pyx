@@ -1632,13 +1632,20 @@ def forward_path(x, weight, out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py
     if not _padding_fits(x, OH, OW, KH, KW, sh, sw, dh, dw):
         return "generic"
     phased = _f32_dense(x, groups) and _phases_fit(x, OH, OW, KH, KW, sh, sw, dh, dw)
+    packed = _packed_wins(x, OC, OW, C * KH * KW, groups, phased)
     # The row-vector kernel takes wide layers whose rows fill its lanes, strided ones by stride
     # phases: ResNet's 16->32 stride 2 at 32x32, one thread, 3.0 ms against im2col + GEMM's 4.1
-    # once the phases are padded in L2-sized image groups (4.8 against 3.9 before).
+    # once the phases are padded in L2-sized image groups (4.8 against 3.9 before). Where the
+    # rows fill them badly, the channel-packed kernel beats im2col + GEMM with any spatial
+    # kernel (one thread, ms, GEMM / packed, 2026-12-07): ResNet-20's 32->64 stride 2 at 16x16
+    # (batch 128) 8.8 / 4.1, 64->128 stride 2 at 16x16 23.1 / 15.4, 256->256 at 7x7 (batch 32)
+    # 26.0 / 20.9, 32->64 5x5 at 12x12 6.0 / 4.4, 64->64 at 4x4 4.9 / 2.2, 128->128 at 4x4
+    # (batch 8) 0.84 / 0.80; a 1x1 kernel ties (64->128 stride 2, 4.4 / 4.4) and keeps the GEMM.
     if _use_gemm(algorithm, _is_wide(C, OC, KH, KW, groups)
-                 and not (phased and _rowvec_fits(x, OW, KH, KW, groups)), groups):
+                 and not (phased and _rowvec_fits(x, OW, KH, KW, groups))
+                 and not (packed and KH * KW > 1), groups):
         return "gemm"
-    if _packed_wins(x, OC, OW, C * KH * KW, groups, phased):
+    if packed:
         return "packed"
     return "direct" if phased else "generic"
 

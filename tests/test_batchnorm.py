@@ -263,6 +263,10 @@ def test_kernels_reject_bad_buffers():
     with pytest.raises(ValueError, match="no values per channel"):
         forward(np.zeros((0, 3, 4), np.float32))
     forward(np.zeros((0, 3, 4), np.float32), batch_stats=False)  # eval: only the affine map
+    with pytest.raises(ValueError, match="batch_norm_affine: mean must be a 1-D float64"):
+        _bn.batch_norm_affine(np.zeros((2, 3)), np.ones(3), None, None, 1e-5, np.float32)
+    with pytest.raises(ValueError, match=r"var must be a C-contiguous float64 array of shape \(3,\)"):
+        _bn.batch_norm_affine(np.zeros(3), np.ones(2), None, None, 1e-5, np.float32)
     with pytest.raises(ValueError, match="g must be"):
         _bn.batch_norm_backward(
             x, x[:1], np.zeros(3), np.ones(3), np.ones(3), None, np.empty(3), np.empty(3), True, 1

@@ -14,10 +14,11 @@ work.
 Each kernel reads its inputs once per stage: the statistics pass reads x (a chunk's second,
 centered pass hits L1), the apply pass reads x and writes y; backward reads (g, x) for the two
 sums and again to write the input gradient (a fused ReLU's mask recomputed from x on the way,
-exactly as the forward rounded it, instead of reading its output or a pass of its own). With enough channels to share out (`_per_channel`), one work item
-is a whole channel: its second stage reads what its first just brought into the core's L2
-cache, not main memory (a ResNet-20 step's BatchNorm tensors are 2-8 MB, read back from DRAM
-otherwise). Which way the work is split never changes a bit.
+exactly as the forward rounded it, instead of reading its output or a pass of its own). With
+enough channels to share out (`_per_channel`), one work item is a whole channel: its second
+stage reads what its first just brought into the core's L2 cache, not main memory (a
+ResNet-20 step's BatchNorm tensors are 2-8 MB, read back from DRAM otherwise). Which way the
+work is split never changes a bit.
 """
 
 import numpy as np
@@ -127,12 +128,18 @@ cdef inline void _dots(const real *g, const real *x, bint relu, real amul, real 
 
 
 def _check(str op, x, *others):
-    """x (N, C, L) C-contiguous float32/float64; `others` (name, array, shape, dtype) tuples."""
+    """x (N, C, L) C-contiguous float32/float64; `others` as for _check_arrays."""
     if not isinstance(x, np.ndarray) or x.ndim != 3 or x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{op}: expected a 3-D float32/float64 array (N, C, L), got "
                         f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
     if not x.flags.c_contiguous:
         raise ValueError(f"{op}: x must be C-contiguous")
+    _check_arrays(op, *others)
+
+
+def _check_arrays(str op, *others):
+    """`others`: (name, array or None, shape, dtype) tuples; each array must be C-contiguous
+    of that shape and dtype."""
     for name, a, shape, dtype in others:
         if a is None:
             continue
@@ -187,10 +194,15 @@ def batch_norm_affine(mean, var, weight, bias, double eps, dtype):
     mean, var, weight, bias ((C,) float64; weight, bias may be None): invstd = 1 / sqrt(var +
     eps) in that dtype's precision (float32 inputs get a float32 one, as in PyTorch), scale =
     invstd * weight, shift = bias - mean * scale, exactly as batch_norm_forward has them."""
-    C = mean.shape[0] if getattr(mean, "ndim", 0) == 1 else -1
-    _check("batch_norm_affine", np.empty((1, max(C, 0), 1)), ("mean", mean, (C,), np.float64),
-           ("var", var, (C,), np.float64), ("weight", weight, (C,), np.float64),
-           ("bias", bias, (C,), np.float64))
+    if not isinstance(mean, np.ndarray) or mean.ndim != 1:
+        raise ValueError(f"batch_norm_affine: mean must be a 1-D float64 array, got "
+                         f"{getattr(mean, 'dtype', type(mean))} {getattr(mean, 'shape', '')}")
+    C = mean.shape[0]
+    _check_arrays("batch_norm_affine", ("mean", mean, (C,), np.float64),
+                  ("var", var, (C,), np.float64), ("weight", weight, (C,), np.float64),
+                  ("bias", bias, (C,), np.float64))
+    if var is None:
+        raise ValueError("batch_norm_affine: var is required")
     invstd, scale, shift = np.empty(C), np.empty(C), np.empty(C)
     cdef double[::1] m = mean, v = var, i = invstd, s = scale, t = shift
     cdef const double[::1] wv, bv
@@ -230,10 +242,9 @@ cdef void _forward(const real[:, :, ::1] x, weight, bias, double eps, double[::1
         xp = &x[0, 0, 0]
         yp = &y[0, 0, 0]
     cdef _Bn a = _Bn(f64=real is double, batch_stats=batch_stats, relu=relu, x=xp, g=NULL, y=yp,
-                     mean=&mean[0], var=&var[0],
-                     invstd=&invstd[0], scale=&scale[0], shift=&shift[0], weight=wp, bias=bp,
-                     eps=eps, sum_g=NULL, sum_gxc=NULL, part=&part[0], N=N, C=C, L=L, rows=rows,
-                     chunks=chunks)
+                     mean=&mean[0], var=&var[0], invstd=&invstd[0], scale=&scale[0],
+                     shift=&shift[0], weight=wp, bias=bp, eps=eps, sum_g=NULL, sum_gxc=NULL,
+                     part=&part[0], N=N, C=C, L=L, rows=rows, chunks=chunks)
     cdef int nt = _threads(N * C * L, n_threads)
     with nogil:
         if empty:  # eval mode on an empty batch: only the affine map

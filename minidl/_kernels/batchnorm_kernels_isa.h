@@ -20,6 +20,20 @@
  * with FMA, and alike everywhere it appears, so the mask is the forward's bit for bit. */
 #define MDL_BN_AFFINE(x, mul, add) ((x) * (mul) + (add))
 
+/* Prefetches the row of L elements at p (the next one the loop reads) when rows are 1-4 KB: a
+ * channel's rows lie C * L elements apart, and a row shorter than a page is over before the
+ * hardware prefetchers have ramped up on it. Cold caches, (N, C, L) = (128, 32, 256), both
+ * builds in one process, ms, without / with: forward 0.47-0.90 / 0.38-0.90 (1.01-1.28x),
+ * backward with ReLU 0.74-1.49 / 0.59-1.39 (1.07-1.31x); with whole-page rows (L = 1024 floats)
+ * it cost the backward 3-13%, so those are left to the hardware. */
+#define MDL_BN_PREFETCH_ROW(p, L)                                                                \
+    do {                                                                                         \
+        const ptrdiff_t bytes_ = (L) * (ptrdiff_t)sizeof(*(p));                                  \
+        if (bytes_ >= 1024 && bytes_ < 4096)                                                     \
+            for (ptrdiff_t k_ = 0; k_ < (L); k_ += 64 / (ptrdiff_t)sizeof(*(p)))                 \
+                __builtin_prefetch((p) + k_);                                                    \
+    } while (0)
+
 #define MDL_BN_BODY(T, SFX)                                                                      \
                                                                                                  \
     /* Sum of the items' elements. */                                                            \
@@ -29,6 +43,7 @@
         double acc[MDL_BN_LANES] = {0}, tail = 0;                                                \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
             const T *restrict row = p + r * stride;                                              \
+            MDL_BN_PREFETCH_ROW(row + stride, L); /* the next row, past the items' end too */    \
             ptrdiff_t i = 0;                                                                     \
             for (; i + MDL_BN_LANES <= L; i += MDL_BN_LANES)                                     \
                 for (int j = 0; j < MDL_BN_LANES; j++)                                           \
@@ -71,6 +86,8 @@
         double ag[MDL_BN_LANES] = {0}, ax[MDL_BN_LANES] = {0}, tg = 0, tx = 0;                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
             const T *restrict gr = g + r * stride, *restrict xr = x + r * stride;                \
+            MDL_BN_PREFETCH_ROW(gr + stride, L);                                                 \
+            MDL_BN_PREFETCH_ROW(xr + stride, L);                                                 \
             ptrdiff_t i = 0;                                                                     \
             if (relu) {                                                                          \
                 /* Masked in pieces first: gcc vectorizes a select in a loop, not in the         \
@@ -166,3 +183,4 @@ MDL_BN_BODY(double, f64)
 
 #undef MDL_BN_BODY
 #undef MDL_BN_AFFINE
+#undef MDL_BN_PREFETCH_ROW

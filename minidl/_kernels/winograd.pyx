@@ -143,7 +143,7 @@ cdef struct _Wino:
     # the output gradient g, bias or NULL, out (or the partial sums), and per thread a block
     # buffer V (the transformed input), M (products, or transformed gradient) and scratch S,
     # `worker` * v_size (m_size, s_size) floats into one allocation each; bad[worker]: whether
-    # that thread's output transforms met a non-finite value (forward only).
+    # that thread's output transforms met a non-finite value (forward only; NULL otherwise).
     const float *x
     const float *u
     const float *g
@@ -159,16 +159,17 @@ cdef struct _Wino:
     int inner, tile
 
 
-cdef int _alloc_buffers(_Wino *a, int threads) noexcept nogil:
-    """Per-thread block buffers for `threads` threads; -1 when they cannot be allocated."""
+cdef int _alloc_buffers(_Wino *a, int threads, bint flags) noexcept nogil:
+    """Per-thread block buffers for `threads` threads, and with flags their non-finite flags
+    (the forward's); -1 when they cannot be allocated."""
     a.v_size = a.E * _estride(a.C, a.TB)
     a.m_size = a.E * _estride(a.OC, a.TB)
     a.s_size = (_scratch_floats(a.TB, a.th, a.tw, a.planes, a.tile) + 15) // 16 * 16
     a.V = _alloc(threads * a.v_size)
     a.M = _alloc(threads * a.m_size)
     a.S = _alloc(threads * a.s_size)
-    a.bad = <int *>calloc(threads, sizeof(int))
-    if a.V == NULL or a.M == NULL or a.S == NULL or a.bad == NULL:
+    a.bad = <int *>calloc(threads, sizeof(int)) if flags else NULL
+    if a.V == NULL or a.M == NULL or a.S == NULL or (flags and a.bad == NULL):
         _free_buffers(a)
         return -1
     return 0
@@ -365,7 +366,7 @@ def forward(const float[:, :, :, ::1] x, const float[:, :, ::1] U, bias,
                          OH=OH, OW=OW, ph=ph, pw=pw, th=th, tw=tw, T=T, TB=TB, nblocks=nblocks,
                          E=U.shape[0], group=0, relu=relu, planes=planes,
                          inner=1 if outer > 1 else nt, tile=tile)
-    if _alloc_buffers(&a, outer) != 0:
+    if _alloc_buffers(&a, outer, True) != 0:
         raise MemoryError("winograd.forward: cannot allocate the per-thread tile buffers")
     with nogil:
         parallel_for(_forward_task, &a, nblocks, outer)
@@ -457,7 +458,7 @@ def weight_grad(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                          m_size=0, s_size=0, C=C, H=H, W=W, OC=OC, OH=OH, OW=OW, ph=ph, pw=pw,
                          th=th, tw=tw, T=T, TB=TB, nblocks=nblocks, E=dU.shape[0], group=group,
                          relu=False, planes=planes, inner=1 if outer > 1 else nt, tile=tile)
-    if _alloc_buffers(&a, outer) != 0:
+    if _alloc_buffers(&a, outer, False) != 0:
         raise MemoryError("winograd.weight_grad: cannot allocate the per-thread tile buffers")
     with nogil:
         parallel_for(_weight_grad_task, &a, ngroups, outer)

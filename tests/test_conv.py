@@ -741,6 +741,32 @@ def test_images_input_gradient_rule(c, oc, hw, k, pad, path):
     assert kernels.backward_paths(x, w, gy, True, False, 1, 1, 1, 1, 1)[0] == path
 
 
+@pytest.mark.parametrize("n, c, oc, h, w", [
+    (3, 16, 32, 32, 32),  # ResNet-20's 16->32 stride 2: four live phases of 16 x 16
+    (2, 3, 5, 7, 9),  # odd sizes: phases of 4 x 5, 4 x 4, 3 x 5, 3 x 4
+    (1, 2, 3, 1, 2),  # one row
+])
+def test_stride2_input_gradient_phases_together(n, c, oc, h, w):
+    # 3x3, stride 2, padding 1: the four phase results are put back in one interleaving pass
+    # (conv_unphase2_f32); every pixel equals the float64 reference, for 1-3 threads alike.
+    from minidl._kernels import conv as kernels
+
+    rng = np.random.default_rng(n + c + h + w)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    gy = rng.standard_normal((n, oc, oh, ow)).astype(np.float32)
+    assert kernels.backward_paths(x, wt, gy, True, False, 2, 2, 1, 1, 1)[0] == "strided"
+    want = reference(x, wt, None, gy, (2, 2), ((1, 1), (1, 1)), (1, 1), 1)[1]
+    results = []
+    for threads in (1, 2, 3):
+        gx = np.full(x.shape, np.nan, np.float32)
+        kernels._strided_backward_input(gy, None, wt, gx, 2, 2, 1, 1, threads)
+        np.testing.assert_allclose(gx, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        results.append(gx.tobytes())
+    assert results[0] == results[1] == results[2]
+
+
 @pytest.mark.parametrize("c, oc, hw, k, stride, pad, path", [
     (32, 64, 16, 3, 2, 1, "packed"),  # ResNet-20's 32->64 stride 2: 8-pixel rows
     (64, 64, 4, 3, 1, 1, "packed"),  # 4-pixel rows

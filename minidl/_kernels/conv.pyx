@@ -24,7 +24,7 @@ from minidl._kernels.conv_kernels cimport (
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_sum_f32, conv_transpose_grad_f32,
-    conv_unphase_f32,
+    conv_unphase2_f32, conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for
@@ -786,8 +786,9 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     pixels (qi + sh * a, qj + sw * b) of one phase receive only the taps kh = k0 + sh * m,
     kw = l0 + sw * n (k0 = (qi + ph) % sh, l0 likewise), so each phase is a stride-1
     correlation of grad_out with that flipped sub-kernel (the row-vector kernel on one shared
-    padded copy of grad_out), put back in place by conv_unphase_f32. Every grad_x element has one
-    owner and a fixed summation order."""
+    padded copy of grad_out), put back in place by conv_unphase_f32 (for stride 2 with all four
+    phases live, all at once by conv_unphase2_f32). Every grad_x element has one owner and a
+    fixed summation order."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
@@ -822,20 +823,36 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     cdef Py_ssize_t n0, n1, k
     # Image groups as in _direct_conv: each group's padded gradient stays in L2 for the phases.
     cdef Py_ssize_t group = max(1, group_bytes(n_threads) // (OC * Hp * Wp * 4))
+    # Stride 2 with every phase live (a 3x3 kernel, padding 1): the four phases kept apart,
+    # then each grad_x row written once, interleaved (conv_unphase2_f32).
+    cdef bint together = sh == 2 and sw == 2 and len(live) == 4
+    cdef _Unphase2 a2
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
         gpad = _pad_planes("direct_input", grad_out[n0:n1],
                            None if relu_out is None else relu_out[n0:n1], Hp, Wp, top_max,
                            left_max, OC, 0, n_threads)
+        kept = []  # the phases' arrays, alive until conv_unphase2_f32 has read them
         for k in range(len(live)):
             qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left = live[k]
-            part = _scratch("strided_phase", (n1 - n0, C, Ha, Wb))
+            kept.append(_scratch(f"strided_phase{k}" if together else "strided_phase",
+                                 (n1 - n0, C, Ha, Wb)))
+            part = kept[k]
             _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, subs[k],
                          True, None, part, 1, 1, False, n_threads, packs[k])
+            if together:
+                a2.phase[k] = &part[0, 0, 0, 0]
+                a2.size[k] = Ha * Wb
+                continue
             a = _Unphase(phase=&part[0, 0, 0, 0], Ha=Ha, Wb=Wb, out=&grad_x[n0, 0, 0, 0], H=H,
                          W=W, qi=qi, qj=qj, sh=sh, sw=sw)
             with nogil:
                 parallel_for(_unphase_task, &a, (n1 - n0) * C, nt)
+        if together:
+            a2.out = &grad_x[n0, 0, 0, 0]
+            a2.H, a2.W = H, W
+            with nogil:
+                parallel_for(_unphase2_task, &a2, (n1 - n0) * C, nt)
 
 
 cdef struct _Unphase:
@@ -853,6 +870,27 @@ cdef void _unphase_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker
     for p in range(begin, end):
         conv_unphase_f32(a.phase + p * a.Ha * a.Wb, a.Ha, a.Wb, a.out + p * a.H * a.W, a.H, a.W,
                          a.qi, a.qj, a.sh, a.sw)
+
+
+cdef struct _Unphase2:
+    # The four stride-2 phases of a group's planes (plane p of phase k at phase[k] + p *
+    # size[k]) put back into the (H x W) planes of out.
+    const float *phase[4]
+    Py_ssize_t size[4]
+    float *out
+    Py_ssize_t H, W
+
+
+cdef void _unphase2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
+                         int worker) noexcept nogil:
+    """Planes [begin, end) of (n, c)."""
+    cdef _Unphase2 *a = <_Unphase2 *>args
+    cdef const float *s[4]
+    cdef Py_ssize_t p, k
+    for p in range(begin, end):
+        for k in range(4):
+            s[k] = a.phase[k] + p * a.size[k]
+        conv_unphase2_f32(s, a.H, a.W, a.out + p * a.H * a.W)
 
 
 cdef struct _PackedLayout:

@@ -317,4 +317,10 @@ static inline void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb
     MDL_DISPATCH(conv_unphase_f32, (src, Ha, Wb, dst, H, W, qi, qj, sh, sw));
 }
 
+static inline void conv_unphase2_f32(const float *const *s, ptrdiff_t H, ptrdiff_t W,
+                                     float *dst)
+{
+    MDL_DISPATCH(conv_unphase2_f32, (s, H, W, dst));
+}
+
 #endif

@@ -28,6 +28,7 @@ cdef extern from "conv_kernels.h" nogil:
     void conv_unphase_f32(const float *src, Py_ssize_t Ha, Py_ssize_t Wb, float *dst,
                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
                           Py_ssize_t sh, Py_ssize_t sw)
+    void conv_unphase2_f32(const float *const *s, Py_ssize_t H, Py_ssize_t W, float *dst)
     float conv_sum_f32(const float *p, Py_ssize_t n)
     enum: CONV_DX_IMAGES_CB
     Py_ssize_t conv_dx_images_scratch(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,

@@ -469,6 +469,28 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t H
 }
 
 
+/* Rows r of the H x W plane dst from the four phases of a stride-2 input gradient, phase
+ * (qi, qj) at s[2 qi + qj] (ceil or floor of H / 2 rows by ceil or floor of W / 2 columns, as
+ * qi and qj are 0 or 1): dst[r][2 b + qj] = s[2 (r % 2) + qj][r / 2][b]. Each row is written
+ * once, whole, its two column phases interleaved (vector permutes), where conv_unphase_f32 run
+ * phase by phase wrote every other element four times over the plane. */
+MDL_ISA_ATTR static void MDL_ISA(conv_unphase2_f32)(const float *const *s, ptrdiff_t H,
+                                                     ptrdiff_t W, float *dst)
+{
+    const ptrdiff_t wb0 = (W + 1) / 2, wb1 = W / 2;
+    for (ptrdiff_t r = 0; r < H; r++) {
+        const float *restrict e = s[2 * (r & 1)] + r / 2 * wb0;
+        const float *restrict o = s[2 * (r & 1) + 1] + r / 2 * wb1;
+        float *restrict d = dst + r * W;
+        for (ptrdiff_t b = 0; b < wb1; b++) {
+            d[2 * b] = e[b];
+            d[2 * b + 1] = o[b];
+        }
+        if (wb0 > wb1)
+            d[W - 1] = e[wb1];
+    }
+}
+
 /* bl[b][l] = bias[b * 16 + l] for the oc_valid valid channels of NB 16-channel vectors, 0
  * elsewhere (and 0 everywhere without a bias: the packed tiles add it, bias + relu in
  * registers, before they store lane by lane, as a scalar + 0.0f would). */

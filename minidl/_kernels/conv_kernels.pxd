@@ -30,6 +30,8 @@ cdef extern from "conv_kernels.h" nogil:
                           Py_ssize_t sh, Py_ssize_t sw)
     void conv_unphase2_f32(const float *const *s, Py_ssize_t H, Py_ssize_t W, float *dst)
     float conv_sum_f32(const float *p, Py_ssize_t n)
+    void conv_prefetch_image(const float *src, const float *mask, const float *out,
+                             Py_ssize_t img, Py_ssize_t oimg, Py_ssize_t part, Py_ssize_t parts)
     enum: CONV_DX_IMAGES_CB
     Py_ssize_t conv_dx_images_scratch(Py_ssize_t C, Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW,
                                       Py_ssize_t H, Py_ssize_t W)

@@ -741,27 +741,30 @@ def test_images_input_gradient_rule(c, oc, hw, k, pad, path):
     assert kernels.backward_paths(x, w, gy, True, False, 1, 1, 1, 1, 1)[0] == path
 
 
-@pytest.mark.parametrize("n, c, oc, h, w", [
-    (3, 16, 32, 32, 32),  # ResNet-20's 16->32 stride 2: four live phases of 16 x 16
-    (2, 3, 5, 7, 9),  # odd sizes: phases of 4 x 5, 4 x 4, 3 x 5, 3 x 4
-    (1, 2, 3, 1, 2),  # one row
+@pytest.mark.parametrize("n, c, oc, h, w, k, stride, pad", [
+    (3, 16, 32, 32, 32, 3, 2, 1),  # ResNet-20's 16->32 stride 2: four live phases of 16 x 16
+    (2, 3, 5, 7, 9, 3, 2, 1),  # odd sizes: phases of 4 x 5, 4 x 4, 3 x 5, 3 x 4
+    (1, 2, 3, 1, 2, 3, 2, 1),  # one row
+    (2, 3, 4, 10, 11, 3, 3, 1),  # stride 3: nine phases, odd column count
+    (2, 3, 4, 9, 10, 2, 4, 0),  # stride > kernel: 12 of the 16 phases get no tap (zeros)
+    (1, 2, 3, 5, 6, 1, 2, 0),  # 1x1 stride 2: one live phase
 ])
-def test_stride2_input_gradient_phases_together(n, c, oc, h, w):
-    # 3x3, stride 2, padding 1: the four phase results are put back in one interleaving pass
-    # (conv_unphase2_f32); every pixel equals the float64 reference, for 1-3 threads alike.
+def test_strided_input_gradient_unphase(n, c, oc, h, w, k, stride, pad):
+    # Every stride phase is computed apart and each grad_x row is then written once from all
+    # of them (conv_unphase_f32), zeros where no tap reaches: every pixel of a NaN-filled
+    # grad_x equals the float64 reference, with the same bits for 1-3 threads.
     from minidl._kernels import conv as kernels
 
-    rng = np.random.default_rng(n + c + h + w)
+    rng = np.random.default_rng(n + c + h + w + k)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
-    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    wt = rng.standard_normal((oc, c, k, k)).astype(np.float32)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     gy = rng.standard_normal((n, oc, oh, ow)).astype(np.float32)
-    assert kernels.backward_paths(x, wt, gy, True, False, 2, 2, 1, 1, 1)[0] == "strided"
-    want = reference(x, wt, None, gy, (2, 2), ((1, 1), (1, 1)), (1, 1), 1)[1]
+    want = reference(x, wt, None, gy, (stride, stride), ((pad, pad), (pad, pad)), (1, 1), 1)[1]
     results = []
     for threads in (1, 2, 3):
         gx = np.full(x.shape, np.nan, np.float32)
-        kernels._strided_backward_input(gy, None, wt, gx, 2, 2, 1, 1, threads)
+        kernels._strided_backward_input(gy, None, wt, gx, stride, stride, pad, pad, threads)
         np.testing.assert_allclose(gx, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
         results.append(gx.tobytes())
     assert results[0] == results[1] == results[2]

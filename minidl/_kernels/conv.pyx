@@ -25,7 +25,7 @@ from minidl._kernels.conv_kernels cimport (
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_prefetch_image, conv_sum_f32,
     conv_transpose_grad_f32,
-    conv_unphase2_f32, conv_unphase_f32,
+    conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for
@@ -795,14 +795,15 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     pixels (qi + sh * a, qj + sw * b) of one phase receive only the taps kh = k0 + sh * m,
     kw = l0 + sw * n (k0 = (qi + ph) % sh, l0 likewise), so each phase is a stride-1
     correlation of grad_out with that flipped sub-kernel (the row-vector kernel on one shared
-    padded copy of grad_out), put back in place by conv_unphase_f32 (for stride 2 with all four
-    phases live, all at once by conv_unphase2_f32). Every grad_x element has one owner and a
-    fixed summation order."""
+    padded copy of grad_out); conv_unphase_f32 then writes each grad_x row once from its
+    phases (zeros from those no tap reaches). Every grad_x element has one owner and a fixed
+    summation order."""
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2]
     cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     cdef Py_ssize_t qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left
-    # Per phase: k0, l0, sub-kernel size (Mh, Mw), phase size (Ha, Wb), padding (top, left).
+    # Per phase k = qi * sw + qj: sub-kernel offset (k0, l0) and size (Mh, Mw), phase size
+    # (Ha, Wb), padding (top, left).
     phases = []
     for qi in range(sh):
         for qj in range(sw):
@@ -810,96 +811,74 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
             Mh = (KH - k0 + sh - 1) // sh if k0 < KH else 0
             Mw = (KW - l0 + sw - 1) // sw if l0 < KW else 0
             Ha, Wb = (H - qi + sh - 1) // sh, (W - qj + sw - 1) // sw
-            phases.append((qi, qj, k0, l0, Mh, Mw, Ha, Wb, Mh - 1 - (qi + ph - k0) // sh,
+            phases.append((k0, l0, Mh, Mw, Ha, Wb, Mh - 1 - (qi + ph - k0) // sh,
                            Mw - 1 - (qj + pw - l0) // sw))
-    live = [q for q in phases if q[4] > 0 and q[5] > 0 and q[6] > 0 and q[7] > 0]
-    if len(live) < len(phases):
-        np.asarray(grad_x)[...] = 0
+    live = [k for k, q in enumerate(phases) if min(q[2:6]) > 0]
     if not live:
+        np.asarray(grad_x)[...] = 0
         return
     # One padded copy for every phase: the largest top/left padding, each phase's windows
     # starting (top_max - top, left_max - left) into it.
-    top_max = max(q[8] for q in live)
-    left_max = max(q[9] for q in live)
-    Hp = max(top_max - q[8] + q[6] + q[4] - 1 for q in live)
-    Wp = max(left_max - q[9] + _row_pitch(q[7], q[5], 1, 1) for q in live)
+    top_max = max(phases[k][6] for k in live)
+    left_max = max(phases[k][7] for k in live)
+    Hp = max(top_max - phases[k][6] + phases[k][4] + phases[k][2] - 1 for k in live)
+    Wp = max(left_max - phases[k][7] + _row_pitch(phases[k][5], phases[k][3], 1, 1)
+             for k in live)
     w = np.asarray(weight)
-    subs = [np.ascontiguousarray(w[:, :, q[2]::sh, q[3]::sw]) for q in live]
-    packs = [_pack_weights(sub, _direct_ocb(C), True) for sub in subs]
+    subs = {k: np.ascontiguousarray(w[:, :, phases[k][0]::sh, phases[k][1]::sw]) for k in live}
+    packs = {k: _pack_weights(subs[k], _direct_ocb(C), True) for k in live}
+    # Where each phase's planes start in the group's buffer, floats per plane and per row; the
+    # phases no tap reaches read one row of zeros at the buffer's end (size and pitch 0).
+    layout = np.zeros((3, sh * sw), np.intp)
+    cdef Py_ssize_t[:, ::1] lv = layout
     cdef float[:, :, :, ::1] part
+    cdef float[::1] bv
     cdef _Unphase a
     cdef int nt = _threads(N * C * H * W, n_threads)
-    cdef Py_ssize_t n0, n1, k
+    cdef Py_ssize_t n0, n1, k, at
     # Image groups as in _direct_conv: each group's padded gradient stays in L2 for the phases.
     cdef Py_ssize_t group = max(1, group_bytes(n_threads) // (OC * Hp * Wp * 4))
-    # Stride 2 with every phase live (a 3x3 kernel, padding 1): the four phases kept apart,
-    # then each grad_x row written once, interleaved (conv_unphase2_f32).
-    cdef bint together = sh == 2 and sw == 2 and len(live) == 4
-    cdef _Unphase2 a2
     for n0 in range(0, N, group):
         n1 = min(N, n0 + group)
         gpad = _pad_planes("direct_input", grad_out[n0:n1],
                            None if relu_out is None else relu_out[n0:n1], Hp, Wp, top_max,
                            left_max, OC, 0, n_threads)
-        kept = []  # the phases' arrays, alive until conv_unphase2_f32 has read them
-        for k in range(len(live)):
-            qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left = live[k]
-            kept.append(_scratch(f"strided_phase{k}" if together else "strided_phase",
-                                 (n1 - n0, C, Ha, Wb)))
-            part = kept[k]
+        zeros_at = (n1 - n0) * C * sum(phases[k][4] * phases[k][5] for k in live)
+        buf = _scratch("strided_phases", (zeros_at + (W + sw - 1) // sw,))
+        buf[zeros_at:] = 0
+        at = 0
+        for k in range(sh * sw):
+            if k not in packs:
+                lv[0, k], lv[1, k], lv[2, k] = zeros_at, 0, 0
+                continue
+            k0, l0, Mh, Mw, Ha, Wb, top, left = phases[k]
+            lv[0, k], lv[1, k], lv[2, k] = at, Ha * Wb, Wb
+            part = buf[at:at + (n1 - n0) * C * Ha * Wb].reshape(n1 - n0, C, Ha, Wb)
+            at += (n1 - n0) * C * Ha * Wb
             _direct_rows(gpad, Hp, Wp, (top_max - top) * Wp + (left_max - left), 1, 1, subs[k],
                          True, None, part, 1, 1, False, n_threads, packs[k])
-            if together:
-                a2.phase[k] = &part[0, 0, 0, 0]
-                a2.size[k] = Ha * Wb
-                continue
-            a = _Unphase(phase=&part[0, 0, 0, 0], Ha=Ha, Wb=Wb, out=&grad_x[n0, 0, 0, 0], H=H,
-                         W=W, qi=qi, qj=qj, sh=sh, sw=sw)
-            with nogil:
-                parallel_for(_unphase_task, &a, (n1 - n0) * C, nt)
-        if together:
-            a2.out = &grad_x[n0, 0, 0, 0]
-            a2.H, a2.W = H, W
-            with nogil:
-                parallel_for(_unphase2_task, &a2, (n1 - n0) * C, nt)
+        bv = buf
+        a = _Unphase(base=&bv[0], off=&lv[0, 0], size=&lv[1, 0], pitch=&lv[2, 0],
+                     out=&grad_x[n0, 0, 0, 0], H=H, W=W, sh=sh, sw=sw)
+        with nogil:
+            parallel_for(_unphase_task, &a, (n1 - n0) * C, nt)
 
 
 cdef struct _Unphase:
-    # One stride phase (Ha x Wb planes) put back into its pixels of the (H x W) planes of out.
-    const float *phase
-    Py_ssize_t Ha, Wb
+    # A group's phases (conv_unphase_f32's base, off, size, pitch) put back into the (H x W)
+    # planes of out.
+    const float *base
+    const Py_ssize_t *off
+    const Py_ssize_t *size
+    const Py_ssize_t *pitch
     float *out
-    Py_ssize_t H, W, qi, qj, sh, sw
+    Py_ssize_t H, W, sh, sw
 
 
 cdef void _unphase_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
     """Planes [begin, end) of (n, c)."""
     cdef _Unphase *a = <_Unphase *>args
-    cdef Py_ssize_t p
-    for p in range(begin, end):
-        conv_unphase_f32(a.phase + p * a.Ha * a.Wb, a.Ha, a.Wb, a.out + p * a.H * a.W, a.H, a.W,
-                         a.qi, a.qj, a.sh, a.sw)
-
-
-cdef struct _Unphase2:
-    # The four stride-2 phases of a group's planes (plane p of phase k at phase[k] + p *
-    # size[k]) put back into the (H x W) planes of out.
-    const float *phase[4]
-    Py_ssize_t size[4]
-    float *out
-    Py_ssize_t H, W
-
-
-cdef void _unphase2_task(void *args, Py_ssize_t begin, Py_ssize_t end,
-                         int worker) noexcept nogil:
-    """Planes [begin, end) of (n, c)."""
-    cdef _Unphase2 *a = <_Unphase2 *>args
-    cdef const float *s[4]
-    cdef Py_ssize_t p, k
-    for p in range(begin, end):
-        for k in range(4):
-            s[k] = a.phase[k] + p * a.size[k]
-        conv_unphase2_f32(s, a.H, a.W, a.out + p * a.H * a.W)
+    conv_unphase_f32(a.base, a.off, a.size, a.pitch, begin, end, a.H, a.W, a.sh, a.sw, a.out)
 
 
 cdef struct _PackedLayout:

@@ -331,18 +331,13 @@ static inline void conv_dw_rows_task(void *args, ptrdiff_t begin, ptrdiff_t end,
         conv_dw_rows_item(&run->a, item, run->scratch + worker * run->a.scratch_floats);
 }
 
-/* One phase of a strided input gradient put back in place; see the template. */
-static inline void conv_unphase_f32(const float *src, ptrdiff_t Ha, ptrdiff_t Wb, float *dst,
-                             ptrdiff_t H, ptrdiff_t W, ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,
-                             ptrdiff_t sw)
+/* A strided input gradient's phases put back in place; see the template. */
+static inline void conv_unphase_f32(const float *base, const ptrdiff_t *off, const ptrdiff_t *size,
+                                    const ptrdiff_t *pitch, ptrdiff_t p0, ptrdiff_t p1,
+                                    ptrdiff_t H, ptrdiff_t W, ptrdiff_t sh, ptrdiff_t sw,
+                                    float *dst)
 {
-    MDL_DISPATCH(conv_unphase_f32, (src, Ha, Wb, dst, H, W, qi, qj, sh, sw));
-}
-
-static inline void conv_unphase2_f32(const float *const *s, ptrdiff_t H, ptrdiff_t W,
-                                     float *dst)
-{
-    MDL_DISPATCH(conv_unphase2_f32, (s, H, W, dst));
+    MDL_DISPATCH(conv_unphase_f32, (base, off, size, pitch, p0, p1, H, W, sh, sw, dst));
 }
 
 #endif

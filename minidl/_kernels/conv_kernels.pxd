@@ -25,10 +25,9 @@ cdef extern from "conv_kernels.h" nogil:
     void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
                              float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
                              Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)
-    void conv_unphase_f32(const float *src, Py_ssize_t Ha, Py_ssize_t Wb, float *dst,
-                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t qi, Py_ssize_t qj,
-                          Py_ssize_t sh, Py_ssize_t sw)
-    void conv_unphase2_f32(const float *const *s, Py_ssize_t H, Py_ssize_t W, float *dst)
+    void conv_unphase_f32(const float *base, const Py_ssize_t *off, const Py_ssize_t *size,
+                          const Py_ssize_t *pitch, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t sh, Py_ssize_t sw, float *dst)
     float conv_sum_f32(const float *p, Py_ssize_t n)
     void conv_prefetch_image(const float *src, const float *mask, const float *out,
                              Py_ssize_t img, Py_ssize_t oimg, Py_ssize_t part, Py_ssize_t parts)

@@ -441,53 +441,43 @@ MDL_ISA_ATTR static void MDL_ISA(conv_pad_phases_f32)(const float *src, ptrdiff_
     }
 }
 
-/* dst[(qi + a * sh) * W + qj + b * sw] = src[a * Wb + b] for the a, b landing inside the H x W
- * plane dst: one phase (qi, qj) of a strided convolution's input gradient, computed as its own
- * stride-1 convolution into src (Ha x Wb), put back in place. */
-MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *src, ptrdiff_t Ha, ptrdiff_t Wb,
-                                                    float *dst, ptrdiff_t H, ptrdiff_t W,
-                                                    ptrdiff_t qi, ptrdiff_t qj, ptrdiff_t sh,
-                                                    ptrdiff_t sw)
+/* Planes [p0, p1) of the H x W planes dst of a strided convolution's input gradient from its
+ * sh * sw stride phases, each computed as its own stride-1 convolution: phase k = qi * sw + qj
+ * holds pixels (qi + a * sh, qj + b * sw), plane p's row a at base + off[k] + p * size[k] +
+ * a * pitch[k]. A phase that no tap reaches has size and pitch 0 and off at a row of zeros, so
+ * every pixel is written, and each row once, whole: with sw = 2 its two column phases
+ * interleaved (vector permutes), where one pass per phase wrote every other element (a quarter
+ * of ResNet's 16->32 stride-2 input gradient). */
+MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *base, const ptrdiff_t *off,
+                                                    const ptrdiff_t *size, const ptrdiff_t *pitch,
+                                                    ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t H,
+                                                    ptrdiff_t W, ptrdiff_t sh, ptrdiff_t sw,
+                                                    float *dst)
 {
-    ptrdiff_t na = H - qi > 0 ? (H - qi + sh - 1) / sh : 0;
-    ptrdiff_t nb = W - qj > 0 ? (W - qj + sw - 1) / sw : 0;
-    if (na > Ha)
-        na = Ha;
-    if (nb > Wb)
-        nb = Wb;
-    for (ptrdiff_t a = 0; a < na; a++) {
-        const float *restrict s = src + a * Wb;
-        float *restrict d = dst + (qi + a * sh) * W + qj;
-        if (sw == 2) {
-            for (ptrdiff_t b = 0; b < nb; b++)
-                d[2 * b] = s[b];
-        } else {
-            for (ptrdiff_t b = 0; b < nb; b++)
-                d[b * sw] = s[b];
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        /* Row r's phase row qi = r % sh and its row a = r / sh, stepped (no divisions). */
+        for (ptrdiff_t r = 0, qi = 0, a = 0; r < H; r++, qi = qi + 1 == sh ? 0 : qi + 1,
+                       a += qi == 0) {
+            float *restrict d = dst + (p * H + r) * W;
+            const ptrdiff_t k = qi * sw;
+            if (sw == 2) {
+                const float *restrict e = base + off[k] + p * size[k] + a * pitch[k];
+                const float *restrict o = base + off[k + 1] + p * size[k + 1] + a * pitch[k + 1];
+                for (ptrdiff_t b = 0; b < W / 2; b++) {
+                    d[2 * b] = e[b];
+                    d[2 * b + 1] = o[b];
+                }
+                if (W % 2)
+                    d[W - 1] = e[W / 2];
+                continue;
+            }
+            for (ptrdiff_t qj = 0; qj < sw && qj < W; qj++) {
+                const float *restrict e =
+                    base + off[k + qj] + p * size[k + qj] + a * pitch[k + qj];
+                for (ptrdiff_t b = 0; qj + b * sw < W; b++)
+                    d[qj + b * sw] = e[b];
+            }
         }
-    }
-}
-
-
-/* Rows r of the H x W plane dst from the four phases of a stride-2 input gradient, phase
- * (qi, qj) at s[2 qi + qj] (ceil or floor of H / 2 rows by ceil or floor of W / 2 columns, as
- * qi and qj are 0 or 1): dst[r][2 b + qj] = s[2 (r % 2) + qj][r / 2][b]. Each row is written
- * once, whole, its two column phases interleaved (vector permutes), where conv_unphase_f32 run
- * phase by phase wrote every other element four times over the plane. */
-MDL_ISA_ATTR static void MDL_ISA(conv_unphase2_f32)(const float *const *s, ptrdiff_t H,
-                                                     ptrdiff_t W, float *dst)
-{
-    const ptrdiff_t wb0 = (W + 1) / 2, wb1 = W / 2;
-    for (ptrdiff_t r = 0; r < H; r++) {
-        const float *restrict e = s[2 * (r & 1)] + r / 2 * wb0;
-        const float *restrict o = s[2 * (r & 1) + 1] + r / 2 * wb1;
-        float *restrict d = dst + r * W;
-        for (ptrdiff_t b = 0; b < wb1; b++) {
-            d[2 * b] = e[b];
-            d[2 * b + 1] = o[b];
-        }
-        if (wb0 > wb1)
-            d[W - 1] = e[wb1];
     }
 }
 

@@ -205,8 +205,14 @@ static inline void conv_prefetch_image(const float *src, const float *mask, cons
             continue;
         const char *c = (const char *)p[k];
         const ptrdiff_t bytes = n[k] * (ptrdiff_t)sizeof(float);
-        for (ptrdiff_t b = part * bytes / parts / 64 * 64; b < (part + 1) * bytes / parts; b += 64)
-            __builtin_prefetch(c + b, k == 2, 2);
+        for (ptrdiff_t b = part * bytes / parts / 64 * 64; b < (part + 1) * bytes / parts;
+             b += 64) {
+            /* The read/write hint must be a constant at any optimization level (-O1: ASan). */
+            if (k == 2)
+                __builtin_prefetch(c + b, 1, 2);
+            else
+                __builtin_prefetch(c + b, 0, 2);
+        }
     }
 }
 

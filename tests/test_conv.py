@@ -770,6 +770,53 @@ def test_strided_input_gradient_unphase(n, c, oc, h, w, k, stride, pad):
     assert results[0] == results[1] == results[2]
 
 
+DW_TILE_SCRIPT = """
+import numpy as np
+from minidl._kernels import conv as kernels
+rng = np.random.default_rng(5)
+out = {}
+for n, c, oc, hw, stride in [(9, 3, 16, 16, 1), (5, 4, 32, 31, 2), (3, 2, 8, 7, 1), (2, 3, 24, 12, 1)]:
+    o = (hw + 2 - 3) // stride + 1
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    g = rng.standard_normal((n, oc, o, o)).astype(np.float32)
+    relu_out = np.maximum(rng.standard_normal((n, oc, o, o)), 0).astype(np.float32)
+    gw = np.empty((oc, c, 3, 3), np.float32)
+    gb = np.empty(oc, np.float32)
+    for threads in (1, 2, 3):
+        kernels._direct_backward_weight(x, g, relu_out, gw, gb, stride, stride, 1, 1, 1, 1,
+                                        threads)
+        out[f"w_{n}_{oc}_{threads}"] = gw.copy()
+        out[f"b_{n}_{oc}_{threads}"] = gb.copy()
+np.savez(OUT, **out)
+"""
+
+
+def test_weight_gradient_tiles_agree_bitwise_across_isas(tmp_path):
+    # The row-vector weight gradient takes 8-channel tiles with AVX-512 on small images (4 or 3
+    # channels otherwise, as on AVX2): no accumulator changes its order, so the AVX2 instance
+    # gives the same bits, for 1-3 threads alike, and both equal the float64 reference.
+    from childproc import isa_outputs
+
+    default, forced = isa_outputs(DW_TILE_SCRIPT, "x86-64-v3", tmp_path)
+    for key, a in default.items():
+        np.testing.assert_array_equal(a, forced[key], err_msg=key)
+        assert a.tobytes() == default[key[: key.rindex("_")] + "_1"].tobytes(), key
+    rng = np.random.default_rng(5)
+    for n, c, oc, hw, stride in [(9, 3, 16, 16, 1), (5, 4, 32, 31, 2), (3, 2, 8, 7, 1),
+                                 (2, 3, 24, 12, 1)]:
+        o = (hw + 2 - 3) // stride + 1
+        x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+        g = rng.standard_normal((n, oc, o, o)).astype(np.float32)
+        relu_out = np.maximum(rng.standard_normal((n, oc, o, o)), 0).astype(np.float32)
+        gm = np.where(relu_out > 0, g, 0).astype(np.float32)
+        wt = np.zeros((oc, c, 3, 3), np.float32)
+        want = reference(x, wt, None, gm, (stride, stride), ((1, 1), (1, 1)), (1, 1), 1)[2]
+        got = default[f"w_{n}_{oc}_1"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        np.testing.assert_allclose(default[f"b_{n}_{oc}_1"], gm.sum(axis=(0, 2, 3)),
+                                   rtol=1e-4, atol=1e-4 * np.abs(gm).sum(axis=(0, 2, 3)).max())
+
+
 @pytest.mark.parametrize("c, oc, hw, k, stride, pad, path", [
     (32, 64, 16, 3, 2, 1, "packed"),  # ResNet-20's 32->64 stride 2: 8-pixel rows
     (64, 64, 4, 3, 1, 1, "packed"),  # 4-pixel rows

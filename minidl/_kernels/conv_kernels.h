@@ -72,14 +72,23 @@
             (s) += lanes_[l_];                                                                   \
     } while (0)
 
-/* Output channels per weight-gradient tile for `oc` channels (fewest padded channels). */
-static inline int conv_dw_f32_ocb(ptrdiff_t oc) {
-    return (oc + 3) / 4 * 4 <= (oc + 2) / 3 * 3 ? 4 : 3;
-}
-
 /* kw taps per weight-gradient tile: a divisor of KW where one fits, else 4. */
 static inline int conv_dw_f32_tb(ptrdiff_t KW) {
     return KW % 5 == 0 ? 5 : KW % 3 == 0 ? 3 : 4;
+}
+
+/* Output channels per weight-gradient tile for `oc` channels of OH x OW and a KW-wide kernel:
+ * 8 with AVX-512 and 3 taps per tile where they fill whole tiles and an image's 8 gradient
+ * planes stay within 16 KiB of L1 (24 accumulators: each x vector loaded feeds 8 multiply-adds,
+ * not 4; ResNet's 16->32 stride 2 at 16 x 16, one thread, 1.18-1.19x; at 32 x 32 the planes
+ * left L1 and 16->16 ran 0.93x), else 4 or 3, whichever pads fewer channels. The tile size
+ * changes no accumulator's order: the same bits on every instruction set. */
+static inline int conv_dw_f32_ocb(ptrdiff_t oc, ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW) {
+    const ptrdiff_t plane_bytes = OH * ((OW + MDL_LANES - 1) / MDL_LANES) * MDL_LANES * 4;
+    if (mdl_isa_level() == 2 && conv_dw_f32_tb(KW) == 3 && oc % 8 == 0 &&
+        8 * plane_bytes <= 16384)
+        return 8;
+    return (oc + 3) / 4 * 4 <= (oc + 2) / 3 * 3 ? 4 : 3;
 }
 
 /* Input channels per pass of conv_dx_images_f32 (its accumulators: CB blocks of 16 floats). */
@@ -248,7 +257,7 @@ static inline void conv_dw_rows_plan(conv_dw_rows_job *a, int masked)
     a->plane = a->sh * a->sw * a->Hp * a->Wp;
     a->nv = (a->OW + MDL_LANES - 1) / MDL_LANES;
     a->g_plane = a->OH * a->nv * MDL_LANES;
-    a->ocb = conv_dw_f32_ocb(a->OC);
+    a->ocb = conv_dw_f32_ocb(a->OC, a->KW, a->OH, a->OW);
     a->ocp = (a->OC + a->ocb - 1) / a->ocb * a->ocb;
     /* An unmasked gradient whose rows fill whole vectors and whose channels fill whole tiles
      * is read in place: its copy took a third of the 3->16 stem's time at 32x32. */

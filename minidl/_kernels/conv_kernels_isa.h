@@ -193,18 +193,22 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
                 const float *xr = x + oh * Wp + h * MDL_VL;                                        \
                 const float *gr = g + (ptrdiff_t)oh * NV * MDL_LANES + h * MDL_VL;                 \
                 for (ptrdiff_t v = 0; v < NV; v++) {                                               \
-                    MDL_VF gv[OCB], xv[TB];                                                        \
-                    _Pragma("GCC unroll 16") for (ptrdiff_t o = 0; o < OCB; o++)                   \
-                        memcpy(&gv[o], gr + o * g_plane + v * MDL_LANES, sizeof gv[o]);            \
+                    MDL_VF xv[TB];                                                                 \
                     _Pragma("GCC unroll 16") for (ptrdiff_t t = 0; t < TB; t++) {                  \
                         memcpy(&xv[t], xr + v * MDL_LANES + toff[t], sizeof xv[t]);                \
                         if (v == NV - 1)                                                           \
                             xv[t] = (MDL_VF)((MDL_VI)xv[t] & tail_keep);                           \
                         MDL_KEEP_IN_REGISTER(xv[t]);                                               \
                     }                                                                              \
-                    for (ptrdiff_t o = 0; o < OCB; o++)                                            \
+                    /* Each g vector loaded where it is used: with 8 x 3 accumulators, 8 loaded \
+                     * at once would not fit AVX-512's 32 registers beside them. */                \
+                    _Pragma("GCC unroll 16") for (ptrdiff_t o = 0; o < OCB; o++) {                 \
+                        MDL_VF gv;                                                                 \
+                        memcpy(&gv, gr + o * g_plane + v * MDL_LANES, sizeof gv);                  \
+                        MDL_KEEP_IN_REGISTER(gv);                                                  \
                         for (ptrdiff_t t = 0; t < TB; t++)                                         \
-                            acc[o][t] += gv[o] * xv[t];                                            \
+                            acc[o][t] += gv * xv[t];                                               \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
             for (ptrdiff_t o = 0; o < OCB; o++)                                                    \
@@ -226,6 +230,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_direct_f32_rows)(
         }                                                                                          \
     }
 
+MDL_DEFINE_DW_TILE(8, 3)
 MDL_DEFINE_DW_TILE(4, 5)
 MDL_DEFINE_DW_TILE(4, 3)
 MDL_DEFINE_DW_TILE(4, 4)
@@ -247,10 +252,11 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
     ptrdiff_t OW, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t ocb,
     ptrdiff_t oc_valid, float *dwp, ptrdiff_t dw_o_stride, float *db)
 {
-    enum { MAX_TB = 5, MAX_POS = 16 };
+    /* Parked accumulators per position: OCB x TB up to 8 x 3 or 4 x 5. */
+    enum { MAX_TB = 5, MAX_POS = 16, MAX_ACC = 24 };
     const ptrdiff_t NV = (OW + MDL_LANES - 1) / MDL_LANES, tail = OW - (NV - 1) * MDL_LANES;
     const ptrdiff_t tb = conv_dw_f32_tb(KW), nkwb = (KW + tb - 1) / tb, npos = KH * nkwb;
-    MDL_VF park[MAX_POS][4 * MAX_TB * MDL_NH];
+    MDL_VF park[MAX_POS][MAX_ACC * MDL_NH];
     for (ptrdiff_t pb = 0; pb < npos; pb += MAX_POS) {
         const ptrdiff_t pe = npos - pb < MAX_POS ? npos : pb + MAX_POS;
         for (ptrdiff_t i = 0; i < nimg; i++) {
@@ -265,7 +271,9 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
     MDL_ISA(mdl_dw_tile_##O##x##T)(x + i * x_img, Wp, g + i * g_img, g_plane, OH, NV, tail, toff,  \
                                    KW - kw0, dwp, dw_o_stride, oc_valid, kh * KW + kw0,         \
                                    park[pos - pb], i == 0, i == nimg - 1)
-                if (ocb == 4) {
+                if (ocb == 8) {
+                    MDL_DW_CALL(8, 3);
+                } else if (ocb == 4) {
                     if (tb == 5) MDL_DW_CALL(4, 5);
                     else if (tb == 3) MDL_DW_CALL(4, 3);
                     else MDL_DW_CALL(4, 4);
@@ -279,16 +287,16 @@ MDL_ISA_ATTR static void MDL_ISA(conv_dw_f32_chunk)(
         }
     }
     if (db != NULL) {
-        /* The ocb (<= 4) channels side by side: four independent chains of adds instead of one
+        /* The ocb (<= 8) channels side by side: independent chains of adds instead of one
          * latency-bound chain per channel (6% of the 3->16 stem's weight gradient); each
          * channel's sum keeps its order (images, then rows). */
-        MDL_VF acc[4][MDL_NH];
-        for (int o = 0; o < 4; o++)
+        MDL_VF acc[8][MDL_NH];
+        for (int o = 0; o < 8; o++)
             for (int h = 0; h < MDL_NH; h++)
                 acc[o][h] = (MDL_VF){0};
         for (ptrdiff_t i = 0; i < nimg; i++) {
             for (ptrdiff_t p = 0; p < (ptrdiff_t)OH * NV; p++) {
-                _Pragma("GCC unroll 4") for (ptrdiff_t o = 0; o < 4; o++) {
+                _Pragma("GCC unroll 8") for (ptrdiff_t o = 0; o < 8; o++) {
                     if (o < oc_valid) {
                         MDL_VF v[MDL_NH];
                         MDL_BLOCK_LOAD(v, g + i * g_img + o * g_plane + p * MDL_LANES);

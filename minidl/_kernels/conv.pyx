@@ -11,6 +11,7 @@ whichever thread of minidl's pool (threadpool.pxd) runs the item.
 
 import math
 import threading
+from collections import namedtuple
 
 import numpy as np
 
@@ -787,6 +788,12 @@ cdef void _images_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker)
                              a.OH, a.OW, a.KH, a.KW, a.H, a.W, a.ph, a.pw)
 
 
+# One stride phase of a strided input gradient (_strided_backward_input): its sub-kernel's
+# first tap (k0, l0) and size (Mh, Mw), its pixels (Ha x Wb), and the padding (top, left) of its
+# stride-1 correlation.
+_Phase = namedtuple("_Phase", "k0 l0 Mh Mw Ha Wb top left")
+
+
 def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
                             const float[:, :, :, ::1] weight, float[:, :, :, ::1] grad_x,
                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
@@ -802,30 +809,28 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
     cdef Py_ssize_t W = grad_x.shape[3], OC = weight.shape[0]
     cdef Py_ssize_t KH = weight.shape[2], KW = weight.shape[3]
     cdef Py_ssize_t qi, qj, k0, l0, Mh, Mw, Ha, Wb, top, left
-    # Per phase k = qi * sw + qj: sub-kernel offset (k0, l0) and size (Mh, Mw), phase size
-    # (Ha, Wb), padding (top, left).
-    phases = []
+    phases = []  # phase k = qi * sw + qj
     for qi in range(sh):
         for qj in range(sw):
             k0, l0 = (qi + ph) % sh, (qj + pw) % sw
             Mh = (KH - k0 + sh - 1) // sh if k0 < KH else 0
             Mw = (KW - l0 + sw - 1) // sw if l0 < KW else 0
             Ha, Wb = (H - qi + sh - 1) // sh, (W - qj + sw - 1) // sw
-            phases.append((k0, l0, Mh, Mw, Ha, Wb, Mh - 1 - (qi + ph - k0) // sh,
-                           Mw - 1 - (qj + pw - l0) // sw))
-    live = [k for k, q in enumerate(phases) if min(q[2:6]) > 0]
+            phases.append(_Phase(k0, l0, Mh, Mw, Ha, Wb, Mh - 1 - (qi + ph - k0) // sh,
+                                 Mw - 1 - (qj + pw - l0) // sw))
+    live = [k for k, q in enumerate(phases) if min(q.Mh, q.Mw, q.Ha, q.Wb) > 0]
     if not live:
         np.asarray(grad_x)[...] = 0
         return
     # One padded copy for every phase: the largest top/left padding, each phase's windows
     # starting (top_max - top, left_max - left) into it.
-    top_max = max(phases[k][6] for k in live)
-    left_max = max(phases[k][7] for k in live)
-    Hp = max(top_max - phases[k][6] + phases[k][4] + phases[k][2] - 1 for k in live)
-    Wp = max(left_max - phases[k][7] + _row_pitch(phases[k][5], phases[k][3], 1, 1)
+    top_max = max(phases[k].top for k in live)
+    left_max = max(phases[k].left for k in live)
+    Hp = max(top_max - phases[k].top + phases[k].Ha + phases[k].Mh - 1 for k in live)
+    Wp = max(left_max - phases[k].left + _row_pitch(phases[k].Wb, phases[k].Mw, 1, 1)
              for k in live)
     w = np.asarray(weight)
-    subs = {k: np.ascontiguousarray(w[:, :, phases[k][0]::sh, phases[k][1]::sw]) for k in live}
+    subs = {k: np.ascontiguousarray(w[:, :, phases[k].k0::sh, phases[k].l0::sw]) for k in live}
     packs = {k: _pack_weights(subs[k], _direct_ocb(C), True) for k in live}
     # Where each phase's planes start in the group's buffer, floats per plane and per row; the
     # phases no tap reaches read one row of zeros at the buffer's end (size and pitch 0).
@@ -843,7 +848,7 @@ def _strided_backward_input(const float[:, :, :, ::1] grad_out, relu_out,
         gpad = _pad_planes("direct_input", grad_out[n0:n1],
                            None if relu_out is None else relu_out[n0:n1], Hp, Wp, top_max,
                            left_max, OC, 0, n_threads)
-        zeros_at = (n1 - n0) * C * sum(phases[k][4] * phases[k][5] for k in live)
+        zeros_at = (n1 - n0) * C * sum(phases[k].Ha * phases[k].Wb for k in live)
         buf = _scratch("strided_phases", (zeros_at + (W + sw - 1) // sw,))
         buf[zeros_at:] = 0
         at = 0

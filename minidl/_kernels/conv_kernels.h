@@ -80,9 +80,9 @@ static inline int conv_dw_f32_tb(ptrdiff_t KW) {
 /* Output channels per weight-gradient tile for `oc` channels of OH x OW and a KW-wide kernel:
  * 8 with AVX-512 and 3 taps per tile where they fill whole tiles and an image's 8 gradient
  * planes stay within 16 KiB of L1 (24 accumulators: each x vector loaded feeds 8 multiply-adds,
- * not 4; ResNet's 16->32 stride 2 at 16 x 16, one thread, 1.18-1.19x; at 32 x 32 the planes
- * left L1 and 16->16 ran 0.93x), else 4 or 3, whichever pads fewer channels. The tile size
- * changes no accumulator's order: the same bits on every instruction set. */
+ * not 4; ResNet's 16->32 stride 2 at 16 x 16, one thread, hot, 1.06-1.08x; at 32 x 32 the
+ * planes left L1 and 16->16 ran 0.91-0.93x), else 4 or 3, whichever pads fewer channels. The
+ * tile size changes no accumulator's order: the same bits on every instruction set. */
 static inline int conv_dw_f32_ocb(ptrdiff_t oc, ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW) {
     const ptrdiff_t plane_bytes = OH * ((OW + MDL_LANES - 1) / MDL_LANES) * MDL_LANES * 4;
     if (mdl_isa_level() == 2 && conv_dw_f32_tb(KW) == 3 && oc % 8 == 0 &&
@@ -347,10 +347,10 @@ static inline void conv_dw_rows_task(void *args, ptrdiff_t begin, ptrdiff_t end,
 }
 
 /* A strided input gradient's phases put back in place; see the template. */
-static inline void conv_unphase_f32(const float *base, const ptrdiff_t *off, const ptrdiff_t *size,
-                                    const ptrdiff_t *pitch, ptrdiff_t p0, ptrdiff_t p1,
-                                    ptrdiff_t H, ptrdiff_t W, ptrdiff_t sh, ptrdiff_t sw,
-                                    float *dst)
+static inline void conv_unphase_f32(const float *base, const ptrdiff_t *off,
+                                    const ptrdiff_t *size, const ptrdiff_t *pitch, ptrdiff_t p0,
+                                    ptrdiff_t p1, ptrdiff_t H, ptrdiff_t W, ptrdiff_t sh,
+                                    ptrdiff_t sw, float *dst)
 {
     MDL_DISPATCH(conv_unphase_f32, (base, off, size, pitch, p0, p1, H, W, sh, sw, dst));
 }

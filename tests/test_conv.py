@@ -777,7 +777,8 @@ import numpy as np
 from minidl._kernels import conv as kernels
 rng = np.random.default_rng(5)
 out = {}
-for n, c, oc, hw, stride in [(9, 3, 16, 16, 1), (5, 4, 32, 31, 2), (3, 2, 8, 7, 1), (2, 3, 24, 12, 1)]:
+for n, c, oc, hw, stride in [(9, 3, 16, 16, 1), (5, 4, 32, 31, 2), (3, 2, 8, 7, 1),
+                             (2, 3, 24, 12, 1)]:
     o = (hw + 2 - 3) // stride + 1
     x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
     g = rng.standard_normal((n, oc, o, o)).astype(np.float32)

@@ -25,8 +25,7 @@ from minidl._kernels.conv_kernels cimport (
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_pad_phases_f32, conv_prefetch_image, conv_sum_f32,
-    conv_transpose_grad_f32,
-    conv_unphase_f32,
+    conv_transpose_grad_f32, conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for
@@ -692,20 +691,18 @@ cdef void _per_image_task(void *args, Py_ssize_t begin, Py_ssize_t end,
     cdef _Pad *p = &a.pad
     cdef _Direct *d = &a.rows
     cdef Py_ssize_t plane = p.sh * p.sw * p.Hp * p.Wp, n, c, blk, rb
-    cdef Py_ssize_t img = p.C * p.H * p.W, parts = d.nblk * d.nrb, k
-    cdef Py_ssize_t oimg = d.OC * d.OH * d.OW
+    cdef Py_ssize_t img = p.C * p.H * p.W, oimg = d.OC * d.OH * d.OW
     cdef float *x = a.buffers + worker * p.C * plane
     for n in range(begin, end):
         for c in range(p.C):
             _pad_plane(p, n, c, x + c * plane)
-        k = 0
         for blk in range(d.nblk):
             for rb in range(d.nrb):
                 if n + 1 < end:
                     conv_prefetch_image(p.src + (n + 1) * img,
                                         p.mask + (n + 1) * img if p.mask != NULL else NULL,
-                                        d.out + (n + 1) * oimg, img, oimg, k, parts)
-                k += 1
+                                        d.out + (n + 1) * oimg, img, oimg, blk * d.nrb + rb,
+                                        d.nblk * d.nrb)
                 _direct_block(d, x, n, blk, rb * d.rows)
 
 

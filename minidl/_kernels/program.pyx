@@ -246,8 +246,8 @@ cdef void _conv_rows_images_task(void *args, Py_ssize_t begin, Py_ssize_t end,
     cdef const float *src = <const float *>ins.p[6]
     cdef const float *mask = <const float *>ins.p[7]
     cdef Py_ssize_t C = ins.n[14], HW = ins.n[15] * ins.n[16], image = ins.n[8]
-    cdef Py_ssize_t plane = ins.n[20] * ins.n[21] * ins.n[17] * ins.n[7], n, c, blk, rb, k
-    cdef Py_ssize_t oimg = ins.n[4] * ins.n[5] * ins.n[6], parts = ins.n[9] * ins.n[10]
+    cdef Py_ssize_t plane = ins.n[20] * ins.n[21] * ins.n[17] * ins.n[7], n, c, blk, rb
+    cdef Py_ssize_t oimg = ins.n[4] * ins.n[5] * ins.n[6]
     cdef float *x = <float *>ins.p[0] + worker * image
     cdef const float *out = <const float *>ins.p[4]
     for n in range(begin, end):
@@ -256,14 +256,13 @@ cdef void _conv_rows_images_task(void *args, Py_ssize_t begin, Py_ssize_t end,
                                 mask + (n * C + c) * HW if mask != NULL else NULL,
                                 x + c * plane, ins.n[17], ins.n[7], ins.n[18], ins.n[19],
                                 ins.n[20], ins.n[21])
-        k = 0
         for blk in range(ins.n[9]):
             for rb in range(ins.n[10]):
                 if n + 1 < end:  # as conv._per_image_task
                     conv_prefetch_image(src + (n + 1) * C * HW,
                                         mask + (n + 1) * C * HW if mask != NULL else NULL,
-                                        out + (n + 1) * oimg, C * HW, oimg, k, parts)
-                k += 1
+                                        out + (n + 1) * oimg, C * HW, oimg,
+                                        blk * ins.n[10] + rb, ins.n[9] * ins.n[10])
                 _conv_rows_block(ins, x, n, blk, rb * ins.n[11])
 
 

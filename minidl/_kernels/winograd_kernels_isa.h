@@ -15,6 +15,10 @@
 #define MDL_WLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define MDL_WST(p, v) memcpy((p), &(v), sizeof(v))
 typedef float mdl_f32x2 __attribute__((vector_size(8)));
+/* The prefetch helpers (wino_prefetch_*) are always inlined: gcc takes a function that only
+ * prefetches for one without side effects, and where it had split one out of line it deleted
+ * the call, prefetches and all (a build whose phase splits fetched no next plane). */
+#define MDL_W_PREFETCHER static inline __attribute__((always_inline))
 
 /* Input tile loop body: tiles [t, t + L) (see wino_input_f32): columns 2 tx + {0, 1, 2, 3} of
  * patch row r are ev[r], od[r], ev1[r], od1[r] at the tile's index. */
@@ -359,25 +363,41 @@ typedef float mdl_f32x2 __attribute__((vector_size(8)));
     } while (0)
 #endif
 
-/* Prefetches plane x (H x W) and the one after it when a plane fits in L1 (32 KiB): the phase
- * splits visit its rows out of order (every second or fourth row in turn), which the hardware
- * prefetchers do not follow, and a row's load would otherwise wait for its own miss. The callers
- * transform planes in memory order, so the next plane's misses overlap with this plane's work
- * (one thread, batch 128, F(4x4), ms, this plane only / and the next: 32->32 @16 forward
- * 3.58 / 3.37, weight gradient 4.06 / 3.71; 16->16 @32 4.97 / 4.85, 7.78 / 7.52). Prefetches
- * never fault, past the last plane included. */
-MDL_ISA_ATTR static inline void MDL_ISA(wino_prefetch_plane)(const float *x, ptrdiff_t H,
-                                                              ptrdiff_t W)
+/* Prefetches plane x (H x W) when a plane fits in L1 (32 KiB): the phase splits visit its rows
+ * out of order (every second or fourth row in turn), which the hardware prefetchers do not
+ * follow, and a row's load would otherwise wait for its own miss. The callers transform planes
+ * in memory order, so the lines are mostly there already, fetched by the previous plane's calls
+ * of wino_prefetch_next_row (one thread, batch 128, F(4x4), ms, this plane only / and the next:
+ * 32->32 @16 forward 3.58 / 3.37, weight gradient 4.06 / 3.71; 16->16 @32 4.97 / 4.85, 7.78 /
+ * 7.52). Prefetches never fault, past the last plane included. */
+MDL_ISA_ATTR MDL_W_PREFETCHER void MDL_ISA(wino_prefetch_plane)(const float *x, ptrdiff_t H,
+                                                                ptrdiff_t W)
 {
     if (H * W <= 8192)
-        for (ptrdiff_t i = 0; i < 2 * H * W; i += 16)
+        for (ptrdiff_t i = 0; i < H * W; i += 16)
             __builtin_prefetch(x + i);
+}
+
+/* Row iy of the plane after x (H x W), called as row iy of x is split: the next plane's misses
+ * spread over this plane's work. All of them at once, before it, filled the queue of misses and
+ * the prefetches themselves stalled (16->16 @32, F(4x4), batch 128, min of 21, ms, all at once
+ * / row by row: forward 5.01 / 4.50 at 1 thread, 3.28 / 3.07 at 2; weight gradient 7.76 / 6.86,
+ * 5.18 / 4.70; 32->64 @26 forward 1.02-1.09x, weight gradient 1.06x). */
+MDL_ISA_ATTR MDL_W_PREFETCHER void MDL_ISA(wino_prefetch_next_row)(const float *x, ptrdiff_t H,
+                                                                   ptrdiff_t W, ptrdiff_t iy)
+{
+    if (H * W <= 8192) {
+        const float *row = x + (H + iy) * W;
+        for (ptrdiff_t j = 0; j < W; j += 16)
+            __builtin_prefetch(row + j);
+        __builtin_prefetch(row + W - 1);
+    }
 }
 
 /* The same for an output plane about to be written (after the tile loops: its misses overlap
  * with them rather than stall the row stores). */
-MDL_ISA_ATTR static inline void MDL_ISA(wino_prefetch_out)(float *out, ptrdiff_t OH,
-                                                            ptrdiff_t OW)
+MDL_ISA_ATTR MDL_W_PREFETCHER void MDL_ISA(wino_prefetch_out)(float *out, ptrdiff_t OH,
+                                                              ptrdiff_t OW)
 {
     if (OH * OW <= 8192)
         for (ptrdiff_t i = 0; i < OH * OW; i += 16)
@@ -542,6 +562,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino_phase_rows)(const float *x, ptrdiff_t H, p
             continue;
         }
         const float *row = x + iy * W;
+        MDL_ISA(wino_prefetch_next_row)(x, H, W, iy);
         /* 16 tiles at a time: columns 2 tx + q - pw of x (zero outside [0, W)) by two vector
          * loads (masked at the edges) and an even/odd shuffle per pair of phases. */
         for (ptrdiff_t tx0 = 0; tx0 < tw; tx0 += 16) {
@@ -638,6 +659,7 @@ MDL_ISA_ATTR static void MDL_ISA(wino4_phase_rows)(const float *x, ptrdiff_t H, 
                 continue;
             }
             const float *row = x + iy * W;
+            MDL_ISA(wino_prefetch_next_row)(x, H, W, iy);
             if (tw <= 8) {
                 /* Short rows (images up to 32 wide): columns 4 tx + q - pw for tx < 8 lie in two
                  * blocks from -pw (phases 0-3), and phases 4 and 5 in two more from 4 - pw. */

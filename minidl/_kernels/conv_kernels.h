@@ -202,10 +202,12 @@ static inline void conv_pad_phases_f32(const float *src, ptrdiff_t H, ptrdiff_t 
  * otherwise read from memory first). A work item that pads image by image calls it for the
  * next image before each of its kernel calls, so that the fetch overlaps the compute (a burst
  * of a whole image's lines would stall on the outstanding misses): cold caches, ResNet's
- * 16->32 stride-2 forward 1.05-1.09x, the MNIST example's 1->32 1.07-1.11x. */
-static inline void conv_prefetch_image(const float *src, const float *mask, const float *out,
-                                       ptrdiff_t img, ptrdiff_t oimg, ptrdiff_t part,
-                                       ptrdiff_t parts)
+ * 16->32 stride-2 forward 1.05-1.09x, the MNIST example's 1->32 1.07-1.11x. Always inlined:
+ * gcc takes a function that only prefetches for one without side effects and may delete a call
+ * to an out-of-line copy (winograd_kernels_isa.h met it). */
+static inline __attribute__((always_inline)) void conv_prefetch_image(
+    const float *src, const float *mask, const float *out, ptrdiff_t img, ptrdiff_t oimg,
+    ptrdiff_t part, ptrdiff_t parts)
 {
     const float *p[3] = {src, mask, out};
     const ptrdiff_t n[3] = {img, img, oimg};

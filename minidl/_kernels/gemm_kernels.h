@@ -284,12 +284,25 @@ static inline __attribute__((always_inline)) void minidl_transpose_8x8(minidl_f6
     static void NAME(ptrdiff_t kc, ptrdiff_t cols, const T *b, ptrdiff_t ldb, T *dst)       \
     {                                                                                       \
         ptrdiff_t p0 = 0;                                                                   \
-        if (cols == (NR) && minidl_gemm_vector_bytes == 64) {                               \
+        if (minidl_gemm_vector_bytes == 64) {                                               \
+            /* Blocks of LANES x LANES by register transposes; the columns past cols are    \
+             * rows of zeros before the transpose (a narrow B: 16 columns of a 32-wide      \
+             * panel went element by element, a fifth of Winograd's 16-channel weight      \
+             * gradient). */                                                                \
             for (; p0 + (LANES) <= kc; p0 += (LANES)) {                                     \
                 for (ptrdiff_t j0 = 0; j0 < (NR); j0 += (LANES)) {                          \
                     V r[LANES];                                                             \
-                    for (int q = 0; q < (LANES); q++)                                       \
-                        memcpy(&r[q], b + (j0 + q) * ldb + p0, sizeof(V));                  \
+                    if (j0 >= cols) {                                                       \
+                        for (int q = 0; q < (LANES); q++)                                   \
+                            memset(dst + (p0 + q) * (NR) + j0, 0, sizeof(V));               \
+                        continue;                                                           \
+                    }                                                                       \
+                    for (int q = 0; q < (LANES); q++) {                                     \
+                        if (j0 + q < cols)                                                  \
+                            memcpy(&r[q], b + (j0 + q) * ldb + p0, sizeof(V));              \
+                        else                                                                \
+                            memset(&r[q], 0, sizeof(V));                                    \
+                    }                                                                       \
                     TRANSPOSE(r);                                                           \
                     for (int q = 0; q < (LANES); q++)                                       \
                         memcpy(dst + (p0 + q) * (NR) + j0, &r[q], sizeof(V));               \

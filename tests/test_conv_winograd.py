@@ -519,15 +519,14 @@ def test_auto_rule_follows_the_measured_table(algorithm):
         return
     wino = ("winograd",) * 3
     assert picks(3, 16) == ("auto", "auto", "auto")
-    # F(4x4) (images up to 64 pixels a side) wins every pass from 16 channels on, but the weight
-    # gradient of 16 input channels, where the row-vector kernel wins.
-    assert picks(16, 16, size=32) == ("winograd", "winograd", "auto")
-    assert picks(16, 32, size=32) == ("winograd", "winograd", "auto")
+    # F(4x4) (images up to 64 pixels a side) wins every pass from 16 channels on.
+    assert picks(16, 16, size=32) == wino
+    assert picks(16, 32, size=32) == wino
     assert picks(32, 16, size=32) == wino
     assert picks(32, 32) == wino
     assert picks(32, 64, size=26) == wino
     # F(4x4) on 8x8 images too (transforms over several images).
-    assert picks(16, 16, size=8) == ("winograd", "winograd", "auto")
+    assert picks(16, 16, size=8) == wino
     assert picks(32, 32, size=8) == wino
     assert picks(32, 64, size=8) == wino
     assert picks(64, 64, size=8) == wino

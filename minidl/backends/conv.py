@@ -150,11 +150,14 @@ def choose(pass_: str, x_shape, weight_shape, dtype, stride, dilation, groups) -
         return "auto"
     tile = winograd_tile_for(x_shape)
     if tile == 4:
-        # The weight gradient of 16 input channels goes to the row-vector kernel since it pads
-        # each chunk in its own work item (2026-12-02, one thread's CPU time, batch 128, ms,
-        # F(4x4) / rows): 16->16 @32 9.6 / 8.0, @16 2.8 / 2.4, @64 40.2 / 33.9; 16->32 @32
-        # 19.0 / 17.3; but 32->16 @32 11.4 / 14.8, 32->32 @16 4.2 / 8.7.
-        return "winograd" if pass_ != "weight" or c >= 32 else "auto"
+        # Every pass, the weight gradient of 16 input channels too since its GEMMs pack a
+        # 16-column transposed panel by register transposes (2026-12-07, EPYC AVX-512, batch
+        # 128, min of 21, ms, F(4x4) / the row-vector kernel, 1 thread; 2 threads): 16->16 @32
+        # 7.36 / 9.16; 3.70 / 4.48, @16 2.09 / 2.44; 1.13 / 1.16, 16->32 @32 11.1 / 16.7; 5.78 /
+        # 8.28, 32->16 @32 11.7 / 17.0; 6.30 / 8.42, 16->16 @64 (batch 64) 10.8 / 13.2; 6.81 /
+        # 7.61. Before that the row-vector kernel had won at 16 input channels (2026-12-02,
+        # 16->16 @32 9.6 / 8.0).
+        return "winograd"
     tiles = ((x_shape[2] + 1) // 2) * ((x_shape[3] + 1) // 2)  # per image (padding aside)
     wins = {
         "forward": c * oc >= 2048,

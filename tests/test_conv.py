@@ -173,6 +173,11 @@ NAMED = {
         shape=(2, 5, 11, 9), wshape=(20, 5, 3, 3), stride=(2, 3), padding=(1, 2), dilation=(1, 2)
     ),
     "packed_17_channels": dict(shape=(2, 2, 6, 5), wshape=(17, 2, 3, 3)),
+    # 48 channels: one 64-channel block with AVX-512 (its last 16 lanes padding), two of 32
+    # elsewhere; 20 pixels, the last tile of 6 partly past them.
+    "packed_48_channels_strided": dict(
+        shape=(3, 4, 9, 7), wshape=(48, 4, 3, 3), stride=(2, 2), padding=(1, 1)
+    ),
     "direct_dilated": dict(
         shape=(2, 3, 13, 40), wshape=(20, 3, 3, 2), padding=(2, 3), dilation=(2, 3)
     ),
@@ -507,6 +512,7 @@ def test_narrower_isa_instances_agree_with_the_default(isa, tmp_path):
         "wide_3x3",
         "pointwise_1x1",
         "packed_strided",
+        "packed_48_channels_strided",
         "depthwise",
         "direct_dilated",
         "strided_rowvec",

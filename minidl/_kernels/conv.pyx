@@ -24,8 +24,8 @@ from minidl._kernels.conv_kernels cimport (
     CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_db_packed_f32, conv_direct_f32_rows,
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
-    conv_packed_f32_pixels, conv_pad_phases_f32, conv_prefetch_image, conv_sum_f32,
-    conv_transpose_grad_f32, conv_unphase_f32,
+    conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32, conv_prefetch_image,
+    conv_sum_f32, conv_transpose_grad_f32, conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for
@@ -895,7 +895,7 @@ cdef _PackedLayout _packed_layout(Py_ssize_t OC, Py_ssize_t OH, Py_ssize_t OW, P
     cdef _PackedLayout t
     t.Hp = (OH - 1) * sh + (KH - 1) * dh + 1
     t.Wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    t.nb = 1 if OC <= 16 else 2
+    t.nb = conv_packed_nb(OC)
     if t.nb == 1 and sw == 1 and dw == 1 and (KW == 3 or KW == 5):
         # The row-shared tiles (conv_packed_f32_pixels) cut each work item's pixels at row
         # ends: whole rows per item (~32 pixels), or LeNet's conv2 (10x10) ran a quarter of

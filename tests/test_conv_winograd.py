@@ -433,6 +433,15 @@ for tile in (2, 4):
     winograd.backward_input(gy, w, gx, (1, 1), 2, tile)
     winograd.backward_weight(x, gy, gw, (1, 1), 2, tile)
     arrays.update({f"out{tile}": out, f"gx{tile}": gx, f"gw{tile}": gw})
+# Planes of 2 x 2 F(4x4) tiles (permutes on AVX-512 and AVX2), a batch not a multiple of 4.
+x = np.maximum(rng.standard_normal((7, 5, 7, 6)), 0).astype(np.float32)
+w = (rng.standard_normal((6, 5, 3, 3)) * 0.2).astype(np.float32)
+gy = rng.standard_normal((7, 6, 7, 6)).astype(np.float32)
+out, gx, gw = np.empty_like(gy), np.empty_like(x), np.empty_like(w)
+winograd.forward(x, w, None, out, (1, 1), False, 2, 4)
+winograd.backward_input(gy, w, gx, (1, 1), 2, 4)
+winograd.backward_weight(x, gy, gw, (1, 1), 2, 4)
+arrays.update({"out_small": out, "gx_small": gx, "gw_small": gw})
 np.savez(OUT, **arrays)
 """
 

@@ -21,7 +21,7 @@ from libc.string cimport memcpy, memset
 
 from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.conv_kernels cimport (
-    CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_db_packed_f32, conv_direct_f32_rows,
+    CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_col2im_f32, conv_db_packed_f32, conv_direct_f32_rows,
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32, conv_prefetch_image,
@@ -1196,10 +1196,15 @@ cdef void _col2im(const real *col, real *x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
                   Py_ssize_t dw) noexcept nogil:
     """x = 0, then the adjoint of _im2col: every column entry added back to its pixel, in a
-    fixed order (one image per call, so one owner per pixel)."""
+    fixed order (one image per call, so one owner per pixel). float32 runs conv_col2im_f32 on
+    the widest instruction set (this module's code is compiled for the baseline, whose
+    stride-2 rows were added element by element)."""
     cdef Py_ssize_t c, kh, kw, oh, ow, ih, iw0, lo, hi, i
     cdef const real *row
     cdef real *xrow
+    if real is float:
+        conv_col2im_f32(col, x, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+        return
     for i in range(C * H * W):
         x[i] = 0
     for c in range(C):

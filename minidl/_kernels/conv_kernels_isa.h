@@ -330,6 +330,61 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 }
 
 
+/* dst[i * step] += src[i] for i < n (n >= 1), touching dst[0 .. (n - 1) * step] only. With
+ * AVX-512 a stride of 2 takes 8 outputs per masked load, permute, masked add and masked store
+ * (lanes between the targets are neither added to nor written); elsewhere the compiler's loop.
+ * Each target gets one add either way: the same bits. */
+MDL_ISA_ATTR static inline __attribute__((always_inline)) void MDL_ISA(conv_scatter_add_f32)(
+    float *dst, const float *src, ptrdiff_t n, ptrdiff_t step)
+{
+#if MDL_ISA_AVX512
+    if (step == 2) {
+        const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        for (ptrdiff_t i = 0; i < n; i += 8) {
+            const unsigned m = (unsigned)(n - i < 8 ? n - i : 8);
+            const __mmask16 even = (__mmask16)(0x5555u & ((1u << (2 * m)) - 1u));
+            const __m512 s = _mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1u), src + i);
+            const __m512 d = _mm512_maskz_loadu_ps(even, dst + 2 * i);
+            _mm512_mask_storeu_ps(dst + 2 * i, even,
+                                  _mm512_add_ps(d, _mm512_permutexvar_ps(spread, s)));
+        }
+        return;
+    }
+#endif
+    for (ptrdiff_t i = 0; i < n; i++)
+        dst[i * step] += src[i];
+}
+
+/* x (C x H x W) = 0, then every entry of col (as conv_im2col_f32 lays it out) added back to its
+ * pixel in the order (c, kh, kw, oh, ow): the adjoint of im2col for one image, float32. */
+MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, ptrdiff_t C,
+                                                  ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH,
+                                                  ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,
+                                                  ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph,
+                                                  ptrdiff_t pw, ptrdiff_t dh, ptrdiff_t dw)
+{
+    memset(x, 0, (size_t)(C * H * W) * sizeof(float));
+    for (ptrdiff_t c = 0; c < C; c++)
+        for (ptrdiff_t kh = 0; kh < KH; kh++)
+            for (ptrdiff_t kw = 0; kw < KW; kw++) {
+                /* Output columns [lo, hi) land inside the row: ow * sw + iw0 in [0, W). */
+                const ptrdiff_t iw0 = kw * dw - pw;
+                const ptrdiff_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+                ptrdiff_t hi = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
+                hi = hi < OW ? hi : OW;
+                if (hi <= lo)
+                    continue;
+                const float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                for (ptrdiff_t oh = 0; oh < OH; oh++) {
+                    const ptrdiff_t ih = oh * sh - ph + kh * dh;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    MDL_ISA(conv_scatter_add_f32)(x + (c * H + ih) * W + lo * sw + iw0,
+                                                  row + oh * OW + lo, hi - lo, sw);
+                }
+            }
+}
+
 /* The zero-padded image p = src (H x W) shifted down by top and right by left (either may be
  * negative: cropping), split into sh * sw phase planes of Hp x Wp (row pitch Wp), plane
  * (pr, pc) at dst + (pr * sw + pc) * Hp * Wp holding p[a * sh + pr][b * sw + pc] at [a][b]

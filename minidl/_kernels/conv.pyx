@@ -24,7 +24,7 @@ from minidl._kernels.conv_kernels cimport (
     CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_col2im_f32, conv_db_packed_f32, conv_direct_f32_rows,
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
-    conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32, conv_prefetch_image,
+    conv_im2col_f32, conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32, conv_prefetch_image,
     conv_sum_f32, conv_transpose_grad_f32, conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
@@ -1149,13 +1149,13 @@ cdef void _im2col(const real *x, real *col, Py_ssize_t C, Py_ssize_t H, Py_ssize
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
                   Py_ssize_t dw) noexcept nogil:
     """col[(c * KH + kh) * KW + kw][oh * OW + ow] = x[c][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw]
-    (0 in the padding). Stride 2 gathers with a constant stride, which gcc turns into vector
-    permutes: one thread, batch 128, ms, against splitting each input row into its even and odd
-    halves first (2026-12-07): ResNet-20's 32->64 3x3 stride 2 at 16x16 weight gradient 7.4 ->
-    5.0, 16->32 at 32x32 7.2 -> 6.0, a 1x1 64->128 at 16x16 3.7 -> 2.1."""
+    (0 in the padding). float32 runs conv_im2col_f32 on the widest instruction set."""
     cdef Py_ssize_t c, kh, kw, oh, ow, ih, iw0, lo, hi
     cdef real *row
     cdef const real *xrow
+    if real is float:
+        conv_im2col_f32(x, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+        return
     for c in range(C):
         for kh in range(KH):
             for kw in range(KW):

@@ -194,6 +194,15 @@ static inline void conv_dx_images_group(const float *g, const float *mask, const
 }
 
 /* Sum of p[0 .. n) in a fixed order; see the template. */
+/* One image's im2col, float32 (see the template's conv_im2col_f32). */
+static inline void conv_im2col_f32(const float *x, float *col, ptrdiff_t C, ptrdiff_t H,
+                                   ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OH,
+                                   ptrdiff_t OW, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph,
+                                   ptrdiff_t pw, ptrdiff_t dh, ptrdiff_t dw)
+{
+    MDL_DISPATCH(conv_im2col_f32, (x, col, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw));
+}
+
 /* One image's col2im, float32 (see the template's conv_col2im_f32). */
 static inline void conv_col2im_f32(const float *col, float *x, ptrdiff_t C, ptrdiff_t H,
                                    ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OH,

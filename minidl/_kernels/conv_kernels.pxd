@@ -30,6 +30,10 @@ cdef extern from "conv_kernels.h" nogil:
                           const Py_ssize_t *pitch, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t sh, Py_ssize_t sw, float *dst)
     float conv_sum_f32(const float *p, Py_ssize_t n)
+    void conv_im2col_f32(const float *x, float *col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                         Py_ssize_t dh, Py_ssize_t dw)
     void conv_col2im_f32(const float *col, float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,

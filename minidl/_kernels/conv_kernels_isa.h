@@ -330,6 +330,66 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 }
 
 
+/* dst[i] = src[i * step] for i < n (n >= 1), reading src[0 .. (n - 1) * step] only. With
+ * AVX-512 a stride of 2 takes 8 outputs per masked load, permute and masked store (masked-off
+ * lanes are never read or written); elsewhere the compiler's loop. */
+MDL_ISA_ATTR static inline __attribute__((always_inline)) void MDL_ISA(conv_gather_f32)(
+    const float *src, float *dst, ptrdiff_t n, ptrdiff_t step)
+{
+#if MDL_ISA_AVX512
+    if (step == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+        for (ptrdiff_t i = 0; i < n; i += 8) {
+            const unsigned m = (unsigned)(n - i < 8 ? n - i : 8);
+            const __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (2 * m - 1)) - 1u),
+                                                   src + 2 * i);
+            _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << m) - 1u),
+                                  _mm512_permutexvar_ps(even, v));
+        }
+        return;
+    }
+#endif
+    for (ptrdiff_t i = 0; i < n; i++)
+        dst[i] = src[i * step];
+}
+
+/* col[((c * KH + kh) * KW + kw) * OH * OW + oh * OW + ow] =
+ * x[c][oh * sh - ph + kh * dh][ow * sw - pw + kw * dw], 0 in the padding: one image's im2col
+ * (C x H x W), float32. */
+MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, ptrdiff_t C,
+                                                  ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH,
+                                                  ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,
+                                                  ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph,
+                                                  ptrdiff_t pw, ptrdiff_t dh, ptrdiff_t dw)
+{
+    for (ptrdiff_t c = 0; c < C; c++)
+        for (ptrdiff_t kh = 0; kh < KH; kh++)
+            for (ptrdiff_t kw = 0; kw < KW; kw++) {
+                /* Output columns [lo, hi) read inside the row: ow * sw + iw0 in [0, W). */
+                const ptrdiff_t iw0 = kw * dw - pw;
+                const ptrdiff_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+                ptrdiff_t hi = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
+                hi = hi < OW ? hi : OW;
+                float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                for (ptrdiff_t oh = 0; oh < OH; oh++, row += OW) {
+                    const ptrdiff_t ih = oh * sh - ph + kh * dh;
+                    if (ih < 0 || ih >= H || hi <= lo) {
+                        memset(row, 0, (size_t)OW * sizeof(float));
+                        continue;
+                    }
+                    for (ptrdiff_t ow = 0; ow < lo; ow++)
+                        row[ow] = 0.0f;
+                    const float *xrow = x + (c * H + ih) * W;
+                    if (sw == 1)
+                        memcpy(row + lo, xrow + lo + iw0, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        MDL_ISA(conv_gather_f32)(xrow + lo * sw + iw0, row + lo, hi - lo, sw);
+                    for (ptrdiff_t ow = hi; ow < OW; ow++)
+                        row[ow] = 0.0f;
+                }
+            }
+}
+
 /* dst[i * step] += src[i] for i < n (n >= 1), touching dst[0 .. (n - 1) * step] only. With
  * AVX-512 a stride of 2 takes 8 outputs per masked load, permute, masked add and masked store
  * (lanes between the targets are neither added to nor written); elsewhere the compiler's loop.

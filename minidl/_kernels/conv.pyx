@@ -24,8 +24,8 @@ from minidl._kernels.conv_kernels cimport (
     CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_col2im_f32, conv_db_packed_f32, conv_direct_f32_rows,
     conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
-    conv_im2col_f32, conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32, conv_prefetch_image,
-    conv_sum_f32, conv_transpose_grad_f32, conv_unphase_f32,
+    conv_im2col_f32, conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32,
+    conv_prefetch_image, conv_sum_f32, conv_transpose_grad_f32, conv_unphase_f32,
 )
 from minidl._kernels.gemm cimport GemmAhead, gemm, gemm_ahead
 from minidl._kernels.threadpool cimport parallel_for

@@ -105,6 +105,16 @@ static inline int conv_packed_nb(ptrdiff_t oc) {
 /* Input channels per pass of conv_dx_images_f32 (its accumulators: CB blocks of 16 floats). */
 #define CONV_DX_IMAGES_CB 6
 
+/* The output columns [*lo, *hi) of an im2col row whose input column ow * sw + iw0 lies in
+ * [0, W) (OW columns in all; sw > 0). Scalar: shared by every instance. */
+static inline void conv_col_range(ptrdiff_t iw0, ptrdiff_t sw, ptrdiff_t W, ptrdiff_t OW,
+                                  ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    const ptrdiff_t h = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
+    *lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+    *hi = h < OW ? h : OW;
+}
+
 #define MDL_ISA_BODY "conv_kernels_isa.h"
 #include "mdl_isa_instances.h"
 
@@ -193,7 +203,6 @@ static inline void conv_dx_images_group(const float *g, const float *mask, const
     MDL_DISPATCH(conv_images_scatter_f32, (dxT, x_img, nimg, gx + n0 * x_img));
 }
 
-/* Sum of p[0 .. n) in a fixed order; see the template. */
 /* One image's im2col, float32 (see the template's conv_im2col_f32). */
 static inline void conv_im2col_f32(const float *x, float *col, ptrdiff_t C, ptrdiff_t H,
                                    ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OH,
@@ -212,6 +221,7 @@ static inline void conv_col2im_f32(const float *col, float *x, ptrdiff_t C, ptrd
     MDL_DISPATCH(conv_col2im_f32, (col, x, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw));
 }
 
+/* Sum of p[0 .. n) in a fixed order; see the template. */
 static inline float conv_sum_f32(const float *p, ptrdiff_t n)
 {
     return MDL_DISPATCH(conv_sum_f32, (p, n));

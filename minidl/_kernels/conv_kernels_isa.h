@@ -365,11 +365,9 @@ MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                /* Output columns [lo, hi) read inside the row: ow * sw + iw0 in [0, W). */
                 const ptrdiff_t iw0 = kw * dw - pw;
-                const ptrdiff_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
-                ptrdiff_t hi = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
-                hi = hi < OW ? hi : OW;
+                ptrdiff_t lo, hi;
+                conv_col_range(iw0, sw, W, OW, &lo, &hi);
                 float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
                 for (ptrdiff_t oh = 0; oh < OH; oh++, row += OW) {
                     const ptrdiff_t ih = oh * sh - ph + kh * dh;
@@ -427,11 +425,9 @@ MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                /* Output columns [lo, hi) land inside the row: ow * sw + iw0 in [0, W). */
                 const ptrdiff_t iw0 = kw * dw - pw;
-                const ptrdiff_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
-                ptrdiff_t hi = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
-                hi = hi < OW ? hi : OW;
+                ptrdiff_t lo, hi;
+                conv_col_range(iw0, sw, W, OW, &lo, &hi);
                 if (hi <= lo)
                     continue;
                 const float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;

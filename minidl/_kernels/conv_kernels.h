@@ -94,8 +94,9 @@ static inline int conv_dw_f32_ocb(ptrdiff_t oc, ptrdiff_t KW, ptrdiff_t OH, ptrd
 /* 16-channel vectors per tile of conv_packed_f32_pixels for oc output channels: 1 up to 16
  * channels; 4 (24 accumulators, each broadcast input feeding 4 multiply-adds, not 2) with
  * AVX-512 where 64-channel blocks pad oc no further than 32-channel ones (ResNet-20's 32->64
- * stride 2 at 16x16, one thread, 1.05x); else 2. AVX2's 16 registers hold 4 vectors of only
- * 3 pixels, slower than 2 x 6 (0.83x there). The tile changes no accumulator's order. */
+ * stride 2 at 16x16, one thread, 1.05x); else 2. AVX2's 16 registers would hold 4 vectors of
+ * only 3 pixels, slower than 2 x 6 (a 4 x 3 tile measured 0.83x there). The tile changes no
+ * accumulator's order. */
 static inline int conv_packed_nb(ptrdiff_t oc) {
     if (oc <= 16)
         return 1;

@@ -664,11 +664,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_unphase_f32)(const float *base, const ptrd
 
 MDL_DEFINE_PACKED_TILE(1, 8)
 MDL_DEFINE_PACKED_TILE(2, 6)
-#if MDL_ISA_AVX512
 MDL_DEFINE_PACKED_TILE(4, 6)
-#else
-MDL_DEFINE_PACKED_TILE(4, 3)
-#endif
 
 /* The packed tile for NB 1, stride 1 and unit-spaced taps along W (LeNet's conv2): PB
  * consecutive output pixels of one row, whose windows overlap, so each input of a kernel row
@@ -765,9 +761,8 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
         return;
     }
     enum { MAX_PB = 8 };
-    /* 4 channel vectors: 24 accumulators in AVX-512's 32 registers, 12 in the 16 of AVX2
-     * (the same sums either way: each accumulator adds its taps in (c, kh, kw) order). */
-    const ptrdiff_t pb = nb == 1 ? 8 : nb == 2 || MDL_ISA_AVX512 ? 6 : 3;
+    /* nb 4 only where conv_packed_nb gives it (AVX-512: its 24 accumulators fit 32 registers). */
+    const ptrdiff_t pb = nb == 1 ? 8 : 6;
     const ptrdiff_t out_plane = (ptrdiff_t)OH * OW;
     for (ptrdiff_t t0 = p0; t0 < p1; t0 += pb) {
         ptrdiff_t pix_in[MAX_PB], pix_out[MAX_PB];
@@ -785,11 +780,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_packed_f32_pixels)(
         else if (nb == 2)
             MDL_ISA(mdl_packed_tile_2x6)(MDL_PACKED_ARGS);
         else
-#if MDL_ISA_AVX512
             MDL_ISA(mdl_packed_tile_4x6)(MDL_PACKED_ARGS);
-#else
-            MDL_ISA(mdl_packed_tile_4x3)(MDL_PACKED_ARGS);
-#endif
 #undef MDL_PACKED_ARGS
     }
 }

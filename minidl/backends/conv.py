@@ -69,8 +69,8 @@ def winograd_tile_for(x_shape) -> int:
     3.7; 64->64 @4 0.86 / 1.42, 1.26 / 1.45, 1.05 / 1.56; and with MINIDL_FORCE_ISA=x86-64-v3
     (AVX2, the patches gathered lane by lane) 64->64 @8 forward 3.2 / 4.7, weight grad 3.5 /
     5.3; since 2026-12-07 AVX2 permutes them (forward 3.23 -> 2.45, weight grad 3.56 -> 2.65,
-    one thread, GEMM on AVX-512 in both). F(4x4) blocks hold whole images, so above 64 pixels a side (256 tiles) its blocks
-    outgrow the L2 cache.
+    one thread, GEMM on AVX-512 in both). F(4x4) blocks hold whole images, so above 64 pixels
+    a side (256 tiles) its blocks outgrow the L2 cache.
     """
     if winograd_tile is not None:
         if winograd_tile not in (2, 4):

@@ -19,10 +19,10 @@ from minidl._kernels import elementwise as _elementwise
 
 from libc.string cimport memcpy, memset
 
-from minidl._kernels.bounds cimport first_valid
 from minidl._kernels.conv_kernels cimport (
-    CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_col2im_f32, conv_db_packed_f32, conv_direct_f32_rows,
-    conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group, conv_dx_images_scratch,
+    CONV_DW_CHUNK, CONV_DX_IMAGES_CB, conv_col2im_f32, conv_col_range, conv_db_packed_f32,
+    conv_direct_f32_rows, conv_dw_f32_tb, conv_dw_packed_f32, conv_dx_images_group,
+    conv_dx_images_scratch,
     conv_dw_rows_items, conv_dw_rows_job, conv_dw_rows_plan, conv_dw_rows_run, conv_dw_rows_task,
     conv_im2col_f32, conv_packed_f32_pixels, conv_packed_nb, conv_pad_phases_f32,
     conv_prefetch_image, conv_sum_f32, conv_transpose_grad_f32, conv_unphase_f32,
@@ -49,14 +49,6 @@ cdef struct _Conv:
     void *out
     Py_ssize_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups
     bint relu
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
-                           Py_ssize_t count) noexcept nogil:
-    """One past the largest o < count with o * step + offset < size (step > 0)."""
-    if size - 1 - offset < 0:
-        return 0
-    return min(count, (size - 1 - offset) // step + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,8 +80,7 @@ cdef void _forward_row(const real *x, const real *w, const real *bias, real *out
             for kw in range(KW):
                 iw0 = kw * dw - pw
                 wv = w[((oc * Cg + icg) * KH + kh) * KW + kw]
-                lo = first_valid(iw0, sw)
-                hi = _hi(iw0, sw, W, OW)
+                conv_col_range(iw0, sw, W, OW, &lo, &hi)
                 for ow in range(lo, hi):
                     row[ow] = row[ow] + wv * xrow[ow * sw + iw0]
     if relu:
@@ -125,8 +116,7 @@ cdef void _backward_input_row(const real *gy, const real *w, real *gx,
             for kw in range(KW):
                 iw0 = kw * dw - pw
                 wv = w[((oc * Cg + icg) * KH + kh) * KW + kw]
-                lo = first_valid(iw0, sw)
-                hi = _hi(iw0, sw, W, OW)
+                conv_col_range(iw0, sw, W, OW, &lo, &hi)
                 for ow in range(lo, hi):
                     row[ow * sw + iw0] = row[ow * sw + iw0] + wv * gyrow[ow]
 
@@ -145,8 +135,7 @@ cdef void _backward_weight_pair(const real *x, const real *gy, real *gw,
     for kh in range(KH):
         for kw in range(KW):
             iw0 = kw * dw - pw
-            lo = first_valid(iw0, sw)
-            hi = _hi(iw0, sw, W, OW)
+            conv_col_range(iw0, sw, W, OW, &lo, &hi)
             s = 0
             for n in range(N):
                 for oh in range(OH):
@@ -1160,8 +1149,7 @@ cdef void _im2col(const real *x, real *col, Py_ssize_t C, Py_ssize_t H, Py_ssize
         for kh in range(KH):
             for kw in range(KW):
                 iw0 = kw * dw - pw
-                lo = first_valid(iw0, sw)
-                hi = _hi(iw0, sw, W, OW)
+                conv_col_range(iw0, sw, W, OW, &lo, &hi)
                 row = col + ((c * KH + kh) * KW + kw) * OH * OW
                 for oh in range(OH):
                     ih = oh * sh - ph + kh * dh
@@ -1211,8 +1199,7 @@ cdef void _col2im(const real *col, real *x, Py_ssize_t C, Py_ssize_t H, Py_ssize
         for kh in range(KH):
             for kw in range(KW):
                 iw0 = kw * dw - pw
-                lo = first_valid(iw0, sw)
-                hi = _hi(iw0, sw, W, OW)
+                conv_col_range(iw0, sw, W, OW, &lo, &hi)
                 row = col + ((c * KH + kh) * KW + kw) * OH * OW
                 for oh in range(OH):
                     ih = oh * sh - ph + kh * dh

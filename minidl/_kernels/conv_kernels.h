@@ -106,8 +106,8 @@ static inline int conv_packed_nb(ptrdiff_t oc) {
 /* Input channels per pass of conv_dx_images_f32 (its accumulators: CB blocks of 16 floats). */
 #define CONV_DX_IMAGES_CB 6
 
-/* The output columns [*lo, *hi) of an im2col row whose input column ow * sw + iw0 lies in
- * [0, W) (OW columns in all; sw > 0). Scalar: shared by every instance. */
+/* The output columns ow in [*lo, *hi), of [0, OW), whose input column ow * sw + iw0 lies in
+ * [0, W) (sw > 0): im2col, col2im and the generic kernels in every dtype and instance. */
 static inline void conv_col_range(ptrdiff_t iw0, ptrdiff_t sw, ptrdiff_t W, ptrdiff_t OW,
                                   ptrdiff_t *lo, ptrdiff_t *hi)
 {

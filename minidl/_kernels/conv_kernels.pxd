@@ -23,6 +23,8 @@ cdef extern from "conv_kernels.h" nogil:
                                  Py_ssize_t ocp, float *gt)
     int conv_dw_f32_tb(Py_ssize_t KW)
     int conv_packed_nb(Py_ssize_t oc)
+    void conv_col_range(Py_ssize_t iw0, Py_ssize_t sw, Py_ssize_t W, Py_ssize_t OW, Py_ssize_t *lo,
+                        Py_ssize_t *hi)
     void conv_pad_phases_f32(const float *src, Py_ssize_t H, Py_ssize_t W, const float *mask,
                              float *dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
                              Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw)

@@ -909,3 +909,29 @@ def test_pointwise_conv_is_the_per_image_gemm_bitwise(shape, oc, dtype, threads,
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol * np.abs(ref_out).max())
         np.testing.assert_allclose(gw, ref_gw, rtol=tol, atol=tol * np.abs(ref_gw).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_im2col_top_left_padding_past_the_output(stride, dtype):
+    """im2col + GEMM (every pass) where the top and left padding (3) exceed what the output
+    rows reach of the first kernel row and column, the bottom and right padding being 0 (out's
+    size implies it, as for ONNX's asymmetric pads): those column rows are all zeros, and the
+    stride-2 chunks start at a lane past their first output."""
+    from minidl._kernels import conv as kernels
+
+    rng = np.random.default_rng(stride)
+    x = rng.standard_normal((2, 3, 2, 11)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    pad = ((3, 0), (3, 0))
+    oh, ow = (2 + 3 - 3) // stride + 1, (11 + 3 - 3) // stride + 1
+    gy = rng.standard_normal((2, 4, oh, ow)).astype(dtype)
+    want = reference(x, w, b, gy, (stride, stride), pad, (1, 1), 1)
+    out = np.empty((2, 4, oh, ow), dtype)
+    gx, gw, gb = np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    assert kernels.forward_path(x, w, out, stride, stride, 1, 1, 1, "im2col") == "gemm"
+    kernels.conv2d_forward(x, w, b, out, stride, stride, 3, 3, 1, 1, 1, False, 1, "im2col")
+    kernels.conv2d_backward(x, w, gy, None, gx, gw, gb, stride, stride, 3, 3, 1, 1, 1, 1, "im2col")
+    for got, ref in zip((out, gx, gw, gb), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())

@@ -1317,16 +1317,18 @@ cdef inline void _gemm_forward_images(const real *x, const real *w, const real *
     cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
     cdef GemmAhead ahead = GemmAhead(p0=NULL, bytes0=0, p1=NULL, bytes1=0)
     for n in range(begin, end):
+        # This thread's next image is fetched while this one is multiplied (for im2col, whose
+        # first pass over an image would wait on L3 row by row).
+        ahead.p0 = x + (n + 1) * image
+        ahead.bytes0 = image * sizeof(real) if n + 1 < end else 0
         if a.direct:
-            # This thread's next image is fetched while this one is multiplied.
-            ahead.p0 = x + (n + 1) * image
-            ahead.bytes0 = image * sizeof(real) if n + 1 < end else 0
             gemm_ahead(False, False, OC, P, K, 1, w, K, x + n * image, P, 0, out + n * OC * P,
                        P, a.inner, &ahead)
         else:
             _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
                     a.pw, a.dh, a.dw)
-            gemm(False, False, OC, P, K, 1, w, K, col, P, 0, out + n * OC * P, P, a.inner)
+            gemm_ahead(False, False, OC, P, K, 1, w, K, col, P, 0, out + n * OC * P, P, a.inner,
+                       &ahead)
         _epilogue(out + n * OC * P, bias, OC, P, a.relu)
 
 
@@ -1368,13 +1370,14 @@ cdef inline void _gemm_backward_input_images(const real *gy, const real *w, real
     cdef Py_ssize_t n, image = a.C * a.H * a.W, OC = a.OC, P = a.P, K = a.K
     cdef GemmAhead ahead = GemmAhead(p0=NULL, bytes0=0, p1=NULL, bytes1=0)
     for n in range(begin, end):
+        ahead.p0 = gy + (n + 1) * OC * P
+        ahead.bytes0 = OC * P * sizeof(real) if n + 1 < end else 0
         if a.direct:
-            ahead.p0 = gy + (n + 1) * OC * P
-            ahead.bytes0 = OC * P * sizeof(real) if n + 1 < end else 0
             gemm_ahead(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, gx + n * image, P,
                        a.inner, &ahead)
         else:
-            gemm(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, col, P, a.inner)
+            gemm_ahead(True, False, K, P, OC, 1, w, K, gy + n * OC * P, P, 0, col, P, a.inner,
+                       &ahead)
             _col2im(col, gx + n * image, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw, a.ph,
                     a.pw, a.dh, a.dw)
 
@@ -1423,20 +1426,23 @@ cdef inline void _gemm_backward_weight_chunks(const real *x, const real *gy, rea
     cdef GemmAhead ahead
     for chunk in range(begin, end):
         for n in range(chunk * DW_CHUNK, min(a.N, (chunk + 1) * DW_CHUNK)):
+            # Both operands of this thread's next image (chunks [begin, end) are its own),
+            # fetched into L2 during this image's product: im2col's first pass over an image
+            # otherwise waits on L3 for every row.
+            ahead = GemmAhead(p0=gy + (n + 1) * OC * P, bytes0=OC * P * sizeof(real),
+                              p1=x + (n + 1) * image, bytes1=image * sizeof(real))
+            if n + 1 >= last:
+                ahead.bytes0 = ahead.bytes1 = 0
             if a.direct:
-                # Both operands of this thread's next image (chunks [begin, end) are its own).
-                ahead = GemmAhead(p0=gy + (n + 1) * OC * P, bytes0=OC * P * sizeof(real),
-                                  p1=x + (n + 1) * image, bytes1=image * sizeof(real))
-                if n + 1 >= last:
-                    ahead.bytes0 = ahead.bytes1 = 0
                 gemm_ahead(False, True, OC, K, P, 1, gy + n * OC * P, P, x + n * image, P,
                            0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K,
                            a.inner, &ahead)
             else:
                 _im2col(x + n * image, col, a.C, a.H, a.W, a.KH, a.KW, a.OH, a.OW, a.sh, a.sw,
                         a.ph, a.pw, a.dh, a.dw)
-                gemm(False, True, OC, K, P, 1, gy + n * OC * P, P, col, P,
-                     0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K, a.inner)
+                gemm_ahead(False, True, OC, K, P, 1, gy + n * OC * P, P, col, P,
+                           0 if n == chunk * DW_CHUNK else 1, partial + chunk * OC * K, K,
+                           a.inner, &ahead)
 
 
 def _bias_grad(const real[:, :, :, ::1] grad_out, real[::1] grad_b, int n_threads):

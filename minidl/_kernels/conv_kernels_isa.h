@@ -330,32 +330,39 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 }
 
 
-/* dst[i] = src[i * step] for i < n (n >= 1), reading src[0 .. (n - 1) * step] only. With
- * AVX-512 a stride of 2 takes 8 outputs per masked load, permute and masked store (masked-off
- * lanes are never read or written); elsewhere the compiler's loop. */
-MDL_ISA_ATTR static inline __attribute__((always_inline)) void MDL_ISA(conv_gather_f32)(
-    const float *src, float *dst, ptrdiff_t n, ptrdiff_t step)
-{
 #if MDL_ISA_AVX512
-    if (step == 2) {
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-        for (ptrdiff_t i = 0; i < n; i += 8) {
-            const unsigned m = (unsigned)(n - i < 8 ? n - i : 8);
-            const __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (2 * m - 1)) - 1u),
-                                                   src + 2 * i);
-            _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << m) - 1u),
-                                  _mm512_permutexvar_ps(even, v));
-        }
-        return;
-    }
-#endif
-    for (ptrdiff_t i = 0; i < n; i++)
-        dst[i] = src[i * step];
+/* The masks and permute of a chunk of up to 8 outputs [ow0, ow0 + n) of a stride-2 column row
+ * whose valid outputs are [lo, hi) (conv_col_range): `store` its n lanes, `valid` the lanes of
+ * valid outputs, `load` the source floats from the first valid output's pixel (2 (e - s) - 1 of
+ * them, the last valid pixel included, nothing past it), idx lane j -> source float 2 (j - lead).
+ * Returns the first valid output s (e <= s: none). Hoisted out of the row loops below, where a
+ * row of 8 outputs is one masked load, one permute and one masked store. */
+typedef struct {
+    __mmask16 store, valid, load;
+    __m512i idx;
+} mdl_s2_chunk;
+
+MDL_ISA_ATTR static inline __attribute__((always_inline)) ptrdiff_t MDL_ISA(conv_s2_chunk)(
+    ptrdiff_t ow0, ptrdiff_t n, ptrdiff_t lo, ptrdiff_t hi, mdl_s2_chunk *k)
+{
+    const ptrdiff_t s = lo > ow0 ? lo : ow0, e = hi < ow0 + n ? hi : ow0 + n;
+    k->store = (__mmask16)((1u << n) - 1u);
+    if (e <= s)
+        return s;
+    k->valid = (__mmask16)(((1u << (e - ow0)) - 1u) & ~((1u << (s - ow0)) - 1u));
+    k->load = (__mmask16)((1u << (2 * (e - s) - 1)) - 1u);
+    k->idx = _mm512_sub_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0),
+                              _mm512_set1_epi32((int)(2 * (s - ow0))));
+    return s;
 }
+#endif
 
 /* col[((c * KH + kh) * KW + kw) * OH * OW + oh * OW + ow] =
  * x[c][oh * sh - ph + kh * dh][ow * sw - pw + kw * dw], 0 in the padding: one image's im2col
- * (C x H x W), float32. */
+ * (C x H x W), float32. Each (c, kh, kw) row block: the output rows [rlo, rhi) that meet the
+ * image (conv_col_range on rows), the others zero. With AVX-512 a column stride of 2 runs chunk
+ * by chunk of 8 outputs over all rows (conv_s2_chunk), since its rows are too short (8-16
+ * outputs in ResNet-20) for per-row setup to be cheap; otherwise the compiler's loops. */
 MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, ptrdiff_t C,
                                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH,
                                                   ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,
@@ -365,56 +372,60 @@ MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                const ptrdiff_t iw0 = kw * dw - pw;
-                ptrdiff_t lo, hi;
+                const ptrdiff_t ih0 = kh * dh - ph, iw0 = kw * dw - pw;
+                ptrdiff_t lo, hi, rlo, rhi;
                 conv_col_range(iw0, sw, W, OW, &lo, &hi);
-                float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
-                for (ptrdiff_t oh = 0; oh < OH; oh++, row += OW) {
-                    const ptrdiff_t ih = oh * sh - ph + kh * dh;
-                    if (ih < 0 || ih >= H || hi <= lo) {
-                        memset(row, 0, (size_t)OW * sizeof(float));
-                        continue;
+                conv_col_range(ih0, sh, H, OH, &rlo, &rhi);
+                rlo = rlo < OH ? rlo : OH; /* a padding beyond the image: every row zero */
+                if (hi <= lo || rhi < rlo)
+                    rhi = rlo;
+                float *blk = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                /* x's index of (row ih0, column iw0), negative in the padding: integers, so
+                 * that no pointer before x is formed. */
+                const ptrdiff_t xc = c * H * W + ih0 * W + iw0;
+                memset(blk, 0, (size_t)(rlo * OW) * sizeof(float));
+#if MDL_ISA_AVX512
+                if (sw == 2) {
+                    for (ptrdiff_t ow0 = 0; ow0 < OW; ow0 += 8) {
+                        mdl_s2_chunk k;
+                        const ptrdiff_t n = OW - ow0 < 8 ? OW - ow0 : 8;
+                        const ptrdiff_t s = MDL_ISA(conv_s2_chunk)(ow0, n, lo, hi, &k);
+                        const ptrdiff_t r1 = s < hi && s < ow0 + n ? rhi : rlo;
+                        for (ptrdiff_t oh = rlo; oh < r1; oh++)
+                            _mm512_mask_storeu_ps(
+                                blk + oh * OW + ow0, k.store,
+                                _mm512_maskz_permutexvar_ps(
+                                    k.valid, k.idx,
+                                    _mm512_maskz_loadu_ps(k.load, x + (xc + oh * sh * W + 2 * s))));
+                        for (ptrdiff_t oh = r1; oh < rhi; oh++)
+                            _mm512_mask_storeu_ps(blk + oh * OW + ow0, k.store, _mm512_setzero_ps());
                     }
-                    for (ptrdiff_t ow = 0; ow < lo; ow++)
-                        row[ow] = 0.0f;
-                    const float *xrow = x + (c * H + ih) * W;
-                    if (sw == 1)
-                        memcpy(row + lo, xrow + lo + iw0, (size_t)(hi - lo) * sizeof(float));
-                    else
-                        MDL_ISA(conv_gather_f32)(xrow + lo * sw + iw0, row + lo, hi - lo, sw);
-                    for (ptrdiff_t ow = hi; ow < OW; ow++)
-                        row[ow] = 0.0f;
-                }
+                } else
+#endif
+                    for (ptrdiff_t oh = rlo; oh < rhi; oh++) {
+                        float *row = blk + oh * OW;
+                        const float *xrow = x + (xc + oh * sh * W + lo * sw); /* output lo's pixel */
+                        for (ptrdiff_t ow = 0; ow < lo; ow++)
+                            row[ow] = 0.0f;
+                        if (sw == 1)
+                            memcpy(row + lo, xrow, (size_t)(hi - lo) * sizeof(float));
+                        else
+                            for (ptrdiff_t ow = lo; ow < hi; ow++)
+                                row[ow] = xrow[(ow - lo) * sw];
+                        for (ptrdiff_t ow = hi; ow < OW; ow++)
+                            row[ow] = 0.0f;
+                    }
+                memset(blk + rhi * OW, 0, (size_t)((OH - rhi) * OW) * sizeof(float));
             }
 }
 
-/* dst[i * step] += src[i] for i < n (n >= 1), touching dst[0 .. (n - 1) * step] only. With
- * AVX-512 a stride of 2 takes 8 outputs per masked load, permute, masked add and masked store
- * (lanes between the targets are neither added to nor written); elsewhere the compiler's loop.
- * Each target gets one add either way: the same bits. */
-MDL_ISA_ATTR static inline __attribute__((always_inline)) void MDL_ISA(conv_scatter_add_f32)(
-    float *dst, const float *src, ptrdiff_t n, ptrdiff_t step)
-{
-#if MDL_ISA_AVX512
-    if (step == 2) {
-        const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        for (ptrdiff_t i = 0; i < n; i += 8) {
-            const unsigned m = (unsigned)(n - i < 8 ? n - i : 8);
-            const __mmask16 even = (__mmask16)(0x5555u & ((1u << (2 * m)) - 1u));
-            const __m512 s = _mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1u), src + i);
-            const __m512 d = _mm512_maskz_loadu_ps(even, dst + 2 * i);
-            _mm512_mask_storeu_ps(dst + 2 * i, even,
-                                  _mm512_add_ps(d, _mm512_permutexvar_ps(spread, s)));
-        }
-        return;
-    }
-#endif
-    for (ptrdiff_t i = 0; i < n; i++)
-        dst[i * step] += src[i];
-}
-
 /* x (C x H x W) = 0, then every entry of col (as conv_im2col_f32 lays it out) added back to its
- * pixel in the order (c, kh, kw, oh, ow): the adjoint of im2col for one image, float32. */
+ * pixel in the order (c, kh, kw, oh, ow): the adjoint of im2col for one image, float32. Within
+ * one (c, kh, kw) no pixel is met twice, so the rows and chunks of a row block may go in any
+ * order: with AVX-512 a column stride of 2 runs chunk by chunk of 8 outputs over all rows (its
+ * masks set once per chunk; per row one masked load, permute, masked add and masked store of the
+ * chunk's pixels, lanes between them neither added to nor written); otherwise the compiler's
+ * loops. */
 MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, ptrdiff_t C,
                                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH,
                                                   ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,
@@ -425,18 +436,40 @@ MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                const ptrdiff_t iw0 = kw * dw - pw;
-                ptrdiff_t lo, hi;
+                const ptrdiff_t ih0 = kh * dh - ph, iw0 = kw * dw - pw;
+                ptrdiff_t lo, hi, rlo, rhi;
                 conv_col_range(iw0, sw, W, OW, &lo, &hi);
+                conv_col_range(ih0, sh, H, OH, &rlo, &rhi);
                 if (hi <= lo)
                     continue;
-                const float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
-                for (ptrdiff_t oh = 0; oh < OH; oh++) {
-                    const ptrdiff_t ih = oh * sh - ph + kh * dh;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    MDL_ISA(conv_scatter_add_f32)(x + (c * H + ih) * W + lo * sw + iw0,
-                                                  row + oh * OW + lo, hi - lo, sw);
+                const float *blk = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                /* x's index of (row ih0, column iw0), negative in the padding (see im2col). */
+                const ptrdiff_t xc = c * H * W + ih0 * W + iw0;
+#if MDL_ISA_AVX512
+                if (sw == 2) {
+                    const __m512i spread =
+                        _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+                    for (ptrdiff_t ow0 = lo; ow0 < hi; ow0 += 8) {
+                        const unsigned m = (unsigned)(hi - ow0 < 8 ? hi - ow0 : 8);
+                        const __mmask16 src = (__mmask16)((1u << m) - 1u);
+                        const __mmask16 even = (__mmask16)(0x5555u & ((1u << (2 * m)) - 1u));
+                        for (ptrdiff_t oh = rlo; oh < rhi; oh++) {
+                            float *d = x + (xc + oh * sh * W + 2 * ow0);
+                            const __m512 v = _mm512_maskz_loadu_ps(src, blk + oh * OW + ow0);
+                            _mm512_mask_storeu_ps(
+                                d, even,
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(even, d),
+                                              _mm512_permutexvar_ps(spread, v)));
+                        }
+                    }
+                    continue;
+                }
+#endif
+                for (ptrdiff_t oh = rlo; oh < rhi; oh++) {
+                    float *xrow = x + (xc + oh * sh * W + lo * sw); /* output lo's pixel */
+                    const float *row = blk + oh * OW;
+                    for (ptrdiff_t ow = lo; ow < hi; ow++)
+                        xrow[(ow - lo) * sw] += row[ow];
                 }
             }
 }

@@ -128,6 +128,66 @@ def test_relu_backward_kernel_matches_threshold_backward(dtype, n):
     np.testing.assert_array_equal(x.grad.numpy(), np.where(out <= 0, dtype(0), grad))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 16383, 16385, 300001])
+def test_relu_and_add_forward_kernels(dtype, n):
+    """The forward kernels: relu is PyTorch's (0 where x < 0; -0.0 and NaN stay, where
+    np.maximum gives +0.0 for -0.0), add is np.add, add + relu relu of that sum; identical bits
+    for 1, 2 and 3 threads, on sizes around the 16K-element blocks, also in place."""
+    from minidl._kernels import elementwise
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype)
+    x[::5] = -0.0
+    x[3::11] = np.nan
+    y[::7] = -x[::7]  # sums of exactly +0.0
+    want_relu = np.where(x < 0, dtype(0), x)
+    total = np.add(x, y)
+    want_add_relu = np.where(total < 0, dtype(0), total)
+    for threads in (1, 2, 3):
+        out = np.full(n, 7, dtype)
+        elementwise.relu(x, out, threads)
+        assert out.tobytes() == want_relu.tobytes()
+        elementwise.add(x, y, out, False, threads)
+        assert out.tobytes() == total.tobytes()
+        inplace = x.copy()
+        elementwise.add(inplace, y, inplace, True, threads)
+        assert inplace.tobytes() == want_add_relu.tobytes()
+    with pytest.raises(ValueError, match=r"add: operands of 4 and 3 elements into 4"):
+        elementwise.add(np.ones(4, dtype), np.ones(3, dtype), np.ones(4, dtype), False, 1)
+
+
+def test_relu_keeps_negative_zero_and_writes_views_in_place():
+    """F.relu(-0.0) is -0.0 as torch.relu gives (np.maximum would give +0.0); inplace=True on
+    a view (rows 1: of a matrix) writes only that view."""
+    x = minidl.tensor(np.array([-0.0, 0.0, -1.0, np.nan, 2.0], np.float32))
+    got = F.relu(x).numpy()
+    assert np.signbit(got).tolist() == [True, False, False, False, False]
+    assert np.isnan(got[3]) and got[4] == 2.0
+    base = np.arange(-6.0, 6.0).reshape(3, 4)
+    t = minidl.tensor(base.copy())
+    view = t[1:]
+    F.relu(view, inplace=True)
+    want = base.copy()
+    want[1:] = np.maximum(want[1:], 0)
+    np.testing.assert_array_equal(t.numpy(), want)
+
+
+def test_add_of_same_shapes_matches_numpy_and_broadcasting_still_works():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 3, 5))
+    np.testing.assert_array_equal((minidl.tensor(a) + minidl.tensor(b)).numpy(), a + b)
+    a32, b32 = a.astype(np.float32), b[0, 0].astype(np.float32)
+    got = minidl.tensor(a32) + minidl.tensor(b32)
+    assert got.dtype == minidl.float32
+    np.testing.assert_array_equal(got.numpy(), a32 + b32)
+    ints = minidl.tensor(np.arange(4)) + minidl.tensor(np.arange(4))
+    np.testing.assert_array_equal(ints.numpy(), np.arange(4) * 2)
+    mixed = minidl.tensor(a32) + minidl.tensor(a)  # float32 + float64 promotes, as NumPy
+    assert mixed.dtype == minidl.float64
+
+
 def test_relu_backward_kernel_rejects_mismatched_buffers():
     from minidl._kernels import elementwise
 

@@ -5,6 +5,11 @@ ReLU's backward is a select: `np.where(out <= 0, 0, grad)` takes ~12 ms on a 2M-
 ResNet-20 activation, 15x the cost of one multiply (it branches per element, and about half
 the branches of a ReLU mask mispredict; so does a Cython loop that reads grad only where it
 keeps it), and a multiply by the mask would turn a NaN gradient into NaN where PyTorch gives 0.
+ReLU's forward and a same-shape add (with the fused ReLU of a residual block) run here in
+threads and in one pass: NumPy's np.add then np.maximum are two single-threaded passes over
+arrays that the previous op (a conv or BatchNorm kernel) wrote from every thread, and
+np.maximum turns -0.0 into +0.0 where PyTorch's relu keeps -0.0 (as the compiled programs'
+kernels do).
 Elementwise, so any thread split gives the same bits.
 """
 
@@ -64,3 +69,77 @@ cdef inline void _relu_backward_block(const real *out, const real *grad, real *g
     for i in range(n):
         g = grad[i]  # read unconditionally, so that the select compiles to a vector blend
         grad_x[i] = 0 if out[i] <= 0 else g
+
+
+def relu(const real[::1] x, real[::1] out, int n_threads):
+    """out = max(x, 0) as PyTorch's relu: 0 where x < 0, else x (a NaN stays NaN, -0.0 stays
+    -0.0). Flat views of n elements of one dtype; out may be x itself."""
+    _check_sizes("relu", x.shape[0], x.shape[0], out.shape[0])
+    if x.shape[0] == 0:
+        return
+    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=NULL, out=&out[0], n=x.shape[0],
+                             relu=True)
+    with nogil:
+        _run_binary(&a, n_threads)
+
+
+def add(const real[::1] x, const real[::1] y, real[::1] out, bint relu, int n_threads):
+    """out = x + y, then max(out, 0) as `relu` when relu. Flat views of n elements of one
+    dtype; out may be x or y."""
+    _check_sizes("add", x.shape[0], y.shape[0], out.shape[0])
+    if x.shape[0] == 0:
+        return
+    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=&y[0], out=&out[0], n=x.shape[0],
+                             relu=relu)
+    with nogil:
+        _run_binary(&a, n_threads)
+
+
+cdef _check_sizes(str op, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k):
+    if m != n or k != n:
+        raise ValueError(f"{op}: operands of {n} and {m} elements into {k}; they must match")
+
+
+cdef struct _Binary:
+    # relu's or add's flat arrays of n elements (b NULL: relu of a).
+    bint f64, relu
+    const void *a
+    const void *b
+    void *out
+    Py_ssize_t n
+
+
+cdef inline void _run_binary(_Binary *a, int n_threads) noexcept nogil:
+    parallel_for(_binary_task, a, (a.n + BLOCK - 1) // BLOCK,
+                 n_threads if a.n >= PARALLEL_MIN else 1)
+
+
+cdef void _binary_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Blocks [begin, end) of BLOCK elements."""
+    cdef _Binary *a = <_Binary *>args
+    cdef Py_ssize_t start = begin * BLOCK, count = min(end * BLOCK, a.n) - start
+    if a.f64:
+        _binary_block(<const double *>a.a + start,
+                      <const double *>a.b + start if a.b != NULL else NULL,
+                      <double *>a.out + start, count, a.relu)
+    else:
+        _binary_block(<const float *>a.a + start,
+                      <const float *>a.b + start if a.b != NULL else NULL,
+                      <float *>a.out + start, count, a.relu)
+
+
+cdef inline void _binary_block(const real *x, const real *y, real *out, Py_ssize_t n,
+                               bint relu) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v
+    if y == NULL:
+        for i in range(n):
+            v = x[i]
+            out[i] = 0 if v < 0 else v
+    elif relu:
+        for i in range(n):
+            v = x[i] + y[i]
+            out[i] = 0 if v < 0 else v
+    else:
+        for i in range(n):
+            out[i] = x[i] + y[i]

@@ -26,6 +26,24 @@ def contiguous(a) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def flat_kernel(kernel, arrays: tuple, out: np.ndarray | None, *args) -> np.ndarray:
+    """`kernel(*flat arrays, flat result, *args, n_threads)` for C-contiguous `arrays` of one
+    shape and dtype (minidl._kernels.elementwise): the result is `out` when that is a
+    C-contiguous array of their shape and dtype, else a new array (copied into `out` when one
+    was given, as a ufunc's `out=` casts)."""
+    from minidl.threads import get_num_threads
+
+    x = arrays[0]
+    fits = (out is not None and out.flags.c_contiguous and out.dtype == x.dtype
+            and out.shape == x.shape)
+    dst = out if fits else np.empty_like(x)
+    kernel(*(a.reshape(-1) for a in arrays), dst.reshape(-1), *args, get_num_threads())
+    if out is None or dst is out:
+        return dst
+    np.copyto(out, dst, casting="same_kind")
+    return out
+
+
 # The families, imported after `contiguous` (which they import from here): their classes
 # register themselves, so `import minidl.ops` makes every op findable by name.
 from minidl.ops import (  # noqa: E402, F401

@@ -11,7 +11,7 @@ import numpy as np
 from minidl._kernels import batchnorm as _bn
 from minidl._kernels import elementwise as _elementwise
 from minidl.graph import Context, Function
-from minidl.ops import contiguous
+from minidl.ops import contiguous, flat_kernel
 from minidl.ops.reduce import normalize_axes
 from minidl.threads import get_num_threads
 
@@ -24,7 +24,8 @@ def check_float_input(op: str, x: np.ndarray) -> None:
 
 
 class ReLUOp(Function):
-    """max(x, 0); the gradient at 0 is 0, as in PyTorch. `out` as in minidl.ops.elementwise."""
+    """max(x, 0) as PyTorch's relu (-0.0 stays -0.0, NaN stays NaN); the gradient at 0 is 0, as
+    in PyTorch. `out` as in minidl.ops.elementwise."""
 
     name = "relu"
     elementwise = writes_out = inplace_ok = True
@@ -34,7 +35,7 @@ class ReLUOp(Function):
     @staticmethod
     def forward(ctx: Context, x, out=None) -> np.ndarray:
         check_float_input("relu", x)
-        out = np.maximum(x, x.dtype.type(0), out=out)
+        out = flat_kernel(_elementwise.relu, (contiguous(x),), out)
         ctx.save_for_backward(out)
         return out
 

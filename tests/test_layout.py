@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import minidl
 from minidl.graph import Context, Function
@@ -160,3 +161,38 @@ def test_tune_malloc_makes_numpy_arrays_64_byte_aligned():
     out = subprocess.run([sys.executable, "-c", ALIGNED_SCRIPT], env=env, capture_output=True,
                          text=True, check=True, timeout=120, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "default_allocator"
+
+
+HUGEPAGE_SCRIPT = """
+import numpy as np, minidl
+minidl.threads.tune_malloc()
+def advised(a):
+    # VmFlags of the mapping that holds the middle of a's data (the advice covers its whole
+    # pages, not the partial first one): "hg" is MADV_HUGEPAGE.
+    addr, flags, inside = a.ctypes.data + a.nbytes // 2, None, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(v, 16) for v in head.split("-"))
+            inside = lo <= addr < hi
+        elif inside and head == "VmFlags:":
+            flags = line.split()[1:]
+    return "hg" in flags
+big = np.ones((128, 16, 32, 32), np.float32)  # 8 MiB: advised
+grown = np.ones(1000, np.float64)
+grown.resize(1 << 20, refcheck=False)  # realloc to 8 MiB: advised too
+print(advised(big), advised(grown))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
+                    reason="a kernel with transparent huge pages (Linux)")
+def test_tune_malloc_advises_large_arrays_into_huge_pages():
+    """numpy_alloc.h advises blocks of 4 MiB and more into transparent huge pages (NumPy's own
+    handler does; tune_malloc's heap blocks would otherwise stay on 4 KiB pages): the mapping
+    holding such an array carries the MADV_HUGEPAGE flag, after malloc and after realloc."""
+    env = {k: v for k, v in os.environ.items() if k != "MINIDL_MALLOC_TUNING"}
+    env["PYTHONPATH"] = str(PACKAGE.parent)
+    out = subprocess.run([sys.executable, "-c", HUGEPAGE_SCRIPT], env=env, capture_output=True,
+                         text=True, check=True, timeout=120, cwd=PACKAGE.parent)
+    assert out.stdout.split() == ["True", "True"]

@@ -680,7 +680,7 @@ OPS: dict[str, Callable] = {
     "GlobalMaxPool": _global_pool("Max"),
     "Gemm": _gemm,
     "MatMul": lambda ins, attrs, ctx: [minidl.matmul(_tensor(ins[0]), _tensor(ins[1]))],
-    "Relu": _unary(lambda x, a: F.relu(x), lambda x: np.maximum(x, 0)),
+    "Relu": _unary(lambda x, a: F.relu(x), lambda x: np.where(x < 0, 0, x)),  # -0.0 stays
     "LeakyRelu": _unary(lambda x, a: F.leaky_relu(x, float(a.get("alpha", 0.01)))),
     "PRelu": _prelu,
     "Elu": _unary(lambda x, a: F.elu(x, float(a.get("alpha", 1.0)))),

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from minidl._kernels import elementwise as _elementwise
 from minidl._kernels import gemm
 from minidl.graph import Context, Function, size_of
-from minidl.ops import contiguous
+from minidl.ops import contiguous, flat_kernel
 from minidl.ops.activation import relu_grad
 from minidl.ops.elementwise import unbroadcast
 from minidl.threads import get_num_threads
@@ -172,8 +173,8 @@ class LinearOp(Function):
         out = gemm2d(x2, weight, trans_b=True, out=out)
         if bias is not None:
             out += bias
-        if relu:
-            np.maximum(out, 0, out=out)
+        if relu:  # as ReLU's forward (and the compiled programs): -0.0 stays -0.0
+            flat_kernel(_elementwise.relu, (out,), out)
         ctx.save_for_backward(x2, weight, out if relu else None)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))

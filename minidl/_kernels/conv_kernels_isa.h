@@ -334,8 +334,9 @@ MDL_ISA_ATTR static float MDL_ISA(conv_sum_f32)(const float *p, ptrdiff_t n)
 /* The masks and permute of a chunk of up to 8 outputs [ow0, ow0 + n) of a stride-2 column row
  * whose valid outputs are [lo, hi) (conv_col_range): `store` its n lanes, `valid` the lanes of
  * valid outputs, `load` the source floats from the first valid output's pixel (2 (e - s) - 1 of
- * them, the last valid pixel included, nothing past it), idx lane j -> source float 2 (j - lead).
- * Returns the first valid output s (e <= s: none). Hoisted out of the row loops below, where a
+ * them, the last valid pixel included, nothing past it), idx: lane j -> source float
+ * 2 (j - (s - ow0)). Returns the first valid output s (e <= s, e the chunk's end within [lo, hi):
+ * no valid lanes, and only `store` is set). Hoisted out of the row loops below, where a
  * row of 8 outputs is one masked load, one permute and one masked store. */
 typedef struct {
     __mmask16 store, valid, load;
@@ -398,13 +399,15 @@ MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, pt
                                     k.valid, k.idx,
                                     _mm512_maskz_loadu_ps(k.load, x + (xc + oh * sh * W + 2 * s))));
                         for (ptrdiff_t oh = r1; oh < rhi; oh++)
-                            _mm512_mask_storeu_ps(blk + oh * OW + ow0, k.store, _mm512_setzero_ps());
+                            _mm512_mask_storeu_ps(blk + oh * OW + ow0, k.store,
+                                                  _mm512_setzero_ps());
                     }
                 } else
 #endif
                     for (ptrdiff_t oh = rlo; oh < rhi; oh++) {
                         float *row = blk + oh * OW;
-                        const float *xrow = x + (xc + oh * sh * W + lo * sw); /* output lo's pixel */
+                        /* output lo's pixel */
+                        const float *xrow = x + (xc + oh * sh * W + lo * sw);
                         for (ptrdiff_t ow = 0; ow < lo; ow++)
                             row[ow] = 0.0f;
                         if (sw == 1)
@@ -466,7 +469,7 @@ MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, pt
                 }
 #endif
                 for (ptrdiff_t oh = rlo; oh < rhi; oh++) {
-                    float *xrow = x + (xc + oh * sh * W + lo * sw); /* output lo's pixel */
+                    float *xrow = x + (xc + oh * sh * W + lo * sw); /* output lo's */
                     const float *row = blk + oh * OW;
                     for (ptrdiff_t ow = lo; ow < hi; ow++)
                         xrow[(ow - lo) * sw] += row[ow];

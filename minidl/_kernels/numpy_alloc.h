@@ -27,6 +27,7 @@
 #include <string.h>
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #define MINIDL_NUMPY_ALIGN 64
@@ -42,9 +43,10 @@ static char *minidl_np_boundary(char *raw)
 static void minidl_np_hugepage(const char *p, size_t size)
 {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t page = 4096;
     if (size < ((size_t)4 << 20))
         return;
+    const long page_size = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = page_size > 0 ? (uintptr_t)page_size : 4096;
     uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)p + size) & ~(page - 1);
     if (end > start)

@@ -18,6 +18,8 @@ profiler show "Linear", `grad_fn` PyTorch's "AddBackward0".
 
 import numpy as np
 
+from minidl.threads import get_num_threads
+
 
 def contiguous(a) -> np.ndarray:
     """`a` as a C-contiguous array, copying only if needed. Unlike np.ascontiguousarray it
@@ -31,8 +33,6 @@ def flat_kernel(kernel, arrays: tuple, out: np.ndarray | None, *args) -> np.ndar
     shape and dtype (minidl._kernels.elementwise): the result is `out` when that is a
     C-contiguous array of their shape and dtype, else a new array (copied into `out` when one
     was given, as a ufunc's `out=` casts)."""
-    from minidl.threads import get_num_threads
-
     x = arrays[0]
     fits = (out is not None and out.flags.c_contiguous and out.dtype == x.dtype
             and out.shape == x.shape)

@@ -45,7 +45,7 @@ static void minidl_np_hugepage(const char *p, size_t size)
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (size < ((size_t)4 << 20))
         return;
-    const long page_size = sysconf(_SC_PAGESIZE);
+    const ptrdiff_t page_size = (ptrdiff_t)sysconf(_SC_PAGESIZE);
     const uintptr_t page = page_size > 0 ? (uintptr_t)page_size : 4096;
     uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)p + size) & ~(page - 1);

@@ -92,6 +92,7 @@ MDL_ISA_ATTR static void MDL_ISA(max_pool_2x2_f32)(const float *x, float *out,
     typedef unsigned char vb __attribute__((vector_size(MDL_VL)));
     const MDL_VI lanes = MDL_POOL_LANES, even = MDL_POOL_EVEN, odd = even + 1;
     const MDL_VI order = MDL_POOL_ORDER;
+    (void)lanes; /* read by MDL_POOL_LOAD on AVX2 only */
     const MDL_VI code01 = (MDL_VI){0} + 1, code10 = (MDL_VI){0} + 2, code11 = (MDL_VI){0} + 3;
     /* Output row oh of plane b / OH, kept as counters (a division per row costs as much as
      * pooling a short row). */

@@ -18,6 +18,7 @@ from minidl.dtypes import (
     result_type,
 )
 from minidl.ops import contiguous
+from minidl.ops.elementwise import sign
 from minidl.ops.reduce import normalize_axes
 
 # Tensor._wrap runs once per op output: module-level names spare it two attribute lookups.
@@ -524,7 +525,7 @@ class Tensor:
         return self**exponent
 
     def sign(self) -> Tensor:
-        return Tensor._wrap(np.sign(self.data), False)
+        return Tensor._wrap(sign(self.data), False)
 
     def floor(self) -> Tensor:
         return Tensor._wrap(np.floor(self.data), False)

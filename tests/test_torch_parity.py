@@ -616,6 +616,27 @@ def reciprocal_and_its_gradient(ns):
     return [y.tolist(), x.grad.tolist(), dtype_name(torch.reciprocal(torch.tensor([1, 2])).dtype)]
 
 
+# -- signs of zeros and NaN ------------------------------------------------------------------------
+@idiom([[0.0, 0.0, -1.0, 1.0], [0.0, 0.0, -1.0, 1.0], [0.0, 0.0, -1.0, 1.0]])
+def sign_of_nan_is_zero_and_so_are_the_abs_and_l1_gradients(ns):
+    torch, F = ns.torch, ns.F
+    x = torch.tensor([float("nan"), 0.0, -2.0, 3.0], requires_grad=True)
+    x.abs().sum().backward()
+    abs_grad = x.grad.tolist()
+    x.grad = None
+    F.l1_loss(x, torch.zeros(4), reduction="sum").backward()
+    return [x.detach().sign().tolist(), abs_grad, x.grad.tolist()]
+
+
+@idiom([-1.0, 1.0, -1.0])
+def relu_keeps_the_sign_of_a_negative_zero(ns):
+    torch, F = ns.torch, ns.F
+    z = torch.tensor([-0.0, 0.0])
+    fused = F.relu(z + torch.tensor([-0.0, -0.0]))  # -0.0 + -0.0 = -0.0: the add + ReLU pair
+    return [math.copysign(1.0, F.relu(z)[0].item()), math.copysign(1.0, F.relu(z)[1].item()),
+            math.copysign(1.0, fused[0].item())]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):

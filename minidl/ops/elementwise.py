@@ -36,6 +36,15 @@ def _shape(x: object) -> tuple:
     return np.shape(x)
 
 
+def sign(a) -> np.ndarray:
+    """PyTorch's sign: -1, 0 or 1 for floats, and 0 for NaN (np.sign gives NaN there, and so
+    did the gradients of abs and l1_loss that take it); other dtypes as np.sign."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return np.sign(a)
+    return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
+
+
 def _same_float_arrays(a, b) -> bool:
     """Two arrays of one shape and one float dtype (float32 or float64): no broadcasting or
     promotion for the kernels to follow."""
@@ -342,7 +351,7 @@ class AbsOp(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         (a,) = ctx.saved_tensors
-        return g * np.sign(a).astype(g.dtype)
+        return g * sign(a).astype(g.dtype)
 
 
 class ClipOp(Function):

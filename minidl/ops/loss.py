@@ -13,6 +13,7 @@ import numpy as np
 from minidl._kernels import loss as _loss
 from minidl.graph import Context, Function
 from minidl.ops.activation import check_float_input, log_softmax_array
+from minidl.ops.elementwise import sign
 
 REDUCTIONS = ("mean", "sum", "none")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -283,7 +284,7 @@ class L1Op(Function):
     def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
         check_reduction("l1_loss", reduction)
         diff = x - _paired_target("l1_loss", x, target)
-        ctx.save_for_backward(np.sign(diff))
+        ctx.save_for_backward(sign(diff))
         ctx.reduction = reduction
         return _reduce(np.abs(diff), reduction)
 

@@ -537,7 +537,14 @@ class Tensor:
         return Tensor._wrap(np.round(self.data), False)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
-        return _clip(self, low=_array_of(min), high=_array_of(max))
+        # The result dtype is PyTorch's promotion with each bound (an integer tensor clamped to
+        # 0.5 is the default float dtype, not NumPy's float64).
+        low, high = _array_of(min), _array_of(max)
+        x = self
+        for bound in (low, high):
+            if bound is not None and (dt := result_type(x.data, bound)) != x.data.dtype:
+                x = x.astype(dt)
+        return _clip(x, low=low, high=high)
 
     clamp = clip
 

@@ -637,6 +637,15 @@ def relu_keeps_the_sign_of_a_negative_zero(ns):
             math.copysign(1.0, fused[0].item())]
 
 
+@idiom([[0.5, 0.5, 3.0], "float32", "int32", "float32"])
+def clamp_of_an_integer_tensor_promotes_like_an_operator(ns):
+    torch = ns.torch
+    i = torch.tensor([0, -2, 3], dtype=torch.int32)
+    low = i.clamp(min=0.5)
+    return [low.tolist(), dtype_name(low.dtype), dtype_name(i.clamp(0, 2).dtype),
+            dtype_name(torch.clamp(torch.tensor([True]), max=0.5).dtype)]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):

@@ -860,6 +860,31 @@ class Tensor:
         grids[axis] = np.asarray(idx)
         return self[tuple(grids)]
 
+    def flip(self, dims: Any) -> Tensor:
+        """The elements in reverse order along each of dims (a copy, as in PyTorch)."""
+        axes = normalize_axes("flip", dims, self.ndim)
+        return self[tuple(slice(None, None, -1) if i in axes else slice(None)
+                          for i in range(self.ndim))]
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+        """log(sum(exp(x))) over dim, computed from x minus its maximum (a constant: the
+        gradient is softmax(x) along dim); rows of -inf give -inf, as PyTorch's."""
+        x = _floating(self)
+        axes = normalize_axes("logsumexp", dim, x.ndim)
+        keep = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+        m = np.amax(x.data, axis=axes, keepdims=True) if x.data.size else np.zeros(keep)
+        m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
+        total = (x - Tensor._wrap(m, False)).exp().sum(axes, keepdim=keepdim).log()
+        return total + Tensor._wrap(m if keepdim else m.reshape(total.shape), False)
+
+    def nonzero(self, as_tuple: bool = False) -> Any:
+        """The indices of the non-zero elements in row-major order: an int64 (count, ndim)
+        tensor, or with as_tuple one int64 index tensor per dim (one for a 0-d tensor)."""
+        if as_tuple:
+            return tuple(Tensor._wrap(i.astype(np.int64), False)
+                         for i in np.nonzero(np.atleast_1d(self.data)))
+        return Tensor._wrap(np.argwhere(self.data).astype(np.int64), False)
+
     def cumsum(self, dim: int, **aliases: Any) -> Tensor:
         if self._requires_grad and graph.is_grad_enabled():
             raise NotImplementedError("cumsum: the gradient of cumsum is not implemented")

@@ -26,6 +26,8 @@ def sigmoid_ref(x):
 CASES = {
     "relu": (lambda x: F.relu(x), lambda x: np.maximum(x, 0)),
     "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x)),
+    "relu6": (lambda x: F.relu6(x), lambda x: np.clip(x, 0, 6)),
+    "hardtanh": (lambda x: F.hardtanh(x, -0.75, 1.25), lambda x: np.clip(x, -0.75, 1.25)),
     "elu": (lambda x: F.elu(x, 0.7), lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
     "sigmoid": (F.sigmoid, sigmoid_ref),
     "tanh": (F.tanh, np.tanh),

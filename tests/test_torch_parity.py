@@ -646,6 +646,35 @@ def clamp_of_an_integer_tensor_promotes_like_an_operator(ns):
             dtype_name(torch.clamp(torch.tensor([True]), max=0.5).dtype)]
 
 
+# -- functions PyTorch code reaches for ------------------------------------------------------------
+@idiom([[0.0, 0.0, 3.0, 6.0, 6.0], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 0.0],
+        "ReLU6()"])
+def relu6_and_hardtanh_stop_the_gradient_at_their_bounds(ns):
+    torch, nn, F = ns.torch, ns.nn, ns.F
+    x = torch.tensor([-1.0, 0.0, 3.0, 6.0, 7.0], requires_grad=True)
+    y = F.relu6(x)
+    y.sum().backward()
+    h = torch.tensor([-1.0, 0.5, 1.0], requires_grad=True)
+    F.hardtanh(h).sum().backward()  # at a bound: 0, where clamp's gradient would pass
+    return [y.tolist(), x.grad.tolist(), nn.Hardtanh()(torch.tensor([-3.0, 0.5, 3.0])).tolist(),
+            h.grad.tolist(), repr(nn.ReLU6())]
+
+
+@idiom([[[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]], [[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]],
+        [3.4076059, 6.4076059], [0.09003057, 0.24472847, 0.66524096], float("-inf"),
+        [[0, 1], [1, 0]], [[0, 1], [1, 0]], "int64"])
+def flip_logsumexp_and_nonzero(ns):
+    torch = ns.torch
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    lse = torch.logsumexp(x, dim=1)
+    lse[0].backward()
+    m = torch.tensor([[0, 1], [2, 0]])
+    rows, cols = m.nonzero(as_tuple=True)
+    return [x.flip(1).tolist(), torch.flip(x, [0]).tolist(), lse.tolist(), x.grad[0].tolist(),
+            torch.tensor([float("-inf")] * 2).logsumexp(0).item(), torch.nonzero(m).tolist(),
+            [rows.tolist(), cols.tolist()], dtype_name(m.nonzero().dtype)]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):

@@ -43,6 +43,31 @@ class LeakyReLU(Module):
         return f"negative_slope={self.negative_slope}"
 
 
+class Hardtanh(Module):
+    """input clamped to [min_val, max_val] (F.hardtanh)."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardtanh(x, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (
+            ", inplace=True" if self.inplace else "")
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6) (F.relu6)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
 class PReLU(Module):
     """x if x > 0 else a * x with a learned slope: num_parameters=1 shares one slope, or one
     per channel (axis 1) when num_parameters equals the channel count. Slopes start at `init`."""

@@ -25,6 +25,7 @@ from minidl.tensor import Tensor, tensor
 _linear = _op("linear").apply
 _relu = _op("relu").apply
 _leaky_relu = _op("leaky_relu").apply
+_hardtanh = _op("hardtanh").apply
 _prelu = _op("prelu").apply
 _elu = _op("elu").apply
 _sigmoid = _op("sigmoid").apply
@@ -77,6 +78,19 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     return _leaky_relu(_tensor(input), negative_slope=negative_slope)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    """input clamped to [min_val, max_val]; the gradient is 0 at the bounds (PyTorch's)."""
+    x = _tensor(input)
+    out = _hardtanh(x, low=float(min_val), high=float(max_val))
+    return x.copy_(out) if inplace else out
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6): hardtanh over [0, 6]."""
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:

@@ -76,6 +76,29 @@ class LeakyReLUOp(Function):
         return np.where(positive, g, g * ctx.slope)
 
 
+class HardtanhOp(Function):
+    """x clamped to [low, high] as PyTorch's hardtanh (and relu6, its [0, 6] case): a NaN stays
+    NaN and -0.0 stays -0.0; the gradient is 0 at and beyond the bounds (like ReLU's at 0,
+    unlike clamp's, which passes at the bounds) and passes elsewhere, a NaN input included."""
+
+    name = "hardtanh"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, low: float, high: float) -> np.ndarray:
+        check_float_input("hardtanh", x)
+        if low > high:
+            raise ValueError(f"hardtanh: min_val {low} is greater than max_val {high}")
+        ctx.save_for_backward(x)
+        ctx.low, ctx.high = x.dtype.type(low), x.dtype.type(high)
+        return np.where(x < ctx.low, ctx.low, np.where(x > ctx.high, ctx.high, x))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (x,) = ctx.saved_tensors
+        return np.where((x <= ctx.low) | (x >= ctx.high), g.dtype.type(0), g)
+
+
 class PReLUOp(Function):
     """x for x > 0, a * x otherwise, with a learned slope `a`.
 

@@ -1,5 +1,7 @@
 """Activations (ops, functional and module forms) against NumPy, gradcheck and PyTorch."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,10 @@ CASES = {
     "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x)),
     "relu6": (lambda x: F.relu6(x), lambda x: np.clip(x, 0, 6)),
     "hardtanh": (lambda x: F.hardtanh(x, -0.75, 1.25), lambda x: np.clip(x, -0.75, 1.25)),
+    "silu": (F.silu, lambda x: x / (1 + np.exp(-x))),
+    "gelu": (F.gelu, lambda x: x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"),
+                  lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))),
     "elu": (lambda x: F.elu(x, 0.7), lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
     "sigmoid": (F.sigmoid, sigmoid_ref),
     "tanh": (F.tanh, np.tanh),
@@ -293,6 +299,11 @@ torch_cases = [
     ("elu", lambda F_, x: F_.elu(x, 0.7)),
     ("sigmoid", lambda F_, x: F_.sigmoid(x)),
     ("tanh", lambda F_, x: F_.tanh(x)),
+    ("relu6", lambda F_, x: F_.relu6(x * 4)),
+    ("hardtanh", lambda F_, x: F_.hardtanh(x, -0.5, 1.5)),
+    ("silu", lambda F_, x: F_.silu(x)),
+    ("gelu", lambda F_, x: F_.gelu(x)),
+    ("gelu_tanh", lambda F_, x: F_.gelu(x, approximate="tanh")),
     ("softmax", lambda F_, x: F_.softmax(x, dim=1)),
     ("log_softmax", lambda F_, x: F_.log_softmax(x, dim=1)),
 ]

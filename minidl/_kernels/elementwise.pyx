@@ -13,6 +13,8 @@ kernels do).
 Elementwise, so any thread split gives the same bits.
 """
 
+from libc.math cimport erf as c_erf, erff as c_erff
+
 from minidl._kernels.threadpool cimport parallel_for
 
 from minidl._kernels.types cimport real
@@ -143,3 +145,32 @@ cdef inline void _binary_block(const real *x, const real *y, real *out, Py_ssize
     else:
         for i in range(n):
             out[i] = x[i] + y[i]
+
+
+def erf(const real[::1] x, real[::1] out, int n_threads):
+    """out = erf(x) by the C library's erf / erff (NumPy has none; GELU's exact form needs
+    it). Flat views of one dtype; out may be x itself."""
+    _check_sizes("erf", x.shape[0], x.shape[0], out.shape[0])
+    if x.shape[0] == 0:
+        return
+    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=NULL, out=&out[0], n=x.shape[0],
+                             relu=False)
+    with nogil:
+        parallel_for(_erf_task, &a, (a.n + BLOCK - 1) // BLOCK,
+                     n_threads if a.n >= PARALLEL_MIN else 1)
+
+
+cdef void _erf_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
+    """Blocks [begin, end) of BLOCK elements."""
+    cdef _Binary *a = <_Binary *>args
+    cdef Py_ssize_t i, start = begin * BLOCK, stop = min(end * BLOCK, a.n)
+    cdef const double *xd = <const double *>a.a
+    cdef double *od = <double *>a.out
+    cdef const float *xf = <const float *>a.a
+    cdef float *of = <float *>a.out
+    if a.f64:
+        for i in range(start, stop):
+            od[i] = c_erf(xd[i])
+    else:
+        for i in range(start, stop):
+            of[i] = c_erff(xf[i])

@@ -8,6 +8,7 @@
 from minidl.nn import functional, init, parallel, utils
 from minidl.nn.activation import (
     ELU,
+    GELU,
     Hardtanh,
     LeakyReLU,
     LogSoftmax,
@@ -16,6 +17,7 @@ from minidl.nn.activation import (
     ReLU,
     ReLU6,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GELU",
     "Hardtanh",
     "Identity",
     "L1Loss",
@@ -83,6 +86,7 @@ __all__ = [
     "ReLU",
     "ReLU6",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",

@@ -68,6 +68,34 @@ class ReLU6(Hardtanh):
         return "inplace=True" if self.inplace else ""
 
 
+class SiLU(Module):
+    """x * sigmoid(x) (F.silu)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class GELU(Module):
+    """x * Phi(x), or its tanh approximation (F.gelu)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
 class PReLU(Module):
     """x if x > 0 else a * x with a learned slope: num_parameters=1 shares one slope, or one
     per channel (axis 1) when num_parameters equals the channel count. Slopes start at `init`."""

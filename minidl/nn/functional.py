@@ -26,6 +26,8 @@ _linear = _op("linear").apply
 _relu = _op("relu").apply
 _leaky_relu = _op("leaky_relu").apply
 _hardtanh = _op("hardtanh").apply
+_silu = _op("silu").apply
+_gelu = _op("gelu").apply
 _prelu = _op("prelu").apply
 _elu = _op("elu").apply
 _sigmoid = _op("sigmoid").apply
@@ -91,6 +93,18 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(x, 0), 6): hardtanh over [0, 6]."""
     return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    x = _tensor(input)
+    out = _silu(x)
+    return x.copy_(out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (approximate="none") or its tanh approximation (approximate="tanh")."""
+    return _gelu(_tensor(input), approximate=approximate)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ under NumPy's promotion rules) or as `dtype.type(...)`, never as float64 NumPy s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minidl._kernels import batchnorm as _bn
@@ -164,6 +166,12 @@ class ELUOp(Function):
         return np.where(positive, g, g * (out + ctx.alpha))
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) from exp(-|x|), so that neither branch overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
 class SigmoidOp(Function):
     """1 / (1 + exp(-x)), computed from exp(-|x|) so neither branch overflows."""
 
@@ -173,8 +181,7 @@ class SigmoidOp(Function):
     @staticmethod
     def forward(ctx: Context, x) -> np.ndarray:
         check_float_input("sigmoid", x)
-        e = np.exp(-np.abs(x))
-        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        out = _sigmoid(x)
         ctx.save_for_backward(out)
         return out
 
@@ -182,6 +189,61 @@ class SigmoidOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
         return g * out * (1 - out)
+
+
+class SiLUOp(Function):
+    """x * sigmoid(x) (swish); the gradient s (1 + x (1 - s)), s = sigmoid(x)."""
+
+    name = "silu"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("silu", x)
+        s = _sigmoid(x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, s = ctx.saved_tensors
+        return g * (s * (1 + x * (1 - s)))
+
+
+class GELUOp(Function):
+    """x * Phi(x), Phi the standard normal CDF (approximate="none", with the C library's erf),
+    or PyTorch's tanh form 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+
+    name = "gelu"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, approximate: str) -> np.ndarray:
+        check_float_input("gelu", x)
+        ctx.approximate = approximate
+        if approximate == "none":
+            x = contiguous(x)
+            cdf = flat_kernel(_elementwise.erf, (x * (1 / math.sqrt(2)),), None)
+            cdf = 0.5 * (1 + cdf)
+            ctx.save_for_backward(x, cdf)
+            return x * cdf
+        if approximate == "tanh":
+            t = np.tanh(_GELU_K0 * (x + _GELU_K1 * x**3))
+            ctx.save_for_backward(x, t)
+            return 0.5 * x * (1 + t)
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, v = ctx.saved_tensors
+        if ctx.approximate == "none":  # Phi(x) + x phi(x)
+            return g * (v + x * (np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))))
+        inner = _GELU_K0 * (1 + 3 * _GELU_K1 * x * x)
+        return g * (0.5 * (1 + v) + 0.5 * x * (1 - v * v) * inner)
+
+
+_GELU_K0 = math.sqrt(2 / math.pi)
+_GELU_K1 = 0.044715
 
 
 class TanhOp(Function):

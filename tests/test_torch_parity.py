@@ -675,6 +675,19 @@ def flip_logsumexp_and_nonzero(ns):
             [rows.tolist(), cols.tolist()], dtype_name(m.nonzero().dtype)]
 
 
+@idiom([[1, 4, 6], [[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 0.0], [0.0, 5.0, 6.0, 0.0]],
+        [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0]], [[9.0, 0.0, 1.0], [9.0, 4.0, 5.0]]])
+def functional_pad_pads_the_last_dims_first_and_crops_on_negative_amounts(ns):
+    torch, F = ns.torch, ns.F
+    x = torch.arange(8.0).reshape(2, 4).requires_grad_()
+    y = F.pad(x, (-1, 0, 1, 0))[:, :3]  # crop one column on the left, one zero row on top
+    y = F.pad(y[:, :2], (1, 1))
+    y.sum().backward()
+    z = F.pad(torch.arange(8.0).reshape(2, 4)[:, :3], (1, -1), value=9.0)
+    return [list(F.pad(torch.zeros(1, 2, 3), (1, 2, 0, 2)).shape), y.tolist(), x.grad.tolist(),
+            z.tolist()]
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_idiom_gives_the_expected_values(name):

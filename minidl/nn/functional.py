@@ -107,6 +107,30 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     return _gelu(_tensor(input), approximate=approximate)
 
 
+def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
+    """PyTorch's F.pad: pad = (left, right[, top, bottom[, front, back, ...]]) from the last
+    dim backwards; negative amounts crop. Only mode "constant" (the others raise
+    NotImplementedError)."""
+    x = _tensor(input)
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not implemented (only 'constant')")
+    amounts = tuple(int(p) for p in pad)
+    if len(amounts) % 2 or len(amounts) // 2 > x.ndim:
+        raise ValueError(f"pad: expected pairs of amounts, at most one per dim of a {x.ndim}-d "
+                         f"tensor, got {tuple(pad)}")
+    widths = [(0, 0)] * x.ndim
+    for k in range(len(amounts) // 2):
+        widths[x.ndim - 1 - k] = (amounts[2 * k], amounts[2 * k + 1])
+    for (before, after), n in zip(widths, x.shape):
+        if n + before + after < 0:
+            raise ValueError(f"pad: amounts {tuple(pad)} give a negative size for a dim of "
+                             f"{n} (shape {tuple(x.shape)})")
+    if any(b < 0 or a < 0 for b, a in widths):
+        x = x[tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape))]
+    return x.pad(tuple((max(b, 0), max(a, 0)) for b, a in widths),
+                 value=0.0 if value is None else value)
+
+
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
     return _prelu(_tensor(input), _tensor(weight))

@@ -402,3 +402,53 @@ def test_shape_and_pool_modules_gradcheck(module):
     # Distinct values spaced 0.01 apart: no max-pool ties within the finite-difference step.
     x = RNG.permutation(2 * 2 * 5 * 5).reshape(2, 2, 5, 5) * 0.01
     assert gradcheck(module, [t64(x)])
+
+
+def test_layer_norm_matches_a_reference_gradcheck_and_torch():
+    """F.layer_norm / nn.LayerNorm over the last two dims: the float64 reference formula
+    (biased variance), gradcheck for input, weight and bias, PyTorch where installed, the
+    input's dtype kept, and a normalized_shape that does not end the input's shape raises."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4))
+    w, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    ref = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5) * w + b
+    tx, tw, tb = (minidl.tensor(a, requires_grad=True) for a in (x, w, b))
+    np.testing.assert_allclose(F.layer_norm(tx, (3, 4), tw, tb).numpy(), ref, rtol=1e-12,
+                               atol=1e-12)
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, (3, 4), w, b), (tx, tw, tb))
+    layer = nn.LayerNorm(4)
+    assert [tuple(p.shape) for p in layer.parameters()] == [(4,), (4,)]
+    assert layer(minidl.tensor(x.astype(np.float32))).dtype == minidl.float32
+    with pytest.raises(ValueError, match=r"normalized_shape \(5,\) does not end"):
+        F.layer_norm(tx, (5,))
+    torch = pytest.importorskip("torch")
+    g = rng.standard_normal(x.shape)
+    tx, tw, tb = (minidl.tensor(a, requires_grad=True) for a in (x, w, b))
+    F.layer_norm(tx, (3, 4), tw, tb).backward(minidl.tensor(g))
+    rx, rw, rb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.layer_norm(rx, (3, 4), rw, rb).backward(torch.tensor(g))
+    for mine, theirs in ((tx, rx), (tw, rw), (tb, rb)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_embedding_picks_rows_and_adds_their_gradients():
+    """F.embedding / nn.Embedding: rows picked by an index tensor of any shape; a row picked
+    twice gets both gradients, padding_idx's row none (and starts at zero in the module); the
+    indices are copied at forward (changing them afterwards changes no gradient); indices out
+    of range or not integers raise naming the op."""
+    weight = minidl.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    idx = np.array([[0, 2], [2, 3]])
+    out = F.embedding(minidl.tensor(idx), weight, padding_idx=3)
+    idx[0, 0] = 1
+    np.testing.assert_array_equal(out.numpy(), np.arange(12.0).reshape(4, 3)[[[0, 2], [2, 3]]])
+    out.backward(minidl.tensor(np.ones((2, 2, 3))))
+    np.testing.assert_array_equal(weight.grad.numpy()[:, 0], [1.0, 0.0, 2.0, 0.0])
+    layer = nn.Embedding(5, 2, padding_idx=-1)
+    assert layer.padding_idx == 4 and not layer.weight.numpy()[4].any()
+    assert tuple(layer(minidl.tensor([[1, 4, 0]])).shape) == (1, 3, 2)
+    with pytest.raises(IndexError, match=r"embedding: indices must be in \[0, 4\)"):
+        F.embedding(minidl.tensor([4]), weight)
+    with pytest.raises(TypeError, match="embedding: indices must be an integer tensor"):
+        F.embedding(minidl.tensor([0.5]), weight)

@@ -28,6 +28,8 @@ _leaky_relu = _op("leaky_relu").apply
 _hardtanh = _op("hardtanh").apply
 _silu = _op("silu").apply
 _gelu = _op("gelu").apply
+_layer_norm = _op("layer_norm").apply
+_embedding = _op("embedding").apply
 _prelu = _op("prelu").apply
 _elu = _op("elu").apply
 _sigmoid = _op("sigmoid").apply
@@ -129,6 +131,26 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = N
         x = x[tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape))]
     return x.pad(tuple((max(b, 0), max(a, 0)) for b, a in widths),
                  value=0.0 if value is None else value)
+
+
+def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """input normalized over its last len(normalized_shape) dims, which must equal it."""
+    x = _tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(shape) > x.ndim or tuple(x.shape[x.ndim - len(shape):]) != shape:
+        raise ValueError(f"layer_norm: normalized_shape {shape} does not end the input's shape "
+                         f"{tuple(x.shape)}")
+    return _layer_norm(x, None if weight is None else _tensor(weight),
+                       None if bias is None else _tensor(bias), dims=len(shape), eps=float(eps))
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of weight (num, dim) picked by the integer tensor input: (*input.shape, dim)."""
+    w = _tensor(weight)
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += w.shape[0]
+    return _embedding(w, _tensor(input), padding_idx=padding_idx)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:

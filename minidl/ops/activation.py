@@ -354,6 +354,48 @@ class DropoutOp(Function):
         return g * mask
 
 
+class LayerNormOp(Function):
+    """x (..., *normalized_shape) normalized over its last `dims` dims: (x - mean) / sqrt(var +
+    eps) * weight + bias, var biased (PyTorch's); weight and bias of normalized_shape, or None.
+    """
+
+    name = "layer_norm"
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias, *, dims: int, eps: float) -> np.ndarray:
+        check_float_input("layer_norm", x)
+        shape = x.shape[x.ndim - dims:]
+        for name, p in (("weight", weight), ("bias", bias)):
+            if p is not None and p.shape != shape:
+                raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected {shape}")
+        axes = tuple(range(x.ndim - dims, x.ndim))
+        ctx.axes, ctx.batch_axes = axes, tuple(range(x.ndim - dims))
+        if x.size == 0:
+            ctx.save_for_backward(x, x, weight)
+            return x.copy()
+        centered = x - x.mean(axis=axes, keepdims=True)
+        rstd = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+        xhat = centered * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        y = xhat if weight is None else xhat * weight
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        xhat, rstd, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        axes, batch = ctx.axes, ctx.batch_axes
+        gx = None
+        if need_x:
+            gh = g if weight is None else g * weight
+            gx = (rstd * (gh - gh.mean(axis=axes, keepdims=True)
+                          - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+                  if g.size else np.zeros_like(g))
+        gw = (g * xhat).sum(axis=batch) if need_w else None
+        gb = g.sum(axis=batch) if need_b else None
+        return gx, gw, gb
+
+
 class BatchNormOp(Function):
     """Batch normalization over every axis but 1 (channels): (N, C), (N, C, L), (N, C, H, W).
 

@@ -82,6 +82,36 @@ class IndexOp(Function):
         return grad
 
 
+class EmbeddingOp(Function):
+    """weight[indices]: rows of weight (num, dim) picked by an integer array of any shape;
+    the gradient adds each picked row's gradient back (rows picked twice get both), none to
+    padding_idx's row."""
+
+    name = "embedding"
+
+    @staticmethod
+    def forward(ctx: Context, weight, indices, *, padding_idx) -> np.ndarray:
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"embedding: indices must be an integer tensor, got {indices.dtype}")
+        if weight.ndim != 2:
+            raise ValueError(f"embedding: weight must be 2-d (num, dim), got {weight.shape}")
+        if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+            raise IndexError(f"embedding: indices must be in [0, {weight.shape[0]}), got "
+                             f"{indices.min()} .. {indices.max()}")
+        ctx.indices = indices.copy()  # the gradient must not see later changes to them
+        ctx.weight_shape, ctx.padding_idx = weight.shape, padding_idx
+        return weight[ctx.indices]
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        grad = np.zeros(ctx.weight_shape, dtype=g.dtype)
+        np.add.at(grad, ctx.indices.reshape(-1), g.reshape(-1, ctx.weight_shape[1]))
+        if ctx.padding_idx is not None:
+            grad[ctx.padding_idx] = 0
+        return grad, None
+
+
 class ConcatenateOp(Function):
     name = "cat"
 

@@ -15,7 +15,7 @@ Elementwise, so any thread split gives the same bits.
 
 from libc.math cimport erf as c_erf, erff as c_erff
 
-from minidl._kernels.threadpool cimport parallel_for
+from minidl._kernels.threadpool cimport parallel_for, task_fn
 
 from minidl._kernels.types cimport real
 
@@ -76,13 +76,7 @@ cdef inline void _relu_backward_block(const real *out, const real *grad, real *g
 def relu(const real[::1] x, real[::1] out, int n_threads):
     """out = max(x, 0) as PyTorch's relu: 0 where x < 0, else x (a NaN stays NaN, -0.0 stays
     -0.0). Flat views of n elements of one dtype; out may be x itself."""
-    _check_sizes("relu", x.shape[0], x.shape[0], out.shape[0])
-    if x.shape[0] == 0:
-        return
-    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=NULL, out=&out[0], n=x.shape[0],
-                             relu=True)
-    with nogil:
-        _run_binary(&a, n_threads)
+    _unary("relu", x, out, _binary_task, n_threads)
 
 
 def add(const real[::1] x, const real[::1] y, real[::1] out, bint relu, int n_threads):
@@ -94,7 +88,18 @@ def add(const real[::1] x, const real[::1] y, real[::1] out, bint relu, int n_th
     cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=&y[0], out=&out[0], n=x.shape[0],
                              relu=relu)
     with nogil:
-        _run_binary(&a, n_threads)
+        _run(_binary_task, &a, n_threads)
+
+
+cdef _unary(str op, const real[::1] x, real[::1] out, task_fn task, int n_threads):
+    """task over x -> out (a _Binary without b; relu set: relu's task reads it)."""
+    _check_sizes(op, x.shape[0], x.shape[0], out.shape[0])
+    if x.shape[0] == 0:
+        return
+    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=NULL, out=&out[0], n=x.shape[0],
+                             relu=True)
+    with nogil:
+        _run(task, &a, n_threads)
 
 
 cdef _check_sizes(str op, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k):
@@ -103,7 +108,7 @@ cdef _check_sizes(str op, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k):
 
 
 cdef struct _Binary:
-    # relu's or add's flat arrays of n elements (b NULL: relu of a).
+    # The flat arrays of n elements of add (a + b), relu or erf (of a; b NULL).
     bint f64, relu
     const void *a
     const void *b
@@ -111,9 +116,8 @@ cdef struct _Binary:
     Py_ssize_t n
 
 
-cdef inline void _run_binary(_Binary *a, int n_threads) noexcept nogil:
-    parallel_for(_binary_task, a, (a.n + BLOCK - 1) // BLOCK,
-                 n_threads if a.n >= PARALLEL_MIN else 1)
+cdef inline void _run(task_fn task, _Binary *a, int n_threads) noexcept nogil:
+    parallel_for(task, a, (a.n + BLOCK - 1) // BLOCK, n_threads if a.n >= PARALLEL_MIN else 1)
 
 
 cdef void _binary_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:
@@ -150,14 +154,7 @@ cdef inline void _binary_block(const real *x, const real *y, real *out, Py_ssize
 def erf(const real[::1] x, real[::1] out, int n_threads):
     """out = erf(x) by the C library's erf / erff (NumPy has none; GELU's exact form needs
     it). Flat views of one dtype; out may be x itself."""
-    _check_sizes("erf", x.shape[0], x.shape[0], out.shape[0])
-    if x.shape[0] == 0:
-        return
-    cdef _Binary a = _Binary(f64=real is double, a=&x[0], b=NULL, out=&out[0], n=x.shape[0],
-                             relu=False)
-    with nogil:
-        parallel_for(_erf_task, &a, (a.n + BLOCK - 1) // BLOCK,
-                     n_threads if a.n >= PARALLEL_MIN else 1)
+    _unary("erf", x, out, _erf_task, n_threads)
 
 
 cdef void _erf_task(void *args, Py_ssize_t begin, Py_ssize_t end, int worker) noexcept nogil:

@@ -135,7 +135,7 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = N
 
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """input normalized over its last len(normalized_shape) dims, which must equal it."""
+    """input normalized over its last len(normalized_shape) dims (which must be those sizes)."""
     x = _tensor(input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if len(shape) > x.ndim or tuple(x.shape[x.ndim - len(shape):]) != shape:

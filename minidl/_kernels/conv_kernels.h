@@ -116,6 +116,32 @@ static inline void conv_col_range(ptrdiff_t iw0, ptrdiff_t sw, ptrdiff_t W, ptrd
     *hi = h < OW ? h : OW;
 }
 
+/* One (c, kh, kw) row block of an image's im2col (C x H x W): its valid columns [lo, hi)
+ * (conv_col_range), the output rows [rlo, rhi) that meet the image (the others are zero
+ * padding: rlo clamped to OH for a padding beyond the image, rhi = rlo when no column is
+ * valid), and xc, x's index of (row kh * dh - ph, column kw * dw - pw) in channel c, negative in
+ * the padding (an integer, so that no pointer before x is formed). im2col and col2im both. */
+typedef struct {
+    ptrdiff_t lo, hi, rlo, rhi, xc;
+} conv_col_block;
+
+static inline conv_col_block conv_col_block_of(ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
+                                               ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
+                                               ptrdiff_t OW, ptrdiff_t sh, ptrdiff_t sw,
+                                               ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t dh,
+                                               ptrdiff_t dw)
+{
+    conv_col_block b;
+    const ptrdiff_t ih0 = kh * dh - ph, iw0 = kw * dw - pw;
+    conv_col_range(iw0, sw, W, OW, &b.lo, &b.hi);
+    conv_col_range(ih0, sh, H, OH, &b.rlo, &b.rhi);
+    b.rlo = b.rlo < OH ? b.rlo : OH;
+    if (b.hi <= b.lo || b.rhi < b.rlo)
+        b.rhi = b.rlo;
+    b.xc = c * H * W + ih0 * W + iw0;
+    return b;
+}
+
 #define MDL_ISA_BODY "conv_kernels_isa.h"
 #include "mdl_isa_instances.h"
 

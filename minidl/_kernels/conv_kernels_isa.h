@@ -360,8 +360,8 @@ MDL_ISA_ATTR static inline __attribute__((always_inline)) ptrdiff_t MDL_ISA(conv
 
 /* col[((c * KH + kh) * KW + kw) * OH * OW + oh * OW + ow] =
  * x[c][oh * sh - ph + kh * dh][ow * sw - pw + kw * dw], 0 in the padding: one image's im2col
- * (C x H x W), float32. Each (c, kh, kw) row block: the output rows [rlo, rhi) that meet the
- * image (conv_col_range on rows), the others zero. With AVX-512 a column stride of 2 runs chunk
+ * (C x H x W), float32. Each (c, kh, kw) row block (conv_col_block_of): the output rows
+ * [rlo, rhi) that meet the image, the others zero. With AVX-512 a column stride of 2 runs chunk
  * by chunk of 8 outputs over all rows (conv_s2_chunk), since its rows are too short (8-16
  * outputs in ResNet-20) for per-row setup to be cheap; otherwise the compiler's loops. */
 MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, ptrdiff_t C,
@@ -373,17 +373,10 @@ MDL_ISA_ATTR static void MDL_ISA(conv_im2col_f32)(const float *x, float *col, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                const ptrdiff_t ih0 = kh * dh - ph, iw0 = kw * dw - pw;
-                ptrdiff_t lo, hi, rlo, rhi;
-                conv_col_range(iw0, sw, W, OW, &lo, &hi);
-                conv_col_range(ih0, sh, H, OH, &rlo, &rhi);
-                rlo = rlo < OH ? rlo : OH; /* a padding beyond the image: every row zero */
-                if (hi <= lo || rhi < rlo)
-                    rhi = rlo;
+                const conv_col_block b =
+                    conv_col_block_of(c, kh, kw, H, W, OH, OW, sh, sw, ph, pw, dh, dw);
+                const ptrdiff_t lo = b.lo, hi = b.hi, rlo = b.rlo, rhi = b.rhi, xc = b.xc;
                 float *blk = col + ((c * KH + kh) * KW + kw) * OH * OW;
-                /* x's index of (row ih0, column iw0), negative in the padding: integers, so
-                 * that no pointer before x is formed. */
-                const ptrdiff_t xc = c * H * W + ih0 * W + iw0;
                 memset(blk, 0, (size_t)(rlo * OW) * sizeof(float));
 #if MDL_ISA_AVX512
                 if (sw == 2) {
@@ -439,15 +432,12 @@ MDL_ISA_ATTR static void MDL_ISA(conv_col2im_f32)(const float *col, float *x, pt
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t kh = 0; kh < KH; kh++)
             for (ptrdiff_t kw = 0; kw < KW; kw++) {
-                const ptrdiff_t ih0 = kh * dh - ph, iw0 = kw * dw - pw;
-                ptrdiff_t lo, hi, rlo, rhi;
-                conv_col_range(iw0, sw, W, OW, &lo, &hi);
-                conv_col_range(ih0, sh, H, OH, &rlo, &rhi);
-                if (hi <= lo)
-                    continue;
+                const conv_col_block b =
+                    conv_col_block_of(c, kh, kw, H, W, OH, OW, sh, sw, ph, pw, dh, dw);
+                const ptrdiff_t lo = b.lo, hi = b.hi, rlo = b.rlo, rhi = b.rhi, xc = b.xc;
+                if (rhi == rlo)
+                    continue; /* no column or no row meets the image */
                 const float *blk = col + ((c * KH + kh) * KW + kw) * OH * OW;
-                /* x's index of (row ih0, column iw0), negative in the padding (see im2col). */
-                const ptrdiff_t xc = c * H * W + ih0 * W + iw0;
 #if MDL_ISA_AVX512
                 if (sw == 2) {
                     const __m512i spread =

@@ -120,7 +120,7 @@ for _name in ("sin", "cos", "tanh", "sigmoid", "relu", "softmax", "log_softmax",
               "t", "gather", "chunk", "split", "expand_as", "clone", "square", "sign",
               "floor", "ceil", "round", "isnan", "isfinite", "any", "all", "masked_fill",
               "eq", "ne", "lt", "le", "gt", "ge", "rsqrt", "cumsum", "pow", "add", "sub",
-              "mul", "div", "detach", "dim", "view_as", "flip", "logsumexp", "nonzero"):
+              "mul", "div", "detach", "dim", "view_as", "flip", "logsumexp", "nonzero", "erf"):
     globals()[_name] = _method(_name)
 del _name
 

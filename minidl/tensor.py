@@ -39,6 +39,7 @@ _neg = graph.op("neg").apply
 _abs = graph.op("abs").apply
 _exp = graph.op("exp").apply
 _log = graph.op("log").apply
+_erf = graph.op("erf").apply
 _sqrt = graph.op("sqrt").apply
 _reciprocal = graph.op("reciprocal").apply
 _clip = graph.op("clip").apply
@@ -487,6 +488,9 @@ class Tensor:
 
     def sqrt(self) -> Tensor:
         return _sqrt(_floating(self))
+
+    def erf(self) -> Tensor:
+        return _erf(_floating(self))
 
     def reciprocal(self) -> Tensor:
         return _reciprocal(_floating(self))

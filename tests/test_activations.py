@@ -34,6 +34,7 @@ CASES = {
     "gelu": (F.gelu, lambda x: x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))),
     "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"),
                   lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))),
+    "erf": (lambda x: x.erf(), np.vectorize(math.erf)),
     "elu": (lambda x: F.elu(x, 0.7), lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
     "sigmoid": (F.sigmoid, sigmoid_ref),
     "tanh": (F.tanh, np.tanh),
@@ -304,6 +305,7 @@ torch_cases = [
     ("silu", lambda F_, x: F_.silu(x)),
     ("gelu", lambda F_, x: F_.gelu(x)),
     ("gelu_tanh", lambda F_, x: F_.gelu(x, approximate="tanh")),
+    ("erf", lambda F_, x: x.erf()),
     ("softmax", lambda F_, x: F_.softmax(x, dim=1)),
     ("log_softmax", lambda F_, x: F_.log_softmax(x, dim=1)),
 ]

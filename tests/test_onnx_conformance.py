@@ -7,8 +7,8 @@ pull in `leakyrelu` or `prelu`, `reduce_sum` does not pull in `reduce_sum_square
 EXCLUDED below, each with its reason. Outputs are compared by onnx's runner (values within
 its tolerances, dtypes and shapes exact).
 
-Counted with onnx 1.23.2: 389 node cases match INCLUDED_OPS; 277 run and pass, 112 are
-excluded (58 `_expanded`, 22 dtypes, 12 1-D/3-D pooling, 9 ReduceSumSquare, 3 empty-set
+Counted with onnx 1.23.2: 457 node cases match INCLUDED_OPS; 303 run and pass, 154 are
+excluded (100 `_expanded`, 22 dtypes, 12 1-D/3-D pooling, 9 ReduceSumSquare, 3 empty-set
 max/min, 3 GatherElements, 2 sequence/optional, 1 each: dilated average pooling, uint8 max
 pooling, MaxPool Indices with padding). The 61 model tests of MODEL_TESTS pass.
 """
@@ -39,13 +39,16 @@ INCLUDED_OPS = [
     "div",
     "dropout",
     "elu",
+    "erf",
     "exp",
     "flatten",
     "gather",
+    "gelu",
     "gemm",
     "globalaveragepool",
     "globalmaxpool",
     "identity",
+    "layer_normalization",
     "leakyrelu",
     "log",
     "logsoftmax",

@@ -385,3 +385,38 @@ def test_resnet20(tmp_path):
         model(minidl.tensor(randn(8, 3, 32, 32, seed=k)))
     proto = check_model(model, randn(2, 3, 32, 32), tmp_path, batches=(1, 3))
     assert ops_of(proto).count("BatchNormalization") == 19
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_transformer_style_activations_and_layer_norm(tmp_path, opset):
+    """GELU (both forms: Gelu from opset 20, Erf and Tanh formulas before), SiLU, Hardtanh /
+    ReLU6 (Clip), erf and LayerNorm (with and without affine parameters)."""
+    minidl.manual_seed(11)
+
+    def forward(m, x):
+        y = m.norm(m.fc(x))
+        y = F.gelu(y) + F.gelu(y, approximate="tanh") + F.silu(y) + minidl.erf(y)
+        y = y + F.relu6(4 * y) + F.hardtanh(y, -0.5, 0.25)
+        return m.plain(y.reshape(-1, 2, 4))
+
+    model = Lambda(
+        forward, fc=nn.Linear(6, 8), norm=nn.LayerNorm(8),
+        plain=nn.LayerNorm([2, 4], elementwise_affine=False),
+    )
+    model.norm.weight.data[...] = randn(8, seed=3)
+    model.norm.bias.data[...] = randn(8, seed=4)
+    proto = check_model(model, randn(3, 6), tmp_path, opset=opset)
+    ops = ops_of(proto)
+    assert ops.count("LayerNormalization") == 2 and ops.count("Clip") == 2
+    assert ("Gelu" in ops) == (opset >= 20) and "Erf" in ops and "Sigmoid" in ops
+
+
+def test_embedding_is_gather(tmp_path):
+    minidl.manual_seed(12)
+    model = Lambda(lambda m, i: m.emb(i).sum(1), emb=nn.Embedding(10, 4, padding_idx=0)).eval()
+    path = tmp_path / "m.onnx"
+    indices = np.array([[1, 2, 0], [9, 5, 5]], dtype=np.int64)
+    mo.export(model, (indices,), path)
+    assert ops_of(onnx.load(str(path))) == ["Gather", "ReduceSum"]
+    for batch in (indices[:1], np.array([[3, 3, 8]] * 4)):
+        assert_close(run_ort(path, batch)[0], model(minidl.tensor(batch)).data)

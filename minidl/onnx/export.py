@@ -492,6 +492,53 @@ def _clip(em: _Emitter, op: TracedOp) -> None:
     em.node("Clip", inputs, [em.out(op)])
 
 
+def _silu(em: _Emitter, op: TracedOp) -> None:
+    x = em.input(op, 0)
+    em.node("Mul", [x, em.node("Sigmoid", [x])], [em.out(op)])
+
+
+def _gelu(em: _Emitter, op: TracedOp) -> None:
+    approximate = op.attrs["approximate"]
+    x = em.input(op, 0)
+    if em.opset >= 20:
+        em.node("Gelu", [x], [em.out(op)], approximate=approximate)
+        return
+    dt = em.out_dtype(op)
+
+    def c(value: float) -> str:
+        return em.constant(value, dt, "gelu_const")
+
+    # Before opset 20: PyTorch's formulas from standard ops (what its own exporter emits).
+    if approximate == "none":  # x * 0.5 * (1 + erf(x / sqrt(2)))
+        cdf = em.node("Add", [em.node("Erf", [em.node("Mul", [x, c(1 / np.sqrt(2))])]), c(1.0)])
+        em.node("Mul", [em.node("Mul", [x, c(0.5)]), cdf], [em.out(op)])
+        return
+    # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+    cube = em.node("Mul", [em.node("Mul", [x, x]), x])
+    inner = em.node("Add", [x, em.node("Mul", [cube, c(0.044715)])])
+    t = em.node("Tanh", [em.node("Mul", [inner, c(np.sqrt(2 / np.pi))])])
+    em.node("Mul", [em.node("Mul", [x, c(0.5)]), em.node("Add", [t, c(1.0)])], [em.out(op)])
+
+
+def _layer_norm(em: _Emitter, op: TracedOp) -> None:
+    dt = em.out_dtype(op)
+    dims = int(op.attrs["dims"])
+    shape = em.shape(op.inputs[0])[len(em.shape(op.inputs[0])) - dims:]
+    scale = em.input(op, 1, dt) or em.constant(np.ones(shape, dt), prefix="ln_scale")
+    bias = em.input(op, 2, dt)
+    em.node(
+        "LayerNormalization",
+        [em.input(op, 0), scale] + ([bias] if bias else []),
+        [em.out(op)],
+        axis=-dims,
+        epsilon=float(op.attrs["eps"]),
+    )
+
+
+def _embedding(em: _Emitter, op: TracedOp) -> None:
+    em.node("Gather", [em.input(op, 0), em.input(op, 1, np.int64)], [em.out(op)], axis=0)
+
+
 def _cast(em: _Emitter, op: TracedOp) -> None:
     em.node("Cast", [em.input(op, 0)], [em.out(op)], to=_elem_type(em.onnx, op.attrs["dtype"]))
 
@@ -543,6 +590,12 @@ TRANSLATIONS: dict[str, Callable] = {
     "reciprocal": _unary("Reciprocal"),
     "abs": _unary("Abs"),
     "clip": _clip,
+    "hardtanh": _clip,
+    "silu": _silu,
+    "gelu": _gelu,
+    "erf": _unary("Erf"),
+    "layer_norm": _layer_norm,
+    "embedding": _embedding,
     "cast": _cast,
     "reshape": _reshape,
     "permute": _permute,

@@ -640,6 +640,30 @@ def _clip(ins, attrs, ctx):
     return [x.clip(low, high)]
 
 
+def _layer_norm(ins, attrs, ctx):
+    """Y = (X - mean) / sqrt(var + epsilon) * Scale + B over the axes from `axis` on; the
+    optional Mean and InvStdDev outputs are constants (no gradient flows through them)."""
+    x = _tensor(ins[0])
+    axis = int(attrs.get("axis", -1)) % max(x.ndim, 1)
+    eps = float(attrs.get("epsilon", 1e-5))
+    shape = tuple(x.shape[axis:])
+    scale = _tensor(ins[1])
+    bias = _tensor(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+    if scale.shape == shape and (bias is None or bias.shape == shape):
+        y = F.layer_norm(x, shape, scale, bias, eps)
+    else:  # Scale and B broadcast against the normalized dims
+        y = F.layer_norm(x, shape, eps=eps) * scale
+        y = y if bias is None else y + bias
+    axes = tuple(range(axis, x.ndim))
+    mean = x.data.mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(((x.data - mean) ** 2).mean(axis=axes, keepdims=True) + eps)
+    return [y, mean.astype(x.dtype), inv_std.astype(x.dtype)]
+
+
+def _gelu(x: Tensor, attrs: dict) -> Tensor:
+    return F.gelu(x, approximate=attrs.get("approximate", "none"))
+
+
 def _where(ins, attrs, ctx):
     return [minidl.where(_static(ins[0], "Where", "condition").astype(bool), ins[1], ins[2])]
 
@@ -704,6 +728,9 @@ OPS: dict[str, Callable] = {
     "Sqrt": _unary(lambda x, a: x.sqrt()),
     "Reciprocal": _unary(lambda x, a: x.reciprocal()),
     "Abs": _unary(lambda x, a: x.abs(), np.abs),
+    "Erf": _unary(lambda x, a: x.erf()),
+    "Gelu": _unary(_gelu),
+    "LayerNormalization": _layer_norm,
     "Clip": _clip,
     "Where": _where,
     "BatchNormalization": _batch_norm,

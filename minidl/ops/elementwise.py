@@ -10,6 +10,8 @@ routes it to the larger input.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minidl._kernels import elementwise as _elementwise
@@ -335,6 +337,26 @@ class SqrtOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
         return g / (2 * out)
+
+
+class ErfOp(Function):
+    """The error function (the C library's erf / erff: NumPy has none); the gradient
+    2 / sqrt(pi) exp(-x^2)."""
+
+    name = "erf"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, a) -> np.ndarray:
+        check_float_input("erf", a)
+        a = contiguous(a)
+        ctx.save_for_backward(a)
+        return flat_kernel(_elementwise.erf, (a,), None)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        return g * (np.exp(-(a * a)) * (2 / math.sqrt(math.pi)))
 
 
 class AbsOp(Function):

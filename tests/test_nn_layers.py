@@ -433,6 +433,57 @@ def test_layer_norm_matches_a_reference_gradcheck_and_torch():
                                    atol=1e-12)
 
 
+@pytest.mark.parametrize("shape,groups", [((2, 6, 3, 4), 3), ((3, 4), 2), ((2, 4, 5), 1),
+                                          ((1, 6, 2, 2), 6), ((0, 4, 2, 2), 2)])
+def test_group_norm_matches_a_reference_gradcheck_and_torch(shape, groups):
+    """F.group_norm / nn.GroupNorm: the float64 reference formula (biased variance over each
+    group's channels and positions, per-channel affine), gradcheck for input, weight and bias,
+    PyTorch where installed (values and every gradient), and bad shapes raise."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape)
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    xg = x.reshape(shape[0], groups, x[0].size // groups if shape[0] else 1)
+    mean = xg.mean(axis=2, keepdims=True)
+    xhat = ((xg - mean) / np.sqrt(((xg - mean) ** 2).mean(axis=2, keepdims=True) + 1e-5))
+    channel = (1, c) + (1,) * (len(shape) - 2)
+    ref = xhat.reshape(shape) * w.reshape(channel) + b.reshape(channel)
+    tx, tw, tb = (minidl.tensor(a, requires_grad=True) for a in (x, w, b))
+    np.testing.assert_allclose(F.group_norm(tx, groups, tw, tb).numpy(), ref, rtol=1e-12,
+                               atol=1e-12)
+    if x.size:
+        assert gradcheck(lambda x, w, b: F.group_norm(x, groups, w, b), (tx, tw, tb))
+    layer = nn.GroupNorm(groups, c)
+    assert [tuple(p.shape) for p in layer.parameters()] == [(c,), (c,)]
+    assert layer(minidl.tensor(x.astype(np.float32))).dtype == minidl.float32
+    torch = pytest.importorskip("torch")
+    g = rng.standard_normal(shape)
+    tx, tw, tb = (minidl.tensor(a, requires_grad=True) for a in (x, w, b))
+    F.group_norm(tx, groups, tw, tb).backward(minidl.tensor(g))
+    rx, rw, rb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    want = torch.nn.functional.group_norm(rx, groups, rw, rb)
+    want.backward(torch.tensor(g))
+    np.testing.assert_allclose(F.group_norm(minidl.tensor(x), groups, minidl.tensor(w),
+                                            minidl.tensor(b)).numpy(), want.detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
+    for mine, theirs in ((tx, rx), (tw, rw), (tb, rb)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_group_norm_rejects_bad_groups_and_shapes():
+    with pytest.raises(ValueError, match=r"num_channels \(6\) must be divisible by num_groups"):
+        nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match=r"GroupNorm: expected an input \(N, 6, \*\)"):
+        nn.GroupNorm(2, 6)(minidl.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="C divisible by num_groups=4"):
+        F.group_norm(minidl.zeros(2, 6, 3), 4)
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\), expected \(6,\)"):
+        F.group_norm(minidl.zeros(2, 6, 3), 3, minidl.ones(4))
+    with pytest.raises(ValueError, match="num_groups must be a positive int"):
+        F.group_norm(minidl.zeros(2, 6, 3), 0)
+
+
 def test_embedding_picks_rows_and_adds_their_gradients():
     """F.embedding / nn.Embedding: rows picked by an index tensor of any shape; a row picked
     twice gets both gradients, padding_idx's row none (and starts at zero in the module); the

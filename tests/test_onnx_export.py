@@ -420,3 +420,14 @@ def test_embedding_is_gather(tmp_path):
     assert ops_of(onnx.load(str(path))) == ["Gather", "ReduceSum"]
     for batch in (indices[:1], np.array([[3, 3, 8]] * 4)):
         assert_close(run_ort(path, batch)[0], model(minidl.tensor(batch)).data)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm(tmp_path, affine):
+    minidl.manual_seed(14)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.GroupNorm(3, 6, affine=affine), nn.ReLU())
+    if affine:
+        model[1].weight.data[...] = randn(6, seed=5)
+        model[1].bias.data[...] = randn(6, seed=6)
+    proto = check_model(model, randn(2, 3, 7, 7), tmp_path)
+    assert "LayerNormalization" in ops_of(proto)

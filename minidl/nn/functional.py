@@ -29,6 +29,7 @@ _hardtanh = _op("hardtanh").apply
 _silu = _op("silu").apply
 _gelu = _op("gelu").apply
 _layer_norm = _op("layer_norm").apply
+_group_norm = _op("group_norm").apply
 _embedding = _op("embedding").apply
 _prelu = _op("prelu").apply
 _elu = _op("elu").apply
@@ -143,6 +144,18 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
                          f"{tuple(x.shape)}")
     return _layer_norm(x, None if weight is None else _tensor(weight),
                        None if bias is None else _tensor(bias), dims=len(shape), eps=float(eps))
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """input (N, C, *) normalized per sample over groups of C / num_groups channels; weight and
+    bias (C,) per channel."""
+    if not isinstance(num_groups, (int, _np.integer)) or isinstance(num_groups, bool) or (
+            num_groups < 1):
+        raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
+    groups = int(num_groups)
+    return _group_norm(_tensor(input), None if weight is None else _tensor(weight),
+                       None if bias is None else _tensor(bias), groups=groups, eps=float(eps))
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

@@ -120,6 +120,39 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
 
+class GroupNorm(Module):
+    """Normalization of x (N, C, *) per sample over num_groups groups of channels, with a
+    learned per-channel weight (ones) and bias (zeros) when affine."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("GroupNorm", dtype)
+        self.num_groups = positive_int("GroupNorm", "num_groups", num_groups)
+        self.num_channels = positive_int("GroupNorm", "num_channels", num_channels)
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.eps, self.affine = eps, affine
+        self.register_parameter("weight", empty_parameter((num_channels,), dt) if affine else None)
+        self.register_parameter("bias", empty_parameter((num_channels,), dt) if affine else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm: expected an input (N, {self.num_channels}, *), got "
+                             f"shape {tuple(x.shape)}")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
 class Embedding(Module):
     """A table of num_embeddings vectors of embedding_dim (N(0, 1) initial weights, the
     padding_idx row zero): integer indices (...) -> (..., embedding_dim)."""

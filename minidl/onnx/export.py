@@ -535,6 +535,29 @@ def _layer_norm(em: _Emitter, op: TracedOp) -> None:
     )
 
 
+def _group_norm(em: _Emitter, op: TracedOp) -> None:
+    """LayerNormalization over each group's values (x viewed as (N, groups, rest)), then the
+    per-channel affine: opset 18's GroupNormalization took per-group scales, 21's per-channel
+    ones, so the composition exports the same at every opset."""
+    dt = em.out_dtype(op)
+    shape = em.shape(op.inputs[0])
+    groups = int(op.attrs["groups"])
+    rest = int(np.prod(shape[1:])) // groups
+    grouped = em.node("Reshape", [em.input(op, 0), em.constant([0, groups, rest], np.int64,
+                                                                "shape")])
+    normed = em.node("LayerNormalization", [grouped, em.constant(np.ones(rest, dt),
+                                                                  prefix="gn_scale")],
+                     axis=-1, epsilon=float(op.attrs["eps"]))
+    back = em.constant([0, *shape[1:]], np.int64, "shape")
+    weight, bias = em.input(op, 1, dt), em.input(op, 2, dt)
+    channel = em.constant([-1] + [1] * (len(shape) - 2), np.int64, "channel_shape")
+    steps = [("Mul", weight), ("Add", bias)]
+    steps = [(kind, em.node("Reshape", [v, channel])) for kind, v in steps if v]
+    y = em.node("Reshape", [normed, back], None if steps else [em.out(op)])
+    for k, (kind, v) in enumerate(steps):
+        y = em.node(kind, [y, v], [em.out(op)] if k == len(steps) - 1 else None)
+
+
 def _embedding(em: _Emitter, op: TracedOp) -> None:
     em.node("Gather", [em.input(op, 0), em.input(op, 1, np.int64)], [em.out(op)], axis=0)
 
@@ -595,6 +618,7 @@ TRANSLATIONS: dict[str, Callable] = {
     "gelu": _gelu,
     "erf": _unary("Erf"),
     "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
     "embedding": _embedding,
     "cast": _cast,
     "reshape": _reshape,

@@ -396,6 +396,57 @@ class LayerNormOp(Function):
         return gx, gw, gb
 
 
+class GroupNormOp(Function):
+    """x (N, C, *) normalized over each of `groups` groups of C / groups channels (and every
+    spatial position) per sample, var biased (PyTorch's), then weight and bias (C,) per
+    channel, or None."""
+
+    name = "group_norm"
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias, *, groups: int, eps: float) -> np.ndarray:
+        check_float_input("group_norm", x)
+        if x.ndim < 2 or x.shape[1] % groups:
+            raise ValueError(f"group_norm: expected an input (N, C, *) with C divisible by "
+                             f"num_groups={groups}, got shape {x.shape}")
+        channels = (x.shape[1],)
+        for name, p in (("weight", weight), ("bias", bias)):
+            if p is not None and p.shape != channels:
+                raise ValueError(f"group_norm: {name} has shape {p.shape}, expected {channels}")
+        ctx.shape, ctx.channel = x.shape, (1, -1) + (1,) * (x.ndim - 2)
+        if x.size == 0:
+            ctx.save_for_backward(x, x, weight)
+            return x.copy()
+        xg = x.reshape(x.shape[0], groups, -1)
+        centered = xg - xg.mean(axis=2, keepdims=True)
+        rstd = 1 / np.sqrt((centered * centered).mean(axis=2, keepdims=True) + eps)
+        xhat = (centered * rstd).reshape(x.shape)
+        ctx.save_for_backward(xhat, rstd, weight)
+        y = xhat if weight is None else xhat * weight.reshape(ctx.channel)
+        return y if bias is None else y + bias.reshape(ctx.channel)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        xhat, rstd, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        axes = (0,) + tuple(range(2, g.ndim))
+        gx = None
+        if need_x:
+            if g.size:
+                groups = rstd.shape[1]
+                gh = (g if weight is None else g * weight.reshape(ctx.channel)).reshape(
+                    g.shape[0], groups, -1)
+                xg = xhat.reshape(gh.shape)
+                gx = rstd * (gh - gh.mean(axis=2, keepdims=True)
+                             - xg * (gh * xg).mean(axis=2, keepdims=True))
+                gx = gx.reshape(ctx.shape)
+            else:
+                gx = np.zeros_like(g)
+        gw = (g * xhat).sum(axis=axes) if need_w else None
+        gb = g.sum(axis=axes) if need_b else None
+        return gx, gw, gb
+
+
 class BatchNormOp(Function):
     """Batch normalization over every axis but 1 (channels): (N, C), (N, C, L), (N, C, H, W).
 

@@ -1148,9 +1148,25 @@ class Tensor:
                 "tensor.detach()"
             )
 
+    def _check_view_inplace(self, name: str) -> None:
+        """In-place writes into a view (t[0], t.view(-1)) of a tensor recorded in a graph:
+        PyTorch rewrites the base's history (CopySlices); minidl's graph would not see the
+        write, so the base's gradient would silently ignore it."""
+        ctx = self._ctx
+        if ctx is not None and self.data.base is not None and any(
+                isinstance(p, Tensor) and np.may_share_memory(self.data, p.data)
+                for p in ctx.parents):
+            raise RuntimeError(
+                f"{name}: this tensor is a view (the output of {ctx.fn.display_name()}) of a "
+                "tensor recorded in a graph, and minidl's autograd does not carry in-place "
+                "writes through views to their base; use the out-of-place op "
+                "(y = torch.cat(...), y * mask, torch.where(...)) or write under no_grad()"
+            )
+
     def _overwrite(self, name: str, write) -> Tensor:
         """Write values that do not depend on the graph (fill, copy, random) into self."""
         if self._ctx is not None and graph.is_grad_enabled():
+            self._check_view_inplace(name)
             # The old history no longer produced these values: cut it, as PyTorch does for a
             # non-leaf overwritten by a constant.
             self._ctx = None
@@ -1177,6 +1193,7 @@ class Tensor:
                 "minidl.compile; use the out-of-place op"
             )
         if record:
+            self._check_view_inplace(name)
             old = Tensor._wrap(self.data.copy(), self._requires_grad)
             old._ctx = self._ctx
             graph.new_inplace_epoch()  # earlier consumers of self keep the node of `old`

@@ -195,3 +195,25 @@ def test_backward_shape_mismatch_from_buggy_op_is_reported():
     x = minidl.randn(3, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"Bad\.backward.*\(1,\).*\(3,\)"):
         Bad.apply(x).sum().backward()
+
+
+@pytest.mark.parametrize("write", [
+    lambda y: y[0].mul_(3), lambda y: y.view(-1).mul_(2), lambda y: y.flatten().relu_(),
+    lambda y: y.unsqueeze(0).add_(1), lambda y: y[1].zero_(),
+])
+def test_inplace_through_a_view_of_a_recorded_tensor_raises(write):
+    """PyTorch carries an in-place write into a view back to its base's gradient; minidl's
+    graph would not see it (the base's gradient would silently ignore the op), so it raises.
+    The same writes under no_grad, and in-place ops on tensors that are not views, work."""
+    x = minidl.ones((2, 3), requires_grad=True)
+    y = x * 1
+    with pytest.raises(RuntimeError, match="is a view .* of a tensor recorded in a graph"):
+        write(y)
+    with pytest.raises(RuntimeError, match="is a view"):
+        write(x)  # a view of a leaf that requires grad: PyTorch raises too
+    with minidl.no_grad():
+        write(x)
+    z = x * 2
+    z.mul_(3)
+    z.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 6.0))

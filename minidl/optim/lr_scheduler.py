@@ -4,15 +4,16 @@ Call `scheduler.step()` once per epoch (or per iteration for OneCycleLR / Invers
 after `optimizer.step()`. Construction records each group's lr as its "initial_lr" (unless one
 is there already) and sets the lr to the schedule's value at step 0.
 
-Every schedule here is a closed form of the step count `last_epoch` and the groups'
-`initial_lr` (PyTorch's chainable forms give the same values up to rounding), so a schedule
-never depends on lr values written into the optimizer by someone else, and state_dict() holds
-only plain numbers: it is JSON-able and checkpoint-safe.
+StepLR, MultiStepLR, ExponentialLR and CosineAnnealingLR are PyTorch's chainable forms: each
+step scales the group's current lr, so two of them on one optimizer compose (StepLR and
+ExponentialLR multiply their factors) and the values are PyTorch's to the bit. LambdaLR,
+OneCycleLR and InverseDecayLR are closed forms of the step count `last_epoch` and the groups'
+`initial_lr`, as in PyTorch. state_dict() holds only plain numbers: it is JSON-able and
+checkpoint-safe (the chainable forms resume from the lr in the optimizer's state_dict).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -41,13 +42,19 @@ class LRScheduler:
                     )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._initial = True  # the constructor's step: chainable forms keep the current lr
         self.step()
+        self._initial = False
 
     def lr_at(self, base_lr: float, step: int) -> float:
         raise NotImplementedError
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(base, self.last_epoch) for base in self.base_lrs]
+
+    def _scaled(self, factor: float) -> list[float]:
+        """Each group's current lr times factor (the chainable forms' step)."""
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
 
     def step(self) -> None:
         """Advance one step and write the new learning rates into the optimizer."""
@@ -59,7 +66,7 @@ class LRScheduler:
     def get_last_lr(self) -> list[float]:
         return list(self._last_lr)
 
-    _excluded: tuple = ("optimizer",)
+    _excluded: tuple = ("optimizer", "_initial")
 
     def state_dict(self) -> dict:
         """Everything but the optimizer (and, for LambdaLR, the functions)."""
@@ -70,7 +77,8 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """lr = initial_lr * gamma ** (epoch // step_size)."""
+    """lr times gamma at every non-zero multiple of step_size epochs (alone: initial_lr *
+    gamma ** (epoch // step_size))."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
@@ -79,13 +87,14 @@ class StepLR(LRScheduler):
         self.step_size, self.gamma = int(step_size), gamma
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr: float, step: int) -> float:
-        return base_lr * self.gamma ** (step // self.step_size)
+    def get_lr(self) -> list[float]:
+        at_boundary = self.last_epoch != 0 and self.last_epoch % self.step_size == 0
+        return self._scaled(self.gamma if at_boundary else 1.0)
 
 
 class MultiStepLR(LRScheduler):
-    """lr = initial_lr * gamma ** (number of milestones <= epoch); a milestone listed twice
-    counts twice, as in PyTorch."""
+    """lr times gamma at each milestone epoch (alone: initial_lr * gamma ** (number of
+    milestones <= epoch)); a milestone listed twice counts twice, as in PyTorch."""
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
@@ -93,24 +102,26 @@ class MultiStepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr: float, step: int) -> float:
-        return base_lr * self.gamma ** bisect.bisect_right(self.milestones, step)
+    def get_lr(self) -> list[float]:
+        hits = self.milestones.count(self.last_epoch)
+        return self._scaled(self.gamma**hits if hits else 1.0)
 
 
 class ExponentialLR(LRScheduler):
-    """lr = initial_lr * gamma ** epoch."""
+    """lr times gamma every epoch (alone: initial_lr * gamma ** epoch)."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr: float, step: int) -> float:
-        return base_lr * self.gamma**step
+    def get_lr(self) -> list[float]:
+        return self._scaled(1.0 if self._initial else self.gamma)
 
 
 class CosineAnnealingLR(LRScheduler):
-    """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2 (SGDR without
-    restarts; past T_max it rises again along the same cosine, as PyTorch's does)."""
+    """Alone: lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2 (SGDR
+    without restarts; past T_max it rises again along the same cosine, as PyTorch's does),
+    stepped by PyTorch's chainable recurrence."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
@@ -119,10 +130,18 @@ class CosineAnnealingLR(LRScheduler):
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr: float, step: int) -> float:
-        return self.eta_min + (base_lr - self.eta_min) * (
-            1 + math.cos(math.pi * step / self.T_max)
-        ) / 2
+    def get_lr(self) -> list[float]:
+        # PyTorch's recurrence: the ratio of consecutive cosine values scales lr - eta_min; at
+        # the bottom of each period (where that ratio would divide by zero) the step adds
+        # the first step's decrease back.
+        groups, step, T, low = self.optimizer.param_groups, self.last_epoch, self.T_max, self.eta_min
+        if self._initial:
+            return self._scaled(1.0)
+        if (step - 1 - T) % (2 * T) == 0:
+            return [group["lr"] + (base - low) * (1 - math.cos(math.pi / T)) / 2
+                    for base, group in zip(self.base_lrs, groups)]
+        ratio = (1 + math.cos(math.pi * step / T)) / (1 + math.cos(math.pi * (step - 1) / T))
+        return [ratio * (group["lr"] - low) + low for group in groups]
 
 
 class LambdaLR(LRScheduler):

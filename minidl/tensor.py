@@ -740,7 +740,8 @@ class Tensor:
 
     def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: Any = None, **aliases: Any) -> Tensor:
-        return self._variance("std", dim, unbiased, keepdim, correction, aliases).sqrt()
+        return _sqrt(self._variance("std", dim, unbiased, keepdim, correction, aliases),
+                     zero_at_zero=True)
 
     def _variance(self, name: str, dim: Any, unbiased: bool | None, keepdim: bool,
                   correction: Any, aliases: dict) -> Tensor:
@@ -774,7 +775,7 @@ class Tensor:
         default)."""
         x = _floating(self)
         if p in ("fro", 2, 2.0):
-            return (x * x).sum(dim=dim, keepdim=keepdim).sqrt()
+            return _sqrt((x * x).sum(dim=dim, keepdim=keepdim), zero_at_zero=True)
         if p in (1, 1.0):
             return x.abs().sum(dim=dim, keepdim=keepdim)
         if p == float("inf"):
@@ -786,11 +787,11 @@ class Tensor:
     def amax(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         """The maximum over one or several dims (all by default), without indices."""
         dim, keepdim = _dim_args("amax", dim, keepdim, aliases)
-        return _max(self, axis=dim, keepdims=keepdim)
+        return _max(self, axis=dim, keepdims=keepdim, split_ties=True)
 
     def amin(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         dim, keepdim = _dim_args("amin", dim, keepdim, aliases)
-        return _min(self, axis=dim, keepdims=keepdim)
+        return _min(self, axis=dim, keepdims=keepdim, split_ties=True)
 
     def max(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
         """max() over all elements; max(dim) the named tuple (values, indices) along dim;
@@ -799,7 +800,7 @@ class Tensor:
             return self.maximum(dim)
         dim, keepdim = _dim_args("max", dim, keepdim, aliases)
         if dim is None:
-            return _max(self, axis=None)
+            return _max(self, axis=None, split_ties=True)
         return return_types.max(*self._extreme("max", _max, np.argmax, dim, keepdim))
 
     def min(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Any:
@@ -808,7 +809,7 @@ class Tensor:
             return self.minimum(dim)
         dim, keepdim = _dim_args("min", dim, keepdim, aliases)
         if dim is None:
-            return _min(self, axis=None)
+            return _min(self, axis=None, split_ties=True)
         return return_types.min(*self._extreme("min", _min, np.argmin, dim, keepdim))
 
     def _extreme(self, name: str, apply: Callable, pick: Callable, dim: Any,
@@ -1350,7 +1351,13 @@ def _dim_args(op: str, dim: Any, keepdim: bool, aliases: dict) -> tuple[Any, boo
         keepdim = aliases["keepdims"]
     if isinstance(dim, list):
         dim = tuple(dim)
+    if dim == () and op in _EMPTY_DIM_REDUCES_ALL:
+        dim = None
     return dim, bool(keepdim)
+
+
+# Reductions for which PyTorch reads dim=() (or []) as every dim; any/all reduce none.
+_EMPTY_DIM_REDUCES_ALL = frozenset({"sum", "mean", "var", "std", "amax", "amin"})
 
 
 def _arg_extreme(x: Tensor, pick, dim: Any, keepdim: bool) -> Tensor:

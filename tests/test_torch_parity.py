@@ -646,6 +646,44 @@ def clamp_of_an_integer_tensor_promotes_like_an_operator(ns):
             dtype_name(torch.clamp(torch.tensor([True]), max=0.5).dtype)]
 
 
+# -- gradients at ties and at zero ---------------------------------------------------------------
+@idiom([[0.0, 0.5, 0.5], [[0.0, 0.5, 0.5]], [[0.0, 1.0, 0.0]], [0.5, 0.0, 1.0, 1.0],
+        [0.5, 1.0, 1.0, 1.0], [0.5, 1.0, 1.0, 1.0], [0.5, 0.0, 1.0, 1.0]])
+def gradients_at_ties_are_shared(ns):
+    torch = ns.torch
+    x = torch.tensor([1.0, 3.0, 3.0], requires_grad=True)
+    x.max().backward()  # max() and amax share the gradient among equal maxima
+    r = torch.tensor([[1.0, 3.0, 3.0]], requires_grad=True)
+    r.amax(dim=1).sum().backward()
+    d = torch.tensor([[1.0, 3.0, 3.0]], requires_grad=True)
+    d.max(dim=1).values.sum().backward()  # max(dim): to the element its index names
+    a = torch.tensor([1.0, 2.0, float("nan"), 5.0], requires_grad=True)
+    b = torch.tensor([1.0, 3.0, 1.0, float("nan")], requires_grad=True)
+    torch.maximum(a, b).sum().backward()  # a tie: half each; a NaN: both
+    grads = [a.grad.tolist(), b.grad.tolist()]
+    a.grad, b.grad = None, None
+    torch.minimum(a, b).sum().backward()
+    return [x.grad.tolist(), r.grad.tolist(), d.grad.tolist(), grads[0], grads[1],
+            a.grad.tolist(), b.grad.tolist()]
+
+
+@idiom([[0.0, 0.0], [[0.0, 0.0]], [0.0, 0.0], [0.0, 0.0], [0.6, 0.8], [[], [], []]])
+def zero_gradients_where_the_formula_divides_by_zero(ns):
+    torch = ns.torch
+    out = []
+    for x, make in ((torch.zeros(2), lambda x: x.norm()),
+                    (torch.zeros(1, 2), lambda x: x.norm(dim=1).sum()),
+                    (torch.ones(2), lambda x: x.std()),
+                    (torch.zeros(2), lambda x: (x**0).sum()),
+                    (torch.tensor([3.0, 4.0]), lambda x: x.norm())):
+        x.requires_grad_(True)
+        make(x).backward()
+        out.append(x.grad.tolist())
+    y = torch.ones(2, 3)  # an empty dim list reduces every dim
+    out.append([list(y.sum(dim=()).shape), list(y.mean([]).shape), list(y.amax(()).shape)])
+    return out
+
+
 # -- functions PyTorch code reaches for ------------------------------------------------------------
 @idiom([[0.0, 0.0, 3.0, 6.0, 6.0], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 0.0],
         "ReLU6()"])

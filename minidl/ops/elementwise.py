@@ -178,7 +178,11 @@ class PowOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = unbroadcast(g * b * np.power(a, b - 1), _shape(a)) if need_a else None
+        # PyTorch's: an exponent of 0 has gradient 0 (0 * 0 ** -1 would be NaN at a == 0).
+        ga = None
+        if need_a:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ga = unbroadcast(g * np.where(b == 0, 0, b * np.power(a, b - 1)), _shape(a))
         # d(a^b)/db = a^b log a, defined for a > 0; where a == 0 the term is taken as 0.
         gb = None
         if need_b:
@@ -188,8 +192,18 @@ class PowOp(Function):
         return ga, gb
 
 
+def _tie_split(g: np.ndarray, a_loses: np.ndarray, b_loses: np.ndarray, a, b, needs: tuple):
+    """maximum/minimum's gradients as PyTorch's: half of g to each operand where they are
+    equal, none to the one that lost, all of it elsewhere (to both where a NaN compares
+    neither way)."""
+    share = np.where(np.asarray(a == b), g * g.dtype.type(0.5), g)
+    ga = unbroadcast(np.where(a_loses, 0, share).astype(g.dtype), _shape(a)) if needs[0] else None
+    gb = unbroadcast(np.where(b_loses, 0, share).astype(g.dtype), _shape(b)) if needs[1] else None
+    return ga, gb
+
+
 class MaximumOp(Function):
-    """Elementwise max; on ties the gradient goes to the first operand."""
+    """Elementwise max; on ties each operand gets half the gradient (PyTorch's)."""
 
     name = "maximum"
     elementwise = True
@@ -202,16 +216,11 @@ class MaximumOp(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         a, b = ctx.saved_tensors
-        first = np.asarray(a >= b)
-        need_a, need_b = ctx.needs_input_grad
-        return (
-            unbroadcast(np.where(first, g, 0).astype(g.dtype), _shape(a)) if need_a else None,
-            unbroadcast(np.where(first, 0, g).astype(g.dtype), _shape(b)) if need_b else None,
-        )
+        return _tie_split(g, np.asarray(a < b), np.asarray(a > b), a, b, ctx.needs_input_grad)
 
 
 class MinimumOp(Function):
-    """Elementwise min; on ties the gradient goes to the first operand."""
+    """Elementwise min; on ties each operand gets half the gradient (PyTorch's)."""
 
     name = "minimum"
     elementwise = True
@@ -224,12 +233,7 @@ class MinimumOp(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         a, b = ctx.saved_tensors
-        first = np.asarray(a <= b)
-        need_a, need_b = ctx.needs_input_grad
-        return (
-            unbroadcast(np.where(first, g, 0).astype(g.dtype), _shape(a)) if need_a else None,
-            unbroadcast(np.where(first, 0, g).astype(g.dtype), _shape(b)) if need_b else None,
-        )
+        return _tie_split(g, np.asarray(a > b), np.asarray(a < b), a, b, ctx.needs_input_grad)
 
 
 class WhereOp(Function):
@@ -324,18 +328,25 @@ class LogOp(Function):
 
 
 class SqrtOp(Function):
+    """sqrt(a); the gradient g / (2 sqrt(a)) is inf at 0, or 0 with zero_at_zero (the root
+    of std and of the 2-norm, whose gradient PyTorch takes as 0 where the result is 0)."""
+
     name = "sqrt"
     elementwise = True
 
     @staticmethod
-    def forward(ctx: Context, a) -> np.ndarray:
+    def forward(ctx: Context, a, *, zero_at_zero: bool = False) -> np.ndarray:
         out = np.sqrt(a)
         ctx.save_for_backward(out)
+        ctx.zero_at_zero = zero_at_zero
         return out
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
+        if ctx.zero_at_zero:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(out == 0, 0, g / (2 * out)).astype(g.dtype)
         return g / (2 * out)
 
 

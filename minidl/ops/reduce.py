@@ -85,13 +85,18 @@ def _argextreme(a: np.ndarray, axes: tuple, pick) -> tuple[np.ndarray, tuple]:
 
 
 class _ExtremeOp(Function):
-    """max or min over axes; subclasses name the reduction and its arg-function."""
+    """max or min over axes; subclasses name the reduction and its arg-function.
+
+    split_ties: the gradient is shared equally by every element equal to the extreme (a NaN
+    extreme: by the NaNs), as PyTorch's max() / amax() give it; otherwise it goes to the
+    first one, the element max(dim)'s index names."""
 
     reduce = staticmethod(np.max)
     pick = staticmethod(np.argmax)
 
     @classmethod
-    def forward(cls, ctx: Context, a, *, axis=None, keepdims=False) -> np.ndarray:
+    def forward(cls, ctx: Context, a, *, axis=None, keepdims=False,
+                split_ties=False) -> np.ndarray:
         ctx.axes = normalize_axes(cls.name, axis, a.ndim)
         if any(a.shape[i] == 0 for i in ctx.axes) or (a.size == 0 and not ctx.axes):
             # PyTorch too: an empty reduction has no max; empty kept dimensions are fine.
@@ -101,12 +106,20 @@ class _ExtremeOp(Function):
             )
         ctx.keepdims = keepdims
         ctx.in_shape = a.shape
-        ctx.save_for_backward(a)
-        return np.asarray(cls.reduce(a, axis=ctx.axes, keepdims=keepdims))
+        out = np.asarray(cls.reduce(a, axis=ctx.axes, keepdims=keepdims))
+        ctx.split_ties = split_ties
+        ctx.save_for_backward(a, out if split_ties else None)
+        return out
 
     @classmethod
     def backward(cls, ctx: Context, g: np.ndarray):
-        (a,) = ctx.saved_tensors
+        a, out = ctx.saved_tensors
+        if ctx.split_ties:
+            extreme = _expand(out, a.shape, ctx.axes, ctx.keepdims)
+            ties = (a == extreme) | (np.isnan(a) & np.isnan(extreme))
+            share = _expand(g, a.shape, ctx.axes, ctx.keepdims) / ties.sum(
+                axis=ctx.axes, keepdims=True)
+            return np.where(ties, share, 0).astype(g.dtype)
         index, perm = _argextreme(a, ctx.axes, cls.pick)
         kept_shape = index.shape
         moved = np.zeros(kept_shape + (int(np.prod([a.shape[i] for i in ctx.axes])),), g.dtype)

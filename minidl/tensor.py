@@ -76,11 +76,21 @@ def _as_array(data: Any, dtype: Any, op: str) -> np.ndarray:
         arr = np.asarray(data, dtype=dtype)
     else:
         arr = np.asarray(data, dtype=dtype)
-        # Python floats become the default float dtype (float32), as in PyTorch.
-        if dtype is None and arr.dtype == np.float64:
+        # Python floats become the default float dtype (float32), as in PyTorch; a float64
+        # NumPy value or array inside the list keeps float64 (PyTorch infers from it).
+        if dtype is None and arr.dtype == np.float64 and not _holds_float64(data):
             arr = arr.astype(get_default_dtype())
     check_dtype(op, arr.dtype)
     return contiguous(arr)
+
+
+def _holds_float64(data: Any) -> bool:
+    """Whether a (nested) list or tuple holds a float64 NumPy scalar, array or tensor."""
+    if isinstance(data, (list, tuple)):
+        return any(_holds_float64(item) for item in data)
+    if isinstance(data, Tensor):
+        data = data.data
+    return isinstance(data, (np.ndarray, np.generic)) and data.dtype == np.float64
 
 
 class Size(tuple):
@@ -833,10 +843,14 @@ class Tensor:
         if self.ndim == 0:
             return return_types.sort(self, Tensor._wrap(np.array(0), False))
         key = self.data
-        if descending:
-            # Negated keys keep a stable sort stable (a flipped ascending sort would not).
-            key = -key.astype(np.int64) if key.dtype.kind in "bu" else -key
-        order = np.argsort(key, axis=axis, kind="stable")
+        if descending and key.dtype.kind == "f":
+            # Negated keys keep a stable sort stable (a flipped ascending sort would not);
+            # NaN counts as the largest value, first (PyTorch's order), hence the second key.
+            order = np.lexsort((-key, ~np.isnan(key)), axis=axis)
+        else:
+            if descending:
+                key = -key.astype(np.int64) if key.dtype.kind in "bu" else -key
+            order = np.argsort(key, axis=axis, kind="stable")
         return return_types.sort(self.gather(axis, order), Tensor._wrap(order, False))
 
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
@@ -893,8 +907,13 @@ class Tensor:
     def cumsum(self, dim: int, **aliases: Any) -> Tensor:
         if self._requires_grad and graph.is_grad_enabled():
             raise NotImplementedError("cumsum: the gradient of cumsum is not implemented")
-        return Tensor._wrap(np.cumsum(self.data, axis=_dim_index("cumsum", dim, self.ndim)),
-                            False)
+        axis = _dim_index("cumsum", dim, self.ndim)
+        if self.dtype == np.float32:
+            # Running sums in float64 rounded at each step, as PyTorch's CPU kernel adds: a
+            # float32 accumulator drifts (10^5 times 0.1: 9998.56 instead of 10000).
+            return Tensor._wrap(np.cumsum(self.data, axis=axis, dtype=np.float64).astype(
+                np.float32), False)
+        return Tensor._wrap(np.cumsum(self.data, axis=axis), False)
 
     # -- shape ----------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:

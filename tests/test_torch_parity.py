@@ -684,6 +684,33 @@ def zero_gradients_where_the_formula_divides_by_zero(ns):
     return out
 
 
+@idiom([["float64", "float64", "float32", "int32", "float32"], ["float64", "float64", "float64"],
+        [[1, 5, 3, 2, 6, 4, 0], [1, 5, 3]], 10000.0, "int64"])
+def dtypes_nan_order_and_cumsum_accuracy(ns):
+    torch, F = ns.torch, ns.F
+    made = [torch.tensor([np.float64(1.0)]), torch.tensor([1, np.float64(2.0)]),
+            torch.tensor([np.float32(1.0), 2.0]), torch.tensor([np.int32(1)]),
+            torch.tensor([[1.0], [2.0]])]
+    a, b = torch.ones(2, requires_grad=True), torch.ones(2, dtype=torch.float64)
+    losses = [F.mse_loss(a, b), F.l1_loss(a, b), F.binary_cross_entropy_with_logits(a, b)]
+    x = torch.tensor([1.0, float("nan"), 3.0, float("inf"), 2.0, float("nan"), 3.0])
+    order = [x.sort(descending=True, stable=True).indices.tolist(), x.topk(3).indices.tolist()]
+    return [[dtype_name(t.dtype) for t in made], [dtype_name(t.dtype) for t in losses], order,
+            torch.full((10**5,), 0.1).cumsum(0)[-1].item(),
+            dtype_name(torch.tensor([1, 2], dtype=torch.int32).cumsum(0).dtype)]
+
+
+@idiom([["0.weight", "0.bias", "1.weight", "1.bias", "2.1.weight", "2.1.bias"],
+        ["Linear", "ReLU", "Linear", "Sequential", "Sequential"]])
+def shared_modules_in_state_dict_and_apply_order(ns):
+    nn = ns.nn
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, shared, nn.Sequential(nn.ReLU(), shared))
+    order = []
+    model.apply(lambda m: order.append(type(m).__name__))
+    return [list(model.state_dict()), order]
+
+
 # -- functions PyTorch code reaches for ------------------------------------------------------------
 @idiom([[0.0, 0.0, 3.0, 6.0, 6.0], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 0.0],
         "ReLU6()"])

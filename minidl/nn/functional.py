@@ -285,8 +285,16 @@ def _float_target(target: Any) -> Tensor:
     return target if isinstance(target, Tensor) else tensor(_np.asarray(target))
 
 
-def _cast_target(target: Tensor, x: Tensor) -> Tensor:
-    return target if target.dtype == x.dtype else target.astype(x.dtype)
+def _promoted_pair(x: Tensor, target: Any) -> tuple[Tensor, Tensor]:
+    """An elementwise loss's input and target in one dtype: integer targets take the input's;
+    float32 against float64 computes in float64, as PyTorch's type promotion does."""
+    target = _float_target(target)
+    if target.dtype == x.dtype:
+        return x, target
+    if target.dtype.kind != "f":
+        return x, target.astype(x.dtype)
+    common = _np.promote_types(x.dtype, target.dtype)
+    return x.astype(common), target.astype(common)
 
 
 def cross_entropy(input: Tensor, target: Any, weight: Any = None,
@@ -338,14 +346,12 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
-    x = _tensor(input)
-    return _mse_loss(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _mse_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
-    x = _tensor(input)
-    return _l1_loss(x, _cast_target(_float_target(target), x), reduction=reduction)
+    return _l1_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
@@ -361,7 +367,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = N
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
     return _binary_cross_entropy_with_logits(
-        _tensor(input), _float_target(target), _optional_array(weight),
+        *_promoted_pair(_tensor(input), target), _optional_array(weight),
         _optional_array(pos_weight), reduction=reduction,
     )
 

@@ -333,9 +333,11 @@ class Module:
     bfloat16 = half
 
     def apply(self, fn) -> Module:
-        """Call fn on every submodule (children first) and on itself, as PyTorch does."""
-        for m in reversed(list(self.modules())):
-            fn(m)
+        """Call fn on every submodule and then on itself, depth first in registration order
+        (a module shared by two parents is visited under each), as PyTorch does."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
         return self
 
     # -- state ----------------------------------------------------------------------------
@@ -343,15 +345,21 @@ class Module:
         """Parameters and persistent buffers by dotted name, as detached tensors that share
         memory with the module (as in PyTorch: copy them to keep a snapshot)."""
         out: OrderedDict = OrderedDict()
-        for module_name, module in self.named_modules(prefix.rstrip(".")):
-            base = f"{module_name}." if module_name else ""
-            for name, p in module._parameters.items():
-                if p is not None:
-                    out[base + name] = p.detach()
-            for name, b in module._buffers.items():
-                if b is not None and name not in module._non_persistent:
-                    out[base + name] = b.detach()
+        self._save_state(out, prefix.rstrip(".") + "." if prefix.rstrip(".") else "")
         return out
+
+    def _save_state(self, out: OrderedDict, base: str) -> None:
+        # Not deduplicated, as PyTorch's: a module registered under two names (Sequential(l,
+        # l)) has its entries under both.
+        for name, p in self._parameters.items():
+            if p is not None:
+                out[base + name] = p.detach()
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent:
+                out[base + name] = b.detach()
+        for name, m in self._modules.items():
+            if m is not None:
+                m._save_state(out, f"{base}{name}.")
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values (Tensors or arrays) into the parameters and buffers, in place.

@@ -1005,7 +1005,11 @@ class Tensor:
         return tuple(out)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return _index(self, index=_plain_index(index))
+        index = _plain_index(index)
+        split = _split_int_selects(index)
+        if split is not None:
+            return _index(_index(self, index=split[0]), index=split[1])
+        return _index(self, index=index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """In-place assignment, for tensors outside any graph (data preparation, or
@@ -1015,7 +1019,10 @@ class Tensor:
                 "setitem: assigning into a tensor that is recorded in a graph would corrupt its "
                 "gradients; use minidl.where(), or assign under minidl.no_grad() / into detach()"
             )
-        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+        index = _plain_index(index)
+        split = _split_int_selects(index)
+        target, index = (self.data, index) if split is None else (self.data[split[0]], split[1])
+        target[index] = value.data if isinstance(value, Tensor) else value
         versions.bump(self.data)
 
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
@@ -1404,14 +1411,47 @@ def _tensor_operand(x: Any) -> Any:
 
 
 def _plain_index(index: Any) -> Any:
-    """Tensors inside an index become their arrays (integer and boolean indices)."""
-    if isinstance(index, Tensor):
-        return index.data
+    """Tensors inside an index become copies of their arrays (integer and boolean indices:
+    the gradient indexes with them later, and the caller may change its own meanwhile);
+    uint8 ones are masks, as PyTorch (still) reads them."""
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
+        return tuple(_plain_item(i) for i in index)
+    return _plain_item(index)
+
+
+def _plain_item(item: Any) -> Any:
+    if isinstance(item, Tensor):
+        item = item.data
+    if isinstance(item, (list, np.ndarray)):
+        item = np.array(item)
+        if item.dtype == np.uint8:
+            item = item.astype(bool)
+    return item
+
+
+def _is_int_item(item: Any) -> bool:
+    return isinstance(item, (int, np.integer)) and not isinstance(item, bool)
+
+
+def _split_int_selects(index: Any) -> tuple[tuple, tuple] | None:
+    """PyTorch applies the integers of an index that also holds arrays first, as selections
+    (x[0, :, [1, 2]] of a (2, 3, 4) tensor is x[0][:, [1, 2]], shape (3, 2)); NumPy counts
+    them among the advanced indices (shape (2, 3) there). (ints-only index, rest), or None
+    when the index mixes no integers with arrays."""
+    if not isinstance(index, tuple) or not any(_is_int_item(i) for i in index) or not any(
+            isinstance(i, np.ndarray) and i.ndim > 0 for i in index):
+        return None
+    first: list = []
+    for item in index:
+        if item is None:
+            continue
+        if _is_int_item(item) or item is Ellipsis:
+            first.append(item)
+        elif isinstance(item, np.ndarray) and item.dtype == bool:
+            first.extend([slice(None)] * item.ndim)  # a mask spans its own number of dims
+        else:
+            first.append(slice(None))
+    return tuple(first), tuple(i for i in index if not _is_int_item(i))
 
 
 # -- construction ---------------------------------------------------------------------------

@@ -711,6 +711,22 @@ def shared_modules_in_state_dict_and_apply_order(ns):
     return [list(model.state_dict()), order]
 
 
+@idiom([[3, 2], [2, 4], [1, 3, 2], [3, 2], [0, 2], [[4.0, 0.0, 2.0]]])
+def integers_beside_array_indices_select_first(ns):
+    torch = ns.torch
+    x = torch.arange(24.0).reshape(2, 3, 4)
+    shapes = [list(x[0, :, [1, 2]].shape), list(x[1, [0, 2]].shape),
+              list(x[None, 0, :, [1, 2]].shape)]
+    y = x.clone()
+    y[0, :, [1, 2]] = torch.zeros(3, 2)  # the same rule when assigning
+    shapes.append(list(y[0, :, [1, 2]].shape) if y[0, :, [1, 2]].abs().sum() == 0 else None)
+    picked = torch.arange(3)[torch.tensor([1, 0, 1], dtype=torch.uint8)].tolist()  # a mask
+    w = torch.zeros(1, 3, requires_grad=True)
+    index = torch.tensor([0, 2, 0])
+    (w[0, index] * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return shapes + [picked, w.grad.tolist()]
+
+
 # -- functions PyTorch code reaches for ------------------------------------------------------------
 @idiom([[0.0, 0.0, 3.0, 6.0, 6.0], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 0.0],
         "ReLU6()"])

@@ -47,6 +47,7 @@ from minidl.tensor import (
     Size,
     Tensor,
     arange,
+    as_tensor,
     cat,
     concatenate,
     empty,
@@ -55,6 +56,7 @@ from minidl.tensor import (
     from_numpy,
     full,
     full_like,
+    hstack,
     linspace,
     matmul,
     maximum,
@@ -70,6 +72,7 @@ from minidl.tensor import (
     randperm,
     stack,
     tensor,
+    vstack,
     where,
     zeros,
     zeros_like,
@@ -120,7 +123,12 @@ for _name in ("sin", "cos", "tanh", "sigmoid", "relu", "softmax", "log_softmax",
               "t", "gather", "chunk", "split", "expand_as", "clone", "square", "sign",
               "floor", "ceil", "round", "isnan", "isfinite", "any", "all", "masked_fill",
               "eq", "ne", "lt", "le", "gt", "ge", "rsqrt", "cumsum", "pow", "add", "sub",
-              "mul", "div", "detach", "dim", "view_as", "flip", "logsumexp", "nonzero", "erf"):
+              "mul", "div", "detach", "dim", "view_as", "flip", "logsumexp", "nonzero", "erf",
+              "index_select", "select", "narrow", "unbind", "roll", "tril", "triu", "diag", "movedim",
+              "moveaxis", "swapaxes", "broadcast_to", "masked_select", "repeat_interleave",
+              "nan_to_num", "isinf", "isposinf", "isneginf", "isclose", "logical_and",
+              "logical_or", "logical_xor", "logical_not", "count_nonzero", "clamp_min",
+              "clamp_max"):
     globals()[_name] = _method(_name)
 del _name
 
@@ -137,6 +145,7 @@ mean = _elementwise("mean", "mean")
 max = _elementwise("max", "max")  # noqa: A001
 min = _elementwise("min", "min")  # noqa: A001
 true_divide = divide = _method("div")
+concat = concatenate
 multiply = _method("mul")
 subtract = _method("sub")
 reshape = _elementwise("reshape", "reshape")

@@ -562,6 +562,12 @@ class Tensor:
 
     clamp = clip
 
+    def clamp_min(self, min: Any) -> Tensor:  # noqa: A002
+        return self.clip(min, None)
+
+    def clamp_max(self, max: Any) -> Tensor:  # noqa: A002
+        return self.clip(None, max)
+
     def maximum(self, other: Any) -> Tensor:
         return _maximum(*_promoted(self, other))
 
@@ -878,6 +884,196 @@ class Tensor:
         grids = list(np.ogrid[tuple(slice(0, n) for n in np.shape(idx))])
         grids[axis] = np.asarray(idx)
         return self[tuple(grids)]
+
+    # -- selection and rearrangement: composites of index, cat, where and permute, so their
+    # gradients are those ops' ----------------------------------------------------------------
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        """The entries at `index` (a 1-d integer tensor) along dim."""
+        idx = np.asarray(_array_of(index))
+        if idx.ndim > 1 or idx.dtype.kind not in "iu":
+            raise ValueError(f"index_select: index must be a 1-d integer tensor, got "
+                             f"{idx.dtype} of shape {idx.shape}")
+        axis = _dim_index("index_select", dim, self.ndim)
+        return self[(slice(None),) * axis + (idx.reshape(-1),)]
+
+    def select(self, dim: int, index: int) -> Tensor:
+        """The slice at `index` along dim, without that dim."""
+        axis = _dim_index("select", dim, self.ndim)
+        n = self.shape[axis]
+        if not -n <= index < n:
+            raise IndexError(f"select: index {index} is out of range for dim {dim} of size {n}")
+        return self[(slice(None),) * axis + (int(index),)]
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """length entries from start along dim (start may count from the end)."""
+        axis = _dim_index("narrow", dim, self.ndim)
+        n = self.shape[axis]
+        begin = start + n if start < 0 else start
+        if not (0 <= begin <= n and 0 <= length <= n - begin):
+            raise IndexError(f"narrow: start {start} and length {length} exceed dim {dim} of "
+                             f"size {n}")
+        return self[(slice(None),) * axis + (slice(begin, begin + length),)]
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        axis = _dim_index("unbind", dim, self.ndim)
+        return tuple(self.select(axis, i) for i in range(self.shape[axis]))
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        """Entries shifted cyclically by shifts along dims (the flattened tensor without)."""
+        if dims is None:
+            if not isinstance(shifts, (int, np.integer)):
+                shifts, = shifts
+            return self.reshape(-1).roll(int(shifts), 0).reshape(self.shape)
+        shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+        dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: got {len(shifts)} shifts for {len(dims)} dims")
+        out = self
+        for shift, dim in zip(shifts, dims):
+            axis = _dim_index("roll", dim, self.ndim)
+            n = self.shape[axis]
+            k = int(shift) % n if n else 0
+            if k:
+                head = (slice(None),) * axis
+                out = concatenate([out[head + (slice(n - k, None),)],
+                                   out[head + (slice(0, n - k),)]], axis)
+        return out
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two dims (on and below `diagonal`), zeros elsewhere."""
+        return self._triangle("tril", np.tril, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return self._triangle("triu", np.triu, diagonal)
+
+    def _triangle(self, name: str, pick: Callable, diagonal: int) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"{name}: expected a tensor of at least 2 dims, got shape "
+                             f"{tuple(self.shape)}")
+        keep = pick(np.ones(self.shape[-2:], dtype=bool), int(diagonal))
+        return where(keep, self, Tensor._wrap(np.zeros((), self.dtype), False))
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        """A 1-d tensor's square matrix with it on `diagonal`, or a 2-d tensor's diagonal."""
+        k = int(diagonal)
+        if self.ndim == 2:
+            rows, cols = self.shape
+            i = np.arange(max(0, -k), min(rows, cols - k) if cols - k > 0 else 0)
+            return self[i, i + k] if i.size else self.reshape(-1)[:0]
+        if self.ndim != 1:
+            raise ValueError(f"diag: expected a 1-d or 2-d tensor, got shape {tuple(self.shape)}")
+        n = self.shape[0]
+        square = where(np.eye(n, dtype=bool), self.reshape(1, n),
+                       Tensor._wrap(np.zeros((), self.dtype), False))
+        if k == 0:
+            return square
+        return square.pad(((0, k), (k, 0)) if k > 0 else ((-k, 0), (0, -k)))
+
+    def movedim(self, source: Any, destination: Any) -> Tensor:
+        """Dims `source` moved to positions `destination`; the others keep their order."""
+        src, dst = ([d] if isinstance(d, (int, np.integer)) else list(d)
+                    for d in (source, destination))
+        src = [_dim_index("movedim", d, self.ndim) for d in src]
+        dst = [_dim_index("movedim", d, self.ndim) for d in dst]
+        if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError(f"movedim: source {source!r} and destination {destination!r} "
+                             "must be distinct dims, as many of each")
+        perm: list = [None] * self.ndim
+        for a, b in zip(src, dst):
+            perm[b] = a
+        rest = iter(a for a in range(self.ndim) if a not in src)
+        return self.permute(*[next(rest) if a is None else a for a in perm])
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        return self.transpose(axis0, axis1)
+
+    def broadcast_to(self, *shape: Any) -> Tensor:
+        return self.expand(*shape)
+
+    def masked_select(self, mask: Any) -> Tensor:
+        """The entries where the (broadcast) boolean mask is True, as a 1-d tensor."""
+        m = np.asarray(_array_of(mask))
+        if m.dtype != bool:
+            raise TypeError(f"masked_select: expected a boolean mask, got {m.dtype}")
+        shape = np.broadcast_shapes(self.shape, m.shape)
+        x = self if tuple(self.shape) == shape else self.expand(shape)
+        return x[np.broadcast_to(m, shape)]
+
+    def repeat_interleave(self, repeats: Any, dim: int | None = None) -> Tensor:
+        """Each entry repeated `repeats` times (an int, or one count per entry) along dim (of
+        the flattened tensor without)."""
+        x, axis = (self.reshape(-1), 0) if dim is None else (
+            self, _dim_index("repeat_interleave", dim, self.ndim))
+        counts = np.asarray(_array_of(repeats))
+        if counts.dtype.kind not in "iu" or (counts < 0).any() or counts.ndim > 1 or (
+                counts.ndim == 1 and counts.size not in (1, x.shape[axis])):
+            raise ValueError(f"repeat_interleave: repeats must be a non-negative int or one per "
+                             f"entry of dim {axis} ({x.shape[axis]}), got {counts!r}")
+        return x.index_select(axis, np.repeat(np.arange(x.shape[axis]), counts))
+
+    def nan_to_num(self, nan: float = 0.0, posinf: float | None = None,
+                   neginf: float | None = None) -> Tensor:
+        """NaN, +inf and -inf replaced (by 0, the dtype's largest and smallest finite values by
+        default); the gradient is 0 at the replaced entries."""
+        if self.dtype.kind != "f":
+            return self.clone()
+        filled = np.nan_to_num(self.data, nan=nan, posinf=posinf, neginf=neginf)
+        return where(np.isfinite(self.data), self, Tensor._wrap(filled, False))
+
+    # -- tests that give boolean tensors (no gradient) ---------------------------------------
+    def isinf(self) -> Tensor:
+        return Tensor._wrap(np.isinf(self.data), False)
+
+    def isposinf(self) -> Tensor:
+        return Tensor._wrap(np.isposinf(self.data), False)
+
+    def isneginf(self) -> Tensor:
+        return Tensor._wrap(np.isneginf(self.data), False)
+
+    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+                equal_nan: bool = False) -> Tensor:
+        return Tensor._wrap(np.isclose(self.data, _array_of(other), rtol, atol, equal_nan),
+                            False)
+
+    def logical_and(self, other: Any) -> Tensor:
+        return Tensor._wrap(np.logical_and(self.data, _array_of(other)), False)
+
+    def logical_or(self, other: Any) -> Tensor:
+        return Tensor._wrap(np.logical_or(self.data, _array_of(other)), False)
+
+    def logical_xor(self, other: Any) -> Tensor:
+        return Tensor._wrap(np.logical_xor(self.data, _array_of(other)), False)
+
+    def logical_not(self) -> Tensor:
+        return Tensor._wrap(np.logical_not(self.data), False)
+
+    def count_nonzero(self, dim: Any = None) -> Tensor:
+        axes = None if dim is None else normalize_axes("count_nonzero", dim, self.ndim)
+        return Tensor._wrap(np.asarray(np.count_nonzero(self.data, axis=axes), np.int64), False)
+
+    # -- new tensors of this one's dtype -----------------------------------------------------
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return tensor(data, dtype=self.dtype if dtype is None else dtype,
+                      requires_grad=requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return zeros(*size, dtype=self.dtype if dtype is None else dtype,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return ones(*size, dtype=self.dtype if dtype is None else dtype,
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return empty(*size, dtype=self.dtype if dtype is None else dtype,
+                     requires_grad=requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, dtype: Any = None,
+                 requires_grad: bool = False) -> Tensor:
+        return full(size, fill_value, dtype=self.dtype if dtype is None else dtype,
+                    requires_grad=requires_grad)
 
     def flip(self, dims: Any) -> Tensor:
         """The elements in reverse order along each of dims (a copy, as in PyTorch)."""
@@ -1673,6 +1869,31 @@ def concatenate(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) 
 
 
 cat = concatenate
+
+
+def hstack(tensors: Sequence[Any]) -> Tensor:
+    """Join along dim 1 (dim 0 for 1-d tensors)."""
+    ts = [_as_tensor(t) for t in tensors]
+    return concatenate(ts, 0 if ts and ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors: Sequence[Any]) -> Tensor:
+    """Join along dim 0, 1-d tensors as rows."""
+    ts = [_as_tensor(t) for t in tensors]
+    return concatenate([t.reshape(1, -1) if t.ndim <= 1 else t for t in ts], 0)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """data itself when it is a tensor of that dtype; a C-contiguous NumPy array of that
+    dtype shared, not copied (as torch.as_tensor); anything else converted as tensor()."""
+    check_device("as_tensor", device)
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(check_dtype(
+            "as_tensor", dtype)) == data.dtype):
+        return data
+    if isinstance(data, np.ndarray) and data.flags.c_contiguous and (
+            dtype is None or np.dtype(check_dtype("as_tensor", dtype)) == data.dtype):
+        return from_numpy(data)
+    return tensor(data, dtype=dtype)
 
 
 def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Tensor:

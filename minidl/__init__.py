@@ -128,7 +128,7 @@ for _name in ("sin", "cos", "tanh", "sigmoid", "relu", "softmax", "log_softmax",
               "moveaxis", "swapaxes", "broadcast_to", "masked_select", "repeat_interleave",
               "nan_to_num", "isinf", "isposinf", "isneginf", "isclose", "logical_and",
               "logical_or", "logical_xor", "logical_not", "count_nonzero", "clamp_min",
-              "clamp_max"):
+              "clamp_max", "scatter", "scatter_add"):
     globals()[_name] = _method(_name)
 del _name
 

@@ -40,6 +40,7 @@ _abs = graph.op("abs").apply
 _exp = graph.op("exp").apply
 _log = graph.op("log").apply
 _erf = graph.op("erf").apply
+_scatter = graph.op("scatter").apply
 _sqrt = graph.op("sqrt").apply
 _reciprocal = graph.op("reciprocal").apply
 _clip = graph.op("clip").apply
@@ -895,6 +896,36 @@ class Tensor:
                              f"{idx.dtype} of shape {idx.shape}")
         axis = _dim_index("index_select", dim, self.ndim)
         return self[(slice(None),) * axis + (idx.reshape(-1),)]
+
+    def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None) -> Tensor:
+        """A copy with src's entries (or the scalar value) written at index along dim:
+        out[i][index[i][j]] = src[i][j] for dim 1 (torch.scatter)."""
+        return self._scatter("scatter", dim, index, src, value, add=False)
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+        """A copy with src's entries added at index along dim (repeated indices add up)."""
+        return self._scatter("scatter_add", dim, index, src, None, add=True)
+
+    def scatter_(self, dim: int, index: Any, src: Any = None, *, value: Any = None) -> Tensor:
+        return self._inplace("scatter_", lambda x: x.scatter(dim, index, src, value=value), src)
+
+    def scatter_add_(self, dim: int, index: Any, src: Any) -> Tensor:
+        return self._inplace("scatter_add_", lambda x: x.scatter_add(dim, index, src), src)
+
+    def _scatter(self, name: str, dim: int, index: Any, src: Any, value: Any,
+                 add: bool) -> Tensor:
+        axis = _dim_index(name, dim, self.ndim)
+        if src is None:
+            src = value
+        if src is None:
+            raise TypeError(f"{name}: expected src (a tensor) or value (a number)")
+        if isinstance(src, Tensor):
+            if src.dtype != self.dtype:
+                raise RuntimeError(f"{name}: expected self.dtype to be equal to src.dtype, got "
+                                   f"{self.dtype} and {src.dtype}")
+        else:  # a number: broadcast to the index's shape
+            src = Tensor._wrap(np.full(np.shape(_array_of(index)), src, self.dtype), False)
+        return _scatter(self, src, index=np.asarray(_array_of(index)), axis=axis, add=add)
 
     def select(self, dim: int, index: int) -> Tensor:
         """The slice at `index` along dim, without that dim."""

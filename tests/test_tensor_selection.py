@@ -113,3 +113,53 @@ def test_boolean_tests_counts_and_new_tensors():
 def test_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
         call(minidl.tensor(X))
+
+
+@pytest.mark.parametrize("name", ["scatter", "scatter_add"])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_scatter_values_gradients_and_torch(name, dim):
+    """scatter / scatter_add against a loop over the index (the definition), gradcheck, and
+    PyTorch's values and gradients. scatter writes distinct positions (its gradient, like
+    PyTorch's, assumes each is written once); scatter_add's index repeats one."""
+    a = RNG.standard_normal((3, 5))
+    index = (np.array([[0, 1, 2, 0], [2, 0, 1, 1]]) if dim == 0
+             else np.array([[1, 4, 0], [3, 0, 2]]))
+    if name == "scatter_add":
+        index[1, 1] = index[0, 1] if dim == 0 else index[1, 0]
+    src = RNG.standard_normal(index.shape)
+    want = a.copy()
+    for i, j in np.ndindex(*index.shape):
+        at = (index[i, j], j) if dim == 0 else (i, index[i, j])
+        want[at] = want[at] + src[i, j] if name == "scatter_add" else src[i, j]
+    call = getattr(minidl.Tensor, name)
+    got = call(minidl.tensor(a), dim, minidl.tensor(index), minidl.tensor(src))
+    np.testing.assert_array_equal(got.numpy(), want)
+    assert gradcheck(lambda x, s: call(x, dim, minidl.tensor(index), s),
+                     [minidl.tensor(a, requires_grad=True), minidl.tensor(src, requires_grad=True)])
+    torch = pytest.importorskip("torch")
+    weights = RNG.standard_normal(a.shape)
+    results = []
+    for lib in (minidl, torch):
+        x, s = lib.tensor(a, requires_grad=True), lib.tensor(src, requires_grad=True)
+        y = getattr(x, name)(dim, lib.tensor(index), s)
+        (y * lib.tensor(weights)).sum().backward()
+        results.append((y.detach().numpy(), x.grad.numpy(), s.grad.numpy()))
+    for mine, theirs in zip(*results):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-14)
+
+
+def test_scatter_value_in_place_and_bad_arguments():
+    x = minidl.zeros(2, 3)
+    x.scatter_(1, minidl.tensor([[2], [0]]), value=5.0)
+    assert x.tolist() == [[0.0, 0.0, 5.0], [5.0, 0.0, 0.0]]
+    counts = minidl.zeros(3, dtype=minidl.int64).scatter_add(0, minidl.tensor([0, 0, 1]),
+                                                             minidl.tensor([1, 2, 3]))
+    assert counts.tolist() == [3, 3, 0]
+    with pytest.raises(IndexError, match=r"index values must be in \[0, 3\)"):
+        minidl.zeros(3).scatter(0, minidl.tensor([3]), minidl.tensor([1.0]))
+    with pytest.raises(ValueError, match="integer tensor with 1 dims"):
+        minidl.zeros(3).scatter(0, minidl.tensor([[0]]), minidl.tensor([1.0]))
+    with pytest.raises(RuntimeError, match="self.dtype to be equal to src.dtype"):
+        minidl.zeros(3).scatter(0, minidl.tensor([0]), minidl.tensor([1]))
+    with pytest.raises(ValueError, match="larger than src"):
+        minidl.zeros(3).scatter(0, minidl.tensor([0, 1]), minidl.tensor([1.0]))

@@ -82,6 +82,54 @@ class IndexOp(Function):
         return grad
 
 
+class ScatterOp(Function):
+    """a with src's entries written (add=False) or added (add=True) at the positions index
+    names along `axis`: out[i][index[i][j]] = src[i][j] for axis 1 (torch.scatter /
+    scatter_add). index: an integer array of a's ndim, no larger than src (any dim) or a
+    (other dims); src: an array of a's dtype. The gradient of a is g (add) or g with the
+    written entries zeroed; src's is g gathered back at index."""
+
+    name = "scatter"
+
+    @staticmethod
+    def forward(ctx: Context, a, src, *, index, axis: int, add: bool) -> np.ndarray:
+        index = np.array(index)  # the gradient reads it later: the caller's may change
+        if index.dtype.kind not in "iu" or index.ndim != a.ndim:
+            raise ValueError(f"scatter: index must be an integer tensor with {a.ndim} dims "
+                             f"(the input's), got {index.dtype} of shape {index.shape}")
+        bad = [d for d in range(a.ndim) if index.shape[d] > src.shape[d]
+               or d != axis and index.shape[d] > a.shape[d]]
+        if bad:
+            raise ValueError(f"scatter: index of shape {index.shape} is larger than src "
+                             f"{src.shape} or than the input {a.shape} in dim {bad[0]}")
+        if index.size and (index.min() < -a.shape[axis] or index.max() >= a.shape[axis]):
+            raise IndexError(f"scatter: index values must be in [0, {a.shape[axis]}) for dim "
+                             f"{axis}, got {index.min()} .. {index.max()}")
+        grids = list(np.ogrid[tuple(slice(0, n) for n in index.shape)])
+        target = tuple(grids[:axis] + [index % max(a.shape[axis], 1)] + grids[axis + 1:])
+        picked = src[tuple(slice(0, n) for n in index.shape)]
+        ctx.target, ctx.add, ctx.src_shape, ctx.picked_shape = target, add, src.shape, index.shape
+        out = a.copy()
+        if add:
+            np.add.at(out, target, picked)
+        else:
+            out[target] = picked
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        need_a, need_src = ctx.needs_input_grad
+        ga = gsrc = None
+        if need_a:
+            ga = g.copy()
+            if not ctx.add:
+                ga[ctx.target] = 0
+        if need_src:
+            gsrc = np.zeros(ctx.src_shape, g.dtype)
+            gsrc[tuple(slice(0, n) for n in ctx.picked_shape)] = g[ctx.target]
+        return ga, gsrc
+
+
 class EmbeddingOp(Function):
     """weight[indices]: rows of weight (num, dim) picked by an integer array of any shape;
     the gradient adds each picked row's gradient back (rows picked twice get both), none to

@@ -200,3 +200,22 @@ def test_identity_and_flatten():
     assert nn.Identity(7, foo=1)(x) is x
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)
+
+
+def test_sequential_and_module_list_delete_insert_pop_renumber_like_pytorch():
+    seq = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 3), nn.Tanh())
+    del seq[1]
+    assert list(seq.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert not hasattr(seq, "3") and len(seq) == 3
+    del seq[0:2]
+    seq.insert(0, nn.ReLU())
+    seq.append(nn.Linear(3, 3))
+    assert [type(m).__name__ for m in seq] == ["ReLU", "Tanh", "Linear"]
+    assert isinstance(seq.pop(0), nn.ReLU) and list(seq._modules) == ["0", "1"]
+    seq[0] = nn.Sigmoid()
+    assert isinstance(seq[0], nn.Sigmoid)
+    with pytest.raises(IndexError, match="out of range for length 2"):
+        del seq[9]
+    layers = nn.ModuleList([nn.ReLU(), nn.Tanh(), nn.Sigmoid()])
+    del layers[0]
+    assert list(layers._modules) == ["0", "1"] and isinstance(layers.pop(0), nn.Tanh)

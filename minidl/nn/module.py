@@ -470,9 +470,52 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[index]))
         return items[_list_index(index, len(items), "Sequential")][1]
 
+    def __setitem__(self, index: int, module: Module) -> None:
+        name = list(self._modules)[_list_index(index, len(self), "Sequential")]
+        self.add_module(name, module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        _delete_renumbered(self, index, "Sequential")
+
     def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self._modules)), module)
         return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        _insert_renumbered(self, index, module)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        module = self[index]
+        del self[index]
+        return module
+
+
+def _delete_renumbered(container: Module, index: int | slice, what: str) -> None:
+    """del container[index] for Sequential and ModuleList; the rest are renamed 0, 1, ...
+    (PyTorch's numbering: state_dict keys follow)."""
+    names = list(container._modules)
+    doomed = names[index] if isinstance(index, slice) else [
+        names[_list_index(index, len(names), what)]]
+    _renumber(container, [m for n, m in container._modules.items() if n not in doomed])
+
+
+def _insert_renumbered(container: Module, index: int, module: Module) -> None:
+    values = list(container._modules.values())
+    values.insert(index, module)
+    _renumber(container, values)
+
+
+def _renumber(container: Module, modules: list) -> None:
+    for name in list(container._modules):
+        delattr(container, name)
+    for i, m in enumerate(modules):
+        container.add_module(str(i), m)
 
 
 class ModuleList(Module):
@@ -508,11 +551,15 @@ class ModuleList(Module):
         return self
 
     def insert(self, index: int, module: Module) -> None:
-        values = list(self._modules.values())
-        values.insert(index, module)
-        for name in list(self._modules):
-            delattr(self, name)
-        self.extend(values)
+        _insert_renumbered(self, index, module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        _delete_renumbered(self, index, "ModuleList")
+
+    def pop(self, index: int = -1) -> Module:
+        module = self[index]
+        del self[index]
+        return module
 
 
 class ModuleDict(Module):

@@ -28,6 +28,11 @@ _leaky_relu = _op("leaky_relu").apply
 _hardtanh = _op("hardtanh").apply
 _silu = _op("silu").apply
 _gelu = _op("gelu").apply
+_softplus = _op("softplus").apply
+_mish = _op("mish").apply
+_hardswish = _op("hardswish").apply
+_hardsigmoid = _op("hardsigmoid").apply
+_selu = _op("selu").apply
 _layer_norm = _op("layer_norm").apply
 _group_norm = _op("group_norm").apply
 _embedding = _op("embedding").apply
@@ -108,6 +113,45 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) (approximate="none") or its tanh approximation (approximate="tanh")."""
     return _gelu(_tensor(input), approximate=approximate)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, computed stably; x itself where beta * x > threshold."""
+    return _softplus(_tensor(input), beta=float(beta), threshold=float(threshold))
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    x = _tensor(input)
+    out = _mish(x)
+    return x.copy_(out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6; the gradient is 0 at -3 and 1 at 3 (PyTorch's)."""
+    x = _tensor(input)
+    out = _hardswish(x)
+    return x.copy_(out) if inplace else out
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6; the gradient is 0 at -3 and 3 (PyTorch's)."""
+    x = _tensor(input)
+    out = _hardsigmoid(x)
+    return x.copy_(out) if inplace else out
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with PyTorch's constants (scale 1.0507..., alpha 1.6733...)."""
+    x = _tensor(input)
+    out = _selu(x)
+    return x.copy_(out) if inplace else out
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|), PyTorch's composite (the gradient at 0 is 1)."""
+    x = _tensor(input)
+    return x / (x.abs() + 1)
 
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:

@@ -395,3 +395,25 @@ def test_softplus_float32_keeps_dtype_and_large_inputs_are_linear():
     y = F.softplus(x)
     assert y.dtype == np.float32
     np.testing.assert_allclose(y.numpy(), [np.exp(-50.0), np.log(2.0), 30.0, 1e4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("p,dim", [(2.0, 1), (1.0, 0), (3.0, -1), (float("inf"), 1)])
+def test_normalize_matches_numpy_gradcheck_and_torch(p, dim):
+    x = away_from_zero((3, 4), seed=12)
+    if p != 3.0:  # (Tensor.norm's general p has a NaN gradient at a zero norm)
+        x[0] = 0.0  # a zero row along dim 1: divided by eps, as PyTorch's clamp_min
+    norm = np.linalg.norm(x, ord=p, axis=dim, keepdims=True) if p != 3.0 else (
+        (np.abs(x) ** 3).sum(axis=dim, keepdims=True) ** (1 / 3))
+    np.testing.assert_allclose(F.normalize(t64(x, False), p, dim).numpy(),
+                               x / np.maximum(norm, 1e-12), rtol=1e-12)
+    y = away_from_zero((3, 4), seed=13)
+    assert gradcheck(lambda a: F.normalize(a, p, dim), [t64(y)])
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(14).standard_normal((3, 4))
+    for a in (x, y):
+        mx, tx = t64(a), torch.tensor(a, requires_grad=True)
+        out, tout = F.normalize(mx, p, dim), torch.nn.functional.normalize(tx, p, dim)
+        out.backward(g)
+        tout.backward(torch.tensor(g))
+        np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-300)

@@ -49,6 +49,9 @@ _mse_loss = _op("mse_loss").apply
 _l1_loss = _op("l1_loss").apply
 _multi_margin_loss = _op("multi_margin_loss").apply
 _binary_cross_entropy_with_logits = _op("binary_cross_entropy_with_logits").apply
+_binary_cross_entropy = _op("binary_cross_entropy").apply
+_huber_loss = _op("huber_loss").apply
+_kl_div = _op("kl_div").apply
 _conv2d = _op("conv2d").apply
 _max_pool2d = _op("max_pool2d").apply
 _avg_pool2d = _op("avg_pool2d").apply
@@ -57,7 +60,9 @@ _adaptive_avg_pool2d = _op("adaptive_avg_pool2d").apply
 IntPair = Union[int, tuple]
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy_with_logits",
+    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "hardsigmoid", "hardswish", "huber_loss", "kl_div",
+    "mish", "normalize", "selu", "smooth_l1_loss", "softplus", "softsign",
     "conv2d", "conv2d_relu", "cross_entropy", "dropout", "elu", "l1_loss", "leaky_relu", "linear",
     "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
     "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
@@ -249,6 +254,12 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     return x.log_softmax(_softmax_dim("log_softmax", x.ndim, dim))
 
 
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(||input||_p, eps) with the norm over dim (kept), PyTorch's composite."""
+    x = _tensor(input)
+    return x / x.norm(p, dim=dim, keepdim=True).clamp(min=eps)
+
+
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index;
     num_classes=-1 uses max + 1. Raises RuntimeError for negative or too large indices."""
@@ -396,6 +407,41 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
     return _l1_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0
+               ) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = input - target; delta > 0."""
+    return _huber_loss(*_promoted_pair(_tensor(input), target), reduction=reduction,
+                       delta=float(delta))
+
+
+def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0
+                   ) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta: huber_loss(delta=beta) / beta;
+    beta=0 is l1_loss (as PyTorch), a negative beta raises ValueError."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must not be negative, got {beta}")
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, beta) / float(beta)
+
+
+def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,
+                         reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of probabilities input in [0, 1] (RuntimeError otherwise, as
+    PyTorch) against target of its shape; each log is clamped at -100. weight broadcasts."""
+    return _binary_cross_entropy(*_promoted_pair(_tensor(input), target),
+                                 _optional_array(weight), reduction=reduction)
+
+
+def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool = False
+           ) -> Tensor:
+    """KL divergence of log-probabilities input against target (probabilities, or
+    log-probabilities with log_target): target * (log target - input), 0 where target == 0.
+    'mean' averages every element (PyTorch's); 'batchmean' divides the sum by input.shape[0]."""
+    return _kl_div(*_promoted_pair(_tensor(input), target), reduction=reduction,
+                   log_target=bool(log_target))
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,

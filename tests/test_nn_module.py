@@ -200,3 +200,15 @@ def test_identity_and_flatten():
     assert nn.Identity(7, foo=1)(x) is x
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)
+
+
+def test_get_submodule_follows_dotted_paths_like_pytorch():
+
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+    assert net.get_submodule("") is net
+    assert net.get_submodule("1.1") is net[1][1]
+    with pytest.raises(AttributeError, match="Sequential has no attribute `7`"):
+        net.get_submodule("1.7")
+    with pytest.raises(AttributeError, match="`weight` is not an nn.Module"):
+        net.get_submodule("0.weight")

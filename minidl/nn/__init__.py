@@ -34,6 +34,7 @@ from minidl.nn.layers import (
     BatchNorm2d,
     Conv2d,
     Dropout,
+    Dropout2d,
     Embedding,
     Flatten,
     GroupNorm,
@@ -42,6 +43,7 @@ from minidl.nn.layers import (
     Linear,
     LocallyConnected2d,
     MaxPool2d,
+    Unflatten,
 )
 from minidl.nn.loss import (
     BCELoss,
@@ -76,6 +78,7 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Embedding",
     "Flatten",
     "GELU",
@@ -116,6 +119,7 @@ __all__ = [
     "Softplus",
     "Softsign",
     "Tanh",
+    "Unflatten",
     "functional",
     "init",
     "utils",

@@ -63,7 +63,7 @@ __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "hardsigmoid", "hardswish", "huber_loss", "kl_div",
     "mish", "normalize", "selu", "smooth_l1_loss", "softplus", "softsign",
-    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "elu", "l1_loss", "leaky_relu", "linear",
+    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "dropout2d", "elu", "l1_loss", "leaky_relu", "linear",
     "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
     "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
 ]
@@ -297,6 +297,33 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return x
     out = _dropout(x, p=p)
+    return x.copy_(out) if inplace else out
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, H, W) or (C, H, W) with probability p and scale the
+    rest by 1 / (1 - p) when training (the mask from minidl.random.generator()); identity
+    otherwise. Raises ValueError for a bad p or another number of dims."""
+    from minidl.random import generator
+
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: p must be in [0, 1], got {p}")
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"dropout2d: expected an input (N, C, H, W) or (C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if not training or p == 0.0:
+        return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout2d: expected a float input, got dtype {x.dtype}")
+    channels = tuple(x.shape[:-2]) + (1, 1)
+    if p == 1.0:
+        mask = _np.zeros(channels, dtype=x.dtype)
+    else:
+        keep = generator().random(channels, dtype=x.dtype) >= x.dtype.type(p)
+        mask = keep * x.dtype.type(1.0 / (1.0 - p))
+    out = x * Tensor._wrap(mask, False)
     return x.copy_(out) if inplace else out
 
 

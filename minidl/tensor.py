@@ -1163,6 +1163,22 @@ class Tensor:
         s = self.shape
         return self.reshape(s[:start] + (-1,) + s[end + 1 :])
 
+    def unflatten(self, dim: int, sizes: Any) -> Tensor:
+        """Split dim into `sizes` (PyTorch's semantics; one size may be -1): a reshape."""
+        sizes = tuple(int(n) for n in sizes)
+        if self.ndim == 0:
+            raise ValueError("unflatten: cannot unflatten a 0-d tensor")
+        axis = normalize_axes("unflatten", dim, self.ndim)[0]
+        if not sizes or sizes.count(-1) > 1 or any(n < -1 for n in sizes):
+            raise ValueError(f"unflatten: sizes must be non-empty with at most one -1 and no "
+                             f"other negative size, got {sizes}")
+        known = int(np.prod([n for n in sizes if n != -1]))
+        n = self.shape[axis]
+        if (known == 0 or n % known) if -1 in sizes else known != n:
+            raise ValueError(f"unflatten: sizes {sizes} do not multiply to the size {n} of "
+                             f"dim {dim}")
+        return self.reshape(self.shape[:axis] + sizes + self.shape[axis + 1:])
+
     def permute(self, *axes: Any) -> Tensor:
         axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         return _permute(self, axes=axes)

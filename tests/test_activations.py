@@ -37,6 +37,15 @@ CASES = {
     "erf": (lambda x: x.erf(), np.vectorize(math.erf)),
     "elu": (lambda x: F.elu(x, 0.7), lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
     "sigmoid": (F.sigmoid, sigmoid_ref),
+    "softplus": (F.softplus, lambda x: np.log1p(np.exp(x))),
+    "softplus_beta": (lambda x: F.softplus(x, beta=2.5, threshold=3.0),
+                      lambda x: np.where(2.5 * x > 3.0, x, np.log1p(np.exp(2.5 * x)) / 2.5)),
+    "mish": (F.mish, lambda x: x * np.tanh(np.log1p(np.exp(x)))),
+    "hardswish": (lambda x: F.hardswish(x * 2), lambda x: 2 * x * np.clip(2 * x + 3, 0, 6) / 6),
+    "hardsigmoid": (lambda x: F.hardsigmoid(x * 2), lambda x: np.clip(2 * x + 3, 0, 6) / 6),
+    "selu": (F.selu, lambda x: 1.0507009873554804934193349852946 * np.where(
+        x > 0, x, 1.6732632423543772848170429916717 * np.expm1(x))),
+    "softsign": (F.softsign, lambda x: x / (1 + np.abs(x))),
     "tanh": (F.tanh, np.tanh),
     "softmax": (lambda x: F.softmax(x, 1),
                 lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)),
@@ -254,7 +263,10 @@ def test_module_forms_match_functional():
     x = minidl.tensor(away_from_zero((2, 6), seed=6))
     pairs = [(nn.ReLU(), F.relu(x)), (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)),
              (nn.ELU(0.5), F.elu(x, 0.5)), (nn.Sigmoid(), F.sigmoid(x)), (nn.Tanh(), F.tanh(x)),
-             (nn.Softmax(dim=1), F.softmax(x, 1)), (nn.LogSoftmax(dim=0), F.log_softmax(x, 0))]
+             (nn.Softmax(dim=1), F.softmax(x, 1)), (nn.LogSoftmax(dim=0), F.log_softmax(x, 0)),
+             (nn.Softplus(2.0, 1.0), F.softplus(x, 2.0, 1.0)), (nn.Mish(), F.mish(x)),
+             (nn.Hardswish(), F.hardswish(x)), (nn.Hardsigmoid(), F.hardsigmoid(x)),
+             (nn.SELU(), F.selu(x)), (nn.Softsign(), F.softsign(x))]
     for module, expected in pairs:
         np.testing.assert_array_equal(module(x).numpy(), expected.numpy())
     assert nn.LeakyReLU().negative_slope == 0.01
@@ -303,6 +315,13 @@ torch_cases = [
     ("relu6", lambda F_, x: F_.relu6(x * 4)),
     ("hardtanh", lambda F_, x: F_.hardtanh(x, -0.5, 1.5)),
     ("silu", lambda F_, x: F_.silu(x)),
+    ("softplus", lambda F_, x: F_.softplus(x)),
+    ("softplus_threshold", lambda F_, x: F_.softplus(x, beta=2.0, threshold=4.0)),
+    ("mish", lambda F_, x: F_.mish(x)),
+    ("hardswish", lambda F_, x: F_.hardswish(x)),
+    ("hardsigmoid", lambda F_, x: F_.hardsigmoid(x)),
+    ("selu", lambda F_, x: F_.selu(x)),
+    ("softsign", lambda F_, x: F_.softsign(x)),
     ("gelu", lambda F_, x: F_.gelu(x)),
     ("gelu_tanh", lambda F_, x: F_.gelu(x, approximate="tanh")),
     ("erf", lambda F_, x: x.erf()),
@@ -347,3 +366,54 @@ def test_dropout_gradcheck_with_a_fixed_mask():
     x = t64(away_from_zero((4, 5), seed=10))
     assert gradcheck(fn, [x])
     assert np.abs(x.grad.numpy()).max() > 0
+
+
+def test_kinks_and_thresholds_have_pytorchs_gradients():
+    """At the kinks PyTorch picks one side: hardswish 0 at -3 and 1 at 3, hardsigmoid 0 at
+    both, selu scale * alpha at 0, softsign 1 at 0, softplus 1 above beta * x > threshold and
+    sigmoid(beta x) at it."""
+    torch = pytest.importorskip("torch")
+    x = np.array([-3.0, 3.0, 0.0, -1e-300, 10.0, 10.5, -800.0, 800.0])
+    for name in ("hardswish", "hardsigmoid", "selu", "softsign", "mish", "softplus"):
+        kwargs = {"beta": 2.0, "threshold": 20.0} if name == "softplus" else {}
+        mx = t64(x)
+        with np.errstate(over="raise", invalid="raise"):
+            out = getattr(F, name)(mx, **kwargs)
+            out.sum().backward()
+        tx = torch.tensor(x, requires_grad=True)
+        tout = getattr(torch.nn.functional, name)(tx, **kwargs)
+        tout.sum().backward()
+        np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, err_msg=name)
+    mx = t64([-3.0, 3.0])
+    F.hardswish(mx).sum().backward()
+    np.testing.assert_array_equal(mx.grad.numpy(), [0.0, 1.0])
+
+
+def test_softplus_float32_keeps_dtype_and_large_inputs_are_linear():
+    x = minidl.tensor(np.array([-50.0, 0.0, 30.0, 1e4], np.float32))
+    y = F.softplus(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), [np.exp(-50.0), np.log(2.0), 30.0, 1e4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("p,dim", [(2.0, 1), (1.0, 0), (3.0, -1), (float("inf"), 1)])
+def test_normalize_matches_numpy_gradcheck_and_torch(p, dim):
+    x = away_from_zero((3, 4), seed=12)
+    if p != 3.0:  # (Tensor.norm's general p has a NaN gradient at a zero norm)
+        x[0] = 0.0  # a zero row along dim 1: divided by eps, as PyTorch's clamp_min
+    norm = np.linalg.norm(x, ord=p, axis=dim, keepdims=True) if p != 3.0 else (
+        (np.abs(x) ** 3).sum(axis=dim, keepdims=True) ** (1 / 3))
+    np.testing.assert_allclose(F.normalize(t64(x, False), p, dim).numpy(),
+                               x / np.maximum(norm, 1e-12), rtol=1e-12)
+    y = away_from_zero((3, 4), seed=13)
+    assert gradcheck(lambda a: F.normalize(a, p, dim), [t64(y)])
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(14).standard_normal((3, 4))
+    for a in (x, y):
+        mx, tx = t64(a), torch.tensor(a, requires_grad=True)
+        out, tout = F.normalize(mx, p, dim), torch.nn.functional.normalize(tx, p, dim)
+        out.backward(g)
+        tout.backward(torch.tensor(g))
+        np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-300)

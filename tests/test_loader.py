@@ -395,3 +395,14 @@ def test_sampler_batch_sampler_collate_fn_and_generator():
         DataLoader(ds, batch_sampler=batches, batch_size=2)
     with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
         DataLoader(ds, sampler=SequentialSampler(ds), shuffle=True)
+
+
+def test_tensor_dataset_tensors_are_its_arrays_as_tensors():
+
+    a, b = np.arange(6.0).reshape(3, 2), np.array([0, 1, 2])
+    ds = TensorDataset(a, minidl.tensor(b))
+    x, y = ds.tensors
+    assert isinstance(ds.tensors, tuple) and isinstance(x, minidl.Tensor)
+    np.testing.assert_array_equal(x.numpy(), a)
+    np.testing.assert_array_equal(y.numpy(), b)
+    assert len(ds.tensors) == 2 and y.dtype == np.int64

@@ -386,3 +386,147 @@ def test_cross_entropy_zero_classes_all_ignored_is_pytorchs(reduction, expected)
     np.testing.assert_array_equal(loss.data, np.asarray(expected, np.float32))
     loss.sum().backward()
     assert x.grad.shape == (1, 0)
+
+
+# -- smooth L1 / Huber, BCE on probabilities, KL divergence --------------------------------------
+
+
+def huber_ref(d, delta):
+    return np.where(np.abs(d) < delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
+
+
+def bce_prob_ref(x, t, w=None):
+    loss = -(t * np.maximum(np.log(x), -100) + (1 - t) * np.maximum(np.log1p(-x), -100))
+    return loss if w is None else loss * w
+
+
+def kl_ref(x, t, log_target=False):
+    if log_target:
+        return np.exp(t) * (t - x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t == 0, 0.0, t * np.log(t)) - t * x
+
+
+def probabilities(shape, seed):
+    return np.random.default_rng(seed).uniform(0.05, 0.95, shape)
+
+
+# name -> (minidl call, NumPy per-element reference, input and target makers); the differences
+# keep |d| away from beta/delta so that central differences do not straddle the kinks.
+PAIR_LOSSES = {
+    "smooth_l1": (lambda F_, a, b, r: F_.smooth_l1_loss(a, b, reduction=r, beta=0.7),
+                  lambda x, t: huber_ref(x - t, 0.7) / 0.7),
+    "smooth_l1_beta0": (lambda F_, a, b, r: F_.smooth_l1_loss(a, b, reduction=r, beta=0.0),
+                        lambda x, t: np.abs(x - t)),
+    "huber": (lambda F_, a, b, r: F_.huber_loss(a, b, reduction=r, delta=0.7),
+              lambda x, t: huber_ref(x - t, 0.7)),
+    "bce": (lambda F_, a, b, r: F_.binary_cross_entropy(a, b, reduction=r), bce_prob_ref),
+    "kl_div": (lambda F_, a, b, r: F_.kl_div(a, b, reduction=r), kl_ref),
+    "kl_div_log_target": (lambda F_, a, b, r: F_.kl_div(a, b, reduction=r, log_target=True),
+                          lambda x, t: kl_ref(x, t, True)),
+}
+
+
+def pair_inputs(name, seed):
+    rng = np.random.default_rng(seed)
+    if name == "bce":
+        return probabilities((3, 4), seed), rng.uniform(0, 1, (3, 4))
+    if name.startswith("kl_div"):
+        t = probabilities((3, 4), seed + 1)
+        t[0, 0] = 0.0  # xlogy: a zero target contributes 0
+        return np.log(probabilities((3, 4), seed)), (np.log(t + 0.1) if "log" in name else t)
+    x = rng.standard_normal((3, 4))
+    d = rng.uniform(0.1, 0.5, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
+    d[::2] *= 4  # half the differences beyond beta/delta (0.7)
+    return x, x - d
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
+@pytest.mark.parametrize("name", sorted(PAIR_LOSSES))
+def test_pair_losses_match_reference_gradcheck_and_torch(name, reduction):
+    if reduction == "batchmean" and not name.startswith("kl_div"):
+        return
+    fn, ref = PAIR_LOSSES[name]
+    x, t = pair_inputs(name, 5)
+    per = ref(x, t)
+    expected = per.sum() / x.shape[0] if reduction == "batchmean" else reduce_ref(per, reduction)
+    np.testing.assert_allclose(fn(F, t64(x, False), t, reduction).numpy(), expected, rtol=1e-12)
+    if name.startswith("kl_div"):  # the target gradient is NaN at a zero target (PyTorch's)
+        t = np.where(t == 0, 0.2, t)
+    assert gradcheck(lambda a, b: fn(F, a, b, reduction), [t64(x), t64(t)])
+    torch = pytest.importorskip("torch")
+    mx, mt = t64(x), t64(t)
+    tx, tt = (torch.tensor(a, requires_grad=True) for a in (x, t))
+    out, tout = fn(F, mx, mt, reduction), fn(torch.nn.functional, tx, tt, reduction)
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12, atol=1e-15)
+    g = np.random.default_rng(6).standard_normal(out.shape)
+    out.backward(g)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(mt.grad.numpy(), tt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_pair_losses_at_the_kinks_match_torch():
+    """|d| == beta, d == 0, x in {0, 1} for BCE (logs clamped at -100, gradient through the
+    1e-12 floor) and a zero KL target (NaN target gradient, as PyTorch's xlogy)."""
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    d = np.array([-0.5, 0.0, 0.5, 1e-300, 2.0])
+    probs = np.array([0.0, 1.0, 1.0, 0.0, 1e-50])
+    cases = [(lambda F_, a, b: F_.smooth_l1_loss(a, b, reduction="sum", beta=0.5), d, np.zeros(5)),
+             (lambda F_, a, b: F_.smooth_l1_loss(a, b, reduction="sum", beta=0.0), d, np.zeros(5)),
+             (lambda F_, a, b: F_.huber_loss(a, b, reduction="sum", delta=0.5), d, np.zeros(5)),
+             (lambda F_, a, b: F_.binary_cross_entropy(a, b, reduction="sum"), probs,
+              np.array([0.0, 1.0, 0.0, 1.0, 1.0])),
+             (lambda F_, a, b: F_.kl_div(a, b, reduction="sum"), -np.ones(5), np.array([0.0, 0.5, 0, 1, 2]))]
+    for fn, x, t in cases:
+        mx, mt = t64(x), t64(t)
+        tx, tt = (torch.tensor(a, requires_grad=True) for a in (x, t))
+        with np.errstate(over="raise", divide="raise", invalid="raise"):
+            out = fn(F, mx, mt)
+            out.backward()
+        tout = fn(tf, tx, tt)
+        tout.backward()
+        np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mt.grad.numpy(), tt.grad.numpy(), rtol=1e-12)
+
+
+def test_bce_weight_and_module_forms():
+    torch = pytest.importorskip("torch")
+    x, t = probabilities((2, 3), 7), np.random.default_rng(8).uniform(0, 1, (2, 3))
+    w = np.array([0.5, 1.0, 2.0])
+    mx = t64(x)
+    loss = nn.BCELoss(weight=w)(mx, t64(t, False))
+    loss.backward()
+    np.testing.assert_allclose(loss.numpy(), bce_prob_ref(x, t, w).mean(), rtol=1e-12)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.BCELoss(weight=torch.tensor(w))(tx, torch.tensor(t)).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    assert "weight" in dict(nn.BCELoss(weight=w).named_buffers())
+    a, b = minidl.tensor(x), minidl.tensor(t)
+    for module, expected in [(nn.SmoothL1Loss("sum", 0.3), F.smooth_l1_loss(a, b, "sum", 0.3)),
+                             (nn.HuberLoss(delta=0.2), F.huber_loss(a, b, delta=0.2)),
+                             (nn.KLDivLoss("batchmean", True), F.kl_div(a, b, "batchmean", True))]:
+        np.testing.assert_array_equal(module(a, b).numpy(), expected.numpy())
+
+
+def test_new_losses_reject_bad_arguments():
+    x = minidl.tensor(np.array([0.2, 0.7]))
+    with pytest.raises(RuntimeError, match="binary_cross_entropy: all elements of input should "
+                                           "be between 0 and 1"):
+        F.binary_cross_entropy(x * 2, x)
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(minidl.tensor(np.array([np.nan, 0.5])), x)
+    with pytest.raises(ValueError, match="binary_cross_entropy: target has shape"):
+        F.binary_cross_entropy(x, minidl.tensor(np.ones(3)))
+    with pytest.raises(ValueError, match="huber_loss: delta must be positive"):
+        F.huber_loss(x, x, delta=0.0)
+    with pytest.raises(ValueError, match="smooth_l1_loss: beta must not be negative"):
+        F.smooth_l1_loss(x, x, beta=-1.0)
+    with pytest.raises(ValueError, match="kl_div: reduction must be one of"):
+        F.kl_div(x, x, "average")
+    with pytest.raises(ValueError, match="batchmean"):
+        F.mse_loss(x, x, "batchmean")
+    with pytest.raises(ValueError, match="KLDivLoss: reduction"):
+        nn.KLDivLoss("bogus")

@@ -503,3 +503,46 @@ def test_embedding_picks_rows_and_adds_their_gradients():
         F.embedding(minidl.tensor([4]), weight)
     with pytest.raises(TypeError, match="embedding: indices must be an integer tensor"):
         F.embedding(minidl.tensor([0.5]), weight)
+
+
+def test_dropout2d_zeroes_whole_channels_and_eval_is_identity():
+
+
+    minidl.manual_seed(5)
+    x = minidl.tensor(np.ones((8, 16, 3, 3)), requires_grad=True)
+    drop = nn.Dropout2d(0.25)
+    y = drop(x).numpy()
+    per_channel = y.reshape(8, 16, 9)
+    assert np.all((per_channel == 0).all(axis=2) | (per_channel == 1 / 0.75).all(axis=2))
+    assert 0.1 < (per_channel[..., 0] == 0).mean() < 0.4
+    drop(x).sum().backward()
+    assert set(np.unique(x.grad.numpy())) == {0.0, 1 / 0.75}
+    minidl.manual_seed(5)
+    np.testing.assert_array_equal(nn.Dropout2d(0.25)(x).numpy(), y)  # minidl's own RNG
+    unbatched = nn.Dropout2d(0.5)(minidl.ones(6, 2, 2)).numpy()
+    assert np.all((unbatched == 0).all(axis=(1, 2)) | (unbatched == 2).all(axis=(1, 2)))
+    drop.eval()
+    assert drop(x) is x
+    np.testing.assert_array_equal(nn.Dropout2d(1.0)(x).numpy(), np.zeros(x.shape))
+    with pytest.raises(ValueError, match="Dropout2d: p must be in"):
+        nn.Dropout2d(1.5)
+    with pytest.raises(ValueError, match="dropout2d: expected an input"):
+        nn.Dropout2d()(minidl.ones(2, 3))
+
+
+def test_unflatten_module_and_tensor_method():
+
+
+    x = minidl.tensor(np.arange(24.0).reshape(2, 12), requires_grad=True)
+    y = nn.Unflatten(1, (3, -1))(x)
+    assert y.shape == (2, 3, 4)
+    np.testing.assert_array_equal(y.numpy(), np.arange(24.0).reshape(2, 3, 4))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 12)))
+    assert x.unflatten(-1, (2, 2, 3)).shape == (2, 2, 2, 3)
+    assert x.unflatten(0, [1, 2]).shape == (1, 2, 12)
+    for sizes in [(5, 2), (-1, -1), (5, -1), ()]:
+        with pytest.raises(ValueError, match="unflatten"):
+            x.unflatten(1, sizes)
+    torch = pytest.importorskip("torch")
+    assert tuple(torch.zeros(2, 12).unflatten(1, (3, -1)).shape) == y.shape

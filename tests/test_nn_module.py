@@ -219,3 +219,13 @@ def test_sequential_and_module_list_delete_insert_pop_renumber_like_pytorch():
     layers = nn.ModuleList([nn.ReLU(), nn.Tanh(), nn.Sigmoid()])
     del layers[0]
     assert list(layers._modules) == ["0", "1"] and isinstance(layers.pop(0), nn.Tanh)
+
+
+def test_get_submodule_follows_dotted_paths_like_pytorch():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+    assert net.get_submodule("") is net
+    assert net.get_submodule("1.1") is net[1][1]
+    with pytest.raises(AttributeError, match="Sequential has no attribute `7`"):
+        net.get_submodule("1.7")
+    with pytest.raises(AttributeError, match="`weight` is not an nn.Module"):
+        net.get_submodule("0.weight")

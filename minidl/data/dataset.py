@@ -100,6 +100,13 @@ class TensorDataset(Dataset):
     def __len__(self) -> int:
         return self.arrays[0].shape[0]
 
+    @property
+    def tensors(self) -> tuple[Any, ...]:
+        """The arrays as Tensors sharing their memory (PyTorch's TensorDataset.tensors)."""
+        from minidl.tensor import Tensor
+
+        return tuple(Tensor._wrap(a, False) for a in self.arrays)
+
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         """The index-th row of each array, as Tensors (PyTorch's TensorDataset)."""
         from minidl.tensor import tensor

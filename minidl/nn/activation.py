@@ -11,8 +11,8 @@ from minidl.nn.layers import default_uniform_init, empty_parameter, float_dtype,
 from minidl.nn.module import Module
 from minidl.tensor import Tensor
 
-__all__ = ["ELU", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU", "Sigmoid", "Softmax",
-           "Tanh"]
+__all__ = ["ELU", "SELU", "Hardsigmoid", "Hardswish", "LeakyReLU", "LogSoftmax", "Maxout",
+           "Mish", "PReLU", "ReLU", "Sigmoid", "Softmax", "Softplus", "Softsign", "Tanh"]
 
 
 class ReLU(Module):
@@ -94,6 +94,67 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class Softplus(Module):
+    """log(1 + exp(beta * x)) / beta, linear where beta * x > threshold (F.softplus)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class _InplaceActivation(Module):
+    """An activation with no option but `inplace`: forward applies `function` (F.<name>)."""
+
+    function: Any = None
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self).function(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class Mish(_InplaceActivation):
+    """x * tanh(softplus(x)) (F.mish)."""
+
+    function = staticmethod(F.mish)
+
+
+class Hardswish(_InplaceActivation):
+    """x * relu6(x + 3) / 6 (F.hardswish)."""
+
+    function = staticmethod(F.hardswish)
+
+
+class Hardsigmoid(_InplaceActivation):
+    """relu6(x + 3) / 6 (F.hardsigmoid)."""
+
+    function = staticmethod(F.hardsigmoid)
+
+
+class SELU(_InplaceActivation):
+    """scale * elu(x, alpha) with PyTorch's constants (F.selu)."""
+
+    function = staticmethod(F.selu)
+
+
+class Softsign(Module):
+    """x / (1 + |x|) (F.softsign)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softsign(x)
 
 
 class PReLU(Module):

@@ -28,6 +28,11 @@ _leaky_relu = _op("leaky_relu").apply
 _hardtanh = _op("hardtanh").apply
 _silu = _op("silu").apply
 _gelu = _op("gelu").apply
+_softplus = _op("softplus").apply
+_mish = _op("mish").apply
+_hardswish = _op("hardswish").apply
+_hardsigmoid = _op("hardsigmoid").apply
+_selu = _op("selu").apply
 _layer_norm = _op("layer_norm").apply
 _group_norm = _op("group_norm").apply
 _embedding = _op("embedding").apply
@@ -44,6 +49,9 @@ _mse_loss = _op("mse_loss").apply
 _l1_loss = _op("l1_loss").apply
 _multi_margin_loss = _op("multi_margin_loss").apply
 _binary_cross_entropy_with_logits = _op("binary_cross_entropy_with_logits").apply
+_binary_cross_entropy = _op("binary_cross_entropy").apply
+_huber_loss = _op("huber_loss").apply
+_kl_div = _op("kl_div").apply
 _conv2d = _op("conv2d").apply
 _max_pool2d = _op("max_pool2d").apply
 _avg_pool2d = _op("avg_pool2d").apply
@@ -52,8 +60,10 @@ _adaptive_avg_pool2d = _op("adaptive_avg_pool2d").apply
 IntPair = Union[int, tuple]
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy_with_logits",
-    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "elu", "l1_loss", "leaky_relu", "linear",
+    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "hardsigmoid", "hardswish", "huber_loss", "kl_div",
+    "mish", "normalize", "selu", "smooth_l1_loss", "softplus", "softsign",
+    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "dropout2d", "elu", "l1_loss", "leaky_relu", "linear",
     "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
     "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
 ]
@@ -108,6 +118,45 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) (approximate="none") or its tanh approximation (approximate="tanh")."""
     return _gelu(_tensor(input), approximate=approximate)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, computed stably; x itself where beta * x > threshold."""
+    return _softplus(_tensor(input), beta=float(beta), threshold=float(threshold))
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    x = _tensor(input)
+    out = _mish(x)
+    return x.copy_(out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6; the gradient is 0 at -3 and 1 at 3 (PyTorch's)."""
+    x = _tensor(input)
+    out = _hardswish(x)
+    return x.copy_(out) if inplace else out
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6; the gradient is 0 at -3 and 3 (PyTorch's)."""
+    x = _tensor(input)
+    out = _hardsigmoid(x)
+    return x.copy_(out) if inplace else out
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with PyTorch's constants (scale 1.0507..., alpha 1.6733...)."""
+    x = _tensor(input)
+    out = _selu(x)
+    return x.copy_(out) if inplace else out
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|), PyTorch's composite (the gradient at 0 is 1)."""
+    x = _tensor(input)
+    return x / (x.abs() + 1)
 
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
@@ -205,6 +254,12 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     return x.log_softmax(_softmax_dim("log_softmax", x.ndim, dim))
 
 
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(||input||_p, eps) with the norm over dim (kept), PyTorch's composite."""
+    x = _tensor(input)
+    return x / x.norm(p, dim=dim, keepdim=True).clamp(min=eps)
+
+
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index;
     num_classes=-1 uses max + 1. Raises RuntimeError for negative or too large indices."""
@@ -242,6 +297,33 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return x
     out = _dropout(x, p=p)
+    return x.copy_(out) if inplace else out
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, H, W) or (C, H, W) with probability p and scale the
+    rest by 1 / (1 - p) when training (the mask from minidl.random.generator()); identity
+    otherwise. Raises ValueError for a bad p or another number of dims."""
+    from minidl.random import generator
+
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: p must be in [0, 1], got {p}")
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"dropout2d: expected an input (N, C, H, W) or (C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if not training or p == 0.0:
+        return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout2d: expected a float input, got dtype {x.dtype}")
+    channels = tuple(x.shape[:-2]) + (1, 1)
+    if p == 1.0:
+        mask = _np.zeros(channels, dtype=x.dtype)
+    else:
+        keep = generator().random(channels, dtype=x.dtype) >= x.dtype.type(p)
+        mask = keep * x.dtype.type(1.0 / (1.0 - p))
+    out = x * Tensor._wrap(mask, False)
     return x.copy_(out) if inplace else out
 
 
@@ -352,6 +434,41 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
     return _l1_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0
+               ) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = input - target; delta > 0."""
+    return _huber_loss(*_promoted_pair(_tensor(input), target), reduction=reduction,
+                       delta=float(delta))
+
+
+def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0
+                   ) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta: huber_loss(delta=beta) / beta;
+    beta=0 is l1_loss (as PyTorch), a negative beta raises ValueError."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must not be negative, got {beta}")
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, beta) / float(beta)
+
+
+def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,
+                         reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of probabilities input in [0, 1] (RuntimeError otherwise, as
+    PyTorch) against target of its shape; each log is clamped at -100. weight broadcasts."""
+    return _binary_cross_entropy(*_promoted_pair(_tensor(input), target),
+                                 _optional_array(weight), reduction=reduction)
+
+
+def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool = False
+           ) -> Tensor:
+    """KL divergence of log-probabilities input against target (probabilities, or
+    log-probabilities with log_target): target * (log target - input), 0 where target == 0.
+    'mean' averages every element (PyTorch's); 'batchmean' divides the sum by input.shape[0]."""
+    return _kl_div(*_promoted_pair(_tensor(input), target), reduction=reduction,
+                   log_target=bool(log_target))
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,

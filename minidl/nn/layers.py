@@ -20,7 +20,7 @@ from minidl.ops.local import local_out_size
 from minidl.tensor import Tensor, tensor
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",
-           "Flatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
+           "Dropout2d", "Flatten", "Unflatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
 
 
 def float_dtype(op: str, dtype: Any) -> np.dtype:
@@ -317,7 +317,7 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+            raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         self.p, self.inplace = p, inplace
 
     def forward(self, x: Tensor) -> Tensor:
@@ -325,6 +325,29 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """In training mode zero whole channels of (N, C, H, W) or (C, H, W) with probability p and
+    scale the rest by 1 / (1 - p) (F.dropout2d); in eval mode the identity."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout2d(x, self.p, self.training, self.inplace)
+
+
+class Unflatten(Module):
+    """Split dim into unflattened_size (one entry may be -1): (N, 12) -> (N, 3, 4) with
+    Unflatten(1, (3, 4)) (Tensor.unflatten)."""
+
+    def __init__(self, dim: int, unflattened_size: Any) -> None:
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class _BatchNorm(Module):

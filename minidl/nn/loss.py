@@ -15,8 +15,8 @@ from minidl.nn.module import Module
 from minidl.ops.loss import check_reduction
 from minidl.tensor import Tensor, tensor
 
-__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "MultiMarginLoss",
-           "NLLLoss"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss", "L1Loss",
+           "MSELoss", "MultiMarginLoss", "NLLLoss", "SmoothL1Loss"]
 
 
 def _buffer(value: Any) -> Tensor | None:
@@ -77,6 +77,44 @@ class L1Loss(_Loss):
         return F.l1_loss(input, target, self.reduction)
 
 
+class SmoothL1Loss(_Loss):
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (F.smooth_l1_loss)."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.smooth_l1_loss(input, target, self.reduction, self.beta)
+
+
+class HuberLoss(_Loss):
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (F.huber_loss)."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.huber_loss(input, target, self.reduction, self.delta)
+
+
+class KLDivLoss(_Loss):
+    """KL divergence of log-probabilities against a target (F.kl_div); reduction may also be
+    'batchmean'."""
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        if reduction == "batchmean":
+            Module.__init__(self)
+            self.reduction = reduction
+        else:
+            super().__init__(reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.kl_div(input, target, self.reduction, self.log_target)
+
+
 class MultiMarginLoss(_Loss):
     """Multiclass hinge (SVM) loss: sum over j != y of w[y] * max(0, margin - x[y] + x[j])^p / C."""
 
@@ -91,6 +129,18 @@ class MultiMarginLoss(_Loss):
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.multi_margin_loss(input, target, self.p, self.margin, self.weight,
                                    self.reduction)
+
+
+class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities in [0, 1]; `weight` broadcasts against the input
+    (F.binary_cross_entropy)."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.register_buffer("weight", _buffer(weight))
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.binary_cross_entropy(input, target, self.weight, self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):

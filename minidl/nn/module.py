@@ -216,6 +216,20 @@ class Module:
             ]
             stack.extend(reversed(children))
 
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at the dotted path `target` ("" is the module itself), as PyTorch's.
+        Raises AttributeError naming the first missing step, or one that is not a Module."""
+        module = self
+        if target == "":
+            return module
+        for item in target.split("."):
+            if not hasattr(module, item):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{item}`")
+            module = getattr(module, item)
+            if not isinstance(module, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
+        return module
+
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m

@@ -210,6 +210,123 @@ class SiLUOp(Function):
         return g * (s * (1 + x * (1 - s)))
 
 
+class SoftplusOp(Function):
+    """log(1 + exp(beta x)) / beta as PyTorch's softplus, from the stable form
+    (log1p(exp(-|z|)) + max(z, 0)) / beta, z = beta x, and x itself where z > threshold; the
+    gradient sigmoid(z), 1 where z > threshold."""
+
+    name = "softplus"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, beta: float, threshold: float) -> np.ndarray:
+        check_float_input("softplus", x)
+        z = x * float(beta)
+        linear = z > float(threshold)
+        soft = (np.log1p(np.exp(-np.abs(z))) + np.maximum(z, x.dtype.type(0))) / float(beta)
+        ctx.save_for_backward(z, linear)
+        return np.where(linear, x, soft)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        z, linear = ctx.saved_tensors
+        return np.where(linear, g, g * _sigmoid(z))
+
+
+class MishOp(Function):
+    """x * tanh(softplus(x)) as PyTorch's mish; the gradient t + x sigmoid(x) (1 - t^2),
+    t = tanh(softplus(x))."""
+
+    name = "mish"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("mish", x)
+        t = np.tanh(np.log1p(np.exp(-np.abs(x))) + np.maximum(x, x.dtype.type(0)))
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, t = ctx.saved_tensors
+        return g * (t + x * _sigmoid(x) * (1 - t * t))
+
+
+class HardswishOp(Function):
+    """x * min(max(x + 3, 0), 6) / 6; PyTorch's gradient: 0 for x <= -3, x / 3 + 1 / 2 for
+    -3 < x < 3, 1 for x >= 3 (so 0 at -3 and 1 at 3)."""
+
+    name = "hardswish"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("hardswish", x)
+        ctx.save_for_backward(x)
+        return x * np.minimum(np.maximum(x + 3, x.dtype.type(0)), x.dtype.type(6)) / 6
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (x,) = ctx.saved_tensors
+        zero = g.dtype.type(0)
+        return np.where(x <= -3, zero, np.where(x < 3, g * (x / 3 + 0.5), g))
+
+
+class HardsigmoidOp(Function):
+    """min(max(x + 3, 0), 6) / 6; the gradient 1 / 6 (as PyTorch rounds it) strictly inside
+    (-3, 3), 0 elsewhere (at -3 and 3 too, as PyTorch)."""
+
+    name = "hardsigmoid"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("hardsigmoid", x)
+        ctx.save_for_backward(x)
+        return np.minimum(np.maximum(x + 3, x.dtype.type(0)), x.dtype.type(6)) / 6
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (x,) = ctx.saved_tensors
+        return np.where((x > -3) & (x < 3), g * _HARDSIGMOID_SLOPE, g.dtype.type(0))
+
+
+# PyTorch's CPU kernel multiplies by `scalar_t(1.0f / 6.0f)`: 1/6 rounded to float32 even for
+# float64 (0.16666667163...), which this copies so that gradients agree to the last bits.
+_HARDSIGMOID_SLOPE = float(np.float32(1.0) / np.float32(6.0))
+
+
+# SELU's constants as PyTorch spells them (Klambauer et al., 2017).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class SELUOp(Function):
+    """scale * x for x > 0, scale * alpha * (exp(x) - 1) otherwise (SELU_SCALE, SELU_ALPHA);
+    the gradient at 0 is scale * alpha, as PyTorch's."""
+
+    name = "selu"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("selu", x)
+        positive = x > 0
+        # expm1 of the clipped input, as ELUOp: exact near 0, no overflow warning from the
+        # branch np.where discards.
+        negative_part = (SELU_SCALE * SELU_ALPHA) * np.expm1(np.minimum(x, x.dtype.type(0)))
+        out = np.where(positive, SELU_SCALE * x, negative_part)
+        ctx.save_for_backward(positive, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        positive, out = ctx.saved_tensors
+        # d/dx scale * alpha * (exp(x) - 1) = out + scale * alpha
+        return np.where(positive, g * SELU_SCALE, g * (out + SELU_SCALE * SELU_ALPHA))
+
+
 class GELUOp(Function):
     """x * Phi(x), Phi the standard normal CDF (approximate="none", with the C library's erf),
     or PyTorch's tanh form 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""

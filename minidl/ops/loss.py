@@ -395,3 +395,126 @@ class MultiMarginOp(Function):
         grad = dz * (scale[:, None] if scale.ndim else scale)
         grad[np.arange(m), t] = -grad.sum(axis=1)
         return grad.reshape(ctx.x_shape), None, None
+
+
+class HuberOp(Function):
+    """0.5 d^2 where |d| < delta, delta (|d| - 0.5 delta) elsewhere, d = x - target (PyTorch's
+    huber_loss); the gradient clip(d, -delta, delta). smooth_l1_loss is this divided by beta."""
+
+    name = "huber_loss"
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str, delta: float) -> np.ndarray:
+        op = "huber_loss"
+        check_reduction(op, reduction)
+        if not delta > 0:
+            raise ValueError(f"{op}: delta must be positive, got {delta}")
+        diff = x - _paired_target(op, x, target)
+        size = np.abs(diff)
+        d = float(delta)
+        loss = np.where(size < d, 0.5 * diff * diff, d * (size - 0.5 * d))
+        ctx.save_for_backward(np.clip(diff, -d, d))
+        ctx.reduction = reduction
+        return _reduce(loss, reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (clipped,) = ctx.saved_tensors
+        grad = clipped * _upstream(g, ctx.reduction, None, clipped.shape)
+        need_x, need_t = ctx.needs_input_grad
+        return (grad if need_x else None), (-grad if need_t else None)
+
+
+class BCEOp(Function):
+    """Binary cross-entropy of probabilities x in [0, 1], PyTorch's binary_cross_entropy:
+    -w (t max(log x, -100) + (1 - t) max(log(1 - x), -100)); the clamp keeps x = 0 or 1 finite.
+    The gradient is PyTorch's w (x - t) / max(x (1 - x), 1e-12) (the target's w (log(1 - x) -
+    log x), unclamped). weight broadcasts against x."""
+
+    name = "binary_cross_entropy"
+
+    @staticmethod
+    def forward(ctx: Context, x, target, weight, *, reduction: str) -> np.ndarray:
+        op = "binary_cross_entropy"
+        check_reduction(op, reduction)
+        t = _paired_target(op, x, target)
+        if not ((x >= 0) & (x <= 1)).all():  # NaN fails too, as in PyTorch
+            raise RuntimeError(f"{op}: all elements of input should be between 0 and 1")
+        try:
+            w = None if weight is None else np.broadcast_to(weight.astype(x.dtype), x.shape)
+        except ValueError as e:
+            raise ValueError(f"{op}: weight of shape {weight.shape} does not broadcast to the "
+                             f"input's {x.shape}") from e
+        floor = x.dtype.type(-100)
+        with np.errstate(divide="ignore"):
+            log_x = np.maximum(np.log(x), floor)
+            log_1mx = np.maximum(np.log1p(-x), floor)
+        loss = (t - 1) * log_1mx - t * log_x
+        if w is not None:
+            loss = loss * w
+        ctx.save_for_backward(x, t, w)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, t, w = ctx.saved_tensors
+        need_x, need_t, _ = ctx.needs_input_grad
+        up = _upstream(g, ctx.reduction, None, x.shape)
+        if w is not None:
+            up = up * w
+        gx = (x - t) / np.maximum(x * (1 - x), _BCE_EPSILON) * up if need_x else None
+        gt = None
+        if need_t:  # unclamped, as PyTorch's: infinite at x = 0 or 1
+            with np.errstate(divide="ignore"):
+                gt = (np.log1p(-x) - np.log(x)) * up
+        return gx, gt, None
+
+
+# PyTorch's kernel floors x (1 - x) at `EPSILON = 1e-12f`: the float32 rounding of 1e-12
+# (9.9999999600e-13) even for float64, copied so that gradients at x = 0 or 1 agree.
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+class KLDivOp(Function):
+    """PyTorch's kl_div of log-probabilities x against target t: xlogy(t, t) - t x (0 where
+    t == 0), or exp(t) (t - x) with log_target. reduction also takes 'batchmean' (the sum over
+    x.shape[0])."""
+
+    name = "kl_div"
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str, log_target: bool) -> np.ndarray:
+        op = "kl_div"
+        if reduction != "batchmean":
+            check_reduction(op, reduction)
+        t = _paired_target(op, x, target)
+        if log_target:
+            p = np.exp(t)
+            loss = p * (t - x)
+        else:
+            p = t
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = np.where(t == 0, x.dtype.type(0), t * np.log(t)) - t * x
+        ctx.save_for_backward(x, t, p)
+        ctx.log_target = bool(log_target)
+        ctx.reduction = "mean" if reduction == "batchmean" else reduction
+        ctx.denominator = (x.shape[0] if x.ndim else 1) if reduction == "batchmean" else None
+        return _reduce(loss, ctx.reduction, ctx.denominator)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, t, p = ctx.saved_tensors
+        need_x, need_t = ctx.needs_input_grad
+        up = _upstream(g, ctx.reduction, ctx.denominator, x.shape)
+        gx = -p * up if need_x else None
+        gt = None
+        if need_t:
+            if ctx.log_target:
+                gt = p * (t - x + 1) * up
+            else:
+                # PyTorch's xlogy gradients: log t from the first operand (0 where t == 0),
+                # t / t from the second (NaN where t == 0).
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    gt = (np.where(t == 0, x.dtype.type(0), np.log(t)) + t / t - x) * up
+        return gx, gt

@@ -377,9 +377,11 @@ class Tensor:
         return _add(*_promoted(other, self))
 
     def __sub__(self, other: Any) -> Tensor:
+        _check_bool_sub(self, other)
         return _sub(*_promoted(self, other))
 
     def __rsub__(self, other: Any) -> Tensor:
+        _check_bool_sub(other, self)
         return _sub(*_promoted(other, self))
 
     def __mul__(self, other: Any) -> Tensor:
@@ -403,12 +405,12 @@ class Tensor:
         return _pow(*_promoted(other, self))
 
     def __floordiv__(self, other: Any) -> Tensor:
-        a, b = _promoted(self, other)
-        return Tensor._wrap(np.floor_divide(_array_of(a), _array_of(b)), False)
+        a, b = _integer_divisor_checked("floor_divide", *_promoted(self, other))
+        return Tensor._wrap(np.floor_divide(a, b), False)
 
     def __mod__(self, other: Any) -> Tensor:
-        a, b = _promoted(self, other)
-        return Tensor._wrap(np.remainder(_array_of(a), _array_of(b)), False)
+        a, b = _integer_divisor_checked("remainder", *_promoted(self, other))
+        return Tensor._wrap(np.remainder(a, b), False)
 
     def __matmul__(self, other: Any) -> Tensor:
         return _matmul(self, _tensor_operand(other))
@@ -1302,6 +1304,29 @@ def _cast_operand(x: Any, array: Any, dt: np.dtype) -> Any:
     if isinstance(array, np.generic) or np.dtype(type(array)).kind != dt.kind:
         return dt.type(array)
     return array
+
+
+def _check_bool_sub(a: Any, b: Any) -> None:
+    """PyTorch refuses `-` with a bool tensor operand (its result would be a sign flip of a
+    mask, not the logical operation a caller usually means)."""
+    bools = [isinstance(x, Tensor) and x.data.dtype == np.bool_ for x in (a, b)]
+    if all(bools):
+        raise RuntimeError("sub: Subtraction, the `-` operator, with two bool tensors is not "
+                           "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(bools):
+        raise RuntimeError("sub: Subtraction, the `-` operator, with a bool tensor is not "
+                           "supported. If you are trying to invert a mask, use the `~` or "
+                           "`logical_not()` operator instead.")
+
+
+def _integer_divisor_checked(op: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """The promoted operands' arrays; an integer divisor holding 0 raises as in PyTorch
+    (NumPy would return 0 with a warning). Float division by zero stays inf/nan."""
+    a, b = _array_of(a), _array_of(b)
+    dtype = np.result_type(a, b)
+    if dtype.kind in "iub" and not np.all(b):
+        raise RuntimeError(f"{op}: ZeroDivisionError (integer division by zero, dtype {dtype})")
+    return a, b
 
 
 def _floating(x: Tensor) -> Tensor:

@@ -269,6 +269,10 @@ class NegOp(Function):
 
     @staticmethod
     def forward(ctx: Context, a, out=None) -> np.ndarray:
+        if a.dtype == np.bool_:
+            raise RuntimeError("neg: Negation, the `-` operator, on a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         return np.negative(a, out=out)
 
     @staticmethod

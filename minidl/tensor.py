@@ -570,10 +570,12 @@ class Tensor:
         return _tanh(_floating(self))
 
     def softmax(self, dim: int = -1) -> Tensor:
-        return _softmax(_floating(self), dim=dim)
+        _check_floating("softmax", self, NotImplementedError)
+        return _softmax(self, dim=dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        return _log_softmax(_floating(self), dim=dim)
+        _check_floating("log_softmax", self, NotImplementedError)
+        return _log_softmax(self, dim=dim)
 
     # -- comparisons as methods -------------------------------------------------------------
     def eq(self, other: Any) -> Tensor:
@@ -749,7 +751,8 @@ class Tensor:
         dim, keepdim = _dim_args(name, dim, keepdim, aliases)
         if correction is None:
             correction = 0 if unbiased is False else 1
-        x = _floating(self)
+        _check_floating(name, self, RuntimeError)
+        x = self
         axes = normalize_axes(name, dim, x.ndim)
         count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
         centered = x - x.mean(dim=axes, keepdim=True)
@@ -902,7 +905,20 @@ class Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return _reshape(self, shape=tuple(int(n) for n in shape))
 
-    view = reshape
+    def view(self, *shape: Any) -> Tensor:
+        """A reshape, or with one dtype argument the same bytes read as that dtype (PyTorch's
+        view(dtype): no gradient when the dtype changes; the last dim scales by the ratio of
+        element sizes)."""
+        if len(shape) != 1 or not isinstance(shape[0], (np.dtype, type, str)):
+            return self.reshape(*shape)
+        dtype = check_dtype("view", np.dtype(shape[0]))
+        if dtype == self.data.dtype:
+            return self.reshape(self.shape)
+        try:
+            return Tensor._wrap(self.data.view(dtype), False)
+        except ValueError as e:
+            raise RuntimeError(f"view: cannot view a {self.data.dtype} tensor of shape "
+                               f"{tuple(self.shape)} as {dtype}: {e}") from e
 
     def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
@@ -979,6 +995,10 @@ class Tensor:
         axis = _dim_index("split", dim, self.ndim)
         n = self.shape[axis]
         sizes = [split_size] * (-(-n // split_size)) if isinstance(split_size, int) else split_size
+        if not isinstance(split_size, int) and sum(int(size) for size in sizes) != n:
+            raise RuntimeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's "
+                f"size at dimension {axis}), but got split_sizes={list(sizes)}")
         out, start = [], 0
         for size in sizes:
             stop = min(start + int(size), n)
@@ -997,7 +1017,13 @@ class Tensor:
                 "setitem: assigning into a tensor that is recorded in a graph would corrupt its "
                 "gradients; use minidl.where(), or assign under minidl.no_grad() / into detach()"
             )
-        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+        index = _plain_index(index)
+        if (isinstance(value, Tensor) and value.ndim and value.data.dtype != self.data.dtype
+                and _is_advanced(index)):
+            raise RuntimeError(
+                f"setitem: Index put requires the source and destination dtypes match, got "
+                f"{self.data.dtype} for the destination and {value.data.dtype} for the source")
+        self.data[index] = value.data if isinstance(value, Tensor) else value
         versions.bump(self.data)
 
     def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
@@ -1131,11 +1157,11 @@ class Tensor:
                                              casting="unsafe"))
 
     def masked_fill_(self, mask: Any, value: Any) -> Tensor:
-        cond = _array_of(mask)
+        cond = _condition("masked_fill_", mask, allow_uint8=False)
         return self._inplace("masked_fill_", lambda x: where(cond, value, x), value)
 
     def masked_fill(self, mask: Any, value: Any) -> Tensor:
-        return where(_array_of(mask), value, self)
+        return where(_condition("masked_fill_", mask, allow_uint8=False), value, self)
 
     def detach_(self) -> Tensor:
         self._ctx = None
@@ -1306,6 +1332,12 @@ def _cast_operand(x: Any, array: Any, dt: np.dtype) -> Any:
     return array
 
 
+def _is_advanced(index: Any) -> bool:
+    """An index NumPy treats as advanced (a mask or integer array): PyTorch's index_put."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(part, (np.ndarray, list)) for part in parts)
+
+
 def _check_bool_sub(a: Any, b: Any) -> None:
     """PyTorch refuses `-` with a bool tensor operand (its result would be a sign flip of a
     mask, not the logical operation a caller usually means)."""
@@ -1327,6 +1359,13 @@ def _integer_divisor_checked(op: str, a: Any, b: Any) -> tuple[Any, Any]:
     if dtype.kind in "iub" and not np.all(b):
         raise RuntimeError(f"{op}: ZeroDivisionError (integer division by zero, dtype {dtype})")
     return a, b
+
+
+def _check_floating(op: str, x: Tensor, error: type[Exception]) -> None:
+    """Ops PyTorch defines for floating dtypes only raise its exception type for the others
+    (rather than computing in the default float dtype)."""
+    if x.data.dtype.kind != "f":
+        raise error(f"{op}: only floating point dtypes are supported, got {x.data.dtype}")
 
 
 def _floating(x: Tensor) -> Tensor:
@@ -1624,9 +1663,23 @@ def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Ten
     return _stack(*_joined("stack", tensors), axis=dim)
 
 
+def _condition(op: str, condition: Any, allow_uint8: bool) -> np.ndarray:
+    """A condition or mask as a bool array; other dtypes raise as in PyTorch (which still
+    takes uint8 conditions in where, deprecated)."""
+    cond = np.asarray(_array_of(condition))
+    if cond.dtype == np.uint8 and allow_uint8:
+        return cond.astype(bool)
+    if cond.dtype != np.bool_:
+        if allow_uint8:
+            raise RuntimeError(f"{op} expected condition to be a boolean tensor, but got a "
+                               f"tensor with dtype {cond.dtype}")
+        raise RuntimeError(f"{op} only supports boolean masks, but got mask with dtype "
+                           f"{cond.dtype}")
+    return cond
+
+
 def where(condition: Any, a: Any, b: Any) -> Tensor:
-    cond = condition.data if isinstance(condition, Tensor) else condition
-    return _where(cond, *_promoted(a, b))
+    return _where(_condition("where", condition, allow_uint8=True), *_promoted(a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:

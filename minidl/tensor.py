@@ -388,9 +388,11 @@ class Tensor:
         return _add(*_promoted(other, self))
 
     def __sub__(self, other: Any) -> Tensor:
+        _check_bool_sub(self, other)
         return _sub(*_promoted(self, other))
 
     def __rsub__(self, other: Any) -> Tensor:
+        _check_bool_sub(other, self)
         return _sub(*_promoted(other, self))
 
     def __mul__(self, other: Any) -> Tensor:
@@ -414,12 +416,12 @@ class Tensor:
         return _pow(*_promoted(other, self))
 
     def __floordiv__(self, other: Any) -> Tensor:
-        a, b = _promoted(self, other)
-        return Tensor._wrap(np.floor_divide(_array_of(a), _array_of(b)), False)
+        a, b = _integer_divisor_checked("floor_divide", *_promoted(self, other))
+        return Tensor._wrap(np.floor_divide(a, b), False)
 
     def __mod__(self, other: Any) -> Tensor:
-        a, b = _promoted(self, other)
-        return Tensor._wrap(np.remainder(_array_of(a), _array_of(b)), False)
+        a, b = _integer_divisor_checked("remainder", *_promoted(self, other))
+        return Tensor._wrap(np.remainder(a, b), False)
 
     def __matmul__(self, other: Any) -> Tensor:
         return _matmul(self, _tensor_operand(other))
@@ -585,10 +587,12 @@ class Tensor:
         return _tanh(_floating(self))
 
     def softmax(self, dim: int = -1) -> Tensor:
-        return _softmax(_floating(self), dim=dim)
+        _check_floating("softmax", self, NotImplementedError)
+        return _softmax(self, dim=dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        return _log_softmax(_floating(self), dim=dim)
+        _check_floating("log_softmax", self, NotImplementedError)
+        return _log_softmax(self, dim=dim)
 
     # -- comparisons as methods -------------------------------------------------------------
     def eq(self, other: Any) -> Tensor:
@@ -765,7 +769,8 @@ class Tensor:
         dim, keepdim = _dim_args(name, dim, keepdim, aliases)
         if correction is None:
             correction = 0 if unbiased is False else 1
-        x = _floating(self)
+        _check_floating(name, self, RuntimeError)
+        x = self
         axes = normalize_axes(name, dim, x.ndim)
         count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
         centered = x - x.mean(dim=axes, keepdim=True)
@@ -1147,7 +1152,20 @@ class Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return _reshape(self, shape=tuple(int(n) for n in shape))
 
-    view = reshape
+    def view(self, *shape: Any) -> Tensor:
+        """A reshape, or with one dtype argument the same bytes read as that dtype (PyTorch's
+        view(dtype): no gradient when the dtype changes; the last dim scales by the ratio of
+        element sizes)."""
+        if len(shape) != 1 or not isinstance(shape[0], (np.dtype, type, str)):
+            return self.reshape(*shape)
+        dtype = check_dtype("view", np.dtype(shape[0]))
+        if dtype == self.data.dtype:
+            return self.reshape(self.shape)
+        try:
+            return Tensor._wrap(self.data.view(dtype), False)
+        except ValueError as e:
+            raise RuntimeError(f"view: cannot view a {self.data.dtype} tensor of shape "
+                               f"{tuple(self.shape)} as {dtype}: {e}") from e
 
     def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
@@ -1240,6 +1258,10 @@ class Tensor:
         axis = _dim_index("split", dim, self.ndim)
         n = self.shape[axis]
         sizes = [split_size] * (-(-n // split_size)) if isinstance(split_size, int) else split_size
+        if not isinstance(split_size, int) and sum(int(size) for size in sizes) != n:
+            raise RuntimeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's "
+                f"size at dimension {axis}), but got split_sizes={list(sizes)}")
         out, start = [], 0
         for size in sizes:
             stop = min(start + int(size), n)
@@ -1263,6 +1285,11 @@ class Tensor:
                 "gradients; use minidl.where(), or assign under minidl.no_grad() / into detach()"
             )
         index = _plain_index(index)
+        if (isinstance(value, Tensor) and value.ndim and value.data.dtype != self.data.dtype
+                and _is_advanced(index)):
+            raise RuntimeError(
+                f"setitem: Index put requires the source and destination dtypes match, got "
+                f"{self.data.dtype} for the destination and {value.data.dtype} for the source")
         split = _split_int_selects(index)
         target, index = (self.data, index) if split is None else (self.data[split[0]], split[1])
         target[index] = value.data if isinstance(value, Tensor) else value
@@ -1399,11 +1426,11 @@ class Tensor:
                                              casting="unsafe"))
 
     def masked_fill_(self, mask: Any, value: Any) -> Tensor:
-        cond = _array_of(mask)
+        cond = _condition("masked_fill_", mask, allow_uint8=False)
         return self._inplace("masked_fill_", lambda x: where(cond, value, x), value)
 
     def masked_fill(self, mask: Any, value: Any) -> Tensor:
-        return where(_array_of(mask), value, self)
+        return where(_condition("masked_fill_", mask, allow_uint8=False), value, self)
 
     def detach_(self) -> Tensor:
         self._ctx = None
@@ -1589,6 +1616,42 @@ def _cast_operand(x: Any, array: Any, dt: np.dtype) -> Any:
     if isinstance(array, np.generic) or np.dtype(type(array)).kind != dt.kind:
         return dt.type(array)
     return array
+
+
+def _is_advanced(index: Any) -> bool:
+    """An index NumPy treats as advanced (a mask or integer array): PyTorch's index_put."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(part, (np.ndarray, list)) for part in parts)
+
+
+def _check_bool_sub(a: Any, b: Any) -> None:
+    """PyTorch refuses `-` with a bool tensor operand (its result would be a sign flip of a
+    mask, not the logical operation a caller usually means)."""
+    bools = [isinstance(x, Tensor) and x.data.dtype == np.bool_ for x in (a, b)]
+    if all(bools):
+        raise RuntimeError("sub: Subtraction, the `-` operator, with two bool tensors is not "
+                           "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(bools):
+        raise RuntimeError("sub: Subtraction, the `-` operator, with a bool tensor is not "
+                           "supported. If you are trying to invert a mask, use the `~` or "
+                           "`logical_not()` operator instead.")
+
+
+def _integer_divisor_checked(op: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """The promoted operands' arrays; an integer divisor holding 0 raises as in PyTorch
+    (NumPy would return 0 with a warning). Float division by zero stays inf/nan."""
+    a, b = _array_of(a), _array_of(b)
+    dtype = np.result_type(a, b)
+    if dtype.kind in "iub" and not np.all(b):
+        raise RuntimeError(f"{op}: ZeroDivisionError (integer division by zero, dtype {dtype})")
+    return a, b
+
+
+def _check_floating(op: str, x: Tensor, error: type[Exception]) -> None:
+    """Ops PyTorch defines for floating dtypes only raise its exception type for the others
+    (rather than computing in the default float dtype)."""
+    if x.data.dtype.kind != "f":
+        raise error(f"{op}: only floating point dtypes are supported, got {x.data.dtype}")
 
 
 def _floating(x: Tensor) -> Tensor:
@@ -1950,9 +2013,23 @@ def stack(tensors: Sequence[Any], dim: int | None = None, **aliases: Any) -> Ten
     return _stack(*_joined("stack", tensors), axis=dim)
 
 
+def _condition(op: str, condition: Any, allow_uint8: bool) -> np.ndarray:
+    """A condition or mask as a bool array; other dtypes raise as in PyTorch (which still
+    takes uint8 conditions in where, deprecated)."""
+    cond = np.asarray(_array_of(condition))
+    if cond.dtype == np.uint8 and allow_uint8:
+        return cond.astype(bool)
+    if cond.dtype != np.bool_:
+        if allow_uint8:
+            raise RuntimeError(f"{op} expected condition to be a boolean tensor, but got a "
+                               f"tensor with dtype {cond.dtype}")
+        raise RuntimeError(f"{op} only supports boolean masks, but got mask with dtype "
+                           f"{cond.dtype}")
+    return cond
+
+
 def where(condition: Any, a: Any, b: Any) -> Tensor:
-    cond = condition.data if isinstance(condition, Tensor) else condition
-    return _where(cond, *_promoted(a, b))
+    return _where(_condition("where", condition, allow_uint8=True), *_promoted(a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:

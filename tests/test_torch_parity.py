@@ -830,3 +830,34 @@ def test_int_tensor_inplace_with_float_result_raises():
         x += 0.5
     with pytest.raises(RuntimeError, match="does not match this tensor's shape"):
         minidl.zeros(2).add_(minidl.ones(2, 2))
+
+
+# -- what PyTorch refuses, minidl refuses with the same exception type -------------------------
+REFUSED = {
+    "int_floordiv_by_zero": (lambda t: t.torch.tensor([3, 4]) // t.torch.tensor([0, 1]),
+                             RuntimeError, "ZeroDivisionError"),
+    "int_mod_by_zero": (lambda t: t.torch.tensor([3, 4]) % 0, RuntimeError, "ZeroDivisionError"),
+    "float_minus_bool": (lambda t: 1.0 - t.torch.tensor([True]), RuntimeError,
+                         "Subtraction.*bool tensor"),
+    "bool_minus_bool": (lambda t: t.torch.tensor([True]) - t.torch.tensor([False]), RuntimeError,
+                        "two bool tensors"),
+    "neg_bool": (lambda t: -t.torch.tensor([True]), RuntimeError, "Negation.*bool tensor"),
+}
+
+
+@pytest.mark.parametrize("engine", ["minidl", "torch"])
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_like_pytorch(name, engine):
+    if engine == "torch" and real_torch is None:
+        pytest.skip("PyTorch is not installed")
+    fn, error, match = REFUSED[name]
+    with pytest.raises(error, match=match):
+        fn(minidl_namespace() if engine == "minidl" else torch_namespace())
+
+
+def test_float_division_by_zero_stays_inf_and_nan():
+    x = minidl.tensor([3.0, -1.0, 0.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quotient, remainder = values(x // 0), values(x % 0.0)
+    assert quotient[:2] == [math.inf, -math.inf] and math.isnan(quotient[2])
+    assert all(math.isnan(r) for r in remainder)

@@ -208,9 +208,9 @@ class Tanh(Module):
 class Softmax(Module):
     """exp(x) / sum(exp(x)) along dim (computed shifted by the max)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = dim  # None: F.softmax's implicit dim, with PyTorch's warning
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, self.dim)
@@ -222,9 +222,9 @@ class Softmax(Module):
 class LogSoftmax(Module):
     """x - logsumexp(x) along dim."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = dim  # None: F.log_softmax's implicit dim, with PyTorch's warning
 
     def forward(self, x: Tensor) -> Tensor:
         return F.log_softmax(x, self.dim)

@@ -58,9 +58,14 @@ def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
     try:
         out = contiguous(fn(a, b) if out is None else fn(a, b, out=out))
     except ValueError as e:
-        raise ValueError(
-            f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
-        ) from e
+        try:
+            np.broadcast_shapes(_shape(a), _shape(b))
+        except ValueError:
+            raise ValueError(
+                f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
+            ) from e
+        # Broadcastable, so NumPy refused the values (integers to negative integer powers).
+        raise RuntimeError(f"{name}: {e}") from e
     if out.dtype not in SUPPORTED_DTYPES:
         check_dtype(f"{name} of {np.result_type(a)} and {np.result_type(b)}", out.dtype)
     return out
@@ -273,6 +278,10 @@ class NegOp(Function):
 
     @staticmethod
     def forward(ctx: Context, a, out=None) -> np.ndarray:
+        if a.dtype == np.bool_:
+            raise RuntimeError("neg: Negation, the `-` operator, on a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         return np.negative(a, out=out)
 
     @staticmethod

@@ -842,7 +842,35 @@ REFUSED = {
     "bool_minus_bool": (lambda t: t.torch.tensor([True]) - t.torch.tensor([False]), RuntimeError,
                         "two bool tensors"),
     "neg_bool": (lambda t: -t.torch.tensor([True]), RuntimeError, "Negation.*bool tensor"),
+    "split_sizes_not_summing": (lambda t: t.torch.arange(10).split([2, 3]), RuntimeError,
+                                "split_with_sizes expects split_sizes to sum exactly to 10"),
+    "std_of_ints": (lambda t: t.torch.tensor([1, 2, 3]).std(), RuntimeError, "std"),
+    "var_of_ints": (lambda t: t.torch.tensor([1, 2, 3]).var(), RuntimeError, "var"),
+    "softmax_of_ints": (lambda t: t.F.softmax(t.torch.tensor([1, 2]), dim=0),
+                        NotImplementedError, "softmax"),
+    "where_int_condition": (lambda t: t.torch.where(t.torch.tensor([1, 0]),
+                                                    t.torch.ones(2), t.torch.zeros(2)),
+                            RuntimeError, "where expected condition to be a boolean tensor"),
+    "masked_fill_int_mask": (lambda t: t.torch.ones(2).masked_fill(t.torch.tensor([1, 0]), 0.0),
+                             RuntimeError, "masked_fill_ only supports boolean masks"),
+    "index_put_other_dtype": (lambda t: t.torch.zeros(3, dtype=t.torch.float64).__setitem__(
+        t.torch.tensor([True, False, True]), t.torch.ones(2)), RuntimeError,
+        "Index put requires the source and destination dtypes match"),
+    "int_to_negative_int_power": (lambda t: t.torch.tensor([2, 3]) ** -1, RuntimeError,
+                                  "Integers to negative integer powers are not allowed"),
 }
+
+
+def test_softmax_module_without_dim_and_view_as_another_dtype():
+    """nn.Softmax() picks PyTorch's implicit dim (with its warning); view(dtype) reinterprets
+    the bytes, the last dim scaled by the element sizes."""
+    with pytest.warns(UserWarning, match="Implicit dimension choice"):
+        out = minidl.nn.Softmax()(minidl.tensor([[1.0, 1.0], [2.0, 2.0]]))
+    np.testing.assert_allclose(out.numpy(), [[0.5, 0.5], [0.5, 0.5]])
+    x = minidl.tensor([1.0, -2.0], dtype=minidl.float32)
+    bits = x.view(minidl.int32)
+    assert bits.tolist() == np.array([1.0, -2.0], np.float32).view(np.int32).tolist()
+    assert tuple(x.view(minidl.uint8).shape) == (8,)
 
 
 @pytest.mark.parametrize("engine", ["minidl", "torch"])

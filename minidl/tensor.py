@@ -1430,6 +1430,12 @@ class Tensor:
         return self._inplace("masked_fill_", lambda x: where(cond, value, x), value)
 
     def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """value where mask, in this tensor's dtype (an integer tensor filled with 2.7 holds
+        2, as in PyTorch)."""
+        if isinstance(value, Tensor):
+            value = value if value.dtype == self.dtype else value.astype(self.dtype)
+        else:
+            value = Tensor._wrap(np.asarray(value).astype(self.dtype), False)
         return where(_condition("masked_fill_", mask, allow_uint8=False), value, self)
 
     def detach_(self) -> Tensor:
@@ -2029,6 +2035,8 @@ def _condition(op: str, condition: Any, allow_uint8: bool) -> np.ndarray:
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
+    if not isinstance(a, (Tensor, np.ndarray)) and not isinstance(b, (Tensor, np.ndarray)):
+        a, b = tensor(a), tensor(b)  # two Python numbers: PyTorch's default dtypes
     return _where(_condition("where", condition, allow_uint8=True), *_promoted(a, b))
 
 

@@ -727,6 +727,16 @@ def integers_beside_array_indices_select_first(ns):
     return shapes + [picked, w.grad.tolist()]
 
 
+@idiom([[2, 2], "int64", "float32", "int64", "float32", "float64"])
+def masked_fill_keeps_the_dtype_and_where_of_numbers_takes_the_defaults(ns):
+    torch = ns.torch
+    m = torch.tensor([True, False])
+    filled = torch.tensor([1, 2]).masked_fill(m, 2.7)
+    return [filled.tolist(), dtype_name(filled.dtype), dtype_name(torch.where(m, 1.0, 0.0).dtype),
+            dtype_name(torch.where(m, 1, 0).dtype), dtype_name(torch.where(m, 1, 0.5).dtype),
+            dtype_name(torch.ones(2, dtype=torch.float64).masked_fill(m, 3).dtype)]
+
+
 # -- functions PyTorch code reaches for ------------------------------------------------------------
 @idiom([[0.0, 0.0, 3.0, 6.0, 6.0], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 0.0],
         "ReLU6()"])

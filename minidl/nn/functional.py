@@ -60,12 +60,13 @@ _adaptive_avg_pool2d = _op("adaptive_avg_pool2d").apply
 IntPair = Union[int, tuple]
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "one_hot", "batch_norm", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "hardsigmoid", "hardswish", "huber_loss", "kl_div",
-    "mish", "normalize", "selu", "smooth_l1_loss", "softplus", "softsign",
-    "conv2d", "conv2d_relu", "cross_entropy", "dropout", "dropout2d", "elu", "l1_loss", "leaky_relu", "linear",
-    "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mse_loss", "multi_margin_loss",
-    "nll_loss", "prelu", "relu", "sigmoid", "softmax", "tanh",
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "conv2d", "conv2d_relu", "cross_entropy", "dropout",
+    "dropout2d", "elu", "embedding", "gelu", "group_norm", "hardsigmoid", "hardswish",
+    "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear",
+    "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mish", "mse_loss",
+    "multi_margin_loss", "nll_loss", "normalize", "one_hot", "pad", "prelu", "relu", "relu6",
+    "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign", "tanh",
 ]
 
 
@@ -77,6 +78,11 @@ def _optional_array(x: Any) -> _np.ndarray | None:
     if x is None:
         return None
     return x.data if isinstance(x, Tensor) else _np.asarray(x)
+
+
+def _written(x: Tensor, out: Tensor, inplace: bool) -> Tensor:
+    """out, or (inplace=True, PyTorch's in-place form) x overwritten with out."""
+    return x.copy_(out) if inplace else out
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -99,8 +105,7 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
     """input clamped to [min_val, max_val]; the gradient is 0 at the bounds (PyTorch's)."""
     x = _tensor(input)
-    out = _hardtanh(x, low=float(min_val), high=float(max_val))
-    return x.copy_(out) if inplace else out
+    return _written(x, _hardtanh(x, low=float(min_val), high=float(max_val)), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
@@ -111,8 +116,7 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x)."""
     x = _tensor(input)
-    out = _silu(x)
-    return x.copy_(out) if inplace else out
+    return _written(x, _silu(x), inplace)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -128,29 +132,25 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x))."""
     x = _tensor(input)
-    out = _mish(x)
-    return x.copy_(out) if inplace else out
+    return _written(x, _mish(x), inplace)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * relu6(x + 3) / 6; the gradient is 0 at -3 and 1 at 3 (PyTorch's)."""
     x = _tensor(input)
-    out = _hardswish(x)
-    return x.copy_(out) if inplace else out
+    return _written(x, _hardswish(x), inplace)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """relu6(x + 3) / 6; the gradient is 0 at -3 and 3 (PyTorch's)."""
     x = _tensor(input)
-    out = _hardsigmoid(x)
-    return x.copy_(out) if inplace else out
+    return _written(x, _hardsigmoid(x), inplace)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(x, alpha) with PyTorch's constants (scale 1.0507..., alpha 1.6733...)."""
     x = _tensor(input)
-    out = _selu(x)
-    return x.copy_(out) if inplace else out
+    return _written(x, _selu(x), inplace)
 
 
 def softsign(input: Tensor) -> Tensor:
@@ -296,8 +296,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     x = _tensor(input)
     if not training or p == 0.0:
         return x
-    out = _dropout(x, p=p)
-    return x.copy_(out) if inplace else out
+    return _written(x, _dropout(x, p=p), inplace)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
@@ -323,8 +322,7 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     else:
         keep = generator().random(channels, dtype=x.dtype) >= x.dtype.type(p)
         mask = keep * x.dtype.type(1.0 / (1.0 - p))
-    out = x * Tensor._wrap(mask, False)
-    return x.copy_(out) if inplace else out
+    return _written(x, x * Tensor._wrap(mask, False), inplace)
 
 
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any,

@@ -471,6 +471,21 @@ class DropoutOp(Function):
         return g * mask
 
 
+def _standardized(x: np.ndarray, axes: tuple, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x - mean) * rstd over axes and rstd = 1 / sqrt(biased var + eps), kept dims: the
+    statistics of LayerNorm and GroupNorm."""
+    centered = x - x.mean(axis=axes, keepdims=True)
+    rstd = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+    return centered * rstd, rstd
+
+
+def _standardized_grad(gh: np.ndarray, xhat: np.ndarray, rstd: np.ndarray,
+                       axes: tuple) -> np.ndarray:
+    """The input gradient of _standardized, from the gradient gh of its output xhat."""
+    return rstd * (gh - gh.mean(axis=axes, keepdims=True)
+                   - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+
+
 class LayerNormOp(Function):
     """x (..., *normalized_shape) normalized over its last `dims` dims: (x - mean) / sqrt(var +
     eps) * weight + bias, var biased (PyTorch's); weight and bias of normalized_shape, or None.
@@ -490,9 +505,7 @@ class LayerNormOp(Function):
         if x.size == 0:
             ctx.save_for_backward(x, x, weight)
             return x.copy()
-        centered = x - x.mean(axis=axes, keepdims=True)
-        rstd = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
-        xhat = centered * rstd
+        xhat, rstd = _standardized(x, axes, eps)
         ctx.save_for_backward(xhat, rstd, weight)
         y = xhat if weight is None else xhat * weight
         return y if bias is None else y + bias
@@ -505,9 +518,7 @@ class LayerNormOp(Function):
         gx = None
         if need_x:
             gh = g if weight is None else g * weight
-            gx = (rstd * (gh - gh.mean(axis=axes, keepdims=True)
-                          - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
-                  if g.size else np.zeros_like(g))
+            gx = _standardized_grad(gh, xhat, rstd, axes) if g.size else np.zeros_like(g)
         gw = (g * xhat).sum(axis=batch) if need_w else None
         gb = g.sum(axis=batch) if need_b else None
         return gx, gw, gb
@@ -534,10 +545,8 @@ class GroupNormOp(Function):
         if x.size == 0:
             ctx.save_for_backward(x, x, weight)
             return x.copy()
-        xg = x.reshape(x.shape[0], groups, -1)
-        centered = xg - xg.mean(axis=2, keepdims=True)
-        rstd = 1 / np.sqrt((centered * centered).mean(axis=2, keepdims=True) + eps)
-        xhat = (centered * rstd).reshape(x.shape)
+        xhat, rstd = _standardized(x.reshape(x.shape[0], groups, -1), (2,), eps)
+        xhat = xhat.reshape(x.shape)
         ctx.save_for_backward(xhat, rstd, weight)
         y = xhat if weight is None else xhat * weight.reshape(ctx.channel)
         return y if bias is None else y + bias.reshape(ctx.channel)
@@ -553,10 +562,8 @@ class GroupNormOp(Function):
                 groups = rstd.shape[1]
                 gh = (g if weight is None else g * weight.reshape(ctx.channel)).reshape(
                     g.shape[0], groups, -1)
-                xg = xhat.reshape(gh.shape)
-                gx = rstd * (gh - gh.mean(axis=2, keepdims=True)
-                             - xg * (gh * xg).mean(axis=2, keepdims=True))
-                gx = gx.reshape(ctx.shape)
+                gx = _standardized_grad(gh, xhat.reshape(gh.shape), rstd, (2,)).reshape(
+                    ctx.shape)
             else:
                 gx = np.zeros_like(g)
         gw = (g * xhat).sum(axis=axes) if need_w else None

@@ -455,8 +455,54 @@ class Module:
         return "\n".join(lines)
 
 
-class Sequential(Module):
-    """Modules applied in order; index, slice, iterate and append like a list."""
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: children in order, used like a list. Deleting or
+    inserting renames them 0, 1, ... (PyTorch's numbering: state_dict keys follow)."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        name = list(self._modules)[_list_index(index, len(self), type(self).__name__)]
+        self.add_module(name, module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        names = list(self._modules)
+        doomed = names[index] if isinstance(index, slice) else [
+            names[_list_index(index, len(names), type(self).__name__)]]
+        self._renumber([m for n, m in self._modules.items() if n not in doomed])
+
+    def append(self, module: Module) -> _ModuleSequence:
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> _ModuleSequence:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        values = list(self._modules.values())
+        values.insert(index, module)
+        self._renumber(values)
+
+    def pop(self, index: int = -1) -> Module:
+        module = self[index]
+        del self[index]
+        return module
+
+    def _renumber(self, modules: list) -> None:
+        for name in list(self._modules):
+            delattr(self, name)
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+
+class Sequential(_ModuleSequence):
+    """Modules applied in order; index, slice, iterate, append, insert, delete like a list."""
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -472,67 +518,18 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
     def __getitem__(self, index: int | slice) -> Module:
         items = list(self._modules.items())
         if isinstance(index, slice):
             return Sequential(OrderedDict(items[index]))
         return items[_list_index(index, len(items), "Sequential")][1]
 
-    def __setitem__(self, index: int, module: Module) -> None:
-        name = list(self._modules)[_list_index(index, len(self), "Sequential")]
-        self.add_module(name, module)
-
-    def __delitem__(self, index: int | slice) -> None:
-        _delete_renumbered(self, index, "Sequential")
-
-    def append(self, module: Module) -> Sequential:
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> Sequential:
-        for m in modules:
-            self.append(m)
-        return self
-
     def insert(self, index: int, module: Module) -> Sequential:
-        _insert_renumbered(self, index, module)
-        return self
-
-    def pop(self, index: int = -1) -> Module:
-        module = self[index]
-        del self[index]
-        return module
+        super().insert(index, module)
+        return self  # PyTorch's Sequential.insert returns the container, ModuleList's None
 
 
-def _delete_renumbered(container: Module, index: int | slice, what: str) -> None:
-    """del container[index] for Sequential and ModuleList; the rest are renamed 0, 1, ...
-    (PyTorch's numbering: state_dict keys follow)."""
-    names = list(container._modules)
-    doomed = names[index] if isinstance(index, slice) else [
-        names[_list_index(index, len(names), what)]]
-    _renumber(container, [m for n, m in container._modules.items() if n not in doomed])
-
-
-def _insert_renumbered(container: Module, index: int, module: Module) -> None:
-    values = list(container._modules.values())
-    values.insert(index, module)
-    _renumber(container, values)
-
-
-def _renumber(container: Module, modules: list) -> None:
-    for name in list(container._modules):
-        delattr(container, name)
-    for i, m in enumerate(modules):
-        container.add_module(str(i), m)
-
-
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules whose parameters the parent sees. It has no forward of its own."""
 
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
@@ -540,40 +537,11 @@ class ModuleList(Module):
         if modules is not None:
             self.extend(modules)
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
     def __getitem__(self, index: int | slice) -> Module | ModuleList:
         values = list(self._modules.values())
         if isinstance(index, slice):
             return ModuleList(values[index])
         return values[_list_index(index, len(values), "ModuleList")]
-
-    def __setitem__(self, index: int, module: Module) -> None:
-        self.add_module(str(_list_index(index, len(self), "ModuleList")), module)
-
-    def append(self, module: Module) -> ModuleList:
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index: int, module: Module) -> None:
-        _insert_renumbered(self, index, module)
-
-    def __delitem__(self, index: int | slice) -> None:
-        _delete_renumbered(self, index, "ModuleList")
-
-    def pop(self, index: int = -1) -> Module:
-        module = self[index]
-        del self[index]
-        return module
 
 
 class ModuleDict(Module):

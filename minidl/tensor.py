@@ -875,7 +875,7 @@ class Tensor:
             raise ValueError(f"topk: k={k} is out of range for dim {dim} of size "
                              f"{self.shape[axis]}")
         values, indices = self.sort(axis, descending=largest)
-        keep = (slice(None),) * axis + (slice(0, k),)
+        keep = _along(axis, slice(0, k))
         return return_types.topk(values[keep], Tensor._wrap(contiguous(indices.data[keep]), False))
 
     def gather(self, dim: int, index: Any) -> Tensor:
@@ -900,7 +900,7 @@ class Tensor:
             raise ValueError(f"index_select: index must be a 1-d integer tensor, got "
                              f"{idx.dtype} of shape {idx.shape}")
         axis = _dim_index("index_select", dim, self.ndim)
-        return self[(slice(None),) * axis + (idx.reshape(-1),)]
+        return self[_along(axis, idx.reshape(-1))]
 
     def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None) -> Tensor:
         """A copy with src's entries (or the scalar value) written at index along dim:
@@ -938,7 +938,7 @@ class Tensor:
         n = self.shape[axis]
         if not -n <= index < n:
             raise IndexError(f"select: index {index} is out of range for dim {dim} of size {n}")
-        return self[(slice(None),) * axis + (int(index),)]
+        return self[_along(axis, int(index))]
 
     def narrow(self, dim: int, start: int, length: int) -> Tensor:
         """length entries from start along dim (start may count from the end)."""
@@ -948,7 +948,7 @@ class Tensor:
         if not (0 <= begin <= n and 0 <= length <= n - begin):
             raise IndexError(f"narrow: start {start} and length {length} exceed dim {dim} of "
                              f"size {n}")
-        return self[(slice(None),) * axis + (slice(begin, begin + length),)]
+        return self[_along(axis, slice(begin, begin + length))]
 
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         axis = _dim_index("unbind", dim, self.ndim)
@@ -970,9 +970,8 @@ class Tensor:
             n = self.shape[axis]
             k = int(shift) % n if n else 0
             if k:
-                head = (slice(None),) * axis
-                out = concatenate([out[head + (slice(n - k, None),)],
-                                   out[head + (slice(0, n - k),)]], axis)
+                out = concatenate([out[_along(axis, slice(n - k, None))],
+                                   out[_along(axis, slice(0, n - k))]], axis)
         return out
 
     def tril(self, diagonal: int = 0) -> Tensor:
@@ -987,7 +986,7 @@ class Tensor:
             raise ValueError(f"{name}: expected a tensor of at least 2 dims, got shape "
                              f"{tuple(self.shape)}")
         keep = pick(np.ones(self.shape[-2:], dtype=bool), int(diagonal))
-        return where(keep, self, Tensor._wrap(np.zeros((), self.dtype), False))
+        return where(keep, self, self.new_zeros(()))
 
     def diag(self, diagonal: int = 0) -> Tensor:
         """A 1-d tensor's square matrix with it on `diagonal`, or a 2-d tensor's diagonal."""
@@ -999,8 +998,7 @@ class Tensor:
         if self.ndim != 1:
             raise ValueError(f"diag: expected a 1-d or 2-d tensor, got shape {tuple(self.shape)}")
         n = self.shape[0]
-        square = where(np.eye(n, dtype=bool), self.reshape(1, n),
-                       Tensor._wrap(np.zeros((), self.dtype), False))
+        square = where(np.eye(n, dtype=bool), self.reshape(1, n), self.new_zeros(()))
         if k == 0:
             return square
         return square.pad(((0, k), (k, 0)) if k > 0 else ((-k, 0), (0, -k)))
@@ -1265,7 +1263,7 @@ class Tensor:
         out, start = [], 0
         for size in sizes:
             stop = min(start + int(size), n)
-            out.append(self[(slice(None),) * axis + (slice(start, stop),)])
+            out.append(self[_along(axis, slice(start, stop))])
             start = stop
         return tuple(out)
 
@@ -1627,7 +1625,7 @@ def _cast_operand(x: Any, array: Any, dt: np.dtype) -> Any:
 def _is_advanced(index: Any) -> bool:
     """An index NumPy treats as advanced (a mask or integer array): PyTorch's index_put."""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(part, (np.ndarray, list)) for part in parts)
+    return any(isinstance(part, np.ndarray) for part in parts)  # _plain_index made lists arrays
 
 
 def _check_bool_sub(a: Any, b: Any) -> None:
@@ -1739,6 +1737,11 @@ def _plain_item(item: Any) -> Any:
         if item.dtype == np.uint8:
             item = item.astype(bool)
     return item
+
+
+def _along(axis: int, item: Any) -> tuple:
+    """An index applying item to dim `axis` and taking every other dim before it whole."""
+    return (slice(None),) * axis + (item,)
 
 
 def _is_int_item(item: Any) -> bool:
@@ -2003,11 +2006,10 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
     """data itself when it is a tensor of that dtype; a C-contiguous NumPy array of that
     dtype shared, not copied (as torch.as_tensor); anything else converted as tensor()."""
     check_device("as_tensor", device)
-    if isinstance(data, Tensor) and (dtype is None or np.dtype(check_dtype(
-            "as_tensor", dtype)) == data.dtype):
+    want = None if dtype is None else np.dtype(check_dtype("as_tensor", dtype))
+    if isinstance(data, Tensor) and want in (None, data.dtype):
         return data
-    if isinstance(data, np.ndarray) and data.flags.c_contiguous and (
-            dtype is None or np.dtype(check_dtype("as_tensor", dtype)) == data.dtype):
+    if isinstance(data, np.ndarray) and data.flags.c_contiguous and want in (None, data.dtype):
         return from_numpy(data)
     return tensor(data, dtype=dtype)
 

@@ -549,13 +549,14 @@ def _group_norm(em: _Emitter, op: TracedOp) -> None:
                                                                   prefix="gn_scale")],
                      axis=-1, epsilon=float(op.attrs["eps"]))
     back = em.constant([0, *shape[1:]], np.int64, "shape")
-    weight, bias = em.input(op, 1, dt), em.input(op, 2, dt)
-    channel = em.constant([-1] + [1] * (len(shape) - 2), np.int64, "channel_shape")
-    steps = [("Mul", weight), ("Add", bias)]
-    steps = [(kind, em.node("Reshape", [v, channel])) for kind, v in steps if v]
-    y = em.node("Reshape", [normed, back], None if steps else [em.out(op)])
-    for k, (kind, v) in enumerate(steps):
-        y = em.node(kind, [y, v], [em.out(op)] if k == len(steps) - 1 else None)
+    affine = [(kind, v) for kind, v in (("Mul", em.input(op, 1, dt)), ("Add", em.input(op, 2, dt)))
+              if v]
+    y = em.node("Reshape", [normed, back], None if affine else [em.out(op)])
+    if affine:  # weight and bias (C,) as (C, 1, ..., 1): ONNX broadcasts from the right
+        channel = em.constant([-1] + [1] * (len(shape) - 2), np.int64, "channel_shape")
+    for k, (kind, v) in enumerate(affine):
+        y = em.node(kind, [y, em.node("Reshape", [v, channel])],
+                    [em.out(op)] if k == len(affine) - 1 else None)
 
 
 def _embedding(em: _Emitter, op: TracedOp) -> None:

@@ -258,7 +258,7 @@ def _pool(kind: str) -> Callable:
         ceil = bool(attrs.get("ceil_mode", 0))
         pads = _explicit_pads(op, attrs, x.shape[2:], kernel, strides, dilations)
         include_pad = bool(attrs.get("count_include_pad", 0))
-        if ctx.wants_second_output:
+        if ctx.wants_extra_outputs:
             if kind != "max" or pads != [0] * 4 or dilations != [1, 1] or ceil:
                 raise LoadError(
                     f"{op}: the Indices output is supported without padding, "
@@ -642,7 +642,8 @@ def _clip(ins, attrs, ctx):
 
 def _layer_norm(ins, attrs, ctx):
     """Y = (X - mean) / sqrt(var + epsilon) * Scale + B over the axes from `axis` on; the
-    optional Mean and InvStdDev outputs are constants (no gradient flows through them)."""
+    optional Mean and InvStdDev outputs, computed only when the graph reads them, are
+    constants (no gradient flows through them)."""
     x = _tensor(ins[0])
     axis = int(attrs.get("axis", -1)) % max(x.ndim, 1)
     eps = float(attrs.get("epsilon", 1e-5))
@@ -654,6 +655,8 @@ def _layer_norm(ins, attrs, ctx):
     else:  # Scale and B broadcast against the normalized dims
         y = F.layer_norm(x, shape, eps=eps) * scale
         y = y if bias is None else y + bias
+    if not ctx.wants_extra_outputs:
+        return [y]
     axes = tuple(range(axis, x.ndim))
     mean = x.data.mean(axis=axes, keepdims=True)
     inv_std = 1 / np.sqrt(((x.data - mean) ** 2).mean(axis=axes, keepdims=True) + eps)
@@ -774,11 +777,11 @@ STATIC_INPUTS: dict[str, tuple[int, ...]] = {
 class _NodeContext:
     """What a node's function may ask besides its inputs."""
 
-    __slots__ = ("training", "opset", "wants_second_output")
+    __slots__ = ("training", "opset", "wants_extra_outputs")
 
-    def __init__(self, training: bool, opset: int, wants_second_output: bool) -> None:
+    def __init__(self, training: bool, opset: int, wants_extra_outputs: bool) -> None:
         self.training, self.opset = training, opset
-        self.wants_second_output = wants_second_output
+        self.wants_extra_outputs = wants_extra_outputs
 
 
 class OnnxModule(nn.Module):
@@ -884,7 +887,7 @@ class OnnxModule(nn.Module):
             env[name] = x if isinstance(x, Tensor) else minidl.tensor(np.asarray(x))
         for op_type, in_names, out_names, attrs, label in self._nodes:
             args = [None if not n else env[n] if n in env else self._value(n) for n in in_names]
-            ctx = _NodeContext(self.training, self.opset, len(out_names) > 1 and bool(out_names[1]))
+            ctx = _NodeContext(self.training, self.opset, any(out_names[1:]))
             try:
                 results = OPS[op_type](args, attrs, ctx)
             except LoadError as e:

@@ -210,6 +210,11 @@ class SiLUOp(Function):
         return g * (s * (1 + x * (1 - s)))
 
 
+def softplus_array(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)) as log1p(exp(-|z|)) + max(z, 0): no overflow for large |z|."""
+    return np.log1p(np.exp(-np.abs(z))) + np.maximum(z, z.dtype.type(0))
+
+
 class SoftplusOp(Function):
     """log(1 + exp(beta x)) / beta as PyTorch's softplus, from the stable form
     (log1p(exp(-|z|)) + max(z, 0)) / beta, z = beta x, and x itself where z > threshold; the
@@ -223,7 +228,7 @@ class SoftplusOp(Function):
         check_float_input("softplus", x)
         z = x * float(beta)
         linear = z > float(threshold)
-        soft = (np.log1p(np.exp(-np.abs(z))) + np.maximum(z, x.dtype.type(0))) / float(beta)
+        soft = softplus_array(z) / float(beta)
         ctx.save_for_backward(z, linear)
         return np.where(linear, x, soft)
 
@@ -243,7 +248,7 @@ class MishOp(Function):
     @staticmethod
     def forward(ctx: Context, x) -> np.ndarray:
         check_float_input("mish", x)
-        t = np.tanh(np.log1p(np.exp(-np.abs(x))) + np.maximum(x, x.dtype.type(0)))
+        t = np.tanh(softplus_array(x))
         ctx.save_for_backward(x, t)
         return x * t
 
@@ -251,6 +256,11 @@ class MishOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         x, t = ctx.saved_tensors
         return g * (t + x * _sigmoid(x) * (1 - t * t))
+
+
+def _relu6_of_x_plus_3(x: np.ndarray) -> np.ndarray:
+    """min(max(x + 3, 0), 6): hardswish's and hardsigmoid's ramp."""
+    return np.minimum(np.maximum(x + 3, x.dtype.type(0)), x.dtype.type(6))
 
 
 class HardswishOp(Function):
@@ -264,7 +274,7 @@ class HardswishOp(Function):
     def forward(ctx: Context, x) -> np.ndarray:
         check_float_input("hardswish", x)
         ctx.save_for_backward(x)
-        return x * np.minimum(np.maximum(x + 3, x.dtype.type(0)), x.dtype.type(6)) / 6
+        return x * _relu6_of_x_plus_3(x) / 6
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -284,7 +294,7 @@ class HardsigmoidOp(Function):
     def forward(ctx: Context, x) -> np.ndarray:
         check_float_input("hardsigmoid", x)
         ctx.save_for_backward(x)
-        return np.minimum(np.maximum(x + 3, x.dtype.type(0)), x.dtype.type(6)) / 6
+        return _relu6_of_x_plus_3(x) / 6
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):

@@ -12,7 +12,7 @@ import numpy as np
 
 from minidl._kernels import loss as _loss
 from minidl.graph import Context, Function
-from minidl.ops.activation import check_float_input, log_softmax_array
+from minidl.ops.activation import check_float_input, log_softmax_array, softplus_array
 from minidl.ops.elementwise import sign
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -319,7 +319,7 @@ class BCEWithLogitsOp(Function):
             raise ValueError(
                 f"{op}: weight/pos_weight shapes do not broadcast to the input's {x.shape}"
             ) from e
-        softplus_neg = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, x.dtype.type(0))
+        softplus_neg = softplus_array(-x)
         factor = 1.0 if pw is None else 1 + (pw - 1) * y
         loss = (1 - y) * x + factor * softplus_neg
         if w is not None:

@@ -1,6 +1,7 @@
 """Losses (functional and module forms) against NumPy references, gradcheck and PyTorch."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_cross_entropy_matches_reference(reduction, weighted, ignore_index, smoo
     x = RNG.standard_normal((6, 4))
     y = np.array([0, 1, 2, 3, 1, 2])
     w = np.array([0.5, 2.0, 1.0, 1.5]) if weighted else None
-    out = F.cross_entropy(t64(x, False), y, w, ignore_index, reduction, smoothing)
+    out = F.cross_entropy(t64(x, False), y, w, ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=smoothing)
     np.testing.assert_allclose(out.numpy(), cross_entropy_ref(x, y, w, ignore_index, reduction,
                                                               smoothing), rtol=1e-12)
 
@@ -88,7 +90,8 @@ def test_cross_entropy_gradcheck(reduction, weighted, ignore_index, smoothing):
     x = t64(RNG.standard_normal((5, 3)))
     y = np.array([0, 1, 2, 1, 1])
     w = np.array([0.5, 2.0, 1.5]) if weighted else None
-    assert gradcheck(lambda a: F.cross_entropy(a, y, w, ignore_index, reduction, smoothing), [x])
+    assert gradcheck(lambda a: F.cross_entropy(a, y, w, ignore_index=ignore_index,
+                                                  reduction=reduction, label_smoothing=smoothing), [x])
 
 
 def test_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
@@ -166,7 +169,8 @@ def test_cross_entropy_matches_torch(reduction, weighted, ignore_index, smoothin
     w = np.array([0.5, 2.0, 1.0, 1.5]) if weighted else None
     g = RNG.standard_normal(6) if reduction == "none" else 1.0
     mx = t64(x)
-    out = nn.CrossEntropyLoss(w, ignore_index, reduction, smoothing)(mx, y)
+    out = nn.CrossEntropyLoss(w, ignore_index=ignore_index, reduction=reduction,
+                             label_smoothing=smoothing)(mx, y)
     out.backward(np.asarray(g, dtype=np.float64).reshape(out.shape))
     tx = torch.tensor(x, requires_grad=True)
     tw = None if w is None else torch.tensor(w)
@@ -217,17 +221,17 @@ def test_elementwise_losses(name, reduction):
     x, y = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))
     fn = F.mse_loss if name == "mse" else F.l1_loss
     per = (x - y) ** 2 if name == "mse" else np.abs(x - y)
-    np.testing.assert_allclose(fn(t64(x, False), y, reduction).numpy(), reduce_ref(per, reduction),
+    np.testing.assert_allclose(fn(t64(x, False), y, reduction=reduction).numpy(), reduce_ref(per, reduction),
                                rtol=1e-12)
-    assert gradcheck(lambda a, b: fn(a, b, reduction), [t64(x), t64(y)])
+    assert gradcheck(lambda a, b: fn(a, b, reduction=reduction), [t64(x), t64(y)])
 
 
 def test_elementwise_losses_module_forms_and_errors():
     x = minidl.randn(2, 3)
     np.testing.assert_array_equal(nn.MSELoss(reduction="sum")(x, x * 2).numpy(),
-                                  F.mse_loss(x, x * 2, "sum").numpy())
+                                  F.mse_loss(x, x * 2, reduction="sum").numpy())
     np.testing.assert_array_equal(nn.L1Loss()(x, x * 2).numpy(), F.l1_loss(x, x * 2).numpy())
-    with pytest.raises(ValueError, match="mse_loss: target has shape"):
+    with pytest.raises(RuntimeError, match="mse_loss: the target's shape"):
         F.mse_loss(x, minidl.randn(3, 2))
     # Integer targets are cast to the input's dtype (PyTorch promotes them).
     ints = minidl.tensor(np.ones((2, 3), dtype=np.int64))
@@ -254,7 +258,7 @@ def test_multi_margin_matches_reference(p, margin, weighted, reduction):
     x = RNG.standard_normal((5, 4))
     y = np.array([0, 3, 1, 2, 3])
     w = np.array([1.0, 2.0, 0.5, 1.5]) if weighted else None
-    out = F.multi_margin_loss(t64(x, False), y, p, margin, w, reduction)
+    out = F.multi_margin_loss(t64(x, False), y, p, margin, w, reduction=reduction)
     np.testing.assert_allclose(out.numpy(), multi_margin_ref(x, y, p, margin, w, reduction),
                                rtol=1e-12)
 
@@ -284,7 +288,7 @@ def test_multi_margin_matches_torch(p, margin, weighted, reduction):
     y = np.array([0, 3, 1, 2, 3])
     w = np.array([1.0, 2.0, 0.5, 1.5]) if weighted else None
     mx = t64(x)
-    out = nn.MultiMarginLoss(p, margin, w, reduction)(mx, y)
+    out = nn.MultiMarginLoss(p, margin, w, reduction=reduction)(mx, y)
     out.sum().backward() if reduction == "none" else out.backward()
     tx = torch.tensor(x, requires_grad=True)
     tout = torch.nn.MultiMarginLoss(p, margin, None if w is None else torch.tensor(w),
@@ -309,9 +313,11 @@ def test_bce_with_logits_matches_reference_and_gradcheck(reduction, weighted):
     y = RNG.uniform(0, 1, (4, 3))
     w = RNG.uniform(0.5, 2, (1, 3)) if weighted else None
     pw = np.array([1.0, 2.0, 0.5]) if weighted else None
-    out = F.binary_cross_entropy_with_logits(t64(x, False), y, w, reduction, pw)
+    out = F.binary_cross_entropy_with_logits(t64(x, False), y, w, reduction=reduction,
+                                             pos_weight=pw)
     np.testing.assert_allclose(out.numpy(), bce_ref(x, y, w, pw, reduction), rtol=1e-12)
-    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction, pw),
+    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(
+        a, b, w, reduction=reduction, pos_weight=pw),
                      [t64(x), t64(y)])
 
 
@@ -505,9 +511,11 @@ def test_bce_weight_and_module_forms():
     np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     assert "weight" in dict(nn.BCELoss(weight=w).named_buffers())
     a, b = minidl.tensor(x), minidl.tensor(t)
-    for module, expected in [(nn.SmoothL1Loss("sum", 0.3), F.smooth_l1_loss(a, b, "sum", 0.3)),
+    for module, expected in [(nn.SmoothL1Loss(reduction="sum", beta=0.3),
+                              F.smooth_l1_loss(a, b, reduction="sum", beta=0.3)),
                              (nn.HuberLoss(delta=0.2), F.huber_loss(a, b, delta=0.2)),
-                             (nn.KLDivLoss("batchmean", True), F.kl_div(a, b, "batchmean", True))]:
+                             (nn.KLDivLoss(reduction="batchmean", log_target=True),
+                              F.kl_div(a, b, reduction="batchmean", log_target=True))]:
         np.testing.assert_array_equal(module(a, b).numpy(), expected.numpy())
 
 
@@ -525,8 +533,105 @@ def test_new_losses_reject_bad_arguments():
     with pytest.raises(ValueError, match="smooth_l1_loss: beta must not be negative"):
         F.smooth_l1_loss(x, x, beta=-1.0)
     with pytest.raises(ValueError, match="kl_div: reduction must be one of"):
-        F.kl_div(x, x, "average")
+        F.kl_div(x, x, reduction="average")
     with pytest.raises(ValueError, match="batchmean"):
-        F.mse_loss(x, x, "batchmean")
+        F.mse_loss(x, x, reduction="batchmean")
     with pytest.raises(ValueError, match="KLDivLoss: reduction"):
-        nn.KLDivLoss("bogus")
+        nn.KLDivLoss(reduction="bogus")
+
+
+LEGACY_FLAGS = [(None, None, "mean"), (False, None, "sum"), (None, False, "none"),
+                (True, False, "none"), (False, True, "sum"), (True, True, "mean")]
+
+
+@pytest.mark.parametrize("size_average, reduce, meaning", LEGACY_FLAGS)
+def test_legacy_size_average_and_reduce_decide_the_reduction(size_average, reduce, meaning):
+    """PyTorch's deprecated flags sit before `reduction` in the argument lists; given
+    positionally they must mean what they mean there, not be read as a reduction."""
+    x, t = minidl.tensor(RNG.standard_normal((3, 4))), minidl.tensor(RNG.standard_normal((3, 4)))
+    probs = minidl.tensor(RNG.uniform(0.1, 0.9, (3, 4)))
+    labels = np.array([0, 3, 1])
+    cases = [
+        lambda sa, rd, r: F.mse_loss(x, t, sa, rd, r),
+        lambda sa, rd, r: F.l1_loss(x, t, sa, rd, r),
+        lambda sa, rd, r: F.smooth_l1_loss(x, t, sa, rd, r),
+        lambda sa, rd, r: F.kl_div(x, probs, sa, rd, r),
+        lambda sa, rd, r: F.binary_cross_entropy(probs, probs, None, sa, rd, r),
+        lambda sa, rd, r: F.binary_cross_entropy_with_logits(x, probs, None, sa, rd, r),
+        lambda sa, rd, r: F.cross_entropy(x, labels, None, sa, -100, rd, r),
+        lambda sa, rd, r: F.nll_loss(x, labels, None, sa, -100, rd, r),
+        lambda sa, rd, r: F.multi_margin_loss(x, labels, 1, 1.0, None, sa, rd, r),
+    ]
+    legacy = size_average is not None or reduce is not None
+    # Once a flag is given, reduction is ignored (as in PyTorch): pass one that differs.
+    ignored = "sum" if meaning != "sum" else "none"
+    for case in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = case(size_average, reduce, ignored if legacy else meaning).numpy()
+        np.testing.assert_array_equal(got, case(None, None, meaning).numpy())
+        assert len(caught) == legacy
+        if legacy:
+            assert f"reduction='{meaning}'" in str(caught[0].message)
+    module = nn.MSELoss(size_average, reduce)
+    assert module.reduction == meaning
+    assert nn.CrossEntropyLoss(None, size_average, -100, reduce).reduction == meaning
+
+
+def test_legacy_flags_match_torch():
+    torch = pytest.importorskip("torch")
+    x, t = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))
+    for size_average, reduce, _ in LEGACY_FLAGS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = F.l1_loss(minidl.tensor(x), minidl.tensor(t), size_average, reduce,
+                             "none").numpy()
+            theirs = torch.nn.functional.l1_loss(torch.tensor(x), torch.tensor(t),
+                                                 size_average, reduce, "none").numpy()
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_weighted_elementwise_losses_match_reference_and_gradcheck(name, reduction):
+    x, t = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))
+    w = RNG.uniform(0.1, 2.0, (3, 4))
+    per = {"mse_loss": (x - t) ** 2, "l1_loss": np.abs(x - t),
+           "huber_loss": np.where(np.abs(x - t) < 1, 0.5 * (x - t) ** 2,
+                                  np.abs(x - t) - 0.5)}[name] * w
+    mean = per.mean() if name == "huber_loss" else per.sum() / w.sum()
+    expected = {"none": per, "sum": per.sum(), "mean": mean}[reduction]
+    fn = getattr(F, name)
+    np.testing.assert_allclose(fn(t64(x, False), t, reduction=reduction, weight=w).numpy(),
+                               expected, rtol=1e-12)
+    assert gradcheck(lambda a, b, c: fn(a, b, reduction=reduction, weight=c),
+                     [t64(x), t64(t), t64(w)])
+    torch = pytest.importorskip("torch")
+    got = getattr(torch.nn.functional, name)(torch.tensor(x), torch.tensor(t),
+                                             reduction=reduction, weight=torch.tensor(w))
+    np.testing.assert_allclose(expected, got.numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match=f"{name}: weights and input must have the same size"):
+        fn(t64(x), t, weight=w[0])
+
+
+def test_elementwise_losses_broadcast_a_smaller_target_with_a_warning():
+    x, t = RNG.standard_normal((3, 4)), RNG.standard_normal(4)
+    mx = t64(x)
+    with pytest.warns(UserWarning, match="different to the input size"):
+        loss = F.mse_loss(mx, t)
+    np.testing.assert_allclose(loss.numpy(), ((x - t) ** 2).mean(), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(mx.grad.numpy(), 2 * (x - t) / x.size, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="l1_loss: the target's shape"):
+        F.l1_loss(mx, np.ones(3))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.int8])
+def test_class_targets_of_other_integer_dtypes_raise_as_in_torch(dtype):
+    x = minidl.randn(2, 3)
+    for fn in (F.cross_entropy, F.nll_loss, F.multi_margin_loss):
+        with pytest.raises(RuntimeError, match="expected target dtype to be int64"):
+            fn(x, minidl.tensor(np.array([0, 1], dtype=dtype)))
+    np.testing.assert_array_equal(
+        F.cross_entropy(x, minidl.tensor(np.array([0, 1], dtype=np.uint8))).numpy(),
+        F.cross_entropy(x, [0, 1]).numpy())

@@ -5,6 +5,7 @@ import pytest
 
 import minidl
 from minidl.autograd import gradcheck
+from minidl.nn import functional as F
 from minidl.ops.matmul import LinearOp
 
 rng = np.random.default_rng(1234)
@@ -130,11 +131,26 @@ def test_float32_ops_stay_float32():
         assert out.dtype == np.float32
 
 
-def test_mixed_precision_promotes_like_numpy():
+def test_mixed_precision_promotes_in_elementwise_ops_not_in_products():
+    """PyTorch's rules: elementwise ops promote float32 with float64; matmul, linear and conv2d
+    raise instead."""
     a = minidl.randn(2, 3)
     b = minidl.randn(3, 2, dtype=np.float64)
     assert (a + b.T).dtype == np.float64
-    assert (a @ b).dtype == np.float64
+    with pytest.raises(RuntimeError, match="matmul: expected both operands to have the same "
+                                           "dtype, got float32 and float64"):
+        a @ b
+    with pytest.raises(RuntimeError, match="linear: expected both operands"):
+        F.linear(a, b.T)
+    with pytest.raises(RuntimeError, match="linear: bias is float64 but weight is float32"):
+        F.linear(a, b.T.float(), minidl.zeros(2, dtype=np.float64))
+    with pytest.raises(RuntimeError, match="matmul: expected both operands"):
+        a @ minidl.ones(3, 2, dtype=np.int64)
+    torch = pytest.importorskip("torch")
+    for left, right in [(torch.ones(2, 3), torch.ones(3, 2, dtype=torch.float64)),
+                        (torch.ones(2, 3), torch.ones(3, 2, dtype=torch.int64))]:
+        with pytest.raises(RuntimeError):
+            left @ right
 
 
 def test_max_routes_gradient_to_first_of_ties():

@@ -40,7 +40,8 @@ def eager_and_compiled(model, loss_fn, *inputs):
 
 
 class Mixed(nn.Module):
-    """A float32 weight used in float64 arithmetic: its gradient is float32 in both modes."""
+    """A float32 weight cast into float64 arithmetic (a product takes one dtype, as in
+    PyTorch): its gradient is float32 in both modes."""
 
     def __init__(self):
         super().__init__()
@@ -48,7 +49,7 @@ class Mixed(nn.Module):
         self.v = nn.Parameter(minidl.randn(3, dtype=np.float64))
 
     def forward(self, x64):
-        return (x64 @ self.w).tanh() * self.v
+        return (x64 @ self.w.double()).tanh() * self.v
 
 
 class Branches(nn.Module):

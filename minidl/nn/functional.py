@@ -377,17 +377,20 @@ def _promoted_pair(x: Tensor, target: Any) -> tuple[Tensor, Tensor]:
     return x.astype(common), target.astype(common)
 
 
-def cross_entropy(input: Tensor, target: Any, weight: Any = None,
-                  ignore_index: int = -100, reduction: str = "mean",
+def cross_entropy(input: Tensor, target: Any, weight: Any = None, size_average: Any = None,
+                  ignore_index: int = -100, reduce: Any = None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy on logits.  input: (N, C) (or (C,), or (N, C, d1, ...));
     target: int class indices (N,) (or (), (N, d1, ...)), or class probabilities of input's
-    shape (a float tensor); weight: (C,) or None."""
+    shape (a float tensor); weight: (C,) or None. size_average and reduce are PyTorch's
+    deprecated flags (every loss here takes them where PyTorch does; see
+    minidl.ops.loss.reduction_of)."""
+    reduction = _loss.reduction_of(size_average, reduce, reduction)
     if isinstance(target, Tensor) and target.dtype.kind == "f":
         return _cross_entropy_probabilities(_tensor(input), target, weight, reduction,
                                             label_smoothing)
     return _cross_entropy(
-        _tensor(input), _target(target), _optional_array(weight),
+        _tensor(input), _class_target("cross_entropy", target), _optional_array(weight),
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )
 
@@ -415,75 +418,144 @@ def _cross_entropy_probabilities(x: Tensor, target: Tensor, weight: Any, reducti
     return loss.sum() / (x.shape[0] if x.ndim > 1 else 1)
 
 
-def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Tensor:
+def nll_loss(input: Tensor, target: Any, weight: Any = None, size_average: Any = None,
+             ignore_index: int = -100, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities.  input: (N, C); target: (N,) ints."""
     return _nll_loss(
-        _tensor(input), _target(target), _optional_array(weight),
-        reduction=reduction, ignore_index=ignore_index,
+        _tensor(input), _class_target("nll_loss", target), _optional_array(weight),
+        reduction=_loss.reduction_of(size_average, reduce, reduction), ignore_index=ignore_index,
     )
 
 
-def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """(input - target)^2; shapes must match. Integer targets are cast to input's dtype."""
-    return _mse_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
+def _class_target(op: str, target: Any) -> _np.ndarray:
+    """Class indices as PyTorch takes them: int64 or uint8 (its "Long or Byte"); other integer
+    tensors raise as there. Lists and arrays of Python ints are int64 already; uint8 becomes
+    int64, so both take the same (fused) kernel and give the same bits."""
+    t = _target(target)
+    if t.dtype == _np.uint8:
+        return t.astype(_np.int64)
+    if isinstance(target, Tensor) and t.dtype.kind in "iu" and t.dtype != _np.int64:
+        raise RuntimeError(f"{op}: expected target dtype to be int64 (Long) or uint8 (Byte), "
+                           f"but got {t.dtype}")
+    return t
 
 
-def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """|input - target|; shapes must match. Integer targets are cast to input's dtype."""
-    return _l1_loss(*_promoted_pair(_tensor(input), target), reduction=reduction)
+def _elementwise_pair(op: str, input: Any, target: Any) -> tuple[Tensor, Tensor]:
+    """An elementwise loss's input and target in one dtype (_promoted_pair) and one shape:
+    shapes that differ broadcast, with PyTorch's warning."""
+    x, t = _promoted_pair(_tensor(input), target)
+    if x.shape != t.shape:
+        warnings.warn(f"Using a target size ({tuple(t.shape)}) that is different to the input "
+                      f"size ({tuple(x.shape)}). This will likely lead to incorrect results due "
+                      "to broadcasting. Please ensure they have the same size.", stacklevel=3)
+        try:
+            shape = _np.broadcast_shapes(tuple(x.shape), tuple(t.shape))
+        except ValueError:
+            raise RuntimeError(f"{op}: the target's shape {tuple(t.shape)} does not broadcast "
+                               f"with the input's {tuple(x.shape)}") from None
+        x, t = x.broadcast_to(shape), t.broadcast_to(shape)
+    return x, t
 
 
-def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0
-               ) -> Tensor:
-    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = input - target; delta > 0."""
-    return _huber_loss(*_promoted_pair(_tensor(input), target), reduction=reduction,
-                       delta=float(delta))
+def _weighted(op: str, loss: Tensor, weight: Any, reduction: str, mean_by_weight: bool
+              ) -> Tensor:
+    """PyTorch's per-element `weight` (of the input's shape) on an unreduced loss; 'mean'
+    divides by weight.sum() (mse, l1) or by the element count (huber)."""
+    _loss.check_reduction(op, reduction)
+    w = _tensor(weight)
+    if tuple(w.shape) != tuple(loss.shape):
+        raise ValueError(f"{op}: weights and input must have the same size; weight has shape "
+                         f"{tuple(w.shape)}, input {tuple(loss.shape)}")
+    weighted = loss * w
+    if reduction == "none":
+        return weighted
+    if reduction == "sum" or not mean_by_weight:
+        return weighted.sum() if reduction == "sum" else weighted.mean()
+    return weighted.sum() / w.sum()
 
 
-def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0
-                   ) -> Tensor:
+def mse_loss(input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+             reduction: str = "mean", weight: Any = None) -> Tensor:
+    """(input - target)^2. Integer targets are cast to input's dtype; weight (of input's
+    shape) scales each element, and 'mean' is then sum / weight.sum() (PyTorch's)."""
+    reduction = _loss.reduction_of(size_average, reduce, reduction)
+    x, t = _elementwise_pair("mse_loss", input, target)
+    if weight is None:
+        return _mse_loss(x, t, reduction=reduction)
+    return _weighted("mse_loss", _mse_loss(x, t, reduction="none"), weight, reduction, True)
+
+
+def l1_loss(input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+            reduction: str = "mean", weight: Any = None) -> Tensor:
+    """|input - target|. Integer targets are cast to input's dtype; weight as in mse_loss."""
+    reduction = _loss.reduction_of(size_average, reduce, reduction)
+    x, t = _elementwise_pair("l1_loss", input, target)
+    if weight is None:
+        return _l1_loss(x, t, reduction=reduction)
+    return _weighted("l1_loss", _l1_loss(x, t, reduction="none"), weight, reduction, True)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0,
+               weight: Any = None) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = input - target; delta > 0.
+    weight (of input's shape) scales each element; 'mean' stays the element mean."""
+    x, t = _elementwise_pair("huber_loss", input, target)
+    if weight is None:
+        return _huber_loss(x, t, reduction=reduction, delta=float(delta))
+    return _weighted("huber_loss", _huber_loss(x, t, reduction="none", delta=float(delta)),
+                     weight, reduction, False)
+
+
+def smooth_l1_loss(input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta: huber_loss(delta=beta) / beta;
     beta=0 is l1_loss (as PyTorch), a negative beta raises ValueError."""
+    reduction = _loss.reduction_of(size_average, reduce, reduction)
     if beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must not be negative, got {beta}")
     if beta == 0:
-        return l1_loss(input, target, reduction)
+        return l1_loss(input, target, reduction=reduction)
     return huber_loss(input, target, reduction, beta) / float(beta)
 
 
 def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,
+                         size_average: Any = None, reduce: Any = None,
                          reduction: str = "mean") -> Tensor:
     """Binary cross-entropy of probabilities input in [0, 1] (RuntimeError otherwise, as
     PyTorch) against target of its shape; each log is clamped at -100. weight broadcasts."""
     return _binary_cross_entropy(*_promoted_pair(_tensor(input), target),
-                                 _optional_array(weight), reduction=reduction)
+                                 _optional_array(weight),
+                                 reduction=_loss.reduction_of(size_average, reduce, reduction))
 
 
-def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool = False
-           ) -> Tensor:
+def kl_div(input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+           reduction: str = "mean", log_target: bool = False) -> Tensor:
     """KL divergence of log-probabilities input against target (probabilities, or
     log-probabilities with log_target): target * (log target - input), 0 where target == 0.
     'mean' averages every element (PyTorch's); 'batchmean' divides the sum by input.shape[0]."""
-    return _kl_div(*_promoted_pair(_tensor(input), target), reduction=reduction,
+    return _kl_div(*_promoted_pair(_tensor(input), target),
+                   reduction=_loss.reduction_of(size_average, reduce, reduction),
                    log_target=bool(log_target))
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
-                      weight: Any = None, reduction: str = "mean") -> Tensor:
+                      weight: Any = None, size_average: Any = None, reduce: Any = None,
+                      reduction: str = "mean") -> Tensor:
     """Multiclass hinge loss.  input: (N, C) or (C,); target: (N,) or () ints; weight: (C,)."""
     return _multi_margin_loss(
-        _tensor(input), _target(target), _optional_array(weight),
-        p=p, margin=margin, reduction=reduction,
+        _tensor(input), _class_target("multi_margin_loss", target), _optional_array(weight),
+        p=p, margin=margin, reduction=_loss.reduction_of(size_average, reduce, reduction),
     )
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,
+                                     size_average: Any = None, reduce: Any = None,
                                      reduction: str = "mean", pos_weight: Any = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target of input's shape, in [0, 1]."""
     return _binary_cross_entropy_with_logits(
         *_promoted_pair(_tensor(input), target), _optional_array(weight),
-        _optional_array(pos_weight), reduction=reduction,
+        _optional_array(pos_weight),
+        reduction=_loss.reduction_of(size_average, reduce, reduction),
     )
 
 

@@ -103,14 +103,16 @@ def conv_arguments(op, xa, wa, ba, stride, padding, dilation, groups):
     check_float(op, "input", xa)
     check_float(op, "weight", wa)
     if xa.dtype != wa.dtype:
-        raise TypeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; use one dtype")
+        raise RuntimeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; expected one "
+                           "dtype")
     if xa.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {xa.shape}")
     if wa.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D weight (OC, C/groups, KH, KW), got {wa.shape}")
     if ba is not None:
         if ba.dtype != xa.dtype:
-            raise TypeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; use one dtype")
+            raise RuntimeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; expected one "
+                               "dtype")
         if ba.shape != (wa.shape[0],):
             raise ValueError(f"{op}: bias must have shape ({wa.shape[0]},), got {ba.shape}")
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:

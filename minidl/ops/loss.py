@@ -8,6 +8,8 @@ shape (N,) (or (N, d1, ...) for (N, C, d1, ...) inputs); they carry no gradient.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from minidl._kernels import loss as _loss
@@ -22,6 +24,24 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def check_reduction(op: str, reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def reduction_of(size_average, reduce, reduction: str) -> str:
+    """reduction, unless PyTorch's deprecated size_average/reduce pair is given: then what the
+    pair means (reduce=False 'none', else size_average=False 'sum', else 'mean'), with
+    PyTorch's deprecation warning."""
+    if size_average is None and reduce is None:
+        return reduction
+    # None means True for either flag; any other value counts by its truth, as in PyTorch.
+    if reduce is not None and not reduce:
+        legacy = "none"
+    elif size_average is not None and not size_average:
+        legacy = "sum"
+    else:
+        legacy = "mean"
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  f"reduction='{legacy}' instead.", stacklevel=3)
+    return legacy
 
 
 def _reduce(loss: np.ndarray, reduction: str, denominator=None) -> np.ndarray:

@@ -40,13 +40,13 @@ def gemm3d(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = 
 
 
 def _float_operands(name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if a.dtype not in _FLOATS or b.dtype not in _FLOATS:
-        raise TypeError(
-            f"{name}: expected float32 or float64 operands, got {a.dtype} and {b.dtype}"
-        )
+    """a and b, contiguous; PyTorch's products take one dtype and do not promote."""
     if a.dtype != b.dtype:
-        # NumPy's promotion: float32 with float64 computes in float64.
-        a, b = a.astype(np.float64), b.astype(np.float64)
+        raise RuntimeError(
+            f"{name}: expected both operands to have the same dtype, got {a.dtype} and {b.dtype}"
+        )
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{name}: expected float32 or float64 operands, got {a.dtype}")
     return contiguous(a), contiguous(b)
 
 
@@ -166,6 +166,9 @@ class LinearOp(Function):
             raise ValueError(
                 f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)"
             )
+        if bias is not None and bias.dtype != weight.dtype:
+            raise RuntimeError(f"linear: bias is {bias.dtype} but weight is {weight.dtype}; "
+                               "expected one dtype")
         x, weight = _float_operands("linear", x, weight)
         x2 = _rows(x)
         if out is not None:

@@ -86,7 +86,8 @@ def test_forward_and_gradients_match_numpy(shape, dtype, rtol, atol, training):
     x = (RNG.standard_normal(shape) * 2 + 0.5).astype(dtype)
     g = RNG.standard_normal(shape).astype(dtype)
     w, b = RNG.uniform(0.5, 1.5, c).astype(dtype), RNG.standard_normal(c).astype(dtype)
-    running = None if training else (RNG.standard_normal(c), RNG.uniform(0.5, 2.0, c))
+    running = None if training else (RNG.standard_normal(c).astype(dtype),
+                                     RNG.uniform(0.5, 2.0, c).astype(dtype))
     got = run_minidl(x, g, w, b, training=training, running=running)
     assert got[0].dtype == dtype and got[1].dtype == dtype
     assert_matches(got, reference(x, g, w, b, 1e-5, running), rtol, atol)

@@ -193,7 +193,7 @@ def test_batch_norm_training_rejects_one_value_per_channel():
 
 
 def test_batch_norm_options():
-    x = minidl.tensor(RNG.standard_normal((8, 2)))
+    x = minidl.tensor(RNG.standard_normal((8, 2)).astype(np.float32))
     plain = nn.BatchNorm1d(2, affine=False)
     assert list(plain.parameters()) == []
     out = plain(x).numpy()
@@ -546,3 +546,86 @@ def test_unflatten_module_and_tensor_method():
             x.unflatten(1, sizes)
     torch = pytest.importorskip("torch")
     assert tuple(torch.zeros(2, 12).unflatten(1, (3, -1)).shape) == y.shape
+
+
+def test_pytorch_layer_options_match_torch():
+    """Options PyTorch's constructors take: device=, bias=False for the norms, MaxPool2d's
+    return_indices (before ceil_mode), AvgPool2d's divisor_override, inplace activations."""
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for ours, theirs in [(nn.BatchNorm2d(3, bias=False), torch.nn.BatchNorm2d(3, bias=False)),
+                         (nn.GroupNorm(1, 3, bias=False), torch.nn.GroupNorm(1, 3, bias=False))]:
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        np.testing.assert_allclose(ours(minidl.tensor(x)).numpy(),
+                                   theirs(torch.tensor(x)).detach().numpy(), atol=1e-5)
+    out, idx = nn.MaxPool2d(2, 2, 0, 1, True)(minidl.tensor(x))
+    t_out, t_idx = torch.nn.MaxPool2d(2, 2, 0, 1, True)(torch.tensor(x))
+    np.testing.assert_array_equal(idx.numpy(), t_idx.numpy())
+    x64 = x.astype(np.float64)
+    for kw in [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, divisor_override=5),
+               dict(kernel_size=3, stride=2, ceil_mode=True, count_include_pad=False,
+                    divisor_override=2)]:
+        mx, tx = minidl.tensor(x64, requires_grad=True), torch.tensor(x64, requires_grad=True)
+        a, b = nn.AvgPool2d(**kw)(mx), torch.nn.AvgPool2d(**kw)(tx)
+        g = RNG.standard_normal(tuple(a.shape))
+        a.backward(minidl.tensor(g))
+        b.backward(torch.tensor(g))
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-14)
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-14)
+    with pytest.raises(RuntimeError, match="divisor must be a nonzero int"):
+        F.avg_pool2d(minidl.tensor(x), 2, divisor_override=0)
+    for make in (lambda m: m.ELU(0.5, True), lambda m: m.LeakyReLU(0.2, True)):
+        xm, xt = minidl.tensor(x64.copy()), torch.tensor(x64.copy())
+        make(nn)(xm)
+        make(torch.nn)(xt)
+        np.testing.assert_allclose(xm.numpy(), xt.numpy(), rtol=1e-14)  # written in place
+    assert nn.Hardtanh(min_value=-2.0).min_val == torch.nn.Hardtanh(min_value=-2.0).min_val
+    assert nn.Linear(3, 4, True, "cpu").weight.dtype == np.float32
+    with pytest.raises(RuntimeError, match="CPU-only"):
+        nn.Conv2d(1, 2, 3, device="cuda")
+    with pytest.raises(NotImplementedError, match="padding_mode='reflect'"):
+        nn.Conv2d(1, 2, 3, padding_mode="reflect")
+
+
+@pytest.mark.parametrize("make", [lambda: nn.BatchNorm2d(3), lambda: nn.GroupNorm(1, 3),
+                                  lambda: nn.LayerNorm(5), lambda: nn.PReLU(),
+                                  lambda: nn.Linear(5, 2), lambda: nn.Conv2d(3, 2, 1)])
+def test_float64_input_to_float32_layer_raises_as_in_torch(make):
+    x = minidl.tensor(RNG.standard_normal((2, 3, 4, 5)))
+    with pytest.raises(RuntimeError, match="dtype"):
+        make()(x)
+    make().double()(x)  # one dtype: fine
+
+
+def test_embedding_max_norm_scale_grad_by_freq_and_from_pretrained_match_torch():
+    torch = pytest.importorskip("torch")
+    w = RNG.standard_normal((5, 3))
+    idx = np.array([[0, 2, 2], [4, 0, 2]])
+    for kw in [dict(max_norm=1.0), dict(max_norm=1.5, norm_type=1.0),
+               dict(scale_grad_by_freq=True), dict(padding_idx=2, scale_grad_by_freq=True)]:
+        mw, tw = minidl.tensor(w.copy(), requires_grad=True), torch.tensor(w.copy(),
+                                                                           requires_grad=True)
+        a = F.embedding(minidl.tensor(idx), mw, **kw)
+        b = torch.nn.functional.embedding(torch.tensor(idx), tw, **kw)
+        g = RNG.standard_normal(tuple(a.shape))
+        a.backward(minidl.tensor(g))
+        b.backward(torch.tensor(g))
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-14)
+        np.testing.assert_allclose(mw.numpy(), tw.detach().numpy(), rtol=1e-14)  # renormed
+        np.testing.assert_allclose(mw.grad.numpy(), tw.grad.numpy(), rtol=1e-14)
+    # scale_grad_by_freq is a deliberate rescaling, not a derivative: a NumPy reference.
+    mw = minidl.tensor(w, requires_grad=True)
+    g = RNG.standard_normal(idx.shape + (3,))
+    F.embedding(minidl.tensor(idx), mw, scale_grad_by_freq=True).backward(minidl.tensor(g))
+    expected = np.zeros_like(w)
+    np.add.at(expected, idx.ravel(), g.reshape(-1, 3))
+    expected /= np.maximum(np.bincount(idx.ravel(), minlength=5), 1)[:, None]
+    np.testing.assert_allclose(mw.grad.numpy(), expected, rtol=1e-14)
+    frozen = nn.Embedding.from_pretrained(minidl.tensor(w))
+    assert not frozen.weight.requires_grad and frozen.weight.dtype == np.float64
+    np.testing.assert_array_equal(frozen(minidl.tensor([1])).numpy(), w[[1]])
+    assert nn.Embedding.from_pretrained(minidl.tensor(w), freeze=False).weight.requires_grad
+    with pytest.raises(NotImplementedError, match="sparse=True"):
+        nn.Embedding(4, 2, sparse=True)(minidl.tensor([1]))
+    with pytest.raises(ValueError, match="_weight has shape"):
+        nn.Embedding(4, 2, _weight=minidl.zeros(3, 2))

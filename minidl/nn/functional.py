@@ -80,6 +80,17 @@ def _optional_array(x: Any) -> _np.ndarray | None:
     return x.data if isinstance(x, Tensor) else _np.asarray(x)
 
 
+def _parameters_of(op: str, x: Tensor, *params: Any) -> list[Any]:
+    """params as Tensors (None and arrays stay as they are); each must have x's dtype: PyTorch's
+    normalization layers and prelu do not promote ("mixed dtype") and raise, as here."""
+    out = [p if p is None or isinstance(p, _np.ndarray) else _tensor(p) for p in params]
+    for p in out:
+        if p is not None and p.dtype != x.dtype:
+            raise RuntimeError(f"{op}: mixed dtypes: the input is {x.dtype} but a parameter "
+                               f"is {p.dtype}; expected one dtype")
+    return out
+
+
 def _written(x: Tensor, out: Tensor, inplace: bool) -> Tensor:
     """out, or (inplace=True, PyTorch's in-place form) x overwritten with out."""
     return x.copy_(out) if inplace else out
@@ -97,8 +108,9 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     return _relu(_tensor(input))
 
 
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return _leaky_relu(_tensor(input), negative_slope=negative_slope)
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    x = _tensor(input)
+    return _written(x, _leaky_relu(x, negative_slope=negative_slope), inplace)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
@@ -191,8 +203,8 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
     if len(shape) > x.ndim or tuple(x.shape[x.ndim - len(shape):]) != shape:
         raise ValueError(f"layer_norm: normalized_shape {shape} does not end the input's shape "
                          f"{tuple(x.shape)}")
-    return _layer_norm(x, None if weight is None else _tensor(weight),
-                       None if bias is None else _tensor(bias), dims=len(shape), eps=float(eps))
+    return _layer_norm(x, *_parameters_of("layer_norm", x, weight, bias), dims=len(shape),
+                       eps=float(eps))
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
@@ -202,26 +214,44 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     if not isinstance(num_groups, (int, _np.integer)) or isinstance(num_groups, bool) or (
             num_groups < 1):
         raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
-    groups = int(num_groups)
-    return _group_norm(_tensor(input), None if weight is None else _tensor(weight),
-                       None if bias is None else _tensor(bias), groups=groups, eps=float(eps))
+    x = _tensor(input)
+    return _group_norm(x, *_parameters_of("group_norm", x, weight, bias),
+                       groups=int(num_groups), eps=float(eps))
 
 
-def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
-    """Rows of weight (num, dim) picked by the integer tensor input: (*input.shape, dim)."""
-    w = _tensor(weight)
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of weight (num, dim) picked by the integer tensor input: (*input.shape, dim).
+
+    max_norm: each picked row whose norm_type-norm exceeds it is first rescaled in place to
+    norm max_norm (PyTorch's embedding_renorm_, outside the graph). scale_grad_by_freq: see
+    the op. sparse=True raises: minidl has no sparse gradients."""
+    if sparse:
+        raise NotImplementedError("embedding: sparse=True is not supported (minidl has no sparse "
+                                  "tensors; see README, Differences from PyTorch)")
+    w, idx = _tensor(weight), _tensor(input)
     if padding_idx is not None and padding_idx < 0:
         padding_idx += w.shape[0]
-    return _embedding(w, _tensor(input), padding_idx=padding_idx)
+    if max_norm is not None and idx.data.size:
+        rows = _np.unique(idx.data.reshape(-1))
+        if rows.min() >= 0 and rows.max() < w.shape[0]:  # else the op raises its IndexError
+            norms = _np.linalg.norm(w.data[rows], ord=norm_type, axis=1)
+            big = norms > max_norm
+            w.data[rows[big]] *= (max_norm / (norms[big] + 1e-7))[:, None].astype(w.dtype)
+    return _embedding(w, idx, padding_idx=padding_idx,
+                      scale_grad_by_freq=bool(scale_grad_by_freq))
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """weight: (1,) shared slope or (C,) per channel (axis 1 of input)."""
-    return _prelu(_tensor(input), _tensor(weight))
+    x = _tensor(input)
+    return _prelu(x, *_parameters_of("prelu", x, weight))
 
 
-def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return _elu(_tensor(input), alpha=alpha)
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    x = _tensor(input)
+    return _written(x, _elu(x, alpha=alpha), inplace)
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -254,10 +284,18 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     return x.log_softmax(_softmax_dim("log_softmax", x.ndim, dim))
 
 
-def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
-    """input / max(||input||_p, eps) with the norm over dim (kept), PyTorch's composite."""
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
+              out: Tensor | None = None) -> Tensor:
+    """input / max(||input||_p, eps) with the norm over dim (kept), PyTorch's composite;
+    out: a tensor of the result's shape written and returned (not differentiable there)."""
     x = _tensor(input)
-    return x / x.norm(p, dim=dim, keepdim=True).clamp(min=eps)
+    result = x / x.norm(p, dim=dim, keepdim=True).clamp(min=eps)
+    if out is None:
+        return result
+    if result.requires_grad:
+        raise RuntimeError("normalize: functions with out=... arguments don't support automatic "
+                           "differentiation, but an input requires grad")
+    return _written(out, result, True)
 
 
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
@@ -335,12 +373,14 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
     num_batches_tracked (minidl's addition): a 0-d int64 Tensor/array counted up by each
     training step; with momentum=None the running statistics are its cumulative average.
     """
+    x = _tensor(input)
+    weight, bias, running_mean, running_var = _parameters_of(
+        "batch_norm", x, weight, bias, _optional_array(running_mean),
+        _optional_array(running_var))
     return _batch_norm(
-        _tensor(input),
-        None if weight is None else _tensor(weight),
-        None if bias is None else _tensor(bias),
-        running_mean=_optional_array(running_mean),
-        running_var=_optional_array(running_var),
+        x, weight, bias,
+        running_mean=running_mean,
+        running_var=running_var,
         num_batches_tracked=_optional_array(num_batches_tracked),
         training=training, momentum=momentum, eps=eps,
     )
@@ -560,7 +600,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = N
 
 
 def conv2d(
-    x,
+    input,
     weight,
     bias=None,
     stride: IntPair = 1,
@@ -571,14 +611,14 @@ def conv2d(
 ):
     """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
 
-    x: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
+    input: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
     bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
     (stride 1 only) or 'valid'. relu=True applies max(., 0) in the kernel's epilogue.
     Returns (N, OC, OH, OW) with OH = (H + 2 * pad_h - dilation_h * (KH - 1) - 1) // stride_h + 1.
     Raises TypeError for non-float or mixed dtypes, ValueError for bad shapes or arguments.
     """
     op = "conv2d_relu" if relu else "conv2d"
-    x, weight = _tensor(x), _tensor(weight)
+    x, weight = _tensor(input), _tensor(weight)
     bias = None if bias is None else _tensor(bias)
     stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
         op, x.data, weight.data, None if bias is None else bias.data, stride, padding, dilation,
@@ -598,7 +638,7 @@ def conv2d(
 
 
 def conv2d_relu(
-    x,
+    input,
     weight,
     bias=None,
     stride: IntPair = 1,
@@ -606,12 +646,12 @@ def conv2d_relu(
     dilation: IntPair = 1,
     groups: int = 1,
 ):
-    """relu(conv2d(x, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
-    return conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)
+    """relu(conv2d(input, weight, bias, ...)) in one pass (the ReLU is the kernel's epilogue)."""
+    return conv2d(input, weight, bias, stride, padding, dilation, groups, relu=True)
 
 
 def max_pool2d(
-    x,
+    input,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
@@ -621,14 +661,14 @@ def max_pool2d(
 ):
     """2-D max pooling, as torch.nn.functional.max_pool2d.
 
-    x: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
+    input: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
     most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
     of flat h * W + w argmax positions per plane (a dilated window that misses the input
     entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises
     TypeError for a non-float input, ValueError for bad arguments or an input too small for one
     window.
     """
-    x = _tensor(x)
+    x = _tensor(input)
     kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
         "max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -648,38 +688,52 @@ def max_pool2d(
 
 
 def avg_pool2d(
-    x,
+    input,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
+    divisor_override: int | None = None,
 ):
-    """2-D average pooling, as torch.nn.functional.avg_pool2d (no divisor_override).
+    """2-D average pooling, as torch.nn.functional.avg_pool2d.
 
-    x: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
-    when count_include_pad. Raises like max_pool2d.
+    input: (N, C, H, W) float32/float64 -> (N, C, OH, OW). Padding counts as zeros in the divisor
+    when count_include_pad. divisor_override (a nonzero int) divides every window's sum
+    instead. Raises like max_pool2d.
     """
-    x = _tensor(x)
+    x = _tensor(input)
     kernel, stride, padding, _, out_size = _pool.pool_geometry(
         "avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode
     )
-    return _avg_pool2d(
+    if divisor_override is not None and (not isinstance(divisor_override, int)
+                                         or divisor_override == 0):
+        raise RuntimeError(f"avg_pool2d: divisor must be a nonzero int, got "
+                           f"{divisor_override!r}")
+    out = _avg_pool2d(
         x,
         kernel=kernel,
         stride=stride,
         padding=padding,
         out_size=out_size,
-        count_include_pad=bool(count_include_pad),
+        count_include_pad=bool(count_include_pad) or divisor_override is not None,
     )
+    if divisor_override is None:
+        return out
+    # The kernel's mean over each window (padding included, clipped to the padded input) times
+    # that window's size is the window's sum (within an ulp).
+    sizes = [_np.minimum(_np.arange(n) * s - p + k, length + p) - (_np.arange(n) * s - p)
+             for n, s, p, k, length in zip(out_size, stride, padding, kernel, x.shape[2:])]
+    window = _np.multiply.outer(*sizes).astype(x.dtype)
+    return out * Tensor._wrap(window / x.dtype.type(divisor_override), False)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(input, output_size):
     """Average pooling to a fixed output size, as torch.nn.functional.adaptive_avg_pool2d.
 
-    x: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
+    input: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
     size; 1 gives global average pooling. Returns (N, C, OH, OW).
     """
-    x = _tensor(x)
+    x = _tensor(input)
     out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
     return _adaptive_avg_pool2d(x, out_size=out_size)

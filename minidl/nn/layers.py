@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl.device import check_device
 from minidl.dtypes import DEFAULT_DTYPE, FLOAT_DTYPES, check_dtype
 from minidl.grad_mode import no_grad
 from minidl.nn import functional as F
@@ -23,7 +24,9 @@ __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv
            "Dropout2d", "Flatten", "Unflatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
 
 
-def float_dtype(op: str, dtype: Any) -> np.dtype:
+def float_dtype(op: str, dtype: Any, device: Any = None) -> np.dtype:
+    """The parameters' dtype (float32 by default); `device` may only name the CPU."""
+    check_device(op, device)
     dt = DEFAULT_DTYPE if dtype is None else check_dtype(op, dtype)
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{op}: parameters must be float32 or float64, got {dt}")
@@ -38,6 +41,9 @@ def positive_int(op: str, name: str, value: Any) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
     return int(value)
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def default_uniform_init(weight: Parameter, bias: Parameter | None, fan_in: int) -> None:
@@ -66,9 +72,9 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype: Any = None) -> None:
+                 device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        dt = float_dtype("Linear", dtype)
+        dt = float_dtype("Linear", dtype, device)
         self.in_features = positive_int("Linear", "in_features", in_features)
         self.out_features = positive_int("Linear", "out_features", out_features)
         self.weight = empty_parameter((out_features, in_features), dt)
@@ -91,9 +97,9 @@ class LayerNorm(Module):
     a learned per-element weight (ones) and bias (zeros) when elementwise_affine."""
 
     def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, dtype: Any = None) -> None:
+                 bias: bool = True, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        dt = float_dtype("LayerNorm", dtype)
+        dt = float_dtype("LayerNorm", dtype, device)
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
             normalized_shape)
         self.normalized_shape = tuple(positive_int("LayerNorm", "normalized_shape", n)
@@ -125,9 +131,10 @@ class GroupNorm(Module):
     learned per-channel weight (ones) and bias (zeros) when affine."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, dtype: Any = None) -> None:
+                 affine: bool = True, device: Any = None, dtype: Any = None, *,
+                 bias: bool = True) -> None:
         super().__init__()
-        dt = float_dtype("GroupNorm", dtype)
+        dt = float_dtype("GroupNorm", dtype, device)
         self.num_groups = positive_int("GroupNorm", "num_groups", num_groups)
         self.num_channels = positive_int("GroupNorm", "num_channels", num_channels)
         if num_channels % num_groups:
@@ -135,12 +142,14 @@ class GroupNorm(Module):
                              f"num_groups ({num_groups})")
         self.eps, self.affine = eps, affine
         self.register_parameter("weight", empty_parameter((num_channels,), dt) if affine else None)
-        self.register_parameter("bias", empty_parameter((num_channels,), dt) if affine else None)
+        self.register_parameter("bias", empty_parameter((num_channels,), dt)
+                                if affine and bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         if self.affine:
             init.ones_(self.weight)
+        if self.bias is not None:
             init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -155,12 +164,16 @@ class GroupNorm(Module):
 
 class Embedding(Module):
     """A table of num_embeddings vectors of embedding_dim (N(0, 1) initial weights, the
-    padding_idx row zero): integer indices (...) -> (..., embedding_dim)."""
+    padding_idx row zero): integer indices (...) -> (..., embedding_dim). max_norm, norm_type,
+    scale_grad_by_freq and sparse as in F.embedding; _weight (an initial table) and _freeze
+    (no gradient) are PyTorch's, used by from_pretrained."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype: Any = None) -> None:
+                 max_norm: float | None = None, norm_type: float = 2.0,
+                 scale_grad_by_freq: bool = False, sparse: bool = False, _weight: Any = None,
+                 _freeze: bool = False, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        dt = float_dtype("Embedding", dtype)
+        dt = float_dtype("Embedding", dtype, device)
         self.num_embeddings = positive_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
@@ -169,8 +182,33 @@ class Embedding(Module):
                                  f"[-{num_embeddings}, {num_embeddings})")
             padding_idx %= num_embeddings
         self.padding_idx = padding_idx
-        self.weight = empty_parameter((num_embeddings, embedding_dim), dt)
-        self.reset_parameters()
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        if _weight is None:
+            self.weight = empty_parameter((num_embeddings, embedding_dim), dt)
+            self.reset_parameters()
+        else:
+            table = _weight.data if isinstance(_weight, Tensor) else np.asarray(_weight)
+            if table.shape != (num_embeddings, embedding_dim):
+                raise ValueError(f"Embedding: _weight has shape {table.shape}, expected "
+                                 f"({num_embeddings}, {embedding_dim})")
+            self.weight = Parameter(table)
+        self.weight.requires_grad_(not _freeze)
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Any, freeze: bool = True,
+                        padding_idx: int | None = None, max_norm: float | None = None,
+                        norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                        sparse: bool = False) -> Embedding:
+        """An Embedding whose table is embeddings (num, dim), shared (not copied, as in
+        PyTorch), without gradient when freeze."""
+        shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else ()
+        if len(shape) != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-d (num, dim), "
+                             f"got shape {shape}")
+        return cls(shape[0], shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                   sparse, _weight=embeddings, _freeze=freeze,
+                   dtype=embeddings.dtype if embeddings.dtype.kind == "f" else None)
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
@@ -179,7 +217,8 @@ class Embedding(Module):
                 self.weight[self.padding_idx] = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.embedding(x, self.weight, self.padding_idx)
+        return F.embedding(x, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
 
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
@@ -196,9 +235,17 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 dtype: Any = None) -> None:
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        dt = float_dtype("Conv2d", dtype)
+        dt = float_dtype("Conv2d", dtype, device)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"Conv2d: padding_mode must be one of {_PADDING_MODES}, got "
+                             f"{padding_mode!r}")
+        if padding_mode != "zeros":
+            raise NotImplementedError(
+                f"Conv2d: padding_mode={padding_mode!r} is not supported yet (only 'zeros'; "
+                "see README, Differences from PyTorch)")
+        self.padding_mode = padding_mode
         self.in_channels = positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = positive_int("Conv2d", "out_channels", out_channels)
         self.groups = positive_int("Conv2d", "groups", groups)
@@ -247,15 +294,16 @@ class MaxPool2d(Module):
     kernel_size."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                 ceil_mode: bool = False) -> None:
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
+        self.return_indices = return_indices
 
     def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                            self.ceil_mode)
+                            self.ceil_mode, self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -267,16 +315,17 @@ class AvgPool2d(Module):
     kernel_size; count_include_pad counts padding zeros in the divisor."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.ceil_mode = padding, ceil_mode
-        self.count_include_pad = count_include_pad
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad)
+                            self.count_include_pad, self.divisor_override)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -362,19 +411,20 @@ class _BatchNorm(Module):
     expected_ndims: tuple = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, dtype: Any = None) -> None:
+                 affine: bool = True, track_running_stats: bool = True, device: Any = None,
+                 dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
         name = type(self).__name__
-        dt = float_dtype(name, dtype)
+        dt = float_dtype(name, dtype, device)
         self.num_features = positive_int(name, "num_features", num_features)
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(np.ones(num_features, dtype=dt))
-            self.bias = Parameter(np.zeros(num_features, dtype=dt))
         else:
             self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype=dt))
+                                if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", tensor(np.zeros(num_features, dtype=dt)))
             self.register_buffer("running_var", tensor(np.ones(num_features, dtype=dt)))

@@ -133,12 +133,14 @@ class ScatterOp(Function):
 class EmbeddingOp(Function):
     """weight[indices]: rows of weight (num, dim) picked by an integer array of any shape;
     the gradient adds each picked row's gradient back (rows picked twice get both), none to
-    padding_idx's row."""
+    padding_idx's row; scale_grad_by_freq divides each row's gradient by the number of times
+    the indices pick it."""
 
     name = "embedding"
 
     @staticmethod
-    def forward(ctx: Context, weight, indices, *, padding_idx) -> np.ndarray:
+    def forward(ctx: Context, weight, indices, *, padding_idx, scale_grad_by_freq=False
+                ) -> np.ndarray:
         indices = np.asarray(indices)
         if indices.dtype.kind not in "iu":
             raise TypeError(f"embedding: indices must be an integer tensor, got {indices.dtype}")
@@ -149,12 +151,18 @@ class EmbeddingOp(Function):
                              f"{indices.min()} .. {indices.max()}")
         ctx.indices = indices.copy()  # the gradient must not see later changes to them
         ctx.weight_shape, ctx.padding_idx = weight.shape, padding_idx
+        ctx.scale_grad_by_freq = bool(scale_grad_by_freq)
         return weight[ctx.indices]
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         grad = np.zeros(ctx.weight_shape, dtype=g.dtype)
-        np.add.at(grad, ctx.indices.reshape(-1), g.reshape(-1, ctx.weight_shape[1]))
+        flat = ctx.indices.reshape(-1)
+        rows = g.reshape(-1, ctx.weight_shape[1])
+        if ctx.scale_grad_by_freq:
+            counts = np.bincount(flat, minlength=ctx.weight_shape[0])
+            rows = rows / counts[flat, None].astype(g.dtype)
+        np.add.at(grad, flat, rows)
         if ctx.padding_idx is not None:
             grad[ctx.padding_idx] = 0
         return grad, None

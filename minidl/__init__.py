@@ -153,8 +153,8 @@ flatten = _elementwise("flatten", "flatten")
 transpose = _elementwise("transpose", "transpose")
 permute = _elementwise("permute", "permute")
 
-def is_tensor(x: object) -> bool:
-    return isinstance(x, Tensor)
+def is_tensor(obj: object) -> bool:
+    return isinstance(obj, Tensor)
 
 
 def is_floating_point(x: Tensor) -> bool:

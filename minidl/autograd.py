@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -131,13 +132,18 @@ class Function:
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
-         create_graph: bool = False, allow_unused: bool | None = None,
+         create_graph: bool = False, only_inputs: bool = True, allow_unused: bool | None = None,
          is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple:
     """d(outputs)/d(inputs) as a tuple of Tensors, without touching any `.grad`
     (torch.autograd.grad). grad_outputs: one per output (None for one-element outputs).
     An input the outputs do not depend on raises unless allow_unused (then None, or zeros
     with materialize_grads). The graph is kept (retain_graph is accepted); create_graph=True
-    (higher-order gradients) raises NotImplementedError."""
+    (higher-order gradients) raises NotImplementedError. only_inputs: PyTorch's deprecated,
+    ignored flag (with its warning)."""
+    if not only_inputs:
+        warnings.warn("only_inputs argument is deprecated and is ignored now (defaults to "
+                      "True). To accumulate gradient for other parts of the graph, please use "
+                      "torch.autograd.backward.", FutureWarning, stacklevel=2)
     if create_graph:
         raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) "
                                   "is not supported by minidl")

@@ -46,9 +46,9 @@ def get_default_dtype() -> np.dtype:
     return _default_dtype[0]
 
 
-def set_default_dtype(dtype: Any) -> None:
-    """Make `dtype` (float32 or float64) the dtype of new float tensors and parameters."""
-    dt = check_dtype("set_default_dtype", dtype)
+def set_default_dtype(d: Any) -> None:
+    """Make `d` (float32 or float64) the dtype of new float tensors and parameters."""
+    dt = check_dtype("set_default_dtype", d)
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"set_default_dtype: only float32 or float64 can be the default, got {dt}")
     _default_dtype[0] = dt

@@ -28,6 +28,14 @@ def generator() -> np.random.Generator:
     return _generator
 
 
+def numpy_rng(gen: object = None) -> np.random.Generator:
+    """The NumPy generator behind a `generator=` argument: a minidl.Generator's, a NumPy
+    Generator itself, or (None) the global one."""
+    if gen is None:
+        return _generator
+    return gen.numpy_generator if hasattr(gen, "numpy_generator") else gen
+
+
 def get_rng_state() -> dict:
     """The generator's full state: a dict of plain ints and strings (checkpoint-safe)."""
     return copy.deepcopy(_generator.bit_generator.state)

@@ -27,6 +27,7 @@ untouched. `path` is used as given (no ".npz" is appended).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -109,10 +110,11 @@ class _Writer:
         )
 
 
-def save(obj: Any, path: str | os.PathLike, pickle_module: Any = None,
+def save(obj: Any, f: str | os.PathLike | Any, pickle_module: Any = None,
          pickle_protocol: Any = None, _use_new_zipfile_serialization: bool = True) -> None:
-    """Write `obj` (nested dicts/lists/tuples of arrays, Tensors and plain values) to `path`
-    atomically. Raises TypeError naming the offending entry for anything else; a whole Module
+    """Write `obj` (nested dicts/lists/tuples of arrays, Tensors and plain values) to the path
+    `f` atomically, or into the binary file object `f` (io.BytesIO, an open file) at its
+    position. Raises TypeError naming the offending entry for anything else; a whole Module
     (which PyTorch pickles with its code) raises TypeError pointing to state_dict()."""
     from minidl.nn.module import Module
 
@@ -129,8 +131,11 @@ def save(obj: Any, path: str | os.PathLike, pickle_module: Any = None,
     manifest = json.dumps({"format": FORMAT, "version": VERSION, "root": root})
     arrays = {MANIFEST: np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)}
     arrays.update(writer.arrays)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    if hasattr(f, "write"):
         np.savez(f, **arrays)
+        return
+    with atomic_path(f) as tmp, open(tmp, "wb") as out:
+        np.savez(out, **arrays)
 
 
 # Limits that keep a hostile file from exhausting memory (see _Archive).
@@ -151,11 +156,10 @@ class _Archive:
     exactly the member's bytes. Data is copied in 1 MiB chunks, so peak memory stays the
     arrays' own size. Object (pickled) arrays are refused, never unpickled."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.zip = zipfile.ZipFile(path)
+    def __init__(self, source: Any, path: str, size: int) -> None:
+        self.path = path  # the name errors show
+        self.zip = zipfile.ZipFile(source)
         self.members = {info.filename: info for info in self.zip.infolist()}
-        size = path.stat().st_size
         if sum(info.compress_size for info in self.members.values()) > size:
             raise CheckpointError(
                 f"load: {path}: its members claim more bytes than the file holds "
@@ -224,7 +228,7 @@ class _Archive:
 
 
 class _Reader:
-    def __init__(self, archive: _Archive, path: Path) -> None:
+    def __init__(self, archive: _Archive, path: str) -> None:
         self.archive = archive
         self.path = path
         self.loaded: set[str] = set()
@@ -301,11 +305,12 @@ class _Reader:
         raise self.fail(where, f"unknown entry type {kind!r}")
 
 
-def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any = None,
+def load(f: str | os.PathLike | Any, map_location: Any = None, pickle_module: Any = None,
          *, weights_only: bool | None = None, mmap: bool | None = None,
          **pickle_load_args: Any) -> Any:
     """Read a checkpoint written by save(), or a state dict written by PyTorch's torch.save
-    (its zip format, read by minidl.torch_format without running pickled code).
+    (its zip format, read by minidl.torch_format without running pickled code), from the
+    path `f` or from the binary file object `f` (read from its position to its end).
 
     map_location: None, 'cpu', a cpu device, a dict or a function (as torch.load's; everything
     loads on the CPU, so they change nothing); a CUDA/MPS location raises RuntimeError.
@@ -325,13 +330,22 @@ def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any =
     if pickle_module is not None or pickle_load_args:
         raise TypeError("load: pickle_module and pickle arguments are not supported: minidl "
                         "never unpickles arbitrary objects")
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"load: no checkpoint at {path}")
-    if torch_format.is_torch_zip(path):
-        return torch_format.load_torch_zip(path, str(path), CheckpointError)
+    if hasattr(f, "read"):
+        data = f.read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"load: the file object must be opened in binary mode, got "
+                            f"{type(data).__name__} from read()")
+        path, size = "<file object>", len(data)
+        source: Any = io.BytesIO(data)
+    else:
+        source = Path(f)
+        if not source.exists():
+            raise FileNotFoundError(f"load: no checkpoint at {source}")
+        path, size = str(source), source.stat().st_size
+    if torch_format.is_torch_zip(source):
+        return torch_format.load_torch_zip(source, path, CheckpointError)
     try:
-        archive = _Archive(path)
+        archive = _Archive(source, path, size)
     except torch_format.ZIP_ERRORS as e:
         if isinstance(e, CheckpointError):
             raise
@@ -350,7 +364,7 @@ def load(path: str | os.PathLike, map_location: Any = None, pickle_module: Any =
         archive.close()
 
 
-def _load_from(archive: _Archive, path: Path) -> Any:
+def _load_from(archive: _Archive, path: str) -> Any:
     manifest_name = MANIFEST + ".npy"
     if manifest_name not in archive.members:
         raise CheckpointError(f"load: {path} has no {MANIFEST!r} manifest: not a minidl "

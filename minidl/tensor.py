@@ -20,6 +20,7 @@ from minidl.dtypes import (
 from minidl.ops import contiguous
 from minidl.ops.elementwise import sign
 from minidl.ops.reduce import normalize_axes
+from minidl.random import numpy_rng
 
 # Tensor._wrap runs once per op output: module-level names spare it two attribute lookups.
 _ndarray = np.ndarray
@@ -42,6 +43,7 @@ _log = graph.op("log").apply
 _erf = graph.op("erf").apply
 _scatter = graph.op("scatter").apply
 _sqrt = graph.op("sqrt").apply
+_pnorm = graph.op("pnorm").apply
 _reciprocal = graph.op("reciprocal").apply
 _clip = graph.op("clip").apply
 _cast = graph.op("cast").apply
@@ -792,19 +794,23 @@ class Tensor:
             raise NotImplementedError("prod: the gradient of prod is not implemented in minidl")
         return Tensor._wrap(np.asarray(self.data.prod(axis=dim, keepdims=keepdim)), False)
 
-    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
-        """The 2-norm (p=2 or 'fro'), 1-norm (p=1) or max-norm (p=inf) over dim (all dims by
-        default)."""
-        x = _floating(self)
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+             dtype: Any = None) -> Tensor:
+        """The p-norm over dim (all dims by default): 'fro' or 2, 1, inf (max |x|), -inf
+        (min |x|) or any other number (the "pnorm" op; 0 counts the nonzeros). dtype: the
+        input is cast to it first."""
+        x = _floating(self if dtype is None else self.to(dtype))
+        if isinstance(p, bool) or not (p == "fro" or isinstance(p, (int, float))):
+            raise ValueError(f"norm: unsupported p={p!r} (use 'fro' or a number)")
         if p in ("fro", 2, 2.0):
             return _sqrt((x * x).sum(dim=dim, keepdim=keepdim), zero_at_zero=True)
         if p in (1, 1.0):
             return x.abs().sum(dim=dim, keepdim=keepdim)
         if p == float("inf"):
             return x.abs().amax(dim=dim, keepdim=keepdim)
-        if isinstance(p, (int, float)) and p > 0:
-            return (x.abs() ** p).sum(dim=dim, keepdim=keepdim) ** (1.0 / p)
-        raise ValueError(f"norm: unsupported p={p!r} (use 1, 2, 'fro', inf or a positive number)")
+        if p == -float("inf"):
+            return x.abs().amin(dim=dim, keepdim=keepdim)
+        return _pnorm(x, p=float(p), axis=dim, keepdims=keepdim)
 
     def amax(self, dim: Any = None, keepdim: bool = False, **aliases: Any) -> Tensor:
         """The maximum over one or several dims (all by default), without indices."""
@@ -1875,7 +1881,7 @@ def rand(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
          generator: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1), drawn from minidl's seeded generator (or `generator`)."""
     dt = _float_dtype("rand", dtype)
-    arr = _rng(generator).random(_size_arg("rand", shape, size), dtype=dt)
+    arr = numpy_rng(generator).random(_size_arg("rand", shape, size), dtype=dt)
     return _factory("rand", arr, requires_grad, device)
 
 
@@ -1883,7 +1889,7 @@ def randn(*shape: Any, size: Any = None, dtype: Any = None, device: Any = None,
           generator: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal, drawn from minidl's seeded generator (or `generator`)."""
     dt = _float_dtype("randn", dtype)
-    arr = _rng(generator).standard_normal(_size_arg("randn", shape, size), dtype=dt)
+    arr = numpy_rng(generator).standard_normal(_size_arg("randn", shape, size), dtype=dt)
     return _factory("randn", arr, requires_grad, device)
 
 
@@ -1904,24 +1910,15 @@ def randint(*args: Any, size: Any = None, dtype: Any = np.int64, device: Any = N
     shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
     if requires_grad:
         raise RuntimeError("randint: integer tensors cannot require grad")
-    arr = _rng(generator).integers(low, high, size=shape, dtype=check_dtype("randint", dtype))
+    arr = numpy_rng(generator).integers(low, high, size=shape, dtype=check_dtype("randint", dtype))
     return _factory("randint", arr, False, device)
 
 
 def randperm(n: int, dtype: Any = np.int64, device: Any = None, generator: Any = None,
              requires_grad: bool = False) -> Tensor:
     """A random permutation of 0..n-1 (int64)."""
-    arr = _rng(generator).permutation(int(n)).astype(check_dtype("randperm", dtype))
+    arr = numpy_rng(generator).permutation(int(n)).astype(check_dtype("randperm", dtype))
     return _factory("randperm", arr, requires_grad, device)
-
-
-def _rng(generator: Any) -> np.random.Generator:
-    """A minidl.Generator's (or the global) NumPy generator."""
-    from minidl.random import generator as global_generator
-
-    if generator is None:
-        return global_generator()
-    return generator.numpy_generator if hasattr(generator, "numpy_generator") else generator
 
 
 def zeros_like(t: Any, dtype: Any = None, device: Any = None,

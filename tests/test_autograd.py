@@ -217,3 +217,12 @@ def test_inplace_through_a_view_of_a_recorded_tensor_raises(write):
     z.mul_(3)
     z.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 6.0))
+
+
+def test_grad_takes_torchs_deprecated_only_inputs_in_its_position():
+    x = minidl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    with pytest.warns(FutureWarning, match="only_inputs argument is deprecated"):
+        (g,) = minidl.autograd.grad(y, x, None, None, False, False, True)
+    np.testing.assert_array_equal(g.numpy(), [2.0, 4.0])
+    assert minidl.is_tensor(obj=x)

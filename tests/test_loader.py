@@ -406,3 +406,15 @@ def test_tensor_dataset_tensors_are_its_arrays_as_tensors():
     np.testing.assert_array_equal(x.numpy(), a)
     np.testing.assert_array_equal(y.numpy(), b)
     assert len(ds.tensors) == 2 and y.dtype == np.int64
+
+
+def test_positional_arguments_mean_what_they_mean_in_torch():
+    """DataLoader(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers,
+    collate_fn, pin_memory, drop_last, ...) as in PyTorch; minidl's seed and transform are
+    keyword-only."""
+    ds = TensorDataset(np.arange(10.0))
+    loader = DataLoader(ds, 4, False, None, None, 0, None, False, True)
+    assert loader.drop_last and len(loader) == 2
+    assert not DataLoader(ds).shuffle  # shuffle=None is False, as in PyTorch
+    with pytest.raises(TypeError):
+        DataLoader(ds, 4, False, None, None, 0, None, False, False, 0, None, None, None, 5)

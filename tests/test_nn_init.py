@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import minidl
+from minidl.nn import functional as F
 from minidl.nn import init
 
 
@@ -82,3 +83,56 @@ def test_init_keeps_dtype_and_is_seeded():
     a = init.xavier_uniform_(weight(5, 5)).numpy().copy()
     minidl.manual_seed(7)
     np.testing.assert_array_equal(init.xavier_uniform_(weight(5, 5)).numpy(), a)
+
+
+def test_eye_and_dirac_equal_torch():
+    torch = pytest.importorskip("torch")
+    for shape in [(3, 5), (5, 3), (4, 4)]:
+        ours, theirs = minidl.empty(*shape), torch.empty(*shape)
+        init.eye_(ours)
+        torch.nn.init.eye_(theirs)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    for shape, groups in [((4, 2, 3, 3), 1), ((6, 2, 3), 2), ((4, 3, 2, 2, 3), 2), ((2, 5, 3, 3), 1)]:
+        ours, theirs = minidl.empty(*shape), torch.empty(*shape)
+        init.dirac_(ours, groups)
+        torch.nn.init.dirac_(theirs, groups)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    # dirac_ makes a same-padded convolution the identity on the first channels.
+    w = init.dirac_(minidl.empty(3, 3, 3, 3))
+    x = minidl.randn(2, 3, 5, 5)
+    np.testing.assert_array_equal(F.conv2d(x, w, padding=1).numpy(), x.numpy())
+    with pytest.raises(ValueError, match="eye_: only 2-D"):
+        init.eye_(minidl.empty(2, 2, 2))
+
+
+@pytest.mark.parametrize("shape, gain", [((6, 4), 1.0), ((4, 6), 2.0), ((8, 2, 3, 3), 0.5)])
+def test_orthogonal_rows_or_columns_are_orthonormal_times_gain(shape, gain):
+    w = init.orthogonal_(minidl.empty(*shape, dtype=np.float64), gain).numpy().reshape(shape[0], -1)
+    small = min(w.shape)
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-12)
+
+
+def test_trunc_normal_stays_within_bounds_with_torch_statistics():
+    torch = pytest.importorskip("torch")
+    ours = init.trunc_normal_(minidl.empty(200000, dtype=np.float64), 1.0, 2.0, -1.0, 2.5)
+    theirs = torch.nn.init.trunc_normal_(torch.empty(200000, dtype=torch.float64), 1.0, 2.0,
+                                         -1.0, 2.5)
+    a = ours.numpy()
+    assert a.min() >= -1.0 and a.max() <= 2.5
+    # Both sample the same truncated normal: moments agree to sampling error (~0.005).
+    assert abs(a.mean() - theirs.mean().item()) < 0.02
+    assert abs(a.std() - theirs.std().item()) < 0.02
+    with pytest.raises(ValueError, match="holds"):
+        init.trunc_normal_(minidl.empty(3), 0.0, 1.0, 10.0, 11.0)
+
+
+def test_init_functions_take_a_generator():
+    def draw(fn, seed):
+        return fn(minidl.empty(4, 3), generator=minidl.Generator().manual_seed(seed)).numpy()
+
+    for fn in (init.uniform_, init.normal_, init.xavier_uniform_, init.xavier_normal_,
+               init.kaiming_uniform_, init.kaiming_normal_, init.trunc_normal_,
+               init.orthogonal_):
+        np.testing.assert_array_equal(draw(fn, 3), draw(fn, 3))
+        assert not np.array_equal(draw(fn, 3), draw(fn, 4))

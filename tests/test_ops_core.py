@@ -193,3 +193,30 @@ def test_matmul_against_numpy_odd_sizes_float32():
         b = rng.standard_normal((k, n)).astype(np.float32)
         out = (minidl.tensor(a) @ minidl.tensor(b)).data
         np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * k)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.5, 3, -1, -2.5])
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (1, False), ((0, 1), True)])
+def test_general_p_norm_gradcheck_and_numpy_reference(p, dim, keepdim):
+    x = np.random.default_rng(4).uniform(0.5, 2.0, (3, 4)) * np.array([1, -1, 1, -1])
+    expected = (np.abs(x) ** p).sum(axis=dim, keepdims=keepdim) ** (1 / p)
+    np.testing.assert_allclose(minidl.tensor(x).norm(p, dim, keepdim).numpy(), expected,
+                               rtol=1e-13)
+    assert gradcheck(lambda t: t.norm(p, dim, keepdim), [minidl.tensor(x, requires_grad=True)])
+
+
+@pytest.mark.parametrize("p", [0.5, 3, 1.5, 0, -1, -2.5, float("-inf"), float("inf"), 1, 2])
+def test_norm_with_zeros_matches_torch_values_and_gradients(p):
+    """Zero elements and an all-zero row get gradient 0, as in PyTorch (the composite
+    formulas gave NaN there)."""
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0], [3.0, -1.0, 0.5]])
+    for dim in (None, 1):
+        ours, theirs = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        a, b = ours.norm(p, dim), theirs.norm(p, dim)
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-13)
+        a.sum().backward()
+        b.sum().backward()
+        expected = np.zeros_like(x) if theirs.grad is None else theirs.grad.numpy()
+        np.testing.assert_allclose(ours.grad.numpy(), expected, rtol=1e-13)
+    assert minidl.ones(3).norm(dtype=np.float64).dtype == np.float64

@@ -258,3 +258,24 @@ def test_checkpoint_is_a_plain_zip_and_errors_are_value_errors(saved):
     assert zipfile.is_zipfile(saved)
     assert sorted(zipfile.ZipFile(saved).namelist()) == ["__minidl__.npy", "a0.npy"]
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_save_and_load_take_binary_file_objects_as_torch():
+    import io
+
+    state = {"w": minidl.arange(6.0).reshape(2, 3), "step": 7, "names": ["a", "b"]}
+    buffer = io.BytesIO()
+    minidl.save(state, buffer)
+    buffer.seek(0)
+    back = minidl.load(buffer)
+    np.testing.assert_array_equal(back["w"].numpy(), state["w"].numpy())
+    assert back["step"] == 7 and back["names"] == ["a", "b"]
+    with pytest.raises(CheckpointError, match="<file object> is not a readable minidl"):
+        minidl.load(io.BytesIO(b"not a zip"))
+    with pytest.raises(TypeError, match="binary mode"):
+        minidl.load(io.StringIO("text"))
+    torch = pytest.importorskip("torch")
+    buffer = io.BytesIO()
+    torch.save({"t": torch.arange(4.0)}, buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(minidl.load(buffer)["t"].numpy(), np.arange(4.0))

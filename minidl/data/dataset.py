@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from minidl.random import numpy_rng
+
 
 def as_array(value: Any) -> np.ndarray:
     """A NumPy view of `value`: a minidl Tensor's `.data`, or `np.asarray(value)`."""
@@ -163,8 +165,6 @@ def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) 
     """Split `dataset` into non-overlapping random Subsets of the given lengths, or of the
     given fractions (summing to 1; the remainder goes round-robin to the first splits, as in
     PyTorch). generator: a minidl.Generator, or None for minidl's global generator."""
-    from minidl.tensor import _rng
-
     n = len(dataset)
     lengths = list(lengths)
     if lengths and all(0 <= f <= 1 for f in lengths) and math.isclose(sum(lengths), 1) and (
@@ -177,7 +177,7 @@ def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) 
         raise ValueError(
             f"random_split: the lengths sum to {sum(lengths)}, the dataset has {n} samples"
         )
-    order = _rng(generator).permutation(n)
+    order = numpy_rng(generator).permutation(n)
     out, start = [], 0
     for length in lengths:
         out.append(Subset(dataset, order[start : start + int(length)].tolist()))

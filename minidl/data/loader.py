@@ -81,7 +81,10 @@ class DataLoader:
         minidl RNG is seeded base_seed + worker_id. persistent_workers keeps them between
         epochs; timeout (s, 0 = none) bounds the wait for a batch. A worker's exception is
         raised here with its traceback; a worker that dies raises RuntimeError.
-    pin_memory: accepted; a no-op on the CPU.
+    pin_memory: accepted; a no-op on the CPU. in_order=False allows out-of-order batches,
+        which minidl never needs: batches always come in order.
+    The parameters are PyTorch's, in its order; seed and transform (minidl's) are
+    keyword-only after them.
 
     Each `iter(loader)` starts the next epoch, except right after `load_state_dict` of a
     mid-epoch state, where it finishes that epoch. The position advances as batches are
@@ -93,23 +96,24 @@ class DataLoader:
         self,
         dataset: Any,
         batch_size: int = 1,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int | None = None,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
-        *,
+        shuffle: bool | None = None,
         sampler: Any = None,
         batch_sampler: Any = None,
         num_workers: int = 0,
         collate_fn: Callable[[list], Any] | None = None,
         pin_memory: bool = False,
+        drop_last: bool = False,
         timeout: float = 0,
         worker_init_fn: Callable[[int], None] | None = None,
         multiprocessing_context: Any = None,
         generator: Any = None,
+        *,
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
         pin_memory_device: str = "",
+        in_order: bool = True,
+        seed: int | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
@@ -186,9 +190,7 @@ class DataLoader:
             return np.fromiter((int(i) for i in self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if self.shuffle and self.generator is not None:
-            from minidl.tensor import _rng
-
-            return _rng(self.generator).permutation(n)
+            return _random.numpy_rng(self.generator).permutation(n)
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
         # A stream per epoch, keyed by (seed, epoch): no generator state to carry between

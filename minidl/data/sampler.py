@@ -12,11 +12,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _numpy_rng(generator: Any) -> np.random.Generator:
-    from minidl.tensor import _rng
-
-    return _rng(generator)
+from minidl.random import numpy_rng
 
 
 class Sampler:
@@ -59,7 +55,7 @@ class RandomSampler(Sampler):
     def indices(self) -> np.ndarray:
         """This iteration's indices as one int64 array (the DataLoader's batched path)."""
         n = len(self.data_source)
-        rng = _numpy_rng(self.generator)
+        rng = numpy_rng(self.generator)
         if self.replacement:
             return rng.integers(0, n, size=self.num_samples, dtype=np.int64)
         reps = -(-self.num_samples // n) if n else 0
@@ -82,7 +78,7 @@ class SubsetRandomSampler(Sampler):
         self.generator = generator
 
     def indices(self) -> np.ndarray:
-        return self.indices_[_numpy_rng(self.generator).permutation(len(self.indices_))]
+        return self.indices_[numpy_rng(self.generator).permutation(len(self.indices_))]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
@@ -109,7 +105,7 @@ class WeightedRandomSampler(Sampler):
         self.replacement, self.generator = bool(replacement), generator
 
     def indices(self) -> np.ndarray:
-        return _numpy_rng(self.generator).choice(
+        return numpy_rng(self.generator).choice(
             len(self.weights), size=self.num_samples, replace=self.replacement,
             p=self.weights / self.weights.sum()).astype(np.int64)
 

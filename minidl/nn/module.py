@@ -79,7 +79,15 @@ class Module:
         return self._call_with_hooks(args, kwargs)
 
     def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
-        for hook in list(self._forward_pre_hooks.values()):
+        for hook, with_kwargs, _ in list(self._forward_pre_hooks.values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook with_kwargs=True must return None "
+                                           f"or a tuple (args, kwargs), got {result!r}")
+                    args, kwargs = result
+                continue
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
@@ -94,9 +102,18 @@ class Module:
             state = BackwardHookState(self, list(self._backward_hooks.values()), bool(tracked))
             args = tuple(_input_grad_hook(a, state=state) if i in tracked else a
                          for i, a in enumerate(args))
-        output = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, output)
+        try:
+            output = self.forward(*args, **kwargs)
+        except Exception:
+            # always_call hooks see the failed call (output None); the error still propagates.
+            for hook, with_kwargs, always in list(self._forward_hooks.values()):
+                if always and with_kwargs:
+                    hook(self, args, kwargs, None)
+                elif always:
+                    hook(self, args, None)
+            raise
+        for hook, with_kwargs, _ in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
             if result is not None:
                 output = result
         if state is not None:
@@ -110,25 +127,35 @@ class Module:
         return output
 
     # -- hooks ----------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
-        """hook(module, args) runs before forward; a non-None result replaces args."""
-        handle = RemovableHandle(self._forward_pre_hooks)
-        self._forward_pre_hooks[handle.id] = hook
+    @staticmethod
+    def _register(hooks: OrderedDict, entry: Any, prepend: bool) -> RemovableHandle:
+        """entry added to hooks, first when prepend (it then runs before the others)."""
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = entry
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
         return handle
 
-    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
-        """hook(module, args, output) runs after forward; a non-None result replaces output."""
-        handle = RemovableHandle(self._forward_hooks)
-        self._forward_hooks[handle.id] = hook
-        return handle
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """hook(module, args) runs before forward; a non-None result replaces args. With
+        with_kwargs, hook(module, args, kwargs) may return (args, kwargs) to replace both."""
+        return self._register(self._forward_pre_hooks, (hook, with_kwargs, False), prepend)
 
-    def register_full_backward_hook(self, hook: Callable) -> RemovableHandle:
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
+                              with_kwargs: bool = False, always_call: bool = False
+                              ) -> RemovableHandle:
+        """hook(module, args, output) (with_kwargs: hook(module, args, kwargs, output)) runs
+        after forward; a non-None result replaces output. always_call: it also runs, with
+        output None, when forward raises."""
+        return self._register(self._forward_hooks, (hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_hook(self, hook: Callable, prepend: bool = False
+                                    ) -> RemovableHandle:
         """hook(module, grad_input, grad_output) runs when the gradients w.r.t. the module's
         input and output are computed; a non-None result replaces grad_input. Modules with one
         Tensor output and at most one input that requires grad."""
-        handle = RemovableHandle(self._backward_hooks)
-        self._backward_hooks[handle.id] = hook
-        return handle
+        return self._register(self._backward_hooks, hook, prepend)
 
     # -- registration ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -199,16 +226,26 @@ class Module:
         self._modules[name] = module
         object.__setattr__(self, name, module)
 
+    def register_module(self, name: str, module: Module | None) -> None:
+        """add_module's other name (PyTorch has both)."""
+        self.add_module(name, module)
+
     # -- traversal ------------------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """Every module in the tree (itself first), each once, with its dotted name."""
-        seen: set[int] = set()
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """Every module in the tree (itself first) with its dotted name, depth first; a module
+        reached twice appears once unless remove_duplicate=False. memo: modules to skip (and
+        recorded as visited), PyTorch's."""
+        seen: set[int] = {id(m) for m in memo} if memo else set()
         stack: list[tuple[str, Module]] = [(prefix, self)]
         while stack:
             name, module = stack.pop()
             if id(module) in seen:
                 continue
-            seen.add(id(module))
+            if remove_duplicate:
+                seen.add(id(module))
+                if memo is not None:
+                    memo.add(module)
             yield name, module
             children = [
                 (f"{name}.{n}" if name else n, m) for n, m in module._modules.items()
@@ -230,8 +267,26 @@ class Module:
                 raise AttributeError(f"`{item}` is not an nn.Module")
         return module
 
-    def modules(self) -> Iterator[Module]:
-        for _, m in self.named_modules():
+    def _get_member(self, target: str, registry: str, kind: str) -> Any:
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        if name not in getattr(module, registry):
+            raise AttributeError(f"`{name}` is not {kind}")
+        return getattr(module, name)
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at the dotted path target ("layer.weight"); AttributeError if absent
+        or not a parameter."""
+        return self._get_member(target, "_parameters", "an nn.Parameter")
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at the dotted path target; AttributeError if absent or not a buffer."""
+        return self._get_member(target, "_buffers", "a buffer")
+
+    def modules(self, remove_duplicate: bool = True) -> Iterator[Module]:
+        for _, m in self.named_modules(remove_duplicate=remove_duplicate):
             yield m
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -245,28 +300,32 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def _named_members(self, registry: str, prefix: str, recurse: bool):
+    def _named_members(self, registry: str, prefix: str, recurse: bool,
+                       remove_duplicate: bool = True):
         seen: set[int] = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
         for module_name, module in modules:
             for name, value in getattr(module, registry).items():
                 if value is None or id(value) in seen:
                     continue
-                seen.add(id(value))
+                if remove_duplicate:
+                    seen.add(id(value))
                 yield (f"{module_name}.{name}" if module_name else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True
-                         ) -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, Parameter) pairs; a parameter shared by two modules appears once."""
-        return self._named_members("_parameters", prefix, recurse)
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) pairs; a parameter shared by two modules appears once
+        unless remove_duplicate=False."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True
-                      ) -> Iterator[tuple[str, Tensor]]:
-        return self._named_members("_buffers", prefix, recurse)
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         for _, b in self.named_buffers(recurse=recurse):
@@ -375,13 +434,16 @@ class Module:
             if m is not None:
                 m._save_state(out, f"{base}{name}.")
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False
+                        ) -> IncompatibleKeys:
         """Copy values (Tensors or arrays) into the parameters and buffers, in place.
 
         Raises RuntimeError (as PyTorch does) listing every problem: missing or unexpected
         keys when strict=True, and, whatever `strict`, each key whose shape differs (with both
         shapes). Nothing is modified unless every entry fits. Values are cast to each
-        parameter's dtype. Returns (missing_keys, unexpected_keys).
+        parameter's dtype. assign=True instead makes each parameter and buffer the given
+        value's array (its dtype, no copy; a parameter keeps its requires_grad), as PyTorch's
+        assign. Returns (missing_keys, unexpected_keys).
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
@@ -412,7 +474,16 @@ class Module:
                 f"load_state_dict for {type(self).__name__}: " + "; ".join(problems)
             )
         for key, array in values.items():
-            np.copyto(own[key].data, array, casting="unsafe")
+            if assign:
+                owner, _, name = key.rpartition(".")
+                module = self.get_submodule(owner)
+                if name in module._parameters:
+                    old = module._parameters[name]
+                    setattr(module, name, Parameter(array, requires_grad=old.requires_grad))
+                else:
+                    module.register_buffer(name, Tensor._wrap(array, False))
+            else:
+                np.copyto(own[key].data, array, casting="unsafe")
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing -------------------------------------------------------------------------

@@ -138,3 +138,36 @@ class MinOp(_ExtremeOp):
     name = "min"
     reduce = staticmethod(np.min)
     pick = staticmethod(np.argmin)
+
+
+class PNormOp(Function):
+    """(sum |a|^p)^(1/p) over axes, for a finite p other than 1 and 2 (those compose from
+    sum and sqrt); p = 0 counts the nonzeros (gradient 0). The gradient
+    sign(a) |a|^(p-1) / norm^(p-1) is taken as 0 where a or the norm is 0, as PyTorch's norm
+    backward does."""
+
+    name = "pnorm"
+
+    @staticmethod
+    def forward(ctx: Context, a, *, p: float, axis=None, keepdims=False) -> np.ndarray:
+        ctx.axes = normalize_axes("norm", axis, a.ndim)
+        ctx.keepdims, ctx.p = keepdims, float(p)
+        if ctx.p == 0:
+            out = (a != 0).sum(axis=ctx.axes, keepdims=True).astype(a.dtype)
+        else:
+            with np.errstate(divide="ignore"):
+                total = (np.abs(a) ** ctx.p).sum(axis=ctx.axes, keepdims=True)
+                out = (total ** (1.0 / ctx.p)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(a, out)
+        return out if keepdims else np.asarray(out.reshape(
+            [n for i, n in enumerate(a.shape) if i not in ctx.axes]))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, out = ctx.saved_tensors
+        if ctx.p == 0:
+            return np.zeros(a.shape, g.dtype)
+        g = _expand(g, a.shape, ctx.axes, ctx.keepdims)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad = np.sign(a) * (np.abs(a) / out) ** (ctx.p - 1) * g
+        return np.where((a == 0) | (out == 0), 0, grad).astype(g.dtype, copy=False)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from minidl import random
+from minidl.nn.module import Module
 from minidl.static.executor import StaticGraph
 from minidl.static.trace import TraceError, trace
 from minidl.tensor import Tensor, tensor
@@ -182,8 +183,11 @@ def _as_tensor(x: Any) -> Tensor:
     return tensor(x)
 
 
-def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the public name)
-            example_inputs: Sequence[Any] = (), executor: str = "program") -> Compiled:
+def compile(model: Any = None, loss_fn: Callable | None = None,  # noqa: A001 (the public name)
+            example_inputs: Sequence[Any] = (), executor: str = "program", *,
+            fullgraph: bool = False, dynamic: bool | None = None, backend: Any = None,
+            mode: str | None = None, options: dict | None = None, disable: bool = False
+            ) -> Any:
     """Trace `model` (and `loss_fn(model(x), target)`) into a static graph.
 
     model: a Module or any callable of tensors built from minidl ops.
@@ -195,7 +199,38 @@ def compile(model: Any, loss_fn: Callable | None = None,  # noqa: A001 (the publ
         without a kernel there run as Python nodes inside it); "replay" calls every op from
         Python, the reference the program gives the same bits as (see minidl.static).
     Raises TraceError when the function cannot be captured (see the module docstring).
+
+    Called as torch.compile is (no loss_fn or example_inputs; the keyword-only options are
+    torch.compile's, accepted and not used), it returns what PyTorch code expects: an
+    OptimizedModule wrapping a Module (or the callable itself), which runs eagerly, so
+    training, gradients and hooks behave exactly as on the model. compile(**options) with no
+    model is a decorator; disable=True returns the model unchanged.
     """
+    if model is None:
+        return lambda fn: compile(fn, loss_fn, example_inputs, executor, disable=disable)
+    if loss_fn is None and not example_inputs:
+        if disable or not isinstance(model, Module):
+            return model
+        return OptimizedModule(model)
     if not example_inputs:
         raise ValueError("compile: example_inputs must hold the model's inputs (and target)")
     return Compiled(model, loss_fn, example_inputs, executor)
+
+
+class OptimizedModule(Module):
+    """torch.compile's result for a Module: the model under `_orig_mod` (so state_dict keys
+    carry PyTorch's `_orig_mod.` prefix), run eagerly. Attributes the wrapper lacks are the
+    model's, as in PyTorch. minidl's static graphs need example inputs to trace: see
+    compile."""
+
+    def __init__(self, mod: Module) -> None:
+        super().__init__()
+        self._orig_mod = mod
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._orig_mod(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_orig_mod":  # before __init__ has registered it
+            raise AttributeError(name)
+        return getattr(self._orig_mod, name)

@@ -11,20 +11,36 @@ random, utils and the parity modules listed there.
 
 __version__ = "0.1.0"
 
-import warnings
+import math as _math
+import warnings as _warnings
 
 # NumPy reports 1/0, log(-1), inf - inf and overflow as RuntimeWarnings attributed to the line
 # that called the ufunc; PyTorch computes the same IEEE results silently. Only warnings from
 # minidl's own modules are silenced: the user's NumPy code keeps its warnings.
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"minidl(\.|$)")
+_warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"minidl(\.|$)")
 
-from minidl import accelerator, autograd, backends, cuda, random, return_types, threads
+# PyTorch's scripting switches and helpers (mixed precision, printing, limits, formats).
+from minidl import (
+    accelerator,
+    amp,
+    autograd,
+    backends,
+    cuda,
+    random,
+    return_types,
+    testing,
+    threads,
+)
+from minidl.amp import autocast
+from minidl.autograd import is_anomaly_enabled
 from minidl.device import device, get_default_device, set_default_device
 from minidl.dtypes import (
     bool_,
+    finfo,
     float32,
     float64,
     get_default_dtype,
+    iinfo,
     int8,
     int16,
     int32,
@@ -40,6 +56,14 @@ from minidl.grad_mode import (
     is_inference_mode_enabled,
     no_grad,
     set_grad_enabled,
+)
+from minidl.memory_format import channels_last, channels_last_3d, contiguous_format, preserve_format
+from minidl.numerics import (
+    are_deterministic_algorithms_enabled,
+    get_float32_matmul_precision,
+    is_deterministic_algorithms_warn_only_enabled,
+    set_float32_matmul_precision,
+    use_deterministic_algorithms,
 )
 from minidl.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from minidl.tensor import (
@@ -70,6 +94,7 @@ from minidl.tensor import (
     randn,
     randn_like,
     randperm,
+    set_printoptions,
     stack,
     tensor,
     vstack,
@@ -77,7 +102,14 @@ from minidl.tensor import (
     zeros,
     zeros_like,
 )
-from minidl.threads import get_num_threads, set_num_threads
+from minidl.threads import (
+    get_num_interop_threads,
+    get_num_threads,
+    set_num_interop_threads,
+    set_num_threads,
+)
+
+e, pi, inf, nan, newaxis = _math.e, _math.pi, _math.inf, _math.nan, None
 
 
 def config() -> dict:

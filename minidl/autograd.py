@@ -244,3 +244,70 @@ def gradcheck(
                 f"(atol={atol}, rtol={rtol})"
             )
     return True
+
+
+def Variable(data: Any, requires_grad: bool = False, volatile: bool = False) -> Tensor:  # noqa: N802
+    """PyTorch's legacy Variable: the tensor itself (a Tensor is a Variable), marked
+    requires_grad when asked; arrays become tensors."""
+    t = data if isinstance(data, Tensor) else Tensor._wrap(np.asarray(data), False)
+    return t.requires_grad_() if requires_grad else t
+
+
+class _AnomalyCheck:
+    """The op observer of anomaly mode (it takes the profiler's slot, graph.state.profiler):
+    forward runs as usual; each backward's results are checked for NaN."""
+
+    def __init__(self, check_nan: bool) -> None:
+        self.check_nan = check_nan
+
+    def forward(self, fn: Any, ctx: Context, arrays: Any, attrs: dict) -> np.ndarray:
+        return fn.forward(ctx, *arrays, **attrs)
+
+    def backward(self, ctx: Context, grad: np.ndarray) -> Any:
+        result = ctx.fn.backward(ctx, grad)
+        if self.check_nan:
+            for i, r in enumerate(result if isinstance(result, tuple) else (result,)):
+                if r is not None and r.dtype.kind == "f" and np.isnan(r).any():
+                    raise RuntimeError(f"Function '{ctx.fn.backward_name()}' returned nan "
+                                       f"values in its {i}th output.")
+        return result
+
+
+def is_anomaly_enabled() -> bool:
+    return isinstance(graph.state.profiler, _AnomalyCheck)
+
+
+class set_detect_anomaly:  # noqa: N801 (PyTorch's name)
+    """Anomaly mode on (mode=True) or off for this thread, as a call or a context manager
+    (restoring the previous mode on exit): each eager backward then raises RuntimeError
+    naming the op whose gradient holds a NaN. Compiled graphs are not checked. It uses the
+    profiler's slot, so it cannot be on while minidl.profile() is."""
+
+    def __init__(self, mode: bool, check_nan: bool = True) -> None:
+        self.previous = graph.state.profiler
+        if self.previous is not None and not isinstance(self.previous, _AnomalyCheck):
+            raise RuntimeError("set_detect_anomaly: minidl.profile() is active in this thread")
+        graph.state.profiler = _AnomalyCheck(check_nan) if mode else None
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        graph.state.profiler = self.previous
+
+
+class detect_anomaly(set_detect_anomaly):  # noqa: N801 (PyTorch's name)
+    """A context manager (or decorator) with anomaly mode on: see set_detect_anomaly."""
+
+    def __init__(self, check_nan: bool = True) -> None:
+        self.check_nan = check_nan
+
+    def __enter__(self) -> None:
+        super().__init__(True, self.check_nan)
+
+    def __call__(self, fn: Callable) -> Callable:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with detect_anomaly(self.check_nan):
+                return fn(*args, **kwargs)
+
+        return wrapped

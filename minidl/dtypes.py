@@ -105,3 +105,39 @@ def result_type(a: Any, b: Any, true_divide: bool = False) -> np.dtype:
     if true_divide and out.kind != "f":
         out = get_default_dtype()
     return out
+
+
+class finfo:  # noqa: N801 (PyTorch's name)
+    """Machine limits of a float dtype (torch.finfo): bits, eps, max, min, tiny
+    (= smallest_normal), resolution; finfo() is the default dtype's."""
+
+    def __init__(self, type: Any = None) -> None:  # noqa: A002 (PyTorch's name)
+        dt = get_default_dtype() if type is None else check_dtype("finfo", type)
+        if dt.kind != "f":
+            raise TypeError(f"finfo: expected a floating point dtype, got {dt}")
+        info = np.finfo(dt)
+        self.dtype = str(dt)
+        self.bits, self.eps = info.bits, float(info.eps)
+        self.resolution = 10.0 ** -info.precision
+        self.max, self.min = float(info.max), float(info.min)
+        self.tiny = self.smallest_normal = float(info.smallest_normal)
+
+    def __repr__(self) -> str:
+        return (f"finfo(resolution={self.resolution}, min={self.min:g}, max={self.max:g}, "
+                f"eps={self.eps:g}, smallest_normal={self.tiny:g}, tiny={self.tiny:g}, "
+                f"dtype={self.dtype})")
+
+
+class iinfo:  # noqa: N801 (PyTorch's name)
+    """Limits of an integer dtype (torch.iinfo): bits, max, min."""
+
+    def __init__(self, type: Any) -> None:  # noqa: A002 (PyTorch's name)
+        dt = check_dtype("iinfo", type)
+        if dt.kind not in "iu":
+            raise TypeError(f"iinfo: {dt} is not an integer dtype")
+        info = np.iinfo(dt)
+        self.dtype = str(dt)
+        self.bits, self.max, self.min = info.bits, int(info.max), int(info.min)
+
+    def __repr__(self) -> str:
+        return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"

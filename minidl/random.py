@@ -6,7 +6,9 @@ whole run reproducible and `get_rng_state()` / `set_rng_state()` let a checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -46,6 +48,21 @@ def set_rng_state(state: dict) -> None:
     if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
         raise ValueError("set_rng_state: expected a PCG64 state dict from get_rng_state()")
     _generator.bit_generator.state = copy.deepcopy(state)
+
+
+@contextlib.contextmanager
+def fork_rng(devices: object = None, enabled: bool = True, _caller: str = "fork_rng",
+             _devices_kw: str = "devices", device_type: str = "cuda") -> Iterator[None]:
+    """Run the block with the global generator's state saved and restored afterwards
+    (torch.random.fork_rng; there are no device generators to fork)."""
+    if not enabled:
+        yield
+        return
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 class Generator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from minidl.dtypes import (
     promote_types,
     result_type,
 )
+from minidl.memory_format import check_memory_format
 from minidl.ops import contiguous
 from minidl.ops.elementwise import sign
 from minidl.ops.reduce import normalize_axes
@@ -44,6 +46,32 @@ _erf = graph.op("erf").apply
 _scatter = graph.op("scatter").apply
 _sqrt = graph.op("sqrt").apply
 _pnorm = graph.op("pnorm").apply
+
+# How tensors print (set_printoptions): PyTorch's "default" profile.
+_PRINT_OPTIONS: dict[str, Any] = {"precision": 4, "threshold": 1000, "edgeitems": 3,
+                                  "linewidth": 80, "sci_mode": None}
+_PRINT_PROFILES = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
+                   "full": (4, sys.maxsize, 3, 80)}
+
+
+def set_printoptions(precision: int | None = None, threshold: float | None = None,
+                     edgeitems: int | None = None, linewidth: int | None = None,
+                     profile: str | None = None, sci_mode: bool | None = None) -> None:
+    """How tensors print, as torch.set_printoptions: digits after the point, the element
+    count above which the middle is elided (edgeitems kept at each end), the line width,
+    a profile ("default", "short", "full") setting all four, and sci_mode (True: always
+    scientific, False: never, None: NumPy's choice). minidl keeps NumPy's number format."""
+    if profile is not None:
+        if profile not in _PRINT_PROFILES:
+            raise ValueError(f"set_printoptions: profile must be one of "
+                             f"{sorted(_PRINT_PROFILES)}, got {profile!r}")
+        keys = ("precision", "threshold", "edgeitems", "linewidth")
+        _PRINT_OPTIONS.update(zip(keys, _PRINT_PROFILES[profile]))
+    for key, value in (("precision", precision), ("threshold", threshold),
+                       ("edgeitems", edgeitems), ("linewidth", linewidth)):
+        if value is not None:
+            _PRINT_OPTIONS[key] = sys.maxsize if value == float("inf") else int(value)
+    _PRINT_OPTIONS["sci_mode"] = sci_mode
 _reciprocal = graph.op("reciprocal").apply
 _clip = graph.op("clip").apply
 _cast = graph.op("cast").apply
@@ -365,8 +393,14 @@ class Tensor:
         return self.data.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, threshold=1000,
-                               prefix="tensor(")
+        o = _PRINT_OPTIONS
+        formatter = None
+        if o["sci_mode"] and self.dtype.kind == "f":
+            formatter = {"float_kind": lambda v: f"{v:.{o['precision']}e}"}
+        body = np.array2string(self.data, separator=", ", precision=o["precision"],
+                               threshold=o["threshold"], edgeitems=o["edgeitems"],
+                               max_line_width=o["linewidth"], suppress_small=o["sci_mode"] is False,
+                               formatter=formatter, prefix="tensor(")
         # PyTorch prints the dtype when it is not what the values would infer.
         inferred = (get_default_dtype(), np.dtype(np.int64), np.dtype(np.bool_))
         extra = f", dtype=minidl.{self.dtype}" if self.dtype not in inferred else ""
@@ -649,10 +683,11 @@ class Tensor:
         return _cast(self, dtype=dt)
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None, non_blocking: bool = False,
-           copy: bool = False) -> Tensor:
+           copy: bool = False, memory_format: Any = None) -> Tensor:
         """to(dtype), to(device), to(device, dtype), to(other_tensor): the tensor with that
         dtype (itself when nothing changes, unless copy=True). Only the CPU exists: any other
-        device raises RuntimeError."""
+        device raises RuntimeError. memory_format: accepted (see minidl.memory_format)."""
+        check_memory_format("to", memory_format)
         for a in args:
             if isinstance(a, Tensor):
                 dtype = a.dtype
@@ -729,8 +764,10 @@ class Tensor:
     def clone(self) -> Tensor:
         return _clone(self)
 
-    def contiguous(self) -> Tensor:
-        """Itself: minidl tensors are always C-contiguous."""
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        """Itself: minidl tensors are always C-contiguous (any memory_format has their
+        values; see minidl.memory_format)."""
+        check_memory_format("contiguous", memory_format)
         return self
 
     def is_contiguous(self) -> bool:

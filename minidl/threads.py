@@ -128,6 +128,21 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+_interop_threads = [1]
+
+
+def set_num_interop_threads(n: int) -> None:
+    """PyTorch's inter-op pool size: minidl runs one op at a time, so the value is kept
+    for get_num_interop_threads and changes nothing. Raises ValueError for n < 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_interop_threads: expected a positive int, got {n!r}")
+    _interop_threads[0] = n
+
+
+def get_num_interop_threads() -> int:
+    return _interop_threads[0]
+
+
 def pool_stats() -> dict[str, int]:
     """The thread pool's contention detector counters since the process started: "caps"
     (another process competed for the cores and the pool ran the next jobs on one thread

@@ -3,10 +3,17 @@ transforms."""
 
 from minidl.data import datasets, sampler, transforms
 from minidl.data.cifar import CIFAR10
-from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from minidl.data.dataset import (
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 from minidl.data.distributed import DistributedSampler
 from minidl.data.idx import IDXFormatError, read_idx, write_idx
-from minidl.data.loader import DataLoader, default_collate
+from minidl.data.loader import DataLoader, default_collate, get_worker_info
 from minidl.data.mnist import KMNIST, MNIST, ChecksumError, DownloadError, FashionMNIST
 
 __all__ = [
@@ -23,7 +30,8 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "DistributedSampler",
-    "DistributedSampler",
+    "IterableDataset",
+    "get_worker_info",
     "DownloadError",
     "FashionMNIST",
     "IDXFormatError",

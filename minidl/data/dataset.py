@@ -74,6 +74,15 @@ class Dataset(ABC):
         return stack_samples(self, indices)
 
 
+class IterableDataset:
+    """A stream of samples: subclasses implement `__iter__` (and `__len__` if they know it).
+    The DataLoader batches what the iterator yields, in order (no shuffle or sampler, as in
+    PyTorch)."""
+
+    def __iter__(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define __iter__()")
+
+
 class TensorDataset(Dataset):
     """Samples are rows of equally long arrays: `ds[i] == (a[i], b[i], ...)`.
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minidl import random as _random
-from minidl.data.dataset import Dataset, Subset
+from minidl.data.dataset import Dataset, IterableDataset, Subset
 from minidl.tensor import Tensor, from_numpy, tensor
 
 
@@ -121,6 +121,17 @@ class DataLoader:
                                  "batch_size, shuffle, sampler, and drop_last")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if isinstance(dataset, IterableDataset):
+            for name, value in (("shuffle", shuffle), ("sampler", sampler),
+                                ("batch_sampler", batch_sampler)):
+                if value:
+                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified "
+                                     f"{name} option, but got {name}={value!r}")
+            if num_workers:
+                raise NotImplementedError(
+                    "DataLoader: num_workers > 0 with an IterableDataset is not supported by "
+                    "minidl (each worker would need its own share of the stream); use "
+                    "num_workers=0")
         if batch_size is None:
             raise NotImplementedError("DataLoader: batch_size=None (unbatched loading) is not "
                                       "supported by minidl; use batch_size=1")
@@ -224,6 +235,9 @@ class DataLoader:
                 and getattr(ds, "transform", None) is None)
 
     def _iterate(self, epoch: int, start: int) -> Iterator[Any]:
+        if isinstance(self.dataset, IterableDataset):
+            yield from self._stream(epoch)
+            return
         batches = self._batches(epoch)[start:]
         if self.num_workers and not self._fast_path():
             if self._workers is None:
@@ -241,6 +255,23 @@ class DataLoader:
                 fields = self._gather(indices)
                 self._batch = b + 1
                 yield fields
+        self._epoch = epoch + 1
+        self._batch = 0
+
+    def _stream(self, epoch: int) -> Iterator[Any]:
+        """An IterableDataset's samples in batches of batch_size, collated (the last one
+        shorter unless drop_last)."""
+        collate = self.collate_fn or default_collate
+        batch: list = []
+        for sample in self.dataset:
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                self._batch += 1
+                yield collate(batch)
+                batch = []
+        if batch and not self.drop_last:
+            self._batch += 1
+            yield collate(batch)
         self._epoch = epoch + 1
         self._batch = 0
 
@@ -283,8 +314,12 @@ class DataLoader:
         """Restore a `state_dict()`; the next iteration continues from that position.
 
         Raises ValueError if the state is malformed or was saved with a different dataset
-        size, batch size, shuffle or drop_last setting.
+        size, batch size, shuffle or drop_last setting; NotImplementedError for an
+        IterableDataset (a stream has no position to return to).
         """
+        if isinstance(self.dataset, IterableDataset):
+            raise NotImplementedError("DataLoader.load_state_dict: an IterableDataset's "
+                                      "position cannot be restored")
         # A sampler with epoch_indices (DistributedSampler) rebuilds any epoch's order.
         resumable_sampler = self.sampler is None or hasattr(self.sampler, "epoch_indices")
         if self.generator is not None or not resumable_sampler or (
@@ -315,14 +350,35 @@ class DataLoader:
         self._resume_pending = batch > 0
 
 
+class WorkerInfo:
+    """What get_worker_info() returns inside a worker: id, num_workers, seed, dataset."""
+
+    def __init__(self, id: int, num_workers: int, seed: int, dataset: Any) -> None:  # noqa: A002
+        self.id, self.num_workers, self.seed, self.dataset = id, num_workers, seed, dataset
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed})"
+
+
+_worker_info: WorkerInfo | None = None
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """This worker's WorkerInfo inside a DataLoader worker process, None in the main one."""
+    return _worker_info
+
+
 def _worker_loop(loader: DataLoader, worker_id: int, base_seed: int, tasks: Any,
                  results: Any) -> None:
     """A worker process: read and collate the batches it is sent until it gets None."""
     from minidl.threads import set_num_threads
 
+    global _worker_info
     # One thread per worker (as PyTorch's workers): N workers already use N cores.
     set_num_threads(1)
-    _random.manual_seed((base_seed + worker_id) % 2**63)
+    seed = (base_seed + worker_id) % 2**63
+    _random.manual_seed(seed)
+    _worker_info = WorkerInfo(worker_id, loader.num_workers, seed, loader.dataset)
     try:
         if loader.worker_init_fn is not None:
             loader.worker_init_fn(worker_id)

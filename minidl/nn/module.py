@@ -17,6 +17,7 @@ import numpy as np
 from minidl import graph
 from minidl.device import check_device, device
 from minidl.dtypes import check_dtype
+from minidl.memory_format import check_memory_format
 from minidl.nn.hooks import BackwardHookState, RemovableHandle
 from minidl.tensor import Tensor, _as_array
 from minidl.tensor import tensor as minidl_tensor
@@ -360,6 +361,7 @@ class Module:
         a float dtype converts every float parameter and buffer in place."""
         dtype = kwargs.pop("dtype", None)
         check_device("Module.to", kwargs.pop("device", None))
+        check_memory_format("Module.to", kwargs.pop("memory_format", None))
         kwargs.pop("non_blocking", None)
         if kwargs:
             raise TypeError(f"Module.to: unexpected arguments {sorted(kwargs)}")
@@ -377,6 +379,14 @@ class Module:
                                 f"got {dt}")
             self._cast_floats(dt)
         return self
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """PyTorch's in-place torch.compile: nothing to change here, since
+        minidl.compile(model) without example inputs runs the model eagerly too (see
+        minidl.compile); the options are checked there."""
+        from minidl.static import compile as _compile
+
+        _compile(self, *args, **kwargs)
 
     def _cast_floats(self, dt: np.dtype) -> None:
         for t in list(self.parameters()) + list(self.buffers()):

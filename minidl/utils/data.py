@@ -1,9 +1,16 @@
 """torch.utils.data's names: Dataset, DataLoader, TensorDataset, Subset, random_split and the
 samplers (they live in minidl.data)."""
 
-from minidl.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from minidl.data.dataset import (
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 from minidl.data.distributed import DistributedSampler
-from minidl.data.loader import DataLoader, default_collate
+from minidl.data.loader import DataLoader, default_collate, get_worker_info
 from minidl.data.sampler import (
     BatchSampler,
     RandomSampler,
@@ -14,6 +21,6 @@ from minidl.data.sampler import (
 )
 
 __all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler",
-           "RandomSampler",
+           "IterableDataset", "RandomSampler", "get_worker_info",
            "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset",
            "WeightedRandomSampler", "default_collate", "random_split"]

@@ -27,6 +27,7 @@ from minidl.nn.activation import (
     Softsign,
     Tanh,
 )
+from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -103,6 +104,7 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "MultiMarginLoss",
+    "MultiheadAttention",
     "NLLLoss",
     "PReLU",
     "Parameter",
@@ -119,6 +121,8 @@ __all__ = [
     "Softplus",
     "Softsign",
     "Tanh",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "Unflatten",
     "functional",
     "init",

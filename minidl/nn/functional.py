@@ -66,7 +66,8 @@ __all__ = [
     "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear",
     "locally_connected2d", "log_softmax", "max_pool2d", "maxout", "mish", "mse_loss",
     "multi_margin_loss", "nll_loss", "normalize", "one_hot", "pad", "prelu", "relu", "relu6",
-    "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign", "tanh",
+    "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax",
+    "softplus", "softsign", "tanh",
 ]
 
 
@@ -335,6 +336,67 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return x
     return _written(x, _dropout(x, p=p), inplace)
+
+
+def additive_mask(name: str, mask: Any, dtype: Any) -> Tensor | None:
+    """An attention mask as the float tensor added to the scores: a bool mask's True entries
+    (for attn_mask of scaled_dot_product_attention: its False ones, see `keep`) become -inf,
+    a float mask is used as it is. None stays None."""
+    if mask is None:
+        return None
+    m = _tensor(mask)
+    if m.dtype == _np.bool_:
+        return Tensor._wrap(_np.where(m.data, -_np.inf, 0.0).astype(dtype), False)
+    if m.dtype.kind != "f":
+        raise TypeError(f"{name}: only bool and float masks are supported, got {m.dtype}")
+    return m.to(dtype)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
+                                 attn_mask: Any = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value, PyTorch's reference ("math") formula.
+
+    query: (..., L, E); key: (..., S, E); value: (..., S, Ev) -> (..., L, Ev). scale defaults
+    to 1 / sqrt(E). attn_mask broadcasts to (..., L, S): bool (True = may attend) or float
+    (added). is_causal masks j > i (no attn_mask then). dropout_p drops attention weights
+    (always, as PyTorch's function does; pass 0 in eval). enable_gqa repeats key/value heads
+    (dim -3) to query's count."""
+    q, k, v = _tensor(query), _tensor(key), _tensor(value)
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError("scaled_dot_product_attention: query, key and value need at least 2 "
+                         f"dims, got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    length, source = q.shape[-2], k.shape[-2]
+    factor = 1.0 / _np.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if enable_gqa and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        if q.shape[-3] % k.shape[-3]:
+            raise ValueError(f"scaled_dot_product_attention: {q.shape[-3]} query heads are not "
+                             f"a multiple of {k.shape[-3]} key heads")
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
+    scores = (q @ k.transpose(-2, -1)) * factor
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("scaled_dot_product_attention: _scaled_dot_product_attention: "
+                               "Explicit attn_mask should not be set when is_causal=True")
+        attn_mask = _np.tril(_np.ones((length, source), dtype=bool))
+    if attn_mask is not None:
+        m = _tensor(attn_mask)
+        # Here a bool mask says where attention is allowed (the opposite of nn.MHA's masks).
+        scores = scores + additive_mask("scaled_dot_product_attention",
+                                        ~m if m.dtype == _np.bool_ else m, scores.dtype)
+    # A row with every score masked gets weights 0, not softmax's NaN (PyTorch's safe
+    # softmax); its scores are replaced first so no NaN reaches the gradient either.
+    dead = _np.isneginf(scores.data).all(axis=-1, keepdims=True)
+    if dead.any():
+        dead_t = Tensor._wrap(_np.broadcast_to(dead, scores.shape).copy(), False)
+        weights = scores.masked_fill(dead_t, 0.0).softmax(-1).masked_fill(dead_t, 0.0)
+    else:
+        weights = scores.softmax(-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, True)
+    return weights @ v
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False

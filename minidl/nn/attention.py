@@ -1,0 +1,238 @@
+"""Attention layers: MultiheadAttention, TransformerEncoderLayer and TransformerEncoder, with
+PyTorch's parameters (names, shapes, initialization), arguments and results, composed from
+minidl's differentiable ops (linear, matmul, softmax), so every gradient is exact."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from minidl.nn import functional as F
+from minidl.nn import init
+from minidl.nn.layers import Dropout, LayerNorm, Linear, empty_parameter, float_dtype
+from minidl.nn.module import Module, ModuleList
+from minidl.tensor import Tensor, cat
+
+__all__ = ["MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer"]
+
+
+class MultiheadAttention(Module):
+    """Attention over num_heads heads of embed_dim // num_heads (Vaswani et al., 2017).
+
+    query: (L, N, E) (batch_first: (N, L, E); unbatched: (L, E)); key, value: (S, N, kdim),
+    (S, N, vdim). Parameters as PyTorch's: in_proj_weight (3E, E) and in_proj_bias (3E,) when
+    kdim == vdim == E, else q_proj_weight, k_proj_weight, v_proj_weight; out_proj (a Linear);
+    bias_k, bias_v (1, 1, E) with add_bias_kv.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False,
+                 kdim: int | None = None, vdim: int | None = None, batch_first: bool = False,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"embed_dim and num_heads must be greater than 0, got "
+                             f"embed_dim={embed_dim} and num_heads={num_heads} instead")
+        if embed_dim % num_heads:
+            raise AssertionError("embed_dim must be divisible by num_heads")
+        dt = float_dtype("MultiheadAttention", dtype, device)
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.kdim = embed_dim if kdim is None else kdim
+        self.vdim = embed_dim if vdim is None else vdim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.batch_first, self.head_dim = batch_first, embed_dim // num_heads
+        self.add_zero_attn = add_zero_attn
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = empty_parameter((3 * embed_dim, embed_dim), dt)
+            for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                self.register_parameter(name, None)
+        else:
+            self.q_proj_weight = empty_parameter((embed_dim, embed_dim), dt)
+            self.k_proj_weight = empty_parameter((embed_dim, self.kdim), dt)
+            self.v_proj_weight = empty_parameter((embed_dim, self.vdim), dt)
+            self.register_parameter("in_proj_weight", None)
+        self.register_parameter("in_proj_bias", empty_parameter((3 * embed_dim,), dt)
+                                if bias else None)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dt)
+        for name in ("bias_k", "bias_v"):
+            self.register_parameter(name, empty_parameter((1, 1, embed_dim), dt)
+                                    if add_bias_kv else None)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for w in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                init.xavier_uniform_(w)
+        if self.in_proj_bias is not None:
+            init.zeros_(self.in_proj_bias)
+            init.zeros_(self.out_proj.bias)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Any = None,
+                need_weights: bool = True, attn_mask: Any = None,
+                average_attn_weights: bool = True, is_causal: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """(attn_output of query's shape, attention weights (N, L, S) averaged over heads,
+        or (N, num_heads, L, S) without average_attn_weights, or None without need_weights).
+        Masks: key_padding_mask (N, S) and attn_mask (L, S) or (N * num_heads, L, S), bool
+        (True = not attended) or float (added to the scores). is_causal is a hint PyTorch
+        requires attn_mask with; the mask given is what applies."""
+        if is_causal and attn_mask is None:
+            raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use "
+                               "the Transformer module method `generate_square_subsequent_mask`"
+                               " to create this mask.")
+        batched = query.ndim == 3
+        if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+            raise ValueError(f"MultiheadAttention: query, key and value must all be 2-d "
+                             f"(unbatched) or 3-d, got shapes {tuple(query.shape)}, "
+                             f"{tuple(key.shape)}, {tuple(value.shape)}")
+        mask = F.additive_mask("attn_mask", attn_mask, query.dtype)
+        pad = F.additive_mask("key_padding_mask", key_padding_mask, query.dtype)
+        if not batched:
+            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            pad = None if pad is None else pad.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        out, weights = self._attend(query, key, value, pad, need_weights, mask,
+                                    average_attn_weights)
+        if not batched:
+            out = out.squeeze(1)
+            weights = None if weights is None else weights.squeeze(0)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor, pad: Tensor | None,
+                need_weights: bool, mask: Tensor | None, average: bool
+                ) -> tuple[Tensor, Tensor | None]:
+        """The batched (L, N, E) computation; masks already additive float tensors."""
+        length, batch, embed = query.shape
+        if embed != self.embed_dim:
+            raise AssertionError(f"was expecting embedding dimension of {self.embed_dim}, but "
+                                 f"got {embed}")
+        heads, head_dim = self.num_heads, self.head_dim
+        b = self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else (
+            b[:embed], b[embed:2 * embed], b[2 * embed:])
+        if self._qkv_same_embed_dim:
+            w = self.in_proj_weight
+            wq, wk, wv = w[:embed], w[embed:2 * embed], w[2 * embed:]
+        else:
+            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        if self.bias_k is not None:
+            k = cat([k, self.bias_k.expand(1, batch, embed)])
+            v = cat([v, self.bias_v.expand(1, batch, embed)])
+            mask = None if mask is None else F.pad(mask, (0, 1))
+            pad = None if pad is None else F.pad(pad, (0, 1))
+        # (L, N, E) -> (N * heads, L, head_dim), PyTorch's layout of the heads.
+        q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
+        k = k.reshape(k.shape[0], batch * heads, head_dim).transpose(0, 1)
+        v = v.reshape(v.shape[0], batch * heads, head_dim).transpose(0, 1)
+        if self.add_zero_attn:
+            zeros = Tensor._wrap(np.zeros((batch * heads, 1, head_dim), q.dtype), False)
+            k, v = cat([k, zeros], dim=1), cat([v, zeros], dim=1)
+            mask = None if mask is None else F.pad(mask, (0, 1))
+            pad = None if pad is None else F.pad(pad, (0, 1))
+        source = k.shape[1]
+        if mask is not None:
+            expected = [(length, source), (batch * heads, length, source)]
+            if tuple(mask.shape) not in expected:
+                raise RuntimeError(f"The shape of the attn_mask is {tuple(mask.shape)}, but "
+                                   f"should be {expected[0]} or {expected[1]}.")
+        if pad is not None:
+            if tuple(pad.shape) != (batch, source):
+                raise AssertionError(f"expecting key_padding_mask shape of {(batch, source)}, "
+                                     f"but got {tuple(pad.shape)}")
+            pad = pad.reshape(batch, 1, 1, source).expand(batch, heads, 1, source).reshape(
+                batch * heads, 1, source)
+            mask = pad if mask is None else mask + pad
+        dropout_p = self.dropout if self.training else 0.0
+        scores = (q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1)
+        if mask is not None:
+            scores = scores + mask
+        weights = scores.softmax(-1)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, dropout_p, True)
+        out = (weights @ v).transpose(0, 1).reshape(length * batch, embed)
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias).reshape(length, batch,
+                                                                              embed)
+        if not need_weights:
+            return out, None
+        weights = weights.reshape(batch, heads, length, source)
+        return out, (weights.mean(dim=1) if average else weights)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention then a feed-forward block (d_model -> dim_feedforward -> d_model), each
+    with dropout, a residual connection and LayerNorm, after (post-norm) or, with
+    norm_first, before each block (PyTorch's layer). activation: "relu", "gelu" or a
+    callable."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Any = F.relu, layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
+        if isinstance(activation, str):
+            if activation not in ("relu", "gelu"):
+                raise RuntimeError(f"activation should be relu/gelu, not {activation}")
+            activation = F.relu if activation == "relu" else F.gelu
+        self.activation = activation
+
+    def forward(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
+                is_causal: bool = False) -> Tensor:
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._ff_block(x))
+
+    def _sa_block(self, x: Tensor, mask: Any, padding: Any, is_causal: bool) -> Tensor:
+        out, _ = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding,
+                                need_weights=False, is_causal=is_causal)
+        return self.dropout1(out)
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoder(Module):
+    """num_layers deep copies of encoder_layer, applied in turn, then the optional norm."""
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int,
+                 norm: Module | None = None, enable_nested_tensor: bool = True,
+                 mask_check: bool = True) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers, self.norm = num_layers, norm
+
+    def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
+                is_causal: bool | None = None) -> Tensor:
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                      is_causal=bool(is_causal))
+        return x if self.norm is None else self.norm(x)
+

@@ -737,3 +737,209 @@ def adaptive_avg_pool2d(input, output_size):
     x = _tensor(input)
     out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
     return _adaptive_avg_pool2d(x, out_size=out_size)
+
+
+# -- the CNN layers past LeNet: transposed convolution, resampling, 1-d forms -----------------
+_conv_transpose2d = _op("conv_transpose2d").apply
+
+
+def conv_transpose2d(input, weight, bias=None, stride: IntPair = 1, padding: IntPair = 0,
+                     output_padding: IntPair = 0, groups: int = 1, dilation: IntPair = 1):
+    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d (note groups
+    before dilation, PyTorch's order): the gradient of conv2d with respect to its input.
+
+    input: (N, C, H, W) or unbatched (C, H, W); weight: (C, OC // groups, KH, KW); bias: (OC,)
+    or None. Returns (N, OC, OH, OW), OH = (H - 1) * stride_h - 2 * padding_h +
+    dilation_h * (KH - 1) + output_padding_h + 1. output_padding must be smaller than the
+    stride or the dilation. Raises TypeError for non-float or mixed dtypes, ValueError for bad
+    shapes or arguments (an output size below 1 among them).
+    """
+    x, weight = _tensor(input), _tensor(weight)
+    bias = None if bias is None else _tensor(bias)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    stride, padding, dilation, groups, out_size, extra = _conv.conv_transpose_arguments(
+        "conv_transpose2d", x.data, weight.data, None if bias is None else bias.data, stride,
+        padding, output_padding, groups, dilation)
+    out = _conv_transpose2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups, out_size=out_size, extra=extra)
+    return out.squeeze(0) if unbatched else out
+
+
+_INTERPOLATE_DIMS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,),
+                     "bilinear": (4,), "trilinear": (5,)}
+
+
+def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False):
+    """Resize the spatial dims of input (N, C, *spatial), as torch.nn.functional.interpolate.
+
+    mode: 'nearest' and 'nearest-exact' (1-3 spatial dims), 'linear' (N, C, L), 'bilinear'
+    (N, C, H, W), 'trilinear' (N, C, D, H, W). size: an int or one per spatial dim; or
+    scale_factor: a float or one per dim, giving floor(in * scale) and (unless
+    recompute_scale_factor) sampling at 1 / scale steps as PyTorch does. align_corners (linear
+    modes only, default False) maps the corner pixels' centres onto each other. Source
+    positions are computed in PyTorch's precision (float32 for the nearest modes, the input's
+    dtype for the linear ones), so the same pixels are picked. Raises ValueError for bad
+    arguments, NotImplementedError for other modes, antialias, or a mode's wrong dim count.
+    """
+    x = _tensor(input)
+    if mode not in _INTERPOLATE_DIMS:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not implemented (only "
+                                  f"{', '.join(_INTERPOLATE_DIMS)})")
+    linear = mode in ("linear", "bilinear", "trilinear")
+    if align_corners is not None and not linear:
+        raise ValueError("interpolate: align_corners option can only be set with the "
+                         "interpolating modes: linear | bilinear | trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not implemented")
+    if x.ndim not in _INTERPOLATE_DIMS[mode]:
+        raise NotImplementedError(
+            f"interpolate: got a {x.ndim}-D input of shape {tuple(x.shape)}, but mode {mode!r} "
+            f"needs {' or '.join(f'{d}-D' for d in _INTERPOLATE_DIMS[mode])} input")
+    if x.dtype.kind != "f":
+        raise TypeError(f"interpolate: expected a float input, got dtype {x.dtype}")
+    in_size = tuple(x.shape[2:])
+    out_size, scales = _interpolate_sizes(in_size, size, scale_factor)
+    if recompute_scale_factor:
+        scales = (None,) * len(in_size)
+    for axis in range(x.ndim - 1, 1, -1):
+        k = axis - 2
+        if linear:
+            x = _resample_linear(x, axis, out_size[k], scales[k], bool(align_corners))
+        else:
+            index = _nearest_index(in_size[k], out_size[k], scales[k], mode == "nearest-exact")
+            x = x.index_select(axis, index)
+    return x
+
+
+def _interpolate_sizes(in_size: tuple, size: Any, scale_factor: Any) -> tuple[tuple, tuple]:
+    """interpolate's output size and the scale per spatial dim (None where size was given)."""
+    dims = len(in_size)
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: " + ("only one of size or scale_factor should be defined"
+                                            if size is not None else
+                                            "either size or scale_factor should be defined"))
+    value = size if size is not None else scale_factor
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+    if len(values) != dims:
+        what = "size" if size is not None else "scale_factor"
+        raise ValueError(f"interpolate: {what} {value!r} must give one value per spatial dim of "
+                         f"the input {list(in_size)} (N, C, d1, ..., dK)")
+    if size is not None:
+        if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"interpolate: size must be ints, got {size!r}")
+        out_size, scales = tuple(int(v) for v in values), (None,) * dims
+    else:
+        scales = tuple(float(v) for v in values)
+        out_size = tuple(int(_np.floor(float(n) * s)) for n, s in zip(in_size, scales))
+    if min(in_size) < 1 or min(out_size) < 1:
+        raise ValueError(f"interpolate: input and output sizes should be greater than 0, got "
+                         f"input {in_size} and output {out_size}")
+    return out_size, scales
+
+
+def _nearest_index(in_n: int, out_n: int, scale: float | None, exact: bool) -> _np.ndarray:
+    """PyTorch's nearest source index per output position, in its float32 arithmetic."""
+    f32 = _np.float32
+    step = f32(1.0 / scale) if scale is not None and scale > 0 else f32(in_n) / f32(out_n)
+    dst = _np.arange(out_n)
+    if exact:
+        src = _np.floor(((dst + 0.5) * _np.float64(step)).astype(f32))
+    elif out_n == in_n:
+        return dst
+    elif out_n == 2 * in_n:
+        return dst >> 1
+    else:
+        src = _np.floor(dst.astype(f32) * step)
+    return _np.minimum(src.astype(_np.int64), in_n - 1)
+
+
+def _resample_linear(x, axis: int, out_n: int, scale: float | None, align_corners: bool):
+    """x linearly resampled along axis to out_n positions, PyTorch's source positions and
+    weights computed in x's dtype: out = x[i0] * (1 - t) + x[i1] * t (separable, so the
+    bilinear value is PyTorch's (x00 w0 + x01 w1) h0 + (x10 w0 + x11 w1) h1)."""
+    in_n = x.shape[axis]
+    dt = x.dtype.type
+    dst = _np.arange(out_n).astype(x.dtype)
+    if align_corners:
+        step = dt(in_n - 1) / dt(out_n - 1) if out_n > 1 else dt(0)
+        src = step * dst
+    else:
+        step = dt(1.0 / scale) if scale is not None and scale > 0 else dt(in_n) / dt(out_n)
+        src = _np.maximum(step * (dst + dt(0.5)) - dt(0.5), dt(0))
+    i0 = _np.minimum(_np.floor(src).astype(_np.int64), in_n - 1)
+    t = _np.clip(src - i0.astype(x.dtype), dt(0), dt(1))
+    i1 = i0 + (i0 < in_n - 1)
+    shape = (-1,) + (1,) * (x.ndim - 1 - axis)
+    w0 = Tensor._wrap((dt(1) - t).reshape(shape), False)
+    w1 = Tensor._wrap(t.reshape(shape), False)
+    return x.index_select(axis, i0) * w0 + x.index_select(axis, i1) * w1
+
+
+def _as_2d(op: str, x: Tensor) -> Tensor:
+    """(N, C, L) as (N, C, 1, L): the 1-d layers run the 2-d ops with a unit height."""
+    if x.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D input (N, C, L), got shape {tuple(x.shape)}")
+    return x.unsqueeze(2)
+
+
+def _int1(op: str, name: str, value: Any) -> Any:
+    """A 1-d layer's int (or 1-sequence) argument as the 2-d op's (1, value) pair; None kept."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-sequence, got {value!r}")
+        value = value[0]
+    return (1, value)
+
+
+def _pad1(op: str, value: Any) -> Any:
+    """A 1-d layer's padding as the 2-d op's (0, value) pair ('same'/'valid' kept)."""
+    pair_ = _int1(op, "padding", value)
+    return pair_ if isinstance(pair_, str) else (0, pair_[1])
+
+
+def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1):
+    """1-D convolution, as torch.nn.functional.conv1d: conv2d on (N, C, 1, L).
+
+    input: (N, C, L); weight: (OC, C // groups, K); bias: (OC,) or None. padding: int,
+    'same' or 'valid'. Returns (N, OC, OL). Raises like conv2d.
+    """
+    x, w = _tensor(input), _tensor(weight)
+    if w.ndim != 3:
+        raise ValueError(f"conv1d: expected a 3-D weight (OC, C/groups, K), got shape "
+                         f"{tuple(w.shape)}")
+    out = conv2d(_as_2d("conv1d", x), w.unsqueeze(2), bias, _int1("conv1d", "stride", stride),
+                 _pad1("conv1d", padding), _int1("conv1d", "dilation", dilation), groups)
+    return out.squeeze(2)
+
+
+def max_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """1-D max pooling, as torch.nn.functional.max_pool1d: max_pool2d on (N, C, 1, L).
+    Returns (N, C, OL), and with return_indices the int64 argmax positions along L."""
+    out = max_pool2d(_as_2d("max_pool1d", _tensor(input)),
+                     _int1("max_pool1d", "kernel_size", kernel_size),
+                     _int1("max_pool1d", "stride", stride), _pad1("max_pool1d", padding),
+                     _int1("max_pool1d", "dilation", dilation), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(2), out[1].squeeze(2)
+    return out.squeeze(2)
+
+
+def avg_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True):
+    """1-D average pooling, as torch.nn.functional.avg_pool1d: avg_pool2d on (N, C, 1, L)."""
+    out = avg_pool2d(_as_2d("avg_pool1d", _tensor(input)),
+                     _int1("avg_pool1d", "kernel_size", kernel_size),
+                     _int1("avg_pool1d", "stride", stride), _pad1("avg_pool1d", padding),
+                     ceil_mode, count_include_pad)
+    return out.squeeze(2)
+
+
+__all__ += ["avg_pool1d", "conv1d", "conv_transpose2d", "interpolate", "max_pool1d"]

@@ -66,6 +66,15 @@ from minidl.nn.module import (
     ParameterList,
     Sequential,
 )
+from minidl.nn.spatial import (
+    AvgPool1d,
+    Conv1d,
+    ConvTranspose2d,
+    MaxPool1d,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
     "ELU",
@@ -125,3 +134,6 @@ __all__ = [
     "utils",
     "parallel",
 ]
+# The spatial layers past LeNet (minidl.nn.spatial).
+__all__ += ["AvgPool1d", "Conv1d", "ConvTranspose2d", "MaxPool1d", "Upsample",
+            "UpsamplingBilinear2d", "UpsamplingNearest2d"]

@@ -67,13 +67,25 @@ from minidl.nn.module import (
     Sequential,
 )
 from minidl.nn.spatial import (
+    AdaptiveMaxPool2d,
     AvgPool1d,
+    ConstantPad1d,
+    ConstantPad2d,
     Conv1d,
     ConvTranspose2d,
+    InstanceNorm2d,
     MaxPool1d,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReplicationPad1d,
+    ReplicationPad2d,
     Upsample,
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
+    ZeroPad1d,
+    ZeroPad2d,
 )
 
 __all__ = [
@@ -135,5 +147,7 @@ __all__ = [
     "parallel",
 ]
 # The spatial layers past LeNet (minidl.nn.spatial).
-__all__ += ["AvgPool1d", "Conv1d", "ConvTranspose2d", "MaxPool1d", "Upsample",
-            "UpsamplingBilinear2d", "UpsamplingNearest2d"]
+__all__ += ["AdaptiveMaxPool2d", "AvgPool1d", "ConstantPad1d", "ConstantPad2d", "Conv1d",
+            "ConvTranspose2d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
+            "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
+            "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]

@@ -173,11 +173,11 @@ def softsign(input: Tensor) -> Tensor:
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
     """PyTorch's F.pad: pad = (left, right[, top, bottom[, front, back, ...]]) from the last
-    dim backwards; negative amounts crop. Only mode "constant" (the others raise
-    NotImplementedError)."""
+    dim backwards; negative amounts crop. Modes "constant" (value, default 0), and "reflect",
+    "replicate", "circular" (see _pad_by_index) for the last 1-3 dims of a 2-5-d input."""
     x = _tensor(input)
     if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r} is not implemented (only 'constant')")
+        return _pad_by_index(x, tuple(int(p) for p in pad), mode, value)
     amounts = tuple(int(p) for p in pad)
     if len(amounts) % 2 or len(amounts) // 2 > x.ndim:
         raise ValueError(f"pad: expected pairs of amounts, at most one per dim of a {x.ndim}-d "
@@ -193,6 +193,48 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = N
         x = x[tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape))]
     return x.pad(tuple((max(b, 0), max(a, 0)) for b, a in widths),
                  value=0.0 if value is None else value)
+
+
+def _pad_by_index(x: Tensor, amounts: tuple, mode: str, value: float | None) -> Tensor:
+    """F.pad's non-constant modes as one index_select per padded dim (its backward sums the
+    gradient of every copy of an entry into it): output position j of a dim of size n (j from
+    -before to n + after - 1) reads j reflected at the edges without repeating them
+    ("reflect", amounts < n) or clamped ("replicate"). "circular" crops the negative amounts
+    first and wraps around what is left (PyTorch's order), amounts at most its size."""
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"pad: unrecognised padding mode {mode!r} (constant, "
+                                  f"reflect, replicate, circular)")
+    if value is not None and value != 0:
+        raise ValueError(f"pad: padding mode {mode!r} doesn't take a value, got {value!r}")
+    dims = len(amounts) // 2
+    if len(amounts) % 2 or dims not in (1, 2, 3) or x.ndim not in (dims + 1, dims + 2):
+        raise NotImplementedError(
+            f"pad: {len(amounts)} amounts are not supported for a {x.ndim}-D input in mode "
+            f"{mode!r}: 2 amounts pad a 2-D or 3-D input, 4 a 3-D or 4-D, 6 a 4-D or 5-D")
+    for k in range(dims):
+        axis = x.ndim - 1 - k
+        n, before, after = x.shape[axis], amounts[2 * k], amounts[2 * k + 1]
+        lo, hi = max(-before, 0), n - max(-after, 0)
+        limit = hi - lo if mode == "circular" else n - 1 if mode == "reflect" else None
+        if n == 0 or limit is not None and max(before, after) > limit:
+            raise ValueError(
+                f"pad: mode {mode!r} needs " + ("a non-empty dim" if n == 0 else
+                                                f"amounts {'<=' if mode == 'circular' else '<'}"
+                                                f" the dim's size") +
+                f"; got ({before}, {after}) for dim {axis} of input {tuple(x.shape)}")
+        if n + before + after < 0:
+            raise ValueError(f"pad: amounts ({before}, {after}) give a negative size for dim "
+                             f"{axis} of input {tuple(x.shape)}")
+        j = _np.arange(-before, n + after)
+        if mode == "reflect":
+            j = _np.abs(j)
+            j = _np.where(j > n - 1, 2 * (n - 1) - j, j)
+        elif mode == "replicate":
+            j = _np.clip(j, 0, n - 1)
+        else:
+            j = lo + _np.arange(-max(before, 0), hi - lo + max(after, 0)) % max(hi - lo, 1)
+        x = x.index_select(axis, j)
+    return x
 
 
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
@@ -942,4 +984,84 @@ def avg_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0,
     return out.squeeze(2)
 
 
-__all__ += ["avg_pool1d", "conv1d", "conv_transpose2d", "interpolate", "max_pool1d"]
+_adaptive_max_pool2d = _op("adaptive_max_pool2d").apply
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
+    """Max pooling to a fixed output size, as torch.nn.functional.adaptive_max_pool2d.
+
+    input: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
+    size. Returns (N, C, OH, OW), and with return_indices also the int64 flat h * W + w
+    positions of the maxima. Raises like adaptive_avg_pool2d.
+    """
+    x = _tensor(input)
+    out_size = _pool.adaptive_out_size("adaptive_max_pool2d", x.data, output_size)
+    sink: list | None = [] if return_indices else None
+    out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink)
+    return (out, Tensor._wrap(sink[0], False)) if return_indices else out
+
+
+def _shuffle_factor(op: str, factor: Any) -> int:
+    if not isinstance(factor, (int, _np.integer)) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"{op}: the factor must be a positive int, got {factor!r}")
+    return int(factor)
+
+
+def pixel_shuffle(input, upscale_factor: int):
+    """(*, C * r**2, H, W) -> (*, C, H * r, W * r), r = upscale_factor: channel
+    c * r**2 + i * r + j becomes pixel (h * r + i, w * r + j) of channel c (PyTorch's order).
+    Raises ValueError for fewer than 3 dims or channels not divisible by r**2."""
+    x = _tensor(input)
+    r = _shuffle_factor("pixel_shuffle", upscale_factor)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ValueError(f"pixel_shuffle: expected an input (*, C * {r * r}, H, W) with channels "
+                         f"divisible by upscale_factor**2 = {r * r}, got shape {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    y = x.reshape((-1, c // (r * r), r, r, h, w)).permute(0, 1, 4, 2, 5, 3)
+    return y.reshape(tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input, downscale_factor: int):
+    """The inverse of pixel_shuffle: (*, C, H * r, W * r) -> (*, C * r**2, H, W). Raises
+    ValueError for fewer than 3 dims or H, W not divisible by r."""
+    x = _tensor(input)
+    r = _shuffle_factor("pixel_unshuffle", downscale_factor)
+    if x.ndim < 3 or x.shape[-2] % r or x.shape[-1] % r:
+        raise ValueError(f"pixel_unshuffle: expected an input (*, C, H, W) with H and W divisible "
+                         f"by downscale_factor = {r}, got shape {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    y = x.reshape((-1, c, h // r, r, w // r, r)).permute(0, 1, 3, 5, 2, 4)
+    return y.reshape(tuple(lead) + (c * r * r, h // r, w // r))
+
+
+def instance_norm(input, running_mean: Any = None, running_var: Any = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None,
+                  use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5):
+    """Normalize each (sample, channel) plane of input (N, C, *spatial) over its spatial
+    entries, as torch.nn.functional.instance_norm: batch_norm of the (1, N * C, *spatial)
+    view with weight and bias (C,) repeated N times. running_mean / running_var (C,) arrays or
+    Tensors, when given, move towards the mean over the batch of the instances' statistics
+    (updated in place); use_input_stats=False normalizes with them instead. Raises ValueError
+    for fewer than 3 dims, or one spatial entry per plane when using the input's statistics."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input (N, C, *spatial) of 3 or more dims, "
+                         f"got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    if use_input_stats and int(_np.prod(x.shape[2:])) == 1:
+        raise ValueError(f"instance_norm: expected more than 1 spatial element when training, "
+                         f"got input size {tuple(x.shape)}")
+    stats = [_optional_array(a) for a in (running_mean, running_var)]
+    tiled = [None if a is None else _np.tile(a, n) for a in stats]
+    out = batch_norm(x.reshape((1, n * c) + tuple(x.shape[2:])), tiled[0], tiled[1],
+                     None if weight is None else _tensor(weight).repeat(n),
+                     None if bias is None else _tensor(bias).repeat(n),
+                     training=use_input_stats, momentum=momentum, eps=eps)
+    for a, t in zip(stats, tiled):
+        if a is not None and use_input_stats and n:
+            a[...] = t.reshape(n, c).mean(axis=0)
+    return out.reshape(x.shape)
+
+
+__all__ += ["adaptive_max_pool2d", "avg_pool1d", "conv1d", "conv_transpose2d", "instance_norm", "interpolate",
+            "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]

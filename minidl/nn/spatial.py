@@ -1,21 +1,28 @@
 """Spatial layers past LeNet: ConvTranspose2d, Conv1d, MaxPool1d, AvgPool1d, Upsample (and
-UpsamplingNearest2d, UpsamplingBilinear2d). Constructor arguments, defaults and
+UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveMaxPool2d, the padding layers
+(Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle, PixelUnshuffle and
+InstanceNorm2d. Constructor arguments, defaults and
 initialization follow PyTorch; `dtype` (float32 by default, or float64) sets the parameters'
 dtype. Each applies one function of minidl.nn.functional.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+import numpy as np
 
 from minidl.nn import functional as F
 from minidl.nn.layers import default_uniform_init, empty_parameter, float_dtype, positive_int
-from minidl.nn.module import Module
+from minidl.nn.module import Module, Parameter
 from minidl.ops.conv import pair
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, tensor
 
-__all__ = ["AvgPool1d", "Conv1d", "ConvTranspose2d", "MaxPool1d", "Upsample",
-           "UpsamplingBilinear2d", "UpsamplingNearest2d"]
+__all__ = ["AdaptiveMaxPool2d", "AvgPool1d", "ConstantPad1d", "ConstantPad2d", "Conv1d",
+           "ConvTranspose2d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
+           "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
+           "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
 
 
 def _channels(op: str, in_channels: Any, out_channels: Any, groups: Any) -> tuple[int, int, int]:
@@ -242,3 +249,189 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed output_size (int or pair, None keeping that input size).
+    x: (N, C, H, W) -> (N, C, *output_size); return_indices makes forward return (values,
+    flat h * W + w positions)."""
+
+    def __init__(self, output_size: Any, return_indices: bool = False) -> None:
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, x: Tensor) -> Any:
+        return F.adaptive_max_pool2d(x, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class _Pad(Module):
+    """F.pad with a fixed mode over the last `dims` dims: padding an int (every side) or
+    2 * dims ints (left, right[, top, bottom]), as PyTorch's padding layers store it."""
+
+    dims = 2
+    mode = "constant"
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__()
+        count = 2 * self.dims
+        if isinstance(padding, (int,)) and not isinstance(padding, bool):
+            padding = (padding,) * count
+        if not isinstance(padding, (tuple, list)) or len(padding) != count or not all(
+                isinstance(p, int) and not isinstance(p, bool) for p in padding):
+            raise ValueError(f"{type(self).__name__}: padding must be an int or {count} ints, "
+                             f"got {padding!r}")
+        self.padding = tuple(padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "constant":
+            return F.pad(x, self.padding, "constant", self.value)
+        return F.pad(x, self.padding, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ConstantPad1d(_Pad):
+    """Pad the last dim of (C, L) or (N, C, L) with `value`."""
+
+    dims = 1
+
+    def __init__(self, padding: Any, value: float) -> None:
+        super().__init__(padding)
+        self.value = float(value)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ConstantPad2d(ConstantPad1d):
+    """Pad the last two dims of (C, H, W) or (N, C, H, W) with `value`."""
+
+    dims = 2
+
+
+class ZeroPad1d(ConstantPad1d):
+    """Pad the last dim with zeros."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ZeroPad2d(ZeroPad1d):
+    """Pad the last two dims with zeros."""
+
+    dims = 2
+
+
+class ReflectionPad1d(_Pad):
+    """Pad the last dim by reflection at its ends (ends not repeated; padding < its size)."""
+
+    dims, mode = 1, "reflect"
+
+
+class ReflectionPad2d(_Pad):
+    """Pad the last two dims by reflection (padding < each size)."""
+
+    dims, mode = 2, "reflect"
+
+
+class ReplicationPad1d(_Pad):
+    """Pad the last dim by repeating its end entries."""
+
+    dims, mode = 1, "replicate"
+
+
+class ReplicationPad2d(_Pad):
+    """Pad the last two dims by repeating their edge entries."""
+
+    dims, mode = 2, "replicate"
+
+
+class PixelShuffle(Module):
+    """(*, C * r**2, H, W) -> (*, C, H * r, W * r), r = upscale_factor (F.pixel_shuffle)."""
+
+    def __init__(self, upscale_factor: int) -> None:
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(x, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    """(*, C, H * r, W * r) -> (*, C * r**2, H, W), r = downscale_factor (F.pixel_unshuffle)."""
+
+    def __init__(self, downscale_factor: int) -> None:
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_unshuffle(x, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"
+
+
+class InstanceNorm2d(Module):
+    """Normalize each (sample, channel) plane of (N, C, H, W) or (C, H, W) over its pixels.
+
+    PyTorch's defaults: affine=False (no weight and bias; with affine, weight starts at 1 and
+    bias, unless bias=False, at 0), track_running_stats=False (always the instance statistics). With tracked
+    statistics, training mode moves running_mean / running_var towards the batch's mean
+    instance statistics by momentum and eval mode normalizes with them. A channel count other
+    than num_features raises ValueError with affine (PyTorch warns without it, and so do we).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = False, track_running_stats: bool = False,
+                 dtype: Any = None, *, bias: bool = True) -> None:
+        super().__init__()
+        name = type(self).__name__
+        dt = float_dtype(name, dtype)
+        self.num_features = positive_int(name, "num_features", num_features)
+        self.eps, self.momentum = eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dt))
+        else:
+            self.register_parameter("weight", None)
+        self.register_parameter(
+            "bias", Parameter(np.zeros(num_features, dtype=dt)) if affine and bias else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", tensor(np.zeros(num_features, dtype=dt)))
+            self.register_buffer("running_var", tensor(np.ones(num_features, dtype=dt)))
+            self.register_buffer("num_batches_tracked", tensor(np.zeros((), dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        name = type(self).__name__
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{name}: expected a 3-D or 4-D input, got shape {tuple(x.shape)}")
+        if x.ndim == 3:
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.shape[1] != self.num_features:
+            message = (f"{name}: expected input's size at dim=1 to match num_features "
+                       f"({self.num_features}), but got {x.shape[1]} (input {tuple(x.shape)})")
+            if self.affine:
+                raise ValueError(message)
+            warnings.warn(message, UserWarning, stacklevel=2)
+        return F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                               self.training or not self.track_running_stats,
+                               0.0 if self.momentum is None else self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")

@@ -260,6 +260,40 @@ def test_conv_transpose2d_onnx_export_matches_onnxruntime(tmp_path, kwargs):
         "ConvTranspose"]
 
 
+@pytest.mark.parametrize("make", [
+    lambda: nn.Upsample(scale_factor=2),
+    lambda: nn.Upsample(size=(7, 9), mode="bilinear"),
+    lambda: nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True),
+    lambda: nn.ReflectionPad2d(2),
+    lambda: nn.ReplicationPad2d((1, 0, 2, 1)),
+    lambda: nn.PixelShuffle(2),
+    lambda: nn.PixelUnshuffle(1),
+])
+def test_composite_layers_export_to_onnx(tmp_path, make):
+    """interpolate and the pad modes are index_select chains (Gather, Mul, Add in ONNX)."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from minidl import onnx as mo
+
+    model = make()
+    x = RNG.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    mo.export(model, (x,), tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (x, x[:1]):
+        (got,) = session.run(None, {session.get_inputs()[0].name: batch})
+        np.testing.assert_allclose(got, model(_t(batch)).data, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("model, name", [(nn.AdaptiveMaxPool2d(2), "AdaptiveMaxPool2d"),
+                                         (nn.InstanceNorm2d(4, affine=True), "Repeat")])
+def test_layers_without_onnx_translation_raise_export_error(tmp_path, model, name):
+    pytest.importorskip("onnx")
+    from minidl.onnx import ExportError, export
+
+    with pytest.raises(ExportError, match=f"{name}: this minidl op has no ONNX translation"):
+        export(model, (np.zeros((1, 4, 4, 4), np.float32),), tmp_path / "m.onnx")
+
+
 # -- interpolate --------------------------------------------------------------------------------
 
 def interpolate_reference(x, out_size, mode, align_corners, scales):
@@ -495,3 +529,242 @@ def test_1d_forms_raise_on_bad_input():
         F.avg_pool1d(np.zeros((1, 2, 3)), (2, 2))
     with pytest.raises(ValueError, match="Conv1d: stride must be an int or a 1-sequence"):
         nn.Conv1d(1, 1, 3, stride=(1, 2))
+
+
+# -- adaptive_max_pool2d ------------------------------------------------------------------------
+
+def adaptive_max_reference(x, out_size):
+    """Per window [floor(i*H/OH), ceil((i+1)*H/OH)): the maximum and its first flat position."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c) + out_size)
+    index = np.empty((n, c) + out_size, dtype=np.int64)
+    for i, j in itertools.product(range(out_size[0]), range(out_size[1])):
+        r0, r1 = i * h // out_size[0], -(-(i + 1) * h // out_size[0])
+        c0, c1 = j * w // out_size[1], -(-(j + 1) * w // out_size[1])
+        window = x[:, :, r0:r1, c0:c1].reshape(n, c, (r1 - r0) * (c1 - c0))
+        k = window.argmax(axis=-1)
+        out[:, :, i, j] = window.max(axis=-1)
+        index[:, :, i, j] = (r0 + k // (c1 - c0)) * w + c0 + k % (c1 - c0)
+    return out, index
+
+
+@pytest.mark.parametrize("shape, output_size", [
+    ((2, 3, 7, 6), (3, 4)), ((2, 3, 5, 5), 1), ((1, 1, 1, 1), (2, 3)), ((2, 2, 10, 3), (4, None)),
+    ((1, 2, 4, 4), 4), ((0, 2, 4, 4), 2),
+])
+def test_adaptive_max_pool2d_matches_reference_and_torch(shape, output_size):
+    x = RNG.permutation(int(np.prod(shape))).reshape(shape) / 7.0  # no ties
+    out, index = F.adaptive_max_pool2d(x, output_size, return_indices=True)
+    ref, ref_index = adaptive_max_reference(x, out.shape[2:])
+    np.testing.assert_array_equal(out.data, ref)
+    np.testing.assert_array_equal(index.data, ref_index)
+    assert index.dtype == np.int64
+    torch = pytest.importorskip("torch")
+    for dtype in (np.float64, np.float32):
+        xd = x.astype(dtype)
+        tx, mx = torch.tensor(xd, requires_grad=True), _t(xd, True)
+        t_out, t_index = torch.nn.functional.adaptive_max_pool2d(tx, output_size, True)
+        m_out = F.adaptive_max_pool2d(mx, output_size)
+        np.testing.assert_array_equal(m_out.data, t_out.detach().numpy())
+        np.testing.assert_array_equal(index.data, t_index.numpy())
+        gy = RNG.standard_normal(m_out.shape).astype(dtype)
+        t_out.backward(torch.tensor(gy))
+        m_out.backward(_t(gy))
+        np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_adaptive_max_pool2d_gradcheck_and_nan():
+    tx = _t(RNG.permutation(2 * 3 * 7 * 6).reshape(2, 3, 7, 6) / 10.0, True)
+    assert gradcheck(lambda t: F.adaptive_max_pool2d(t, (3, 4)), [tx])
+    assert np.abs(tx.grad.data).sum() > 0
+    # A NaN wins its window, the last NaN's position (PyTorch's running-maximum rule).
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan], [0.0, 0.0, 0.0, 0.0]]]])
+    out, index = F.adaptive_max_pool2d(x, 1, return_indices=True)
+    assert np.isnan(out.data).all() and index.data.item() == 3
+    m = nn.AdaptiveMaxPool2d((1, 2), return_indices=True)
+    values, index = m(_t(x))
+    np.testing.assert_array_equal(index.data, [[[[1, 3]]]])
+    with pytest.raises(ValueError, match="adaptive_max_pool2d: expected a 4-D input"):
+        F.adaptive_max_pool2d(np.zeros((2, 3)), 1)
+    with pytest.raises(ValueError, match="output_size must be >= 1"):
+        F.adaptive_max_pool2d(np.zeros((1, 1, 2, 2)), 0)
+
+
+# -- pad modes and the padding layers ----------------------------------------------------------
+
+def pad_reference(x, amounts, mode):
+    """np.pad on the last dims: 'reflect' is NumPy's reflect, 'replicate' its edge, 'circular'
+    its wrap (non-negative amounts)."""
+    widths = [(0, 0)] * x.ndim
+    for k in range(len(amounts) // 2):
+        widths[x.ndim - 1 - k] = (amounts[2 * k], amounts[2 * k + 1])
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
+                                   "circular": "wrap"}[mode])
+
+
+PAD_CASES = [((2, 3, 6), (1, 2)), ((2, 3, 6), (5, 0)), ((2, 1, 4, 5), (1, 2, 3, 0)),
+             ((1, 4, 5), (2, 2, 1, 1)), ((2, 2, 3, 4, 5), (1, 2, 2, 1, 0, 2)), ((3, 4), (3, 1)),
+             ((0, 1, 3, 4), (1, 1, 1, 1))]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape, amounts", PAD_CASES)
+def test_pad_modes_match_numpy_and_gradcheck(mode, shape, amounts):
+    x = RNG.standard_normal(shape)
+    if mode == "circular" and shape[-1] < 5:
+        amounts = tuple(min(a, 3) for a in amounts)
+    np.testing.assert_array_equal(F.pad(x, amounts, mode).data, pad_reference(x, amounts, mode))
+    if x.size:
+        tx = _t(x[:1], True)
+        assert gradcheck(lambda t: F.pad(t, amounts, mode), [tx])
+        assert np.abs(tx.grad.data).sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_modes_match_torch_with_crops(mode):
+    torch = pytest.importorskip("torch")
+    for shape, amounts in PAD_CASES + [((1, 3, 4), (-1, 2)), ((1, 3, 4), (2, -1)),
+                                       ((2, 1, 4, 5), (-2, 1, 1, -1))]:
+        x = RNG.standard_normal(shape)
+        tx, mx = torch.tensor(x, requires_grad=True), _t(x, True)
+        expected = torch.nn.functional.pad(tx, amounts, mode=mode)
+        out = F.pad(mx, amounts, mode)
+        np.testing.assert_array_equal(out.data, expected.detach().numpy())
+        gy = RNG.standard_normal(out.shape)
+        expected.backward(torch.tensor(gy))
+        out.backward(_t(gy))
+        np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode, shape, amounts, error, match", [
+    ("reflect", (1, 3, 4), (4, 0), ValueError, "mode 'reflect' needs amounts < the dim's size"),
+    ("circular", (1, 3, 4), (5, 5), ValueError, "mode 'circular' needs amounts <="),
+    ("replicate", (1, 1, 0, 4), (1, 1, 1, 1), ValueError, "needs a non-empty dim"),
+    ("reflect", (1, 1, 3, 4), (1, 1), NotImplementedError, "2 amounts are not supported for a "
+                                                           "4-D input"),
+    ("reflect", (3,), (1, 1), NotImplementedError, "not supported for a 1-D input"),
+    ("foo", (1, 3, 4), (1, 1), NotImplementedError, "unrecognised padding mode 'foo'"),
+])
+def test_pad_modes_bad_arguments_raise(mode, shape, amounts, error, match):
+    with pytest.raises(error, match=match):
+        F.pad(np.zeros(shape), amounts, mode)
+    with pytest.raises(ValueError, match="doesn't take a value"):
+        F.pad(np.zeros((1, 3, 4)), (1, 1), "reflect", value=1.0)
+
+
+def test_padding_layers_match_torch():
+    torch = pytest.importorskip("torch")
+    x2 = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x1 = RNG.standard_normal((2, 3, 6)).astype(np.float32)
+    for name, args, x in [("ZeroPad2d", (2,), x2), ("ZeroPad2d", ((1, 0, 2, 3),), x2),
+                          ("ConstantPad2d", (1, 3.5), x2), ("ReflectionPad2d", ((1, 2, 3, 0),), x2),
+                          ("ReplicationPad2d", (3,), x2), ("ZeroPad1d", (2,), x1),
+                          ("ConstantPad1d", ((1, 2), -1.0), x1), ("ReflectionPad1d", ((1, 2),), x1),
+                          ("ReplicationPad1d", (3,), x1)]:
+        mine, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+        np.testing.assert_array_equal(mine(_t(x)).data, theirs(torch.tensor(x)).numpy())
+        assert repr(mine) == repr(theirs)
+    with pytest.raises(ValueError, match="ReflectionPad2d: padding must be an int or 4 ints"):
+        nn.ReflectionPad2d((1, 2))
+
+
+# -- pixel shuffle ------------------------------------------------------------------------------
+
+def test_pixel_shuffle_definition_inverse_and_torch():
+    x = RNG.standard_normal((2, 8, 3, 5))
+    out = F.pixel_shuffle(x, 2)
+    assert out.shape == (2, 2, 6, 10)
+    # Channel c * r**2 + i * r + j lands at pixel (h * r + i, w * r + j) of channel c.
+    c, i, j, h, w = 1, 1, 0, 2, 3
+    assert out.data[0, c, h * 2 + i, w * 2 + j] == x[0, c * 4 + i * 2 + j, h, w]
+    np.testing.assert_array_equal(F.pixel_unshuffle(out, 2).data, x)
+    tx = _t(x[:1, :, :2, :2], True)
+    assert gradcheck(lambda t: F.pixel_shuffle(t, 2), [tx])
+    x5 = RNG.standard_normal((3, 2, 2, 6, 4))  # extra leading dims
+    assert F.pixel_unshuffle(x5, 2).shape == (3, 2, 8, 3, 2)
+    np.testing.assert_array_equal(nn.PixelUnshuffle(2)(_t(x5)).data,
+                                  F.pixel_unshuffle(x5, 2).data)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal(out.data, torch.nn.functional.pixel_shuffle(
+        torch.tensor(x), 2).numpy())
+    np.testing.assert_array_equal(F.pixel_unshuffle(x5, 2).data,
+                                  torch.nn.functional.pixel_unshuffle(torch.tensor(x5), 2).numpy())
+    assert repr(nn.PixelShuffle(3)) == repr(torch.nn.PixelShuffle(3))
+
+
+def test_pixel_shuffle_bad_input_raises():
+    with pytest.raises(ValueError, match="channels divisible by upscale_factor"):
+        F.pixel_shuffle(np.zeros((1, 3, 2, 2)), 2)
+    with pytest.raises(ValueError, match="H and W divisible by downscale_factor = 2"):
+        F.pixel_unshuffle(np.zeros((1, 3, 3, 2)), 2)
+    with pytest.raises(ValueError, match="factor must be a positive int"):
+        F.pixel_shuffle(np.zeros((1, 4, 2, 2)), 0)
+
+
+# -- instance norm ------------------------------------------------------------------------------
+
+def test_instance_norm_definition_and_gradcheck():
+    x, w, b = RNG.standard_normal((2, 3, 4, 5)), RNG.standard_normal(3), RNG.standard_normal(3)
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    var = x.var(axis=(2, 3), keepdims=True)
+    ref = (x - mean) / np.sqrt(var + 1e-5) * w[:, None, None] + b[:, None, None]
+    np.testing.assert_allclose(F.instance_norm(x, weight=w, bias=b).data, ref, rtol=1e-12,
+                               atol=1e-12)
+    tx, tw, tb = _t(x[:, :, :2, :3], True), _t(w, True), _t(b, True)
+    assert gradcheck(lambda a, c, d: F.instance_norm(a, weight=c, bias=d), [tx, tw, tb])
+    assert np.abs(tw.grad.data).sum() > 0
+
+
+def test_instance_norm_matches_torch_functional_and_module():
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((2, 3, 4, 5))
+    w, b = RNG.standard_normal(3), RNG.standard_normal(3)
+    rm, rv = np.zeros(3), np.ones(3)
+    trm, trv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    tx, mx = torch.tensor(x, requires_grad=True), _t(x, True)
+    expected = torch.nn.functional.instance_norm(tx, trm, trv, torch.tensor(w), torch.tensor(b),
+                                                 momentum=0.3)
+    out = F.instance_norm(mx, rm, rv, w, b, momentum=0.3)
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rm, trm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12)
+    gy = RNG.standard_normal(x.shape)
+    expected.backward(torch.tensor(gy))
+    out.backward(_t(gy))
+    np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        F.instance_norm(x, rm, rv, w, b, use_input_stats=False).data,
+        torch.nn.functional.instance_norm(torch.tensor(x), trm, trv, torch.tensor(w),
+                                          torch.tensor(b), use_input_stats=False).numpy(),
+        rtol=1e-12, atol=1e-12)
+    xf = x.astype(np.float32)
+    for kwargs in [dict(), dict(affine=True), dict(track_running_stats=True),
+                   dict(affine=True, track_running_stats=True), dict(affine=True, bias=False)]:
+        mine, theirs = nn.InstanceNorm2d(3, **kwargs), torch.nn.InstanceNorm2d(3, **kwargs)
+        assert repr(mine) == repr(theirs)
+        assert sorted(mine.state_dict()) == sorted(theirs.state_dict())
+        for _ in range(2):  # training, then eval (the running statistics when tracked)
+            np.testing.assert_allclose(mine(_t(xf)).data, theirs(torch.tensor(xf)).detach().numpy(),
+                                       rtol=1e-5, atol=1e-5)
+            mine.eval()
+            theirs.eval()
+        if kwargs.get("track_running_stats"):
+            np.testing.assert_allclose(mine.running_var.data, theirs.running_var.numpy(),
+                                       rtol=1e-6)
+    # Unbatched (C, H, W) input, as PyTorch accepts.
+    np.testing.assert_allclose(nn.InstanceNorm2d(3)(_t(xf[0])).data,
+                               torch.nn.InstanceNorm2d(3)(torch.tensor(xf[0])).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_instance_norm_bad_input_raises():
+    with pytest.raises(ValueError, match="expected more than 1 spatial element"):
+        F.instance_norm(np.zeros((2, 3, 1, 1)))
+    with pytest.raises(ValueError, match="instance_norm: expected an input"):
+        F.instance_norm(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="InstanceNorm2d: expected a 3-D or 4-D input"):
+        nn.InstanceNorm2d(3)(_t(np.zeros((2, 3))))
+    with pytest.raises(ValueError, match=r"match num_features \(3\), but got 4"):
+        nn.InstanceNorm2d(3, affine=True)(_t(np.zeros((1, 4, 2, 2), np.float32)))
+    with pytest.warns(UserWarning, match="match num_features"):
+        nn.InstanceNorm2d(3)(_t(np.ones((1, 4, 2, 2), np.float32)))

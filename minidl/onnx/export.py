@@ -429,10 +429,19 @@ _INT64_MAX, _INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
 def _index(em: _Emitter, op: TracedOp) -> None:
     """Basic indexing (ints, slices with steps, None, ...) as Slice, Gather and Unsqueeze;
-    integer-array and boolean indices have no translation here."""
+    one 1-d integer array after whole slices (index_select: interpolate, F.pad's reflect and
+    replicate modes) as a Gather; other integer-array and boolean indices have no
+    translation here."""
     index = op.attrs["index"]
     items = list(index) if isinstance(index, tuple) else [index]
     in_shape = em.shape(op.inputs[0])
+    last = items[-1] if items else None
+    if (isinstance(last, np.ndarray) and last.ndim == 1 and last.dtype.kind in "iu"
+            and all(i == slice(None) for i in items[:-1])):
+        at = len(items) - 1
+        em.node("Gather", [em.input(op, 0), em.constant(last, np.int64, "index")], [em.out(op)],
+                axis=at)
+        return
     if (
         not all(
             i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer)) for i in items

@@ -247,5 +247,7 @@ class AdaptiveMaxPool2dOp(Function):
         grad_x = np.zeros((n * c, h * w), dtype=grad_out.dtype)
         planes = np.arange(n * c)[:, None]
         # np.add.at sums in index order (overlapping windows share entries): deterministic.
-        np.add.at(grad_x, (planes, ctx.index.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+        per_plane = ctx.index.shape[2] * ctx.index.shape[3]
+        np.add.at(grad_x, (planes, ctx.index.reshape(n * c, per_plane)),
+                  grad_out.reshape(n * c, per_plane))
         return grad_x.reshape(ctx.x_shape)

@@ -7,6 +7,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minidl
 from minidl import nn
@@ -768,3 +770,30 @@ def test_instance_norm_bad_input_raises():
         nn.InstanceNorm2d(3, affine=True)(_t(np.zeros((1, 4, 2, 2), np.float32)))
     with pytest.warns(UserWarning, match="match num_features"):
         nn.InstanceNorm2d(3)(_t(np.ones((1, 4, 2, 2), np.float32)))
+
+
+# -- property tests -----------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 2), groups=st.sampled_from([1, 2]), h=st.integers(1, 5),
+       w=st.integers(1, 5), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       data=st.data(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_conv_transpose2d_property_matches_the_definition(n, groups, h, w, k, stride, dilation,
+                                                          data, dtype):
+    extent = [d * (kk - 1) + 1 for d, kk in zip(dilation, k)]
+    sizes = [(size - 1) * s + e for size, s, e in zip((h, w), stride, extent)]
+    padding = tuple(data.draw(st.integers(0, (size - 1) // 2)) for size in sizes)
+    output_padding = tuple(data.draw(st.integers(0, max(s, d) - 1))
+                           for s, d in zip(stride, dilation))
+    x = RNG.standard_normal((n, 2 * groups, h, w))
+    weight = RNG.standard_normal((2 * groups, 3) + k)
+    bias = RNG.standard_normal(3 * groups)
+    out = F.conv_transpose2d(x.astype(dtype), weight.astype(dtype), bias.astype(dtype), stride,
+                             padding, output_padding, groups, dilation)
+    expected = conv_transpose_reference(x, weight, bias, stride, padding, output_padding, groups,
+                                        dilation)
+    assert out.dtype == dtype and out.shape == expected.shape
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out.data, expected, rtol=tol, atol=tol)

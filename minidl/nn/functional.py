@@ -922,66 +922,75 @@ def _resample_linear(x, axis: int, out_n: int, scale: float | None, align_corner
 
 
 def _as_2d(op: str, x: Tensor) -> Tensor:
-    """(N, C, L) as (N, C, 1, L): the 1-d layers run the 2-d ops with a unit height."""
+    """(N, C, L) as (N, C, 1, L): the 1-d layers run the 2-d ops with a unit height (their
+    argument checks too, under the 1-d op's name: shapes in messages are the 4-d views)."""
     if x.ndim != 3:
         raise ValueError(f"{op}: expected a 3-D input (N, C, L), got shape {tuple(x.shape)}")
     return x.unsqueeze(2)
 
 
-def _int1(op: str, name: str, value: Any) -> Any:
-    """A 1-d layer's int (or 1-sequence) argument as the 2-d op's (1, value) pair; None kept."""
+def _int1(op: str, name: str, value: Any, height: int = 1) -> Any:
+    """A 1-d layer's int (or 1-sequence) argument as the 2-d op's (height, value) pair;
+    None and 'same'/'valid' kept."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
             raise ValueError(f"{op}: {name} must be an int or a 1-sequence, got {value!r}")
         value = value[0]
-    return (1, value)
-
-
-def _pad1(op: str, value: Any) -> Any:
-    """A 1-d layer's padding as the 2-d op's (0, value) pair ('same'/'valid' kept)."""
-    pair_ = _int1(op, "padding", value)
-    return pair_ if isinstance(pair_, str) else (0, pair_[1])
+    if not isinstance(value, (int, _np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    return (height, int(value))
 
 
 def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            groups: int = 1):
-    """1-D convolution, as torch.nn.functional.conv1d: conv2d on (N, C, 1, L).
+    """1-D convolution, as torch.nn.functional.conv1d: the conv2d op on (N, C, 1, L).
 
     input: (N, C, L); weight: (OC, C // groups, K); bias: (OC,) or None. padding: int,
     'same' or 'valid'. Returns (N, OC, OL). Raises like conv2d.
     """
-    x, w = _tensor(input), _tensor(weight)
+    op = "conv1d"
+    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
     if w.ndim != 3:
-        raise ValueError(f"conv1d: expected a 3-D weight (OC, C/groups, K), got shape "
+        raise ValueError(f"{op}: expected a 3-D weight (OC, C/groups, K), got shape "
                          f"{tuple(w.shape)}")
-    out = conv2d(_as_2d("conv1d", x), w.unsqueeze(2), bias, _int1("conv1d", "stride", stride),
-                 _pad1("conv1d", padding), _int1("conv1d", "dilation", dilation), groups)
-    return out.squeeze(2)
+    w = w.unsqueeze(2)
+    bias = None if bias is None else _tensor(bias)
+    stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
+        op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), groups)
+    return _conv2d(x, w, bias, stride=stride, padding=top_left, dilation=dilation, groups=groups,
+                   out_size=out_size, relu=False).squeeze(2)
 
 
 def max_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                ceil_mode: bool = False, return_indices: bool = False):
-    """1-D max pooling, as torch.nn.functional.max_pool1d: max_pool2d on (N, C, 1, L).
+    """1-D max pooling, as torch.nn.functional.max_pool1d: the max_pool2d op on (N, C, 1, L).
     Returns (N, C, OL), and with return_indices the int64 argmax positions along L."""
-    out = max_pool2d(_as_2d("max_pool1d", _tensor(input)),
-                     _int1("max_pool1d", "kernel_size", kernel_size),
-                     _int1("max_pool1d", "stride", stride), _pad1("max_pool1d", padding),
-                     _int1("max_pool1d", "dilation", dilation), ceil_mode, return_indices)
-    if return_indices:
-        return out[0].squeeze(2), out[1].squeeze(2)
-    return out.squeeze(2)
+    op = "max_pool1d"
+    x = _as_2d(op, _tensor(input))
+    kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
+        op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), ceil_mode)
+    sink: list | None = [] if return_indices else None
+    out = _max_pool2d(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                      out_size=out_size, indices_sink=sink).squeeze(2)
+    # Flat h * W + w positions with h = 0 are the positions along L.
+    return (out, Tensor._wrap(sink[0][:, :, 0], False)) if return_indices else out
 
 
 def avg_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0,
                ceil_mode: bool = False, count_include_pad: bool = True):
-    """1-D average pooling, as torch.nn.functional.avg_pool1d: avg_pool2d on (N, C, 1, L)."""
-    out = avg_pool2d(_as_2d("avg_pool1d", _tensor(input)),
-                     _int1("avg_pool1d", "kernel_size", kernel_size),
-                     _int1("avg_pool1d", "stride", stride), _pad1("avg_pool1d", padding),
-                     ceil_mode, count_include_pad)
-    return out.squeeze(2)
+    """1-D average pooling, as torch.nn.functional.avg_pool1d: the avg_pool2d op on
+    (N, C, 1, L)."""
+    op = "avg_pool1d"
+    x = _as_2d(op, _tensor(input))
+    kernel, stride, padding, _, out_size = _pool.pool_geometry(
+        op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), 1, ceil_mode)
+    return _avg_pool2d(x, kernel=kernel, stride=stride, padding=padding, out_size=out_size,
+                       count_include_pad=bool(count_include_pad)).squeeze(2)
 
 
 _adaptive_max_pool2d = _op("adaptive_max_pool2d").apply

@@ -797,3 +797,37 @@ def test_conv_transpose2d_property_matches_the_definition(n, groups, h, w, k, st
     assert out.dtype == dtype and out.shape == expected.shape
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out.data, expected, rtol=tol, atol=tol)
+
+
+def test_1d_adaptive_pools_and_instance_norm_match_torch():
+    torch = pytest.importorskip("torch")
+    x = RNG.permutation(2 * 3 * 11).reshape(2, 3, 11) / 7.0
+    for size in (4, (1,), 11, 13):
+        tx, mx = torch.tensor(x, requires_grad=True), _t(x, True)
+        t_avg = torch.nn.functional.adaptive_avg_pool1d(tx, size)
+        t_max, t_index = torch.nn.functional.adaptive_max_pool1d(tx, size, return_indices=True)
+        m_avg = F.adaptive_avg_pool1d(mx, size)
+        m_max, m_index = F.adaptive_max_pool1d(mx, size, return_indices=True)
+        np.testing.assert_allclose(m_avg.data, t_avg.detach().numpy(), rtol=1e-12)
+        np.testing.assert_array_equal(m_max.data, t_max.detach().numpy())
+        np.testing.assert_array_equal(m_index.data, t_index.numpy())
+        (t_avg.sum() + (t_max * t_max).sum()).backward()
+        (m_avg.sum() + (m_max * m_max).sum()).backward()
+        np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-12)
+    values, index = nn.AdaptiveMaxPool1d(3, return_indices=True)(_t(x))
+    assert values.shape == index.shape == (2, 3, 3)
+    assert repr(nn.AdaptiveAvgPool1d(3)) == repr(torch.nn.AdaptiveAvgPool1d(3))
+    with pytest.raises(ValueError, match="adaptive_avg_pool1d: output_size must be an int or a"):
+        F.adaptive_avg_pool1d(x, (2, 2))
+    with pytest.raises(ValueError, match="adaptive_max_pool1d: expected a 3-D input"):
+        F.adaptive_max_pool1d(x[0], 2)
+    xf = x.astype(np.float32)
+    for kwargs in [dict(), dict(affine=True, track_running_stats=True)]:
+        mine, theirs = nn.InstanceNorm1d(3, **kwargs), torch.nn.InstanceNorm1d(3, **kwargs)
+        assert repr(mine) == repr(theirs)
+        for batch in (xf, xf[0]):  # batched and unbatched (C, L)
+            np.testing.assert_allclose(mine(_t(batch)).data,
+                                       theirs(torch.tensor(batch)).detach().numpy(),
+                                       rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="InstanceNorm1d: expected a 2-D or 3-D input"):
+        nn.InstanceNorm1d(3)(_t(xf[None]))

@@ -1010,6 +1010,36 @@ def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
     return (out, Tensor._wrap(sink[0], False)) if return_indices else out
 
 
+def _adaptive_size1(op: str, output_size: Any) -> tuple:
+    """A 1-d adaptive pool's output_size (an int or a 1-sequence) as the 2-d op's (1, size)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 1:
+            raise ValueError(f"{op}: output_size must be an int or a 1-sequence, got "
+                             f"{output_size!r}")
+        output_size = output_size[0]
+    return (1, output_size)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average pooling of (N, C, L) to (N, C, output_size): the adaptive_avg_pool2d op on
+    (N, C, 1, L)."""
+    op = "adaptive_avg_pool1d"
+    x = _as_2d(op, _tensor(input))
+    out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
+    return _adaptive_avg_pool2d(x, out_size=out_size).squeeze(2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
+    """Max pooling of (N, C, L) to (N, C, output_size): the adaptive_max_pool2d op on
+    (N, C, 1, L); return_indices adds the int64 positions along L."""
+    op = "adaptive_max_pool1d"
+    x = _as_2d(op, _tensor(input))
+    out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
+    sink: list | None = [] if return_indices else None
+    out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink).squeeze(2)
+    return (out, Tensor._wrap(sink[0][:, :, 0], False)) if return_indices else out
+
+
 def _shuffle_factor(op: str, factor: Any) -> int:
     if not isinstance(factor, (int, _np.integer)) or isinstance(factor, bool) or factor < 1:
         raise ValueError(f"{op}: the factor must be a positive int, got {factor!r}")
@@ -1072,5 +1102,6 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
     return out.reshape(x.shape)
 
 
-__all__ += ["adaptive_max_pool2d", "avg_pool1d", "conv1d", "conv_transpose2d", "instance_norm", "interpolate",
-            "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
+            "conv1d", "conv_transpose2d", "instance_norm", "interpolate", "max_pool1d",
+            "pixel_shuffle", "pixel_unshuffle"]

@@ -1,7 +1,7 @@
 """Spatial layers past LeNet: ConvTranspose2d, Conv1d, MaxPool1d, AvgPool1d, Upsample (and
-UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveMaxPool2d, the padding layers
+UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveAvgPool1d, AdaptiveMaxPool1d/2d, the padding layers
 (Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle, PixelUnshuffle and
-InstanceNorm2d. Constructor arguments, defaults and
+InstanceNorm1d/2d. Constructor arguments, defaults and
 initialization follow PyTorch; `dtype` (float32 by default, or float64) sets the parameters'
 dtype. Each applies one function of minidl.nn.functional.
 """
@@ -19,10 +19,11 @@ from minidl.nn.module import Module, Parameter
 from minidl.ops.conv import pair
 from minidl.tensor import Tensor, tensor
 
-__all__ = ["AdaptiveMaxPool2d", "AvgPool1d", "ConstantPad1d", "ConstantPad2d", "Conv1d",
-           "ConvTranspose2d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
-           "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
-           "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
+__all__ = ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgPool1d",
+           "ConstantPad1d", "ConstantPad2d", "Conv1d", "ConvTranspose2d", "InstanceNorm1d",
+           "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle", "ReflectionPad1d",
+           "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "Upsample",
+           "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
 
 
 def _channels(op: str, in_channels: Any, out_channels: Any, groups: Any) -> tuple[int, int, int]:
@@ -381,8 +382,9 @@ class PixelUnshuffle(Module):
         return f"downscale_factor={self.downscale_factor}"
 
 
-class InstanceNorm2d(Module):
-    """Normalize each (sample, channel) plane of (N, C, H, W) or (C, H, W) over its pixels.
+class _InstanceNorm(Module):
+    """Normalize each (sample, channel) plane of (N, C, *spatial) or unbatched (C, *spatial)
+    over its entries (InstanceNorm1d: one spatial dim, InstanceNorm2d: two).
 
     PyTorch's defaults: affine=False (no weight and bias; with affine, weight starts at 1 and
     bias, unless bias=False, at 0), track_running_stats=False (always the instance statistics). With tracked
@@ -415,11 +417,15 @@ class InstanceNorm2d(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    #: the number of dims of a batched input
+    batched_ndim = 4
+
     def forward(self, x: Tensor) -> Tensor:
         name = type(self).__name__
-        if x.ndim not in (3, 4):
-            raise ValueError(f"{name}: expected a 3-D or 4-D input, got shape {tuple(x.shape)}")
-        if x.ndim == 3:
+        if x.ndim not in (self.batched_ndim - 1, self.batched_ndim):
+            raise ValueError(f"{name}: expected a {self.batched_ndim - 1}-D or "
+                             f"{self.batched_ndim}-D input, got shape {tuple(x.shape)}")
+        if x.ndim == self.batched_ndim - 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if x.shape[1] != self.num_features:
             message = (f"{name}: expected input's size at dim=1 to match num_features "
@@ -435,3 +441,41 @@ class InstanceNorm2d(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization of (N, C, L) or (C, L) over L (see _InstanceNorm)."""
+
+    batched_ndim = 3
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization of (N, C, H, W) or (C, H, W) over H, W (see _InstanceNorm)."""
+
+    batched_ndim = 4
+
+
+class AdaptiveAvgPool1d(Module):
+    """Mean pooling to a fixed output_size.  x: (N, C, L) -> (N, C, output_size)."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool1d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool1d(AdaptiveAvgPool1d):
+    """Max pooling to a fixed output_size.  x: (N, C, L) -> (N, C, output_size);
+    return_indices makes forward return (values, positions along L)."""
+
+    def __init__(self, output_size: Any, return_indices: bool = False) -> None:
+        super().__init__(output_size)
+        self.return_indices = return_indices
+
+    def forward(self, x: Tensor) -> Any:
+        return F.adaptive_max_pool1d(x, self.output_size, self.return_indices)

@@ -432,6 +432,15 @@ def test_interpolate_bad_arguments_raise(kwargs, error, match):
         F.interpolate(np.zeros((1, 1, 3, 3)), **kwargs)
 
 
+def test_interpolate_nearest_copies_integer_images_and_linear_needs_floats():
+    image = RNG.integers(0, 256, (1, 3, 4, 5)).astype(np.uint8)
+    out = F.interpolate(image, scale_factor=2)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out.data, image.repeat(2, axis=2).repeat(2, axis=3))
+    with pytest.raises(TypeError, match="mode 'bilinear' needs a float input, got dtype uint8"):
+        F.interpolate(image, scale_factor=2, mode="bilinear")
+
+
 def test_upsample_modules():
     x = RNG.standard_normal((1, 2, 3, 4))
     np.testing.assert_array_equal(nn.Upsample(scale_factor=2)(_t(x)).data,
@@ -641,7 +650,7 @@ def test_pad_modes_match_torch_with_crops(mode):
 @pytest.mark.parametrize("mode, shape, amounts, error, match", [
     ("reflect", (1, 3, 4), (4, 0), ValueError, "mode 'reflect' needs amounts < the dim's size"),
     ("circular", (1, 3, 4), (5, 5), ValueError, "mode 'circular' needs amounts <="),
-    ("replicate", (1, 1, 0, 4), (1, 1, 1, 1), ValueError, "needs a non-empty dim"),
+    ("replicate", (1, 1, 0, 4), (1, 1, 1, 1), ValueError, "needs a non-empty dim 2"),
     ("reflect", (1, 1, 3, 4), (1, 1), NotImplementedError, "2 amounts are not supported for a "
                                                            "4-D input"),
     ("reflect", (3,), (1, 1), NotImplementedError, "not supported for a 1-D input"),

@@ -216,12 +216,14 @@ def _pad_by_index(x: Tensor, amounts: tuple, mode: str, value: float | None) -> 
         n, before, after = x.shape[axis], amounts[2 * k], amounts[2 * k + 1]
         lo, hi = max(-before, 0), n - max(-after, 0)
         limit = hi - lo if mode == "circular" else n - 1 if mode == "reflect" else None
-        if n == 0 or limit is not None and max(before, after) > limit:
-            raise ValueError(
-                f"pad: mode {mode!r} needs " + ("a non-empty dim" if n == 0 else
-                                                f"amounts {'<=' if mode == 'circular' else '<'}"
-                                                f" the dim's size") +
-                f"; got ({before}, {after}) for dim {axis} of input {tuple(x.shape)}")
+        if n == 0:
+            raise ValueError(f"pad: mode {mode!r} needs a non-empty dim {axis}, got input "
+                             f"{tuple(x.shape)}")
+        if limit is not None and max(before, after) > limit:
+            bound = "<= the dim's size after cropping" if mode == "circular" else (
+                "< the dim's size")
+            raise ValueError(f"pad: mode {mode!r} needs amounts {bound}; got ({before}, "
+                             f"{after}) for dim {axis} of input {tuple(x.shape)}")
         if n + before + after < 0:
             raise ValueError(f"pad: amounts ({before}, {after}) give a negative size for dim "
                              f"{axis} of input {tuple(x.shape)}")
@@ -841,8 +843,8 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
         raise NotImplementedError(
             f"interpolate: got a {x.ndim}-D input of shape {tuple(x.shape)}, but mode {mode!r} "
             f"needs {' or '.join(f'{d}-D' for d in _INTERPOLATE_DIMS[mode])} input")
-    if x.dtype.kind != "f":
-        raise TypeError(f"interpolate: expected a float input, got dtype {x.dtype}")
+    if linear and x.dtype.kind != "f":  # the nearest modes copy entries of any dtype
+        raise TypeError(f"interpolate: mode {mode!r} needs a float input, got dtype {x.dtype}")
     in_size = tuple(x.shape[2:])
     out_size, scales = _interpolate_sizes(in_size, size, scale_factor)
     if recompute_scale_factor:

@@ -235,7 +235,9 @@ def conv_transpose_arguments(op, xa, wa, ba, stride, padding, output_padding, gr
     if xa.dtype != wa.dtype:
         raise TypeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; use one dtype")
     if xa.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {xa.shape}")
+        raise ValueError(
+            f"{op}: expected a 4-D input (N, C, H, W) or a 3-D (C, H, W), got shape {xa.shape}"
+        )
     if wa.ndim != 4:
         raise ValueError(
             f"{op}: expected a 4-D weight (C, OC/groups, KH, KW), got shape {wa.shape}"

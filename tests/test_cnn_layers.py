@@ -840,3 +840,32 @@ def test_1d_adaptive_pools_and_instance_norm_match_torch():
                                        rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="InstanceNorm1d: expected a 2-D or 3-D input"):
         nn.InstanceNorm1d(3)(_t(xf[None]))
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "im2col", "winograd"])
+@pytest.mark.parametrize("cfg", [dict(padding=1), dict(stride=2, padding=1, output_padding=1)])
+def test_conv_transpose2d_on_every_conv_algorithm(algorithm, cfg, monkeypatch):
+    """conv_transpose2d runs on whichever kernels minidl.backends.conv picks for conv2d's
+    passes; each of them gives the definition's values and gradients."""
+    from minidl.backends import conv as backend
+
+    monkeypatch.setattr(backend, "algorithm", algorithm)
+    x = RNG.standard_normal((4, 32, 6, 6)).astype(np.float32)
+    w = (RNG.standard_normal((32, 16, 3, 3)) / 17).astype(np.float32)
+    tx, tw = _t(x, True), _t(w, True)
+    out = F.conv_transpose2d(tx, tw, **cfg)
+    expected = conv_transpose_reference(x.astype(np.float64), w.astype(np.float64), None,
+                                        *_full_cfg(cfg))
+    np.testing.assert_allclose(out.data, expected, rtol=1e-4, atol=1e-4)
+    gy = RNG.standard_normal(out.shape).astype(np.float32)
+    out.backward(_t(gy))
+    # The gradients by the adjoint identities: d<gy, ct(x, w)>/dx = conv2d(gy, w), and the
+    # weight gradient of conv2d(gy, w) against upstream x.
+    gy64 = gy.astype(np.float64)
+    ref_x = F.conv2d(gy64, w.astype(np.float64), stride=cfg.get("stride", 1),
+                     padding=cfg["padding"]).data
+    np.testing.assert_allclose(tx.grad.data, ref_x, rtol=1e-4, atol=1e-4)
+    w64 = _t(w.astype(np.float64), True)
+    (F.conv2d(gy64, w64, stride=cfg.get("stride", 1), padding=cfg["padding"]) * _t(
+        x.astype(np.float64))).sum().backward()
+    np.testing.assert_allclose(tw.grad.data, w64.grad.data, rtol=1e-4, atol=1e-4)

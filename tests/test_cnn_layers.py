@@ -869,3 +869,25 @@ def test_conv_transpose2d_on_every_conv_algorithm(algorithm, cfg, monkeypatch):
     (F.conv2d(gy64, w64, stride=cfg.get("stride", 1), padding=cfg["padding"]) * _t(
         x.astype(np.float64))).sum().backward()
     np.testing.assert_allclose(tw.grad.data, w64.grad.data, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding, dilation", [(2, 1), ("same", 2), ("same", 1), ("valid", 1)])
+def test_conv1d_padding_modes_match_torch(padding_mode, padding, dilation):
+    torch = pytest.importorskip("torch")
+    mine = nn.Conv1d(4, 6, 4, padding=padding, dilation=dilation, padding_mode=padding_mode,
+                     dtype=np.float64)
+    theirs = torch.nn.Conv1d(4, 6, 4, padding=padding, dilation=dilation,
+                             padding_mode=padding_mode, dtype=torch.float64)
+    theirs.weight.data, theirs.bias.data = (torch.tensor(mine.weight.data),
+                                            torch.tensor(mine.bias.data))
+    assert repr(mine) == repr(theirs)
+    x = RNG.standard_normal((2, 4, 9))
+    tx, mx = torch.tensor(x, requires_grad=True), _t(x, True)
+    expected, out = theirs(tx), mine(mx)
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    expected.sum().backward()
+    out.sum().backward()
+    np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="Conv1d: padding_mode must be"):
+        nn.Conv1d(1, 1, 3, padding_mode="mirror")

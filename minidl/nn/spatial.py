@@ -126,7 +126,8 @@ class Conv1d(Module):
 
     weight: (out_channels, in_channels // groups, K); bias: (out_channels,); both
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels // groups * K. padding: int,
-    'same' or 'valid'.
+    'same' or 'valid'; padding_mode 'zeros', or 'reflect', 'replicate', 'circular' (F.pad
+    before an unpadded convolution, as PyTorch does).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
@@ -135,7 +136,9 @@ class Conv1d(Module):
         super().__init__()
         op = "Conv1d"
         dt = float_dtype(op, dtype)
-        _zeros_padding_only(op, padding_mode)
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{op}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
+                             f"'circular', got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = _channels(
             op, in_channels, out_channels, groups)
         self.kernel_size = _single(op, "kernel_size", kernel_size, 1)
@@ -154,21 +157,30 @@ class Conv1d(Module):
                              self.in_channels // self.groups * self.kernel_size[0])
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+        if self.padding_mode == "zeros":
+            return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                            self.groups)
+        if self.padding == "same":  # PyTorch's split: the odd entry at the end
+            total = self.dilation[0] * (self.kernel_size[0] - 1)
+            amounts = (total // 2, total - total // 2)
+        else:
+            amounts = (0, 0) if self.padding == "valid" else self.padding * 2
+        return F.conv1d(F.pad(x, amounts, self.padding_mode), self.weight, self.bias,
+                        self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding != (0,):
-            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else (
-                f", padding={self.padding}")
+        if self.padding != (0,):  # a string without quotes, as PyTorch prints it
+            s += f", padding={self.padding}"
         if self.dilation != (1,):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 

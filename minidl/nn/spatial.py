@@ -1,9 +1,9 @@
 """Spatial layers past LeNet: ConvTranspose2d, Conv1d, MaxPool1d, AvgPool1d, Upsample (and
-UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveAvgPool1d, AdaptiveMaxPool1d/2d, the padding layers
-(Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle, PixelUnshuffle and
-InstanceNorm1d/2d. Constructor arguments, defaults and
-initialization follow PyTorch; `dtype` (float32 by default, or float64) sets the parameters'
-dtype. Each applies one function of minidl.nn.functional.
+UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveAvgPool1d, AdaptiveMaxPool1d/2d, the
+padding layers (Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle,
+PixelUnshuffle and InstanceNorm1d/2d. Constructor arguments, defaults and initialization follow
+PyTorch; `dtype` (float32 by default, or float64) sets the parameters' dtype. Each applies
+functions of minidl.nn.functional.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ def _channels(op: str, in_channels: Any, out_channels: Any, groups: Any) -> tupl
     return in_channels, out_channels, groups
 
 
-def _zeros_padding_only(op: str, padding_mode: str) -> None:
-    if padding_mode != "zeros":
-        raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-
-
 class ConvTranspose2d(Module):
     """2-D transposed convolution.  x: (N, in_channels, H, W) -> (N, out_channels, OH, OW),
     OH = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1.
@@ -57,7 +52,9 @@ class ConvTranspose2d(Module):
         super().__init__()
         op = "ConvTranspose2d"
         dt = float_dtype(op, dtype)
-        _zeros_padding_only(op, padding_mode)
+        if padding_mode != "zeros":  # PyTorch's restriction too
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported, got "
+                             f"{padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = _channels(
             op, in_channels, out_channels, groups)
         self.kernel_size = pair(op, "kernel_size", kernel_size, 1)

@@ -891,3 +891,44 @@ def test_conv1d_padding_modes_match_torch(padding_mode, padding, dilation):
     np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="Conv1d: padding_mode must be"):
         nn.Conv1d(1, 1, 3, padding_mode="mirror")
+
+
+def test_conv_transpose1d_matches_torch_and_the_2d_definition():
+    torch = pytest.importorskip("torch")
+    x, w, b = RNG.standard_normal((2, 4, 7)), RNG.standard_normal((4, 3, 3)), RNG.standard_normal(6)
+    for cfg in [dict(), dict(stride=2, padding=1, output_padding=1, groups=2),
+                dict(stride=3, dilation=2, output_padding=1, groups=2)]:
+        bias = b if cfg.get("groups") else b[:3]
+        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, bias))
+        mx, mw, mb = _t(x, True), _t(w, True), _t(bias, True)
+        expected = torch.nn.functional.conv_transpose1d(tx, tw, tb, **cfg)
+        out = F.conv_transpose1d(mx, mw, mb, **cfg)
+        np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+        gy = RNG.standard_normal(out.shape)
+        expected.backward(torch.tensor(gy))
+        out.backward(_t(gy))
+        for mine, theirs in ((mx, tx), (mw, tw), (mb, tb)):
+            np.testing.assert_allclose(mine.grad.data, theirs.grad.numpy(), rtol=1e-12,
+                                       atol=1e-12)
+    mine = nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)
+    theirs = torch.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)
+    assert mine.weight.shape == tuple(theirs.weight.shape) and repr(mine) == repr(theirs)
+    assert mine(_t(x.astype(np.float32)), output_size=(16,)).shape == (2, 6, 16)
+    with pytest.raises(ValueError, match="ConvTranspose1d: requested an output size of"):
+        mine(_t(x.astype(np.float32)), output_size=(17,))
+    with pytest.raises(ValueError, match="conv_transpose1d: expected a 3-D weight"):
+        F.conv_transpose1d(x, w[..., None])
+    tx = _t(x[:1, :, :3], True)
+    assert gradcheck(lambda t: F.conv_transpose1d(t, w, stride=2), [tx])
+
+
+def test_interpolate_area_is_adaptive_average_pooling():
+    torch = pytest.importorskip("torch")
+    for shape, kwargs in [((2, 3, 7, 6), dict(size=(3, 4))), ((2, 3, 7, 6), dict(scale_factor=0.5)),
+                          ((2, 3, 9), dict(size=4)), ((1, 2, 3, 3), dict(size=(5, 7)))]:
+        x = RNG.standard_normal(shape)
+        expected = torch.nn.functional.interpolate(torch.tensor(x), mode="area", **kwargs)
+        np.testing.assert_allclose(F.interpolate(x, mode="area", **kwargs).data, expected.numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="align_corners option can only be set"):
+        F.interpolate(np.zeros((1, 1, 4, 4)), size=2, mode="area", align_corners=False)

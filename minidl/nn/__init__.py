@@ -74,6 +74,7 @@ from minidl.nn.spatial import (
     ConstantPad1d,
     ConstantPad2d,
     Conv1d,
+    ConvTranspose1d,
     ConvTranspose2d,
     InstanceNorm1d,
     InstanceNorm2d,
@@ -151,7 +152,7 @@ __all__ = [
 ]
 # The spatial layers past LeNet (minidl.nn.spatial).
 __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgPool1d",
-            "ConstantPad1d", "ConstantPad2d", "Conv1d", "ConvTranspose2d", "InstanceNorm1d",
-            "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle", "ReflectionPad1d",
-            "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "Upsample",
-            "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
+            "ConstantPad1d", "ConstantPad2d", "Conv1d", "ConvTranspose1d", "ConvTranspose2d",
+            "InstanceNorm1d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
+            "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
+            "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]

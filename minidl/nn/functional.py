@@ -812,7 +812,7 @@ def conv_transpose2d(input, weight, bias=None, stride: IntPair = 1, padding: Int
 
 
 _INTERPOLATE_DIMS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,),
-                     "bilinear": (4,), "trilinear": (5,)}
+                     "bilinear": (4,), "trilinear": (5,), "area": (3, 4)}
 
 
 def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
@@ -821,7 +821,8 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
     """Resize the spatial dims of input (N, C, *spatial), as torch.nn.functional.interpolate.
 
     mode: 'nearest' and 'nearest-exact' (1-3 spatial dims), 'linear' (N, C, L), 'bilinear'
-    (N, C, H, W), 'trilinear' (N, C, D, H, W). size: an int or one per spatial dim; or
+    (N, C, H, W), 'trilinear' (N, C, D, H, W), 'area' (adaptive average pooling, 1-2 spatial
+    dims). size: an int or one per spatial dim; or
     scale_factor: a float or one per dim, giving floor(in * scale) and (unless
     recompute_scale_factor) sampling at 1 / scale steps as PyTorch does. align_corners (linear
     modes only, default False) maps the corner pixels' centres onto each other. Source
@@ -843,12 +844,14 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
         raise NotImplementedError(
             f"interpolate: got a {x.ndim}-D input of shape {tuple(x.shape)}, but mode {mode!r} "
             f"needs {' or '.join(f'{d}-D' for d in _INTERPOLATE_DIMS[mode])} input")
-    if linear and x.dtype.kind != "f":  # the nearest modes copy entries of any dtype
+    if not mode.startswith("nearest") and x.dtype.kind != "f":  # nearest copies any dtype
         raise TypeError(f"interpolate: mode {mode!r} needs a float input, got dtype {x.dtype}")
     in_size = tuple(x.shape[2:])
     out_size, scales = _interpolate_sizes(in_size, size, scale_factor)
     if recompute_scale_factor:
         scales = (None,) * len(in_size)
+    if mode == "area":  # PyTorch's: the scales only set the output size
+        return (adaptive_avg_pool1d if x.ndim == 3 else adaptive_avg_pool2d)(x, out_size)
     for axis in range(x.ndim - 1, 1, -1):
         k = axis - 2
         if linear:
@@ -964,6 +967,26 @@ def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation
         _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), groups)
     return _conv2d(x, w, bias, stride=stride, padding=top_left, dilation=dilation, groups=groups,
                    out_size=out_size, relu=False).squeeze(2)
+
+
+def conv_transpose1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1):
+    """1-D transposed convolution, as torch.nn.functional.conv_transpose1d: the
+    conv_transpose2d op on (N, C, 1, L). input: (N, C, L); weight: (C, OC // groups, K);
+    bias: (OC,) or None. Returns (N, OC, OL). Raises like conv_transpose2d."""
+    op = "conv_transpose1d"
+    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D weight (C, OC/groups, K), got shape "
+                         f"{tuple(w.shape)}")
+    w = w.unsqueeze(2)
+    bias = None if bias is None else _tensor(bias)
+    stride, padding, dilation, groups, out_size, extra = _conv.conv_transpose_arguments(
+        op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "output_padding", output_padding, 0),
+        groups, _int1(op, "dilation", dilation))
+    return _conv_transpose2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, out_size=out_size, extra=extra).squeeze(2)
 
 
 def max_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
@@ -1105,5 +1128,5 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
 
 
 __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
-            "conv1d", "conv_transpose2d", "instance_norm", "interpolate", "max_pool1d",
-            "pixel_shuffle", "pixel_unshuffle"]
+            "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
+            "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]

@@ -1,4 +1,4 @@
-"""Spatial layers past LeNet: ConvTranspose2d, Conv1d, MaxPool1d, AvgPool1d, Upsample (and
+"""Spatial layers past LeNet: ConvTranspose1d/2d, Conv1d, MaxPool1d, AvgPool1d, Upsample (and
 UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveAvgPool1d, AdaptiveMaxPool1d/2d, the
 padding layers (Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle,
 PixelUnshuffle and InstanceNorm1d/2d. Constructor arguments, defaults and initialization follow
@@ -20,10 +20,10 @@ from minidl.ops.conv import pair
 from minidl.tensor import Tensor, tensor
 
 __all__ = ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgPool1d",
-           "ConstantPad1d", "ConstantPad2d", "Conv1d", "ConvTranspose2d", "InstanceNorm1d",
-           "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle", "ReflectionPad1d",
-           "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "Upsample",
-           "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
+           "ConstantPad1d", "ConstantPad2d", "Conv1d", "ConvTranspose1d", "ConvTranspose2d",
+           "InstanceNorm1d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
+           "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
+           "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
 
 
 def _channels(op: str, in_channels: Any, out_channels: Any, groups: Any) -> tuple[int, int, int]:
@@ -36,32 +36,44 @@ def _channels(op: str, in_channels: Any, out_channels: Any, groups: Any) -> tupl
     return in_channels, out_channels, groups
 
 
-class ConvTranspose2d(Module):
-    """2-D transposed convolution.  x: (N, in_channels, H, W) -> (N, out_channels, OH, OW),
-    OH = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1.
+def _single(op: str, name: str, value: Any, minimum: int) -> int:
+    """An int (or a 1-sequence of one) >= minimum, as PyTorch's 1-d layers store it (a 1-tuple)."""
+    if isinstance(value, (tuple, list)) and len(value) != 1:
+        raise ValueError(f"{op}: {name} must be an int or a 1-sequence, got {value!r}")
+    return pair(op, name, value, minimum)[:1]
 
-    weight: (in_channels, out_channels // groups, KH, KW); bias: (out_channels,); both
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with PyTorch's fan_in = out_channels // groups * KH * KW
-    (its fan-in of the weight's dim 1). forward(x, output_size) picks the output_padding that
-    gives that size (the last two entries of output_size), ValueError when none can.
+
+class _ConvTranspose(Module):
+    """Transposed convolution over the last `dims` dims (ConvTranspose1d: 1, ConvTranspose2d:
+    2).  x: (N, in_channels, *size) -> (N, out_channels, *out), out = (size - 1) * stride -
+    2 * padding + dilation * (kernel - 1) + output_padding + 1 per dim.
+
+    weight: (in_channels, out_channels // groups, *kernel_size); bias: (out_channels,); both
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with PyTorch's fan_in = out_channels // groups *
+    prod(kernel_size) (its fan-in of the weight's dim 1). forward(x, output_size) picks the
+    output_padding that gives that size (the last `dims` entries of output_size), ValueError
+    when none can. padding_mode must be 'zeros', as in PyTorch.
     """
+
+    dims = 2
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
                  dilation: Any = 1, padding_mode: str = "zeros", dtype: Any = None) -> None:
         super().__init__()
-        op = "ConvTranspose2d"
+        op = type(self).__name__
         dt = float_dtype(op, dtype)
-        if padding_mode != "zeros":  # PyTorch's restriction too
+        if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported, got "
                              f"{padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = _channels(
             op, in_channels, out_channels, groups)
-        self.kernel_size = pair(op, "kernel_size", kernel_size, 1)
-        self.stride = pair(op, "stride", stride, 1)
-        self.padding = pair(op, "padding", padding, 0)
-        self.output_padding = pair(op, "output_padding", output_padding, 0)
-        self.dilation = pair(op, "dilation", dilation, 1)
+        size = pair if self.dims == 2 else _single
+        self.kernel_size = size(op, "kernel_size", kernel_size, 1)
+        self.stride = size(op, "stride", stride, 1)
+        self.padding = size(op, "padding", padding, 0)
+        self.output_padding = size(op, "output_padding", output_padding, 0)
+        self.dilation = size(op, "dilation", dilation, 1)
         self.padding_mode = padding_mode
         self.weight = empty_parameter(
             (self.in_channels, self.out_channels // self.groups) + self.kernel_size, dt)
@@ -70,52 +82,60 @@ class ConvTranspose2d(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        fan_in = self.out_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = self.out_channels // self.groups * int(np.prod(self.kernel_size))
         default_uniform_init(self.weight, self.bias, fan_in)
 
     def forward(self, x: Tensor, output_size: Any = None) -> Tensor:
         output_padding = (self.output_padding if output_size is None
                           else self._output_padding(x, output_size))
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+        fn = F.conv_transpose2d if self.dims == 2 else F.conv_transpose1d
+        return fn(x, self.weight, self.bias, self.stride, self.padding, output_padding,
+                  self.groups, self.dilation)
 
-    def _output_padding(self, x: Tensor, output_size: Any) -> tuple[int, int]:
+    def _output_padding(self, x: Tensor, output_size: Any) -> tuple:
         """PyTorch's: the output_padding in [0, stride) that makes the output output_size."""
-        wanted = tuple(int(s) for s in output_size)[-2:]
-        if len(wanted) != 2 or x.ndim < 2:
-            raise ValueError(f"ConvTranspose2d: output_size must end with (OH, OW), got "
+        op, dims = type(self).__name__, self.dims
+        wanted = tuple(int(s) for s in output_size)[-dims:]
+        if len(wanted) != dims or x.ndim < dims:
+            raise ValueError(f"{op}: output_size must end with {dims} sizes, got "
                              f"{output_size!r}")
         result = []
-        for k in range(2):
-            size = x.shape[x.ndim - 2 + k]
+        for k in range(dims):
+            size = x.shape[x.ndim - dims + k]
             smallest = ((size - 1) * self.stride[k] - 2 * self.padding[k]
                         + self.dilation[k] * (self.kernel_size[k] - 1) + 1)
             largest = smallest + self.stride[k] - 1
             if not smallest <= wanted[k] <= largest:
                 raise ValueError(
-                    f"ConvTranspose2d: requested an output size of {wanted}, but valid sizes "
-                    f"range from {smallest} to {largest} in dim {k} (for an input of "
-                    f"{tuple(x.shape[-2:])})")
+                    f"{op}: requested an output size of {wanted}, but valid sizes range from "
+                    f"{smallest} to {largest} in dim {k} (for an input of "
+                    f"{tuple(x.shape[-dims:])})")
             result.append(wanted[k] - smallest)
         return tuple(result)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        for name, default in (("padding", (0, 0)), ("output_padding", (0, 0)),
-                              ("dilation", (1, 1)), ("groups", 1)):
-            if getattr(self, name) != default:
+        for name, default in (("padding", 0), ("output_padding", 0), ("dilation", 1)):
+            if getattr(self, name) != (default,) * self.dims:
                 s += f", {name}={getattr(self, name)}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
 
 
-def _single(op: str, name: str, value: Any, minimum: int) -> int:
-    """An int (or a 1-sequence of one) >= minimum, as PyTorch's 1-d layers store it (a 1-tuple)."""
-    if isinstance(value, (tuple, list)) and len(value) != 1:
-        raise ValueError(f"{op}: {name} must be an int or a 1-sequence, got {value!r}")
-    return pair(op, name, value, minimum)[:1]
+class ConvTranspose1d(_ConvTranspose):
+    """Transposed convolution of (N, in_channels, L) (see _ConvTranspose)."""
+
+    dims = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    """Transposed convolution of (N, in_channels, H, W) (see _ConvTranspose)."""
+
+    dims = 2
 
 
 class Conv1d(Module):

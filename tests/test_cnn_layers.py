@@ -932,3 +932,26 @@ def test_interpolate_area_is_adaptive_average_pooling():
                                    rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="align_corners option can only be set"):
         F.interpolate(np.zeros((1, 1, 4, 4)), size=2, mode="area", align_corners=False)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda t: F.adaptive_max_pool2d(t, (2, 3)),
+    lambda t: F.pad(t, (1, 2, 2, 1), "reflect"),
+    lambda t: F.pad(t, (1, 2, 2, 1), "replicate"),
+    lambda t: F.pixel_unshuffle(t, 2),
+    lambda t: F.instance_norm(t),
+    lambda t: F.interpolate(t, scale_factor=1.5, mode="bilinear"),
+    lambda t: F.conv_transpose2d(t, np.ones((3, 2, 2, 2)), stride=2),
+])
+def test_non_contiguous_inputs_give_the_contiguous_copys_result(fn):
+    base = RNG.standard_normal((2, 3, 6, 4))
+    leaf = _t(base, True)
+    view = leaf.transpose(2, 3)  # (2, 3, 4, 6) from a (2, 3, 6, 4) array
+    copy = _t(np.ascontiguousarray(np.swapaxes(base, 2, 3)), True)
+    out_view, out_copy = fn(view), fn(copy)
+    np.testing.assert_allclose(out_view.data, out_copy.data, rtol=1e-12, atol=1e-12)
+    gy = RNG.standard_normal(out_copy.shape)
+    out_view.backward(_t(gy))
+    out_copy.backward(_t(gy))
+    np.testing.assert_allclose(np.swapaxes(leaf.grad.data, 2, 3), copy.grad.data, rtol=1e-12,
+                               atol=1e-12)

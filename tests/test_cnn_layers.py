@@ -167,7 +167,7 @@ def test_conv_transpose2d_odd_shapes():
     x = RNG.standard_normal((3, 4, 5))
     np.testing.assert_allclose(F.conv_transpose2d(x, w, stride=2).data,
                                F.conv_transpose2d(x[None], w, stride=2).data[0])
-    # A non-contiguous input (a transposed view) gives the contiguous copy's result.
+    # A transposed input (minidl copies it contiguous) gives the transposed array's result.
     base = RNG.standard_normal((2, 3, 6, 5))
     view = _t(base).transpose(2, 3)
     np.testing.assert_allclose(F.conv_transpose2d(view, w).data,
@@ -943,7 +943,8 @@ def test_interpolate_area_is_adaptive_average_pooling():
     lambda t: F.interpolate(t, scale_factor=1.5, mode="bilinear"),
     lambda t: F.conv_transpose2d(t, np.ones((3, 2, 2, 2)), stride=2),
 ])
-def test_non_contiguous_inputs_give_the_contiguous_copys_result(fn):
+def test_transposed_inputs_give_the_transposed_copys_result(fn):
+    # minidl tensors are C-contiguous (a transpose copies); NumPy views passed in are copied too.
     base = RNG.standard_normal((2, 3, 6, 4))
     leaf = _t(base, True)
     view = leaf.transpose(2, 3)  # (2, 3, 4, 6) from a (2, 3, 6, 4) array

@@ -270,6 +270,12 @@ def test_conv_transpose2d_onnx_export_matches_onnxruntime(tmp_path, kwargs):
     lambda: nn.ReplicationPad2d((1, 0, 2, 1)),
     lambda: nn.PixelShuffle(2),
     lambda: nn.PixelUnshuffle(1),
+    # The 1-d layers: the 2-d ops between reshapes.
+    lambda: nn.ConvTranspose1d(4, 2, 3, stride=2),
+    lambda: nn.Conv1d(4, 2, 3, padding=2, padding_mode="reflect"),
+    lambda: nn.MaxPool1d(2),
+    lambda: nn.AvgPool1d(3),
+    lambda: nn.Upsample(scale_factor=2, mode="linear"),
 ])
 def test_composite_layers_export_to_onnx(tmp_path, make):
     """interpolate and the pad modes are index_select chains (Gather, Mul, Add in ONNX)."""
@@ -278,7 +284,9 @@ def test_composite_layers_export_to_onnx(tmp_path, make):
     from minidl import onnx as mo
 
     model = make()
-    x = RNG.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    one_d = isinstance(model, (nn.ConvTranspose1d, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) or (
+        getattr(model, "mode", None) == "linear")
+    x = RNG.standard_normal((2, 4, 9) if one_d else (2, 4, 5, 6)).astype(np.float32)
     mo.export(model, (x,), tmp_path / "m.onnx")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     for batch in (x, x[:1]):

@@ -964,3 +964,22 @@ def test_transposed_inputs_give_the_transposed_copys_result(fn):
     out_copy.backward(_t(gy))
     np.testing.assert_allclose(np.swapaxes(leaf.grad.data, 2, 3), copy.grad.data, rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("name, args, kwargs", [
+    ("Upsample", (), dict(scale_factor=2)),
+    ("Upsample", (), dict(size=(3, 4), mode="bilinear")),
+    ("UpsamplingBilinear2d", (), dict(scale_factor=2)),
+    ("UpsamplingNearest2d", (), dict(size=3)),
+    ("MaxPool1d", (3, 2, 1), {}),
+    ("AvgPool1d", (3, 2, 1), {}),
+    ("AdaptiveMaxPool1d", (3,), {}),
+    ("ConvTranspose2d", (2, 4, 3), dict(stride=2, padding=1, output_padding=1, bias=False)),
+    ("ConvTranspose2d", (2, 4, (2, 3)), dict(dilation=2, groups=2)),
+    ("Conv1d", (2, 4, 3), dict(stride=2, padding=1)),
+    ("Conv1d", (2, 4, 3), dict(padding="same", dilation=2)),
+    ("InstanceNorm2d", (3,), dict(affine=True)),
+])
+def test_reprs_are_pytorchs(name, args, kwargs):
+    torch = pytest.importorskip("torch")
+    assert repr(getattr(nn, name)(*args, **kwargs)) == repr(getattr(torch.nn, name)(*args, **kwargs))

@@ -196,7 +196,8 @@ def test_conv_transpose2d_bad_shapes_and_dtypes_raise():
         F.conv_transpose2d(np.zeros((1, 4, 2, 2)), w, np.zeros(4))
     with pytest.raises(ValueError, match="expected a 4-D input"):
         F.conv_transpose2d(np.zeros((4, 2)), w)
-    with pytest.raises(TypeError, match="input is float32 but weight is float64"):
+    # Mixed float dtypes raise RuntimeError, as conv2d's and PyTorch's.
+    with pytest.raises(RuntimeError, match="input is float32 but weight is float64"):
         F.conv_transpose2d(np.zeros((1, 4, 2, 2), np.float32), w)
     with pytest.raises(TypeError, match="expected a float32 or float64 input"):
         F.conv_transpose2d(np.zeros((1, 4, 2, 2), np.int64), w)
@@ -983,3 +984,27 @@ def test_transposed_inputs_give_the_transposed_copys_result(fn):
 def test_reprs_are_pytorchs(name, args, kwargs):
     torch = pytest.importorskip("torch")
     assert repr(getattr(nn, name)(*args, **kwargs)) == repr(getattr(torch.nn, name)(*args, **kwargs))
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding, dilation", [((2, 1), 1), ("same", (2, 1)), ("valid", 1)])
+def test_conv2d_padding_modes_match_torch(padding_mode, padding, dilation):
+    """Conv2d's padding_mode pads with F.pad's modes, then convolves unpadded (PyTorch's)."""
+    torch = pytest.importorskip("torch")
+    mine = nn.Conv2d(3, 4, (3, 4), padding=padding, dilation=dilation,
+                     padding_mode=padding_mode, dtype=np.float64)
+    theirs = torch.nn.Conv2d(3, 4, (3, 4), padding=padding, dilation=dilation,
+                             padding_mode=padding_mode, dtype=torch.float64)
+    theirs.weight.data, theirs.bias.data = (torch.tensor(mine.weight.data),
+                                            torch.tensor(mine.bias.data))
+    x = RNG.standard_normal((2, 3, 6, 7))
+    tx, mx = torch.tensor(x, requires_grad=True), _t(x, True)
+    expected, out = theirs(tx), mine(mx)
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    gy = RNG.standard_normal(out.shape)
+    expected.backward(torch.tensor(gy))
+    out.backward(_t(gy))
+    np.testing.assert_allclose(mx.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mine.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-12,
+                               atol=1e-12)
+    assert ("padding_mode=" + padding_mode) in repr(mine)

@@ -2,7 +2,8 @@
 UpsamplingNearest2d, UpsamplingBilinear2d), AdaptiveAvgPool1d, AdaptiveMaxPool1d/2d, the
 padding layers (Zero/Constant/Reflection/ReplicationPad1d and 2d), PixelShuffle,
 PixelUnshuffle and InstanceNorm1d/2d. Constructor arguments, defaults and initialization follow
-PyTorch; `dtype` (float32 by default, or float64) sets the parameters' dtype. Each applies
+PyTorch; `dtype` (float32 by default, or float64) sets the parameters' dtype, `device` may only
+name the CPU. Each applies
 functions of minidl.nn.functional.
 """
 
@@ -14,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from minidl.nn import functional as F
-from minidl.nn.layers import default_uniform_init, empty_parameter, float_dtype, positive_int
+from minidl.nn.layers import (
+    _PADDING_MODES,
+    default_uniform_init,
+    empty_parameter,
+    float_dtype,
+    mode_padding,
+    positive_int,
+)
 from minidl.nn.module import Module, Parameter
 from minidl.ops.conv import pair
 from minidl.tensor import Tensor, tensor
@@ -59,10 +67,11 @@ class _ConvTranspose(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
-                 dilation: Any = 1, padding_mode: str = "zeros", dtype: Any = None) -> None:
+                 dilation: Any = 1, padding_mode: str = "zeros", device: Any = None,
+                 dtype: Any = None) -> None:
         super().__init__()
         op = type(self).__name__
-        dt = float_dtype(op, dtype)
+        dt = float_dtype(op, dtype, device)
         if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported, got "
                              f"{padding_mode!r}")
@@ -149,13 +158,14 @@ class Conv1d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", dtype: Any = None) -> None:
+                 padding_mode: str = "zeros", device: Any = None,
+                 dtype: Any = None) -> None:
         super().__init__()
         op = "Conv1d"
-        dt = float_dtype(op, dtype)
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise ValueError(f"{op}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
-                             f"'circular', got {padding_mode!r}")
+        dt = float_dtype(op, dtype, device)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"{op}: padding_mode must be one of {_PADDING_MODES}, got "
+                             f"{padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = _channels(
             op, in_channels, out_channels, groups)
         self.kernel_size = _single(op, "kernel_size", kernel_size, 1)
@@ -177,13 +187,9 @@ class Conv1d(Module):
         if self.padding_mode == "zeros":
             return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                             self.groups)
-        if self.padding == "same":  # PyTorch's split: the odd entry at the end
-            total = self.dilation[0] * (self.kernel_size[0] - 1)
-            amounts = (total // 2, total - total // 2)
-        else:
-            amounts = (0, 0) if self.padding == "valid" else self.padding * 2
-        return F.conv1d(F.pad(x, amounts, self.padding_mode), self.weight, self.bias,
-                        self.stride, 0, self.dilation, self.groups)
+        x = F.pad(x, mode_padding(self.padding, self.kernel_size, self.dilation),
+                  self.padding_mode)
+        return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -424,10 +430,10 @@ class _InstanceNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = False, track_running_stats: bool = False,
-                 dtype: Any = None, *, bias: bool = True) -> None:
+                 device: Any = None, dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
         name = type(self).__name__
-        dt = float_dtype(name, dtype)
+        dt = float_dtype(name, dtype, device)
         self.num_features = positive_int(name, "num_features", num_features)
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats

@@ -233,7 +233,8 @@ def conv_transpose_arguments(op, xa, wa, ba, stride, padding, output_padding, gr
     check_float(op, "input", xa)
     check_float(op, "weight", wa)
     if xa.dtype != wa.dtype:
-        raise TypeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; use one dtype")
+        raise RuntimeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; expected one "
+                           "dtype")
     if xa.ndim != 4:
         raise ValueError(
             f"{op}: expected a 4-D input (N, C, H, W) or a 3-D (C, H, W), got shape {xa.shape}"
@@ -256,7 +257,8 @@ def conv_transpose_arguments(op, xa, wa, ba, stride, padding, output_padding, gr
         )
     if ba is not None:
         if ba.dtype != xa.dtype:
-            raise TypeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; use one dtype")
+            raise RuntimeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; expected one "
+                               "dtype")
         if ba.shape != (ocg * groups,):
             raise ValueError(
                 f"{op}: bias must have shape ({ocg * groups},) for weight {wa.shape} and "

@@ -174,11 +174,11 @@ def softsign(input: Tensor) -> Tensor:
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
     """PyTorch's F.pad: pad = (left, right[, top, bottom[, front, back, ...]]) from the last
-    dim backwards; negative amounts crop. Only mode "constant" (the others raise
-    NotImplementedError)."""
+    dim backwards; negative amounts crop. Modes "constant" (value, default 0), and "reflect",
+    "replicate", "circular" (see _pad_by_index) for the last 1-3 dims of a 2-5-d input."""
     x = _tensor(input)
     if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r} is not implemented (only 'constant')")
+        return _pad_by_index(x, tuple(int(p) for p in pad), mode, value)
     amounts = tuple(int(p) for p in pad)
     if len(amounts) % 2 or len(amounts) // 2 > x.ndim:
         raise ValueError(f"pad: expected pairs of amounts, at most one per dim of a {x.ndim}-d "
@@ -194,6 +194,50 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = N
         x = x[tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape))]
     return x.pad(tuple((max(b, 0), max(a, 0)) for b, a in widths),
                  value=0.0 if value is None else value)
+
+
+def _pad_by_index(x: Tensor, amounts: tuple, mode: str, value: float | None) -> Tensor:
+    """F.pad's non-constant modes as one index_select per padded dim (its backward sums the
+    gradient of every copy of an entry into it): output position j of a dim of size n (j from
+    -before to n + after - 1) reads j reflected at the edges without repeating them
+    ("reflect", amounts < n) or clamped ("replicate"). "circular" crops the negative amounts
+    first and wraps around what is left (PyTorch's order), amounts at most its size."""
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"pad: unrecognised padding mode {mode!r} (constant, "
+                                  f"reflect, replicate, circular)")
+    if value is not None and value != 0:
+        raise ValueError(f"pad: padding mode {mode!r} doesn't take a value, got {value!r}")
+    dims = len(amounts) // 2
+    if len(amounts) % 2 or dims not in (1, 2, 3) or x.ndim not in (dims + 1, dims + 2):
+        raise NotImplementedError(
+            f"pad: {len(amounts)} amounts are not supported for a {x.ndim}-D input in mode "
+            f"{mode!r}: 2 amounts pad a 2-D or 3-D input, 4 a 3-D or 4-D, 6 a 4-D or 5-D")
+    for k in range(dims):
+        axis = x.ndim - 1 - k
+        n, before, after = x.shape[axis], amounts[2 * k], amounts[2 * k + 1]
+        lo, hi = max(-before, 0), n - max(-after, 0)
+        limit = hi - lo if mode == "circular" else n - 1 if mode == "reflect" else None
+        if n == 0:
+            raise ValueError(f"pad: mode {mode!r} needs a non-empty dim {axis}, got input "
+                             f"{tuple(x.shape)}")
+        if limit is not None and max(before, after) > limit:
+            bound = "<= the dim's size after cropping" if mode == "circular" else (
+                "< the dim's size")
+            raise ValueError(f"pad: mode {mode!r} needs amounts {bound}; got ({before}, "
+                             f"{after}) for dim {axis} of input {tuple(x.shape)}")
+        if n + before + after < 0:
+            raise ValueError(f"pad: amounts ({before}, {after}) give a negative size for dim "
+                             f"{axis} of input {tuple(x.shape)}")
+        j = _np.arange(-before, n + after)
+        if mode == "reflect":
+            j = _np.abs(j)
+            j = _np.where(j > n - 1, 2 * (n - 1) - j, j)
+        elif mode == "replicate":
+            j = _np.clip(j, 0, n - 1)
+        else:
+            j = lo + _np.arange(-max(before, 0), hi - lo + max(after, 0)) % max(hi - lo, 1)
+        x = x.index_select(axis, j)
+    return x
 
 
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
@@ -799,3 +843,352 @@ def adaptive_avg_pool2d(input, output_size):
     x = _tensor(input)
     out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
     return _adaptive_avg_pool2d(x, out_size=out_size)
+
+
+# -- the CNN layers past LeNet: transposed convolution, resampling, 1-d forms -----------------
+_conv_transpose2d = _op("conv_transpose2d").apply
+
+
+def conv_transpose2d(input, weight, bias=None, stride: IntPair = 1, padding: IntPair = 0,
+                     output_padding: IntPair = 0, groups: int = 1, dilation: IntPair = 1):
+    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d (note groups
+    before dilation, PyTorch's order): the gradient of conv2d with respect to its input.
+
+    input: (N, C, H, W) or unbatched (C, H, W); weight: (C, OC // groups, KH, KW); bias: (OC,)
+    or None. Returns (N, OC, OH, OW), OH = (H - 1) * stride_h - 2 * padding_h +
+    dilation_h * (KH - 1) + output_padding_h + 1. output_padding must be smaller than the
+    stride or the dilation. Raises TypeError for non-float or mixed dtypes, ValueError for bad
+    shapes or arguments (an output size below 1 among them).
+    """
+    x, weight = _tensor(input), _tensor(weight)
+    bias = None if bias is None else _tensor(bias)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    stride, padding, dilation, groups, out_size, extra = _conv.conv_transpose_arguments(
+        "conv_transpose2d", x.data, weight.data, None if bias is None else bias.data, stride,
+        padding, output_padding, groups, dilation)
+    out = _conv_transpose2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups, out_size=out_size, extra=extra)
+    return out.squeeze(0) if unbatched else out
+
+
+_INTERPOLATE_DIMS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,),
+                     "bilinear": (4,), "trilinear": (5,), "area": (3, 4)}
+
+
+def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False):
+    """Resize the spatial dims of input (N, C, *spatial), as torch.nn.functional.interpolate.
+
+    mode: 'nearest' and 'nearest-exact' (1-3 spatial dims), 'linear' (N, C, L), 'bilinear'
+    (N, C, H, W), 'trilinear' (N, C, D, H, W), 'area' (adaptive average pooling, 1-2 spatial
+    dims). size: an int or one per spatial dim; or
+    scale_factor: a float or one per dim, giving floor(in * scale) and (unless
+    recompute_scale_factor) sampling at 1 / scale steps as PyTorch does. align_corners (linear
+    modes only, default False) maps the corner pixels' centres onto each other. Source
+    positions are computed in PyTorch's precision (float32 for the nearest modes, the input's
+    dtype for the linear ones), so the same pixels are picked. Raises ValueError for bad
+    arguments, NotImplementedError for other modes, antialias, or a mode's wrong dim count.
+    """
+    x = _tensor(input)
+    if mode not in _INTERPOLATE_DIMS:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not implemented (only "
+                                  f"{', '.join(_INTERPOLATE_DIMS)})")
+    linear = mode in ("linear", "bilinear", "trilinear")
+    if align_corners is not None and not linear:
+        raise ValueError("interpolate: align_corners option can only be set with the "
+                         "interpolating modes: linear | bilinear | trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not implemented")
+    if x.ndim not in _INTERPOLATE_DIMS[mode]:
+        raise NotImplementedError(
+            f"interpolate: got a {x.ndim}-D input of shape {tuple(x.shape)}, but mode {mode!r} "
+            f"needs {' or '.join(f'{d}-D' for d in _INTERPOLATE_DIMS[mode])} input")
+    if not mode.startswith("nearest") and x.dtype.kind != "f":  # nearest copies any dtype
+        raise TypeError(f"interpolate: mode {mode!r} needs a float input, got dtype {x.dtype}")
+    in_size = tuple(x.shape[2:])
+    out_size, scales = _interpolate_sizes(in_size, size, scale_factor)
+    if recompute_scale_factor:
+        scales = (None,) * len(in_size)
+    if mode == "area":  # PyTorch's: the scales only set the output size
+        return (adaptive_avg_pool1d if x.ndim == 3 else adaptive_avg_pool2d)(x, out_size)
+    for axis in range(x.ndim - 1, 1, -1):
+        k = axis - 2
+        if linear:
+            x = _resample_linear(x, axis, out_size[k], scales[k], bool(align_corners))
+        else:
+            index = _nearest_index(in_size[k], out_size[k], scales[k], mode == "nearest-exact")
+            x = x.index_select(axis, index)
+    return x
+
+
+def _interpolate_sizes(in_size: tuple, size: Any, scale_factor: Any) -> tuple[tuple, tuple]:
+    """interpolate's output size and the scale per spatial dim (None where size was given)."""
+    dims = len(in_size)
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: " + ("only one of size or scale_factor should be defined"
+                                            if size is not None else
+                                            "either size or scale_factor should be defined"))
+    value = size if size is not None else scale_factor
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+    if len(values) != dims:
+        what = "size" if size is not None else "scale_factor"
+        raise ValueError(f"interpolate: {what} {value!r} must give one value per spatial dim of "
+                         f"the input {list(in_size)} (N, C, d1, ..., dK)")
+    if size is not None:
+        if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"interpolate: size must be ints, got {size!r}")
+        out_size, scales = tuple(int(v) for v in values), (None,) * dims
+    else:
+        scales = tuple(float(v) for v in values)
+        out_size = tuple(int(_np.floor(float(n) * s)) for n, s in zip(in_size, scales))
+    if min(in_size) < 1 or min(out_size) < 1:
+        raise ValueError(f"interpolate: input and output sizes should be greater than 0, got "
+                         f"input {in_size} and output {out_size}")
+    return out_size, scales
+
+
+def _nearest_index(in_n: int, out_n: int, scale: float | None, exact: bool) -> _np.ndarray:
+    """PyTorch's nearest source index per output position, in its float32 arithmetic."""
+    f32 = _np.float32
+    step = f32(1.0 / scale) if scale is not None and scale > 0 else f32(in_n) / f32(out_n)
+    dst = _np.arange(out_n)
+    if exact:
+        src = _np.floor(((dst + 0.5) * _np.float64(step)).astype(f32))
+    elif out_n == in_n:
+        return dst
+    elif out_n == 2 * in_n:
+        return dst >> 1
+    else:
+        src = _np.floor(dst.astype(f32) * step)
+    return _np.minimum(src.astype(_np.int64), in_n - 1)
+
+
+def _resample_linear(x, axis: int, out_n: int, scale: float | None, align_corners: bool):
+    """x linearly resampled along axis to out_n positions, PyTorch's source positions and
+    weights computed in x's dtype: out = x[i0] * (1 - t) + x[i1] * t (separable, so the
+    bilinear value is PyTorch's (x00 w0 + x01 w1) h0 + (x10 w0 + x11 w1) h1)."""
+    in_n = x.shape[axis]
+    dt = x.dtype.type
+    dst = _np.arange(out_n).astype(x.dtype)
+    if align_corners:
+        step = dt(in_n - 1) / dt(out_n - 1) if out_n > 1 else dt(0)
+        src = step * dst
+    else:
+        step = dt(1.0 / scale) if scale is not None and scale > 0 else dt(in_n) / dt(out_n)
+        src = _np.maximum(step * (dst + dt(0.5)) - dt(0.5), dt(0))
+    i0 = _np.minimum(_np.floor(src).astype(_np.int64), in_n - 1)
+    t = _np.clip(src - i0.astype(x.dtype), dt(0), dt(1))
+    i1 = i0 + (i0 < in_n - 1)
+    shape = (-1,) + (1,) * (x.ndim - 1 - axis)
+    w0 = Tensor._wrap((dt(1) - t).reshape(shape), False)
+    w1 = Tensor._wrap(t.reshape(shape), False)
+    return x.index_select(axis, i0) * w0 + x.index_select(axis, i1) * w1
+
+
+def _as_2d(op: str, x: Tensor) -> Tensor:
+    """(N, C, L) as (N, C, 1, L): the 1-d layers run the 2-d ops with a unit height (their
+    argument checks too, under the 1-d op's name: shapes in messages are the 4-d views)."""
+    if x.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D input (N, C, L), got shape {tuple(x.shape)}")
+    return x.unsqueeze(2)
+
+
+def _int1(op: str, name: str, value: Any, height: int = 1) -> Any:
+    """A 1-d layer's int (or 1-sequence) argument as the 2-d op's (height, value) pair;
+    None and 'same'/'valid' kept."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-sequence, got {value!r}")
+        value = value[0]
+    if not isinstance(value, (int, _np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    return (height, int(value))
+
+
+def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1):
+    """1-D convolution, as torch.nn.functional.conv1d: the conv2d op on (N, C, 1, L).
+
+    input: (N, C, L); weight: (OC, C // groups, K); bias: (OC,) or None. padding: int,
+    'same' or 'valid'. Returns (N, OC, OL). Raises like conv2d.
+    """
+    op = "conv1d"
+    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D weight (OC, C/groups, K), got shape "
+                         f"{tuple(w.shape)}")
+    w = w.unsqueeze(2)
+    bias = None if bias is None else _tensor(bias)
+    stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
+        op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), groups)
+    return _conv2d(x, w, bias, stride=stride, padding=top_left, dilation=dilation, groups=groups,
+                   out_size=out_size, relu=False).squeeze(2)
+
+
+def conv_transpose1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1):
+    """1-D transposed convolution, as torch.nn.functional.conv_transpose1d: the
+    conv_transpose2d op on (N, C, 1, L). input: (N, C, L); weight: (C, OC // groups, K);
+    bias: (OC,) or None. Returns (N, OC, OL). Raises like conv_transpose2d."""
+    op = "conv_transpose1d"
+    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D weight (C, OC/groups, K), got shape "
+                         f"{tuple(w.shape)}")
+    w = w.unsqueeze(2)
+    bias = None if bias is None else _tensor(bias)
+    stride, padding, dilation, groups, out_size, extra = _conv.conv_transpose_arguments(
+        op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "output_padding", output_padding, 0),
+        groups, _int1(op, "dilation", dilation))
+    return _conv_transpose2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, out_size=out_size, extra=extra).squeeze(2)
+
+
+def max_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """1-D max pooling, as torch.nn.functional.max_pool1d: the max_pool2d op on (N, C, 1, L).
+    Returns (N, C, OL), and with return_indices the int64 argmax positions along L."""
+    op = "max_pool1d"
+    x = _as_2d(op, _tensor(input))
+    kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
+        op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), ceil_mode)
+    sink: list | None = [] if return_indices else None
+    out = _max_pool2d(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                      out_size=out_size, indices_sink=sink).squeeze(2)
+    # Flat h * W + w positions with h = 0 are the positions along L.
+    return (out, Tensor._wrap(sink[0][:, :, 0], False)) if return_indices else out
+
+
+def avg_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True):
+    """1-D average pooling, as torch.nn.functional.avg_pool1d: the avg_pool2d op on
+    (N, C, 1, L)."""
+    op = "avg_pool1d"
+    x = _as_2d(op, _tensor(input))
+    kernel, stride, padding, _, out_size = _pool.pool_geometry(
+        op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
+        _int1(op, "padding", padding, 0), 1, ceil_mode)
+    return _avg_pool2d(x, kernel=kernel, stride=stride, padding=padding, out_size=out_size,
+                       count_include_pad=bool(count_include_pad)).squeeze(2)
+
+
+_adaptive_max_pool2d = _op("adaptive_max_pool2d").apply
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
+    """Max pooling to a fixed output size, as torch.nn.functional.adaptive_max_pool2d.
+
+    input: (N, C, H, W) float32/float64; output_size: int or (OH, OW), None keeping that input
+    size. Returns (N, C, OH, OW), and with return_indices also the int64 flat h * W + w
+    positions of the maxima. Raises like adaptive_avg_pool2d.
+    """
+    x = _tensor(input)
+    out_size = _pool.adaptive_out_size("adaptive_max_pool2d", x.data, output_size)
+    sink: list | None = [] if return_indices else None
+    out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink)
+    return (out, Tensor._wrap(sink[0], False)) if return_indices else out
+
+
+def _adaptive_size1(op: str, output_size: Any) -> tuple:
+    """A 1-d adaptive pool's output_size (an int or a 1-sequence) as the 2-d op's (1, size)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 1:
+            raise ValueError(f"{op}: output_size must be an int or a 1-sequence, got "
+                             f"{output_size!r}")
+        output_size = output_size[0]
+    return (1, output_size)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average pooling of (N, C, L) to (N, C, output_size): the adaptive_avg_pool2d op on
+    (N, C, 1, L)."""
+    op = "adaptive_avg_pool1d"
+    x = _as_2d(op, _tensor(input))
+    out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
+    return _adaptive_avg_pool2d(x, out_size=out_size).squeeze(2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
+    """Max pooling of (N, C, L) to (N, C, output_size): the adaptive_max_pool2d op on
+    (N, C, 1, L); return_indices adds the int64 positions along L."""
+    op = "adaptive_max_pool1d"
+    x = _as_2d(op, _tensor(input))
+    out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
+    sink: list | None = [] if return_indices else None
+    out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink).squeeze(2)
+    return (out, Tensor._wrap(sink[0][:, :, 0], False)) if return_indices else out
+
+
+def _shuffle_factor(op: str, factor: Any) -> int:
+    if not isinstance(factor, (int, _np.integer)) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"{op}: the factor must be a positive int, got {factor!r}")
+    return int(factor)
+
+
+def pixel_shuffle(input, upscale_factor: int):
+    """(*, C * r**2, H, W) -> (*, C, H * r, W * r), r = upscale_factor: channel
+    c * r**2 + i * r + j becomes pixel (h * r + i, w * r + j) of channel c (PyTorch's order).
+    Raises ValueError for fewer than 3 dims or channels not divisible by r**2."""
+    x = _tensor(input)
+    r = _shuffle_factor("pixel_shuffle", upscale_factor)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ValueError(f"pixel_shuffle: expected an input (*, C * {r * r}, H, W) with channels "
+                         f"divisible by upscale_factor**2 = {r * r}, got shape {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    y = x.reshape((-1, c // (r * r), r, r, h, w)).permute(0, 1, 4, 2, 5, 3)
+    return y.reshape(tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input, downscale_factor: int):
+    """The inverse of pixel_shuffle: (*, C, H * r, W * r) -> (*, C * r**2, H, W). Raises
+    ValueError for fewer than 3 dims or H, W not divisible by r."""
+    x = _tensor(input)
+    r = _shuffle_factor("pixel_unshuffle", downscale_factor)
+    if x.ndim < 3 or x.shape[-2] % r or x.shape[-1] % r:
+        raise ValueError(f"pixel_unshuffle: expected an input (*, C, H, W) with H and W divisible "
+                         f"by downscale_factor = {r}, got shape {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    y = x.reshape((-1, c, h // r, r, w // r, r)).permute(0, 1, 3, 5, 2, 4)
+    return y.reshape(tuple(lead) + (c * r * r, h // r, w // r))
+
+
+def instance_norm(input, running_mean: Any = None, running_var: Any = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None,
+                  use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5):
+    """Normalize each (sample, channel) plane of input (N, C, *spatial) over its spatial
+    entries, as torch.nn.functional.instance_norm: batch_norm of the (1, N * C, *spatial)
+    view with weight and bias (C,) repeated N times. running_mean / running_var (C,) arrays or
+    Tensors, when given, move towards the mean over the batch of the instances' statistics
+    (updated in place); use_input_stats=False normalizes with them instead. Raises ValueError
+    for fewer than 3 dims, or one spatial entry per plane when using the input's statistics."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input (N, C, *spatial) of 3 or more dims, "
+                         f"got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    if use_input_stats and int(_np.prod(x.shape[2:])) == 1:
+        raise ValueError(f"instance_norm: expected more than 1 spatial element when training, "
+                         f"got input size {tuple(x.shape)}")
+    stats = [_optional_array(a) for a in (running_mean, running_var)]
+    tiled = [None if a is None else _np.tile(a, n) for a in stats]
+    out = batch_norm(x.reshape((1, n * c) + tuple(x.shape[2:])), tiled[0], tiled[1],
+                     None if weight is None else _tensor(weight).repeat(n),
+                     None if bias is None else _tensor(bias).repeat(n),
+                     training=use_input_stats, momentum=momentum, eps=eps)
+    for a, t in zip(stats, tiled):
+        if a is not None and use_input_stats and n:
+            a[...] = t.reshape(n, c).mean(axis=0)
+    return out.reshape(x.shape)
+
+
+__all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
+            "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
+            "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]

@@ -46,6 +46,20 @@ def positive_int(op: str, name: str, value: Any) -> int:
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def mode_padding(padding: Any, kernel_size: tuple, dilation: tuple) -> tuple:
+    """F.pad's amounts (last dim first) for a convolution whose padding_mode is not 'zeros':
+    PyTorch pads the input by the mode, then convolves without padding. 'same' puts the odd
+    entry of dilation * (kernel - 1) at the end, as PyTorch does."""
+    amounts: list[int] = []
+    for k in reversed(range(len(kernel_size))):
+        if padding == "same":
+            total = dilation[k] * (kernel_size[k] - 1)
+            amounts += [total // 2, total - total // 2]
+        else:
+            amounts += [0, 0] if padding == "valid" else [padding[k]] * 2
+    return tuple(amounts)
+
+
 def default_uniform_init(weight: Parameter, bias: Parameter | None, fan_in: int) -> None:
     """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)), which is
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same range."""
@@ -241,10 +255,6 @@ class Conv2d(Module):
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"Conv2d: padding_mode must be one of {_PADDING_MODES}, got "
                              f"{padding_mode!r}")
-        if padding_mode != "zeros":
-            raise NotImplementedError(
-                f"Conv2d: padding_mode={padding_mode!r} is not supported yet (only 'zeros'; "
-                "see README, Differences from PyTorch)")
         self.padding_mode = padding_mode
         self.in_channels = positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = positive_int("Conv2d", "out_channels", out_channels)
@@ -271,6 +281,11 @@ class Conv2d(Module):
         default_uniform_init(self.weight, self.bias, fan_in)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.padding_mode != "zeros":
+            x = F.pad(x, mode_padding(self.padding, self.kernel_size, self.dilation),
+                      self.padding_mode)
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation,
+                            self.groups)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                         self.groups)
 
@@ -286,6 +301,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 

@@ -182,6 +182,35 @@ def _conv(em: _Emitter, op: TracedOp) -> None:
     )
 
 
+def _conv_transpose(em: _Emitter, op: TracedOp) -> None:
+    a = op.attrs
+    x, weight = op.inputs[0], op.inputs[1]
+    kernel = em.shape(weight)[2:]
+    # The op keeps out_size; ONNX wants the output_padding that gives it.
+    output_padding = [
+        out - ((size - 1) * s - 2 * p + d * (k - 1) + 1)
+        for out, size, s, p, d, k in zip(
+            a["out_size"], em.shape(x)[2:], a["stride"], a["padding"], a["dilation"], kernel
+        )
+    ]
+    dt = em.out_dtype(op)
+    inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
+    bias = em.input(op, 2, dt)
+    if bias:
+        inputs.append(bias)
+    em.node(
+        "ConvTranspose",
+        inputs,
+        [em.out(op)],
+        kernel_shape=list(kernel),
+        strides=list(a["stride"]),
+        pads=[*a["padding"], *a["padding"]],
+        dilations=list(a["dilation"]),
+        group=a["groups"],
+        output_padding=output_padding,
+    )
+
+
 def _end_pad(size: int, kernel: int, stride: int, begin: int, dilation: int, out: int) -> int:
     """Bottom/right padding giving `out` outputs: the begin padding when that does (PyTorch's
     symmetric int padding), else the exact amount (padding='same' with an even kernel)."""
@@ -400,10 +429,19 @@ _INT64_MAX, _INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
 def _index(em: _Emitter, op: TracedOp) -> None:
     """Basic indexing (ints, slices with steps, None, ...) as Slice, Gather and Unsqueeze;
-    integer-array and boolean indices have no translation here."""
+    one 1-d integer array after whole slices (index_select: interpolate, F.pad's reflect and
+    replicate modes) as a Gather; other integer-array and boolean indices have no
+    translation here."""
     index = op.attrs["index"]
     items = list(index) if isinstance(index, tuple) else [index]
     in_shape = em.shape(op.inputs[0])
+    last = items[-1] if items else None
+    if (isinstance(last, np.ndarray) and last.ndim == 1 and last.dtype.kind in "iu"
+            and all(i == slice(None) for i in items[:-1])):
+        at = len(items) - 1
+        em.node("Gather", [em.input(op, 0), em.constant(last, np.int64, "index")], [em.out(op)],
+                axis=at)
+        return
     if (
         not all(
             i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer)) for i in items
@@ -584,6 +622,7 @@ def _no_equivalent(reason: str) -> Callable:
 # Keyed by the op's registered name (minidl.graph.Function.name).
 TRANSLATIONS: dict[str, Callable] = {
     "conv2d": _conv,
+    "conv_transpose2d": _conv_transpose,
     "max_pool2d": _max_pool,
     "avg_pool2d": _avg_pool,
     "adaptive_avg_pool2d": _adaptive_avg_pool,

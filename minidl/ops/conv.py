@@ -155,3 +155,135 @@ def conv_arguments(op, xa, wa, ba, stride, padding, dilation, groups):
         conv_out_size(w, kw, stride[1], pad_total[1], dilation[1]),
     )
     return stride, top_left, dilation, groups, out_size
+
+
+class ConvTranspose2dOp(Function):
+    """out = conv_transpose2d(x, weight) + bias: the adjoint of conv2d in x, so it runs on
+    conv2d's kernels. Its forward is conv2d's input gradient (x in the place of the output
+    gradient), its input gradient is conv2d's forward and its weight gradient is conv2d's
+    weight gradient with the roles of input and output gradient swapped.
+
+    x: (N, C, H, W); weight: (C, OC // groups, KH, KW); bias: (OC,) or None;
+    out_size = (OH, OW) = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + 1 +
+    output_padding (and the same for W). `extra` = output_padding // stride rows and columns of
+    zeros end x inside the op: with output_padding >= stride (allowed when below the dilation)
+    conv2d of the output has that many more rows than x, and zeros contribute nothing.
+    """
+
+    name = "conv_transpose2d"
+    fresh_gradients = True
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return 2 * size_of(in_shapes[0]) * size_of(in_shapes[1][1:])
+
+    @classmethod
+    def backward_flops(cls, forward_flops: int, needs_input_grad: tuple) -> int:
+        return forward_flops * sum(1 for n in needs_input_grad[:2] if n)
+
+    @staticmethod
+    def forward(
+        ctx: Context, x, weight, bias, *, stride, padding, dilation, groups, out_size, extra
+    ) -> np.ndarray:
+        x, weight = contiguous(x), contiguous(weight)
+        if extra != (0, 0):
+            x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+        out = np.empty((x.shape[0], weight.shape[1] * groups) + out_size, dtype=x.dtype)
+        # conv2d's input-gradient passes read only the shape of their `x` argument (out here).
+        _conv.conv2d_backward(
+            out, weight, x, None, out, None, None, stride, padding, dilation, groups,
+            get_num_threads(),
+        )
+        if bias is not None:
+            out += bias[:, None, None]
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, dilation, groups, extra)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, extra = ctx.geometry
+        need_x, need_w, need_b = ctx.needs_input_grad
+        g = contiguous(grad_out.astype(x.dtype, copy=False))
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = np.empty_like(x)
+            _conv.conv2d_forward(
+                g, weight, None, grad_x, stride, padding, dilation, groups, False,
+                get_num_threads(),
+            )
+            grad_x = grad_x[:, :, : x.shape[2] - extra[0], : x.shape[3] - extra[1]]
+            if extra != (0, 0):
+                grad_x = np.ascontiguousarray(grad_x)
+        if need_w:
+            grad_w = np.empty_like(weight)
+            _conv.conv2d_backward(
+                g, weight, x, None, None, grad_w, None, stride, padding, dilation, groups,
+                get_num_threads(),
+            )
+        if need_b:
+            grad_b = g.sum(axis=(0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+def conv_transpose_arguments(op, xa, wa, ba, stride, padding, output_padding, groups, dilation):
+    """Validated (stride, padding, dilation, groups, out_size, extra) for the conv_transpose2d
+    op from the input, weight and bias arrays (ba None without bias), as PyTorch checks them."""
+    check_float(op, "input", xa)
+    check_float(op, "weight", wa)
+    if xa.dtype != wa.dtype:
+        raise RuntimeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; expected one "
+                           "dtype")
+    if xa.ndim != 4:
+        raise ValueError(
+            f"{op}: expected a 4-D input (N, C, H, W) or a 3-D (C, H, W), got shape {xa.shape}"
+        )
+    if wa.ndim != 4:
+        raise ValueError(
+            f"{op}: expected a 4-D weight (C, OC/groups, KH, KW), got shape {wa.shape}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be an int >= 1, got {groups!r}")
+    groups = int(groups)
+    c, ocg, kh, kw = wa.shape
+    if xa.shape[1] != c:
+        raise ValueError(
+            f"{op}: weight {wa.shape} expects an input with {c} channels, got input {xa.shape}"
+        )
+    if c % groups:
+        raise ValueError(
+            f"{op}: input channels {c} (weight {wa.shape}) not divisible by groups={groups}"
+        )
+    if ba is not None:
+        if ba.dtype != xa.dtype:
+            raise RuntimeError(f"{op}: bias is {ba.dtype} but input is {xa.dtype}; expected one "
+                               "dtype")
+        if ba.shape != (ocg * groups,):
+            raise ValueError(
+                f"{op}: bias must have shape ({ocg * groups},) for weight {wa.shape} and "
+                f"groups={groups}, got {ba.shape}"
+            )
+    stride = pair(op, "stride", stride, 1)
+    padding = pair(op, "padding", padding, 0)
+    output_padding = pair(op, "output_padding", output_padding, 0)
+    dilation = pair(op, "dilation", dilation, 1)
+    if any(p >= s and p >= d for p, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"{op}: output_padding must be smaller than either stride or dilation, got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
+    out_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + 1 + o
+        for size, s, p, d, k, o in zip(
+            xa.shape[2:], stride, padding, dilation, (kh, kw), output_padding
+        )
+    )
+    if min(out_size) < 1:
+        raise ValueError(
+            f"{op}: input {xa.shape} gives an output of size {out_size} per channel (kernel "
+            f"{(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}, "
+            f"output_padding {output_padding}); it must be at least 1"
+        )
+    extra = (output_padding[0] // stride[0], output_padding[1] // stride[1])
+    return stride, padding, dilation, groups, out_size, extra

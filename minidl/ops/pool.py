@@ -195,3 +195,59 @@ def adaptive_out_size(op: str, a: np.ndarray, output_size) -> tuple[int, int]:
     if a.shape[2] < 1 or a.shape[3] < 1:
         raise ValueError(f"{op}: input {a.shape} has an empty spatial dimension")
     return out_size
+
+
+def _adaptive_windows(size: int, out: int) -> np.ndarray:
+    """(out, K) input positions of PyTorch's adaptive windows [floor(i*size/out),
+    ceil((i+1)*size/out)), K the longest; shorter windows repeat their last position, which
+    changes neither a maximum nor which position first holds it."""
+    i = np.arange(out)
+    start = i * size // out
+    end = -(-(i + 1) * size // out)
+    k = int((end - start).max())
+    return np.minimum(start[:, None] + np.arange(k), end[:, None] - 1)
+
+
+class AdaptiveMaxPool2dOp(Function):
+    """Max over PyTorch's adaptive windows (those of adaptive_avg_pool2d). x: (N, C, H, W) ->
+    (N, C, OH, OW). The gradient goes to each window's first maximum in row-major order, or
+    to its last NaN (PyTorch's rule: a NaN replaces the running maximum); indices_sink, a
+    list, receives the int64 flat h * W + w positions (return_indices)."""
+
+    name = "adaptive_max_pool2d"
+
+    @classmethod
+    def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
+        return size_of(in_shapes[0])
+
+    @staticmethod
+    def forward(ctx: Context, x, *, out_size, indices_sink=None) -> np.ndarray:
+        n, c, h, w = x.shape
+        rows, cols = _adaptive_windows(h, out_size[0]), _adaptive_windows(w, out_size[1])
+        kh, kw = rows.shape[1], cols.shape[1]
+        # (N, C, OH, KH, OW, KW) -> (N, C, OH, OW, KH * KW): every window's entries, row-major.
+        windows = x[:, :, rows[:, :, None, None], cols[None, None, :, :]]
+        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, *out_size, kh * kw)
+        local = np.argmax(windows, axis=-1)
+        nan = np.isnan(windows)
+        if nan.any():
+            last_nan = kh * kw - 1 - np.argmax(nan[..., ::-1], axis=-1)
+            local = np.where(nan.any(axis=-1), last_nan, local)
+        out = np.take_along_axis(windows, local[..., None], axis=-1)[..., 0]
+        oh, ow = np.ogrid[: out_size[0], : out_size[1]]
+        index = rows[oh, local // kw] * w + cols[ow, local % kw]
+        if indices_sink is not None:
+            indices_sink.append(index)
+        ctx.index, ctx.x_shape = index, x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad_out: np.ndarray):
+        n, c, h, w = ctx.x_shape
+        grad_x = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+        planes = np.arange(n * c)[:, None]
+        # np.add.at sums in index order (overlapping windows share entries): deterministic.
+        per_plane = ctx.index.shape[2] * ctx.index.shape[3]
+        np.add.at(grad_x, (planes, ctx.index.reshape(n * c, per_plane)),
+                  grad_out.reshape(n * c, per_plane))
+        return grad_x.reshape(ctx.x_shape)

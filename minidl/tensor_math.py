@@ -572,7 +572,6 @@ def meshgrid(*tensors: Any, indexing: str | None = None) -> tuple:
     grids = [t.reshape([-1 if j == i else 1 for j in range(len(flat))]).expand(shape)
              for i, t in enumerate(flat)]
     if indexing == "xy" and len(grids) >= 2:
-        grids = [g.transpose(0, 1) for g in grids]
         grids[0], grids[1] = grids[1], grids[0]
     return tuple(grids)
 
@@ -736,10 +735,19 @@ def _quantile(name: str, input: Tensor, q: Any, dim: Any, keepdim: bool, interpo
     expanded = ordered.unsqueeze(0).expand((len(qs),) + tuple(ordered.shape))
     result = expanded.gather(-1, contiguous(below_rank))
     if interpolation in ("linear", "midpoint"):
-        weights = np.full(ranks.shape, 0.5, x.dtype) if interpolation == "midpoint" else (
-            ranks - below_rank).astype(x.dtype)
+        weights = _wrap(np.full(ranks.shape, 0.5, x.dtype) if interpolation == "midpoint" else (
+            ranks - below_rank).astype(x.dtype))
+        if interpolation == "linear" and isinstance(q, Tensor):
+            # The same weights as a function of q, so q gets PyTorch's gradient too: the
+            # rank q * scale moves between two fixed order statistics.
+            scale = np.maximum(valid - 1, 0) if ignore_nan else np.full(
+                nan_mask.any(-1, keepdims=True).shape, n - 1, x.dtype)
+            weights = q.reshape(lead) * _wrap(scale.astype(x.dtype)) - _wrap(
+                below_rank.astype(x.dtype))
+            if not ignore_nan:
+                weights = where(nan_mask.any(-1, keepdims=True), weights.new_zeros(()), weights)
         above = expanded.gather(-1, contiguous(np.ceil(ranks).astype(np.int64)))
-        result = lerp(result, above, _wrap(weights))
+        result = lerp(result, above, weights)
     result = result.reshape((len(qs),) + out_shape)
     return result if q_dim else result.reshape(out_shape)
 

@@ -113,8 +113,10 @@ class XlogyOp(_BinaryOp):
 
     @staticmethod
     def grads(a, b, out, g, need_a, need_b):
-        return (g * xlogy_array((np.asarray(a) != 0).astype(g.dtype), b) if need_a else None,
-                g * a / b if need_b else None)
+        # PyTorch's: g * log(b), 0 where a is 0 and b <= 0 (where log(b) is not finite).
+        if need_a:
+            a_grad = np.where((np.asarray(a) == 0) & (np.asarray(b) <= 0), 0, g * np.log(b))
+        return (a_grad if need_a else None, g * a / b if need_b else None)
 
 
 class Expm1Op(Function):

@@ -96,8 +96,10 @@ class LogaddexpOp(_BinaryOp):
 
     @staticmethod
     def grads(a, b, out, g, need_a, need_b):
-        return (g / (1 + np.exp(b - a)) if need_a else None,
-                g / (1 + np.exp(a - b)) if need_b else None)
+        # Both -inf: (-inf) - (-inf) is NaN, PyTorch's gradient there too.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (g / (1 + np.exp(b - a)) if need_a else None,
+                    g / (1 + np.exp(a - b)) if need_b else None)
 
 
 def xlogy_array(a, b) -> np.ndarray:

@@ -46,3 +46,8 @@ class cummax(NamedTuple):  # noqa: N801
 class cummin(NamedTuple):  # noqa: N801
     values: Any
     indices: Any
+
+
+class nanmedian(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any

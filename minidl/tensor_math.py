@@ -621,6 +621,21 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     return return_types.median(*_pick_by_rank("median", x, axis, rank, keepdim))
 
 
+def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:  # noqa: A002
+    """median ignoring NaN: the lower median of the elements that are not NaN (NaN, index 0
+    where there are none); return_types.nanmedian along dim."""
+    x = _tensor(input)
+    if dim is None:
+        return _median(x, ignore_nan=True)
+    if x.ndim == 0:
+        return return_types.nanmedian(x.clone(), _wrap(np.array(0, np.int64)))
+    axis = _reduced_dim("nanmedian", x, dim)
+    valid = np.sum(~np.isnan(x.data), axis=axis, keepdims=True) if x.dtype.kind == "f" else \
+        np.full(tuple(1 if i == axis else s for i, s in enumerate(x.shape)), x.shape[axis])
+    rank = np.maximum(valid - 1, 0) // 2
+    return return_types.nanmedian(*_pick_by_rank("nanmedian", x, axis, rank, keepdim))
+
+
 def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Any:  # noqa: A002
     """(values, indices) of the k-th smallest element along dim (k from 1; NaN counts as the
     largest), return_types.kthvalue."""
@@ -866,7 +881,7 @@ METHODS = (
     "log1p", "frac", "trunc", "fix", "float_power", "deg2rad", "rad2deg", "heaviside", "lerp",
     "addmm", "baddbmm", "addcmul", "addcdiv", "outer", "ger", "trace", "cumprod",
     "logcumsumexp", "cummax", "cummin", "diff", "tensor_split", "take_along_dim", "rot90",
-    "median", "kthvalue", "nansum", "nanmean", "quantile", "nanquantile", "unique",
+    "median", "nanmedian", "kthvalue", "nansum", "nanmean", "quantile", "nanquantile", "unique",
     "bincount",
 )
 Tensor.arctan2 = atan2

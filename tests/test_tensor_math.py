@@ -137,6 +137,11 @@ CASES = [
     ("median_dim", lambda m, x: m.median(x, 1), [spread(3, 4)]),
     ("median_dim_keepdim", lambda m, x: x.median(dim=-2, keepdim=True), [spread(5, 2)]),
     ("median_dim_nan", lambda m, x: m.median(x, 0), [np.array([[1.0, 2], [np.nan, 0], [3, 1]])]),
+    ("nanmedian_all", lambda m, x: m.nanmedian(x), [np.array([1.0, np.nan, 3.0, 0.5, 2.0])]),
+    ("nanmedian_dim", lambda m, x: x.nanmedian(1),
+     [np.array([[1.0, np.nan, 3.0, 0.5], [2.0, 1.0, np.nan, np.nan], [0.5, 0.7, 0.1, 0.3]])]),
+    ("nanmedian_int", lambda m, x: m.nanmedian(x, 0), [np.array([[4, 1], [3, 2], [0, 7]])]),
+    ("median_dim_int", lambda m, x: m.median(x, -1, True), [np.array([[4, 1, 9, 2], [3, 2, 0, 1]])]),
     ("kthvalue", lambda m, x: m.kthvalue(x, 2), [spread(3, 4)]),
     ("kthvalue_dim_keepdim", lambda m, x: x.kthvalue(3, 0, True), [spread(4, 3)]),
     ("nansum", lambda m, x: m.nansum(x, 1), [np.array([[1.0, np.nan, 2], [np.nan, np.nan, 3]])]),
@@ -460,7 +465,7 @@ def test_tensor_methods_are_bound():
     for name in ("cumprod", "tensor_split", "diff", "trace", "outer", "lerp", "addmm",
                  "addcmul", "addcdiv", "take_along_dim", "rot90", "atan2", "hypot", "fmod",
                  "remainder", "frac", "trunc", "floor_divide", "expm1", "log1p", "logaddexp",
-                 "xlogy", "float_power", "deg2rad", "heaviside", "median", "nanmean",
+                 "xlogy", "float_power", "deg2rad", "heaviside", "median", "nanmedian", "nanmean",
                  "nansum", "kthvalue", "quantile", "logcumsumexp", "cummax", "cummin",
                  "unique", "bincount"):
         assert callable(getattr(x, name)), name

@@ -16,15 +16,18 @@ def lower_median_index(sorted_row_count: int) -> int:
 
 
 class MedianOp(Function):
-    """The lower median of all elements (NaN if any element is NaN, NaN for an empty input).
+    """The lower median of all elements (NaN if any element is NaN, NaN for an empty input;
+    ignore_nan: of the elements that are not NaN, as nanmedian).
     The gradient is shared equally by every element equal to the median (the NaNs when it is
     NaN), as PyTorch's evenly_distribute_backward gives it."""
 
     name = "median"
 
     @staticmethod
-    def forward(ctx: Context, a) -> np.ndarray:
+    def forward(ctx: Context, a, *, ignore_nan: bool = False) -> np.ndarray:
         flat = a.reshape(-1)
+        if ignore_nan and a.dtype.kind == "f":  # nanmedian: the median of the other elements
+            flat = flat[~np.isnan(flat)]
         if flat.size == 0:
             out = np.array(np.nan if a.dtype.kind == "f" else 0, a.dtype)
         elif a.dtype.kind == "f" and np.isnan(flat).any():

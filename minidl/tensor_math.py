@@ -300,9 +300,8 @@ def trace(input: Tensor) -> Tensor:  # noqa: A002
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:
-    """Einstein summation (NumPy's grammar, "..." included; "->" optional). All operands
-    must share one dtype. The gradient of an operand that repeats a subscript ("ii->i")
-    raises NotImplementedError."""
+    """Einstein summation (NumPy's grammar, "..." included; "->" optional); differentiable in
+    every operand, diagonals ("ii->i") included. All operands must share one dtype."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ts = [_tensor(t) for t in operands]

@@ -196,6 +196,12 @@ CASES = [
     ("einsum_broadcast_one", lambda m, a, b: m.einsum("ij,ij->ij", a, b),
      [randn(1, 3), randn(2, 3)]),
     ("einsum_diagonal_no_grad", lambda m, a: m.einsum("ii->i", a.detach()), [randn(3, 3)]),
+    ("einsum_diagonal", lambda m, a: m.einsum("ii->i", a), [randn(3, 3)]),
+    ("einsum_trace", lambda m, a: m.einsum("ii", a), [randn(4, 4)]),
+    ("einsum_repeated_with_other", lambda m, a, b: m.einsum("iij,jk->ik", a, b),
+     [randn(2, 2, 3), randn(3, 4)]),
+    ("einsum_other_has_diagonal", lambda m, a, b: m.einsum("ij,jj->i", a, b),
+     [randn(2, 3), randn(3, 3)]),
 ]
 
 
@@ -424,8 +430,6 @@ def test_dtype_and_result_type_rules():
     (lambda: minidl.einsum("ij", minidl.ones(3)), ValueError, "do not match"),
     (lambda: minidl.einsum("i,i", minidl.ones(3), minidl.ones(3, dtype=minidl.float64)),
      RuntimeError, "same dtype"),
-    (lambda: minidl.einsum("ii->i", minidl.ones(3, 3, requires_grad=True)), NotImplementedError,
-     "repeated subscript"),
     (lambda: minidl.einsum("i$", minidl.ones(3)), ValueError, "invalid subscript"),
     (lambda: minidl.take_along_dim(minidl.ones(3), minidl.tensor([3]), 0), IndexError, "range"),
     (lambda: minidl.take_along_dim(minidl.ones(3, 2), minidl.tensor([0]), 0), RuntimeError,

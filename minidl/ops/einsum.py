@@ -1,10 +1,10 @@
 """einsum: NumPy's einsum forward; the gradient of each operand is the einsum of the output
 gradient with the other operands, written to that operand's subscripts.
 
-That is exact when no operand repeats a subscript (a diagonal, "ii->i"); such an operand
-raises NotImplementedError when it needs a gradient. Subscripts only one operand has and the
-output lacks were summed: its gradient is broadcast back over them. A size-1 dim broadcast
-against a larger one is summed back to 1.
+Subscripts only one operand has and the output lacks were summed: its gradient is broadcast
+back over them. An operand that repeats a subscript ("ii->i", "ii->") was read on a diagonal:
+its gradient is computed for the diagonal and written there, zeros elsewhere. A size-1 dim
+broadcast against a larger one is summed back to 1.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import string
 
 import numpy as np
 
-from minidl.graph import Context, Function, is_grad_enabled
+from minidl.graph import Context, Function
 from minidl.ops import contiguous
 
 
@@ -65,11 +65,6 @@ class EinsumOp(Function):
     @staticmethod
     def forward(ctx: Context, *operands, equation: str) -> np.ndarray:
         terms, output = parse_equation(equation, [np.shape(a) for a in operands])
-        for term, need in zip(terms, ctx.needs_input_grad):
-            if need and is_grad_enabled() and len(set(term)) != len(term):
-                raise NotImplementedError(
-                    f"einsum: the gradient of an operand with a repeated subscript ({term!r} "
-                    f"in {equation!r}) is not implemented")
         ctx.terms, ctx.output = terms, output
         ctx.save_for_backward(*operands)
         spec = ",".join(terms) + "->" + output
@@ -89,14 +84,20 @@ class EinsumOp(Function):
                 continue
             others = [t for j, t in enumerate(ctx.terms) if j != i]
             reachable = set(ctx.output).union(*others)
-            kept = "".join(c for c in term if c in reachable)
+            letters = "".join(dict.fromkeys(term))  # a repeated subscript once
+            kept = "".join(c for c in letters if c in reachable)
             spec = ",".join([ctx.output] + others) + "->" + kept
             partial = np.einsum(spec, g, *(a for j, a in enumerate(operands) if j != i),
                                 optimize=len(operands) > 1)
             # Back to the operand's own order, the summed-only-here subscripts restored.
-            full = partial.reshape([sizes[c] if c in reachable else 1 for c in term])
-            full = np.broadcast_to(full, [sizes[c] for c in term])
+            full = partial.reshape([sizes[c] if c in reachable else 1 for c in letters])
+            full = np.broadcast_to(full, [sizes[c] for c in letters])
             shape = np.shape(operands[i])
+            if len(letters) != len(term):
+                grids = np.ogrid[tuple(slice(0, sizes[c]) for c in letters)]
+                diagonal = np.zeros(shape, g.dtype)
+                diagonal[tuple(grids[letters.index(c)] for c in term)] = full
+                full = diagonal
             squeezed = tuple(k for k, n in enumerate(shape) if n == 1 and full.shape[k] != 1)
             if squeezed:
                 full = full.sum(axis=squeezed, keepdims=True)

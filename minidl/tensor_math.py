@@ -226,7 +226,7 @@ def _check_matrix_dtypes(op: str, *tensors: Tensor) -> None:
 
 def _scaled_sum(op: str, input: Any, product: Tensor, beta: Any, alpha: Any) -> Tensor:
     """beta * input + alpha * product; beta = 0 ignores input (NaN and inf in it too), as
-    PyTorch's addmm does."""
+    PyTorch's addmm does, and gives it a zero gradient (a where that never picks it)."""
     x = _tensor(input)
     try:
         np.broadcast_shapes(tuple(x.shape), tuple(product.shape))
@@ -238,7 +238,7 @@ def _scaled_sum(op: str, input: Any, product: Tensor, beta: Any, alpha: Any) -> 
                            "not be a floating point number")
     scaled = product if alpha == 1 else product * alpha
     if beta == 0:
-        return scaled.expand(np.broadcast_shapes(tuple(x.shape), tuple(product.shape)))
+        return where(np.zeros((), bool), x, scaled)
     return scaled + (x if beta == 1 else x * beta)
 
 

@@ -60,6 +60,8 @@ CASES = [
     ("lerp_tensor", lambda m, a, b, w: m.lerp(a, b, w), [randn(2, 3), randn(3), randn(2, 3)]),
     ("addmm", lambda m, c, a, b: m.addmm(c, a, b, beta=0.5, alpha=2.0),
      [randn(3), randn(2, 4), randn(4, 3)]),
+    ("addmm_beta0_ignores_nan", lambda m, c, a, b: m.addmm(c, a, b, beta=0),
+     [np.array([np.nan, 1.0, np.inf]), randn(2, 4), randn(4, 3)]),
     ("addmm_defaults", lambda m, c, a, b: c.addmm(a, b), [randn(2, 3), randn(2, 4), randn(4, 3)]),
     ("addmm_int", lambda m, c, a, b: m.addmm(c, a, b, alpha=2),
      [np.arange(3), np.arange(8).reshape(2, 4), np.arange(12).reshape(4, 3)]),

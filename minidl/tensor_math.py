@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from minidl import graph, return_types
+from minidl.device import check_device
 from minidl.dtypes import check_dtype, get_default_dtype, result_type
 from minidl.ops import contiguous
 from minidl.ops.order import lower_median_index
@@ -519,8 +520,9 @@ def rot90(input: Tensor, k: int = 1, dims: Sequence[int] = (0, 1)) -> Tensor:  #
     return x.clone()
 
 
-def _triangle_indices(name: str, pick, row: int, col: int, offset: int,
-                      dtype: Any) -> Tensor:
+def _triangle_indices(name: str, pick, row: int, col: int, offset: int, dtype: Any,
+                      device: Any) -> Tensor:
+    check_device(name, device)
     if row < 0 or col < 0:
         raise RuntimeError(f"{name}: row and col must be non-negative, got {row} and {col}")
     dt = check_dtype(name, np.int64 if dtype is None else dtype)
@@ -534,14 +536,16 @@ def triu_indices(row: int, col: int, offset: int = 0, *, dtype: Any = None,
                  device: Any = None) -> Tensor:
     """The (2, N) row-major indices of the upper triangle of a (row, col) matrix, from
     diagonal `offset` up."""
-    return _triangle_indices("triu_indices", np.triu_indices, row, col, offset, dtype)
+    return _triangle_indices("triu_indices", np.triu_indices, row, col, offset, dtype,
+                             device)
 
 
 def tril_indices(row: int, col: int, offset: int = 0, *, dtype: Any = None,
                  device: Any = None) -> Tensor:
     """The (2, N) row-major indices of the lower triangle of a (row, col) matrix, up to
     diagonal `offset`."""
-    return _triangle_indices("tril_indices", np.tril_indices, row, col, offset, dtype)
+    return _triangle_indices("tril_indices", np.tril_indices, row, col, offset, dtype,
+                             device)
 
 
 def meshgrid(*tensors: Any, indexing: str | None = None) -> tuple:
@@ -583,16 +587,11 @@ def _reduced_dim(name: str, x: Tensor, dim: int) -> int:
     return axis
 
 
-def _sorted_positions(x: Tensor, axis: int) -> np.ndarray:
-    """Stable ascending order along axis, NaN last (NumPy's and PyTorch's sort order)."""
-    return np.argsort(x.data, axis=axis, kind="stable")
-
-
-def _pick_by_rank(name: str, x: Tensor, axis: int, rank: np.ndarray,
+def _pick_by_rank(x: Tensor, axis: int, rank: np.ndarray,
                   keepdim: bool) -> tuple[Tensor, Tensor]:
     """(values, indices) of the elements at sorted position `rank` (keepdims shape) along
     axis; values gather from x, so the gradient goes to the picked element."""
-    order = _sorted_positions(x, axis)
+    order = np.argsort(x.data, axis=axis, kind="stable")  # NaN last, as PyTorch orders
     index = np.take_along_axis(order, rank, axis=axis)
     values = x.gather(axis, index)
     if not keepdim:
@@ -617,7 +616,7 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     if x.dtype.kind == "f":
         valid = np.sum(~np.isnan(x.data), axis=axis, keepdims=True)
         rank = np.where(valid < n, valid, rank)
-    return return_types.median(*_pick_by_rank("median", x, axis, rank, keepdim))
+    return return_types.median(*_pick_by_rank(x, axis, rank, keepdim))
 
 
 def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:  # noqa: A002
@@ -632,7 +631,7 @@ def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False) -> A
     valid = np.sum(~np.isnan(x.data), axis=axis, keepdims=True) if x.dtype.kind == "f" else \
         np.full(tuple(1 if i == axis else s for i, s in enumerate(x.shape)), x.shape[axis])
     rank = np.maximum(valid - 1, 0) // 2
-    return return_types.nanmedian(*_pick_by_rank("nanmedian", x, axis, rank, keepdim))
+    return return_types.nanmedian(*_pick_by_rank(x, axis, rank, keepdim))
 
 
 def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Any:  # noqa: A002
@@ -645,7 +644,7 @@ def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Any
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {axis}")
     rank = np.full(tuple(1 if i == axis else s for i, s in enumerate(flat.shape)), k - 1,
                    np.int64)
-    values, index = _pick_by_rank("kthvalue", flat, axis, rank, keepdim or x.ndim == 0)
+    values, index = _pick_by_rank(flat, axis, rank, keepdim or x.ndim == 0)
     if x.ndim == 0:
         return return_types.kthvalue(values.reshape(()), index.reshape(()))
     return return_types.kthvalue(values, index)

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minidl
 from minidl.autograd import gradcheck
@@ -479,3 +481,47 @@ def test_tensor_methods_are_bound():
     for name in ("einsum", "meshgrid", "atleast_3d", "column_stack", "dstack", "var_mean",
                  "std_mean", "searchsorted", "bucketize", "triu_indices", "tril_indices"):
         assert name in minidl.__all__ and not hasattr(x, name), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 7), zeros=st.sets(st.integers(0, 6), max_size=3), seed=st.integers(0, 99))
+def test_hypothesis_cumprod_gradient_is_the_product_rule(n, zeros, seed):
+    x = np.random.default_rng(seed).uniform(0.5, 2.0, n) * np.random.default_rng(seed).choice(
+        [-1, 1], n)
+    x[[z for z in zeros if z < n]] = 0.0
+    g = np.random.default_rng(seed + 1).standard_normal(n)
+    t = minidl.tensor(x, requires_grad=True)
+    t.cumprod(0).backward(minidl.tensor(g))
+    expected = [sum(g[j] * np.prod(np.delete(x[: j + 1], k)) for j in range(k, n))
+                for k in range(n)]
+    np.testing.assert_allclose(t.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), data=st.data())
+def test_hypothesis_tensor_split_matches_numpy(shape, data):
+    x = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    spec = data.draw(st.one_of(st.integers(1, 6),
+                               st.lists(st.integers(-7, 7), max_size=4)))
+    parts = minidl.tensor_split(minidl.tensor(x), spec, axis)
+    # NumPy's array_split / split with indices: the same parts (NumPy slices negative
+    # indices as Python does, as PyTorch does).
+    expected = np.array_split(x, spec, axis) if isinstance(spec, int) else np.split(x, spec, axis)
+    assert len(parts) == len(expected)
+    for p, e in zip(parts, expected):
+        np.testing.assert_array_equal(p.numpy(), e)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), q=st.floats(0, 1),
+       seed=st.integers(0, 99))
+def test_hypothesis_quantile_and_median_match_numpy(shape, q, seed):
+    x = np.random.default_rng(seed).standard_normal(shape)
+    t = minidl.tensor(x)
+    for axis in range(len(shape)):
+        np.testing.assert_allclose(minidl.quantile(t, q, axis).numpy(), np.quantile(x, q, axis),
+                                   rtol=1e-12, atol=1e-12)
+        k = (shape[axis] - 1) // 2
+        np.testing.assert_array_equal(minidl.median(t, axis).values.numpy(),
+                                      np.take(np.sort(x, axis), k, axis))

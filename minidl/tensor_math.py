@@ -334,41 +334,37 @@ def logcumsumexp(input: Tensor, dim: int) -> Tensor:  # noqa: A002
     return _logcumsumexp(x, axis=_dim_index("logcumsumexp", dim, x.ndim))
 
 
-def _cumulative_extreme(name: str, input: Tensor, dim: int, better) -> tuple[Tensor, Tensor]:
-    """(values, indices) of the running extreme along dim. Ties take the later index, NaN
-    wins and stays (the later NaN's index), as PyTorch's CPU kernel."""
+def _cumulative_extreme(name: str, input: Tensor, dim: int,  # noqa: A002
+                        running) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the running extreme along dim (running: np.maximum or
+    np.minimum, which propagate NaN). The index is the last position holding the running
+    value so far, or a NaN: ties take the later index and each NaN its own, as PyTorch's CPU
+    kernel."""
     x = _tensor(input)
     flat = x.reshape(1) if x.ndim == 0 else x
     axis = _dim_index(name, dim, flat.ndim)
-    moved = np.moveaxis(flat.data, axis, 0)
-    indices = np.zeros(moved.shape, np.int64)
-    if moved.shape[0] and moved.size:
-        best = moved[0].copy()
-        current = np.zeros(best.shape, np.int64)
-        floating = moved.dtype.kind == "f"
-        for i in range(moved.shape[0]):
-            item = moved[i]
-            take = better(item, best)
-            if floating:
-                take = np.isnan(item) | (~np.isnan(best) & take)
-            best = np.where(take, item, best)
-            current = np.where(take, i, current)
-            indices[i] = current
-    index = contiguous(np.moveaxis(indices, 0, axis))
-    values = flat.gather(axis, index)
+    values = running.accumulate(flat.data, axis=axis) if flat.numel() else flat.data
+    position = np.arange(flat.shape[axis]).reshape(
+        [-1 if i == axis else 1 for i in range(flat.ndim)])
+    hit = flat.data == values
+    if flat.dtype.kind == "f":
+        hit |= np.isnan(flat.data)
+    index = contiguous(np.maximum.accumulate(np.where(hit, position, 0), axis=axis)
+                       if flat.numel() else np.zeros(flat.shape, np.int64))
+    picked = flat.gather(axis, index.astype(np.int64))
     if x.ndim == 0:
-        return values.reshape(()), _wrap(index.reshape(()))
-    return values, _wrap(index)
+        return picked.reshape(()), _wrap(index.reshape(()).astype(np.int64))
+    return picked, _wrap(index.astype(np.int64))
 
 
 def cummax(input: Tensor, dim: int) -> Any:  # noqa: A002
     """(values, indices) of the running maximum along dim (return_types.cummax)."""
-    return return_types.cummax(*_cumulative_extreme("cummax", input, dim, np.greater_equal))
+    return return_types.cummax(*_cumulative_extreme("cummax", input, dim, np.maximum))
 
 
 def cummin(input: Tensor, dim: int) -> Any:  # noqa: A002
     """(values, indices) of the running minimum along dim (return_types.cummin)."""
-    return return_types.cummin(*_cumulative_extreme("cummin", input, dim, np.less_equal))
+    return return_types.cummin(*_cumulative_extreme("cummin", input, dim, np.minimum))
 
 
 def diff(input: Tensor, n: int = 1, dim: int = -1, prepend: Any = None,  # noqa: A002

@@ -525,3 +525,27 @@ def test_hypothesis_quantile_and_median_match_numpy(shape, q, seed):
         k = (shape[axis] - 1) // 2
         np.testing.assert_array_equal(minidl.median(t, axis).values.numpy(),
                                       np.take(np.sort(x, axis), k, axis))
+
+
+def _cummax_loop(row, greater_equal):
+    """PyTorch's CPU kernel for cummax/cummin, one element at a time."""
+    best, at, values, indices = row[0], 0, [], []
+    for i, v in enumerate(row):
+        if np.isnan(v) or (not np.isnan(best) and greater_equal(v, best)):
+            best, at = v, i
+        values.append(best)
+        indices.append(at)
+    return values, indices
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=st.lists(st.sampled_from([0.0, -0.0, 1.0, 2.0, -1.0, np.nan]), min_size=1,
+                    max_size=9))
+def test_hypothesis_cummax_cummin_ties_and_nan_follow_torchs_kernel(row):
+    x = minidl.tensor(np.array(row))
+    for fn, compare in ((minidl.cummax, np.greater_equal), (minidl.cummin, np.less_equal)):
+        values, indices = fn(x, 0)
+        ref_values, ref_indices = _cummax_loop(row, compare)
+        np.testing.assert_array_equal(indices.numpy(), ref_indices)
+        np.testing.assert_array_equal(values.numpy(), ref_values)
+        assert list(np.signbit(values.numpy())) == list(np.signbit(ref_values))

@@ -63,8 +63,15 @@ def _wrap(array: Any) -> Tensor:
 
 
 def _not_implemented(op: str, dtype: np.dtype) -> NotImplementedError:
-    return NotImplementedError(f'"{op}" not implemented for {dtype} tensors (PyTorch\'s '
-                               "kernel takes floating point dtypes only)")
+    return NotImplementedError(f'"{op}" not implemented for {dtype} tensors (neither is '
+                               "PyTorch's kernel)")
+
+
+def _refuse_bool(op: str, *tensors: Tensor) -> None:
+    """PyTorch's CPU kernels of sorting, counting and searching (and trunc, einsum, addcmul)
+    have no bool version."""
+    if all(t.dtype == np.bool_ for t in tensors):
+        raise _not_implemented(op, np.dtype(np.bool_))
 
 
 def _unary_float(op: str, x: Any, ints_to_float: bool) -> Tensor:
@@ -166,6 +173,7 @@ def frac(input: Any) -> Tensor:  # noqa: A002
 def trunc(input: Any) -> Tensor:  # noqa: A002
     """Rounded toward zero; integer tensors are returned as a copy of their dtype."""
     x = _tensor(input)
+    _refuse_bool("trunc", x)
     return _wrap(np.trunc(x.data) if x.dtype.kind == "f" else x.data.copy())
 
 
@@ -261,6 +269,7 @@ def baddbmm(input: Any, batch1: Tensor, batch2: Tensor, *, beta: Any = 1,  # noq
 def addcmul(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:  # noqa: A002
     """input + value * tensor1 * tensor2 (broadcasting)."""
     x = _tensor(input)
+    _refuse_bool("addcmul", x, _tensor(tensor1), _tensor(tensor2))
     if x.dtype.kind != "f" and isinstance(value, float):
         # PyTorch casts value to the integer dtype (0.5 becomes 0).
         value = int(value)
@@ -309,6 +318,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     if not ts:
         raise ValueError("einsum: expected at least one operand")
     _check_matrix_dtypes("einsum", *ts)
+    _refuse_bool("einsum", ts[0])
     return _einsum(*ts, equation=equation)
 
 
@@ -601,6 +611,7 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     NaN gives NaN and the index of its first NaN). The median of all elements shares its
     gradient between the elements equal to it, as PyTorch's."""
     x = _tensor(input)
+    _refuse_bool("median", x)
     if dim is None:
         return _median(x)
     if x.ndim == 0:
@@ -619,6 +630,7 @@ def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False) -> A
     """median ignoring NaN: the lower median of the elements that are not NaN (NaN, index 0
     where there are none); return_types.nanmedian along dim."""
     x = _tensor(input)
+    _refuse_bool("nanmedian", x)
     if dim is None:
         return _median(x, ignore_nan=True)
     if x.ndim == 0:
@@ -634,6 +646,7 @@ def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Any
     """(values, indices) of the k-th smallest element along dim (k from 1; NaN counts as the
     largest), return_types.kthvalue."""
     x = _tensor(input)
+    _refuse_bool("kthvalue", x)
     flat = x.reshape(1) if x.ndim == 0 else x
     axis = _dim_index("kthvalue", dim, flat.ndim)
     if not 1 <= k <= flat.shape[axis]:
@@ -804,8 +817,8 @@ def bincount(input: Tensor, weights: Any = None, minlength: int = 0) -> Tensor: 
     """Counts of each value of a 1-d non-negative integer tensor (int64), or the sums of
     weights per value (float32 weights sum as float32, others as float64)."""
     x = _tensor(input)
-    if x.dtype.kind not in "biu":
-        raise NotImplementedError(f'"bincount_cpu" not implemented for {x.dtype} tensors')
+    if x.dtype.kind not in "iu":
+        raise _not_implemented("bincount", x.dtype)
     if x.ndim != 1 or (x.numel() and x.data.min() < 0):
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if minlength < 0:
@@ -827,6 +840,7 @@ def searchsorted(sorted_sequence: Tensor, input: Any, *, out_int32: bool = False
     right=True / side='right'. An N-d sorted_sequence searches row by row, its leading dims
     matching input's."""
     seq = _tensor(sorted_sequence)
+    _refuse_bool("searchsorted", seq)
     if side is not None:
         if side not in ("left", "right"):
             raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but "

@@ -424,6 +424,8 @@ def test_dtype_and_result_type_rules():
     (lambda: minidl.logcumsumexp(minidl.tensor([1, 2]), 0), NotImplementedError, "not impl"),
     (lambda: minidl.bincount(minidl.tensor([-1, 2])), RuntimeError, "non-negative"),
     (lambda: minidl.bincount(minidl.ones(2)), NotImplementedError, "bincount"),
+    (lambda: minidl.median(minidl.tensor([True])), NotImplementedError, "median"),
+    (lambda: minidl.trunc(minidl.tensor([True])), NotImplementedError, "trunc"),
     (lambda: minidl.bincount(minidl.tensor([1]), minidl.ones(2)), RuntimeError, "same length"),
     (lambda: minidl.searchsorted(minidl.ones(3), 1.0, right=True, side="left"), RuntimeError,
      "opposites"),
@@ -549,3 +551,53 @@ def test_hypothesis_cummax_cummin_ties_and_nan_follow_torchs_kernel(row):
         np.testing.assert_array_equal(indices.numpy(), ref_indices)
         np.testing.assert_array_equal(values.numpy(), ref_values)
         assert list(np.signbit(values.numpy())) == list(np.signbit(ref_values))
+
+
+# Every function on every dtype: the result dtypes and values are PyTorch's, or both raise.
+DTYPE_SWEEP = [
+ ("cumprod", lambda m, x: m.cumprod(x, 0)), ("logcumsumexp", lambda m, x: m.logcumsumexp(x, 0)),
+ ("cummax", lambda m, x: m.cummax(x, 0)), ("cummin", lambda m, x: m.cummin(x, 0)),
+ ("diff", lambda m, x: m.diff(x)), ("trace", lambda m, x: m.trace(x.reshape(2, 3))),
+ ("outer", lambda m, x: m.outer(x, x)), ("rot90", lambda m, x: m.rot90(x.reshape(2, 3))),
+ ("expm1", lambda m, x: m.expm1(x)), ("log1p", lambda m, x: m.log1p(x)), ("frac", lambda m, x: m.frac(x)),
+ ("trunc", lambda m, x: m.trunc(x)), ("deg2rad", lambda m, x: m.deg2rad(x)), ("rad2deg", lambda m, x: m.rad2deg(x)),
+ ("atan2", lambda m, x: m.atan2(x, x)), ("hypot", lambda m, x: m.hypot(x, x)), ("logaddexp", lambda m, x: m.logaddexp(x, x)),
+ ("xlogy", lambda m, x: m.xlogy(x, x)), ("fmod", lambda m, x: m.fmod(x, 3)), ("remainder", lambda m, x: m.remainder(x, 3)),
+ ("floor_divide", lambda m, x: m.floor_divide(x, 3)), ("float_power", lambda m, x: m.float_power(x, 2)),
+ ("heaviside", lambda m, x: m.heaviside(x, x)), ("median", lambda m, x: m.median(x)), ("median_dim", lambda m, x: m.median(x, 0)),
+ ("nanmedian", lambda m, x: m.nanmedian(x)), ("kthvalue", lambda m, x: m.kthvalue(x, 2)), ("nansum", lambda m, x: m.nansum(x)),
+ ("nanmean", lambda m, x: m.nanmean(x)), ("var_mean", lambda m, x: m.var_mean(x)), ("std_mean", lambda m, x: m.std_mean(x)),
+ ("quantile", lambda m, x: m.quantile(x, 0.5)), ("unique", lambda m, x: m.unique(x, return_counts=True)),
+ ("bincount", lambda m, x: m.bincount(x)), ("searchsorted", lambda m, x: m.searchsorted(m.sort(x).values, x)),
+ ("bucketize", lambda m, x: m.bucketize(x, m.sort(x).values)), ("lerp", lambda m, x: m.lerp(x, x, 0.5)),
+ ("addcmul", lambda m, x: m.addcmul(x, x, x)), ("addcdiv", lambda m, x: m.addcdiv(x, x, x + 1)),
+ ("addmm", lambda m, x: m.addmm(x.reshape(2, 3), x.reshape(2, 3), x.reshape(3, 2))),
+ ("einsum", lambda m, x: m.einsum("i,i->", x, x)), ("take_along_dim", lambda m, x: m.take_along_dim(x, m.tensor([2, 0]))),
+ ("tensor_split", lambda m, x: m.tensor_split(x, 4)), ("meshgrid", lambda m, x: m.meshgrid(x, x, indexing="xy")),
+ ("column_stack", lambda m, x: m.column_stack([x, x])), ("dstack", lambda m, x: m.dstack([x, x])),
+]
+
+
+def _sweep_result(lib, fn, array):
+    try:
+        out = fn(lib, lib.tensor(array))
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
+        return type(e).__name__
+    return [(np.dtype(str(t.dtype).replace("torch.", "")), _numpy_of(t))
+            for t in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.mark.parametrize("name,fn", DTYPE_SWEEP, ids=[n for n, _ in DTYPE_SWEEP])
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                                   np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_dtypes_match_torch(name, fn, dtype):
+    torch = pytest.importorskip("torch")
+    array = np.array([1, 0, 3, 2, 1, 4]).astype(dtype)
+    ours, theirs = _sweep_result(minidl, fn, array), _sweep_result(torch, fn, array)
+    if isinstance(theirs, str) or isinstance(ours, str):
+        assert isinstance(ours, str) and isinstance(theirs, str), (ours, theirs)
+        return
+    assert [d for d, _ in ours] == [d for d, _ in theirs]
+    for (_, a), (_, b) in zip(ours, theirs):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.astype(float), b.astype(float), atol=1e-6, equal_nan=True)

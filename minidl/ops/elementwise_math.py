@@ -105,7 +105,8 @@ class LogaddexpOp(_BinaryOp):
 def xlogy_array(a, b) -> np.ndarray:
     """a * log(b), 0 where a is 0 unless b is NaN (PyTorch's xlogy)."""
     a, b = np.asarray(a), np.asarray(b)
-    product = a * np.log(b)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log(0): replaced just below
+        product = a * np.log(b)
     return contiguous(np.where((a == 0) & ~np.isnan(b), np.zeros((), product.dtype), product))
 
 

@@ -802,6 +802,9 @@ def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,  # 
         inverse = inverse.reshape(x.shape)
     else:
         axis = _dim_index("unique", dim, x.ndim)
+        if any(n == 0 for i, n in enumerate(x.shape) if i != axis):
+            raise RuntimeError("unique: there are 0-sized dimensions, and they aren't selected, "
+                               "so unique cannot be applied")
         values, inverse, counts = np.unique(x.data, return_inverse=True, return_counts=True,
                                             axis=axis, equal_nan=False)
         inverse = inverse.reshape(-1)

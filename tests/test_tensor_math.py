@@ -425,6 +425,7 @@ def test_dtype_and_result_type_rules():
     (lambda: minidl.bincount(minidl.tensor([-1, 2])), RuntimeError, "non-negative"),
     (lambda: minidl.bincount(minidl.ones(2)), NotImplementedError, "bincount"),
     (lambda: minidl.median(minidl.tensor([True])), NotImplementedError, "median"),
+    (lambda: minidl.unique(minidl.ones(0, 3), dim=1), RuntimeError, "0-sized"),
     (lambda: minidl.trunc(minidl.tensor([True])), NotImplementedError, "trunc"),
     (lambda: minidl.bincount(minidl.tensor([1]), minidl.ones(2)), RuntimeError, "same length"),
     (lambda: minidl.searchsorted(minidl.ones(3), 1.0, right=True, side="left"), RuntimeError,
@@ -581,7 +582,7 @@ DTYPE_SWEEP = [
 def _sweep_result(lib, fn, array):
     try:
         out = fn(lib, lib.tensor(array))
-    except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as e:
         return type(e).__name__
     return [(np.dtype(str(t.dtype).replace("torch.", "")), _numpy_of(t))
             for t in (out if isinstance(out, tuple) else (out,))]
@@ -601,3 +602,31 @@ def test_dtypes_match_torch(name, fn, dtype):
     for (_, a), (_, b) in zip(ours, theirs):
         assert a.shape == b.shape
         np.testing.assert_allclose(a.astype(float), b.astype(float), atol=1e-6, equal_nan=True)
+
+
+# Zero-size inputs, (0, 3) and (3, 0): PyTorch's shapes, dtypes and values, or both raise.
+ZERO_SIZE = [
+ lambda m, x: m.cumprod(x, 0), lambda m, x: m.logcumsumexp(x, 1), lambda m, x: m.cummax(x, 1), lambda m, x: m.cummin(x, 0),
+ lambda m, x: m.diff(x, dim=0), lambda m, x: m.diff(x, dim=1), lambda m, x: m.tensor_split(x, 2, 0), lambda m, x: m.tensor_split(x, [1], 1),
+ lambda m, x: m.median(x), lambda m, x: m.median(x, 1), lambda m, x: m.median(x, 0), lambda m, x: m.nanmedian(x, 1), lambda m, x: m.kthvalue(x, 1, 1),
+ lambda m, x: m.nansum(x, 0), lambda m, x: m.nanmean(x, 0), lambda m, x: m.nanmean(x, 1), lambda m, x: m.var_mean(x, 1), lambda m, x: m.std_mean(x),
+ lambda m, x: m.quantile(x, 0.5, 1), lambda m, x: m.quantile(x, 0.5, 0), lambda m, x: m.unique(x, return_inverse=True), lambda m, x: m.unique(x, dim=1),
+ lambda m, x: m.rot90(x), lambda m, x: m.trace(x), lambda m, x: m.einsum("ij->j", x), lambda m, x: m.einsum("ij,ij", x, x),
+ lambda m, x: m.take_along_dim(x, m.zeros(0, 1, dtype=m.int64), 1), lambda m, x: m.atan2(x, x), lambda m, x: m.searchsorted(m.tensor([1., 2]), x),
+ lambda m, x: m.addmm(m.zeros(3), x.t(), m.zeros(0, 3)), lambda m, x: m.atleast_3d(x), lambda m, x: m.meshgrid(x.reshape(-1), x.reshape(-1), indexing="ij"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")  # both engines warn
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0)])
+@pytest.mark.parametrize("fn", ZERO_SIZE, ids=[str(i) for i in range(len(ZERO_SIZE))])
+def test_zero_size_matches_torch(fn, shape):
+    torch = pytest.importorskip("torch")
+    array = np.zeros(shape, np.float32)
+    ours, theirs = _sweep_result(minidl, fn, array), _sweep_result(torch, fn, array)
+    if isinstance(theirs, str) or isinstance(ours, str):
+        assert isinstance(ours, str) and isinstance(theirs, str), (ours, theirs)
+        return
+    assert [(d, a.shape) for d, a in ours] == [(d, a.shape) for d, a in theirs]
+    for (_, a), (_, b) in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

@@ -102,6 +102,10 @@ from minidl.tensor import (
     zeros,
     zeros_like,
 )
+
+# PyTorch's further tensor functions (scans, splits, order statistics, einsum, ...); importing
+# minidl.tensor_math also binds their Tensor methods.
+from minidl.tensor_math import *  # noqa: F403 (the names in tensor_math.__all__)
 from minidl.threads import (
     get_num_interop_threads,
     get_num_threads,

@@ -26,3 +26,28 @@ class sort(NamedTuple):  # noqa: N801
 class topk(NamedTuple):  # noqa: N801
     values: Any
     indices: Any
+
+
+class median(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any
+
+
+class kthvalue(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any
+
+
+class cummax(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any
+
+
+class cummin(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any
+
+
+class nanmedian(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any

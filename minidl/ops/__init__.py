@@ -49,12 +49,16 @@ def flat_kernel(kernel, arrays: tuple, out: np.ndarray | None, *args) -> np.ndar
 from minidl.ops import (  # noqa: E402, F401
     activation,
     conv,
+    einsum,
     elementwise,
+    elementwise_math,
     local,
     loss,
     matmul,
+    order,
     pool,
     reduce,
     repeat,
+    scan,
     shape,
 )

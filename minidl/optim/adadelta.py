@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from minidl.optim.optimizer import Optimizer
+from minidl.optim.optimizer import Optimizer, implementation_options
 
 
 class Adadelta(Optimizer):
     """Zeiler (2012), PyTorch's form (lr scales the step; 1.0 is the paper's method):
 
-        g = grad + weight_decay * p                (-grad first if maximize)
+        g = grad + weight_decay * p
         v = rho * v + (1 - rho) * g^2
         delta = sqrt(u + eps) / sqrt(v + eps) * g
         u = rho * u + (1 - rho) * delta^2
@@ -21,9 +21,14 @@ class Adadelta(Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9,
-                 eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False) -> None:
+                 eps: float = 1e-6, weight_decay: float = 0, foreach: bool | None = None, *,
+                 capturable: bool = False, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        implementation_options("Adadelta", differentiable)
         super().__init__(params, {"lr": lr, "rho": rho, "eps": eps,
-                                  "weight_decay": weight_decay, "maximize": maximize})
+                                  "weight_decay": weight_decay, "maximize": maximize,
+                                  "capturable": capturable, "foreach": foreach,
+                                  "differentiable": differentiable})
 
     def _check_group(self, group: dict) -> None:
         super()._check_group(group)
@@ -40,7 +45,7 @@ class Adadelta(Optimizer):
             state["acc_delta"] = np.zeros_like(p.data)
         state["step"] += 1
         rho, eps = group["rho"], group["eps"]
-        np.negative(grad, out=g) if group["maximize"] else np.copyto(g, grad)
+        np.copyto(g, grad)
         if group["weight_decay"] != 0:
             g += group["weight_decay"] * p.data
         v, u = state["square_avg"], state["acc_delta"]

@@ -17,6 +17,15 @@ from minidl.graph import enable_grad, no_grad
 from minidl.tensor import Tensor
 
 
+def implementation_options(name: str, differentiable: bool = False) -> None:
+    """PyTorch's implementation switches (foreach, fused, capturable) choose among kernels
+    that compute the same update; minidl has one, so they are accepted and recorded in the
+    groups as PyTorch does. differentiable=True (a step autograd can see through) raises."""
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True is not supported (minidl's "
+                                  "optimizer steps are not recorded by autograd)")
+
+
 class Optimizer:
     """params: an iterable of Tensors, or of dicts {"params": [...], **overrides} (parameter
     groups with their own lr, weight_decay, ...). `defaults` fills what a group leaves out.
@@ -54,9 +63,9 @@ class Optimizer:
             if id(p) in seen:
                 raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
             seen.add(id(p))
-        new = dict(self.defaults)
+        # "params" first, then the defaults in their order: PyTorch's key order.
+        new = {"params": params, **self.defaults}
         new.update({k: v for k, v in group.items() if k != "params"})
-        new["params"] = params
         self._check_group(new)
         self.param_groups.append(new)
 
@@ -107,7 +116,9 @@ class Optimizer:
                     )
                 state = self.state.setdefault(p, {})
                 self._check_state(p, state)
-                self._update(p, grad.astype(p.data.dtype, copy=False), state, group)
+                grad = grad.astype(p.data.dtype, copy=False)
+                # maximize (every optimizer's, as in PyTorch): ascend, by descending on -grad.
+                self._update(p, -grad if group.get("maximize") else grad, state, group)
         return loss
 
     def _check_state(self, p: Tensor, state: dict) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minidl._kernels import optim as _optim
-from minidl.optim.optimizer import Optimizer
+from minidl.optim.optimizer import Optimizer, implementation_options
 from minidl.threads import get_num_threads
 
 
@@ -23,10 +23,15 @@ class SGD(Optimizer):
         p = p - lr * g
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
-                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
+        implementation_options("SGD", differentiable)
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                      "weight_decay": weight_decay, "nesterov": nesterov})
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "maximize": maximize, "foreach": foreach,
+                                  "differentiable": differentiable, "fused": fused})
 
     def _check_group(self, group: dict) -> None:
         super()._check_group(group)

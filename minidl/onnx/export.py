@@ -154,6 +154,14 @@ def _binary(op_type: str) -> Callable:
     return translate
 
 
+def _conv_inputs(em: _Emitter, op: TracedOp) -> list:
+    """Conv's and ConvTranspose's inputs: x and weight, and the bias when there is one."""
+    dt = em.out_dtype(op)
+    inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
+    bias = em.input(op, 2, dt)
+    return inputs + [bias] if bias else inputs
+
+
 def _conv(em: _Emitter, op: TracedOp) -> None:
     a = op.attrs
     x, weight = op.inputs[0], op.inputs[1]
@@ -165,11 +173,7 @@ def _conv(em: _Emitter, op: TracedOp) -> None:
             (h, w), (kh, kw), a["stride"], a["padding"], a["dilation"], a["out_size"]
         )
     ]
-    dt = em.out_dtype(op)
-    inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
-    bias = em.input(op, 2, dt)
-    if bias:
-        inputs.append(bias)
+    inputs = _conv_inputs(em, op)
     em.node(
         "Conv",
         inputs,
@@ -193,11 +197,7 @@ def _conv_transpose(em: _Emitter, op: TracedOp) -> None:
             a["out_size"], em.shape(x)[2:], a["stride"], a["padding"], a["dilation"], kernel
         )
     ]
-    dt = em.out_dtype(op)
-    inputs = [em.input(op, 0, dt), em.input(op, 1, dt)]
-    bias = em.input(op, 2, dt)
-    if bias:
-        inputs.append(bias)
+    inputs = _conv_inputs(em, op)
     em.node(
         "ConvTranspose",
         inputs,

@@ -177,9 +177,8 @@ class ConvTranspose2dOp(Function):
     def flops(cls, in_shapes: list[tuple], out_shape: tuple, attrs: dict) -> int:
         return 2 * size_of(in_shapes[0]) * size_of(in_shapes[1][1:])
 
-    @classmethod
-    def backward_flops(cls, forward_flops: int, needs_input_grad: tuple) -> int:
-        return forward_flops * sum(1 for n in needs_input_grad[:2] if n)
+    # Each input gradient is one product of the forward's size, as for Conv2dOp.
+    backward_flops = Conv2dOp.backward_flops
 
     @staticmethod
     def forward(

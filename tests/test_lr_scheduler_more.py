@@ -267,3 +267,119 @@ def test_step_with_an_epoch_uses_torchs_closed_form(part):
             theirs.step(epoch)
         assert group_values(ours_opt) == group_values(theirs_opt), epoch
         assert ours.last_epoch == theirs.last_epoch
+
+
+# --- CosineAnnealingWarmRestarts --------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [{"T_0": 10}, {"T_0": 3, "T_mult": 2, "eta_min": 0.002},
+                                    {"T_0": 1}, {"T_0": 4, "T_mult": 3, "eta_min": 1}])
+def test_cosine_warm_restarts_matches_torch(kwargs):
+    torch = pytest.importorskip("torch")
+    ours, theirs = both(torch, "CosineAnnealingWarmRestarts", **kwargs)
+    assert_same_run(ours, theirs)
+    assert_state_keys_are_torchs(ours, theirs)
+
+
+@pytest.mark.parametrize("T_mult", [1, 2, 3])
+def test_cosine_warm_restarts_fractional_epochs_match_torch(T_mult):
+    torch = pytest.importorskip("torch")
+    ours, theirs = both(torch, "CosineAnnealingWarmRestarts", T_0=5, T_mult=T_mult,
+                        eta_min=0.001)
+    batches = 7
+    epochs = [e + b / batches for e in range(12) for b in range(batches)]
+    for epoch in epochs + [3.5, 0.25, 40.0, 2, 17]:
+        ours.step(epoch)
+        theirs.step(epoch)
+        assert group_values(ours.optimizer) == group_values(theirs.optimizer), epoch
+        assert ours.get_last_lr() == theirs.get_last_lr()
+        assert (ours.T_cur, ours.T_i, ours.last_epoch) == (
+            theirs.T_cur, theirs.T_i, theirs.last_epoch)
+    ours.step()
+    theirs.step()
+    assert group_values(ours.optimizer) == group_values(theirs.optimizer)
+
+
+def test_cosine_warm_restarts_errors_are_torchs():
+    torch = pytest.importorskip("torch")
+    name = "CosineAnnealingWarmRestarts"
+    for kwargs in [{"T_0": 0}, {"T_0": 2.5}, {"T_0": 5, "T_mult": 0},
+                   {"T_0": 5, "T_mult": 1.5}, {"T_0": 5, "eta_min": "0"}]:
+        assert_same_error(torch, name, ValueError, **kwargs)
+    for s in both(torch, name, T_0=5):
+        with pytest.raises(ValueError):
+            s.step(-1)
+
+
+# --- CyclicLR ---------------------------------------------------------------------------------
+
+class HalfPerCycle:
+    """A callable object as scale_fn (PyTorch saves its __dict__; minidl leaves it out)."""
+
+    def __call__(self, x):
+        return 0.5**x
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5},
+    {"base_lr": [0.01, 0.002], "max_lr": [0.1, 0.05], "step_size_up": 4, "step_size_down": 7,
+     "mode": "triangular2"},
+    {"base_lr": 0.001, "max_lr": 0.3, "step_size_up": 6, "mode": "exp_range", "gamma": 0.97},
+    {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 3, "scale_fn": lambda x: 1 / (1 + x)},
+    {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 3, "scale_fn": HalfPerCycle(),
+     "scale_mode": "iterations", "mode": "anything"},
+    {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 8, "step_size_down": 2,
+     "base_momentum": [0.85, 0.7], "max_momentum": [0.95, 0.9]},
+    {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "cycle_momentum": False},
+])
+def test_cyclic_lr_and_momentum_match_torch(kwargs):
+    torch = pytest.importorskip("torch")
+    ours, theirs = both(torch, "CyclicLR", momentum=0.9, **kwargs)
+    keys = ("lr", "momentum")
+    assert_same_run(ours, theirs, keys=keys)
+    state = ours.state_dict()
+    json.dumps(state)
+    assert set(state) <= set(theirs.state_dict())
+
+
+def test_cyclic_lr_state_dict_round_trip_resumes():
+    def make():
+        opt = optim.SGD([nn.Parameter(np.ones(2))], lr=0.1, momentum=0.9)
+        return opt, sched.CyclicLR(opt, 0.01, 0.1, step_size_up=4, mode="exp_range",
+                                   gamma=0.9)
+    first_opt, first = make()
+    for _ in range(9):
+        first.step()
+    opt, resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    for _ in range(12):
+        first.step()
+        resumed.step()
+        assert resumed.get_last_lr() == first.get_last_lr()
+        assert opt.param_groups[0]["momentum"] == first_opt.param_groups[0]["momentum"]
+
+
+def test_cyclic_lr_errors_are_torchs():
+    torch = pytest.importorskip("torch")
+    assert_same_error(torch, "CyclicLR", ValueError, 0.01, 0.1, mode="square")
+    assert_same_error(torch, "CyclicLR", ValueError, [0.01], 0.1)
+    assert_same_error(torch, "CyclicLR", ValueError, 0.01, [0.1, 0.2, 0.3])
+    assert_same_error(torch, "CyclicLR", ValueError, 0.01, 0.1, max_momentum=[0.9])
+    params = [nn.Parameter(np.ones(2))]
+    with pytest.raises(ValueError):
+        sched.CyclicLR(optim.Adagrad(params), 0.01, 0.1)
+    with pytest.raises(ValueError):
+        torch.optim.lr_scheduler.CyclicLR(
+            torch.optim.Adagrad([torch.nn.Parameter(torch.ones(2))]), 0.01, 0.1)
+    with pytest.raises(TypeError):
+        sched.CyclicLR(object(), 0.01, 0.1)
+
+
+def test_cyclic_lr_cycles_adams_beta1_as_torch():
+    torch = pytest.importorskip("torch")
+    ours = sched.CyclicLR(optim.Adam([nn.Parameter(np.ones(2))], lr=0.1), 0.01, 0.1,
+                          step_size_up=3, mode="triangular2")
+    theirs = torch.optim.lr_scheduler.CyclicLR(
+        torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=0.1), 0.01, 0.1,
+        step_size_up=3, mode="triangular2")
+    assert_same_run(ours, theirs, keys=("lr", "betas"))
+    assert ours.optimizer.param_groups[0]["betas"][1] == 0.999

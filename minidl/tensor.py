@@ -54,6 +54,15 @@ _PRINT_PROFILES = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
                    "full": (4, sys.maxsize, 3, 80)}
 
 
+def concrete(t: Tensor, what: str) -> np.ndarray:
+    """t's values for Python-side logic that picks elements by value (a sort order, a mask).
+    Under a tracer a traced t raises TraceError: the static graph would keep the order the
+    example input gave and apply it to every later input."""
+    if graph.state.tracer is not None:
+        graph.state.tracer.data_access(what, t)
+    return t.data
+
+
 def set_printoptions(precision: int | None = None, threshold: float | None = None,
                      edgeitems: int | None = None, linewidth: int | None = None,
                      profile: str | None = None, sci_mode: bool | None = None) -> None:
@@ -897,7 +906,7 @@ class Tensor:
         axis = _dim_index("sort", dim, max(self.ndim, 1))
         if self.ndim == 0:
             return return_types.sort(self, Tensor._wrap(np.array(0), False))
-        key = self.data
+        key = concrete(self, "sort")
         if descending and key.dtype.kind == "f":
             # Negated keys keep a stable sort stable (a flipped ascending sort would not);
             # NaN counts as the largest value, first (PyTorch's order), hence the second key.

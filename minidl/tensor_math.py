@@ -35,6 +35,7 @@ from minidl.tensor import (
     _operand_array,
     _promoted,
     concatenate,
+    concrete,
     tensor,
     where,
 )
@@ -222,7 +223,7 @@ def lerp(input: Any, end: Any, weight: Any) -> Tensor:  # noqa: A002
     if not isinstance(weight, Tensor):
         w = float(weight)
         return start + w * diff if abs(w) < 0.5 else end - diff * (1 - w)
-    small = weight.abs().data < 0.5
+    small = np.abs(concrete(weight, "lerp")) < 0.5
     return where(small, start + weight * diff, end - diff * (1 - weight))
 
 
@@ -353,7 +354,7 @@ def _cumulative_extreme(name: str, input: Tensor, dim: int,  # noqa: A002
     x = _tensor(input)
     flat = x.reshape(1) if x.ndim == 0 else x
     axis = _dim_index(name, dim, flat.ndim)
-    values = running.accumulate(flat.data, axis=axis) if flat.numel() else flat.data
+    values = running.accumulate(concrete(flat, name), axis=axis) if flat.numel() else flat.data
     position = np.arange(flat.shape[axis]).reshape(
         [-1 if i == axis else 1 for i in range(flat.ndim)])
     hit = flat.data == values
@@ -597,7 +598,7 @@ def _pick_by_rank(x: Tensor, axis: int, rank: np.ndarray,
                   keepdim: bool) -> tuple[Tensor, Tensor]:
     """(values, indices) of the elements at sorted position `rank` (keepdims shape) along
     axis; values gather from x, so the gradient goes to the picked element."""
-    order = np.argsort(x.data, axis=axis, kind="stable")  # NaN last, as PyTorch orders
+    order = np.argsort(concrete(x, "sort"), axis=axis, kind="stable")  # NaN last, as PyTorch
     index = np.take_along_axis(order, rank, axis=axis)
     values = x.gather(axis, index)
     if not keepdim:
@@ -621,7 +622,7 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     rank = np.full(tuple(1 if i == axis else s for i, s in enumerate(x.shape)),
                    lower_median_index(n), np.int64)
     if x.dtype.kind == "f":
-        valid = np.sum(~np.isnan(x.data), axis=axis, keepdims=True)
+        valid = np.sum(~np.isnan(concrete(x, "median")), axis=axis, keepdims=True)
         rank = np.where(valid < n, valid, rank)
     return return_types.median(*_pick_by_rank(x, axis, rank, keepdim))
 
@@ -636,7 +637,8 @@ def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False) -> A
     if x.ndim == 0:
         return return_types.nanmedian(x.clone(), _wrap(np.array(0, np.int64)))
     axis = _reduced_dim("nanmedian", x, dim)
-    valid = np.sum(~np.isnan(x.data), axis=axis, keepdims=True) if x.dtype.kind == "f" else \
+    valid = np.sum(~np.isnan(concrete(x, "nanmedian")), axis=axis, keepdims=True) if (
+        x.dtype.kind == "f") else \
         np.full(tuple(1 if i == axis else s for i, s in enumerate(x.shape)), x.shape[axis])
     rank = np.maximum(valid - 1, 0) // 2
     return return_types.nanmedian(*_pick_by_rank(x, axis, rank, keepdim))
@@ -716,7 +718,7 @@ def _quantile(name: str, input: Tensor, q: Any, dim: Any, keepdim: bool, interpo
             raise RuntimeError(f"{name}() q tensor must be same dtype as the input tensor")
         if q.ndim > 1:
             raise RuntimeError(f"{name}() q must be a scalar or 1D tensor")
-        qs, q_dim = q.data.reshape(-1), q.ndim == 1
+        qs, q_dim = concrete(q, name).reshape(-1), q.ndim == 1
     else:
         qs, q_dim = np.asarray([q], x.dtype), False
     if x.numel() == 0:

@@ -358,3 +358,19 @@ def test_data_dependent_branch_without_item_is_caught_by_the_second_trace():
     x = minidl.tensor(np.ones((2, 4), dtype=np.float32))
     with pytest.raises(TraceError, match="control flow"):
         minidl.compile(Sneaky(), example_inputs=(x,))
+
+
+@pytest.mark.parametrize("fn", [lambda a: a.sort(1).values, lambda a: a.topk(2).values,
+                                lambda a: a.argsort(1).float(),
+                                lambda a: minidl.median(a, 1).values,
+                                lambda a: minidl.cummax(a, 1).values,
+                                lambda a: minidl.quantile(a, 0.3, dim=1)],
+                         ids=["sort", "topk", "argsort", "median", "cummax", "quantile"])
+def test_value_dependent_orders_refuse_to_trace(fn):
+    """These pick elements by the input's values in Python: a graph traced on one input would
+    apply that input's order to every later one (found: sort gave errors of 1.7)."""
+    with pytest.raises(minidl.static.TraceError, match="on a traced tensor"):
+        minidl.compile(fn, example_inputs=(minidl.randn(3, 4),))
+    # Eagerly they still work.
+    x = minidl.randn(3, 4)
+    fn(x)

@@ -97,14 +97,19 @@ class Conv2dOp(Function):
         return grad_x, grad_w, grad_b
 
 
-def conv_arguments(op, xa, wa, ba, stride, padding, dilation, groups):
-    """Validated (stride, top-left padding, dilation, groups, out_size) for Conv2dOp, from
-    the input, weight and bias arrays (ba None without bias)."""
+def check_input_and_weight(op, xa, wa):
+    """Both float32/float64 and of one dtype (PyTorch's convolutions do not promote)."""
     check_float(op, "input", xa)
     check_float(op, "weight", wa)
     if xa.dtype != wa.dtype:
         raise RuntimeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; expected one "
                            "dtype")
+
+
+def conv_arguments(op, xa, wa, ba, stride, padding, dilation, groups):
+    """Validated (stride, top-left padding, dilation, groups, out_size) for Conv2dOp, from
+    the input, weight and bias arrays (ba None without bias)."""
+    check_input_and_weight(op, xa, wa)
     if xa.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {xa.shape}")
     if wa.ndim != 4:
@@ -229,11 +234,7 @@ class ConvTranspose2dOp(Function):
 def conv_transpose_arguments(op, xa, wa, ba, stride, padding, output_padding, groups, dilation):
     """Validated (stride, padding, dilation, groups, out_size, extra) for the conv_transpose2d
     op from the input, weight and bias arrays (ba None without bias), as PyTorch checks them."""
-    check_float(op, "input", xa)
-    check_float(op, "weight", wa)
-    if xa.dtype != wa.dtype:
-        raise RuntimeError(f"{op}: input is {xa.dtype} but weight is {wa.dtype}; expected one "
-                           "dtype")
+    check_input_and_weight(op, xa, wa)
     if xa.ndim != 4:
         raise ValueError(
             f"{op}: expected a 4-D input (N, C, H, W) or a 3-D (C, H, W), got shape {xa.shape}"

@@ -996,6 +996,14 @@ def _as_2d(op: str, x: Tensor) -> Tensor:
     return x.unsqueeze(2)
 
 
+def _weight_as_2d(op: str, weight: Any, layout: str) -> Tensor:
+    """A 1-d layer's 3-D weight (layout names its axes) as the 2-d op's, with a unit height."""
+    w = _tensor(weight)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D weight {layout}, got shape {tuple(w.shape)}")
+    return w.unsqueeze(2)
+
+
 def _int1(op: str, name: str, value: Any, height: int = 1) -> Any:
     """A 1-d layer's int (or 1-sequence) argument as the 2-d op's (height, value) pair;
     None and 'same'/'valid' kept."""
@@ -1018,11 +1026,7 @@ def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation
     'same' or 'valid'. Returns (N, OC, OL). Raises like conv2d.
     """
     op = "conv1d"
-    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
-    if w.ndim != 3:
-        raise ValueError(f"{op}: expected a 3-D weight (OC, C/groups, K), got shape "
-                         f"{tuple(w.shape)}")
-    w = w.unsqueeze(2)
+    x, w = _as_2d(op, _tensor(input)), _weight_as_2d(op, weight, "(OC, C/groups, K)")
     bias = None if bias is None else _tensor(bias)
     stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
         op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
@@ -1037,11 +1041,7 @@ def conv_transpose1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0
     conv_transpose2d op on (N, C, 1, L). input: (N, C, L); weight: (C, OC // groups, K);
     bias: (OC,) or None. Returns (N, OC, OL). Raises like conv_transpose2d."""
     op = "conv_transpose1d"
-    x, w = _as_2d(op, _tensor(input)), _tensor(weight)
-    if w.ndim != 3:
-        raise ValueError(f"{op}: expected a 3-D weight (C, OC/groups, K), got shape "
-                         f"{tuple(w.shape)}")
-    w = w.unsqueeze(2)
+    x, w = _as_2d(op, _tensor(input)), _weight_as_2d(op, weight, "(C, OC/groups, K)")
     bias = None if bias is None else _tensor(bias)
     stride, padding, dilation, groups, out_size, extra = _conv.conv_transpose_arguments(
         op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),

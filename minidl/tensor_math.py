@@ -310,10 +310,41 @@ def trace(input: Tensor) -> Tensor:  # noqa: A002
     return x[k, k].sum()
 
 
-def einsum(equation: str, *operands: Any) -> Tensor:
+def _sublist_subscripts(sublist: Any) -> str:
+    """One operand's sublist ([0, 1, Ellipsis]) as equation letters: 0-25 are A-Z, 26-51 a-z
+    (PyTorch's numbering of letters, so an implicit output keeps the subscripts' order)."""
+    letters = []
+    for s in sublist:
+        if s is Ellipsis:
+            letters.append("...")
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 52:
+            letters.append(chr(ord("A") + s) if s < 26 else chr(ord("a") + s - 26))
+        else:
+            raise ValueError(f"einsum(): subscript in subscript list is not within the valid "
+                             f"range [0, 52), got {s!r}")
+    return "".join(letters)
+
+
+def _sublist_equation(args: tuple) -> tuple[str, tuple]:
+    """torch.einsum's sublist form (op1, sublist1, op2, sublist2, ..., [sublist_out]) as an
+    equation and its operands."""
+    operands, inputs = args[0::2], args[1::2]
+    if len(operands) > len(inputs):  # an odd count: the last item is the output sublist
+        operands, out = operands[:-1], "->" + _sublist_subscripts(operands[-1])
+    else:
+        out = ""
+    return ",".join(_sublist_subscripts(s) for s in inputs) + out, tuple(operands)
+
+
+def einsum(equation: Any, *operands: Any) -> Tensor:
     """Einstein summation (NumPy's grammar, "..." included; "->" optional); differentiable in
-    every operand, diagonals ("ii->i") included. All operands must share one dtype."""
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+    every operand, diagonals ("ii->i") included. All operands must share one dtype.
+
+    Also torch's sublist form: einsum(a, [0, 1], b, [1, 2], [0, 2]) is einsum("AB,BC->AC", a, b).
+    """
+    if not isinstance(equation, str):
+        equation, operands = _sublist_equation((equation,) + operands)
+    elif len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ts = [_tensor(t) for t in operands]
     if not ts:

@@ -206,6 +206,11 @@ CASES = [
      [randn(2, 2, 3), randn(3, 4)]),
     ("einsum_other_has_diagonal", lambda m, a, b: m.einsum("ij,jj->i", a, b),
      [randn(2, 3), randn(3, 3)]),
+    ("einsum_sublist", lambda m, a, b: m.einsum(a, [0, 1], b, [1, 2], [0, 2]),
+     [randn(2, 3), randn(3, 4)]),
+    ("einsum_sublist_implicit_order", lambda m, a: m.einsum(a, [3, 30]), [randn(2, 3)]),
+    ("einsum_sublist_ellipsis", lambda m, a, b: m.einsum(a, [..., 0, 1], b, [1, 2], [..., 2]),
+     [randn(5, 2, 3), randn(3, 4)]),
 ]
 
 
@@ -438,6 +443,7 @@ def test_dtype_and_result_type_rules():
     (lambda: minidl.einsum("i,i", minidl.ones(3), minidl.ones(3, dtype=minidl.float64)),
      RuntimeError, "same dtype"),
     (lambda: minidl.einsum("i$", minidl.ones(3)), ValueError, "invalid subscript"),
+    (lambda: minidl.einsum(minidl.ones(3), [52]), ValueError, r"\[0, 52\)"),
     (lambda: minidl.take_along_dim(minidl.ones(3), minidl.tensor([3]), 0), IndexError, "range"),
     (lambda: minidl.take_along_dim(minidl.ones(3, 2), minidl.tensor([0]), 0), RuntimeError,
      "number of dimensions"),

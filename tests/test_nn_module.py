@@ -229,3 +229,140 @@ def test_get_submodule_follows_dotted_paths_like_pytorch():
         net.get_submodule("1.7")
     with pytest.raises(AttributeError, match="`weight` is not an nn.Module"):
         net.get_submodule("0.weight")
+
+
+# -- state_dict options, state-dict hooks, extra state, backward pre-hooks (vs torch 2.13) ----
+def _twin_models():
+    torch = pytest.importorskip("torch")
+    ours = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    return torch, ours, theirs
+
+
+def test_state_dict_prefix_keep_vars_destination_and_positional_args_as_torch():
+    torch, ours, theirs = _twin_models()
+    assert list(ours.state_dict(prefix="m")) == list(theirs.state_dict(prefix="m"))
+    kept = ours.state_dict(keep_vars=True)
+    assert kept["0.weight"] is ours[0].weight
+    assert ours.state_dict()["0.weight"] is not ours[0].weight
+    dest = {"x": 1}
+    assert ours.state_dict(destination=dest) is dest and list(dest)[0] == "x"
+    with pytest.warns(FutureWarning, match="Positional args"):
+        assert list(ours.state_dict(None, "p.")) == list(theirs.state_dict(prefix="p."))
+
+
+def test_state_dict_and_load_hooks_run_as_torchs():
+    torch, ours, theirs = _twin_models()
+    for model in (ours, theirs):
+        calls = []
+        model[0].register_state_dict_pre_hook(lambda m, prefix, keep, calls=calls:
+                                              calls.append(("pre", prefix)))
+
+        def post(m, sd, prefix, meta, calls=calls):
+            calls.append(("post", prefix))
+            sd[prefix + "note"] = 1
+
+        model[0].register_state_dict_post_hook(post)
+        sd = model.state_dict()
+        assert calls == [("pre", "0."), ("post", "0.")] and sd["0.note"] == 1
+    # A pre-hook renaming an old key; a post-hook clearing an unexpected key.
+    torch, ours, theirs = _twin_models()
+    for model, lib in ((ours, None), (theirs, torch)):
+        old = {k.replace("0.weight", "0.w_old"): v.numpy() for k, v in theirs.state_dict().items()}
+        if lib is not None:
+            old = {k: torch.tensor(v) for k, v in old.items()}
+        old["junk"] = old["0.bias"]
+
+        def rename(m, sd, prefix, meta, strict, missing, unexpected, errors):
+            sd[prefix + "weight"] = sd.pop(prefix + "w_old")
+
+        def forgive(m, keys):
+            keys.unexpected_keys.remove("junk")
+
+        model[0].register_load_state_dict_pre_hook(rename)
+        model.register_load_state_dict_post_hook(forgive)
+        result = model.load_state_dict(old)
+        assert result.missing_keys == [] and result.unexpected_keys == []
+        assert "0.w_old" in old   # the caller's dict is left alone
+    fresh = nn.Linear(2, 2)
+    fresh.register_load_state_dict_post_hook(lambda m, keys: keys)
+    with pytest.raises(AssertionError, match="inplace"):
+        fresh.load_state_dict(fresh.state_dict())
+
+
+def test_extra_state_round_trip_and_missing_key():
+    torch = pytest.importorskip("torch")
+
+    def with_extra(base):
+        class Counter(base.Module):
+            def __init__(self):
+                super().__init__()
+                self.count = 3
+
+            def get_extra_state(self):
+                return {"count": self.count}
+
+            def set_extra_state(self, state):
+                self.count = state["count"]
+
+        return Counter
+
+    ours, theirs = with_extra(nn)(), with_extra(torch.nn)()
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["_extra_state"]
+    fresh = with_extra(nn)()
+    fresh.count = 0
+    fresh.load_state_dict(ours.state_dict())
+    assert fresh.count == 3
+    with pytest.raises(RuntimeError, match="missing key.*_extra_state"):
+        fresh.load_state_dict({})
+    assert fresh.load_state_dict({}, strict=False).missing_keys == \
+        theirs.load_state_dict({}, strict=False).missing_keys == ["_extra_state"]
+    with pytest.raises(TypeError, match="dict-like"):
+        fresh.load_state_dict([1])
+
+
+def test_full_backward_pre_hook_replaces_grad_output_as_torch():
+    torch = pytest.importorskip("torch")
+    results = []
+    for lib, new in ((minidl, minidl.tensor), (torch, torch.tensor)):
+        lib.manual_seed(0)
+        layer = (nn if lib is minidl else torch.nn).Linear(2, 2, dtype=lib.float64)
+        with lib.no_grad():
+            layer.weight.copy_(new([[1.0, 2.0], [3.0, -1.0]], dtype=lib.float64))
+        seen = []
+
+        def pre(m, grad_output, seen=seen):
+            seen.append(grad_output[0].detach().clone())
+            return (grad_output[0] * 3,)
+
+        layer.register_full_backward_pre_hook(pre)
+        layer.register_full_backward_hook(lambda m, gi, go, seen=seen: seen.append(go[0].clone()))
+        x = new([[0.5, -1.0]], dtype=lib.float64, requires_grad=True)
+        (layer(x) * new([[1.0, 2.0]], dtype=lib.float64)).sum().backward()
+        results.append([np.asarray(t.numpy()) for t in seen] + [x.grad.numpy()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_module_type_set_submodule_to_empty_share_memory():
+    torch = pytest.importorskip("torch")
+    ours, theirs = nn.BatchNorm1d(2).type(minidl.float64), torch.nn.BatchNorm1d(2).type(
+        torch.float64)
+    assert {k: str(v.dtype).split(".")[-1] for k, v in ours.state_dict().items()} == \
+        {k: str(v.dtype).split(".")[-1] for k, v in theirs.state_dict().items()}
+    seq = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    seq.set_submodule("1.0", nn.Tanh())
+    assert isinstance(seq[1][0], nn.Tanh)
+    seq.set_submodule("1.extra", nn.ReLU())
+    with pytest.raises(AttributeError, match="has no attribute `nope`"):
+        seq.set_submodule("1.nope", nn.ReLU(), strict=True)
+    with pytest.raises(AttributeError, match="is not an nn.Module"):
+        seq.set_submodule("0.weight", nn.ReLU())
+    with pytest.raises(ValueError, match="without a target"):
+        seq.set_submodule("", nn.ReLU())
+    assert seq.to_empty(device="cpu") is seq and seq.share_memory() is seq
+    with pytest.raises(RuntimeError):
+        seq.to_empty(device="cuda")
+    with pytest.raises(NotImplementedError, match="register_full_backward_hook"):
+        seq.register_backward_hook(lambda *a: None)

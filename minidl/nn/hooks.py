@@ -1,5 +1,5 @@
 """Module hooks (PyTorch's register_forward_pre_hook / register_forward_hook /
-register_full_backward_hook) and the two identity ops that let a backward hook see the
+register_full_backward_hook / register_full_backward_pre_hook) and the two identity ops that let a backward hook see the
 gradients with respect to a module's inputs and outputs."""
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ class BackwardHookState:
     """One call's record: gradients w.r.t. the outputs arrive first, then those w.r.t. the
     inputs, when the hooks run (and may replace the input gradients)."""
 
-    def __init__(self, module: Any, hooks: list, inputs_tracked: bool) -> None:
+    def __init__(self, module: Any, hooks: list, pre_hooks: list, inputs_tracked: bool
+                 ) -> None:
         self.module, self.hooks, self.inputs_tracked = module, hooks, inputs_tracked
+        self.pre_hooks = pre_hooks
         self.grad_outputs: tuple = ()
 
 
@@ -53,11 +55,29 @@ class OutputGradHookOp(Function):
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
+        g = run_pre_hooks(ctx.state, g)
         ctx.state.grad_outputs = (g,)
         if not ctx.state.inputs_tracked:
             # No input requires grad: the hooks run now, with grad_input (None,), as PyTorch's.
             run_hooks(ctx.state, (None,))
         return g
+
+
+def run_pre_hooks(state: BackwardHookState, g: np.ndarray) -> np.ndarray:
+    """The module's backward pre-hooks on (grad_output,); what they return replaces it."""
+    from minidl.tensor import Tensor
+
+    grad_output = (Tensor._wrap(g, False),)
+    for hook in list(state.pre_hooks):
+        result = hook(state.module, grad_output)
+        if result is not None:
+            result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+            if len(result) != 1:
+                raise RuntimeError(
+                    f"backward pre hook returned {len(result)} gradients, expected 1")
+            grad_output = result
+    (out,) = grad_output
+    return out.data if isinstance(out, Tensor) else np.asarray(out, dtype=g.dtype)
 
 
 def run_hooks(state: BackwardHookState, grad_input: tuple) -> tuple:

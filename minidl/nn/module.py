@@ -8,6 +8,7 @@ buffers (state that is saved but not trained, e.g. BatchNorm's running statistic
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -48,6 +49,10 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+# The state_dict key of a module's get_extra_state() (PyTorch's name).
+EXTRA_STATE_KEY = "_extra_state"
+
+
 class IncompatibleKeys(NamedTuple):
     missing_keys: list
     unexpected_keys: list
@@ -61,6 +66,11 @@ class Module:
     registered name keeps the slot (e.g. `bias=None`) and it is skipped everywhere.
     """
 
+    # PyTorch's class flags: whether Module.__init__ passes extra arguments to a mixin's
+    # __init__, and whether load_state_dict reports changed parameter formats.
+    call_super_init = False
+    dump_patches = False
+
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -70,12 +80,18 @@ class Module:
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_backward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_state_dict_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_state_dict_hooks", OrderedDict())
+        object.__setattr__(self, "_load_state_dict_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_load_state_dict_post_hooks", OrderedDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
+                or self._backward_pre_hooks):
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)
 
@@ -93,14 +109,15 @@ class Module:
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         state = None
-        if self._backward_hooks and graph.is_grad_enabled():
+        if (self._backward_hooks or self._backward_pre_hooks) and graph.is_grad_enabled():
             tracked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
             if len(tracked) > 1:
                 raise NotImplementedError(
                     f"{type(self).__name__}: full backward hooks on modules with several "
                     "inputs that require grad are not supported by minidl"
                 )
-            state = BackwardHookState(self, list(self._backward_hooks.values()), bool(tracked))
+            state = BackwardHookState(self, list(self._backward_hooks.values()),
+                                      list(self._backward_pre_hooks.values()), bool(tracked))
             args = tuple(_input_grad_hook(a, state=state) if i in tracked else a
                          for i, a in enumerate(args))
         try:
@@ -157,6 +174,42 @@ class Module:
         input and output are computed; a non-None result replaces grad_input. Modules with one
         Tensor output and at most one input that requires grad."""
         return self._register(self._backward_hooks, hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook: Callable, prepend: bool = False
+                                        ) -> RemovableHandle:
+        """hook(module, grad_output) runs when the gradient w.r.t. the module's output is
+        computed, before the module's own backward; a non-None result replaces grad_output.
+        Same module limits as register_full_backward_hook."""
+        return self._register(self._backward_pre_hooks, hook, prepend)
+
+    def register_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """PyTorch's deprecated non-full backward hook: refused, as its gradients are those of
+        the module's last op only; use register_full_backward_hook."""
+        raise NotImplementedError(
+            "register_backward_hook (PyTorch's deprecated form, whose grad_input is that of the "
+            "module's last operation) is not supported by minidl; use "
+            "register_full_backward_hook")
+
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, prefix, keep_vars) runs before the module's entries are saved."""
+        return self._register(self._state_dict_pre_hooks, hook, False)
+
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata) runs after the module's entries
+        (its children's included) are saved; it may change state_dict in place."""
+        return self._register(self._state_dict_hooks, hook, False)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs) runs before anything is loaded; it may change
+        state_dict in place (e.g. rename old keys)."""
+        return self._register(self._load_state_dict_pre_hooks, hook, False)
+
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, incompatible_keys) runs after loading; it may clear entries of
+        incompatible_keys.missing_keys / unexpected_keys in place, which strict=True then no
+        longer reports."""
+        return self._register(self._load_state_dict_post_hooks, hook, False)
 
     # -- registration ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -395,6 +448,43 @@ class Module:
                 if t.grad is not None:
                     t._grad = None
 
+    def type(self, dst_type: Any) -> Module:
+        """Every parameter and buffer (integer ones too, as PyTorch's) converted to dst_type,
+        a dtype or a tensor type name ('torch.DoubleTensor'); gradients are dropped."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            converted = t.type(dst_type)
+            if converted.dtype != t.dtype:
+                t.data = converted.data
+                t._grad = None
+        return self
+
+    def to_empty(self, *, device: Any, recurse: bool = True) -> Module:
+        """PyTorch's move to `device` with uninitialized storage: only the CPU exists and
+        minidl's parameters are always allocated, so this checks the device and keeps the
+        values."""
+        check_device("Module.to_empty", device)
+        return self
+
+    def share_memory(self) -> Module:
+        """A no-op: minidl's DataLoader workers are forked and see the parent's arrays."""
+        return self
+
+    def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
+        """Replace (or, unless strict, add) the submodule at the dotted path `target`. Raises
+        ValueError for an empty target or a non-Module, AttributeError when `target` names a
+        non-Module attribute or (strict) does not exist."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        owner, _, name = target.rpartition(".")
+        parent = self.get_submodule(owner)
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{type(parent).__name__} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
+
     def cpu(self) -> Module:
         return self
 
@@ -424,27 +514,55 @@ class Module:
         return self
 
     # -- state ----------------------------------------------------------------------------
-    def state_dict(self, prefix: str = "") -> OrderedDict:
-        """Parameters and persistent buffers by dotted name, as detached tensors that share
-        memory with the module (as in PyTorch: copy them to keep a snapshot)."""
-        out: OrderedDict = OrderedDict()
-        self._save_state(out, prefix.rstrip(".") + "." if prefix.rstrip(".") else "")
-        return out
-
-    def _save_state(self, out: OrderedDict, base: str) -> None:
-        # Not deduplicated, as PyTorch's: a module registered under two names (Sequential(l,
-        # l)) has its entries under both.
+    def state_dict(self, *args: Any, destination: dict | None = None, prefix: str = "",
+                   keep_vars: bool = False) -> OrderedDict:
+        """Parameters and persistent buffers by dotted name (prefix + name, the prefix used as
+        given), as detached tensors sharing memory with the module (as in PyTorch: copy them
+        to keep a snapshot); keep_vars=True gives the Parameters themselves. A module that
+        overrides get_extra_state adds `<prefix>_extra_state`. destination: a dict to fill.
+        Positional (destination, prefix, keep_vars) warn as in PyTorch. State-dict pre-hooks
+        run before a module's entries, post-hooks after its children's."""
+        if args:
+            warnings.warn("Positional args are being deprecated, use kwargs instead. Refer to "
+                          "https://pytorch.org/docs/main/generated/torch.nn.Module.html"
+                          "#torch.nn.Module.state_dict for details.", FutureWarning,
+                          stacklevel=2)
+            filled = list(args) + [destination, prefix, keep_vars][len(args):]
+            destination, prefix, keep_vars = filled[:3]
+        if destination is None:
+            destination = OrderedDict()
+        for hook in list(self._state_dict_pre_hooks.values()):
+            hook(self, prefix, keep_vars)
         for name, p in self._parameters.items():
             if p is not None:
-                out[base + name] = p.detach()
+                destination[prefix + name] = p if keep_vars else p.detach()
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent:
-                out[base + name] = b.detach()
+                destination[prefix + name] = b if keep_vars else b.detach()
+        if type(self).get_extra_state is not Module.get_extra_state:
+            destination[prefix + EXTRA_STATE_KEY] = self.get_extra_state()
+        # Not deduplicated, as PyTorch's: a module registered under two names (Sequential(l,
+        # l)) has its entries under both.
         for name, m in self._modules.items():
             if m is not None:
-                m._save_state(out, f"{base}{name}.")
+                m.state_dict(destination=destination, prefix=f"{prefix}{name}.",
+                             keep_vars=keep_vars)
+        for hook in list(self._state_dict_hooks.values()):
+            if hook(self, destination, prefix, {"version": 1}) is not None:
+                raise RuntimeError("state_dict post-hook must return None")
+        return destination
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False
+    def get_extra_state(self) -> Any:
+        """Override (with set_extra_state) to save non-tensor state under `_extra_state`."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never "
+                           "be called.")
+
+    def set_extra_state(self, state: Any) -> None:
+        """Receives what get_extra_state returned, from load_state_dict."""
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never "
+                           "be called.")
+
+    def load_state_dict(self, state_dict: Mapping, strict: bool = True, assign: bool = False
                         ) -> IncompatibleKeys:
         """Copy values (Tensors or arrays) into the parameters and buffers, in place.
 
@@ -453,17 +571,29 @@ class Module:
         shapes). Nothing is modified unless every entry fits. Values are cast to each
         parameter's dtype. assign=True instead makes each parameter and buffer the given
         value's array (its dtype, no copy; a parameter keeps its requires_grad), as PyTorch's
-        assign. Returns (missing_keys, unexpected_keys).
+        assign. A module overriding set_extra_state receives `<prefix>_extra_state`.
+        Load-state-dict pre-hooks run first (top-down, on a copy of state_dict they may
+        change), post-hooks last (bottom-up). Returns (missing_keys, unexpected_keys).
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        state_dict = OrderedDict(state_dict)
+        modules = list(self.named_modules(remove_duplicate=False))
+        missing: list[str] = []
+        unexpected: list[str] = []
+        problems: list[str] = []
+        for name, m in modules:
+            for hook in list(m._load_state_dict_pre_hooks.values()):
+                hook(m, state_dict, f"{name}." if name else "", {}, strict, missing, unexpected,
+                     problems)
         own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        problems = []
-        if strict and (missing or unexpected):
-            if missing:
-                problems.append(f"missing key(s): {', '.join(missing)}")
-            if unexpected:
-                problems.append(f"unexpected key(s): {', '.join(unexpected)}")
+        for name, m in modules:
+            if type(m).get_extra_state is not Module.get_extra_state:
+                own.pop((f"{name}." if name else "") + EXTRA_STATE_KEY, None)
+        extra = {(f"{name}." if name else "") + EXTRA_STATE_KEY: m for name, m in modules
+                 if type(m).set_extra_state is not Module.set_extra_state}
+        missing += [k for k in list(own) + list(extra) if k not in state_dict]
+        unexpected += [k for k in state_dict if k not in own and k not in extra]
         values = {}
         for key, target in own.items():
             if key not in state_dict:
@@ -479,6 +609,17 @@ class Module:
                 problems.append(f"{key}: value has non-numeric dtype {array.dtype}")
             else:
                 values[key] = array
+        result = IncompatibleKeys(missing, unexpected)
+        for _, m in reversed(modules):
+            for hook in list(m._load_state_dict_post_hooks.values()):
+                if hook(m, result) is not None:
+                    raise AssertionError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
+        if strict and (missing or unexpected):
+            problems[:0] = ([f"missing key(s): {', '.join(missing)}"] if missing else []) + (
+                [f"unexpected key(s): {', '.join(unexpected)}"] if unexpected else [])
         if problems:
             raise RuntimeError(
                 f"load_state_dict for {type(self).__name__}: " + "; ".join(problems)
@@ -494,7 +635,10 @@ class Module:
                     module.register_buffer(name, Tensor._wrap(array, False))
             else:
                 np.copyto(own[key].data, array, casting="unsafe")
-        return IncompatibleKeys(missing, unexpected)
+        for key, m in extra.items():
+            if key in state_dict:
+                m.set_extra_state(state_dict[key])
+        return result
 
     # -- printing -------------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -136,3 +136,28 @@ def test_init_functions_take_a_generator():
                init.orthogonal_):
         np.testing.assert_array_equal(draw(fn, 3), draw(fn, 3))
         assert not np.array_equal(draw(fn, 3), draw(fn, 4))
+
+
+def test_sparse_zeros_the_same_count_in_every_column_and_draws_normal():
+    w = minidl.zeros(40, 300, dtype=minidl.float64)
+    init.sparse_(w, 0.25, std=0.5)
+    zeros_per_column = (w.numpy() == 0).sum(axis=0)
+    assert (zeros_per_column == 10).all()   # ceil(0.25 * 40), as torch
+    nonzero = w.numpy()[w.numpy() != 0]
+    assert abs(nonzero.std() - 0.5) < 0.03 and abs(nonzero.mean()) < 0.03
+    with pytest.raises(ValueError, match="2 dimensions"):
+        init.sparse_(minidl.zeros(3), 0.1)
+
+
+def test_deprecated_names_warn_and_call_the_underscore_forms():
+    torch = pytest.importorskip("torch")
+    names = ["uniform", "normal", "constant", "eye", "dirac", "xavier_uniform", "xavier_normal",
+             "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse"]
+    assert all(hasattr(torch.nn.init, n) for n in names)
+    w = minidl.zeros(3, 3)
+    with pytest.warns(FutureWarning, match=r"`nn.init.constant` is now deprecated in favor of "
+                      r"`nn.init.constant_`"):
+        assert init.constant(w, 2.5) is w
+    assert (w.numpy() == 2.5).all()
+    for n in names:
+        assert getattr(init, n).__name__ == n

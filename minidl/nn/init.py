@@ -8,15 +8,18 @@ fan_out = out * prod(kernel). Values are drawn in float64 and cast to the tensor
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from minidl.random import numpy_rng
 from minidl.tensor import Tensor
 
-__all__ = ["calculate_gain", "constant_", "dirac_", "eye_", "kaiming_normal_", "kaiming_uniform_",
-           "lecun_normal_", "normal_", "ones_", "orthogonal_", "trunc_normal_", "uniform_",
-           "xavier_normal_", "xavier_uniform_", "zeros_"]
+__all__ = ["calculate_gain", "constant", "constant_", "dirac", "dirac_", "eye", "eye_",
+           "kaiming_normal", "kaiming_normal_", "kaiming_uniform", "kaiming_uniform_",
+           "lecun_normal_", "normal", "normal_", "ones_", "orthogonal", "orthogonal_", "sparse",
+           "sparse_", "trunc_normal_", "uniform", "uniform_", "xavier_normal", "xavier_normal_",
+           "xavier_uniform", "xavier_uniform_", "zeros_"]
 
 _LINEAR_GAIN = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                 "conv_transpose3d", "sigmoid")
@@ -190,3 +193,45 @@ def lecun_normal_(tensor: Tensor) -> Tensor:
     """N(0, 1 / fan_in) (LeCun et al., "Efficient BackProp", 1998); a plain, not truncated,
     normal."""
     return normal_(tensor, 0.0, 1.0 / math.sqrt(_fan(tensor, "fan_in")))
+
+
+def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: object = None
+            ) -> Tensor:
+    """Fill a 2-D (rows, cols) tensor with N(0, std^2), then zero ceil(sparsity * rows)
+    randomly chosen rows in each column (Martens 2010). Raises ValueError for other ranks."""
+    if tensor.ndim != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rng = numpy_rng(generator)
+    rows, cols = tensor.shape
+    values = rng.normal(0.0, std, tensor.shape)
+    zeros = math.ceil(sparsity * rows)
+    for col in range(cols):
+        values[rng.permutation(rows)[:zeros], col] = 0
+    return _fill(tensor, values)
+
+
+def _deprecated(init):
+    """PyTorch's old name (no trailing underscore) of an init function: warns, then calls it."""
+    old = init.__name__[:-1]
+
+    def deprecated_init(*args, **kwargs):
+        warnings.warn(f"`nn.init.{old}` is now deprecated in favor of `nn.init.{init.__name__}`.",
+                      FutureWarning, stacklevel=2)
+        return init(*args, **kwargs)
+
+    deprecated_init.__name__ = old
+    deprecated_init.__doc__ = f"{old}(...): deprecated; see {init.__name__}."
+    return deprecated_init
+
+
+uniform = _deprecated(uniform_)
+normal = _deprecated(normal_)
+constant = _deprecated(constant_)
+eye = _deprecated(eye_)
+dirac = _deprecated(dirac_)
+xavier_uniform = _deprecated(xavier_uniform_)
+xavier_normal = _deprecated(xavier_normal_)
+kaiming_uniform = _deprecated(kaiming_uniform_)
+kaiming_normal = _deprecated(kaiming_normal_)
+orthogonal = _deprecated(orthogonal_)
+sparse = _deprecated(sparse_)

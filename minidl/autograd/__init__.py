@@ -19,8 +19,8 @@ from minidl.grad_mode import (
 from minidl.graph import Context
 from minidl.tensor import Tensor
 
-__all__ = ["Context", "Function", "FunctionCtx", "GradcheckError", "enable_grad",
-           "gradcheck", "grad", "inference_mode", "is_grad_enabled", "no_grad",
+__all__ = ["Context", "Function", "FunctionCtx", "GradcheckError", "backward", "enable_grad",
+           "functional", "gradcheck", "grad", "inference_mode", "is_grad_enabled", "no_grad",
            "set_grad_enabled"]
 
 
@@ -129,6 +129,32 @@ class Function:
             node = type(cls.__name__, (_UserFunctionNode,), {"user_function": cls})
             cls._nodes[cls] = node
         return node.apply(*args, user=ctx, output=out.data)
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False, grad_variables: Any = None, inputs: Any = None) -> None:
+    """Accumulate d(tensors)/d(leaf) into every leaf's .grad (torch.autograd.backward):
+    tensors: a Tensor or a sequence; grad_tensors: one per tensor (None for one-element
+    tensors). Several roots are swept one after the other over a kept graph, so their
+    gradients add up. grad_variables: PyTorch's deprecated name of grad_tensors (warns)."""
+    if grad_variables is not None:
+        warnings.warn("`grad_variables` is deprecated. Use `grad_tensors` instead.",
+                      FutureWarning, stacklevel=2)
+        if grad_tensors is not None:
+            raise RuntimeError("`grad_tensors` and `grad_variables` (deprecated) arguments both "
+                               "passed to `backward()`. Please only use `grad_tensors`.")
+        grad_tensors = grad_variables
+    tensors = (tensors,) if isinstance(tensors, Tensor) else tuple(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = (grad_tensors,) * len(tensors) if grad_tensors is None else (grad_tensors,)
+    grad_tensors = tuple(grad_tensors)
+    if len(grad_tensors) != len(tensors):
+        raise RuntimeError(f"grad can be implicitly created only for scalar outputs: got "
+                           f"{len(grad_tensors)} gradients for {len(tensors)} tensors")
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        last = i == len(tensors) - 1
+        t.backward(g, retain_graph=retain_graph if last else True, create_graph=create_graph,
+                   inputs=inputs)
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
@@ -311,3 +337,7 @@ class detect_anomaly(set_detect_anomaly):  # noqa: N801 (PyTorch's name)
                 return fn(*args, **kwargs)
 
         return wrapped
+
+
+# Imported last: functional builds on the names above (PyTorch has it as a submodule too).
+from minidl.autograd import functional  # noqa: E402

@@ -308,3 +308,115 @@ def test_cell_forward_errors_like_torch():
     with pytest.raises(RuntimeError, match="input dtype \\(float64\\)"):
         nn.RNNCell(3, 4)(minidl.zeros(2, 3, dtype="float64"))
     assert tuple(nn.GRUCell(3, 4)(minidl.zeros(0, 3)).shape) == (0, 4)
+
+
+PACKED_CASES = [("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 3}),
+                ("LSTM", {"batch_first": True}), ("GRU", {"bidirectional": True}),
+                ("RNN", {"nonlinearity": "relu", "num_layers": 2})]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
+@pytest.mark.parametrize("with_states", [False, True], ids=["zero-states", "given-states"])
+@pytest.mark.parametrize("cls,options", PACKED_CASES,
+                         ids=[c + "-" + "-".join(f"{k}={v}" for k, v in o.items())
+                              for c, o in PACKED_CASES])
+def test_layer_on_packed_sequence_matches_torch(cls, options, with_states, enforce_sorted,
+                                                dtype):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import rnn as torch_rnn
+
+    from minidl.nn.utils import rnn
+
+    lengths = [6, 4, 4, 2, 1] if enforce_sorted else [2, 6, 4, 1, 4]
+    theirs = getattr(torch.nn, cls)(4, 5, **options).to(getattr(torch, dtype))
+    ours = getattr(nn, cls)(4, 5, **options, dtype=dtype)
+    load_from_torch(ours, theirs)
+    batch_first = options.get("batch_first", False)
+    x = layer_input(options, 6, 5, dtype)
+    states = initial_states(cls, options, 5, dtype) if with_states else None
+    xm, xt = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    hm = None if states is None else [minidl.tensor(s, requires_grad=True) for s in states]
+    ht = None if states is None else [torch.tensor(s, requires_grad=True) for s in states]
+    pack = (lambda h: h[0]) if cls != "LSTM" else tuple
+    pm = rnn.pack_padded_sequence(xm, lengths, batch_first, enforce_sorted)
+    pt = torch_rnn.pack_padded_sequence(xt, lengths, batch_first, enforce_sorted)
+    got_packed, got_h = ours(pm) if hm is None else ours(pm, pack(hm))
+    want_packed, want_h = theirs(pt) if ht is None else theirs(pt, pack(ht))
+    for a, b in zip(got_packed[1:], want_packed[1:]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    got = [rnn.pad_packed_sequence(got_packed, batch_first)[0]] + flat(got_h)
+    want = [torch_rnn.pad_packed_sequence(want_packed, batch_first)[0]] + flat(want_h)
+    weights = [RNG.standard_normal(tuple(w.shape)).astype(dtype) for w in want]
+    sum((g * minidl.tensor(r)).sum() for g, r in zip(got, weights)).backward()
+    sum((w * torch.tensor(r)).sum() for w, r in zip(want, weights)).backward()
+    for g, w in zip(got, want):
+        assert_close(g.numpy(), w.detach().numpy(), dtype)
+    assert_close(xm.grad.numpy(), xt.grad.numpy(), dtype)
+    for a, b in zip(hm or [], ht or []):
+        assert_close(a.grad.numpy(), b.grad.numpy(), dtype)
+    named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert_close(p.grad.numpy(), named[name].grad.numpy(), dtype)
+
+
+class _SequenceClassifier(nn.Module):
+    """A recurrent layer on padded or packed (fixed lengths) input, then a linear head."""
+
+    def __init__(self, cls, lengths=None, **options):
+        super().__init__()
+        self.rnn = getattr(nn, cls)(4, 5, **options, dtype="float64")
+        self.head = nn.Linear(5 * (2 if options.get("bidirectional") else 1), 3,
+                              dtype="float64")
+        self.lengths = lengths
+
+    def forward(self, x):
+        from minidl.nn.utils import rnn
+
+        if self.lengths is None:
+            return self.head(self.rnn(x)[0][-1])
+        out = self.rnn(rnn.pack_padded_sequence(x, self.lengths, enforce_sorted=False))[0]
+        return self.head(rnn.pad_packed_sequence(out)[0].sum(0))
+
+
+@pytest.mark.parametrize("cls,options,lengths", [
+    ("LSTM", {"num_layers": 2, "bidirectional": True}, None), ("GRU", {}, None),
+    ("RNN", {"nonlinearity": "relu"}, None), ("LSTM", {"bidirectional": True}, [3, 6, 1])])
+def test_compile_traces_the_recurrence_exactly(cls, options, lengths):
+    model = _SequenceClassifier(cls, lengths, **options)
+    x = minidl.tensor(RNG.standard_normal((6, 3, 4)))
+    target = minidl.tensor(RNG.integers(0, 3, 3))
+    inference = minidl.compile(model, example_inputs=(x,))
+    training = minidl.compile(model, nn.CrossEntropyLoss(), example_inputs=(x, target))
+    other = minidl.tensor(RNG.standard_normal((6, 3, 4)))
+    model.eval()
+    np.testing.assert_array_equal(inference(other).numpy(), model(other).numpy())
+    model.train()
+    model.zero_grad()
+    loss = training(other, target)
+    compiled_grads = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    eager = nn.CrossEntropyLoss()(model(other), target)
+    eager.backward()
+    assert loss.item() == eager.item()
+    for a, p in zip(compiled_grads, model.parameters()):
+        np.testing.assert_array_equal(a, p.grad.numpy())
+
+
+def test_compile_refuses_lengths_that_are_a_traced_input():
+    from minidl.nn.utils import rnn
+    from minidl.static import TraceError
+
+    class Packed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(4, 5, dtype="float64")
+
+        def forward(self, x, lengths):
+            return self.rnn(rnn.pack_padded_sequence(x, lengths, enforce_sorted=False))[1][0]
+
+    x = minidl.tensor(RNG.standard_normal((6, 3, 4)))
+    with pytest.raises(TraceError, match="pack_padded_sequence\\(\\) on a traced tensor"):
+        minidl.compile(Packed(), example_inputs=(x, minidl.tensor([2, 6, 4])))

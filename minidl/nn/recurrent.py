@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from itertools import accumulate
 from typing import Any
 
 from minidl.nn import functional as F
 from minidl.nn import init
 from minidl.nn.layers import empty_parameter, float_dtype
 from minidl.nn.module import Module, Parameter
-from minidl.tensor import Tensor, cat, stack, zeros
+from minidl.nn.utils.rnn import PackedSequence
+from minidl.tensor import Tensor, cat, concrete, stack, zeros
 
 __all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase"]
 
@@ -61,6 +63,44 @@ def _step(mode: str, gx: Tensor, state: tuple, w_hh: Tensor, b_hh: Tensor | None
     if mode == "GRU":
         return (_gru_step(gx, state[0], w_hh, b_hh),)
     return (_rnn_step(gx, state[0], w_hh, b_hh, mode == "RNN_RELU"),)
+
+
+def _forward_in_time(mode: str, gx: Tensor, sizes: list[int], state: tuple, w_hh: Tensor,
+                     b_hh: Tensor | None, w_hr: Tensor | None) -> tuple[Tensor, tuple]:
+    """One direction from the first step: gx (sum(sizes), gates) the input projections of
+    the steps one after another, sizes[t] the sequences running at step t (non-increasing,
+    longest first); state the initial (h,) or (h, c), sizes[0] rows. Returns the outputs
+    (sum(sizes), H_out) and each sequence's state after its last step."""
+    outs, ended = [], []
+    for start, size in zip(accumulate([0] + sizes), sizes):
+        if size < state[0].shape[0]:
+            # The last rows' sequences ended at the previous step: their state is final.
+            ended.append(tuple(s[size:] for s in state))
+            state = tuple(s[:size] for s in state)
+        state = _step(mode, gx[start : start + size], state, w_hh, b_hh, w_hr)
+        outs.append(state[0])
+    if ended:
+        state = tuple(cat([s] + [rows[k] for rows in reversed(ended)])
+                      for k, s in enumerate(state))
+    return cat(outs), state
+
+
+def _backward_in_time(mode: str, gx: Tensor, sizes: list[int], initial: tuple, w_hh: Tensor,
+                      b_hh: Tensor | None, w_hr: Tensor | None) -> tuple[Tensor, tuple]:
+    """The reverse direction of _forward_in_time: from each sequence's own last step to its
+    first; a sequence joins (from its initial state) at its last step."""
+    starts = list(accumulate([0] + sizes))
+    state = initial
+    if sizes[-1] < initial[0].shape[0]:
+        state = tuple(s[: sizes[-1]] for s in initial)
+    outs = []
+    for t in range(len(sizes) - 1, -1, -1):
+        size, running = sizes[t], state[0].shape[0]
+        if size > running:
+            state = tuple(cat([s, s0[running:size]]) for s, s0 in zip(state, initial))
+        state = _step(mode, gx[starts[t] : starts[t] + size], state, w_hh, b_hh, w_hr)
+        outs.append(state[0])
+    return cat(outs[::-1]), state
 
 
 def _check_dtype(op: str, x: Tensor, weight: Tensor, error: type[Exception]) -> None:
@@ -301,10 +341,33 @@ class RNNBase(Module):
             shapes.append((stacks, batch, self.hidden_size))
         return shapes
 
-    def _run(self, input: Tensor, hx: tuple | None) -> tuple[Tensor, tuple]:
-        """input (L, N, H_in) or, with batch_first, (N, L, H_in) or unbatched (L, H_in); hx
-        None or a tuple of (layers * directions, N, *) tensors, 2-D when unbatched. Returns
-        the last layer's outputs and the final states, shaped as input and hx."""
+    def _initial_states(self, hx: tuple | None, batch: int, dtype: Any) -> tuple:
+        """hx checked against (layers * directions, batch, *), or zeros when None."""
+        shapes = self._state_shapes(batch)
+        if hx is None:
+            return tuple(zeros(*shape, dtype=dtype) for shape in shapes)
+        for k, (h, shape) in enumerate(zip(hx, shapes)):
+            if tuple(h.shape) != shape:
+                which = "hidden" if len(shapes) == 1 else f"hidden[{k}]"
+                raise RuntimeError(f"{type(self).__name__}: Expected {which} size {shape}, "
+                                   f"got {list(h.shape)}")
+        return hx
+
+    def _check_features(self, x: Tensor) -> None:
+        op = type(self).__name__
+        _check_dtype(op, x, self.weight_ih_l0, ValueError)
+        if x.shape[-1] != self.input_size:
+            raise RuntimeError(f"{op}: input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {x.shape[-1]}")
+
+    def _run(self, input: Tensor | PackedSequence, hx: tuple | None
+             ) -> tuple[Tensor | PackedSequence, tuple]:
+        """input (L, N, H_in) or, with batch_first, (N, L, H_in) or unbatched (L, H_in), or a
+        PackedSequence; hx None or a tuple of (layers * directions, N, *) tensors, 2-D when
+        unbatched. Returns the last layer's outputs and the final states, shaped (or packed)
+        as input and hx."""
+        if isinstance(input, PackedSequence):
+            return self._run_packed(input, hx)
         op = type(self).__name__
         if input.ndim not in (2, 3):
             raise ValueError(f"{op}: Expected input to be 2D or 3D, got {input.ndim}D tensor "
@@ -317,32 +380,45 @@ class RNNBase(Module):
                 raise RuntimeError(f"{op}: For {'batched 3-D' if batched else 'unbatched 2-D'}"
                                    f" input, hx should also be {want}-D but got ({dims}) "
                                    "tensor(s)")
-        _check_dtype(op, input, self.weight_ih_l0, ValueError)
+        self._check_features(input)
         if not batched:
             x = input.unsqueeze(1)
             hx = None if hx is None else tuple(h.unsqueeze(1) for h in hx)
         else:
             x = input.transpose(0, 1) if self.batch_first else input
-        if x.shape[2] != self.input_size:
-            raise RuntimeError(f"{op}: input.size(-1) must be equal to input_size. Expected "
-                               f"{self.input_size}, got {x.shape[2]}")
-        if x.shape[0] == 0:
+        steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
             raise RuntimeError(f"{op}: Expected sequence length to be larger than 0 in RNN")
-        shapes = self._state_shapes(x.shape[1])
-        if hx is None:
-            hx = tuple(zeros(*shape, dtype=x.dtype) for shape in shapes)
-        for k, (h, shape) in enumerate(zip(hx, shapes)):
-            if tuple(h.shape) != shape:
-                which = "hidden" if len(shapes) == 1 else f"hidden[{k}]"
-                raise RuntimeError(f"{op}: Expected {which} size {shape}, got "
-                                   f"{list(h.shape)}")
-        out, final = self._layers(x, hx)
+        hx = self._initial_states(hx, batch, x.dtype)
+        # Explicit sizes, not -1: a batch of 0 leaves -1 undetermined.
+        out, final = self._layers(x.reshape(steps * batch, x.shape[2]), [batch] * steps, hx)
+        out = out.reshape(steps, batch, out.shape[-1])
         if not batched:
             return out.squeeze(1), tuple(h.squeeze(1) for h in final)
         return (out.transpose(0, 1) if self.batch_first else out), final
 
-    def _layers(self, x: Tensor, hx: tuple) -> tuple[Tensor, tuple]:
-        """The stacked recurrence on x (L, N, H_in), hx[k] (layers * directions, N, *)."""
+    def _run_packed(self, packed: PackedSequence, hx: tuple | None
+                    ) -> tuple[PackedSequence, tuple]:
+        """The layers on packed data; hx and the final states in the batch's order (PyTorch
+        permutes them by sorted_indices and back)."""
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if data.ndim != 2:
+            raise RuntimeError(f"{type(self).__name__}: input must have 2 dimensions, got "
+                               f"{data.ndim}")
+        self._check_features(data)
+        sizes = [int(b) for b in concrete(batch_sizes, type(self).__name__)]
+        hx = self._initial_states(hx, sizes[0], data.dtype)
+        if sorted_indices is not None:
+            hx = tuple(h.index_select(1, sorted_indices) for h in hx)
+        out, final = self._layers(data, sizes, hx)
+        if unsorted_indices is not None:
+            final = tuple(h.index_select(1, unsorted_indices) for h in final)
+        return PackedSequence(out, batch_sizes, sorted_indices, unsorted_indices), final
+
+    def _layers(self, x: Tensor, sizes: list[int], hx: tuple) -> tuple[Tensor, tuple]:
+        """The stacked recurrence on x (sum(sizes), H_in), time step t being the sizes[t]
+        rows after those of the steps before (a padded batch has every size N); hx[k]
+        (layers * directions, sizes[0], *)."""
         directions = 2 if self.bidirectional else 1
         finals = []
         for layer in range(self.num_layers):
@@ -355,23 +431,21 @@ class RNNBase(Module):
                 w_ih, w_hh, b_ih, b_hh, w_hr = (getattr(self, kind + suffix, None) for kind in
                                                 _KINDS)
                 gx = F.linear(x, w_ih, b_ih)
-                state = tuple(h[index] for h in hx)
-                steps = range(x.shape[0] - 1, -1, -1) if direction else range(x.shape[0])
-                hs = []
-                for t in steps:
-                    state = _step(self.mode, gx[t], state, w_hh, b_hh, w_hr)
-                    hs.append(state[0])
-                outs.append(stack(hs[::-1] if direction else hs))
+                run = _backward_in_time if direction else _forward_in_time
+                out, state = run(self.mode, gx, sizes, tuple(h[index] for h in hx), w_hh,
+                                 b_hh, w_hr)
+                outs.append(out)
                 finals.append(state)
-            x = outs[0] if directions == 1 else cat(outs, 2)
+            x = outs[0] if directions == 1 else cat(outs, 1)
         return x, tuple(stack([state[k] for state in finals]) for k in range(len(hx)))
 
 
 class RNN(RNNBase):
     """Elman RNN layers: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu).
     input: (L, N, input_size) ((N, L, input_size) with batch_first; unbatched (L,
-    input_size)); hx: (layers * directions, N, hidden_size), zeros by default. Returns
-    (output (L, N, directions * hidden_size), h_n of hx's shape). Dropout (training only)
+    input_size); or a PackedSequence); hx: (layers * directions, N, hidden_size), zeros by
+    default. Returns (output (L, N, directions * hidden_size), packed for a packed input,
+    h_n of hx's shape). Dropout (training only)
     applies to each layer's output but the last. nonlinearity other than "tanh" or "relu"
     raises ValueError."""
 
@@ -387,7 +461,8 @@ class RNN(RNNBase):
                          0, device, dtype)
         self.nonlinearity = nonlinearity
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None
+                ) -> tuple[Tensor | PackedSequence, Tensor]:
         out, (h_n,) = self._run(input, None if hx is None else (hx,))
         return out, h_n
 
@@ -395,9 +470,10 @@ class RNN(RNNBase):
 class LSTM(RNNBase):
     """LSTM layers (gates i, f, g, o as LSTMCell); with proj_size > 0 each h_t is projected
     by weight_hr to proj_size. input: (L, N, input_size) ((N, L, input_size) with
-    batch_first; unbatched (L, input_size)); hx: (h_0 (layers * directions, N, P),
-    c_0 (layers * directions, N, hidden_size)), zeros by default, P = proj_size or
-    hidden_size. Returns (output (L, N, directions * P), (h_n, c_n))."""
+    batch_first; unbatched (L, input_size); or a PackedSequence); hx: (h_0 (layers *
+    directions, N, P), c_0 (layers * directions, N, hidden_size)), zeros by default,
+    P = proj_size or hidden_size. Returns (output (L, N, directions * P), packed for a
+    packed input, (h_n, c_n))."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -406,16 +482,16 @@ class LSTM(RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device, dtype)
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
-                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
         return self._run(input, None if hx is None else tuple(hx))
 
 
 class GRU(RNNBase):
     """GRU layers (gates r, z, n as GRUCell). input: (L, N, input_size) ((N, L, input_size)
-    with batch_first; unbatched (L, input_size)); hx: (layers * directions, N,
-    hidden_size), zeros by default. Returns (output (L, N, directions * hidden_size), h_n
-    of hx's shape)."""
+    with batch_first; unbatched (L, input_size); or a PackedSequence); hx: (layers *
+    directions, N, hidden_size), zeros by default. Returns (output (L, N, directions *
+    hidden_size), packed for a packed input, h_n of hx's shape)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -423,6 +499,7 @@ class GRU(RNNBase):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, 0, device, dtype)
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None
+                ) -> tuple[Tensor | PackedSequence, Tensor]:
         out, (h_n,) = self._run(input, None if hx is None else (hx,))
         return out, h_n

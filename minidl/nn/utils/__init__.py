@@ -1,5 +1,6 @@
 """torch.nn.utils' gradient helpers: clip_grad_norm_, clip_grad_value_, parameters_to_vector,
-vector_to_parameters."""
+vector_to_parameters; and, in `rnn`, the variable-length sequence tools of the recurrent
+layers."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from minidl.nn.utils import rnn
 from minidl.tensor import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector",
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "rnn",
            "vector_to_parameters"]
 
 

@@ -96,14 +96,21 @@ def initial_states(cls, options, batch, dtype):
     return [RNG.standard_normal(lead + (size,)).astype(dtype) for size in sizes]
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("seq_len,batch", SHAPES, ids=["seq5-batch3", "seq1-batch1", "unbatched"])
-@pytest.mark.parametrize("with_states", [False, True], ids=["zero-states", "given-states"])
+# (with_states, (seq_len, batch), dtype): float64 over the shapes, float32 once per case.
+LAYER_RUNS = [(False, SHAPES[0], "float64"), (True, SHAPES[0], "float64"),
+              (True, SHAPES[1], "float64"), (True, SHAPES[2], "float64"),
+              (False, SHAPES[2], "float64"), (True, SHAPES[0], "float32")]
+
+
+@pytest.mark.parametrize("with_states,shape,dtype", LAYER_RUNS,
+                         ids=["zero-states", "seq5-batch3", "seq1-batch1", "unbatched",
+                              "unbatched-zero-states", "float32"])
 @pytest.mark.parametrize("cls,options", LAYER_CASES,
                          ids=[c + "-" + "-".join(f"{k}={v}" for k, v in o.items())
                               for c, o in LAYER_CASES])
-def test_layer_matches_torch(cls, options, with_states, seq_len, batch, dtype):
+def test_layer_matches_torch(cls, options, with_states, shape, dtype):
     torch = pytest.importorskip("torch")
+    seq_len, batch = shape
     theirs = getattr(torch.nn, cls)(4, 5, **options).to(getattr(torch, dtype))
     ours = getattr(nn, cls)(4, 5, **options, dtype=dtype)
     x = layer_input(options, seq_len, batch, dtype)
@@ -116,9 +123,13 @@ CELL_CASES = [("LSTMCell", {}), ("LSTMCell", {"bias": False}), ("GRUCell", {}),
               ("RNNCell", {"nonlinearity": "relu"}), ("RNNCell", {"bias": False})]
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("batch", [3, 1, None], ids=["batch3", "batch1", "unbatched"])
-@pytest.mark.parametrize("with_states", [False, True], ids=["zero-states", "given-states"])
+CELL_RUNS = [(False, 3, "float64"), (True, 3, "float64"), (True, 1, "float64"),
+             (True, None, "float64"), (False, None, "float64"), (True, 3, "float32")]
+
+
+@pytest.mark.parametrize("with_states,batch,dtype", CELL_RUNS,
+                         ids=["zero-states", "batch3", "batch1", "unbatched",
+                              "unbatched-zero-states", "float32"])
 @pytest.mark.parametrize("cls,options", CELL_CASES,
                          ids=[c + "-" + "-".join(f"{k}={v}" for k, v in o.items())
                               for c, o in CELL_CASES])
@@ -315,9 +326,9 @@ PACKED_CASES = [("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 3
                 ("RNN", {"nonlinearity": "relu", "num_layers": 2})]
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
-@pytest.mark.parametrize("with_states", [False, True], ids=["zero-states", "given-states"])
+@pytest.mark.parametrize("with_states,enforce_sorted,dtype", [
+    (True, False, "float64"), (False, False, "float64"), (False, True, "float64"),
+    (True, False, "float32")], ids=["unsorted", "unsorted-zero-states", "sorted", "float32"])
 @pytest.mark.parametrize("cls,options", PACKED_CASES,
                          ids=[c + "-" + "-".join(f"{k}={v}" for k, v in o.items())
                               for c, o in PACKED_CASES])

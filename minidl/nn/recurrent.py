@@ -1,7 +1,8 @@
 """Recurrent layers: RNNCell, LSTMCell, GRUCell and the multi-layer RNN, LSTM and GRU, with
 PyTorch's parameters (names, shapes, order, initialization), arguments, gate order and
-results. They are composed from minidl's differentiable ops (linear, sigmoid, tanh, slicing,
-stack), so every gradient is exact. A layer projects its whole input sequence with one
+results, on padded or packed (minidl.nn.utils.rnn.PackedSequence) sequences. They are
+composed from minidl's differentiable ops (linear, sigmoid, tanh, slicing, cat, stack), so
+every gradient is exact. A layer projects its whole input sequence with one
 matmul (x @ W_ih^T + b_ih for all timesteps), then runs the recurrence step by step.
 
 Gate order within the stacked weights, as PyTorch's: LSTM (i, f, g, o), GRU (r, z, n) with
@@ -106,8 +107,8 @@ def _backward_in_time(mode: str, gx: Tensor, sizes: list[int], initial: tuple, w
 def _check_dtype(op: str, x: Tensor, weight: Tensor, error: type[Exception]) -> None:
     if x.dtype != weight.dtype:
         raise error(f"{op}: input dtype ({x.dtype}) does not match weight dtype "
-                         f"({weight.dtype}); convert the input with .to({weight.dtype}) or "
-                         f"the module with .to({x.dtype})")
+                    f"({weight.dtype}); convert the input with .to({weight.dtype}) or the "
+                    f"module with .to({x.dtype})")
 
 
 def _check_size(op: str, name: str, value: Any) -> int:

@@ -492,6 +492,10 @@ release: also clear it (eager graphs, whose values still point at their contexts
                     grads[key] = pg
                     if fresh and pg is not g:
                         owned.add(key)
+                elif key in owned:
+                    # Only the sweep holds this sum: adding in place spares a new array per
+                    # consumer (a tensor sliced at each of T steps would cost T full copies).
+                    previous += pg
                 else:
                     grads[key] = previous + pg
                     owned.add(key)

@@ -62,6 +62,21 @@ def test_value_used_twice_sums_gradients():
     assert a.grad.item() == 24.0
 
 
+def test_value_used_many_times_sums_every_gradient_and_leaves_retained_ones_alone():
+    # From the third consumer on the sweep adds into its own running sum in place: the
+    # gradients it received (here the retained y.grad and the ones of the slices) must not
+    # change, and the total must be every contribution.
+    x = minidl.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    y = x * 1.0
+    y.retain_grad()
+    rows = [y[k] * float(k + 1) for k in range(4)]
+    z = y * 2.0
+    (sum(r.sum() for r in rows) + z.sum() + y.sum()).backward()
+    want = np.array([[4.0] * 3, [5.0] * 3, [6.0] * 3, [7.0] * 3])
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+    np.testing.assert_array_equal(y.grad.numpy(), want)
+
+
 def test_diamond_graph_gradients_meet():
     a = scalar(2.0)
     b = a * 3.0

@@ -1,5 +1,6 @@
-"""torch.nn.utils: gradient clipping, parameters as one vector, skip_init, and (from their own
-modules) conv/linear + BatchNorm fusion and weight_norm."""
+"""torch.nn.utils: gradient clipping, parameters as one vector and skip_init here; in its
+modules, conv/linear + BatchNorm fusion (`fusion`), weight_norm (`weight_norm`) and the
+variable-length sequence tools of the recurrent layers (`rnn`)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from minidl.nn.fusion import (
+from minidl.nn.utils import rnn
+from minidl.nn.utils.fusion import (
     fuse_conv_bn_eval,
     fuse_conv_bn_weights,
     fuse_linear_bn_eval,
     fuse_linear_bn_weights,
 )
-from minidl.nn.weight_norm import remove_weight_norm, weight_norm
+from minidl.nn.utils.weight_norm import remove_weight_norm, weight_norm
 from minidl.tensor import Tensor
 
 __all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_",
            "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
            "fuse_linear_bn_weights", "get_total_norm", "parameters_to_vector",
-           "remove_weight_norm", "skip_init", "vector_to_parameters", "weight_norm"]
+           "remove_weight_norm", "rnn", "skip_init", "vector_to_parameters", "weight_norm"]
 
 
 def _params(parameters: Any) -> list[Tensor]:

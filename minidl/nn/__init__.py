@@ -7,25 +7,35 @@
 
 from minidl.nn import functional, init, parallel, utils
 from minidl.nn.activation import (
+    CELU,
     ELU,
     GELU,
+    GLU,
     SELU,
+    Hardshrink,
     Hardsigmoid,
     Hardswish,
     Hardtanh,
     LeakyReLU,
+    LogSigmoid,
     LogSoftmax,
     Maxout,
     Mish,
     PReLU,
     ReLU,
     ReLU6,
+    RReLU,
     Sigmoid,
     SiLU,
     Softmax,
+    Softmax2d,
+    Softmin,
     Softplus,
+    Softshrink,
     Softsign,
     Tanh,
+    Tanhshrink,
+    Threshold,
 )
 from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from minidl.nn.layers import (
@@ -160,3 +170,6 @@ __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgP
             "InstanceNorm1d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
             "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
             "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
+# More activations (tests/test_activations_more.py).
+__all__ += ["CELU", "GLU", "Hardshrink", "LogSigmoid", "RReLU", "Softmax2d", "Softmin",
+            "Softshrink", "Tanhshrink", "Threshold"]

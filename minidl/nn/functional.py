@@ -40,6 +40,12 @@ _prelu = _op("prelu").apply
 _elu = _op("elu").apply
 _sigmoid = _op("sigmoid").apply
 _tanh = _op("tanh").apply
+_logsigmoid = _op("logsigmoid").apply
+_celu = _op("celu").apply
+_hardshrink = _op("hardshrink").apply
+_softshrink = _op("softshrink").apply
+_threshold = _op("threshold").apply
+_rrelu = _op("rrelu").apply
 _dropout = _op("dropout").apply
 _batch_norm = _op("batch_norm").apply
 _locally_connected2d = _op("locally_connected2d").apply
@@ -170,6 +176,115 @@ def softsign(input: Tensor) -> Tensor:
     """x / (1 + |x|), PyTorch's composite (the gradient at 0 is 1)."""
     x = _tensor(input)
     return x / (x.abs() + 1)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)): finite for every finite x."""
+    return _logsigmoid(_tensor(input))
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    """softmax(-input) along dim (PyTorch's implicit dim, with its warning, when dim is None);
+    dtype casts the input first."""
+    x = _tensor(input) if dtype is None else _tensor(input).astype(dtype)
+    return (-x).softmax(_softmax_dim("softmin", x.ndim, dim))
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), a and b the two halves of input along dim: (..., 2k, ...) -> (..., k,
+    ...). Raises RuntimeError for a 0-d input or an odd size along dim."""
+    x = _tensor(input)
+    if x.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    axis = dim + x.ndim if -x.ndim <= dim < 0 else dim
+    if not 0 <= axis < x.ndim:
+        raise IndexError(f"glu: dimension out of range (expected to be in range of "
+                         f"[{-x.ndim}, {x.ndim - 1}], but got {dim})")
+    if x.shape[axis] % 2:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {axis} is size "
+                           f"{x.shape[axis]}")
+    a, b = x.chunk(2, axis)
+    return a * b.sigmoid()
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)). Raises RuntimeError for alpha 0."""
+    x = _tensor(input)
+    return _written(x, _celu(x, alpha=alpha, from_result=inplace), inplace)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """0 where -lambd <= x <= lambd, x elsewhere."""
+    return _hardshrink(_tensor(input), lambd=float(lambd))
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between. Raises RuntimeError for a
+    negative lambd."""
+    return _softshrink(_tensor(input), lambd=float(lambd))
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x), PyTorch's composite."""
+    x = _tensor(input)
+    return x - x.tanh()
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """value where input <= threshold, input elsewhere (float or integer input)."""
+    x = _tensor(input)
+    return _written(x, _threshold(x, threshold=threshold, value=value), inplace)
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Randomized leaky ReLU: training, each x <= 0 is scaled by its own slope drawn from
+    U(lower, upper) (minidl.random.generator()); otherwise leaky_relu with slope
+    (lower + upper) / 2. Raises RuntimeError when lower > upper."""
+    if lower > upper:
+        raise RuntimeError("rrelu: Lower bound should be less than or equal to the upper bound")
+    x = _tensor(input)
+    if training:
+        out = _rrelu(x, lower=float(lower), upper=float(upper))
+    else:
+        out = _leaky_relu(x, negative_slope=(lower + upper) / 2)
+    return _written(x, out, inplace)
+
+
+# The in-place forms PyTorch's functional namespace spells with a trailing underscore.
+def relu_(input: Tensor) -> Tensor:
+    return relu(input, inplace=True)
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(input, alpha, inplace=True)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return selu(input, inplace=True)
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    x = _tensor(input)
+    return _written(x, _threshold(x, threshold=threshold, value=value), True)
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+           training: bool = False) -> Tensor:
+    return rrelu(input, lower, upper, training, inplace=True)
 
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
@@ -1192,3 +1307,7 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
 __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
             "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
             "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+# More activations (tests/test_activations_more.py).
+__all__ += ["celu", "celu_", "elu_", "glu", "hardshrink", "hardtanh_", "leaky_relu_",
+            "logsigmoid", "relu_", "rrelu", "rrelu_", "selu_", "softmin", "softshrink",
+            "tanhshrink", "threshold", "threshold_"]

@@ -38,6 +38,7 @@ from minidl.nn.activation import (
     Threshold,
 )
 from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from minidl.nn.distance import CosineSimilarity, PairwiseDistance
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -173,3 +174,4 @@ __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgP
 # More activations (tests/test_activations_more.py).
 __all__ += ["CELU", "GLU", "Hardshrink", "LogSigmoid", "RReLU", "Softmax2d", "Softmin",
             "Softshrink", "Tanhshrink", "Threshold"]
+__all__ += ["CosineSimilarity", "PairwiseDistance"]

@@ -46,6 +46,7 @@ _hardshrink = _op("hardshrink").apply
 _softshrink = _op("softshrink").apply
 _threshold = _op("threshold").apply
 _rrelu = _op("rrelu").apply
+_cosine_similarity = _op("cosine_similarity").apply
 _dropout = _op("dropout").apply
 _batch_norm = _op("batch_norm").apply
 _locally_connected2d = _op("locally_connected2d").apply
@@ -456,6 +457,40 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
         raise RuntimeError("normalize: functions with out=... arguments don't support automatic "
                            "differentiation, but an input requires grad")
     return _written(out, result, True)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim, x1 and x2 broadcast
+    together (each normalized first, so the result stays in [-1, 1]); a zero vector gives 0
+    and a finite gradient, as PyTorch's. Raises RuntimeError for shapes that do not broadcast
+    or integer inputs."""
+    return _cosine_similarity(_tensor(x1), _tensor(x2), axis=dim, eps=float(eps))
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Tensor:
+    """||x1 - x2 + eps||_p over the last dim of the broadcast shape: (..., D) -> (...)
+    ((..., 1) with keepdim), PyTorch's composite (eps added to every difference)."""
+    a, b = _tensor(x1), _tensor(x2)
+    last = max(a.ndim, b.ndim) - 1
+    return (a - b + eps).norm(p, dim=last, keepdim=keepdim)
+
+
+def pdist(input: Tensor, p: float = 2.0) -> Tensor:
+    """||x_i - x_j||_p for every pair of rows i < j of input (N, M), in row-major order of
+    the pairs: (N * (N - 1) / 2,). A zero distance has gradient 0. Raises RuntimeError for
+    another number of dims, a negative p or an integer input."""
+    x = _tensor(input)
+    if x.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {x.ndim}D")
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"pdist only supports floating-point dtypes, got {x.dtype}")
+    if p < 0:
+        raise RuntimeError(f"pdist only supports non-negative p values, got {p}")
+    rows, cols = _np.triu_indices(x.shape[0], 1)
+    first = x.index_select(0, Tensor._wrap(rows.astype(_np.int64), False))
+    second = x.index_select(0, Tensor._wrap(cols.astype(_np.int64), False))
+    return (first - second).norm(p, dim=1)
 
 
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
@@ -1311,3 +1346,5 @@ __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d",
 __all__ += ["celu", "celu_", "elu_", "glu", "hardshrink", "hardtanh_", "leaky_relu_",
             "logsigmoid", "relu_", "rrelu", "rrelu_", "selu_", "softmin", "softshrink",
             "tanhshrink", "threshold", "threshold_"]
+# Distances (tests/test_distance.py).
+__all__ += ["cosine_similarity", "pairwise_distance", "pdist"]

@@ -41,20 +41,27 @@ from minidl.nn.attention import MultiheadAttention, TransformerEncoder, Transfor
 from minidl.nn.distance import CosineSimilarity, PairwiseDistance
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
+    AlphaDropout,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Bilinear,
     Conv2d,
     Dropout,
+    Dropout1d,
     Dropout2d,
+    Dropout3d,
     Embedding,
+    FeatureAlphaDropout,
     Flatten,
     GroupNorm,
     Identity,
     LayerNorm,
     Linear,
     LocallyConnected2d,
+    LocalResponseNorm,
     MaxPool2d,
+    RMSNorm,
     Unflatten,
 )
 from minidl.nn.loss import (
@@ -83,6 +90,7 @@ from minidl.nn.spatial import (
     AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
     AvgPool1d,
+    ChannelShuffle,
     ConstantPad1d,
     ConstantPad2d,
     Conv1d,
@@ -175,3 +183,5 @@ __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgP
 __all__ += ["CELU", "GLU", "Hardshrink", "LogSigmoid", "RReLU", "Softmax2d", "Softmin",
             "Softshrink", "Tanhshrink", "Threshold"]
 __all__ += ["CosineSimilarity", "PairwiseDistance"]
+__all__ += ["AlphaDropout", "Bilinear", "ChannelShuffle", "Dropout1d", "Dropout3d",
+            "FeatureAlphaDropout", "LocalResponseNorm", "RMSNorm"]

@@ -619,6 +619,215 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _written(x, x * Tensor._wrap(mask, False), inplace)
 
 
+# SELU's alpha * scale: alpha dropout's value for a dropped unit, before its affine correction.
+_ALPHA_DROPOUT_NEGATIVE = 1.7580993408473766
+
+
+def _dropout_noise(op: str, x: Tensor, shape: tuple, p: float, alpha: bool) -> Tensor:
+    """x * noise (+ shift for alpha dropout), PyTorch's _dropout_impl, with the noise drawn
+    from minidl.random.generator() over `shape` (x's, or one value per (sample, channel)).
+
+    Dropout scales kept units by 1 / (1 - p). Alpha dropout sets dropped units to
+    -alpha' = -1.7581 (SELU's saturation) and applies a * x + b with a = 1 / sqrt((alpha'^2 p
+    + 1)(1 - p)) so that a zero-mean unit-variance input keeps its mean and variance. p = 1
+    gives zeros in both (as PyTorch)."""
+    from minidl.random import generator
+
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a float input, got dtype {x.dtype}")
+    if p == 1.0:
+        return x * Tensor._wrap(_np.zeros((), dtype=x.dtype), False)
+    keep = (generator().random(shape, dtype=x.dtype) >= x.dtype.type(p)).astype(x.dtype)
+    if not alpha:
+        return x * Tensor._wrap(keep * x.dtype.type(1.0 / (1.0 - p)), False)
+    a = 1.0 / _np.sqrt((_ALPHA_DROPOUT_NEGATIVE ** 2 * p + 1) * (1 - p))
+    shift = (keep - 1) * (_ALPHA_DROPOUT_NEGATIVE * a) + _ALPHA_DROPOUT_NEGATIVE * a * p
+    return x * Tensor._wrap(keep * a, False) + Tensor._wrap(shift.astype(x.dtype), False)
+
+
+def _check_dropout_p(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _feature_shape(op: str, x: Tensor) -> tuple:
+    """(N, C, 1, ...): one noise value per sample and channel."""
+    if x.ndim < 2:
+        raise RuntimeError(f"{op}: Feature dropout requires at least 2 dimensions in the input, "
+                           f"got shape {tuple(x.shape)}")
+    return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, L) or (C, L) with probability p and scale the rest
+    by 1 / (1 - p) when training; identity otherwise. Raises ValueError for a bad p and
+    RuntimeError for another number of dims."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(
+            f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D input. Note that "
+            "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+            "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
+            "inputs).")
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    shape = (x.shape[0], 1) if x.ndim == 2 else _feature_shape("dropout1d", x)
+    return _written(x, _dropout_noise("dropout1d", x, shape, p, alpha=False), inplace)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, D, H, W) or (C, D, H, W) with probability p and
+    scale the rest by 1 / (1 - p) when training; identity otherwise. Another number of dims
+    warns (as PyTorch) and is read as unbatched (channels on dim 0). Raises ValueError for a
+    bad p."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if x.ndim not in (4, 5):
+        warnings.warn(
+            f"dropout3d: Received a {x.ndim}-D input to dropout3d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout3d exists to provide "
+            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 4D or 5D inputs).", stacklevel=2)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if x.ndim == 5:
+        shape = _feature_shape("dropout3d", x)
+    else:
+        shape = _feature_shape("dropout3d", x.unsqueeze(0))[1:]
+    return _written(x, _dropout_noise("dropout3d", x, shape, p, alpha=False), inplace)
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False
+                  ) -> Tensor:
+    """Alpha dropout (for SELU networks) when training: each unit dropped with probability p
+    to SELU's saturation value, then an affine map keeping a standard normal input's mean 0
+    and variance 1 (see _dropout_noise); identity otherwise. Raises ValueError for a bad p."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    return _written(x, _dropout_noise("alpha_dropout", x, tuple(x.shape), p, alpha=True),
+                    inplace)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                          inplace: bool = False) -> Tensor:
+    """alpha_dropout of whole channels: input (N, C, *), one draw per (sample, channel).
+    Raises ValueError for a bad p and RuntimeError (when training) for fewer than 2 dims."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    shape = _feature_shape("feature_alpha_dropout", x)
+    return _written(x, _dropout_noise("feature_alpha_dropout", x, shape, p, alpha=True),
+                    inplace)
+
+
+def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the last dims (normalized_shape) of input
+    (..., *normalized_shape); eps None is the dtype's machine epsilon (PyTorch's default);
+    weight: normalized_shape or None. Raises RuntimeError for mismatched shapes."""
+    x = _tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
+        raise RuntimeError(f"rms_norm: Given normalized_shape={list(shape)}, expected input "
+                           f"with shape [*{', '.join(map(str, shape))}], but got input of size"
+                           f"{list(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"rms_norm: expected a float input, got dtype {x.dtype}")
+    if weight is not None:
+        (weight,) = _parameters_of("rms_norm", x, weight)
+        if tuple(weight.shape) != shape:
+            raise RuntimeError(f"rms_norm: Expected weight to be of same shape as "
+                               f"normalized_shape, but got weight of shape "
+                               f"{list(weight.shape)} and normalized_shape = {list(shape)}")
+    if eps is None:
+        eps = float(_np.finfo(x.dtype).eps)
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    out = x * ((x * x).mean(dim=dims, keepdim=True) + eps).rsqrt() if dims else x * (
+        (x * x) + eps).rsqrt()
+    return out if weight is None else out * weight
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """x / (k + alpha * mean of x^2 over `size` neighbouring channels) ^ beta, the window
+    zero-padded (size // 2 channels before, (size - 1) // 2 after; the mean divides by size),
+    PyTorch's composite. input: (N, C, *). Raises ValueError for fewer than 3 dims."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(f"local_response_norm: Expected 3D or higher dimensionality input "
+                         f"(got {x.ndim} dimensions)")
+    if x.numel() == 0:
+        return x
+    n, channels = x.shape[:2]
+    squares = (x * x).reshape(n, channels, -1)
+    padded = pad(squares, (0, 0, size // 2, (size - 1) // 2))
+    window_sum = padded.narrow(1, 0, channels)
+    for offset in range(1, size):
+        window_sum = window_sum + padded.narrow(1, offset, channels)
+    div = (window_sum / size).reshape(x.shape)
+    return x / (div * alpha + k).pow(beta)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None
+             ) -> Tensor:
+    """y[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o].
+    input1: (..., in1); input2: (..., in2) with the same leading dims; weight: (out, in1,
+    in2); bias: (out,) or None. Raises RuntimeError for mismatched shapes."""
+    x1, x2, w = _tensor(input1), _tensor(input2), _tensor(weight)
+    if w.ndim != 3:
+        raise RuntimeError(f"bilinear(): weight must be 3-dimensional, got shape "
+                           f"{tuple(w.shape)}")
+    if x1.ndim != x2.ndim:
+        raise RuntimeError(f"bilinear(): input dimensions do not match: got {x1.ndim} and "
+                           f"{x2.ndim}")
+    for i, (a, b) in enumerate(zip(x1.shape[:-1], x2.shape[:-1])):
+        if a != b:
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match at dim {i}: "
+                               f"got {a} and {b}")
+    out_features, in1, in2 = w.shape
+    if x1.shape[-1] != in1:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got "
+                           f"{x1.shape[-1]} but expected {in1}")
+    if x2.shape[-1] != in2:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got "
+                           f"{x2.shape[-1]} but expected {in2}")
+    if bias is not None and tuple(_tensor(bias).shape) != (out_features,):
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got shape "
+                           f"{tuple(_tensor(bias).shape)} but expected ({out_features},)")
+    # x1 @ W (as an (in1, out * in2) matrix), then the contraction with x2 per output.
+    left = (x1 @ w.permute(1, 0, 2).reshape(in1, out_features * in2)).reshape(
+        tuple(x1.shape[:-1]) + (out_features, in2))
+    out = (left * x2.unsqueeze(-2)).sum(-1)
+    return out if bias is None else out + _tensor(bias)
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """(N, C, *) with the C channels as `groups` groups of C / groups, read group-minor:
+    channel g * (C / groups) + k moves to k * groups + g (ShuffleNet). Raises RuntimeError for
+    fewer than 3 dims, groups <= 0 or C not divisible by groups."""
+    x = _tensor(input)
+    if x.ndim <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with "
+                           f"sizes {list(x.shape)}")
+    if groups <= 0:
+        raise RuntimeError(f"channel_shuffle: Number of groups to divide channels in must be "
+                           f"positive. Value of groups:{groups}")
+    n, channels = x.shape[:2]
+    if channels % groups:
+        raise RuntimeError(f"channel_shuffle: Number of channels must be divisible by groups. "
+                           f"Got {channels} channels and {groups} groups.")
+    rest = tuple(x.shape[2:])
+    grouped = x.reshape((n, groups, channels // groups) + rest)
+    return grouped.transpose(1, 2).reshape(tuple(x.shape))
+
+
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float | None = 0.1, eps: float = 1e-5, *,
@@ -1348,3 +1557,6 @@ __all__ += ["celu", "celu_", "elu_", "glu", "hardshrink", "hardtanh_", "leaky_re
             "tanhshrink", "threshold", "threshold_"]
 # Distances (tests/test_distance.py).
 __all__ += ["cosine_similarity", "pairwise_distance", "pdist"]
+# Normalization, bilinear, channel shuffle and dropout variants (tests/test_layers_more.py).
+__all__ += ["alpha_dropout", "bilinear", "channel_shuffle", "dropout1d", "dropout3d",
+            "feature_alpha_dropout", "local_response_norm", "rms_norm"]

@@ -219,7 +219,8 @@ def test_feature_alpha_dropout_draws_one_value_per_channel():
 
 
 @pytest.mark.parametrize("fn,shape", [(F.dropout1d, (30, 20, 4)), (F.dropout1d, (50, 4)),
-                                      (F.dropout3d, (6, 10, 2, 2, 3)), (F.dropout3d, (60, 2, 2, 3))])
+                                      (F.dropout3d, (6, 10, 2, 2, 3)),
+                                      (F.dropout3d, (60, 2, 2, 3))])
 def test_channel_dropouts_zero_whole_channels(fn, shape):
     minidl.manual_seed(5)
     x = minidl.tensor(np.random.default_rng(10).uniform(1, 2, shape), requires_grad=True)

@@ -96,8 +96,11 @@ from minidl.nn.spatial import (
     Conv1d,
     ConvTranspose1d,
     ConvTranspose2d,
+    Fold,
     InstanceNorm1d,
     InstanceNorm2d,
+    LPPool1d,
+    LPPool2d,
     MaxPool1d,
     PixelShuffle,
     PixelUnshuffle,
@@ -105,6 +108,7 @@ from minidl.nn.spatial import (
     ReflectionPad2d,
     ReplicationPad1d,
     ReplicationPad2d,
+    Unfold,
     Upsample,
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
@@ -185,3 +189,4 @@ __all__ += ["CELU", "GLU", "Hardshrink", "LogSigmoid", "RReLU", "Softmax2d", "So
 __all__ += ["CosineSimilarity", "PairwiseDistance"]
 __all__ += ["AlphaDropout", "Bilinear", "ChannelShuffle", "Dropout1d", "Dropout3d",
             "FeatureAlphaDropout", "LocalResponseNorm", "RMSNorm"]
+__all__ += ["Fold", "LPPool1d", "LPPool2d", "Unfold"]

@@ -17,6 +17,7 @@ import numpy as _np
 
 from minidl.graph import op as _op
 from minidl.ops import conv as _conv
+from minidl.ops import im2col as _im2col
 from minidl.ops import loss as _loss
 from minidl.ops import pool as _pool
 from minidl.tensor import Tensor, tensor
@@ -47,6 +48,8 @@ _softshrink = _op("softshrink").apply
 _threshold = _op("threshold").apply
 _rrelu = _op("rrelu").apply
 _cosine_similarity = _op("cosine_similarity").apply
+_unfold = _op("unfold").apply
+_fold = _op("fold").apply
 _dropout = _op("dropout").apply
 _batch_norm = _op("batch_norm").apply
 _locally_connected2d = _op("locally_connected2d").apply
@@ -1551,6 +1554,84 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
 __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
             "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
             "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+def unfold(input: Tensor, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+           stride: Any = 1) -> Tensor:
+    """Sliding local blocks as columns (im2col): input (N, C, H, W) -> (N, C * KH * KW, L) or
+    (C, H, W) -> (C * KH * KW, L), L = OH * OW blocks in row-major order, rows in (c, kh, kw)
+    order. Ints or pairs. Raises RuntimeError for another number of dims, bad geometry or an
+    empty block grid."""
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"unfold: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got "
+                           f"shape {tuple(x.shape)}")
+    kernel, dil, pad, step = _im2col.block_geometry("unfold", kernel_size, dilation, padding,
+                                                    stride)
+    batched = x if x.ndim == 4 else x.unsqueeze(0)
+    cols = _unfold(batched, kernel=kernel, dilation=dil, padding=pad, stride=step)
+    return cols if x.ndim == 4 else cols.squeeze(0)
+
+
+def fold(input: Tensor, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+         stride: Any = 1) -> Tensor:
+    """The adjoint of unfold (col2im): columns (N, C * KH * KW, L) -> (N, C, *output_size), or
+    (C * KH * KW, L) -> (C, *output_size), overlapping blocks summed. Raises RuntimeError for
+    another number of dims, a row count not divisible by KH * KW or L not the block count."""
+    cols = _tensor(input)
+    if cols.ndim not in (2, 3) or 0 in cols.shape[-2:]:
+        raise RuntimeError(f"fold: Expected 2D or 3D (batch mode) tensor for input with "
+                           f"possibly 0 batch size and non-zero dimensions for input, but got: "
+                           f"{list(cols.shape)}")
+    kernel, dil, pad, step = _im2col.block_geometry("fold", kernel_size, dilation, padding,
+                                                    stride)
+    size = _conv.pair("fold", "output_size", output_size, 1)
+    rows, blocks = cols.shape[-2:]
+    if rows % (kernel[0] * kernel[1]):
+        raise RuntimeError(f"fold: Expected size of input's dimension 1 to be divisible by the "
+                           f"product of kernel_size, but got input.size(1)={rows} and "
+                           f"kernel_size={kernel}.")
+    grid = _im2col.blocks_per_axis("fold", size, kernel, dil, pad, step)
+    if blocks != grid[0] * grid[1]:
+        raise RuntimeError(f"fold: Given output_size={size}, kernel_size={kernel}, "
+                           f"dilation={dil}, padding={pad}, stride={step}, expected size of "
+                           f"input's dimension 2 to match the calculated number of sliding "
+                           f"blocks {grid[0]} * {grid[1]} = {grid[0] * grid[1]}, but got "
+                           f"input.size(2)={blocks}.")
+    batched = cols if cols.ndim == 3 else cols.unsqueeze(0)
+    out = _fold(batched, output_size=size, kernel=kernel, dilation=dil, padding=pad,
+                stride=step)
+    return out if cols.ndim == 3 else out.squeeze(0)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size: Any, stride: Any = None,
+              ceil_mode: bool = False) -> Tensor:
+    """(sum over each window of x^p)^(1/p), PyTorch's composite: avg_pool2d of x^p times the
+    window size, through sign(s) * relu(|s|) so a zero sum stays 0; p = +-inf is max_pool2d of
+    |x| (min for -inf). input (N, C, H, W) or (C, H, W)."""
+    x = _tensor(input)
+    if x.ndim == 3:  # unbatched, as PyTorch's pools accept
+        return lp_pool2d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if norm_type in (float("inf"), -float("inf")):
+        sign = 1 if norm_type > 0 else -1
+        return sign * max_pool2d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    kh, kw = _conv.pair("lp_pool2d", "kernel_size", kernel_size, 1)
+    pooled = avg_pool2d(x.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    return (pooled.sign() * relu(pooled.abs())).mul(kh * kw).pow(1.0 / norm_type)
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size: int, stride: Any = None,
+              ceil_mode: bool = False) -> Tensor:
+    """lp_pool2d's formula along the last dim: input (N, C, L) or (C, L)."""
+    x = _tensor(input)
+    if x.ndim == 2:  # unbatched, as PyTorch's pools accept
+        return lp_pool1d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if norm_type in (float("inf"), -float("inf")):
+        sign = 1 if norm_type > 0 else -1
+        return sign * max_pool1d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    pooled = avg_pool1d(x.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    width = _int1("lp_pool1d", "kernel_size", kernel_size)
+    return (pooled.sign() * relu(pooled.abs())).mul(width[-1]).pow(1.0 / norm_type)
+
+
 # More activations (tests/test_activations_more.py).
 __all__ += ["celu", "celu_", "elu_", "glu", "hardshrink", "hardtanh_", "leaky_relu_",
             "logsigmoid", "relu_", "rrelu", "rrelu_", "selu_", "softmin", "softshrink",
@@ -1560,3 +1641,5 @@ __all__ += ["cosine_similarity", "pairwise_distance", "pdist"]
 # Normalization, bilinear, channel shuffle and dropout variants (tests/test_layers_more.py).
 __all__ += ["alpha_dropout", "bilinear", "channel_shuffle", "dropout1d", "dropout3d",
             "feature_alpha_dropout", "local_response_norm", "rms_norm"]
+# Sliding blocks and power-average pooling (tests/test_fold_lppool.py).
+__all__ += ["fold", "lp_pool1d", "lp_pool2d", "unfold"]

@@ -53,6 +53,7 @@ from minidl.ops import (  # noqa: E402, F401
     einsum,
     elementwise,
     elementwise_math,
+    im2col,
     local,
     loss,
     matmul,

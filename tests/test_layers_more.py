@@ -67,6 +67,8 @@ def test_rms_norm_gradcheck_module_and_errors():
     assert nn.RMSNorm(3, dtype=minidl.float64).weight.dtype == np.float64
     with pytest.raises(RuntimeError, match=r"Given normalized_shape=\[2\], expected input"):
         F.rms_norm(minidl.ones(2, 3), (2,))
+    with pytest.raises(RuntimeError, match="Expected normalized_shape to be at least 1-dim"):
+        F.rms_norm(minidl.ones(2, 3), [])
     with pytest.raises(RuntimeError, match="Expected weight to be of same shape"):
         F.rms_norm(minidl.ones(2, 3), (3,), minidl.ones(2))
 

@@ -737,6 +737,9 @@ def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
     weight: normalized_shape or None. Raises RuntimeError for mismatched shapes."""
     x = _tensor(input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape:
+        raise RuntimeError("rms_norm: Expected normalized_shape to be at least 1-dimensional, "
+                           "i.e., containing at least one element, but got normalized_shape = []")
     if tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
         raise RuntimeError(f"rms_norm: Given normalized_shape={list(shape)}, expected input "
                            f"with shape [*{', '.join(map(str, shape))}], but got input of size"
@@ -752,8 +755,7 @@ def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
     if eps is None:
         eps = float(_np.finfo(x.dtype).eps)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
-    out = x * ((x * x).mean(dim=dims, keepdim=True) + eps).rsqrt() if dims else x * (
-        (x * x) + eps).rsqrt()
+    out = x * ((x * x).mean(dim=dims, keepdim=True) + eps).rsqrt()
     return out if weight is None else out * weight
 
 

@@ -7,43 +7,61 @@
 
 from minidl.nn import functional, init, parallel, utils
 from minidl.nn.activation import (
+    CELU,
     ELU,
     GELU,
+    GLU,
     SELU,
+    Hardshrink,
     Hardsigmoid,
     Hardswish,
     Hardtanh,
     LeakyReLU,
+    LogSigmoid,
     LogSoftmax,
     Maxout,
     Mish,
     PReLU,
     ReLU,
     ReLU6,
+    RReLU,
     Sigmoid,
     SiLU,
     Softmax,
+    Softmax2d,
+    Softmin,
     Softplus,
+    Softshrink,
     Softsign,
     Tanh,
+    Tanhshrink,
+    Threshold,
 )
 from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from minidl.nn.distance import CosineSimilarity, PairwiseDistance
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
+    AlphaDropout,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Bilinear,
     Conv2d,
     Dropout,
+    Dropout1d,
     Dropout2d,
+    Dropout3d,
     Embedding,
+    FeatureAlphaDropout,
     Flatten,
     GroupNorm,
     Identity,
     LayerNorm,
     Linear,
     LocallyConnected2d,
+    LocalResponseNorm,
     MaxPool2d,
+    RMSNorm,
     Unflatten,
 )
 from minidl.nn.loss import (
@@ -82,13 +100,17 @@ from minidl.nn.spatial import (
     AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
     AvgPool1d,
+    ChannelShuffle,
     ConstantPad1d,
     ConstantPad2d,
     Conv1d,
     ConvTranspose1d,
     ConvTranspose2d,
+    Fold,
     InstanceNorm1d,
     InstanceNorm2d,
+    LPPool1d,
+    LPPool2d,
     MaxPool1d,
     PixelShuffle,
     PixelUnshuffle,
@@ -96,6 +118,7 @@ from minidl.nn.spatial import (
     ReflectionPad2d,
     ReplicationPad1d,
     ReplicationPad2d,
+    Unfold,
     Upsample,
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
@@ -172,3 +195,10 @@ __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgP
             "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
 # The recurrent layers (minidl.nn.recurrent).
 __all__ += ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase"]
+# More activations (tests/test_activations_more.py).
+__all__ += ["CELU", "GLU", "Hardshrink", "LogSigmoid", "RReLU", "Softmax2d", "Softmin",
+            "Softshrink", "Tanhshrink", "Threshold"]
+__all__ += ["CosineSimilarity", "PairwiseDistance"]
+__all__ += ["AlphaDropout", "Bilinear", "ChannelShuffle", "Dropout1d", "Dropout3d",
+            "FeatureAlphaDropout", "LocalResponseNorm", "RMSNorm"]
+__all__ += ["Fold", "LPPool1d", "LPPool2d", "Unfold"]

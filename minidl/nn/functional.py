@@ -17,6 +17,7 @@ import numpy as _np
 
 from minidl.graph import op as _op
 from minidl.ops import conv as _conv
+from minidl.ops import im2col as _im2col
 from minidl.ops import loss as _loss
 from minidl.ops import pool as _pool
 from minidl.tensor import Tensor, tensor
@@ -40,6 +41,15 @@ _prelu = _op("prelu").apply
 _elu = _op("elu").apply
 _sigmoid = _op("sigmoid").apply
 _tanh = _op("tanh").apply
+_logsigmoid = _op("logsigmoid").apply
+_celu = _op("celu").apply
+_hardshrink = _op("hardshrink").apply
+_softshrink = _op("softshrink").apply
+_threshold = _op("threshold").apply
+_rrelu = _op("rrelu").apply
+_cosine_similarity = _op("cosine_similarity").apply
+_unfold = _op("unfold").apply
+_fold = _op("fold").apply
 _dropout = _op("dropout").apply
 _batch_norm = _op("batch_norm").apply
 _locally_connected2d = _op("locally_connected2d").apply
@@ -170,6 +180,115 @@ def softsign(input: Tensor) -> Tensor:
     """x / (1 + |x|), PyTorch's composite (the gradient at 0 is 1)."""
     x = _tensor(input)
     return x / (x.abs() + 1)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)): finite for every finite x."""
+    return _logsigmoid(_tensor(input))
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    """softmax(-input) along dim (PyTorch's implicit dim, with its warning, when dim is None);
+    dtype casts the input first."""
+    x = _tensor(input) if dtype is None else _tensor(input).astype(dtype)
+    return (-x).softmax(_softmax_dim("softmin", x.ndim, dim))
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), a and b the two halves of input along dim: (..., 2k, ...) -> (..., k,
+    ...). Raises RuntimeError for a 0-d input or an odd size along dim."""
+    x = _tensor(input)
+    if x.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    axis = dim + x.ndim if -x.ndim <= dim < 0 else dim
+    if not 0 <= axis < x.ndim:
+        raise IndexError(f"glu: dimension out of range (expected to be in range of "
+                         f"[{-x.ndim}, {x.ndim - 1}], but got {dim})")
+    if x.shape[axis] % 2:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {axis} is size "
+                           f"{x.shape[axis]}")
+    a, b = x.chunk(2, axis)
+    return a * b.sigmoid()
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)). Raises RuntimeError for alpha 0."""
+    x = _tensor(input)
+    return _written(x, _celu(x, alpha=alpha, from_result=inplace), inplace)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """0 where -lambd <= x <= lambd, x elsewhere."""
+    return _hardshrink(_tensor(input), lambd=float(lambd))
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between. Raises RuntimeError for a
+    negative lambd."""
+    return _softshrink(_tensor(input), lambd=float(lambd))
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x), PyTorch's composite."""
+    x = _tensor(input)
+    return x - x.tanh()
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """value where input <= threshold, input elsewhere (float or integer input)."""
+    x = _tensor(input)
+    return _written(x, _threshold(x, threshold=threshold, value=value), inplace)
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Randomized leaky ReLU: training, each x <= 0 is scaled by its own slope drawn from
+    U(lower, upper) (minidl.random.generator()); otherwise leaky_relu with slope
+    (lower + upper) / 2. Raises RuntimeError when lower > upper."""
+    if lower > upper:
+        raise RuntimeError("rrelu: Lower bound should be less than or equal to the upper bound")
+    x = _tensor(input)
+    if training:
+        out = _rrelu(x, lower=float(lower), upper=float(upper))
+    else:
+        out = _leaky_relu(x, negative_slope=(lower + upper) / 2)
+    return _written(x, out, inplace)
+
+
+# The in-place forms PyTorch's functional namespace spells with a trailing underscore.
+def relu_(input: Tensor) -> Tensor:
+    return relu(input, inplace=True)
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(input, alpha, inplace=True)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return selu(input, inplace=True)
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    x = _tensor(input)
+    return _written(x, _threshold(x, threshold=threshold, value=value), True)
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+           training: bool = False) -> Tensor:
+    return rrelu(input, lower, upper, training, inplace=True)
 
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
@@ -343,6 +462,40 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
     return _written(out, result, True)
 
 
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim, x1 and x2 broadcast
+    together (each normalized first, so the result stays in [-1, 1]); a zero vector gives 0
+    and a finite gradient, as PyTorch's. Raises RuntimeError for shapes that do not broadcast
+    or integer inputs."""
+    return _cosine_similarity(_tensor(x1), _tensor(x2), axis=dim, eps=float(eps))
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Tensor:
+    """||x1 - x2 + eps||_p over the last dim of the broadcast shape: (..., D) -> (...)
+    ((..., 1) with keepdim), PyTorch's composite (eps added to every difference)."""
+    a, b = _tensor(x1), _tensor(x2)
+    last = max(a.ndim, b.ndim) - 1
+    return (a - b + eps).norm(p, dim=last, keepdim=keepdim)
+
+
+def pdist(input: Tensor, p: float = 2.0) -> Tensor:
+    """||x_i - x_j||_p for every pair of rows i < j of input (N, M), in row-major order of
+    the pairs: (N * (N - 1) / 2,). A zero distance has gradient 0. Raises RuntimeError for
+    another number of dims, a negative p or an integer input."""
+    x = _tensor(input)
+    if x.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {x.ndim}D")
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"pdist only supports floating-point dtypes, got {x.dtype}")
+    if p < 0:
+        raise RuntimeError(f"pdist only supports non-negative p values, got {p}")
+    rows, cols = _np.triu_indices(x.shape[0], 1)
+    first = x.index_select(0, Tensor._wrap(rows.astype(_np.int64), False))
+    second = x.index_select(0, Tensor._wrap(cols.astype(_np.int64), False))
+    return (first - second).norm(p, dim=1)
+
+
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index;
     num_classes=-1 uses max + 1. Raises RuntimeError for negative or too large indices."""
@@ -467,6 +620,217 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
         keep = generator().random(channels, dtype=x.dtype) >= x.dtype.type(p)
         mask = keep * x.dtype.type(1.0 / (1.0 - p))
     return _written(x, x * Tensor._wrap(mask, False), inplace)
+
+
+# SELU's alpha * scale: alpha dropout's value for a dropped unit, before its affine correction.
+_ALPHA_DROPOUT_NEGATIVE = 1.7580993408473766
+
+
+def _dropout_noise(op: str, x: Tensor, shape: tuple, p: float, alpha: bool) -> Tensor:
+    """x * noise (+ shift for alpha dropout), PyTorch's _dropout_impl, with the noise drawn
+    from minidl.random.generator() over `shape` (x's, or one value per (sample, channel)).
+
+    Dropout scales kept units by 1 / (1 - p). Alpha dropout sets dropped units to
+    -alpha' = -1.7581 (SELU's saturation) and applies a * x + b with a = 1 / sqrt((alpha'^2 p
+    + 1)(1 - p)) so that a zero-mean unit-variance input keeps its mean and variance. p = 1
+    gives zeros in both (as PyTorch)."""
+    from minidl.random import generator
+
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a float input, got dtype {x.dtype}")
+    if p == 1.0:
+        return x * Tensor._wrap(_np.zeros((), dtype=x.dtype), False)
+    keep = (generator().random(shape, dtype=x.dtype) >= x.dtype.type(p)).astype(x.dtype)
+    if not alpha:
+        return x * Tensor._wrap(keep * x.dtype.type(1.0 / (1.0 - p)), False)
+    a = 1.0 / _np.sqrt((_ALPHA_DROPOUT_NEGATIVE ** 2 * p + 1) * (1 - p))
+    shift = (keep - 1) * (_ALPHA_DROPOUT_NEGATIVE * a) + _ALPHA_DROPOUT_NEGATIVE * a * p
+    return x * Tensor._wrap(keep * a, False) + Tensor._wrap(shift.astype(x.dtype), False)
+
+
+def _check_dropout_p(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _feature_shape(op: str, x: Tensor) -> tuple:
+    """(N, C, 1, ...): one noise value per sample and channel."""
+    if x.ndim < 2:
+        raise RuntimeError(f"{op}: Feature dropout requires at least 2 dimensions in the input, "
+                           f"got shape {tuple(x.shape)}")
+    return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, L) or (C, L) with probability p and scale the rest
+    by 1 / (1 - p) when training; identity otherwise. Raises ValueError for a bad p and
+    RuntimeError for another number of dims."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(
+            f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D input. Note that "
+            "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+            "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
+            "inputs).")
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    shape = (x.shape[0], 1) if x.ndim == 2 else _feature_shape("dropout1d", x)
+    return _written(x, _dropout_noise("dropout1d", x, shape, p, alpha=False), inplace)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+              ) -> Tensor:
+    """Zero whole channels of input (N, C, D, H, W) or (C, D, H, W) with probability p and
+    scale the rest by 1 / (1 - p) when training; identity otherwise. Another number of dims
+    warns (as PyTorch) and is read as unbatched (channels on dim 0). Raises ValueError for a
+    bad p."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if x.ndim not in (4, 5):
+        warnings.warn(
+            f"dropout3d: Received a {x.ndim}-D input to dropout3d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout3d exists to provide "
+            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 4D or 5D inputs).", stacklevel=2)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if x.ndim == 5:
+        shape = _feature_shape("dropout3d", x)
+    else:
+        shape = _feature_shape("dropout3d", x.unsqueeze(0))[1:]
+    return _written(x, _dropout_noise("dropout3d", x, shape, p, alpha=False), inplace)
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False
+                  ) -> Tensor:
+    """Alpha dropout (for SELU networks) when training: each unit dropped with probability p
+    to SELU's saturation value, then an affine map keeping a standard normal input's mean 0
+    and variance 1 (see _dropout_noise); identity otherwise. Raises ValueError for a bad p."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    return _written(x, _dropout_noise("alpha_dropout", x, tuple(x.shape), p, alpha=True),
+                    inplace)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                          inplace: bool = False) -> Tensor:
+    """alpha_dropout of whole channels: input (N, C, *), one draw per (sample, channel).
+    Raises ValueError for a bad p and RuntimeError (when training) for fewer than 2 dims."""
+    _check_dropout_p(p)
+    x = _tensor(input)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    shape = _feature_shape("feature_alpha_dropout", x)
+    return _written(x, _dropout_noise("feature_alpha_dropout", x, shape, p, alpha=True),
+                    inplace)
+
+
+def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the last dims (normalized_shape) of input
+    (..., *normalized_shape); eps None is the dtype's machine epsilon (PyTorch's default);
+    weight: normalized_shape or None. Raises RuntimeError for mismatched shapes."""
+    x = _tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape:
+        raise RuntimeError("rms_norm: Expected normalized_shape to be at least 1-dimensional, "
+                           "i.e., containing at least one element, but got normalized_shape = []")
+    if tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
+        raise RuntimeError(f"rms_norm: Given normalized_shape={list(shape)}, expected input "
+                           f"with shape [*{', '.join(map(str, shape))}], but got input of size"
+                           f"{list(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"rms_norm: expected a float input, got dtype {x.dtype}")
+    if weight is not None:
+        (weight,) = _parameters_of("rms_norm", x, weight)
+        if tuple(weight.shape) != shape:
+            raise RuntimeError(f"rms_norm: Expected weight to be of same shape as "
+                               f"normalized_shape, but got weight of shape "
+                               f"{list(weight.shape)} and normalized_shape = {list(shape)}")
+    if eps is None:
+        eps = float(_np.finfo(x.dtype).eps)
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    out = x * ((x * x).mean(dim=dims, keepdim=True) + eps).rsqrt()
+    return out if weight is None else out * weight
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """x / (k + alpha * mean of x^2 over `size` neighbouring channels) ^ beta, the window
+    zero-padded (size // 2 channels before, (size - 1) // 2 after; the mean divides by size),
+    PyTorch's composite. input: (N, C, *). Raises ValueError for fewer than 3 dims."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(f"local_response_norm: Expected 3D or higher dimensionality input "
+                         f"(got {x.ndim} dimensions)")
+    if x.numel() == 0:
+        return x
+    n, channels = x.shape[:2]
+    squares = (x * x).reshape(n, channels, -1)
+    padded = pad(squares, (0, 0, size // 2, (size - 1) // 2))
+    window_sum = padded.narrow(1, 0, channels)
+    for offset in range(1, size):
+        window_sum = window_sum + padded.narrow(1, offset, channels)
+    div = (window_sum / size).reshape(x.shape)
+    return x / (div * alpha + k).pow(beta)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None
+             ) -> Tensor:
+    """y[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o].
+    input1: (..., in1); input2: (..., in2) with the same leading dims; weight: (out, in1,
+    in2); bias: (out,) or None. Raises RuntimeError for mismatched shapes."""
+    x1, x2, w = _tensor(input1), _tensor(input2), _tensor(weight)
+    if w.ndim != 3:
+        raise RuntimeError(f"bilinear(): weight must be 3-dimensional, got shape "
+                           f"{tuple(w.shape)}")
+    if x1.ndim != x2.ndim:
+        raise RuntimeError(f"bilinear(): input dimensions do not match: got {x1.ndim} and "
+                           f"{x2.ndim}")
+    for i, (a, b) in enumerate(zip(x1.shape[:-1], x2.shape[:-1])):
+        if a != b:
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match at dim {i}: "
+                               f"got {a} and {b}")
+    out_features, in1, in2 = w.shape
+    if x1.shape[-1] != in1:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got "
+                           f"{x1.shape[-1]} but expected {in1}")
+    if x2.shape[-1] != in2:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got "
+                           f"{x2.shape[-1]} but expected {in2}")
+    if bias is not None and tuple(_tensor(bias).shape) != (out_features,):
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got shape "
+                           f"{tuple(_tensor(bias).shape)} but expected ({out_features},)")
+    # x1 @ W (as an (in1, out * in2) matrix), then the contraction with x2 per output.
+    left = (x1 @ w.permute(1, 0, 2).reshape(in1, out_features * in2)).reshape(
+        tuple(x1.shape[:-1]) + (out_features, in2))
+    out = (left * x2.unsqueeze(-2)).sum(-1)
+    return out if bias is None else out + _tensor(bias)
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """(N, C, *) with the C channels as `groups` groups of C / groups, read group-minor:
+    channel g * (C / groups) + k moves to k * groups + g (ShuffleNet). Raises RuntimeError for
+    fewer than 3 dims, groups <= 0 or C not divisible by groups."""
+    x = _tensor(input)
+    if x.ndim <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with "
+                           f"sizes {list(x.shape)}")
+    if groups <= 0:
+        raise RuntimeError(f"channel_shuffle: Number of groups to divide channels in must be "
+                           f"positive. Value of groups:{groups}")
+    n, channels = x.shape[:2]
+    if channels % groups:
+        raise RuntimeError(f"channel_shuffle: Number of channels must be divisible by groups. "
+                           f"Got {channels} channels and {groups} groups.")
+    rest = tuple(x.shape[2:])
+    grouped = x.reshape((n, groups, channels // groups) + rest)
+    return grouped.transpose(1, 2).reshape(tuple(x.shape))
 
 
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any,
@@ -1192,3 +1556,92 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
 __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
             "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
             "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+def unfold(input: Tensor, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+           stride: Any = 1) -> Tensor:
+    """Sliding local blocks as columns (im2col): input (N, C, H, W) -> (N, C * KH * KW, L) or
+    (C, H, W) -> (C * KH * KW, L), L = OH * OW blocks in row-major order, rows in (c, kh, kw)
+    order. Ints or pairs. Raises RuntimeError for another number of dims, bad geometry or an
+    empty block grid."""
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"unfold: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got "
+                           f"shape {tuple(x.shape)}")
+    kernel, dil, pad, step = _im2col.block_geometry("unfold", kernel_size, dilation, padding,
+                                                    stride)
+    batched = x if x.ndim == 4 else x.unsqueeze(0)
+    cols = _unfold(batched, kernel=kernel, dilation=dil, padding=pad, stride=step)
+    return cols if x.ndim == 4 else cols.squeeze(0)
+
+
+def fold(input: Tensor, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+         stride: Any = 1) -> Tensor:
+    """The adjoint of unfold (col2im): columns (N, C * KH * KW, L) -> (N, C, *output_size), or
+    (C * KH * KW, L) -> (C, *output_size), overlapping blocks summed. Raises RuntimeError for
+    another number of dims, a row count not divisible by KH * KW or L not the block count."""
+    cols = _tensor(input)
+    if cols.ndim not in (2, 3) or 0 in cols.shape[-2:]:
+        raise RuntimeError(f"fold: Expected 2D or 3D (batch mode) tensor for input with "
+                           f"possibly 0 batch size and non-zero dimensions for input, but got: "
+                           f"{list(cols.shape)}")
+    kernel, dil, pad, step = _im2col.block_geometry("fold", kernel_size, dilation, padding,
+                                                    stride)
+    size = _conv.pair("fold", "output_size", output_size, 1)
+    rows, blocks = cols.shape[-2:]
+    if rows % (kernel[0] * kernel[1]):
+        raise RuntimeError(f"fold: Expected size of input's dimension 1 to be divisible by the "
+                           f"product of kernel_size, but got input.size(1)={rows} and "
+                           f"kernel_size={kernel}.")
+    grid = _im2col.blocks_per_axis("fold", size, kernel, dil, pad, step)
+    if blocks != grid[0] * grid[1]:
+        raise RuntimeError(f"fold: Given output_size={size}, kernel_size={kernel}, "
+                           f"dilation={dil}, padding={pad}, stride={step}, expected size of "
+                           f"input's dimension 2 to match the calculated number of sliding "
+                           f"blocks {grid[0]} * {grid[1]} = {grid[0] * grid[1]}, but got "
+                           f"input.size(2)={blocks}.")
+    batched = cols if cols.ndim == 3 else cols.unsqueeze(0)
+    out = _fold(batched, output_size=size, kernel=kernel, dilation=dil, padding=pad,
+                stride=step)
+    return out if cols.ndim == 3 else out.squeeze(0)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size: Any, stride: Any = None,
+              ceil_mode: bool = False) -> Tensor:
+    """(sum over each window of x^p)^(1/p), PyTorch's composite: avg_pool2d of x^p times the
+    window size, through sign(s) * relu(|s|) so a zero sum stays 0; p = +-inf is max_pool2d of
+    |x| (min for -inf). input (N, C, H, W) or (C, H, W)."""
+    x = _tensor(input)
+    if x.ndim == 3:  # unbatched, as PyTorch's pools accept
+        return lp_pool2d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if norm_type in (float("inf"), -float("inf")):
+        sign = 1 if norm_type > 0 else -1
+        return sign * max_pool2d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    kh, kw = _conv.pair("lp_pool2d", "kernel_size", kernel_size, 1)
+    pooled = avg_pool2d(x.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    return (pooled.sign() * relu(pooled.abs())).mul(kh * kw).pow(1.0 / norm_type)
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size: int, stride: Any = None,
+              ceil_mode: bool = False) -> Tensor:
+    """lp_pool2d's formula along the last dim: input (N, C, L) or (C, L)."""
+    x = _tensor(input)
+    if x.ndim == 2:  # unbatched, as PyTorch's pools accept
+        return lp_pool1d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if norm_type in (float("inf"), -float("inf")):
+        sign = 1 if norm_type > 0 else -1
+        return sign * max_pool1d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    pooled = avg_pool1d(x.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    width = _int1("lp_pool1d", "kernel_size", kernel_size)
+    return (pooled.sign() * relu(pooled.abs())).mul(width[-1]).pow(1.0 / norm_type)
+
+
+# More activations (tests/test_activations_more.py).
+__all__ += ["celu", "celu_", "elu_", "glu", "hardshrink", "hardtanh_", "leaky_relu_",
+            "logsigmoid", "relu_", "rrelu", "rrelu_", "selu_", "softmin", "softshrink",
+            "tanhshrink", "threshold", "threshold_"]
+# Distances (tests/test_distance.py).
+__all__ += ["cosine_similarity", "pairwise_distance", "pdist"]
+# Normalization, bilinear, channel shuffle and dropout variants (tests/test_layers_more.py).
+__all__ += ["alpha_dropout", "bilinear", "channel_shuffle", "dropout1d", "dropout3d",
+            "feature_alpha_dropout", "local_response_norm", "rms_norm"]
+# Sliding blocks and power-average pooling (tests/test_fold_lppool.py).
+__all__ += ["fold", "lp_pool1d", "lp_pool2d", "unfold"]

@@ -22,6 +22,8 @@ from minidl.tensor import Tensor, tensor
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",
            "Dropout2d", "Flatten", "Unflatten", "Identity", "Linear", "LocallyConnected2d", "MaxPool2d"]
+__all__ += ["AlphaDropout", "Bilinear", "Dropout1d", "Dropout3d", "FeatureAlphaDropout",
+            "LocalResponseNorm", "RMSNorm"]
 
 
 def float_dtype(op: str, dtype: Any, device: Any = None) -> np.dtype:
@@ -106,6 +108,35 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
+class Bilinear(Module):
+    """y = x1^T W x2 + b per output (F.bilinear): x1 (..., in1_features), x2 (...,
+    in2_features) -> (..., out_features). weight (out, in1, in2) and bias (out,) start
+    uniform in +-1/sqrt(in1_features), as PyTorch's. Raises ValueError for in1_features <= 0."""
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int,
+                 bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("Bilinear", dtype, device)
+        self.in1_features, self.in2_features = in1_features, in2_features
+        self.out_features = out_features
+        self.weight = empty_parameter((out_features, in1_features, in2_features), dt)
+        self.register_parameter("bias", empty_parameter((out_features,), dt) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.in1_features <= 0:
+            raise ValueError(f"Bilinear: in1_features must be > 0, but got (in1_features="
+                             f"{self.in1_features})")
+        default_uniform_init(self.weight, self.bias, self.in1_features)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return F.bilinear(x1, x2, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
+
+
 class LayerNorm(Module):
     """Normalization over the last dims (normalized_shape) of x (..., *normalized_shape), with
     a learned per-element weight (ones) and bias (zeros) when elementwise_affine."""
@@ -138,6 +169,50 @@ class LayerNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) over the last dims (normalized_shape) of x (...,
+    *normalized_shape), times a learned per-element weight (ones) when elementwise_affine
+    (F.rms_norm). eps None: the input dtype's machine epsilon."""
+
+    def __init__(self, normalized_shape: Any, eps: float | None = None,
+                 elementwise_affine: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        dt = float_dtype("RMSNorm", dtype, device)
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        self.normalized_shape = tuple(shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.register_parameter("weight", empty_parameter(self.normalized_shape, dt)
+                                if elementwise_affine else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class LocalResponseNorm(Module):
+    """x / (k + alpha * mean of x^2 over `size` neighbouring channels) ^ beta for x (N, C, *)
+    (F.local_response_norm)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+                 ) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class GroupNorm(Module):
@@ -399,6 +474,39 @@ class Dropout2d(Dropout):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout2d(x, self.p, self.training, self.inplace)
+
+
+class Dropout1d(Dropout):
+    """In training mode zero whole channels of (N, C, L) or (C, L) with probability p and scale
+    the rest by 1 / (1 - p) (F.dropout1d); in eval mode the identity."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout1d(x, self.p, self.training, self.inplace)
+
+
+class Dropout3d(Dropout):
+    """In training mode zero whole channels of (N, C, D, H, W) or (C, D, H, W) with
+    probability p and scale the rest by 1 / (1 - p) (F.dropout3d); in eval mode the
+    identity."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout3d(x, self.p, self.training, self.inplace)
+
+
+class AlphaDropout(Dropout):
+    """Alpha dropout for SELU networks in training mode (F.alpha_dropout: mean and variance of a
+    standard normal input kept); in eval mode the identity."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.alpha_dropout(x, self.p, self.training, self.inplace)
+
+
+class FeatureAlphaDropout(Dropout):
+    """Alpha dropout of whole channels of (N, C, *) in training mode
+    (F.feature_alpha_dropout); in eval mode the identity."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.feature_alpha_dropout(x, self.p, self.training, self.inplace)
 
 
 class Unflatten(Module):

@@ -49,9 +49,11 @@ def flat_kernel(kernel, arrays: tuple, out: np.ndarray | None, *args) -> np.ndar
 from minidl.ops import (  # noqa: E402, F401
     activation,
     conv,
+    distance,
     einsum,
     elementwise,
     elementwise_math,
+    im2col,
     local,
     loss,
     matmul,

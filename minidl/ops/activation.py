@@ -91,14 +91,15 @@ class HardtanhOp(Function):
         check_float_input("hardtanh", x)
         if low > high:
             raise ValueError(f"hardtanh: min_val {low} is greater than max_val {high}")
-        ctx.save_for_backward(x)
-        ctx.low, ctx.high = x.dtype.type(low), x.dtype.type(high)
-        return np.where(x < ctx.low, ctx.low, np.where(x > ctx.high, ctx.high, x))
+        lo, hi = x.dtype.type(low), x.dtype.type(high)
+        # The mask, not x: the in-place form (F.hardtanh_) overwrites x before backward.
+        ctx.save_for_backward((x <= lo) | (x >= hi))
+        return np.where(x < lo, lo, np.where(x > hi, hi, x))
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        (x,) = ctx.saved_tensors
-        return np.where((x <= ctx.low) | (x >= ctx.high), g.dtype.type(0), g)
+        (clipped,) = ctx.saved_tensors
+        return np.where(clipped, g.dtype.type(0), g)
 
 
 class PReLUOp(Function):
@@ -390,6 +391,164 @@ class TanhOp(Function):
     def backward(ctx: Context, g: np.ndarray):
         (out,) = ctx.saved_tensors
         return g * (1 - out * out)
+
+
+class LogSigmoidOp(Function):
+    """log(sigmoid(x)) as min(x, 0) - log1p(exp(-|x|)) (PyTorch's form: no overflow, and
+    exact for large |x|); the gradient 1 - sigmoid(x), from the same exp(-|x|)."""
+
+    name = "logsigmoid"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x) -> np.ndarray:
+        check_float_input("logsigmoid", x)
+        z = np.exp(-np.abs(x))
+        ctx.save_for_backward(x, z)
+        return np.minimum(x, x.dtype.type(0)) - np.log1p(z)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        x, z = ctx.saved_tensors
+        # 1 - sigmoid(x) is 1 / (1 + z) for x < 0 and z / (1 + z) otherwise.
+        return g * (np.where(x < 0, 1, z) / (1 + z))
+
+
+class CELUOp(Function):
+    """x for x > 0, alpha * (exp(x / alpha) - 1) otherwise (expm1).
+
+    The gradient is PyTorch's elu_backward with input scale s = 1 / alpha, alpha rounded to
+    float32 first as PyTorch's derivative formula does: for x <= 0 (and NaN, as its vectorized
+    CPU path) s * alpha * exp(x s) (1.000000007 at 0 for alpha 0.7), or with from_result (the
+    in-place form, whose input is overwritten) s * (out + alpha); 1 for x > 0.
+    """
+
+    name = "celu"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, alpha: float, from_result: bool = False) -> np.ndarray:
+        check_float_input("celu", x)
+        if alpha == 0:
+            raise RuntimeError("celu: alpha cannot be 0 for CELU (it divides the input)")
+        alpha = float(alpha)
+        positive = x > 0
+        # expm1 of the clipped input (-0.0 kept, as PyTorch): no overflow warning from the
+        # branch np.where discards; a negative alpha can overflow it for real, to -inf.
+        with np.errstate(over="ignore"):
+            out = np.where(positive, x, alpha * np.expm1(np.where(positive, 0, x) / alpha))
+            if ctx.needs_input_grad[0]:
+                input_scale = 1.0 / float(np.float32(alpha))
+                if from_result:
+                    slope = input_scale * (out + alpha)
+                else:
+                    slope = input_scale * alpha * np.exp(np.where(positive, 0, x) * input_scale)
+                ctx.save_for_backward(np.where(positive, x.dtype.type(1), slope))
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (slope,) = ctx.saved_tensors
+        return g * slope
+
+
+def _outside(x: np.ndarray, lambd: float) -> np.ndarray:
+    """x < -lambd or x > lambd: where the shrink functions pass x and its gradient. False for
+    NaN, whose gradient is 0 as on PyTorch's vectorized CPU path."""
+    bound = x.dtype.type(lambd)
+    return (x < -bound) | (x > bound)
+
+
+class HardshrinkOp(Function):
+    """0 for -lambd <= x <= lambd, x elsewhere (NaN stays NaN); the gradient passes where
+    |x| > lambd and is 0 elsewhere."""
+
+    name = "hardshrink"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, lambd: float) -> np.ndarray:
+        check_float_input("hardshrink", x)
+        bound = x.dtype.type(lambd)
+        ctx.save_for_backward(_outside(x, lambd))
+        return np.where((x >= -bound) & (x <= bound), x.dtype.type(0), x)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (outside,) = ctx.saved_tensors
+        return np.where(outside, g, g.dtype.type(0))
+
+
+class SoftshrinkOp(Function):
+    """x - lambd for x > lambd, x + lambd for x < -lambd, +0.0 between and NaN for NaN (as
+    PyTorch's vectorized CPU path); the gradient passes where |x| > lambd, 0 elsewhere.
+    Raises RuntimeError for a negative lambd."""
+
+    name = "softshrink"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, lambd: float) -> np.ndarray:
+        check_float_input("softshrink", x)
+        largest = float(np.finfo(x.dtype).max)
+        if not 0 <= lambd <= largest:
+            raise RuntimeError(f"softshrink: lambda must be in range [0, {largest:g}] for input "
+                               f"dtype {x.dtype}, but found {lambd}")
+        bound = x.dtype.type(lambd)
+        outside = _outside(x, lambd)
+        ctx.save_for_backward(outside)
+        shrunk = np.where(x > bound, x - bound, x + bound)  # NaN stays NaN
+        return np.where(outside | np.isnan(x), shrunk, x.dtype.type(0))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (outside,) = ctx.saved_tensors
+        return np.where(outside, g, g.dtype.type(0))
+
+
+class ThresholdOp(Function):
+    """value where x <= threshold, x elsewhere (NaN stays NaN); integer inputs too, with value
+    cast to their dtype (as PyTorch). The gradient is 0 where x <= threshold."""
+
+    name = "threshold"
+    elementwise = True
+
+    @staticmethod
+    def forward(ctx: Context, x, *, threshold: float, value: float) -> np.ndarray:
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"threshold: expected a float or integer input, got dtype {x.dtype}")
+        below = x <= threshold
+        ctx.save_for_backward(below)
+        return np.where(below, np.asarray(value).astype(x.dtype), x)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (below,) = ctx.saved_tensors
+        return np.where(below, g.dtype.type(0), g)
+
+
+class RReLUOp(Function):
+    """Randomized leaky ReLU while training (PyTorch's rrelu_with_noise): x for x > 0, x * a
+    for x <= 0 with one slope a ~ U(lower, upper) per element, drawn from
+    minidl.random.generator(); the gradient is the slope (1 for x > 0). In eval F.rrelu applies
+    leaky_relu with slope (lower + upper) / 2 instead."""
+
+    name = "rrelu"
+
+    @staticmethod
+    def forward(ctx: Context, x, *, lower: float, upper: float) -> np.ndarray:
+        from minidl.random import generator
+
+        check_float_input("rrelu", x)
+        slopes = generator().uniform(lower, upper, x.shape).astype(x.dtype)
+        noise = np.where(x <= 0, slopes, x.dtype.type(1))
+        ctx.save_for_backward(noise)
+        return x * noise
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (noise,) = ctx.saved_tensors
+        return g * noise
 
 
 def _single_axis(op: str, dim: int, ndim: int) -> int:

@@ -519,15 +519,20 @@ def test_dropout2d_zeroes_whole_channels_and_eval_is_identity():
     assert set(np.unique(x.grad.numpy())) == {0.0, 1 / 0.75}
     minidl.manual_seed(5)
     np.testing.assert_array_equal(nn.Dropout2d(0.25)(x).numpy(), y)  # minidl's own RNG
-    unbatched = nn.Dropout2d(0.5)(minidl.ones(6, 2, 2)).numpy()
-    assert np.all((unbatched == 0).all(axis=(1, 2)) | (unbatched == 2).all(axis=(1, 2)))
+    with pytest.warns(UserWarning, match=r"interpreted as shape \(N, C, L\)"):
+        three_d = nn.Dropout2d(0.5)(minidl.ones(6, 40, 3)).numpy()  # (N, C, L), as torch
+    assert np.all((three_d == 0).all(axis=2) | (three_d == 2).all(axis=2))
+    assert 0.3 < (three_d[..., 0] == 0).mean() < 0.7
     drop.eval()
     assert drop(x) is x
     np.testing.assert_array_equal(nn.Dropout2d(1.0)(x).numpy(), np.zeros(x.shape))
     with pytest.raises(ValueError, match="Dropout2d: p must be in"):
         nn.Dropout2d(1.5)
-    with pytest.raises(ValueError, match="dropout2d: expected an input"):
-        nn.Dropout2d()(minidl.ones(2, 3))
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d"):
+        two_d = nn.Dropout2d()(minidl.ones(200, 3)).numpy()   # one draw per element
+    assert 0.3 < (two_d == 0).mean() < 0.7
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"), pytest.warns(UserWarning):
+        nn.Dropout2d()(minidl.ones(3))
 
 
 def test_unflatten_module_and_tensor_method():

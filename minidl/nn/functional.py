@@ -598,28 +598,34 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
               ) -> Tensor:
-    """Zero whole channels of input (N, C, H, W) or (C, H, W) with probability p and scale the
-    rest by 1 / (1 - p) when training (the mask from minidl.random.generator()); identity
-    otherwise. Raises ValueError for a bad p or another number of dims."""
-    from minidl.random import generator
+    """Zero whole channels of input (N, C, H, W) with probability p and scale the rest by
+    1 / (1 - p) when training (the mask from minidl.random.generator()); identity otherwise.
 
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout2d: p must be in [0, 1], got {p}")
+    As in PyTorch, any input (N, C, *) is dropped per (sample, channel): a 3-D input is read
+    as (N, C, L), not as an unbatched (C, H, W), with PyTorch's warning, and other ranks warn
+    that they are deprecated. Raises ValueError for a bad p, RuntimeError for fewer than 2 dims.
+    """
+    _check_dropout_p(p)
     x = _tensor(input)
     if x.ndim not in (3, 4):
-        raise ValueError(f"dropout2d: expected an input (N, C, H, W) or (C, H, W), got shape "
-                         f"{tuple(x.shape)}")
-    if not training or p == 0.0:
+        warnings.warn(
+            f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+    if x.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            stacklevel=2)
+    if not training or p == 0.0 or x.numel() == 0:
         return x
-    if x.dtype.kind != "f":
-        raise TypeError(f"dropout2d: expected a float input, got dtype {x.dtype}")
-    channels = tuple(x.shape[:-2]) + (1, 1)
-    if p == 1.0:
-        mask = _np.zeros(channels, dtype=x.dtype)
-    else:
-        keep = generator().random(channels, dtype=x.dtype) >= x.dtype.type(p)
-        mask = keep * x.dtype.type(1.0 / (1.0 - p))
-    return _written(x, x * Tensor._wrap(mask, False), inplace)
+    shape = _feature_shape("dropout2d", x)
+    return _written(x, _dropout_noise("dropout2d", x, shape, p, alpha=False), inplace)
 
 
 # SELU's alpha * scale: alpha dropout's value for a dropped unit, before its affine correction.

@@ -469,8 +469,9 @@ class Dropout(Module):
 
 
 class Dropout2d(Dropout):
-    """In training mode zero whole channels of (N, C, H, W) or (C, H, W) with probability p and
-    scale the rest by 1 / (1 - p) (F.dropout2d); in eval mode the identity."""
+    """In training mode zero whole channels of (N, C, H, W) with probability p and scale the
+    rest by 1 / (1 - p) (F.dropout2d: a 3-D input is (N, C, L), as in PyTorch); in eval mode
+    the identity."""
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout2d(x, self.p, self.training, self.inplace)

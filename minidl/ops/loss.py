@@ -483,7 +483,7 @@ class BCEOp(Function):
         up = _upstream(g, ctx.reduction, None, x.shape)
         if w is not None:
             up = up * w
-        gx = (x - t) / np.maximum(x * (1 - x), _BCE_EPSILON) * up if need_x else None
+        gx = (x - t) / np.maximum(x * (1 - x), EPSILON) * up if need_x else None
         gt = None
         if need_t:  # unclamped, as PyTorch's: infinite at x = 0 or 1
             with np.errstate(divide="ignore"):
@@ -491,9 +491,10 @@ class BCEOp(Function):
         return gx, gt, None
 
 
-# PyTorch's kernel floors x (1 - x) at `EPSILON = 1e-12f`: the float32 rounding of 1e-12
-# (9.9999999600e-13) even for float64, copied so that gradients at x = 0 or 1 agree.
-_BCE_EPSILON = float(np.float32(1e-12))
+# PyTorch's loss kernels' `EPSILON = 1e-12f`: the float32 rounding of 1e-12 (9.9999999600e-13)
+# even for float64, copied so that results agree. BCE floors x (1 - x) at it (gradients at
+# x = 0 or 1); cosine_embedding_loss adds it to each squared magnitude.
+EPSILON = float(np.float32(1e-12))
 
 
 class KLDivOp(Function):
@@ -538,3 +539,66 @@ class KLDivOp(Function):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     gt = (np.where(t == 0, x.dtype.type(0), np.log(t)) + t / t - x) * up
         return gx, gt
+
+
+class MultiLabelMarginOp(Function):
+    """PyTorch's multilabel_margin_loss: per sample, the targets are the leading entries of its
+    target row up to the first -1; the loss is the sum over target j and non-target i of
+    max(0, 1 - (x[y_j] - x[i])), divided by C. A target listed twice counts twice.
+
+    x: (N, C), (C,) or () (one class); target: int64 of x's shape (RuntimeError otherwise, as
+    PyTorch), values in [-1, C). 'none' gives (N,), or () for an unbatched x.
+    """
+
+    name = "multilabel_margin_loss"
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
+        op = "multilabel_margin_loss"
+        check_reduction(op, reduction)
+        check_float_input(op, x)
+        if not ((x.ndim == 2 and x.shape[1]) or (x.ndim == 1 and x.shape[0]) or x.ndim == 0):
+            raise RuntimeError(f"{op}: expected a non-empty (C,) or (N, C) input (N may be 0), "
+                               f"got shape {x.shape}")
+        if target.dtype != np.int64:
+            raise RuntimeError(f"{op}: expected an int64 (Long) target, got {target.dtype}")
+        batched = x.ndim == 2
+        rows = x.reshape(-1, x.shape[-1] if x.ndim else 1)
+        fits = (target.shape == x.shape if batched
+                else target.ndim <= 1 and target.size == rows.shape[1])
+        if not fits:
+            raise RuntimeError(f"{op}: target of shape {target.shape} does not fit an input of "
+                               f"shape {x.shape}: expected the input's shape")
+        classes = rows.shape[1]
+        t = target.reshape(rows.shape)
+        if t.size and (t.min() < -1 or t.max() >= classes):
+            raise RuntimeError(f"{op}: target values must be in [-1, {classes}), got "
+                               f"{t.min()} to {t.max()}")
+        # The targets of a row are its entries before the first -1; only those count.
+        listed = np.cumprod(t >= 0, axis=1).astype(bool)
+        width = int(listed.sum(axis=1).max(initial=0))
+        listed, picked = listed[:, :width], np.where(listed, t, 0)[:, :width]
+        is_target = np.zeros(rows.shape, dtype=bool)
+        is_target[np.nonzero(listed)[0], picked[listed]] = True
+        # z[n, j, i] = 1 - x[n, y_j] + x[n, i], for each listed target j against every class i.
+        z = 1 - np.take_along_axis(rows, picked, axis=1)[:, :, None] + rows[:, None, :]
+        active = listed[:, :, None] & ~is_target[:, None, :] & (z > 0)
+        loss = np.where(active, z, x.dtype.type(0)).sum(axis=(1, 2)) / x.dtype.type(classes)
+        out_shape = (x.shape[0],) if batched else ()
+        ctx.save_for_backward(active, picked)
+        ctx.reduction, ctx.x_shape, ctx.out_shape = reduction, x.shape, out_shape
+        return _reduce(loss.reshape(out_shape), reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        active, picked = ctx.saved_tensors
+        m, _, classes = active.shape
+        up = _upstream(g, ctx.reduction, None, ctx.out_shape).reshape(-1)
+        scale = up / g.dtype.type(classes)
+        counts = active.astype(g.dtype)
+        grad = counts.sum(axis=1)
+        # Each active pair lowers its target's score: scatter the per-target pair counts.
+        np.add.at(grad, (np.repeat(np.arange(m), picked.shape[1]), picked.reshape(-1)),
+                  -counts.sum(axis=2).reshape(-1))
+        grad *= scale[:, None]
+        return grad.reshape(ctx.x_shape), None

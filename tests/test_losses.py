@@ -231,7 +231,7 @@ def test_elementwise_losses_module_forms_and_errors():
     np.testing.assert_array_equal(nn.MSELoss(reduction="sum")(x, x * 2).numpy(),
                                   F.mse_loss(x, x * 2, reduction="sum").numpy())
     np.testing.assert_array_equal(nn.L1Loss()(x, x * 2).numpy(), F.l1_loss(x, x * 2).numpy())
-    with pytest.raises(RuntimeError, match=r"mse_loss: shapes \(2, 3\), \(3, 2\) do not broadcast"):
+    with pytest.raises(RuntimeError, match=r"mse_loss: shapes \(2, 3\), \(3, 2\) do not"):
         F.mse_loss(x, minidl.randn(3, 2))
     # Integer targets are cast to the input's dtype (PyTorch promotes them).
     ints = minidl.tensor(np.ones((2, 3), dtype=np.int64))

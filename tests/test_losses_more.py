@@ -1,4 +1,4 @@
-"""The embedding, ranking, multilabel, probabilistic and triplet losses (minidl.nn.losses_functional
+"""The embedding, ranking, multilabel, probabilistic, triplet and CTC losses (losses_functional
 and their modules) against PyTorch 2.13: values and the gradient of every differentiable input in
 float32 and float64, broadcasting and dtype rules, error types, 0-size batches; float64
 numerical gradient checks."""
@@ -568,3 +568,137 @@ def test_nll_loss_2d_is_the_deprecated_name_of_nll_loss():
     y = rng().integers(0, 3, (2, 4, 5))
     expected = F.nll_loss(x, y, weight=np.array([1.0, 2.0, 3.0]), ignore_index=1)
     np.testing.assert_array_equal(module(x, y).numpy(), expected.numpy())
+
+
+# -- ctc_loss ------------------------------------------------------------------------------
+def ctc_case(seed, steps=7, batch=4, classes=5, normalized=True):
+    """Random log-probabilities, padded targets (repeats included) and lengths, one sample
+    with an empty target and one shorter input."""
+    r = rng(seed)
+    x = r.standard_normal((steps, batch, classes))
+    if normalized:
+        x = x - np.log(np.exp(x).sum(axis=2, keepdims=True))
+    target_lengths = r.integers(0, 4, batch)
+    target_lengths[0] = 0
+    targets = r.integers(1, classes, (batch, 4))
+    targets[1, :2] = targets[1, 0]  # a repeated label needs a blank between
+    target_lengths[1] = max(target_lengths[1], 2)
+    input_lengths = np.full(batch, steps)
+    input_lengths[-1] = steps - 2
+    return x, targets, input_lengths, target_lengths
+
+
+def check_ctc(log_probs, targets, input_lengths, target_lengths, dtype=np.float64, **kwargs):
+    torch = pytest.importorskip("torch")
+    ours = minidl.tensor(log_probs.astype(dtype), requires_grad=True)
+    theirs = torch.tensor(log_probs.astype(dtype), requires_grad=True)
+    out = F.ctc_loss(ours, targets, minidl.tensor(input_lengths), minidl.tensor(target_lengths),
+                     **kwargs)
+    ref = torch.nn.functional.ctc_loss(theirs, torch.tensor(targets), torch.tensor(input_lengths),
+                                       torch.tensor(target_lengths), **kwargs)
+    assert out.dtype == np.dtype(dtype) and tuple(out.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), **TOL[dtype])
+    upstream = rng(9).standard_normal(tuple(ref.shape))
+    (out * minidl.tensor(upstream.astype(dtype))).sum().backward()
+    (ref * torch.tensor(upstream, dtype=ref.dtype)).sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), **TOL[dtype])
+    return out, ours.grad
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ctc_loss_matches_torch(reduction, dtype, seed):
+    check_ctc(*ctc_case(seed), dtype, reduction=reduction)
+
+
+def test_ctc_loss_concatenated_targets_blank_and_list_lengths_match_torch():
+    x, targets, input_lengths, target_lengths = ctc_case(3)
+    flat = np.concatenate([row[:n] for row, n in zip(targets, target_lengths)])
+    padded, _ = check_ctc(x, targets, input_lengths, target_lengths, reduction="none")
+    concatenated, _ = check_ctc(x, flat, input_lengths, target_lengths, reduction="none")
+    np.testing.assert_array_equal(padded.numpy(), concatenated.numpy())
+    # Another blank index; labels may then include 0.
+    check_ctc(x, np.where(targets == 4, 0, targets), input_lengths, target_lengths, blank=4,
+              reduction="sum")
+    lists = F.ctc_loss(minidl.tensor(x), targets, list(input_lengths), tuple(target_lengths),
+                       reduction="none")
+    np.testing.assert_array_equal(lists.numpy(), padded.numpy())
+
+
+def test_ctc_loss_gradient_is_torchs_also_for_unnormalized_log_probs():
+    # PyTorch's gradient is exp(log_probs) - posteriors, not d loss / d log_probs.
+    _, grad = check_ctc(*ctc_case(4, normalized=False), reduction="mean")
+    assert np.abs(grad.numpy().sum(axis=2)).max() > 0.1
+
+
+def test_ctc_loss_gradcheck_through_log_softmax():
+    """Through log_softmax PyTorch's gradient is the exact one: central differences agree."""
+    x, targets, input_lengths, target_lengths = ctc_case(5, steps=5, batch=3, classes=4)
+    logits = minidl.tensor(x, requires_grad=True)
+    for reduction in REDUCTIONS:
+        assert gradcheck(lambda a, r=reduction: F.ctc_loss(
+            a.log_softmax(2), targets, input_lengths, target_lengths, reduction=r), [logits])
+
+
+def test_ctc_loss_impossible_alignments_and_empty_inputs_match_torch():
+    x, _, _, _ = ctc_case(6, steps=4, batch=3)
+    # Three repeats need 5 steps: inf and NaN gradients, or 0 and zeros with zero_infinity.
+    targets = np.array([[1, 1, 1], [2, 3, 0], [1, 0, 0]])
+    input_lengths, target_lengths = np.array([4, 0, 0]), np.array([3, 1, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out, grad = check_ctc(x, targets, input_lengths, target_lengths, reduction="none")
+    assert math.isinf(out.numpy()[0]) and np.isnan(grad.numpy()[:, 0]).all()
+    assert math.isinf(out.numpy()[1]) and np.signbit(out.numpy()[2])  # PyTorch's -0.0
+    for reduction in REDUCTIONS:
+        out, grad = check_ctc(x, targets, input_lengths, target_lengths, zero_infinity=True,
+                              reduction=reduction)
+        assert np.isfinite(out.numpy()).all() and not grad.numpy().any()
+
+
+def test_ctc_loss_unbatched_matches_torch():
+    x, targets, input_lengths, target_lengths = ctc_case(7)
+    for reduction in REDUCTIONS:
+        check_ctc(x[:, 1], targets[1, :target_lengths[1]], input_lengths[1],
+                  target_lengths[1], reduction=reduction)
+    check_ctc(x[:, 1], targets[1, :target_lengths[1]], input_lengths[1:2], target_lengths[1:2])
+
+
+def test_ctc_loss_errors_match_torch():
+    torch = pytest.importorskip("torch")
+    x, targets, input_lengths, target_lengths = ctc_case(8)
+    flat = np.concatenate([row[:n] for row, n in zip(targets, target_lengths)])
+    bad = [
+        dict(input_lengths=input_lengths + 1), dict(input_lengths=input_lengths * 0 - 1),
+        dict(target_lengths=target_lengths + 2), dict(target_lengths=target_lengths - 5),
+        dict(input_lengths=input_lengths[:2]), dict(target_lengths=target_lengths[:2]),
+        dict(targets=targets[:2]), dict(targets=np.concatenate([flat, [1]])),
+        dict(targets=targets[None]), dict(blank=5), dict(blank=-1),
+        dict(input_lengths=input_lengths.astype(np.float32)), dict(reduction="bad"),
+        dict(log_probs=x[None]), dict(log_probs=x[:, :0]), dict(input_lengths=7),
+    ]
+    for change in bad:
+        args = dict(log_probs=x, targets=targets, input_lengths=input_lengths,
+                    target_lengths=target_lengths)
+        args.update(change)
+
+        def to(convert, value):
+            return convert(value) if isinstance(value, np.ndarray) else value
+
+        with pytest.raises(Exception) as theirs:
+            torch.nn.functional.ctc_loss(**{k: to(torch.tensor, v) for k, v in args.items()})
+        with pytest.raises(type(theirs.value)):
+            F.ctc_loss(**{k: to(minidl.tensor, v) for k, v in args.items()})
+    # Out-of-range target values are read out of bounds by PyTorch's CPU kernel; minidl raises.
+    with pytest.raises(RuntimeError, match="target values"):
+        F.ctc_loss(minidl.tensor(x), np.full((4, 4), 5), input_lengths, target_lengths)
+
+
+def test_ctc_loss_module():
+    x, targets, input_lengths, target_lengths = ctc_case(9)
+    module = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    assert (module.blank, module.reduction, module.zero_infinity) == (0, "sum", True)
+    check_against_torch(None, [x, targets, input_lengths, target_lengths],
+                        [True, False, False, False], module="CTCLoss",
+                        init={"reduction": "sum", "zero_infinity": True})

@@ -51,6 +51,7 @@ from minidl.nn.loss import (
     BCEWithLogitsLoss,
     CosineEmbeddingLoss,
     CrossEntropyLoss,
+    CTCLoss,
     GaussianNLLLoss,
     HingeEmbeddingLoss,
     HuberLoss,
@@ -171,7 +172,8 @@ __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgP
             "InstanceNorm1d", "InstanceNorm2d", "MaxPool1d", "PixelShuffle", "PixelUnshuffle",
             "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
             "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ZeroPad1d", "ZeroPad2d"]
-# The embedding, ranking, multilabel, probabilistic and triplet losses (minidl.nn.loss).
-__all__ += ["CosineEmbeddingLoss", "GaussianNLLLoss", "HingeEmbeddingLoss", "MarginRankingLoss",
-            "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "NLLLoss2d", "PoissonNLLLoss",
-            "SoftMarginLoss", "TripletMarginLoss", "TripletMarginWithDistanceLoss"]
+# The embedding, ranking, multilabel, probabilistic, triplet and CTC losses (minidl.nn.loss).
+__all__ += ["CTCLoss", "CosineEmbeddingLoss", "GaussianNLLLoss", "HingeEmbeddingLoss",
+            "MarginRankingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "NLLLoss2d",
+            "PoissonNLLLoss", "SoftMarginLoss", "TripletMarginLoss",
+            "TripletMarginWithDistanceLoss"]

@@ -1200,7 +1200,7 @@ __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d",
             "conv1d", "conv_transpose1d", "conv_transpose2d", "instance_norm", "interpolate",
             "max_pool1d", "pixel_shuffle", "pixel_unshuffle"]
 
-# The embedding, ranking, multilabel, probabilistic and triplet losses: a module of their own,
+# The embedding, ranking, multilabel, probabilistic, triplet and CTC losses: their own module,
 # imported last because it builds on the helpers above.
 from minidl.nn.losses_functional import *  # noqa: E402, F403 (the names in its __all__)
 from minidl.nn.losses_functional import __all__ as _more_losses  # noqa: E402

@@ -1,11 +1,12 @@
-"""The embedding, ranking, multilabel, probabilistic and triplet losses of torch.nn.functional,
-with PyTorch 2.13's signatures, formulas, broadcasting and dtype rules. minidl.nn.functional
-re-exports every public name here (use them as F.margin_ranking_loss, ...).
+"""The embedding, ranking, multilabel, probabilistic, triplet and CTC losses of
+torch.nn.functional, with PyTorch 2.13's signatures, formulas, broadcasting and dtype rules.
+minidl.nn.functional re-exports every public name here (F.margin_ranking_loss, ...).
 
 Most are compositions of differentiable tensor ops, each following PyTorch's own composite (or
 kernel) step by step so that values, NaN/inf cases and gradients at kinks agree: clamp_min
 passes the gradient at the kink and a minimum splits it between ties, as PyTorch's do.
-multilabel_margin_loss is one op (minidl.graph.op("multilabel_margin_loss")).
+multilabel_margin_loss and ctc_loss are one op each (minidl.graph.op("multilabel_margin_loss"),
+minidl.graph.op("ctc_loss")).
 
 reduction is 'none', 'mean' or 'sum' (ValueError otherwise); size_average and reduce are
 PyTorch's deprecated pair where PyTorch takes them (minidl.ops.loss.reduction_of). A mean over
@@ -31,15 +32,17 @@ from minidl.nn.functional import (
 from minidl.ops import loss as _loss
 from minidl.ops.activation import check_float_input
 from minidl.ops.loss import EPSILON
-from minidl.tensor import Tensor, where
+from minidl.tensor import Tensor, tensor, where
 from minidl.tensor_math import log1p
 
 _multilabel_margin_loss = _op("multilabel_margin_loss").apply
+_ctc_loss = _op("ctc_loss").apply
 
 __all__ = [
-    "cosine_embedding_loss", "gaussian_nll_loss", "hinge_embedding_loss", "margin_ranking_loss",
-    "multilabel_margin_loss", "multilabel_soft_margin_loss", "poisson_nll_loss",
-    "soft_margin_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+    "cosine_embedding_loss", "ctc_loss", "gaussian_nll_loss", "hinge_embedding_loss",
+    "margin_ranking_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+    "poisson_nll_loss", "soft_margin_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]
 
 
@@ -318,3 +321,53 @@ def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative
     _check_triplet(op, a, pos, neg, margin)
     distance = _pairwise_distance if distance_function is None else distance_function
     return _triplet_loss(distance, a, pos, neg, margin, swap, reduction)
+
+
+def _lengths(op: str, name: str, lengths: Any) -> tuple:
+    """CTC lengths as PyTorch takes them: an integer tensor or array, or a list or tuple of
+    ints (a bare int raises TypeError, a float tensor RuntimeError, as there)."""
+    if isinstance(lengths, (Tensor, _np.ndarray)):
+        values = _target(lengths)
+        if values.dtype.kind not in "iu":
+            raise RuntimeError(f"{op}: {name} must be integral, got dtype {values.dtype}")
+        return tuple(int(v) for v in values.reshape(-1))
+    if isinstance(lengths, (list, tuple)):
+        return tuple(int(v) for v in lengths)
+    raise TypeError(f"{op}: {name} must be a tensor, list or tuple of ints, got "
+                    f"{type(lengths).__name__}")
+
+
+def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths: Any,
+             blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist temporal classification loss (PyTorch's CPU algorithm, in log space).
+
+    log_probs: (T, N, C) or unbatched (T, C), log-probabilities (e.g. log_softmax(2));
+    targets: (N, S) padded or (sum(target_lengths),) concatenated class indices (cast to
+    int64, as PyTorch), none of them needing to avoid blank; input_lengths, target_lengths:
+    (N,) integer tensors or lists. 'mean' divides each loss by its target length (at least 1)
+    and averages over the batch, 'sum' adds, 'none' gives (N,) (or () unbatched). An
+    impossible alignment gives inf (and NaN gradients), 0 and a zero gradient with
+    zero_infinity. The gradient with respect to log_probs is PyTorch's: exp(log_probs) minus
+    the alignment posteriors, exact through the log_softmax that makes log_probs. Bad
+    shapes, lengths, blank or targets raise RuntimeError."""
+    op = "ctc_loss"
+    _loss.check_reduction(op, reduction)
+    x = _tensor(log_probs)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(f"{op}: expected log_probs of shape (T, N, C) or (T, C), got "
+                           f"{tuple(x.shape)}")
+    if x.numel() == 0:
+        raise RuntimeError(f"{op}: log_probs must not be empty, got shape {tuple(x.shape)}")
+    batched = x.ndim == 3
+    lengths = _lengths(op, "target_lengths", target_lengths)
+    losses = _ctc_loss(x if batched else x.unsqueeze(1),
+                       _target(targets).astype(_np.int64),
+                       input_lengths=_lengths(op, "input_lengths", input_lengths),
+                       target_lengths=lengths, blank=int(blank),
+                       zero_infinity=bool(zero_infinity))
+    if reduction == "mean":
+        divisors = _np.maximum(_np.asarray(lengths, dtype=losses.dtype), 1)
+        return (losses / tensor(divisors)).mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses if batched else losses.squeeze(0)

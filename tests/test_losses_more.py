@@ -497,9 +497,13 @@ def test_legacy_size_average_and_reduce_override_reduction():
         with pytest.warns(UserWarning, match="reduction='sum'"):
             out = check_against_torch(name, arrays, [True] + [False] * (len(arrays) - 1),
                                       size_average=False)
+        tensors = [minidl.tensor(a) for a in arrays]
         with pytest.warns(UserWarning, match="reduction='none'"):
-            none = getattr(F, name)(*[minidl.tensor(a) for a in arrays], reduce=False)
-        assert none.ndim >= 0 and out.ndim == 0
+            none = getattr(F, name)(*tensors, reduce=False)
+        np.testing.assert_array_equal(none.numpy(),
+                                      getattr(F, name)(*tensors, reduction="none").numpy())
+        per_sample = () if name == "multilabel_soft_margin_loss" else (5,)
+        assert out.ndim == 0 and none.shape == per_sample
 
 
 def module_inputs():
@@ -702,3 +706,49 @@ def test_ctc_loss_module():
     check_against_torch(None, [x, targets, input_lengths, target_lengths],
                         [True, False, False, False], module="CTCLoss",
                         init={"reduction": "sum", "zero_infinity": True})
+
+
+COMPILED = [(F.soft_margin_loss, {}), (F.multilabel_soft_margin_loss, {}),
+            (F.poisson_nll_loss, {}), (F.multilabel_margin_loss, {}), (F.margin_ranking_loss, {}),
+            (F.hinge_embedding_loss, {}), (F.poisson_nll_loss, {"full": True})]
+
+
+@pytest.mark.parametrize("loss_fn,kwargs", COMPILED,
+                         ids=[f"{f.__name__}{'_full' if k else ''}" for f, k in COMPILED])
+def test_a_compiled_step_reads_each_calls_target_or_refuses_to_trace(loss_fn, kwargs):
+    """The targets are graph inputs, not constants of the example batch. A loss that masks by
+    comparing its target (Tensor comparisons are not graph nodes) raises TraceError instead."""
+    minidl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
+
+    def data(seed):
+        r = rng(seed)
+        x = minidl.tensor(r.standard_normal((6, 5)).astype(np.float32))
+        if loss_fn is F.multilabel_margin_loss:
+            return x, minidl.tensor(np.array([r.permutation(4) for _ in range(6)]))
+        if loss_fn is F.multilabel_soft_margin_loss:
+            return x, minidl.tensor((r.random((6, 4)) > 0.5).astype(np.float32))
+        if kwargs:
+            return x, minidl.tensor(r.poisson(2.0, (6, 4)).astype(np.float32))
+        return x, minidl.tensor(sign_target((6, 4), seed).astype(np.float32))
+
+    def loss(out, y):
+        if loss_fn is F.margin_ranking_loss:
+            return loss_fn(out, out.flip(1), y)
+        return loss_fn(out, y, **kwargs)
+
+    if loss_fn is F.hinge_embedding_loss or kwargs:
+        with pytest.raises(minidl.static.TraceError, match=loss_fn.__name__):
+            minidl.compile(model, loss, example_inputs=data(0))
+        return
+    step = minidl.compile(model, loss, example_inputs=data(0))
+    for seed in (1, 2):
+        x, y = data(seed)
+        model.zero_grad()
+        eager = loss(model(x), y)
+        eager.backward()
+        grads = [p.grad.numpy().copy() for p in model.parameters()]
+        model.zero_grad()
+        assert step(x, y).item() == pytest.approx(eager.item(), rel=1e-6)
+        for p, g in zip(model.parameters(), grads):
+            np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-7)

@@ -32,7 +32,7 @@ from minidl.nn.functional import (
 from minidl.ops import loss as _loss
 from minidl.ops.activation import check_float_input
 from minidl.ops.loss import EPSILON
-from minidl.tensor import Tensor, tensor, where
+from minidl.tensor import Tensor, concrete, tensor, where
 from minidl.tensor_math import log1p
 
 _multilabel_margin_loss = _op("multilabel_margin_loss").apply
@@ -53,6 +53,13 @@ def _reduced(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def _target_values(op: str, target: Any) -> _np.ndarray:
+    """target's values for the masks of a loss that only compares it: Tensor comparisons are
+    not graph nodes, so under minidl.compile a traced target raises TraceError (naming op)
+    instead of freezing the example batch's mask."""
+    return concrete(target, op) if isinstance(target, Tensor) else _np.asarray(target)
 
 
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Any, margin: float = 0,
@@ -88,7 +95,7 @@ def hinge_embedding_loss(input: Tensor, target: Any, margin: float = 1.0,
     op = "hinge_embedding_loss"
     reduction = _loss.reduction_of(size_average, reduce, reduction)
     _loss.check_reduction(op, reduction)
-    x, t = _tensor(input), _target(target)
+    x, t = _tensor(input), _target_values(op, target)
     check_float_input(op, x)
     _broadcast_shape(op, x, t)
     loss = where(t != 1, (margin - x).clamp_min(0), 0.0) + where(t != -1, x, 0.0)
@@ -130,7 +137,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Any, margin: f
     op = "cosine_embedding_loss"
     reduction = _loss.reduction_of(size_average, reduce, reduction)
     _loss.check_reduction(op, reduction)
-    x1, x2, t = _tensor(input1), _tensor(input2), _target(target)
+    x1, x2, t = _tensor(input1), _tensor(input2), _target_values(op, target)
     if t.ndim > 1:
         raise RuntimeError(f"{op}: expected a 0-d or 1-d target (multi-target is not "
                            f"supported), got shape {t.shape}")
@@ -207,7 +214,7 @@ def poisson_nll_loss(input: Tensor, target: Any, log_input: bool = True, full: b
     loss = x.exp() - t * x if log_input else x - t * (x + eps).log()
     if full:
         stirling = t * t.log() - t + 0.5 * ((2 * math.pi) * t).log()
-        loss = loss + stirling.masked_fill(t <= 1, 0)
+        loss = loss + stirling.masked_fill(_target_values(op, t) <= 1, 0)
     return _reduced(loss, reduction)
 
 
@@ -327,7 +334,8 @@ def _lengths(op: str, name: str, lengths: Any) -> tuple:
     """CTC lengths as PyTorch takes them: an integer tensor or array, or a list or tuple of
     ints (a bare int raises TypeError, a float tensor RuntimeError, as there)."""
     if isinstance(lengths, (Tensor, _np.ndarray)):
-        values = _target(lengths)
+        # Lengths shape the recursion in Python: a traced tensor of lengths raises TraceError.
+        values = concrete(lengths, op) if isinstance(lengths, Tensor) else lengths
         if values.dtype.kind not in "iu":
             raise RuntimeError(f"{op}: {name} must be integral, got dtype {values.dtype}")
         return tuple(int(v) for v in values.reshape(-1))
@@ -361,7 +369,7 @@ def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths
     batched = x.ndim == 3
     lengths = _lengths(op, "target_lengths", target_lengths)
     losses = _ctc_loss(x if batched else x.unsqueeze(1),
-                       _target(targets).astype(_np.int64),
+                       _target(targets).astype(_np.int64, copy=False),
                        input_lengths=_lengths(op, "input_lengths", input_lengths),
                        target_lengths=lengths, blank=int(blank),
                        zero_infinity=bool(zero_infinity))

@@ -627,6 +627,47 @@ def _shifted(a: np.ndarray, by: int) -> np.ndarray:
     return out
 
 
+def _ctc_labels(op: str, shape: tuple, targets: np.ndarray, lengths_in: np.ndarray,
+                lengths_tg: np.ndarray, blank: int) -> np.ndarray:
+    """The targets as (N, max target length) int64 rows (blank past each length), after
+    PyTorch's checks (RuntimeError)."""
+    steps, batch, classes = shape
+    if not 0 <= blank < classes:
+        raise RuntimeError(f"{op}: blank must be in label range [0, {classes}), got {blank}")
+    for name, lengths in (("input_lengths", lengths_in), ("target_lengths", lengths_tg)):
+        if lengths.size != batch:
+            raise RuntimeError(f"{op}: {name} must be of size batch_size {batch}, got "
+                               f"{lengths.size}")
+        if lengths.size and lengths.min() < 0:
+            raise RuntimeError(f"{op}: expected {name} to have values at least 0, got "
+                               f"{lengths.min()}")
+    if lengths_in.size and lengths_in.max() > steps:
+        raise RuntimeError(f"{op}: expected input_lengths to have values at most {steps} "
+                           f"(the input's length), got {lengths_in.max()}")
+    width = int(lengths_tg.max(initial=0))
+    valid = np.arange(width)[None, :] < lengths_tg[:, None]
+    if targets.ndim == 1:
+        if targets.shape[0] != lengths_tg.sum():
+            raise RuntimeError(f"{op}: concatenated targets must have sum(target_lengths) = "
+                               f"{lengths_tg.sum()} entries, got {targets.shape[0]}")
+        starts = np.cumsum(lengths_tg) - lengths_tg
+        index = np.minimum(starts[:, None] + np.arange(width)[None, :],
+                           max(targets.shape[0] - 1, 0))
+        labels = targets[index] if targets.size else np.zeros((batch, width), np.int64)
+    elif targets.ndim == 2:
+        if targets.shape[0] != batch or targets.shape[1] < width:
+            raise RuntimeError(f"{op}: padded targets must be (batch, at least the longest "
+                               f"target) = ({batch}, >= {width}), got {targets.shape}")
+        labels = targets[:, :width]
+    else:
+        raise RuntimeError(f"{op}: expected 1-d or 2-d targets, got shape {targets.shape}")
+    labels = np.where(valid, labels, blank).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise RuntimeError(f"{op}: target values must be class indices in [0, {classes}), got "
+                           f"{labels.min()} to {labels.max()}")
+    return labels
+
+
 class CTCLossOp(Function):
     """Connectionist temporal classification, PyTorch's ctc_loss on the CPU: the negative log
     likelihood of each sample's target over all alignments (Graves et al. 2006), in log space.
@@ -723,43 +764,3 @@ class CTCLossOp(Function):
             grad[:, np.isposinf(nll)] = 0
         return grad, None
 
-
-def _ctc_labels(op: str, shape: tuple, targets: np.ndarray, lengths_in: np.ndarray,
-                lengths_tg: np.ndarray, blank: int) -> np.ndarray:
-    """The targets as (N, max target length) int64 rows (blank past each length), after
-    PyTorch's checks (RuntimeError)."""
-    steps, batch, classes = shape
-    if not 0 <= blank < classes:
-        raise RuntimeError(f"{op}: blank must be in label range [0, {classes}), got {blank}")
-    for name, lengths in (("input_lengths", lengths_in), ("target_lengths", lengths_tg)):
-        if lengths.size != batch:
-            raise RuntimeError(f"{op}: {name} must be of size batch_size {batch}, got "
-                               f"{lengths.size}")
-        if lengths.size and lengths.min() < 0:
-            raise RuntimeError(f"{op}: expected {name} to have values at least 0, got "
-                               f"{lengths.min()}")
-    if lengths_in.size and lengths_in.max() > steps:
-        raise RuntimeError(f"{op}: expected input_lengths to have values at most {steps} "
-                           f"(the input's length), got {lengths_in.max()}")
-    width = int(lengths_tg.max(initial=0))
-    valid = np.arange(width)[None, :] < lengths_tg[:, None]
-    if targets.ndim == 1:
-        if targets.shape[0] != lengths_tg.sum():
-            raise RuntimeError(f"{op}: concatenated targets must have sum(target_lengths) = "
-                               f"{lengths_tg.sum()} entries, got {targets.shape[0]}")
-        starts = np.cumsum(lengths_tg) - lengths_tg
-        index = np.minimum(starts[:, None] + np.arange(width)[None, :],
-                           max(targets.shape[0] - 1, 0))
-        labels = targets[index] if targets.size else np.zeros((batch, width), np.int64)
-    elif targets.ndim == 2:
-        if targets.shape[0] != batch or targets.shape[1] < width:
-            raise RuntimeError(f"{op}: padded targets must be (batch, at least the longest "
-                               f"target) = ({batch}, >= {width}), got {targets.shape}")
-        labels = targets[:, :width]
-    else:
-        raise RuntimeError(f"{op}: expected 1-d or 2-d targets, got shape {targets.shape}")
-    labels = np.where(valid, labels, blank).astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise RuntimeError(f"{op}: target values must be class indices in [0, {classes}), got "
-                           f"{labels.min()} to {labels.max()}")
-    return labels

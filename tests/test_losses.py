@@ -231,7 +231,7 @@ def test_elementwise_losses_module_forms_and_errors():
     np.testing.assert_array_equal(nn.MSELoss(reduction="sum")(x, x * 2).numpy(),
                                   F.mse_loss(x, x * 2, reduction="sum").numpy())
     np.testing.assert_array_equal(nn.L1Loss()(x, x * 2).numpy(), F.l1_loss(x, x * 2).numpy())
-    with pytest.raises(RuntimeError, match="mse_loss: the target's shape"):
+    with pytest.raises(RuntimeError, match=r"mse_loss: shapes \(2, 3\), \(3, 2\) do not"):
         F.mse_loss(x, minidl.randn(3, 2))
     # Integer targets are cast to the input's dtype (PyTorch promotes them).
     ints = minidl.tensor(np.ones((2, 3), dtype=np.int64))
@@ -622,7 +622,7 @@ def test_elementwise_losses_broadcast_a_smaller_target_with_a_warning():
     np.testing.assert_allclose(loss.numpy(), ((x - t) ** 2).mean(), rtol=1e-12)
     loss.backward()
     np.testing.assert_allclose(mx.grad.numpy(), 2 * (x - t) / x.size, rtol=1e-12)
-    with pytest.raises(RuntimeError, match="l1_loss: the target's shape"):
+    with pytest.raises(RuntimeError, match="l1_loss: shapes .* do not broadcast"):
         F.l1_loss(mx, np.ones(3))
 
 

@@ -67,14 +67,26 @@ from minidl.nn.layers import (
 from minidl.nn.loss import (
     BCELoss,
     BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
     CrossEntropyLoss,
+    CTCLoss,
+    GaussianNLLLoss,
+    HingeEmbeddingLoss,
     HuberLoss,
     KLDivLoss,
     L1Loss,
+    MarginRankingLoss,
     MSELoss,
+    MultiLabelMarginLoss,
+    MultiLabelSoftMarginLoss,
     MultiMarginLoss,
     NLLLoss,
+    NLLLoss2d,
+    PoissonNLLLoss,
     SmoothL1Loss,
+    SoftMarginLoss,
+    TripletMarginLoss,
+    TripletMarginWithDistanceLoss,
 )
 from minidl.nn.module import (
     Module,
@@ -202,3 +214,8 @@ __all__ += ["CosineSimilarity", "PairwiseDistance"]
 __all__ += ["AlphaDropout", "Bilinear", "ChannelShuffle", "Dropout1d", "Dropout3d",
             "FeatureAlphaDropout", "LocalResponseNorm", "RMSNorm"]
 __all__ += ["Fold", "LPPool1d", "LPPool2d", "Unfold"]
+# The embedding, ranking, multilabel, probabilistic, triplet and CTC losses (minidl.nn.loss).
+__all__ += ["CTCLoss", "CosineEmbeddingLoss", "GaussianNLLLoss", "HingeEmbeddingLoss",
+            "MarginRankingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "NLLLoss2d",
+            "PoissonNLLLoss", "SoftMarginLoss", "TripletMarginLoss",
+            "TripletMarginWithDistanceLoss"]

@@ -964,13 +964,20 @@ def _elementwise_pair(op: str, input: Any, target: Any) -> tuple[Tensor, Tensor]
         warnings.warn(f"Using a target size ({tuple(t.shape)}) that is different to the input "
                       f"size ({tuple(x.shape)}). This will likely lead to incorrect results due "
                       "to broadcasting. Please ensure they have the same size.", stacklevel=3)
-        try:
-            shape = _np.broadcast_shapes(tuple(x.shape), tuple(t.shape))
-        except ValueError:
-            raise RuntimeError(f"{op}: the target's shape {tuple(t.shape)} does not broadcast "
-                               f"with the input's {tuple(x.shape)}") from None
+        shape = _broadcast_shape(op, x, t)
         x, t = x.broadcast_to(shape), t.broadcast_to(shape)
     return x, t
+
+
+def _broadcast_shape(op: str, *tensors: Any) -> tuple:
+    """The shape the arguments broadcast to; RuntimeError (PyTorch's type) naming op and the
+    shapes when they do not."""
+    shapes = [tuple(getattr(t, "shape", ())) for t in tensors]
+    try:
+        return _np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise RuntimeError(f"{op}: shapes {', '.join(map(str, shapes))} do not broadcast "
+                           "together") from None
 
 
 def _weighted(op: str, loss: Tensor, weight: Any, reduction: str, mean_by_weight: bool
@@ -1651,3 +1658,10 @@ __all__ += ["alpha_dropout", "bilinear", "channel_shuffle", "dropout1d", "dropou
             "feature_alpha_dropout", "local_response_norm", "rms_norm"]
 # Sliding blocks and power-average pooling (tests/test_fold_lppool.py).
 __all__ += ["fold", "lp_pool1d", "lp_pool2d", "unfold"]
+
+# The embedding, ranking, multilabel, probabilistic, triplet and CTC losses: their own module,
+# imported last because it builds on the helpers above.
+from minidl.nn.losses_functional import *  # noqa: E402, F403 (the names in its __all__)
+from minidl.nn.losses_functional import __all__ as _more_losses  # noqa: E402
+
+__all__ += _more_losses

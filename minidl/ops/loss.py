@@ -483,7 +483,7 @@ class BCEOp(Function):
         up = _upstream(g, ctx.reduction, None, x.shape)
         if w is not None:
             up = up * w
-        gx = (x - t) / np.maximum(x * (1 - x), _BCE_EPSILON) * up if need_x else None
+        gx = (x - t) / np.maximum(x * (1 - x), EPSILON) * up if need_x else None
         gt = None
         if need_t:  # unclamped, as PyTorch's: infinite at x = 0 or 1
             with np.errstate(divide="ignore"):
@@ -491,9 +491,10 @@ class BCEOp(Function):
         return gx, gt, None
 
 
-# PyTorch's kernel floors x (1 - x) at `EPSILON = 1e-12f`: the float32 rounding of 1e-12
-# (9.9999999600e-13) even for float64, copied so that gradients at x = 0 or 1 agree.
-_BCE_EPSILON = float(np.float32(1e-12))
+# PyTorch's loss kernels' `EPSILON = 1e-12f`: the float32 rounding of 1e-12 (9.9999999600e-13)
+# even for float64, copied so that results agree. BCE floors x (1 - x) at it (gradients at
+# x = 0 or 1); cosine_embedding_loss adds it to each squared magnitude.
+EPSILON = float(np.float32(1e-12))
 
 
 class KLDivOp(Function):
@@ -538,3 +539,228 @@ class KLDivOp(Function):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     gt = (np.where(t == 0, x.dtype.type(0), np.log(t)) + t / t - x) * up
         return gx, gt
+
+
+class MultiLabelMarginOp(Function):
+    """PyTorch's multilabel_margin_loss: per sample, the targets are the leading entries of its
+    target row up to the first -1; the loss is the sum over target j and non-target i of
+    max(0, 1 - (x[y_j] - x[i])), divided by C. A target listed twice counts twice.
+
+    x: (N, C), (C,) or () (one class); target: int64 of x's shape (RuntimeError otherwise, as
+    PyTorch), values in [-1, C). 'none' gives (N,), or () for an unbatched x.
+    """
+
+    name = "multilabel_margin_loss"
+
+    @staticmethod
+    def forward(ctx: Context, x, target, *, reduction: str) -> np.ndarray:
+        op = "multilabel_margin_loss"
+        check_reduction(op, reduction)
+        check_float_input(op, x)
+        if not ((x.ndim == 2 and x.shape[1]) or (x.ndim == 1 and x.shape[0]) or x.ndim == 0):
+            raise RuntimeError(f"{op}: expected a non-empty (C,) or (N, C) input (N may be 0), "
+                               f"got shape {x.shape}")
+        if target.dtype != np.int64:
+            raise RuntimeError(f"{op}: expected an int64 (Long) target, got {target.dtype}")
+        batched = x.ndim == 2
+        rows = x.reshape(-1, x.shape[-1] if x.ndim else 1)
+        fits = (target.shape == x.shape if batched
+                else target.ndim <= 1 and target.size == rows.shape[1])
+        if not fits:
+            raise RuntimeError(f"{op}: target of shape {target.shape} does not fit an input of "
+                               f"shape {x.shape}: expected the input's shape")
+        classes = rows.shape[1]
+        t = target.reshape(rows.shape)
+        if t.size and (t.min() < -1 or t.max() >= classes):
+            raise RuntimeError(f"{op}: target values must be in [-1, {classes}), got "
+                               f"{t.min()} to {t.max()}")
+        # The targets of a row are its entries before the first -1; only those count.
+        listed = np.cumprod(t >= 0, axis=1).astype(bool)
+        width = int(listed.sum(axis=1).max(initial=0))
+        listed, picked = listed[:, :width], np.where(listed, t, 0)[:, :width]
+        is_target = np.zeros(rows.shape, dtype=bool)
+        is_target[np.nonzero(listed)[0], picked[listed]] = True
+        # z[n, j, i] = 1 - x[n, y_j] + x[n, i], for each listed target j against every class i.
+        z = 1 - np.take_along_axis(rows, picked, axis=1)[:, :, None] + rows[:, None, :]
+        active = listed[:, :, None] & ~is_target[:, None, :] & (z > 0)
+        loss = np.where(active, z, x.dtype.type(0)).sum(axis=(1, 2)) / x.dtype.type(classes)
+        out_shape = (x.shape[0],) if batched else ()
+        ctx.save_for_backward(active, picked)
+        ctx.reduction, ctx.x_shape, ctx.out_shape = reduction, x.shape, out_shape
+        return _reduce(loss.reshape(out_shape), reduction)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        active, picked = ctx.saved_tensors
+        m, _, classes = active.shape
+        up = _upstream(g, ctx.reduction, None, ctx.out_shape).reshape(-1)
+        scale = up / g.dtype.type(classes)
+        counts = active.astype(g.dtype)
+        grad = counts.sum(axis=1)
+        # Each active pair lowers its target's score: scatter the per-target pair counts.
+        np.add.at(grad, (np.repeat(np.arange(m), picked.shape[1]), picked.reshape(-1)),
+                  -counts.sum(axis=2).reshape(-1))
+        grad *= scale[:, None]
+        return grad.reshape(ctx.x_shape), None
+
+
+def _log_sum_exp(*terms: np.ndarray) -> np.ndarray:
+    """log(sum(exp(terms))) elementwise as PyTorch's CTC kernel forms it: shifted by the
+    largest term, or by 0 where every term is -inf (which stays -inf)."""
+    top = terms[0]
+    for t in terms[1:]:
+        top = np.maximum(top, t)
+    top = np.where(top == -np.inf, top.dtype.type(0), top)
+    total = np.exp(terms[0] - top)
+    for t in terms[1:]:
+        total = total + np.exp(t - top)
+    return np.log(total) + top
+
+
+def _shifted(a: np.ndarray, by: int) -> np.ndarray:
+    """a[..., s - by] at each s along the last axis (by < 0: s + |by|), -inf off the ends."""
+    out = np.full_like(a, -np.inf)
+    if by > 0:
+        out[..., by:] = a[..., :-by]
+    else:
+        out[..., :by] = a[..., -by:]
+    return out
+
+
+def _ctc_labels(op: str, shape: tuple, targets: np.ndarray, lengths_in: np.ndarray,
+                lengths_tg: np.ndarray, blank: int) -> np.ndarray:
+    """The targets as (N, max target length) int64 rows (blank past each length), after
+    PyTorch's checks (RuntimeError)."""
+    steps, batch, classes = shape
+    if not 0 <= blank < classes:
+        raise RuntimeError(f"{op}: blank must be in label range [0, {classes}), got {blank}")
+    for name, lengths in (("input_lengths", lengths_in), ("target_lengths", lengths_tg)):
+        if lengths.size != batch:
+            raise RuntimeError(f"{op}: {name} must be of size batch_size {batch}, got "
+                               f"{lengths.size}")
+        if lengths.size and lengths.min() < 0:
+            raise RuntimeError(f"{op}: expected {name} to have values at least 0, got "
+                               f"{lengths.min()}")
+    if lengths_in.size and lengths_in.max() > steps:
+        raise RuntimeError(f"{op}: expected input_lengths to have values at most {steps} "
+                           f"(the input's length), got {lengths_in.max()}")
+    width = int(lengths_tg.max(initial=0))
+    valid = np.arange(width)[None, :] < lengths_tg[:, None]
+    if targets.ndim == 1:
+        if targets.shape[0] != lengths_tg.sum():
+            raise RuntimeError(f"{op}: concatenated targets must have sum(target_lengths) = "
+                               f"{lengths_tg.sum()} entries, got {targets.shape[0]}")
+        starts = np.cumsum(lengths_tg) - lengths_tg
+        index = np.minimum(starts[:, None] + np.arange(width)[None, :],
+                           max(targets.shape[0] - 1, 0))
+        labels = targets[index] if targets.size else np.zeros((batch, width), np.int64)
+    elif targets.ndim == 2:
+        if targets.shape[0] != batch or targets.shape[1] < width:
+            raise RuntimeError(f"{op}: padded targets must be (batch, at least the longest "
+                               f"target) = ({batch}, >= {width}), got {targets.shape}")
+        labels = targets[:, :width]
+    else:
+        raise RuntimeError(f"{op}: expected 1-d or 2-d targets, got shape {targets.shape}")
+    labels = np.where(valid, labels, blank).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise RuntimeError(f"{op}: target values must be class indices in [0, {classes}), got "
+                           f"{labels.min()} to {labels.max()}")
+    return labels
+
+
+class CTCLossOp(Function):
+    """Connectionist temporal classification, PyTorch's ctc_loss on the CPU: the negative log
+    likelihood of each sample's target over all alignments (Graves et al. 2006), in log space.
+
+    log_probs: (T, N, C); targets: (N, S) padded or (sum(target_lengths),) concatenated, int64;
+    input_lengths, target_lengths: N ints each. The output is (N,) (inf where no alignment
+    fits, 0 there with zero_infinity; a sample of input length 0 gives -0.0 or inf).
+
+    The gradient is PyTorch's: exp(log_probs) - (the posterior of each (t, c)), times the
+    upstream gradient, for t < input_length (0 after). It is the gradient through a
+    log_softmax that made log_probs; with respect to log_probs themselves it has the extra
+    exp(log_probs) term, as PyTorch's.
+    """
+
+    name = "ctc_loss"
+
+    @staticmethod
+    def forward(ctx: Context, log_probs, targets, *, input_lengths: tuple,
+                target_lengths: tuple, blank: int, zero_infinity: bool) -> np.ndarray:
+        op = "ctc_loss"
+        check_float_input(op, log_probs)
+        steps, batch, classes = log_probs.shape
+        lengths_in = np.asarray(input_lengths, dtype=np.int64).reshape(-1)
+        lengths_tg = np.asarray(target_lengths, dtype=np.int64).reshape(-1)
+        labels = _ctc_labels(op, log_probs.shape, targets, lengths_in, lengths_tg, blank)
+        # The extended target: blank, y1, blank, y2, ..., blank (2 L + 1 states).
+        states = 2 * labels.shape[1] + 1
+        ext = np.full((batch, states), blank, dtype=np.int64)
+        ext[:, 1::2] = labels
+        lpe = np.take_along_axis(log_probs, np.broadcast_to(ext, (steps, batch, states)), 2)
+        # A label state may be reached from two states back unless it repeats that label.
+        skip = np.zeros((batch, states), dtype=bool)
+        skip[:, 2:] = ext[:, 2:] != ext[:, :-2]
+        neg_inf = log_probs.dtype.type(-np.inf)
+        alpha = np.full((steps, batch, states), neg_inf)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            alpha[0, :, 0] = lpe[0, :, 0]
+            if states > 1:
+                alpha[0, :, 1] = np.where(lengths_tg > 0, lpe[0, :, 1], neg_inf)
+            for t in range(1, steps):
+                prev = alpha[t - 1]
+                two_back = np.where(skip, _shifted(prev, 2), neg_inf)
+                alpha[t] = _log_sum_exp(prev, _shifted(prev, 1), two_back) + lpe[t]
+            rows = np.arange(batch)
+            last = np.maximum(lengths_in - 1, 0)
+            end = alpha[last, rows, 2 * lengths_tg]
+            before = np.where(lengths_tg > 0, alpha[last, rows, np.maximum(2 * lengths_tg - 1, 0)],
+                              neg_inf)
+            nll = -_log_sum_exp(end, before)
+        # No input step: likelihood 1 for an empty target (PyTorch's -0.0), else 0.
+        nll = np.where(lengths_in == 0, np.where(lengths_tg == 0, -0.0, np.inf), nll)
+        nll = nll.astype(log_probs.dtype)
+        ctx.save_for_backward(log_probs, lpe, alpha, ext, skip, lengths_in, lengths_tg, nll)
+        ctx.zero_infinity = bool(zero_infinity)
+        return np.where(np.isposinf(nll), nll.dtype.type(0), nll) if zero_infinity else nll
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        log_probs, lpe, alpha, ext, skip, lengths_in, lengths_tg, nll = ctx.saved_tensors
+        steps, batch, states = alpha.shape
+        neg_inf = log_probs.dtype.type(-np.inf)
+        rows, ends = np.arange(batch), 2 * lengths_tg
+        labelled = lengths_tg > 0
+        beyond = np.arange(states)[None, :] > ends[:, None]
+        # skip_up[s]: state s + 2 may be entered from s (the mirror of skip).
+        skip_up = np.zeros_like(skip)
+        skip_up[:, :-2] = skip[:, 2:]
+        beta = np.full(alpha.shape, neg_inf)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for t in range(steps - 1, -1, -1):
+                # Each sample starts at its own last step, in its last blank or last label.
+                start = np.full((batch, states), neg_inf)
+                start[rows, ends] = lpe[t, rows, ends]
+                start[rows[labelled], ends[labelled] - 1] = lpe[t, rows[labelled],
+                                                                ends[labelled] - 1]
+                after = beta[t + 1] if t + 1 < steps else np.full((batch, states), neg_inf)
+                two_up = np.where(skip_up, _shifted(after, -2), neg_inf)
+                step = _log_sum_exp(after, _shifted(after, -1), two_up) + lpe[t]
+                step[beyond] = neg_inf
+                phase = (t - (lengths_in - 1))[:, None]
+                beta[t] = np.where(phase == 0, start, np.where(phase < 0, step, neg_inf))
+            # log of the sum over the states of each class of alpha * beta, accumulated in
+            # PyTorch's order (states descending, one pairwise log-add each).
+            log_cab = np.full(log_probs.shape, neg_inf)
+            both = alpha + beta
+            for s in range(states - 1, -1, -1):
+                classes = ext[:, s]
+                log_cab[:, rows, classes] = _log_sum_exp(log_cab[:, rows, classes], both[:, :, s])
+            upstream = g.reshape(-1).astype(log_probs.dtype)
+            grad = (np.exp(log_probs) - np.exp(log_cab + nll[None, :, None] - log_probs)) \
+                * upstream[None, :, None]
+        grad[np.arange(steps)[:, None] >= lengths_in[None, :]] = 0
+        if ctx.zero_infinity:
+            grad[:, np.isposinf(nll)] = 0
+        return grad, None
+

@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, ASGD)
-and, in `lr_scheduler`, learning-rate schedules. Names, defaults and update rules follow torch.optim."""
+"""Optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, ASGD,
+LBFGS) and, in `lr_scheduler`, learning-rate schedules. Names, defaults and update rules follow torch.optim."""
 
 from minidl.optim import lr_scheduler
 from minidl.optim.adadelta import Adadelta
@@ -7,6 +7,7 @@ from minidl.optim.adagrad import Adagrad
 from minidl.optim.adam import Adam, AdamW
 from minidl.optim.adamax import Adamax
 from minidl.optim.asgd import ASGD
+from minidl.optim.lbfgs import LBFGS
 from minidl.optim.nadam import NAdam
 from minidl.optim.optimizer import Optimizer
 from minidl.optim.radam import RAdam
@@ -14,5 +15,5 @@ from minidl.optim.rmsprop import RMSprop
 from minidl.optim.rprop import Rprop
 from minidl.optim.sgd import SGD
 
-__all__ = ["ASGD", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
+__all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
            "RAdam", "RMSprop", "Rprop", "lr_scheduler"]

@@ -182,26 +182,27 @@ class Optimizer:
             if int(k) not in by_index:
                 raise ValueError(f"{name}.load_state_dict: state for unknown parameter {k}")
             p = by_index[int(k)]
-            restored = {}
-            for key, value in entry.items():
-                if isinstance(value, Tensor):
-                    value = value.data
-                if isinstance(value, np.ndarray) and value.ndim > 0:
-                    if value.shape != p.data.shape:
-                        raise ValueError(
-                            f"{name}.load_state_dict: state[{k}][{key!r}] has shape "
-                            f"{value.shape}, the parameter has shape {p.data.shape}"
-                        )
-                    value = value.astype(p.data.dtype, copy=True)
-                else:
-                    value = copy.deepcopy(value)
-                restored[key] = value
-            new_state[p] = restored
+            new_state[p] = {key: self._load_state_value(p, int(k), key, value)
+                            for key, value in entry.items()}
         for saved, group in zip(saved_groups, self.param_groups):
             for key, value in saved.items():
                 if key != "params":
                     group[key] = copy.deepcopy(value)
         self.state = new_state
+
+    def _load_state_value(self, p: Tensor, index: int, key: str, value: Any) -> Any:
+        """A copy of one saved state value for parameter p (number `index`): arrays must have
+        p's shape and take its dtype (subclasses with other state layouts override)."""
+        if isinstance(value, Tensor):
+            value = value.data
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            if value.shape != p.data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: state[{index}][{key!r}] has "
+                    f"shape {value.shape}, the parameter has shape {p.data.shape}"
+                )
+            return value.astype(p.data.dtype, copy=True)
+        return copy.deepcopy(value)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

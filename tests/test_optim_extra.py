@@ -232,3 +232,32 @@ def test_lbfgs_stops_at_once_when_the_gradient_is_below_tolerance():
     assert opt.state[params[0]] == {"func_evals": 1, "n_iter": 0}
     for p, value in zip(params, before):
         np.testing.assert_array_equal(p.detach().numpy(), value)
+
+
+def test_sparse_adam_constructs_as_torch_and_refuses_dense_gradients():
+    torch = pytest.importorskip("torch")
+    p, tp = minidl.nn.Parameter(minidl.ones(3)), torch.ones(3, requires_grad=True)
+    opt, topt = optim.SparseAdam([p], lr=0.01), torch.optim.SparseAdam([tp], lr=0.01)
+    assert {k: v for k, v in opt.param_groups[0].items() if k != "params"} == {
+        k: v for k, v in topt.param_groups[0].items() if k != "params"}
+    assert list(opt.param_groups[0]) == list(topt.param_groups[0])
+    assert opt.step() is None and topt.step() is None  # no gradients yet: nothing to do
+    calls = []
+
+    def closure():
+        calls.append(1)
+        p.grad = minidl.ones(3)
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="SparseAdam does not support dense gradients"):
+        opt.step(closure)
+    assert calls == [1]
+    tp.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="SparseAdam does not support dense gradients"):
+        topt.step()
+    np.testing.assert_array_equal(p.detach().numpy(), np.ones(3))
+    for options in ({"lr": 0.0}, {"eps": 0.0}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}):
+        with pytest.raises(ValueError):
+            torch.optim.SparseAdam([tp], **options)
+        with pytest.raises(ValueError, match="SparseAdam"):
+            optim.SparseAdam([p], **options)

@@ -1,5 +1,6 @@
 """Optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, ASGD,
-LBFGS) and, in `lr_scheduler`, learning-rate schedules. Names, defaults and update rules follow torch.optim."""
+LBFGS, SparseAdam) and, in `lr_scheduler`, learning-rate schedules. Names, defaults and update
+rules follow torch.optim."""
 
 from minidl.optim import lr_scheduler
 from minidl.optim.adadelta import Adadelta
@@ -14,6 +15,7 @@ from minidl.optim.radam import RAdam
 from minidl.optim.rmsprop import RMSprop
 from minidl.optim.rprop import Rprop
 from minidl.optim.sgd import SGD
+from minidl.optim.sparse_adam import SparseAdam
 
 __all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
-           "RAdam", "RMSprop", "Rprop", "lr_scheduler"]
+           "RAdam", "RMSprop", "Rprop", "SparseAdam", "lr_scheduler"]

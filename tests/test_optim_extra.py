@@ -261,3 +261,211 @@ def test_sparse_adam_constructs_as_torch_and_refuses_dense_gradients():
             torch.optim.SparseAdam([tp], **options)
         with pytest.raises(ValueError, match="SparseAdam"):
             optim.SparseAdam([p], **options)
+
+
+def swa_models(torch, dtype=np.float64):
+    """The same small BatchNorm model in minidl and in torch."""
+    nets = []
+    for lib in (minidl, torch):
+        nn = lib.nn
+        nets.append(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(),
+                                  nn.Linear(3, 2)))
+    ours, theirs = nets
+    theirs.to(torch.float64 if dtype == np.float64 else torch.float32)
+    ours.to(minidl.float64 if dtype == np.float64 else minidl.float32)
+    for p, tp in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        p.data[...] = tp.numpy()
+    return ours, theirs
+
+
+def perturb(torch, ours, theirs, rng):
+    """One "epoch of training": new values for every parameter and BatchNorm buffer."""
+    for p, tp in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        if p.data.dtype.kind == "f":
+            value = rng.standard_normal(p.data.shape).astype(p.data.dtype)
+        else:
+            value = p.data + rng.integers(1, 5)
+        p.data[...] = value
+        tp.copy_(torch.from_numpy(np.asarray(value)))
+
+
+SWA_CASES = [({}, False), ({}, True), ({"avg_fn": "ema"}, False), ({"avg_fn": "ema"}, True),
+             ({"multi_avg_fn": "ema"}, False), ({"multi_avg_fn": "ema"}, True),
+             ({"multi_avg_fn": "swa"}, False), ({"avg_fn": "swa"}, True)]
+
+
+def averaging(lib, kind):
+    factories = {"avg_fn": {"ema": lambda: lib.optim.swa_utils.get_ema_avg_fn(0.8),
+                            "swa": lib.optim.swa_utils.get_swa_avg_fn},
+                 "multi_avg_fn": {"ema": lambda: lib.optim.swa_utils.get_ema_multi_avg_fn(0.8),
+                                  "swa": lib.optim.swa_utils.get_swa_multi_avg_fn}}
+    return {key: factories[key][value]() for key, value in kind.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind, use_buffers", SWA_CASES,
+                         ids=[f"{'-'.join(f'{k}={v}' for k, v in c.items()) or 'swa'}-{b}"
+                              for c, b in SWA_CASES])
+def test_averaged_model_matches_torch(kind, use_buffers, dtype):
+    """Six updates; every averaged parameter and buffer (incl. the int64
+    num_batches_tracked when buffers are averaged) and the averaged model's output equal
+    torch's: float64 to 1e-15 (the equal-weight default bit for bit; PyTorch's lerp uses fused
+    multiply-adds), float32 to an ulp."""
+    torch = pytest.importorskip("torch")
+    from torch.optim import swa_utils as tswa
+    ours, theirs = swa_models(torch, dtype)
+    avg = optim.swa_utils.AveragedModel(ours, use_buffers=use_buffers,
+                                        **averaging(minidl, kind))
+    tavg = tswa.AveragedModel(theirs, use_buffers=use_buffers, **averaging(torch, kind))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        perturb(torch, ours, theirs, rng)
+        avg.update_parameters(ours)
+        tavg.update_parameters(theirs)
+    state, tstate = avg.state_dict(), tavg.state_dict()
+    assert list(state) == list(tstate)
+    assert int(state["n_averaged"].item()) == 6 and state["n_averaged"].dtype == minidl.int64
+    tol = dict(rtol=1e-15, atol=1e-16) if dtype == np.float64 else dict(rtol=3e-7, atol=1e-7)
+    if not kind and dtype == np.float64:
+        tol = dict(rtol=0, atol=0)
+    for key in state:
+        np.testing.assert_allclose(state[key].numpy(), tstate[key].numpy(), **tol, err_msg=key)
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    avg.eval()
+    tavg.eval()
+    np.testing.assert_allclose(avg(minidl.tensor(x)).detach().numpy(),
+                               tavg(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-6)
+
+
+def test_averaged_model_errors_and_state_dict_round_trip():
+    torch = pytest.importorskip("torch")
+    ours, _ = swa_models(torch)
+    swa = optim.swa_utils
+    with pytest.raises(AssertionError, match="Only one of avg_fn and multi_avg_fn"):
+        swa.AveragedModel(ours, avg_fn=swa.get_swa_avg_fn(),
+                          multi_avg_fn=swa.get_swa_multi_avg_fn())
+    for factory in (swa.get_ema_avg_fn, swa.get_ema_multi_avg_fn):
+        with pytest.raises(ValueError, match="Invalid decay value 1.5"):
+            factory(1.5)
+    averaged = swa.AveragedModel(ours, multi_avg_fn=swa.get_swa_multi_avg_fn(),
+                                 use_buffers=True)
+    averaged.update_parameters(ours)
+    with pytest.raises(RuntimeError, match="integer"):
+        averaged.update_parameters(ours)  # num_batches_tracked is int64, as in torch
+    first = swa.AveragedModel(ours)
+    first.update_parameters(ours)
+    first.update_parameters(ours)
+    second = swa.AveragedModel(ours)
+    second.load_state_dict(first.state_dict())
+    assert int(second.n_averaged.item()) == 2
+    assert ours.state_dict().keys() == {k[len("module."):] for k in first.state_dict()
+                                        if k != "n_averaged"}
+
+
+def test_update_bn_matches_torch_and_restores_mode_and_momentum():
+    torch = pytest.importorskip("torch")
+    from torch.optim import swa_utils as tswa
+    ours, theirs = swa_models(torch)
+    rng = np.random.default_rng(5)
+    batches = [rng.standard_normal((n, 4)) for n in (6, 3, 9)]
+    for model in (ours, theirs):
+        model.eval()
+        model[1].momentum = 0.3
+    optim.swa_utils.update_bn([(minidl.tensor(b), 0) for b in batches], ours)
+    tswa.update_bn([(torch.from_numpy(b), 0) for b in batches], theirs)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(getattr(ours[1], name).numpy(),
+                                   getattr(theirs[1], name).numpy(), rtol=1e-13, err_msg=name)
+    assert not ours.training and not ours[1].training and ours[1].momentum == 0.3
+    before = ours[1].running_mean.numpy().copy()
+    optim.swa_utils.update_bn([minidl.tensor(b) for b in batches], ours)  # plain tensors
+    np.testing.assert_allclose(ours[1].running_mean.numpy(), before, rtol=1e-14)
+    no_bn = minidl.nn.Linear(2, 2)
+    optim.swa_utils.update_bn([minidl.ones(1, 2)], no_bn)  # nothing to update
+    assert no_bn.training
+
+
+SWALR_CASES = [(0.05, 10, "cos"), (0.05, 3, "linear"), ([0.01, 0.2], 4, "cos"),
+               (0.05, 0, "cos"), (0.05, 1, "linear")]
+
+
+@pytest.mark.parametrize("swa_lr, anneal_epochs, strategy", SWALR_CASES)
+def test_swalr_matches_torch_and_resumes(swa_lr, anneal_epochs, strategy):
+    torch = pytest.importorskip("torch")
+    lrs = {}
+    for lib in (minidl, torch):
+        params = [lib.nn.Parameter(lib.ones(2)), lib.nn.Parameter(lib.ones(3))]
+        opt = lib.optim.SGD([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.3}],
+                            lr=0.1)
+        sched = lib.optim.swa_utils.SWALR(opt, swa_lr, anneal_epochs, strategy)
+        trace = [[g["lr"] for g in opt.param_groups]]
+        for _ in range(15):
+            opt.step()
+            sched.step()
+            trace.append(sched.get_last_lr())
+        lrs[lib.__name__] = np.array(trace)
+        assert [g["swa_lr"] for g in opt.param_groups] == (
+            swa_lr if isinstance(swa_lr, list) else [swa_lr] * 2)
+    np.testing.assert_array_equal(lrs["minidl"], lrs["torch"])
+
+    opt = optim.SGD([minidl.nn.Parameter(minidl.ones(2))], lr=0.1)
+    sched = optim.swa_utils.SWALR(opt, 0.05, anneal_epochs, strategy)
+    for _ in range(2):
+        sched.step()
+    saved = copy.deepcopy(sched.state_dict())
+    saved_opt = copy.deepcopy(opt.state_dict())
+    assert "anneal_func" not in saved and "optimizer" not in saved
+    straight = []
+    for _ in range(5):
+        sched.step()
+        straight.append(opt.param_groups[0]["lr"])
+    opt2 = optim.SGD([minidl.nn.Parameter(minidl.ones(2))], lr=0.1)
+    sched2 = optim.swa_utils.SWALR(opt2, 0.07, 7, "linear" if strategy == "cos" else "cos")
+    sched2.load_state_dict(saved)
+    opt2.load_state_dict(saved_opt)
+    assert sched2.anneal_func == (sched2._cosine_anneal if strategy == "cos"
+                                  else sched2._linear_anneal)
+    resumed = []
+    for _ in range(5):
+        sched2.step()
+        resumed.append(opt2.param_groups[0]["lr"])
+    assert resumed == straight
+
+
+def test_swalr_errors_as_torch():
+    torch = pytest.importorskip("torch")
+    for lib in (torch, minidl):
+        opt = lib.optim.SGD([lib.nn.Parameter(lib.ones(2))], lr=0.1)
+        with pytest.raises(ValueError, match="anneal_strategy must be one of"):
+            lib.optim.swa_utils.SWALR(opt, 0.05, anneal_strategy="exp")
+        with pytest.raises(ValueError, match="anneal_epochs must be equal or greater than 0"):
+            lib.optim.swa_utils.SWALR(opt, 0.05, anneal_epochs=-1)
+        with pytest.raises(ValueError, match="anneal_epochs"):
+            lib.optim.swa_utils.SWALR(opt, 0.05, anneal_epochs=2.5)
+        with pytest.raises(ValueError):
+            lib.optim.swa_utils.SWALR(opt, [0.05, 0.01])
+
+
+@pytest.mark.parametrize("name, options", [("ASGD", {"t0": 3}), ("NAdam", {})])
+def test_scalar_state_follows_the_default_dtype_as_torch(name, options):
+    """PyTorch keeps ASGD's eta and mu and NAdam's mu_product in float64 when that is the
+    default dtype (float32 otherwise): with both libraries' default at float64 the float64
+    iterates agree to 1e-15, and the scalars are float64."""
+    torch = pytest.importorskip("torch")
+    start, grads = inputs()
+    old, told = minidl.get_default_dtype(), torch.get_default_dtype()
+    minidl.set_default_dtype(minidl.float64)
+    torch.set_default_dtype(torch.float64)
+    try:
+        params, opt = make(minidl, name, options, np.float64, start)
+        tparams, topt = make(torch, name, options, np.float64, start)
+        ours = feed(minidl, params, opt, grads, np.float64)
+        theirs = feed(torch, tparams, topt, grads, np.float64)
+    finally:
+        minidl.set_default_dtype(old)
+        torch.set_default_dtype(told)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-15, atol=1e-16)
+    key = "mu" if name == "ASGD" else "mu_product"
+    assert type(opt.state[params[0]][key]) is np.float64
+    assert topt.state[tparams[0]][key].dtype == torch.float64

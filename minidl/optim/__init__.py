@@ -1,8 +1,8 @@
 """Optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, ASGD,
-LBFGS, SparseAdam) and, in `lr_scheduler`, learning-rate schedules. Names, defaults and update
-rules follow torch.optim."""
+LBFGS, SparseAdam); in `lr_scheduler`, learning-rate schedules; in `swa_utils`, model averaging
+(SWA, EMA). Names, defaults and update rules follow torch.optim."""
 
-from minidl.optim import lr_scheduler
+from minidl.optim import lr_scheduler, swa_utils
 from minidl.optim.adadelta import Adadelta
 from minidl.optim.adagrad import Adagrad
 from minidl.optim.adam import Adam, AdamW
@@ -18,4 +18,5 @@ from minidl.optim.sgd import SGD
 from minidl.optim.sparse_adam import SparseAdam
 
 __all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
-           "RAdam", "RMSprop", "Rprop", "SparseAdam", "lr_scheduler"]
+           "RAdam", "RMSprop", "Rprop", "SparseAdam", "lr_scheduler",
+           "swa_utils"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl.optim.optimizer import Optimizer, implementation_options
+from minidl.optim.optimizer import Optimizer, implementation_options, scalar_dtype
 
 
 class ASGD(Optimizer):
@@ -19,8 +19,8 @@ class ASGD(Optimizer):
         ax = ax + mu * (p - ax)          (ax = p while mu == 1)
         eta = lr / (1 + lambd * lr * t)^alpha;   mu = 1 / max(1, t - t0)
 
-    eta and mu are kept in float32 whatever the parameter's dtype, as PyTorch keeps them
-    (float32 scalar tensors), so the iterates match its rounding. Defaults lr=1e-2,
+    eta and mu are kept in float32 whatever the parameter's dtype (float64 if that is the
+    default dtype), as PyTorch keeps them, so the iterates match its rounding. Defaults lr=1e-2,
     lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0; ValueError for lr < 0 or
     weight_decay < 0.
     """
@@ -39,8 +39,8 @@ class ASGD(Optimizer):
         lr, lambd = group["lr"], group["lambd"]
         if not state:
             state["step"] = 0
-            state["eta"] = np.float32(lr)
-            state["mu"] = np.float32(1.0)
+            state["eta"] = scalar_dtype()(lr)
+            state["mu"] = scalar_dtype()(1.0)
             state["ax"] = np.zeros_like(p.data)
         state["step"] += 1
         step = state["step"]
@@ -54,5 +54,6 @@ class ASGD(Optimizer):
             ax += (p.data - ax) * state["mu"]
         else:
             ax[...] = p.data
-        state["eta"] = np.float32(lr / ((1 + lambd * lr * step) ** group["alpha"]))
-        state["mu"] = np.float32(1 / max(1, step - group["t0"]))
+        real = type(state["eta"])
+        state["eta"] = real(lr / ((1 + lambd * lr * step) ** group["alpha"]))
+        state["mu"] = real(1 / max(1, step - group["t0"]))

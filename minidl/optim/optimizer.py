@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minidl.dtypes import get_default_dtype
 from minidl.graph import enable_grad, no_grad
 from minidl.tensor import Tensor
 
@@ -24,6 +25,12 @@ def implementation_options(name: str, differentiable: bool = False) -> None:
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True is not supported (minidl's "
                                   "optimizer steps are not recorded by autograd)")
+
+
+def scalar_dtype() -> type:
+    """The dtype PyTorch keeps optimizers' scalar state in (NAdam's mu_product, ASGD's eta
+    and mu): float64 if that is the default dtype, else float32."""
+    return np.float64 if get_default_dtype() == np.float64 else np.float32
 
 
 class Optimizer:

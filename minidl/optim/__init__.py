@@ -1,9 +1,10 @@
 """Optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, ASGD,
-LBFGS, SparseAdam); in `lr_scheduler`, learning-rate schedules; in `swa_utils`, model averaging
-(SWA, EMA). Names, defaults and update rules follow torch.optim."""
+Adafactor, LBFGS, SparseAdam); in `lr_scheduler`, learning-rate schedules; in `swa_utils`,
+model averaging (SWA, EMA). Names, defaults and update rules follow torch.optim."""
 
 from minidl.optim import lr_scheduler, swa_utils
 from minidl.optim.adadelta import Adadelta
+from minidl.optim.adafactor import Adafactor
 from minidl.optim.adagrad import Adagrad
 from minidl.optim.adam import Adam, AdamW
 from minidl.optim.adamax import Adamax
@@ -17,6 +18,6 @@ from minidl.optim.rprop import Rprop
 from minidl.optim.sgd import SGD
 from minidl.optim.sparse_adam import SparseAdam
 
-__all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
+__all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
            "RAdam", "RMSprop", "Rprop", "SparseAdam", "lr_scheduler",
            "swa_utils"]

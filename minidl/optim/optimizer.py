@@ -33,6 +33,17 @@ def scalar_dtype() -> type:
     return np.float64 if get_default_dtype() == np.float64 else np.float32
 
 
+def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """start += weight * (end - start) in place, in PyTorch's lerp form: the weight is taken
+    in start's dtype and, from 0.5 up, the result is computed from the end,
+    end - (end - start) * (1 - weight), which is exact at weight 1."""
+    weight = start.dtype.type(weight)
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
+
+
 class Optimizer:
     """params: an iterable of Tensors, or of dicts {"params": [...], **overrides} (parameter
     groups with their own lr, weight_decay, ...). `defaults` fills what a group leaves out.

@@ -19,20 +19,11 @@ from minidl.graph import no_grad
 from minidl.nn.layers import _BatchNorm
 from minidl.nn.module import Module
 from minidl.optim.lr_scheduler import LRScheduler, _per_group
-from minidl.optim.optimizer import Optimizer
+from minidl.optim.optimizer import Optimizer, lerp_
 from minidl.tensor import Tensor, tensor
 
 __all__ = ["SWALR", "AveragedModel", "get_ema_avg_fn", "get_ema_multi_avg_fn",
            "get_swa_avg_fn", "get_swa_multi_avg_fn", "update_bn"]
-
-
-def _lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
-    """start += weight * (end - start) in place, in PyTorch's lerp form: for weight >= 0.5 it
-    is computed from the end (end - (end - start) * (1 - weight)), which is exact at 1."""
-    if abs(weight) < 0.5:
-        start += weight * (end - start)
-    else:
-        start[...] = end - (end - start) * (1 - weight)
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable:
@@ -45,7 +36,7 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable:
     def ema_update(ema_params: list[Tensor], current_params: list[Tensor], _: Any) -> None:
         if np.issubdtype(ema_params[0].data.dtype, np.floating):
             for ema, current in zip(ema_params, current_params):
-                _lerp_(ema.data, current.data, 1 - decay)
+                lerp_(ema.data, current.data, 1 - decay)
         else:
             # An integer tensor times a Python float is a default-dtype float in PyTorch;
             # copying the sum back truncates it.
@@ -72,7 +63,7 @@ def get_swa_multi_avg_fn() -> Callable:
             real = get_default_dtype().type
             weight = float(real(1) / real(count + 1))
         for avg, model in zip(averaged, current):
-            _lerp_(avg.data, model.data, weight)
+            lerp_(avg.data, model.data, weight)
 
     return swa_update
 

@@ -2,6 +2,7 @@
 same starting values and the same gradients fed to both, step by step, on two parameter
 groups; state_dict round trips and resuming; the errors PyTorch raises."""
 
+import contextlib
 import copy
 
 import numpy as np
@@ -477,3 +478,46 @@ def test_scalar_state_follows_the_default_dtype_as_torch(name, options):
     key = "mu" if name == "ASGD" else "mu_product"
     assert type(opt.state[params[0]][key]) is np.float64
     assert topt.state[tparams[0]][key].dtype == torch.float64
+
+
+def test_cosine_annealing_get_lr_right_after_resuming_matches_torch():
+    """Resumed at last_epoch > 0, a direct get_lr() before any step returns PyTorch's closed
+    form at last_epoch (its _step_count == 1 branch), and the steps after it its recurrence."""
+    torch = pytest.importorskip("torch")
+    traces = {}
+    for lib in (minidl, torch):
+        opt = lib.optim.SGD([{"params": [lib.nn.Parameter(lib.zeros(1))]},
+                             {"params": [lib.nn.Parameter(lib.zeros(1))], "lr": 0.5}], lr=1.0)
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+            group["lr"] *= 0.7
+        sched = lib.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.01,
+                                                         last_epoch=3)
+        with pytest.warns(UserWarning) if lib is torch else contextlib.nullcontext():
+            trace = [sched.get_lr()]
+        for _ in range(25):
+            opt.step()
+            sched.step()
+            trace.append(sched.get_last_lr())
+        traces[lib.__name__] = np.array(trace)
+    np.testing.assert_array_equal(traces["minidl"], traces["torch"])
+
+
+def test_swalr_inside_sequential_lr_matches_torch():
+    """SequentialLR hands over to SWALR at the milestone without a step() call, so that
+    hand-over is not counted in SWALR's _step_count and the annealing starts one step
+    later, as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    traces = {}
+    for lib in (minidl, torch):
+        opt = lib.optim.SGD([lib.nn.Parameter(lib.zeros(1))], lr=0.2)
+        cosine = lib.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6)
+        swa = lib.optim.swa_utils.SWALR(opt, swa_lr=0.03, anneal_epochs=4)
+        sched = lib.optim.lr_scheduler.SequentialLR(opt, [cosine, swa], milestones=[5])
+        trace = [opt.param_groups[0]["lr"]]
+        for _ in range(14):
+            opt.step()
+            sched.step()
+            trace.append(opt.param_groups[0]["lr"])
+        traces[lib.__name__] = trace
+    np.testing.assert_allclose(traces["minidl"], traces["torch"], rtol=1e-15)

@@ -218,9 +218,6 @@ class SWALR(LRScheduler):
         if not isinstance(anneal_epochs, int) or anneal_epochs < 0:
             raise ValueError(f"anneal_epochs must be equal or greater than 0, got {anneal_epochs}")
         self.anneal_epochs = anneal_epochs
-        # Steps since construction (PyTorch's _step_count): the annealing starts here even
-        # when resuming with last_epoch >= 0.
-        self._step_count = 0
         super().__init__(optimizer, last_epoch)
 
     _excluded: tuple = ("optimizer", "_initial", "anneal_func")
@@ -243,11 +240,9 @@ class SWALR(LRScheduler):
         self._anneal_strategy = anneal_strategy
         self.anneal_func = self._cosine_anneal if anneal_strategy == "cos" else self._linear_anneal
 
-    def step(self, epoch: int | None = None) -> None:
-        self._step_count += 1
-        super().step(epoch)
-
     def get_lr(self) -> list[float]:
+        # Counted from construction (_step_count), not last_epoch: a resumed SWALR anneals
+        # from its construction on, as PyTorch's.
         step = self._step_count - 1
         if self.anneal_epochs == 0:
             step = max(1, step)

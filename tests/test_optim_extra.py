@@ -4,6 +4,7 @@ groups; state_dict round trips and resuming; the errors PyTorch raises."""
 
 import contextlib
 import copy
+import inspect
 import itertools
 
 import numpy as np
@@ -570,3 +571,27 @@ def test_older_optimizer_option_combinations_match_torch(name, options, dtype):
                                atol=scale * (1e-15 if dtype == np.float64 else 1e-6))
     for p, tp in zip(params, tparams):
         assert list(opt.state[p]) == list(topt.state[tp])
+
+
+def test_reprs_and_swa_utils_signatures_match_torch():
+    torch = pytest.importorskip("torch")
+    from torch.optim import swa_utils as tswa
+    for name in tswa.__all__:
+        ours, theirs = getattr(optim.swa_utils, name), getattr(tswa, name)
+        if isinstance(theirs, type):
+            ours, theirs = ours.__init__, theirs.__init__
+        assert [(p.name, p.kind, p.default)
+                for p in inspect.signature(ours).parameters.values()] == [
+            (p.name, p.kind, p.default)
+            for p in inspect.signature(theirs).parameters.values()], name
+    for name in ("Rprop", "ASGD", "LBFGS", "SparseAdam", "Adafactor"):
+        ours = getattr(optim, name)([minidl.nn.Parameter(minidl.ones(2))], lr=0.5)
+        theirs = getattr(torch.optim, name)([torch.ones(2, requires_grad=True)], lr=0.5)
+        assert repr(ours) == repr(theirs)
+
+
+def test_differentiable_raises():
+    p = minidl.nn.Parameter(minidl.ones(2))
+    for cls in (optim.Rprop, optim.ASGD):
+        with pytest.raises(NotImplementedError, match="differentiable=True"):
+            cls([p], differentiable=True)

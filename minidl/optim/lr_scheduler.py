@@ -62,6 +62,9 @@ class LRScheduler:
     def _initial_step(self) -> None:
         """The constructor's step (SequentialLR repeats it when a scheduler takes over):
         chainable forms keep the current lr."""
+        # step() calls since construction, this one included (PyTorch's _step_count):
+        # CosineAnnealingLR and SWALR read it.
+        self._step_count = 0
         self._initial = True
         try:
             self.step()
@@ -85,6 +88,9 @@ class LRScheduler:
         uses the schedule's closed form where it has one (so its lr ignores other schedulers
         on the same optimizer), else the recurrence from the current lr.
         """
+        # Counted here, not in _update_lr: SequentialLR's hand-over at a milestone calls
+        # _update_lr(0) directly and, as in PyTorch, is not counted.
+        self._step_count += 1
         if epoch is not None:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
@@ -186,6 +192,11 @@ class CosineAnnealingLR(LRScheduler):
         groups, step, T, low = self.optimizer.param_groups, self.last_epoch, self.T_max, self.eta_min
         if self._initial:
             return self._scaled(1.0)
+        if self._step_count == 1 and step > 0:
+            # get_lr() called directly right after resuming at last_epoch > 0: PyTorch's
+            # closed form, with its own order of operations.
+            return [low + (base - low) * (1 + math.cos(step * math.pi / T)) / 2
+                    for base in self.base_lrs]
         if (step - 1 - T) % (2 * T) == 0:
             return [group["lr"] + (base - low) * (1 - math.cos(math.pi / T)) / 2
                     for base, group in zip(self.base_lrs, groups)]

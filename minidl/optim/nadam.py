@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minidl.optim.adam import check_betas_and_eps
-from minidl.optim.optimizer import Optimizer, implementation_options
+from minidl.optim.optimizer import Optimizer, implementation_options, scalar_dtype
 
 
 class NAdam(Optimizer):
@@ -20,7 +20,8 @@ class NAdam(Optimizer):
         d = sqrt(v / (1 - beta2^t)) + eps
         p = p - lr (1 - mu_t) / (1 - prod mu) * g / d - lr mu_{t+1} / (1 - prod mu * mu_{t+1}) * m / d
 
-    The running product of mu is kept in float32, as PyTorch keeps it (a float32 tensor).
+    The running product of mu is kept in float32 (float64 if that is the default dtype), as
+    PyTorch keeps it.
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple = (0.9, 0.999),
@@ -45,7 +46,7 @@ class NAdam(Optimizer):
         lr, beta1, beta2 = group["lr"], *group["betas"]
         if not state:
             state["step"] = 0
-            state["mu_product"] = np.float32(1.0)
+            state["mu_product"] = scalar_dtype()(1.0)
             state["exp_avg"] = np.zeros_like(p.data)
             state["exp_avg_sq"] = np.zeros_like(p.data)
         state["step"] += 1
@@ -57,7 +58,8 @@ class NAdam(Optimizer):
                 grad = grad + group["weight_decay"] * p.data
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * decay))
-        state["mu_product"] = np.float32(state["mu_product"] * np.float32(mu))
+        real = type(state["mu_product"])
+        state["mu_product"] = real(state["mu_product"] * real(mu))
         product = float(state["mu_product"])
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg += (1 - beta1) * (grad - exp_avg)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minidl.dtypes import get_default_dtype
 from minidl.graph import enable_grad, no_grad
 from minidl.tensor import Tensor
 
@@ -24,6 +25,23 @@ def implementation_options(name: str, differentiable: bool = False) -> None:
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True is not supported (minidl's "
                                   "optimizer steps are not recorded by autograd)")
+
+
+def scalar_dtype() -> type:
+    """The dtype PyTorch keeps optimizers' scalar state in (NAdam's mu_product, ASGD's eta
+    and mu): float64 if that is the default dtype, else float32."""
+    return np.float64 if get_default_dtype() == np.float64 else np.float32
+
+
+def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """start += weight * (end - start) in place, in PyTorch's lerp form: the weight is taken
+    in start's dtype and, from 0.5 up, the result is computed from the end,
+    end - (end - start) * (1 - weight), which is exact at weight 1."""
+    weight = start.dtype.type(weight)
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
 
 
 class Optimizer:
@@ -182,26 +200,27 @@ class Optimizer:
             if int(k) not in by_index:
                 raise ValueError(f"{name}.load_state_dict: state for unknown parameter {k}")
             p = by_index[int(k)]
-            restored = {}
-            for key, value in entry.items():
-                if isinstance(value, Tensor):
-                    value = value.data
-                if isinstance(value, np.ndarray) and value.ndim > 0:
-                    if value.shape != p.data.shape:
-                        raise ValueError(
-                            f"{name}.load_state_dict: state[{k}][{key!r}] has shape "
-                            f"{value.shape}, the parameter has shape {p.data.shape}"
-                        )
-                    value = value.astype(p.data.dtype, copy=True)
-                else:
-                    value = copy.deepcopy(value)
-                restored[key] = value
-            new_state[p] = restored
+            new_state[p] = {key: self._load_state_value(p, int(k), key, value)
+                            for key, value in entry.items()}
         for saved, group in zip(saved_groups, self.param_groups):
             for key, value in saved.items():
                 if key != "params":
                     group[key] = copy.deepcopy(value)
         self.state = new_state
+
+    def _load_state_value(self, p: Tensor, index: int, key: str, value: Any) -> Any:
+        """A copy of one saved state value for parameter p (number `index`): arrays must have
+        p's shape and take its dtype (subclasses with other state layouts override)."""
+        if isinstance(value, Tensor):
+            value = value.data
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            if value.shape != p.data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: state[{index}][{key!r}] has "
+                    f"shape {value.shape}, the parameter has shape {p.data.shape}"
+                )
+            return value.astype(p.data.dtype, copy=True)
+        return copy.deepcopy(value)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

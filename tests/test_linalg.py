@@ -1,0 +1,227 @@
+"""minidl.linalg and the top-level linalg functions against PyTorch 2.13: values and gradients
+in float64 (1e-10) and float32 (1e-4), over batched shapes, with float64 numerical gradient
+checks of every differentiable op, and PyTorch's errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.linalg as LA
+from minidl.autograd import gradcheck
+
+torch = pytest.importorskip("torch")
+
+DTYPES = [(np.float64, 1e-10), (np.float32, 1e-4)]
+BATCHES = [(), (1,), (2, 3)]
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _general(shape, seed=0):
+    """Random matrices, square ones shifted away from singular."""
+    a = _rng(seed).standard_normal(shape)
+    if shape[-1] == shape[-2]:
+        a = a + shape[-1] * np.eye(shape[-1]) * 0.5
+    return a
+
+
+def _spd(shape, seed=0):
+    x = _rng(seed).standard_normal(shape)
+    return x @ np.swapaxes(x, -1, -2) + shape[-1] * np.eye(shape[-1])
+
+
+def _sym(shape, seed=0):
+    x = _rng(seed).standard_normal(shape)
+    return x + np.swapaxes(x, -1, -2)
+
+
+def _close(mine, ref, tol):
+    ref = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
+    mine = mine.numpy() if isinstance(mine, minidl.Tensor) else np.asarray(mine)
+    assert mine.shape == ref.shape, (mine.shape, ref.shape)
+    scale = max(1.0, float(np.abs(ref).max(initial=0)))
+    np.testing.assert_allclose(mine, ref, rtol=tol, atol=tol * scale)
+
+
+def compare(mine, theirs, arrays, dtype=np.float64, tol=1e-10, grad=True, seed=1):
+    """mine(*Tensors) and theirs(*torch tensors) give one tensor each: values and the
+    gradients of sum(w * out) for a random w must agree."""
+    m_in = [minidl.tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
+    t_in = [torch.tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
+    m_out, t_out = mine(*m_in), theirs(*t_in)
+    _close(m_out, t_out, tol)
+    if not grad:
+        return
+    w = _rng(seed).standard_normal(tuple(t_out.shape))
+    (m_out * minidl.tensor(w.astype(dtype))).sum().backward()
+    (t_out * torch.tensor(w.astype(dtype))).sum().backward()
+    for m, t in zip(m_in, t_in):
+        assert t.grad is not None and float(t.grad.abs().max()) > 0
+        _close(m.grad, t.grad, tol * 10)
+
+
+def numeric(fn, *arrays):
+    assert gradcheck(fn, [minidl.tensor(a, requires_grad=True) for a in arrays],
+                     atol=1e-7, rtol=1e-5)
+
+
+def test_linalg_is_a_module_attribute():
+    assert minidl.linalg is LA
+    assert issubclass(LA.LinAlgError, RuntimeError)
+    assert sorted(LA.__all__) == LA.__all__
+
+
+# -- determinants ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_det_slogdet_logdet(dtype, tol, batch):
+    a = _general(batch + (4, 4))
+    compare(LA.det, torch.linalg.det, [a], dtype, tol)
+    compare(lambda x: LA.slogdet(x).logabsdet, lambda x: torch.linalg.slogdet(x).logabsdet,
+            [a], dtype, tol)
+    compare(lambda x: LA.slogdet(x).sign, lambda x: torch.linalg.slogdet(x).sign, [a], dtype,
+            tol, grad=False)
+    compare(minidl.logdet, torch.logdet, [_spd(batch + (3, 3))], dtype, tol)
+
+
+def test_det_gradient_of_an_exactly_singular_matrix_is_zero_as_torch():
+    a = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [1.0, 0.0, 1.0]])
+    x, t = minidl.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    LA.det(x).backward()
+    torch.linalg.det(t).backward()
+    assert not t.grad.any() and not x.grad.numpy().any()
+
+
+def test_det_of_empty_matrices_and_batches():
+    assert LA.det(minidl.zeros(0, 0)).item() == 1.0
+    assert LA.det(minidl.zeros(2, 0, 0)).tolist() == [1.0, 1.0]
+    assert tuple(LA.det(minidl.zeros(0, 3, 3)).shape) == (0,)
+    sign, logabsdet = LA.slogdet(minidl.zeros(0, 0))
+    assert (sign.item(), logabsdet.item()) == (1.0, 0.0)
+    assert LA.slogdet(minidl.zeros(2, 2)).logabsdet.item() == -math.inf
+    assert tuple(LA.inv(minidl.zeros(0, 0)).shape) == (0, 0)
+
+
+def test_logdet_negative_determinant_is_nan():
+    a = np.diag([-1.0, 2.0])
+    assert math.isnan(minidl.logdet(minidl.tensor(a)).item())
+    assert math.isnan(torch.logdet(torch.tensor(a)).item())
+
+
+def test_determinant_gradchecks():
+    numeric(LA.det, _general((2, 3, 3)))
+    numeric(lambda x: LA.slogdet(x).logabsdet, _general((2, 3, 3)))
+
+
+# -- inverses and solves ----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_inv_and_inverse(dtype, tol, batch):
+    a = _general(batch + (4, 4))
+    compare(LA.inv, torch.linalg.inv, [a], dtype, tol)
+    compare(minidl.inverse, torch.inverse, [a], dtype, tol)
+    compare(lambda x: x.inverse(), lambda x: x.inverse(), [a], dtype, tol)
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3)), ((4, 3, 3), (3,)),
+    ((2, 1, 3, 3), (5, 3, 2)), ((3, 3), (2, 3, 1)), ((1, 3, 3), (0, 3, 2)),
+])
+def test_solve_broadcasting(dtype, tol, a_shape, b_shape):
+    a, b = _general(a_shape), _rng(3).standard_normal(b_shape)
+    compare(LA.solve, torch.linalg.solve, [a, b], dtype, tol, grad=0 not in b_shape)
+
+
+def test_solve_left_false():
+    a, b = _general((2, 3, 3)), _rng(3).standard_normal((2, 4, 3))
+    compare(lambda x, y: LA.solve(x, y, left=False),
+            lambda x, y: torch.linalg.solve(x, y, left=False), [a, b])
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 4, 4), (2, 1, 4, 3)])
+def test_pinv(dtype, tol, shape):
+    a = _general(shape)
+    compare(LA.pinv, torch.linalg.pinv, [a], dtype, tol)
+    compare(minidl.pinverse, torch.pinverse, [a], dtype, tol)
+
+
+def test_pinv_hermitian_tolerances_and_rank():
+    s = _sym((2, 4, 4))
+    compare(lambda x: LA.pinv(x, hermitian=True), lambda x: torch.linalg.pinv(x, hermitian=True),
+            [s])
+    low = np.diag([3.0, 1.0, 1e-3, 0.0])
+    for kwargs in ({}, {"atol": 0.01}, {"rtol": 0.1}, {"atol": 0.5, "rtol": 0.0}):
+        compare(lambda x, kw=kwargs: LA.pinv(x, **kw),
+                lambda x, kw=kwargs: torch.linalg.pinv(x, **kw), [low], grad=False)
+        for hermitian in (False, True):
+            mine = LA.matrix_rank(minidl.tensor(low), hermitian=hermitian, **kwargs)
+            theirs = torch.linalg.matrix_rank(torch.tensor(low), hermitian=hermitian, **kwargs)
+            assert mine.dtype == minidl.int64 and mine.item() == theirs.item()
+    a = _general((2, 3, 5))
+    assert LA.matrix_rank(minidl.tensor(a)).tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((5, 3), (5, 2)), ((5, 3), (5,)),
+                                             ((2, 6, 4), (2, 6, 3))])
+def test_lstsq(a_shape, b_shape):
+    a, b = _general(a_shape), _rng(4).standard_normal(b_shape)
+    compare(lambda x, y: LA.lstsq(x, y).solution, lambda x, y: torch.linalg.lstsq(x, y).solution,
+            [a, b])
+    mine = LA.lstsq(minidl.tensor(a), minidl.tensor(b))
+    theirs = torch.linalg.lstsq(torch.tensor(a), torch.tensor(b))
+    assert mine.rank.tolist() == theirs.rank.tolist()
+    assert tuple(mine.residuals.shape) == tuple(theirs.residuals.shape) == (0,)
+    assert tuple(mine.singular_values.shape) == tuple(theirs.singular_values.shape)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, -1, -2])
+def test_matrix_power(n):
+    a = _general((2, 3, 3)) * 0.5
+    compare(lambda x: LA.matrix_power(x, n), lambda x: torch.linalg.matrix_power(x, n), [a],
+            grad=n != 0)
+    compare(lambda x: x.matrix_power(n), lambda x: x.matrix_power(n), [a], grad=False)
+    ints = np.arange(9).reshape(3, 3)
+    if n >= 0:
+        mine = LA.matrix_power(minidl.tensor(ints), n)
+        assert mine.dtype == minidl.int64
+        assert mine.tolist() == torch.linalg.matrix_power(torch.tensor(ints), n).tolist()
+
+
+def test_tensorinv_tensorsolve():
+    a = _general((6, 6)).reshape(6, 2, 3)
+    compare(lambda x: LA.tensorinv(x, ind=1), lambda x: torch.linalg.tensorinv(x, ind=1), [a])
+    a4 = _general((6, 6)).reshape(2, 3, 6)
+    b = _rng(2).standard_normal((2, 3))
+    compare(LA.tensorsolve, torch.linalg.tensorsolve, [a4, b])
+    a5 = np.moveaxis(_general((6, 6)).reshape(6, 2, 3), 0, 2)
+    compare(lambda x, y: LA.tensorsolve(x, y.reshape(6), dims=(0, 1)),
+            lambda x, y: torch.linalg.tensorsolve(x, y.reshape(6), dims=(0, 1)), [a5, b])
+
+
+def test_cholesky_solve_and_inverse():
+    spd = _spd((2, 3, 3))
+    lower = np.linalg.cholesky(spd)
+    b = _rng(5).standard_normal((2, 3, 2))
+    for upper in (False, True):
+        factor = np.swapaxes(lower, -1, -2) if upper else lower
+        compare(lambda x, y, u=upper: minidl.cholesky_solve(x, y, u),
+                lambda x, y, u=upper: torch.cholesky_solve(x, y, u), [b, factor])
+        compare(lambda x, u=upper: minidl.cholesky_inverse(x, u),
+                lambda x, u=upper: torch.cholesky_inverse(x, u), [factor[0]])
+
+
+def test_solver_gradchecks():
+    a, b = _general((2, 3, 3)), _rng(1).standard_normal((2, 3, 2))
+    numeric(LA.inv, a)
+    numeric(LA.solve, a, b)
+    numeric(lambda x, y: LA.solve(x, y[0, :, 0]), a, b)
+    numeric(LA.pinv, _general((4, 3)))
+    numeric(lambda x: LA.pinv(x + x.mT, hermitian=True), _general((3, 3)))
+    numeric(lambda x, y: LA.lstsq(x, y).solution, _general((5, 3)), _general((5, 2)))
+    numeric(lambda x: LA.matrix_power(x, -3), a)

@@ -225,3 +225,162 @@ def test_solver_gradchecks():
     numeric(lambda x: LA.pinv(x + x.mT, hermitian=True), _general((3, 3)))
     numeric(lambda x, y: LA.lstsq(x, y).solution, _general((5, 3)), _general((5, 2)))
     numeric(lambda x: LA.matrix_power(x, -3), a)
+
+
+# -- decompositions ---------------------------------------------------------------------------
+def _signs_fixed(q, axis=-2):
+    """Columns (axis=-2) or rows (axis=-1) of q scaled so their largest entry is positive:
+    the decompositions' vectors are defined up to sign."""
+    arr = q.detach().numpy() if isinstance(q, torch.Tensor) else q.numpy()
+    idx = np.expand_dims(np.abs(arr).argmax(axis=axis), axis)
+    return arr * np.sign(np.take_along_axis(arr, idx, axis=axis))
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("upper", [False, True])
+def test_cholesky(dtype, tol, batch, upper):
+    a = _spd(batch + (4, 4))
+    compare(lambda x: LA.cholesky(x, upper=upper), lambda x: torch.linalg.cholesky(x, upper=upper),
+            [a], dtype, tol)
+    compare(lambda x: minidl.cholesky(x, upper), lambda x: torch.cholesky(x, upper), [a], dtype,
+            tol)
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5), (2, 5, 3), (2, 1, 3, 4)])
+@pytest.mark.parametrize("mode", ["reduced", "complete", "r"])
+def test_qr(dtype, tol, shape, mode):
+    a = _general(shape)
+    grad = mode != "r" and not (mode == "complete" and shape[-2] > shape[-1])
+    mine, theirs = LA.qr(minidl.tensor(a.astype(dtype)), mode), torch.linalg.qr(
+        torch.tensor(a.astype(dtype)), mode)
+    assert tuple(mine.Q.shape) == tuple(theirs.Q.shape)
+    _close(mine.R, theirs.R, tol)
+    if mode != "r":
+        _close(mine.Q, theirs.Q, tol)
+    w = _rng(7).standard_normal(shape[:-1] + (min(shape[-2:]),))
+    compare(lambda x: LA.qr(x, mode).R, lambda x: torch.linalg.qr(x, mode).R, [a], dtype, tol,
+            grad=grad)
+    if grad:
+        compare(lambda x: LA.qr(x, mode).Q[..., :w.shape[-1]] * minidl.tensor(w.astype(dtype))
+                + LA.qr(x, mode).R.sum(),
+                lambda x: torch.linalg.qr(x, mode).Q[..., :w.shape[-1]]
+                * torch.tensor(w.astype(dtype)) + torch.linalg.qr(x, mode).R.sum(),
+                [a], dtype, tol)
+
+
+def test_qr_backward_errors_as_torch():
+    x = minidl.randn(4, 3, dtype=minidl.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="mode='r'"):
+        LA.qr(x, mode="r").R.sum().backward()
+    with pytest.raises(RuntimeError, match="not differentiable when mode='complete'"):
+        LA.qr(x, mode="complete").R.sum().backward()
+    with pytest.raises(RuntimeError, match="unrecognized mode"):
+        LA.qr(x, mode="full")
+
+
+def test_torch_qr_some():
+    a = _general((5, 3))
+    for some in (True, False):
+        mine = minidl.qr(minidl.tensor(a), some)
+        theirs = torch.qr(torch.tensor(a), some)
+        _close(mine.Q, theirs.Q, 1e-10)
+        _close(mine.R, theirs.R, 1e-10)
+        _close(minidl.tensor(a).qr(some).R, theirs.R, 1e-10)
+
+
+def _eigh_loss(module, values, vectors, w):
+    """Gauge invariant: the eigenvalues and the squared eigenvectors."""
+    return (values * w[0]).sum() + (vectors * vectors * w[1:]).sum()
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("uplo", ["L", "U"])
+def test_eigh(dtype, tol, batch, uplo):
+    a = _rng(2).standard_normal(batch + (4, 4))  # not symmetric: UPLO picks the triangle
+    w = _rng(3).standard_normal((5, 4))
+    m_in = minidl.tensor(a.astype(dtype), requires_grad=True)
+    t_in = torch.tensor(a.astype(dtype), requires_grad=True)
+    mv, mq = LA.eigh(m_in, UPLO=uplo)
+    tv, tq = torch.linalg.eigh(t_in, UPLO=uplo)
+    _close(mv, tv, tol)
+    _close(_signs_fixed(mq), _signs_fixed(tq), tol * 10)
+    _eigh_loss(minidl, mv, mq, minidl.tensor(w.astype(dtype))).backward()
+    _eigh_loss(torch, tv, tq, torch.tensor(w.astype(dtype))).backward()
+    _close(m_in.grad, t_in.grad, tol * 100)
+    compare(lambda x: LA.eigvalsh(x, uplo), lambda x: torch.linalg.eigvalsh(x, uplo), [a], dtype,
+            tol)
+
+
+def _svd_loss(u, s, vh, w):
+    """Gauge invariant: S, U diag(S) Vh's product terms and the squared vectors."""
+    k = s.shape[-1]
+    return ((s * w[0, :k]).sum() + (u[..., :k] * u[..., :k] * w[1, :u.shape[-2], None]).sum()
+            + (vh[..., :k, :] * vh[..., :k, :] * w[2, None, :vh.shape[-1]]).sum())
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5), (2, 5, 3), (2, 1, 3, 4)])
+@pytest.mark.parametrize("full", [False, True])
+def test_svd(dtype, tol, shape, full):
+    a = _rng(5).standard_normal(shape)
+    w = _rng(6).standard_normal((3, 5))
+    m_in = minidl.tensor(a.astype(dtype), requires_grad=True)
+    t_in = torch.tensor(a.astype(dtype), requires_grad=True)
+    mine, theirs = LA.svd(m_in, full_matrices=full), torch.linalg.svd(t_in, full_matrices=full)
+    for m, t in zip(mine, theirs):
+        assert tuple(m.shape) == tuple(t.shape)
+    k = min(shape[-2:])
+    _close(mine.S, theirs.S, tol)
+    _close(_signs_fixed(mine.U[..., :k]), _signs_fixed(theirs.U[..., :k]), tol * 10)
+    _close(_signs_fixed(mine.Vh[..., :k, :], -1), _signs_fixed(theirs.Vh[..., :k, :], -1),
+           tol * 10)
+    _svd_loss(*mine, minidl.tensor(w.astype(dtype))).backward()
+    _svd_loss(*theirs, torch.tensor(w.astype(dtype))).backward()
+    _close(m_in.grad, t_in.grad, tol * 100)
+    compare(LA.svdvals, torch.linalg.svdvals, [a], dtype, tol)
+
+
+def test_torch_svd_returns_v():
+    a = _rng(1).standard_normal((2, 5, 3))
+    for some in (True, False):
+        u, s, v = minidl.svd(minidl.tensor(a), some)
+        tu, ts, tv = torch.svd(torch.tensor(a), some)
+        assert tuple(v.shape) == tuple(tv.shape) and tuple(u.shape) == tuple(tu.shape)
+        _close(s, ts, 1e-10)
+        _close(_signs_fixed(v[..., :3]), _signs_fixed(tv[..., :3]), 1e-10)
+    u, s, v = minidl.tensor(a).svd(compute_uv=False)
+    tu, ts, tv = torch.svd(torch.tensor(a), compute_uv=False)
+    assert tuple(u.shape) == tuple(tu.shape) and not u.numpy().any()
+    assert tuple(v.shape) == tuple(tv.shape)
+
+
+def test_decompositions_of_empty_matrices():
+    assert [tuple(t.shape) for t in LA.svd(minidl.zeros(0, 3))] == [(0, 0), (0,), (3, 3)]
+    assert [tuple(t.shape) for t in LA.svd(minidl.zeros(2, 0, 3), False)] == [
+        (2, 0, 0), (2, 0), (2, 0, 3)]
+    assert [tuple(t.shape) for t in LA.qr(minidl.zeros(3, 0))] == [(3, 0), (0, 0)]
+    assert [tuple(t.shape) for t in LA.eigh(minidl.zeros(0, 0))] == [(0,), (0, 0)]
+    assert tuple(LA.cholesky(minidl.zeros(2, 0, 0)).shape) == (2, 0, 0)
+
+
+def test_decomposition_gradchecks():
+    sym = _rng(0).standard_normal((2, 3, 3))
+    numeric(lambda x: LA.cholesky(x @ x.mT + 3 * minidl.eye(3, dtype=minidl.float64)), sym)
+    numeric(lambda x: LA.cholesky(x @ x.mT + 3 * minidl.eye(3, dtype=minidl.float64),
+                                  upper=True), sym)
+    for shape in [(4, 3), (3, 4), (3, 3)]:
+        a = _general(shape)
+        numeric(lambda x: LA.qr(x).Q, a)
+        numeric(lambda x: LA.qr(x).R, a)
+        numeric(lambda x: LA.svd(x, full_matrices=False).S, a)
+        numeric(lambda x: (lambda u, s, vh: minidl.cat([(u * u).reshape(-1),
+                                                        (vh * vh).reshape(-1)]))(
+            *LA.svd(x, full_matrices=False)), a)
+        numeric(lambda x: (lambda u, s, vh: u @ vh)(*LA.svd(x, full_matrices=False)), a)
+        numeric(LA.svdvals, a)
+    numeric(lambda x: LA.eigh(x + x.mT).eigenvalues, sym)
+    numeric(lambda x: (lambda v, q: q * q)(*LA.eigh(x + x.mT)), sym)
+    numeric(lambda x: LA.eigvalsh(x + x.mT, "U"), sym)

@@ -384,3 +384,110 @@ def test_decomposition_gradchecks():
     numeric(lambda x: LA.eigh(x + x.mT).eigenvalues, sym)
     numeric(lambda x: (lambda v, q: q * q)(*LA.eigh(x + x.mT)), sym)
     numeric(lambda x: LA.eigvalsh(x + x.mT, "U"), sym)
+
+
+# -- norms ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("ord_", [2, 1, 3.5, 0.5, math.inf, -math.inf, 0])
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (-1, False), ((0, 2), True), (1, True)])
+def test_vector_norm(dtype, tol, ord_, dim, keepdim):
+    x = _rng(1).standard_normal((2, 3, 4))
+    compare(lambda t: LA.vector_norm(t, ord_, dim, keepdim),
+            lambda t: torch.linalg.vector_norm(t, ord_, dim, keepdim), [x], dtype, tol,
+            grad=ord_ != 0)
+
+
+def test_vector_norm_gradient_at_zero_and_dtype():
+    z = np.zeros((2, 3))
+    for ord_ in (2, 1, 3.0):
+        x = minidl.tensor(z, requires_grad=True)
+        LA.vector_norm(x, ord_).backward()
+        t = torch.tensor(z, requires_grad=True)
+        torch.linalg.vector_norm(t, ord_).backward()
+        _close(x.grad, t.grad, 1e-12)
+    x = minidl.randn(3)
+    assert LA.vector_norm(x, dtype=minidl.float64).dtype == minidl.float64
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("ord_", ["fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf])
+@pytest.mark.parametrize("dim,keepdim", [((-2, -1), False), ((0, 2), True), ((2, 0), False)])
+def test_matrix_norm(dtype, tol, ord_, dim, keepdim):
+    x = _rng(2).standard_normal((3, 4, 5))
+    compare(lambda t: LA.matrix_norm(t, ord_, dim, keepdim),
+            lambda t: torch.linalg.matrix_norm(t, ord_, dim, keepdim), [x], dtype, tol)
+
+
+@pytest.mark.parametrize("args", [
+    {}, {"ord": -1}, {"ord": "nuc"}, {"ord": 2, "dim": (0, 1)}, {"dim": 1}, {"dim": (1,)},
+    {"ord": math.inf, "dim": 0, "keepdim": True},
+])
+def test_norm_dispatch(args):
+    x = _rng(3).standard_normal((3, 4))
+    v = _rng(3).standard_normal(4)
+    compare(lambda t: LA.norm(t, **args), lambda t: torch.linalg.norm(t, **args), [x])
+    if "dim" not in args and args.get("ord") != "nuc":
+        compare(lambda t: LA.norm(t, **args), lambda t: torch.linalg.norm(t, **args), [v])
+    compare(lambda t: LA.norm(t, 3), lambda t: torch.linalg.norm(t, 3), [v])
+
+
+@pytest.mark.parametrize("p", [None, 2, -2, 1, -1, math.inf, -math.inf, "fro", "nuc"])
+def test_cond(p):
+    a = _general((2, 3, 3))
+    # PyTorch's backward of cond raises for the orders other than 2 (an in-place write)
+    compare(lambda t: LA.cond(t, p), lambda t: torch.linalg.cond(t, p), [a],
+            grad=p in (None, 2, -2))
+    singular = np.zeros((2, 2))
+    if p not in (None, 2, -2, "nuc"):
+        assert LA.cond(minidl.tensor(singular), p).item() == math.inf
+        assert torch.linalg.cond(torch.tensor(singular), p).item() == math.inf
+
+
+def test_norm_gradchecks():
+    x = _rng(4).standard_normal((3, 4))
+    for ord_ in ("fro", "nuc", 2, -2, 1, math.inf):
+        numeric(lambda t, o=ord_: LA.matrix_norm(t, o), x)
+    numeric(lambda t: LA.vector_norm(t, 3.0, dim=1), x)
+    numeric(LA.cond, _general((3, 3)))
+
+
+# -- products ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+def test_cross_vecdot_multi_dot_diagonal(dtype, tol):
+    a, b = _rng(1).standard_normal((2, 3, 4)), _rng(2).standard_normal((1, 3, 4))
+    compare(lambda x, y: LA.cross(x, y, dim=1), lambda x, y: torch.linalg.cross(x, y, dim=1),
+            [a, b], dtype, tol)
+    compare(LA.vecdot, torch.linalg.vecdot, [a, b], dtype, tol)
+    mats = [_rng(i).standard_normal(s) for i, s in enumerate([(3,), (3, 4), (4, 2), (2,)])]
+    compare(lambda *t: LA.multi_dot(t), lambda *t: torch.linalg.multi_dot(t), mats, dtype, tol)
+    compare(lambda *t: LA.multi_dot(t), lambda *t: torch.linalg.multi_dot(t), mats[1:3], dtype,
+            tol)
+    for kwargs in ({}, {"offset": 1}, {"offset": -1, "dim1": 0, "dim2": 2}):
+        compare(lambda x, kw=kwargs: LA.diagonal(x, **kw),
+                lambda x, kw=kwargs: torch.linalg.diagonal(x, **kw), [a], dtype, tol)
+    compare(lambda x: x.diagonal(1), lambda x: x.diagonal(1), [a], dtype, tol)
+    compare(lambda x: minidl.diagonal(x, 0, 2, 1), lambda x: torch.diagonal(x, 0, 2, 1), [a],
+            dtype, tol)
+    assert LA.matmul is minidl.matmul
+    ints = np.arange(6).reshape(2, 3)
+    assert LA.cross(minidl.tensor(ints), minidl.tensor(ints[::-1].copy())).tolist() == \
+        torch.linalg.cross(torch.tensor(ints), torch.tensor(ints[::-1].copy())).tolist()
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("shape,scale", [((3, 3), 0.3), ((2, 4, 4), 1.0), ((1, 3, 3), 8.0),
+                                         ((2, 2), 50.0)])
+def test_matrix_exp(dtype, tol, shape, scale):
+    a = _rng(3).standard_normal(shape) * scale
+    compare(LA.matrix_exp, torch.linalg.matrix_exp, [a], dtype, tol * max(1.0, scale))
+    compare(minidl.matrix_exp, torch.matrix_exp, [a], dtype, tol * max(1.0, scale))
+
+
+def test_product_gradchecks():
+    a, b = _rng(1).standard_normal((2, 3)), _rng(2).standard_normal((2, 3))
+    numeric(LA.cross, a, b)
+    numeric(LA.vecdot, a, b)
+    numeric(lambda x, y: LA.multi_dot([x, y.mT, x]), a, b)
+    numeric(lambda x: LA.diagonal(x, offset=1, dim1=1, dim2=0), a)
+    numeric(LA.matrix_exp, _rng(3).standard_normal((2, 3, 3)))
+    numeric(LA.matrix_exp, _rng(3).standard_normal((3, 3)) * 6)

@@ -30,7 +30,7 @@ def _cast(op: str, x: Tensor, dtype: Any) -> Tensor:
         return x
     from minidl.dtypes import check_dtype
 
-    dtype = check_dtype(dtype)
+    dtype = check_dtype(op, dtype)
     if np.dtype(dtype).kind != "f":
         raise RuntimeError(f"{op}: dtype should be floating point or complex, but got {dtype}")
     return x.to(dtype)

@@ -491,3 +491,82 @@ def test_product_gradchecks():
     numeric(lambda x: LA.diagonal(x, offset=1, dim1=1, dim2=0), a)
     numeric(LA.matrix_exp, _rng(3).standard_normal((2, 3, 3)))
     numeric(LA.matrix_exp, _rng(3).standard_normal((3, 3)) * 6)
+
+
+# -- errors -----------------------------------------------------------------------------------
+def _same_error(mine, theirs, match=None):
+    with pytest.raises(Exception) as t_err:
+        theirs()
+    with pytest.raises(type(t_err.value).__mro__[0] if not isinstance(t_err.value, RuntimeError)
+                       else RuntimeError, match=match) as m_err:
+        mine()
+    return m_err.value, t_err.value
+
+
+@pytest.mark.parametrize("name", ["det", "inv", "slogdet", "cholesky", "qr", "svd", "svdvals",
+                                  "matrix_norm", "vector_norm", "norm", "matrix_exp", "cond",
+                                  "pinv", "matrix_rank"])
+def test_integer_inputs_raise_runtime_error(name):
+    ints = np.ones((3, 3), np.int64)
+    _same_error(lambda: getattr(LA, name)(minidl.tensor(ints)),
+                lambda: getattr(torch.linalg, name)(torch.tensor(ints)))
+
+
+def test_integer_eigh_raises_not_implemented():
+    ints = np.ones((3, 3), np.int64)
+    for name in ("eigh", "eigvalsh"):
+        with pytest.raises(NotImplementedError, match="Long"):
+            getattr(LA, name)(minidl.tensor(ints))
+        with pytest.raises(NotImplementedError):
+            getattr(torch.linalg, name)(torch.tensor(ints))
+
+
+@pytest.mark.parametrize("name", ["det", "inv", "slogdet", "cholesky", "eigh", "matrix_exp"])
+def test_non_square_raises(name):
+    a = np.ones((2, 3))
+    mine, theirs = _same_error(lambda: getattr(LA, name)(minidl.tensor(a)),
+                               lambda: getattr(torch.linalg, name)(torch.tensor(a)))
+    assert str(mine) == str(theirs)
+
+
+def test_singular_and_not_positive_definite_messages_equal_torch():
+    cases = [
+        (lambda m: m.linalg.inv(m.zeros(2, 2)), None),
+        (lambda m: m.linalg.inv(m.zeros(3, 2, 2)), None),
+        (lambda m: m.linalg.cholesky(-m.eye(3)), None),
+        (lambda m: m.linalg.cholesky(m.tensor([[1.0, 2.0], [2.0, 1.0]])), None),
+        (lambda m: m.linalg.solve(m.zeros(2, 2), m.ones(2)), None),
+        (lambda m: m.linalg.matrix_power(m.zeros(2, 2), -1), None),
+    ]
+    for case, _ in cases:
+        with pytest.raises(LA.LinAlgError) as mine:
+            case(minidl)
+        with pytest.raises(torch.linalg.LinAlgError) as theirs:
+            case(torch)
+        assert str(mine.value) == str(theirs.value)
+    assert issubclass(LA.LinAlgError, RuntimeError)
+
+
+def test_shape_and_argument_errors():
+    x = minidl.randn(3, 3)
+    with pytest.raises(RuntimeError, match="Incompatible shapes"):
+        LA.solve(x, minidl.randn(2, 3))
+    with pytest.raises(RuntimeError, match="Order 3 not supported"):
+        LA.matrix_norm(x, 3)
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"):
+        LA.matrix_norm(minidl.randn(3))
+    with pytest.raises(TypeError, match="must be Number"):
+        LA.vector_norm(x, "fro")
+    with pytest.raises(RuntimeError, match="must be 1D or 2D"):
+        LA.norm(minidl.randn(2, 2, 2), 2)
+    with pytest.raises(RuntimeError, match="must have length 3"):
+        LA.cross(minidl.randn(2), minidl.randn(2))
+    with pytest.raises(RuntimeError, match="same dtype"):
+        LA.vecdot(minidl.randn(3), minidl.randn(3, dtype=minidl.float64))
+    with pytest.raises(RuntimeError, match="at least 2 tensors"):
+        LA.multi_dot([x])
+    with pytest.raises(RuntimeError, match="UPLO"):
+        LA.eigh(x, "X")
+    for name in ("eig", "eigvals"):
+        with pytest.raises(NotImplementedError, match="complex"):
+            getattr(LA, name)(x)

@@ -97,3 +97,26 @@ class linalg_lstsq(NamedTuple):  # noqa: N801
     residuals: Any
     rank: Any
     singular_values: Any
+
+
+class linalg_lu_factor(NamedTuple):  # noqa: N801
+    LU: Any
+    pivots: Any
+
+
+class linalg_lu(NamedTuple):  # noqa: N801
+    P: Any
+    L: Any
+    U: Any
+
+
+class lu_unpack(NamedTuple):  # noqa: N801
+    P: Any
+    L: Any
+    U: Any
+
+
+class linalg_lu_factor_ex(NamedTuple):  # noqa: N801
+    LU: Any
+    pivots: Any
+    info: Any

@@ -43,6 +43,7 @@ def _close(mine, ref, tol):
     ref = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
     mine = mine.numpy() if isinstance(mine, minidl.Tensor) else np.asarray(mine)
     assert mine.shape == ref.shape, (mine.shape, ref.shape)
+    assert mine.dtype == ref.dtype, (mine.dtype, ref.dtype)
     scale = max(1.0, float(np.abs(ref).max(initial=0)))
     np.testing.assert_allclose(mine, ref, rtol=tol, atol=tol * scale)
 
@@ -570,3 +571,92 @@ def test_shape_and_argument_errors():
     for name in ("eig", "eigvals"):
         with pytest.raises(NotImplementedError, match="complex"):
             getattr(LA, name)(x)
+
+
+# -- LU and triangular solves -----------------------------------------------------------------
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 4), (3, 5), (5, 3), (2, 4, 4), (2, 1, 3, 5), (0, 3, 3)])
+def test_lu_factor_and_lu(dtype, tol, shape):
+    a = _rng(8).standard_normal(shape)
+    grad = 0 not in shape
+    compare(lambda x: LA.lu_factor(x).LU, lambda x: torch.linalg.lu_factor(x).LU, [a], dtype,
+            tol, grad=grad)
+    mine = LA.lu_factor(minidl.tensor(a.astype(dtype)))
+    theirs = torch.linalg.lu_factor(torch.tensor(a.astype(dtype)))
+    assert mine.pivots.dtype == minidl.int32
+    assert mine.pivots.tolist() == theirs.pivots.tolist()
+    for part in range(3):
+        compare(lambda x, i=part: LA.lu(x)[i], lambda x, i=part: torch.linalg.lu(x)[i], [a],
+                dtype, tol, grad=grad and part > 0)
+    p, lower, upper = minidl.lu_unpack(*mine)
+    tp, tl, tu = torch.lu_unpack(*theirs)
+    for m, t in ((p, tp), (lower, tl), (upper, tu)):
+        _close(m, t, tol)
+
+
+def test_lu_solve_and_lu_errors():
+    a, b = _general((2, 3, 3)), _rng(9).standard_normal((2, 3, 2))
+    for left, adjoint in ((True, False), (True, True), (False, False)):
+        bb = np.swapaxes(b, -1, -2) if not left else b
+        compare(lambda x, y, l=left, ad=adjoint: LA.lu_solve(*LA.lu_factor(x), y, left=l,
+                                                             adjoint=ad),
+                lambda x, y, l=left, ad=adjoint: torch.linalg.lu_solve(*torch.linalg.lu_factor(x),
+                                                                       y, left=l, adjoint=ad),
+                [a, bb])
+    compare(lambda x, y: minidl.lu_solve(y, *minidl.linalg.lu_factor(x)),
+            lambda x, y: torch.lu_solve(y, *torch.linalg.lu_factor(x)), [a, b])
+    zeros = np.zeros((3, 2, 2))
+    with pytest.raises(RuntimeError) as mine:
+        LA.lu_factor(minidl.tensor(zeros))
+    with pytest.raises(RuntimeError) as theirs:
+        torch.linalg.lu_factor(torch.tensor(zeros))
+    assert str(mine.value) == str(theirs.value)
+    m_ex, t_ex = LA.lu_factor_ex(minidl.tensor(zeros)), torch.linalg.lu_factor_ex(
+        torch.tensor(zeros))
+    assert m_ex.info.tolist() == t_ex.info.tolist() and m_ex.info.dtype == minidl.int32
+    with pytest.warns(UserWarning, match="torch.lu is deprecated"):
+        lu_data, pivots, info = minidl.lu(minidl.tensor(zeros[0]), get_infos=True)
+    assert info.item() == 1 and pivots.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("left", [False, True])
+@pytest.mark.parametrize("unitriangular", [False, True])
+def test_solve_triangular(upper, left, unitriangular):
+    a = _general((2, 4, 4))
+    b = _rng(2).standard_normal((2, 4, 3) if left else (2, 3, 4))
+    compare(lambda x, y: LA.solve_triangular(x, y, upper=upper, left=left,
+                                             unitriangular=unitriangular),
+            lambda x, y: torch.linalg.solve_triangular(x, y, upper=upper, left=left,
+                                                       unitriangular=unitriangular), [a, b])
+
+
+def test_vander():
+    x = _rng(1).standard_normal((2, 3))
+    compare(LA.vander, torch.linalg.vander, [x])
+    compare(lambda t: LA.vander(t, N=5), lambda t: torch.linalg.vander(t, N=5), [x])
+    z = np.array([0.0, 2.0])
+    compare(LA.vander, torch.linalg.vander, [z])
+    with pytest.raises(RuntimeError, match="N must be greater than 1"):
+        LA.vander(minidl.tensor([1.0, 2.0]), N=1)
+
+
+def test_deprecated_functions_warn_as_torch():
+    from minidl.linalg import torch_functions
+
+    torch_functions._warned.clear()
+    a = minidl.tensor(_spd((3, 3)))
+    with pytest.warns(UserWarning, match="torch.cholesky is deprecated"):
+        minidl.cholesky(a)
+    with pytest.warns(UserWarning, match="torch.qr is deprecated"):
+        minidl.qr(a)
+
+
+def test_lu_gradchecks():
+    for shape in [(3, 3), (3, 4), (4, 3)]:
+        numeric(lambda x: LA.lu_factor(x).LU, _rng(8).standard_normal(shape))
+        numeric(lambda x: LA.lu(x).L, _rng(8).standard_normal(shape))
+    a, b = _general((3, 3)), _rng(2).standard_normal((3, 2))
+    numeric(lambda x, y: LA.lu_solve(*LA.lu_factor(x), y), a, b)
+    numeric(lambda x, y: LA.solve_triangular(x, y, upper=True, unitriangular=True), a, b)
+    numeric(LA.vander, _rng(1).standard_normal(3))

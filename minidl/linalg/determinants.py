@@ -105,4 +105,4 @@ def logdet(input: Tensor) -> Tensor:  # noqa: A002
     input = as_tensor_arg(input)
     check_float("logdet", input)
     sign, logabsdet = slogdet(input)
-    return where(sign.data < 0, np.nan, logabsdet)
+    return where(sign < 0, np.nan, logabsdet)

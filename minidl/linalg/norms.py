@@ -19,7 +19,7 @@ from minidl.linalg.checks import (
 )
 from minidl.linalg.decompositions import svdvals
 from minidl.linalg.solvers import inv
-from minidl.tensor import Tensor, where
+from minidl.tensor import Tensor, concrete, where
 
 _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 
@@ -136,7 +136,7 @@ def cond(A: Tensor, p: Any = None) -> Tensor:  # noqa: N803
         pass
     # Some matrices are singular: their condition number is inf; the rest are computed with
     # the singular ones replaced by the identity.
-    flat = A.data.reshape((-1,) + A.shape[-2:])
+    flat = concrete(A, "linalg.cond").reshape((-1,) + A.shape[-2:])
     singular = np.array([first_zero_pivot(m) > 0 for m in flat]).reshape(A.shape[:-2])
     identity = np.eye(A.shape[-1], dtype=A.dtype)
     safe = where(singular[..., None, None], identity, A)

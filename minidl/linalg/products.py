@@ -1,6 +1,6 @@
-"""Products: linalg.cross, vecdot, multi_dot, matmul, diagonal and matrix_exp.
+"""Products: linalg.cross, vecdot, multi_dot, matmul, diagonal, vander and matrix_exp.
 
-cross, vecdot and multi_dot are composites of differentiable Tensor ops. diagonal is an op
+cross, vecdot, multi_dot and vander are composites of differentiable Tensor ops. diagonal is an op
 (backward writes the gradient back onto the diagonal of zeros). matrix_exp is an op: Pade
 (13, 13) with scaling and squaring (Higham 2005), in float64; its gradient is the upper right
 block of exp([[A^T, G], [0, A^T]]) (Mathias 1996), the Frechet derivative of exp at A^T in
@@ -17,7 +17,8 @@ from minidl import graph
 from minidl.graph import Context, Function
 from minidl.linalg.checks import as_tensor_arg, check_float, mT, square_float
 from minidl.ops import contiguous
-from minidl.tensor import Tensor, matmul, tensor
+from minidl.tensor import Tensor, concatenate, matmul, tensor
+from minidl.tensor_math import cumprod
 
 # Higham's Pade (13, 13) coefficients and the 1-norm up to which it is accurate to double
 # precision without scaling.
@@ -115,6 +116,19 @@ def diagonal(A: Tensor, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> T
     if dim1 % ndim == dim2 % ndim:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
     return _diagonal(A, offset=offset, dim1=dim1 % ndim, dim2=dim2 % ndim)
+
+
+def vander(x: Tensor, *, N: int | None = None) -> Tensor:  # noqa: N803
+    """The Vandermonde matrix of x (..., n) -> (..., n, N): columns x^0, x^1, ..., x^{N-1}
+    (N defaults to n), by a cumulative product (differentiable at x = 0). RuntimeError unless
+    N > 1."""
+    x = as_tensor_arg(x)
+    n = N if N is not None else (x.shape[-1] if x.ndim else 0)
+    if n <= 1:
+        raise RuntimeError("N must be greater than 1.")
+    powers = x.unsqueeze(-1).expand(tuple(x.shape) + (n - 1,))
+    ones = x.new_ones(tuple(x.shape) + (1,))
+    return cumprod(concatenate([ones, powers], dim=-1), -1)
 
 
 def cross(input: Tensor, other: Tensor, *, dim: int = -1) -> Tensor:  # noqa: A002

@@ -30,7 +30,7 @@ from minidl.linalg.checks import (
 from minidl.ops import contiguous
 from minidl.ops.elementwise import unbroadcast
 from minidl.return_types import linalg_lstsq
-from minidl.tensor import Tensor, tensor
+from minidl.tensor import Tensor, concrete, tensor
 
 
 def _singular_inverse_error(op: str, a: np.ndarray) -> LinAlgError:
@@ -255,7 +255,7 @@ def matrix_rank(A: Tensor, *, atol: Any = None, rtol: Any = None,  # noqa: N803
     check_matrix("linalg.matrix_rank", A)
     if hermitian:
         check_square("linalg.matrix_rank", A)
-    a = A.data
+    a = concrete(A, "linalg.matrix_rank")
     if a.size == 0:
         return tensor(np.zeros(a.shape[:-2], np.int64))
     s = np.abs(np.linalg.eigvalsh(a)) if hermitian else np.linalg.svd(a, compute_uv=False)

@@ -1,13 +1,14 @@
 """PyTorch's top-level linear algebra names, older than torch.linalg (torch.det, inverse,
 pinverse, cholesky, cholesky_solve, cholesky_inverse, qr with `some`, svd with V instead of Vh,
-...), on minidl.linalg, and their Tensor methods (bound at the end, METHODS)."""
+lu, lu_solve, lu_unpack, ...), on minidl.linalg, and their Tensor methods (bound at the end, METHODS)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from minidl import return_types
-from minidl.linalg import decompositions, determinants, products, solvers
+from minidl.linalg import decompositions, determinants, products, solvers, triangular
 from minidl.linalg.checks import as_tensor_arg, check_float, check_matrix, check_square
 from minidl.tensor import Tensor
 
@@ -37,8 +38,25 @@ def pinverse(input: Tensor, rcond: float = 1e-15, hermitian: bool = False) -> Te
     return solvers.pinv(input, atol=0.0, rtol=rcond, hermitian=hermitian)
 
 
+_warned: set[str] = set()
+
+
+def _deprecated(name: str, message: str) -> None:
+    """PyTorch's TORCH_WARN_ONCE: one UserWarning per process and name."""
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def cholesky(input: Tensor, upper: bool = False) -> Tensor:  # noqa: A002
-    """linalg.cholesky (upper positional, as torch.cholesky)."""
+    """linalg.cholesky (upper positional, as torch.cholesky); deprecated, as PyTorch's (a
+    UserWarning once)."""
+    _deprecated("cholesky", "torch.cholesky is deprecated in favor of torch.linalg.cholesky and "
+                "will be removed in a future PyTorch release.\nL = torch.cholesky(A)\nshould be "
+                "replaced with\nL = torch.linalg.cholesky(A)\nand\nU = torch.cholesky(A, "
+                "upper=True)\nshould be replaced with\nU = torch.linalg.cholesky(A).mH\nThis "
+                "transform will produce equivalent results for all valid (symmetric positive "
+                "definite) inputs.")
     return decompositions.cholesky(input, upper=upper)
 
 
@@ -70,7 +88,12 @@ def cholesky_inverse(input: Tensor, upper: bool = False) -> Tensor:  # noqa: A00
 
 
 def qr(input: Tensor, some: bool = True) -> Any:  # noqa: A002
-    """linalg.qr, mode "reduced" (some) or "complete", as the named tuple qr (Q, R)."""
+    """linalg.qr, mode "reduced" (some) or "complete", as the named tuple qr (Q, R);
+    deprecated, as PyTorch's (a UserWarning once)."""
+    _deprecated("qr", "torch.qr is deprecated in favor of torch.linalg.qr and will be removed in "
+                "a future PyTorch release.\nThe boolean parameter 'some' has been replaced with "
+                "a string parameter 'mode'.\nQ, R = torch.qr(A, some)\nshould be replaced "
+                "with\nQ, R = torch.linalg.qr(A, 'reduced' if some else 'complete')")
     return return_types.qr(*decompositions.qr(input, "reduced" if some else "complete"))
 
 
@@ -104,10 +127,38 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     return products.diagonal(input, offset=offset, dim1=dim1, dim2=dim2)
 
 
+def lu(A: Tensor, pivot: bool = True, get_infos: bool = False) -> Any:  # noqa: N803
+    """(LU, pivots) of linalg.lu_factor, without its check for a zero on U's diagonal, and
+    info (linalg.lu_factor_ex's) when get_infos; deprecated, as PyTorch's (a UserWarning
+    once)."""
+    _deprecated("lu", "torch.lu is deprecated in favor of torch.linalg.lu_factor / "
+                "torch.linalg.lu_factor_ex and will be removed in a future PyTorch release.\n"
+                "LU, pivots = torch.lu(A, compute_pivots)\nshould be replaced with\nLU, pivots "
+                "= torch.linalg.lu_factor(A, compute_pivots)\nand\nLU, pivots, info = "
+                "torch.lu(A, compute_pivots, get_infos=True)\nshould be replaced with\nLU, "
+                "pivots, info = torch.linalg.lu_factor_ex(A, compute_pivots)")
+    lu_data, pivots, info = triangular.lu_factor_ex(A, pivot=pivot)
+    return (lu_data, pivots, info) if get_infos else (lu_data, pivots)
+
+
+def lu_solve(b: Tensor, LU_data: Tensor, LU_pivots: Tensor) -> Tensor:  # noqa: N803
+    """linalg.lu_solve(LU_data, LU_pivots, b) (PyTorch's older argument order)."""
+    return triangular.lu_solve(LU_data, LU_pivots, b)
+
+
+def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True,  # noqa: N803
+              unpack_pivots: bool = True) -> Any:
+    """The named tuple lu_unpack (P, L, U) of an LU factorization."""
+    return triangular.lu_unpack(LU_data, LU_pivots, unpack_data, unpack_pivots)
+
+
 METHODS = ("det", "logdet", "slogdet", "inverse", "pinverse", "cholesky", "cholesky_solve",
-           "cholesky_inverse", "qr", "svd", "matrix_power", "matrix_exp", "diagonal")
+           "cholesky_inverse", "qr", "svd", "matrix_power", "matrix_exp", "diagonal", "lu",
+           "lu_solve")
+#: top-level only: Tensor has no such method in PyTorch
+FUNCTIONS = ("lu_unpack",)
 for _name in METHODS:
     setattr(Tensor, _name, globals()[_name])
 del _name
 
-__all__ = list(METHODS)
+__all__ = list(METHODS + FUNCTIONS)

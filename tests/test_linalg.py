@@ -598,10 +598,10 @@ def test_lu_solve_and_lu_errors():
     a, b = _general((2, 3, 3)), _rng(9).standard_normal((2, 3, 2))
     for left, adjoint in ((True, False), (True, True), (False, False)):
         bb = np.swapaxes(b, -1, -2) if not left else b
-        compare(lambda x, y, l=left, ad=adjoint: LA.lu_solve(*LA.lu_factor(x), y, left=l,
-                                                             adjoint=ad),
-                lambda x, y, l=left, ad=adjoint: torch.linalg.lu_solve(*torch.linalg.lu_factor(x),
-                                                                       y, left=l, adjoint=ad),
+        kwargs = {"left": left, "adjoint": adjoint}
+        compare(lambda x, y, kw=kwargs: LA.lu_solve(*LA.lu_factor(x), y, **kw),
+                lambda x, y, kw=kwargs: torch.linalg.lu_solve(*torch.linalg.lu_factor(x), y,
+                                                              **kw),
                 [a, bb])
     compare(lambda x, y: minidl.lu_solve(y, *minidl.linalg.lu_factor(x)),
             lambda x, y: torch.lu_solve(y, *torch.linalg.lu_factor(x)), [a, b])

@@ -660,3 +660,17 @@ def test_lu_gradchecks():
     numeric(lambda x, y: LA.lu_solve(*LA.lu_factor(x), y), a, b)
     numeric(lambda x, y: LA.solve_triangular(x, y, upper=True, unitriangular=True), a, b)
     numeric(LA.vander, _rng(1).standard_normal(3))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 3), (2, 0, 0), (0, 0)])
+@pytest.mark.parametrize("name", ["det", "inv", "cholesky", "eigvalsh", "svdvals", "pinv",
+                                  "matrix_exp", "matrix_norm", "norm", "matrix_rank", "qr", "eigh",
+                                  "svd", "slogdet", "lu_factor", "lu", "cond"])
+def test_empty_batches_and_matrices_have_torch_shapes(shape, name):
+    a = np.broadcast_to(np.eye(shape[-1]), shape).copy()
+    mine, theirs = getattr(LA, name)(minidl.tensor(a)), getattr(torch.linalg, name)(
+        torch.tensor(a))
+    if isinstance(theirs, tuple):
+        assert [tuple(m.shape) for m in mine] == [tuple(t.shape) for t in theirs]
+    else:
+        _close(mine, theirs, 0)

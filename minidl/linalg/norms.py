@@ -121,6 +121,9 @@ def cond(A: Tensor, p: Any = None) -> Tensor:  # noqa: N803
     s_min, any shape), -2 (s_min / s_max), or another matrix_norm order for square A:
     norm(A) * norm(A^{-1}), inf where A is singular."""
     A = as_tensor_arg(A)
+    if A.ndim >= 2 and 0 in A.shape[-2:]:  # PyTorch's condition number of an empty matrix
+        check_float("linalg.cond", A)
+        return A.new_zeros(tuple(A.shape[:-2]))
     if p is None or (not isinstance(p, (bool, str)) and p in (2, -2)):
         s = svdvals(A)
         big, small = s[..., 0], s[..., -1]

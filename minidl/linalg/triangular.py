@@ -41,7 +41,8 @@ def getrf(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lu = np.array(a, copy=True)
     m, n = lu.shape[-2:]
     k = min(m, n)
-    flat = lu.reshape((-1, m, n))
+    count = int(np.prod(lu.shape[:-2], dtype=np.int64))
+    flat = lu.reshape((count, m, n))
     swaps = np.zeros((flat.shape[0], k), np.int64)
     rows = np.arange(flat.shape[0])
     for col in range(k):
@@ -61,7 +62,8 @@ def getrf(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def permutation(swaps: np.ndarray, m: int, dtype: np.dtype) -> np.ndarray:
     """P (..., m, m) with A = P L U, from the 0-based row swaps."""
     order = np.broadcast_to(np.arange(m), swaps.shape[:-1] + (m,)).copy()
-    flat, flat_swaps = order.reshape(-1, m), swaps.reshape(-1, swaps.shape[-1])
+    count = int(np.prod(swaps.shape[:-1], dtype=np.int64))
+    flat, flat_swaps = order.reshape(count, m), swaps.reshape(count, swaps.shape[-1])
     rows = np.arange(flat.shape[0])
     for col in range(flat_swaps.shape[1]):
         target = flat_swaps[:, col]
@@ -132,7 +134,10 @@ def _factor(op: str, A: Any, pivot: bool) -> tuple[Tensor, Tensor, np.ndarray]:
     k = min(m, n)
     lu, pivots = unpack_tensor(_lu_factor(A), [(m, n), (k,)])
     zero = np.diagonal(lu.data, axis1=-2, axis2=-1) == 0
-    info = np.where(zero.any(axis=-1), zero.argmax(axis=-1) + 1, 0).astype(np.int32)
+    if k == 0:
+        info = np.zeros(zero.shape[:-1], np.int32)
+    else:
+        info = np.where(zero.any(axis=-1), zero.argmax(axis=-1) + 1, 0).astype(np.int32)
     return lu, tensor(pivots.data.astype(np.int32)), info
 
 

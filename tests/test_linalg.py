@@ -674,3 +674,14 @@ def test_empty_batches_and_matrices_have_torch_shapes(shape, name):
         assert [tuple(m.shape) for m in mine] == [tuple(t.shape) for t in theirs]
     else:
         _close(mine, theirs, 0)
+
+
+def test_dtype_mismatch_messages_equal_torch():
+    a32, a64 = np.eye(3, dtype=np.float32), np.ones(3)
+    for call in (lambda m: m.linalg.solve(m.tensor(a32), m.tensor(a64)),
+                 lambda m: m.linalg.vecdot(m.tensor(a32[0]), m.tensor(a64))):
+        with pytest.raises(RuntimeError) as m_err:
+            call(minidl)
+        with pytest.raises(RuntimeError) as t_err:
+            call(torch)
+        assert str(m_err.value) == str(t_err.value)

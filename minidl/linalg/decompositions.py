@@ -286,6 +286,12 @@ def eigvalsh(A: Tensor, UPLO: str = "L") -> Tensor:  # noqa: N803
     return eigh(A, UPLO).eigenvalues
 
 
+def _check_driver(driver: str | None) -> None:
+    if driver is not None:
+        raise RuntimeError("torch.linalg.svd: keyword argument `driver=` is only supported on "
+                           "CUDA inputs with cuSOLVER backend.")
+
+
 def svd(A: Tensor, full_matrices: bool = True, *, driver: str | None = None) -> Any:  # noqa: N803
     """The named tuple linalg_svd (U, S, Vh) of each matrix A (..., m, n), A = U diag(S) Vh,
     S descending; k = min(m, n): full_matrices U (m, m), Vh (n, n), else U (m, k), Vh (k, n).
@@ -294,9 +300,7 @@ def svd(A: Tensor, full_matrices: bool = True, *, driver: str | None = None) -> 
     A = as_tensor_arg(A)
     check_float("linalg.svd", A)
     check_matrix("linalg.svd", A)
-    if driver is not None:
-        raise RuntimeError("torch.linalg.svd: keyword argument `driver=` is only supported on "
-                           "CUDA inputs with cuSOLVER backend.")
+    _check_driver(driver)
     m, n = A.shape[-2:]
     k = min(m, n)
     shapes = [(m, m), (k,), (n, n)] if full_matrices else [(m, k), (k,), (k, n)]
@@ -304,10 +308,12 @@ def svd(A: Tensor, full_matrices: bool = True, *, driver: str | None = None) -> 
 
 
 def svdvals(A: Tensor, *, driver: str | None = None) -> Tensor:  # noqa: N803
-    """The singular values (descending) of each matrix A (..., m, n) -> (..., min(m, n))."""
+    """The singular values (descending) of each matrix A (..., m, n) -> (..., min(m, n));
+    driver must be None, as svd's."""
     A = as_tensor_arg(A)
     check_float("linalg.svd", A)
     check_matrix("linalg.svd", A)
+    _check_driver(driver)
     return _svd(A, full_matrices=False, compute_uv=False)
 
 

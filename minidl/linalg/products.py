@@ -15,7 +15,7 @@ import numpy as np
 
 from minidl import graph
 from minidl.graph import Context, Function
-from minidl.linalg.checks import as_tensor_arg, check_float, mT, square_float
+from minidl.linalg.checks import as_tensor_arg, check_float, mT, square_float, torch_dtype_name
 from minidl.ops import contiguous
 from minidl.tensor import Tensor, concatenate, matmul, tensor
 from minidl.tensor_math import cumprod
@@ -157,7 +157,8 @@ def vecdot(x: Tensor, y: Tensor, *, dim: int = -1) -> Tensor:
     check_float("linalg.vecdot", x)
     if x.dtype != y.dtype:
         raise RuntimeError(f"linalg.vecdot: Expected x and y to have the same dtype, but found "
-                           f"x of type {x.dtype} and y of type {y.dtype} instead")
+                           f"x of type {torch_dtype_name(x.dtype)} and y of type "
+                           f"{torch_dtype_name(y.dtype)} instead")
     return (x * y).sum(dim=dim)
 
 

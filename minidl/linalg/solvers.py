@@ -26,6 +26,7 @@ from minidl.linalg.checks import (
     first_zero_pivot,
     mT,
     square_float,
+    torch_dtype_name,
 )
 from minidl.ops import contiguous
 from minidl.ops.elementwise import unbroadcast
@@ -112,7 +113,8 @@ def inv(A: Tensor) -> Tensor:  # noqa: N803 (PyTorch's argument names)
 def _same_dtype(op: str, a: Tensor, b: Tensor) -> None:
     if a.dtype != b.dtype:
         raise RuntimeError(f"{op}: Expected A and B to have the same dtype, but found A of type "
-                           f"{a.dtype} and B of type {b.dtype} instead")
+                           f"{torch_dtype_name(a.dtype)} and B of type "
+                           f"{torch_dtype_name(b.dtype)} instead")
 
 
 def _is_vector_rhs(a: Tensor, b: Tensor) -> bool:

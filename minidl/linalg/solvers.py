@@ -1,9 +1,10 @@
-"""Inverses and linear solves: linalg.inv, solve, lstsq, pinv, matrix_power, tensorinv and
-tensorsolve.
+"""Inverses and linear solves: linalg.inv, solve, pinv, lstsq, matrix_rank, matrix_power,
+tensorinv and tensorsolve.
 
-inv and solve are ops with the closed-form gradients of X = A^{-1} B: dB = A^{-T} G and
-dA = -dB X^T (for inv, B = I: dA = -X^T G X^T); pinv's is Golub and Pereyra's. lstsq, pinv, matrix_power and the tensor
-forms are composites of them, pinv and matmul, so their gradients are those ops'.
+inv, solve and pinv are ops. inv and solve have the closed-form gradients of X = A^{-1} B:
+dB = A^{-T} G and dA = -dB X^T (for inv, B = I: dA = -X^T G X^T); pinv's is Golub and
+Pereyra's. lstsq, matrix_power and the tensor forms are composites of them and matmul, so
+their gradients are those ops'; matrix_rank has none (an integer result).
 """
 
 from __future__ import annotations

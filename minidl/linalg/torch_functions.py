@@ -1,6 +1,7 @@
 """PyTorch's top-level linear algebra names, older than torch.linalg (torch.det, inverse,
 pinverse, cholesky, cholesky_solve, cholesky_inverse, qr with `some`, svd with V instead of Vh,
-lu, lu_solve, lu_unpack, ...), on minidl.linalg, and their Tensor methods (bound at the end, METHODS)."""
+lu, lu_solve, lu_unpack, ...), on minidl.linalg, and their Tensor methods (bound at the end,
+METHODS)."""
 
 from __future__ import annotations
 

@@ -685,3 +685,18 @@ def test_dtype_mismatch_messages_equal_torch():
         with pytest.raises(RuntimeError) as t_err:
             call(torch)
         assert str(m_err.value) == str(t_err.value)
+
+
+def test_norm_dtype_rules_equal_torch():
+    x = np.ones((2, 3))
+    for call in (lambda m: m.linalg.vector_norm(m.tensor(x), dtype=m.float32),
+                 lambda m: m.linalg.matrix_norm(m.tensor(x), "nuc", dtype=m.float32),
+                 lambda m: m.linalg.norm(m.tensor(x), dtype=m.float32),
+                 lambda m: m.linalg.vector_norm(m.tensor(x), dtype=m.int64)):
+        with pytest.raises(RuntimeError) as m_err:
+            call(minidl)
+        with pytest.raises(RuntimeError) as t_err:
+            call(torch)
+        assert str(m_err.value) == str(t_err.value)
+    widened = LA.matrix_norm(minidl.tensor(x.astype(np.float32)), dtype=minidl.float64)
+    assert widened.dtype == minidl.float64

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl.dtypes import check_dtype
 from minidl.linalg.checks import (
     LinAlgError,
     as_tensor_arg,
@@ -16,6 +17,7 @@ from minidl.linalg.checks import (
     check_matrix,
     check_square,
     first_zero_pivot,
+    torch_dtype_name,
 )
 from minidl.linalg.decompositions import svdvals
 from minidl.linalg.solvers import inv
@@ -25,14 +27,18 @@ _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 
 
 def _cast(op: str, x: Tensor, dtype: Any) -> Tensor:
+    """x in dtype, which must be a float dtype at least as wide as x's (PyTorch's rule)."""
     check_float(op, x)
     if dtype is None:
         return x
-    from minidl.dtypes import check_dtype
-
     dtype = check_dtype(op, dtype)
-    if np.dtype(dtype).kind != "f":
-        raise RuntimeError(f"{op}: dtype should be floating point or complex, but got {dtype}")
+    if dtype.kind != "f":
+        raise RuntimeError(f"{op}: dtype should be floating point or complex, but got "
+                           f"{torch_dtype_name(dtype)}")
+    if dtype.itemsize < x.dtype.itemsize:
+        raise RuntimeError(f"{op}: the dtype of the input ({torch_dtype_name(x.dtype)}) should "
+                           "be convertible without narrowing to the specified dtype "
+                           f"({torch_dtype_name(dtype)})")
     return x.to(dtype)
 
 

@@ -700,3 +700,13 @@ def test_norm_dtype_rules_equal_torch():
         assert str(m_err.value) == str(t_err.value)
     widened = LA.matrix_norm(minidl.tensor(x.astype(np.float32)), dtype=minidl.float64)
     assert widened.dtype == minidl.float64
+
+
+def test_torch_cross_default_dim_is_the_first_of_size_3():
+    from minidl.linalg import torch_functions
+
+    torch_functions._warned.clear()
+    a, b = _rng(1).standard_normal((3, 2, 3)), _rng(2).standard_normal((3, 2, 3))
+    with pytest.warns(UserWarning, match="without specifying the dim"):
+        compare(minidl.cross, torch.cross, [a, b])
+    compare(lambda x, y: x.cross(y, dim=2), lambda x, y: x.cross(y, dim=2), [a, b])

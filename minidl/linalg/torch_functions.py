@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
 from minidl import return_types
 from minidl.linalg import decompositions, determinants, products, solvers, triangular
 from minidl.linalg.checks import as_tensor_arg, check_float, check_matrix, check_square
@@ -153,9 +155,23 @@ def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True,  # n
     return triangular.lu_unpack(LU_data, LU_pivots, unpack_data, unpack_pivots)
 
 
+def cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
+    """linalg.cross along dim; dim None (deprecated, as PyTorch's: a UserWarning once) takes
+    the first dim of size 3 of the broadcast shape."""
+    input, other = as_tensor_arg(input), as_tensor_arg(other)
+    if dim is None:
+        _deprecated("cross", "Using torch.cross without specifying the dim arg is deprecated.\n"
+                    "Please either pass the dim explicitly or simply use torch.linalg.cross.\n"
+                    "The default value of dim will change to agree with that of linalg.cross "
+                    "in a future release.")
+        shape = np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+        dim = next((d for d, size in enumerate(shape) if size == 3), -1)
+    return products.cross(input, other, dim=dim)
+
+
 METHODS = ("det", "logdet", "slogdet", "inverse", "pinverse", "cholesky", "cholesky_solve",
            "cholesky_inverse", "qr", "svd", "matrix_power", "matrix_exp", "diagonal", "lu",
-           "lu_solve")
+           "lu_solve", "cross")
 #: top-level only: Tensor has no such method in PyTorch
 FUNCTIONS = ("lu_unpack",)
 for _name in METHODS:

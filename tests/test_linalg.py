@@ -710,3 +710,15 @@ def test_torch_cross_default_dim_is_the_first_of_size_3():
     with pytest.warns(UserWarning, match="without specifying the dim"):
         compare(minidl.cross, torch.cross, [a, b])
     compare(lambda x, y: x.cross(y, dim=2), lambda x, y: x.cross(y, dim=2), [a, b])
+
+
+@pytest.mark.parametrize("kwargs", [{"ord": "fro", "dim": 1}, {"ord": 2, "dim": (0, 1, 2)},
+                                    {"ord": "nuc"}, {"ord": 1, "dim": (0, 0)},
+                                    {"ord": 3, "dim": (1, 2)}])
+def test_norm_argument_errors_equal_torch(kwargs):
+    x = np.ones((2, 3, 4))
+    with pytest.raises(RuntimeError) as m_err:
+        LA.norm(minidl.tensor(x), **kwargs)
+    with pytest.raises(RuntimeError) as t_err:
+        torch.linalg.norm(torch.tensor(x), **kwargs)
+    assert str(m_err.value) == str(t_err.value)

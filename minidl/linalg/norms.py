@@ -109,16 +109,22 @@ def norm(A: Tensor, ord: Any = None, dim: Any = None, keepdim: bool = False,  # 
     if isinstance(dim, int):
         dim = (dim,)
     if dim is not None:
+        if len(dim) not in (1, 2):
+            raise RuntimeError(f"linalg.norm: If dim is specified, it must be of length 1 or 2. "
+                               f"Got {list(dim)}")
+        if isinstance(ord, str):  # a matrix order: matrix_norm's error for the 1-tuple
+            return matrix_norm(A, ord, dim[0] if len(dim) == 1 else tuple(dim), keepdim,
+                               dtype=dtype)
         if len(dim) == 1:
             return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
         return matrix_norm(A, "fro" if ord is None else ord, tuple(dim), keepdim, dtype=dtype)
     if ord is None:
         return vector_norm(A, 2, None, keepdim, dtype=dtype)
-    if A.ndim == 2 or isinstance(ord, str):
-        return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
-    if A.ndim != 1:
+    if A.ndim not in (1, 2):
         raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be "
                            f"1D or 2D. Got {A.ndim}D.")
+    if A.ndim == 2 or isinstance(ord, str):
+        return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
     return vector_norm(A, ord, None, keepdim, dtype=dtype)
 
 

@@ -115,7 +115,6 @@ class LinalgQrOp(Function):
             r = np.zeros(batch + (k, n), a.dtype)
         ctx.save_for_backward(a, q, r)
         ctx.mode = mode
-        ctx.batch = batch
         return pack(np.broadcast_to(q, batch + q.shape) if mode == "r" else q, r, batch=batch)
 
     @staticmethod

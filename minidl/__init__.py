@@ -235,7 +235,10 @@ def __getattr__(name: str):
 
 
 # Layers, optimizers and checkpoints (issue 4); imported last, they build on the names above.
-from minidl import data, models, nn, optim, static, utils, viz
+from minidl import data, linalg, models, nn, optim, static, utils, viz
+
+# torch.det, inverse, svd, ... (and their Tensor methods): the older names of linalg's ops.
+from minidl.linalg.torch_functions import *  # noqa: E402, F403 (torch_functions.__all__)
 from minidl.profiler import profile
 from minidl.serialization import load, save
 from minidl.static import compile  # noqa: A004 (the public name shadows the builtin on purpose)

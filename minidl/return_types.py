@@ -51,3 +51,72 @@ class cummin(NamedTuple):  # noqa: N801
 class nanmedian(NamedTuple):  # noqa: N801
     values: Any
     indices: Any
+
+
+# The linalg decompositions' results (torch.return_types.linalg_* and the older torch.qr,
+# torch.svd, torch.slogdet).
+class linalg_slogdet(NamedTuple):  # noqa: N801
+    sign: Any
+    logabsdet: Any
+
+
+class slogdet(NamedTuple):  # noqa: N801
+    sign: Any
+    logabsdet: Any
+
+
+class linalg_qr(NamedTuple):  # noqa: N801
+    Q: Any
+    R: Any
+
+
+class qr(NamedTuple):  # noqa: N801
+    Q: Any
+    R: Any
+
+
+class linalg_eigh(NamedTuple):  # noqa: N801
+    eigenvalues: Any
+    eigenvectors: Any
+
+
+class linalg_svd(NamedTuple):  # noqa: N801
+    U: Any
+    S: Any
+    Vh: Any
+
+
+class svd(NamedTuple):  # noqa: N801
+    U: Any
+    S: Any
+    V: Any
+
+
+class linalg_lstsq(NamedTuple):  # noqa: N801
+    solution: Any
+    residuals: Any
+    rank: Any
+    singular_values: Any
+
+
+class linalg_lu_factor(NamedTuple):  # noqa: N801
+    LU: Any
+    pivots: Any
+
+
+class linalg_lu(NamedTuple):  # noqa: N801
+    P: Any
+    L: Any
+    U: Any
+
+
+class lu_unpack(NamedTuple):  # noqa: N801
+    P: Any
+    L: Any
+    U: Any
+
+
+class linalg_lu_factor_ex(NamedTuple):  # noqa: N801
+    LU: Any
+    pivots: Any
+    info: Any

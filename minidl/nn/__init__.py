@@ -27,7 +27,14 @@ from minidl.nn.activation import (
     Softsign,
     Tanh,
 )
-from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from minidl.nn.attention import (
+    MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -146,6 +153,9 @@ __all__ = [
     "Softplus",
     "Softsign",
     "Tanh",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Unflatten",

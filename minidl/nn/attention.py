@@ -9,8 +9,6 @@ import copy
 import math
 from typing import Any
 
-import numpy as np
-
 from minidl.nn import functional as F
 from minidl.nn import init
 from minidl.nn.layers import Dropout, LayerNorm, Linear, empty_parameter, float_dtype
@@ -139,8 +137,9 @@ class MultiheadAttention(Module):
         k = k.reshape(k.shape[0], batch * heads, head_dim).transpose(0, 1)
         v = v.reshape(v.shape[0], batch * heads, head_dim).transpose(0, 1)
         if self.add_zero_attn:
-            zeros = Tensor._wrap(np.zeros((batch * heads, 1, head_dim), q.dtype), False)
-            k, v = cat([k, zeros], dim=1), cat([v, zeros], dim=1)
+            # A zero row padded on (not a zeros tensor of this batch's size: a traced
+            # graph, an exported ONNX file, keeps working at other batch sizes).
+            k, v = F.pad(k, (0, 0, 0, 1)), F.pad(v, (0, 0, 0, 1))
             mask = None if mask is None else F.pad(mask, (0, 1))
             pad = None if pad is None else F.pad(pad, (0, 1))
         source = k.shape[1]

@@ -452,3 +452,37 @@ def test_conv_transpose_1d_is_listed_as_unsupported(tmp_path):
     path = save(graph, tmp_path / "ct1d.onnx")
     with pytest.raises(mo.LoadError, match="ConvTranspose with 1-D kernels"):
         mo.load(path)
+
+
+def test_exported_instance_norm_and_transformer_load_back(tmp_path):
+    """The files the exporter writes for InstanceNorm (InstanceNormalization) and attention
+    (Expand, Shape(start, end), Where on a bool input) load and run at other batch sizes."""
+    from test_onnx_export import PADDING, Attend, Decode
+
+    minidl.manual_seed(6)
+    norm = nn.InstanceNorm2d(3, affine=True)
+    norm.weight.data[...] = randn(3, seed=7)
+    mo.export(norm, randn(2, 3, 5, 4), tmp_path / "norm.onnx")
+    x = randn(3, 3, 5, 4, seed=8)
+    assert_close(mo.load(tmp_path / "norm.onnx")(x).data, norm(minidl.tensor(x)).data)
+    cases = [
+        (Decode(nn.Transformer(8, 2, 1, 1, 16, batch_first=True)), {"Expand", "Where"}),
+        (Attend(nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True)),
+         {"Expand", "Shape", "Concat"}),
+    ]
+    # Decode takes (src, tgt, padding), Attend (query, key and value, padding).
+    a, b = randn(3, 5, 8, seed=9), randn(3, 4, 8, seed=10)
+    for k, (model, expected_ops) in enumerate(cases):
+        inputs = [a, b, PADDING] if k == 0 else [b, a, PADDING]
+        path = tmp_path / f"attention{k}.onnx"
+        model.eval()
+        mo.export(model, tuple(inputs), path)
+        assert expected_ops <= {n.op_type for n in onnx.load(str(path)).graph.node}
+        loaded = mo.load(path)
+        for batch in (1, 2, 3):
+            xs = [x[:batch] for x in inputs]
+            want = model(*[minidl.tensor(x) for x in xs])
+            got = loaded(*xs)
+            for g, w in zip(got if isinstance(got, tuple) else (got,),
+                            want if isinstance(want, tuple) else (want,)):
+                assert_close(g.data, w.data)

@@ -707,6 +707,27 @@ def _layer_norm(ins, attrs, ctx):
     return [y, mean.astype(x.dtype), inv_std.astype(x.dtype)]
 
 
+def _instance_norm(ins, attrs, ctx):
+    """Each (sample, channel) plane normalized over its spatial entries, then scale and B
+    (C,) per channel: group norm with one channel per group."""
+    x = _tensor(ins[0])
+    if x.ndim < 3:
+        raise LoadError(f"InstanceNormalization: expected an input (N, C, D1, ...), got "
+                        f"{x.shape}")
+    return [F.group_norm(x, x.shape[1], _tensor(ins[1]), _tensor(ins[2]),
+                         float(attrs.get("epsilon", 1e-5)))]
+
+
+def _expand(ins, attrs, ctx):
+    """Broadcast against the shape input (ONNX's bidirectional rule: a 1 keeps x's size)."""
+    x = ins[0]
+    target = np.broadcast_shapes(np.shape(x.data if isinstance(x, Tensor) else x),
+                                 tuple(int(n) for n in _static(ins[1], "Expand", "shape")))
+    if _is_array(x):
+        return [np.broadcast_to(x, target).copy()]
+    return [x.expand(*target)]
+
+
 def _gelu(x: Tensor, attrs: dict) -> Tensor:
     return F.gelu(x, approximate=attrs.get("approximate", "none"))
 
@@ -779,6 +800,8 @@ OPS: dict[str, Callable] = {
     "Erf": _unary(lambda x, a: x.erf()),
     "Gelu": _unary(_gelu),
     "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "Expand": _expand,
     "Clip": _clip,
     "Where": _where,
     "BatchNormalization": _batch_norm,
@@ -806,6 +829,7 @@ STATIC_INPUTS: dict[str, tuple[int, ...]] = {
     "Clip": (1, 2),
     "Pad": (1, 2, 3),
     "Reshape": (1,),
+    "Expand": (1,),
     "Gather": (1,),
     "Unsqueeze": (1,),
     "Slice": (1, 2, 3, 4),

@@ -295,14 +295,14 @@ def test_composite_layers_export_to_onnx(tmp_path, make):
         np.testing.assert_allclose(got, model(_t(batch)).data, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("model, name", [(nn.AdaptiveMaxPool2d(2), "AdaptiveMaxPool2d"),
-                                         (nn.InstanceNorm2d(4, affine=True), "Repeat")])
-def test_layers_without_onnx_translation_raise_export_error(tmp_path, model, name):
+def test_adaptive_max_pool_with_unequal_windows_raises_export_error(tmp_path):
     pytest.importorskip("onnx")
     from minidl.onnx import ExportError, export
 
-    with pytest.raises(ExportError, match=f"{name}: this minidl op has no ONNX translation"):
-        export(model, (np.zeros((1, 4, 4, 4), np.float32),), tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match=r"AdaptiveMaxPool2d: output size \(3, 3\) does not "
+                                          r"divide the input's \(4, 4\)"):
+        export(nn.AdaptiveMaxPool2d(3), (np.zeros((1, 4, 4, 4), np.float32),), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 # -- interpolate --------------------------------------------------------------------------------
@@ -782,6 +782,8 @@ def test_instance_norm_bad_input_raises():
         F.instance_norm(np.zeros((2, 3, 1, 1)))
     with pytest.raises(ValueError, match="instance_norm: expected an input"):
         F.instance_norm(np.zeros((2, 3)))
+    with pytest.raises(RuntimeError, match="expected running_mean and running_var"):
+        F.instance_norm(np.zeros((2, 3, 4)), use_input_stats=False)
     with pytest.raises(ValueError, match="InstanceNorm2d: expected a 3-D or 4-D input"):
         nn.InstanceNorm2d(3)(_t(np.zeros((2, 3))))
     with pytest.raises(ValueError, match=r"match num_features \(3\), but got 4"):

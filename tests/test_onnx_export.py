@@ -432,3 +432,138 @@ def test_group_norm(tmp_path, affine):
         model[1].bias.data[...] = randn(6, seed=6)
     proto = check_model(model, randn(2, 3, 7, 7), tmp_path)
     assert "LayerNormalization" in ops_of(proto)
+
+
+# -- instance norm, adaptive max pool, attention and the Transformer --------------------------
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nn.InstanceNorm2d(3), (2, 3, 5, 4)),
+    (lambda: nn.InstanceNorm2d(3, affine=True), (2, 3, 5, 4)),
+    (lambda: nn.InstanceNorm1d(3, affine=True, bias=False), (2, 3, 7)),
+], ids=["2d", "2d-affine", "1d-weight-only"])
+def test_instance_norm_is_instance_normalization(tmp_path, make, shape):
+    model = make()
+    if model.weight is not None:
+        model.weight.data[...] = randn(3, seed=5)
+    proto = check_model(model, randn(*shape), tmp_path)
+    assert ops_of(proto) == ["InstanceNormalization"]
+
+
+def test_instance_norm_with_running_statistics_is_batch_normalization(tmp_path):
+    model = nn.InstanceNorm2d(3, affine=True, track_running_stats=True)
+    model(minidl.tensor(randn(4, 3, 5, 5, seed=2) * 3 + 1))  # running statistics away from 0 / 1
+    proto = check_model(model, randn(2, 3, 5, 4), tmp_path)
+    assert ops_of(proto) == ["BatchNormalization"]
+    assert {i.name for i in proto.graph.initializer} >= {"running_mean", "running_var"}
+
+
+@pytest.mark.parametrize("size, op", [((2, 3), "MaxPool"), (1, "GlobalMaxPool"),
+                                      ((6, None), "MaxPool")])
+def test_adaptive_max_pool(tmp_path, size, op):
+    proto = check_model(nn.AdaptiveMaxPool2d(size), randn(2, 3, 6, 6), tmp_path)
+    assert ops_of(proto) == [op]
+
+
+def test_adaptive_max_pool_errors(tmp_path):
+    with pytest.raises(mo.ExportError, match=r"output size \(4, 3\) does not divide the "
+                                             r"input's \(6, 6\); the unequal windows"):
+        mo.export(nn.AdaptiveMaxPool2d((4, 3)), (randn(1, 3, 6, 6),), tmp_path / "m.onnx")
+    model = Lambda(lambda m, x: m.pool(x)[0], pool=nn.AdaptiveMaxPool2d(2, return_indices=True))
+    with pytest.raises(mo.ExportError, match="return_indices=True has no ONNX translation"):
+        mo.export(model, (randn(1, 3, 6, 6),), tmp_path / "m.onnx")
+
+
+def check_inputs(model, inputs, tmp_path, batches=(1, 2, 3), rtol=1e-5):
+    """Export (batch_first inputs, dynamic batch) and compare every output of onnxruntime with
+    minidl's at each batch size: each input is its rows repeated, cut to the batch size."""
+    path = tmp_path / "model.onnx"
+    model.eval()
+    mo.export(model, tuple(inputs), path)
+    proto = onnx.load(str(path))
+    for b in batches:
+        xs = [np.concatenate([x] * b)[:b] for x in inputs]
+        with minidl.no_grad():
+            want = model(*[minidl.tensor(x) for x in xs])
+        want = want if isinstance(want, tuple) else (want,)
+        got = run_ort(path, *xs)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_close(g, w.data, rtol)
+    return proto
+
+
+class Attend(nn.Module):
+    def __init__(self, mha, **kwargs):
+        super().__init__()
+        self.mha, self.kwargs = mha, kwargs
+
+    def forward(self, q, kv, padding):
+        out, weights = self.mha(q, kv, kv, key_padding_mask=padding, **self.kwargs)
+        return out if weights is None else (out, weights)
+
+
+PADDING = np.array([[False] * 5, [False, False, False, True, True], [True] + [False] * 4])
+
+
+@pytest.mark.parametrize("options, kwargs", [
+    ({}, {}),
+    ({"kdim": 6, "vdim": 6, "add_bias_kv": True}, {}),
+    ({"add_zero_attn": True}, {"average_attn_weights": False}),
+    ({"bias": False}, {"need_weights": False}),
+], ids=["default", "kdim-bias_kv", "zero_attn-per-head", "no-bias-no-weights"])
+def test_multihead_attention_with_padding_mask_input(tmp_path, options, kwargs):
+    minidl.manual_seed(21)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True, **options)
+    if mha.in_proj_bias is not None:
+        mha.in_proj_bias.data[...] = randn(24, seed=1)
+    kv = randn(3, 5, options.get("kdim", 8), seed=2)
+    model = Attend(mha, **kwargs)
+    inputs = [randn(3, 4, 8, seed=3), kv, PADDING]
+    proto = check_inputs(model, inputs, tmp_path)
+    assert {"MatMul", "Softmax", "Where"} <= set(ops_of(proto))
+    assert proto.graph.input[2].type.tensor_type.elem_type == onnx.TensorProto.BOOL
+    if not kwargs.get("need_weights", True):
+        assert len(proto.graph.output) == 1
+
+
+class Decode(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, a, b, padding):
+        mask = nn.Transformer.generate_square_subsequent_mask(4)
+        if isinstance(self.model, nn.Transformer):
+            return self.model(a, b, tgt_mask=mask, src_key_padding_mask=padding,
+                              memory_key_padding_mask=padding)
+        return self.model(b, a, tgt_mask=mask, tgt_is_causal=True,
+                          memory_key_padding_mask=padding)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.TransformerDecoderLayer(8, 2, 16, batch_first=True),
+    lambda: nn.TransformerDecoder(nn.TransformerDecoderLayer(
+        8, 2, 16, batch_first=True, norm_first=True, activation="gelu"), 2, nn.LayerNorm(8)),
+    lambda: nn.Transformer(8, 2, 2, 1, 16, batch_first=True),
+], ids=["decoder-layer", "pre-norm-gelu-decoder", "transformer"])
+def test_transformer_decoder_and_transformer(tmp_path, make):
+    minidl.manual_seed(22)
+    model = Decode(make())
+    inputs = [randn(3, 5, 8, seed=4), randn(3, 4, 8, seed=5), PADDING]
+    proto = check_inputs(model, inputs, tmp_path)
+    assert {"LayerNormalization", "Softmax", "MatMul"} <= set(ops_of(proto))
+
+
+def test_transformer_encoder_layer_with_causal_mask(tmp_path):
+    minidl.manual_seed(23)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(4)
+    model = Lambda(lambda m, x: m.layer(x, src_mask=mask, is_causal=True), layer=layer)
+    check_inputs(model, [randn(3, 4, 8, seed=6)], tmp_path)
+
+
+def test_expand_of_a_new_batch_dimension_without_an_input_of_that_size_raises(tmp_path):
+    model = Lambda(lambda m, x: m.w.expand(2 * x.shape[0], 3) + 0,
+                   w=nn.Parameter(minidl.tensor(randn(1, 3))))
+    with pytest.raises(mo.ExportError, match="Expand .* no input's dimension"):
+        mo.export(model, (randn(2, 3),), tmp_path / "m.onnx")
+    mo.export(model, (randn(2, 3),), tmp_path / "m.onnx", dynamic_batch=False)

@@ -375,3 +375,114 @@ def test_layer_norm_gelu_embedding_round_trip(tmp_path):
     loaded(indices).sum().backward()
     rows = np.abs(table.grad.data).sum(axis=1) > 0
     assert rows.tolist() == [i in (0, 2, 3, 7, 11) for i in range(12)]
+
+
+CONV_TRANSPOSE_ATTRS = [
+    {},
+    {"strides": [2, 3], "pads": [1, 0, 1, 0]},
+    {"strides": [2, 2], "output_padding": [1, 1]},
+    {"strides": [3, 2], "output_padding": [2, 1], "pads": [1, 2, 0, 1]},
+    {"group": 2, "dilations": [2, 1]},
+    {"pads": [0, 1, 2, 0], "strides": [2, 1], "group": 2},
+    {"strides": [2, 2], "output_shape": [10, 9]},
+    {"strides": [2, 2], "output_shape": [9, 7]},
+    {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    {"strides": [2, 3], "auto_pad": "SAME_LOWER", "dilations": [1, 2]},
+    {"strides": [3, 3], "auto_pad": "VALID"},
+]
+
+
+@pytest.mark.parametrize("attrs", CONV_TRANSPOSE_ATTRS,
+                         ids=lambda a: "-".join(f"{k}{v}" for k, v in a.items()) or "plain")
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_transpose_matches_onnxruntime(tmp_path, attrs, bias):
+    group = attrs.get("group", 1)
+    w = randn(4, 3, 3, 2, seed=1)
+    inits = [init("w", w)] + ([init("b", randn(3 * group, seed=2))] if bias else [])
+    graph = helper.make_graph(
+        [helper.make_node("ConvTranspose", ["x", "w"] + (["b"] if bias else []), ["y"],
+                          **attrs)],
+        "conv_transpose",
+        [float_info("x", ["n", 4, 5, 4])],
+        [float_info("y", ["n", "c", "h", "w"])],
+        inits,
+    )
+    path = save(graph, tmp_path / "ct.onnx")
+    loaded = mo.load(path)
+    for batch in (1, 2):
+        x = randn(batch, 4, 5, 4, seed=3)
+        (want,) = run_ort(path, x)
+        got = loaded(x).data
+        assert got.shape == want.shape
+        assert_close(got, want)
+
+
+def test_conv_transpose_round_trip_and_gradients(tmp_path):
+    minidl.manual_seed(5)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1,
+                                             groups=2, dilation=1), nn.ReLU(),
+                          nn.ConvTranspose2d(6, 2, (2, 3), stride=(1, 2), dilation=(2, 1)))
+    path = tmp_path / "ct.onnx"
+    mo.export(model, randn(2, 4, 5, 5), path)
+    loaded = mo.load(path)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node].count("ConvTranspose") == 2
+    x = randn(3, 4, 5, 5, seed=4)
+    mx, lx = minidl.tensor(x, requires_grad=True), minidl.tensor(x, requires_grad=True)
+    want, got = model(mx), loaded(lx)
+    assert_close(got.data, want.data)
+    assert_close(run_ort(path, x)[0], want.data)
+    want.sum().backward()
+    got.sum().backward()
+    assert_close(lx.grad.data, mx.grad.data)
+    # Initializer "0.weight" is the loaded module's attribute "_0_weight".
+    grads = {"_" + n.replace(".", "_"): p.grad.data for n, p in model.named_parameters()}
+    assert sorted(grads) == sorted(n for n, _ in loaded.named_parameters())
+    for name, p in loaded.named_parameters():
+        assert_close(p.grad.data, grads[name])
+
+
+def test_conv_transpose_1d_is_listed_as_unsupported(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=[3])],
+        "conv_transpose_1d",
+        [float_info("x", [1, 2, 5])],
+        [float_info("y", [1, 3, 7])],
+        [init("w", randn(2, 3, 3))],
+    )
+    path = save(graph, tmp_path / "ct1d.onnx")
+    with pytest.raises(mo.LoadError, match="ConvTranspose with 1-D kernels"):
+        mo.load(path)
+
+
+def test_exported_instance_norm_and_transformer_load_back(tmp_path):
+    """The files the exporter writes for InstanceNorm (InstanceNormalization) and attention
+    (Expand, Shape(start, end), Where on a bool input) load and run at other batch sizes."""
+    from test_onnx_export import PADDING, Attend, Decode
+
+    minidl.manual_seed(6)
+    norm = nn.InstanceNorm2d(3, affine=True)
+    norm.weight.data[...] = randn(3, seed=7)
+    mo.export(norm, randn(2, 3, 5, 4), tmp_path / "norm.onnx")
+    x = randn(3, 3, 5, 4, seed=8)
+    assert_close(mo.load(tmp_path / "norm.onnx")(x).data, norm(minidl.tensor(x)).data)
+    cases = [
+        (Decode(nn.Transformer(8, 2, 1, 1, 16, batch_first=True)), {"Expand", "Where"}),
+        (Attend(nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True)),
+         {"Expand", "Shape", "Concat"}),
+    ]
+    # Decode takes (src, tgt, padding), Attend (query, key and value, padding).
+    a, b = randn(3, 5, 8, seed=9), randn(3, 4, 8, seed=10)
+    for k, (model, expected_ops) in enumerate(cases):
+        inputs = [a, b, PADDING] if k == 0 else [b, a, PADDING]
+        path = tmp_path / f"attention{k}.onnx"
+        model.eval()
+        mo.export(model, tuple(inputs), path)
+        assert expected_ops <= {n.op_type for n in onnx.load(str(path)).graph.node}
+        loaded = mo.load(path)
+        for batch in (1, 2, 3):
+            xs = [x[:batch] for x in inputs]
+            want = model(*[minidl.tensor(x) for x in xs])
+            got = loaded(*xs)
+            for g, w in zip(got if isinstance(got, tuple) else (got,),
+                            want if isinstance(want, tuple) else (want,)):
+                assert_close(g.data, w.data)

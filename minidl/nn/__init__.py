@@ -37,7 +37,14 @@ from minidl.nn.activation import (
     Tanhshrink,
     Threshold,
 )
-from minidl.nn.attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from minidl.nn.attention import (
+    MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from minidl.nn.distance import CosineSimilarity, PairwiseDistance
 from minidl.nn.layers import (
     AdaptiveAvgPool2d,
@@ -191,6 +198,9 @@ __all__ = [
     "Softplus",
     "Softsign",
     "Tanh",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Unflatten",

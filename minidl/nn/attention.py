@@ -1,6 +1,7 @@
-"""Attention layers: MultiheadAttention, TransformerEncoderLayer and TransformerEncoder, with
-PyTorch's parameters (names, shapes, initialization), arguments and results, composed from
-minidl's differentiable ops (linear, matmul, softmax), so every gradient is exact."""
+"""Attention layers: MultiheadAttention, the Transformer encoder and decoder (layers and stacks)
+and Transformer, with PyTorch's parameters (names, shapes, initialization, state_dict keys),
+arguments and results, composed from minidl's differentiable ops (linear, matmul, softmax), so
+every gradient is exact."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import copy
 import math
 from typing import Any
 
-import numpy as np
-
 from minidl.nn import functional as F
 from minidl.nn import init
 from minidl.nn.layers import Dropout, LayerNorm, Linear, empty_parameter, float_dtype
 from minidl.nn.module import Module, ModuleList
-from minidl.tensor import Tensor, cat
+from minidl.tensor import Tensor, cat, full
 
-__all__ = ["MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer"]
+__all__ = ["MultiheadAttention", "Transformer", "TransformerDecoder", "TransformerDecoderLayer",
+           "TransformerEncoder", "TransformerEncoderLayer"]
 
 
 class MultiheadAttention(Module):
@@ -137,8 +137,9 @@ class MultiheadAttention(Module):
         k = k.reshape(k.shape[0], batch * heads, head_dim).transpose(0, 1)
         v = v.reshape(v.shape[0], batch * heads, head_dim).transpose(0, 1)
         if self.add_zero_attn:
-            zeros = Tensor._wrap(np.zeros((batch * heads, 1, head_dim), q.dtype), False)
-            k, v = cat([k, zeros], dim=1), cat([v, zeros], dim=1)
+            # A zero row padded on (not a zeros tensor of this batch's size: a traced
+            # graph, an exported ONNX file, keeps working at other batch sizes).
+            k, v = F.pad(k, (0, 0, 0, 1)), F.pad(v, (0, 0, 0, 1))
             mask = None if mask is None else F.pad(mask, (0, 1))
             pad = None if pad is None else F.pad(pad, (0, 1))
         source = k.shape[1]
@@ -173,6 +174,17 @@ class MultiheadAttention(Module):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
 
 
+def activation_function(activation: Any) -> Any:
+    """The feed-forward activation of a Transformer layer: "relu", "gelu" or a callable.
+
+    Raises RuntimeError for another string, as PyTorch."""
+    if isinstance(activation, str):
+        if activation not in ("relu", "gelu"):
+            raise RuntimeError(f"activation should be relu/gelu, not {activation}")
+        return F.relu if activation == "relu" else F.gelu
+    return activation
+
+
 class TransformerEncoderLayer(Module):
     """Self-attention then a feed-forward block (d_model -> dim_feedforward -> d_model), each
     with dropout, a residual connection and LayerNorm, after (post-norm) or, with
@@ -194,11 +206,7 @@ class TransformerEncoderLayer(Module):
         self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
         self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
         self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
-        if isinstance(activation, str):
-            if activation not in ("relu", "gelu"):
-                raise RuntimeError(f"activation should be relu/gelu, not {activation}")
-            activation = F.relu if activation == "relu" else F.gelu
-        self.activation = activation
+        self.activation = activation_function(activation)
 
     def forward(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
                 is_causal: bool = False) -> Tensor:
@@ -236,3 +244,159 @@ class TransformerEncoder(Module):
                       is_causal=bool(is_causal))
         return x if self.norm is None else self.norm(x)
 
+
+
+class TransformerDecoderLayer(Module):
+    """Self-attention over tgt, attention from tgt to memory (the encoder's output), then a
+    feed-forward block (d_model -> dim_feedforward -> d_model); each block with dropout, a
+    residual connection and LayerNorm (norm1, norm2, norm3), after it (post-norm) or, with
+    norm_first, before it (PyTorch's layer). activation: "relu", "gelu" or a callable.
+
+    tgt: (T, N, E) (batch_first: (N, T, E); unbatched: (T, E)); memory: (S, N, E) likewise.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Any = F.relu, layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, **kw)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                                 batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+        self.activation = activation_function(activation)
+
+    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None,
+                memory_mask: Any = None, tgt_key_padding_mask: Any = None,
+                memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
+                memory_is_causal: bool = False) -> Tensor:
+        """tgt's shape. tgt_mask (T, T) or (N * nhead, T, T), memory_mask (T, S); key padding
+        masks (N, T) and (N, S) ((T,), (S,) unbatched): bool (True = not attended) or float
+        (added). The *_is_causal hints need their mask (RuntimeError otherwise, as
+        PyTorch); the mask given is what applies."""
+        x = tgt
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask,
+                                    memory_key_padding_mask, memory_is_causal)
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
+                                           memory_is_causal))
+        return self.norm3(x + self._ff_block(x))
+
+    def _sa_block(self, x: Tensor, mask: Any, padding: Any, is_causal: bool) -> Tensor:
+        out, _ = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding,
+                                need_weights=False, is_causal=is_causal)
+        return self.dropout1(out)
+
+    def _mha_block(self, x: Tensor, memory: Tensor, mask: Any, padding: Any,
+                   is_causal: bool) -> Tensor:
+        out, _ = self.multihead_attn(x, memory, memory, attn_mask=mask,
+                                     key_padding_mask=padding, need_weights=False,
+                                     is_causal=is_causal)
+        return self.dropout2(out)
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerDecoder(Module):
+    """num_layers deep copies of decoder_layer, each reading the same memory, applied in turn,
+    then the optional norm."""
+
+    def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int,
+                 norm: Module | None = None) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(decoder_layer) for _ in range(num_layers)])
+        self.num_layers, self.norm = num_layers, norm
+
+    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None,
+                memory_mask: Any = None, tgt_key_padding_mask: Any = None,
+                memory_key_padding_mask: Any = None, tgt_is_causal: bool | None = None,
+                memory_is_causal: bool = False) -> Tensor:
+        """tgt's shape; the masks as TransformerDecoderLayer's, given to every layer."""
+        x = tgt
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                      tgt_key_padding_mask=tgt_key_padding_mask,
+                      memory_key_padding_mask=memory_key_padding_mask,
+                      tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
+        return x if self.norm is None else self.norm(x)
+
+
+class Transformer(Module):
+    """An encoder (num_encoder_layers TransformerEncoderLayers and a final LayerNorm) and a
+    decoder (num_decoder_layers TransformerDecoderLayers and a final LayerNorm), or
+    custom_encoder / custom_decoder in their place; every parameter with more than one
+    dimension is then re-initialized Xavier-uniform, as PyTorch.
+
+    src: (S, N, E) (batch_first: (N, S, E); unbatched: (S, E)); tgt: (T, N, E) likewise;
+    result: tgt's shape.
+    """
+
+    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
+                 num_decoder_layers: int = 6, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Any = F.relu,
+                 custom_encoder: Any = None, custom_decoder: Any = None,
+                 layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        layer_args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                      batch_first, norm_first, bias)
+        if custom_encoder is not None:
+            self.encoder = custom_encoder
+        else:
+            self.encoder = TransformerEncoder(
+                TransformerEncoderLayer(*layer_args, **kw), num_encoder_layers,
+                LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        if custom_decoder is not None:
+            self.decoder = custom_decoder
+        else:
+            self.decoder = TransformerDecoder(
+                TransformerDecoderLayer(*layer_args, **kw), num_decoder_layers,
+                LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        for p in self.parameters():
+            if p.ndim > 1:
+                init.xavier_uniform_(p)
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+
+    def forward(self, src: Tensor, tgt: Tensor, src_mask: Any = None, tgt_mask: Any = None,
+                memory_mask: Any = None, src_key_padding_mask: Any = None,
+                tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+                src_is_causal: bool | None = None, tgt_is_causal: bool | None = None,
+                memory_is_causal: bool = False) -> Tensor:
+        """The decoder's output (tgt's shape) on tgt and the encoder's output on src. Raises
+        RuntimeError when src and tgt differ in batch size or their features differ from
+        d_model."""
+        batch_dim = 0 if self.batch_first else 1
+        # PyTorch compares the same dim of tgt, whatever tgt's rank.
+        if src.ndim == 3 and tgt.shape[batch_dim] != src.shape[batch_dim]:
+            raise RuntimeError("the batch number of src and tgt must be equal")
+        if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
+            raise RuntimeError("the feature number of src and tgt must be equal to d_model")
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                              is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask,
+                            tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None
+                                        ) -> Tensor:
+        """The (sz, sz) causal mask: -inf above the diagonal (position i may not attend to
+        j > i), 0 elsewhere; dtype defaults to the default float dtype."""
+        return full((sz, sz), -math.inf, dtype=dtype, device=device).triu(1)

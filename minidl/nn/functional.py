@@ -21,6 +21,7 @@ from minidl.ops import im2col as _im2col
 from minidl.ops import loss as _loss
 from minidl.ops import pool as _pool
 from minidl.tensor import Tensor, tensor
+from minidl.tensor import where as _where
 
 # The ops applied here, found by name once (minidl.graph.op): a call costs no lookup.
 _linear = _op("linear").apply
@@ -543,7 +544,10 @@ def additive_mask(name: str, mask: Any, dtype: Any) -> Tensor | None:
         return None
     m = _tensor(mask)
     if m.dtype == _np.bool_:
-        return Tensor._wrap(_np.where(m.data, -_np.inf, 0.0).astype(dtype), False)
+        # The where op, not NumPy on m's values: a mask that is a traced graph's input (or an
+        # exported ONNX file's) stays one instead of being frozen at the example's values.
+        return _where(m, Tensor._wrap(_np.array(-_np.inf, dtype), False),
+                      Tensor._wrap(_np.array(0.0, dtype), False))
     if m.dtype.kind != "f":
         raise TypeError(f"{name}: only bool and float masks are supported, got {m.dtype}")
     return m.to(dtype)
@@ -1541,29 +1545,38 @@ def instance_norm(input, running_mean: Any = None, running_var: Any = None,
                   weight: Tensor | None = None, bias: Tensor | None = None,
                   use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5):
     """Normalize each (sample, channel) plane of input (N, C, *spatial) over its spatial
-    entries, as torch.nn.functional.instance_norm: batch_norm of the (1, N * C, *spatial)
-    view with weight and bias (C,) repeated N times. running_mean / running_var (C,) arrays or
-    Tensors, when given, move towards the mean over the batch of the instances' statistics
-    (updated in place); use_input_stats=False normalizes with them instead. Raises ValueError
-    for fewer than 3 dims, or one spatial entry per plane when using the input's statistics."""
+    entries, as torch.nn.functional.instance_norm, then weight and bias (C,) per channel.
+    running_mean / running_var (C,) arrays or Tensors, when given, move towards the mean over
+    the batch of the instances' statistics (updated in place, the variance unbiased);
+    use_input_stats=False normalizes with them instead (RuntimeError without them). Raises
+    ValueError for fewer than 3 dims, or one spatial entry per plane when using the input's
+    statistics."""
     x = _tensor(input)
     if x.ndim < 3:
         raise ValueError(f"instance_norm: expected an input (N, C, *spatial) of 3 or more dims, "
                          f"got shape {tuple(x.shape)}")
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("instance_norm: expected running_mean and running_var to be "
+                               "defined when use_input_stats is false")
+        # The running statistics are per channel, the same for every sample: batch norm's
+        # inference formula (and ONNX's BatchNormalization, with the buffers by name).
+        return batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)
     n, c = x.shape[:2]
-    if use_input_stats and int(_np.prod(x.shape[2:])) == 1:
+    count = int(_np.prod(x.shape[2:]))
+    if count == 1:
         raise ValueError(f"instance_norm: expected more than 1 spatial element when training, "
                          f"got input size {tuple(x.shape)}")
+    # One group per channel: group norm's statistics are exactly the instances' (and the op
+    # exports as ONNX's InstanceNormalization).
+    out = group_norm(x, c, weight, bias, eps)
     stats = [_optional_array(a) for a in (running_mean, running_var)]
-    tiled = [None if a is None else _np.tile(a, n) for a in stats]
-    out = batch_norm(x.reshape((1, n * c) + tuple(x.shape[2:])), tiled[0], tiled[1],
-                     None if weight is None else _tensor(weight).repeat(n),
-                     None if bias is None else _tensor(bias).repeat(n),
-                     training=use_input_stats, momentum=momentum, eps=eps)
-    for a, t in zip(stats, tiled):
-        if a is not None and use_input_stats and n:
-            a[...] = t.reshape(n, c).mean(axis=0)
-    return out.reshape(x.shape)
+    if n and stats[0] is not None and stats[1] is not None:
+        planes = x.data.reshape(n, c, count).astype(_np.float64)
+        # PyTorch updates the N * C instances' copies of the statistics, then averages them.
+        for a, batch in ((stats[0], planes.mean(axis=2)), (stats[1], planes.var(axis=2, ddof=1))):
+            a[...] = ((1 - momentum) * a + momentum * batch).mean(axis=0)
+    return out
 
 
 __all__ += ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",

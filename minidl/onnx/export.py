@@ -269,20 +269,28 @@ def _avg_pool(em: _Emitter, op: TracedOp) -> None:
     )
 
 
-def _adaptive_avg_pool(em: _Emitter, op: TracedOp) -> None:
-    h, w = em.shape(op.inputs[0])[2:]
-    oh, ow = op.attrs["out_size"]
-    if (oh, ow) == (1, 1):
-        em.node("GlobalAveragePool", [em.input(op, 0)], [em.out(op)])
-    elif h % oh == 0 and w % ow == 0:
-        # Equal windows: adaptive pooling is plain average pooling.
-        k = [h // oh, w // ow]
-        em.node("AveragePool", [em.input(op, 0)], [em.out(op)], kernel_shape=k, strides=k)
-    else:
-        raise ExportError(
-            f"{op.name}: output size {(oh, ow)} does not divide the input's "
-            f"{(h, w)}; the unequal windows have no ONNX operator"
-        )
+def _adaptive_pool(global_op: str, window_op: str) -> Callable:
+    """Adaptive pooling as the global pool (output 1 x 1) or, when the output size divides
+    the input's, as plain pooling with equal windows (kernel = stride = input / output)."""
+
+    def translate(em: _Emitter, op: TracedOp) -> None:
+        if op.attrs.get("indices_sink") is not None:
+            raise ExportError(f"{op.name}: return_indices=True has no ONNX translation "
+                              "(ONNX's MaxPool indices count over the whole tensor)")
+        h, w = em.shape(op.inputs[0])[2:]
+        oh, ow = op.attrs["out_size"]
+        if (oh, ow) == (1, 1):
+            em.node(global_op, [em.input(op, 0)], [em.out(op)])
+        elif h % oh == 0 and w % ow == 0:
+            k = [h // oh, w // ow]
+            em.node(window_op, [em.input(op, 0)], [em.out(op)], kernel_shape=k, strides=k)
+        else:
+            raise ExportError(
+                f"{op.name}: output size {(oh, ow)} does not divide the input's "
+                f"{(h, w)}; the unequal windows have no ONNX operator"
+            )
+
+    return translate
 
 
 def _linear(em: _Emitter, op: TracedOp) -> None:
@@ -394,6 +402,41 @@ def _reshape(em: _Emitter, op: TracedOp) -> None:
         target[k] = -1
     shape = em.constant(target, np.int64, "shape")
     em.node("Reshape", [em.input(op, 0), shape], [em.out(op)])
+
+
+def _expand(em: _Emitter, op: TracedOp) -> None:
+    """Expand to the output's shape. A dimension the input already has keeps it (ONNX's
+    Expand broadcasts with the target: 1 keeps the input's size, batch-dependent or not); a
+    new batch-dependent one is read at run time from a graph input with that size."""
+    x = op.inputs[0]
+    in1, in2 = em.shape(x), em.second_shape(x)
+    out1, out2 = em.shape(op.output), em.second_shape(op.output)
+    lead = len(out1) - len(in1)
+    pieces: list = []  # per output dim: an int, or the name of a (1,) int64 tensor
+    for k, (a, b) in enumerate(zip(out1, out2)):
+        if k >= lead and (in1[k - lead], in2[k - lead]) == (a, b):
+            pieces.append(1)
+        elif a == b:
+            pieces.append(a)
+        else:
+            pieces.append(_dimension_of_input(em, a, b, f"Expand {in1} -> {out1}"))
+    if all(isinstance(p, int) for p in pieces):
+        shape = em.constant(pieces, np.int64, "shape")
+    else:
+        shape = em.node("Concat", [p if isinstance(p, str) else em.constant([p], np.int64, "dim")
+                                   for p in pieces], axis=0)
+    em.node("Expand", [em.input(op, 0), shape], [em.out(op)])
+
+
+def _dimension_of_input(em: _Emitter, size: int, second_size: int, what: str) -> str:
+    """A (1,) int64 tensor holding, at run time, the dimension of a graph input that is
+    `size` in the trace and `second_size` in the other batch size's."""
+    for index in em.graph.inputs:
+        for axis, (a, b) in enumerate(zip(em.shape(index), em.second_shape(index))):
+            if (a, b) == (size, second_size):
+                return em.node("Shape", [em.value_name(index)], start=axis, end=axis + 1)
+    raise ExportError(f"{what}: a new dimension depends on the batch size and is no input's "
+                      "dimension; export with dynamic_batch=False")
 
 
 def _permute(em: _Emitter, op: TracedOp) -> None:
@@ -574,12 +617,20 @@ def _layer_norm(em: _Emitter, op: TracedOp) -> None:
 
 
 def _group_norm(em: _Emitter, op: TracedOp) -> None:
-    """LayerNormalization over each group's values (x viewed as (N, groups, rest)), then the
+    """One channel per group (instance norm): InstanceNormalization. Otherwise
+    LayerNormalization over each group's values (x viewed as (N, groups, rest)), then the
     per-channel affine: opset 18's GroupNormalization took per-group scales, 21's per-channel
     ones, so the composition exports the same at every opset."""
     dt = em.out_dtype(op)
     shape = em.shape(op.inputs[0])
     groups = int(op.attrs["groups"])
+    weight, bias = em.input(op, 1, dt), em.input(op, 2, dt)
+    if groups == shape[1]:
+        weight = weight or em.constant(np.ones(groups, dt), prefix="in_scale")
+        bias = bias or em.constant(np.zeros(groups, dt), prefix="in_bias")
+        em.node("InstanceNormalization", [em.input(op, 0), weight, bias], [em.out(op)],
+                epsilon=float(op.attrs["eps"]))
+        return
     rest = int(np.prod(shape[1:])) // groups
     grouped = em.node("Reshape", [em.input(op, 0), em.constant([0, groups, rest], np.int64,
                                                                 "shape")])
@@ -587,8 +638,7 @@ def _group_norm(em: _Emitter, op: TracedOp) -> None:
                                                                   prefix="gn_scale")],
                      axis=-1, epsilon=float(op.attrs["eps"]))
     back = em.constant([0, *shape[1:]], np.int64, "shape")
-    affine = [(kind, v) for kind, v in (("Mul", em.input(op, 1, dt)), ("Add", em.input(op, 2, dt)))
-              if v]
+    affine = [(kind, v) for kind, v in (("Mul", weight), ("Add", bias)) if v]
     y = em.node("Reshape", [normed, back], None if affine else [em.out(op)])
     if affine:  # weight and bias (C,) as (C, 1, ..., 1): ONNX broadcasts from the right
         channel = em.constant([-1] + [1] * (len(shape) - 2), np.int64, "channel_shape")
@@ -625,7 +675,8 @@ TRANSLATIONS: dict[str, Callable] = {
     "conv_transpose2d": _conv_transpose,
     "max_pool2d": _max_pool,
     "avg_pool2d": _avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool,
+    "adaptive_avg_pool2d": _adaptive_pool("GlobalAveragePool", "AveragePool"),
+    "adaptive_max_pool2d": _adaptive_pool("GlobalMaxPool", "MaxPool"),
     "linear": _linear,
     "matmul": _matmul,
     "relu": _unary("Relu"),
@@ -663,6 +714,7 @@ TRANSLATIONS: dict[str, Callable] = {
     "cast": _cast,
     "reshape": _reshape,
     "permute": _permute,
+    "expand": _expand,
     "cat": _concat,
     "pad": _pad,
     "index": _index,

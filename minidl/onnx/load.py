@@ -237,6 +237,50 @@ def _conv(ins, attrs, ctx):
     return [F.conv2d(x, w, b, strides, pads[:2], dilations, int(attrs.get("group", 1)))]
 
 
+def _conv_transpose(ins, attrs, ctx):
+    """ONNX's ConvTranspose: strides, dilations, group, output_padding, and pads, auto_pad or
+    output_shape (the total padding then follows from it, split as auto_pad says: the larger
+    half at the start unless SAME_UPPER). PyTorch's symmetric case is F.conv_transpose2d's
+    own padding; any other is the unpadded result cropped (and zero-extended for
+    output_padding, the bias added after)."""
+    x, w = _tensor(ins[0]), _tensor(ins[1])
+    b = None if len(ins) < 3 or ins[2] is None else _tensor(ins[2])
+    _check_4d("ConvTranspose", x)
+    kernel = list(w.shape[2:])
+    strides = _spatial(attrs, "strides", 1)
+    dilations = _spatial(attrs, "dilations", 1)
+    extra = _spatial(attrs, "output_padding", 0)
+    group = int(attrs.get("group", 1))
+    auto = attrs.get("auto_pad", "NOTSET")
+    full = [s * (n - 1) + e + d * (k - 1) + 1
+            for n, k, s, d, e in zip(x.shape[2:], kernel, strides, dilations, extra)]
+    if "output_shape" in attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        size = (list(attrs["output_shape"])[-2:] if "output_shape" in attrs
+                else [n * s for n, s in zip(x.shape[2:], strides)])
+        # A size beyond the unpadded output pads nothing and extends it (onnxruntime's rule).
+        total = [max(0, f - o) for f, o in zip(full, size)]
+        small = [t // 2 for t in total]
+        large = [t - t // 2 for t in total]
+        pads = small + large if auto == "SAME_UPPER" else large + small
+    elif auto in ("NOTSET", "", "VALID"):
+        pads = list(attrs.get("pads", [0, 0, 0, 0])) if auto != "VALID" else [0, 0, 0, 0]
+        size = [f - begin - end for f, begin, end in zip(full, pads[:2], pads[2:])]
+    else:
+        raise LoadError(f"ConvTranspose: unknown auto_pad {auto!r}")
+    if size == [f - begin - end for f, begin, end in zip(full, pads[:2], pads[2:])] and (
+            pads[:2] == pads[2:]) and all(e < s or e < d for e, s, d in zip(extra, strides,
+                                                                           dilations)):
+        return [F.conv_transpose2d(x, w, b, strides, pads[:2], extra, group, dilations)]
+    y = F.conv_transpose2d(x, w, None, strides, 0, 0, group, dilations)
+    # Rows and columns [begin, begin + size) of the unpadded output, zero-extended past its
+    # end (output_padding, a larger output_shape): only the bias reaches those.
+    base = y.shape[2:]
+    grow = [max(0, begin + n - m) for begin, n, m in zip(pads[:2], size, base)]
+    y = y.pad(((0, 0), (0, 0), (0, grow[0]), (0, grow[1])))
+    y = y[:, :, pads[0]:pads[0] + size[0], pads[1]:pads[1] + size[1]]
+    return [y if b is None else y + b.reshape(1, -1, 1, 1)]
+
+
 def _pool_out(n: int, k: int, s: int, begin: int, end: int, d: int, ceil: bool) -> int:
     """ONNX's output size; with ceil_mode a window starting in the end padding is dropped."""
     span = n + begin + end - d * (k - 1) - 1
@@ -663,6 +707,27 @@ def _layer_norm(ins, attrs, ctx):
     return [y, mean.astype(x.dtype), inv_std.astype(x.dtype)]
 
 
+def _instance_norm(ins, attrs, ctx):
+    """Each (sample, channel) plane normalized over its spatial entries, then scale and B
+    (C,) per channel: group norm with one channel per group."""
+    x = _tensor(ins[0])
+    if x.ndim < 3:
+        raise LoadError(f"InstanceNormalization: expected an input (N, C, D1, ...), got "
+                        f"{x.shape}")
+    return [F.group_norm(x, x.shape[1], _tensor(ins[1]), _tensor(ins[2]),
+                         float(attrs.get("epsilon", 1e-5)))]
+
+
+def _expand(ins, attrs, ctx):
+    """Broadcast against the shape input (ONNX's bidirectional rule: a 1 keeps x's size)."""
+    x = ins[0]
+    target = np.broadcast_shapes(np.shape(x.data if isinstance(x, Tensor) else x),
+                                 tuple(int(n) for n in _static(ins[1], "Expand", "shape")))
+    if _is_array(x):
+        return [np.broadcast_to(x, target).copy()]
+    return [x.expand(*target)]
+
+
 def _gelu(x: Tensor, attrs: dict) -> Tensor:
     return F.gelu(x, approximate=attrs.get("approximate", "none"))
 
@@ -701,6 +766,7 @@ def _int_divide(a, b):
 
 OPS: dict[str, Callable] = {
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
     "MaxPool": _pool("max"),
     "AveragePool": _pool("avg"),
     "GlobalAveragePool": _global_pool("Average"),
@@ -734,6 +800,8 @@ OPS: dict[str, Callable] = {
     "Erf": _unary(lambda x, a: x.erf()),
     "Gelu": _unary(_gelu),
     "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "Expand": _expand,
     "Clip": _clip,
     "Where": _where,
     "BatchNormalization": _batch_norm,
@@ -761,6 +829,7 @@ STATIC_INPUTS: dict[str, tuple[int, ...]] = {
     "Clip": (1, 2),
     "Pad": (1, 2, 3),
     "Reshape": (1,),
+    "Expand": (1,),
     "Gather": (1,),
     "Unsqueeze": (1,),
     "Slice": (1, 2, 3, 4),
@@ -904,7 +973,8 @@ def _unsupported_setting(onnx, node) -> str | None:
     """Settings of supported ops that minidl cannot run, found from the attributes alone."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     op = node.op_type
-    if op in ("MaxPool", "AveragePool", "Conv") and len(attrs.get("kernel_shape", [0, 0])) != 2:
+    if op in ("MaxPool", "AveragePool", "Conv", "ConvTranspose") and len(
+            attrs.get("kernel_shape", [0, 0])) != 2:
         return f"{op} with {len(attrs['kernel_shape'])}-D kernels"
     if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", "constant"):
         mode = attrs["mode"].decode() if isinstance(attrs["mode"], bytes) else attrs["mode"]

@@ -696,7 +696,11 @@ class LayerNormOp(Function):
 class GroupNormOp(Function):
     """x (N, C, *) normalized over each of `groups` groups of C / groups channels (and every
     spatial position) per sample, var biased (PyTorch's), then weight and bias (C,) per
-    channel, or None."""
+    channel, or None.
+
+    Each (sample, group) is a channel of batch norm's kernels on the (1, N * groups, rest)
+    view: statistics in float64 (as BatchNorm's), the input gradient from the same sums.
+    groups == C is instance normalization (F.instance_norm)."""
 
     name = "group_norm"
 
@@ -712,29 +716,33 @@ class GroupNormOp(Function):
                 raise ValueError(f"group_norm: {name} has shape {p.shape}, expected {channels}")
         ctx.shape, ctx.channel = x.shape, (1, -1) + (1,) * (x.ndim - 2)
         if x.size == 0:
-            ctx.save_for_backward(x, x, weight)
+            ctx.save_for_backward(x, x, None, None, weight)
             return x.copy()
-        xhat, rstd = _standardized(x.reshape(x.shape[0], groups, -1), (2,), eps)
+        x3 = contiguous(x).reshape(1, x.shape[0] * groups, -1)
+        mean, var, invstd, scale, shift = (np.empty(x3.shape[1]) for _ in range(5))
+        xhat = np.empty(x3.shape, dtype=x.dtype)
+        _bn.batch_norm_forward(x3, None, None, eps, mean, var, invstd, scale, shift, xhat, True,
+                               get_num_threads())
         xhat = xhat.reshape(x.shape)
-        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.save_for_backward(x3, xhat, mean, invstd, weight)
         y = xhat if weight is None else xhat * weight.reshape(ctx.channel)
         return y if bias is None else y + bias.reshape(ctx.channel)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        xhat, rstd, weight = ctx.saved_tensors
+        x3, xhat, mean, invstd, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         axes = (0,) + tuple(range(2, g.ndim))
         gx = None
         if need_x:
+            gx = np.zeros_like(g)
             if g.size:
-                groups = rstd.shape[1]
-                gh = (g if weight is None else g * weight.reshape(ctx.channel)).reshape(
-                    g.shape[0], groups, -1)
-                gx = _standardized_grad(gh, xhat.reshape(gh.shape), rstd, (2,)).reshape(
-                    ctx.shape)
-            else:
-                gx = np.zeros_like(g)
+                gh = g if weight is None else g * weight.reshape(ctx.channel)
+                sum_g, sum_gxc = np.empty(x3.shape[1]), np.empty(x3.shape[1])
+                # scale = invstd: the affine weight is already in gh.
+                _bn.batch_norm_backward(x3, contiguous(gh).reshape(x3.shape), mean, invstd,
+                                        invstd, gx.reshape(x3.shape), sum_g, sum_gxc, True,
+                                        get_num_threads(), None)
         gw = (g * xhat).sum(axis=axes) if need_w else None
         gb = g.sum(axis=axes) if need_b else None
         return gx, gw, gb

@@ -103,8 +103,9 @@ from minidl.tensor import (
     zeros_like,
 )
 
-# PyTorch's further tensor functions (scans, splits, order statistics, einsum, ...); importing
-# minidl.tensor_math also binds their Tensor methods.
+# PyTorch's further tensor functions (elementwise math, scans, splits, order statistics,
+# einsum, ...); importing these modules also binds their Tensor methods.
+from minidl.tensor_elementwise import *  # noqa: F403 (the names in its __all__)
 from minidl.tensor_math import *  # noqa: F403 (the names in tensor_math.__all__)
 from minidl.threads import (
     get_num_interop_threads,
@@ -180,10 +181,10 @@ sum = _elementwise("sum", "sum")  # noqa: A001
 mean = _elementwise("mean", "mean")
 max = _elementwise("max", "max")  # noqa: A001
 min = _elementwise("min", "min")  # noqa: A001
-true_divide = divide = _method("div")
 concat = concatenate
 multiply = _method("mul")
 subtract = _method("sub")
+divide = div  # noqa: F405 (minidl.tensor_elementwise's, with rounding_mode)
 reshape = _elementwise("reshape", "reshape")
 flatten = _elementwise("flatten", "flatten")
 transpose = _elementwise("transpose", "transpose")

@@ -481,7 +481,7 @@ class Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return _abs(self)
+        return self.abs()
 
     def __invert__(self) -> Tensor:
         if self.dtype.kind not in "biu":
@@ -563,13 +563,18 @@ class Tensor:
         return _cos(_floating(self))
 
     def abs(self) -> Tensor:
+        if self.dtype == np.bool_:
+            raise NotImplementedError('"abs_cpu" not implemented for bool tensors (neither is '
+                                      "PyTorch's kernel)")
         return _abs(self)
 
     def neg(self) -> Tensor:
         return _neg(self)
 
     def square(self) -> Tensor:
-        return self * self
+        # PyTorch's pow(x, 2): bool squares as int64.
+        x = self.astype(np.int64) if self.dtype == np.bool_ else self
+        return x * x
 
     def add(self, other: Any, alpha: Any = 1) -> Tensor:
         return self + (other if alpha == 1 else other * alpha)
@@ -587,16 +592,25 @@ class Tensor:
         return self**exponent
 
     def sign(self) -> Tensor:
+        if self.dtype == np.bool_:
+            return Tensor._wrap(self.data.copy(), False)
         return Tensor._wrap(sign(self.data), False)
 
+    def _rounded(self, name: str, fn) -> Tensor:
+        # Integers are already whole: a copy of their dtype; bool has no kernel in PyTorch.
+        if self.dtype == np.bool_:
+            raise NotImplementedError(f'"{name}" not implemented for bool tensors (neither is '
+                                      "PyTorch's kernel)")
+        return Tensor._wrap(fn(self.data) if self.dtype.kind == "f" else self.data.copy(), False)
+
     def floor(self) -> Tensor:
-        return Tensor._wrap(np.floor(self.data), False)
+        return self._rounded("floor", np.floor)
 
     def ceil(self) -> Tensor:
-        return Tensor._wrap(np.ceil(self.data), False)
+        return self._rounded("ceil", np.ceil)
 
     def round(self) -> Tensor:
-        return Tensor._wrap(np.round(self.data), False)
+        return self._rounded("round", np.round)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
         # The result dtype is PyTorch's promotion with each bound (an integer tensor clamped to
@@ -1554,6 +1568,16 @@ class Tensor:
         else:
             with graph.no_grad():
                 out = compute(self)
+        self._check_inplace_result(name, out)
+        np.copyto(self.data, out.data, casting="same_kind")
+        versions.bump(self.data)
+        if out._ctx is not None:
+            out._ctx.rebased_from = old
+            self._ctx = out._ctx
+            self._requires_grad = True
+        return self
+
+    def _check_inplace_result(self, name: str, out: Tensor) -> None:
         if out.data.shape != self.data.shape:
             raise RuntimeError(
                 f"{name}: the result has shape {tuple(out.shape)}, which does not match this "
@@ -1564,13 +1588,17 @@ class Tensor:
                 f"{name}: result type {out.dtype} can't be cast to the desired output type "
                 f"{self.dtype}"
             )
-        np.copyto(self.data, out.data, casting="same_kind")
-        versions.bump(self.data)
-        if out._ctx is not None:
-            out._ctx.rebased_from = old
-            self._ctx = out._ctx
-            self._requires_grad = True
-        return self
+
+    def _inplace_without_grad(self, name: str, compute) -> Tensor:
+        """Write compute(self), a result without gradient (floor, a comparison, a bitwise
+        op), into self's buffer: as _overwrite, a recorded history is cut (minidl gives these
+        results no gradient where PyTorch's is zero); a leaf that requires grad raises while
+        recording."""
+        self._check_leaf_inplace(name)
+        with graph.no_grad():
+            out = compute(self)
+        self._check_inplace_result(name, out)
+        return self._overwrite(name, lambda data: np.copyto(data, out.data, casting="same_kind"))
 
     @property
     def _version(self) -> int:

@@ -52,6 +52,7 @@ from minidl.ops import (  # noqa: E402, F401
     einsum,
     elementwise,
     elementwise_math,
+    elementwise_unary,
     local,
     loss,
     matmul,
@@ -61,4 +62,5 @@ from minidl.ops import (  # noqa: E402, F401
     repeat,
     scan,
     shape,
+    special,
 )

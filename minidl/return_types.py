@@ -51,3 +51,13 @@ class cummin(NamedTuple):  # noqa: N801
 class nanmedian(NamedTuple):  # noqa: N801
     values: Any
     indices: Any
+
+
+class aminmax(NamedTuple):  # noqa: N801
+    min: Any
+    max: Any
+
+
+class mode(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any

@@ -372,6 +372,31 @@ class Tensor:
     def is_cuda(self) -> bool:
         return False
 
+    @property
+    def itemsize(self) -> int:
+        return self.data.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def is_complex(self) -> bool:
+        return False  # minidl has no complex dtypes
+
+    def is_signed(self) -> bool:
+        return self.data.dtype.kind in "if"
+
+    def is_same_size(self, other: Tensor) -> bool:
+        return tuple(self.shape) == tuple(other.shape)
+
+    def is_nonzero(self) -> bool:
+        """The truth of a one-element tensor; other sizes raise RuntimeError."""
+        if self.data.size == 0:
+            raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+        if self.data.size > 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.data.reshape(()))
+
     def element_size(self) -> int:
         return self.data.itemsize
 
@@ -483,27 +508,7 @@ class Tensor:
     def __abs__(self) -> Tensor:
         return self.abs()
 
-    def __invert__(self) -> Tensor:
-        if self.dtype.kind not in "biu":
-            raise TypeError(f"~ (bitwise not) is only defined for bool and integer tensors, "
-                            f"got {self.dtype}")
-        return Tensor._wrap(np.invert(self.data), False)
-
-    def __and__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_and, "&")
-
-    def __or__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_or, "|")
-
-    def __xor__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_xor, "^")
-
-    def _logical(self, other: Any, fn, name: str) -> Tensor:
-        b = _array_of(other)
-        if self.dtype.kind not in "biu" or np.asarray(b).dtype.kind not in "biu":
-            raise TypeError(f"{name} is only defined for bool and integer tensors, got "
-                            f"{self.dtype} and {np.asarray(b).dtype}")
-        return Tensor._wrap(np.asarray(fn(self.data, b)), False)
+    # & | ^ ~ << >>: minidl.tensor_elementwise binds them (with PyTorch's promotion).
 
     # Comparisons give bool tensors without gradient.
     def _compare(self, other: Any, fn) -> Tensor:
@@ -1285,7 +1290,35 @@ class Tensor:
 
     @property
     def mT(self) -> Tensor:
+        """The last two dims swapped; a 1-d tensor raises RuntimeError (PyTorch's)."""
+        return self._conjugate_transpose("tensor.mT")
+
+    def _conjugate_transpose(self, name: str) -> Tensor:
+        # Real tensors: the conjugate transpose is the transpose; PyTorch keeps 0-d tensors
+        # as they are, with a deprecation warning (mT, mH, H, adjoint alike).
+        if self.ndim == 0:
+            warnings.warn(f"{name} is deprecated on 0-D tensors. Consider using x.conj().",
+                          UserWarning, stacklevel=3)
+            return self
+        if self.ndim == 1:
+            raise RuntimeError(f"{name} is only supported on matrices or batches of matrices. "
+                               "Got 1-D tensor.")
         return self.transpose(-2, -1)
+
+    @property
+    def mH(self) -> Tensor:
+        return self._conjugate_transpose("tensor.mH")
+
+    def adjoint(self) -> Tensor:
+        return self._conjugate_transpose("tensor.adjoint()")
+
+    @property
+    def H(self) -> Tensor:
+        """The transpose of a matrix (real tensors); other dims raise RuntimeError."""
+        if self.ndim != 2 and self.ndim != 0:
+            raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
+                               f"{self.ndim}-D tensor.")
+        return self._conjugate_transpose("tensor.H")
 
     def squeeze(self, dim: Any = None, **aliases: Any) -> Tensor:
         dim, _ = _dim_args("squeeze", dim, False, aliases)
@@ -1944,6 +1977,35 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None, device: An
              requires_grad: bool = False) -> Tensor:
     arr = np.linspace(start, end, steps, dtype=_float_dtype("linspace", dtype))
     return _factory("linspace", arr, requires_grad, device)
+
+
+def _inclusive_range(start: float = 0, end: float | None = None, step: float = 1,
+                     dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """torch.range (minidl.range; named apart here so as not to shadow the builtin), deprecated
+    in PyTorch for arange: start, start + step, ... up to and including end, in the default
+    float dtype; warns UserWarning as PyTorch does."""
+    warnings.warn("torch.range is deprecated and will be removed in a future release because "
+                  "its behavior is inconsistent with Python's range builtin. Instead, use "
+                  "torch.arange, which produces values in [start, end).", UserWarning,
+                  stacklevel=2)
+    if end is None:
+        start, end = 0, start
+    if step == 0 or (end - start) * step < 0:
+        raise RuntimeError(f"range: upper bound and larger bound inconsistent with step sign "
+                           f"(start {start}, end {end}, step {step})")
+    count = int(np.floor((end - start) / step)) + 1
+    dt = _float_dtype("range", dtype) if dtype is None or np.dtype(
+        check_dtype("range", dtype)).kind == "f" else check_dtype("range", dtype)
+    arr = (start + step * np.arange(count, dtype=np.float64)).astype(dt)
+    return _factory("range", arr, requires_grad, device)
+
+
+def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype: Any = None,
+             device: Any = None, requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps), in the default float dtype unless given."""
+    dt = _float_dtype("logspace", dtype)
+    arr = np.power(float(base), np.linspace(start, end, steps, dtype=np.float64)).astype(dt)
+    return _factory("logspace", arr, requires_grad, device)
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,

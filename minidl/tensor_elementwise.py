@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from minidl import graph
-from minidl.dtypes import result_type
+from minidl.dtypes import result_type as _result_type
 from minidl.tensor import (
     Tensor,
     _array_of,
@@ -169,7 +169,7 @@ def ldexp(input: Any, other: Tensor) -> Tensor:  # noqa: A002
 def _bitwise_operands(name: str, a: Any, b: Any, kinds: str = "biu"
                       ) -> tuple[np.ndarray, np.ndarray]:
     aa, ba = _operand_array(a), _operand_array(b)
-    dt = result_type(aa, ba)
+    dt = _result_type(aa, ba)
     if dt.kind not in kinds:
         raise _not_implemented(f"{name}_cpu", dt)
     return np.asarray(aa).astype(dt), np.asarray(ba).astype(dt)
@@ -242,7 +242,7 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor: 
         raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' "
                          f"but found '{rounding_mode}'")
     a, b = _pair(input, other)
-    dt = result_type(_operand_array(a), _operand_array(b))
+    dt = _result_type(_operand_array(a), _operand_array(b))
     a, b = _integer_divisor_checked("div", a, b)
     a, b = np.asarray(a).astype(dt), np.asarray(b).astype(dt)
     if np.result_type(a, b).kind != "f":
@@ -265,6 +265,12 @@ def positive(input: Any) -> Tensor:  # noqa: A002
     if x.dtype == np.bool_:
         raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
     return x
+
+
+def result_type(tensor1: Any, tensor2: Any) -> np.dtype:
+    """The dtype PyTorch's promotion gives an elementwise op of the two (tensors or
+    numbers)."""
+    return _result_type(_operand_array(tensor1), _operand_array(tensor2))
 
 
 # -- in-place forms ----------------------------------------------------------------------------
@@ -377,4 +383,4 @@ for _name in _FUNCTIONS_OF_METHODS:
     globals()[_name] = _function_of_method(_name)
 del _name, _alias, _dunder, _fn
 
-__all__ = sorted({*_METHODS, *_FUNCTIONS_OF_METHODS})
+__all__ = sorted({*_METHODS, *_FUNCTIONS_OF_METHODS, "result_type"})

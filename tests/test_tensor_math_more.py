@@ -1,6 +1,6 @@
-"""minidl.tensor_elementwise (and the shape and index functions of minidl.tensor_shapes)
-against PyTorch 2.13: values, dtypes, gradients, in-place rules, every dtype and zero-size
-inputs, plus float64 numerical gradient checks."""
+"""minidl.tensor_elementwise, tensor_products, tensor_indexing and tensor_reductions against
+PyTorch 2.13: values, dtypes, gradients, in-place rules, every dtype and zero-size inputs,
+plus float64 numerical gradient checks."""
 
 import math
 
@@ -125,14 +125,14 @@ def _backward(inputs, out, lib):
     return [None if t.grad is None else _numpy_of(t.grad) for t in inputs]
 
 
-def _assert_close(a, b, name, tol=None):
+def _assert_close(a, b, name, tol=None, signed_zeros=True):
     a, b = _numpy_of(a), _numpy_of(b)
     assert a.shape == b.shape, (name, a.shape, b.shape)
     assert a.dtype == b.dtype, (name, a.dtype, b.dtype)
     if tol is None:
         tol = 2e-5 if a.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol, equal_nan=True, err_msg=name)
-    if a.dtype.kind == "f":
+    if signed_zeros and a.dtype.kind == "f":
         both = (a == 0) & (b == 0)
         np.testing.assert_array_equal(np.signbit(a[both]), np.signbit(b[both]), err_msg=name)
 
@@ -157,7 +157,9 @@ def _compare_with_torch(name, fn, arrays, grad_tol):
     if t_grads is not None:
         for g, tg in zip(grads, t_grads):
             if tg is not None:
-                _assert_close(g, tg, name, grad_tol or GRAD_TOL.get(name))
+                # The sign of a zero gradient is not part of the contract (PyTorch's
+                # g * 0 gives -0.0 where g < 0).
+                _assert_close(g, tg, name, grad_tol or GRAD_TOL.get(name), signed_zeros=False)
 
 
 @pytest.mark.parametrize("name,fn,arrays", CASES, ids=[c[0] for c in CASES])
@@ -256,7 +258,7 @@ def test_inplace_forms_record_and_follow_minidl_rules():
         _assert_close(y, ty, name)
         (y * y).sum().backward()
         (ty * ty).sum().backward()
-        _assert_close(x.grad, tx.grad, name)
+        _assert_close(x.grad, tx.grad, name, signed_zeros=False)
         assert y._version == 1
     leaf = minidl.tensor([0.5], requires_grad=True)
     with pytest.raises(RuntimeError, match="leaf"):
@@ -417,3 +419,326 @@ def test_zero_size_gradients():
         getattr(minidl, name)(x).sum().backward()
     assert x.grad.shape == (0, 3)
     assert math.isclose(minidl.tensor(0.5).erfinv().item(), 0.4769362762044699, rel_tol=1e-7)
+
+
+# -- products, shapes, indexing, reductions (tensor_products, tensor_indexing, tensor_reductions)
+def _scatter_reduce_call(reduce, include_self):
+    return lambda m, x, src: m.scatter_reduce(x, 0, m.tensor([[0, 1], [0, 1], [2, 1]]), src,
+                                              reduce, include_self=include_self)
+
+
+def _scatter_reduce_sweep(reduce):
+    return lambda m, x: m.scatter_reduce(x, 0, m.tensor([1, 1, 0]), x[:3], reduce)
+
+
+IDX = np.array([0, 2, 0, 1])
+SHAPE_CASES = [
+    ("kron", lambda m, a, b: m.kron(a, b), [randn(2, 3), randn(3, 2)]),
+    ("kron_ranks", lambda m, a, b: a.kron(b), [randn(3), randn(2, 2, 2)]),
+    ("tensordot", lambda m, a, b: m.tensordot(a, b, dims=2), [randn(2, 3, 4), randn(3, 4, 5)]),
+    ("tensordot_lists", lambda m, a, b: m.tensordot(a, b, dims=([0, 2], [2, 1])),
+     [randn(2, 3, 4), randn(5, 4, 2)]),
+    ("tensordot_zero", lambda m, a, b: m.tensordot(a, b, dims=0), [randn(2), randn(3)]),
+    ("inner", lambda m, a, b: m.inner(a, b), [randn(2, 3), randn(4, 3)]),
+    ("inner_scalar", lambda m, a, b: a.inner(b), [np.array(2.0), randn(3)]),
+    ("mv", lambda m, a, v: m.mv(a, v), [randn(3, 4), randn(4)]),
+    ("addmv", lambda m, x, a, v: m.addmv(x, a, v, beta=0.5, alpha=2), [randn(3), randn(3, 4),
+                                                                       randn(4)]),
+    ("addmv_beta0", lambda m, x, a, v: x.addmv(a, v, beta=0), [np.array([np.nan, 1.0, np.inf]),
+                                                              randn(3, 2), randn(2)]),
+    ("addr", lambda m, x, a, b: m.addr(x, a, b, alpha=-1.5), [randn(3, 1), randn(3), randn(2)]),
+    ("addr_int", lambda m, x, a, b: x.addr(a, b, beta=2), [np.arange(6).reshape(2, 3),
+                                                          np.arange(2), np.arange(3)]),
+    ("addr_bool", lambda m, x, a, b: m.addr(x, a, b), [np.array([[True, False]]),
+                                                      np.array([False, True]),
+                                                      np.array([True, False])]),
+    ("cross", lambda m, a, b: m.cross(a, b, dim=1), [randn(2, 3), randn(2, 3)]),
+    ("cross_broadcast", lambda m, a, b: a.cross(b, dim=-1), [randn(4, 3), randn(1, 3)]),
+    ("cross_default_dim", lambda m, a, b: m.cross(a, b), [randn(3, 4), randn(3, 4)]),
+    ("dist", lambda m, a, b: m.dist(a, b), [randn(3, 2), randn(2)]),
+    ("dist_p", lambda m, a, b: a.dist(b, 3.5), [randn(4), randn(4)]),
+    ("dist_p1", lambda m, a, b: a.dist(b, 1), [randn(4), randn(4)]),
+    ("dist_inf", lambda m, a, b: m.dist(a, b, math.inf), [randn(4), randn(4)]),
+    ("dist_zero", lambda m, a: m.dist(a, a.detach()), [randn(3)]),
+    ("cdist", lambda m, a, b: m.cdist(a, b), [randn(4, 3), randn(5, 3)]),
+    ("cdist_batched_p1", lambda m, a, b: m.cdist(a, b, p=1), [randn(2, 4, 3), randn(2, 2, 3)]),
+    ("cdist_p3", lambda m, a, b: m.cdist(a, b, p=3.0), [randn(3, 2), randn(4, 2)]),
+    ("cdist_zero_distance", lambda m, a, b: m.cdist(a, b),
+     [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [0.0, 0.0]])]),
+    ("cdist_zero_distance_p3", lambda m, a, b: m.cdist(a, b, p=3),
+     [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [0.0, 0.0]])]),
+    ("block_diag", lambda m, a, b, c: m.block_diag(a, b, c), [randn(2, 3), randn(3), np.array(
+        5.0)]),
+    ("block_diag_int_float", lambda m, a, b: m.block_diag(a, b), [np.arange(4).reshape(2, 2),
+                                                                 randn(1, 2, dtype=np.float32)]),
+    ("cartesian_prod", lambda m, a, b: m.cartesian_prod(a, b), [randn(2), randn(3)]),
+    ("combinations", lambda m, a: m.combinations(a), [randn(4)]),
+    ("combinations_r3_repl", lambda m, a: m.combinations(a, 3, with_replacement=True),
+     [randn(3)]),
+    ("combinations_r1", lambda m, a: m.combinations(a, 1), [randn(3)]),
+    ("tile", lambda m, x: m.tile(x, (2,)), [randn(2, 3)]),
+    ("tile_more", lambda m, x: x.tile((2, 1, 3)), [randn(2, 3)]),
+    ("ravel", lambda m, x: m.ravel(x), [randn(2, 3)]),
+    ("fliplr_flipud", lambda m, x: (m.fliplr(x), x.flipud()), [randn(2, 3)]),
+    ("hsplit", lambda m, x: m.hsplit(x, 2), [randn(2, 4)]),
+    ("hsplit_1d", lambda m, x: x.hsplit([1, 3]), [randn(5)]),
+    ("vsplit", lambda m, x: m.vsplit(x, [1]), [randn(3, 2)]),
+    ("dsplit", lambda m, x: m.dsplit(x, 2), [randn(1, 2, 4)]),
+    ("diagonal", lambda m, x: m.diagonal(x), [randn(3, 4)]),
+    ("diagonal_offset", lambda m, x: x.diagonal(1, 0, 2), [randn(3, 2, 4)]),
+    ("diagonal_negative", lambda m, x: m.diagonal(x, -2, -1, -2), [randn(2, 4, 3)]),
+    ("diagonal_out_of_range", lambda m, x: m.diagonal(x, 5), [randn(3, 3)]),
+    ("diag_embed", lambda m, x: m.diag_embed(x), [randn(2, 3)]),
+    ("diag_embed_offset", lambda m, x: x.diag_embed(-1, 0, 2), [randn(2, 3)]),
+    ("diag_embed_inf", lambda m, x: m.diag_embed(x, 1), [np.array([np.inf, 1.0])]),
+    ("diagflat", lambda m, x: m.diagflat(x, 1), [randn(2, 2)]),
+    ("argwhere", lambda m, x: m.argwhere(x), [np.array([[0.0, 1.0], [2.0, 0.0]])]),
+    ("take", lambda m, x: m.take(x, m.tensor([[0, 5], [-1, 2]])), [randn(2, 3)]),
+    ("put", lambda m, x, s: x.put(m.tensor([1, 4]), s), [randn(2, 3), randn(2)]),
+    ("put_accumulate", lambda m, x, s: x.put(m.tensor([1, 1, -1]), s, accumulate=True),
+     [randn(2, 3), randn(3)]),
+    ("index_add", lambda m, x, s: m.index_add(x, 0, m.tensor(IDX), s, alpha=2),
+     [randn(3, 2), randn(4, 2)]),
+    ("index_add_dim1", lambda m, x, s: x.index_add(1, m.tensor([1, 1]), s),
+     [randn(2, 3), randn(2, 2)]),
+    ("index_copy", lambda m, x, s: m.index_copy(x, 0, m.tensor([2, 0]), s),
+     [randn(3, 2), randn(2, 2)]),
+    ("index_fill", lambda m, x: m.index_fill(x, 1, m.tensor([0, 2]), -1.5), [randn(2, 3)]),
+    ("index_fill_tensor", lambda m, x, v: x.index_fill(0, m.tensor([1, 1]), v),
+     [randn(3, 2), np.array(0.5)]),
+    ("index_fill_int", lambda m, x: m.index_fill(x, 0, m.tensor([1]), 2.7),
+     [np.arange(6).reshape(3, 2)]),
+    *[(f"scatter_reduce_{r}_{s}", _scatter_reduce_call(r, s),
+       [np.array([[1.0, 2.0], [0.0, 3.0], [2.0, 2.0]]),
+        np.array([[2.0, 0.0], [2.0, 2.0], [-1.0, 3.0]])])
+      for r in ("sum", "prod", "mean", "amax", "amin") for s in (True, False)],
+    ("scatter_reduce_dim1", lambda m, x, src: x.scatter_reduce(
+        1, m.tensor([[2, 0, 2]]), src, "amax"), [randn(2, 3), randn(1, 3)]),
+    ("scatter_reduce_int_mean", lambda m, x, src: m.scatter_reduce(
+        x, 0, m.tensor([0, 0, 1]), src, "mean"), [np.array([1, -8]), np.array([2, 3, 4])]),
+    ("scatter_reduce_prod_zeros", lambda m, x, src: m.scatter_reduce(
+        x, 0, m.tensor([0, 0, 0, 1]), src, "prod"), [np.array([2.0, 0.0, 3.0]),
+                                                     np.array([0.0, 4.0, 0.5, 2.0])]),
+    ("aminmax", lambda m, x: m.aminmax(x), [randn(3, 4)]),
+    ("aminmax_dim", lambda m, x: x.aminmax(dim=0, keepdim=True), [randn(3, 4)]),
+    ("aminmax_ties", lambda m, x: m.aminmax(x, dim=1), [np.array([[1.0, 3.0, 3.0, 1.0]])]),
+    ("mode", lambda m, x: m.mode(x), [np.array([[3.0, 1.0, 1.0, 3.0, 2.0], [5.0, 5.0, 4.0, 0.0,
+                                                                         0.0]])]),
+    ("mode_dim0_keepdim", lambda m, x: x.mode(0, True), [np.array([[1, 2], [1, 3], [2, 3]])]),
+    ("msort", lambda m, x: m.msort(x), [randn(4, 3)]),
+    ("histc_no_grad", lambda m, x: m.histc(x, bins=4, min=-1, max=1),
+     [np.array([-1.0, -0.5, 0.0, 0.3, 1.0, 2.0])]),
+    ("histc_range_no_grad", lambda m, x: x.histc(5), [randn(20)]),
+    ("unique_consecutive", lambda m, x: m.unique_consecutive(x, return_inverse=True,
+                                                              return_counts=True),
+     [np.array([1, 1, 2, 2, 3, 1, 1, 2])]),
+    ("unique_consecutive_dim", lambda m, x: x.unique_consecutive(return_counts=True, dim=0),
+     [np.array([[1, 2], [1, 2], [3, 4], [1, 2]])]),
+    ("renorm", lambda m, x: m.renorm(x, 2, 0, 1.0), [randn(3, 4)]),
+    ("renorm_p1_dim1", lambda m, x: x.renorm(1, 1, 0.8), [randn(3, 4)]),
+    ("broadcast_tensors", lambda m, a, b: m.broadcast_tensors(a, b), [randn(2, 1), randn(3)]),
+    ("unravel_index", lambda m, i: m.unravel_index(i, (3, 4)), [np.array([0, 5, 11, -1])]),
+    ("range", lambda m: m.range(1, 2.5, 0.5), []),
+    ("logspace", lambda m: m.logspace(-1, 2, 7, base=2.0, dtype=m.float64), []),
+    ("mT_mH_adjoint_H", lambda m, x: (x.mT, x.mH, x.adjoint(), x.H), [randn(2, 3)]),
+]
+
+SHAPE_NO_GRADIENT = ("histc", "unique_consecutive", "argwhere", "unravel_index", "range",
+                     "logspace")
+
+
+@pytest.mark.filterwarnings("ignore:Using torch.cross without:UserWarning")
+@pytest.mark.filterwarnings("ignore:torch.range is deprecated:UserWarning")
+@pytest.mark.parametrize("name,fn,arrays", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
+def test_shape_functions_match_torch(name, fn, arrays):
+    _compare_with_torch(name, fn, arrays, grad_tol=None)
+
+
+SHAPE_FLOAT32 = [(n, f, [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays])
+                 for n, f, arrays in SHAPE_CASES if any(a.dtype == np.float64 for a in arrays)]
+
+
+@pytest.mark.filterwarnings("ignore:Using torch.cross without:UserWarning")
+@pytest.mark.parametrize("name,fn,arrays", SHAPE_FLOAT32, ids=[c[0] for c in SHAPE_FLOAT32])
+def test_shape_functions_match_torch_float32(name, fn, arrays):
+    _compare_with_torch(name, fn, arrays, grad_tol=1e-4)
+
+
+SHAPE_GRAD_CASES = [c for c in SHAPE_CASES if c[2] and all(a.dtype == np.float64 for a in c[2])
+                    and not any(s in c[0] for s in (*SHAPE_NO_GRADIENT, "zero", "inf", "beta0",
+                                                    "ties", "amax", "amin", "mode", "put_", "dist_p1"))]
+
+
+@pytest.mark.filterwarnings("ignore:Using torch.cross without:UserWarning")
+@pytest.mark.parametrize("name,fn,arrays", SHAPE_GRAD_CASES, ids=[c[0] for c in SHAPE_GRAD_CASES])
+def test_shape_functions_gradcheck(name, fn, arrays):
+    test_gradcheck(name, fn, arrays)
+
+
+def test_cross_default_dim_warns_as_torch():
+    with pytest.warns(UserWarning, match="without specifying the dim"):
+        minidl.cross(minidl.ones(3, 3), minidl.ones(3, 3))
+
+
+def test_inplace_index_forms():
+    torch = pytest.importorskip("torch")
+    for name, args in (("index_add_", (0, [0, 0], np.ones((2, 2)))),
+                       ("index_copy_", (0, [1, 0], np.ones((2, 2)))),
+                       ("index_fill_", (1, [1], 3.0)),
+                       ("put_", ([3, 0], np.array([5.0, 6.0]))),
+                       ("scatter_reduce_", (0, np.array([[1, 0]]), np.array([[4.0, 5.0]]),
+                                           "amax"))):
+        data = randn(2, 2)
+        x, tx = minidl.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+        y, ty = x * 1, tx * 1
+
+        def convert(lib, a):
+            if isinstance(a, list):
+                return lib.tensor(a)
+            return lib.tensor(a) if isinstance(a, np.ndarray) else a
+
+        assert getattr(y, name)(*[convert(minidl, a) for a in args]) is y
+        getattr(ty, name)(*[convert(torch, a) for a in args])
+        _assert_close(y, ty, name)
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        _assert_close(x.grad, tx.grad, name, signed_zeros=False)
+
+
+def test_properties_and_predicates():
+    torch = pytest.importorskip("torch")
+    for dtype in (np.bool_, np.uint8, np.int8, np.int32, np.float32, np.float64):
+        a = np.zeros((2, 3), dtype)
+        ours, theirs = minidl.tensor(a), torch.tensor(a)
+        assert ours.is_signed() == theirs.is_signed()
+        assert ours.is_floating_point() == theirs.is_floating_point()
+        assert ours.is_complex() is theirs.is_complex() is False
+        assert ours.nbytes == theirs.nbytes and ours.itemsize == theirs.itemsize
+    assert minidl.is_same_size(minidl.ones(2), minidl.zeros(2))
+    assert minidl.is_nonzero(minidl.tensor([0.5])) and not minidl.tensor(0).is_nonzero()
+    with pytest.raises(RuntimeError, match="more than one"):
+        minidl.tensor([1, 2]).is_nonzero()
+    with pytest.raises(RuntimeError, match="no values"):
+        minidl.tensor([]).is_nonzero()
+    dts = [minidl.bool_, minidl.uint8, minidl.int8, minidl.int64, minidl.float32, minidl.float64]
+    tdts = [torch.bool, torch.uint8, torch.int8, torch.int64, torch.float32, torch.float64]
+    for a, ta in zip(dts, tdts):
+        for b, tb in zip(dts, tdts):
+            assert minidl.can_cast(a, b) == torch.can_cast(ta, tb), (a, b)
+            ours = minidl.result_type(minidl.ones(1, dtype=a), minidl.ones(1, dtype=b))
+            assert str(ours) == str(torch.result_type(torch.ones(1, dtype=ta),
+                                                      torch.ones(1, dtype=tb))).split(".")[1]
+    assert minidl.result_type(minidl.ones(1, dtype=minidl.int8), 2.5) == np.float32
+    assert minidl.broadcast_shapes((2, 1), (3,), 1) == (2, 3) == torch.broadcast_shapes(
+        (2, 1), (3,), 1)
+
+
+def test_transposes_of_vectors_raise_as_torch():
+    torch = pytest.importorskip("torch")
+    for attr in ("mT", "mH", "H"):
+        with pytest.raises(RuntimeError, match=attr):
+            getattr(minidl.ones(3), attr)
+        with pytest.raises(RuntimeError):
+            getattr(torch.ones(3), attr)
+    with pytest.raises(RuntimeError, match="adjoint"):
+        minidl.ones(3).adjoint()
+    with pytest.raises(RuntimeError, match="tensor.H"):
+        assert minidl.ones(2, 2, 2).H is None
+    assert minidl.ones(2, 2, 3).mT.shape == (2, 3, 2)
+    with pytest.warns(UserWarning, match="0-D"):
+        assert minidl.tensor(2.0).mT.item() == 2.0
+
+
+SHAPE_ERRORS = [
+    (lambda m: m.hsplit(m.ones(2, 3), 2), RuntimeError),
+    (lambda m: m.vsplit(m.ones(3), 1), RuntimeError),
+    (lambda m: m.dsplit(m.ones(2, 2), 1), RuntimeError),
+    (lambda m: m.fliplr(m.ones(3)), RuntimeError),
+    (lambda m: m.diagonal(m.ones(2, 2), 0, 1, 1), RuntimeError),
+    (lambda m: m.take(m.ones(3), m.tensor([3])), (IndexError, RuntimeError)),
+    (lambda m: m.kron(m.ones(2), m.ones(2)).sum().item() + m.mv(m.ones(2, 3), m.ones(2)).sum(),
+     RuntimeError),
+    (lambda m: m.cross(m.ones(2, 4), m.ones(2, 4), dim=1), RuntimeError),
+    (lambda m: m.cdist(m.ones(3), m.ones(3)), RuntimeError),
+    (lambda m: m.cdist(m.ones(3, 2), m.ones(3, 3)), RuntimeError),
+    (lambda m: m.block_diag(m.ones(1, 1, 1)), RuntimeError),
+    (lambda m: m.tensordot(m.ones(2, 3), m.ones(2, 3), dims=([0], [1])), RuntimeError),
+    (lambda m: m.scatter_reduce(m.ones(3), 0, m.tensor([0]), m.ones(1), "median"),
+     RuntimeError),
+    (lambda m: m.scatter_reduce(m.ones(3), 0, m.tensor([0]), m.ones(1, dtype=m.float64),
+                                "sum"), RuntimeError),
+    (lambda m: m.histc(m.tensor([1, 2])), RuntimeError),
+    (lambda m: m.aminmax(m.ones(0)), (RuntimeError, IndexError)),
+    (lambda m: m.renorm(m.ones(2, 2), 0, 0, 1.0), RuntimeError),
+    (lambda m: m.index_fill(m.ones(2, 2), 0, m.tensor([0]), m.ones(2)), RuntimeError),
+    (lambda m: m.combinations(m.ones(2, 2)), RuntimeError),
+    (lambda m: m.broadcast_shapes((2,), (3,)), RuntimeError),
+]
+
+
+@pytest.mark.parametrize("call,error", SHAPE_ERRORS, ids=[str(i) for i in range(len(SHAPE_ERRORS))])
+def test_shape_errors_match_torch(call, error):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(error):
+        call(minidl)
+    with pytest.raises(error):
+        call(torch)
+
+
+SHAPE_SWEEP = [
+    ("kron", lambda m, x: m.kron(x, x)), ("inner", lambda m, x: m.inner(x, x)),
+    ("tensordot", lambda m, x: m.tensordot(x, x, 1)),
+    ("mv", lambda m, x: m.mv(x.reshape(2, 3), x[:3])),
+    ("addmv", lambda m, x: m.addmv(x[:2], x.reshape(2, 3), x[:3])),
+    ("addr", lambda m, x: m.addr(x.reshape(2, 3), x[:2], x[:3])),
+    ("cross", lambda m, x: m.cross(x.reshape(2, 3), x.reshape(2, 3).flip(0), dim=1)),
+    ("dist", lambda m, x: m.dist(x, x.flip(0))),
+    ("cdist", lambda m, x: m.cdist(x.reshape(3, 2), x.reshape(2, 3).t())),
+    ("block_diag", lambda m, x: m.block_diag(x.reshape(2, 3), x[:2])),
+    ("cartesian_prod", lambda m, x: m.cartesian_prod(x[:2], x[:3])),
+    ("combinations", lambda m, x: m.combinations(x[:4])), ("tile", lambda m, x: m.tile(x, (2,))),
+    ("diagonal", lambda m, x: m.diagonal(x.reshape(2, 3), 1)),
+    ("diag_embed", lambda m, x: m.diag_embed(x.reshape(2, 3))),
+    ("diagflat", lambda m, x: m.diagflat(x[:3], -1)), ("argwhere", lambda m, x: m.argwhere(x)),
+    ("take", lambda m, x: m.take(x, m.tensor([1, 0]))),
+    ("put", lambda m, x: x.put(m.tensor([1, 0]), x[:2], accumulate=True)),
+    ("index_add", lambda m, x: m.index_add(x, 0, m.tensor([1, 1]), x[:2])),
+    ("index_copy", lambda m, x: m.index_copy(x, 0, m.tensor([1, 3]), x[:2])),
+    ("index_fill", lambda m, x: m.index_fill(x, 0, m.tensor([1, 3]), 1)),
+    *[(f"scatter_reduce_{r}", _scatter_reduce_sweep(r))
+      for r in ("sum", "prod", "mean", "amax", "amin")],
+    ("aminmax", lambda m, x: m.aminmax(x)), ("mode", lambda m, x: m.mode(x)),
+    ("msort", lambda m, x: m.msort(x)), ("histc", lambda m, x: m.histc(x, 3)),
+    ("unique_consecutive", lambda m, x: m.unique_consecutive(x, return_counts=True)),
+    ("renorm", lambda m, x: m.renorm(x.reshape(2, 3), 2, 0, 1)),
+]
+
+
+@pytest.mark.parametrize("name,fn", SHAPE_SWEEP, ids=[n for n, _ in SHAPE_SWEEP])
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                                   np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_shape_functions_dtypes_match_torch(name, fn, dtype):
+    test_dtypes_match_torch(name, fn, dtype)
+
+
+SHAPE_ZERO_SIZE = [
+    ("kron", lambda m, x: m.kron(x, x)), ("tensordot", lambda m, x: m.tensordot(x, x.t(), 1)),
+    ("inner", lambda m, x: m.inner(x, x)), ("cdist", lambda m, x: m.cdist(x, x)),
+    ("block_diag", lambda m, x: m.block_diag(x, x)), ("tile", lambda m, x: m.tile(x, (2, 1))),
+    ("diagonal", lambda m, x: m.diagonal(x)), ("diag_embed", lambda m, x: m.diag_embed(x)),
+    ("diagflat", lambda m, x: m.diagflat(x)), ("argwhere", lambda m, x: m.argwhere(x)),
+    ("take", lambda m, x: m.take(x, m.zeros(0, dtype=m.int64))),
+    ("index_add", lambda m, x: m.index_add(x, 1, m.zeros(0, dtype=m.int64), x[:, :0])),
+    ("scatter_reduce", lambda m, x: m.scatter_reduce(x, 0, m.zeros(x.shape, dtype=m.int64), x,
+                                                     "amax")),
+    ("aminmax", lambda m, x: m.aminmax(x, dim=1)), ("mode", lambda m, x: m.mode(x, 0)),
+    ("msort", lambda m, x: m.msort(x)), ("histc", lambda m, x: m.histc(x, 3)),
+    ("unique_consecutive", lambda m, x: m.unique_consecutive(x, dim=1)),
+    ("renorm", lambda m, x: m.renorm(x, 2, 0, 1.0)), ("hsplit", lambda m, x: m.hsplit(x, 1)),
+]
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0)])
+@pytest.mark.parametrize("name,fn", SHAPE_ZERO_SIZE, ids=[n for n, _ in SHAPE_ZERO_SIZE])
+def test_shape_functions_zero_size_match_torch(name, fn, shape):
+    test_zero_size_matches_torch(name, fn, shape)

@@ -257,6 +257,11 @@ class Tensor:
         """The node that produced this tensor (None for leaves and untracked results)."""
         return None if self._ctx is None else BackwardNode(self._ctx)
 
+    @property
+    def retains_grad(self) -> bool:
+        """Whether retain_grad() was called on this non-leaf tensor."""
+        return self._retains_grad and self._ctx is not None
+
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` during backward."""
         self._retains_grad = True
@@ -371,6 +376,14 @@ class Tensor:
     @property
     def is_cuda(self) -> bool:
         return False
+
+    @property
+    def is_cpu(self) -> bool:
+        return True
+
+    def get_device(self) -> int:
+        """-1: the CPU, PyTorch's device index for it."""
+        return -1
 
     @property
     def itemsize(self) -> int:

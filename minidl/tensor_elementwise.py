@@ -294,7 +294,9 @@ _INPLACE_NO_GRAD = (
 )
 
 
-def _inplace_method(name: str, recorded: bool):
+def inplace_method(name: str, recorded: bool):
+    """Tensor.<name>_: self = self.<name>(...), recorded (Tensor._inplace) or, for results
+    without gradient, not (Tensor._inplace_without_grad)."""
     method_name = name + "_"
 
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
@@ -339,9 +341,9 @@ for _alias, _name in _METHOD_ALIASES.items():
     setattr(Tensor, _alias, getattr(Tensor, _name))
 
 for _name in _INPLACE:
-    setattr(Tensor, _name + "_", _inplace_method(_name, recorded=True))
+    setattr(Tensor, _name + "_", inplace_method(_name, recorded=True))
 for _name in _INPLACE_NO_GRAD:
-    setattr(Tensor, _name + "_", _inplace_method(_name, recorded=False))
+    setattr(Tensor, _name + "_", inplace_method(_name, recorded=False))
 Tensor.float_power_ = float_power_
 
 
@@ -356,7 +358,7 @@ for _dunder, _fn in (("and", bitwise_and), ("or", bitwise_or), ("xor", bitwise_x
                      ("lshift", bitwise_left_shift), ("rshift", bitwise_right_shift)):
     setattr(Tensor, f"__{_dunder}__", _operator(_fn))
     setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True))
-    setattr(Tensor, f"__i{_dunder}__", _inplace_method(_fn.__name__, recorded=False))
+    setattr(Tensor, f"__i{_dunder}__", inplace_method(_fn.__name__, recorded=False))
 Tensor.__invert__ = bitwise_not
 
 

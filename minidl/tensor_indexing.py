@@ -23,6 +23,7 @@ from minidl.tensor import (
     concatenate,
     where,
 )
+from minidl.tensor_elementwise import inplace_method
 from minidl.tensor_math import _tensor, tensor_split
 
 
@@ -132,6 +133,37 @@ def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -
 def diagflat(input: Tensor, offset: int = 0) -> Tensor:  # noqa: A002
     """The flattened input on a diagonal of a zero matrix (n + |offset|, n + |offset|)."""
     return diag_embed(_tensor(input).reshape(-1), offset)
+
+
+def split_with_sizes(input: Tensor, split_sizes: Any, dim: int = 0) -> tuple:  # noqa: A002
+    """Pieces of the given sizes along dim (they must add up to its length)."""
+    x = _tensor(input)
+    sizes = [int(n) for n in split_sizes]
+    axis = _dim_index("split_with_sizes", dim, x.ndim)
+    if sum(sizes) != x.shape[axis] or any(n < 0 for n in sizes):
+        raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to "
+                           f"{x.shape[axis]} (input tensor's size at dimension {axis}), but "
+                           f"got split_sizes={sizes}")
+    return tuple(x.split(sizes, axis))
+
+
+def sum_to_size(input: Tensor, *size: Any) -> Tensor:  # noqa: A002
+    """input summed to `size`, a shape it broadcasts from (the gradient of expand)."""
+    x = _tensor(input)
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (list, tuple)) else size
+    shape = tuple(int(n) for n in shape)
+    if len(shape) > x.ndim or any(n not in (1, m) for n, m in zip(
+            shape, x.shape[x.ndim - len(shape):])):
+        raise RuntimeError(f"size {list(shape)} is not expandable to size {list(x.shape)}.")
+    extra = x.ndim - len(shape)
+    out = x.sum(tuple(range(extra))) if extra else x
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and out.shape[i] != 1)
+    return out.sum(stretched, keepdim=True) if stretched else out
+
+
+def where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
+    """self where condition, else other (Tensor.where: torch.where(condition, self, other))."""
+    return where(condition, self, other)
 
 
 def argwhere(input: Tensor) -> Tensor:  # noqa: A002
@@ -362,26 +394,15 @@ def broadcast_tensors(*tensors: Any) -> tuple[Tensor, ...]:
     return tuple(t if tuple(t.shape) == tuple(shape) else t.expand(shape) for t in ts)
 
 
-# The in-place forms: Tensor._inplace (recorded results take over self's history).
-def _inplace(name: str):
-    function = globals()[name]
-
-    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        return self._inplace(name + "_", lambda x: function(x, *args, **kwargs), *args,
-                             *kwargs.values())
-
-    method.__name__ = method.__qualname__ = name + "_"
-    method.__doc__ = f"In place: self = minidl.{name}(self, ...)."
-    return method
-
-
-METHODS = ("tile", "ravel", "fliplr", "flipud", "hsplit", "vsplit", "dsplit", "diagonal",
+METHODS = ("split_with_sizes", "sum_to_size", "tile", "ravel", "fliplr", "flipud", "hsplit", "vsplit", "dsplit", "diagonal",
            "diag_embed", "diagflat", "argwhere", "take", "put", "index_add", "index_copy",
            "index_fill", "scatter_reduce")
 for _name in METHODS:
     setattr(Tensor, _name, globals()[_name])
-for _name in ("put", "index_add", "index_copy", "index_fill", "scatter_reduce"):
-    setattr(Tensor, _name + "_", _inplace(_name))
+Tensor.where = where_method
+# The in-place forms (recorded results take over self's history, Tensor._inplace).
+for _name in ("put", "index_add", "index_copy", "index_fill", "scatter_reduce", "tril", "triu"):
+    setattr(Tensor, _name + "_", inplace_method(_name, recorded=True))
 del _name
 
-__all__ = sorted([*METHODS, "unravel_index", "broadcast_shapes", "broadcast_tensors"])
+__all__ = sorted([*(n for n in METHODS if n != "sum_to_size"), "unravel_index", "broadcast_shapes", "broadcast_tensors"])

@@ -18,6 +18,7 @@ import numpy as np
 
 from minidl.dtypes import get_default_dtype, promote_types
 from minidl.tensor import Tensor, _dim_index, concatenate, stack
+from minidl.tensor_elementwise import inplace_method
 from minidl.tensor_math import _check_matrix_dtypes, _refuse_bool, _scaled_sum, _tensor, meshgrid
 
 
@@ -77,6 +78,31 @@ def inner(input: Any, other: Any) -> Tensor:  # noqa: A002
         raise RuntimeError(f"inner() the last dimension must match on both input tensors but "
                            f"got shapes {list(a.shape)} and {list(b.shape)}")
     return tensordot(a, b, ([a.ndim - 1], [b.ndim - 1]))
+
+
+def vdot(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
+    """The dot product of two 1-d tensors of one dtype (real tensors: as dot)."""
+    a, b = _tensor(input), _tensor(other)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    if a.shape[0] != b.shape[0]:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src "
+                           f"[{b.shape[0]}] to have the same number of elements, but got "
+                           f"{a.shape[0]} and {b.shape[0]} elements respectively")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"vdot : expected both vectors to have same dtype, but found "
+                           f"{a.dtype} and {b.dtype}")
+    _refuse_bool("vdot", a)
+    return (a * b).sum()
+
+
+def addbmm(input: Any, batch1: Tensor, batch2: Tensor, *, beta: Any = 1,  # noqa: A002
+           alpha: Any = 1) -> Tensor:
+    """beta * input + alpha * sum_b(batch1[b] @ batch2[b]) for batch1 (b, n, m), batch2
+    (b, m, p); input broadcasts to (n, p)."""
+    b1, b2 = _tensor(batch1), _tensor(batch2)
+    _check_matrix_dtypes("addbmm", _tensor(input), b1, b2)
+    return _scaled_sum("addbmm", input, b1.bmm(b2).sum(0), beta, alpha)
 
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:  # noqa: A002
@@ -237,9 +263,12 @@ def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> T
     return out if r == 0 else out.reshape(-1, r)
 
 
-METHODS = ("kron", "inner", "mv", "addmv", "addr", "cross", "dist")
+METHODS = ("kron", "inner", "vdot", "mv", "addmv", "addbmm", "addr", "cross", "dist")
 for _name in METHODS:
     setattr(Tensor, _name, globals()[_name])
+# The in-place forms (recorded results take over self's history, Tensor._inplace).
+for _name in ("addmv", "addbmm", "addr", "addmm", "baddbmm"):
+    setattr(Tensor, _name + "_", inplace_method(_name, recorded=True))
 del _name
 
 __all__ = sorted([*METHODS, "tensordot", "cdist", "block_diag", "cartesian_prod",

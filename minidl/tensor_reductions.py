@@ -14,6 +14,7 @@ import numpy as np
 
 from minidl import return_types
 from minidl.tensor import Tensor, _dim_index, where
+from minidl.tensor_elementwise import inplace_method
 from minidl.tensor_math import _refuse_bool, _tensor, _wrap
 
 
@@ -145,5 +146,6 @@ METHODS = ("aminmax", "mode", "msort", "histc", "unique_consecutive", "renorm")
 for _name in METHODS:
     setattr(Tensor, _name, globals()[_name])
 del _name
+Tensor.renorm_ = inplace_method("renorm", recorded=True)
 
 __all__ = sorted(METHODS)

@@ -541,6 +541,13 @@ SHAPE_CASES = [
     ("range", lambda m: m.range(1, 2.5, 0.5), []),
     ("logspace", lambda m: m.logspace(-1, 2, 7, base=2.0, dtype=m.float64), []),
     ("mT_mH_adjoint_H", lambda m, x: (x.mT, x.mH, x.adjoint(), x.H), [randn(2, 3)]),
+    ("vdot", lambda m, a, b: m.vdot(a, b), [randn(4), randn(4)]),
+    ("addbmm", lambda m, x, a, b: m.addbmm(x, a, b, beta=0.5, alpha=-2), [randn(2, 1),
+                                                                         randn(3, 2, 4),
+                                                                         randn(3, 4, 5)]),
+    ("split_with_sizes", lambda m, x: m.split_with_sizes(x, [1, 3], 1), [randn(2, 4)]),
+    ("sum_to_size", lambda m, x: x.sum_to_size(3, 1), [randn(2, 3, 4)]),
+    ("where_method", lambda m, x, y: x.where(x > 0, y), [randn(2, 3), randn(3)]),
 ]
 
 SHAPE_NO_GRADIENT = ("histc", "unique_consecutive", "argwhere", "unravel_index", "range",
@@ -587,8 +594,13 @@ def test_inplace_index_forms():
                        ("index_fill_", (1, [1], 3.0)),
                        ("put_", ([3, 0], np.array([5.0, 6.0]))),
                        ("scatter_reduce_", (0, np.array([[1, 0]]), np.array([[4.0, 5.0]]),
-                                           "amax"))):
-        data = randn(2, 2)
+                                           "amax")),
+                       ("addmm_", (randn(2, 3), randn(3, 2))),
+                       ("addbmm_", (randn(3, 2, 1), randn(3, 1, 2))),
+                       ("baddbmm_", (randn(2, 2, 3), randn(2, 3, 2))),
+                       ("addr_", (randn(2), randn(2))), ("tril_", ()), ("triu_", (1,)),
+                       ("renorm_", (2, 0, 0.5))):
+        data = randn(2, 2, 2) if name == "baddbmm_" else randn(2, 2)
         x, tx = minidl.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
         y, ty = x * 1, tx * 1
 
@@ -615,6 +627,10 @@ def test_properties_and_predicates():
         assert ours.is_complex() is theirs.is_complex() is False
         assert ours.nbytes == theirs.nbytes and ours.itemsize == theirs.itemsize
     assert minidl.is_same_size(minidl.ones(2), minidl.zeros(2))
+    x = minidl.ones(2).is_cpu and minidl.ones(2, requires_grad=True) * 2
+    assert not x.retains_grad and minidl.ones(1).get_device() == torch.ones(1).get_device()
+    x.retain_grad()
+    assert x.retains_grad
     assert minidl.is_nonzero(minidl.tensor([0.5])) and not minidl.tensor(0).is_nonzero()
     with pytest.raises(RuntimeError, match="more than one"):
         minidl.tensor([1, 2]).is_nonzero()

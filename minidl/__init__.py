@@ -36,6 +36,7 @@ from minidl.autograd import is_anomaly_enabled
 from minidl.device import device, get_default_device, set_default_device
 from minidl.dtypes import (
     bool_,
+    can_cast,
     finfo,
     float32,
     float64,
@@ -70,6 +71,7 @@ from minidl.tensor import (
     BackwardNode,
     Size,
     Tensor,
+    _inclusive_range,
     arange,
     as_tensor,
     cat,
@@ -82,6 +84,7 @@ from minidl.tensor import (
     full_like,
     hstack,
     linspace,
+    logspace,
     matmul,
     maximum,
     minimum,
@@ -103,9 +106,13 @@ from minidl.tensor import (
     zeros_like,
 )
 
-# PyTorch's further tensor functions (scans, splits, order statistics, einsum, ...); importing
-# minidl.tensor_math also binds their Tensor methods.
+# PyTorch's further tensor functions (elementwise math, scans, splits, order statistics,
+# einsum, ...); importing these modules also binds their Tensor methods.
+from minidl.tensor_elementwise import *  # noqa: F403 (the names in its __all__)
+from minidl.tensor_indexing import *  # noqa: F403
 from minidl.tensor_math import *  # noqa: F403 (the names in tensor_math.__all__)
+from minidl.tensor_products import *  # noqa: F403
+from minidl.tensor_reductions import *  # noqa: F403
 from minidl.threads import (
     get_num_interop_threads,
     get_num_threads,
@@ -164,7 +171,8 @@ for _name in ("sin", "cos", "tanh", "sigmoid", "relu", "softmax", "log_softmax",
               "moveaxis", "swapaxes", "broadcast_to", "masked_select", "repeat_interleave",
               "nan_to_num", "isinf", "isposinf", "isneginf", "isclose", "logical_and",
               "logical_or", "logical_xor", "logical_not", "count_nonzero", "clamp_min",
-              "clamp_max", "scatter", "scatter_add"):
+              "clamp_max", "scatter", "scatter_add", "is_nonzero", "is_same_size", "is_signed",
+              "is_complex", "adjoint"):
     globals()[_name] = _method(_name)
 del _name
 
@@ -180,10 +188,10 @@ sum = _elementwise("sum", "sum")  # noqa: A001
 mean = _elementwise("mean", "mean")
 max = _elementwise("max", "max")  # noqa: A001
 min = _elementwise("min", "min")  # noqa: A001
-true_divide = divide = _method("div")
 concat = concatenate
 multiply = _method("mul")
 subtract = _method("sub")
+divide = div  # noqa: F405 (minidl.tensor_elementwise's, with rounding_mode)
 reshape = _elementwise("reshape", "reshape")
 flatten = _elementwise("flatten", "flatten")
 transpose = _elementwise("transpose", "transpose")
@@ -221,6 +229,7 @@ long = int64
 int = int32  # noqa: A001
 short = int16
 bool = bool_  # noqa: A001
+range = _inclusive_range  # noqa: A001 (PyTorch's deprecated torch.range)
 
 
 def __getattr__(name: str):

@@ -78,6 +78,13 @@ def promote_types(a: Any, b: Any) -> np.dtype:
     return np.promote_types(a, b)
 
 
+def can_cast(from_: Any, to: Any) -> bool:
+    """Whether PyTorch's type promotion allows casting from_ to `to`: not to a lower category
+    (bool < integer < float); within a category any dtype casts (float64 to float32, int64
+    to uint8)."""
+    return _category(np.dtype(from_)) <= _category(np.dtype(to))
+
+
 def result_type(a: Any, b: Any, true_divide: bool = False) -> np.dtype:
     """The dtype of `a <op> b` under PyTorch's promotion rules.
 

@@ -120,3 +120,13 @@ class linalg_lu_factor_ex(NamedTuple):  # noqa: N801
     LU: Any
     pivots: Any
     info: Any
+
+
+class aminmax(NamedTuple):  # noqa: N801
+    min: Any
+    max: Any
+
+
+class mode(NamedTuple):  # noqa: N801
+    values: Any
+    indices: Any

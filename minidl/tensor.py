@@ -257,6 +257,11 @@ class Tensor:
         """The node that produced this tensor (None for leaves and untracked results)."""
         return None if self._ctx is None else BackwardNode(self._ctx)
 
+    @property
+    def retains_grad(self) -> bool:
+        """Whether retain_grad() was called on this non-leaf tensor."""
+        return self._retains_grad and self._ctx is not None
+
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` during backward."""
         self._retains_grad = True
@@ -372,6 +377,39 @@ class Tensor:
     def is_cuda(self) -> bool:
         return False
 
+    @property
+    def is_cpu(self) -> bool:
+        return True
+
+    def get_device(self) -> int:
+        """-1: the CPU, PyTorch's device index for it."""
+        return -1
+
+    @property
+    def itemsize(self) -> int:
+        return self.data.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def is_complex(self) -> bool:
+        return False  # minidl has no complex dtypes
+
+    def is_signed(self) -> bool:
+        return self.data.dtype.kind in "if"
+
+    def is_same_size(self, other: Tensor) -> bool:
+        return tuple(self.shape) == tuple(other.shape)
+
+    def is_nonzero(self) -> bool:
+        """The truth of a one-element tensor; other sizes raise RuntimeError."""
+        if self.data.size == 0:
+            raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+        if self.data.size > 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.data.reshape(()))
+
     def element_size(self) -> int:
         return self.data.itemsize
 
@@ -481,29 +519,9 @@ class Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return _abs(self)
+        return self.abs()
 
-    def __invert__(self) -> Tensor:
-        if self.dtype.kind not in "biu":
-            raise TypeError(f"~ (bitwise not) is only defined for bool and integer tensors, "
-                            f"got {self.dtype}")
-        return Tensor._wrap(np.invert(self.data), False)
-
-    def __and__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_and, "&")
-
-    def __or__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_or, "|")
-
-    def __xor__(self, other: Any) -> Tensor:
-        return self._logical(other, np.bitwise_xor, "^")
-
-    def _logical(self, other: Any, fn, name: str) -> Tensor:
-        b = _array_of(other)
-        if self.dtype.kind not in "biu" or np.asarray(b).dtype.kind not in "biu":
-            raise TypeError(f"{name} is only defined for bool and integer tensors, got "
-                            f"{self.dtype} and {np.asarray(b).dtype}")
-        return Tensor._wrap(np.asarray(fn(self.data, b)), False)
+    # & | ^ ~ << >>: minidl.tensor_elementwise binds them (with PyTorch's promotion).
 
     # Comparisons give bool tensors without gradient.
     def _compare(self, other: Any, fn) -> Tensor:
@@ -563,13 +581,18 @@ class Tensor:
         return _cos(_floating(self))
 
     def abs(self) -> Tensor:
+        if self.dtype == np.bool_:
+            raise NotImplementedError('"abs_cpu" not implemented for bool tensors (neither is '
+                                      "PyTorch's kernel)")
         return _abs(self)
 
     def neg(self) -> Tensor:
         return _neg(self)
 
     def square(self) -> Tensor:
-        return self * self
+        # PyTorch's pow(x, 2): bool squares as int64.
+        x = self.astype(np.int64) if self.dtype == np.bool_ else self
+        return x * x
 
     def add(self, other: Any, alpha: Any = 1) -> Tensor:
         return self + (other if alpha == 1 else other * alpha)
@@ -587,16 +610,25 @@ class Tensor:
         return self**exponent
 
     def sign(self) -> Tensor:
+        if self.dtype == np.bool_:
+            return Tensor._wrap(self.data.copy(), False)
         return Tensor._wrap(sign(self.data), False)
 
+    def _rounded(self, name: str, fn) -> Tensor:
+        # Integers are already whole: a copy of their dtype; bool has no kernel in PyTorch.
+        if self.dtype == np.bool_:
+            raise NotImplementedError(f'"{name}" not implemented for bool tensors (neither is '
+                                      "PyTorch's kernel)")
+        return Tensor._wrap(fn(self.data) if self.dtype.kind == "f" else self.data.copy(), False)
+
     def floor(self) -> Tensor:
-        return Tensor._wrap(np.floor(self.data), False)
+        return self._rounded("floor", np.floor)
 
     def ceil(self) -> Tensor:
-        return Tensor._wrap(np.ceil(self.data), False)
+        return self._rounded("ceil", np.ceil)
 
     def round(self) -> Tensor:
-        return Tensor._wrap(np.round(self.data), False)
+        return self._rounded("round", np.round)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch names)
         # The result dtype is PyTorch's promotion with each bound (an integer tensor clamped to
@@ -1271,7 +1303,35 @@ class Tensor:
 
     @property
     def mT(self) -> Tensor:
+        """The last two dims swapped; a 1-d tensor raises RuntimeError (PyTorch's)."""
+        return self._conjugate_transpose("tensor.mT")
+
+    def _conjugate_transpose(self, name: str) -> Tensor:
+        # Real tensors: the conjugate transpose is the transpose; PyTorch keeps 0-d tensors
+        # as they are, with a deprecation warning (mT, mH, H, adjoint alike).
+        if self.ndim == 0:
+            warnings.warn(f"{name} is deprecated on 0-D tensors. Consider using x.conj().",
+                          UserWarning, stacklevel=3)
+            return self
+        if self.ndim == 1:
+            raise RuntimeError(f"{name} is only supported on matrices or batches of matrices. "
+                               "Got 1-D tensor.")
         return self.transpose(-2, -1)
+
+    @property
+    def mH(self) -> Tensor:
+        return self._conjugate_transpose("tensor.mH")
+
+    def adjoint(self) -> Tensor:
+        return self._conjugate_transpose("tensor.adjoint()")
+
+    @property
+    def H(self) -> Tensor:
+        """The transpose of a matrix (real tensors); other dims raise RuntimeError."""
+        if self.ndim != 2 and self.ndim != 0:
+            raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
+                               f"{self.ndim}-D tensor.")
+        return self._conjugate_transpose("tensor.H")
 
     def squeeze(self, dim: Any = None, **aliases: Any) -> Tensor:
         dim, _ = _dim_args("squeeze", dim, False, aliases)
@@ -1554,6 +1614,16 @@ class Tensor:
         else:
             with graph.no_grad():
                 out = compute(self)
+        self._check_inplace_result(name, out)
+        np.copyto(self.data, out.data, casting="same_kind")
+        versions.bump(self.data)
+        if out._ctx is not None:
+            out._ctx.rebased_from = old
+            self._ctx = out._ctx
+            self._requires_grad = True
+        return self
+
+    def _check_inplace_result(self, name: str, out: Tensor) -> None:
         if out.data.shape != self.data.shape:
             raise RuntimeError(
                 f"{name}: the result has shape {tuple(out.shape)}, which does not match this "
@@ -1564,13 +1634,17 @@ class Tensor:
                 f"{name}: result type {out.dtype} can't be cast to the desired output type "
                 f"{self.dtype}"
             )
-        np.copyto(self.data, out.data, casting="same_kind")
-        versions.bump(self.data)
-        if out._ctx is not None:
-            out._ctx.rebased_from = old
-            self._ctx = out._ctx
-            self._requires_grad = True
-        return self
+
+    def _inplace_without_grad(self, name: str, compute) -> Tensor:
+        """Write compute(self), a result without gradient (floor, a comparison, a bitwise
+        op), into self's buffer: as _overwrite, a recorded history is cut (minidl gives these
+        results no gradient where PyTorch's is zero); a leaf that requires grad raises while
+        recording."""
+        self._check_leaf_inplace(name)
+        with graph.no_grad():
+            out = compute(self)
+        self._check_inplace_result(name, out)
+        return self._overwrite(name, lambda data: np.copyto(data, out.data, casting="same_kind"))
 
     @property
     def _version(self) -> int:
@@ -1916,6 +1990,35 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None, device: An
              requires_grad: bool = False) -> Tensor:
     arr = np.linspace(start, end, steps, dtype=_float_dtype("linspace", dtype))
     return _factory("linspace", arr, requires_grad, device)
+
+
+def _inclusive_range(start: float = 0, end: float | None = None, step: float = 1,
+                     dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """torch.range (minidl.range; named apart here so as not to shadow the builtin), deprecated
+    in PyTorch for arange: start, start + step, ... up to and including end, in the default
+    float dtype; warns UserWarning as PyTorch does."""
+    warnings.warn("torch.range is deprecated and will be removed in a future release because "
+                  "its behavior is inconsistent with Python's range builtin. Instead, use "
+                  "torch.arange, which produces values in [start, end).", UserWarning,
+                  stacklevel=2)
+    if end is None:
+        start, end = 0, start
+    if step == 0 or (end - start) * step < 0:
+        raise RuntimeError(f"range: upper bound and larger bound inconsistent with step sign "
+                           f"(start {start}, end {end}, step {step})")
+    count = int(np.floor((end - start) / step)) + 1
+    dt = _float_dtype("range", dtype) if dtype is None or np.dtype(
+        check_dtype("range", dtype)).kind == "f" else check_dtype("range", dtype)
+    arr = (start + step * np.arange(count, dtype=np.float64)).astype(dt)
+    return _factory("range", arr, requires_grad, device)
+
+
+def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype: Any = None,
+             device: Any = None, requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps), in the default float dtype unless given."""
+    dt = _float_dtype("logspace", dtype)
+    arr = np.power(float(base), np.linspace(start, end, steps, dtype=np.float64)).astype(dt)
+    return _factory("logspace", arr, requires_grad, device)
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,

@@ -53,6 +53,7 @@ from minidl.ops import (  # noqa: E402, F401
     einsum,
     elementwise,
     elementwise_math,
+    elementwise_unary,
     im2col,
     local,
     loss,
@@ -63,4 +64,5 @@ from minidl.ops import (  # noqa: E402, F401
     repeat,
     scan,
     shape,
+    special,
 )

@@ -1,5 +1,5 @@
-"""Elementwise functions beyond arithmetic: atan2, hypot, fmod, remainder, logaddexp, xlogy,
-expm1, log1p, frac. Operands arrive promoted to one dtype (minidl.tensor_math does PyTorch's
+"""Elementwise functions beyond arithmetic: atan2, hypot, fmod, remainder, logaddexp,
+logaddexp2, xlogy, copysign, fmax, fmin, nextafter, expm1, log1p, frac. Operands arrive promoted to one dtype (minidl.tensor_math does PyTorch's
 promotion); NumPy broadcasts them and gradients are summed back to each input's shape.
 
 The gradients are PyTorch's formulas (its derivatives.yaml), so values at the edges agree
@@ -100,6 +100,68 @@ class LogaddexpOp(_BinaryOp):
         with np.errstate(invalid="ignore", over="ignore"):
             return (g / (1 + np.exp(b - a)) if need_a else None,
                     g / (1 + np.exp(a - b)) if need_b else None)
+
+
+class Logaddexp2Op(_BinaryOp):
+    name = "logaddexp2"
+    fn = staticmethod(np.logaddexp2)
+
+    @staticmethod
+    def grads(a, b, out, g, need_a, need_b):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (g / (1 + np.exp2(b - a)) if need_a else None,
+                    g / (1 + np.exp2(a - b)) if need_b else None)
+
+
+class CopysignOp(_BinaryOp):
+    """|a| with b's sign (-0.0 and NaN's sign bit count); b's gradient is 0, a's is
+    out / a (0 where a is 0), as PyTorch's."""
+
+    name = "copysign"
+    fn = staticmethod(np.copysign)
+
+    @staticmethod
+    def grads(a, b, out, g, need_a, need_b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(np.asarray(a) == 0, 0, out / a)
+        return g * ratio, np.zeros_like(g)
+
+
+class FmaxOp(_BinaryOp):
+    """max ignoring NaN (NaN only where both are); the gradient goes to a where a >= b or b
+    is NaN, else to b (ties to a: PyTorch's rule, not maximum's halves)."""
+
+    name = "fmax"
+    fn = staticmethod(np.fmax)
+
+    @staticmethod
+    def grads(a, b, out, g, need_a, need_b):
+        to_a = (np.asarray(a) >= b) | np.isnan(b)
+        return np.where(to_a, g, 0), np.where(to_a, 0, g)
+
+
+class FminOp(_BinaryOp):
+    """min ignoring NaN; the gradient goes to a where a <= b or b is NaN, else to b."""
+
+    name = "fmin"
+    fn = staticmethod(np.fmin)
+
+    @staticmethod
+    def grads(a, b, out, g, need_a, need_b):
+        to_a = (np.asarray(a) <= b) | np.isnan(b)
+        return np.where(to_a, g, 0), np.where(to_a, 0, g)
+
+
+class NextafterOp(_BinaryOp):
+    """The next representable value after a toward b; PyTorch's gradients: g to a where
+    a != b (else 0), 0 to b."""
+
+    name = "nextafter"
+    fn = staticmethod(np.nextafter)
+
+    @staticmethod
+    def grads(a, b, out, g, need_a, need_b):
+        return np.where(np.asarray(a) != b, g, 0), np.zeros_like(g)
 
 
 def xlogy_array(a, b) -> np.ndarray:

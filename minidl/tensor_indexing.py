@@ -1,5 +1,5 @@
 """PyTorch's rearranging and indexing functions beyond minidl.tensor's: tile, ravel,
-fliplr/flipud, hsplit/vsplit/dsplit, diagonal, diag_embed, diagflat, argwhere, take, put,
+fliplr/flipud, hsplit/vsplit/dsplit, diag_embed, diagflat, argwhere, take, put,
 index_add, index_copy, index_fill, scatter_reduce, unravel_index, broadcast_tensors and
 broadcast_shapes, each `minidl.X` and (where PyTorch has them) `Tensor.X` and `Tensor.X_`.
 
@@ -83,28 +83,6 @@ def vsplit(input: Tensor, indices_or_sections: Any) -> tuple:  # noqa: A002
 def dsplit(input: Tensor, indices_or_sections: Any) -> tuple:  # noqa: A002
     """tensor_split along dim 2 of a tensor of at least 3 dims; equal sections only."""
     return _directional_split("dsplit", _tensor(input), indices_or_sections, 2, 3)
-
-
-def _diagonal_positions(n1: int, n2: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    if offset >= 0:
-        length = max(min(n1, n2 - offset), 0)
-        return np.arange(length), np.arange(length) + offset
-    length = max(min(n1 + offset, n2), 0)
-    return np.arange(length) - offset, np.arange(length)
-
-
-def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:  # noqa: A002
-    """The diagonal of the (dim1, dim2) planes (above the main one for offset > 0, below for
-    offset < 0) as the last dim of the result."""
-    x = _tensor(input)
-    d1, d2 = _dim_index("diagonal", dim1, x.ndim), _dim_index("diagonal", dim2, x.ndim)
-    if d1 == d2:
-        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    moved = x.movedim((d1, d2), (-2, -1))
-    n1, n2 = moved.shape[-2:]
-    rows, cols = _diagonal_positions(n1, n2, int(offset))
-    lead = tuple(moved.shape[:-2])
-    return moved.reshape(lead + (n1 * n2,)).index_select(len(lead), rows * n2 + cols)
 
 
 def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:  # noqa: A002
@@ -394,7 +372,7 @@ def broadcast_tensors(*tensors: Any) -> tuple[Tensor, ...]:
     return tuple(t if tuple(t.shape) == tuple(shape) else t.expand(shape) for t in ts)
 
 
-METHODS = ("split_with_sizes", "sum_to_size", "tile", "ravel", "fliplr", "flipud", "hsplit", "vsplit", "dsplit", "diagonal",
+METHODS = ("split_with_sizes", "sum_to_size", "tile", "ravel", "fliplr", "flipud", "hsplit", "vsplit", "dsplit",
            "diag_embed", "diagflat", "argwhere", "take", "put", "index_add", "index_copy",
            "index_fill", "scatter_reduce")
 for _name in METHODS:
@@ -405,4 +383,5 @@ for _name in ("put", "index_add", "index_copy", "index_fill", "scatter_reduce", 
     setattr(Tensor, _name + "_", inplace_method(_name, recorded=True))
 del _name
 
-__all__ = sorted([*(n for n in METHODS if n != "sum_to_size"), "unravel_index", "broadcast_shapes", "broadcast_tensors"])
+__all__ = sorted([*(n for n in METHODS if n != "sum_to_size"), "unravel_index",
+                  "broadcast_shapes", "broadcast_tensors"])

@@ -1,5 +1,5 @@
 """PyTorch's products and distances beyond matmul, einsum and outer: kron, inner, tensordot,
-mv, addmv, addr, cross, dist, cdist, block_diag, cartesian_prod and combinations, each
+mv, addmv, addr, dist, cdist, block_diag, cartesian_prod and combinations, each
 `minidl.X` and (where PyTorch has the method) `Tensor.X`.
 
 All are composites of differentiable Tensor ops (matmul, broadcasting products, norm,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import warnings
 from typing import Any
 
 import numpy as np
@@ -142,38 +141,6 @@ def addr(input: Any, vec1: Tensor, vec2: Tensor, *, beta: Any = 1,  # noqa: A002
     return _scaled_sum("addr", x, v1.reshape(-1, 1) * v2.reshape(1, -1), beta, alpha)
 
 
-def cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
-    """The cross product of 3-vectors along dim (input and other broadcast). dim=None takes
-    the first dim of size 3 and warns, as PyTorch 2.13 does (linalg.cross uses -1)."""
-    a, b = _tensor(input), _tensor(other)
-    try:
-        shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
-    except ValueError as e:
-        raise RuntimeError(f"linalg.cross: inputs of shapes {list(a.shape)} and "
-                           f"{list(b.shape)} do not broadcast") from e
-    if dim is None:
-        warnings.warn("Using torch.cross without specifying the dim arg is deprecated.\n"
-                      "Please either pass the dim explicitly or simply use torch.linalg.cross."
-                      "\nThe default value of dim will change to agree with that of "
-                      "linalg.cross in a future release.", UserWarning, stacklevel=2)
-        sizes = [i for i, n in enumerate(shape) if n == 3]
-        if not sizes:
-            raise RuntimeError(f"no dimension of size 3 in input of shape {list(shape)}")
-        axis = sizes[0]
-    else:
-        axis = _dim_index("cross", dim, len(shape))
-        if a.ndim != b.ndim:
-            raise RuntimeError(f"linalg.cross: inputs must have the same number of dimensions, "
-                               f"got {a.ndim} and {b.ndim}")
-        if a.shape[axis] != 3 or b.shape[axis] != 3:
-            raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
-                               f"{a.shape[axis]} and {b.shape[axis]}")
-    a, b = a.expand(shape), b.expand(shape)
-    a0, a1, a2 = (a.select(axis, i) for i in range(3))
-    b0, b1, b2 = (b.select(axis, i) for i in range(3))
-    return stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis)
-
-
 def _norm_of_rows(diff: Tensor, p: float, dim: Any) -> Tensor:
     if p == 0:
         return (diff != 0).sum(dim).astype(diff.dtype)
@@ -263,7 +230,7 @@ def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> T
     return out if r == 0 else out.reshape(-1, r)
 
 
-METHODS = ("kron", "inner", "vdot", "mv", "addmv", "addbmm", "addr", "cross", "dist")
+METHODS = ("kron", "inner", "vdot", "mv", "addmv", "addbmm", "addr", "dist")
 for _name in METHODS:
     setattr(Tensor, _name, globals()[_name])
 # The in-place forms (recorded results take over self's history, Tensor._inplace).

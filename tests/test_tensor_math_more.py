@@ -582,11 +582,6 @@ def test_shape_functions_gradcheck(name, fn, arrays):
     test_gradcheck(name, fn, arrays)
 
 
-def test_cross_default_dim_warns_as_torch():
-    with pytest.warns(UserWarning, match="without specifying the dim"):
-        minidl.cross(minidl.ones(3, 3), minidl.ones(3, 3))
-
-
 def test_inplace_index_forms():
     torch = pytest.importorskip("torch")
     for name, args in (("index_add_", (0, [0, 0], np.ones((2, 2)))),

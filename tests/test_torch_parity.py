@@ -899,3 +899,22 @@ def test_float_division_by_zero_stays_inf_and_nan():
         quotient, remainder = values(x // 0), values(x % 0.0)
     assert quotient[:2] == [math.inf, -math.inf] and math.isnan(quotient[2])
     assert all(math.isnan(r) for r in remainder)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, a, b: a + b, lambda m, a, b: a * b, lambda m, a, b: m.where(a > 0, a, b),
+    lambda m, a, b: m.atan2(a, b), lambda m, a, b: a.add_(b)])
+@pytest.mark.parametrize("shapes", [((2, 3), (3, 2)), ((2,), (3, 1, 4)), ((5, 2, 1), (3, 1))])
+def test_shapes_that_do_not_broadcast_raise_torchs_runtime_error(call, shapes):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError) as theirs:
+        call(torch, torch.ones(shapes[0]), torch.ones(shapes[1]))
+    with pytest.raises(RuntimeError) as ours:
+        call(minidl, minidl.ones(*shapes[0]), minidl.ones(*shapes[1]))
+    assert str(theirs.value).splitlines()[0] in str(ours.value)
+
+
+def test_matmul_batch_shapes_that_do_not_broadcast_raise_runtime_error():
+    with pytest.raises(RuntimeError, match=r"size of tensor a \(2\) must match the size of "
+                       r"tensor b \(3\) at non-singleton dimension 0"):
+        minidl.ones(2, 2, 3) @ minidl.ones(3, 3, 1)

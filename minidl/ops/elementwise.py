@@ -54,16 +54,25 @@ def _same_float_arrays(a, b) -> bool:
             and a.dtype == b.dtype and a.dtype in FLOAT_DTYPES)
 
 
+def broadcast_mismatch(a: tuple, b: tuple) -> str | None:
+    """PyTorch's message for shapes a and b that do not broadcast (the last dim, counted in
+    the broadcast shape, where both sizes differ and neither is 1), or None if they do."""
+    ndim = max(len(a), len(b))
+    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
+    for dim in range(ndim - 1, -1, -1):
+        if a[dim] != b[dim] and 1 not in (a[dim], b[dim]):
+            return (f"The size of tensor a ({a[dim]}) must match the size of tensor b "
+                    f"({b[dim]}) at non-singleton dimension {dim}")
+    return None
+
+
 def _binary(name: str, fn, a, b, out: np.ndarray | None = None) -> np.ndarray:
     try:
         out = contiguous(fn(a, b) if out is None else fn(a, b, out=out))
     except ValueError as e:
-        try:
-            np.broadcast_shapes(_shape(a), _shape(b))
-        except ValueError:
-            raise ValueError(
-                f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
-            ) from e
+        mismatch = broadcast_mismatch(_shape(a), _shape(b))
+        if mismatch is not None:
+            raise RuntimeError(f"{name}: {mismatch}") from e
         # Broadcastable, so NumPy refused the values (integers to negative integer powers).
         raise RuntimeError(f"{name}: {e}") from e
     if out.dtype not in SUPPORTED_DTYPES:
@@ -254,9 +263,9 @@ class WhereOp(Function):
         try:
             return contiguous(np.where(cond, a, b))
         except ValueError as e:
-            raise ValueError(
-                f"where: shapes {cond.shape}, {_shape(a)} and {_shape(b)} cannot be broadcast"
-            ) from e
+            mismatch = broadcast_mismatch(cond.shape, _shape(a)) or broadcast_mismatch(
+                np.broadcast_shapes(cond.shape, _shape(a)), _shape(b))
+            raise RuntimeError(f"where: {mismatch}") from e
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):

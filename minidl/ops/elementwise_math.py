@@ -13,15 +13,15 @@ import numpy as np
 
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
-from minidl.ops.elementwise import unbroadcast
+from minidl.ops.elementwise import broadcast_mismatch, unbroadcast
 
 
 def _broadcast_call(name: str, fn, a, b) -> np.ndarray:
     try:
         return contiguous(fn(a, b))
     except ValueError as e:
-        raise ValueError(f"{name}: shapes {np.shape(a)} and {np.shape(b)} cannot be broadcast "
-                         "together") from e
+        mismatch = broadcast_mismatch(np.shape(a), np.shape(b))
+        raise RuntimeError(f"{name}: {mismatch or e}") from e
 
 
 class _BinaryOp(Function):

@@ -13,7 +13,7 @@ from minidl._kernels import gemm
 from minidl.graph import Context, Function, size_of
 from minidl.ops import contiguous, flat_kernel
 from minidl.ops.activation import relu_grad
-from minidl.ops.elementwise import unbroadcast
+from minidl.ops.elementwise import broadcast_mismatch, unbroadcast
 from minidl.threads import get_num_threads
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -93,9 +93,8 @@ class MatMulOp(Function):
             try:
                 batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
             except ValueError as e:
-                raise ValueError(
-                    f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast"
-                ) from e
+                mismatch = broadcast_mismatch(a2.shape[:-2], b2.shape[:-2])
+                raise RuntimeError(f"matmul: {mismatch}") from e
             a3 = contiguous(np.broadcast_to(a2, batch + (m, k))).reshape(int(np.prod(batch)), m, k)
             b3 = contiguous(np.broadcast_to(b2, batch + (k, n))).reshape(int(np.prod(batch)), k, n)
             out = gemm3d(a3, b3).reshape(batch + (m, n))

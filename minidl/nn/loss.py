@@ -15,7 +15,7 @@ import numpy as np
 from minidl.nn import functional as F
 from minidl.nn.distance import PairwiseDistance
 from minidl.nn.module import Module
-from minidl.ops.loss import check_reduction, reduction_of
+from minidl.ops.loss import reduction_of
 from minidl.tensor import Tensor, tensor
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CTCLoss", "CosineEmbeddingLoss", "CrossEntropyLoss",
@@ -38,13 +38,9 @@ class _Loss(Module):
     def __init__(self, size_average: Any = None, reduce: Any = None,
                  reduction: str = "mean") -> None:
         super().__init__()
-        reduction = reduction_of(size_average, reduce, reduction)
-        if reduction != "batchmean":
-            check_reduction(type(self).__name__, reduction)
-        self.reduction = reduction
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
+        # As in PyTorch, a bad reduction raises when the loss is called (by its F function),
+        # and the repr shows no options.
+        self.reduction = reduction_of(size_average, reduce, reduction)
 
 
 class CrossEntropyLoss(_Loss):

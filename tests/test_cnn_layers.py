@@ -544,7 +544,7 @@ def test_1d_forms_raise_on_bad_input():
     with pytest.raises(ValueError, match="conv1d: expected a 3-D weight"):
         F.conv1d(np.zeros((1, 2, 3)), np.zeros((1, 2, 1, 1)))
     with pytest.raises(ValueError, match="max_pool1d: expected a 3-D input"):
-        F.max_pool1d(np.zeros((2, 3)), 2)
+        F.max_pool1d(np.zeros((1, 2, 3, 3)), 2)
     with pytest.raises(ValueError, match="kernel_size must be an int or a 1-sequence"):
         F.avg_pool1d(np.zeros((1, 2, 3)), (2, 2))
     with pytest.raises(ValueError, match="Conv1d: stride must be an int or a 1-sequence"):
@@ -840,7 +840,7 @@ def test_1d_adaptive_pools_and_instance_norm_match_torch():
     with pytest.raises(ValueError, match="adaptive_avg_pool1d: output_size must be an int or a"):
         F.adaptive_avg_pool1d(x, (2, 2))
     with pytest.raises(ValueError, match="adaptive_max_pool1d: expected a 3-D input"):
-        F.adaptive_max_pool1d(x[0], 2)
+        F.adaptive_max_pool1d(x[None], 2)
     xf = x.astype(np.float32)
     for kwargs in [dict(), dict(affine=True, track_running_stats=True)]:
         mine, theirs = nn.InstanceNorm1d(3, **kwargs), torch.nn.InstanceNorm1d(3, **kwargs)
@@ -1010,3 +1010,41 @@ def test_conv2d_padding_modes_match_torch(padding_mode, padding, dilation):
     np.testing.assert_allclose(mine.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-12,
                                atol=1e-12)
     assert ("padding_mode=" + padding_mode) in repr(mine)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f, x: f.max_pool2d(x, 2, return_indices=True), lambda f, x: f.avg_pool2d(x, 3, 2, 1),
+    lambda f, x: f.adaptive_avg_pool2d(x, (2, 3)), lambda f, x: f.adaptive_max_pool2d(x, 2),
+    lambda f, x: f.max_pool1d(x.flatten(1), 3, 2), lambda f, x: f.avg_pool1d(x.flatten(1), 2),
+    lambda f, x: f.adaptive_avg_pool1d(x.flatten(1), 5),
+    lambda f, x: f.adaptive_max_pool1d(x.flatten(1), 4, True)])
+def test_pools_take_unbatched_inputs_as_torch(call):
+    torch = pytest.importorskip("torch")
+    data = np.random.default_rng(3).standard_normal((3, 6, 6))
+    x, tx = minidl.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    ours, theirs = call(F, x), call(torch.nn.functional, tx)
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    theirs = theirs if isinstance(theirs, tuple) else (theirs,)
+    for a, b in zip(ours, theirs):
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_array_equal(a.numpy(), b.detach().numpy())
+    ours[0].sum().backward()
+    theirs[0].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-14)
+
+
+def test_convolutions_take_unbatched_inputs_as_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    for ours_fn, theirs_fn, x_shape, w_shape in (
+            (F.conv2d, torch.nn.functional.conv2d, (2, 5, 5), (3, 2, 3, 3)),
+            (F.conv1d, torch.nn.functional.conv1d, (2, 7), (3, 2, 3))):
+        xd, wd = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        x, tx = minidl.tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
+        out = ours_fn(x, minidl.tensor(wd), None, 1, 1)
+        expected = theirs_fn(tx, torch.tensor(wd), None, 1, 1)
+        assert out.shape == tuple(expected.shape)
+        np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+        out.sum().backward()
+        expected.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)

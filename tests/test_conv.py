@@ -403,7 +403,7 @@ def test_conv2d_rejects_wrong_dtypes():
     "xshape, wshape, kwargs, match",
     [
         ((1, 2, 5, 5), (3, 3, 3, 3), {}, "channels"),
-        ((2, 5, 5), (3, 2, 3, 3), {}, "4-D input"),
+        ((1, 2, 5, 5, 1), (3, 2, 3, 3), {}, "4-D input"),
         ((1, 2, 5, 5), (3, 2, 3), {}, "4-D weight"),
         ((1, 4, 5, 5), (3, 2, 3, 3), {"groups": 2}, "divisible by groups"),
         ((1, 6, 5, 5), (4, 3, 3, 3), {"groups": 4}, "channels"),

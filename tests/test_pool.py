@@ -294,7 +294,7 @@ def test_pool_rejects_integer_input(fn, kwargs):
         (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, stride=0), "stride"),
         (max_pool2d, (1, 1, 4, 4), dict(kernel_size=2, dilation=0), "dilation"),
         (max_pool2d, (1, 1, 2, 2), dict(kernel_size=3), "too small"),
-        (max_pool2d, (1, 4, 4), dict(kernel_size=2), "4-D"),
+        (max_pool2d, (1, 1, 4, 4, 1), dict(kernel_size=2), "4-D"),
         (avg_pool2d, (1, 1, 4, 4), dict(kernel_size=3, padding=2), "padding"),
         (avg_pool2d, (1, 1, 1, 5), dict(kernel_size=2), "too small"),
         (adaptive_avg_pool2d, (1, 1, 4, 4), dict(output_size=0), "output_size"),

@@ -1086,6 +1086,15 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = N
     )
 
 
+def _unbatched(result: Any) -> Any:
+    """A conv's or pool's result for an unbatched input run as a batch of one (PyTorch's
+    convolutions and pools take (C, H, W) and (C, L)): the batch dim dropped, from the
+    indices too."""
+    if isinstance(result, tuple):
+        return tuple(r.squeeze(0) for r in result)
+    return result.squeeze(0)
+
+
 def conv2d(
     input,
     weight,
@@ -1098,14 +1107,17 @@ def conv2d(
 ):
     """2-D convolution, as torch.nn.functional.conv2d (cross-correlation, NCHW).
 
-    input: (N, C, H, W) float32/float64; weight: (OC, C // groups, KH, KW) of the same dtype;
-    bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
+    input: (N, C, H, W) or unbatched (C, H, W), float32/float64; weight: (OC, C // groups,
+    KH, KW) of the same dtype; bias: (OC,) or None. stride, padding, dilation: int or (h, w); padding may be 'same'
     (stride 1 only) or 'valid'. relu=True applies max(., 0) in the kernel's epilogue.
     Returns (N, OC, OH, OW) with OH = (H + 2 * pad_h - dilation_h * (KH - 1) - 1) // stride_h + 1.
     Raises TypeError for non-float or mixed dtypes, ValueError for bad shapes or arguments.
     """
     op = "conv2d_relu" if relu else "conv2d"
     x, weight = _tensor(input), _tensor(weight)
+    if x.ndim == 3:   # unbatched (C, H, W), as PyTorch takes it
+        return _unbatched(conv2d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups,
+                                 relu))
     bias = None if bias is None else _tensor(bias)
     stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
         op, x.data, weight.data, None if bias is None else bias.data, stride, padding, dilation,
@@ -1148,7 +1160,8 @@ def max_pool2d(
 ):
     """2-D max pooling, as torch.nn.functional.max_pool2d.
 
-    input: (N, C, H, W) float32/float64. stride defaults to kernel_size; padding (implicit -inf) at
+    input: (N, C, H, W) (or unbatched (C, H, W), here and in the other pools) float32/float64.
+    stride defaults to kernel_size; padding (implicit -inf) at
     most kernel_size // 2. Returns (N, C, OH, OW), and with return_indices also an int64 tensor
     of flat h * W + w argmax positions per plane (a dilated window that misses the input
     entirely gives -inf and index -1, where PyTorch returns an out-of-range index). Raises
@@ -1156,6 +1169,9 @@ def max_pool2d(
     window.
     """
     x = _tensor(input)
+    if x.ndim == 3:
+        return _unbatched(max_pool2d(x.unsqueeze(0), kernel_size, stride, padding, dilation,
+                                     ceil_mode, return_indices))
     kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
         "max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -1190,6 +1206,9 @@ def avg_pool2d(
     instead. Raises like max_pool2d.
     """
     x = _tensor(input)
+    if x.ndim == 3:
+        return _unbatched(avg_pool2d(x.unsqueeze(0), kernel_size, stride, padding, ceil_mode,
+                                     count_include_pad, divisor_override))
     kernel, stride, padding, _, out_size = _pool.pool_geometry(
         "avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode
     )
@@ -1222,6 +1241,8 @@ def adaptive_avg_pool2d(input, output_size):
     size; 1 gives global average pooling. Returns (N, C, OH, OW).
     """
     x = _tensor(input)
+    if x.ndim == 3:
+        return _unbatched(adaptive_avg_pool2d(x.unsqueeze(0), output_size))
     out_size = _pool.adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
     return _adaptive_avg_pool2d(x, out_size=out_size)
 
@@ -1407,7 +1428,11 @@ def conv1d(input, weight, bias=None, stride: Any = 1, padding: Any = 0, dilation
     'same' or 'valid'. Returns (N, OC, OL). Raises like conv2d.
     """
     op = "conv1d"
-    x, w = _as_2d(op, _tensor(input)), _weight_as_2d(op, weight, "(OC, C/groups, K)")
+    x = _tensor(input)
+    if x.ndim == 2:   # unbatched (C, L), as PyTorch takes it
+        return _unbatched(conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation,
+                                 groups))
+    x, w = _as_2d(op, x), _weight_as_2d(op, weight, "(OC, C/groups, K)")
     bias = None if bias is None else _tensor(bias)
     stride, top_left, dilation, groups, out_size = _conv.conv_arguments(
         op, x.data, w.data, None if bias is None else bias.data, _int1(op, "stride", stride),
@@ -1437,7 +1462,11 @@ def max_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0, di
     """1-D max pooling, as torch.nn.functional.max_pool1d: the max_pool2d op on (N, C, 1, L).
     Returns (N, C, OL), and with return_indices the int64 argmax positions along L."""
     op = "max_pool1d"
-    x = _as_2d(op, _tensor(input))
+    x = _tensor(input)
+    if x.ndim == 2:
+        return _unbatched(max_pool1d(x.unsqueeze(0), kernel_size, stride, padding, dilation,
+                                     ceil_mode, return_indices))
+    x = _as_2d(op, x)
     kernel, stride, padding, dilation, out_size = _pool.pool_geometry(
         op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
         _int1(op, "padding", padding, 0), _int1(op, "dilation", dilation), ceil_mode)
@@ -1453,7 +1482,11 @@ def avg_pool1d(input, kernel_size: Any, stride: Any = None, padding: Any = 0,
     """1-D average pooling, as torch.nn.functional.avg_pool1d: the avg_pool2d op on
     (N, C, 1, L)."""
     op = "avg_pool1d"
-    x = _as_2d(op, _tensor(input))
+    x = _tensor(input)
+    if x.ndim == 2:
+        return _unbatched(avg_pool1d(x.unsqueeze(0), kernel_size, stride, padding, ceil_mode,
+                                     count_include_pad))
+    x = _as_2d(op, x)
     kernel, stride, padding, _, out_size = _pool.pool_geometry(
         op, x.data, _int1(op, "kernel_size", kernel_size), _int1(op, "stride", stride),
         _int1(op, "padding", padding, 0), 1, ceil_mode)
@@ -1472,6 +1505,8 @@ def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
     positions of the maxima. Raises like adaptive_avg_pool2d.
     """
     x = _tensor(input)
+    if x.ndim == 3:
+        return _unbatched(adaptive_max_pool2d(x.unsqueeze(0), output_size, return_indices))
     out_size = _pool.adaptive_out_size("adaptive_max_pool2d", x.data, output_size)
     sink: list | None = [] if return_indices else None
     out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink)
@@ -1492,7 +1527,10 @@ def adaptive_avg_pool1d(input, output_size):
     """Average pooling of (N, C, L) to (N, C, output_size): the adaptive_avg_pool2d op on
     (N, C, 1, L)."""
     op = "adaptive_avg_pool1d"
-    x = _as_2d(op, _tensor(input))
+    x = _tensor(input)
+    if x.ndim == 2:
+        return _unbatched(adaptive_avg_pool1d(x.unsqueeze(0), output_size))
+    x = _as_2d(op, x)
     out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
     return _adaptive_avg_pool2d(x, out_size=out_size).squeeze(2)
 
@@ -1501,7 +1539,10 @@ def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
     """Max pooling of (N, C, L) to (N, C, output_size): the adaptive_max_pool2d op on
     (N, C, 1, L); return_indices adds the int64 positions along L."""
     op = "adaptive_max_pool1d"
-    x = _as_2d(op, _tensor(input))
+    x = _tensor(input)
+    if x.ndim == 2:
+        return _unbatched(adaptive_max_pool1d(x.unsqueeze(0), output_size, return_indices))
+    x = _as_2d(op, x)
     out_size = _pool.adaptive_out_size(op, x.data, _adaptive_size1(op, output_size))
     sink: list | None = [] if return_indices else None
     out = _adaptive_max_pool2d(x, out_size=out_size, indices_sink=sink).squeeze(2)
@@ -1636,8 +1677,8 @@ def lp_pool2d(input: Tensor, norm_type: float, kernel_size: Any, stride: Any = N
     window size, through sign(s) * relu(|s|) so a zero sum stays 0; p = +-inf is max_pool2d of
     |x| (min for -inf). input (N, C, H, W) or (C, H, W)."""
     x = _tensor(input)
-    if x.ndim == 3:  # unbatched, as PyTorch's pools accept
-        return lp_pool2d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if x.ndim == 3:
+        return _unbatched(lp_pool2d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode))
     if norm_type in (float("inf"), -float("inf")):
         sign = 1 if norm_type > 0 else -1
         return sign * max_pool2d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)
@@ -1650,8 +1691,8 @@ def lp_pool1d(input: Tensor, norm_type: float, kernel_size: int, stride: Any = N
               ceil_mode: bool = False) -> Tensor:
     """lp_pool2d's formula along the last dim: input (N, C, L) or (C, L)."""
     x = _tensor(input)
-    if x.ndim == 2:  # unbatched, as PyTorch's pools accept
-        return lp_pool1d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode).squeeze(0)
+    if x.ndim == 2:
+        return _unbatched(lp_pool1d(x.unsqueeze(0), norm_type, kernel_size, stride, ceil_mode))
     if norm_type in (float("inf"), -float("inf")):
         sign = 1 if norm_type > 0 else -1
         return sign * max_pool1d(sign * x.abs(), kernel_size, stride, 0, 1, ceil_mode)

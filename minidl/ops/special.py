@@ -14,8 +14,8 @@ import math
 import numpy as np
 
 from minidl._kernels import elementwise as _elementwise
-from minidl.graph import Context, Function
 from minidl.ops import contiguous, flat_kernel
+from minidl.ops.elementwise_unary import _UnaryOp
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
@@ -142,28 +142,11 @@ def _bessel_i1_64(x: np.ndarray) -> np.ndarray:
     return np.where(finite, total, np.where(np.isnan(x), x, np.copysign(math.inf, x)))
 
 
-class _SpecialOp(Function):
-    """f(a) for a floating point array; subclasses give `fn` and `grad(a, out, g)`."""
+class _SpecialOp(_UnaryOp):
+    """f(a) for a floating point array (elementwise_unary's pattern: the input and output
+    saved); subclasses give `fn` and `grad(a, out, g)`."""
 
-    elementwise = True
     fn = staticmethod(erfc)
-
-    @classmethod
-    def forward(cls, ctx: Context, a) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = cls.fn(a)
-        ctx.save_for_backward(a, out)
-        return out
-
-    @classmethod
-    def backward(cls, ctx: Context, g: np.ndarray):
-        a, out = ctx.saved_tensors
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.asarray(cls.grad(a, out, g), g.dtype)
-
-    @staticmethod
-    def grad(a, out, g):
-        raise NotImplementedError
 
 
 class ErfcOp(_SpecialOp):

@@ -226,7 +226,7 @@ def test_gradcheck_at_kinks_away_from_them():
 
 def test_special_functions_against_mpmath():
     mpmath = pytest.importorskip("mpmath")
-    from minidl.ops.special import _bessel_i1_64, _trigamma64
+    from minidl.ops.special import bessel_i1_64, trigamma64
 
     x = np.array([-7.7, -2.3, -0.5, 0.1, 0.5, 1.0, 2.5, 9.9, 10.0, 77.0, 1e6])
     for fn, ref in ((minidl.digamma, mpmath.digamma), (minidl.lgamma, mpmath.loggamma)):
@@ -234,11 +234,11 @@ def test_special_functions_against_mpmath():
         expected = np.array([float(mpmath.re(ref(v))) for v in x])
         np.testing.assert_allclose(ours, expected, rtol=1e-13, atol=1e-14)
     expected = np.array([float(mpmath.psi(1, v)) for v in x])
-    np.testing.assert_allclose(_trigamma64(x), expected, rtol=2e-15)
+    np.testing.assert_allclose(trigamma64(x), expected, rtol=2e-15)
     y = np.array([-40.0, -1.0, 0.0, 1e-3, 2.0, 30.0, 300.0, 700.0])
     expected = np.array([float(mpmath.besseli(1, v)) for v in y])
-    np.testing.assert_allclose(_bessel_i1_64(y), expected, rtol=1e-14)
-    assert np.isinf(_bessel_i1_64(np.array([800.0, -800.0]))).all()
+    np.testing.assert_allclose(bessel_i1_64(y), expected, rtol=1e-14)
+    assert np.isinf(bessel_i1_64(np.array([800.0, -800.0]))).all()
     p = np.array([-0.99999999, -0.7, -1e-8, 0.3, 0.5, 0.5000001, 0.97, 1 - 2**-52])
     expected = np.array([float(mpmath.erfinv(v)) for v in p])
     np.testing.assert_allclose(minidl.erfinv(minidl.tensor(p)).numpy(), expected, rtol=1e-14)

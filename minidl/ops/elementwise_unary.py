@@ -15,6 +15,16 @@ import numpy as np
 
 from minidl.graph import Context, Function
 from minidl.ops import contiguous
+from minidl.ops.special import (
+    TWO_OVER_SQRT_PI,
+    bessel_i1_64,
+    digamma,
+    erfc,
+    erfinv,
+    i0,
+    lgamma,
+    trigamma64,
+)
 
 
 class _UnaryOp(Function):
@@ -192,3 +202,58 @@ class LogitOp(Function):
             else:
                 grad = np.where((a < ctx.eps) | (a > 1 - ctx.eps), 0, grad)
         return np.asarray(grad, g.dtype)
+
+
+class _SpecialOp(_UnaryOp):
+    """f(a) for a floating point array (elementwise_unary's pattern: the input and output
+    saved); subclasses give `fn` and `grad(a, out, g)`."""
+
+    fn = staticmethod(erfc)
+
+
+class ErfcOp(_SpecialOp):
+    name = "erfc"
+    fn = staticmethod(erfc)
+
+    @staticmethod
+    def grad(a, out, g):
+        return -TWO_OVER_SQRT_PI * np.exp(-(a * a)) * g
+
+
+class ErfinvOp(_SpecialOp):
+    name = "erfinv"
+    fn = staticmethod(erfinv)
+
+    @staticmethod
+    def grad(a, out, g):
+        return (math.sqrt(math.pi) / 2) * np.exp(out * out) * g
+
+
+class LgammaOp(_SpecialOp):
+    name = "lgamma"
+    fn = staticmethod(lgamma)
+
+    @staticmethod
+    def grad(a, out, g):
+        return g * digamma(a)
+
+
+class DigammaOp(_SpecialOp):
+    name = "digamma"
+    fn = staticmethod(digamma)
+
+    @staticmethod
+    def grad(a, out, g):
+        return g * trigamma64(np.asarray(a, np.float64))
+
+
+class I0Op(_SpecialOp):
+    """The modified Bessel function of the first kind, order 0 (NumPy's i0: Cephes's
+    Chebyshev expansions, as PyTorch's); its derivative is I1."""
+
+    name = "i0"
+    fn = staticmethod(i0)
+
+    @staticmethod
+    def grad(a, out, g):
+        return g * bessel_i1_64(np.asarray(a, np.float64))

@@ -1,4 +1,5 @@
-"""Special functions NumPy lacks, and their ops: erfc, erfinv, lgamma, digamma, i0.
+"""Special functions NumPy lacks: erfc, erfinv, lgamma, digamma, i0 (their ops are in
+minidl.ops.elementwise_unary).
 
 The array functions compute in float64 and round to the input's dtype once. The C library's
 erfc and lgamma come through Python's math module (one call per element: exact, not fast);
@@ -15,9 +16,8 @@ import numpy as np
 
 from minidl._kernels import elementwise as _elementwise
 from minidl.ops import contiguous, flat_kernel
-from minidl.ops.elementwise_unary import _UnaryOp
 
-_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 
 def _lgamma_scalar(v: float) -> float:
@@ -68,7 +68,7 @@ def _erfinv64(y: np.ndarray) -> np.ndarray:
             ax = np.abs(x)
             erfc_ax = np.asarray(_erfc_elements(ax), np.float64)
             residual = np.where(tail, (complement - erfc_ax) * sign, _erf64(x) - y)
-            step = residual / (_TWO_OVER_SQRT_PI * np.exp(-x * x))
+            step = residual / (TWO_OVER_SQRT_PI * np.exp(-x * x))
             x = np.where(np.isfinite(step), x - step / (1 + x * step), x)
         x = np.where(ay == 1, sign * math.inf, x)
         return np.where((ay > 1) | np.isnan(y), math.nan, np.where(y == 0, y, x))
@@ -105,7 +105,11 @@ def digamma(a) -> np.ndarray:
     return _in_float64(_digamma64, a)
 
 
-def _trigamma64(x: np.ndarray) -> np.ndarray:
+def i0(a) -> np.ndarray:
+    return _in_float64(np.i0, a)
+
+
+def trigamma64(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         negative = x < 0.5
         # Reflection: psi1(x) = pi^2 / sin^2(pi x) - psi1(1 - x).
@@ -125,7 +129,7 @@ def _trigamma64(x: np.ndarray) -> np.ndarray:
         return np.where((x <= 0) & (x == np.trunc(x)), math.inf, out)
 
 
-def _bessel_i1_64(x: np.ndarray) -> np.ndarray:
+def bessel_i1_64(x: np.ndarray) -> np.ndarray:
     """I1(x) = sum_k (x/2)^(2k+1) / (k! (k+1)!): positive terms, so no cancellation; the terms
     peak near k = |x| / 2 and |x| + 40 of them reach float64's rounding. Beyond |x| = 720 it
     overflows to +-inf."""
@@ -140,58 +144,3 @@ def _bessel_i1_64(x: np.ndarray) -> np.ndarray:
             term = term * quarter_sq / (k * (k + 1))
             total = total + term
     return np.where(finite, total, np.where(np.isnan(x), x, np.copysign(math.inf, x)))
-
-
-class _SpecialOp(_UnaryOp):
-    """f(a) for a floating point array (elementwise_unary's pattern: the input and output
-    saved); subclasses give `fn` and `grad(a, out, g)`."""
-
-    fn = staticmethod(erfc)
-
-
-class ErfcOp(_SpecialOp):
-    name = "erfc"
-    fn = staticmethod(erfc)
-
-    @staticmethod
-    def grad(a, out, g):
-        return -_TWO_OVER_SQRT_PI * np.exp(-(a * a)) * g
-
-
-class ErfinvOp(_SpecialOp):
-    name = "erfinv"
-    fn = staticmethod(erfinv)
-
-    @staticmethod
-    def grad(a, out, g):
-        return (math.sqrt(math.pi) / 2) * np.exp(out * out) * g
-
-
-class LgammaOp(_SpecialOp):
-    name = "lgamma"
-    fn = staticmethod(lgamma)
-
-    @staticmethod
-    def grad(a, out, g):
-        return g * digamma(a)
-
-
-class DigammaOp(_SpecialOp):
-    name = "digamma"
-    fn = staticmethod(digamma)
-
-    @staticmethod
-    def grad(a, out, g):
-        return g * _trigamma64(np.asarray(a, np.float64))
-
-
-class I0Op(_SpecialOp):
-    """The modified Bessel function of the first kind, order 0 (NumPy's i0: Cephes's
-    Chebyshev expansions, as PyTorch's); its derivative is I1."""
-
-    name = "i0"
-    fn = staticmethod(lambda a: _in_float64(np.i0, a))
-
-    @staticmethod
-    def grad(a, out, g):
-        return g * _bessel_i1_64(np.asarray(a, np.float64))

@@ -56,13 +56,15 @@ def _same_float_arrays(a, b) -> bool:
 
 def broadcast_mismatch(a: tuple, b: tuple) -> str | None:
     """PyTorch's message for shapes a and b that do not broadcast (the last dim, counted in
-    the broadcast shape, where both sizes differ and neither is 1), or None if they do."""
+    the broadcast shape, where both sizes differ and neither is 1), followed by both shapes;
+    None if they broadcast."""
     ndim = max(len(a), len(b))
-    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
+    pa, pb = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
     for dim in range(ndim - 1, -1, -1):
-        if a[dim] != b[dim] and 1 not in (a[dim], b[dim]):
-            return (f"The size of tensor a ({a[dim]}) must match the size of tensor b "
-                    f"({b[dim]}) at non-singleton dimension {dim}")
+        if pa[dim] != pb[dim] and 1 not in (pa[dim], pb[dim]):
+            return (f"The size of tensor a ({pa[dim]}) must match the size of tensor b "
+                    f"({pb[dim]}) at non-singleton dimension {dim} (shapes {tuple(a)} and "
+                    f"{tuple(b)})")
     return None
 
 

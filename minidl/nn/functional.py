@@ -611,13 +611,7 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     """
     _check_dropout_p(p)
     x = _tensor(input)
-    if x.ndim not in (3, 4):
-        warnings.warn(
-            f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout2d exists to provide "
-            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
-            "an optional batch dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+    _warn_unusual_rank("dropout2d", x.ndim, spatial=2)
     if x.ndim == 3:
         warnings.warn(
             "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
@@ -671,6 +665,19 @@ def _feature_shape(op: str, x: Tensor) -> tuple:
     return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
 
 
+def _warn_unusual_rank(op: str, ndim: int, spatial: int) -> None:
+    """PyTorch's deprecation warning for a channel dropout given neither (C, *spatial) nor
+    (N, C, *spatial) dims; the caller's caller is named."""
+    if ndim in (spatial + 1, spatial + 2):
+        return
+    warnings.warn(
+        f"{op}: Received a {ndim}-D input to {op}, which is deprecated and will result in an "
+        "error in a future release. To retain the behavior and silence this warning, please "
+        f"use dropout instead. Note that {op} exists to provide channel-wise dropout on inputs "
+        f"with {spatial} spatial dimensions, a channel dimension, and an optional batch "
+        f"dimension (i.e. {spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
+
+
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
               ) -> Tensor:
     """Zero whole channels of input (N, C, L) or (C, L) with probability p and scale the rest
@@ -698,13 +705,7 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     bad p."""
     _check_dropout_p(p)
     x = _tensor(input)
-    if x.ndim not in (4, 5):
-        warnings.warn(
-            f"dropout3d: Received a {x.ndim}-D input to dropout3d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout3d exists to provide "
-            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
-            "an optional batch dimension (i.e. 4D or 5D inputs).", stacklevel=2)
+    _warn_unusual_rank("dropout3d", x.ndim, spatial=3)
     if not training or p == 0.0 or x.numel() == 0:
         return x
     if x.ndim == 5:

@@ -578,19 +578,19 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         state_dict = OrderedDict(state_dict)
-        modules = list(self.named_modules(remove_duplicate=False))
+        modules = [(f"{name}." if name else "", m)
+                   for name, m in self.named_modules(remove_duplicate=False)]
         missing: list[str] = []
         unexpected: list[str] = []
         problems: list[str] = []
-        for name, m in modules:
+        for prefix, m in modules:
             for hook in list(m._load_state_dict_pre_hooks.values()):
-                hook(m, state_dict, f"{name}." if name else "", {}, strict, missing, unexpected,
-                     problems)
+                hook(m, state_dict, prefix, {}, strict, missing, unexpected, problems)
         own = self.state_dict()
-        for name, m in modules:
+        for prefix, m in modules:
             if type(m).get_extra_state is not Module.get_extra_state:
-                own.pop((f"{name}." if name else "") + EXTRA_STATE_KEY, None)
-        extra = {(f"{name}." if name else "") + EXTRA_STATE_KEY: m for name, m in modules
+                own.pop(prefix + EXTRA_STATE_KEY, None)
+        extra = {prefix + EXTRA_STATE_KEY: m for prefix, m in modules
                  if type(m).set_extra_state is not Module.set_extra_state}
         missing += [k for k in list(own) + list(extra) if k not in state_dict]
         unexpected += [k for k in state_dict if k not in own and k not in extra]
